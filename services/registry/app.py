@@ -1,0 +1,33 @@
+"""The registry service: participants, battery models, batteries and their aliases."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.registry.batteries.router import router as batteries_router
+from services.registry.catalog.router import router as catalog_router
+from services.registry.participants.router import router as participants_router
+from services.registry.tables import SCHEMA
+from shared.app import create_service_app
+from shared.settings import RegistrySettings
+
+
+def create_app(settings: RegistrySettings | None = None) -> FastAPI:
+    settings = settings or RegistrySettings()
+    return create_service_app(
+        name="registry",
+        title="batterytrace registry",
+        description=(
+            "Master data of the battery lifecycle history system: participants, battery models, and every "
+            "cell, module and pack with its aliases. Every change is published to `battery.registry.v1`. "
+            "Errors are RFC 9457 problem+json."
+        ),
+        settings=settings,
+        routers=[participants_router, catalog_router, batteries_router],
+        schema=SCHEMA,
+    )
+
+
+def app() -> FastAPI:
+    """uvicorn factory: `uvicorn --factory services.registry.app:app`."""
+    return create_app()

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from services.registry.batteries import repository as repo
+from services.registry.batteries import service
+from services.registry.batteries.schemas import (
+    AliasIn,
+    AliasOut,
+    BatteryIn,
+    BatteryOut,
+    BatteryPage,
+    BatteryPublic,
+    BulkIn,
+    BulkOut,
+)
+from services.registry.catalog.schemas import Chemistry, Kind
+from shared.auth import CurrentPrincipal, OptionalPrincipal, RequireRole, Role
+from shared.db import SessionDep
+from shared.pagination import decode_cursor, encode_cursor
+from shared.problems import PROBLEM_RESPONSES
+
+router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
+Manufacturer = RequireRole(Role.manufacturer)
+PUBLIC_FIELDS = set(BatteryPublic.model_fields)
+
+
+@router.post(
+    "/v1/batteries",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatteryOut,
+    summary="Register a battery",
+)
+async def register_battery(body: BatteryIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
+    """A manufacturer registers one cell, module or pack. The manufacturer is the caller's organisation
+    (never the body). Its lifecycle ledger starts with MANUFACTURED at the events service."""
+    await service.register(session, [body], principal, bulk=False)
+    return await service.get_battery(session, body.id)
+
+
+@router.post(
+    "/v1/batteries/bulk",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BulkOut,
+    summary="Register up to 10,000 batteries, all or nothing",
+)
+async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
+    """All items are registered or none is; every failing item is listed with its `index`."""
+    rows = await service.register(session, body.batteries, principal, bulk=True)
+    return {"created": len(rows), "ids": [r["id"] for r in rows]}
+
+
+@router.get(
+    "/v1/batteries/{battery_id}",
+    response_model=BatteryOut | BatteryPublic,
+    summary="One battery (public fields without a token)",
+)
+async def get_battery(battery_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
+    row = await service.get_battery(session, battery_id)
+    if principal is None:
+        return {k: v for k, v in row.items() if k in PUBLIC_FIELDS} | {"access_level": "public"}
+    return row | {"access_level": "full"}
+
+
+@router.get("/v1/batteries", response_model=BatteryPage, summary="List batteries (cursor pagination)")
+async def list_batteries(
+    session: SessionDep,
+    _: CurrentPrincipal,
+    manufacturer: str | None = None,
+    kind: Kind | None = None,
+    chemistry: Chemistry | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    rows = await repo.list_batteries(
+        session,
+        manufacturer=manufacturer,
+        kind=kind.value if kind else None,
+        chemistry=chemistry.value if chemistry else None,
+        after=decode_cursor(cursor),
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if rows:
+        by_id = await repo.aliases_of(session, [r["id"] for r in rows])
+        for r in rows:
+            r["aliases"] = by_id[r["id"]]
+    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
+
+
+@router.post(
+    "/v1/batteries/{battery_id}/aliases",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AliasOut,
+    summary="Add an alias (GS1 Digital Link, EPC URN or VIN)",
+)
+async def add_alias(battery_id: str, body: AliasIn, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    return await service.add_alias(session, battery_id, body, principal)
+
+
+@router.get("/v1/resolve", response_model=AliasOut, summary="Resolve an alias to a battery ID (public)")
+async def resolve(session: SessionDep, alias: Annotated[str, Query(min_length=1, max_length=512)]) -> dict[str, Any]:
+    return await service.resolve(session, alias)

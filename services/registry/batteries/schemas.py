@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.registry.catalog.schemas import Chemistry, Kind
+from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
+
+
+class Materials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lithium: NonNegative = 0.0
+    nickel: NonNegative = 0.0
+    cobalt: NonNegative = 0.0
+    manganese: NonNegative = 0.0
+    graphite: NonNegative = 0.0
+
+
+class RecycledContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lithium: Percent = 0.0
+    nickel: Percent = 0.0
+    cobalt: Percent = 0.0
+    lead: Percent = 0.0
+
+
+EXAMPLE_BATTERY: dict[str, Any] = {
+    "id": "KR-LGES-P000001",
+    "model_id": "NCM811-P96-77KWH",
+    "serial_number": "P000001",
+    "manufactured_at": "2026-03-02T09:00:00+09:00",
+    "manufacturing_site": "Ochang, KR",
+    "materials_kg": {"lithium": 8.1, "nickel": 39.5, "cobalt": 4.9, "manganese": 4.6, "graphite": 52.0},
+    "recycled_content_pct": {"lithium": 6, "nickel": 4, "cobalt": 16, "lead": 0},
+    "carbon_footprint_kg_co2e_per_kwh": 61.5,
+}
+
+
+class BatteryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_BATTERY]})
+    id: BatteryId
+    model_id: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Kind | None = Field(None, description="Optional; when given it must equal the model's kind.")
+    serial_number: Annotated[str, Field(min_length=1, max_length=64)]
+    manufactured_at: PastAwareDatetime
+    manufacturing_site: Annotated[str, Field(min_length=1, max_length=200)]
+    materials_kg: Materials = Materials()
+    recycled_content_pct: RecycledContent = RecycledContent()
+    carbon_footprint_kg_co2e_per_kwh: NonNegative | None = None
+
+
+class BulkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"batteries": [EXAMPLE_BATTERY]}]})
+    batteries: Annotated[list[BatteryIn], Field(min_length=1, max_length=10_000)]
+
+
+class BulkOut(BaseModel):
+    created: int
+    ids: list[str]
+
+
+class BatteryPublic(BaseModel):
+    """What anyone holding the battery's ID or QR may see (EU passport: public level)."""
+
+    id: str
+    kind: Kind
+    model_id: str
+    chemistry: Chemistry
+    manufacturer: str
+    manufactured_at: datetime
+    manufacturing_site: str
+    rated_capacity_ah: float | None = None
+    nominal_voltage_v: float | None = None
+    rated_energy_kwh: float | None = None
+    mass_kg: float | None = None
+    recycled_content_pct: RecycledContent
+    carbon_footprint_kg_co2e_per_kwh: float | None = None
+    access_level: str = "public"
+
+
+class BatteryOut(BatteryPublic):
+    """The full record (needs a token)."""
+
+    serial_number: str
+    materials_kg: Materials
+    aliases: list[AliasOut] = []
+    created_at: datetime
+    access_level: str = "full"
+
+
+class BatteryPage(BaseModel):
+    items: list[BatteryOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page.")
+
+
+class AliasScheme(StrEnum):
+    gs1_digital_link = "gs1_digital_link"
+    epc = "epc"
+    vin = "vin"
+
+
+VIN_PATTERN = r"^[A-HJ-NPR-Z0-9]{17}$"
+
+
+class AliasIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"scheme": "vin", "value": "KMHEM41AP6A123456"},
+                {"scheme": "gs1_digital_link", "value": "https://id.example.kr/01/08801234567893/21/P000001"},
+                {"scheme": "epc", "value": "urn:epc:id:sgtin:8801234.056789.P000001"},
+            ]
+        },
+    )
+    scheme: AliasScheme
+    value: Annotated[str, Field(min_length=1, max_length=512)]
+
+    @model_validator(mode="after")
+    def _value_fits_scheme(self) -> AliasIn:
+        import re
+
+        if self.scheme is AliasScheme.vin and not re.fullmatch(VIN_PATTERN, self.value):
+            raise ValueError("a VIN is 17 characters of A-Z (not I, O, Q) and 0-9")
+        if self.scheme is AliasScheme.epc and not self.value.startswith("urn:epc:id:"):
+            raise ValueError("an EPC alias is a URN starting with 'urn:epc:id:'")
+        if self.scheme is AliasScheme.gs1_digital_link and not re.match(r"^https?://[^/]+/.*\d{2,4}/", self.value):
+            raise ValueError("a GS1 Digital Link is an http(s) URI with GS1 application identifiers in its path")
+        return self
+
+
+class AliasOut(AliasIn):
+    model_config = ConfigDict(extra="ignore")
+    battery_id: str
+
+
+BatteryOut.model_rebuild()

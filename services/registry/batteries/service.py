@@ -1,0 +1,162 @@
+"""Battery registration rules: identity, model, kind, duplicates; every change goes out via the outbox."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from asyncpg.exceptions import UniqueViolationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.batteries import repository as repo
+from services.registry.batteries.schemas import AliasIn, BatteryIn
+from services.registry.catalog import repository as catalog_repo
+from services.registry.events import manufactured_event_id, registry_message
+from services.registry.tables import SCHEMA
+from shared.auth import Principal, Role
+from shared.outbox import enqueue
+from shared.problems import Conflict, Forbidden, NotFound, Unprocessable, field_error
+
+
+def _item_error(index: int | None, field: str, rule: str, message: str) -> dict[str, Any]:
+    err = field_error(field if index is None else f"batteries.{index}.{field}", rule, message)
+    if index is not None:
+        err["index"] = index
+    return err
+
+
+async def register(
+    session: AsyncSession, items: list[BatteryIn], principal: Principal, *, bulk: bool
+) -> list[dict[str, Any]]:
+    """Register all items or none. `bulk` only changes how errors name their items."""
+
+    def idx(i: int) -> int | None:
+        return i if bulk else None
+
+    counts = Counter(b.id for b in items)
+    dup_in_request = [
+        _item_error(idx(i), "id", "unique-in-request", f"battery ID '{b.id}' appears more than once in the request")
+        for i, b in enumerate(items)
+        if counts[b.id] > 1
+    ]
+    if dup_in_request:
+        raise Conflict(
+            f"{len(dup_in_request)} items repeat a battery ID within the request.",
+            code="duplicate-battery",
+            errors=dup_in_request,
+        )
+
+    models = await catalog_repo.get_models(session, {b.model_id for b in items})
+    errors: list[dict[str, Any]] = []
+    for i, b in enumerate(items):
+        model = models.get(b.model_id)
+        if model is None:
+            errors.append(_item_error(idx(i), "model_id", "known-model", f"no battery model '{b.model_id}'"))
+        elif b.kind is not None and b.kind.value != model["kind"]:
+            errors.append(
+                _item_error(
+                    idx(i),
+                    "kind",
+                    "matches-model",
+                    f"kind '{b.kind.value}' differs from the model's '{model['kind']}'",
+                )
+            )
+    if errors:
+        raise Unprocessable(f"{len(errors)} items are invalid; first: {errors[0]['message']}.", errors=errors)
+
+    existing = await repo.existing_ids(session, [b.id for b in items])
+    if existing:
+        raise Conflict(
+            f"{len(existing)} battery IDs are registered already.",
+            code="duplicate-battery",
+            errors=[
+                _item_error(idx(i), "id", "unique", f"battery '{b.id}' is registered already")
+                for i, b in enumerate(items)
+                if b.id in existing
+            ],
+        )
+
+    rows = []
+    for b in items:
+        model = models[b.model_id]
+        rows.append(
+            {
+                **b.model_dump(exclude={"kind"}),
+                "kind": model["kind"],
+                "chemistry": model["chemistry"],
+                "manufacturer": principal.org,
+            }
+        )
+    try:
+        await repo.insert_batteries(session, rows)
+    except (IntegrityError, UniqueViolationError):
+        raise Conflict("A battery ID was registered concurrently; retry.", code="duplicate-battery") from None
+
+    messages = []
+    for row in rows:
+        model = models[row["model_id"]]
+        data = {
+            **row,
+            "manufactured_at": row["manufactured_at"].isoformat(),
+            "model": {
+                k: model[k]
+                for k in (
+                    "id",
+                    "kind",
+                    "chemistry",
+                    "rated_capacity_ah",
+                    "nominal_voltage_v",
+                    "rated_energy_kwh",
+                    "mass_kg",
+                    "manufacturer",
+                )
+            },
+        }
+        messages.append(
+            registry_message("battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]))
+        )
+    await enqueue(session, SCHEMA, messages)
+    return rows
+
+
+async def get_battery(session: AsyncSession, battery_id: str) -> dict[str, Any]:
+    row = await repo.get_battery(session, battery_id)
+    if row is None:
+        raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
+    row["aliases"] = (await repo.aliases_of(session, [battery_id]))[battery_id]
+    return row
+
+
+async def add_alias(session: AsyncSession, battery_id: str, body: AliasIn, principal: Principal) -> dict[str, Any]:
+    battery = await repo.get_battery(session, battery_id)
+    if battery is None:
+        raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
+    may = (
+        principal.role is Role.admin
+        or principal.org == battery["manufacturer"]
+        or (principal.role is Role.oem and body.scheme.value == "vin")
+    )
+    if not may:
+        raise Forbidden("Only the battery's manufacturer (or an OEM, for a VIN) may add aliases.")
+    alias = {"scheme": body.scheme.value, "value": body.value, "battery_id": battery_id}
+    if not await repo.insert_alias(session, body.scheme.value, body.value, battery_id):
+        current = await repo.get_alias(session, body.value)
+        if current and current["battery_id"] == battery_id:
+            return alias  # the same alias again: harmless
+        raise Conflict(
+            f"Alias '{body.value}' already names another battery.",
+            code="alias-taken",
+            errors=[field_error("value", "unique", "already names another battery")],
+        )
+    await enqueue(session, SCHEMA, [registry_message("battery.alias_added", battery_id, alias)])
+    return alias
+
+
+async def resolve(session: AsyncSession, value: str) -> dict[str, Any]:
+    alias = await repo.get_alias(session, value)
+    if alias is not None:
+        return {"battery_id": alias["battery_id"], "scheme": alias["scheme"], "value": value}
+    if await repo.existing_ids(session, [value]):
+        return {"battery_id": value, "scheme": "battery_id", "value": value}
+    raise NotFound(f"Nothing is registered under '{value}'.", code="unknown-alias")

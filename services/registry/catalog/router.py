@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from services.registry.catalog import service
+from services.registry.catalog.schemas import BatteryModelIn, BatteryModelOut
+from shared.auth import RequireRole, Role
+from shared.db import SessionDep
+from shared.problems import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1/models", tags=["battery models"], responses=PROBLEM_RESPONSES)
+Manufacturer = RequireRole(Role.manufacturer)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=BatteryModelOut, summary="Register a model")
+async def create_model(body: BatteryModelIn, session: SessionDep, principal: Manufacturer) -> dict[str, object]:
+    """A manufacturer registers a battery model (cell, module or pack) with its chemistry and ratings.
+    The manufacturer is the caller's organisation."""
+    return await service.create_model(session, body, principal)
+
+
+@router.get("/{model_id}", response_model=BatteryModelOut, summary="One model (public)")
+async def get_model(model_id: str, session: SessionDep) -> dict[str, object]:
+    return await service.get_model(session, model_id)

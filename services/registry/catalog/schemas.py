@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Kind(StrEnum):
+    cell = "cell"
+    module = "module"
+    pack = "pack"
+
+
+class Chemistry(StrEnum):
+    NCM = "NCM"
+    NCA = "NCA"
+    LFP = "LFP"
+    LMFP = "LMFP"
+    LMR = "LMR"
+    LCO = "LCO"
+    LMO = "LMO"
+    SODIUM_ION = "sodium-ion"
+    SOLID_STATE = "solid-state"
+
+
+ModelId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", examples=["NCM811-P96-77KWH"])]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class BatteryModelIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "NCM811-P96-77KWH",
+                    "kind": "pack",
+                    "chemistry": "NCM",
+                    "rated_capacity_ah": 222.0,
+                    "nominal_voltage_v": 350.0,
+                    "rated_energy_kwh": 77.4,
+                    "mass_kg": 477.0,
+                }
+            ]
+        },
+    )
+    id: ModelId
+    kind: Kind
+    chemistry: Chemistry
+    rated_capacity_ah: Positive
+    nominal_voltage_v: Positive
+    rated_energy_kwh: Positive
+    mass_kg: Positive
+
+
+class BatteryModelOut(BatteryModelIn):
+    model_config = ConfigDict(extra="ignore")
+    manufacturer: str
+    created_at: datetime

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.catalog import repository as repo
+from services.registry.catalog.schemas import BatteryModelIn
+from services.registry.events import registry_message
+from services.registry.tables import SCHEMA
+from shared.auth import Principal
+from shared.outbox import enqueue
+from shared.problems import Conflict, NotFound
+
+
+def model_facts(row: dict[str, Any]) -> dict[str, Any]:
+    """The model's facts as published (JSON-ready)."""
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+
+
+async def create_model(session: AsyncSession, body: BatteryModelIn, principal: Principal) -> dict[str, Any]:
+    row = await repo.insert_model(session, {**body.model_dump(mode="json"), "manufacturer": principal.org})
+    if row is None:
+        raise Conflict(f"Battery model '{body.id}' exists already.", code="duplicate-model")
+    await enqueue(session, SCHEMA, [registry_message("model.registered", body.id, model_facts(row))])
+    return row
+
+
+async def get_model(session: AsyncSession, model_id: str) -> dict[str, Any]:
+    found = await repo.get_models(session, [model_id])
+    if model_id not in found:
+        raise NotFound(f"No battery model '{model_id}'.")
+    return found[model_id]

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.tables import participants
+from shared.db import row_dict
+
+
+async def insert_participant(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert; None if the ID exists already."""
+    stmt = pg_insert(participants).values(**values).on_conflict_do_nothing().returning(participants)
+    row = (await session.execute(stmt)).mappings().first()
+    return row_dict(row) if row else None
+
+
+async def get_participant(session: AsyncSession, pid: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(participants).where(participants.c.id == pid))).mappings().first()
+    return row_dict(row) if row else None
+
+
+async def list_participants(
+    session: AsyncSession,
+    *,
+    role: str | None,
+    ministry: str | None,
+    region: str | None,
+    after: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    q = select(participants).order_by(participants.c.id).limit(limit)
+    if role:
+        q = q.where(participants.c.role == role)
+    if ministry:
+        q = q.where(participants.c.ministry == ministry)
+    if region:
+        q = q.where(participants.c.region == region)
+    if after:
+        q = q.where(participants.c.id > after)
+    return [row_dict(r) for r in (await session.execute(q)).mappings()]

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.events import registry_message
+from services.registry.participants import repository as repo
+from services.registry.participants.schemas import ParticipantIn
+from services.registry.tables import SCHEMA
+from shared.outbox import enqueue
+from shared.problems import Conflict, NotFound
+
+
+async def create_participant(session: AsyncSession, body: ParticipantIn) -> dict[str, Any]:
+    row = await repo.insert_participant(session, body.model_dump(mode="json"))
+    if row is None:
+        raise Conflict(f"Participant '{body.id}' exists already.", code="duplicate-participant")
+    data = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    await enqueue(session, SCHEMA, [registry_message("participant.registered", body.id, data)])
+    return row
+
+
+async def get_participant(session: AsyncSession, pid: str) -> dict[str, Any]:
+    row = await repo.get_participant(session, pid)
+    if row is None:
+        raise NotFound(f"No participant '{pid}'.")
+    return row

@@ -1,0 +1,119 @@
+"""The common shape of every service's ASGI app: settings, engine, auth, problems, logs, health."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from sqlalchemy import text
+
+from shared.auth import TokenVerifier
+from shared.db import make_engine, make_sessionmaker
+from shared.kafka import kafka_reachable
+from shared.logs import RequestIdMiddleware, configure_logging
+from shared.outbox import OutboxRelay, outbox_stats
+from shared.problems import Problem, Unavailable, install_problem_handlers
+from shared.settings import ServiceSettings
+
+ExtraLifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: the database and Kafka are reachable",
+        responses={503: {"description": "A dependency is down"}},
+    )
+    async def readyz(request: Request) -> dict[str, Any]:
+        app = request.app
+        checks: dict[str, str] = {}
+        try:
+            async with app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # pragma: no cover - exercised in fault tests
+            checks["database"] = f"down: {exc.__class__.__name__}"
+        settings: ServiceSettings = app.state.settings
+        checks["kafka"] = "ok" if await kafka_reachable(settings.kafka_bootstrap_servers) else "down"
+        if any(v != "ok" for v in checks.values()):
+            raise Unavailable("Not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)
+        return {"status": "ready", "checks": checks}
+
+    return router
+
+
+def create_service_app(
+    *,
+    name: str,
+    title: str,
+    description: str,
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter],
+    schema: str,
+    extra_lifespan: ExtraLifespan | None = None,
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    configure_logging(name, settings.log_level, settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, settings.database_pool_size)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.verifier = TokenVerifier(settings)
+        relay = None
+        if settings.relay_enabled:
+            relay = OutboxRelay(
+                engine,
+                schema,
+                bootstrap=settings.kafka_bootstrap_servers,
+                topic_prefix=settings.kafka_topic_prefix,
+                partitions=settings.kafka_partitions,
+                batch_size=settings.relay_batch_size,
+                idle_sleep_s=settings.relay_idle_sleep_s,
+            )
+            relay.start()
+        app.state.relay = relay
+        try:
+            if extra_lifespan is not None:
+                async with extra_lifespan(app):
+                    yield
+            else:
+                yield
+        finally:
+            if relay is not None:
+                await relay.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+    )
+    app.state.settings = settings
+    app.state.schema = schema
+    app.state.service_name = name
+    install_problem_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/v1/ops/outbox", tags=["operations"], summary="Outbox backlog of this service")
+    async def outbox_status() -> dict[str, float]:
+        return await outbox_stats(app.state.engine, schema)
+
+    return app
+
+
+__all__ = ["Problem", "create_service_app"]

@@ -1,0 +1,194 @@
+"""JWT bearer authentication: each service verifies; principals carry org, role and ministry."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.problems import Forbidden, Unauthorized
+from shared.settings import ServiceSettings
+
+
+class Role(StrEnum):
+    manufacturer = "manufacturer"
+    oem = "oem"
+    inspector = "inspector"
+    dismantler = "dismantler"
+    collector = "collector"
+    assessor = "assessor"
+    remanufacturer = "remanufacturer"
+    repurposer = "repurposer"
+    certifier = "certifier"
+    recycler = "recycler"
+    ministry = "ministry"
+    operator = "operator"
+    admin = "admin"
+
+
+class Ministry(StrEnum):
+    MOTIE = "MOTIE"
+    MOLIT = "MOLIT"
+    MCEE = "MCEE"
+    KATS = "KATS"
+
+
+#: Roles that handle batteries physically: EU "legitimate interest" when they handle the battery.
+LEGITIMATE_INTEREST = {
+    Role.dismantler,
+    Role.collector,
+    Role.assessor,
+    Role.repurposer,
+    Role.remanufacturer,
+    Role.recycler,
+}
+AUTHORITY = {Role.ministry, Role.certifier, Role.admin}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    org: str
+    role: Role
+    ministry: Ministry | None = None
+    subject: str = ""
+
+    @property
+    def is_authority(self) -> bool:
+        return self.role in AUTHORITY
+
+
+class TokenVerifier:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self._key: Any = None
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.jwt_jwks_url:
+            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url)
+        elif settings.jwt_public_key:
+            self._key = serialization.load_pem_public_key(settings.jwt_public_key.encode())
+        elif settings.jwt_public_key_file:
+            self._key = serialization.load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
+
+    def verify(self, token: str) -> Principal:
+        if self._key is None and self._jwks is None:
+            raise Unauthorized("This service has no token verification key configured.", code="no-key")
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._key
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self.settings.jwt_algorithms,
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["exp", "iat", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The bearer token has expired.", code="token-expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"The bearer token is invalid: {exc}.", code="invalid-token") from None
+        try:
+            role = Role(claims.get("role"))
+            ministry = Ministry(claims["ministry"]) if claims.get("ministry") else None
+            org = str(claims["org"])
+        except (KeyError, ValueError):
+            raise Unauthorized("The bearer token lacks a valid org or role.", code="invalid-token") from None
+        if role is Role.ministry and ministry is None:
+            raise Unauthorized("A ministry token must carry a ministry code.", code="invalid-token")
+        return Principal(org=org, role=role, ministry=ministry, subject=str(claims.get("sub", "")))
+
+
+_bearer = HTTPBearer(auto_error=False, description="JWT bearer token (`batterytrace token` makes one).")
+
+
+async def optional_principal(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal | None:
+    if creds is None:
+        if request.headers.get("authorization"):
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'.", code="invalid-token")
+        return None
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(creds.credentials)
+
+
+async def require_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    if principal is None:
+        raise Unauthorized("This endpoint needs a bearer token.")
+    return principal
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+
+
+def RequireRole(*roles: Role) -> Any:
+    """A dependency that admits only the given roles (admin always)."""
+    allowed = set(roles) | {Role.admin}
+
+    async def dep(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Forbidden(f"Role '{principal.role.value}' may not do this; allowed roles: {names}.")
+        return principal
+
+    checker: Callable[..., Coroutine[Any, Any, Principal]] = dep
+    return Annotated[Principal, Depends(checker)]
+
+
+# ---- key material and token minting (dev and tests) ----
+
+
+def generate_keypair(directory: Path) -> tuple[Path, Path]:
+    """Create an Ed25519 key pair under `directory` unless it exists. Returns (private, public)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    priv, pub = directory / "jwt-private.pem", directory / "jwt-public.pem"
+    if not priv.exists() or not pub.exists():
+        key = Ed25519PrivateKey.generate()
+        priv.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        priv.chmod(0o600)
+        pub.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    return priv, pub
+
+
+def mint_token(
+    private_key_pem: bytes,
+    *,
+    org: str,
+    role: str,
+    ministry: str | None = None,
+    ttl_s: int = 12 * 3600,
+    audience: str = "batterytrace",
+    issuer: str = "batterytrace",
+) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": f"{org}:{role}",
+        "org": org,
+        "role": Role(role).value,
+        "iat": now,
+        "nbf": now - 5,
+        "exp": now + ttl_s,
+        "aud": audience,
+        "iss": issuer,
+        "jti": str(uuid.uuid4()),
+    }
+    if ministry:
+        claims["ministry"] = Ministry(ministry).value
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    return jwt.encode(claims, key, algorithm="EdDSA")  # type: ignore[arg-type]

@@ -1,0 +1,211 @@
+"""aiokafka helpers: topics, the producer, and a consumer loop with manual commits and a dead-letter topic.
+
+Designed for at-least-once delivery with idempotent consumers: the embedded broker supports neither
+idempotent nor transactional producers (see RUNTIME.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger("batterytrace.kafka")
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+        if not wanted:
+            return
+        try:
+            await admin.create_topics(
+                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in wanted]
+            )
+        except TopicAlreadyExistsError:
+            pass
+    finally:
+        await admin.close()
+
+
+async def kafka_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        await asyncio.wait_for(admin.list_topics(), timeout_s)
+        return True
+    except Exception:
+        return False
+    finally:
+        try:
+            await admin.close()
+        except Exception:
+            pass
+
+
+def make_producer(bootstrap: str, **kw: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=kw.pop("linger_ms", 2),
+        max_batch_size=kw.pop("max_batch_size", 256 * 1024),
+        request_timeout_ms=kw.pop("request_timeout_ms", 10_000),
+        enable_idempotence=False,
+        **kw,
+    )
+
+
+class PoisonMessage(Exception):
+    """A message that can never be applied (undecodable, invalid): goes to the dead-letter topic."""
+
+
+BatchHandler = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+
+
+class ConsumerLoop:
+    """Consume `topics` in a group; apply each fetched batch with `handler` (one DB transaction), then
+    commit offsets. A failing batch is retried record by record; a record that fails on its own is
+    dead-lettered so the stream keeps moving."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str,
+        handler: BatchHandler,
+        name: str,
+        max_records: int = 1000,
+        on_dead_letter: Callable[[str], None] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.handler = handler
+        self.name = name
+        self.max_records = max_records
+        self.on_dead_letter = on_dead_letter
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.applied = 0
+        self.dead_lettered = 0
+        self.running = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, 15)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer %s failed; restarting in 1 s", self.name)
+                await asyncio.sleep(1)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        producer = make_producer(self.bootstrap)
+        await consumer.start()
+        try:
+            await producer.start()
+            self.running = True
+            while not self._stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                if not batches:
+                    continue
+                records = [r for tp in sorted(batches, key=str) for r in batches[tp]]
+                await self._apply(records, producer)
+                offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+                await consumer.commit(offsets)
+        finally:
+            self.running = False
+            try:
+                await consumer.stop()
+            finally:
+                await producer.stop()
+
+    async def _apply(self, records: list[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer) -> None:
+        try:
+            await self.handler(records)
+            self.applied += len(records)
+            return
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            log.warning("consumer %s: batch of %d failed (%r); applying one by one", self.name, len(records), exc)
+        for rec in records:
+            try:
+                await self.handler([rec])
+                self.applied += 1
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                await self._dead_letter(rec, exc, producer)
+
+    async def _dead_letter(self, rec: ConsumerRecord[bytes, bytes], exc: Exception, producer: AIOKafkaProducer) -> None:
+        target = dlq_topic(rec.topic)
+        log.error("consumer %s: dead-lettering %s[%d]@%d: %s", self.name, rec.topic, rec.partition, rec.offset, exc)
+        headers = [
+            ("dlq.error", str(exc)[:1000].encode()),
+            ("dlq.source", f"{rec.topic}:{rec.partition}:{rec.offset}".encode()),
+            ("dlq.consumer", self.group_id.encode()),
+        ]
+        await ensure_topics(self.bootstrap, [target], 1)
+        await producer.send_and_wait(target, rec.value, key=rec.key, headers=headers)
+        self.dead_lettered += 1
+        if self.on_dead_letter:
+            self.on_dead_letter(rec.topic)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, PoisonMessage):
+        return False
+    if isinstance(exc, OSError | ConnectionError | TimeoutError | InterfaceError | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+__all__ = [
+    "ConsumerLoop",
+    "ConsumerRecord",
+    "PoisonMessage",
+    "TopicPartition",
+    "dlq_topic",
+    "ensure_topics",
+    "kafka_reachable",
+    "make_producer",
+]

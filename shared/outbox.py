@@ -1,0 +1,230 @@
+"""Transactional outbox: rows written in the caller's transaction, relayed to Kafka at least once.
+
+Each service owns an `outbox` table in its own schema (created by Alembic). The relay claims unsent
+rows with FOR UPDATE SKIP LOCKED, publishes them, and marks them sent only after the broker acked.
+Sent rows are kept (for `events republish`); a partial index keeps the unsent scan cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, Table, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from shared.db import raw_connection
+from shared.kafka import ensure_topics, make_producer
+
+log = logging.getLogger("batterytrace.outbox")
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("topic", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("sent_at", DateTime(timezone=True)),
+        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    topic: str
+    key: str
+    payload: dict[str, Any]
+
+
+async def enqueue(session: AsyncSession, schema: str, messages: Sequence[OutboxMessage]) -> None:
+    """Write messages to the outbox inside the session's transaction (COPY for big batches)."""
+    if not messages:
+        return
+    conn = await raw_connection(session)
+    if len(messages) >= 50:
+        await conn.copy_records_to_table(
+            "outbox",
+            schema_name=schema,
+            columns=["topic", "key", "payload"],
+            records=[(m.topic, m.key, orjson.dumps(m.payload).decode()) for m in messages],
+        )
+    else:
+        await conn.executemany(
+            f"INSERT INTO {schema}.outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb)",
+            [(m.topic, m.key, orjson.dumps(m.payload).decode()) for m in messages],
+        )
+
+
+async def outbox_stats(engine: AsyncEngine, schema: str) -> dict[str, float]:
+    """Backlog size and the age in seconds of the oldest unsent row."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    f"SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+                    f"FROM {schema}.outbox WHERE sent_at IS NULL"
+                )
+            )
+        ).one()
+    return {"backlog": float(row[0]), "oldest_age_s": float(row[1])}
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox to Kafka. Several relays may run against one table safely."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        schema: str,
+        *,
+        bootstrap: str,
+        topic_prefix: str = "",
+        partitions: int = 4,
+        batch_size: int = 1000,
+        idle_sleep_s: float = 0.02,
+    ) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.partitions = partitions
+        self.batch_size = batch_size
+        self.idle_sleep_s = idle_sleep_s
+        self.published = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"relay:{self.schema}")
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, then stop."""
+        self._stop.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, 20)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        await self._close_producer()
+
+    async def _close_producer(self) -> None:
+        if self._admin is not None:
+            try:
+                await self._admin.close()
+            except Exception:
+                pass
+            self._admin = None
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except Exception:
+                pass
+            self._producer = None
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = make_producer(self.bootstrap)
+            try:
+                await producer.start()
+            except Exception:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                n = await self.run_once()
+                backoff = 0.2
+                if n < self.batch_size:
+                    await self._sleep(self.idle_sleep_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = repr(exc)
+                log.warning("relay %s: publish failed (%r); retrying in %.1fs", self.schema, exc, backoff)
+                await self._close_producer()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def run_once(self) -> int:
+        """Claim, publish and mark one batch. Returns how many rows were published."""
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT id, topic, key, payload::text FROM {self.schema}.outbox "
+                        f"WHERE sent_at IS NULL ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"n": self.batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0
+            producer = await self._ensure_producer()
+            topics = {self.topic_prefix + r[1] for r in rows}
+            await self._ensure_topics(topics)
+            started = time.monotonic()
+            futures = [
+                await producer.send(self.topic_prefix + topic, value=payload.encode(), key=key.encode())
+                for _, topic, key, payload in rows
+            ]
+            await asyncio.gather(*futures)
+            # Some brokers (the memory-only embedded one after a restart) ack writes to topics they do
+            # not have, and drop them. Only count a batch as sent if its topics still exist.
+            await self._check_topics(topics)
+            await conn.execute(
+                text(f"UPDATE {self.schema}.outbox SET sent_at = now() WHERE id = ANY(:ids)"),
+                {"ids": [r[0] for r in rows]},
+            )
+        self.published += len(rows)
+        log.debug("relay %s: %d rows in %.3fs", self.schema, len(rows), time.monotonic() - started)
+        return len(rows)
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+            try:
+                await admin.start()
+            except Exception:
+                await admin.close()
+                raise
+            self._admin = admin
+        return self._admin
+
+    async def _ensure_topics(self, topics: set[str]) -> None:
+        present = set(await (await self._admin_client()).list_topics())
+        missing = topics - present
+        if missing:
+            log.info("relay %s: creating missing topics %s", self.schema, sorted(missing))
+            await ensure_topics(self.bootstrap, missing, self.partitions)
+
+    async def _check_topics(self, topics: set[str]) -> None:
+        present = set(await (await self._admin_client()).list_topics())
+        if not topics <= present:
+            raise RuntimeError(f"topics vanished during publish: {sorted(topics - present)}")

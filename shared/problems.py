@@ -1,0 +1,212 @@
+"""RFC 9457 problem+json: typed exceptions, rendered once for every failure."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_BASE = "https://batterytrace.kr/problems/"
+MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("batterytrace.problems")
+
+
+class Problem(Exception):
+    """An error a client can act on. `code` is stable; `type` is derived from it."""
+
+    status = 400
+    code = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        if title is not None:
+            self.title = title
+        self.errors = list(errors or [])
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+class NotFound(Problem):
+    status, code, title = 404, "not-found", "Not found"
+
+
+class Conflict(Problem):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unprocessable(Problem):
+    status, code, title = 422, "validation-error", "Invalid request"
+
+
+class Unauthorized(Problem):
+    status, code, title = 401, "unauthorized", "Authentication required"
+
+    def __init__(self, detail: str, **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(Problem):
+    status, code, title = 403, "forbidden", "Not allowed"
+
+
+class Unavailable(Problem):
+    status, code, title = 503, "unavailable", "Temporarily unavailable"
+
+    def __init__(self, detail: str, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(detail, **kw)
+
+
+def field_error(field: str, rule: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"field": field, "rule": rule, "message": message, **extra}
+
+
+def validation_errors(exc_errors: Sequence[Any], *, prefix: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Turn pydantic errors into our {field, rule, message} items (dotted field paths)."""
+    out = []
+    for err in exc_errors:
+        loc = [*prefix, *[p for p in err.get("loc", ()) if p not in ("body",)]]
+        item = field_error(
+            ".".join(str(p) for p in loc) or "body",
+            str(err.get("type", "invalid")),
+            str(err.get("msg", "invalid value")),
+        )
+        # In batch bodies ({"batteries": [...]}, {"events": [...]}) name the failing item's index.
+        if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(loc[0], str):
+            item["index"] = loc[1]
+        out.append(item)
+    return out
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.body(str(request.url.path) if request else None),
+        status_code=problem.status,
+        media_type=MEDIA_TYPE,
+        headers=problem.headers,
+    )
+
+
+_STATUS_CODES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "too-many-requests",
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(exc.errors())
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return problem_response(Unprocessable(f"{first['field']}: {first['message']}", errors=errors), request)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return problem_response(
+            Problem(
+                str(exc.detail),
+                status=exc.status_code,
+                code=code,
+                title=code.replace("-", " ").capitalize(),
+                headers=getattr(exc, "headers", None),
+            ),
+            request,
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+        if isinstance(exc, OSError | ConnectionError | InterfaceError | OperationalError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            log.warning("dependency unavailable: %r", exc)
+            return problem_response(Unavailable("A backing service is unavailable; retry shortly."), request)
+        log.exception("unhandled error")
+        return problem_response(
+            Problem("An internal error occurred.", status=500, code="internal-error", title="Internal error"),
+            request,
+        )
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": desc,
+        "content": {
+            MEDIA_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "code": {"type": "string"},
+                        "errors": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+    for code, desc in {
+        401: "Missing or invalid bearer token",
+        403: "The caller's role may not do this",
+        404: "Not found",
+        409: "Conflict with the current state",
+        422: "Invalid input: `errors` names each field and rule",
+    }.items()
+}

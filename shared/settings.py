@@ -1,0 +1,59 @@
+"""Typed settings. Each service reads its own prefix (BT_REGISTRY_, BT_EVENTS_, BT_PORTAL_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPIC_REGISTRY = "battery.registry.v1"
+TOPIC_LIFECYCLE = "battery.lifecycle.v1"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclasses set the env prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/batterytrace",
+        description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
+    )
+    database_pool_size: int = Field(10, ge=1)
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated bootstrap servers.")
+    kafka_topic_prefix: str = Field("", description="Prefix for every topic name (isolation in tests).")
+    kafka_partitions: int = Field(4, ge=1, description="Partitions for topics the service creates.")
+    jwt_public_key_file: Path | None = Field(None, description="PEM public key that verifies bearer tokens.")
+    jwt_public_key: str | None = Field(None, description="PEM public key inline (instead of the file).")
+    jwt_jwks_url: str | None = Field(None, description="OIDC JWKS URL (instead of a static key).")
+    jwt_audience: str = "batterytrace"
+    jwt_issuer: str = "batterytrace"
+    jwt_algorithms: list[str] = ["EdDSA", "RS256", "ES256"]
+    relay_enabled: bool = Field(True, description="Run the outbox relay inside the service process.")
+    relay_batch_size: int = Field(1000, ge=1)
+    relay_idle_sleep_s: float = Field(0.02, gt=0)
+    consumers_enabled: bool = Field(True, description="Run the Kafka consumers inside the service process.")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"
+
+
+class RegistrySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BT_REGISTRY_", extra="ignore")
+    bulk_max_items: int = 10_000
+
+
+class EventsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BT_EVENTS_", extra="ignore")
+    registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL for read-through.")
+    batch_max_items: int = 5_000
+    consumer_group: str = "batterytrace-events"
+
+
+class PortalSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BT_PORTAL_", extra="ignore")
+    consumer_group: str = "batterytrace-portal"
+    events_url: str = Field("http://127.0.0.1:8002", description="Events service base URL.")

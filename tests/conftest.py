@@ -1,0 +1,169 @@
+"""Test harness: one embedded PostgreSQL and one embedded broker per session; every test gets its own
+database (cloned from a migrated template) and its own topic prefix, so tests never see each other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
+
+from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from shared.auth import generate_keypair, mint_token
+from shared.migrate import upgrade_head
+from shared.settings import EventsSettings, PortalSettings, RegistrySettings, ServiceSettings
+
+TEMPLATE_DB = "bt_template"
+
+
+@dataclass
+class Infra:
+    pg: EmbeddedPostgres
+    kafka: EmbeddedKafka
+    private_key: bytes
+    public_key: Path
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    base = tmp_path_factory.mktemp("infra")
+    pg = EmbeddedPostgres(base / "pg", ephemeral=True)
+    pg.start()
+    kafka = EmbeddedKafka(free_port(), log_path=base / "kafka.log")
+    try:
+        pg.create_database_sync(TEMPLATE_DB)
+        upgrade_head(pg.url(TEMPLATE_DB))
+        kafka.start()
+        priv, pub = generate_keypair(base / "keys")
+        yield Infra(pg=pg, kafka=kafka, private_key=priv.read_bytes(), public_key=pub)
+    finally:
+        kafka.stop()
+        pg.stop()
+
+
+@pytest.fixture
+async def db_url(infra: Infra) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    await infra.pg.create_database(name, template=TEMPLATE_DB)
+    try:
+        yield infra.pg.url(name)
+    finally:
+        await infra.pg.drop_database(name)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def make_settings(infra: Infra, db_url: str, topic_prefix: str) -> Callable[..., Any]:
+    def make(cls: type[ServiceSettings], **overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "database_url": db_url,
+            "kafka_bootstrap_servers": infra.kafka.bootstrap,
+            "kafka_topic_prefix": topic_prefix,
+            "kafka_partitions": 2,
+            "jwt_public_key_file": infra.public_key,
+            "relay_idle_sleep_s": 0.01,
+            "log_json": False,
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    return make
+
+
+@pytest.fixture
+def token(infra: Infra) -> Callable[..., dict[str, str]]:
+    """token(org, role, ministry=None) -> Authorization headers."""
+
+    def make(org: str, role: str, ministry: str | None = None, **kw: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(infra.private_key, org=org, role=role, ministry=ministry, **kw)}"}
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (engine, relay, consumers) and talk to it over ASGI."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture
+async def registry(make_settings: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
+    from services.registry.app import create_app
+
+    async with serve(create_app(make_settings(RegistrySettings))) as client:
+        yield client
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, at_least: int, timeout_s: float = 20.0, settle_s: float = 0.5
+) -> list[dict[str, Any]]:
+    """Every message on a topic (all partitions, from the start): waits until `at_least` arrived, then a
+    little longer so that duplicates would show."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        parts: set[int] | None = None
+        while parts is None and loop.time() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                parts = None
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await asyncio.sleep(0.1)
+        if parts is None:
+            return out
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        settle_until = None
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            for recs in batch.values():
+                for r in recs:
+                    out.append({"key": r.key.decode() if r.key else None, "value": orjson.loads(r.value),
+                                "partition": r.partition, "offset": r.offset})
+            if len(out) >= at_least:
+                settle_until = settle_until or loop.time() + settle_s
+                if loop.time() >= settle_until:
+                    break
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def eventually(check: Callable[[], Any], timeout_s: float = 15.0, interval_s: float = 0.05) -> Any:
+    """Poll an async or sync check until it returns a truthy value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last: Any = None
+    while loop.time() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
+
+
+__all__ = ["EventsSettings", "Infra", "PortalSettings", "RegistrySettings", "eventually", "read_topic", "serve"]
