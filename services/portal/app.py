@@ -1,0 +1,44 @@
+"""The portal service: read models built from `battery.registry.v1` and `battery.lifecycle.v1` only —
+whole battery histories, ministry views and battery passports."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.portal.history.router import router as history_router
+from services.portal.ingest.consumer import consumer_lifespan
+from services.portal.passports.router import router as passports_router
+from services.portal.tables import SCHEMA
+from services.portal.views.router import router as views_router
+from shared.app import create_service_app
+from shared.settings import PortalSettings
+
+
+def create_app(settings: PortalSettings | None = None) -> FastAPI:
+    settings = settings or PortalSettings()
+    # The portal publishes nothing: no outbox relay.
+    settings = settings.model_copy(update={"relay_enabled": False})
+    return create_service_app(
+        name="portal",
+        title="batterytrace portal",
+        description=(
+            "The integrated portal of the battery lifecycle history system. Its read models are built only from "
+            "the Kafka streams `battery.registry.v1` and `battery.lifecycle.v1` (idempotent on event ID, so they "
+            "can be rebuilt by replaying the streams): a battery's whole history, search, the ministries' views "
+            "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
+        ),
+        settings=settings,
+        routers=[history_router, views_router, passports_router],
+        schema=SCHEMA,
+        extra_lifespan=consumer_lifespan,
+        openapi_tags=[
+            {"name": "history", "description": "Whole histories and search (bearer token)."},
+            {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},
+            {"name": "passports", "description": "Battery passports by access level (public without a token)."},
+        ],
+    )
+
+
+def app() -> FastAPI:
+    """uvicorn factory: `uvicorn --factory services.portal.app:app`."""
+    return create_app()

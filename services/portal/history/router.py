@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from services.portal import access
+from services.portal.history import repository as repo
+from services.portal.history import service
+from services.portal.history.schemas import BatterySearchPage, History
+from services.portal.ingest.schemas import State
+from shared.auth import CurrentPrincipal
+from shared.db import SessionDep
+from shared.pagination import decode_cursor, encode_cursor
+from shared.problems import PROBLEM_RESPONSES
+
+router = APIRouter(tags=["history"], responses=PROBLEM_RESPONSES)
+
+
+@router.get("/v1/batteries/{battery_id}/history", response_model=History, summary="A battery's whole life")
+async def get_history(
+    battery_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    at: Annotated[
+        AwareDatetime | None, Query(description="Show the composition (and state) as it was at this time.")
+    ] = None,
+    alias: Annotated[
+        str | None,
+        Query(max_length=512, description="Find the battery by an alias instead (VIN, GS1 Digital Link, EPC)."),
+    ] = None,
+) -> dict[str, Any]:
+    """Registry facts, aliases, the composition tree (now or `?at=`), every event in order with its actor,
+    the current state, custodian and grade, the hash-chain linkage, the passports of each life, and
+    `as_of`: the last event applied. With `?alias=` the path ID is ignored (use `-`).
+
+    Authorities (ministries, certifiers, admin) and operators see every battery; other participants the
+    batteries they made or handled (403 otherwise)."""
+    return await service.history(session, principal, battery_id, alias=alias, at=at)
+
+
+@router.get("/v1/batteries", response_model=BatterySearchPage, summary="Search batteries (cursor pagination)")
+async def search(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    state: State | None = None,
+    manufacturer: str | None = None,
+    chemistry: str | None = None,
+    region: Annotated[str | None, Query(description="The last region an event reported, e.g. KR-41.")] = None,
+    vin: Annotated[str | None, Query(description="Installed in this vehicle (VIN alias or INSTALLED data).")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Filters combine with AND. Participants other than authorities and operators find only the batteries
+    they made or handled."""
+    rows = await repo.search(
+        session,
+        state=state.value if state else None,
+        manufacturer=manufacturer,
+        chemistry=chemistry,
+        region=region,
+        vin=vin,
+        handler_org=None if access.sees_all(principal) else principal.org,
+        after=decode_cursor(cursor),
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}

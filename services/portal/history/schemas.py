@@ -1,0 +1,252 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_H = "3f7a" + "0" * 60
+EXAMPLE_EVENT: dict[str, Any] = {
+    "sequence": 2,
+    "event_id": "5f0c8a8e-8a4c-4c9e-9a53-0f1d0d3c2b71",
+    "type": "INSTALLED",
+    "occurred_at": "2026-04-02T10:30:00+09:00",
+    "recorded_at": "2026-04-02T10:30:01+09:00",
+    "actor": "HMC",
+    "actor_role": "oem",
+    "location": {"site": "Ulsan plant", "region": "KR-31"},
+    "data": {"vin": "KMHEM41AP6A123456"},
+    "state_after": "in_service",
+    "custodian_after": "HMC",
+    "prev_hash": _H,
+    "hash": "9c1e" + "0" * 60,
+}
+
+
+class TimelineEvent(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_EVENT]})
+    sequence: int
+    event_id: str
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str = Field(description="The organisation that posted the event (from its credential).")
+    actor_role: str
+    location: dict[str, Any]
+    data: dict[str, Any]
+    state_after: str
+    custodian_after: str
+    prev_hash: str
+    hash: str
+
+
+class RegistryFacts(BaseModel):
+    model_id: str | None
+    kind: str | None
+    chemistry: str | None
+    manufacturer: str | None
+    serial_number: str | None
+    manufactured_at: datetime | None
+    manufacturing_site: str | None
+    materials_kg: dict[str, float] | None
+    recycled_content_pct: dict[str, float] | None
+    carbon_footprint_kg_co2e_per_kwh: float | None
+    model: dict[str, Any] | None
+
+
+class Current(BaseModel):
+    state: str | None = Field(None, description="After the event with the highest sequence applied.")
+    state_since: datetime | None
+    custodian: str | None
+    region: str | None = Field(None, description="The last region an event reported.")
+    grade: str | None
+    soh_pct: float | None
+    cycle_count: int | None
+    parent_id: str | None = Field(None, description="The module or pack it is inside now.")
+    vin: str | None
+    safety: str | None = Field(None, description="Last safety inspection result of this life (pass/fail).")
+    sequence: int
+    passport_status: str
+
+
+class Node(BaseModel):
+    id: str
+    kind: str | None
+    model_id: str | None
+    components: list[Node]
+
+
+class Composition(BaseModel):
+    at: datetime
+    parent_id: str | None
+    ancestors: list[str] = Field(description="Parent, grandparent... at that time.")
+    components: list[Node]
+
+
+class StateAt(BaseModel):
+    sequence: int
+    state_after: str
+    custodian_after: str
+
+
+class ChainStatus(BaseModel):
+    status: Literal["valid", "incomplete", "broken", "empty"]
+    events: int
+    head_hash: str | None
+    broken_at_sequence: int | None
+    reason: str | None
+    verify_url: str = Field(description="The events service's full recomputation of every hash.")
+
+
+class PassportRef(BaseModel):
+    passport_id: str
+    life: int
+    status: str
+    from_sequence: int
+    to_sequence: int | None
+    started_at: datetime | None
+    predecessor: str | None
+    successor: str | None
+
+
+class AsOf(BaseModel):
+    event_id: str
+    sequence: int
+    recorded_at: datetime
+    applied_at: datetime
+
+
+class Alias(BaseModel):
+    scheme: str
+    value: str
+
+
+class History(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "battery_id": "KR-LGES-P000001",
+                    "registry": {
+                        "model_id": "NCM-P77",
+                        "kind": "pack",
+                        "chemistry": "NCM",
+                        "manufacturer": "LGES",
+                        "serial_number": "P000001",
+                        "manufactured_at": "2026-03-02T09:00:00+09:00",
+                        "manufacturing_site": "Ochang",
+                        "materials_kg": {"lithium": 8.1, "nickel": 39.5, "cobalt": 4.9},
+                        "recycled_content_pct": {"lithium": 6, "nickel": 4, "cobalt": 16, "lead": 0},
+                        "carbon_footprint_kg_co2e_per_kwh": 61.5,
+                        "model": {"rated_energy_kwh": 77.4},
+                    },
+                    "aliases": [{"scheme": "vin", "value": "KMHEM41AP6A123456"}],
+                    "current": {
+                        "state": "in_service",
+                        "state_since": "2026-04-02T10:30:00+09:00",
+                        "custodian": "HMC",
+                        "region": "KR-31",
+                        "grade": None,
+                        "soh_pct": None,
+                        "cycle_count": None,
+                        "parent_id": None,
+                        "vin": "KMHEM41AP6A123456",
+                        "safety": None,
+                        "sequence": 2,
+                        "passport_status": "original",
+                    },
+                    "composition": {
+                        "at": "2026-05-01T00:00:00+09:00",
+                        "parent_id": None,
+                        "ancestors": [],
+                        "components": [
+                            {"id": "KR-LGES-M000001", "kind": "module", "model_id": "NCM-M8", "components": []}
+                        ],
+                    },
+                    "state_at": None,
+                    "timeline": [EXAMPLE_EVENT],
+                    "chain": {
+                        "status": "valid",
+                        "events": 2,
+                        "head_hash": "9c1e" + "0" * 60,
+                        "broken_at_sequence": None,
+                        "reason": None,
+                        "verify_url": "/v1/batteries/KR-LGES-P000001/verify",
+                    },
+                    "passports": [
+                        {
+                            "passport_id": "urn:batterytrace:0f6c1b1c8c2b5c1d9a3e2b7c4d5e6f70",
+                            "life": 0,
+                            "status": "Original",
+                            "from_sequence": 1,
+                            "to_sequence": None,
+                            "started_at": "2026-03-02T09:00:00+09:00",
+                            "predecessor": None,
+                            "successor": None,
+                        }
+                    ],
+                    "as_of": {
+                        "event_id": "5f0c8a8e-8a4c-4c9e-9a53-0f1d0d3c2b71",
+                        "sequence": 2,
+                        "recorded_at": "2026-04-02T10:30:01+09:00",
+                        "applied_at": "2026-04-02T10:30:01.2+09:00",
+                    },
+                }
+            ]
+        }
+    )
+    battery_id: str
+    registry: RegistryFacts | None = Field(description="Null until the registration reached the portal.")
+    aliases: list[Alias]
+    current: Current
+    composition: Composition = Field(description="Now, or at `at` when given.")
+    state_at: StateAt | None = Field(None, description="State and custodian at `at` (when given).")
+    timeline: list[TimelineEvent] = Field(description="Every event, in sequence order.")
+    chain: ChainStatus
+    passports: list[PassportRef] = Field(description="One passport per life, linked predecessor → successor.")
+    as_of: AsOf | None = Field(description="The last event applied to this battery's read model.")
+
+
+class BatterySummary(BaseModel):
+    id: str
+    kind: str | None
+    model_id: str | None
+    chemistry: str | None
+    manufacturer: str | None
+    state: str | None
+    custodian: str | None
+    region: str | None
+    grade: str | None
+    vin: str | None
+    status: str
+    sequence: int
+
+
+class BatterySearchPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": "KR-LGES-P000001",
+                            "kind": "pack",
+                            "model_id": "NCM-P77",
+                            "chemistry": "NCM",
+                            "manufacturer": "LGES",
+                            "state": "in_service",
+                            "custodian": "HMC",
+                            "region": "KR-31",
+                            "grade": None,
+                            "vin": "KMHEM41AP6A123456",
+                            "status": "original",
+                            "sequence": 2,
+                        }
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+    items: list[BatterySummary]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")

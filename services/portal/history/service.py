@@ -1,0 +1,224 @@
+"""A battery's whole life in one answer: facts, aliases, composition at any time, timeline, chain status,
+passports (one per life), and how fresh the read model is."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.portal import access
+from services.portal.history import repository as repo
+from shared.auth import Principal
+from shared.problems import Forbidden, NotFound, Unprocessable, field_error
+
+GENESIS = "0" * 64
+#: Deepest composition: cell in module in pack (and one more level to spare).
+MAX_DEPTH = 4
+_REGISTRY_FACTS = (
+    "model_id",
+    "kind",
+    "chemistry",
+    "manufacturer",
+    "serial_number",
+    "manufactured_at",
+    "manufacturing_site",
+    "materials_kg",
+    "recycled_content_pct",
+    "carbon_footprint_kg_co2e_per_kwh",
+    "model",
+)
+_CURRENT = (
+    "state",
+    "state_since",
+    "custodian",
+    "region",
+    "grade",
+    "soh_pct",
+    "cycle_count",
+    "parent_id",
+    "vin",
+    "safety",
+    "sequence",
+)
+_EVENT_FIELDS = (
+    "sequence",
+    "event_id",
+    "type",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "actor_role",
+    "location",
+    "data",
+    "state_after",
+    "custodian_after",
+    "prev_hash",
+    "hash",
+)
+PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
+
+
+async def locate(session: AsyncSession, battery_id: str | None, alias: str | None) -> dict[str, Any]:
+    if alias:
+        found = await repo.resolve_alias(session, alias)
+        if found is None:
+            raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
+        battery_id = found
+    battery = await repo.get_battery(session, battery_id or "")
+    if battery is None:
+        raise NotFound(f"The portal knows no battery '{battery_id}' (yet).", code="unknown-battery")
+    return battery
+
+
+async def check_may_read(session: AsyncSession, principal: Principal, battery_id: str) -> None:
+    if access.sees_all(principal) or await repo.handled(session, principal.org, battery_id):
+        return
+    raise Forbidden(
+        f"'{principal.org}' neither made nor handled battery '{battery_id}'; only authorities and operators "
+        "see every history.",
+        code="not-handled",
+    )
+
+
+async def history(
+    session: AsyncSession, principal: Principal, battery_id: str, *, alias: str | None, at: datetime | None
+) -> dict[str, Any]:
+    battery = await locate(session, battery_id, alias)
+    bid = battery["id"]
+    await check_may_read(session, principal, bid)
+    if at is not None and at.tzinfo is None:
+        raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
+    when = at or datetime.now(UTC)
+    events = await repo.timeline(session, bid)
+    head = events[-1] if events else None
+    out: dict[str, Any] = {
+        "battery_id": bid,
+        "registry": {k: battery[k] for k in _REGISTRY_FACTS} if battery["registered"] else None,
+        "aliases": await repo.aliases_of(session, bid),
+        "current": {k: battery[k] for k in _CURRENT} | {"passport_status": battery["status"]},
+        "composition": await composition(session, bid, when),
+        "state_at": await repo.state_at(session, bid, at) if at is not None else None,
+        "timeline": [{k: e[k] for k in _EVENT_FIELDS} for e in events],
+        "chain": chain_status(bid, events),
+        "passports": lives(bid, events),
+        "as_of": {
+            "event_id": head["event_id"],
+            "sequence": head["sequence"],
+            "recorded_at": head["recorded_at"],
+            "applied_at": head["applied_at"],
+        }
+        if head
+        else None,
+    }
+    return out
+
+
+async def composition(session: AsyncSession, battery_id: str, at: datetime) -> dict[str, Any]:
+    """The tree under the battery and the chain of parents above it, as they were at `at`."""
+    ancestors: list[str] = []
+    current = battery_id
+    for _ in range(MAX_DEPTH):
+        parent = await repo.parent_at(session, current, at)
+        if parent is None or parent in ancestors or parent == battery_id:
+            break
+        ancestors.append(parent)
+        current = parent
+    edges: dict[str, str] = {}
+    level = [battery_id]
+    for _ in range(MAX_DEPTH):
+        found = await repo.children_at(session, level, at)
+        found = {c: p for c, p in found.items() if c not in edges and c != battery_id}
+        if not found:
+            break
+        edges.update(found)
+        level = list(found)
+    info = await repo.summaries(session, list(edges))
+    children: dict[str, list[str]] = {}
+    for child, parent in sorted(edges.items()):
+        children.setdefault(parent, []).append(child)
+
+    def node(bid: str) -> dict[str, Any]:
+        facts = info.get(bid, {})
+        return {
+            "id": bid,
+            "kind": facts.get("kind"),
+            "model_id": facts.get("model_id"),
+            "components": [node(c) for c in children.get(bid, [])],
+        }
+
+    return {
+        "at": at,
+        "parent_id": ancestors[0] if ancestors else None,
+        "ancestors": ancestors,
+        "components": node(battery_id)["components"],
+    }
+
+
+def chain_status(battery_id: str, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Linkage check on what the portal holds: sequences contiguous from 1, each prev_hash equal to the
+    previous event's hash. The events service recomputes every hash (`verify_url`)."""
+    status, broken_at, reason = "valid", None, None
+    prev = GENESIS
+    for expected, e in enumerate(events, start=1):
+        if e["sequence"] != expected:
+            status, broken_at = "incomplete", expected
+            reason = f"event {expected} has not reached the portal (next held: {e['sequence']})"
+            break
+        if e["prev_hash"] != prev:
+            status, broken_at, reason = "broken", expected, "prev_hash differs from the previous event's hash"
+            break
+        prev = e["hash"]
+    return {
+        "status": status if events else "empty",
+        "events": len(events),
+        "head_hash": events[-1]["hash"] if events else None,
+        "broken_at_sequence": broken_at,
+        "reason": reason,
+        "verify_url": f"/v1/batteries/{battery_id}/verify",
+    }
+
+
+def passport_id(battery_id: str, life: int) -> str:
+    """A passport identifier per life of the battery (a new one on remanufacture or repurpose)."""
+    name = f"https://batterytrace.kr/battery/{battery_id}/passport/{life}"
+    return f"urn:batterytrace:{uuid.uuid5(uuid.NAMESPACE_URL, name).hex}"
+
+
+def lives(battery_id: str, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One passport per life: the original, then one per REMANUFACTURED/REPURPOSED, each linked to its
+    predecessor. The last one's status becomes Waste once the battery is recycled or disposed."""
+    out = [
+        {
+            "passport_id": passport_id(battery_id, 0),
+            "life": 0,
+            "status": "Original",
+            "from_sequence": 1,
+            "to_sequence": None,
+            "started_at": events[0]["occurred_at"] if events else None,
+            "predecessor": None,
+            "successor": None,
+        }
+    ]
+    for e in events:
+        if e["type"] in ("REMANUFACTURED", "REPURPOSED"):
+            prev = out[-1]
+            new = {
+                "passport_id": passport_id(battery_id, len(out)),
+                "life": len(out),
+                "status": PASSPORT_STATUS[e["type"].lower()],
+                "from_sequence": e["sequence"],
+                "to_sequence": None,
+                "started_at": e["occurred_at"],
+                "predecessor": prev["passport_id"],
+                "successor": None,
+            }
+            prev["to_sequence"] = e["sequence"] - 1
+            prev["successor"] = new["passport_id"]
+            out.append(new)
+        elif e["type"] in ("RECYCLED", "DISPOSED"):
+            out[-1]["status"] = "Waste"
+    return out

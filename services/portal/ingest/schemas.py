@@ -1,0 +1,201 @@
+"""The contract of the two input streams, as the portal reads them (a tolerant reader: unknown fields are
+ignored, the fields the read models use are checked). The portal never imports another service's code,
+so the lifecycle vocabulary is restated here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventType(StrEnum):
+    MANUFACTURED = "MANUFACTURED"
+    ASSEMBLED = "ASSEMBLED"
+    DISASSEMBLED = "DISASSEMBLED"
+    INSTALLED = "INSTALLED"
+    INSPECTED = "INSPECTED"
+    REMOVED = "REMOVED"
+    COLLECTED = "COLLECTED"
+    GRADED = "GRADED"
+    REMANUFACTURED = "REMANUFACTURED"
+    REPURPOSED = "REPURPOSED"
+    SAFETY_INSPECTED = "SAFETY_INSPECTED"
+    RECYCLED = "RECYCLED"
+    DISPOSED = "DISPOSED"
+    TRANSFERRED = "TRANSFERRED"
+    INCIDENT = "INCIDENT"
+
+
+class State(StrEnum):
+    manufactured = "manufactured"
+    assembled = "assembled"
+    in_service = "in_service"
+    removed = "removed"
+    collected = "collected"
+    graded = "graded"
+    remanufactured = "remanufactured"
+    repurposed = "repurposed"
+    recycled = "recycled"
+    disposed = "disposed"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CloudEventIn(_In):
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1)
+    source: str
+    type: str
+    subject: str | None = None
+    data: dict[str, Any]
+
+
+# ---- battery.registry.v1 ----
+class ParticipantIn(_In):
+    id: str
+    name: str
+    role: str
+    ministry: str | None = None
+    region: str | None = None
+    created_at: datetime | None = None
+
+
+class ModelIn(_In):
+    id: str
+    manufacturer: str
+    kind: str
+    chemistry: str
+    rated_capacity_ah: float
+    nominal_voltage_v: float
+    rated_energy_kwh: float
+    mass_kg: float
+    created_at: datetime | None = None
+
+
+class BatteryRegisteredIn(_In):
+    id: str = Field(min_length=1, max_length=24)
+    model_id: str
+    kind: str
+    chemistry: str
+    manufacturer: str
+    serial_number: str
+    manufactured_at: datetime
+    manufacturing_site: str
+    materials_kg: dict[str, float] = {}
+    recycled_content_pct: dict[str, float] = {}
+    carbon_footprint_kg_co2e_per_kwh: float | None = None
+    model: dict[str, Any] = {}
+
+
+class AliasAddedIn(_In):
+    scheme: str
+    value: str = Field(min_length=1)
+    battery_id: str
+
+
+# ---- battery.lifecycle.v1 ----
+class LocationIn(_In):
+    site: str | None = None
+    region: str | None = None
+
+
+class LifecycleEventIn(_In):
+    event_id: str = Field(min_length=1)
+    battery_id: str = Field(min_length=1, max_length=24)
+    sequence: int = Field(ge=1)
+    type: EventType
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    actor_role: str
+    location: LocationIn = LocationIn()
+    data: dict[str, Any] = {}
+    state_after: State
+    custodian_after: str
+    prev_hash: str
+    hash: str
+    kind: str | None = None
+    manufacturer: str | None = None
+
+
+# Type-specific data the read models aggregate; checked so a malformed event is dead-lettered instead of
+# corrupting a figure.
+class AssemblyData(_In):
+    parent_id: str
+
+
+class InstalledData(_In):
+    vin: str | None = None
+    ess_site_id: str | None = None
+
+
+class InspectedData(_In):
+    soh_pct: float = Field(ge=0, le=100)
+    cycle_count: int = Field(ge=0)
+
+
+class RemovedData(_In):
+    reason: str
+
+
+class CollectedData(_In):
+    centre: str
+    region: str
+
+
+class GradedData(_In):
+    soh_pct: float = Field(ge=0, le=100)
+    grade: Literal["reuse", "remanufacture", "recycle"]
+
+
+class RepurposedData(_In):
+    new_application: str
+    rated_capacity: float
+
+
+class SafetyInspectedData(_In):
+    standard: str = "KC 10031"
+    result: Literal["pass", "fail"]
+    body: str
+
+
+class RecycledData(_In):
+    process: str
+    input_mass_kg: float = Field(ge=0)
+    black_mass_kg: float = Field(ge=0)
+    recovered_kg: dict[str, float]
+
+
+class DisposedData(_In):
+    method: str | None = None
+
+
+class TransferredData(_In):
+    to: str
+
+
+class IncidentData(_In):
+    kind: str
+    severity: str
+
+
+DATA_MODELS: dict[EventType, type[_In]] = {
+    EventType.ASSEMBLED: AssemblyData,
+    EventType.DISASSEMBLED: AssemblyData,
+    EventType.INSTALLED: InstalledData,
+    EventType.INSPECTED: InspectedData,
+    EventType.REMOVED: RemovedData,
+    EventType.COLLECTED: CollectedData,
+    EventType.GRADED: GradedData,
+    EventType.REPURPOSED: RepurposedData,
+    EventType.SAFETY_INSPECTED: SafetyInspectedData,
+    EventType.RECYCLED: RecycledData,
+    EventType.DISPOSED: DisposedData,
+    EventType.TRANSFERRED: TransferredData,
+    EventType.INCIDENT: IncidentData,
+}
