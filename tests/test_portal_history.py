@@ -17,34 +17,49 @@ async def world(make_settings, token, infra, topic_prefix):
     """Registry and portal running; a pack P1 made of module M1 made of cells C1, C2 by LGES."""
     from services.registry.app import create_app
 
-    async with serve(create_app(make_settings(RegistrySettings))) as registry, portal_app(
-        portal_settings(make_settings)
-    ) as portal:
+    async with (
+        serve(create_app(make_settings(RegistrySettings))) as registry,
+        portal_app(portal_settings(make_settings)) as portal,
+    ):
         maker = token("LGES", "manufacturer")
         await create_models(registry, maker, "NCM-PACK-77", "NCM-MOD-8", "NCM-CELL-60")
         await register(registry, maker, battery_id="P1", model_id="NCM-PACK-77")
         await register(registry, maker, battery_id="M1", model_id="NCM-MOD-8")
         for c in ("C1", "C2"):
             await register(registry, maker, battery_id=c, model_id="NCM-CELL-60")
-        r = await registry.post("/v1/batteries/P1/aliases", json={"scheme": "vin", "value": VIN},
-                                headers=token("HMC", "oem"))
+        r = await registry.post(
+            "/v1/batteries/P1/aliases", json={"scheme": "vin", "value": VIN}, headers=token("HMC", "oem")
+        )
         assert r.status_code == 201, r.text
         life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
         yield registry, portal, life
 
 
 async def _build_pack(life: Lifecycle) -> list[dict]:
-    out = [life.manufactured(b, "LGES", at("2026-01-10"), kind=k)
-           for b, k in (("P1", "pack"), ("M1", "module"), ("C1", "cell"), ("C2", "cell"))]
-    out += [life.event(c, "ASSEMBLED", "LGES", "manufacturer", at("2026-01-20"), {"parent_id": "M1"})
-            for c in ("C1", "C2")]
+    out = [
+        life.manufactured(b, "LGES", at("2026-01-10"), kind=k)
+        for b, k in (("P1", "pack"), ("M1", "module"), ("C1", "cell"), ("C2", "cell"))
+    ]
+    out += [
+        life.event(c, "ASSEMBLED", "LGES", "manufacturer", at("2026-01-20"), {"parent_id": "M1"}) for c in ("C1", "C2")
+    ]
     out.append(life.event("M1", "ASSEMBLED", "LGES", "manufacturer", at("2026-01-21"), {"parent_id": "P1"}))
     out.append(life.event("P1", "TRANSFERRED", "LGES", "manufacturer", at("2026-01-25"), {"to": "HMC"}))
     out.append(life.event("P1", "INSTALLED", "HMC", "oem", at("2026-02-01"), {"vin": VIN}, region="KR-31"))
-    out.append(life.event("P1", "INSPECTED", "KTS", "inspector", at("2026-05-01"),
-                          {"soh_pct": 96.5, "cycle_count": 120}, region="KR-31"))
-    out.append(life.event("P1", "REMOVED", "DISM-1", "dismantler", at("2026-08-01"), {"reason": "accident"},
-                          region="KR-41"))
+    out.append(
+        life.event(
+            "P1",
+            "INSPECTED",
+            "KTS",
+            "inspector",
+            at("2026-05-01"),
+            {"soh_pct": 96.5, "cycle_count": 120},
+            region="KR-31",
+        )
+    )
+    out.append(
+        life.event("P1", "REMOVED", "DISM-1", "dismantler", at("2026-08-01"), {"reason": "accident"}, region="KR-41")
+    )
     out.append(life.event("P1", "TRANSFERRED", "DISM-1", "dismantler", at("2026-08-05"), {"to": "LGES"}))
     out.append(life.event("M1", "DISASSEMBLED", "LGES", "manufacturer", at("2026-08-10"), {"parent_id": "P1"}))
     return out
@@ -58,7 +73,12 @@ async def test_history_shows_the_whole_life_in_order(world, token) -> None:
     await wait_registered(portal, ministry, "P1")
     h = (await portal.get("/v1/batteries/P1/history", headers=ministry)).json()
     assert [e["type"] for e in h["timeline"]] == [
-        "MANUFACTURED", "TRANSFERRED", "INSTALLED", "INSPECTED", "REMOVED", "TRANSFERRED"
+        "MANUFACTURED",
+        "TRANSFERRED",
+        "INSTALLED",
+        "INSPECTED",
+        "REMOVED",
+        "TRANSFERRED",
     ]
     assert [e["sequence"] for e in h["timeline"]] == [1, 2, 3, 4, 5, 6]
     assert [e["actor"] for e in h["timeline"]] == ["LGES", "LGES", "HMC", "KTS", "DISM-1", "DISM-1"]
@@ -84,9 +104,7 @@ async def test_composition_at_a_past_time(world, token) -> None:
         return r.json()["composition"]
 
     in_service = await tree("P1", "2026-03-01")
-    assert [(m["id"], [c["id"] for c in m["components"]]) for m in in_service["components"]] == [
-        ("M1", ["C1", "C2"])
-    ]
+    assert [(m["id"], [c["id"] for c in m["components"]]) for m in in_service["components"]] == [("M1", ["C1", "C2"])]
     assert in_service["components"][0]["kind"] == "module"
     assert (await tree("P1", "2026-01-20T12:00"))["components"] == []  # cells in M1, M1 not yet in P1
     assert (await tree("P1", None))["components"] == []  # M1 taken out on 2026-08-10
@@ -112,8 +130,13 @@ async def test_history_access_needs_a_token_and_a_handled_battery(world, token) 
     await life.publish(await _build_pack(life))
     await wait_sequence(portal, token("ops", "admin"), "P1", 6)
     assert (await portal.get("/v1/batteries/P1/history")).status_code == 401
-    for who in (token("LGES", "manufacturer"), token("HMC", "oem"), token("DISM-1", "dismantler"),
-                token("MCEE", "ministry", "MCEE"), token("ops", "operator")):
+    for who in (
+        token("LGES", "manufacturer"),
+        token("HMC", "oem"),
+        token("DISM-1", "dismantler"),
+        token("MCEE", "ministry", "MCEE"),
+        token("ops", "operator"),
+    ):
         assert (await portal.get("/v1/batteries/P1/history", headers=who)).status_code == 200
     r = await portal.get("/v1/batteries/P1/history", headers=token("SDI", "manufacturer"))
     assert r.status_code == 403 and r.json()["code"] == "not-handled"
@@ -129,16 +152,17 @@ async def test_search_filters_and_cursor(world, token) -> None:
     r = await portal.get("/v1/batteries", params={"manufacturer": "LGES", "limit": 3}, headers=admin)
     page1 = r.json()
     assert [b["id"] for b in page1["items"]] == ["C1", "C2", "M1"] and page1["next_cursor"]
-    page2 = (await portal.get("/v1/batteries", params={"manufacturer": "LGES", "limit": 3,
-                                                        "cursor": page1["next_cursor"]}, headers=admin)).json()
+    page2 = (
+        await portal.get(
+            "/v1/batteries", params={"manufacturer": "LGES", "limit": 3, "cursor": page1["next_cursor"]}, headers=admin
+        )
+    ).json()
     assert [b["id"] for b in page2["items"]] == ["P1"] and page2["next_cursor"] is None
     by_vin = (await portal.get("/v1/batteries", params={"vin": VIN}, headers=admin)).json()
     assert [b["id"] for b in by_vin["items"]] == ["P1"]
-    removed = (await portal.get("/v1/batteries", params={"state": "removed", "region": "KR-41"},
-                                headers=admin)).json()
+    removed = (await portal.get("/v1/batteries", params={"state": "removed", "region": "KR-41"}, headers=admin)).json()
     assert [b["id"] for b in removed["items"]] == ["P1"]
-    cells = (await portal.get("/v1/batteries", params={"chemistry": "NCM", "state": "assembled"},
-                              headers=admin)).json()
+    cells = (await portal.get("/v1/batteries", params={"chemistry": "NCM", "state": "assembled"}, headers=admin)).json()
     assert [b["id"] for b in cells["items"]] == ["C1", "C2"]
     # a dismantler finds only what it handled
     mine = (await portal.get("/v1/batteries", headers=token("DISM-1", "dismantler"))).json()

@@ -1,0 +1,50 @@
+"""Reads of the pre-aggregated figures: a few hundred rows, whatever the number of events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.portal.tables import batteries, current_counts, flow_stats
+from shared.db import row_dict
+
+
+async def flows(
+    session: AsyncSession, metrics: Sequence[str], *, start: date | None, end: date | None, region: str | None
+) -> list[dict[str, Any]]:
+    q = select(flow_stats).where(flow_stats.c.metric.in_(list(metrics)))
+    if start is not None:
+        q = q.where(flow_stats.c.month >= start)
+    if end is not None:
+        q = q.where(flow_stats.c.month <= end)
+    if region is not None:
+        q = q.where(flow_stats.c.region == region)
+    return [row_dict(r) for r in (await session.execute(q)).mappings()]
+
+
+async def counts(
+    session: AsyncSession, *, region: str | None, states: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    q = select(current_counts).where(current_counts.c.n != 0)
+    if region is not None:
+        q = q.where(current_counts.c.region == region)
+    if states is not None:
+        q = q.where(current_counts.c.state.in_(list(states)))
+    return [row_dict(r) for r in (await session.execute(q)).mappings()]
+
+
+async def waiting_since_before(session: AsyncSession, cutoff: datetime, *, region: str | None) -> dict[str, int]:
+    """Batteries removed (not collected) or collected (not graded) since before `cutoff`, by state."""
+    q = (
+        select(batteries.c.state, func.count())
+        # literally the partial index's predicate, so the planner uses it
+        .where(text("state IN ('removed', 'collected')"), batteries.c.state_since < cutoff)
+        .group_by(batteries.c.state)
+    )
+    if region is not None:
+        q = q.where(batteries.c.region == region)
+    return {state: int(n) for state, n in (await session.execute(q)).all()}

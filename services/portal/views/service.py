@@ -1,0 +1,275 @@
+"""Each ministry's figures, summed from the pre-aggregated flows (by month) and stocks (now)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.portal.views import repository as repo
+from shared.problems import Unprocessable, field_error
+
+#: EU Battery Regulation 2023/1542, Annex XII part C: material recovery targets (% by mass).
+EU_RECOVERY_TARGETS: dict[str, tuple[float | None, float | None]] = {
+    "lithium": (50.0, 80.0),
+    "nickel": (90.0, 95.0),
+    "cobalt": (90.0, 95.0),
+    "manganese": (None, None),
+}
+MATERIALS = ("lithium", "nickel", "cobalt", "manganese")
+BACKLOG_AGE = timedelta(days=30)
+
+
+class Period:
+    """A month-granular period: figures are kept per Korean calendar month."""
+
+    def __init__(self, start: date | None, end: date | None, region: str | None) -> None:
+        if start and end and start > end:
+            raise Unprocessable(
+                "from: must not be after to", errors=[field_error("from", "before-to", "must not be after 'to'")]
+            )
+        self.start = start.replace(day=1) if start else None
+        self.end = end.replace(day=1) if end else None
+        self.region = region
+
+    def describe(self) -> dict[str, Any]:
+        return {"from_month": self.start, "to_month": self.end, "region": self.region}
+
+
+def _group(
+    rows: Iterable[dict[str, Any]], by: Sequence[str], names: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Sum n and every amount over rows grouped by `by` (renamed to `names`)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = tuple(r[k] for k in by)
+        acc = out.setdefault(key, {"n": 0, "amounts": {}})
+        acc["n"] += r["n"]
+        for name, value in r.get("amounts", {}).items():
+            acc["amounts"][name] = acc["amounts"].get(name, 0.0) + value
+    result = []
+    for key in sorted(out, key=lambda k: tuple(str(x) for x in k)):
+        result.append({**dict(zip(names or by, key, strict=True)), **out[key]})
+    return result
+
+
+def _total(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    grouped = _group(rows, ())
+    return grouped[0] if grouped else {"n": 0, "amounts": {}}
+
+
+def _of(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    return [r for r in rows if r["metric"] == metric]
+
+
+def _avg(total: float, n: int) -> float | None:
+    return round(total / n, 2) if n else None
+
+
+async def motie(session: AsyncSession, p: Period) -> dict[str, Any]:
+    # Registrations have no region (a battery is registered, not located): the region filter does not apply.
+    reg = await repo.flows(session, ["registered"], start=p.start, end=p.end, region=None)
+    rows = await repo.flows(session, ["outcome", "recycled"], start=p.start, end=p.end, region=p.region)
+    outcomes, recycled = _of(rows, "outcome"), _of(rows, "recycled")
+    registrations = [
+        {
+            "month": g["month"],
+            "manufacturer": g["k1"],
+            "chemistry": g["k2"],
+            "kind": g["k3"],
+            "batteries": g["n"],
+            "kwh": round(g["amounts"].get("kwh", 0.0), 3),
+        }
+        for g in _group(reg, ("month", "k1", "k2", "k3"))
+    ]
+    packs = [r for r in reg if r["k3"] == "pack"]
+    return {
+        "period": p.describe(),
+        "registrations": {
+            "batteries": sum(r["n"] for r in reg),
+            "packs": sum(r["n"] for r in packs),
+            "pack_kwh": round(_total(packs)["amounts"].get("kwh", 0.0), 3),
+            "by_month_manufacturer_chemistry_kind": registrations,
+        },
+        "outcomes": {
+            "totals": {g["outcome"]: g["n"] for g in _group(outcomes, ("k1",), ("outcome",))},
+            "by_month": [
+                {"month": g["month"], "outcome": g["outcome"], "batteries": g["n"]}
+                for g in _group(outcomes, ("month", "k1"), ("month", "outcome"))
+            ],
+            "by_manufacturer": [
+                {"manufacturer": g["manufacturer"], "outcome": g["outcome"], "batteries": g["n"]}
+                for g in _group(outcomes, ("k2", "k1"), ("manufacturer", "outcome"))
+            ],
+        },
+        "recovered_materials_kg": {
+            "totals": {m: round(_total(recycled)["amounts"].get(m, 0.0), 3) for m in MATERIALS},
+            "by_month": [
+                {"month": g["month"], **{m: round(g["amounts"].get(m, 0.0), 3) for m in MATERIALS}}
+                for g in _group(recycled, ("month",))
+            ],
+        },
+        "recycled_content_declared": [
+            {
+                "manufacturer": g["manufacturer"],
+                "chemistry": g["chemistry"],
+                "batteries": g["n"],
+                "avg_pct": {
+                    m: _avg(g["amounts"].get(f"rc_{m}", 0.0), g["n"]) for m in ("lithium", "nickel", "cobalt", "lead")
+                },
+            }
+            for g in _group(reg, ("k1", "k2"), ("manufacturer", "chemistry"))
+        ],
+    }
+
+
+async def molit(session: AsyncSession, p: Period) -> dict[str, Any]:
+    rows = await repo.flows(
+        session, ["installed", "inspected", "removed", "incident"], start=p.start, end=p.end, region=p.region
+    )
+    in_service = await repo.counts(session, region=p.region, states=["in_service"])
+    inspected, removed, incidents = _of(rows, "inspected"), _of(rows, "removed"), _of(rows, "incident")
+    insp_total = _total(inspected)
+    return {
+        "period": p.describe(),
+        "in_service_now": {
+            "batteries": sum(r["n"] for r in in_service),
+            "by_region": [{"region": g["region"], "batteries": g["n"]} for g in _group(in_service, ("region",))],
+        },
+        "installations": [
+            {"month": g["month"], "region": g["region"], "target": g["target"], "batteries": g["n"]}
+            for g in _group(_of(rows, "installed"), ("month", "region", "k1"), ("month", "region", "target"))
+        ],
+        "inspections": {
+            "inspections": insp_total["n"],
+            "avg_soh_pct": _avg(insp_total["amounts"].get("soh_pct", 0.0), insp_total["n"]),
+            "soh_distribution": {g["bucket"]: g["n"] for g in _group(inspected, ("k1",), ("bucket",))},
+            "by_region": [
+                {
+                    "region": g["region"],
+                    "inspections": g["n"],
+                    "avg_soh_pct": _avg(g["amounts"].get("soh_pct", 0.0), g["n"]),
+                }
+                for g in _group(inspected, ("region",))
+            ],
+        },
+        "removals": {
+            "batteries": sum(r["n"] for r in removed),
+            "by_reason": {g["reason"]: g["n"] for g in _group(removed, ("k1",), ("reason",))},
+            "by_region": [
+                {"region": g["region"], "reason": g["reason"], "batteries": g["n"]}
+                for g in _group(removed, ("region", "k1"), ("region", "reason"))
+            ],
+        },
+        "incidents": {
+            "incidents": sum(r["n"] for r in incidents),
+            "by_kind_severity": [
+                {"kind": g["kind"], "severity": g["severity"], "incidents": g["n"]}
+                for g in _group(incidents, ("k1", "k2"), ("kind", "severity"))
+            ],
+            "by_region": [{"region": g["region"], "incidents": g["n"]} for g in _group(incidents, ("region",))],
+        },
+    }
+
+
+async def mcee(session: AsyncSession, p: Period) -> dict[str, Any]:
+    rows = await repo.flows(
+        session, ["collected", "recycled", "recycled_contained", "disposed"], start=p.start, end=p.end, region=p.region
+    )
+    stocks = await repo.counts(session, region=p.region, states=["removed", "collected"])
+    old = await repo.waiting_since_before(session, datetime.now(UTC) - BACKLOG_AGE, region=p.region)
+    collected, recycled = _of(rows, "collected"), _of(rows, "recycled")
+    recovered, contained = _total(recycled)["amounts"], _total(_of(rows, "recycled_contained"))["amounts"]
+    recovery = []
+    for m, (t2027, t2031) in EU_RECOVERY_TARGETS.items():
+        got, had = recovered.get(m, 0.0), contained.get(m, 0.0)
+        rate = round(100 * got / had, 2) if had else None
+        recovery.append(
+            {
+                "material": m,
+                "recovered_kg": round(got, 3),
+                "contained_kg": round(had, 3),
+                "rate_pct": rate,
+                "eu_target_2027_pct": t2027,
+                "eu_target_2031_pct": t2031,
+                "meets_2027_target": None if rate is None or t2027 is None else rate >= t2027,
+            }
+        )
+    rec_total = _total(recycled)
+    return {
+        "period": p.describe(),
+        "collected": {
+            "batteries": sum(r["n"] for r in collected),
+            "by_region_centre": [
+                {"region": g["region"], "centre": g["centre"], "batteries": g["n"]}
+                for g in _group(collected, ("region", "k1"), ("region", "centre"))
+            ],
+            "by_month": [{"month": g["month"], "batteries": g["n"]} for g in _group(collected, ("month",))],
+        },
+        "backlog_now": {
+            "removed_not_collected": sum(r["n"] for r in stocks if r["state"] == "removed"),
+            "removed_over_30_days": old.get("removed", 0),
+            "collected_not_graded": sum(r["n"] for r in stocks if r["state"] == "collected"),
+            "collected_over_30_days": old.get("collected", 0),
+        },
+        "recycling": {
+            "batteries": rec_total["n"],
+            "input_mass_kg": round(rec_total["amounts"].get("input_mass_kg", 0.0), 3),
+            "black_mass_kg": round(rec_total["amounts"].get("black_mass_kg", 0.0), 3),
+            "by_process": [
+                {
+                    "process": g["process"],
+                    "batteries": g["n"],
+                    "input_mass_kg": round(g["amounts"].get("input_mass_kg", 0.0), 3),
+                    "black_mass_kg": round(g["amounts"].get("black_mass_kg", 0.0), 3),
+                }
+                for g in _group(recycled, ("k1",), ("process",))
+            ],
+        },
+        "recovery": recovery,
+        "disposals": {
+            "batteries": sum(r["n"] for r in _of(rows, "disposed")),
+            "by_method": {
+                g["method"] or "unspecified": g["n"] for g in _group(_of(rows, "disposed"), ("k1",), ("method",))
+            },
+        },
+    }
+
+
+async def kats(session: AsyncSession, p: Period) -> dict[str, Any]:
+    rows = await repo.flows(
+        session, ["safety_inspected", "graded", "incident"], start=p.start, end=p.end, region=p.region
+    )
+    reused = [r for r in await repo.counts(session, region=p.region) if r["status"] in ("repurposed", "remanufactured")]
+    inspections, graded = _of(rows, "safety_inspected"), _of(rows, "graded")
+    after_reuse = [r for r in _of(rows, "incident") if r["k3"] == "after_reuse"]
+    return {
+        "period": p.describe(),
+        "reused_now": {
+            "batteries": sum(r["n"] for r in reused),
+            "by_status_safety": [
+                {"status": g["status"], "safety": g["safety"], "batteries": g["n"]}
+                for g in _group(reused, ("status", "safety"))
+            ],
+        },
+        "safety_inspections": {
+            "inspections": sum(r["n"] for r in inspections),
+            "by_result_body": [
+                {"result": g["result"], "body": g["body"], "standard": g["standard"], "inspections": g["n"]}
+                for g in _group(inspections, ("k1", "k2", "k3"), ("result", "body", "standard"))
+            ],
+        },
+        "grades": [
+            {"grade": g["grade"], "batteries": g["n"], "avg_soh_pct": _avg(g["amounts"].get("soh_pct", 0.0), g["n"])}
+            for g in _group(graded, ("k1",), ("grade",))
+        ],
+        "incidents_after_reuse": {
+            "incidents": sum(r["n"] for r in after_reuse),
+            "by_kind_severity": [
+                {"kind": g["kind"], "severity": g["severity"], "incidents": g["n"]}
+                for g in _group(after_reuse, ("k1", "k2"), ("kind", "severity"))
+            ],
+        },
+    }
