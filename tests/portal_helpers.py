@@ -4,6 +4,7 @@ hash chain), and small waits on the portal's read models. The events service rep
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, PortalSettings
@@ -171,6 +173,33 @@ async def publish_raw(bootstrap: str, topic: str, messages: Sequence[tuple[str, 
             await f
     finally:
         await producer.stop()
+
+
+async def read_raw(bootstrap: str, topic: str, *, at_least: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """Raw records (bytes and headers) of a topic from the start, in offset order per partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        parts: set[int] | None = None
+        while not parts and loop.time() < deadline:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                await asyncio.sleep(0.2)
+        if not parts:
+            return out
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while len(out) < at_least and loop.time() < deadline:
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend({"value": r.value, "headers": dict(r.headers)} for r in recs)
+        return out
+    finally:
+        await consumer.stop()
 
 
 def portal_settings(make_settings: Callable[..., Any], **overrides: Any) -> PortalSettings:
