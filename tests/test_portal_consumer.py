@@ -193,4 +193,6 @@ async def test_poison_messages_go_to_the_dead_letter_topic(make_settings, token,
         assert [m["value"] for m in dead] == [b"{not json", orjson.dumps(bad_data)]
         assert all(m["headers"]["dlq.source"].startswith(lifecycle_topic.encode()) for m in dead)
         assert b"soh_pct" in dead[1]["headers"]["dlq.error"]
-        assert portal.app.state.consumer.dead_lettered == 2  # type: ignore[attr-defined]
+        ops = (await portal.get("/v1/ops/consumer")).json()
+        assert ops["running"] and ops["dead_lettered"] == 2 and ops["applied"] == 2
+        assert (await portal.get("/v1/ops/outbox")).json()["backlog"] == 0  # the portal publishes nothing

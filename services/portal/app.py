@@ -3,7 +3,9 @@ whole battery histories, ministry views and battery passports."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
+
+from fastapi import FastAPI, Request
 
 from services.portal.history.router import router as history_router
 from services.portal.ingest.consumer import consumer_lifespan
@@ -18,7 +20,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     settings = settings or PortalSettings()
     # The portal publishes nothing: no outbox relay.
     settings = settings.model_copy(update={"relay_enabled": False})
-    return create_service_app(
+    app = create_service_app(
         name="portal",
         title="batterytrace portal",
         description=(
@@ -37,6 +39,20 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             {"name": "passports", "description": "Battery passports by access level (public without a token)."},
         ],
     )
+
+    @app.get("/v1/ops/consumer", tags=["operations"], summary="The portal's stream consumer")
+    async def consumer_status(request: Request) -> dict[str, Any]:
+        """Records applied and dead-lettered since the process started, and when the last batch committed."""
+        loop = request.app.state.consumer
+        ingestor = request.app.state.ingestor
+        return {
+            "running": bool(loop and loop.running),
+            "applied": loop.applied if loop else 0,
+            "dead_lettered": loop.dead_lettered if loop else 0,
+            "last_batch_at": ingestor.last_applied_at,
+        }
+
+    return app
 
 
 def app() -> FastAPI:

@@ -15,16 +15,15 @@ from shared.problems import PROBLEM_RESPONSES, Forbidden
 router = APIRouter(tags=["views"], responses=PROBLEM_RESPONSES)
 
 
-def RequireMinistry(code: Ministry) -> Any:
-    """Only that ministry's token (and admin)."""
+def only(code: Ministry) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency admitting only that ministry's token (and admin)."""
 
     async def dep(principal: CurrentPrincipal) -> Principal:
         if principal.role is Role.admin or (principal.role is Role.ministry and principal.ministry is code):
             return principal
         raise Forbidden(f"This view is for {code.value} only.", code="wrong-ministry")
 
-    checker: Callable[..., Coroutine[Any, Any, Principal]] = dep
-    return Annotated[Principal, Depends(checker)]
+    return dep
 
 
 async def period(
@@ -38,10 +37,10 @@ async def period(
 
 
 PeriodDep = Annotated[service.Period, Depends(period)]
-MotieOnly = RequireMinistry(Ministry.MOTIE)
-MolitOnly = RequireMinistry(Ministry.MOLIT)
-MceeOnly = RequireMinistry(Ministry.MCEE)
-KatsOnly = RequireMinistry(Ministry.KATS)
+MotieOnly = Annotated[Principal, Depends(only(Ministry.MOTIE))]
+MolitOnly = Annotated[Principal, Depends(only(Ministry.MOLIT))]
+MceeOnly = Annotated[Principal, Depends(only(Ministry.MCEE))]
+KatsOnly = Annotated[Principal, Depends(only(Ministry.KATS))]
 
 
 @router.get("/v1/views/motie", response_model=MotieView, summary="MOTIE: production, outcomes, recovered minerals")
