@@ -60,9 +60,19 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 async def raw_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under a session (for COPY and other bulk paths)."""
+    """The asyncpg connection under a session, inside the session's transaction (for COPY, arrays and
+    the other set-based paths). SQLAlchemy begins the database transaction lazily, on its first own
+    statement; statements sent straight to the driver would otherwise run outside it (autocommit),
+    losing both atomicity and row locks. So make sure BEGIN has been sent."""
     conn: AsyncConnection = await session.connection()
     raw = await conn.get_raw_connection()
+    adapter = raw.dbapi_connection
+    if getattr(adapter, "_transaction", True) is None and getattr(adapter, "isolation_level", "") != "autocommit":
+        start = getattr(adapter, "_start_transaction", None)
+        if start is not None:
+            await start()
+        else:  # pragma: no cover - another SQLAlchemy adapter shape
+            await conn.exec_driver_sql("SELECT 1")
     return raw.driver_connection
 
 
@@ -74,3 +84,9 @@ def asyncpg_dsn(url: str) -> str:
 def row_dict(row: Any) -> dict[str, Any]:
     """A result mapping as a plain dict with plain-str keys (SQLAlchemy's quoted_name trips orjson)."""
     return {str(k): v for k, v in row.items()}
+
+
+def json_value(value: Any) -> Any:
+    """A json/jsonb column read through the raw driver: SQLAlchemy's codec decodes it already; a plain
+    asyncpg connection gives text."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

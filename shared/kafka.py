@@ -90,7 +90,11 @@ class ConsumerLoop:
         name: str,
         max_records: int = 1000,
         on_dead_letter: Callable[[str], None] | None = None,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 1_000,
     ) -> None:
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
         self.bootstrap = bootstrap
         self.topics = list(topics)
         self.group_id = group_id
@@ -109,6 +113,8 @@ class ConsumerLoop:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._task and not self.running:
+            self._task.cancel()  # still joining the group: nothing in flight to finish
         if self._task:
             try:
                 await asyncio.wait_for(self._task, 15)
@@ -133,8 +139,8 @@ class ConsumerLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=5_000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
         )
         producer = make_producer(self.bootstrap)
         await consumer.start()

@@ -24,6 +24,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated bootstrap servers.")
     kafka_topic_prefix: str = Field("", description="Prefix for every topic name (isolation in tests).")
     kafka_partitions: int = Field(4, ge=1, description="Partitions for topics the service creates.")
+    kafka_session_timeout_ms: int = Field(10_000, ge=100, description="Consumer group session timeout.")
+    kafka_heartbeat_interval_ms: int = Field(1_000, ge=50, description="Consumer group heartbeat interval.")
     jwt_public_key_file: Path | None = Field(None, description="PEM public key that verifies bearer tokens.")
     jwt_public_key: str | None = Field(None, description="PEM public key inline (instead of the file).")
     jwt_jwks_url: str | None = Field(None, description="OIDC JWKS URL (instead of a static key).")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,8 +36,9 @@ class Infra:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    base = tmp_path_factory.mktemp("infra")
+def infra() -> Any:
+    # Not tmp_path_factory: concurrent pytest runs prune each other's numbered temp dirs.
+    base = Path(tempfile.mkdtemp(prefix="bt-infra-"))
     pg = EmbeddedPostgres(base / "pg", ephemeral=True)
     pg.start()
     kafka = EmbeddedKafka(free_port(), log_path=base / "kafka.log")
@@ -48,6 +51,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Any:
     finally:
         kafka.stop()
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -75,6 +79,8 @@ def make_settings(infra: Infra, db_url: str, topic_prefix: str) -> Callable[...,
             "kafka_partitions": 2,
             "jwt_public_key_file": infra.public_key,
             "relay_idle_sleep_s": 0.01,
+            "kafka_session_timeout_ms": 2000,
+            "kafka_heartbeat_interval_ms": 300,
             "log_json": False,
             "log_level": "WARNING",
         }

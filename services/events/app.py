@@ -1,0 +1,67 @@
+"""The events service: lifecycle capture, the hash-chained ledger, the outbox to battery.lifecycle.v1."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from services.events.intake.consumer import registry_handler
+from services.events.intake.registry_client import RegistryClient
+from services.events.ledger.router import router as ledger_router
+from services.events.lifecycle.router import router as lifecycle_router
+from services.events.tables import SCHEMA
+from shared.app import create_service_app
+from shared.kafka import ConsumerLoop
+from shared.settings import TOPIC_REGISTRY, EventsSettings
+
+
+def create_app(
+    settings: EventsSettings | None = None, registry_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    settings = settings or EventsSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.registry = RegistryClient(settings.registry_url, registry_transport)
+        consumer = None
+        if settings.consumers_enabled:
+            consumer = ConsumerLoop(
+                bootstrap=settings.kafka_bootstrap_servers,
+                topics=[settings.topic(TOPIC_REGISTRY)],
+                group_id=settings.consumer_group,
+                handler=registry_handler(app.state.sessionmaker),
+                name="events.registry",
+                session_timeout_ms=settings.kafka_session_timeout_ms,
+                heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            )
+            consumer.start()
+        app.state.consumers = [consumer] if consumer else []
+        try:
+            yield
+        finally:
+            if consumer:
+                await consumer.stop()
+            await app.state.registry.close()
+
+    return create_service_app(
+        name="events",
+        title="batterytrace events",
+        description=(
+            "Lifecycle events of every battery: posted over HTTP by recyclers, collectors, assessors and the "
+            "other participants, checked against the state machine and custody rules, appended to a "
+            "hash-chained ledger, and published to `battery.lifecycle.v1` through a transactional outbox. "
+            "Errors are RFC 9457 problem+json."
+        ),
+        settings=settings,
+        routers=[lifecycle_router, ledger_router],
+        schema=SCHEMA,
+        extra_lifespan=lifespan,
+    )
+
+
+def app() -> FastAPI:
+    """uvicorn factory: `uvicorn --factory services.events.app:app`."""
+    return create_app()

@@ -1,0 +1,63 @@
+"""Posting lifecycle events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+
+from services.events.lifecycle import service
+from services.events.lifecycle.schemas import BatchIn, BatchOut, EventIn, EventResult
+from shared.auth import CurrentPrincipal
+from shared.db import SessionDep
+from shared.problems import PROBLEM_RESPONSES
+
+router = APIRouter(tags=["lifecycle events"], responses=PROBLEM_RESPONSES)
+
+TYPES_DOC = """
+| type | from | to | roles | custody | `data` |
+|---|---|---|---|---|---|
+| ASSEMBLED | manufactured, remanufactured | assembled | manufacturer, remanufacturer | must hold parent | `parent_id` |
+| DISASSEMBLED | assembled | removed | remanufacturer, recycler, manufacturer | must hold parent | `parent_id` (the current parent) |
+| INSTALLED | manufactured, remanufactured, repurposed (after a passing SAFETY_INSPECTED) | in_service | oem | custodian | `vin` or `ess_site_id` |
+| INSPECTED | in_service | in_service | inspector, oem | — | `soh_pct`, `cycle_count` |
+| REMOVED | in_service | removed | dismantler, oem | poster becomes custodian | `reason`: end_of_life, accident, recall, replacement |
+| COLLECTED | removed | collected | collector | poster becomes custodian | `centre`, `region` |
+| GRADED | removed, collected | graded | assessor | custodian | `soh_pct`, `grade`: reuse, remanufacture, recycle |
+| REMANUFACTURED | graded (remanufacture) | remanufactured | remanufacturer | custodian | `note`? |
+| REPURPOSED | graded (reuse) | repurposed | repurposer | custodian | `new_application`, `rated_capacity` (kWh) |
+| SAFETY_INSPECTED | repurposed, remanufactured | unchanged | certifier | — | `standard` (KC 10031), `result` pass/fail, `body` |
+| RECYCLED | graded (recycle), collected, removed | recycled | recycler | custodian | `process`, `input_mass_kg`, `black_mass_kg`, `recovered_kg`{lithium, nickel, cobalt, manganese, copper, aluminium, graphite, lead} |
+| DISPOSED | any but final | disposed | collector, recycler | custodian | `method`?, `note`? |
+| TRANSFERRED | any but final | unchanged | the custodian | receiver becomes custodian | `to` |
+| INCIDENT | any but final | unchanged | any operational role, ministry | — | `kind`, `severity`, `description`? |
+
+MANUFACTURED is recorded when the registry registers the battery (sequence 1).
+`expected_sequence`, when given, must equal the battery's current sequence (its last event's).
+"""
+
+
+@router.post(
+    "/v1/events",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EventResult,
+    summary="Record one lifecycle event",
+    description="The actor is the caller's organisation (from the token). Re-sending the same `event_id` with "
+    "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
+)
+async def post_event(body: EventIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
+    (result,) = await service.capture(session, [body], principal, request.app.state.registry)
+    return result.as_dict()
+
+
+@router.post(
+    "/v1/events/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchOut,
+    summary="Record up to 5,000 events, all or nothing",
+    description="Events apply in the order given (several for one battery are fine). If any fails, nothing is "
+    "stored and `errors` lists each failing item's `index` with its problem.",
+)
+async def post_batch(body: BatchIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
+    results = await service.capture(session, body.events, principal, request.app.state.registry)
+    return {"results": [r.as_dict() for r in results]}

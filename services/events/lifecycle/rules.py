@@ -1,0 +1,87 @@
+"""The lifecycle transition table of DOMAIN.md, as data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from services.events.lifecycle.schemas import FINAL_STATES, EventType, Grade, State
+from shared.auth import Role
+
+
+class Custody(StrEnum):
+    none = "none"  # anyone with the role may post
+    custodian = "custodian"  # the poster must be the battery's custodian
+    becomes = "becomes"  # the poster becomes the custodian
+    parent = "parent"  # the poster must hold the parent (assembly)
+    receiver = "receiver"  # the poster is the custodian; data.to becomes the custodian
+
+
+NON_FINAL = frozenset(s for s in State if s not in FINAL_STATES)
+OPERATIONAL = frozenset(
+    {
+        Role.manufacturer,
+        Role.oem,
+        Role.inspector,
+        Role.dismantler,
+        Role.collector,
+        Role.assessor,
+        Role.remanufacturer,
+        Role.repurposer,
+        Role.certifier,
+        Role.recycler,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    sources: frozenset[State]
+    target: State | None  # None: the state does not change
+    roles: frozenset[Role]
+    custody: Custody
+    grade: Grade | None = None  # GRADED must have decided this grade
+
+
+def _r(sources: set[State] | frozenset[State], target: State | None, roles: set[Role] | frozenset[Role],
+       custody: Custody, grade: Grade | None = None) -> Rule:
+    return Rule(frozenset(sources), target, frozenset(roles), custody, grade)
+
+
+S = State
+RULES: dict[EventType, Rule] = {
+    EventType.ASSEMBLED: _r({S.manufactured, S.remanufactured}, S.assembled, {Role.manufacturer, Role.remanufacturer},
+                            Custody.parent),
+    EventType.DISASSEMBLED: _r({S.assembled}, S.removed, {Role.remanufacturer, Role.recycler, Role.manufacturer},
+                               Custody.parent),
+    EventType.INSTALLED: _r({S.manufactured, S.remanufactured, S.repurposed}, S.in_service, {Role.oem},
+                            Custody.custodian),
+    EventType.INSPECTED: _r({S.in_service}, S.in_service, {Role.inspector, Role.oem}, Custody.none),
+    EventType.REMOVED: _r({S.in_service}, S.removed, {Role.dismantler, Role.oem}, Custody.becomes),
+    EventType.COLLECTED: _r({S.removed}, S.collected, {Role.collector}, Custody.becomes),
+    EventType.GRADED: _r({S.removed, S.collected}, S.graded, {Role.assessor}, Custody.custodian),
+    EventType.REMANUFACTURED: _r({S.graded}, S.remanufactured, {Role.remanufacturer}, Custody.custodian,
+                                 Grade.remanufacture),
+    EventType.REPURPOSED: _r({S.graded}, S.repurposed, {Role.repurposer}, Custody.custodian, Grade.reuse),
+    EventType.SAFETY_INSPECTED: _r({S.repurposed, S.remanufactured}, None, {Role.certifier}, Custody.none),
+    EventType.RECYCLED: _r({S.graded, S.collected, S.removed}, S.recycled, {Role.recycler}, Custody.custodian,
+                           Grade.recycle),
+    EventType.DISPOSED: _r(NON_FINAL, S.disposed, {Role.collector, Role.recycler}, Custody.custodian),
+    EventType.TRANSFERRED: _r(NON_FINAL, None, OPERATIONAL, Custody.receiver),
+    EventType.INCIDENT: _r(NON_FINAL, None, OPERATIONAL | {Role.ministry}, Custody.none),
+}
+
+#: Which child kinds may go into which parent kinds.
+ASSEMBLY_PAIRS = {("cell", "module"), ("module", "pack"), ("cell", "pack")}
+
+
+def allowed_events(state: State, grade: str | None = None) -> list[EventType]:
+    """Event types whose source states include `state` (roles and custody aside)."""
+    out = []
+    for etype, rule in RULES.items():
+        if state not in rule.sources:
+            continue
+        if rule.grade is not None and state is State.graded and grade != rule.grade.value:
+            continue
+        out.append(etype)
+    return out

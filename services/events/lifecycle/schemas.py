@@ -1,0 +1,293 @@
+"""Lifecycle events as clients post them, and as the service answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
+
+
+class EventType(StrEnum):
+    MANUFACTURED = "MANUFACTURED"
+    ASSEMBLED = "ASSEMBLED"
+    DISASSEMBLED = "DISASSEMBLED"
+    INSTALLED = "INSTALLED"
+    INSPECTED = "INSPECTED"
+    REMOVED = "REMOVED"
+    COLLECTED = "COLLECTED"
+    GRADED = "GRADED"
+    REMANUFACTURED = "REMANUFACTURED"
+    REPURPOSED = "REPURPOSED"
+    SAFETY_INSPECTED = "SAFETY_INSPECTED"
+    RECYCLED = "RECYCLED"
+    DISPOSED = "DISPOSED"
+    TRANSFERRED = "TRANSFERRED"
+    INCIDENT = "INCIDENT"
+
+
+class State(StrEnum):
+    manufactured = "manufactured"
+    assembled = "assembled"
+    in_service = "in_service"
+    removed = "removed"
+    collected = "collected"
+    graded = "graded"
+    remanufactured = "remanufactured"
+    repurposed = "repurposed"
+    recycled = "recycled"
+    disposed = "disposed"
+
+
+FINAL_STATES = {State.recycled, State.disposed}
+
+
+# ---- type-specific data ----
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoData(_Data):
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class AssemblyData(_Data):
+    parent_id: BatteryId = Field(description="The module or pack this battery goes into / comes out of.")
+
+
+class InstalledData(_Data):
+    vin: Annotated[str, Field(pattern=r"^[A-HJ-NPR-Z0-9]{17}$")] | None = None
+    ess_site_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> InstalledData:
+        if (self.vin is None) == (self.ess_site_id is None):
+            raise ValueError("exactly one of vin or ess_site_id is required")
+        return self
+
+
+class InspectedData(_Data):
+    soh_pct: Percent
+    cycle_count: Annotated[int, Field(ge=0)]
+
+
+class RemovalReason(StrEnum):
+    end_of_life = "end_of_life"
+    accident = "accident"
+    recall = "recall"
+    replacement = "replacement"
+
+
+class RemovedData(_Data):
+    reason: RemovalReason
+
+
+class CollectedData(_Data):
+    centre: Annotated[str, Field(min_length=1, max_length=128)]
+    region: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Grade(StrEnum):
+    reuse = "reuse"
+    remanufacture = "remanufacture"
+    recycle = "recycle"
+
+
+class GradedData(_Data):
+    soh_pct: Percent
+    grade: Grade
+
+
+class RemanufacturedData(_Data):
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class RepurposedData(_Data):
+    new_application: Annotated[str, Field(min_length=1, max_length=128, examples=["ESS"])]
+    rated_capacity: Annotated[float, Field(gt=0, description="Rated capacity after repurposing, kWh.")]
+
+
+class SafetyInspectedData(_Data):
+    standard: Annotated[str, Field(min_length=1, max_length=64)] = "KC 10031"
+    result: Literal["pass", "fail"]
+    body: Annotated[str, Field(min_length=1, max_length=128, description="The inspection body.")]
+
+
+class Materials(_Data):
+    lithium: NonNegative = 0.0
+    nickel: NonNegative = 0.0
+    cobalt: NonNegative = 0.0
+    manganese: NonNegative = 0.0
+    copper: NonNegative = 0.0
+    aluminium: NonNegative = 0.0
+    graphite: NonNegative = 0.0
+    lead: NonNegative = 0.0
+
+
+class RecycledData(_Data):
+    process: Annotated[str, Field(min_length=1, max_length=64, examples=["hydrometallurgy"])]
+    input_mass_kg: Annotated[float, Field(gt=0)]
+    black_mass_kg: NonNegative
+    recovered_kg: Materials
+
+    @model_validator(mode="after")
+    def _mass_balance(self) -> RecycledData:
+        if self.black_mass_kg > self.input_mass_kg:
+            raise ValueError("black_mass_kg cannot exceed input_mass_kg")
+        return self
+
+
+class DisposedData(_Data):
+    method: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class TransferredData(_Data):
+    to: Annotated[str, Field(min_length=1, max_length=64, description="The participant that receives custody.")]
+
+
+class IncidentKind(StrEnum):
+    fire = "fire"
+    thermal_runaway = "thermal_runaway"
+    leak = "leak"
+    swelling = "swelling"
+    damage = "damage"
+    other = "other"
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class IncidentData(_Data):
+    kind: IncidentKind
+    severity: Severity
+    description: Annotated[str, Field(max_length=2000)] | None = None
+
+
+DATA_MODELS: dict[EventType, type[_Data]] = {
+    EventType.MANUFACTURED: NoData,
+    EventType.ASSEMBLED: AssemblyData,
+    EventType.DISASSEMBLED: AssemblyData,
+    EventType.INSTALLED: InstalledData,
+    EventType.INSPECTED: InspectedData,
+    EventType.REMOVED: RemovedData,
+    EventType.COLLECTED: CollectedData,
+    EventType.GRADED: GradedData,
+    EventType.REMANUFACTURED: RemanufacturedData,
+    EventType.REPURPOSED: RepurposedData,
+    EventType.SAFETY_INSPECTED: SafetyInspectedData,
+    EventType.RECYCLED: RecycledData,
+    EventType.DISPOSED: DisposedData,
+    EventType.TRANSFERRED: TransferredData,
+    EventType.INCIDENT: IncidentData,
+}
+DATA_ADAPTERS = {t: TypeAdapter(m) for t, m in DATA_MODELS.items()}
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site: Annotated[str, Field(max_length=128)] | None = None
+    region: Annotated[str, Field(max_length=64, examples=["KR-11"])] | None = None
+
+
+EXAMPLE_EVENT: dict[str, Any] = {
+    "event_id": "5f0c8a8e-8a4c-4c9e-9a53-0f1d0d3c2b71",
+    "battery_id": "KR-LGES-P000001",
+    "type": "COLLECTED",
+    "occurred_at": "2026-11-02T10:30:00+09:00",
+    "location": {"site": "Siheung collection centre", "region": "KR-41"},
+    "data": {"centre": "SIHEUNG-01", "region": "KR-41"},
+}
+
+
+class EventIn(BaseModel):
+    """An event as posted. `data` is checked against the type's own fields (see the schemas of each type)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_EVENT]})
+    event_id: Annotated[str, Field(description="UUID chosen by the client; retries reuse it.")]
+    battery_id: BatteryId
+    type: EventType
+    occurred_at: PastAwareDatetime
+    location: Location = Location()
+    data: dict[str, Any] = Field(default_factory=dict)
+    expected_sequence: Annotated[int, Field(ge=0, description="Refuse unless the battery's sequence is this.")] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EventIn:
+        import uuid
+
+        try:
+            self.event_id = str(uuid.UUID(self.event_id))
+        except ValueError:
+            raise ValueError("event_id must be a UUID") from None
+        return self
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [EXAMPLE_EVENT]}]})
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=5000)]
+
+
+class EventResult(BaseModel):
+    event_id: str
+    battery_id: str
+    sequence: int
+    hash: str
+    state: State
+    custodian: str
+
+
+class BatchOut(BaseModel):
+    results: list[EventResult]
+
+
+class LedgerEvent(BaseModel):
+    event_id: str
+    battery_id: str
+    sequence: int
+    type: EventType
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    actor_role: str
+    location: dict[str, Any]
+    data: dict[str, Any]
+    state_after: State
+    custodian_after: str
+    prev_hash: str
+    hash: str
+
+
+class Timeline(BaseModel):
+    items: list[LedgerEvent]
+    next_cursor: str | None = None
+
+
+class StateOut(BaseModel):
+    battery_id: str
+    kind: str
+    manufacturer: str
+    state: State
+    custodian: str
+    sequence: int
+    last_event_at: datetime
+    grade: Grade | None = None
+    safety_inspection: dict[str, Any] | None = None
+    parent_id: str | None = None
+    allowed_events: list[EventType] = []
+
+
+class VerifyOut(BaseModel):
+    battery_id: str
+    valid: bool
+    events: int
+    head_hash: str | None
+    broken_at_sequence: int | None = None
+    reason: str | None = None

@@ -1,0 +1,112 @@
+"""Helpers for events-service tests: a registry + events stack in-process, and event posting."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from services.events.app import create_app as create_events
+from services.registry.app import create_app as create_registry
+from shared.settings import EventsSettings, RegistrySettings
+from tests.conftest import serve
+from tests.factories import battery_body, create_models
+
+ORGS = {
+    "manufacturer": "LGES",
+    "oem": "HMC",
+    "inspector": "KOTSA",
+    "dismantler": "DISM-1",
+    "collector": "COL-1",
+    "assessor": "ASSESS-1",
+    "remanufacturer": "REMAN-1",
+    "repurposer": "REPUR-1",
+    "certifier": "KTL",
+    "recycler": "REC-1",
+}
+
+DATA: dict[str, dict[str, Any]] = {
+    "INSTALLED": {"vin": "KMHEM41AP6A123456"},
+    "INSPECTED": {"soh_pct": 91.5, "cycle_count": 420},
+    "REMOVED": {"reason": "end_of_life"},
+    "COLLECTED": {"centre": "SIHEUNG-01", "region": "KR-41"},
+    "GRADED": {"soh_pct": 62.0, "grade": "recycle"},
+    "REMANUFACTURED": {},
+    "REPURPOSED": {"new_application": "ESS", "rated_capacity": 50.0},
+    "SAFETY_INSPECTED": {"standard": "KC 10031", "result": "pass", "body": "KTL"},
+    "RECYCLED": {"process": "hydrometallurgy", "input_mass_kg": 450.0, "black_mass_kg": 180.0,
+                 "recovered_kg": {"lithium": 5.1, "nickel": 30.2, "cobalt": 3.9, "manganese": 3.1}},
+    "DISPOSED": {"method": "landfill-hazardous"},
+    "INCIDENT": {"kind": "swelling", "severity": "medium"},
+}
+
+
+@dataclass
+class Stack:
+    registry: httpx.AsyncClient
+    events: httpx.AsyncClient
+    token: Callable[..., dict[str, str]]
+
+    def as_role(self, role: str, org: str | None = None) -> dict[str, str]:
+        if role == "ministry":
+            return self.token(org or "MOLIT", "ministry", ministry=org or "MOLIT")
+        return self.token(org or ORGS.get(role, role.upper()), role)
+
+    async def battery(self, battery_id: str | None = None, model_id: str = "NCM-PACK-77") -> str:
+        body = battery_body(battery_id=battery_id, model_id=model_id)
+        r = await self.registry.post("/v1/batteries", json=body, headers=self.as_role("manufacturer"))
+        assert r.status_code == 201, r.text
+        return str(body["id"])
+
+    async def post(self, battery_id: str, etype: str, role: str, *, org: str | None = None,
+                   data: dict[str, Any] | None = None, event_id: str | None = None,
+                   occurred_at: str | None = None, **extra: Any) -> httpx.Response:
+        body = {
+            "event_id": event_id or str(uuid.uuid4()),
+            "battery_id": battery_id,
+            "type": etype,
+            "occurred_at": occurred_at or datetime.now(UTC).isoformat(),
+            "location": {"site": "test site", "region": "KR-11"},
+            "data": DATA.get(etype, {}) if data is None else data,
+            **extra,
+        }
+        return await self.events.post("/v1/events", json=body, headers=self.as_role(role, org))
+
+    async def ok(self, battery_id: str, etype: str, role: str, **kw: Any) -> dict[str, Any]:
+        r = await self.post(battery_id, etype, role, **kw)
+        assert r.status_code == 201, f"{etype} by {role}: {r.text}"
+        return dict(r.json())
+
+    async def state(self, battery_id: str) -> dict[str, Any]:
+        r = await self.events.get(f"/v1/batteries/{battery_id}/state", headers=self.as_role("manufacturer"))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def transfer_to(self, battery_id: str, role: str) -> None:
+        st = await self.state(battery_id)
+        target = ORGS[role]
+        if st["custodian"] != target:
+            holder_role = next((r for r, o in ORGS.items() if o == st["custodian"]), "manufacturer")
+            await self.ok(battery_id, "TRANSFERRED", holder_role, data={"to": target})
+
+
+@contextlib.asynccontextmanager
+async def stack(make_settings: Callable[..., Any], token: Callable[..., dict[str, str]],
+                streams: bool = False, **events_overrides: Any) -> AsyncIterator[Stack]:
+    """Registry + events in-process. Without `streams`, no relays or consumers run (read-through covers
+    the registry → events path), which keeps pure state-machine tests fast."""
+    if not streams:
+        events_overrides = {"relay_enabled": False, "consumers_enabled": False} | events_overrides
+    registry_app = create_registry(make_settings(RegistrySettings, relay_enabled=streams))
+    async with serve(registry_app) as registry:
+        transport = httpx.ASGITransport(app=registry_app)
+        events_app = create_events(make_settings(EventsSettings, **events_overrides), registry_transport=transport)
+        async with serve(events_app) as events:
+            s = Stack(registry, events, token)
+            await create_models(registry, s.as_role("manufacturer"))
+            yield s
