@@ -44,8 +44,10 @@ def canonical_json(value: Any) -> bytes:
 def hashed_view(event: Mapping[str, Any]) -> dict[str, Any]:
     view = {k: event[k] for k in HASHED_FIELDS}
     for k in ("occurred_at", "recorded_at"):
-        if isinstance(view[k], datetime):
-            view[k] = ts(view[k])
+        value = view[k]
+        if isinstance(value, str):  # as read from the JSON timeline
+            value = datetime.fromisoformat(value)
+        view[k] = ts(value)
     view["event_id"] = str(view["event_id"])
     return view
 

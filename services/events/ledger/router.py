@@ -55,11 +55,13 @@ async def get_state(battery_id: str, request: Request, session: SessionDep, _: C
 
 
 @router.get("/v1/batteries/{battery_id}/verify", response_model=VerifyOut, summary="Recompute the hash chain")
-async def verify(battery_id: str, session: SessionDep) -> dict[str, Any]:
+async def verify(battery_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
     """Anyone may verify: recomputes every hash from sequence 1 and says where the chain breaks, if it does."""
     rows = await repo.whole_chain(session, battery_id)
     if not rows:
-        raise _unknown(battery_id)
+        if await current_state(session, battery_id, request.app.state.registry) is None:
+            raise _unknown(battery_id)
+        rows = await repo.whole_chain(session, battery_id)
     valid, broken_at, reason, count, head = verify_chain(rows)
     return {"battery_id": battery_id, "valid": valid, "events": count, "head_hash": head,
             "broken_at_sequence": broken_at, "reason": reason}
