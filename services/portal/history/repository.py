@@ -56,11 +56,19 @@ async def children_at(session: AsyncSession, parent_ids: Sequence[str], at: date
     of its last ASSEMBLED (not followed by a DISASSEMBLED) that occurred by then."""
     if not parent_ids:
         return {}
-    candidates = select(events.c.battery_id).where(events.c.parent_id.in_(list(parent_ids))).distinct()
+    # Two indexed steps: who was ever assembled into these parents (ix_events_parent), then each one's
+    # last assembly event by then (primary key). One joined statement let the planner scan the table.
+    candidates = (
+        (await session.execute(select(events.c.battery_id).where(events.c.parent_id.in_(list(parent_ids))).distinct()))
+        .scalars()
+        .all()
+    )
+    if not candidates:
+        return {}
     last = (
         select(events.c.battery_id, events.c.type, events.c.parent_id)
         .where(
-            events.c.battery_id.in_(candidates),
+            events.c.battery_id.in_(list(candidates)),
             events.c.type.in_(_ASSEMBLY),
             events.c.occurred_at <= at,
         )
@@ -84,6 +92,8 @@ async def parent_at(session: AsyncSession, battery_id: str, at: datetime) -> str
 
 
 async def summaries(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
     q = select(
         batteries.c.id, batteries.c.kind, batteries.c.model_id, batteries.c.manufacturer, batteries.c.state
     ).where(batteries.c.id.in_(list(ids)))
