@@ -6,14 +6,16 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import kafka_reachable
 from shared.logs import RequestIdMiddleware, configure_logging
-from shared.outbox import OutboxRelay, outbox_stats
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
+from shared.outbox import OutboxRelay, applied_positions, outbox_stats, published_positions
 from shared.problems import Problem, Unavailable, install_problem_handlers
 from shared.settings import ServiceSettings
 
@@ -60,6 +62,7 @@ def create_service_app(
     schema: str,
     extra_lifespan: ExtraLifespan | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
+    publishes: Sequence[str] = (),
 ) -> FastAPI:
     configure_logging(name, settings.log_level, settings.log_json)
 
@@ -105,13 +108,41 @@ def create_service_app(
     app.state.service_name = name
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware, service=name)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    has_positions = schema in ("events", "portal")
 
     @app.get("/v1/ops/outbox", tags=["operations"], summary="Outbox backlog of this service")
     async def outbox_status() -> dict[str, float]:
         return await outbox_stats(app.state.engine, schema)
+
+    @app.get(
+        "/v1/ops/positions",
+        tags=["operations"],
+        summary="Stream positions: newest written/published by this service, newest applied by its consumers",
+    )
+    async def positions() -> dict[str, Any]:
+        """Positions are the producer's outbox IDs (Kafka header `bt-position`), so end-to-end lag can be
+        told in events even where broker offsets are unreliable."""
+        return {
+            "service": name,
+            "published": await published_positions(app.state.engine, schema, list(publishes)),
+            "applied": await applied_positions(app.state.engine, schema) if has_positions else [],
+        }
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        try:
+            stats = await outbox_stats(app.state.engine, schema)
+            OUTBOX_BACKLOG.labels(name).set(stats["backlog"])
+            OUTBOX_OLDEST_AGE.labels(name).set(stats["oldest_age_s"])
+        except Exception:  # the scrape still answers when the database is down
+            pass
+        set_pool(name, app.state.engine)
+        body, content_type = render()
+        return Response(body, media_type=content_type)
 
     return app
 

@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.metrics import APPLIED_POSITION, CONSUMER_APPLIED, CONSUMER_LAG, DEAD_LETTERS
+
 log = logging.getLogger("batterytrace.kafka")
 
 
@@ -68,6 +70,34 @@ def make_producer(bootstrap: str, **kw: Any) -> AIOKafkaProducer:
     )
 
 
+class PositionStore:
+    """Records, in the consuming service's `stream_positions` table, the newest producer outbox position
+    applied per topic (GREATEST, so redelivery never moves it back)."""
+
+    def __init__(self, engine: Any, schema: str) -> None:
+        self.engine = engine
+        self.schema = schema
+
+    async def save(self, group: str, newest: dict[str, tuple[int, str | None]]) -> None:
+        from datetime import datetime
+
+        from sqlalchemy import text
+
+        async with self.engine.begin() as conn:
+            for topic, (pos, when) in newest.items():
+                await conn.execute(
+                    text(
+                        f"INSERT INTO {self.schema}.stream_positions (consumer_group, topic, position, event_time) "
+                        "VALUES (:g, :t, :p, :e) ON CONFLICT (consumer_group, topic) DO UPDATE SET "
+                        f"position = GREATEST({self.schema}.stream_positions.position, EXCLUDED.position), "
+                        "event_time = CASE WHEN EXCLUDED.position >= "
+                        f"{self.schema}.stream_positions.position THEN EXCLUDED.event_time "
+                        f"ELSE {self.schema}.stream_positions.event_time END, updated_at = now()"
+                    ),
+                    {"g": group, "t": topic, "p": pos, "e": datetime.fromisoformat(when) if when else None},
+                )
+
+
 class PoisonMessage(Exception):
     """A message that can never be applied (undecodable, invalid): goes to the dead-letter topic."""
 
@@ -92,7 +122,11 @@ class ConsumerLoop:
         on_dead_letter: Callable[[str], None] | None = None,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 1_000,
+        positions: PositionStore | None = None,
+        topic_prefix: str = "",
     ) -> None:
+        self.positions = positions
+        self.topic_prefix = topic_prefix
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.bootstrap = bootstrap
@@ -155,12 +189,49 @@ class ConsumerLoop:
                 await self._apply(records, producer)
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
                 await consumer.commit(offsets)
+                self._observe(consumer, batches)
+                if self.positions is not None:
+                    await self._save_positions(records)
         finally:
             self.running = False
             try:
                 await consumer.stop()
             finally:
                 await producer.stop()
+
+    def _base(self, topic: str) -> str:
+        return topic[len(self.topic_prefix) :] if topic.startswith(self.topic_prefix) else topic
+
+    def _observe(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+        for tp, recs in batches.items():
+            if not recs:
+                continue
+            base = self._base(tp.topic)
+            CONSUMER_APPLIED.labels(self.group_id, base).inc(len(recs))
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                CONSUMER_LAG.labels(self.group_id, base, str(tp.partition)).set(max(hw - recs[-1].offset - 1, 0))
+
+    async def _save_positions(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        newest: dict[str, tuple[int, str | None]] = {}
+        for rec in records:
+            headers = dict(rec.headers or ())
+            raw = headers.get("bt-position")
+            if raw is None:
+                continue
+            pos = int(raw)
+            base = self._base(rec.topic)
+            if pos > newest.get(base, (-1, None))[0]:
+                t = headers.get("bt-time")
+                newest[base] = (pos, t.decode() if t else None)
+        if newest:
+            assert self.positions is not None
+            try:
+                await self.positions.save(self.group_id, newest)
+            except Exception:  # monitoring must never stop the stream
+                log.warning("consumer %s: could not record stream positions", self.name, exc_info=True)
+            for topic, (pos, _) in newest.items():
+                APPLIED_POSITION.labels(self.group_id, topic).set(pos)
 
     async def _apply(self, records: list[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer) -> None:
         try:
@@ -191,6 +262,7 @@ class ConsumerLoop:
         await ensure_topics(self.bootstrap, [target], 1)
         await producer.send_and_wait(target, rec.value, key=rec.key, headers=headers)
         self.dead_lettered += 1
+        DEAD_LETTERS.labels(self.group_id, self._base(rec.topic)).inc()
         if self.on_dead_letter:
             self.on_dead_letter(rec.topic)
 
@@ -209,6 +281,7 @@ __all__ = [
     "ConsumerLoop",
     "ConsumerRecord",
     "PoisonMessage",
+    "PositionStore",
     "TopicPartition",
     "dlq_topic",
     "ensure_topics",

@@ -23,8 +23,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import raw_connection
 from shared.kafka import ensure_topics, make_producer
+from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_PUBLISHED
 
 log = logging.getLogger("batterytrace.outbox")
+
+
+def stream_positions_table(metadata: MetaData) -> Table:
+    """Per consumer group and topic: the newest producer outbox position applied (end-to-end lag)."""
+    return Table(
+        "stream_positions",
+        metadata,
+        Column("consumer_group", Text, primary_key=True),
+        Column("topic", Text, primary_key=True),
+        Column("position", BigInteger, nullable=False),
+        Column("event_time", DateTime(timezone=True)),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -65,6 +79,57 @@ async def enqueue(session: AsyncSession, schema: str, messages: Sequence[OutboxM
             f"INSERT INTO {schema}.outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb)",
             [(m.topic, m.key, orjson.dumps(m.payload).decode()) for m in messages],
         )
+
+
+async def published_positions(engine: AsyncEngine, schema: str, topics: Sequence[str]) -> list[dict[str, Any]]:
+    """For each topic: the newest outbox position written and the newest published, with their times."""
+    out = []
+    async with engine.connect() as conn:
+        for topic in topics:
+            written = (
+                await conn.execute(
+                    text(f"SELECT id, created_at FROM {schema}.outbox WHERE topic = :t ORDER BY id DESC LIMIT 1"),
+                    {"t": topic},
+                )
+            ).first()
+            sent = (
+                await conn.execute(
+                    text(
+                        f"SELECT id, created_at FROM {schema}.outbox WHERE topic = :t AND sent_at IS NOT NULL "
+                        "ORDER BY id DESC LIMIT 1"
+                    ),
+                    {"t": topic},
+                )
+            ).first()
+            out.append(
+                {
+                    "topic": topic,
+                    "written_position": written[0] if written else 0,
+                    "written_at": written[1].isoformat() if written else None,
+                    "published_position": sent[0] if sent else 0,
+                    "published_at": sent[1].isoformat() if sent else None,
+                }
+            )
+    return out
+
+
+async def applied_positions(engine: AsyncEngine, schema: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(f"SELECT consumer_group, topic, position, event_time, updated_at FROM {schema}.stream_positions")
+            )
+        ).all()
+    return [
+        {
+            "group": r[0],
+            "topic": r[1],
+            "applied_position": r[2],
+            "applied_event_time": r[3].isoformat() if r[3] else None,
+            "updated_at": r[4].isoformat(),
+        }
+        for r in rows
+    ]
 
 
 async def outbox_stats(engine: AsyncEngine, schema: str) -> dict[str, float]:
@@ -160,6 +225,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 self.errors += 1
+                RELAY_ERRORS.labels(self.schema).inc()
                 self.last_error = repr(exc)
                 log.warning("relay %s: publish failed (%r); retrying in %.1fs", self.schema, exc, backoff)
                 await self._close_producer()
@@ -178,7 +244,7 @@ class OutboxRelay:
             rows = (
                 await conn.execute(
                     text(
-                        f"SELECT id, topic, key, payload::text FROM {self.schema}.outbox "
+                        f"SELECT id, topic, key, payload::text, created_at FROM {self.schema}.outbox "
                         f"WHERE sent_at IS NULL ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
                     ),
                     {"n": self.batch_size},
@@ -190,9 +256,15 @@ class OutboxRelay:
             topics = {self.topic_prefix + r[1] for r in rows}
             await self._ensure_topics(topics)
             started = time.monotonic()
+            # bt-position (the outbox ID) lets consumers report end-to-end lag in events, not just offsets.
             futures = [
-                await producer.send(self.topic_prefix + topic, value=payload.encode(), key=key.encode())
-                for _, topic, key, payload in rows
+                await producer.send(
+                    self.topic_prefix + topic,
+                    value=payload.encode(),
+                    key=key.encode(),
+                    headers=[("bt-position", str(oid).encode()), ("bt-time", created.isoformat().encode())],
+                )
+                for oid, topic, key, payload, created in rows
             ]
             await asyncio.gather(*futures)
             # Some brokers (the memory-only embedded one after a restart) ack writes to topics they do
@@ -203,6 +275,9 @@ class OutboxRelay:
                 {"ids": [r[0] for r in rows]},
             )
         self.published += len(rows)
+        RELAY_PUBLISHED.labels(self.schema).inc(len(rows))
+        for r in rows:
+            PUBLISHED_POSITION.labels(self.schema, r[1]).set(r[0])
         log.debug("relay %s: %d rows in %.3fs", self.schema, len(rows), time.monotonic() - started)
         return len(rows)
 

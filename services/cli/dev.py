@@ -47,6 +47,8 @@ def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -
         env[f"{prefix}JWT_PUBLIC_KEY_FILE"] = str(public_key)
     env["BT_EVENTS_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
     env["BT_PORTAL_EVENTS_URL"] = f"http://{cfg.host}:{cfg.ports['events']}"
+    env["BT_PORTAL_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
+    env["BT_PORTAL_SELF_URL"] = f"http://{cfg.host}:{cfg.ports['portal']}"
     return env
 
 

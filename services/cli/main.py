@@ -82,5 +82,10 @@ def migrate(
     typer.echo("migrations applied")
 
 
+from services.cli.ops import streams_command  # noqa: E402
+
+app.command("streams")(streams_command)
+
+
 if __name__ == "__main__":
     app()

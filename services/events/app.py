@@ -14,8 +14,8 @@ from services.events.ledger.router import router as ledger_router
 from services.events.lifecycle.router import router as lifecycle_router
 from services.events.tables import SCHEMA
 from shared.app import create_service_app
-from shared.kafka import ConsumerLoop
-from shared.settings import TOPIC_REGISTRY, EventsSettings
+from shared.kafka import ConsumerLoop, PositionStore
+from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, EventsSettings
 
 
 def create_app(
@@ -36,6 +36,8 @@ def create_app(
                 name="events.registry",
                 session_timeout_ms=settings.kafka_session_timeout_ms,
                 heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+                positions=PositionStore(app.state.engine, SCHEMA),
+                topic_prefix=settings.kafka_topic_prefix,
             )
             consumer.start()
         app.state.consumers = [consumer] if consumer else []
@@ -59,6 +61,7 @@ def create_app(
         routers=[lifecycle_router, ledger_router],
         schema=SCHEMA,
         extra_lifespan=lifespan,
+        publishes=[TOPIC_LIFECYCLE],
     )
 
 

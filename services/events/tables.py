@@ -6,7 +6,7 @@ from sqlalchemy import Column, DateTime, Index, Integer, Table, Text, UniqueCons
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.db import metadata as make_metadata
-from shared.outbox import outbox_table
+from shared.outbox import outbox_table, stream_positions_table
 
 SCHEMA = "events"
 metadata = make_metadata(SCHEMA)
@@ -55,3 +55,5 @@ ledger = Table(
 )
 
 outbox = outbox_table(metadata)
+
+stream_positions = stream_positions_table(metadata)

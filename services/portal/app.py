@@ -13,7 +13,11 @@ from services.portal.passports.router import router as passports_router
 from services.portal.tables import SCHEMA
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
+from shared.auth import RequireRole, Role
 from shared.settings import PortalSettings
+from shared.streams import stream_report
+
+Operator = RequireRole(Role.operator)
 
 
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
@@ -51,6 +55,14 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "dead_lettered": loop.dead_lettered if loop else 0,
             "last_batch_at": ingestor.last_applied_at,
         }
+
+    @app.get("/v1/ops/streams", tags=["operations"], summary="Streams, consumer groups and lag (operators)")
+    async def streams(_: Operator) -> dict[str, Any]:
+        """The same report as `batterytrace streams --json`: topics and end offsets, consumer groups with
+        committed offsets and lag, and each consumer's end-to-end lag from application positions."""
+        s: PortalSettings = app.state.settings
+        services = {"registry": s.registry_url, "events": s.events_url, "portal": s.self_url}
+        return await stream_report(s.kafka_bootstrap_servers, s.kafka_topic_prefix, services)
 
     return app
 

@@ -9,7 +9,7 @@ from services.registry.catalog.router import router as catalog_router
 from services.registry.participants.router import router as participants_router
 from services.registry.tables import SCHEMA
 from shared.app import create_service_app
-from shared.settings import RegistrySettings
+from shared.settings import TOPIC_REGISTRY, RegistrySettings
 
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
@@ -25,6 +25,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         settings=settings,
         routers=[participants_router, catalog_router, batteries_router],
         schema=SCHEMA,
+        publishes=[TOPIC_REGISTRY],
     )
 
 

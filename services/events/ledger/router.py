@@ -63,5 +63,11 @@ async def verify(battery_id: str, request: Request, session: SessionDep) -> dict
             raise _unknown(battery_id)
         rows = await repo.whole_chain(session, battery_id)
     valid, broken_at, reason, count, head = verify_chain(rows)
-    return {"battery_id": battery_id, "valid": valid, "events": count, "head_hash": head,
-            "broken_at_sequence": broken_at, "reason": reason}
+    return {
+        "battery_id": battery_id,
+        "valid": valid,
+        "events": count,
+        "head_hash": head,
+        "broken_at_sequence": broken_at,
+        "reason": reason,
+    }

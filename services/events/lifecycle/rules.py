@@ -43,29 +43,39 @@ class Rule:
     grade: Grade | None = None  # GRADED must have decided this grade
 
 
-def _r(sources: set[State] | frozenset[State], target: State | None, roles: set[Role] | frozenset[Role],
-       custody: Custody, grade: Grade | None = None) -> Rule:
+def _r(
+    sources: set[State] | frozenset[State],
+    target: State | None,
+    roles: set[Role] | frozenset[Role],
+    custody: Custody,
+    grade: Grade | None = None,
+) -> Rule:
     return Rule(frozenset(sources), target, frozenset(roles), custody, grade)
 
 
 S = State
 RULES: dict[EventType, Rule] = {
-    EventType.ASSEMBLED: _r({S.manufactured, S.remanufactured}, S.assembled, {Role.manufacturer, Role.remanufacturer},
-                            Custody.parent),
-    EventType.DISASSEMBLED: _r({S.assembled}, S.removed, {Role.remanufacturer, Role.recycler, Role.manufacturer},
-                               Custody.parent),
-    EventType.INSTALLED: _r({S.manufactured, S.remanufactured, S.repurposed}, S.in_service, {Role.oem},
-                            Custody.custodian),
+    EventType.ASSEMBLED: _r(
+        {S.manufactured, S.remanufactured}, S.assembled, {Role.manufacturer, Role.remanufacturer}, Custody.parent
+    ),
+    EventType.DISASSEMBLED: _r(
+        {S.assembled}, S.removed, {Role.remanufacturer, Role.recycler, Role.manufacturer}, Custody.parent
+    ),
+    EventType.INSTALLED: _r(
+        {S.manufactured, S.remanufactured, S.repurposed}, S.in_service, {Role.oem}, Custody.custodian
+    ),
     EventType.INSPECTED: _r({S.in_service}, S.in_service, {Role.inspector, Role.oem}, Custody.none),
     EventType.REMOVED: _r({S.in_service}, S.removed, {Role.dismantler, Role.oem}, Custody.becomes),
     EventType.COLLECTED: _r({S.removed}, S.collected, {Role.collector}, Custody.becomes),
     EventType.GRADED: _r({S.removed, S.collected}, S.graded, {Role.assessor}, Custody.custodian),
-    EventType.REMANUFACTURED: _r({S.graded}, S.remanufactured, {Role.remanufacturer}, Custody.custodian,
-                                 Grade.remanufacture),
+    EventType.REMANUFACTURED: _r(
+        {S.graded}, S.remanufactured, {Role.remanufacturer}, Custody.custodian, Grade.remanufacture
+    ),
     EventType.REPURPOSED: _r({S.graded}, S.repurposed, {Role.repurposer}, Custody.custodian, Grade.reuse),
     EventType.SAFETY_INSPECTED: _r({S.repurposed, S.remanufactured}, None, {Role.certifier}, Custody.none),
-    EventType.RECYCLED: _r({S.graded, S.collected, S.removed}, S.recycled, {Role.recycler}, Custody.custodian,
-                           Grade.recycle),
+    EventType.RECYCLED: _r(
+        {S.graded, S.collected, S.removed}, S.recycled, {Role.recycler}, Custody.custodian, Grade.recycle
+    ),
     EventType.DISPOSED: _r(NON_FINAL, S.disposed, {Role.collector, Role.recycler}, Custody.custodian),
     EventType.TRANSFERRED: _r(NON_FINAL, None, OPERATIONAL, Custody.receiver),
     EventType.INCIDENT: _r(NON_FINAL, None, OPERATIONAL | {Role.ministry}, Custody.none),

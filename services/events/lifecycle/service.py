@@ -201,7 +201,9 @@ async def capture(
         if ev.type is EventType.MANUFACTURED:
             failures[i] = EventProblem(
                 "MANUFACTURED is recorded when the battery is registered at the registry.",
-                status=422, code="validation-error", title="Invalid request",
+                status=422,
+                code="validation-error",
+                title="Invalid request",
                 errors=[field_error("type", "postable", "MANUFACTURED cannot be posted")],
             )
             continue
@@ -211,7 +213,10 @@ async def capture(
             errs = validation_errors(exc.errors(), prefix=("data",))
             failures[i] = EventProblem(
                 f"{errs[0]['field']}: {errs[0]['message']} (for {ev.type.value})",
-                status=422, code="validation-error", title="Invalid request", errors=errs,
+                status=422,
+                code="validation-error",
+                title="Invalid request",
+                errors=errs,
             )
             continue
         rule = RULES[ev.type]
@@ -219,7 +224,9 @@ async def capture(
             failures[i] = EventProblem(
                 f"Role '{principal.role.value}' may not post {ev.type.value}; allowed roles: "
                 f"{', '.join(sorted(r.value for r in rule.roles))}.",
-                status=403, code="forbidden", title="Not allowed",
+                status=403,
+                code="forbidden",
+                title="Not allowed",
             )
             continue
         item.digest = _digest(ev, item.data, principal)
@@ -246,8 +253,14 @@ async def capture(
             if prior["request_digest"] != it.digest:
                 failures[it.index] = _conflict(it.event.event_id)
             else:
-                results[it.index] = Accepted(it.event.event_id, prior["battery_id"], prior["sequence"],
-                                             prior["hash"], prior["state_after"], prior["custodian_after"])
+                results[it.index] = Accepted(
+                    it.event.event_id,
+                    prior["battery_id"],
+                    prior["sequence"],
+                    prior["hash"],
+                    prior["state_after"],
+                    prior["custodian_after"],
+                )
             continue
         twin = seen_in_batch.get(it.event.event_id)
         if twin is not None and twin.digest != it.digest:
@@ -271,7 +284,9 @@ async def capture(
         if ev.battery_id in failed_batteries:
             failures[it.index] = EventProblem(
                 f"Not applied: an earlier event for battery {ev.battery_id} in this batch failed.",
-                status=409, code="depends-on-failed-item", title="Not applied",
+                status=409,
+                code="depends-on-failed-item",
+                title="Not applied",
             )
             continue
         try:
@@ -283,8 +298,9 @@ async def capture(
         work[ev.battery_id] = new_state
         ledger_rows.append(row)
         messages.append(lifecycle_message(row, new_state))
-        acc = Accepted(ev.event_id, ev.battery_id, row["sequence"], row["hash"], row["state_after"],
-                       row["custodian_after"])
+        acc = Accepted(
+            ev.event_id, ev.battery_id, row["sequence"], row["hash"], row["state_after"], row["custodian_after"]
+        )
         applied[ev.event_id] = acc
         results[it.index] = acc
     _raise_if(failures, batch)
@@ -298,7 +314,9 @@ async def capture(
 def _conflict(event_id: str) -> EventProblem:
     return EventProblem(
         f"Event ID {event_id} was already used for different content.",
-        status=409, code="event-id-conflict", title="Event ID conflict",
+        status=409,
+        code="event-id-conflict",
+        title="Event ID conflict",
         errors=[field_error("event_id", "unique-content", "already used for different content")],
     )
 
@@ -314,12 +332,17 @@ def _raise_if(failures: dict[int, Problem], batch: bool) -> None:
     if status == 403:
         status = 403
     raise BatchProblem(
-        f"{len(ordered)} of the batch's events failed; nothing was stored. First (index {first_index}): "
-        f"{first.detail}",
+        f"{len(ordered)} of the batch's events failed; nothing was stored. First (index {first_index}): {first.detail}",
         status=status,
         errors=[
-            {"index": i, "status": p.status, "code": p.code, "detail": p.detail,
-             **({"errors": p.errors} if p.errors else {}), **p.extra}
+            {
+                "index": i,
+                "status": p.status,
+                "code": p.code,
+                "detail": p.detail,
+                **({"errors": p.errors} if p.errors else {}),
+                **p.extra,
+            }
             for i, p in ordered
         ],
     )
@@ -331,12 +354,16 @@ def _apply(
     ev = it.event
     state = work.get(ev.battery_id)
     if state is None:
-        raise EventProblem(f"No battery '{ev.battery_id}' is registered.", status=404, code="unknown-battery",
-                           title="Not found")
+        raise EventProblem(
+            f"No battery '{ev.battery_id}' is registered.", status=404, code="unknown-battery", title="Not found"
+        )
     if ev.expected_sequence is not None and ev.expected_sequence != state["sequence"]:
         raise EventProblem(
             f"expected_sequence {ev.expected_sequence} but battery {ev.battery_id} is at {state['sequence']}.",
-            status=409, code="sequence-conflict", title="Sequence conflict", current_sequence=state["sequence"],
+            status=409,
+            code="sequence-conflict",
+            title="Sequence conflict",
+            current_sequence=state["sequence"],
         )
     current = State(state["state"])
     rule = RULES[ev.type]
@@ -352,7 +379,9 @@ def _apply(
         raise EventProblem(
             f"occurred_at {ev.occurred_at.isoformat()} precedes the battery's last event "
             f"({state['last_event_at'].isoformat()}).",
-            status=422, code="validation-error", title="Invalid request",
+            status=422,
+            code="validation-error",
+            title="Invalid request",
             errors=[field_error("occurred_at", "not-before-last-event", "precedes the battery's last event")],
         )
 
@@ -364,9 +393,13 @@ def _apply(
         if custodian != principal.org:
             raise _not_custodian(ev, custodian)
         if it.data["to"] == custodian:
-            raise EventProblem("data.to is already the custodian.", status=422, code="validation-error",
-                               title="Invalid request",
-                               errors=[field_error("data.to", "other-than-custodian", "already the custodian")])
+            raise EventProblem(
+                "data.to is already the custodian.",
+                status=422,
+                code="validation-error",
+                title="Invalid request",
+                errors=[field_error("data.to", "other-than-custodian", "already the custodian")],
+            )
         custodian = it.data["to"]
     if rule.custody is Custody.becomes:
         custodian = principal.org
@@ -374,20 +407,29 @@ def _apply(
         parent_id = it.data["parent_id"]
         parent = work.get(parent_id)
         if parent is None:
-            raise EventProblem(f"No parent battery '{parent_id}' is registered.", status=404,
-                               code="unknown-battery", title="Not found",
-                               errors=[field_error("data.parent_id", "known-battery", "not registered")])
+            raise EventProblem(
+                f"No parent battery '{parent_id}' is registered.",
+                status=404,
+                code="unknown-battery",
+                title="Not found",
+                errors=[field_error("data.parent_id", "known-battery", "not registered")],
+            )
         if parent["custodian"] != principal.org:
             raise EventProblem(
                 f"{ev.type.value} needs custody of the parent {parent_id}; its custodian is {parent['custodian']}.",
-                status=409, code="not-custodian", title="Not the custodian", custodian=parent["custodian"],
+                status=409,
+                code="not-custodian",
+                title="Not the custodian",
+                custodian=parent["custodian"],
             )
         if ev.type is EventType.ASSEMBLED:
             if parent_id == ev.battery_id or (state["kind"], parent["kind"]) not in ASSEMBLY_PAIRS:
                 raise EventProblem(
                     f"A {state['kind']} cannot be assembled into a {parent['kind']} "
                     "(allowed: cell→module, module→pack, cell→pack).",
-                    status=422, code="validation-error", title="Invalid request",
+                    status=422,
+                    code="validation-error",
+                    title="Invalid request",
                     errors=[field_error("data.parent_id", "assembly-pairing", "kind pairing not allowed")],
                 )
             if State(parent["state"]) in {State.recycled, State.disposed}:
@@ -397,7 +439,9 @@ def _apply(
             if state.get("parent_id") != parent_id:
                 raise EventProblem(
                     f"{ev.battery_id} is not a current component of {parent_id}.",
-                    status=409, code="not-a-component", title="Not a component",
+                    status=409,
+                    code="not-a-component",
+                    title="Not a component",
                     errors=[field_error("data.parent_id", "current-parent", "not the battery's current parent")],
                 )
             new["parent_id"] = None
@@ -439,7 +483,10 @@ def _apply(
 def _not_custodian(ev: EventIn, custodian: str) -> EventProblem:
     return EventProblem(
         f"{ev.type.value} needs custody of {ev.battery_id}; its custodian is {custodian}.",
-        status=409, code="not-custodian", title="Not the custodian", custodian=custodian,
+        status=409,
+        code="not-custodian",
+        title="Not the custodian",
+        custodian=custodian,
     )
 
 

@@ -19,7 +19,8 @@ from services.portal.ingest import repository as repo
 from services.portal.ingest import service
 from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, LifecycleEventIn, ModelIn, ParticipantIn
 from services.portal.ingest.service import Flows, Message
-from shared.kafka import ConsumerLoop, ConsumerRecord, ensure_topics
+from services.portal.tables import SCHEMA
+from shared.kafka import ConsumerLoop, ConsumerRecord, PositionStore, ensure_topics
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, PortalSettings
 
 log = logging.getLogger("batterytrace.portal")
@@ -160,6 +161,10 @@ async def consumer_lifespan(app: FastAPI) -> AsyncIterator[None]:
             group_id=settings.consumer_group,
             handler=ingestor.handle,
             name="portal",
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            positions=PositionStore(app.state.engine, SCHEMA),
+            topic_prefix=settings.kafka_topic_prefix,
         )
         loop.start()
     app.state.consumer = loop
