@@ -132,6 +132,23 @@ async def applied_positions(engine: AsyncEngine, schema: str) -> list[dict[str, 
     ]
 
 
+async def requeue(engine: AsyncEngine, schema: str, *, key: str | None = None, since: Any = None) -> int:
+    """Mark already-published outbox rows unsent so the relay publishes them again, in their original
+    order (consumers are idempotent). Works after Kafka retention dropped the original messages."""
+    clauses, params = ["sent_at IS NOT NULL"], {}
+    if key is not None:
+        clauses.append("key = :key")
+        params["key"] = key
+    if since is not None:
+        clauses.append("created_at >= :since")
+        params["since"] = since
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(f"UPDATE {schema}.outbox SET sent_at = NULL WHERE {' AND '.join(clauses)}"), params
+        )
+    return int(result.rowcount or 0)
+
+
 async def outbox_stats(engine: AsyncEngine, schema: str) -> dict[str, float]:
     """Backlog size and the age in seconds of the oldest unsent row."""
     async with engine.connect() as conn:

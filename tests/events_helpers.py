@@ -102,7 +102,8 @@ async def stack(make_settings: Callable[..., Any], token: Callable[..., dict[str
     the registry → events path), which keeps pure state-machine tests fast."""
     if not streams:
         events_overrides = {"relay_enabled": False, "consumers_enabled": False} | events_overrides
-    registry_app = create_registry(make_settings(RegistrySettings, relay_enabled=streams))
+    shared_overrides = {k: v for k, v in events_overrides.items() if k == "kafka_bootstrap_servers"}
+    registry_app = create_registry(make_settings(RegistrySettings, relay_enabled=streams, **shared_overrides))
     async with serve(registry_app) as registry:
         transport = httpx.ASGITransport(app=registry_app)
         events_app = create_events(make_settings(EventsSettings, **events_overrides), registry_transport=transport)

@@ -82,9 +82,13 @@ def migrate(
     typer.echo("migrations applied")
 
 
-from services.cli.ops import streams_command  # noqa: E402
+from services.cli.ops import dlq_app, events_app, portal_app, registry_app, streams_command  # noqa: E402
 
 app.command("streams")(streams_command)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(events_app, name="events")
+app.add_typer(registry_app, name="registry")
+app.add_typer(portal_app, name="portal")
 
 
 if __name__ == "__main__":

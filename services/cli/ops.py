@@ -90,3 +90,146 @@ def streams_command(
                 live.update(render_report(report))
     except KeyboardInterrupt:
         pass
+
+
+# ---- dead letters ----
+
+dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered messages.", no_args_is_help=True)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    bootstrap: Bootstrap = "127.0.0.1:9092",
+    prefix: Prefix = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every message on the *.dlq topics, with its source, error, consumer and whether it was replayed."""
+    from shared.dlq import dlq_topics, read_dead_letters
+
+    async def run() -> list[Any]:
+        return await read_dead_letters(bootstrap, await dlq_topics(bootstrap, prefix))
+
+    letters = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps([d.summary() for d in letters], indent=2))
+        return
+    table = Table(title=f"Dead letters ({len(letters)})", title_justify="left")
+    for col in ("ref", "key", "source", "consumer", "replayed", "error"):
+        table.add_column(col)
+    for d in letters:
+        table.add_row(d.ref, d.key or "", d.source, d.consumer, "yes" if d.replayed else "no", d.error[:80])
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    ref: Annotated[str, typer.Argument(help="TOPIC:PARTITION:OFFSET as `dlq list` prints it.")],
+    bootstrap: Bootstrap = "127.0.0.1:9092",
+) -> None:
+    """One dead letter in full: headers and value."""
+    from shared.dlq import read_dead_letters
+
+    topic = ref.rsplit(":", 2)[0]
+    letters = asyncio.run(read_dead_letters(bootstrap, [topic]))
+    match = [d for d in letters if d.ref == ref]
+    if not match:
+        console.print(f"[red]no dead letter {ref}[/]")
+        raise typer.Exit(1)
+    d = match[0]
+    typer.echo(json.dumps(d.summary() | {"value": d.value.decode(errors="replace")}, indent=2))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    bootstrap: Bootstrap = "127.0.0.1:9092",
+    prefix: Prefix = "",
+    ref: Annotated[str | None, typer.Option(help="Only this TOPIC:PARTITION:OFFSET.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed.")] = False,
+) -> None:
+    """Re-drive dead letters not replayed yet to their source topics (after the fix is deployed)."""
+    from shared.dlq import dlq_topics, read_dead_letters, replay
+
+    async def run() -> list[Any]:
+        letters = await read_dead_letters(bootstrap, await dlq_topics(bootstrap, prefix))
+        if ref:
+            letters = [d for d in letters if d.ref == ref]
+        return await replay(bootstrap, letters, dry_run=dry_run)
+
+    done = asyncio.run(run())
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(f"{verb} {len(done)} dead letters" + "".join(f"\n  {d.ref} -> {d.source}" for d in done))
+
+
+# ---- republish and rebuild ----
+
+DatabaseUrl = Annotated[str, typer.Option(envvar="BT_DATABASE_URL", help="SQLAlchemy URL (asyncpg) of the database.")]
+
+
+def _republish(schema: str, database_url: str, battery: str | None, since: str | None) -> int:
+    from datetime import datetime
+
+    from shared.db import make_engine
+    from shared.outbox import requeue
+
+    async def run() -> int:
+        engine = make_engine(database_url)
+        try:
+            return await requeue(engine, schema, key=battery, since=datetime.fromisoformat(since) if since else None)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+events_app = typer.Typer(help="Events service maintenance.", no_args_is_help=True)
+registry_app = typer.Typer(help="Registry service maintenance.", no_args_is_help=True)
+portal_app = typer.Typer(help="Portal maintenance.", no_args_is_help=True)
+
+
+@events_app.command("republish")
+def events_republish(
+    database_url: DatabaseUrl,
+    battery: Annotated[str | None, typer.Option(help="Only this battery's events.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events recorded at or after this ISO time.")] = None,
+) -> None:
+    """Re-publish ledger events to battery.lifecycle.v1 from the outbox history (the running relay sends
+    them again in order; consumers apply each once)."""
+    n = _republish("events", database_url, battery, since)
+    typer.echo(f"queued {n} lifecycle messages for re-publication")
+
+
+@registry_app.command("republish")
+def registry_republish(
+    database_url: DatabaseUrl,
+    battery: Annotated[str | None, typer.Option(help="Only this key (battery, model or participant ID).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only changes at or after this ISO time.")] = None,
+) -> None:
+    """Re-publish registry changes to battery.registry.v1 from the outbox history."""
+    n = _republish("registry", database_url, battery, since)
+    typer.echo(f"queued {n} registry messages for re-publication")
+
+
+@portal_app.command("rebuild")
+def portal_rebuild(
+    database_url: DatabaseUrl,
+    bootstrap: Bootstrap = "127.0.0.1:9092",
+    prefix: Prefix = "",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Drop the portal's read models and project them again from battery.registry.v1 and
+    battery.lifecycle.v1 (safe while the portal runs)."""
+    from rich.progress import Progress
+
+    from services.portal.rebuild import rebuild
+    from shared.settings import PortalSettings
+
+    if not yes:
+        typer.confirm("Drop and rebuild the portal's read models?", abort=True)
+    settings = PortalSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, kafka_topic_prefix=prefix)
+    with Progress(console=console) as progress:
+        task = progress.add_task("projecting the streams", total=None)
+        result = asyncio.run(rebuild(settings, progress=lambda n: progress.advance(task, n)))
+    typer.echo(
+        f"rebuilt {result['tables']} read-model tables from {result['records']} messages "
+        f"({result['poison']} unreadable, left in the dead-letter topics)"
+    )

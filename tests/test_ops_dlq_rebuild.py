@@ -1,0 +1,155 @@
+"""Operations: dead letters are inspected and re-driven; the portal rebuilds identically from the streams,
+even after the broker lost everything (republish from the outboxes)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from services.cli.embedded import EmbeddedKafka, free_port
+from services.portal.app import create_app as create_portal
+from services.portal.rebuild import read_model_tables, rebuild
+from shared.db import make_engine
+from shared.dlq import dlq_topics, read_dead_letters, replay
+from shared.kafka import ConsumerLoop, PoisonMessage, ensure_topics, make_producer
+from shared.outbox import requeue
+from shared.settings import PortalSettings
+from tests.conftest import eventually, serve
+from tests.events_helpers import ORGS, Stack, stack
+
+
+async def test_poison_goes_to_dlq_and_replay_applies_it_once(infra, topic_prefix) -> None:
+    topic = topic_prefix + "demo.v1"
+    await ensure_topics(infra.kafka.bootstrap, [topic], 1)
+    applied: list[str] = []
+    fixed = False
+
+    async def handler(records) -> None:
+        for r in records:
+            if r.value == b"needs-the-fix" and not fixed:
+                raise PoisonMessage("cannot apply this yet")
+        applied.extend(r.value.decode() for r in records)
+
+    loop = ConsumerLoop(
+        bootstrap=infra.kafka.bootstrap,
+        topics=[topic],
+        group_id=topic_prefix + "g",
+        handler=handler,
+        name="t",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    loop.start()
+    producer = make_producer(infra.kafka.bootstrap)
+    await producer.start()
+    try:
+        for v in (b"a", b"needs-the-fix", b"b"):
+            await producer.send_and_wait(topic, v, key=b"k")
+        await eventually(lambda: applied == ["a", "b"] and loop.dead_lettered == 1, timeout_s=30)
+        assert await dlq_topics(infra.kafka.bootstrap, topic_prefix) == [topic + ".dlq"]
+        letters = await read_dead_letters(infra.kafka.bootstrap, [topic + ".dlq"])
+        assert len(letters) == 1 and not letters[0].replayed
+        assert letters[0].source.startswith(topic + ":") and "cannot apply" in letters[0].error
+        fixed = True
+        assert len(await replay(infra.kafka.bootstrap, letters)) == 1
+        await eventually(lambda: applied == ["a", "b", "needs-the-fix"], timeout_s=30)
+        again = await read_dead_letters(infra.kafka.bootstrap, [topic + ".dlq"])
+        assert again[0].replayed
+        assert await replay(infra.kafka.bootstrap, again) == []
+        await asyncio.sleep(1)
+        assert applied == ["a", "b", "needs-the-fix"]
+    finally:
+        await producer.stop()
+        await loop.stop()
+
+
+VOLATILE = {"applied_at", "last_applied_at", "updated_at"}
+
+
+async def snapshot(db_url: str) -> dict[str, list[Any]]:
+    engine = make_engine(db_url)
+    try:
+        out = {}
+        for table in await read_model_tables(engine):
+            async with engine.connect() as conn:
+                result = await conn.execute(text(f"SELECT * FROM portal.{table}"))
+                cols = [c for c in result.keys() if c not in VOLATILE]
+                rows = [tuple(str(row._mapping[c]) for c in cols) for row in result]
+            out[table] = sorted(rows)
+        return out
+    finally:
+        await engine.dispose()
+
+
+async def live_through(s: Stack) -> None:
+    bid = await s.battery()
+    await s.transfer_to(bid, "oem")
+    await s.ok(bid, "INSTALLED", "oem")
+    await s.ok(bid, "INSPECTED", "inspector")
+    await s.ok(bid, "REMOVED", "dismantler", data={"reason": "accident"})
+    await s.ok(bid, "COLLECTED", "collector")
+    await s.ok(bid, "TRANSFERRED", "collector", data={"to": ORGS["assessor"]})
+    await s.ok(bid, "GRADED", "assessor", data={"soh_pct": 55.0, "grade": "recycle"})
+    await s.transfer_to(bid, "recycler")
+    await s.ok(bid, "RECYCLED", "recycler")
+    await s.battery()  # a second one that never leaves the factory
+
+
+async def caught_up(s: Stack, portal) -> bool:
+    positions = (await portal.get("/v1/ops/positions")).json()["applied"]
+    written = {
+        p["topic"]: p["written_position"]
+        for svc in (s.registry, s.events)
+        for p in (await svc.get("/v1/ops/positions")).json()["published"]
+    }
+    applied = {p["topic"]: p["applied_position"] for p in positions}
+    return all(applied.get(t, 0) >= w for t, w in written.items())
+
+
+async def test_rebuilt_portal_is_identical(make_settings, token, db_url) -> None:
+    async with stack(make_settings, token, streams=True) as s:
+        portal_settings = make_settings(PortalSettings)
+        async with serve(create_portal(portal_settings)) as portal:
+            await live_through(s)
+            await eventually(lambda: caught_up(s, portal), timeout_s=60)
+            before = await snapshot(db_url)
+            assert before["events"], "the portal has read models to compare"
+            result = await rebuild(portal_settings, idle_s=1.0)
+            assert result["records"] >= 10
+            assert await snapshot(db_url) == before
+
+
+@pytest.fixture
+def own_broker():
+    kafka = EmbeddedKafka(free_port())
+    kafka.start()
+    yield kafka
+    kafka.stop()
+
+
+async def test_rebuild_after_the_broker_lost_everything(make_settings, token, db_url, own_broker) -> None:
+    async with stack(make_settings, token, streams=True, kafka_bootstrap_servers=own_broker.bootstrap) as s:
+        portal_settings = make_settings(PortalSettings, kafka_bootstrap_servers=own_broker.bootstrap)
+        # Everything through the broker once, then it restarts empty (memory-only): Kafka retention is gone.
+        async with serve(create_portal(portal_settings)) as portal:
+            await live_through(s)
+            await eventually(lambda: caught_up(s, portal), timeout_s=60)
+            before = await snapshot(db_url)
+        own_broker.restart()
+        engine = make_engine(db_url)
+        try:
+            assert await requeue(engine, "registry") > 0
+            assert await requeue(engine, "events") > 0
+        finally:
+            await engine.dispose()
+
+        async def drained() -> bool:
+            backlogs = [(await c.get("/v1/ops/outbox")).json()["backlog"] for c in (s.registry, s.events)]
+            return backlogs == [0, 0]
+
+        await eventually(drained, timeout_s=60)
+        await rebuild(portal_settings, idle_s=1.0)
+        assert await snapshot(db_url) == before
