@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
+from services.events.epcis.resolver import AliasResolver
+from services.events.epcis.router import router as epcis_router
+from services.events.epcis.service import TOPIC_EPCIS
 from services.events.intake.consumer import registry_handler
 from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
@@ -26,6 +29,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = RegistryClient(settings.registry_url, registry_transport)
+        app.state.epcis_resolver = AliasResolver(settings.registry_url, registry_transport)
         consumer = None
         if settings.consumers_enabled:
             consumer = ConsumerLoop(
@@ -47,6 +51,7 @@ def create_app(
             if consumer:
                 await consumer.stop()
             await app.state.registry.close()
+            await app.state.epcis_resolver.close()
 
     return create_service_app(
         name="events",
@@ -58,10 +63,10 @@ def create_app(
             "Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[lifecycle_router, ledger_router],
+        routers=[lifecycle_router, ledger_router, epcis_router],
         schema=SCHEMA,
         extra_lifespan=lifespan,
-        publishes=[TOPIC_LIFECYCLE],
+        publishes=[TOPIC_LIFECYCLE, TOPIC_EPCIS],
     )
 
 

@@ -50,7 +50,7 @@ async def get_state(session: AsyncSession, battery_id: str) -> dict[str, Any] | 
 async def find_events(session: AsyncSession, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     conn = await raw_connection(session)
     rows = await conn.fetch(
-        "SELECT event_id::text AS event_id, battery_id, sequence, hash, state_after, custodian_after, "
+        "SELECT event_id::text AS event_id, battery_id, sequence, type, actor, hash, state_after, custodian_after, "
         "request_digest FROM events.ledger WHERE event_id = ANY($1::uuid[])",
         list(event_ids),
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from services.events.lifecycle.schemas import FINAL_STATES, EventType, Grade, State
-from shared.auth import Role
+from shared.auth import AUTHORITY, Role
 
 
 class Custody(StrEnum):
@@ -80,6 +80,16 @@ RULES: dict[EventType, Rule] = {
     EventType.TRANSFERRED: _r(NON_FINAL, None, OPERATIONAL, Custody.receiver),
     EventType.INCIDENT: _r(NON_FINAL, None, OPERATIONAL | {Role.ministry}, Custody.none),
 }
+
+#: ERROR_DECLARED is a correction, not a lifecycle step, so it stays out of RULES (and of `allowed_events`):
+#: allowed in any state, final ones included, the state unchanged. Who may post it is narrower than the role
+#: set says: the declared event's own actor, or an authority (checked against the declared event).
+ERROR_DECLARATION = _r(frozenset(State), None, OPERATIONAL | AUTHORITY, Custody.none)
+
+
+def rule_for(etype: EventType) -> Rule:
+    return ERROR_DECLARATION if etype is EventType.ERROR_DECLARED else RULES[etype]
+
 
 #: Which child kinds may go into which parent kinds.
 ASSEMBLY_PAIRS = {("cell", "module"), ("module", "pack"), ("cell", "pack")}

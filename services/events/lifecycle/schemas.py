@@ -27,6 +27,7 @@ class EventType(StrEnum):
     DISPOSED = "DISPOSED"
     TRANSFERRED = "TRANSFERRED"
     INCIDENT = "INCIDENT"
+    ERROR_DECLARED = "ERROR_DECLARED"
 
 
 class State(StrEnum):
@@ -171,6 +172,27 @@ class IncidentData(_Data):
     description: Annotated[str, Field(max_length=2000)] | None = None
 
 
+class ErrorDeclaredData(_Data):
+    """Declares an earlier event of the same battery erroneous (EPCIS ErrorDeclaration). The original stays
+    in the ledger; this event marks it."""
+
+    declared_event_id: Annotated[str, Field(description="The event_id (UUID) of the event declared in error.")]
+    reason: Annotated[str, Field(min_length=1, max_length=256, examples=["incorrect_data", "did_not_occur"])]
+    corrective_event_ids: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=512)]], Field(max_length=100)] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _uuid(self) -> ErrorDeclaredData:
+        import uuid
+
+        try:
+            self.declared_event_id = str(uuid.UUID(self.declared_event_id))
+        except ValueError:
+            raise ValueError("declared_event_id must be a UUID") from None
+        return self
+
+
 DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.MANUFACTURED: NoData,
     EventType.ASSEMBLED: AssemblyData,
@@ -187,6 +209,7 @@ DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.DISPOSED: DisposedData,
     EventType.TRANSFERRED: TransferredData,
     EventType.INCIDENT: IncidentData,
+    EventType.ERROR_DECLARED: ErrorDeclaredData,
 }
 DATA_ADAPTERS = {t: TypeAdapter(m) for t, m in DATA_MODELS.items()}
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.ledger.chain import GENESIS, event_hash, request_digest, ts
 from services.events.lifecycle import repository as repo
-from services.events.lifecycle.rules import ASSEMBLY_PAIRS, RULES, Custody, allowed_events
+from services.events.lifecycle.rules import ASSEMBLY_PAIRS, Custody, allowed_events, rule_for
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventType, State
 from shared.auth import Principal
 from shared.envelope import envelope
@@ -219,7 +219,7 @@ async def capture(
                 errors=errs,
             )
             continue
-        rule = RULES[ev.type]
+        rule = rule_for(ev.type)
         if principal.role not in rule.roles:
             failures[i] = EventProblem(
                 f"Role '{principal.role.value}' may not post {ev.type.value}; allowed roles: "
@@ -267,6 +267,10 @@ async def capture(
             failures[it.index] = _conflict(it.event.event_id)
         seen_in_batch.setdefault(it.event.event_id, it)
 
+    # Events declared in error (ERROR_DECLARED): the ledger's, and (below) those applied earlier in this batch.
+    declared_ids = [it.data["declared_event_id"] for it in items if it.event.type is EventType.ERROR_DECLARED]
+    known = await repo.find_events(session, declared_ids) if declared_ids else {}
+
     # 4. The state machine, in order, on working copies of the states.
     now = datetime.now(UTC)
     work = {bid: dict(s) for bid, s in states.items()}
@@ -290,13 +294,14 @@ async def capture(
             )
             continue
         try:
-            row, new_state = _apply(it, work, principal, now)
+            row, new_state = _apply(it, work, principal, now, known)
         except EventProblem as problem:
             failures[it.index] = problem
             failed_batteries.add(ev.battery_id)
             continue
         work[ev.battery_id] = new_state
         ledger_rows.append(row)
+        known.setdefault(ev.event_id, row)
         messages.append(lifecycle_message(row, new_state))
         acc = Accepted(
             ev.event_id, ev.battery_id, row["sequence"], row["hash"], row["state_after"], row["custodian_after"]
@@ -349,7 +354,11 @@ def _raise_if(failures: dict[int, Problem], batch: bool) -> None:
 
 
 def _apply(
-    it: _Item, work: dict[str, dict[str, Any]], principal: Principal, now: datetime
+    it: _Item,
+    work: dict[str, dict[str, Any]],
+    principal: Principal,
+    now: datetime,
+    known: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     ev = it.event
     state = work.get(ev.battery_id)
@@ -366,7 +375,9 @@ def _apply(
             current_sequence=state["sequence"],
         )
     current = State(state["state"])
-    rule = RULES[ev.type]
+    rule = rule_for(ev.type)
+    if ev.type is EventType.ERROR_DECLARED:
+        _check_declaration(it, (known or {}).get(it.data["declared_event_id"]), principal)
     if current not in rule.sources:
         raise _illegal(state, ev.type, "")
     if rule.grade is not None and current is State.graded and state.get("grade") != rule.grade.value:
@@ -478,6 +489,44 @@ def _apply(
     row["hash"] = event_hash(state["last_hash"], row)
     new["last_hash"] = row["hash"]
     return row, new
+
+
+def _check_declaration(it: _Item, declared: dict[str, Any] | None, principal: Principal) -> None:
+    """The declared event exists, belongs to this battery, is not itself a declaration, and the poster is its
+    actor or an authority."""
+    declared_id = it.data["declared_event_id"]
+    field = "data.declared_event_id"
+    if declared is None:
+        raise EventProblem(
+            f"No event {declared_id} is in the ledger.",
+            status=404,
+            code="unknown-event",
+            title="Not found",
+            errors=[field_error(field, "known-event", "not in the ledger")],
+        )
+    if declared["battery_id"] != it.event.battery_id:
+        raise EventProblem(
+            f"Event {declared_id} belongs to battery {declared['battery_id']}, not {it.event.battery_id}.",
+            status=422,
+            code="validation-error",
+            title="Invalid request",
+            errors=[field_error(field, "same-battery", "belongs to another battery")],
+        )
+    if declared["type"] == EventType.ERROR_DECLARED.value:
+        raise EventProblem(
+            "An error declaration cannot itself be declared in error; declare the original event again.",
+            status=422,
+            code="validation-error",
+            title="Invalid request",
+            errors=[field_error(field, "not-a-declaration", "is an error declaration")],
+        )
+    if declared["actor"] != principal.org and not principal.is_authority:
+        raise EventProblem(
+            f"Only the event's actor ({declared['actor']}) or an authority may declare it in error.",
+            status=403,
+            code="forbidden",
+            title="Not allowed",
+        )
 
 
 def _not_custodian(ev: EventIn, custodian: str) -> EventProblem:

@@ -27,6 +27,7 @@ class EventType(StrEnum):
     DISPOSED = "DISPOSED"
     TRANSFERRED = "TRANSFERRED"
     INCIDENT = "INCIDENT"
+    ERROR_DECLARED = "ERROR_DECLARED"  # marks an earlier event as declared in error; state unchanged
 
 
 class State(StrEnum):

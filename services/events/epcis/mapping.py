@@ -1,0 +1,361 @@
+"""EPCIS 2.0 events → lifecycle events: the mapping table of the README, as code. Pure functions, no I/O.
+
+An EPCIS event is a *battery event* when it names a registered battery where our lifecycle reads it
+(epcList, parentID/childEPCs, inputEPCList) and its bizStep/action/source-destination mean a lifecycle
+step. Everything else (materials, lots, containers, plain observations) is stored as a plain EPCIS event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+import orjson
+from pydantic import ValidationError
+
+from services.events.lifecycle.schemas import EventIn, EventType
+from shared.problems import Problem, field_error, validation_errors
+
+BT = "https://batterytrace.kr/voc/"
+BIZSTEP = BT + "bizstep/"
+DISP = BT + "disp/"
+MEASUREMENT = BT + "measurement/"
+MATERIAL = "https://batterytrace.kr/material/"
+BATTERY = "https://batterytrace.kr/battery/"
+PARTICIPANT = "https://batterytrace.kr/participant/"
+SITE = "https://batterytrace.kr/site/"
+CBV_PREFIXES = (
+    "https://ref.gs1.org/cbv/BizStep-",
+    "https://ref.gs1.org/cbv/Disp-",
+    "urn:epcglobal:cbv:bizstep:",
+    "urn:epcglobal:cbv:disp:",
+    "cbv:BizStep-",
+    "cbv:Disp-",
+)
+COMPACT = {
+    "bt:": BT,
+    "btbizstep:": BIZSTEP,
+    "btdisp:": DISP,
+    "btmeasurement:": MEASUREMENT,
+    "btmaterial:": MATERIAL,
+    "btbattery:": BATTERY,
+    "btparticipant:": PARTICIPANT,
+    "btsite:": SITE,
+}
+#: Our prefixes, for the @context of documents we answer with (the full context is served by the service).
+CONTEXT = {"bt": BT}
+CONTEXT_URL_PATH = "/epcis/context/batterytrace.jsonld"
+
+# bizStep (bare CBV term or our full URI) → lifecycle type, for ObjectEvents about batteries.
+OBJECT_STEPS: dict[str, EventType] = {
+    "installing": EventType.INSTALLED,
+    "inspecting": EventType.INSPECTED,
+    "removing": EventType.REMOVED,
+    "collecting": EventType.COLLECTED,
+    "repairing": EventType.REMANUFACTURED,
+    "destroying": EventType.DISPOSED,
+    BIZSTEP + "grading": EventType.GRADED,
+    BIZSTEP + "repurposing": EventType.REPURPOSED,
+    BIZSTEP + "remanufacturing": EventType.REMANUFACTURED,
+    BIZSTEP + "safety_inspecting": EventType.SAFETY_INSPECTED,
+    BIZSTEP + "incident_reporting": EventType.INCIDENT,
+}
+RECYCLING = BIZSTEP + "recycling"
+GRADE_DISPOSITIONS = {
+    DISP + "grade_reuse": "reuse",
+    DISP + "grade_remanufacture": "remanufacture",
+    DISP + "grade_recycle": "recycle",
+}
+REMOVAL_DISPOSITIONS = {"recalled": "recall", "damaged": "accident"}
+SAFETY_DISPOSITIONS = {"conformant": "pass", "non_conformant": "fail"}
+CUSTODY_TYPES = {"owning_party", "possessing_party"}
+MASS_UOM = {"KGM": 1.0, "GRM": 0.001, "TNE": 1000.0}
+MATERIALS = ("lithium", "nickel", "cobalt", "manganese", "copper", "aluminium", "graphite", "lead")
+
+
+def expand(value: str) -> str:
+    """A compact IRI with one of our prefixes → the full URI; CBV URIs → the bare CBV term."""
+    for prefix, full in COMPACT.items():
+        if value.startswith(prefix):
+            return full + value[len(prefix) :]
+    for prefix in CBV_PREFIXES:
+        if value.startswith(prefix):
+            return value[len(prefix) :]
+    return value
+
+
+def battery_uri(battery_id: str) -> str:
+    return BATTERY + battery_id
+
+
+def site_uri(site: str) -> str:
+    """A site as an EPCIS location ID: URIs stay as they are, free text is wrapped in our namespace."""
+    return site if ":" in site else SITE + quote(site, safe="")
+
+
+def site_of(location_id: str) -> str:
+    return unquote(location_id[len(SITE) :]) if location_id.startswith(SITE) else location_id
+
+
+def ledger_event_id(epcis_event_id: str, battery_id: str, suffix: str = "") -> str:
+    """The ledger's UUID for the lifecycle event an EPCIS event makes for one battery (deterministic, so a
+    re-sent document is a harmless retry)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{epcis_event_id}#{battery_id}{suffix}"))
+
+
+def digest(event: Mapping[str, Any]) -> str:
+    """What makes two captures of one eventID the same event (recordTime and errorDeclaration aside)."""
+    body = {k: v for k, v in event.items() if k not in ("recordTime", "errorDeclaration")}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def event_id_of(event: Mapping[str, Any]) -> str:
+    """The event's eventID, or a content hash for events sent without one (EPCIS makes it optional)."""
+    given = event.get("eventID")
+    if isinstance(given, str) and given:
+        return given
+    return f"ni:///sha-256;{digest(event)}?ver=CBV2.0"
+
+
+def identifiers(event: Mapping[str, Any]) -> list[str]:
+    """Every instance-level identifier the event names (class-level epcClass values never are batteries)."""
+    out: list[str] = []
+    for key in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
+        out += [v for v in event.get(key) or [] if isinstance(v, str)]
+    if isinstance(event.get("parentID"), str):
+        out.append(event["parentID"])
+    return out
+
+
+class MappingProblem(Problem):
+    status, code, title = 422, "epcis-mapping", "EPCIS event cannot be mapped"
+
+
+@dataclass
+class Mapped:
+    """What an EPCIS event becomes: lifecycle events (battery events) or none (a plain EPCIS event)."""
+
+    lifecycle: list[EventIn] = field(default_factory=list)
+    battery_ids: list[str] = field(default_factory=list)
+
+
+def _ext(event: Mapping[str, Any], name: str) -> Any:
+    """An extension field of ours, compact (`bt:region`) or full (`https://batterytrace.kr/voc/region`)."""
+    value = event.get("bt:" + name)
+    return event.get(BT + name) if value is None else value
+
+
+def _location(event: Mapping[str, Any]) -> dict[str, Any]:
+    loc: dict[str, Any] = {}
+    place = (event.get("bizLocation") or {}).get("id") or (event.get("readPoint") or {}).get("id")
+    if place:
+        loc["site"] = site_of(place)
+    if _ext(event, "region"):
+        loc["region"] = _ext(event, "region")
+    return loc
+
+
+def _sensor(event: Mapping[str, Any], measurement: str) -> float | None:
+    for element in event.get("sensorElementList") or []:
+        for report in element.get("sensorReport") or []:
+            if expand(str(report.get("type", ""))) == MEASUREMENT + measurement and "value" in report:
+                return float(report["value"])
+    return None
+
+
+def _participant(value: str) -> str:
+    value = expand(value)
+    if value.startswith(PARTICIPANT):
+        return unquote(value[len(PARTICIPANT) :])
+    raise MappingProblem(
+        f"Custody moves to '{value}', which is not a participant URI ({PARTICIPANT}<org>).",
+        errors=[field_error("destinationList", "participant-uri", f"use {PARTICIPANT}<org>")],
+    )
+
+
+def _object_data(etype: EventType, event: Mapping[str, Any], disposition: str) -> dict[str, Any]:
+    """The type-specific `data` of a lifecycle event, from the EPCIS event's fields (README table)."""
+    if etype is EventType.INSTALLED:
+        return {k: v for k, v in {"vin": _ext(event, "vin"), "ess_site_id": _ext(event, "essSiteId")}.items() if v}
+    if etype is EventType.INSPECTED:
+        return {"soh_pct": _sensor(event, "StateOfHealth"), "cycle_count": _cycle_count(event)}
+    if etype is EventType.REMOVED:
+        return {"reason": _ext(event, "removalReason") or REMOVAL_DISPOSITIONS.get(disposition, "end_of_life")}
+    if etype is EventType.COLLECTED:
+        place = (event.get("bizLocation") or {}).get("id")
+        return {"centre": _ext(event, "centre") or (site_of(place) if place else None), "region": _ext(event, "region")}
+    if etype is EventType.GRADED:
+        return {"soh_pct": _sensor(event, "StateOfHealth"), "grade": GRADE_DISPOSITIONS.get(disposition)}
+    if etype is EventType.REPURPOSED:
+        return {"new_application": _ext(event, "newApplication"), "rated_capacity": _ext(event, "ratedCapacityKWh")}
+    if etype is EventType.SAFETY_INSPECTED:
+        data = {"result": SAFETY_DISPOSITIONS.get(disposition), "body": _ext(event, "inspectionBody")}
+        return data | ({"standard": _ext(event, "standard")} if _ext(event, "standard") else {})
+    if etype is EventType.INCIDENT:
+        data = {"kind": _ext(event, "incidentKind"), "severity": _ext(event, "severity")}
+        return data | ({"description": _ext(event, "description")} if _ext(event, "description") else {})
+    if etype is EventType.DISPOSED:
+        return {k: v for k, v in {"method": _ext(event, "method"), "note": _ext(event, "note")}.items() if v}
+    if etype is EventType.REMANUFACTURED:
+        return {"note": _ext(event, "note")} if _ext(event, "note") else {}
+    return {}
+
+
+def _cycle_count(event: Mapping[str, Any]) -> int | None:
+    value = _sensor(event, "CycleCount")
+    return None if value is None else int(value)
+
+
+def _recycled_data(event: Mapping[str, Any]) -> dict[str, Any]:
+    recovered = dict.fromkeys(MATERIALS, 0.0)
+    black_mass = 0.0
+    for q in event.get("outputQuantityList") or []:
+        factor = MASS_UOM.get(str(q.get("uom", "")))
+        cls = expand(str(q.get("epcClass", "")))
+        if factor is None or not cls.startswith(MATERIAL):
+            continue
+        name, kg = cls[len(MATERIAL) :], float(q.get("quantity", 0)) * factor
+        if name == "black_mass":
+            black_mass += kg
+        elif name in recovered:
+            recovered[name] += kg
+    input_mass = _ext(event, "inputMassKg")
+    if input_mass is None:  # without a declared input mass, the outputs are the least it weighed
+        input_mass = black_mass + sum(recovered.values())
+    return {
+        "process": _ext(event, "process") or "unspecified",
+        "input_mass_kg": input_mass,
+        "black_mass_kg": black_mass,
+        "recovered_kg": {k: round(v, 6) for k, v in recovered.items() if v},
+    }
+
+
+def _is_recycling(event: Mapping[str, Any]) -> bool:
+    if expand(str(event.get("bizStep", ""))) == RECYCLING:
+        return True
+    return any(q.get("uom") in MASS_UOM for q in event.get("outputQuantityList") or [])
+
+
+def map_event(event: Mapping[str, Any], eid: str, batteries: Mapping[str, str | None]) -> Mapped:
+    """The lifecycle events one EPCIS event stands for. `batteries` maps each identifier to a battery ID
+    (None: not a battery). Raises MappingProblem when the event is about batteries but cannot be applied."""
+    etype = event.get("type")
+    step = expand(str(event.get("bizStep", "")))
+    disposition = expand(str(event.get("disposition", "")))
+    occurred = event.get("eventTime")
+    location = _location(event)
+
+    def bid(value: Any) -> str | None:
+        return batteries.get(value) if isinstance(value, str) else None
+
+    def lifecycle(battery_id: str, t: EventType, data: dict[str, Any]) -> EventIn:
+        body = {
+            "event_id": ledger_event_id(eid, battery_id),
+            "battery_id": battery_id,
+            "type": t.value,
+            "occurred_at": occurred,
+            "location": location,
+            "data": {k: v for k, v in data.items() if v is not None},
+        }
+        try:
+            return EventIn.model_validate(body)
+        except ValidationError as exc:
+            errs = validation_errors(exc.errors())
+            raise MappingProblem(
+                f"{t.value} for {battery_id}: {errs[0]['field']}: {errs[0]['message']}", errors=errs
+            ) from None
+
+    if etype == "ObjectEvent":
+        ids = [b for b in (bid(v) for v in event.get("epcList") or []) if b]
+        if not ids:
+            return Mapped()
+        mapped = OBJECT_STEPS.get(step)
+        if mapped is not None:
+            data = _object_data(mapped, event, disposition)
+            return Mapped([lifecycle(b, mapped, data) for b in ids], ids)
+        receivers = [d["destination"] for d in event.get("destinationList") or [] if d.get("type") in CUSTODY_TYPES]
+        if receivers:
+            to = _participant(receivers[0])
+            return Mapped([lifecycle(b, EventType.TRANSFERRED, {"to": to}) for b in ids], ids)
+        return Mapped(battery_ids=ids)  # an observation of batteries: stored, no lifecycle step
+
+    if etype == "AggregationEvent" and event.get("action") in ("ADD", "DELETE"):
+        parent_value = event.get("parentID")
+        parent = bid(parent_value) or (
+            parent_value[len(BATTERY) :] if isinstance(parent_value, str) and parent_value.startswith(BATTERY) else None
+        )
+        children = [(v, bid(v)) for v in event.get("childEPCs") or []]
+        child_ids = [b for _, b in children if b]
+        composing = step in ("assembling", "disassembling") or parent is not None
+        if not composing or not child_ids:
+            return Mapped(battery_ids=[b for b in [parent, *child_ids] if b])
+        if parent is None:
+            raise MappingProblem(
+                f"The parent '{parent_value}' is not a registered battery.",
+                status=404,
+                code="unknown-parent",
+                errors=[field_error("parentID", "known-battery", "not a registered battery")],
+            )
+        strangers = [v for v, b in children if b is None]
+        if strangers:
+            raise MappingProblem(
+                f"Components {strangers} are not registered batteries.",
+                status=404,
+                code="unknown-battery",
+                errors=[field_error("childEPCs", "known-battery", f"not registered: {v}") for v in strangers],
+            )
+        t = EventType.ASSEMBLED if event["action"] == "ADD" else EventType.DISASSEMBLED
+        return Mapped([lifecycle(b, t, {"parent_id": parent}) for b in child_ids], [*child_ids, parent])
+
+    if etype == "TransformationEvent":
+        inputs = [b for b in (bid(v) for v in event.get("inputEPCList") or []) if b]
+        outputs = [b for b in (bid(v) for v in event.get("outputEPCList") or []) if b]
+        if not inputs or not _is_recycling(event):
+            return Mapped(battery_ids=inputs + outputs)
+        if len(inputs) != 1:
+            raise MappingProblem(
+                "A recycling TransformationEvent takes exactly one battery as input (recovered kg are per battery).",
+                errors=[field_error("inputEPCList", "one-battery", f"{len(inputs)} batteries")],
+            )
+        return Mapped([lifecycle(inputs[0], EventType.RECYCLED, _recycled_data(event))], inputs + outputs)
+
+    ids = [b for b in (bid(v) for v in identifiers(event)) if b]
+    return Mapped(battery_ids=ids)  # AssociationEvent, TransactionEvent, OBSERVE aggregations: stored only
+
+
+def declaration_event(
+    eid: str, battery_id: str, declared_event_id: str, declaration: Mapping[str, Any], location: dict[str, Any]
+) -> EventIn:
+    data: dict[str, Any] = {
+        "declared_event_id": declared_event_id,
+        "reason": str(declaration.get("reason") or "unspecified"),
+    }
+    if declaration.get("correctiveEventIDs"):
+        data["corrective_event_ids"] = list(declaration["correctiveEventIDs"])
+    try:
+        return EventIn.model_validate(
+            {
+                "event_id": ledger_event_id(eid, battery_id, f"#declared@{declaration.get('declarationTime')}"),
+                "battery_id": battery_id,
+                "type": EventType.ERROR_DECLARED.value,
+                "occurred_at": declaration["declarationTime"],
+                "location": location,
+                "data": data,
+            }
+        )
+    except ValidationError as exc:
+        errs = validation_errors(exc.errors(), prefix=("errorDeclaration",))
+        raise MappingProblem(f"{errs[0]['field']}: {errs[0]['message']}", errors=errs) from None
+
+
+def location_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    return _location(event)
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

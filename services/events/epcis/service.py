@@ -1,0 +1,365 @@
+"""EPCIS capture: validate a document, map its events onto the lifecycle, apply them with the native rules
+(lifecycle.service.capture), store every EPCIS event, and record the capture job. No SQL here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import resources
+from typing import Any, Protocol
+
+import jsonschema_rs
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.events.epcis import repository as repo
+from services.events.epcis.mapping import (
+    MappingProblem,
+    declaration_event,
+    digest,
+    event_id_of,
+    identifiers,
+    location_of,
+    map_event,
+    parse_time,
+)
+from services.events.ledger.chain import ts
+from services.events.lifecycle.schemas import EventIn
+from services.events.lifecycle.service import BatchProblem, EventProblem, RegistryLookup, capture
+from services.events.tables import SCHEMA
+from shared.auth import Principal, Role
+from shared.envelope import envelope
+from shared.outbox import OutboxMessage, enqueue
+from shared.problems import Problem, Unprocessable
+
+TOPIC_EPCIS = "battery.epcis.v1"
+SOURCE = "/batterytrace/events/epcis"
+CAPTURED = "kr.battery.epcis.event.captured.v1"
+DECLARED = "kr.battery.epcis.event.error_declared.v1"
+SEES_ALL_JOBS = {Role.admin, Role.operator, Role.ministry}
+
+
+class Behaviour(StrEnum):
+    rollback = "rollback"
+    proceed = "proceed"
+
+
+class Resolver(Protocol):
+    async def resolve_many(self, values: Any) -> dict[str, str | None]: ...
+
+
+def _load_validator() -> Any:
+    schema = json.loads(resources.files("services.events.epcis").joinpath("EPCIS-JSON-Schema.json").read_text())
+    return jsonschema_rs.Draft7Validator(schema, validate_formats=True)
+
+
+_VALIDATOR = _load_validator()
+
+
+def context_document() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        resources.files("services.events.epcis").joinpath("batterytrace.context.json").read_text()
+    )
+    return data
+
+
+def _pointer(path: Any) -> str:
+    return "/" + "/".join(str(p) for p in path)
+
+
+def validate_document(document: Any) -> None:
+    """The official EPCIS 2.0 JSON Schema (draft-07, formats checked). 422 listing each failing path."""
+    errors = []
+    for err in _VALIDATOR.iter_errors(document):
+        errors.append(
+            {
+                "field": _pointer(err.instance_path) or "/",
+                "rule": _pointer(err.schema_path),
+                "message": err.message[:500],
+            }
+        )
+        if len(errors) >= 100:
+            break
+    if not errors and (not isinstance(document, dict) or document.get("type") != "EPCISDocument"):
+        errors.append({"field": "/type", "rule": "/properties/type/enum", "message": "must be 'EPCISDocument'"})
+    if errors:
+        raise Unprocessable(
+            f"The document does not validate against the EPCIS 2.0 JSON Schema: {errors[0]['field']}: "
+            f"{errors[0]['message'][:200]}",
+            code="epcis-schema",
+            title="Invalid EPCIS document",
+            errors=errors,
+        )
+
+
+@dataclass
+class _Plan:
+    index: int
+    event: dict[str, Any]
+    event_id: str
+    digest: str
+    lifecycle: list[EventIn] = field(default_factory=list)
+    battery_ids: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    store: bool = True  # a new EPCIS event row
+    declare: dict[str, Any] | None = None  # errorDeclaration to mark on an existing row
+
+
+def _error(plan: _Plan, problem: Problem, **extra: Any) -> dict[str, Any]:
+    out = {
+        "eventIndex": plan.index,
+        "eventID": plan.event_id,
+        "status": problem.status,
+        "code": problem.code,
+        "detail": problem.detail,
+        **extra,
+    }
+    if problem.errors:
+        out["errors"] = problem.errors
+    return out
+
+
+def _prefixes(context: Any) -> dict[str, Any]:
+    """The prefix definitions a document's @context makes inline (kept with its events for the query side)."""
+    items = context if isinstance(context, list) else [context]
+    out: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, dict):
+            out.update({k: v for k, v in item.items() if isinstance(v, str)})
+    return out
+
+
+async def capture_document(
+    session: AsyncSession,
+    document: dict[str, Any],
+    principal: Principal,
+    behaviour: Behaviour,
+    resolver: Resolver,
+    registry: RegistryLookup,
+) -> dict[str, Any]:
+    """Capture a validated EPCISDocument; returns the finished capture job (stored in this transaction)."""
+    created = datetime.now(UTC)
+    capture_id = str(uuid.uuid4())
+    events: list[dict[str, Any]] = document["epcisBody"]["eventList"]
+    plans: list[_Plan] = []
+    seen: dict[str, _Plan] = {}
+    for i, ev in enumerate(events):
+        eid = event_id_of(ev)
+        plan = _Plan(i, {**ev, "eventID": eid, "recordTime": ts(created)}, eid, digest({**ev, "eventID": eid}))
+        twin = seen.get(eid)
+        if twin is not None:  # one eventID twice in a document: once in effect, or a conflict
+            plan.store = False
+            if twin.digest != plan.digest:
+                plan.error = _error(
+                    plan,
+                    Problem(
+                        f"eventID {eid} appears twice with different content.", status=409, code="event-id-conflict"
+                    ),
+                )
+        seen.setdefault(eid, plan)
+        plans.append(plan)
+
+    batteries = await resolver.resolve_many({v for p in plans for v in identifiers(p.event)})
+    prior = await repo.existing(session, list(seen))
+    native_ids = [eid[len("urn:uuid:") :] for eid in seen if eid.startswith("urn:uuid:")]
+    native = await repo.ledger_batteries(session, [i for i in native_ids if _is_uuid(i)])
+
+    for plan in plans:
+        if plan.error or not plan.store:
+            continue
+        try:
+            _plan(plan, prior.get(plan.event_id), batteries, native)
+        except (MappingProblem, EventProblem) as problem:
+            plan.error = _error(plan, problem)
+
+    await _apply(session, plans, principal, behaviour, registry)
+    failed = [p.error for p in plans if p.error]
+    stored = [] if failed and behaviour is Behaviour.rollback else [p for p in plans if not p.error]
+    await _store(session, stored, capture_id, created, principal, document)
+    job = {
+        "capture_id": capture_id,
+        "actor": principal.org,
+        "actor_role": principal.role.value,
+        "behaviour": behaviour.value,
+        "status": "failure" if failed else "success",
+        "created_at": created,
+        "finished_at": datetime.now(UTC),
+        "event_count": len(events),
+        "stored_count": len(stored),
+        "errors": failed,
+    }
+    await repo.insert_capture(session, job)
+    return job
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _plan(plan: _Plan, prior: dict[str, Any] | None, batteries: dict[str, str | None], native: dict[str, str]) -> None:
+    ev, eid = plan.event, plan.event_id
+    declaration = ev.get("errorDeclaration")
+    if declaration is not None:
+        # ErrorDeclaration: the original is named by its eventID; it stays, marked, and the ledger gets a
+        # correcting ERROR_DECLARED for each battery event it made.
+        location = location_of(ev)
+        if prior is not None:
+            plan.store, plan.declare = False, declaration
+            plan.lifecycle = [
+                declaration_event(eid, le["battery_id"], le["event_id"], declaration, location)
+                for le in prior["ledger_events"]
+            ]
+            plan.battery_ids = [le["battery_id"] for le in prior["ledger_events"]]
+            return
+        ledger_id = eid[len("urn:uuid:") :]
+        if ledger_id in native:  # an event posted through the native API, as the EPCIS query shows it
+            plan.store = False
+            plan.lifecycle = [declaration_event(eid, native[ledger_id], ledger_id, declaration, location)]
+            plan.battery_ids = [native[ledger_id]]
+            return
+        if map_event(ev, eid, batteries).lifecycle:
+            raise MappingProblem(
+                f"The event {eid} declared in error was never captured.", status=404, code="unknown-event"
+            )
+        plan.battery_ids = map_event(ev, eid, batteries).battery_ids
+        return  # a plain EPCIS event captured with its declaration: stored as it is
+    if prior is not None:
+        if prior["digest"] != plan.digest:
+            raise MappingProblem(
+                f"eventID {eid} was already captured with different content.", status=409, code="event-id-conflict"
+            )
+        plan.store = False  # the same event again: harmless
+        return
+    mapped = map_event(ev, eid, batteries)
+    plan.lifecycle, plan.battery_ids = mapped.lifecycle, mapped.battery_ids
+
+
+async def _apply(
+    session: AsyncSession, plans: list[_Plan], principal: Principal, behaviour: Behaviour, registry: RegistryLookup
+) -> None:
+    """All battery events through the native capture in one call (in event-time order). On failures: with
+    rollback, stop (nothing is stored); with proceed, drop the failing EPCIS events and try the rest again."""
+    while True:
+        if behaviour is Behaviour.rollback and any(p.error for p in plans):
+            return
+        items = sorted(((p, ev) for p in plans if not p.error for ev in p.lifecycle), key=lambda pe: pe[1].occurred_at)
+        if not items:
+            return
+        try:
+            async with session.begin_nested():
+                await capture(session, [ev for _, ev in items], principal, registry)
+            return
+        except (EventProblem, BatchProblem) as exc:
+            failures = _failures(exc, len(items))
+        real = {i: f for i, f in failures.items() if f.get("code") != "depends-on-failed-item"} or failures
+        for i, f in sorted(real.items()):
+            plan, ev = items[i]
+            if plan.error is None:
+                detail = {k: v for k, v in f.items() if k not in ("index", "status", "code", "detail")}
+                plan.error = {
+                    "eventIndex": plan.index,
+                    "eventID": plan.event_id,
+                    "status": f["status"],
+                    "code": f["code"],
+                    "detail": f["detail"],
+                    "batteryID": ev.battery_id,
+                    "lifecycleType": ev.type.value,
+                    **detail,
+                }
+
+
+def _failures(exc: Problem, n: int) -> dict[int, dict[str, Any]]:
+    if isinstance(exc, BatchProblem):
+        return {int(e["index"]): dict(e) for e in exc.errors}
+    body = {"status": exc.status, "code": exc.code, "detail": exc.detail, **exc.extra}
+    if exc.errors:
+        body["errors"] = exc.errors
+    return {0: body} if n == 1 else {i: body for i in range(n)}
+
+
+async def _store(
+    session: AsyncSession,
+    plans: list[_Plan],
+    capture_id: str,
+    created: datetime,
+    principal: Principal,
+    document: dict[str, Any],
+) -> None:
+    context = _prefixes(document.get("@context"))
+    rows, messages, declarations = [], [], []
+    for p in plans:
+        if p.declare is not None:
+            declarations.append((p.event_id, p.declare))
+            messages.append(
+                _message(
+                    DECLARED,
+                    f"{p.event_id}#declared@{p.declare.get('declarationTime')}",
+                    p.event_id,
+                    {"event_id": p.event_id, "error_declaration": p.declare},
+                )
+            )
+        if not p.store:
+            continue
+        ledger = [{"event_id": e.event_id, "battery_id": e.battery_id} for e in p.lifecycle]
+        rows.append(
+            {
+                "event_id": p.event_id,
+                "capture_id": capture_id,
+                "type": p.event.get("type", ""),
+                "event_time": parse_time(p.event["eventTime"]),
+                "record_time": created,
+                "actor": principal.org,
+                "digest": p.digest,
+                "battery_ids": sorted(set(p.battery_ids)),
+                "ledger_events": ledger,
+                "error_declaration": p.event.get("errorDeclaration"),
+                "body": p.event,
+            }
+        )
+        messages.append(
+            _message(
+                CAPTURED,
+                f"{p.event_id}#captured",
+                p.event_id,
+                {
+                    "event_id": p.event_id,
+                    "capture_id": capture_id,
+                    "record_time": ts(created),
+                    "actor": principal.org,
+                    "actor_role": principal.role.value,
+                    "battery_ids": sorted(set(p.battery_ids)),
+                    "ledger_event_ids": [le["event_id"] for le in ledger],
+                    "context": context,
+                    "event": p.event,
+                },
+            )
+        )
+    await repo.insert_events(session, rows)
+    await repo.declare(session, declarations)
+    await enqueue(session, SCHEMA, messages)
+
+
+def _message(ctype: str, id_seed: str, key: str, data: dict[str, Any]) -> OutboxMessage:
+    return OutboxMessage(
+        topic=TOPIC_EPCIS,
+        key=key,
+        payload=envelope(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, id_seed)), source=SOURCE, type=ctype, subject=key, data=data
+        ),
+    )
+
+
+async def capture_job(session: AsyncSession, capture_id: str, principal: Principal) -> dict[str, Any] | None:
+    """A capture job as its poster (or an authority/operator) may see it; None if unknown or not theirs."""
+    if not _is_uuid(capture_id):
+        return None
+    job = await repo.get_capture(session, capture_id)
+    if job is None or (job["actor"] != principal.org and principal.role not in SEES_ALL_JOBS):
+        return None
+    return job
