@@ -13,6 +13,7 @@ from sqlalchemy import text
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import kafka_reachable
+from shared.limits import BodySizeLimit, RateLimit
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
 from shared.outbox import OutboxRelay, applied_positions, outbox_stats, published_positions
@@ -108,6 +109,8 @@ def create_service_app(
     app.state.service_name = name
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RateLimit, rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=name)
     app.include_router(health_router())
     for router in routers:

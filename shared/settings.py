@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(1000, ge=1)
     relay_idle_sleep_s: float = Field(0.02, gt=0)
     consumers_enabled: bool = Field(True, description="Run the Kafka consumers inside the service process.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    rate_limit_per_s: float = Field(2000.0, gt=0, description="Sustained requests per second per participant.")
+    rate_limit_burst: float = Field(4000.0, ge=1, description="Burst size per participant.")
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -53,6 +56,8 @@ class EventsSettings(ServiceSettings):
     registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL for read-through.")
     batch_max_items: int = 5_000
     consumer_group: str = "batterytrace-events"
+    verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
+    verifier_enabled: bool = Field(True, description="Run the periodic hash-chain verifier in this process.")
 
 
 class PortalSettings(ServiceSettings):

@@ -183,3 +183,25 @@ async def test_delivery_survives_broker_outage_exactly_once_in_effect(make_setti
     sample = applied[accepted[0]]
     assert sample["type"] == "kr.battery.lifecycle.incident.v1" and sample["specversion"] == "1.0"
     assert sample["data"]["actor"] == "KOTSA" and sample["data"]["hash"]
+
+
+async def test_periodic_verifier_raises_metric_and_log_for_a_tampered_row(s: Stack, db_url: str, caplog) -> None:
+    from prometheus_client import REGISTRY
+
+    bid, other = await s.battery(), await s.battery()
+    await s.ok(bid, "INCIDENT", "inspector")
+    await s.ok(other, "INCIDENT", "inspector")
+    verifier = s.events.app.state.ledger_verifier
+    assert await verifier.sweep() == {}
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE events.ledger SET actor = 'SOMEONE' WHERE battery_id = $1 AND sequence = 2", bid)
+    finally:
+        await conn.close()
+    with caplog.at_level("ERROR", logger="batterytrace.verifier"):
+        broken = await verifier.sweep()
+    assert list(broken) == [bid] and "sequence 2" in broken[bid]
+    assert REGISTRY.get_sample_value("batterytrace_ledger_chain_broken_batteries", {"service": "events"}) == 1
+    assert any(bid in r.getMessage() for r in caplog.records)
+    assert "batterytrace_ledger_chain_broken_batteries" in (await s.events.get("/metrics")).text

@@ -14,6 +14,7 @@ from services.events.epcis.service import TOPIC_EPCIS
 from services.events.intake.consumer import registry_handler
 from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
+from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
 from services.events.tables import SCHEMA
 from shared.app import create_service_app
@@ -45,9 +46,14 @@ def create_app(
             )
             consumer.start()
         app.state.consumers = [consumer] if consumer else []
+        verifier = ChainVerifier(app.state.engine, interval_s=settings.verify_interval_s)
+        app.state.ledger_verifier = verifier
+        if settings.verifier_enabled:
+            verifier.start()
         try:
             yield
         finally:
+            await verifier.stop()
             if consumer:
                 await consumer.stop()
             await app.state.registry.close()

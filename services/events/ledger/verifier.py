@@ -1,0 +1,103 @@
+"""The periodic verifier: re-checks every battery's hash chain in the background, round-robin, and raises
+a metric and an error log line for each chain that does not verify (tamper evidence without a caller)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.events.ledger.chain import verify_chain
+from shared.db import json_value
+from shared.metrics import LEDGER_VERIFY_FAILURES
+
+log = logging.getLogger("batterytrace.verifier")
+
+
+class ChainVerifier:
+    def __init__(self, engine: AsyncEngine, *, interval_s: float = 60.0, chunk: int = 500) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.chunk = chunk
+        self.broken: dict[str, str] = {}
+        self.sweeps = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-verifier")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("ledger verifier sweep failed", exc_info=True)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+            except TimeoutError:
+                pass
+
+    async def sweep(self) -> dict[str, str]:
+        """Verify every battery once. Returns {battery_id: reason} of the chains that do not verify."""
+        broken: dict[str, str] = {}
+        after = ""
+        while True:
+            async with self.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                db = raw.driver_connection
+                heads = await db.fetch(
+                    "SELECT battery_id, sequence, last_hash FROM events.battery_state WHERE battery_id > $1 "
+                    "ORDER BY battery_id LIMIT $2",
+                    after,
+                    self.chunk,
+                )
+                if not heads:
+                    break
+                rows = await db.fetch(
+                    "SELECT event_id::text AS event_id, battery_id, sequence, type, occurred_at, recorded_at, actor, "
+                    "actor_role, location, data, state_after, custodian_after, prev_hash, hash FROM events.ledger "
+                    "WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence",
+                    [h["battery_id"] for h in heads],
+                )
+            chains: dict[str, list[dict[str, Any]]] = {
+                bid: [_row(r) for r in group] for bid, group in groupby(rows, key=lambda r: r["battery_id"])
+            }
+            for head in heads:
+                bid = head["battery_id"]
+                chain = chains.get(bid, [])
+                valid, at, reason, count, last = verify_chain(chain)
+                if not valid:
+                    broken[bid] = f"sequence {at}: {reason}"
+                elif count != head["sequence"] or last != head["last_hash"]:
+                    broken[bid] = f"the ledger ends at {count} but the battery's head is at {head['sequence']}"
+            after = heads[-1]["battery_id"]
+        for bid, why in broken.items():
+            if bid not in self.broken:
+                log.error("ledger chain broken for battery %s: %s", bid, why,
+                          extra={"fields": {"battery_id": bid, "alert": "ledger-tamper"}})
+        self.broken = broken
+        self.sweeps += 1
+        LEDGER_VERIFY_FAILURES.labels("events").set(len(broken))
+        return broken
+
+
+def _row(r: Any) -> dict[str, Any]:
+    d = dict(r)
+    d["location"] = json_value(d["location"])
+    d["data"] = json_value(d["data"])
+    return d
