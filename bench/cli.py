@@ -1,0 +1,152 @@
+"""`python -m bench` (what `make bench` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from bench.context import Config, Ctx
+from bench.load import console
+from bench.report import RESULTS, Report
+from bench.stack import Stack
+
+PARTS = ("registry", "events", "portal")
+app = typer.Typer(add_completion=False, help="The batterytrace benchmarks.")
+
+
+@app.command()
+def main(
+    only: Annotated[str, typer.Option(help="Comma-separated parts to measure: registry, events, portal.")] = ",".join(
+        PARTS
+    ),
+    batteries: Annotated[int, typer.Option(min=1, help="Batteries to register (the issues ask for 1,000,000).")] = (
+        1_000_000
+    ),
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="A small smoke run (2,000 batteries, a few seconds per phase); explicit options still win."
+        ),
+    ] = False,
+    batch_events: Annotated[int | None, typer.Option(help="Events posted in 1,000-event batches [200,000].")] = None,
+    single_events: Annotated[int | None, typer.Option(help="Events posted one by one [20,000].")] = None,
+    get_requests: Annotated[int | None, typer.Option(help="Registry GETs for the latency figures [20,000].")] = None,
+    history_requests: Annotated[int | None, typer.Option(help="Portal history GETs [5,000].")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn workers per service.")] = 1,
+    catchup_timeout: Annotated[float, typer.Option(help="Longest wait for a pipeline stage to catch up (s).")] = 3600,
+    output: Annotated[str, typer.Option(help="Where to write the JSON results.")] = str(RESULTS / "latest.json"),
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary data directory and service logs.")] = False,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a py-spy profile (raw, collapsed stacks) of each service per phase into this "
+            "directory; needs py-spy on PATH."
+        ),
+    ] = None,
+    fail_on_miss: Annotated[bool, typer.Option("--fail-on-miss", help="Exit 1 if a target is missed.")] = False,
+) -> None:
+    """Start a fresh embedded PostgreSQL and tansu broker, the three services as uvicorn processes, drive them
+    over HTTP, and print every figure against its target (also written as JSON)."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    parts = [p.strip() for p in only.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}", param_hint="--only"
+        )
+    small = quick
+    cfg = Config(
+        parts=parts,
+        batteries=2_000 if quick and batteries == 1_000_000 else batteries,
+        batch_events=batch_events if batch_events is not None else (4_000 if small else 200_000),
+        single_events=single_events if single_events is not None else (1_000 if small else 20_000),
+        get_requests=get_requests if get_requests is not None else (1_000 if small else 20_000),
+        history_requests=history_requests if history_requests is not None else (500 if small else 5_000),
+        view_repeats=5 if small else 20,
+        catchup_timeout_s=catchup_timeout,
+        workers=workers,
+        profile_dir=str(profile) if profile else None,
+    )
+    services = ["registry"]
+    if "events" in parts or "portal" in parts:
+        services.append("events")
+    if "portal" in parts:
+        services.append("portal")
+    stack = Stack(services=services, workers=workers, keep=keep)
+    report = Report(config=asdict(cfg) | {"services": services})
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    code = 0
+    try:
+        with console.status("starting PostgreSQL, the broker, migrations and the services…"):
+            t0 = time.perf_counter()
+            stack.start()
+        console.print(
+            f"system up in {time.perf_counter() - t0:.1f} s: "
+            + " ".join(f"{n}={u}" for n, u in stack.urls.items())
+            + f" (data in {stack.base})"
+        )
+        asyncio.run(run(Ctx(cfg=cfg, stack=stack, report=report)))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; stopping…[/]")
+        code = 130
+    except Exception as exc:
+        console.print(f"[red]bench failed: {exc}[/]")
+        report.notes.append(f"bench failed: {exc!r}")
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with console.status("stopping the services, the broker and PostgreSQL…"):
+            stack.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if report.figures:
+        report.print(Console(file=sys.stdout, width=160))
+        path = report.write(Path(output))
+        console.print(f"results written to {path}")
+        if fail_on_miss and not report.as_dict()["all_passed"]:
+            code = code or 1
+    raise typer.Exit(code)
+
+
+async def run(ctx: Ctx) -> None:
+    from bench import events, portal, registry
+
+    parts = ctx.cfg.parts
+    try:
+        ctx.portal_up = "portal" in ctx.stack.urls and await healthy(ctx.stack.urls["portal"])
+        await registry.setup(ctx)
+        started = await registry.bulk_register(ctx)
+        await registry.catch_up(ctx, started)
+        if "registry" in parts:
+            await registry.get_latency(ctx)
+        if "events" in parts:
+            await events.run(ctx)
+        if "portal" in parts:
+            if ctx.portal_up:
+                await portal.run(ctx)
+            else:
+                ctx.report.add("portal", "portal service", None, "", note="n/a: services/portal does not answer")
+    finally:
+        await ctx.close()
+
+
+async def healthy(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            return (await http.get(url + "/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False

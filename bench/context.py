@@ -1,0 +1,121 @@
+"""What every part of the bench shares: the settings of the run, tokens, IDs, the database probe."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.probe import cpu_snapshot, profiled
+from bench.report import Report
+from bench.stack import Stack
+from shared.auth import mint_token
+
+MODEL_ID = "BENCH-NCM-P77"
+MANUFACTURER = "LGES"
+INSPECTOR = "KOTSA"
+OEM = "HMC"
+#: Batteries outside the bulk load: the freshness probes and the 50-event history battery.
+PROBE_IDS = [f"KR-BENCH-S{i:07d}" for i in range(10)]
+HISTORY_ID = "KR-BENCH-H0000001"
+
+
+@dataclass
+class Config:
+    parts: list[str]
+    batteries: int = 1_000_000
+    bulk_size: int = 10_000
+    bulk_concurrency: int = 2
+    get_requests: int = 20_000
+    get_concurrency: int = 8
+    batch_events: int = 200_000
+    batch_size: int = 1_000
+    batch_concurrency: int = 2
+    single_events: int = 20_000
+    single_concurrency: int = 16
+    history_requests: int = 5_000
+    history_concurrency: int = 8
+    view_repeats: int = 20
+    catchup_timeout_s: float = 3600.0
+    workers: int = 1
+    seed: int = 1
+    profile_dir: str | None = None
+
+
+def battery_id(i: int) -> str:
+    return f"KR-BENCH-{i:08d}"
+
+
+@dataclass
+class Ctx:
+    cfg: Config
+    stack: Stack
+    report: Report
+    #: Every event uses this occurred_at: legal (not in the future, not before the last event).
+    occurred_at: str = field(default_factory=lambda: (datetime.now(UTC) - timedelta(minutes=1)).isoformat())
+    registered: int = 0
+    freshness: list[float] = field(default_factory=list)
+    freshness_timeouts: int = 0
+    portal_up: bool = False
+    _tokens: dict[tuple[str, str, str | None], dict[str, str]] = field(default_factory=dict)
+    _db: asyncpg.Connection | None = None
+
+    def headers(self, org: str, role: str, ministry: str | None = None) -> dict[str, str]:
+        key = (org, role, ministry)
+        if key not in self._tokens:
+            token = mint_token(self.stack.private_key, org=org, role=role, ministry=ministry, ttl_s=24 * 3600)
+            self._tokens[key] = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        return self._tokens[key]
+
+    @property
+    def manufacturer(self) -> dict[str, str]:
+        return self.headers(MANUFACTURER, "manufacturer")
+
+    @property
+    def inspector(self) -> dict[str, str]:
+        return self.headers(INSPECTOR, "inspector")
+
+    def ministry(self, code: str) -> dict[str, str]:
+        return self.headers(code, "ministry", code)
+
+    def url(self, service: str) -> str:
+        return self.stack.urls[service]
+
+    async def db(self) -> asyncpg.Connection:
+        """The bench's own connection: progress counts and the COPY reference, never the services' path."""
+        if self._db is None:
+            self._db = await asyncpg.connect(self.stack.dsn)
+        return self._db
+
+    async def count(self, sql: str, *args: Any) -> int:
+        return int(await (await self.db()).fetchval(sql, *args))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[dict[str, float]]:
+        """Measure CPU seconds per process group over a phase (and profile the services if asked). The
+        caller sets `units` in the yielded dict: the work the phase did (batteries, events, requests)."""
+        rec: dict[str, float] = {}
+        before = cpu_snapshot(self.stack)
+        started = time.perf_counter()
+        directory = Path(self.cfg.profile_dir) if self.cfg.profile_dir else None
+        with profiled(self.stack, directory, name, list(self.stack.procs)):
+            yield rec
+        wall = time.perf_counter() - started
+        after = cpu_snapshot(self.stack)
+        self.report.cpu[name] = {"wall_s": wall, "units": rec.get("units", 0)} | {
+            k: after[k] - before.get(k, 0.0) for k in after
+        }
+
+    def check_alive(self) -> None:
+        self.stack.check_alive()

@@ -1,0 +1,127 @@
+"""A lean closed-loop load generator on httpx: pre-built requests, N workers, latencies in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Req:
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes | None = None
+    weight: int = 1  # units of work it carries (batteries, events) for the progress bar and rates
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    units: int = 0
+    errors: int = 0
+    first_error: str = ""
+    responses: list[bytes] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.units / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, p: float) -> float:
+        return percentile(self.latencies, p)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
+    return s[k]
+
+
+def client(base_url: str, concurrency: int, timeout_s: float = 60.0) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout_s)
+
+
+async def closed_loop(
+    http: httpx.AsyncClient,
+    requests: Sequence[Req],
+    concurrency: int,
+    *,
+    description: str,
+    ok: int = 200,
+    keep_responses: bool = False,
+    on_ok: Callable[[int, httpx.Response], Any] | None = None,
+) -> Run:
+    """`concurrency` workers send the requests in order as fast as answers come back."""
+    run = Run()
+    total_units = sum(r.weight for r in requests)
+    nxt = 0
+    with progress() as prog:
+        task = prog.add_task(description, total=total_units)
+
+        async def worker() -> None:
+            nonlocal nxt
+            while nxt < len(requests):
+                i = nxt
+                nxt += 1
+                r = requests[i]
+                t0 = time.perf_counter()
+                resp = await http.request(r.method, r.url, headers=r.headers, content=r.content)
+                t1 = time.perf_counter()
+                if resp.status_code != ok:
+                    run.errors += 1
+                    if not run.first_error:
+                        run.first_error = f"{r.method} {r.url}: {resp.status_code} {resp.text[:500]}"
+                    continue
+                run.latencies.append(t1 - t0)
+                run.units += r.weight
+                if on_ok is not None:
+                    on_ok(i, resp)
+                if keep_responses:
+                    run.responses.append(resp.content)
+                prog.advance(task, r.weight)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        run.elapsed = time.perf_counter() - started
+    return run
+
+
+async def wait_until(check: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.05) -> float | None:
+    """Poll an async check until truthy; the seconds it took, or None on timeout."""
+    started = time.perf_counter()
+    while True:
+        if await check():
+            return time.perf_counter() - started
+        if time.perf_counter() - started > timeout_s:
+            return None
+        await asyncio.sleep(interval_s)

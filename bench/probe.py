@@ -1,0 +1,114 @@
+"""Where the CPU goes during a phase: CPU seconds of each service, PostgreSQL, the broker and the bench
+itself (from /proc), and optionally a py-spy profile of each service."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.stack import Stack
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_table() -> dict[int, tuple[int, float, float]]:
+    """pid -> (ppid, cpu seconds, cpu seconds of its exited children) for every process we can read."""
+    out: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        out[int(entry.name)] = (
+            int(fields[1]),
+            (int(fields[11]) + int(fields[12])) / _TICK,
+            (int(fields[13]) + int(fields[14])) / _TICK,
+        )
+    return out
+
+
+def _tree(table: dict[int, tuple[int, float, float]], root: int) -> set[int]:
+    pids, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, row in table.items() if row[0] == parent and p not in pids]
+        pids.update(kids)
+        frontier += kids
+    return pids
+
+
+def groups(stack: Stack) -> dict[str, int]:
+    roots = {name: p.pid for name, p in stack.procs.items()}
+    if stack.pg is not None:
+        pidfile = stack.pg.datadir / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError):
+            roots["postgres"] = int(pidfile.read_text().split()[0])
+    if stack.kafka is not None and stack.kafka.pid:
+        roots["broker"] = stack.kafka.pid
+    roots["bench"] = os.getpid()
+    return roots
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, float]:
+    if not Path("/proc/self/stat").exists():
+        return {}
+    table = _proc_table()
+    out = {}
+    for name, root in groups(stack).items():
+        pids = {root} if name == "bench" else _tree(table, root)
+        # Exited children (PostgreSQL backends that closed) count through their reaped time.
+        out[name] = sum(table[p][1] + table[p][2] for p in pids if p in table)
+    return out
+
+
+@contextlib.contextmanager
+def profiled(stack: Stack, directory: Path | None, phase: str, services: list[str]) -> Iterator[None]:
+    """py-spy record each service for the phase (when a directory is given and py-spy is installed)."""
+    spy = shutil.which("py-spy")
+    if directory is None or spy is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name in services:
+        p = stack.procs.get(name)
+        if p is None:
+            continue
+        out = directory / f"{phase}-{name}.txt"
+        procs.append(
+            subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(p.pid),
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        yield
+    finally:
+        for sp in procs:
+            sp.send_signal(signal.SIGINT)
+        for sp in procs:
+            try:
+                sp.wait(30)
+            except subprocess.TimeoutExpired:
+                sp.kill()

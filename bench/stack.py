@@ -1,0 +1,123 @@
+"""The system under test: a fresh embedded PostgreSQL and tansu broker on free ports, migrations, and each
+service as its own uvicorn process, laid out as `batterytrace dev` lays them out."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.cli.dev import ALL_TOPICS, SERVICES, DevConfig, service_env, wait_healthy
+from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from shared.auth import generate_keypair
+from shared.db import asyncpg_dsn
+from shared.kafka import ensure_topics
+from shared.migrate import upgrade_head
+
+DATABASE = "batterytrace"
+
+
+@dataclass
+class Stack:
+    services: list[str]
+    workers: int = 1
+    keep: bool = False
+    host: str = "127.0.0.1"
+    base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bt-bench-")))
+    urls: dict[str, str] = field(default_factory=dict)
+    db_url: str = ""
+    private_key: bytes = b""
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pg: EmbeddedPostgres | None = None
+    kafka: EmbeddedKafka | None = None
+
+    @property
+    def dsn(self) -> str:
+        """Plain asyncpg DSN of the bench database (for COPY and progress counts)."""
+        return asyncpg_dsn(self.db_url)
+
+    def log_path(self, name: str) -> Path:
+        return self.base / f"{name}.log"
+
+    def start(self) -> None:
+        self.pg = EmbeddedPostgres(self.base / "pg", ephemeral=True)
+        self.pg.start()
+        asyncio.run(self.pg.create_database(DATABASE))
+        self.db_url = self.pg.url(DATABASE)
+        self.kafka = EmbeddedKafka(free_port(), host=self.host, log_path=self.log_path("kafka"))
+        self.kafka.start()
+        asyncio.run(ensure_topics(self.kafka.bootstrap, ALL_TOPICS))
+        upgrade_head(self.db_url)
+        private, public = generate_keypair(self.base / "keys")
+        self.private_key = private.read_bytes()
+        ports = {name: free_port() for name in SERVICES}
+        cfg = DevConfig(
+            data_dir=self.base, host=self.host, ports=ports, kafka_port=self.kafka.port, services=self.services
+        )
+        env = service_env(cfg, self.db_url, self.kafka.bootstrap, public)
+        for name in self.services:
+            target, _ = SERVICES[name]
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                target,
+                "--host",
+                self.host,
+                "--port",
+                str(ports[name]),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "10",
+            ]
+            if self.workers > 1:
+                cmd += ["--workers", str(self.workers)]
+            out = open(self.log_path(name), "ab")  # handed to the child process
+            # Own session: a terminal Ctrl-C reaches the bench only, which then stops the services in order.
+            self.procs[name] = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            out.close()
+            self.urls[name] = f"http://{self.host}:{ports[name]}"
+        for name in self.services:
+            try:
+                wait_healthy(self.urls[name], self.procs[name])
+            except (RuntimeError, TimeoutError) as exc:
+                raise RuntimeError(f"{exc}\n--- {name} log ---\n{self.log_tail(name)}") from None
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {p.returncode}\n{self.log_tail(name)}")
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        self.procs.clear()
+        if self.kafka is not None:
+            self.kafka.stop()
+            self.kafka = None
+        if self.pg is not None:
+            self.pg.stop()
+            self.pg = None
+        if not self.keep:
+            shutil.rmtree(self.base, ignore_errors=True)
