@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
+from shared.audit import AuditMiddleware, audit_router
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import kafka_reachable
@@ -109,10 +110,12 @@ def create_service_app(
     app.state.service_name = name
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AuditMiddleware, schema=schema)
     app.add_middleware(RateLimit, rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=name)
     app.include_router(health_router())
+    app.include_router(audit_router())
     for router in routers:
         app.include_router(router)
     has_positions = schema in ("events", "portal")

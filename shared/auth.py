@@ -118,7 +118,9 @@ async def optional_principal(
             raise Unauthorized("The Authorization header must be 'Bearer <token>'.", code="invalid-token")
         return None
     verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(creds.credentials)
+    principal = verifier.verify(creds.credentials)
+    request.state.principal = principal  # for the audit trail and the logs
+    return principal
 
 
 async def require_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:

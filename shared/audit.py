@@ -1,0 +1,142 @@
+"""Audit trail: every successful read by a ministry or operator is recorded before the answer leaves
+(who, what, when, and the legitimate purpose if the caller gave one in `X-Purpose`). If the record
+cannot be written the read fails (503): no unrecorded access. Append-only (a database trigger)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import Principal, RequireRole, Role
+from shared.logs import request_id_var
+from shared.pagination import decode_cursor, encode_cursor
+from shared.problems import PROBLEM_RESPONSES
+
+log = logging.getLogger("batterytrace.audit")
+AUDITED_ROLES = {Role.ministry, Role.operator}
+SKIP_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
+PURPOSE_HEADERS = (b"x-purpose", b"legitimate-purpose")
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp, schema: str) -> None:
+        self.app = app
+        self.schema = schema
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in ("GET", "HEAD")
+            or scope["path"].startswith(SKIP_PATHS)
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                principal = scope.get("state", {}).get("principal")
+                if isinstance(principal, Principal) and principal.role in AUDITED_ROLES:
+                    try:
+                        await self._record(scope, principal, int(message["status"]))
+                    except Exception:
+                        log.exception("audit record could not be written; refusing the read")
+                        from shared.limits import _send_problem
+
+                        await _send_problem(
+                            send,
+                            503,
+                            "audit-unavailable",
+                            "Temporarily unavailable",
+                            "The access could not be recorded; retry shortly.",
+                            {"Retry-After": "1"},
+                        )
+                        raise _Refused from None
+            await send(message)
+
+        try:
+            await self.app(scope, receive, audited_send)
+        except _Refused:
+            return
+
+    async def _record(self, scope: Scope, principal: Principal, status: int) -> None:
+        app = scope["app"]
+        purpose = None
+        for k, v in scope.get("headers", ()):
+            if k in PURPOSE_HEADERS:
+                purpose = v.decode("utf-8", errors="replace")[:500]
+        async with app.state.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    f"INSERT INTO {self.schema}.audit_log (actor, role, ministry, method, path, query, status, "
+                    "purpose, request_id) VALUES (:actor, :role, :ministry, :method, :path, :query, :status, "
+                    ":purpose, :rid)"
+                ),
+                {
+                    "actor": principal.org,
+                    "role": principal.role.value,
+                    "ministry": principal.ministry.value if principal.ministry else None,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "query": scope.get("query_string", b"").decode("latin-1"),
+                    "status": status,
+                    "purpose": purpose,
+                    "rid": request_id_var.get(),
+                },
+            )
+
+
+class _Refused(Exception):
+    pass
+
+
+Admin = RequireRole(Role.admin)
+
+
+def audit_router() -> APIRouter:
+    router = APIRouter(tags=["audit"], responses=PROBLEM_RESPONSES)
+
+    @router.get("/v1/audit", summary="Audit trail of reads by ministries and operators (administrators)")
+    async def list_audit(
+        request: Request,
+        _: Admin,
+        actor: str | None = None,
+        since: str | None = Query(None, description="ISO time; records at or after it."),
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        from datetime import datetime
+
+        schema = request.app.state.schema
+        clauses, params = ["TRUE"], {"limit": limit + 1}
+        if actor:
+            clauses.append("actor = :actor")
+            params["actor"] = actor
+        if since:
+            clauses.append("at >= :since")
+            params["since"] = datetime.fromisoformat(since)
+        after = decode_cursor(cursor)
+        if after:
+            clauses.append("id < :after")
+            params["after"] = int(after)
+        async with request.app.state.engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        text(
+                            f"SELECT id, at, actor, role, ministry, method, path, query, status, purpose, request_id "
+                            f"FROM {schema}.audit_log WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT :limit"
+                        ),
+                        params,
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        items = [{str(k): v for k, v in r.items()} for r in rows[:limit]]
+        return {"items": items, "next_cursor": encode_cursor(items[-1]["id"]) if len(rows) > limit else None}
+
+    return router
