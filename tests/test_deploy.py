@@ -1,0 +1,690 @@
+"""The deployment files under deploy/ name only things that exist in the code: the image's entrypoint
+serves real app factories and real `batterytrace` commands, probes hit real routes, ports are the ones
+the README documents, and every environment variable is a real setting. No Docker or cluster needed."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings
+
+from services.cli.main import app as cli_app
+from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, EventsSettings, PortalSettings, RegistrySettings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "registry": RegistrySettings,
+    "events": EventsSettings,
+    "portal": PortalSettings,
+}
+# Which services have an outbox to relay and which consume topics (the portal forces its relay off).
+PUBLISHERS = {"registry", "events"}
+CONSUMERS = {"events", "portal"}
+# Named on purpose although they are not batterytrace settings.
+NON_SETTINGS = {"PYTHONUNBUFFERED"}
+
+
+# --- what the code defines -------------------------------------------------------------------------
+
+
+def prefix(service: str) -> str:
+    return str(SETTINGS[service].model_config["env_prefix"])
+
+
+def setting_names(service: str) -> set[str]:
+    return {prefix(service) + name.upper() for name in SETTINGS[service].model_fields}
+
+
+def cli_commands() -> dict[str, Any]:
+    """Every `batterytrace` command by its words, nested groups included ("migrate", "dlq list", ...)."""
+    found: dict[str, Any] = {}
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if path:
+            found[" ".join(path)] = cmd
+        # Duck-typed: Typer ships its own copy of click, so click.Group is not the class to test for.
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(cli_app), [])
+    return found
+
+
+def cli_envvars(command: str) -> set[str]:
+    names: set[str] = set()
+    for param in cli_commands()[command].params:
+        envvar = getattr(param, "envvar", None)
+        names.update([envvar] if isinstance(envvar, str) else envvar or [])
+    return names
+
+
+def readme_ports() -> dict[str, int]:
+    text = (ROOT / "README.md").read_text()
+    ports = {m[1]: int(m[2]) for m in re.finditer(r"^\|\s*`services/(\w+)/`\s*\|\s*(\d+)\s*\|", text, re.M)}
+    assert set(ports) == set(SETTINGS), f"README service table: {ports}"
+    return ports
+
+
+@cache
+def build_app(factory: str) -> FastAPI:
+    """What `uvicorn --factory services.x.app:app` does; building the app connects to nothing."""
+    module, _, attr = factory.partition(":")
+    app = getattr(importlib.import_module(module), attr)()
+    assert isinstance(app, FastAPI)
+    return app
+
+
+def routes(factory: str) -> set[str]:
+    # The OpenAPI paths: recent FastAPI keeps included routers nested instead of flattening app.routes.
+    app = build_app(factory)
+    return set(app.openapi()["paths"]) | {path for r in app.routes if isinstance(path := getattr(r, "path", None), str)}
+
+
+def settings_from_env(cls: type[BaseSettings], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as m:
+        for key in [k for k in os.environ if k.startswith("BT_")]:
+            m.delenv(key)
+        for key, value in env.items():
+            m.setenv(key, value)
+        return cls()
+
+
+# --- the entrypoint script and the Dockerfile -------------------------------------------------------
+
+
+@dataclass
+class Entrypoint:
+    serve: dict[str, str] = field(default_factory=dict)  # verb -> uvicorn factory
+    commands: dict[str, str] = field(default_factory=dict)  # verb -> `batterytrace` command
+    port: int = 0
+
+    @property
+    def verbs(self) -> set[str]:
+        return set(self.serve) | set(self.commands)
+
+
+@cache
+def entrypoint() -> Entrypoint:
+    ep = Entrypoint()
+    text = (DEPLOY / "entrypoint.sh").read_text()
+    for pattern, body in re.findall(r"^\s*([\w|*]+)\)\s*\n(.*?);;", text, re.M | re.S):
+        verbs = [v for v in pattern.split("|") if v != "*"]
+        if m := re.search(r'uvicorn --factory "([^"]+)".*--port (\d+)', body):
+            ep.port = int(m[2])
+            ep.serve.update({v: m[1].replace("${service}", v) for v in verbs})
+        elif m := re.search(r"exec batterytrace ([\w ]+?) \"\$@\"", body):
+            ep.commands.update(dict.fromkeys(verbs, m[1]))
+    return ep
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    lines = [ln for ln in (DEPLOY / "Dockerfile").read_text().splitlines() if not ln.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in joined.splitlines() if ln.strip()]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile()
+    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    return instructions[last_from:]
+
+
+def image_uid() -> int:
+    user = [arg for op, arg in final_stage() if op == "USER"][-1]
+    return int(user.split(":")[0])
+
+
+def dockerignored(path: str) -> bool:
+    """Docker's rule: the last matching pattern wins; a pattern matching a parent directory matches too."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        if any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_entrypoint_serves_each_readme_service_on_the_exposed_port() -> None:
+    ep = entrypoint()
+    assert set(ep.serve) == set(readme_ports())
+    assert ("EXPOSE", str(ep.port)) in final_stage()
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_entrypoint_factory_builds_the_app_with_probe_routes(service: str) -> None:
+    assert {"/healthz", "/readyz"} <= routes(entrypoint().serve[service])
+
+
+def test_entrypoint_commands_exist_in_the_cli() -> None:
+    assert entrypoint().commands == {"migrate": "migrate"}
+    assert set(entrypoint().commands.values()) <= set(cli_commands())
+
+
+def test_dockerfile_builds_on_python_311_slim_in_every_stage() -> None:
+    bases = [arg.split()[0] for op, arg in dockerfile() if op == "FROM"]
+    assert len(bases) >= 2, "multi-stage build"
+    assert set(bases) == {"python:3.11-slim"}
+
+
+def test_dockerfile_runs_as_a_numeric_non_root_user() -> None:
+    assert image_uid() != 0
+
+
+def test_dockerfile_entrypoint_is_the_script_and_cmd_a_verb() -> None:
+    stage = final_stage()
+    (entry,) = [json.loads(arg) for op, arg in stage if op == "ENTRYPOINT"]
+    (cmd,) = [json.loads(arg) for op, arg in stage if op == "CMD"]
+    copies = [arg.split() for op, arg in stage if op == "COPY"]
+    assert any(c[-2] == "deploy/entrypoint.sh" and Path(c[-1]).name == entry[0] for c in copies)
+    assert os.access(DEPLOY / "entrypoint.sh", os.X_OK)
+    assert cmd[0] in entrypoint().verbs
+
+
+def test_dockerfile_healthcheck_probes_healthz_on_the_served_port() -> None:
+    (check,) = [arg for op, arg in final_stage() if op == "HEALTHCHECK"]
+    assert f"http://127.0.0.1:{entrypoint().port}/healthz" in check
+
+
+def test_dockerfile_copies_the_project_through_dockerignore() -> None:
+    sources = [
+        src
+        for op, arg in dockerfile()
+        if op == "COPY" and "--from=" not in arg
+        for src in [a for a in arg.split() if not a.startswith("--")][:-1]
+    ]
+    for src in sources:
+        assert (ROOT / src).exists(), src
+        assert not dockerignored(src), f"{src} is excluded by .dockerignore"
+    # What the installed package and `batterytrace migrate` need (shared/migrate.py reads alembic.ini).
+    assert {"pyproject.toml", "requirements.lock", "README.md", "alembic.ini", "shared", "services", "migrations"} <= {
+        s.rstrip("/").removeprefix("./") for s in sources
+    }
+    for private in (".data/keys/jwt-private.pem", ".venv/bin/python", ".git/HEAD", "tests/conftest.py"):
+        assert dockerignored(private), private
+
+
+# --- compose -----------------------------------------------------------------------------------------
+
+
+def interpolate(value: Any) -> str:
+    """Compose's `${VAR...}` with a stand-in value; `$$` is a literal dollar."""
+    return re.sub(r"\$\{[^}]*\}", "x", str(value)).replace("$$", "$")
+
+
+@cache
+def compose() -> dict[str, Any]:
+    doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    return dict(compose()["services"])
+
+
+def ours() -> dict[str, dict[str, Any]]:
+    """Containers from deploy/Dockerfile."""
+    found = {}
+    for name, svc in compose_services().items():
+        build = svc.get("build")
+        if build:
+            assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+            found[name] = svc
+    return found
+
+
+def served(svc: dict[str, Any]) -> str | None:
+    """The service a container runs (None for one-shot commands)."""
+    verb = svc["command"][0]
+    assert verb in entrypoint().verbs
+    return verb if verb in entrypoint().serve else None
+
+
+def env_flag(env: dict[str, Any], name: str) -> bool:
+    return str(env[name]).lower() == "true"
+
+
+def test_compose_runs_postgres_17_and_kafka_in_kraft_mode() -> None:
+    svcs = compose_services()
+    assert svcs["postgres"]["image"].startswith("postgres:17")
+    assert svcs["kafka"]["image"].startswith("apache/kafka:")
+    assert "controller" in svcs["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+
+
+def test_compose_long_running_containers_have_health_checks_on_real_routes() -> None:
+    for name, svc in compose_services().items():
+        if svc.get("restart") == "no":
+            continue
+        test = svc["healthcheck"]["test"]
+        assert test and test[0] in {"CMD", "CMD-SHELL"}, name
+        if name in ours():
+            m = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", " ".join(test))
+            assert m, name
+            service = served(svc)
+            assert service, name
+            assert int(m[1]) == entrypoint().port
+            assert m[2] in routes(entrypoint().serve[service]), name
+
+
+def test_compose_depends_on_names_real_services_with_sound_conditions() -> None:
+    svcs = compose_services()
+    for name, svc in svcs.items():
+        for dep, spec in svc.get("depends_on", {}).items():
+            assert dep in svcs and dep != name, (name, dep)
+            if spec["condition"] == "service_healthy":
+                assert not svcs[dep]["healthcheck"].get("disable"), (name, dep)
+            else:
+                assert spec["condition"] == "service_completed_successfully"
+                assert svcs[dep]["restart"] == "no", (name, dep)
+
+
+def test_compose_publishes_the_readme_ports() -> None:
+    published: dict[str, int] = {}
+    for name, svc in ours().items():
+        for mapping in svc.get("ports", []):
+            host, container = str(mapping).split(":")[-2:]
+            assert int(container) == entrypoint().port, name
+            service = served(svc)
+            assert service and service not in published, name
+            published[service] = int(host)
+    assert published == readme_ports()
+
+
+def test_compose_environment_names_are_settings_of_the_served_service() -> None:
+    for name, svc in ours().items():
+        env = svc.get("environment", {})
+        service = served(svc)
+        allowed = setting_names(service) if service else cli_envvars(entrypoint().commands[svc["command"][0]])
+        assert set(env) <= allowed | NON_SETTINGS, (name, set(env) - allowed)
+
+
+def test_compose_environment_values_parse_as_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = compose().get("secrets", {})
+    for name, svc in ours().items():
+        env = {k: interpolate(v) for k, v in svc.get("environment", {}).items()}
+        service = served(svc)
+        if service is None:
+            assert all(v.startswith("postgresql+asyncpg://") for v in env.values()), name
+            continue
+        settings = settings_from_env(SETTINGS[service], env, monkeypatch)
+        assert settings.database_url.startswith("postgresql+asyncpg://"), name
+        assert settings.kafka_bootstrap_servers == "kafka:9092", name
+        if settings.jwt_public_key_file:
+            secret = settings.jwt_public_key_file.name
+            assert settings.jwt_public_key_file.parent == Path("/run/secrets"), name
+            assert secret in svc.get("secrets", []) and secret in secrets, name
+
+
+def test_compose_runs_one_relay_and_one_consumer_set_per_service() -> None:
+    relays: dict[str, list[str]] = {}
+    consumers: dict[str, list[str]] = {}
+    for name, svc in ours().items():
+        service = served(svc)
+        if service is None:
+            continue
+        env = svc["environment"]
+        p = prefix(service)
+        if env_flag(env, p + "CONSUMERS_ENABLED"):
+            consumers.setdefault(service, []).append(name)
+        if service in PUBLISHERS and env_flag(env, p + "RELAY_ENABLED"):
+            relays.setdefault(service, []).append(name)
+        if svc.get("ports"):  # HTTP containers do neither
+            assert not env_flag(env, p + "CONSUMERS_ENABLED"), name
+            assert service not in PUBLISHERS or not env_flag(env, p + "RELAY_ENABLED"), name
+    assert {s: len(n) for s, n in relays.items()} == dict.fromkeys(PUBLISHERS, 1)
+    assert {s: len(n) for s, n in consumers.items()} == dict.fromkeys(CONSUMERS, 1)
+
+
+def test_compose_topics_job_creates_the_service_topics_with_their_partitions() -> None:
+    script = " ".join(compose_services()["topics"]["command"])
+    assert TOPIC_REGISTRY in script and TOPIC_LIFECYCLE in script
+    partitions = int(re.search(r"--partitions (\d+)", script)[1])  # type: ignore[index]
+    for svc in ours().values():
+        for key, value in svc.get("environment", {}).items():
+            if key.endswith("_KAFKA_PARTITIONS"):
+                assert int(value) == partitions
+
+
+def test_compose_migrate_job_runs_the_migrate_command() -> None:
+    migrate = compose_services()["migrate"]
+    assert entrypoint().commands[migrate["command"][0]] == "migrate"
+    assert set(migrate["environment"]) <= cli_envvars("migrate")
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------------
+
+
+def yaml_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in {".yaml", ".yml"})
+
+
+def test_every_yaml_file_under_deploy_parses() -> None:
+    assert len(yaml_files()) >= 6
+    for path in yaml_files():
+        docs = list(yaml.safe_load_all(path.read_text()))
+        assert docs and all(isinstance(d, dict) for d in docs), path
+        if path.is_relative_to(K8S):
+            for doc in docs:
+                assert doc["apiVersion"] and doc["kind"], path
+                assert doc["kind"] == "Kustomization" or doc["metadata"]["name"], path
+
+
+def kustomization(directory: Path) -> dict[str, Any]:
+    doc = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def generator_env(directory: Path, entry: dict[str, Any]) -> dict[str, str]:
+    """A generator's keys and values; `envs` files may exist only as their committed `.example`."""
+    env = dict(lit.split("=", 1) for lit in entry.get("literals", []))
+    for rel in entry.get("envs", []):
+        path = directory / rel
+        path = path if path.exists() else path.with_name(path.name + ".example")
+        assert path.exists(), f"{directory / rel} (or its .example)"
+        for line in path.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                env[key.strip()] = value.strip()
+    for rel in entry.get("files", []):
+        path = directory / rel.split("=", 1)[-1]
+        assert path.exists() or path.with_name(path.name + ".example").exists(), path
+    return env
+
+
+def kustomize_dirs() -> list[Path]:
+    return sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+
+
+def test_kustomizations_reference_files_that_exist() -> None:
+    for directory in kustomize_dirs():
+        k = kustomization(directory)
+        for rel in k.get("resources", []):
+            target = directory / rel
+            assert target.is_file() or (target / "kustomization.yaml").is_file(), target
+        for gen in ("configMapGenerator", "secretGenerator"):
+            for entry in k.get(gen, []):
+                generator_env(directory, entry)
+
+
+def references() -> tuple[set[str], set[str]]:
+    """Names of ConfigMaps/Secrets the base pods read as environment, and those they mount as files."""
+    as_env: set[str] = set()
+    as_files: set[str] = set()
+    for obj in [*objects("Deployment").values(), *objects("Job").values()]:
+        for container in pod_containers(obj):
+            for source in container.get("envFrom", []):
+                as_env.update(ref["name"] for ref in source.values())
+        for volume in obj["spec"]["template"]["spec"].get("volumes", []):
+            if "secret" in volume:
+                as_files.add(volume["secret"]["secretName"])
+            if "configMap" in volume:
+                as_files.add(volume["configMap"]["name"])
+    return as_env, as_files
+
+
+def test_generated_config_is_used_and_names_only_real_settings() -> None:
+    allowed = set().union(*(setting_names(s) for s in SETTINGS), cli_envvars("migrate"), NON_SETTINGS)
+    as_env, as_files = references()
+    for directory in kustomize_dirs():
+        k = kustomization(directory)
+        for entry in k.get("configMapGenerator", []) + k.get("secretGenerator", []):
+            name = entry["name"]
+            assert name in as_env | as_files, f"{name} is generated but nothing reads it"
+            if name in as_env:
+                names = set(generator_env(directory, entry))
+                assert names <= allowed, (directory, name, names - allowed)
+
+
+def base_objects() -> list[dict[str, Any]]:
+    base = K8S / "base"
+    return [doc for rel in kustomization(base)["resources"] for doc in yaml.safe_load_all((base / rel).read_text())]
+
+
+def objects(kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in base_objects() if o["kind"] == kind}
+
+
+def generated(kind: str) -> dict[str, dict[str, Any]]:
+    """Base ConfigMaps or Secrets by name: generated ones and any written out as objects."""
+    base = K8S / "base"
+    gen = "configMapGenerator" if kind == "ConfigMap" else "secretGenerator"
+    found = {e["name"]: generator_env(base, e) for e in kustomization(base).get(gen, [])}
+    for name, obj in objects(kind).items():
+        found[name] = {**obj.get("data", {}), **obj.get("stringData", {})}
+    return found
+
+
+def pod_containers(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from obj["spec"]["template"]["spec"]["containers"]
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if ref := source.get("configMapRef"):
+            env.update(generated("ConfigMap")[ref["name"]])
+        if ref := source.get("secretRef"):
+            env.update(generated("Secret")[ref["name"]])
+    env.update({e["name"]: str(e["value"]) for e in container.get("env", [])})  # `env` wins over envFrom
+    return env
+
+
+def labels_match(selector: dict[str, str], obj: dict[str, Any]) -> bool:
+    labels = obj["spec"]["template"]["metadata"]["labels"]
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    found = objects("Deployment")
+    assert found
+    return found
+
+
+def deployment_service(obj: dict[str, Any]) -> str:
+    (container,) = pod_containers(obj)
+    verb = container["args"][0]
+    assert verb in entrypoint().serve, obj["metadata"]["name"]
+    return verb
+
+
+def test_deployments_run_real_apps_with_probes_on_their_routes() -> None:
+    image_names = {i["name"] for i in kustomization(K8S / "base")["images"]}
+    for name, obj in deployments().items():
+        (container,) = pod_containers(obj)
+        assert "command" not in container, "the image's entrypoint picks the process"
+        assert container["image"] in image_names, name
+        factory = entrypoint().serve[deployment_service(obj)]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            if probe in container:
+                get = container[probe]["httpGet"]
+                assert get["path"] in routes(factory), (name, probe)
+                assert ports[get["port"]] == entrypoint().port, (name, probe)
+
+
+def test_pods_run_as_the_image_user_with_requests_and_limits() -> None:
+    for name, obj in [*deployments().items(), *objects("Job").items()]:
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == image_uid(), name
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
+
+
+def test_deployment_environment_is_the_served_services_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, obj in deployments().items():
+        service = deployment_service(obj)
+        (container,) = pod_containers(obj)
+        env = container_env(container)
+        assert set(env) <= setting_names(service) | NON_SETTINGS, (name, set(env) - setting_names(service))
+        settings = settings_from_env(SETTINGS[service], env, monkeypatch)
+        assert settings.database_url.startswith("postgresql+asyncpg://"), name
+        # Both switches explicit, so which process relays and which consumes is read off the manifest.
+        assert {prefix(service) + "RELAY_ENABLED", prefix(service) + "CONSUMERS_ENABLED"} <= {
+            e["name"] for e in container["env"]
+        }, name
+
+
+def test_jwt_key_file_is_mounted_from_a_secret_where_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, obj in deployments().items():
+        (container,) = pod_containers(obj)
+        settings = settings_from_env(SETTINGS[deployment_service(obj)], container_env(container), monkeypatch)
+        key_file = settings.jwt_public_key_file
+        if key_file is None:
+            continue
+        mounts = {m["name"]: Path(m["mountPath"]) for m in container.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in obj["spec"]["template"]["spec"]["volumes"]}
+        (volume,) = [n for n, path in mounts.items() if key_file.parent == path]
+        secret = volumes[volume]["secret"]
+        assert key_file.name in {i["path"] for i in secret["items"]}, name
+        assert secret["secretName"] in generated("Secret"), name
+
+
+def test_services_expose_http_deployments_on_the_readme_ports() -> None:
+    exposed: dict[str, int] = {}
+    for name, svc in objects("Service").items():
+        (target,) = [d for d in deployments().values() if labels_match(svc["spec"]["selector"], d)]
+        assert target["metadata"]["labels"]["app.kubernetes.io/component"] == "http", name
+        (container,) = pod_containers(target)
+        (port,) = svc["spec"]["ports"]
+        assert port["targetPort"] in {p["name"] for p in container["ports"]}, name
+        exposed[deployment_service(target)] = port["port"]
+    assert exposed == readme_ports()
+
+
+def test_http_deployments_are_scaled_by_an_hpa_and_all_have_a_pdb() -> None:
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in objects("HorizontalPodAutoscaler").values()}
+    http = {n for n, d in deployments().items() if d["metadata"]["labels"]["app.kubernetes.io/component"] == "http"}
+    assert hpas == http
+    for name in http:
+        assert "replicas" not in deployments()[name]["spec"], f"{name}: the HPA owns replicas"
+    pdbs = [p["spec"]["selector"]["matchLabels"] for p in objects("PodDisruptionBudget").values()]
+    for name, obj in deployments().items():
+        assert sum(labels_match(sel, obj) for sel in pdbs) == 1, name
+
+
+def test_workers_split_one_relay_per_publisher_and_consumers_within_partitions() -> None:
+    overlay = kustomization(K8S / "overlays" / "production")
+    counts = {r["name"]: r["count"] for r in overlay.get("replicas", [])}
+    partitions = [
+        int(v)
+        for e in overlay.get("configMapGenerator", [])
+        for k, v in generator_env(K8S / "overlays" / "production", e).items()
+        if k.endswith("_KAFKA_PARTITIONS")
+    ]
+    relays: dict[str, list[str]] = {}
+    consumers: dict[str, list[str]] = {}
+    for name, obj in deployments().items():
+        service = deployment_service(obj)
+        (container,) = pod_containers(obj)
+        env = container_env(container)
+        component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+        relay = service in PUBLISHERS and env_flag(env, prefix(service) + "RELAY_ENABLED")
+        consuming = env_flag(env, prefix(service) + "CONSUMERS_ENABLED")
+        if component == "http":
+            assert not relay and not consuming, name
+        if relay:
+            relays.setdefault(service, []).append(name)
+            assert obj["spec"]["replicas"] == 1 and counts.get(name, 1) == 1, f"{name}: one relay per service"
+        if consuming:
+            consumers.setdefault(service, []).append(name)
+            assert counts.get(name, obj["spec"]["replicas"]) <= min(partitions), name
+    assert {s: len(n) for s, n in relays.items()} == dict.fromkeys(PUBLISHERS, 1)
+    assert {s: len(n) for s, n in consumers.items()} == dict.fromkeys(CONSUMERS, 1)
+
+
+def test_migrate_job_runs_the_migrate_command_with_its_database_url() -> None:
+    (job,) = objects("Job").values()
+    (container,) = pod_containers(job)
+    command = entrypoint().commands[container["args"][0]]
+    assert command == "migrate"
+    env = container_env(container)
+    assert set(env) <= cli_envvars(command)
+    assert all(v.startswith("postgresql+asyncpg://") for v in env.values())
+
+
+def test_production_overlay_pins_the_image_and_patches_existing_objects() -> None:
+    directory = K8S / "overlays" / "production"
+    overlay = kustomization(directory)
+    base_images = {i["name"] for i in kustomization(K8S / "base")["images"]}
+    (image,) = overlay["images"]
+    assert image["name"] in base_images and image["newTag"] not in {"", "latest", "dev"}
+    base_kinds = {o["kind"] for o in base_objects()}
+    for patch in overlay.get("patches", []):
+        target = patch["target"]
+        assert target["kind"] in base_kinds
+        if selector := target.get("labelSelector"):
+            key, value = selector.split("=")
+            assert any(o["metadata"].get("labels", {}).get(key) == value for o in base_objects()), selector
+    for name in {r["name"] for r in overlay.get("replicas", [])}:
+        assert name in deployments()
+    for gen in ("configMapGenerator", "secretGenerator"):
+        base_names = {e["name"] for e in kustomization(K8S / "base").get(gen, [])}
+        for entry in overlay.get(gen, []):
+            assert entry["name"] in base_names and entry.get("behavior") in {"merge", "replace"}
+
+
+# --- cross-references --------------------------------------------------------------------------------
+
+SERVICE_URLS = {"REGISTRY_URL", "EVENTS_URL", "SELF_URL"}
+
+
+def url_settings(env: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
+    for key, value in env.items():
+        if any(key.endswith("_" + s) for s in SERVICE_URLS):
+            m = re.fullmatch(r"http://([\w-]+):(\d+)/?", str(value))
+            assert m, (key, value)
+            yield key, m[1], int(m[2])
+
+
+def test_service_urls_point_at_running_http_services() -> None:
+    http_containers = {n: served(s) for n, s in ours().items() if s.get("ports")}
+    for name, svc in ours().items():
+        for key, host, port in url_settings(svc.get("environment", {})):
+            assert host in http_containers and port == entrypoint().port, (name, key)
+            assert key.removeprefix(prefix(served(svc) or "")).removesuffix("_URL") in {
+                http_containers[host].upper(),  # type: ignore[union-attr]
+                "SELF",
+            }, (name, key)
+    service_ports = {n: s["spec"]["ports"][0]["port"] for n, s in objects("Service").items()}
+    for cm in generated("ConfigMap").values():
+        for key, host, port in url_settings(cm):
+            assert service_ports.get(host) == port, key
+
+
+def test_deploy_readme_documents_every_setting_and_process() -> None:
+    text = (DEPLOY / "README.md").read_text()
+    for service in SETTINGS:
+        for name in SETTINGS[service].model_fields:
+            assert f"`{name.upper()}`" in text, f"deploy/README.md: setting {name.upper()}"
+    for name in [*deployments(), *objects("Job"), *ours()]:
+        assert f"`{name}`" in text, f"deploy/README.md: process {name}"
+    for port in readme_ports().values():
+        assert str(port) in text
