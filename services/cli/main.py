@@ -91,5 +91,26 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(portal_app, name="portal")
 
 
+@app.command()
+def demo(
+    registry_url: Annotated[str, typer.Option(envvar="BT_REGISTRY_URL")] = "http://127.0.0.1:8001",
+    events_url: Annotated[str, typer.Option(envvar="BT_EVENTS_URL")] = "http://127.0.0.1:8002",
+    portal_url: Annotated[str, typer.Option(envvar="BT_PORTAL_URL")] = "http://127.0.0.1:8003",
+    packs: Annotated[int, typer.Option(min=1, help="Packs to load (each with 2 modules of 4 cells).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed loads the same data.")] = 7,
+    data_dir: DataDir = Path(".data"),
+) -> None:
+    """Load the demo (participants, models, packs with modules and cells, lifecycles) into a running
+    system through its HTTP APIs, wait for the portal to catch up and print headline figures. Tokens are
+    signed with DATA_DIR/keys (the key `batterytrace dev` made). Running it again changes nothing."""
+    from services.cli.demo import load_demo
+
+    key = data_dir / "keys" / "jwt-private.pem"
+    if not key.exists():
+        raise typer.BadParameter(f"no signing key at {key}; is `batterytrace dev` using it?", param_hint="--data-dir")
+    urls = {"registry": registry_url, "events": events_url, "portal": portal_url}
+    load_demo(urls, key, packs=packs, seed=seed)
+
+
 if __name__ == "__main__":
     app()
