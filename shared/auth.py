@@ -66,6 +66,11 @@ class Principal:
     def is_authority(self) -> bool:
         return self.role in AUTHORITY
 
+    @property
+    def sees_everything(self) -> bool:
+        """Authorities, and the platform's operators (their reads are audited)."""
+        return self.role in AUTHORITY or self.role is Role.operator
+
 
 class TokenVerifier:
     def __init__(self, settings: ServiceSettings) -> None:

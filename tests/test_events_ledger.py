@@ -23,9 +23,14 @@ async def s(make_settings, token):
 
 
 def ev(battery_id: str, etype: str, data=None, **kw):
-    return {"event_id": str(uuid.uuid4()), "battery_id": battery_id, "type": etype,
-            "occurred_at": datetime.now(UTC).isoformat(), "data": DATA.get(etype, {}) if data is None else data,
-            **kw}
+    return {
+        "event_id": str(uuid.uuid4()),
+        "battery_id": battery_id,
+        "type": etype,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "data": DATA.get(etype, {}) if data is None else data,
+        **kw,
+    }
 
 
 async def test_batch_applies_several_events_per_battery_in_order(s: Stack) -> None:
@@ -63,8 +68,9 @@ async def test_batch_schema_errors_name_the_index(s: Stack) -> None:
     assert r.status_code == 422
     err = r.json()["errors"][0]
     assert err["index"] == 1 and err["errors"][0]["field"] == "data.severity"
-    r = await s.events.post("/v1/events/batch", json={"events": [ev(a, "INCIDENT"), {"battery_id": a}]},
-                            headers=s.as_role("inspector"))
+    r = await s.events.post(
+        "/v1/events/batch", json={"events": [ev(a, "INCIDENT"), {"battery_id": a}]}, headers=s.as_role("inspector")
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["index"] == 1
 
 
@@ -80,8 +86,9 @@ async def test_batch_retry_is_idempotent(s: Stack) -> None:
 
 async def test_batch_size_limit(s: Stack) -> None:
     a = await s.battery()
-    r = await s.events.post("/v1/events/batch", json={"events": [ev(a, "INCIDENT")] * 5001},
-                            headers=s.as_role("inspector"))
+    r = await s.events.post(
+        "/v1/events/batch", json={"events": [ev(a, "INCIDENT")] * 5001}, headers=s.as_role("inspector")
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "too_long"
 
 
@@ -98,7 +105,9 @@ async def test_verify_detects_a_tampered_row(s: Stack, db_url: str) -> None:
         await conn.execute("SET session_replication_role = replica")
         await conn.execute(
             "UPDATE events.ledger SET data = jsonb_set(data, '{severity}', '\"critical\"') "
-            "WHERE battery_id = $1 AND sequence = 3", bid)
+            "WHERE battery_id = $1 AND sequence = 3",
+            bid,
+        )
     finally:
         await conn.close()
     v = (await s.events.get(f"/v1/batteries/{bid}/verify")).json()
@@ -126,12 +135,28 @@ async def test_timeline_pagination(s: Stack) -> None:
     seqs, cursor = [], None
     while True:
         params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-        page = (await s.events.get(f"/v1/batteries/{bid}/events", params=params, headers=s.as_role("oem"))).json()
+        page = (
+            await s.events.get(f"/v1/batteries/{bid}/events", params=params, headers=s.as_role("manufacturer"))
+        ).json()
         seqs += [e["sequence"] for e in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
             break
     assert seqs == [1, 2, 3, 4, 5, 6]
+
+
+async def test_ledger_reads_are_for_those_who_handled_the_battery(s: Stack) -> None:
+    bid = await s.battery()
+    path = f"/v1/batteries/{bid}/events"
+    denied = await s.events.get(path, headers=s.as_role("recycler"))
+    assert denied.status_code == 403 and denied.json()["code"] == "not-handled"
+    assert (await s.events.get(f"/v1/batteries/{bid}/state", headers=s.as_role("oem"))).status_code == 403
+    await s.ok(bid, "TRANSFERRED", "manufacturer", data={"to": ORGS["oem"]})
+    assert (await s.events.get(path, headers=s.as_role("oem"))).status_code == 200  # now its custodian
+    await s.ok(bid, "INCIDENT", "inspector")
+    assert (await s.events.get(path, headers=s.as_role("inspector"))).status_code == 200  # posted an event
+    for role in ("ministry", "certifier", "operator"):
+        assert (await s.events.get(path, headers=s.as_role(role))).status_code == 200
 
 
 async def test_reads_need_a_token_but_verify_is_public(s: Stack) -> None:
@@ -150,8 +175,9 @@ def own_broker():
     kafka.stop()
 
 
-async def test_delivery_survives_broker_outage_exactly_once_in_effect(make_settings, token, own_broker,
-                                                                     topic_prefix) -> None:
+async def test_delivery_survives_broker_outage_exactly_once_in_effect(
+    make_settings, token, own_broker, topic_prefix
+) -> None:
     """Broker down: events are still accepted and the outbox backlog grows. Broker back (empty, as the
     memory-only broker comes back): every event reaches battery.lifecycle.v1, and a consumer applying
     them idempotently by event ID ends with exactly one effect each, in sequence order per battery."""

@@ -134,12 +134,27 @@ async def test_full_life_to_recycling(s: Stack) -> None:
     assert st["grade"] == "recycle" and st["allowed_events"] == []
     timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()
     assert [e["type"] for e in timeline["items"]] == [
-        "MANUFACTURED", "TRANSFERRED", "INSTALLED", "INSPECTED", "REMOVED", "COLLECTED", "TRANSFERRED", "GRADED",
-        "TRANSFERRED", "RECYCLED"]
+        "MANUFACTURED",
+        "TRANSFERRED",
+        "INSTALLED",
+        "INSPECTED",
+        "REMOVED",
+        "COLLECTED",
+        "TRANSFERRED",
+        "GRADED",
+        "TRANSFERRED",
+        "RECYCLED",
+    ]
     assert [e["actor"] for e in timeline["items"]][:5] == ["LGES", "LGES", "HMC", "KOTSA", "DISM-1"]
     v = (await s.events.get(f"/v1/batteries/{bid}/verify")).json()
-    assert v == {"battery_id": bid, "valid": True, "events": 10, "head_hash": last["hash"],
-                 "broken_at_sequence": None, "reason": None}
+    assert v == {
+        "battery_id": bid,
+        "valid": True,
+        "events": 10,
+        "head_hash": last["hash"],
+        "broken_at_sequence": None,
+        "reason": None,
+    }
 
 
 async def test_final_states_accept_nothing(s: Stack) -> None:
@@ -185,9 +200,18 @@ async def test_repurposed_needs_passing_safety_inspection_before_install(s: Stac
 
 @pytest.mark.parametrize(
     ("etype", "role"),
-    [("INSTALLED", "recycler"), ("REMOVED", "collector"), ("COLLECTED", "dismantler"), ("GRADED", "recycler"),
-     ("RECYCLED", "collector"), ("SAFETY_INSPECTED", "assessor"), ("INSPECTED", "recycler"),
-     ("INCIDENT", "operator"), ("DISPOSED", "oem"), ("ASSEMBLED", "oem")],
+    [
+        ("INSTALLED", "recycler"),
+        ("REMOVED", "collector"),
+        ("COLLECTED", "dismantler"),
+        ("GRADED", "recycler"),
+        ("RECYCLED", "collector"),
+        ("SAFETY_INSPECTED", "assessor"),
+        ("INSPECTED", "recycler"),
+        ("INCIDENT", "operator"),
+        ("DISPOSED", "oem"),
+        ("ASSEMBLED", "oem"),
+    ],
 )
 async def test_wrong_role_is_403(s: Stack, etype: str, role: str) -> None:
     bid = await s.battery()
@@ -318,9 +342,16 @@ async def test_unknown_battery_404_and_malformed_data_422(s: Stack) -> None:
     assert r.json()["errors"][0] == {"field": "data.soh_pct", "rule": "missing", "message": "Field required"}
     r = await s.post(bid, "REMOVED", "dismantler", data={"reason": "boredom"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "data.reason"
-    r = await s.events.post("/v1/events", json={"event_id": "not-a-uuid", "battery_id": bid, "type": "INCIDENT",
-                                                "occurred_at": datetime.now(UTC).isoformat()},
-                            headers=s.as_role("inspector"))
+    r = await s.events.post(
+        "/v1/events",
+        json={
+            "event_id": "not-a-uuid",
+            "battery_id": bid,
+            "type": "INCIDENT",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        },
+        headers=s.as_role("inspector"),
+    )
     assert r.status_code == 422
     assert (await s.state(bid))["sequence"] == before
 
@@ -346,11 +377,11 @@ async def test_registered_battery_is_usable_at_once_and_ledger_starts_from_strea
     quiet = await s.battery()
 
     async def has_ledger() -> bool:
-        r = await s.events.get(f"/v1/batteries/{quiet}/state", headers=s.as_role("oem"))
+        r = await s.events.get(f"/v1/batteries/{quiet}/state", headers=s.as_role("manufacturer"))
         return r.status_code == 200
 
     await eventually(has_ledger)
-    timeline = (await s.events.get(f"/v1/batteries/{quiet}/events", headers=s.as_role("oem"))).json()["items"]
+    timeline = (await s.events.get(f"/v1/batteries/{quiet}/events", headers=s.as_role("manufacturer"))).json()["items"]
     assert len(timeline) == 1
     first = timeline[0]
     assert first["type"] == "MANUFACTURED" and first["sequence"] == 1 and first["actor"] == "LGES"

@@ -22,12 +22,14 @@ async def maker(registry: httpx.AsyncClient, token) -> dict[str, str]:  # type: 
 async def test_admin_registers_participant_and_lists_by_role(registry, token) -> None:
     admin = token("ops", "admin")
     r = await registry.post(
-        "/v1/participants", json={"id": "REC-1", "name": "Recycler One", "role": "recycler", "region": "KR-11"},
+        "/v1/participants",
+        json={"id": "REC-1", "name": "Recycler One", "role": "recycler", "region": "KR-11"},
         headers=admin,
     )
     assert r.status_code == 201, r.text
-    await registry.post("/v1/participants", json={"id": "MCEE", "name": "MCEE", "role": "ministry",
-                                                  "ministry": "MCEE"}, headers=admin)
+    await registry.post(
+        "/v1/participants", json={"id": "MCEE", "name": "MCEE", "role": "ministry", "ministry": "MCEE"}, headers=admin
+    )
     got = await registry.get("/v1/participants/REC-1", headers=admin)
     assert got.json()["role"] == "recycler"
     listed = await registry.get("/v1/participants", params={"role": "recycler"}, headers=admin)
@@ -35,15 +37,17 @@ async def test_admin_registers_participant_and_lists_by_role(registry, token) ->
 
 
 async def test_non_admin_cannot_register_participant(registry, token) -> None:
-    r = await registry.post("/v1/participants", json={"id": "X", "name": "X", "role": "recycler"},
-                            headers=token("LGES", "manufacturer"))
+    r = await registry.post(
+        "/v1/participants", json={"id": "X", "name": "X", "role": "recycler"}, headers=token("LGES", "manufacturer")
+    )
     assert r.status_code == 403
     assert r.headers["content-type"].startswith(PROBLEM)
 
 
 async def test_ministry_participant_needs_ministry_code(registry, token) -> None:
-    r = await registry.post("/v1/participants", json={"id": "M", "name": "M", "role": "ministry"},
-                            headers=token("ops", "admin"))
+    r = await registry.post(
+        "/v1/participants", json={"id": "M", "name": "M", "role": "ministry"}, headers=token("ops", "admin")
+    )
     assert r.status_code == 422
     assert "ministry" in r.json()["detail"]
 
@@ -80,9 +84,7 @@ async def test_battery_id_format_is_enforced(registry, maker, bad_id) -> None:
 async def test_unknown_model_is_422_naming_the_field(registry, maker) -> None:
     r = await registry.post("/v1/batteries", json=battery_body(model_id="NOPE"), headers=maker)
     assert r.status_code == 422
-    assert r.json()["errors"] == [
-        {"field": "model_id", "rule": "known-model", "message": "no battery model 'NOPE'"}
-    ]
+    assert r.json()["errors"] == [{"field": "model_id", "rule": "known-model", "message": "no battery model 'NOPE'"}]
 
 
 async def test_kind_must_match_model(registry, maker) -> None:
@@ -93,8 +95,9 @@ async def test_kind_must_match_model(registry, maker) -> None:
 
 async def test_duplicate_battery_is_409_and_changes_nothing(registry, maker) -> None:
     first = await register(registry, maker, battery_id="KR-DUP-1", serial_number="ORIGINAL")
-    r = await registry.post("/v1/batteries", json=battery_body(battery_id="KR-DUP-1", serial_number="OTHER"),
-                            headers=maker)
+    r = await registry.post(
+        "/v1/batteries", json=battery_body(battery_id="KR-DUP-1", serial_number="OTHER"), headers=maker
+    )
     assert r.status_code == 409 and r.json()["code"] == "duplicate-battery"
     again = await registry.get("/v1/batteries/KR-DUP-1", headers=maker)
     assert again.json()["serial_number"] == first["serial_number"] == "ORIGINAL"
@@ -146,6 +149,16 @@ async def test_public_caller_sees_only_public_fields(registry, maker) -> None:
     assert public["chemistry"] == "NCM" and public["manufacturer"] == "LGES"
     full = (await registry.get("/v1/batteries/KR-PUB-1", headers=maker)).json()
     assert full["access_level"] == "full" and full["materials_kg"]["lithium"] == 8.0
+
+
+async def test_other_participants_see_public_fields_authorities_the_full_record(registry, maker, token) -> None:
+    await register(registry, maker, battery_id="KR-PUB-2")
+    rival = (await registry.get("/v1/batteries/KR-PUB-2", headers=token("SDI", "manufacturer"))).json()
+    assert rival["access_level"] == "public" and "materials_kg" not in rival
+    recycler = (await registry.get("/v1/batteries/KR-PUB-2", headers=token("REC-1", "recycler"))).json()
+    assert recycler["access_level"] == "public"
+    for who in (token("KATS", "ministry", ministry="KATS"), token("KTL", "certifier"), token("ops", "operator")):
+        assert (await registry.get("/v1/batteries/KR-PUB-2", headers=who)).json()["access_level"] == "full"
 
 
 async def test_unknown_battery_is_404_problem(registry) -> None:
@@ -212,8 +225,13 @@ async def test_list_filters_and_cursor_pagination(registry, maker, token) -> Non
         if not cursor:
             break
     assert seen == [f"KR-LG-{i}" for i in range(5)]
-    lfp = (await registry.get("/v1/batteries", params={"chemistry": "LFP"}, headers=maker)).json()
+    ministry = token("MOTIE", "ministry", ministry="MOTIE")
+    lfp = (await registry.get("/v1/batteries", params={"chemistry": "LFP"}, headers=ministry)).json()
     assert [b["id"] for b in lfp["items"]] == ["KR-SD-1"]
+    mine = (await registry.get("/v1/batteries", headers=other)).json()
+    assert [b["id"] for b in mine["items"]] == ["KR-SD-1"]
+    theirs = await registry.get("/v1/batteries", params={"manufacturer": "LGES"}, headers=other)
+    assert theirs.status_code == 403
     bad = await registry.get("/v1/batteries", params={"cursor": "%%%"}, headers=maker)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
 
@@ -235,8 +253,9 @@ async def test_aliases_resolve_and_conflict(registry, maker, token) -> None:
     assert taken.status_code == 409 and taken.json()["code"] == "alias-taken"
     bad = await registry.post("/v1/batteries/KR-AL-2/aliases", json={"scheme": "vin", "value": "SHORT"}, headers=maker)
     assert bad.status_code == 422
-    stranger = await registry.post("/v1/batteries/KR-AL-2/aliases", json=dl | {"value": dl["value"] + "X"},
-                                   headers=token("R1", "recycler"))
+    stranger = await registry.post(
+        "/v1/batteries/KR-AL-2/aliases", json=dl | {"value": dl["value"] + "X"}, headers=token("R1", "recycler")
+    )
     assert stranger.status_code == 403
     assert (await registry.get("/v1/resolve", params={"alias": "nothing"})).status_code == 404
 

@@ -37,3 +37,15 @@ async def whole_chain(session: AsyncSession, battery_id: str) -> list[dict[str, 
         f"SELECT {LEDGER_COLUMNS} FROM events.ledger WHERE battery_id = $1 ORDER BY sequence", battery_id
     )
     return [_row(r) for r in rows]
+
+
+async def handled_by(session: AsyncSession, battery_id: str, org: str) -> bool:
+    """Whether `org` made, held or posted an event for the battery."""
+    conn = await raw_connection(session)
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM events.ledger WHERE battery_id = $1 AND (actor = $2 OR custodian_after = $2))",
+            battery_id,
+            org,
+        )
+    )

@@ -11,12 +11,20 @@ from services.events.ledger.chain import verify_chain
 from services.events.lifecycle.rules import allowed_events
 from services.events.lifecycle.schemas import State, StateOut, Timeline, VerifyOut
 from services.events.lifecycle.service import current_state
-from shared.auth import CurrentPrincipal
+from shared.auth import CurrentPrincipal, Principal
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_RESPONSES, NotFound
+from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound
 
 router = APIRouter(tags=["ledger"], responses=PROBLEM_RESPONSES)
+
+
+async def _may_read(session: SessionDep, battery_id: str, principal: Principal) -> None:
+    """Authorities and operators read every ledger; a participant reads those of batteries it made,
+    held or posted events for (legitimate interest)."""
+    if principal.sees_everything or await repo.handled_by(session, battery_id, principal.org):
+        return
+    raise Forbidden(f"{principal.org} has not handled battery {battery_id}.", code="not-handled")
 
 
 def _unknown(battery_id: str) -> NotFound:
@@ -28,7 +36,7 @@ async def get_timeline(
     battery_id: str,
     request: Request,
     session: SessionDep,
-    _: CurrentPrincipal,
+    principal: CurrentPrincipal,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
@@ -41,16 +49,20 @@ async def get_timeline(
         if await current_state(session, battery_id, request.app.state.registry) is None:
             raise _unknown(battery_id)
         rows = await repo.timeline(session, battery_id, after, limit + 1)
+    await _may_read(session, battery_id, principal)
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": rows, "next_cursor": encode_cursor(rows[-1]["sequence"]) if more else None}
 
 
 @router.get("/v1/batteries/{battery_id}/state", response_model=StateOut, summary="A battery's current state")
-async def get_state(battery_id: str, request: Request, session: SessionDep, _: CurrentPrincipal) -> dict[str, Any]:
+async def get_state(
+    battery_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
     state = await current_state(session, battery_id, request.app.state.registry)
     if state is None:
         raise _unknown(battery_id)
+    await _may_read(session, battery_id, principal)
     return state | {"allowed_events": allowed_events(State(state["state"]), state.get("grade"))}
 
 

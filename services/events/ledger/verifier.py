@@ -88,8 +88,12 @@ class ChainVerifier:
             after = heads[-1]["battery_id"]
         for bid, why in broken.items():
             if bid not in self.broken:
-                log.error("ledger chain broken for battery %s: %s", bid, why,
-                          extra={"fields": {"battery_id": bid, "alert": "ledger-tamper"}})
+                log.error(
+                    "ledger chain broken for battery %s: %s",
+                    bid,
+                    why,
+                    extra={"fields": {"battery_id": bid, "alert": "ledger-tamper"}},
+                )
         self.broken = broken
         self.sweeps += 1
         LEDGER_VERIFY_FAILURES.labels("events").set(len(broken))

@@ -20,7 +20,7 @@ from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import CurrentPrincipal, OptionalPrincipal, RequireRole, Role
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_RESPONSES
+from shared.problems import PROBLEM_RESPONSES, Forbidden
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
 Manufacturer = RequireRole(Role.manufacturer)
@@ -58,8 +58,10 @@ async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufactur
     summary="One battery (public fields without a token)",
 )
 async def get_battery(battery_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
+    """Without a token, or for a participant other than the battery's manufacturer, only the public fields;
+    the manufacturer, authorities and operators get the full record (serial number, material content)."""
     row = await service.get_battery(session, battery_id)
-    if principal is None:
+    if principal is None or not (principal.sees_everything or principal.org == row["manufacturer"]):
         return {k: v for k, v in row.items() if k in PUBLIC_FIELDS} | {"access_level": "public"}
     return row | {"access_level": "full"}
 
@@ -67,13 +69,18 @@ async def get_battery(battery_id: str, session: SessionDep, principal: OptionalP
 @router.get("/v1/batteries", response_model=BatteryPage, summary="List batteries (cursor pagination)")
 async def list_batteries(
     session: SessionDep,
-    _: CurrentPrincipal,
+    principal: CurrentPrincipal,
     manufacturer: str | None = None,
     kind: Kind | None = None,
     chemistry: Chemistry | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
+    """Authorities and operators list every battery; a manufacturer lists its own (the full records)."""
+    if not principal.sees_everything:
+        if manufacturer not in (None, principal.org):
+            raise Forbidden("A participant may list only the batteries it manufactured.")
+        manufacturer = principal.org
     rows = await repo.list_batteries(
         session,
         manufacturer=manufacturer,
