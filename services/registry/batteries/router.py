@@ -24,6 +24,7 @@ from shared.problems import PROBLEM_RESPONSES, Forbidden
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
 Manufacturer = RequireRole(Role.manufacturer)
+AliasWriter = RequireRole(Role.manufacturer, Role.oem)
 PUBLIC_FIELDS = set(BatteryPublic.model_fields)
 
 
@@ -104,7 +105,8 @@ async def list_batteries(
     response_model=AliasOut,
     summary="Add an alias (GS1 Digital Link, EPC URN or VIN)",
 )
-async def add_alias(battery_id: str, body: AliasIn, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def add_alias(battery_id: str, body: AliasIn, session: SessionDep, principal: AliasWriter) -> dict[str, Any]:
+    """The battery's manufacturer adds any alias; an OEM adds the VIN of the vehicle it installed it in."""
     return await service.add_alias(session, battery_id, body, principal)
 
 
