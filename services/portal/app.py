@@ -3,14 +3,19 @@ whole battery histories, ministry views and battery passports."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 
+from services.portal.epcis.consumer import epcis_lifespan
+from services.portal.epcis.router import router as epcis_router
 from services.portal.history.router import router as history_router
 from services.portal.ingest.consumer import consumer_lifespan
 from services.portal.passports.router import router as passports_router
 from services.portal.tables import SCHEMA
+from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
 from shared.auth import RequireRole, Role
@@ -18,6 +23,12 @@ from shared.settings import PortalSettings
 from shared.streams import stream_report
 
 Operator = RequireRole(Role.operator)
+
+
+@contextlib.asynccontextmanager
+async def consumers(app: FastAPI) -> AsyncIterator[None]:
+    async with consumer_lifespan(app), epcis_lifespan(app):
+        yield
 
 
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
@@ -34,9 +45,9 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[history_router, views_router, passports_router],
+        routers=[history_router, views_router, passports_router, epcis_router],
         schema=SCHEMA,
-        extra_lifespan=consumer_lifespan,
+        extra_lifespan=consumers,
         openapi_tags=[
             {"name": "history", "description": "Whole histories and search (bearer token)."},
             {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},
@@ -64,6 +75,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         services = {"registry": s.registry_url, "events": s.events_url, "portal": s.self_url}
         return await stream_report(s.kafka_bootstrap_servers, s.kafka_topic_prefix, services)
 
+    app.include_router(ui_router)  # the web UI under /ui/
     return app
 
 

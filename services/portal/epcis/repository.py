@@ -1,0 +1,258 @@
+"""Every query of the portal's EPCIS view (tables `portal.epcis_events`, `portal.epcis_declarations`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.portal.tables import SCHEMA
+from shared.db import json_value, raw_connection
+
+S = SCHEMA
+COLUMNS = (
+    "event_id",
+    "source",
+    "event_type",
+    "event_time",
+    "record_time",
+    "biz_step",
+    "disposition",
+    "read_point",
+    "biz_location",
+    "epcs",
+    "parent_id",
+    "battery_ids",
+    "ledger_event_ids",
+    "actor",
+    "context",
+    "body",
+)
+TYPES = (
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+)
+#: One projection transaction at a time: a captured document replaces the ledger-made rows it covers, and a
+#: ledger-made row is only added while no captured document covers it (the two arrive on different topics).
+LOCK_KEY = 0x65706369  # 'epci'
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _pg_array(values: Sequence[str]) -> str:
+    """A text[] literal (arrays of arrays cannot travel through unnest)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+async def lock(session: AsyncSession) -> None:
+    conn = await raw_connection(session)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+
+
+def _arrays(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for c in COLUMNS:
+        values = [r.get(c) for r in rows]
+        if c in ("epcs", "battery_ids", "ledger_event_ids"):
+            values = [_pg_array(v or []) for v in values]
+        elif c in ("context", "body"):
+            values = [_json(v) for v in values]
+        out.append(values)
+    return out
+
+
+def _select() -> str:
+    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(TYPES))
+    casts = ", ".join(
+        f"u.{c}::text[]"
+        if c in ("epcs", "battery_ids", "ledger_event_ids")
+        else f"u.{c}::jsonb"
+        if c in ("context", "body")
+        else f"u.{c}"
+        for c in COLUMNS
+    )
+    return f"SELECT {casts} FROM unnest({params}) AS u({', '.join(COLUMNS)})"
+
+
+async def add_captured(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Captured EPCIS events (upsert by eventID); the ledger-made rows they stand for give way."""
+    if not rows:
+        return
+    conn = await raw_connection(session)
+    covered = sorted({i for r in rows for i in r["ledger_event_ids"]})
+    if covered:
+        await conn.execute(
+            f"DELETE FROM {S}.epcis_events WHERE source = 'ledger' AND ledger_event_ids && $1::text[]", covered
+        )
+    await conn.execute(
+        f"INSERT INTO {S}.epcis_events ({', '.join(COLUMNS)}) {_select()} "
+        "ON CONFLICT (event_id) DO UPDATE SET body = excluded.body, epcs = excluded.epcs, "
+        "battery_ids = excluded.battery_ids, ledger_event_ids = excluded.ledger_event_ids",
+        *_arrays(rows),
+    )
+
+
+async def add_ledger(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Ledger-made EPCIS events, unless a captured document already stands for them."""
+    if not rows:
+        return
+    conn = await raw_connection(session)
+    await conn.execute(
+        f"INSERT INTO {S}.epcis_events ({', '.join(COLUMNS)}) SELECT * FROM ({_select()}) AS n "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {S}.epcis_events x WHERE x.source = 'epcis' "
+        "AND x.ledger_event_ids && n.ledger_event_ids) ON CONFLICT (event_id) DO NOTHING",
+        *_arrays(rows),
+    )
+
+
+async def add_declarations(session: AsyncSession, rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    if not rows:
+        return
+    conn = await raw_connection(session)
+    await conn.execute(
+        f"INSERT INTO {S}.epcis_declarations (declared_event_id, declaration) "
+        "SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT (declared_event_id) DO UPDATE "
+        "SET declaration = excluded.declaration",
+        [r[0] for r in rows],
+        [_json(r[1]) for r in rows],
+    )
+
+
+async def mark_declared(session: AsyncSession, rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    if not rows:
+        return
+    conn = await raw_connection(session)
+    await conn.execute(
+        f"UPDATE {S}.epcis_events e SET error_declaration = u.d FROM unnest($1::text[], $2::jsonb[]) AS u(id, d) "
+        "WHERE e.event_id = u.id",
+        [r[0] for r in rows],
+        [_json(r[1]) for r in rows],
+    )
+
+
+@dataclass
+class Filters:
+    event_types: list[str] = field(default_factory=list)
+    ge_event_time: datetime | None = None
+    lt_event_time: datetime | None = None
+    ge_record_time: datetime | None = None
+    lt_record_time: datetime | None = None
+    biz_steps: list[str] = field(default_factory=list)
+    dispositions: list[str] = field(default_factory=list)
+    epcs: list[str] = field(default_factory=list)
+    any_epcs: list[str] = field(default_factory=list)
+    biz_locations: list[str] = field(default_factory=list)
+    read_points: list[str] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    handler_org: str | None = None  # None: sees everything
+    after: tuple[datetime, str] | None = None
+
+
+async def battery_uris_of_aliases(session: AsyncSession, values: Sequence[str]) -> dict[str, str]:
+    if not values:
+        return {}
+    conn = await raw_connection(session)
+    rows = await conn.fetch(f"SELECT value, battery_id FROM {S}.aliases WHERE value = ANY($1::text[])", list(values))
+    return {r["value"]: r["battery_id"] for r in rows}
+
+
+async def search(session: AsyncSession, f: Filters, limit: int) -> list[dict[str, Any]]:
+    conn = await raw_connection(session)
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any, cast: str) -> str:
+        args.append(value)
+        return f"${len(args)}::{cast}"
+
+    for column, values in (
+        ("event_type", f.event_types),
+        ("biz_step", f.biz_steps),
+        ("disposition", f.dispositions),
+        ("biz_location", f.biz_locations),
+        ("read_point", f.read_points),
+        ("event_id", f.event_ids),
+    ):
+        if values:
+            where.append(f"e.{column} = ANY({arg(values, 'text[]')})")
+    for column, op, value in (
+        ("event_time", ">=", f.ge_event_time),
+        ("event_time", "<", f.lt_event_time),
+        ("record_time", ">=", f.ge_record_time),
+        ("record_time", "<", f.lt_record_time),
+    ):
+        if value is not None:
+            where.append(f"e.{column} {op} {arg(value, 'timestamptz')}")
+    if f.epcs:
+        where.append(f"e.epcs && {arg(f.epcs, 'text[]')}")
+    if f.any_epcs:
+        p = arg(f.any_epcs, "text[]")
+        where.append(f"(e.epcs && {p} OR e.parent_id = ANY({p}))")
+    if f.handler_org is not None:
+        p = arg(f.handler_org, "text")
+        where.append(
+            f"(e.actor = {p} OR EXISTS (SELECT 1 FROM {S}.handlers h WHERE h.org = {p} "
+            "AND h.battery_id = ANY(e.battery_ids)))"
+        )
+    if f.after is not None:
+        where.append(f"(e.record_time, e.event_id) > ({arg(f.after[0], 'timestamptz')}, {arg(f.after[1], 'text')})")
+    sql = (
+        f"SELECT source, event_id, record_time, ledger_event_ids, battery_ids, context, body, error_declaration "
+        f"FROM {S}.epcis_events e {'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY e.record_time, e.event_id LIMIT {arg(limit, 'int')}"
+    )
+    rows = await conn.fetch(sql, *args)
+    return [
+        {
+            **dict(r),
+            "context": json_value(r["context"]),
+            "body": json_value(r["body"]),
+            "error_declaration": json_value(r["error_declaration"]) if r["error_declaration"] is not None else None,
+        }
+        for r in rows
+    ]
+
+
+async def declarations(session: AsyncSession, ledger_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if not ledger_ids:
+        return {}
+    conn = await raw_connection(session)
+    rows = await conn.fetch(
+        f"SELECT declared_event_id, declaration FROM {S}.epcis_declarations WHERE declared_event_id = ANY($1::text[])",
+        list(ledger_ids),
+    )
+    return {r["declared_event_id"]: json_value(r["declaration"]) for r in rows}
+
+
+async def preferred_aliases(session: AsyncSession, battery_ids: Sequence[str]) -> dict[str, str]:
+    """Each battery's EPC alias (or else its GS1 Digital Link), to name it in EPCIS answers."""
+    if not battery_ids:
+        return {}
+    conn = await raw_connection(session)
+    rows = await conn.fetch(
+        f"SELECT DISTINCT ON (battery_id) battery_id, value FROM {S}.aliases "
+        "WHERE battery_id = ANY($1::text[]) AND scheme IN ('epc', 'gs1_digital_link') "
+        "ORDER BY battery_id, (scheme = 'epc') DESC, value",
+        list(battery_ids),
+    )
+    return {r["battery_id"]: r["value"] for r in rows}

@@ -1,0 +1,322 @@
+"""The portal's EPCIS view: every lifecycle event mapped to EPCIS 2.0 (the reverse of the events service's
+capture mapping), the EPCIS events captured as they were sent, and the EPCISQueryDocument around them.
+Pure functions; the consumer and the router do the I/O. The vocabulary is restated here because the portal
+never imports another service's code (README: EPCIS mapping)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from pydantic import ValidationError
+
+from services.portal.ingest.schemas import CloudEventIn, LifecycleEventIn
+from shared.kafka import ConsumerRecord, PoisonMessage
+
+TOPIC_EPCIS = "battery.epcis.v1"
+GS1_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+BT = "https://batterytrace.kr/voc/"
+BIZSTEP = BT + "bizstep/"
+DISP = BT + "disp/"
+MEASUREMENT = BT + "measurement/"
+MATERIAL = "https://batterytrace.kr/material/"
+BATTERY = "https://batterytrace.kr/battery/"
+PARTICIPANT = "https://batterytrace.kr/participant/"
+SITE = "https://batterytrace.kr/site/"
+CBV_PREFIXES = (
+    "https://ref.gs1.org/cbv/BizStep-",
+    "https://ref.gs1.org/cbv/Disp-",
+    "urn:epcglobal:cbv:bizstep:",
+    "urn:epcglobal:cbv:disp:",
+    "cbv:BizStep-",
+    "cbv:Disp-",
+)
+COMPACT = {"bt:": BT, "btbizstep:": BIZSTEP, "btdisp:": DISP}
+LIFECYCLE_PREFIX = "kr.battery.lifecycle."
+CAPTURED = "kr.battery.epcis.event.captured.v1"
+DECLARED = "kr.battery.epcis.event.error_declared.v1"
+ERROR_REASONS = {"did_not_occur", "incorrect_data"}
+
+# lifecycle type → (EPCIS event type, action, bizStep)
+STEPS: dict[str, tuple[str, str, str | None]] = {
+    "MANUFACTURED": ("ObjectEvent", "ADD", "commissioning"),
+    "ASSEMBLED": ("AggregationEvent", "ADD", "assembling"),
+    "DISASSEMBLED": ("AggregationEvent", "DELETE", "disassembling"),
+    "INSTALLED": ("ObjectEvent", "OBSERVE", "installing"),
+    "INSPECTED": ("ObjectEvent", "OBSERVE", "inspecting"),
+    "REMOVED": ("ObjectEvent", "OBSERVE", "removing"),
+    "COLLECTED": ("ObjectEvent", "OBSERVE", "collecting"),
+    "GRADED": ("ObjectEvent", "OBSERVE", BIZSTEP + "grading"),
+    "REMANUFACTURED": ("ObjectEvent", "OBSERVE", BIZSTEP + "remanufacturing"),
+    "REPURPOSED": ("ObjectEvent", "OBSERVE", BIZSTEP + "repurposing"),
+    "SAFETY_INSPECTED": ("ObjectEvent", "OBSERVE", BIZSTEP + "safety_inspecting"),
+    "RECYCLED": ("TransformationEvent", "", BIZSTEP + "recycling"),
+    "DISPOSED": ("ObjectEvent", "DELETE", "destroying"),
+    "TRANSFERRED": ("ObjectEvent", "OBSERVE", None),
+    "INCIDENT": ("ObjectEvent", "OBSERVE", BIZSTEP + "incident_reporting"),
+}
+REMOVAL_DISPOSITION = {"recall": "recalled", "accident": "damaged"}
+SAFETY_DISPOSITION = {"pass": "conformant", "fail": "non_conformant"}
+
+
+def expand(value: str | None) -> str | None:
+    """Compact IRIs with our prefixes → full URIs; CBV URIs → the bare CBV term (how bizStep and disposition
+    are stored and compared)."""
+    if not value:
+        return None
+    for prefix, full in COMPACT.items():
+        if value.startswith(prefix):
+            return full + value[len(prefix) :]
+    for prefix in CBV_PREFIXES:
+        if value.startswith(prefix):
+            return value[len(prefix) :]
+    return value
+
+
+def ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def site_uri(site: str) -> str:
+    return site if ":" in site else SITE + quote(site, safe="")
+
+
+def event_uri(event_id: str) -> str:
+    """A ledger event's EPCIS eventID (client-chosen UUIDs are URIs this way)."""
+    return f"urn:uuid:{event_id}"
+
+
+def _sensor(**values: float | None) -> list[dict[str, Any]]:
+    names = {"soh": ("StateOfHealth", "P1"), "cycles": ("CycleCount", "C62")}
+    reports = [
+        {"type": MEASUREMENT + names[k][0], "value": v, "uom": names[k][1]} for k, v in values.items() if v is not None
+    ]
+    return [{"sensorReport": reports}] if reports else []
+
+
+def from_ledger(e: Mapping[str, Any]) -> dict[str, Any]:
+    """One lifecycle event (as published on battery.lifecycle.v1) as an EPCIS event and its index row."""
+    t, data, bid = e["type"], e["data"], e["battery_id"]
+    etype, action, step = STEPS[t]
+    uri = BATTERY + bid
+    body: dict[str, Any] = {
+        "type": etype,
+        "eventID": event_uri(e["event_id"]),
+        "eventTime": ts(e["occurred_at"]),
+        "recordTime": ts(e["recorded_at"]),
+        "eventTimeZoneOffset": "+00:00",
+    }
+    parent = None
+    if etype == "AggregationEvent":
+        parent = BATTERY + data["parent_id"]
+        body.update(parentID=parent, childEPCs=[uri], action=action)
+    elif etype == "TransformationEvent":
+        recovered = data.get("recovered_kg") or {}
+        outputs = [{"epcClass": MATERIAL + "black_mass", "quantity": data["black_mass_kg"], "uom": "KGM"}]
+        outputs += [{"epcClass": MATERIAL + m, "quantity": kg, "uom": "KGM"} for m, kg in recovered.items() if kg]
+        body.update(inputEPCList=[uri], outputQuantityList=outputs)
+        body["bt:process"] = data["process"]
+        body["bt:inputMassKg"] = data["input_mass_kg"]
+    else:
+        body.update(epcList=[uri], action=action)
+    if step:
+        body["bizStep"] = step
+    disposition = _disposition(t, data)
+    if disposition:
+        body["disposition"] = disposition
+    site, region = (e.get("location") or {}).get("site"), (e.get("location") or {}).get("region")
+    if site:
+        body["readPoint"] = {"id": site_uri(site)}
+        body["bizLocation"] = {"id": site_uri(site)}
+    if t == "TRANSFERRED":
+        body["destinationList"] = [{"type": "possessing_party", "destination": PARTICIPANT + quote(data["to"])}]
+    sensors = _sensor(soh=data.get("soh_pct"), cycles=data.get("cycle_count")) if t in ("INSPECTED", "GRADED") else []
+    if sensors:
+        body["sensorElementList"] = sensors
+    body.update({f"bt:{k}": v for k, v in _extensions(t, data).items() if v is not None})
+    if region:
+        body["bt:region"] = region
+    body.update({"bt:actor": e["actor"], "bt:sequence": e["sequence"], "bt:hash": e["hash"]})
+    return {
+        "event_id": body["eventID"],
+        "source": "ledger",
+        "event_type": etype,
+        "event_time": e["occurred_at"],
+        "record_time": e["recorded_at"],
+        "biz_step": step,
+        "disposition": disposition,
+        "read_point": site_uri(site) if site else None,
+        "biz_location": site_uri(site) if site else None,
+        "epcs": [uri],
+        "parent_id": parent,
+        "battery_ids": [bid] + ([data["parent_id"]] if parent else []),
+        "ledger_event_ids": [e["event_id"]],
+        "actor": e["actor"],
+        "context": {},
+        "body": body,
+    }
+
+
+def _disposition(t: str, data: Mapping[str, Any]) -> str | None:
+    if t == "GRADED":
+        return DISP + "grade_" + str(data["grade"])
+    if t == "REMOVED":
+        return REMOVAL_DISPOSITION.get(data.get("reason", ""))
+    if t == "SAFETY_INSPECTED":
+        return SAFETY_DISPOSITION.get(data.get("result", ""))
+    if t == "DISPOSED":
+        return "destroyed"
+    if t in ("MANUFACTURED", "INSTALLED", "REMANUFACTURED", "REPURPOSED"):
+        return "active"
+    return None
+
+
+def _extensions(t: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Our extension fields (README mapping table; names as in the served JSON-LD context)."""
+    if t == "INSTALLED":
+        return {"vin": data.get("vin"), "essSiteId": data.get("ess_site_id")}
+    if t == "REMOVED":
+        return {"removalReason": data.get("reason")}
+    if t == "COLLECTED":
+        return {"centre": data.get("centre")}
+    if t == "REPURPOSED":
+        return {"newApplication": data.get("new_application"), "ratedCapacityKWh": data.get("rated_capacity")}
+    if t == "SAFETY_INSPECTED":
+        return {"standard": data.get("standard"), "inspectionBody": data.get("body")}
+    if t == "INCIDENT":
+        return {
+            "incidentKind": data.get("kind"),
+            "severity": data.get("severity"),
+            "description": data.get("description"),
+        }
+    if t in ("DISPOSED", "REMANUFACTURED"):
+        return {"method": data.get("method"), "note": data.get("note")}
+    return {}
+
+
+def from_capture(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An EPCIS event captured by the events service, indexed as it was sent."""
+    body = dict(data["event"])
+    epcs: list[str] = []
+    for key in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
+        epcs += [v for v in body.get(key) or [] if isinstance(v, str)]
+    battery_ids = list(data.get("battery_ids") or [])
+    epcs += [BATTERY + b for b in battery_ids]
+    return {
+        "event_id": data["event_id"],
+        "source": "epcis",
+        "event_type": body.get("type", ""),
+        "event_time": datetime.fromisoformat(body["eventTime"].replace("Z", "+00:00")),
+        "record_time": datetime.fromisoformat(data["record_time"].replace("Z", "+00:00")),
+        "biz_step": expand(body.get("bizStep")),
+        "disposition": expand(body.get("disposition")),
+        "read_point": (body.get("readPoint") or {}).get("id"),
+        "biz_location": (body.get("bizLocation") or {}).get("id"),
+        "epcs": sorted(set(epcs)),
+        "parent_id": body.get("parentID"),
+        "battery_ids": battery_ids,
+        "ledger_event_ids": list(data.get("ledger_event_ids") or []),
+        "actor": data["actor"],
+        "context": dict(data.get("context") or {}),
+        "body": body,
+    }
+
+
+def declaration_from_ledger(e: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An ERROR_DECLARED lifecycle event as the EPCIS errorDeclaration of the event it declares."""
+    data = e["data"]
+    decl: dict[str, Any] = {"declarationTime": ts(e["occurred_at"])}
+    reason = str(data.get("reason") or "")
+    if reason in ERROR_REASONS or (":" in reason and " " not in reason):
+        decl["reason"] = reason
+    elif reason and reason != "unspecified":
+        decl["bt:reasonText"] = reason
+    corrective = [c if ":" in c else event_uri(c) for c in data.get("corrective_event_ids") or []]
+    if corrective:
+        decl["correctiveEventIDs"] = corrective
+    decl["bt:declaredBy"] = e["actor"]
+    return data["declared_event_id"], decl
+
+
+# ---- the stream ----
+
+
+@dataclass
+class Batch:
+    ledger: list[dict[str, Any]]
+    declarations: list[tuple[str, dict[str, Any]]]
+    captured: list[dict[str, Any]]
+    declared: list[tuple[str, dict[str, Any]]]
+
+
+def decode(records: Iterable[ConsumerRecord[bytes, bytes]]) -> Batch:
+    batch = Batch([], [], [], [])
+    for rec in records:
+        try:
+            ce = CloudEventIn.model_validate(orjson.loads(rec.value or b""))
+            if ce.type.startswith(LIFECYCLE_PREFIX):
+                e = LifecycleEventIn.model_validate(ce.data).model_dump(mode="python")
+                e["type"] = e["type"].value
+                if e["type"] == "ERROR_DECLARED":
+                    batch.declarations.append(declaration_from_ledger(e))
+                else:
+                    batch.ledger.append(from_ledger(e))
+            elif ce.type == CAPTURED:
+                batch.captured.append(from_capture(ce.data))
+            elif ce.type == DECLARED:
+                batch.declared.append((str(ce.data["event_id"]), dict(ce.data["error_declaration"])))
+            else:
+                raise PoisonMessage(f"unexpected CloudEvent type {ce.type!r}")
+        except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError, ValueError) as exc:
+            raise PoisonMessage(f"not an event the EPCIS view can apply: {exc}") from None
+    return batch
+
+
+# ---- answering ----
+
+
+def query_document(events: Sequence[dict[str, Any]], contexts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    prefixes: dict[str, Any] = {"bt": BT}
+    for ctx in contexts:
+        for k, v in ctx.items():
+            prefixes.setdefault(k, v)
+    return {
+        "@context": [GS1_CONTEXT, prefixes],
+        "type": "EPCISQueryDocument",
+        "schemaVersion": "2.0",
+        "creationDate": ts(datetime.now(UTC)),
+        "epcisBody": {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": list(events)}}},
+    }
+
+
+def present(
+    row: Mapping[str, Any], aliases: Mapping[str, str], declarations: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """A stored event as answered: ledger-made events name each battery by its EPC (or Digital Link) alias
+    when it has one; an event declared in error carries its errorDeclaration."""
+    body = dict(row["body"])
+    if row["source"] == "ledger":
+
+        def name(v: str) -> str:
+            return aliases.get(v[len(BATTERY) :], v) if v.startswith(BATTERY) else v
+
+        for key in ("epcList", "childEPCs", "inputEPCList"):
+            if key in body:
+                body[key] = [name(v) for v in body[key]]
+        if "parentID" in body:
+            body["parentID"] = name(body["parentID"])
+    declaration = row.get("error_declaration") or next(
+        (declarations[i] for i in row["ledger_event_ids"] if i in declarations), None
+    )
+    if declaration:
+        body["errorDeclaration"] = declaration
+    return body
+
+
+def new_document_id() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
