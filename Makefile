@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup dev demo test lint fmt bench clean
+.PHONY: help setup dev demo test browser lint fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,8 +25,11 @@ dev: $(STAMP) ## run the whole system on embedded PostgreSQL and Kafka
 demo: $(STAMP) ## run the whole system and load the demo data
 	$(BIN)/batterytrace dev --demo
 
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) browser ## run the whole test suite
 	$(BIN)/python -m pytest
+
+browser: ## Debian's Chromium for the UI browser tests (installed once, when missing)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq chromium >/dev/null)
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff format --check .

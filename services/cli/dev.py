@@ -49,6 +49,8 @@ def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -
     env["BT_PORTAL_EVENTS_URL"] = f"http://{cfg.host}:{cfg.ports['events']}"
     env["BT_PORTAL_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
     env["BT_PORTAL_SELF_URL"] = f"http://{cfg.host}:{cfg.ports['portal']}"
+    env["BT_PORTAL_UI_DEV_SIGNIN"] = "true"
+    env["BT_PORTAL_UI_DEV_SIGNING_KEY_FILE"] = str(public_key.parent / "jwt-private.pem")
     return env
 
 
