@@ -268,13 +268,9 @@ class ConsumerLoop:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from shared.problems import is_unavailable
 
-    if isinstance(exc, PoisonMessage):
-        return False
-    if isinstance(exc, OSError | ConnectionError | TimeoutError | InterfaceError | OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    return not isinstance(exc, PoisonMessage) and is_unavailable(exc)
 
 
 __all__ = [

@@ -138,6 +138,37 @@ _STATUS_CODES = {
 }
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an error means a backing service (PostgreSQL, Kafka, a peer) is down or restarting, so
+    the client should retry (503 + Retry-After), as opposed to a bug (500)."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    transient = (
+        OSError,
+        ConnectionError,
+        TimeoutError,
+        PoolTimeout,
+        InterfaceError,
+        OperationalError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.TooManyConnectionsError,
+    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, transient):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -164,11 +195,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-        if isinstance(exc, OSError | ConnectionError | InterfaceError | OperationalError) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated
-        ):
+        if is_unavailable(exc):
             log.warning("dependency unavailable: %r", exc)
             return problem_response(Unavailable("A backing service is unavailable; retry shortly."), request)
         log.exception("unhandled error")

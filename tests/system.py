@@ -1,0 +1,103 @@
+"""The three services as real processes (uvicorn), for fault and shutdown tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import httpx
+
+from services.cli.embedded import free_port
+from tests.conftest import eventually
+
+MODULES = {
+    "registry": "services.registry.app:app",
+    "events": "services.events.app:app",
+    "portal": "services.portal.app:app",
+}
+PREFIXES = {"registry": "BT_REGISTRY_", "events": "BT_EVENTS_", "portal": "BT_PORTAL_"}
+
+
+@dataclass
+class System:
+    db_url: str
+    bootstrap: str
+    topic_prefix: str
+    public_key: str
+    ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in MODULES})
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for p in PREFIXES.values():
+            env |= {
+                f"{p}DATABASE_URL": self.db_url,
+                f"{p}KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                f"{p}KAFKA_TOPIC_PREFIX": self.topic_prefix,
+                f"{p}JWT_PUBLIC_KEY_FILE": self.public_key,
+                f"{p}KAFKA_SESSION_TIMEOUT_MS": "2000",
+                f"{p}KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+                f"{p}LOG_LEVEL": "ERROR",
+                f"{p}RELAY_IDLE_SLEEP_S": "0.01",
+            }
+        env["BT_EVENTS_REGISTRY_URL"] = self.url("registry")
+        env["BT_PORTAL_EVENTS_URL"] = self.url("events")
+        env["BT_PORTAL_REGISTRY_URL"] = self.url("registry")
+        env["BT_PORTAL_SELF_URL"] = self.url("portal")
+        return env
+
+    async def start(self, *names: str) -> None:
+        for name in names or tuple(MODULES):
+            self.procs[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    MODULES[name],
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.ports[name]),
+                    "--no-access-log",
+                    "--timeout-graceful-shutdown",
+                    "20",
+                ],
+                env=self.env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        for name in names or tuple(MODULES):
+            await self.wait_healthy(name)
+
+    async def wait_healthy(self, name: str) -> None:
+        async def ok() -> bool:
+            try:
+                async with httpx.AsyncClient() as c:
+                    return (await c.get(self.url(name) + "/healthz", timeout=2)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(ok, timeout_s=40)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()

@@ -1,0 +1,252 @@
+"""Fault matrix: under a steady load of event posts, each fault ends with a reconciliation that counts
+every accepted event in the ledger, on battery.lifecycle.v1 and in the portal: 0 lost, 0 applied twice.
+
+The services run as real processes; the broker is the test's own (so killing it touches nothing else)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+import pytest
+
+from services.cli.embedded import EmbeddedKafka, free_port
+from shared.db import asyncpg_dsn, make_engine
+from shared.outbox import requeue
+from shared.settings import TOPIC_LIFECYCLE
+from tests.conftest import eventually, read_topic
+from tests.factories import battery_body, create_models
+from tests.system import System
+
+BATTERIES = [f"KR-FAULT-{i:03d}" for i in range(12)]
+REPORT: list[dict[str, object]] = []
+
+
+@pytest.fixture
+def own_broker():
+    kafka = EmbeddedKafka(free_port())
+    kafka.start()
+    yield kafka
+    kafka.stop()
+
+
+@pytest.fixture
+async def system(infra, db_url, topic_prefix, own_broker, token):
+    sut = System(db_url, own_broker.bootstrap, topic_prefix, str(infra.public_key))
+    await sut.start()
+    try:
+        async with httpx.AsyncClient(base_url=sut.url("registry"), timeout=30) as reg:
+            maker = token("LGES", "manufacturer")
+            await create_models(reg, maker, "NCM-PACK-77")
+            body = {"batteries": [battery_body(battery_id=b) for b in BATTERIES]}
+            assert (await reg.post("/v1/batteries/bulk", json=body, headers=maker)).status_code == 201
+        yield sut
+    finally:
+        sut.stop()
+
+
+@dataclass
+class Load:
+    """Clients posting INCIDENT events (always legal), retrying each with the same event ID until 201."""
+
+    url: str
+    headers: dict[str, str]
+    accepted: set[str] = field(default_factory=set)
+    statuses: Counter[str] = field(default_factory=Counter)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, clients: int = 6) -> None:
+        self.tasks = [asyncio.create_task(self._client(BATTERIES[i % len(BATTERIES)])) for i in range(clients)]
+
+    async def _client(self, bid: str) -> None:
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as c:
+            while not self.stop.is_set():
+                body = {
+                    "event_id": str(uuid.uuid4()),
+                    "battery_id": bid,
+                    "type": "INCIDENT",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "data": {"kind": "leak", "severity": "low"},
+                }
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline:  # a retry keeps the event ID: safe by design
+                    try:
+                        r = await c.post("/v1/events", json=body, headers=self.headers)
+                        self.statuses[str(r.status_code)] += 1
+                        if r.status_code == 201:
+                            self.accepted.add(body["event_id"])
+                            break
+                        assert r.status_code != 500, r.text
+                        if r.status_code == 503:
+                            assert r.headers.get("retry-after"), "503 must say when to retry"
+                    except httpx.HTTPError as exc:
+                        self.statuses[exc.__class__.__name__] += 1
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(0.01)
+
+    async def run_for(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def finish(self) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+
+
+async def reconcile(sut: System, accepted: set[str], token, bootstrap: str) -> dict[str, int]:
+    async with httpx.AsyncClient(timeout=10) as c:
+
+        async def drained() -> bool:
+            r = await c.get(sut.url("events") + "/v1/ops/outbox")
+            return r.status_code == 200 and r.json()["backlog"] == 0
+
+        await eventually(drained, timeout_s=90)
+        conn = await asyncpg.connect(asyncpg_dsn(sut.db_url))
+        try:
+            ledger = {str(r[0]) for r in await conn.fetch("SELECT event_id FROM events.ledger WHERE type='INCIDENT'")}
+
+            async def portal_has_all() -> bool:
+                n = await conn.fetchval("SELECT count(*) FROM portal.events WHERE type = 'INCIDENT'")
+                return n >= len(ledger)
+
+            await eventually(portal_has_all, timeout_s=90)
+            portal_rows = [
+                str(r[0]) for r in await conn.fetch("SELECT event_id FROM portal.events WHERE type='INCIDENT'")
+            ]
+        finally:
+            await conn.close()
+        molit = (
+            await c.get(sut.url("portal") + "/v1/views/molit", headers=token("MOLIT", "ministry", ministry="MOLIT"))
+        ).json()
+    msgs = await read_topic(bootstrap, sut.topic_prefix + TOPIC_LIFECYCLE, at_least=len(ledger), timeout_s=30)
+    on_topic = {m["value"]["id"] for m in msgs if m["value"]["data"]["type"] == "INCIDENT"}
+    result = {
+        "accepted": len(accepted),
+        "ledger": len(ledger),
+        "lost": len(accepted - ledger) + len(ledger - on_topic) + len(ledger - set(portal_rows)),
+        "duplicated": (len(portal_rows) - len(set(portal_rows))) + (molit["incidents"]["incidents"] - len(ledger)),
+    }
+    assert accepted <= ledger, "every 201 is in the ledger"
+    assert ledger <= on_topic, "every ledger event is on battery.lifecycle.v1"
+    assert set(portal_rows) == ledger and len(portal_rows) == len(ledger), "the portal has each event once"
+    assert molit["incidents"]["incidents"] == len(ledger), "each event counted once in the ministry figures"
+    return result
+
+
+async def test_broker_killed_and_restarted_empty(system, own_broker, token) -> None:
+    load = Load(system.url("events"), token("KOTSA", "inspector"))
+    load.start()
+    await eventually(lambda: len(load.accepted) >= 30, timeout_s=60)
+    own_broker.stop(kill=True)
+    await load.run_for(2)
+    own_broker.start()  # memory-only: topics, messages and group offsets are gone
+    await load.run_for(2)
+    await load.finish()
+    # Recovery runbook for a broker that lost its data: re-publish from the outboxes (consumers dedupe).
+    engine = make_engine(system.db_url)
+    try:
+        await requeue(engine, "registry")
+        await requeue(engine, "events")
+    finally:
+        await engine.dispose()
+    result = await reconcile(system, load.accepted, token, own_broker.bootstrap)
+    REPORT.append({"fault": "broker killed and restarted (empty)", **result})
+    assert result["lost"] == 0 and result["duplicated"] == 0
+
+
+async def test_postgres_restarted(system, infra, own_broker, token) -> None:
+    load = Load(system.url("events"), token("KOTSA", "inspector"))
+    load.start()
+    await eventually(lambda: len(load.accepted) >= 30, timeout_s=60)
+    await asyncio.to_thread(infra.pg.pg_ctl, "-w", "-m", "fast", "restart")
+    await load.run_for(3)
+    await load.finish()
+    assert "500" not in load.statuses, load.statuses
+    result = await reconcile(system, load.accepted, token, own_broker.bootstrap)
+    REPORT.append({"fault": "PostgreSQL restarted", **result, "statuses": dict(load.statuses)})
+    assert result["lost"] == 0 and result["duplicated"] == 0
+
+
+async def test_services_sigkilled_mid_batch(system, own_broker, token) -> None:
+    """A batch in flight when its service dies is wholly in or wholly out; so is a bulk registration."""
+    inspector = token("KOTSA", "inspector")
+    batches: list[list[str]] = []
+
+    async def post_batch(c: httpx.AsyncClient) -> None:
+        events = [
+            {
+                "event_id": str(uuid.uuid4()),
+                "battery_id": BATTERIES[i % len(BATTERIES)],
+                "type": "INCIDENT",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "data": {"kind": "leak", "severity": "low"},
+            }
+            for i in range(500)
+        ]
+        batches.append([e["event_id"] for e in events])
+        try:
+            await c.post("/v1/events/batch", json={"events": events}, headers=inspector)
+        except httpx.HTTPError:
+            pass
+
+    async with httpx.AsyncClient(base_url=system.url("events"), timeout=30) as c:
+        tasks = [asyncio.create_task(post_batch(c)) for _ in range(6)]
+        await asyncio.sleep(0.7)  # some batches committed, some in flight
+        system.kill("events")
+        await asyncio.gather(*tasks)
+    maker = token("LGES", "manufacturer")
+    bulk_ids = [f"KR-KILL-{i:05d}" for i in range(5000)]
+    async with httpx.AsyncClient(base_url=system.url("registry"), timeout=30) as c:
+        task = asyncio.create_task(
+            c.post(
+                "/v1/batteries/bulk", json={"batteries": [battery_body(battery_id=b) for b in bulk_ids]}, headers=maker
+            )
+        )
+        await asyncio.sleep(0.2)
+        system.kill("registry")
+        try:
+            await task
+        except httpx.HTTPError:
+            pass
+    await system.start("registry", "events")
+    conn = await asyncpg.connect(asyncpg_dsn(system.db_url))
+    try:
+        stored = {str(r[0]) for r in await conn.fetch("SELECT event_id FROM events.ledger WHERE type='INCIDENT'")}
+        registered = await conn.fetchval("SELECT count(*) FROM registry.batteries WHERE id LIKE 'KR-KILL-%'")
+    finally:
+        await conn.close()
+    for ids in batches:
+        assert len(stored & set(ids)) in (0, len(ids)), "a batch is all or nothing"
+    assert registered in (0, len(bulk_ids))
+    # The portal dies mid-apply too; after restart it resumes from its committed offsets.
+    load = Load(system.url("events"), inspector)
+    load.start()
+    await eventually(lambda: len(load.accepted) >= 20, timeout_s=60)
+    system.kill("portal")
+    await load.run_for(1.5)
+    await system.start("portal")
+    await load.run_for(1.5)
+    await load.finish()
+    whole_batches = {i for ids in batches if set(ids) <= stored for i in ids}
+    result = await reconcile(system, load.accepted | whole_batches, token, own_broker.bootstrap)
+    REPORT.append(
+        {
+            "fault": "events, registry and portal SIGKILLed mid-batch",
+            **result,
+            "batches_in": sum(1 for ids in batches if set(ids) <= stored),
+            "batches_out": sum(1 for ids in batches if not set(ids) & stored),
+            "bulk_registered": registered,
+        }
+    )
+    assert result["lost"] == 0 and result["duplicated"] == 0
+
+
+def test_zz_print_fault_report() -> None:
+    for row in REPORT:
+        print("FAULT", row)
