@@ -54,7 +54,7 @@ class System:
 
     async def start(self, *names: str) -> None:
         for name in names or tuple(MODULES):
-            self.procs[name] = subprocess.Popen(
+            self.procs[name] = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
                 [
                     sys.executable,
                     "-m",
