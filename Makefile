@@ -28,8 +28,9 @@ demo: $(STAMP) ## run the whole system and load the demo data
 test: $(STAMP) browser ## run the whole test suite
 	$(BIN)/python -m pytest
 
-browser: ## Debian's Chromium for the UI browser tests (installed once, when missing)
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq chromium >/dev/null)
+browser: ## Debian's Chromium and a Korean font for the UI browser tests (installed once, when missing)
+	@(command -v chromium && fc-list :lang=ko | grep -q .) >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq chromium fonts-nanum >/dev/null)
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff format --check .

@@ -219,6 +219,7 @@ async def ui_world(
                 return (await portal.get(f"/ui/passport/{bid}")).status_code == 200
 
             await eventually(registered, timeout_s=30)
+        portal.registry = registry  # type: ignore[attr-defined]
         yield portal
 
 

@@ -152,7 +152,8 @@ def make_period(start: str | None, end: str | None, region: str | None) -> views
 def _sum_by(rows: Sequence[Mapping[str, Any]], key: str, value: str) -> list[tuple[str, float]]:
     out: dict[str, float] = {}
     for r in rows:
-        out[str(r[key])] = out.get(str(r[key]), 0.0) + float(r[value] or 0)
+        name = str(_plain(r[key]))
+        out[name] = out.get(name, 0.0) + float(r[value] or 0)
     return sorted(out.items())
 
 
