@@ -142,12 +142,13 @@ async def capture_document(
     """Capture a validated EPCISDocument; returns the finished capture job (stored in this transaction)."""
     created = datetime.now(UTC)
     capture_id = str(uuid.uuid4())
+    record_time = ts(created)
     events: list[dict[str, Any]] = document["epcisBody"]["eventList"]
     plans: list[_Plan] = []
     seen: dict[str, _Plan] = {}
     for i, ev in enumerate(events):
         eid = event_id_of(ev)
-        plan = _Plan(i, {**ev, "eventID": eid, "recordTime": ts(created)}, eid, digest({**ev, "eventID": eid}))
+        plan = _Plan(i, {**ev, "eventID": eid, "recordTime": record_time}, eid, digest({**ev, "eventID": eid}))
         twin = seen.get(eid)
         if twin is not None:  # one eventID twice in a document: once in effect, or a conflict
             plan.store = False
@@ -330,7 +331,7 @@ async def _store(
                 {
                     "event_id": p.event_id,
                     "capture_id": capture_id,
-                    "record_time": ts(created),
+                    "record_time": p.event["recordTime"],
                     "actor": principal.org,
                     "actor_role": principal.role.value,
                     "battery_ids": sorted(set(p.battery_ids)),
