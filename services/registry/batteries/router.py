@@ -15,6 +15,7 @@ from services.registry.batteries.schemas import (
     BatteryPublic,
     BulkIn,
     BulkOut,
+    Resolved,
 )
 from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import CurrentPrincipal, OptionalPrincipal, RequireRole, Role
@@ -110,6 +111,8 @@ async def add_alias(battery_id: str, body: AliasIn, session: SessionDep, princip
     return await service.add_alias(session, battery_id, body, principal)
 
 
-@router.get("/v1/resolve", response_model=AliasOut, summary="Resolve an alias to a battery ID (public)")
+@router.get(
+    "/v1/resolve", response_model=Resolved, summary="Resolve an alias (or a battery's own ID) to a battery ID (public)"
+)
 async def resolve(session: SessionDep, alias: Annotated[str, Query(min_length=1, max_length=512)]) -> dict[str, Any]:
     return await service.resolve(session, alias)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -135,6 +135,14 @@ class AliasIn(BaseModel):
 class AliasOut(AliasIn):
     model_config = ConfigDict(extra="ignore")
     battery_id: str
+
+
+class Resolved(BaseModel):
+    """What `/v1/resolve` found: an alias, or the battery ID itself (scheme `battery_id`)."""
+
+    battery_id: str
+    scheme: AliasScheme | Literal["battery_id"]
+    value: str
 
 
 BatteryOut.model_rebuild()
