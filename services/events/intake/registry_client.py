@@ -4,6 +4,7 @@ even before its registration arrives on battery.registry.v1."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -16,7 +17,8 @@ class RegistryClient:
 
     async def battery(self, battery_id: str) -> dict[str, Any] | None:
         try:
-            r = await self._client.get(f"/v1/batteries/{battery_id}")
+            # Encoded, so that an ID holding '?', '#' or control characters names that ID and nothing else.
+            r = await self._client.get(f"/v1/batteries/{quote(battery_id, safe='')}")
         except httpx.HTTPError as exc:
             raise Unavailable(f"The registry is unreachable ({exc.__class__.__name__}); retry shortly.") from None
         if r.status_code == 404:
