@@ -97,6 +97,7 @@ async def capture_job(capture_id: str, session: SessionDep, principal: CurrentPr
     "/epcis/context/batterytrace.jsonld",
     summary="Our EPCIS extension vocabulary as a JSON-LD context (public)",
     response_class=JSONResponse,
+    responses={200: {"description": "A JSON-LD context", "content": {"application/ld+json": {}}}},
 )
 async def context() -> Response:
     """Business steps CBV lacks (grading, repurposing, remanufacturing, recycling, safety inspecting, incident
