@@ -135,6 +135,8 @@ async def require_principal(principal: Annotated[Principal | None, Depends(optio
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+#: `openapi_extra` for routes taking an `OptionalPrincipal`: the token is optional (FastAPI documents it as required).
+OPTIONAL_BEARER: dict[str, Any] = {"security": [{}, {"HTTPBearer": []}]}
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
 
 

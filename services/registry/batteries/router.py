@@ -18,7 +18,7 @@ from services.registry.batteries.schemas import (
     Resolved,
 )
 from services.registry.catalog.schemas import Chemistry, Kind
-from shared.auth import CurrentPrincipal, OptionalPrincipal, RequireRole, Role
+from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, RequireRole, Role
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Forbidden
@@ -58,6 +58,7 @@ async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufactur
     "/v1/batteries/{battery_id}",
     response_model=BatteryOut | BatteryPublic,
     summary="One battery (public fields without a token)",
+    openapi_extra=OPTIONAL_BEARER,
 )
 async def get_battery(battery_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
     """Without a token, or for a participant other than the battery's manufacturer, only the public fields;
