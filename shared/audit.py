@@ -8,6 +8,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -104,24 +105,23 @@ def audit_router() -> APIRouter:
         request: Request,
         _: Admin,
         actor: str | None = None,
-        since: str | None = Query(None, description="ISO time; records at or after it."),
+        since: AwareDatetime | None = Query(None, description="ISO time with offset; records at or after it."),
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        from datetime import datetime
-
         schema = request.app.state.schema
-        clauses, params = ["TRUE"], {"limit": limit + 1}
+        clauses: list[str] = ["TRUE"]
+        params: dict[str, Any] = {"limit": limit + 1}
         if actor:
             clauses.append("actor = :actor")
             params["actor"] = actor
         if since:
             clauses.append("at >= :since")
-            params["since"] = datetime.fromisoformat(since)
-        after = decode_cursor(cursor)
+            params["since"] = since
+        after = decode_cursor(cursor, int)
         if after:
             clauses.append("id < :after")
-            params["after"] = int(after)
+            params["after"] = after
         async with request.app.state.engine.connect() as conn:
             rows = (
                 (

@@ -62,7 +62,7 @@ async def search(
         region=region,
         vin=vin,
         handler_org=None if access.sees_all(principal) else principal.org,
-        after=decode_cursor(cursor),
+        after=decode_cursor(cursor, str),
         limit=limit + 1,
     )
     more = len(rows) > limit

@@ -89,7 +89,7 @@ async def list_batteries(
         manufacturer=manufacturer,
         kind=kind.value if kind else None,
         chemistry=chemistry.value if chemistry else None,
-        after=decode_cursor(cursor),
+        after=decode_cursor(cursor, str),
         limit=limit + 1,
     )
     more = len(rows) > limit

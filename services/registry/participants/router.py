@@ -38,7 +38,7 @@ async def list_participants(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, object]:
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, str)
     rows = await repo.list_participants(
         session,
         role=role.value if role else None,
