@@ -230,6 +230,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     }
     for code, desc in {
+        400: "Malformed request: a body that cannot be decoded",
         401: "Missing or invalid bearer token",
         403: "The caller's role may not do this",
         404: "Not found",
