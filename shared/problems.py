@@ -169,7 +169,29 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def is_bad_value(exc: BaseException) -> bool:
+    """Whether the database refused a value from the request that validation let through: SQLSTATE class 22
+    ("data exception": a NUL character, a number out of range) or asyncpg's own argument check. The client's
+    input is at fault (422), not the server, and retrying cannot help (so not 503 either)."""
+    import asyncpg
+
+    current: BaseException | None = exc
+    for _ in range(4):
+        if current is None:
+            break
+        # asyncpg's _base.DataError is its own check of an argument (e.g. an integer beyond 64 bits).
+        if isinstance(current, asyncpg.exceptions._base.DataError) or str(getattr(current, "sqlstate", "")).startswith(
+            "22"
+        ):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
         return problem_response(exc, request)
@@ -194,6 +216,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             request,
         )
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        # Checked before is_unavailable (asyncpg's argument DataError is an InterfaceError); anything else goes
+        # on to on_unexpected.
+        if not is_bad_value(exc):
+            raise exc
+        log.warning("value refused by the database: %r", exc)
+        detail = "A value in the request cannot be stored (e.g. a NUL character or a number out of range)."
+        return problem_response(Unprocessable(detail, code="invalid-value"), request)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_unavailable(exc):
             log.warning("dependency unavailable: %r", exc)
@@ -207,6 +238,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(asyncpg.PostgresError, on_database_error)
+    app.add_exception_handler(asyncpg.exceptions._base.DataError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 
