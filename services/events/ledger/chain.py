@@ -9,6 +9,7 @@ The first event's prev_hash is 64 zeros.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -33,7 +34,9 @@ HASHED_FIELDS = (
 )
 
 
+@functools.lru_cache(maxsize=8192)
 def ts(value: datetime) -> str:
+    # Cached: one capture formats the same occurred_at/recorded_at several times (hash, digest, envelope).
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
