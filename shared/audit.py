@@ -8,7 +8,6 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +15,7 @@ from shared.auth import Principal, RequireRole, Role
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES
+from shared.validation import IsoDatetime
 
 log = logging.getLogger("batterytrace.audit")
 AUDITED_ROLES = {Role.ministry, Role.operator}
@@ -105,7 +105,7 @@ def audit_router() -> APIRouter:
         request: Request,
         _: Admin,
         actor: str | None = None,
-        since: AwareDatetime | None = Query(None, description="ISO time with offset; records at or after it."),
+        since: IsoDatetime | None = Query(None, description="ISO time with offset; records at or after it."),
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 BATTERY_ID_PATTERN = r"^[A-Z0-9-]{1,24}$"
 
@@ -30,6 +31,19 @@ def _not_future(value: datetime) -> datetime:
     return value
 
 
-PastAwareDatetime = Annotated[AwareDatetime, AfterValidator(_not_future)]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    """Dates and times as ISO 8601 text, as the documents' `format` says. Pydantic alone also takes a number
+    (or numeric text, as every query parameter is) for a Unix timestamp: `?at=0` meant 1970-01-01."""
+    if isinstance(value, int | float) or (isinstance(value, str) and not _ISO_DATE.match(value)):
+        raise ValueError("must be ISO 8601 text, e.g. 2026-03-02 or 2026-03-02T09:00:00+09:00")
+    return value
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+IsoDate = Annotated[date, BeforeValidator(_iso_text)]
+PastAwareDatetime = Annotated[IsoDatetime, AfterValidator(_not_future)]
 NonNegative = Annotated[float, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100)]

@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from services.portal import access
 from services.portal.epcis import repository as repo
@@ -18,6 +17,7 @@ from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, NotFound, Unprocessable, field_error
+from shared.validation import IsoDatetime
 
 router = APIRouter(tags=["EPCIS"], responses=PROBLEM_RESPONSES)
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
@@ -43,10 +43,10 @@ async def events(
     session: SessionDep,
     principal: CurrentPrincipal,
     eventType: Many = None,
-    GE_eventTime: AwareDatetime | None = None,
-    LT_eventTime: AwareDatetime | None = None,
-    GE_recordTime: AwareDatetime | None = None,
-    LT_recordTime: AwareDatetime | None = None,
+    GE_eventTime: IsoDatetime | None = None,
+    LT_eventTime: IsoDatetime | None = None,
+    GE_recordTime: IsoDatetime | None = None,
+    LT_recordTime: IsoDatetime | None = None,
     EQ_bizStep: Many = None,
     EQ_disposition: Many = None,
     MATCH_epc: Many = None,

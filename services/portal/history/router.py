@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from services.portal import access
 from services.portal.history import repository as repo
@@ -14,6 +13,7 @@ from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES
+from shared.validation import IsoDatetime
 
 router = APIRouter(tags=["history"], responses=PROBLEM_RESPONSES)
 
@@ -24,7 +24,7 @@ async def get_history(
     session: SessionDep,
     principal: CurrentPrincipal,
     at: Annotated[
-        AwareDatetime | None, Query(description="Show the composition (and state) as it was at this time.")
+        IsoDatetime | None, Query(description="Show the composition (and state) as it was at this time.")
     ] = None,
     alias: Annotated[
         str | None,

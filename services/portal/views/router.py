@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from services.portal.views.schemas import KatsView, McceeView, MolitView, MotieV
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role
 from shared.db import SessionDep
 from shared.problems import PROBLEM_RESPONSES, Forbidden
+from shared.validation import IsoDate
 
 router = APIRouter(tags=["views"], responses=PROBLEM_RESPONSES)
 
@@ -28,9 +28,9 @@ def only(code: Ministry) -> Callable[..., Coroutine[Any, Any, Principal]]:
 
 async def period(
     start: Annotated[
-        date | None, Query(alias="from", description="First day of the period (its month counts).")
+        IsoDate | None, Query(alias="from", description="First day of the period (its month counts).")
     ] = None,
-    end: Annotated[date | None, Query(alias="to", description="Last day of the period (its month counts).")] = None,
+    end: Annotated[IsoDate | None, Query(alias="to", description="Last day of the period (its month counts).")] = None,
     region: Annotated[str | None, Query(description="Region code, e.g. KR-41.")] = None,
 ) -> service.Period:
     return service.Period(start, end, region)
