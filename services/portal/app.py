@@ -19,6 +19,7 @@ from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
 from shared.auth import RequireRole, Role
+from shared.problems import PROBLEM_RESPONSES
 from shared.settings import PortalSettings
 from shared.streams import stream_report
 
@@ -67,7 +68,12 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "last_batch_at": ingestor.last_applied_at,
         }
 
-    @app.get("/v1/ops/streams", tags=["operations"], summary="Streams, consumer groups and lag (operators)")
+    @app.get(
+        "/v1/ops/streams",
+        tags=["operations"],
+        summary="Streams, consumer groups and lag (operators)",
+        responses={code: PROBLEM_RESPONSES[code] for code in (401, 403)},
+    )
     async def streams(_: Operator) -> dict[str, Any]:
         """The same report as `batterytrace streams --json`: topics and end offsets, consumer groups with
         committed offsets and lag, and each consumer's end-to-end lag from application positions."""
