@@ -271,6 +271,8 @@ class OutboxRelay:
                 return 0
             producer = await self._ensure_producer()
             topics = {self.topic_prefix + r[1] for r in rows}
+            # Checked before every batch, not cached: after a broker restart the embedded broker acks
+            # writes to topics it no longer has (and a cached "known" set would let a batch through).
             await self._ensure_topics(topics)
             started = time.monotonic()
             # bt-position (the outbox ID) lets consumers report end-to-end lag in events, not just offsets.

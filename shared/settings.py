@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5432/batterytrace",
         description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
     )
-    database_pool_size: int = Field(10, ge=1)
+    database_pool_size: int = Field(20, ge=1, description="Connections kept per process (plus half as many overflow).")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated bootstrap servers.")
     kafka_topic_prefix: str = Field("", description="Prefix for every topic name (isolation in tests).")
     kafka_partitions: int = Field(4, ge=1, description="Partitions for topics the service creates.")
@@ -33,7 +33,7 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = "batterytrace"
     jwt_algorithms: list[str] = ["EdDSA", "RS256", "ES256"]
     relay_enabled: bool = Field(True, description="Run the outbox relay inside the service process.")
-    relay_batch_size: int = Field(1000, ge=1)
+    relay_batch_size: int = Field(2000, ge=1)
     relay_idle_sleep_s: float = Field(0.02, gt=0)
     consumers_enabled: bool = Field(True, description="Run the Kafka consumers inside the service process.")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
