@@ -133,3 +133,11 @@ async def test_rate_limit_429_per_participant_while_others_proceed(make_settings
 async def test_pagination_is_capped(registry, token) -> None:
     r = await registry.get("/v1/batteries", params={"limit": 100_000}, headers=token("X", "operator"))
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.limit"
+
+
+async def test_a_cached_token_still_expires(registry, token) -> None:
+    headers = token("LGES", "manufacturer", ttl_s=2)
+    assert (await registry.get("/v1/participants", headers=headers)).status_code == 200
+    await asyncio.sleep(2.5)
+    r = await registry.get("/v1/participants", headers=headers)
+    assert r.status_code == 401 and r.json()["code"] == "token-expired"
