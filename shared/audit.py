@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import Principal, RequireRole, Role
+from shared.auth import Principal, Role, require_role
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES
@@ -94,7 +94,7 @@ class _Refused(Exception):
     pass
 
 
-Admin = RequireRole(Role.admin)
+Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 
 
 def audit_router() -> APIRouter:

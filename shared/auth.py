@@ -154,8 +154,9 @@ OPTIONAL_BEARER: dict[str, Any] = {"security": [{}, {"HTTPBearer": []}]}
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
 
 
-def RequireRole(*roles: Role) -> Any:
-    """A dependency that admits only the given roles (admin always)."""
+def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that admits only the given roles (admin always). Use it in an alias:
+    `Admin = Annotated[Principal, Depends(require_role(Role.admin))]`."""
     allowed = set(roles) | {Role.admin}
 
     async def dep(principal: CurrentPrincipal) -> Principal:
@@ -164,8 +165,7 @@ def RequireRole(*roles: Role) -> Any:
             raise Forbidden(f"Role '{principal.role.value}' may not do this; allowed roles: {names}.")
         return principal
 
-    checker: Callable[..., Coroutine[Any, Any, Principal]] = dep
-    return Annotated[Principal, Depends(checker)]
+    return dep
 
 
 # ---- key material and token minting (dev and tests) ----

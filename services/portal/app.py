@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from services.portal.epcis.consumer import epcis_lifespan
 from services.portal.epcis.router import router as epcis_router
@@ -18,12 +18,12 @@ from services.portal.tables import SCHEMA
 from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
-from shared.auth import RequireRole, Role
+from shared.auth import Principal, Role, require_role
 from shared.problems import PROBLEM_RESPONSES
 from shared.settings import PortalSettings
 from shared.streams import stream_report
 
-Operator = RequireRole(Role.operator)
+Operator = Annotated[Principal, Depends(require_role(Role.operator))]
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from services.registry.batteries import repository as repo
 from services.registry.batteries import service
@@ -18,14 +18,14 @@ from services.registry.batteries.schemas import (
     Resolved,
 )
 from services.registry.catalog.schemas import Chemistry, Kind
-from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, RequireRole, Role
+from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Forbidden
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
-Manufacturer = RequireRole(Role.manufacturer)
-AliasWriter = RequireRole(Role.manufacturer, Role.oem)
+Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
+AliasWriter = Annotated[Principal, Depends(require_role(Role.manufacturer, Role.oem))]
 PUBLIC_FIELDS = set(BatteryPublic.model_fields)
 
 

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
 
 from services.registry.catalog import service
 from services.registry.catalog.schemas import BatteryModelIn, BatteryModelOut
-from shared.auth import RequireRole, Role
+from shared.auth import Principal, Role, require_role
 from shared.db import SessionDep
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/models", tags=["battery models"], responses=PROBLEM_RESPONSES)
-Manufacturer = RequireRole(Role.manufacturer)
+Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=BatteryModelOut, summary="Register a model")

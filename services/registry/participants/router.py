@@ -2,18 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from services.registry.participants import repository as repo
 from services.registry.participants import service
 from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
-from shared.auth import CurrentPrincipal, Ministry, RequireRole, Role
+from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/participants", tags=["participants"], responses=PROBLEM_RESPONSES)
-Admin = RequireRole(Role.admin)
+Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ParticipantOut, summary="Register a participant")
