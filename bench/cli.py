@@ -20,15 +20,15 @@ from bench.load import console
 from bench.report import RESULTS, Report
 from bench.stack import Stack
 
-PARTS = ("registry", "events", "portal")
+PARTS = ("registry", "events", "portal", "epcis", "relay")
 app = typer.Typer(add_completion=False, help="The batterytrace benchmarks.")
 
 
 @app.command()
 def main(
-    only: Annotated[str, typer.Option(help="Comma-separated parts to measure: registry, events, portal.")] = ",".join(
-        PARTS
-    ),
+    only: Annotated[
+        str, typer.Option(help="Comma-separated parts to measure: registry, events, portal, epcis, relay.")
+    ] = ",".join(PARTS),
     batteries: Annotated[int, typer.Option(min=1, help="Batteries to register (the issues ask for 1,000,000).")] = (
         1_000_000
     ),
@@ -78,7 +78,7 @@ def main(
         profile_dir=str(profile) if profile else None,
     )
     services = ["registry"]
-    if "events" in parts or "portal" in parts:
+    if {"events", "portal", "epcis"} & set(parts):
         services.append("events")
     if "portal" in parts:
         services.append("portal")
@@ -123,7 +123,7 @@ def main(
 
 
 async def run(ctx: Ctx) -> None:
-    from bench import events, portal, registry
+    from bench import epcis, events, portal, registry, relay
 
     parts = ctx.cfg.parts
     try:
@@ -140,6 +140,10 @@ async def run(ctx: Ctx) -> None:
                 await portal.run(ctx)
             else:
                 ctx.report.add("portal", "portal service", None, "", note="n/a: services/portal does not answer")
+        if "epcis" in parts:
+            await epcis.run(ctx)
+        if "relay" in parts:
+            await relay.run(ctx)
     finally:
         await ctx.close()
 

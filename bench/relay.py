@@ -89,11 +89,20 @@ async def run(ctx: Ctx, rows: int | None = None) -> None:
             ]
             try:
                 with console.status(f"{n} relay instance(s) publishing {rows:,} messages…"):
-                    while await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE sent_at IS NULL"):
-                        await asyncio.sleep(0.05)
-                        if time.perf_counter() - started > 600:
+                    first: float | None = None  # timed from the first row published: start-up is not the relay's
+                    first_left = rows
+                    while True:
+                        left = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE sent_at IS NULL")
+                        now = time.perf_counter()
+                        if first is None and left < rows:
+                            first, first_left = now, left
+                        if left == 0:
+                            break
+                        if now - started > 600:
                             raise TimeoutError("relay did not drain the scratch outbox in 600 s")
-                elapsed = time.perf_counter() - started
+                        await asyncio.sleep(0.02)
+                elapsed = max(now - (first or started), 1e-3)
+                published = first_left
             finally:
                 for w in workers:
                     w.terminate()
@@ -102,9 +111,9 @@ async def run(ctx: Ctx, rows: int | None = None) -> None:
             ctx.report.add(
                 "relay",
                 f"publish throughput, {n} instance{'s' if n > 1 else ''}",
-                rows / elapsed,
+                published / elapsed,
                 "msg/s",
-                note=f"{rows:,} lifecycle-sized messages, acks=all, incl. process start",
+                note=f"{rows:,} lifecycle-sized messages, acks=all, timed from the first row published",
             )
         await conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
     finally:
