@@ -23,11 +23,16 @@ BatteryId = Annotated[
 
 #: Clock skew tolerated before a timestamp counts as "in the future".
 CLOCK_SKEW = timedelta(minutes=2)
+#: No battery this system tracks was made or handled before this; older times are typing errors (and years
+#: before 1000 broke the ledger's timestamp format downstream).
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 
 
-def _not_future(value: datetime) -> datetime:
+def _plausible(value: datetime) -> datetime:
     if value > datetime.now(UTC) + CLOCK_SKEW:
         raise ValueError("must not be in the future")
+    if value < EARLIEST:
+        raise ValueError("must not be before 1990-01-01")
     return value
 
 
@@ -44,6 +49,6 @@ def _iso_text(value: Any) -> Any:
 
 IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 IsoDate = Annotated[date, BeforeValidator(_iso_text)]
-PastAwareDatetime = Annotated[IsoDatetime, AfterValidator(_not_future)]
+PastAwareDatetime = Annotated[IsoDatetime, AfterValidator(_plausible)]
 NonNegative = Annotated[float, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100)]

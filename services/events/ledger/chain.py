@@ -37,7 +37,8 @@ HASHED_FIELDS = (
 @functools.lru_cache(maxsize=8192)
 def ts(value: datetime) -> str:
     # Cached: one capture formats the same occurred_at/recorded_at several times (hash, digest, envelope).
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: strftime("%Y") does not pad years before 1000 to four digits.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def canonical_json(value: Any) -> bytes:
