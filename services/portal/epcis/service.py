@@ -5,6 +5,7 @@ never imports another service's code (README: EPCIS mapping)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pydantic import ValidationError
 
 from services.portal.ingest.schemas import CloudEventIn, LifecycleEventIn
 from shared.kafka import ConsumerRecord, PoisonMessage
+from shared.settings import TOPIC_LIFECYCLE
+
+log = logging.getLogger("batterytrace.portal.epcis")
 
 TOPIC_EPCIS = "battery.epcis.v1"
 GS1_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -273,6 +277,13 @@ def decode(records: Iterable[ConsumerRecord[bytes, bytes]]) -> Batch:
             else:
                 raise PoisonMessage(f"unexpected CloudEvent type {ce.type!r}")
         except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError, ValueError) as exc:
+            if rec.topic.endswith(TOPIC_LIFECYCLE):
+                # The portal's main consumer owns battery.lifecycle.v1 and dead-letters its bad records;
+                # this secondary projection skips them rather than dead-letter each one a second time.
+                log.warning(
+                    "EPCIS view: skipping an unreadable lifecycle record %s:%d:%d", rec.topic, rec.partition, rec.offset
+                )
+                continue
             raise PoisonMessage(f"not an event the EPCIS view can apply: {exc}") from None
     return batch
 
