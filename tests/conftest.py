@@ -134,7 +134,7 @@ async def read_topic(
             parts = consumer.partitions_for_topic(topic)
             if not parts:
                 parts = None
-                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await consumer._client.force_metadata_update()
                 await asyncio.sleep(0.1)
         if parts is None:
             return out
@@ -146,8 +146,14 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=100)
             for recs in batch.values():
                 for r in recs:
-                    out.append({"key": r.key.decode() if r.key else None, "value": orjson.loads(r.value),
-                                "partition": r.partition, "offset": r.offset})
+                    out.append(
+                        {
+                            "key": r.key.decode() if r.key else None,
+                            "value": orjson.loads(r.value),
+                            "partition": r.partition,
+                            "offset": r.offset,
+                        }
+                    )
             if len(out) >= at_least:
                 settle_until = settle_until or loop.time() + settle_s
                 if loop.time() >= settle_until:

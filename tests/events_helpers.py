@@ -39,8 +39,12 @@ DATA: dict[str, dict[str, Any]] = {
     "REMANUFACTURED": {},
     "REPURPOSED": {"new_application": "ESS", "rated_capacity": 50.0},
     "SAFETY_INSPECTED": {"standard": "KC 10031", "result": "pass", "body": "KTL"},
-    "RECYCLED": {"process": "hydrometallurgy", "input_mass_kg": 450.0, "black_mass_kg": 180.0,
-                 "recovered_kg": {"lithium": 5.1, "nickel": 30.2, "cobalt": 3.9, "manganese": 3.1}},
+    "RECYCLED": {
+        "process": "hydrometallurgy",
+        "input_mass_kg": 450.0,
+        "black_mass_kg": 180.0,
+        "recovered_kg": {"lithium": 5.1, "nickel": 30.2, "cobalt": 3.9, "manganese": 3.1},
+    },
     "DISPOSED": {"method": "landfill-hazardous"},
     "INCIDENT": {"kind": "swelling", "severity": "medium"},
 }
@@ -63,9 +67,18 @@ class Stack:
         assert r.status_code == 201, r.text
         return str(body["id"])
 
-    async def post(self, battery_id: str, etype: str, role: str, *, org: str | None = None,
-                   data: dict[str, Any] | None = None, event_id: str | None = None,
-                   occurred_at: str | None = None, **extra: Any) -> httpx.Response:
+    async def post(
+        self,
+        battery_id: str,
+        etype: str,
+        role: str,
+        *,
+        org: str | None = None,
+        data: dict[str, Any] | None = None,
+        event_id: str | None = None,
+        occurred_at: str | None = None,
+        **extra: Any,
+    ) -> httpx.Response:
         body = {
             "event_id": event_id or str(uuid.uuid4()),
             "battery_id": battery_id,
@@ -96,8 +109,12 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(make_settings: Callable[..., Any], token: Callable[..., dict[str, str]],
-                streams: bool = False, **events_overrides: Any) -> AsyncIterator[Stack]:
+async def stack(
+    make_settings: Callable[..., Any],
+    token: Callable[..., dict[str, str]],
+    streams: bool = False,
+    **events_overrides: Any,
+) -> AsyncIterator[Stack]:
     """Registry + events in-process. Without `streams`, no relays or consumers run (read-through covers
     the registry → events path), which keeps pure state-machine tests fast."""
     if not streams:

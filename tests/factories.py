@@ -27,14 +27,38 @@ def battery_body(battery_id: str | None = None, model_id: str = "NCM-PACK-77", *
 
 
 MODELS = {
-    "NCM-PACK-77": {"kind": "pack", "chemistry": "NCM", "rated_capacity_ah": 222, "nominal_voltage_v": 350,
-                    "rated_energy_kwh": 77.4, "mass_kg": 477},
-    "NCM-MOD-8": {"kind": "module", "chemistry": "NCM", "rated_capacity_ah": 222, "nominal_voltage_v": 36,
-                  "rated_energy_kwh": 8.0, "mass_kg": 45},
-    "NCM-CELL-60": {"kind": "cell", "chemistry": "NCM", "rated_capacity_ah": 60, "nominal_voltage_v": 3.65,
-                    "rated_energy_kwh": 0.22, "mass_kg": 0.9},
-    "LFP-PACK-60": {"kind": "pack", "chemistry": "LFP", "rated_capacity_ah": 180, "nominal_voltage_v": 340,
-                    "rated_energy_kwh": 60.0, "mass_kg": 420},
+    "NCM-PACK-77": {
+        "kind": "pack",
+        "chemistry": "NCM",
+        "rated_capacity_ah": 222,
+        "nominal_voltage_v": 350,
+        "rated_energy_kwh": 77.4,
+        "mass_kg": 477,
+    },
+    "NCM-MOD-8": {
+        "kind": "module",
+        "chemistry": "NCM",
+        "rated_capacity_ah": 222,
+        "nominal_voltage_v": 36,
+        "rated_energy_kwh": 8.0,
+        "mass_kg": 45,
+    },
+    "NCM-CELL-60": {
+        "kind": "cell",
+        "chemistry": "NCM",
+        "rated_capacity_ah": 60,
+        "nominal_voltage_v": 3.65,
+        "rated_energy_kwh": 0.22,
+        "mass_kg": 0.9,
+    },
+    "LFP-PACK-60": {
+        "kind": "pack",
+        "chemistry": "LFP",
+        "rated_capacity_ah": 180,
+        "nominal_voltage_v": 340,
+        "rated_energy_kwh": 60.0,
+        "mass_kg": 420,
+    },
 }
 
 

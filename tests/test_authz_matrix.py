@@ -1,4 +1,4 @@
-"""Authorization matrix: every (role, ministry) × every endpoint of every service, generated from the
+"""Authorization matrix: every (role, ministry) x every endpoint of every service, generated from the
 routes themselves, so a new endpoint without a declared policy fails this test.
 
 "Allowed" means the request gets past authentication and authorization: 2xx, or 404/409/422 for the

@@ -33,12 +33,22 @@ def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ports = {name: free_port() for name in ("registry", "events", "portal", "kafka")}
     cmd = [
-        str(Path(sys.executable).parent / "batterytrace"), "dev", "--data-dir", str(data_dir),
-        "--registry-port", str(ports["registry"]), "--events-port", str(ports["events"]),
-        "--portal-port", str(ports["portal"]), "--kafka-port", str(ports["kafka"]),
+        str(Path(sys.executable).parent / "batterytrace"),
+        "dev",
+        "--data-dir",
+        str(data_dir),
+        "--registry-port",
+        str(ports["registry"]),
+        "--events-port",
+        str(ports["events"]),
+        "--portal-port",
+        str(ports["portal"]),
+        "--kafka-port",
+        str(ports["kafka"]),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+    )
     try:
         ready_line = ""
         deadline = time.monotonic() + 120
@@ -52,8 +62,9 @@ def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
                 break
         assert "ready" in ready_line, "dev never printed its ready line"
         assert f"kafka=127.0.0.1:{ports['kafka']}" in ready_line
-        urls = [part.split("=", 1)[1] for part in ready_line.split() if part.startswith(("registry=", "events=",
-                                                                                             "portal="))]
+        urls = [
+            part.split("=", 1)[1] for part in ready_line.split() if part.startswith(("registry=", "events=", "portal="))
+        ]
         assert urls, ready_line
         for url in urls:
             r = httpx.get(url + "/readyz", timeout=10)

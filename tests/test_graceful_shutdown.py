@@ -23,9 +23,23 @@ from tests.factories import battery_body, create_models
 
 def start(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", module, "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--timeout-graceful-shutdown", "20"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            module,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "20",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -44,10 +58,15 @@ async def test_sigterm_under_load_loses_nothing(infra, db_url, topic_prefix, tok
     rport, eport = free_port(), free_port()
     env = dict(os.environ)
     for prefix in ("BT_REGISTRY_", "BT_EVENTS_"):
-        env |= {f"{prefix}DATABASE_URL": db_url, f"{prefix}KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap,
-                f"{prefix}KAFKA_TOPIC_PREFIX": topic_prefix, f"{prefix}JWT_PUBLIC_KEY_FILE": str(infra.public_key),
-                f"{prefix}KAFKA_SESSION_TIMEOUT_MS": "2000", f"{prefix}KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-                f"{prefix}LOG_LEVEL": "WARNING"}
+        env |= {
+            f"{prefix}DATABASE_URL": db_url,
+            f"{prefix}KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap,
+            f"{prefix}KAFKA_TOPIC_PREFIX": topic_prefix,
+            f"{prefix}JWT_PUBLIC_KEY_FILE": str(infra.public_key),
+            f"{prefix}KAFKA_SESSION_TIMEOUT_MS": "2000",
+            f"{prefix}KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+            f"{prefix}LOG_LEVEL": "WARNING",
+        }
     env["BT_EVENTS_REGISTRY_URL"] = f"http://127.0.0.1:{rport}"
     registry = start("services.registry.app:app", rport, env)
     events = start("services.events.app:app", eport, env)
@@ -60,8 +79,9 @@ async def test_sigterm_under_load_loses_nothing(infra, db_url, topic_prefix, tok
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rport}", timeout=30) as reg:
             await create_models(reg, maker, "NCM-PACK-77")
             ids = [f"KR-GS-{i:03d}" for i in range(8)]
-            r = await reg.post("/v1/batteries/bulk", json={"batteries": [battery_body(battery_id=b) for b in ids]},
-                               headers=maker)
+            r = await reg.post(
+                "/v1/batteries/bulk", json={"batteries": [battery_body(battery_id=b) for b in ids]}, headers=maker
+            )
             assert r.status_code == 201, r.text
 
         stop = asyncio.Event()
@@ -70,9 +90,13 @@ async def test_sigterm_under_load_loses_nothing(infra, db_url, topic_prefix, tok
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{eport}", timeout=30) as c:
                 while not stop.is_set():
                     eid = str(uuid.uuid4())
-                    body = {"event_id": eid, "battery_id": bid, "type": "INCIDENT",
-                            "occurred_at": datetime.now(UTC).isoformat(),
-                            "data": {"kind": "swelling", "severity": "low"}}
+                    body = {
+                        "event_id": eid,
+                        "battery_id": bid,
+                        "type": "INCIDENT",
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                        "data": {"kind": "swelling", "severity": "low"},
+                    }
                     try:
                         resp = await c.post("/v1/events", json=body, headers=inspector)
                     except httpx.HTTPError:
@@ -90,8 +114,10 @@ async def test_sigterm_under_load_loses_nothing(infra, db_url, topic_prefix, tok
         assert code in (0, -signal.SIGTERM), code
         conn = await asyncpg.connect(asyncpg_dsn(db_url))
         try:
-            stored = {str(r["event_id"]) for r in await conn.fetch(
-                "SELECT event_id FROM events.ledger WHERE type = 'INCIDENT'")}
+            stored = {
+                str(r["event_id"])
+                for r in await conn.fetch("SELECT event_id FROM events.ledger WHERE type = 'INCIDENT'")
+            }
         finally:
             await conn.close()
         assert set(accepted) <= stored, "every 201 is in the ledger"
