@@ -5,7 +5,6 @@ hash chain), and small waits on the portal's read models. The events service rep
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -17,25 +16,13 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+# The chain and the registration ID come from the services themselves: one definition of the contract.
+from services.events.ledger.chain import GENESIS, event_hash, ts
+from services.registry.events import manufactured_event_id
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, PortalSettings
 from tests.conftest import eventually, serve
 
-GENESIS = "0" * 64
-HASHED_FIELDS = (
-    "event_id",
-    "battery_id",
-    "sequence",
-    "type",
-    "occurred_at",
-    "recorded_at",
-    "actor",
-    "actor_role",
-    "location",
-    "data",
-    "state_after",
-    "custodian_after",
-)
 #: type -> state after (None: unchanged)
 STATE_AFTER: dict[str, str | None] = {
     "MANUFACTURED": "manufactured",
@@ -55,20 +42,6 @@ STATE_AFTER: dict[str, str | None] = {
     "INCIDENT": None,
 }
 TAKES_CUSTODY = {"MANUFACTURED", "REMOVED", "COLLECTED"}
-
-
-def ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def event_hash(prev_hash: str, event: dict[str, Any]) -> str:
-    view = {k: event[k] for k in HASHED_FIELDS}
-    canonical = orjson.dumps(view, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
-
-
-def manufactured_event_id(battery_id: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://batterytrace.kr/battery/{battery_id}/manufactured"))
 
 
 def at(text: str) -> datetime:
