@@ -12,25 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal import access
 from services.portal.history import repository as repo
+from services.portal.ingest.consumer import REGISTRY_FACTS
 from shared.auth import Principal
 from shared.problems import Forbidden, NotFound, Unprocessable, field_error
 
 GENESIS = "0" * 64
 #: Deepest composition: cell in module in pack (and one more level to spare).
 MAX_DEPTH = 4
-_REGISTRY_FACTS = (
-    "model_id",
-    "kind",
-    "chemistry",
-    "manufacturer",
-    "serial_number",
-    "manufactured_at",
-    "manufacturing_site",
-    "materials_kg",
-    "recycled_content_pct",
-    "carbon_footprint_kg_co2e_per_kwh",
-    "model",
-)
 _CURRENT = (
     "state",
     "state_since",
@@ -97,7 +85,7 @@ async def history(
     head = events[-1] if events else None
     out: dict[str, Any] = {
         "battery_id": bid,
-        "registry": {k: battery[k] for k in _REGISTRY_FACTS} if battery["registered"] else None,
+        "registry": {k: battery[k] for k in REGISTRY_FACTS} if battery["registered"] else None,
         "aliases": await repo.aliases_of(session, bid),
         "current": {k: battery[k] for k in _CURRENT} | {"passport_status": battery["status"]},
         "composition": await composition(session, bid, when),

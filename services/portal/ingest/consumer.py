@@ -20,7 +20,7 @@ from services.portal.ingest import service
 from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, LifecycleEventIn, ModelIn, ParticipantIn
 from services.portal.ingest.service import Flows, Message
 from services.portal.tables import SCHEMA
-from shared.kafka import ConsumerLoop, ConsumerRecord, PositionStore, ensure_topics
+from shared.kafka import ConsumerLoop, ConsumerRecord, ensure_topics
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, PortalSettings
 
 log = logging.getLogger("batterytrace.portal")
@@ -108,25 +108,24 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     await repo.add_flows(session, flows.rows)
 
 
+#: The registry facts a battery row keeps (the history answers them as they are).
+REGISTRY_FACTS = (
+    "model_id",
+    "kind",
+    "chemistry",
+    "manufacturer",
+    "serial_number",
+    "manufactured_at",
+    "manufacturing_site",
+    "materials_kg",
+    "recycled_content_pct",
+    "carbon_footprint_kg_co2e_per_kwh",
+    "model",
+)
+
+
 def _facts(b: BatteryRegisteredIn) -> dict[str, Any]:
-    return {
-        "registered": True,
-        **b.model_dump(
-            include={
-                "model_id",
-                "kind",
-                "chemistry",
-                "manufacturer",
-                "serial_number",
-                "manufactured_at",
-                "manufacturing_site",
-                "materials_kg",
-                "recycled_content_pct",
-                "carbon_footprint_kg_co2e_per_kwh",
-                "model",
-            }
-        ),
-    }
+    return {"registered": True, **b.model_dump(include=set(REGISTRY_FACTS))}
 
 
 def _event_row(e: LifecycleEventIn) -> dict[str, Any]:
@@ -155,16 +154,14 @@ async def consumer_lifespan(app: FastAPI) -> AsyncIterator[None]:
             await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_partitions)
         except Exception as exc:  # the loop retries until the broker is back
             log.warning("portal: could not ensure topics %s: %r", topics, exc)
-        loop = ConsumerLoop(
-            bootstrap=settings.kafka_bootstrap_servers,
+        loop = ConsumerLoop.for_service(
+            settings,
             topics=topics,
             group_id=settings.consumer_group,
             handler=ingestor.handle,
             name="portal",
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            positions=PositionStore(app.state.engine, SCHEMA),
-            topic_prefix=settings.kafka_topic_prefix,
+            engine=app.state.engine,
+            schema=SCHEMA,
         )
         loop.start()
     app.state.consumer = loop
