@@ -142,6 +142,32 @@ class ConsumerLoop:
         self.dead_lettered = 0
         self.running = False
 
+    @classmethod
+    def for_service(
+        cls,
+        settings: Any,
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        handler: BatchHandler,
+        name: str,
+        engine: Any,
+        schema: str,
+    ) -> ConsumerLoop:
+        """A consumer of a service: broker, group timing and topic prefix from its settings, applied
+        positions recorded in its schema's `stream_positions`."""
+        return cls(
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=topics,
+            group_id=group_id,
+            handler=handler,
+            name=name,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            positions=PositionStore(engine, schema),
+            topic_prefix=settings.kafka_topic_prefix,
+        )
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 

@@ -18,7 +18,7 @@ from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
 from services.events.tables import SCHEMA
 from shared.app import create_service_app
-from shared.kafka import ConsumerLoop, PositionStore
+from shared.kafka import ConsumerLoop
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, EventsSettings
 
 
@@ -33,16 +33,14 @@ def create_app(
         app.state.epcis_resolver = AliasResolver(settings.registry_url, registry_transport)
         consumer = None
         if settings.consumers_enabled:
-            consumer = ConsumerLoop(
-                bootstrap=settings.kafka_bootstrap_servers,
+            consumer = ConsumerLoop.for_service(
+                settings,
                 topics=[settings.topic(TOPIC_REGISTRY)],
                 group_id=settings.consumer_group,
                 handler=registry_handler(app.state.sessionmaker),
                 name="events.registry",
-                session_timeout_ms=settings.kafka_session_timeout_ms,
-                heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-                positions=PositionStore(app.state.engine, SCHEMA),
-                topic_prefix=settings.kafka_topic_prefix,
+                engine=app.state.engine,
+                schema=SCHEMA,
             )
             consumer.start()
         app.state.consumers = [consumer] if consumer else []

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.portal.epcis import repository as repo
 from services.portal.epcis.service import TOPIC_EPCIS, decode
 from services.portal.tables import SCHEMA
-from shared.kafka import BatchHandler, ConsumerLoop, ConsumerRecord, PositionStore, ensure_topics
+from shared.kafka import BatchHandler, ConsumerLoop, ConsumerRecord, ensure_topics
 from shared.settings import TOPIC_LIFECYCLE, PortalSettings
 
 log = logging.getLogger("batterytrace.portal.epcis")
@@ -43,16 +43,14 @@ async def epcis_lifespan(app: FastAPI) -> AsyncIterator[None]:
             await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_partitions)
         except Exception as exc:  # the loop retries until the broker is back
             log.warning("portal epcis: could not ensure topics %s: %r", topics, exc)
-        loop = ConsumerLoop(
-            bootstrap=settings.kafka_bootstrap_servers,
+        loop = ConsumerLoop.for_service(
+            settings,
             topics=topics,
             group_id=f"{settings.consumer_group}-epcis",
             handler=handler(app.state.sessionmaker),
             name="portal.epcis",
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            positions=PositionStore(app.state.engine, SCHEMA),
-            topic_prefix=settings.kafka_topic_prefix,
+            engine=app.state.engine,
+            schema=SCHEMA,
         )
         loop.start()
     app.state.epcis_consumer = loop
