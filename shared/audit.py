@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import Principal, Role, require_role
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_RESPONSES
+from shared.problems import PROBLEM_RESPONSES, Unavailable, send_problem
 from shared.validation import IsoDatetime
 
 log = logging.getLogger("batterytrace.audit")
@@ -45,15 +45,9 @@ class AuditMiddleware:
                         await self._record(scope, principal, int(message["status"]))
                     except Exception:
                         log.exception("audit record could not be written; refusing the read")
-                        from shared.limits import _send_problem
-
-                        await _send_problem(
+                        await send_problem(
                             send,
-                            503,
-                            "audit-unavailable",
-                            "Temporarily unavailable",
-                            "The access could not be recorded; retry shortly.",
-                            {"Retry-After": "1"},
+                            Unavailable("The access could not be recorded; retry shortly.", code="audit-unavailable"),
                         )
                         raise _Refused from None
             await send(message)

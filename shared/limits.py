@@ -13,27 +13,7 @@ from dataclasses import dataclass
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.problems import MEDIA_TYPE, PROBLEM_BASE
-
-
-def _problem(
-    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None
-) -> tuple[dict[str, object], list[tuple[bytes, bytes]]]:
-    start: dict[str, object] = {"type": "http.response.start", "status": status}
-    hdrs = [(b"content-type", MEDIA_TYPE.encode())] + [
-        (k.lower().encode(), v.encode()) for k, v in (headers or {}).items()
-    ]
-    start["headers"] = hdrs
-    body = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail, "code": code}
-    return start, [(b"body", orjson.dumps(body))]
-
-
-async def _send_problem(
-    send: Send, status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None
-) -> None:
-    start, body = _problem(status, code, title, detail, headers)
-    await send(start)
-    await send({"type": "http.response.body", "body": body[0][1]})
+from shared.problems import Problem, send_problem
 
 
 class BodySizeLimit:
@@ -49,12 +29,14 @@ class BodySizeLimit:
             return
         for k, v in scope.get("headers", ()):
             if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
-                await _send_problem(
+                await send_problem(
                     send,
-                    413,
-                    "payload-too-large",
-                    "Payload too large",
-                    f"The request body is larger than {self.max_bytes} bytes.",
+                    Problem(
+                        f"The request body is larger than {self.max_bytes} bytes.",
+                        status=413,
+                        code="payload-too-large",
+                        title="Payload too large",
+                    ),
                 )
                 return
         received = 0
@@ -69,12 +51,14 @@ class BodySizeLimit:
                     # Answer now and make the app see a disconnect; whatever it answers is dropped.
                     if not started and not responded:
                         responded = True
-                        await _send_problem(
+                        await send_problem(
                             send,
-                            413,
-                            "payload-too-large",
-                            "Payload too large",
-                            f"The request body is larger than {self.max_bytes} bytes.",
+                            Problem(
+                                f"The request body is larger than {self.max_bytes} bytes.",
+                                status=413,
+                                code="payload-too-large",
+                                title="Payload too large",
+                            ),
                         )
                     return {"type": "http.disconnect"}
             return message
@@ -140,13 +124,15 @@ class RateLimit:
         wait = self.limiter.take(key)
         if wait > 0:
             retry = str(max(1, math.ceil(wait)))
-            await _send_problem(
+            await send_problem(
                 send,
-                429,
-                "too-many-requests",
-                "Too many requests",
-                f"Rate limit exceeded for {key}; retry after {retry} s.",
-                {"Retry-After": retry},
+                Problem(
+                    f"Rate limit exceeded for {key}; retry after {retry} s.",
+                    status=429,
+                    code="too-many-requests",
+                    title="Too many requests",
+                    headers={"Retry-After": retry},
+                ),
             )
             return
         await self.app(scope, receive, send)

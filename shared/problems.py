@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -113,6 +114,14 @@ def validation_errors(exc_errors: Sequence[Any], *, prefix: Sequence[Any] = ()) 
             item["index"] = loc[1]
         out.append(item)
     return out
+
+
+async def send_problem(send: Any, problem: Problem) -> None:
+    """Answer with a problem straight from ASGI middleware (outside FastAPI's exception handlers)."""
+    headers = [(b"content-type", MEDIA_TYPE.encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(problem.body()).encode()})
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
