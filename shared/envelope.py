@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,3 +40,10 @@ def envelope(*, id: str, source: str, type: str, subject: str | None, data: dict
         "datacontenttype": "application/json",
         "data": data,
     }
+
+
+def manufactured_event_id(battery_id: str) -> str:
+    """The deterministic ID of a battery's registration message and of its MANUFACTURED ledger event: part
+    of the published contract, so the registry, the events service (stream or read-through) and any
+    consumer agree on it without importing each other."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://batterytrace.kr/battery/{battery_id}/manufactured"))

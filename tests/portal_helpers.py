@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 # The chain and the registration ID come from the services themselves: one definition of the contract.
 from services.events.ledger.chain import GENESIS, event_hash, ts
-from services.registry.events import manufactured_event_id
+from shared.envelope import manufactured_event_id
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, PortalSettings
 from tests.conftest import eventually, serve

@@ -25,9 +25,3 @@ def registry_message(kind: str, key: str, data: dict[str, Any], *, event_id: str
             data=data,
         ),
     )
-
-
-def manufactured_event_id(battery_id: str) -> str:
-    """The deterministic ID of a battery's registration (and of its MANUFACTURED ledger event), so every
-    path that starts a ledger — the stream or the read-through — agrees on it."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://batterytrace.kr/battery/{battery_id}/manufactured"))

@@ -16,7 +16,7 @@ from services.events.lifecycle import repository as repo
 from services.events.lifecycle.rules import ASSEMBLY_PAIRS, Custody, allowed_events, rule_for
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventType, State
 from shared.auth import Principal
-from shared.envelope import envelope
+from shared.envelope import envelope, manufactured_event_id
 from shared.problems import Problem, field_error, validation_errors
 from shared.settings import TOPIC_LIFECYCLE
 
@@ -71,8 +71,6 @@ def _illegal(state: dict[str, Any], etype: EventType, why: str) -> EventProblem:
 
 def genesis_from_registry(battery: dict[str, Any], recorded_at: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     """The state row and the MANUFACTURED ledger row for a registered battery."""
-    from services.registry.events import manufactured_event_id  # deterministic ID shared with the registry
-
     bid = battery["id"]
     manufactured_at = battery["manufactured_at"]
     if isinstance(manufactured_at, str):

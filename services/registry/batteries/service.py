@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.batteries import repository as repo
 from services.registry.batteries.schemas import AliasIn, BatteryIn
 from services.registry.catalog import repository as catalog_repo
-from services.registry.events import manufactured_event_id, registry_message
+from services.registry.events import registry_message
 from services.registry.tables import SCHEMA
 from shared.auth import Principal, Role
+from shared.envelope import manufactured_event_id
 from shared.outbox import enqueue
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable, field_error
 
