@@ -61,7 +61,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs when the handler returns and *before* the response is sent. FastAPI's
+# default ("request") runs a yield dependency's exit code after the response has gone out, so a client
+# could read 201 for a transaction whose COMMIT then failed (e.g. PostgreSQL restarting), and a 201 from
+# the registry could reach the events service before the battery was visible.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def raw_connection(session: AsyncSession) -> Any:

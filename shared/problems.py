@@ -163,6 +163,7 @@ def is_unavailable(exc: BaseException) -> bool:
         OperationalError,
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
+        asyncpg.exceptions.ProtocolError,  # the connection lost its place in the protocol: a new one works
         asyncpg.exceptions.OperatorInterventionError,
         asyncpg.exceptions.TooManyConnectionsError,
     )

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -29,6 +31,7 @@ class System:
     public_key: str
     ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in MODULES})
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bt-system-logs-")))
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -54,6 +57,7 @@ class System:
 
     async def start(self, *names: str) -> None:
         for name in names or tuple(MODULES):
+            log = (self.log_dir / f"{name}.log").open("ab")
             self.procs[name] = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
                 [
                     sys.executable,
@@ -71,8 +75,9 @@ class System:
                 ],
                 env=self.env(),
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=log,
             )
+            log.close()  # the child has its own descriptor
         for name in names or tuple(MODULES):
             await self.wait_healthy(name)
 
@@ -85,6 +90,11 @@ class System:
                 return False
 
         await eventually(ok, timeout_s=40)
+
+    def log_tail(self, name: str, chars: int = 4000) -> str:
+        """The end of a service's log (errors only: LOG_LEVEL=ERROR), for a failing assertion's message."""
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
