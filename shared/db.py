@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import asyncpg
 import orjson
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
@@ -83,6 +84,36 @@ async def raw_connection(session: AsyncSession) -> Any:
         else:  # pragma: no cover - another SQLAlchemy adapter shape
             await conn.exec_driver_sql("SELECT 1")
     return raw.driver_connection
+
+
+async def _init_reader(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=_json_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
+async def _keep_as_is(conn: asyncpg.Connection) -> None:
+    """Readers run single statements outside a transaction and set nothing on the session, so the
+    pool's default reset (a round trip of RESET ALL, UNLISTEN, CLOSE ALL…) has nothing to undo."""
+
+
+async def make_read_pool(url: str, size: int) -> asyncpg.Pool:
+    """A plain asyncpg pool for the hot single-statement reads (no ORM session, no BEGIN/COMMIT, no
+    pre-ping: asyncpg drops a connection the server closed as soon as it notices, so after a restart
+    a reader gets a fresh one). Connects lazily, so a service starts while PostgreSQL is still down."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        asyncpg_dsn(url), min_size=0, max_size=size, init=_init_reader, reset=_keep_as_is
+    )
+    return pool
+
+
+async def get_reader(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for a read that is one statement (autocommit): the cheap path for lookups."""
+    pool: asyncpg.Pool = request.app.state.read_pool
+    async with pool.acquire() as conn:
+        yield conn
+
+
+ReaderDep = Annotated[asyncpg.Connection, Depends(get_reader, scope="function")]
 
 
 def asyncpg_dsn(url: str) -> str:

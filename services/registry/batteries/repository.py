@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -76,6 +77,23 @@ def _battery_query() -> Any:
 async def get_battery(session: AsyncSession, battery_id: str) -> dict[str, Any] | None:
     row = (await session.execute(_battery_query().where(batteries.c.id == battery_id))).mappings().first()
     return row_dict(row) if row else None
+
+
+# The GET path in one statement: the battery, its model's rated facts and its aliases (oldest first).
+_READ_BATTERY = f"""
+SELECT b.*, m.rated_capacity_ah, m.nominal_voltage_v, m.rated_energy_kwh, m.mass_kg,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object('scheme', a.scheme, 'value', a.value, 'battery_id', a.battery_id)
+                                  ORDER BY a.created_at)
+                 FROM {SCHEMA}.aliases a WHERE a.battery_id = b.id), '[]'::jsonb) AS aliases
+FROM {SCHEMA}.batteries b JOIN {SCHEMA}.battery_models m ON m.id = b.model_id
+WHERE b.id = $1
+"""
+
+
+async def read_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
+    """The full record with aliases, on a reader connection (see shared.db.ReaderDep)."""
+    row = await conn.fetchrow(_READ_BATTERY, battery_id)
+    return dict(row) if row else None
 
 
 async def list_batteries(

@@ -19,7 +19,7 @@ from services.registry.batteries.schemas import (
 )
 from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
-from shared.db import SessionDep
+from shared.db import ReaderDep, SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Forbidden
 
@@ -60,10 +60,10 @@ async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufactur
     summary="One battery (public fields without a token)",
     openapi_extra=OPTIONAL_BEARER,
 )
-async def get_battery(battery_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
+async def get_battery(battery_id: str, reader: ReaderDep, principal: OptionalPrincipal) -> dict[str, Any]:
     """Without a token, or for a participant other than the battery's manufacturer, only the public fields;
     the manufacturer, authorities and operators get the full record (serial number, material content)."""
-    row = await service.get_battery(session, battery_id)
+    row = await service.read_battery(reader, battery_id)
     if principal is None or not (principal.sees_everything or principal.org == row["manufacturer"]):
         return {k: v for k, v in row.items() if k in PUBLIC_FIELDS} | {"access_level": "public"}
     return row | {"access_level": "full"}

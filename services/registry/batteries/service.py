@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import asyncpg
 from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,10 +123,19 @@ async def register(
 
 
 async def get_battery(session: AsyncSession, battery_id: str) -> dict[str, Any]:
+    """Inside the request's unit of work (e.g. the record just registered, before the commit)."""
     row = await repo.get_battery(session, battery_id)
     if row is None:
         raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
     row["aliases"] = (await repo.aliases_of(session, [battery_id]))[battery_id]
+    return row
+
+
+async def read_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any]:
+    """A lookup on a reader connection (committed data, one statement)."""
+    row = await repo.read_battery(conn, battery_id)
+    if row is None:
+        raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
     return row
 
 
