@@ -50,7 +50,7 @@ def main(
         Path | None,
         typer.Option(
             help="Write a py-spy profile (raw, collapsed stacks) of each service per phase into this "
-            "directory; needs py-spy on PATH."
+            "directory, and the SQL statements that took the most database time (pg_stat_statements)."
         ),
     ] = None,
     fail_on_miss: Annotated[bool, typer.Option("--fail-on-miss", help="Exit 1 if a target is missed.")] = False,
@@ -82,7 +82,7 @@ def main(
         services.append("events")
     if "portal" in parts:
         services.append("portal")
-    stack = Stack(services=services, workers=workers, keep=keep)
+    stack = Stack(services=services, workers=workers, keep=keep, sql_stats=profile is not None)
     report = Report(config=asdict(cfg) | {"services": services})
 
     def on_term(signum: int, _frame: object) -> None:

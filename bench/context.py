@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,21 +102,39 @@ class Ctx:
             await self._db.close()
             self._db = None
 
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[dict[str, float]]:
-        """Measure CPU seconds per process group over a phase (and profile the services if asked). The
-        caller sets `units` in the yielded dict: the work the phase did (batteries, events, requests)."""
+    @contextlib.asynccontextmanager
+    async def phase(self, name: str) -> AsyncIterator[dict[str, float]]:
+        """Measure CPU seconds per process group over a phase (and, with --profile, profile the services and
+        write the SQL statements that took the most database time). The caller sets `units` in the yielded
+        dict: the work the phase did (batteries, events, requests)."""
         rec: dict[str, float] = {}
+        directory = Path(self.cfg.profile_dir) if self.cfg.profile_dir else None
+        if directory is not None:
+            await (await self.db()).execute("SELECT pg_stat_statements_reset()")
         before = cpu_snapshot(self.stack)
         started = time.perf_counter()
-        directory = Path(self.cfg.profile_dir) if self.cfg.profile_dir else None
         with profiled(self.stack, directory, name, list(self.stack.procs)):
             yield rec
         wall = time.perf_counter() - started
+        if directory is not None:
+            await self._write_sql_stats(directory / f"{name}-sql.txt", int(rec.get("units", 0)) or 1)
         after = cpu_snapshot(self.stack)
         self.report.cpu[name] = {"wall_s": wall, "units": rec.get("units", 0)} | {
             k: after[k] - before.get(k, 0.0) for k in after
         }
+
+    async def _write_sql_stats(self, path: Path, units: int) -> None:
+        rows = await (await self.db()).fetch(
+            "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 300) AS query "
+            "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"
+        )
+        lines = [f"{'ms/unit':>9} {'calls/unit':>10} {'rows/call':>9}  query  ({units:,} units)"]
+        for r in rows:
+            per_call = r["rows"] / r["calls"] if r["calls"] else 0
+            lines.append(
+                f"{r['total_exec_time'] / units:9.3f} {r['calls'] / units:10.2f} {per_call:9.1f}  {r['query']}"
+            )
+        await asyncio.to_thread(path.write_text, "\n".join(lines) + "\n")
 
     def check_alive(self) -> None:
         self.stack.check_alive()

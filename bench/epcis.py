@@ -66,7 +66,7 @@ async def run(ctx: Ctx) -> None:
             failed.append(str(job.get("errors", [])[:1]))
 
     async with client(ctx.url("events"), cfg.batch_concurrency, timeout_s=300) as http:
-        with ctx.phase("epcis capture") as ph:
+        async with ctx.phase("epcis capture") as ph:
             run_ = await closed_loop(
                 http, reqs, cfg.batch_concurrency, description="epcis: capture", ok=202, on_ok=check
             )

@@ -67,7 +67,7 @@ async def run(ctx: Ctx) -> None:
                 )
             )
     async with client(ctx.url("events"), cfg.batch_concurrency, timeout_s=300) as http, freshness(ctx) as sampling:
-        with ctx.phase("events batch") as ph:
+        async with ctx.phase("events batch") as ph:
             batch = await closed_loop(http, reqs, cfg.batch_concurrency, description="events: batch capture", ok=201)
             ph["units"] = batch.units
         sampling.set()  # no new probe events: the backlog must be the load's own
@@ -114,7 +114,7 @@ async def run(ctx: Ctx) -> None:
         for r in reqs[:50]:  # warm-up, not timed
             await http.post(r.url, content=r.content, headers=r.headers)
         async with freshness(ctx) as sampling:
-            with ctx.phase("events single") as ph:
+            async with ctx.phase("events single") as ph:
                 single = await closed_loop(
                     http, reqs[50:], cfg.single_concurrency, description="events: single POSTs", ok=201
                 )

@@ -72,7 +72,7 @@ async def run(ctx: Ctx) -> None:
             reqs = [Req("GET", path, headers)] * cfg.history_requests
             for _ in range(100):
                 await http.get(path, headers=headers)
-            with ctx.phase("portal history") as ph:
+            async with ctx.phase("portal history") as ph:
                 run_ = await closed_loop(http, reqs, cfg.history_concurrency, description="portal: history")
                 ph["units"] = run_.units
             if run_.errors:

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,8 +72,8 @@ def cpu_snapshot(stack: Stack) -> dict[str, float]:
 
 @contextlib.contextmanager
 def profiled(stack: Stack, directory: Path | None, phase: str, services: list[str]) -> Iterator[None]:
-    """py-spy record each service for the phase (when a directory is given and py-spy is installed)."""
-    spy = shutil.which("py-spy")
+    """py-spy record each service for the phase (when a directory is given; py-spy is a dev dependency)."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if directory is None or spy is None:
         yield
         return

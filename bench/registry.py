@@ -67,7 +67,7 @@ async def bulk_register(ctx: Ctx) -> float:
             )
     started = time.perf_counter()
     async with client(ctx.url("registry"), cfg.bulk_concurrency, timeout_s=300) as http:
-        with ctx.phase("registry bulk") as ph:
+        async with ctx.phase("registry bulk") as ph:
             run = await closed_loop(http, reqs, cfg.bulk_concurrency, description="registry: bulk registration", ok=201)
             ph["units"] = run.units
     ctx.registered += run.units
@@ -164,7 +164,7 @@ async def get_latency(ctx: Ctx) -> None:
     async with client(ctx.url("registry"), cfg.get_concurrency) as http:
         for r in reqs[: min(200, len(reqs))]:  # warm the connections and the code paths
             await http.get(r.url, headers=r.headers)
-        with ctx.phase("registry GET") as ph:
+        async with ctx.phase("registry GET") as ph:
             run = await closed_loop(http, reqs, cfg.get_concurrency, description="registry: GET /v1/batteries/{id}")
             ph["units"] = run.units
     if run.errors:

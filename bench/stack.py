@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+
 from services.cli.dev import ALL_TOPICS, SERVICES, DevConfig, service_env, wait_healthy
 from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from shared.auth import generate_keypair
@@ -27,6 +29,7 @@ class Stack:
     services: list[str]
     workers: int = 1
     keep: bool = False
+    sql_stats: bool = False  # load pg_stat_statements (for --profile)
     host: str = "127.0.0.1"
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bt-bench-")))
     urls: dict[str, str] = field(default_factory=dict)
@@ -49,6 +52,10 @@ class Stack:
         self.pg.start()
         asyncio.run(self.pg.create_database(DATABASE))
         self.db_url = self.pg.url(DATABASE)
+        if self.sql_stats:
+            asyncio.run(self._exec("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"))
+            self.pg.pg_ctl("-w", "restart")
+            asyncio.run(self._exec("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
         self.kafka = EmbeddedKafka(free_port(), host=self.host, log_path=self.log_path("kafka"))
         self.kafka.start()
         asyncio.run(ensure_topics(self.kafka.bootstrap, ALL_TOPICS))
@@ -90,6 +97,13 @@ class Stack:
                 wait_healthy(self.urls[name], self.procs[name])
             except (RuntimeError, TimeoutError) as exc:
                 raise RuntimeError(f"{exc}\n--- {name} log ---\n{self.log_tail(name)}") from None
+
+    async def _exec(self, sql: str) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         try:

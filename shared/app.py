@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from shared.audit import AuditMiddleware, audit_router
 from shared.auth import TokenVerifier
-from shared.db import make_engine, make_read_pool, make_sessionmaker
+from shared.db import make_engine, make_sessionmaker, make_statement_pool
 from shared.kafka import kafka_reachable
 from shared.limits import BodySizeLimit, RateLimit
 from shared.logs import RequestIdMiddleware, configure_logging
@@ -73,7 +73,9 @@ def create_service_app(
         engine = make_engine(settings.database_url, settings.database_pool_size)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.read_pool = await make_read_pool(settings.database_url, max(2, settings.database_pool_size // 2))
+        app.state.statement_pool = await make_statement_pool(
+            settings.database_url, max(2, settings.database_pool_size // 2)
+        )
         app.state.verifier = TokenVerifier(settings)
         relay = None
         if settings.relay_enabled:
@@ -97,7 +99,7 @@ def create_service_app(
         finally:
             if relay is not None:
                 await relay.stop()
-            await app.state.read_pool.close()
+            await app.state.statement_pool.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -63,25 +63,20 @@ class AuditMiddleware:
         for k, v in scope.get("headers", ()):
             if k in PURPOSE_HEADERS:
                 purpose = v.decode("utf-8", errors="replace")[:500]
-        async with app.state.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    f"INSERT INTO {self.schema}.audit_log (actor, role, ministry, method, path, query, status, "
-                    "purpose, request_id) VALUES (:actor, :role, :ministry, :method, :path, :query, :status, "
-                    ":purpose, :rid)"
-                ),
-                {
-                    "actor": principal.org,
-                    "role": principal.role.value,
-                    "ministry": principal.ministry.value if principal.ministry else None,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "query": scope.get("query_string", b"").decode("latin-1"),
-                    "status": status,
-                    "purpose": purpose,
-                    "rid": request_id_var.get(),
-                },
-            )
+        # One autocommit statement on the statement pool: durable when it returns, before the answer leaves.
+        await app.state.statement_pool.execute(
+            f"INSERT INTO {self.schema}.audit_log (actor, role, ministry, method, path, query, status, purpose, "
+            "request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            principal.org,
+            principal.role.value,
+            principal.ministry.value if principal.ministry else None,
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+            status,
+            purpose,
+            request_id_var.get(),
+        )
 
 
 class _Refused(Exception):

@@ -96,8 +96,9 @@ async def _keep_as_is(conn: asyncpg.Connection) -> None:
     pool's default reset (a round trip of RESET ALL, UNLISTEN, CLOSE ALL…) has nothing to undo."""
 
 
-async def make_read_pool(url: str, size: int) -> asyncpg.Pool:
-    """A plain asyncpg pool for the hot single-statement reads (no ORM session, no BEGIN/COMMIT, no
+async def make_statement_pool(url: str, size: int) -> asyncpg.Pool:
+    """A plain asyncpg pool for work that is one statement in autocommit: the hot reads and the audit
+    record of a read (no ORM session, no BEGIN/COMMIT, no
     pre-ping: asyncpg drops a connection the server closed as soon as it notices, so after a restart
     a reader gets a fresh one). Connects lazily, so a service starts while PostgreSQL is still down."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -108,7 +109,7 @@ async def make_read_pool(url: str, size: int) -> asyncpg.Pool:
 
 async def get_reader(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection for a read that is one statement (autocommit): the cheap path for lookups."""
-    pool: asyncpg.Pool = request.app.state.read_pool
+    pool: asyncpg.Pool = request.app.state.statement_pool
     async with pool.acquire() as conn:
         yield conn
 

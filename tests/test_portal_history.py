@@ -91,6 +91,28 @@ async def test_history_shows_the_whole_life_in_order(world, token) -> None:
     assert [p["status"] for p in h["passports"]] == ["Original"]
 
 
+async def test_history_json_is_exactly_what_its_response_model_would_write(world, token) -> None:
+    """The history is serialised directly (no validation pass through `History` on the hot path), so the
+    bytes must already be the model's own rendering: same keys, "Z" UTC times, floats where it says float."""
+    from services.portal.history.schemas import History
+
+    _registry, portal, life = world
+    await life.publish(await _build_pack(life))
+    admin = token("ops", "admin")
+    await wait_sequence(portal, admin, "P1", 6)
+    await wait_registered(portal, admin, "P1")
+    for bid, params in (
+        ("P1", {}),
+        ("P1", {"at": at("2026-03-01").isoformat()}),
+        ("C1", {"at": "2026-03-01T09:00:00+09:00"}),
+        ("M1", {}),
+    ):
+        r = await portal.get(f"/v1/batteries/{bid}/history", params=params, headers=admin)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json", r.text
+        assert History.model_validate_json(r.content).model_dump(mode="json") == r.json()
+        assert r.json()["timeline"][0]["recorded_at"].endswith("Z")
+
+
 async def test_composition_at_a_past_time(world, token) -> None:
     _registry, portal, life = world
     await life.publish(await _build_pack(life))

@@ -117,10 +117,22 @@ async def add_ledger(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
     if not rows:
         return
     conn = await raw_connection(session)
+    # One probe of the GIN index with every ledger ID of the batch. (A per-row NOT EXISTS made the planner
+    # test each new row against every stored row: 0.9 ms per event at 70k events, growing with the table.)
+    ids = sorted({i for r in rows for i in r["ledger_event_ids"]})
+    covered = {
+        i
+        for rec in await conn.fetch(
+            f"SELECT ledger_event_ids FROM {S}.epcis_events WHERE source = 'epcis' AND ledger_event_ids && $1::text[]",
+            ids,
+        )
+        for i in rec["ledger_event_ids"]
+    }
+    rows = [r for r in rows if not covered.intersection(r["ledger_event_ids"])]
+    if not rows:
+        return
     await conn.execute(
-        f"INSERT INTO {S}.epcis_events ({', '.join(COLUMNS)}) SELECT * FROM ({_select()}) AS n "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {S}.epcis_events x WHERE x.source = 'epcis' "
-        "AND x.ledger_event_ids && n.ledger_event_ids) ON CONFLICT (event_id) DO NOTHING",
+        f"INSERT INTO {S}.epcis_events ({', '.join(COLUMNS)}) {_select()} ON CONFLICT (event_id) DO NOTHING",
         *_arrays(rows),
     )
 

@@ -6,41 +6,49 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.tables import aliases, batteries, events, handlers, participants
+from services.portal.tables import aliases, batteries, handlers, participants
 from shared.db import row_dict
 
+# The history's reads run as plain statements on an asyncpg connection: a reader (shared.db.ReaderDep) on
+# the hot path, or the session's own connection (shared.db.raw_connection) inside a unit of work.
+S = "portal"
 
-async def get_battery(session: AsyncSession, battery_id: str) -> dict[str, Any] | None:
-    row = (await session.execute(select(batteries).where(batteries.c.id == battery_id))).mappings().first()
-    return row_dict(row) if row else None
+
+async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"SELECT * FROM {S}.batteries WHERE id = $1", battery_id)
+    return dict(row) if row else None
 
 
-async def resolve_alias(session: AsyncSession, value: str) -> str | None:
+async def resolve_alias(conn: asyncpg.Connection, value: str) -> str | None:
     """An alias (GS1 Digital Link, EPC, VIN) from the registry, else the VIN the battery was installed in."""
-    found = (await session.execute(select(aliases.c.battery_id).where(aliases.c.value == value))).scalar()
-    if found is None:
-        found = (
-            await session.execute(select(batteries.c.id).where(batteries.c.vin == value).order_by(batteries.c.id))
-        ).scalar()
+    found: str | None = await conn.fetchval(
+        f"SELECT coalesce((SELECT battery_id FROM {S}.aliases WHERE value = $1), "
+        f"(SELECT id FROM {S}.batteries WHERE vin = $1 ORDER BY id LIMIT 1))",
+        value,
+    )
     return found
 
 
-async def aliases_of(session: AsyncSession, battery_id: str) -> list[dict[str, Any]]:
-    q = select(aliases.c.scheme, aliases.c.value).where(aliases.c.battery_id == battery_id).order_by(aliases.c.value)
-    return [row_dict(r) for r in (await session.execute(q)).mappings()]
+async def aliases_of(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f"SELECT scheme, value FROM {S}.aliases WHERE battery_id = $1 ORDER BY value", battery_id)
+    return [dict(r) for r in rows]
 
 
-async def timeline(session: AsyncSession, battery_id: str) -> list[dict[str, Any]]:
-    q = select(events).where(events.c.battery_id == battery_id).order_by(events.c.sequence)
-    return [row_dict(r) for r in (await session.execute(q)).mappings()]
+async def timeline(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f"SELECT * FROM {S}.events WHERE battery_id = $1 ORDER BY sequence", battery_id)
+    return [dict(r) for r in rows]
 
 
-async def handled(session: AsyncSession, org: str, battery_id: str) -> bool:
-    q = select(exists().where(handlers.c.org == org, handlers.c.battery_id == battery_id))
-    return bool((await session.execute(q)).scalar())
+async def handled(conn: asyncpg.Connection, org: str, battery_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {S}.handlers WHERE org = $1 AND battery_id = $2)", org, battery_id
+        )
+    )
 
 
 async def participant(session: AsyncSession, pid: str) -> dict[str, Any] | None:
@@ -48,67 +56,59 @@ async def participant(session: AsyncSession, pid: str) -> dict[str, Any] | None:
     return row_dict(row) if row else None
 
 
-_ASSEMBLY = ("ASSEMBLED", "DISASSEMBLED")
-
-
-async def children_at(session: AsyncSession, parent_ids: Sequence[str], at: datetime) -> dict[str, str]:
+async def children_at(conn: asyncpg.Connection, parent_ids: Sequence[str], at: datetime) -> dict[str, str]:
     """{child: parent} for the batteries inside `parent_ids` at time `at`: a battery is inside the parent
     of its last ASSEMBLED (not followed by a DISASSEMBLED) that occurred by then."""
     if not parent_ids:
         return {}
     # Two indexed steps: who was ever assembled into these parents (ix_events_parent), then each one's
     # last assembly event by then (primary key). One joined statement let the planner scan the table.
-    candidates = (
-        (await session.execute(select(events.c.battery_id).where(events.c.parent_id.in_(list(parent_ids))).distinct()))
-        .scalars()
-        .all()
-    )
+    candidates = [
+        r["battery_id"]
+        for r in await conn.fetch(
+            f"SELECT DISTINCT battery_id FROM {S}.events WHERE parent_id = ANY($1::text[])", list(parent_ids)
+        )
+    ]
     if not candidates:
         return {}
-    last = (
-        select(events.c.battery_id, events.c.type, events.c.parent_id)
-        .where(
-            events.c.battery_id.in_(list(candidates)),
-            events.c.type.in_(_ASSEMBLY),
-            events.c.occurred_at <= at,
-        )
-        .order_by(events.c.battery_id, events.c.sequence.desc())
-        .distinct(events.c.battery_id)
+    rows = await conn.fetch(
+        f"SELECT DISTINCT ON (battery_id) battery_id, type, parent_id FROM {S}.events "
+        "WHERE battery_id = ANY($1::text[]) AND type IN ('ASSEMBLED', 'DISASSEMBLED') AND occurred_at <= $2 "
+        "ORDER BY battery_id, sequence DESC",
+        candidates,
+        at,
     )
-    rows = (await session.execute(last)).all()
     wanted = set(parent_ids)
-    return {r.battery_id: r.parent_id for r in rows if r.type == "ASSEMBLED" and r.parent_id in wanted}
+    return {r["battery_id"]: r["parent_id"] for r in rows if r["type"] == "ASSEMBLED" and r["parent_id"] in wanted}
 
 
-async def parent_at(session: AsyncSession, battery_id: str, at: datetime) -> str | None:
-    q = (
-        select(events.c.type, events.c.parent_id)
-        .where(events.c.battery_id == battery_id, events.c.type.in_(_ASSEMBLY), events.c.occurred_at <= at)
-        .order_by(events.c.sequence.desc())
-        .limit(1)
+async def parent_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> str | None:
+    row = await conn.fetchrow(
+        f"SELECT type, parent_id FROM {S}.events WHERE battery_id = $1 AND type IN ('ASSEMBLED', 'DISASSEMBLED') "
+        "AND occurred_at <= $2 ORDER BY sequence DESC LIMIT 1",
+        battery_id,
+        at,
     )
-    row = (await session.execute(q)).first()
-    return row.parent_id if row is not None and row.type == "ASSEMBLED" else None
+    return row["parent_id"] if row is not None and row["type"] == "ASSEMBLED" else None
 
 
-async def summaries(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+async def summaries(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     if not ids:
         return {}
-    q = select(
-        batteries.c.id, batteries.c.kind, batteries.c.model_id, batteries.c.manufacturer, batteries.c.state
-    ).where(batteries.c.id.in_(list(ids)))
-    return {r["id"]: row_dict(r) for r in (await session.execute(q)).mappings()}
-
-
-async def state_at(session: AsyncSession, battery_id: str, at: datetime) -> dict[str, Any] | None:
-    q = (
-        select(events.c.sequence, events.c.state_after, events.c.custodian_after)
-        .where(events.c.battery_id == battery_id, events.c.occurred_at <= at)
-        .order_by(events.c.sequence.desc())
-        .limit(1)
+    rows = await conn.fetch(
+        f"SELECT id, kind, model_id, manufacturer, state FROM {S}.batteries WHERE id = ANY($1::text[])", list(ids)
     )
-    row = (await session.execute(q)).mappings().first()
-    return row_dict(row) if row else None
+    return {r["id"]: dict(r) for r in rows}
+
+
+async def state_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT sequence, state_after, custodian_after FROM {S}.events WHERE battery_id = $1 AND occurred_at <= $2 "
+        "ORDER BY sequence DESC LIMIT 1",
+        battery_id,
+        at,
+    )
+    return dict(row) if row else None
 
 
 async def search(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
 from services.portal import access
 from services.portal.history import repository as repo
@@ -50,20 +50,20 @@ _EVENT_FIELDS = (
 PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
 
 
-async def locate(session: AsyncSession, battery_id: str | None, alias: str | None) -> dict[str, Any]:
+async def locate(conn: asyncpg.Connection, battery_id: str | None, alias: str | None) -> dict[str, Any]:
     if alias:
-        found = await repo.resolve_alias(session, alias)
+        found = await repo.resolve_alias(conn, alias)
         if found is None:
             raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
         battery_id = found
-    battery = await repo.get_battery(session, battery_id or "")
+    battery = await repo.get_battery(conn, battery_id or "")
     if battery is None:
         raise NotFound(f"The portal knows no battery '{battery_id}' (yet).", code="unknown-battery")
     return battery
 
 
-async def check_may_read(session: AsyncSession, principal: Principal, battery_id: str) -> None:
-    if access.sees_all(principal) or await repo.handled(session, principal.org, battery_id):
+async def check_may_read(conn: asyncpg.Connection, principal: Principal, battery_id: str) -> None:
+    if access.sees_all(principal) or await repo.handled(conn, principal.org, battery_id):
         return
     raise Forbidden(
         f"'{principal.org}' neither made nor handled battery '{battery_id}'; only authorities and operators "
@@ -73,23 +73,23 @@ async def check_may_read(session: AsyncSession, principal: Principal, battery_id
 
 
 async def history(
-    session: AsyncSession, principal: Principal, battery_id: str, *, alias: str | None, at: datetime | None
+    conn: asyncpg.Connection, principal: Principal, battery_id: str, *, alias: str | None, at: datetime | None
 ) -> dict[str, Any]:
-    battery = await locate(session, battery_id, alias)
+    battery = await locate(conn, battery_id, alias)
     bid = battery["id"]
-    await check_may_read(session, principal, bid)
+    await check_may_read(conn, principal, bid)
     if at is not None and at.tzinfo is None:
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
-    events = await repo.timeline(session, bid)
+    events = await repo.timeline(conn, bid)
     head = events[-1] if events else None
     out: dict[str, Any] = {
         "battery_id": bid,
         "registry": {k: battery[k] for k in REGISTRY_FACTS} if battery["registered"] else None,
-        "aliases": await repo.aliases_of(session, bid),
+        "aliases": await repo.aliases_of(conn, bid),
         "current": {k: battery[k] for k in _CURRENT} | {"passport_status": battery["status"]},
-        "composition": await composition(session, bid, when),
-        "state_at": await repo.state_at(session, bid, at) if at is not None else None,
+        "composition": await composition(conn, bid, when),
+        "state_at": await repo.state_at(conn, bid, at) if at is not None else None,
         "timeline": [{k: e[k] for k in _EVENT_FIELDS} for e in events],
         "chain": chain_status(bid, events),
         "passports": lives(bid, events),
@@ -105,12 +105,12 @@ async def history(
     return out
 
 
-async def composition(session: AsyncSession, battery_id: str, at: datetime) -> dict[str, Any]:
+async def composition(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any]:
     """The tree under the battery and the chain of parents above it, as they were at `at`."""
     ancestors: list[str] = []
     current = battery_id
     for _ in range(MAX_DEPTH):
-        parent = await repo.parent_at(session, current, at)
+        parent = await repo.parent_at(conn, current, at)
         if parent is None or parent in ancestors or parent == battery_id:
             break
         ancestors.append(parent)
@@ -118,13 +118,13 @@ async def composition(session: AsyncSession, battery_id: str, at: datetime) -> d
     edges: dict[str, str] = {}
     level = [battery_id]
     for _ in range(MAX_DEPTH):
-        found = await repo.children_at(session, level, at)
+        found = await repo.children_at(conn, level, at)
         found = {c: p for c, p in found.items() if c not in edges and c != battery_id}
         if not found:
             break
         edges.update(found)
         level = list(found)
-    info = await repo.summaries(session, list(edges))
+    info = await repo.summaries(conn, list(edges))
     children: dict[str, list[str]] = {}
     for child, parent in sorted(edges.items()):
         children.setdefault(parent, []).append(child)

@@ -14,6 +14,7 @@ from services.portal.access import Level, passport_level
 from services.portal.history import repository as history_repo
 from services.portal.history.service import chain_status, lives, locate
 from shared.auth import Principal
+from shared.db import raw_connection
 from shared.problems import NotFound
 
 CHEMISTRY_NAMES = {
@@ -40,13 +41,14 @@ RANK = [Level.public, Level.legitimate_interest, Level.authority, Level.manufact
 
 
 async def passport(session: AsyncSession, principal: Principal | None, battery_id: str) -> dict[str, Any]:
-    battery = await locate(session, battery_id, None)
+    conn = await raw_connection(session)
+    battery = await locate(conn, battery_id, None)
     bid = battery["id"]
     if not battery["registered"]:
         raise NotFound(f"Battery '{bid}' has no registration in the portal yet.", code="unknown-battery")
-    handled = principal is not None and await history_repo.handled(session, principal.org, bid)
+    handled = principal is not None and await history_repo.handled(conn, principal.org, bid)
     level = passport_level(principal, battery["manufacturer"], handled)
-    events = await history_repo.timeline(session, bid)
+    events = await history_repo.timeline(conn, bid)
     maker = await history_repo.participant(session, battery["manufacturer"])
     return build(battery, events, maker, level)
 

@@ -22,6 +22,7 @@ from services.portal.passports import service as passport_service
 from services.portal.ui import repository as repo
 from services.portal.views import service as views
 from shared.auth import Ministry, Principal
+from shared.db import raw_connection
 from shared.outbox import applied_positions
 from shared.problems import NotFound, Problem, Unprocessable, field_error
 from shared.streams import application_lag, stream_report
@@ -45,13 +46,14 @@ async def resolve(session: AsyncSession, q: str) -> Found | None:
     q = q.strip()
     if not q:
         return None
-    if BATTERY_ID.match(q.upper()) and await history_repo.get_battery(session, q.upper()) is not None:
+    conn = await raw_connection(session)
+    if BATTERY_ID.match(q.upper()) and await history_repo.get_battery(conn, q.upper()) is not None:
         return Found(q.upper(), "id")
-    found = await history_repo.resolve_alias(session, q)
+    found = await history_repo.resolve_alias(conn, q)
     if found is not None:
         return Found(found, "vin" if VIN.match(q) else "alias")
     if VIN.match(q.upper()):
-        found = await history_repo.resolve_alias(session, q.upper())
+        found = await history_repo.resolve_alias(conn, q.upper())
         if found is not None:
             return Found(found, "vin")
     return None
@@ -59,7 +61,7 @@ async def resolve(session: AsyncSession, q: str) -> Found | None:
 
 async def resolve_digital_link(session: AsyncSession, url: str, path: str) -> str | None:
     """A scanned QR: the exact Digital Link URL first, then its path (`01/<GTIN>/21/<serial>`)."""
-    found = await history_repo.resolve_alias(session, url)
+    found = await history_repo.resolve_alias(await raw_connection(session), url)
     if found is None and path.strip("/"):
         found = await repo.digital_link_by_path(session, path.strip("/"))
     return found
@@ -80,7 +82,7 @@ async def battery_page(session: AsyncSession, principal: Principal, battery_id: 
     """The whole history (403 for a participant that never handled it) and the passport at the viewer's
     access level."""
     when = end_of_day_kst(at) if at else None
-    history = await history_service.history(session, principal, battery_id, alias=None, at=when)
+    history = await history_service.history(await raw_connection(session), principal, battery_id, alias=None, at=when)
     passport = None
     if history["registry"] is not None:
         passport = await passport_service.passport(session, principal, history["battery_id"])
