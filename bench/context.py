@@ -22,8 +22,11 @@ MODEL_ID = "BENCH-NCM-P77"
 MANUFACTURER = "LGES"
 INSPECTOR = "KOTSA"
 OEM = "HMC"
-#: Batteries outside the bulk load: the freshness probes and the 50-event history battery.
-PROBE_IDS = [f"KR-BENCH-S{i:07d}" for i in range(10)]
+#: Batteries outside the bulk load: the freshness probes and the 50-event history battery. Enough probes
+#: that each gets about one event: a probe then polls a short history, so the measuring costs the system
+#: little (with 10 probes, their histories grew to hundreds of events and polling them took more portal
+#: CPU than the events being measured).
+PROBE_IDS = [f"KR-BENCH-S{i:07d}" for i in range(2_000)]
 HISTORY_ID = "KR-BENCH-H0000001"
 
 

@@ -231,7 +231,7 @@ async def freshness(ctx: Ctx, interval_s: float = 0.1, max_in_flight: int = 4) -
                 if h.status_code == 200 and needle in h.content:
                     ctx.freshness.append(time.perf_counter() - accepted)
                     return
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.05)
             ctx.freshness_timeouts += 1
 
         async def sampler() -> None:
