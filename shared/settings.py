@@ -57,6 +57,9 @@ class EventsSettings(ServiceSettings):
     batch_max_items: int = 5_000
     consumer_group: str = "batterytrace-events"
     verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
+    verify_rate_per_s: float = Field(
+        2_000.0, gt=0, description="Most ledger events per second a background sweep re-hashes (bounds its CPU)."
+    )
     verifier_enabled: bool = Field(True, description="Run the periodic hash-chain verifier in this process.")
 
 

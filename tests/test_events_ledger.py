@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -231,3 +232,20 @@ async def test_periodic_verifier_raises_metric_and_log_for_a_tampered_row(s: Sta
     assert REGISTRY.get_sample_value("batterytrace_ledger_chain_broken_batteries", {"service": "events"}) == 1
     assert any(bid in r.getMessage() for r in caplog.records)
     assert "batterytrace_ledger_chain_broken_batteries" in (await s.events.get("/metrics")).text
+
+
+async def test_verifier_sweeps_are_paced_to_their_event_rate(s: Stack, db_url: str) -> None:
+    """A sweep re-hashes at most `rate_per_s` events per second, so it never takes whole cores from requests."""
+    for _ in range(3):
+        bid = await s.battery()
+        await s.ok(bid, "INCIDENT", "inspector")
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        events = await conn.fetchval("SELECT count(*) FROM events.ledger")
+    finally:
+        await conn.close()
+    verifier = s.events.app.state.ledger_verifier
+    verifier.rate_per_s = events / 0.5  # this ledger in no less than half a second
+    started = time.monotonic()
+    assert await verifier.sweep() == {}
+    assert time.monotonic() - started >= 0.45

@@ -44,7 +44,9 @@ def create_app(
             )
             consumer.start()
         app.state.consumers = [consumer] if consumer else []
-        verifier = ChainVerifier(app.state.engine, interval_s=settings.verify_interval_s)
+        verifier = ChainVerifier(
+            app.state.engine, interval_s=settings.verify_interval_s, rate_per_s=settings.verify_rate_per_s
+        )
         app.state.ledger_verifier = verifier
         if settings.verifier_enabled:
             verifier.start()
