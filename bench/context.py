@@ -131,7 +131,10 @@ class Ctx:
             "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 300) AS query "
             "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"
         )
-        lines = [f"{'ms/unit':>9} {'calls/unit':>10} {'rows/call':>9}  query  ({units:,} units)"]
+        lines = [
+            "PostgreSQL 18 groups statements by table name: same-named tables in two schemas share a line.",
+            f"{'ms/unit':>9} {'calls/unit':>10} {'rows/call':>9}  query  ({units:,} units)",
+        ]
         for r in rows:
             per_call = r["rows"] / r["calls"] if r["calls"] else 0
             lines.append(
