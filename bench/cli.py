@@ -43,6 +43,14 @@ def main(
     get_requests: Annotated[int | None, typer.Option(help="Registry GETs for the latency figures [20,000].")] = None,
     history_requests: Annotated[int | None, typer.Option(help="Portal history GETs [5,000].")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn workers per service.")] = 1,
+    split: Annotated[
+        bool,
+        typer.Option(
+            "--split",
+            help="Run deploy/'s layout: per service an HTTP process, a relay worker and a consumer worker "
+            "(default: one process per service, as `make dev`).",
+        ),
+    ] = False,
     catchup_timeout: Annotated[float, typer.Option(help="Longest wait for a pipeline stage to catch up (s).")] = 3600,
     output: Annotated[str, typer.Option(help="Where to write the JSON results.")] = str(RESULTS / "latest.json"),
     keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary data directory and service logs.")] = False,
@@ -82,8 +90,10 @@ def main(
         services.append("events")
     if "portal" in parts:
         services.append("portal")
-    stack = Stack(services=services, workers=workers, keep=keep, sql_stats=profile is not None)
-    report = Report(config=asdict(cfg) | {"services": services})
+    stack = Stack(services=services, workers=workers, keep=keep, sql_stats=profile is not None, split=split)
+    report = Report(
+        config=asdict(cfg) | {"services": services, "layout": "split" if split else "one process per service"}
+    )
 
     def on_term(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

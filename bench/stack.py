@@ -30,9 +30,11 @@ class Stack:
     workers: int = 1
     keep: bool = False
     sql_stats: bool = False  # load pg_stat_statements (for --profile)
+    split: bool = False  # deploy/'s layout: HTTP, relay and consumer processes per service
     host: str = "127.0.0.1"
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bt-bench-")))
     urls: dict[str, str] = field(default_factory=dict)
+    worker_urls: dict[str, str] = field(default_factory=dict)  # every process, for health checks
     db_url: str = ""
     private_key: bytes = b""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -68,35 +70,62 @@ class Stack:
         )
         env = service_env(cfg, self.db_url, self.kafka.bootstrap, public)
         for name in self.services:
-            target, _ = SERVICES[name]
-            cmd = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                target,
-                "--host",
-                self.host,
-                "--port",
-                str(ports[name]),
-                "--no-access-log",
-                "--timeout-graceful-shutdown",
-                "10",
-            ]
-            if self.workers > 1:
-                cmd += ["--workers", str(self.workers)]
-            out = open(self.log_path(name), "ab")  # handed to the child process
-            # Own session: a terminal Ctrl-C reaches the bench only, which then stops the services in order.
-            self.procs[name] = subprocess.Popen(
-                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            out.close()
-            self.urls[name] = f"http://{self.host}:{ports[name]}"
-        for name in self.services:
+            for proc_name, toggles in self.roles(name):
+                port = ports[name] if proc_name == name else free_port()
+                self._spawn(proc_name, SERVICES[name][0], port, env | toggles)
+                if proc_name == name:
+                    self.urls[name] = f"http://{self.host}:{port}"
+        for proc_name in self.procs:
             try:
-                wait_healthy(self.urls[name], self.procs[name])
+                wait_healthy(self.worker_urls[proc_name], self.procs[proc_name])
             except (RuntimeError, TimeoutError) as exc:
-                raise RuntimeError(f"{exc}\n--- {name} log ---\n{self.log_tail(name)}") from None
+                raise RuntimeError(f"{exc}\n--- {proc_name} log ---\n{self.log_tail(proc_name)}") from None
+
+    def roles(self, service: str) -> list[tuple[str, dict[str, str]]]:
+        """The processes of a service: one that does everything (`make dev`), or, with `split`, the layout
+        of deploy/: an HTTP process, a relay worker and a consumer worker (which also runs the verifier)."""
+        if not self.split:
+            return [(service, {})]
+        prefix = SERVICES[service][1]
+
+        def on(*roles: str) -> dict[str, str]:
+            return {
+                f"{prefix}RELAY_ENABLED": str("relay" in roles).lower(),
+                f"{prefix}CONSUMERS_ENABLED": str("consumers" in roles).lower(),
+                f"{prefix}VERIFIER_ENABLED": str("consumers" in roles).lower(),
+            }
+
+        out = [(service, on())]
+        if service != "portal":
+            out.append((f"{service}-relay", on("relay")))
+        if service != "registry":
+            out.append((f"{service}-consumer", on("consumers")))
+        return out
+
+    def _spawn(self, proc_name: str, target: str, port: int, env: dict[str, str]) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            target,
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "10",
+        ]
+        if self.workers > 1 and "-" not in proc_name:
+            cmd += ["--workers", str(self.workers)]
+        out = open(self.log_path(proc_name), "ab")  # handed to the child process
+        # Own session: a terminal Ctrl-C reaches the bench only, which then stops the services in order.
+        self.procs[proc_name] = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        out.close()
+        self.worker_urls[proc_name] = f"http://{self.host}:{port}"
 
     async def _exec(self, sql: str) -> None:
         conn = await asyncpg.connect(self.dsn)

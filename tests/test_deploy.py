@@ -340,6 +340,7 @@ def test_compose_environment_values_parse_as_settings(monkeypatch: pytest.Monkey
 def test_compose_runs_one_relay_and_one_consumer_set_per_service() -> None:
     relays: dict[str, list[str]] = {}
     consumers: dict[str, list[str]] = {}
+    verifiers: list[str] = []
     for name, svc in ours().items():
         service = served(svc)
         if service is None:
@@ -353,8 +354,16 @@ def test_compose_runs_one_relay_and_one_consumer_set_per_service() -> None:
         if svc.get("ports"):  # HTTP containers do neither
             assert not env_flag(env, p + "CONSUMERS_ENABLED"), name
             assert service not in PUBLISHERS or not env_flag(env, p + "RELAY_ENABLED"), name
+        if service == "events" and verifies(env):
+            verifiers.append(name)
     assert {s: len(n) for s, n in relays.items()} == dict.fromkeys(PUBLISHERS, 1)
     assert {s: len(n) for s, n in consumers.items()} == dict.fromkeys(CONSUMERS, 1)
+    assert verifiers == ["events-consumer"], "the ledger sweeps run in one worker, not in every container"
+
+
+def verifies(env: dict[str, Any]) -> bool:
+    """Whether an events process runs the background chain verifier (on unless switched off)."""
+    return str(env.get("BT_EVENTS_VERIFIER_ENABLED", "true")).lower() == "true"
 
 
 def test_compose_topics_job_creates_the_service_topics_with_their_partitions() -> None:
@@ -601,6 +610,7 @@ def test_workers_split_one_relay_per_publisher_and_consumers_within_partitions()
     ]
     relays: dict[str, list[str]] = {}
     consumers: dict[str, list[str]] = {}
+    verifiers: list[str] = []
     for name, obj in deployments().items():
         service = deployment_service(obj)
         (container,) = pod_containers(obj)
@@ -616,8 +626,12 @@ def test_workers_split_one_relay_per_publisher_and_consumers_within_partitions()
         if consuming:
             consumers.setdefault(service, []).append(name)
             assert counts.get(name, obj["spec"]["replicas"]) <= min(partitions), name
+        if service == "events" and verifies(env):
+            verifiers.append(name)
+            assert component != "http", f"{name}: the ledger sweeps do not run in the scaled HTTP replicas"
     assert {s: len(n) for s, n in relays.items()} == dict.fromkeys(PUBLISHERS, 1)
     assert {s: len(n) for s, n in consumers.items()} == dict.fromkeys(CONSUMERS, 1)
+    assert verifiers == ["events-consumer"]
 
 
 def test_migrate_job_runs_the_migrate_command_with_its_database_url() -> None:
