@@ -87,20 +87,21 @@ async def raw_connection(session: AsyncSession) -> Any:
 
 
 async def _init_reader(conn: asyncpg.Connection) -> None:
+    """json/jsonb decoded as SQLAlchemy's connections decode them, so repositories see dicts either way."""
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=_json_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
 async def _keep_as_is(conn: asyncpg.Connection) -> None:
-    """Readers run single statements outside a transaction and set nothing on the session, so the
-    pool's default reset (a round trip of RESET ALL, UNLISTEN, CLOSE ALL…) has nothing to undo."""
+    """Statement-pool users run outside a transaction and set nothing on the session, so the pool's
+    default reset (a round trip of RESET ALL, UNLISTEN, CLOSE ALL…) has nothing to undo."""
 
 
 async def make_statement_pool(url: str, size: int) -> asyncpg.Pool:
-    """A plain asyncpg pool for work that is one statement in autocommit: the hot reads and the audit
-    record of a read (no ORM session, no BEGIN/COMMIT, no
-    pre-ping: asyncpg drops a connection the server closed as soon as it notices, so after a restart
-    a reader gets a fresh one). Connects lazily, so a service starts while PostgreSQL is still down."""
+    """A plain asyncpg pool for autocommit statements: the hot reads and the audit record of a read (no ORM
+    session, no BEGIN/COMMIT, no pre-ping: asyncpg drops a connection the server closed as soon as it
+    notices, so after a restart a reader gets a fresh one). Connects lazily, so a service starts while
+    PostgreSQL is still down."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         asyncpg_dsn(url), min_size=0, max_size=size, init=_init_reader, reset=_keep_as_is
     )
@@ -108,7 +109,9 @@ async def make_statement_pool(url: str, size: int) -> asyncpg.Pool:
 
 
 async def get_reader(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for a read that is one statement (autocommit): the cheap path for lookups."""
+    """A pooled connection for reads in autocommit: the cheap path for lookups. Under READ COMMITTED a
+    transaction would not give several statements one snapshot either, so reads lose nothing by it;
+    anything that writes more than one statement belongs in a unit of work (SessionDep)."""
     pool: asyncpg.Pool = request.app.state.statement_pool
     async with pool.acquire() as conn:
         yield conn
