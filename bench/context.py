@@ -66,6 +66,8 @@ class Ctx:
     registered: int = 0
     freshness: list[float] = field(default_factory=list)
     freshness_timeouts: int = 0
+    #: the same samples by the load they were taken under ("batch", "single"); a timeout counts as 30 s
+    freshness_by: dict[str, list[float]] = field(default_factory=dict)
     portal_up: bool = False
     _tokens: dict[tuple[str, str, str | None], dict[str, str]] = field(default_factory=dict)
     _db: asyncpg.Connection | None = None

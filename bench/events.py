@@ -66,7 +66,10 @@ async def run(ctx: Ctx) -> None:
                     weight=count,
                 )
             )
-    async with client(ctx.url("events"), cfg.batch_concurrency, timeout_s=300) as http, freshness(ctx) as sampling:
+    async with (
+        client(ctx.url("events"), cfg.batch_concurrency, timeout_s=300) as http,
+        freshness(ctx, "batch") as sampling,
+    ):
         async with ctx.phase("events batch") as ph:
             batch = await closed_loop(http, reqs, cfg.batch_concurrency, description="events: batch capture", ok=201)
             ph["units"] = batch.units
@@ -113,7 +116,7 @@ async def run(ctx: Ctx) -> None:
     async with client(ctx.url("events"), cfg.single_concurrency) as http:
         for r in reqs[:50]:  # warm-up, not timed
             await http.post(r.url, content=r.content, headers=r.headers)
-        async with freshness(ctx) as sampling:
+        async with freshness(ctx, "single") as sampling:
             async with ctx.phase("events single") as ph:
                 single = await closed_loop(
                     http, reqs[50:], cfg.single_concurrency, description="events: single POSTs", ok=201
@@ -206,7 +209,9 @@ async def copy_reference(ctx: Ctx, event_ids: list[str], outbox_after: int) -> f
 
 
 @contextlib.asynccontextmanager
-async def freshness(ctx: Ctx, interval_s: float = 0.1, max_in_flight: int = 4) -> AsyncIterator[asyncio.Event]:
+async def freshness(
+    ctx: Ctx, load: str, interval_s: float = 0.1, max_in_flight: int = 4
+) -> AsyncIterator[asyncio.Event]:
     """While the load runs: every `interval_s` one INCIDENT on a probe battery; time from its 201 at the
     events service until the portal's history of that battery lists it. Set the yielded event to stop
     probing; on exit the probes in flight finish."""
@@ -230,9 +235,11 @@ async def freshness(ctx: Ctx, interval_s: float = 0.1, max_in_flight: int = 4) -
                 h = await portal.get(f"/v1/batteries/{bid}/history", headers=history_headers)
                 if h.status_code == 200 and needle in h.content:
                     ctx.freshness.append(time.perf_counter() - accepted)
+                    ctx.freshness_by.setdefault(load, []).append(ctx.freshness[-1])
                     return
                 await asyncio.sleep(0.05)
             ctx.freshness_timeouts += 1
+            ctx.freshness_by.setdefault(load, []).append(30.0)
 
         async def sampler() -> None:
             i = 0

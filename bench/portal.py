@@ -37,6 +37,14 @@ async def run(ctx: Ctx) -> None:
             "<=",
             f"{ctx.freshness_timeouts} not visible within 30 s" if ctx.freshness_timeouts else "",
         )
+        for load, values in ctx.freshness_by.items():
+            ctx.report.add(
+                "portal",
+                f"freshness p99 during the {load} load",
+                percentile(values, 99),
+                "s",
+                note=f"p50 {percentile(values, 50):.2f} s, {len(values)} samples",
+            )
     else:
         ctx.report.add("portal", "freshness p99", None, "s", 1, "<=", "n/a: the events part did not run")
 
