@@ -175,8 +175,25 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+        # By SQLSTATE too, whatever wrapper carries it: 08 connection exception, 53 insufficient
+        # resources, 57 operator intervention ("the database system is shutting down" is 57P03).
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and code[:2] in ("08", "53", "57"):
+            return True
+        nxt = getattr(current, "orig", None)
+        current = nxt if isinstance(nxt, BaseException) else (current.__cause__ or current.__context__)
     return False
+
+
+def _chain(exc: BaseException) -> list[str]:
+    """The classes of an exception and what it wraps, for the log line of an unexpected error."""
+    out: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 8:
+        out.append(f"{type(current).__module__}.{type(current).__qualname__}")
+        nxt = getattr(current, "orig", None)
+        current = nxt if isinstance(nxt, BaseException) else (current.__cause__ or current.__context__)
+    return out
 
 
 def is_bad_value(exc: BaseException) -> bool:
@@ -239,7 +256,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         if is_unavailable(exc):
             log.warning("dependency unavailable: %r", exc)
             return problem_response(Unavailable("A backing service is unavailable; retry shortly."), request)
-        log.exception("unhandled error")
+        log.exception("unhandled error (%s)", " <- ".join(_chain(exc)))
         return problem_response(
             Problem("An internal error occurred.", status=500, code="internal-error", title="Internal error"),
             request,

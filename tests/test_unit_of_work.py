@@ -54,3 +54,20 @@ async def test_the_response_is_sent_only_after_the_commit(db_url) -> None:
     finally:
         await setup.close()
         await engine.dispose()
+
+
+def test_database_errors_are_classified_by_sqlstate_whatever_wraps_them() -> None:
+    """A shutting-down, restarting or overloaded server is 'retry shortly' (503), a broken rule is not,
+    also when a driver wrapper hides the asyncpg class and only keeps the SQLSTATE."""
+    from shared.problems import is_unavailable
+
+    class Wrapped(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+            self.orig = "a message, not an exception"
+
+    for code in ("57P03", "57P01", "08006", "53300"):
+        assert is_unavailable(Wrapped(code)), code
+    for code in ("23505", "22P02", "40001"):
+        assert not is_unavailable(Wrapped(code)), code
