@@ -92,9 +92,14 @@ class System:
         await eventually(ok, timeout_s=40)
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
-        """The end of a service's log (errors only: LOG_LEVEL=ERROR), for a failing assertion's message."""
+        """For a failing assertion's message: every "unhandled error" line of a service's log (each names
+        its exception chain), then the end of the log (errors only: LOG_LEVEL=ERROR)."""
         path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+        if not path.exists():
+            return ""
+        text = path.read_text(errors="replace")
+        unhandled = [line[:2000] for line in text.splitlines() if "unhandled error" in line]
+        return "\n".join(unhandled) + "\n---\n" + text[-chars:]
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
