@@ -7,14 +7,13 @@ import asyncio
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
-from services.cli.dev import ALL_TOPICS, SERVICES, DevConfig, service_env, wait_healthy
+from services.cli.dev import ALL_TOPICS, SERVICES, DevConfig, service_command, service_env, wait_healthy
 from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from shared.auth import generate_keypair
 from shared.db import asyncpg_dsn
@@ -33,13 +32,17 @@ class Stack:
     split: bool = False  # deploy/'s layout: HTTP, relay and consumer processes per service
     host: str = "127.0.0.1"
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bt-bench-")))
-    urls: dict[str, str] = field(default_factory=dict)
-    worker_urls: dict[str, str] = field(default_factory=dict)  # every process, for health checks
+    proc_urls: dict[str, str] = field(default_factory=dict)  # every process (HTTP and workers)
     db_url: str = ""
     private_key: bytes = b""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pg: EmbeddedPostgres | None = None
     kafka: EmbeddedKafka | None = None
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Each service's HTTP process (the one named after the service)."""
+        return {name: self.proc_urls[name] for name in self.services if name in self.proc_urls}
 
     @property
     def dsn(self) -> str:
@@ -72,12 +75,10 @@ class Stack:
         for name in self.services:
             for proc_name, toggles in self.roles(name):
                 port = ports[name] if proc_name == name else free_port()
-                self._spawn(proc_name, SERVICES[name][0], port, env | toggles)
-                if proc_name == name:
-                    self.urls[name] = f"http://{self.host}:{port}"
+                self._spawn(proc_name, name, port, env | toggles)
         for proc_name in self.procs:
             try:
-                wait_healthy(self.worker_urls[proc_name], self.procs[proc_name])
+                wait_healthy(self.proc_urls[proc_name], self.procs[proc_name])
             except (RuntimeError, TimeoutError) as exc:
                 raise RuntimeError(f"{exc}\n--- {proc_name} log ---\n{self.log_tail(proc_name)}") from None
 
@@ -102,30 +103,16 @@ class Stack:
             out.append((f"{service}-consumer", on("consumers")))
         return out
 
-    def _spawn(self, proc_name: str, target: str, port: int, env: dict[str, str]) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            target,
-            "--host",
-            self.host,
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "10",
-        ]
-        if self.workers > 1 and "-" not in proc_name:
-            cmd += ["--workers", str(self.workers)]
+    def _spawn(self, proc_name: str, service: str, port: int, env: dict[str, str]) -> None:
+        workers = 1 if proc_name != service else self.workers  # workers of the HTTP process only
+        cmd = service_command(service, self.host, port, graceful_s=10, workers=workers)
         out = open(self.log_path(proc_name), "ab")  # handed to the child process
         # Own session: a terminal Ctrl-C reaches the bench only, which then stops the services in order.
         self.procs[proc_name] = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         out.close()
-        self.worker_urls[proc_name] = f"http://{self.host}:{port}"
+        self.proc_urls[proc_name] = f"http://{self.host}:{port}"
 
     async def _exec(self, sql: str) -> None:
         conn = await asyncpg.connect(self.dsn)

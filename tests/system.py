@@ -5,22 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from services.cli.dev import SERVICES, service_command
 from services.cli.embedded import free_port
 from tests.conftest import eventually
-
-MODULES = {
-    "registry": "services.registry.app:app",
-    "events": "services.events.app:app",
-    "portal": "services.portal.app:app",
-}
-PREFIXES = {"registry": "BT_REGISTRY_", "events": "BT_EVENTS_", "portal": "BT_PORTAL_"}
 
 
 @dataclass
@@ -29,7 +22,7 @@ class System:
     bootstrap: str
     topic_prefix: str
     public_key: str
-    ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in MODULES})
+    ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in SERVICES})
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bt-system-logs-")))
 
@@ -38,7 +31,7 @@ class System:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        for p in PREFIXES.values():
+        for _, p in SERVICES.values():
             env |= {
                 f"{p}DATABASE_URL": self.db_url,
                 f"{p}KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -56,29 +49,16 @@ class System:
         return env
 
     async def start(self, *names: str) -> None:
-        for name in names or tuple(MODULES):
+        for name in names or tuple(SERVICES):
             log = (self.log_dir / f"{name}.log").open("ab")
             self.procs[name] = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    MODULES[name],
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.ports[name]),
-                    "--no-access-log",
-                    "--timeout-graceful-shutdown",
-                    "20",
-                ],
+                service_command(name, "127.0.0.1", self.ports[name]),
                 env=self.env(),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
             log.close()  # the child has its own descriptor
-        for name in names or tuple(MODULES):
+        for name in names or tuple(SERVICES):
             await self.wait_healthy(name)
 
     async def wait_healthy(self, name: str) -> None:

@@ -29,6 +29,13 @@ SERVICES = {
 ALL_TOPICS = [TOPIC_REGISTRY, TOPIC_LIFECYCLE, dlq_topic(TOPIC_REGISTRY), dlq_topic(TOPIC_LIFECYCLE)]
 
 
+def service_command(service: str, host: str, port: int, *, graceful_s: int = 20, workers: int = 1) -> list[str]:
+    """The uvicorn command line that runs one service as its own process (dev, bench, system tests)."""
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", SERVICES[service][0], "--host", host, "--port", str(port)]
+    cmd += ["--no-access-log", "--timeout-graceful-shutdown", str(graceful_s)]
+    return cmd + (["--workers", str(workers)] if workers > 1 else [])
+
+
 @dataclass
 class DevConfig:
     data_dir: Path
@@ -100,24 +107,7 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
         _, public_key = generate_keypair(data_dir / "keys")
         env = service_env(cfg, db_url, kafka.bootstrap, public_key)
         for name in cfg.services:
-            target, _ = SERVICES[name]
-            procs[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    target,
-                    "--host",
-                    cfg.host,
-                    "--port",
-                    str(cfg.ports[name]),
-                    "--no-access-log",
-                    "--timeout-graceful-shutdown",
-                    "20",
-                ],
-                env=env,
-            )
+            procs[name] = subprocess.Popen(service_command(name, cfg.host, cfg.ports[name]), env=env)
         urls = {name: f"http://{cfg.host}:{cfg.ports[name]}" for name in cfg.services}
         for name in cfg.services:
             wait_healthy(urls[name], procs[name])
