@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -167,33 +167,40 @@ def is_unavailable(exc: BaseException) -> bool:
         asyncpg.exceptions.OperatorInterventionError,
         asyncpg.exceptions.TooManyConnectionsError,
     )
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, transient):
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
         # By SQLSTATE too, whatever wrapper carries it: 08 connection exception, 53 insufficient
         # resources, 57 operator intervention ("the database system is shutting down" is 57P03).
-        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(code, str) and code[:2] in ("08", "53", "57"):
+        if _sqlstate(current)[:2] in ("08", "53", "57"):
             return True
-        nxt = getattr(current, "orig", None)
-        current = nxt if isinstance(nxt, BaseException) else (current.__cause__ or current.__context__)
     return False
 
 
-def _chain(exc: BaseException) -> list[str]:
-    """The classes of an exception and what it wraps, for the log line of an unexpected error."""
-    out: list[str] = []
+def _causes(exc: BaseException, *, context: bool = True) -> Iterator[BaseException]:
+    """An exception, then what it wraps: a driver error's `orig` (SQLAlchemy), else its cause, else (with
+    `context`) the exception it was raised while handling. Stops at a cycle."""
+    seen: set[int] = set()
     current: BaseException | None = exc
-    while current is not None and len(out) < 8:
-        out.append(f"{type(current).__module__}.{type(current).__qualname__}")
-        nxt = getattr(current, "orig", None)
-        current = nxt if isinstance(nxt, BaseException) else (current.__cause__ or current.__context__)
-    return out
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else current.__cause__ or (current.__context__ if context else None)
+        )
+
+
+def _sqlstate(exc: BaseException) -> str:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code if isinstance(code, str) else ""
+
+
+def _chain(exc: BaseException) -> str:
+    """The classes of an exception and what it wraps, for the log line of an unexpected error."""
+    return " <- ".join(f"{type(e).__module__}.{type(e).__qualname__}" for e in _causes(exc))
 
 
 def is_bad_value(exc: BaseException) -> bool:
@@ -202,17 +209,11 @@ def is_bad_value(exc: BaseException) -> bool:
     input is at fault (422), not the server, and retrying cannot help (so not 503 either)."""
     import asyncpg
 
-    current: BaseException | None = exc
-    for _ in range(4):
-        if current is None:
-            break
-        # asyncpg's _base.DataError is its own check of an argument (e.g. an integer beyond 64 bits).
-        if isinstance(current, asyncpg.exceptions._base.DataError) or str(getattr(current, "sqlstate", "")).startswith(
-            "22"
-        ):
-            return True
-        current = getattr(current, "orig", None) or current.__cause__
-    return False
+    # asyncpg's _base.DataError is its own check of an argument (e.g. an integer beyond 64 bits).
+    return any(
+        isinstance(e, asyncpg.exceptions._base.DataError) or _sqlstate(e).startswith("22")
+        for e in _causes(exc, context=False)
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -256,7 +257,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         if is_unavailable(exc):
             log.warning("dependency unavailable: %r", exc)
             return problem_response(Unavailable("A backing service is unavailable; retry shortly."), request)
-        log.exception("unhandled error (%s)", " <- ".join(_chain(exc)))
+        log.exception("unhandled error (%s)", _chain(exc))
         return problem_response(
             Problem("An internal error occurred.", status=500, code="internal-error", title="Internal error"),
             request,
