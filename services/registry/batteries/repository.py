@@ -74,12 +74,7 @@ def _battery_query() -> Any:
     return select(batteries, *_MODEL_FACTS).join(battery_models, battery_models.c.id == batteries.c.model_id)
 
 
-async def get_battery(session: AsyncSession, battery_id: str) -> dict[str, Any] | None:
-    row = (await session.execute(_battery_query().where(batteries.c.id == battery_id))).mappings().first()
-    return row_dict(row) if row else None
-
-
-# The GET path in one statement: the battery, its model's rated facts and its aliases (oldest first).
+# One battery in one statement: the record, its model's rated facts and its aliases (oldest first).
 _READ_BATTERY = f"""
 SELECT b.*, m.rated_capacity_ah, m.nominal_voltage_v, m.rated_energy_kwh, m.mass_kg,
        COALESCE((SELECT jsonb_agg(jsonb_build_object('scheme', a.scheme, 'value', a.value, 'battery_id', a.battery_id)
@@ -91,7 +86,7 @@ WHERE b.id = $1
 
 
 async def read_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
-    """The full record with aliases, on a reader connection (see shared.db.ReaderDep)."""
+    """The full record with aliases, on any asyncpg connection (a reader, or a unit of work's own)."""
     row = await conn.fetchrow(_READ_BATTERY, battery_id)
     return dict(row) if row else None
 

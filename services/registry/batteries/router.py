@@ -19,7 +19,7 @@ from services.registry.batteries.schemas import (
 )
 from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
-from shared.db import ReaderDep, SessionDep
+from shared.db import ReaderDep, SessionDep, raw_connection
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Forbidden
 
@@ -39,7 +39,7 @@ async def register_battery(body: BatteryIn, session: SessionDep, principal: Manu
     """A manufacturer registers one cell, module or pack. The manufacturer is the caller's organisation
     (never the body). Its lifecycle ledger starts with MANUFACTURED at the events service."""
     await service.register(session, [body], principal, bulk=False)
-    return await service.get_battery(session, body.id)
+    return await service.get_battery(await raw_connection(session), body.id)
 
 
 @router.post(
@@ -63,7 +63,7 @@ async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufactur
 async def get_battery(battery_id: str, reader: ReaderDep, principal: OptionalPrincipal) -> dict[str, Any]:
     """Without a token, or for a participant other than the battery's manufacturer, only the public fields;
     the manufacturer, authorities and operators get the full record (serial number, material content)."""
-    row = await service.read_battery(reader, battery_id)
+    row = await service.get_battery(reader, battery_id)
     if principal is None or not (principal.sees_everything or principal.org == row["manufacturer"]):
         return {k: v for k, v in row.items() if k in PUBLIC_FIELDS} | {"access_level": "public"}
     return row | {"access_level": "full"}

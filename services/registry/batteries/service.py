@@ -16,6 +16,7 @@ from services.registry.catalog import repository as catalog_repo
 from services.registry.events import registry_message
 from services.registry.tables import SCHEMA
 from shared.auth import Principal, Role
+from shared.db import raw_connection
 from shared.envelope import manufactured_event_id
 from shared.outbox import enqueue
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable, field_error
@@ -122,17 +123,9 @@ async def register(
     return rows
 
 
-async def get_battery(session: AsyncSession, battery_id: str) -> dict[str, Any]:
-    """Inside the request's unit of work (e.g. the record just registered, before the commit)."""
-    row = await repo.get_battery(session, battery_id)
-    if row is None:
-        raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
-    row["aliases"] = (await repo.aliases_of(session, [battery_id]))[battery_id]
-    return row
-
-
-async def read_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any]:
-    """A lookup on a reader connection (committed data, one statement)."""
+async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any]:
+    """The full record with aliases: on a reader (committed data), or on the unit of work's own connection
+    (`raw_connection`), which also sees what the request wrote before its commit."""
     row = await repo.read_battery(conn, battery_id)
     if row is None:
         raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
@@ -140,9 +133,7 @@ async def read_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, A
 
 
 async def add_alias(session: AsyncSession, battery_id: str, body: AliasIn, principal: Principal) -> dict[str, Any]:
-    battery = await repo.get_battery(session, battery_id)
-    if battery is None:
-        raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
+    battery = await get_battery(await raw_connection(session), battery_id)
     may = (
         principal.role is Role.admin
         or principal.org == battery["manufacturer"]
