@@ -28,6 +28,7 @@ OEM = "HMC"
 #: CPU than the events being measured).
 PROBE_IDS = [f"KR-BENCH-S{i:07d}" for i in range(2_000)]
 HISTORY_ID = "KR-BENCH-H0000001"
+FRESHNESS_LIMIT_S = 30.0
 
 
 @dataclass
@@ -64,9 +65,9 @@ class Ctx:
     #: Every event uses this occurred_at: legal (not in the future, not before the last event).
     occurred_at: str = field(default_factory=lambda: (datetime.now(UTC) - timedelta(minutes=1)).isoformat())
     registered: int = 0
-    freshness: list[float] = field(default_factory=list)
+    #: freshness samples (s) by the load they were taken under ("batch", "single"); a probe not visible
+    #: within FRESHNESS_LIMIT_S counts as that limit, and is also counted in freshness_timeouts
     freshness_timeouts: int = 0
-    #: the same samples by the load they were taken under ("batch", "single"); a timeout counts as 30 s
     freshness_by: dict[str, list[float]] = field(default_factory=dict)
     portal_up: bool = False
     _tokens: dict[tuple[str, str, str | None], dict[str, str]] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.context import OEM, PROBE_IDS, Ctx, battery_id
+from bench.context import FRESHNESS_LIMIT_S, OEM, PROBE_IDS, Ctx, battery_id
 from bench.load import Req, client, closed_loop, console, wait_until
 
 INCIDENT = {"kind": "swelling", "severity": "low"}
@@ -231,15 +231,14 @@ async def freshness(
                 return
             accepted = time.perf_counter()
             needle = body["event_id"].encode()
-            while time.perf_counter() - accepted < 30:
+            while time.perf_counter() - accepted < FRESHNESS_LIMIT_S:
                 h = await portal.get(f"/v1/batteries/{bid}/history", headers=history_headers)
                 if h.status_code == 200 and needle in h.content:
-                    ctx.freshness.append(time.perf_counter() - accepted)
-                    ctx.freshness_by.setdefault(load, []).append(ctx.freshness[-1])
+                    ctx.freshness_by.setdefault(load, []).append(time.perf_counter() - accepted)
                     return
                 await asyncio.sleep(0.05)
             ctx.freshness_timeouts += 1
-            ctx.freshness_by.setdefault(load, []).append(30.0)
+            ctx.freshness_by.setdefault(load, []).append(FRESHNESS_LIMIT_S)
 
         async def sampler() -> None:
             i = 0
