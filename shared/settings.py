@@ -7,9 +7,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TOPIC_REGISTRY = "battery.registry.v1"
-TOPIC_LIFECYCLE = "battery.lifecycle.v1"
-
 
 class ServiceSettings(BaseSettings):
     """Settings every service has. Subclasses set the env prefix."""

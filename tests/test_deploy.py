@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from services.cli.main import app as cli_app
-from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, EventsSettings, PortalSettings, RegistrySettings
+from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
+from shared.settings import EventsSettings, PortalSettings, RegistrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

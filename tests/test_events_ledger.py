@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from services.cli.embedded import EmbeddedKafka, free_port
+from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn
-from shared.settings import TOPIC_LIFECYCLE
 from tests.conftest import eventually, read_topic
 from tests.events_helpers import DATA, ORGS, Stack, stack
 
@@ -116,7 +116,7 @@ async def test_verify_detects_a_tampered_row(s: Stack, db_url: str) -> None:
 
 
 async def test_hash_chain_links_each_event_to_the_previous(s: Stack) -> None:
-    from services.events.ledger.chain import GENESIS, event_hash
+    from shared.contract.lifecycle import GENESIS, event_hash
 
     bid = await s.battery()
     await s.ok(bid, "INCIDENT", "inspector")

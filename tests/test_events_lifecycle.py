@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.events.lifecycle.rules import RULES
-from services.events.lifecycle.schemas import EventType, State
+from shared.contract.lifecycle import EventType, State
 from tests.conftest import eventually
 from tests.events_helpers import ORGS, Stack, stack
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from services.cli.embedded import EmbeddedKafka, free_port
+from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn, make_engine
 from shared.outbox import requeue
-from shared.settings import TOPIC_LIFECYCLE
 from tests.conftest import eventually, read_topic
 from tests.factories import battery_body, create_models
 from tests.system import System

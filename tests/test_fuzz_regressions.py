@@ -185,7 +185,7 @@ async def test_times_before_1990_are_422(registry, token) -> None:
 def test_ledger_timestamps_have_four_digit_years() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 
-    from services.events.ledger.chain import ts
+    from shared.contract.lifecycle import ts
 
     assert ts(datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0999-01-02T03:04:05.000000Z"
     # unchanged for every year the ledger holds, so existing hash chains still verify

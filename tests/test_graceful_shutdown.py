@@ -15,8 +15,8 @@ import asyncpg
 import httpx
 
 from services.cli.embedded import free_port
+from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn
-from shared.settings import TOPIC_LIFECYCLE
 from tests.conftest import eventually, read_topic
 from tests.factories import battery_body, create_models
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -196,3 +197,32 @@ async def test_poison_messages_go_to_the_dead_letter_topic(make_settings, token,
         ops = (await portal.get("/v1/ops/consumer")).json()
         assert ops["running"] and ops["dead_lettered"] == 2 and ops["applied"] == 2
         assert (await portal.get("/v1/ops/outbox")).json()["backlog"] == 0  # the portal publishes nothing
+
+
+async def test_contract_tolerance_extra_fields_applied_future_types_skipped(
+    make_settings, token, infra, topic_prefix
+) -> None:
+    """The contract's tolerant-reader rule (shared.contract.streams.UNKNOWN_TYPE_RULE): a record with fields
+    the portal does not know is applied; a record of a type newer than the portal is skipped, not dead-lettered."""
+    lifecycle_topic = topics(topic_prefix)[1]
+    life = Lifecycle(infra.kafka.bootstrap, lifecycle_topic)
+    first = life.manufactured("Z1", "LGES", at("2026-01-15"))
+    first["data"]["future_field"] = {"nested": [1, 2]}  # a producer of a later release adds a field
+    first["future_attribute"] = "x"  # and a CloudEvent extension attribute
+    future_type = {
+        **first,
+        "id": str(uuid.uuid4()),
+        "type": "kr.battery.lifecycle.recall_notified.v1",
+        "data": {**first["data"], "type": "RECALL_NOTIFIED", "sequence": 2},
+    }
+    future_version = {**first, "id": str(uuid.uuid4()), "type": "kr.battery.lifecycle.transferred.v2"}
+    unknown_family = {**first, "id": str(uuid.uuid4()), "type": "kr.battery.telemetry.sample.v1"}
+    after = life.event("Z1", "TRANSFERRED", "LGES", "manufacturer", at("2026-02-02"), {"to": "HMC"})
+    admin = token("ops", "admin")
+    async with portal_app(portal_settings(make_settings)) as portal:
+        await life.publish([first, future_type, future_version, unknown_family, after])
+        h = await wait_sequence(portal, admin, "Z1", 2)
+        assert [e["type"] for e in h["timeline"]] == ["MANUFACTURED", "TRANSFERRED"]
+        assert h["current"]["custodian"] == "HMC"
+        ops = (await portal.get("/v1/ops/consumer")).json()
+        assert ops["dead_lettered"] == 0  # skipped by rule, not dead-lettered

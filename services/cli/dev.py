@@ -16,9 +16,9 @@ from rich.console import Console
 
 from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, wait_port
 from shared.auth import generate_keypair
+from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
 from shared.kafka import dlq_topic, ensure_topics
 from shared.migrate import upgrade_head
-from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY
 
 console = Console(stderr=True)
 SERVICES = {

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 
 from services.events.epcis.resolver import AliasResolver
 from services.events.epcis.router import router as epcis_router
-from services.events.epcis.service import TOPIC_EPCIS
 from services.events.intake.consumer import registry_handler
 from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
@@ -18,8 +17,9 @@ from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
 from services.events.tables import SCHEMA
 from shared.app import create_service_app
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY
 from shared.kafka import ConsumerLoop
-from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, EventsSettings
+from shared.settings import EventsSettings
 
 
 def create_app(

@@ -15,11 +15,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from services.portal.epcis.consumer import handler as epcis_handler
-from services.portal.epcis.service import TOPIC_EPCIS
 from services.portal.ingest.consumer import Ingestor
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import PoisonMessage
-from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, PortalSettings
+from shared.settings import PortalSettings
 
 #: Operational tables that are not read models.
 KEEP = {"outbox", "stream_positions"}

@@ -9,7 +9,8 @@ from services.registry.catalog.router import router as catalog_router
 from services.registry.participants.router import router as participants_router
 from services.registry.tables import SCHEMA
 from shared.app import create_service_app
-from shared.settings import TOPIC_REGISTRY, RegistrySettings
+from shared.contract.streams import TOPIC_REGISTRY
+from shared.settings import RegistrySettings
 
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared.envelope import envelope
+from shared.contract.streams import SOURCE_REGISTRY, TOPIC_REGISTRY, envelope, registry_type
 from shared.outbox import OutboxMessage
-from shared.settings import TOPIC_REGISTRY
-
-SOURCE = "/batterytrace/registry"
 
 
 def registry_message(kind: str, key: str, data: dict[str, Any], *, event_id: str | None = None) -> OutboxMessage:
@@ -19,8 +16,8 @@ def registry_message(kind: str, key: str, data: dict[str, Any], *, event_id: str
         key=key,
         payload=envelope(
             id=event_id or str(uuid.uuid4()),
-            source=SOURCE,
-            type=f"kr.battery.registry.{kind}.v1",
+            source=SOURCE_REGISTRY,
+            type=registry_type(kind),
             subject=key,
             data=data,
         ),

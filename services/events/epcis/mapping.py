@@ -13,93 +13,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import orjson
 from pydantic import ValidationError
 
-from services.events.lifecycle.schemas import EventIn, EventType
+from services.events.lifecycle.schemas import EventIn
+from shared.contract import epcis as voc
+from shared.contract.epcis import (
+    BATTERY,
+    BT,
+    CUSTODY_TYPES,
+    GRADE_DISPOSITIONS,
+    MASS_UOM,
+    MATERIAL,
+    MEASUREMENT,
+    PARTICIPANT,
+    RECYCLING,
+    REMOVAL_DISPOSITIONS,
+    SAFETY_DISPOSITIONS,
+    expand,
+    site_of,
+)
+from shared.contract.lifecycle import MATERIALS, EventType
 from shared.problems import Problem, field_error, validation_errors
 
-BT = "https://batterytrace.kr/voc/"
-BIZSTEP = BT + "bizstep/"
-DISP = BT + "disp/"
-MEASUREMENT = BT + "measurement/"
-MATERIAL = "https://batterytrace.kr/material/"
-BATTERY = "https://batterytrace.kr/battery/"
-PARTICIPANT = "https://batterytrace.kr/participant/"
-SITE = "https://batterytrace.kr/site/"
-CBV_PREFIXES = (
-    "https://ref.gs1.org/cbv/BizStep-",
-    "https://ref.gs1.org/cbv/Disp-",
-    "urn:epcglobal:cbv:bizstep:",
-    "urn:epcglobal:cbv:disp:",
-    "cbv:BizStep-",
-    "cbv:Disp-",
-)
-COMPACT = {
-    "bt:": BT,
-    "btbizstep:": BIZSTEP,
-    "btdisp:": DISP,
-    "btmeasurement:": MEASUREMENT,
-    "btmaterial:": MATERIAL,
-    "btbattery:": BATTERY,
-    "btparticipant:": PARTICIPANT,
-    "btsite:": SITE,
-}
-#: Our prefixes, for the @context of documents we answer with (the full context is served by the service).
-CONTEXT = {"bt": BT}
-CONTEXT_URL_PATH = "/epcis/context/batterytrace.jsonld"
-
-# bizStep (bare CBV term or our full URI) → lifecycle type, for ObjectEvents about batteries.
-OBJECT_STEPS: dict[str, EventType] = {
-    "installing": EventType.INSTALLED,
-    "inspecting": EventType.INSPECTED,
-    "removing": EventType.REMOVED,
-    "collecting": EventType.COLLECTED,
-    "repairing": EventType.REMANUFACTURED,
-    "destroying": EventType.DISPOSED,
-    BIZSTEP + "grading": EventType.GRADED,
-    BIZSTEP + "repurposing": EventType.REPURPOSED,
-    BIZSTEP + "remanufacturing": EventType.REMANUFACTURED,
-    BIZSTEP + "safety_inspecting": EventType.SAFETY_INSPECTED,
-    BIZSTEP + "incident_reporting": EventType.INCIDENT,
-}
-RECYCLING = BIZSTEP + "recycling"
-GRADE_DISPOSITIONS = {
-    DISP + "grade_reuse": "reuse",
-    DISP + "grade_remanufacture": "remanufacture",
-    DISP + "grade_recycle": "recycle",
-}
-REMOVAL_DISPOSITIONS = {"recalled": "recall", "damaged": "accident"}
-SAFETY_DISPOSITIONS = {"conformant": "pass", "non_conformant": "fail"}
-CUSTODY_TYPES = {"owning_party", "possessing_party"}
-MASS_UOM = {"KGM": 1.0, "GRM": 0.001, "TNE": 1000.0}
-MATERIALS = ("lithium", "nickel", "cobalt", "manganese", "copper", "aluminium", "graphite", "lead")
-
-
-def expand(value: str) -> str:
-    """A compact IRI with one of our prefixes → the full URI; CBV URIs → the bare CBV term."""
-    for prefix, full in COMPACT.items():
-        if value.startswith(prefix):
-            return full + value[len(prefix) :]
-    for prefix in CBV_PREFIXES:
-        if value.startswith(prefix):
-            return value[len(prefix) :]
-    return value
-
-
-def battery_uri(battery_id: str) -> str:
-    return BATTERY + battery_id
-
-
-def site_uri(site: str) -> str:
-    """A site as an EPCIS location ID: URIs stay as they are, free text is wrapped in our namespace."""
-    return site if ":" in site else SITE + quote(site, safe="")
-
-
-def site_of(location_id: str) -> str:
-    return unquote(location_id[len(SITE) :]) if location_id.startswith(SITE) else location_id
+#: bizStep → lifecycle type, for ObjectEvents about batteries (the contract's table, typed).
+OBJECT_STEPS: dict[str, EventType] = {step: EventType(t) for step, t in voc.OBJECT_STEPS.items()}
 
 
 def ledger_event_id(epcis_event_id: str, battery_id: str, suffix: str = "") -> str:

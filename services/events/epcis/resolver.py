@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from services.events.epcis.mapping import BATTERY
+from shared.contract.epcis import BATTERY
 from shared.problems import Unavailable
 
 #: Only these can be battery aliases (registry: scheme epc | gs1_digital_link); class-level EPCs never are.

@@ -25,19 +25,27 @@ from services.events.epcis.mapping import (
     map_event,
     parse_time,
 )
-from services.events.ledger.chain import ts
 from services.events.lifecycle.schemas import EventIn
 from services.events.lifecycle.service import BatchProblem, EventProblem, RegistryLookup, capture
 from services.events.tables import SCHEMA
 from shared.auth import Principal, Role
-from shared.envelope import envelope
+from shared.contract.lifecycle import ts
+from shared.contract.streams import (
+    EPCIS_CAPTURED as CAPTURED,
+)
+from shared.contract.streams import (
+    EPCIS_ERROR_DECLARED as DECLARED,
+)
+from shared.contract.streams import (
+    SOURCE_EPCIS as SOURCE,
+)
+from shared.contract.streams import (
+    TOPIC_EPCIS,
+    envelope,
+)
 from shared.outbox import OutboxMessage, enqueue
 from shared.problems import Problem, Unprocessable
 
-TOPIC_EPCIS = "battery.epcis.v1"
-SOURCE = "/batterytrace/events/epcis"
-CAPTURED = "kr.battery.epcis.event.captured.v1"
-DECLARED = "kr.battery.epcis.event.error_declared.v1"
 SEES_ALL_JOBS = {Role.admin, Role.operator, Role.ministry}
 
 

@@ -10,9 +10,9 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.events.lifecycle.service import start_ledgers
+from shared.contract.streams import BATTERY_REGISTERED as REGISTERED
 from shared.kafka import PoisonMessage
 
-REGISTERED = "kr.battery.registry.battery.registered.v1"
 REQUIRED = ("id", "kind", "model_id", "manufacturer", "manufactured_at")
 
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.events.ledger import repository as repo
-from services.events.ledger.chain import verify_chain
 from services.events.lifecycle.rules import allowed_events
-from services.events.lifecycle.schemas import State, StateOut, Timeline, VerifyOut
+from services.events.lifecycle.schemas import StateOut, Timeline, VerifyOut
 from services.events.lifecycle.service import current_state
 from shared.auth import CurrentPrincipal, Principal
+from shared.contract.lifecycle import State, verify_chain
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.events.ledger.chain import verify_chain
+from shared.contract.lifecycle import verify_chain
 from shared.db import json_value
 from shared.metrics import LEDGER_VERIFY_FAILURES
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.events.lifecycle.schemas import FINAL_STATES, EventType, Grade, State
 from shared.auth import AUTHORITY, Role
+from shared.contract.lifecycle import FINAL_STATES, EventType, Grade, State
 
 
 class Custody(StrEnum):

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from shared.contract.lifecycle import (
+    EventType,
+    Grade,
+    IncidentKind,
+    RemovalReason,
+    Severity,
+    State,
+)
 from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
-
-
-class EventType(StrEnum):
-    MANUFACTURED = "MANUFACTURED"
-    ASSEMBLED = "ASSEMBLED"
-    DISASSEMBLED = "DISASSEMBLED"
-    INSTALLED = "INSTALLED"
-    INSPECTED = "INSPECTED"
-    REMOVED = "REMOVED"
-    COLLECTED = "COLLECTED"
-    GRADED = "GRADED"
-    REMANUFACTURED = "REMANUFACTURED"
-    REPURPOSED = "REPURPOSED"
-    SAFETY_INSPECTED = "SAFETY_INSPECTED"
-    RECYCLED = "RECYCLED"
-    DISPOSED = "DISPOSED"
-    TRANSFERRED = "TRANSFERRED"
-    INCIDENT = "INCIDENT"
-    ERROR_DECLARED = "ERROR_DECLARED"
-
-
-class State(StrEnum):
-    manufactured = "manufactured"
-    assembled = "assembled"
-    in_service = "in_service"
-    removed = "removed"
-    collected = "collected"
-    graded = "graded"
-    remanufactured = "remanufactured"
-    repurposed = "repurposed"
-    recycled = "recycled"
-    disposed = "disposed"
-
-
-FINAL_STATES = {State.recycled, State.disposed}
 
 
 # ---- type-specific data ----
@@ -75,13 +47,6 @@ class InspectedData(_Data):
     cycle_count: Annotated[int, Field(ge=0)]
 
 
-class RemovalReason(StrEnum):
-    end_of_life = "end_of_life"
-    accident = "accident"
-    recall = "recall"
-    replacement = "replacement"
-
-
 class RemovedData(_Data):
     reason: RemovalReason
 
@@ -89,12 +54,6 @@ class RemovedData(_Data):
 class CollectedData(_Data):
     centre: Annotated[str, Field(min_length=1, max_length=128)]
     region: Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class Grade(StrEnum):
-    reuse = "reuse"
-    remanufacture = "remanufacture"
-    recycle = "recycle"
 
 
 class GradedData(_Data):
@@ -148,22 +107,6 @@ class DisposedData(_Data):
 
 class TransferredData(_Data):
     to: Annotated[str, Field(min_length=1, max_length=64, description="The participant that receives custody.")]
-
-
-class IncidentKind(StrEnum):
-    fire = "fire"
-    thermal_runaway = "thermal_runaway"
-    leak = "leak"
-    swelling = "swelling"
-    damage = "damage"
-    other = "other"
-
-
-class Severity(StrEnum):
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
 
 
 class IncidentData(_Data):

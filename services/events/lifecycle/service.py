@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,16 +12,13 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.events.ledger.chain import GENESIS, event_hash, request_digest, ts
 from services.events.lifecycle import repository as repo
 from services.events.lifecycle.rules import ASSEMBLY_PAIRS, Custody, allowed_events, rule_for
-from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventType, State
+from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn
 from shared.auth import Principal
-from shared.envelope import envelope, manufactured_event_id
+from shared.contract.lifecycle import GENESIS, EventType, State, canonical_json, event_hash, ts
+from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type, manufactured_event_id
 from shared.problems import Problem, field_error, validation_errors
-from shared.settings import TOPIC_LIFECYCLE
-
-SOURCE = "/batterytrace/events"
 
 
 class RegistryLookup(Protocol):
@@ -123,8 +121,8 @@ def lifecycle_message(row: dict[str, Any], state: dict[str, Any]) -> tuple[str, 
         row["battery_id"],
         envelope(
             id=row["event_id"],
-            source=SOURCE,
-            type=f"kr.battery.lifecycle.{row['type'].lower()}.v1",
+            source=SOURCE_EVENTS,
+            type=lifecycle_type(row["type"]),
             subject=row["battery_id"],
             data=data,
         ),
@@ -166,6 +164,11 @@ class _Item:
     event: EventIn
     data: dict[str, Any] = field(default_factory=dict)
     digest: str = ""
+
+
+def request_digest(fields: dict[str, Any]) -> str:
+    """Digest of what a client sent (for idempotent retries by event ID)."""
+    return hashlib.sha256(canonical_json(fields)).hexdigest()
 
 
 def _digest(ev: EventIn, data: dict[str, Any], principal: Principal) -> str:

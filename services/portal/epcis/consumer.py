@@ -12,10 +12,11 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.portal.epcis import repository as repo
-from services.portal.epcis.service import TOPIC_EPCIS, decode
+from services.portal.epcis.service import decode
 from services.portal.tables import SCHEMA
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE
 from shared.kafka import BatchHandler, ConsumerLoop, ConsumerRecord, ensure_topics
-from shared.settings import TOPIC_LIFECYCLE, PortalSettings
+from shared.settings import PortalSettings
 
 log = logging.getLogger("batterytrace.portal.epcis")
 

@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from services.portal import access
 from services.portal.epcis import repository as repo
 from services.portal.epcis.repository import Filters
-from services.portal.epcis.service import BATTERY, expand, present, query_document
+from services.portal.epcis.service import expand, present, query_document
 from shared.auth import CurrentPrincipal
+from shared.contract.epcis import BATTERY
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, NotFound, Unprocessable, field_error

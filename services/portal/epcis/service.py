@@ -1,7 +1,7 @@
 """The portal's EPCIS view: every lifecycle event mapped to EPCIS 2.0 (the reverse of the events service's
 capture mapping), the EPCIS events captured as they were sent, and the EPCISQueryDocument around them.
-Pure functions; the consumer and the router do the I/O. The vocabulary is restated here because the portal
-never imports another service's code (README: EPCIS mapping)."""
+Pure functions; the consumer and the router do the I/O. The vocabulary is the published contract
+(`shared.contract.epcis`)."""
 
 from __future__ import annotations
 
@@ -11,94 +11,53 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 from pydantic import ValidationError
 
-from services.portal.ingest.schemas import CloudEventIn, LifecycleEventIn
+from shared.contract import epcis as voc
+from shared.contract.epcis import (
+    BATTERY,
+    BT,
+    DISP,
+    ERROR_REASONS,
+    GS1_CONTEXT,
+    MATERIAL,
+    MEASUREMENT,
+    MEASUREMENTS,
+    REMOVAL_DISPOSITION,
+    SAFETY_DISPOSITION,
+    STEPS,
+    event_uri,
+    participant_uri,
+    site_uri,
+)
+from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
+from shared.contract.lifecycle import ts
+from shared.contract.streams import EPCIS_CAPTURED as CAPTURED
+from shared.contract.streams import EPCIS_ERROR_DECLARED as DECLARED
+from shared.contract.streams import (
+    LIFECYCLE_TYPE_PREFIX,
+    TOPIC_LIFECYCLE,
+    is_known_lifecycle,
+    is_lifecycle_type,
+)
+from shared.contract.streams import CloudEvent as CloudEventIn
 from shared.kafka import ConsumerRecord, PoisonMessage
-from shared.settings import TOPIC_LIFECYCLE
 
 log = logging.getLogger("batterytrace.portal.epcis")
 
-TOPIC_EPCIS = "battery.epcis.v1"
-GS1_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
-BT = "https://batterytrace.kr/voc/"
-BIZSTEP = BT + "bizstep/"
-DISP = BT + "disp/"
-MEASUREMENT = BT + "measurement/"
-MATERIAL = "https://batterytrace.kr/material/"
-BATTERY = "https://batterytrace.kr/battery/"
-PARTICIPANT = "https://batterytrace.kr/participant/"
-SITE = "https://batterytrace.kr/site/"
-CBV_PREFIXES = (
-    "https://ref.gs1.org/cbv/BizStep-",
-    "https://ref.gs1.org/cbv/Disp-",
-    "urn:epcglobal:cbv:bizstep:",
-    "urn:epcglobal:cbv:disp:",
-    "cbv:BizStep-",
-    "cbv:Disp-",
-)
-COMPACT = {"bt:": BT, "btbizstep:": BIZSTEP, "btdisp:": DISP}
-LIFECYCLE_PREFIX = "kr.battery.lifecycle."
-CAPTURED = "kr.battery.epcis.event.captured.v1"
-DECLARED = "kr.battery.epcis.event.error_declared.v1"
-ERROR_REASONS = {"did_not_occur", "incorrect_data"}
-
-# lifecycle type → (EPCIS event type, action, bizStep)
-STEPS: dict[str, tuple[str, str, str | None]] = {
-    "MANUFACTURED": ("ObjectEvent", "ADD", "commissioning"),
-    "ASSEMBLED": ("AggregationEvent", "ADD", "assembling"),
-    "DISASSEMBLED": ("AggregationEvent", "DELETE", "disassembling"),
-    "INSTALLED": ("ObjectEvent", "OBSERVE", "installing"),
-    "INSPECTED": ("ObjectEvent", "OBSERVE", "inspecting"),
-    "REMOVED": ("ObjectEvent", "OBSERVE", "removing"),
-    "COLLECTED": ("ObjectEvent", "OBSERVE", "collecting"),
-    "GRADED": ("ObjectEvent", "OBSERVE", BIZSTEP + "grading"),
-    "REMANUFACTURED": ("ObjectEvent", "OBSERVE", BIZSTEP + "remanufacturing"),
-    "REPURPOSED": ("ObjectEvent", "OBSERVE", BIZSTEP + "repurposing"),
-    "SAFETY_INSPECTED": ("ObjectEvent", "OBSERVE", BIZSTEP + "safety_inspecting"),
-    "RECYCLED": ("TransformationEvent", "", BIZSTEP + "recycling"),
-    "DISPOSED": ("ObjectEvent", "DELETE", "destroying"),
-    "TRANSFERRED": ("ObjectEvent", "OBSERVE", None),
-    "INCIDENT": ("ObjectEvent", "OBSERVE", BIZSTEP + "incident_reporting"),
-}
-REMOVAL_DISPOSITION = {"recall": "recalled", "accident": "damaged"}
-SAFETY_DISPOSITION = {"pass": "conformant", "fail": "non_conformant"}
-
 
 def expand(value: str | None) -> str | None:
-    """Compact IRIs with our prefixes → full URIs; CBV URIs → the bare CBV term (how bizStep and disposition
-    are stored and compared)."""
-    if not value:
-        return None
-    for prefix, full in COMPACT.items():
-        if value.startswith(prefix):
-            return full + value[len(prefix) :]
-    for prefix in CBV_PREFIXES:
-        if value.startswith(prefix):
-            return value[len(prefix) :]
-    return value
-
-
-def ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def site_uri(site: str) -> str:
-    return site if ":" in site else SITE + quote(site, safe="")
-
-
-def event_uri(event_id: str) -> str:
-    """A ledger event's EPCIS eventID (client-chosen UUIDs are URIs this way)."""
-    return f"urn:uuid:{event_id}"
+    """Compact IRIs with our prefixes → full URIs; CBV URIs → the bare CBV term."""
+    return voc.expand(value) if value else None
 
 
 def _sensor(**values: float | None) -> list[dict[str, Any]]:
-    names = {"soh": ("StateOfHealth", "P1"), "cycles": ("CycleCount", "C62")}
     reports = [
-        {"type": MEASUREMENT + names[k][0], "value": v, "uom": names[k][1]} for k, v in values.items() if v is not None
+        {"type": MEASUREMENT + MEASUREMENTS[k][0], "value": v, "uom": MEASUREMENTS[k][1]}
+        for k, v in values.items()
+        if v is not None
     ]
     return [{"sensorReport": reports}] if reports else []
 
@@ -138,7 +97,7 @@ def from_ledger(e: Mapping[str, Any]) -> dict[str, Any]:
         body["readPoint"] = {"id": site_uri(site)}
         body["bizLocation"] = {"id": site_uri(site)}
     if t == "TRANSFERRED":
-        body["destinationList"] = [{"type": "possessing_party", "destination": PARTICIPANT + quote(data["to"])}]
+        body["destinationList"] = [{"type": "possessing_party", "destination": participant_uri(data["to"])}]
     sensors = _sensor(soh=data.get("soh_pct"), cycles=data.get("cycle_count")) if t in ("INSPECTED", "GRADED") else []
     if sensors:
         body["sensorElementList"] = sensors
@@ -263,7 +222,9 @@ def decode(records: Iterable[ConsumerRecord[bytes, bytes]]) -> Batch:
     for rec in records:
         try:
             ce = CloudEventIn.model_validate(orjson.loads(rec.value or b""))
-            if ce.type.startswith(LIFECYCLE_PREFIX):
+            if ce.type.startswith(LIFECYCLE_TYPE_PREFIX) and not is_known_lifecycle(ce.type, ce.data):
+                continue  # UNKNOWN_TYPE_RULE: newer than this portal
+            if is_lifecycle_type(ce.type):
                 e = LifecycleEventIn.model_validate(ce.data).model_dump(mode="python")
                 e["type"] = e["type"].value
                 if e["type"] == "ERROR_DECLARED":
@@ -274,8 +235,7 @@ def decode(records: Iterable[ConsumerRecord[bytes, bytes]]) -> Batch:
                 batch.captured.append(from_capture(ce.data))
             elif ce.type == DECLARED:
                 batch.declared.append((str(ce.data["event_id"]), dict(ce.data["error_declaration"])))
-            else:
-                raise PoisonMessage(f"unexpected CloudEvent type {ce.type!r}")
+            # else UNKNOWN_TYPE_RULE: a message type this view does not read is skipped
         except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError, ValueError) as exc:
             if rec.topic.endswith(TOPIC_LIFECYCLE):
                 # The portal's main consumer owns battery.lifecycle.v1 and dead-letters its bad records;

@@ -8,8 +8,8 @@ from services.portal import access
 from services.portal.history import repository as repo
 from services.portal.history import service
 from services.portal.history.schemas import BatterySearchPage, History
-from services.portal.ingest.schemas import State
 from shared.auth import CurrentPrincipal
+from shared.contract.lifecycle import State
 from shared.db import ReaderDep, SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES

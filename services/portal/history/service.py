@@ -14,9 +14,9 @@ from services.portal import access
 from services.portal.history import repository as repo
 from services.portal.ingest.consumer import REGISTRY_FACTS
 from shared.auth import Principal
+from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS
 from shared.problems import Forbidden, NotFound, Unprocessable, field_error
 
-GENESIS = "0" * 64
 #: Deepest composition: cell in module in pack (and one more level to spare).
 MAX_DEPTH = 4
 _CURRENT = (
@@ -32,21 +32,8 @@ _CURRENT = (
     "safety",
     "sequence",
 )
-_EVENT_FIELDS = (
-    "sequence",
-    "event_id",
-    "type",
-    "occurred_at",
-    "recorded_at",
-    "actor",
-    "actor_role",
-    "location",
-    "data",
-    "state_after",
-    "custodian_after",
-    "prev_hash",
-    "hash",
-)
+#: A timeline entry: the ledger record without its battery ID (the history names the battery once).
+_EVENT_FIELDS = ("sequence", *(f for f in LEDGER_FIELDS if f not in ("battery_id", "sequence")))
 PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
 
 

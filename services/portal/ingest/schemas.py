@@ -1,59 +1,19 @@
-"""The contract of the two input streams, as the portal reads them (a tolerant reader: unknown fields are
-ignored, the fields the read models use are checked). The portal never imports another service's code,
-so the lifecycle vocabulary is restated here."""
+"""The two input streams as the portal reads them (a tolerant reader: unknown fields are ignored, the fields
+the read models use are checked). The envelope, the ledger record and the vocabulary are the published
+contract (`shared.contract`); the type-specific data models here check what the read models aggregate."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class EventType(StrEnum):
-    MANUFACTURED = "MANUFACTURED"
-    ASSEMBLED = "ASSEMBLED"
-    DISASSEMBLED = "DISASSEMBLED"
-    INSTALLED = "INSTALLED"
-    INSPECTED = "INSPECTED"
-    REMOVED = "REMOVED"
-    COLLECTED = "COLLECTED"
-    GRADED = "GRADED"
-    REMANUFACTURED = "REMANUFACTURED"
-    REPURPOSED = "REPURPOSED"
-    SAFETY_INSPECTED = "SAFETY_INSPECTED"
-    RECYCLED = "RECYCLED"
-    DISPOSED = "DISPOSED"
-    TRANSFERRED = "TRANSFERRED"
-    INCIDENT = "INCIDENT"
-    ERROR_DECLARED = "ERROR_DECLARED"  # marks an earlier event as declared in error; state unchanged
-
-
-class State(StrEnum):
-    manufactured = "manufactured"
-    assembled = "assembled"
-    in_service = "in_service"
-    removed = "removed"
-    collected = "collected"
-    graded = "graded"
-    remanufactured = "remanufactured"
-    repurposed = "repurposed"
-    recycled = "recycled"
-    disposed = "disposed"
+from shared.contract.lifecycle import EventType, Grade
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore")
-
-
-class CloudEventIn(_In):
-    specversion: Literal["1.0"]
-    id: str = Field(min_length=1)
-    source: str
-    type: str
-    subject: str | None = None
-    data: dict[str, Any]
 
 
 # ---- battery.registry.v1 ----
@@ -100,28 +60,6 @@ class AliasAddedIn(_In):
 
 
 # ---- battery.lifecycle.v1 ----
-class LocationIn(_In):
-    site: str | None = None
-    region: str | None = None
-
-
-class LifecycleEventIn(_In):
-    event_id: str = Field(min_length=1)
-    battery_id: str = Field(min_length=1, max_length=24)
-    sequence: int = Field(ge=1)
-    type: EventType
-    occurred_at: datetime
-    recorded_at: datetime
-    actor: str
-    actor_role: str
-    location: LocationIn = LocationIn()
-    data: dict[str, Any] = {}
-    state_after: State
-    custodian_after: str
-    prev_hash: str
-    hash: str
-    kind: str | None = None
-    manufacturer: str | None = None
 
 
 # Type-specific data the read models aggregate; checked so a malformed event is dead-lettered instead of
@@ -151,7 +89,7 @@ class CollectedData(_In):
 
 class GradedData(_In):
     soh_pct: float = Field(ge=0, le=100)
-    grade: Literal["reuse", "remanufacture", "recycle"]
+    grade: Grade
 
 
 class RepurposedData(_In):

@@ -16,23 +16,30 @@ from services.portal.ingest.schemas import (
     DATA_MODELS,
     AliasAddedIn,
     BatteryRegisteredIn,
-    CloudEventIn,
-    EventType,
-    LifecycleEventIn,
     ModelIn,
     ParticipantIn,
 )
+from shared.contract.lifecycle import EventType
+from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
+from shared.contract.streams import (
+    ALIAS_ADDED,
+    BATTERY_REGISTERED,
+    LIFECYCLE_TYPE_PREFIX,
+    MODEL_REGISTERED,
+    PARTICIPANT_REGISTERED,
+    REGISTRY_TYPE_PREFIX,
+    is_known_lifecycle,
+)
+from shared.contract.streams import CloudEvent as CloudEventIn
 from shared.kafka import ConsumerRecord, PoisonMessage
 
 #: Ministries count by Korean calendar month.
 KST = ZoneInfo("Asia/Seoul")
-REGISTRY_PREFIX = "kr.battery.registry."
-LIFECYCLE_PREFIX = "kr.battery.lifecycle."
 REGISTRY_TYPES: dict[str, type[Any]] = {
-    "kr.battery.registry.participant.registered.v1": ParticipantIn,
-    "kr.battery.registry.model.registered.v1": ModelIn,
-    "kr.battery.registry.battery.registered.v1": BatteryRegisteredIn,
-    "kr.battery.registry.battery.alias_added.v1": AliasAddedIn,
+    PARTICIPANT_REGISTERED: ParticipantIn,
+    MODEL_REGISTERED: ModelIn,
+    BATTERY_REGISTERED: BatteryRegisteredIn,
+    ALIAS_ADDED: AliasAddedIn,
 }
 RECOVERED = ("lithium", "nickel", "cobalt", "manganese", "copper")
 CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
@@ -50,24 +57,27 @@ class Message:
 
 
 def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
-    """Decode and check one record. None for a registry message type the portal does not use;
-    PoisonMessage for anything that can never be applied."""
+    """Decode and check one record. None for a message the portal skips by the contract's
+    `UNKNOWN_TYPE_RULE` (a type it does not use, or one newer than it); PoisonMessage for anything that can
+    never be applied (not a CloudEvent, or a known type with malformed data)."""
     try:
         raw = orjson.loads(rec.value or b"")
         ce = CloudEventIn.model_validate(raw)
     except (orjson.JSONDecodeError, ValidationError) as exc:
         raise PoisonMessage(f"not a CloudEvents 1.0 JSON message: {exc}") from None
     try:
-        if ce.type.startswith(REGISTRY_PREFIX):
+        if ce.type.startswith(REGISTRY_TYPE_PREFIX):
             model = REGISTRY_TYPES.get(ce.type)
             if model is None:
                 return None  # a registry change the portal does not show (yet)
             return Message("registry", ce.id, ce.type, model.model_validate(ce.data))
-        if ce.type.startswith(LIFECYCLE_PREFIX):
+        if ce.type.startswith(LIFECYCLE_TYPE_PREFIX):
+            if not is_known_lifecycle(ce.type, ce.data):
+                return None  # UNKNOWN_TYPE_RULE: a lifecycle type newer than this portal is skipped
             event = LifecycleEventIn.model_validate(ce.data)
             if event.event_id != ce.id:
                 raise PoisonMessage(f"envelope id {ce.id} differs from data.event_id {event.event_id}")
-            if ce.type != f"{LIFECYCLE_PREFIX}{event.type.value.lower()}.v1":
+            if ce.type != f"{LIFECYCLE_TYPE_PREFIX}{event.type.value.lower()}.v1":
                 raise PoisonMessage(f"envelope type {ce.type} does not match data.type {event.type.value}")
             data_model = DATA_MODELS.get(event.type)
             if data_model is not None:
@@ -75,7 +85,7 @@ def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
             return Message("lifecycle", ce.id, event.type.value, event)
     except ValidationError as exc:
         raise PoisonMessage(f"{ce.type} {ce.id}: invalid data: {exc}") from None
-    raise PoisonMessage(f"unexpected CloudEvent type {ce.type!r}")
+    return None  # UNKNOWN_TYPE_RULE: a message family this portal does not read is skipped
 
 
 def month_of(value: datetime) -> date:

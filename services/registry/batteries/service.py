@@ -16,8 +16,8 @@ from services.registry.catalog import repository as catalog_repo
 from services.registry.events import registry_message
 from services.registry.tables import SCHEMA
 from shared.auth import Principal, Role
+from shared.contract.streams import manufactured_event_id
 from shared.db import raw_connection
-from shared.envelope import manufactured_event_id
 from shared.outbox import enqueue
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable, field_error
 

@@ -1,0 +1,102 @@
+"""Topics, CloudEvent types and the envelope: the stream half of the published contract.
+
+Consumers are tolerant readers. A message with fields they do not know is applied (extra fields are ignored).
+A message whose CloudEvent type they do not know is handled by `UNKNOWN_TYPE_RULE`: a consumer skips a type
+that belongs to a stream family it reads but is newer than it (a future `...v2` or a new kind), and
+dead-letters only what can never be applied (not JSON, not a CloudEvent, or a known type whose data is
+malformed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contract.lifecycle import EventType
+
+# ---- topics ----
+TOPIC_REGISTRY = "battery.registry.v1"
+TOPIC_LIFECYCLE = "battery.lifecycle.v1"
+TOPIC_EPCIS = "battery.epcis.v1"
+#: Every topic a producer of this system writes (dead-letter topics are derived per consumer).
+TOPICS = (TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS)
+
+# ---- CloudEvent sources ----
+SOURCE_REGISTRY = "/batterytrace/registry"
+SOURCE_EVENTS = "/batterytrace/events"
+SOURCE_EPCIS = "/batterytrace/events/epcis"
+
+# ---- CloudEvent types ----
+REGISTRY_TYPE_PREFIX = "kr.battery.registry."
+LIFECYCLE_TYPE_PREFIX = "kr.battery.lifecycle."
+EPCIS_TYPE_PREFIX = "kr.battery.epcis."
+
+PARTICIPANT_REGISTERED = "kr.battery.registry.participant.registered.v1"
+MODEL_REGISTERED = "kr.battery.registry.model.registered.v1"
+BATTERY_REGISTERED = "kr.battery.registry.battery.registered.v1"
+ALIAS_ADDED = "kr.battery.registry.battery.alias_added.v1"
+EPCIS_CAPTURED = "kr.battery.epcis.event.captured.v1"
+EPCIS_ERROR_DECLARED = "kr.battery.epcis.event.error_declared.v1"
+
+UNKNOWN_TYPE_RULE: Literal["skip"] = "skip"
+
+
+def registry_type(kind: str) -> str:
+    """`battery.registered` → `kr.battery.registry.battery.registered.v1`."""
+    return f"{REGISTRY_TYPE_PREFIX}{kind}.v1"
+
+
+def lifecycle_type(event_type: str) -> str:
+    """`COLLECTED` → `kr.battery.lifecycle.collected.v1`."""
+    return f"{LIFECYCLE_TYPE_PREFIX}{event_type.lower()}.v1"
+
+
+def is_lifecycle_type(ce_type: str) -> bool:
+    return ce_type.startswith(LIFECYCLE_TYPE_PREFIX) and ce_type.endswith(".v1")
+
+
+def is_known_lifecycle(ce_type: str, data: Mapping[str, Any]) -> bool:
+    """Whether a lifecycle message is of a version and event type this release knows (else: skip it)."""
+    return is_lifecycle_type(ce_type) and data.get("type") in EventType.__members__
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 message in structured JSON mode, as consumers read it (unknown attributes ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1)
+    source: str
+    type: str
+    subject: str | None = None
+    time: str | None = None
+    datacontenttype: str = "application/json"
+    data: dict[str, Any]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CloudEvent:
+        return cls.model_validate(orjson.loads(raw))
+
+
+def envelope(*, id: str, source: str, type: str, subject: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    """A CloudEvent as a JSON-ready dict (what the outbox stores and the relay publishes)."""
+    return {
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": type,
+        "subject": subject,
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def manufactured_event_id(battery_id: str) -> str:
+    """The deterministic ID of a battery's registration message and of its MANUFACTURED ledger event, so the
+    registry, the events service (stream or read-through) and any consumer agree on it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://batterytrace.kr/battery/{battery_id}/manufactured"))

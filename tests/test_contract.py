@@ -1,0 +1,72 @@
+"""The published contract (shared.contract): one declaration, read the same by producers and consumers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.contract import epcis, lifecycle, streams
+
+
+def test_lifecycle_cloud_event_types_follow_the_event_types() -> None:
+    for t in lifecycle.EventType:
+        ce_type = streams.lifecycle_type(t.value)
+        assert streams.is_lifecycle_type(ce_type)
+        assert streams.is_known_lifecycle(ce_type, {"type": t.value})
+    assert not streams.is_known_lifecycle("kr.battery.lifecycle.recalled.v1", {"type": "RECALLED"})
+    assert not streams.is_known_lifecycle("kr.battery.lifecycle.collected.v2", {"type": "COLLECTED"})
+    assert streams.registry_type("battery.registered") == streams.BATTERY_REGISTERED
+
+
+def test_ledger_fields_are_the_hashed_fields_and_the_links() -> None:
+    assert lifecycle.LEDGER_FIELDS[: len(lifecycle.HASHED_FIELDS)] == lifecycle.HASHED_FIELDS
+    assert set(lifecycle.LEDGER_FIELDS) == set(lifecycle.LedgerRecord.model_fields) - set(lifecycle.STREAM_EXTRA_FIELDS)
+
+
+def _record(prev: str, seq: int) -> dict[str, object]:
+    rec: dict[str, object] = {
+        "event_id": f"00000000-0000-4000-8000-{seq:012d}",
+        "battery_id": "B1",
+        "sequence": seq,
+        "type": "INCIDENT",
+        "occurred_at": datetime(2026, 1, seq, tzinfo=UTC),
+        "recorded_at": f"2026-01-0{seq}T00:00:00.000001Z",
+        "actor": "X",
+        "actor_role": "oem",
+        "location": {},
+        "data": {"kind": "fire", "severity": "low"},
+        "state_after": "in_service",
+        "custodian_after": "X",
+        "prev_hash": prev,
+    }
+    rec["hash"] = lifecycle.event_hash(prev, rec)
+    return rec
+
+
+def test_chain_verifies_and_names_the_first_broken_sequence() -> None:
+    a = _record(lifecycle.GENESIS, 1)
+    b = _record(str(a["hash"]), 2)
+    assert lifecycle.verify_chain([a, b]) == (True, None, None, 2, b["hash"])
+    tampered = {**b, "data": {"kind": "leak", "severity": "low"}}
+    check = lifecycle.verify_chain([a, tampered])
+    assert not check.valid and check.broken_at_sequence == 2 and "content" in (check.reason or "")
+    assert lifecycle.verify_chain([a, tampered], recompute=False).valid  # linkage alone holds
+
+
+def test_timestamps_keep_four_digit_years_and_utc() -> None:
+    assert lifecycle.ts(datetime(1, 1, 23, tzinfo=UTC)) == "0001-01-23T00:00:00.000000Z"
+
+
+@pytest.mark.parametrize("step", sorted(epcis.OBJECT_STEPS))
+def test_every_captured_step_maps_to_a_lifecycle_type_written_back_the_same_way(step: str) -> None:
+    t = epcis.OBJECT_STEPS[step]
+    assert t in lifecycle.EventType.__members__
+    if step != "repairing":  # CBV's repairing is read as remanufacturing; we write our own step
+        assert epcis.STEPS[t][2] == step
+
+
+def test_compact_iris_expand_to_our_namespaces() -> None:
+    assert epcis.expand("btbizstep:grading") == epcis.BIZSTEP + "grading"
+    assert epcis.expand("urn:epcglobal:cbv:bizstep:installing") == "installing"
+    assert epcis.site_of(epcis.site_uri("Siheung centre")) == "Siheung centre"
