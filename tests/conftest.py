@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
-from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from shared.auth import generate_keypair, mint_token
 from shared.migrate import upgrade_head
 from shared.settings import EventsSettings, PortalSettings, RegistrySettings, ServiceSettings

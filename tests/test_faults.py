@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.cli.embedded import EmbeddedKafka, free_port
+from devtools.embedded import EmbeddedKafka, free_port
 from shared.db import asyncpg_dsn, make_engine
 from shared.outbox import requeue
 from shared.settings import TOPIC_LIFECYCLE

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 
-from services.cli.embedded import free_port
+from devtools.embedded import free_port
 from shared.db import asyncpg_dsn
 from shared.settings import TOPIC_LIFECYCLE
 from tests.conftest import eventually, read_topic

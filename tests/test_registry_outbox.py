@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.cli.embedded import EmbeddedKafka, free_port
+from devtools.embedded import EmbeddedKafka, free_port
 from services.registry.app import create_app
 from shared.settings import TOPIC_REGISTRY, RegistrySettings
 from tests.conftest import eventually, read_topic, serve

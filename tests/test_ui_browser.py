@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from services.cli.embedded import free_port
+from devtools.embedded import free_port
 from services.portal.ui.settings import UISettings
 from tests.test_ui_pages import DIGITAL_LINK, LONG, VIN_2, ui_world
 
