@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ("shared", "services")
@@ -139,3 +143,41 @@ def test_runtime_dependencies_name_neither_embedded_engine() -> None:
     assert runtime, "no runtime dependencies read from pyproject.toml"
     assert runtime & ENGINES == set()
     assert names(project["optional-dependencies"]["dev"]) >= ENGINES
+
+
+def runtime_distributions() -> set[str]:
+    """The distributions the image installs: [project].dependencies with their requested extras, transitively."""
+    pending = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    seen: dict[str, set[str]] = {}
+    while pending:
+        req = pending.pop()
+        name = req.name.lower().replace("_", "-")
+        if req.marker and not any(req.marker.evaluate({"extra": e}) for e in ["", *seen.get(name, set())]):
+            continue
+        if name in seen and req.extras <= seen[name]:
+            continue
+        extras = seen.setdefault(name, set())
+        extras |= req.extras
+        for raw in metadata.requires(name) or []:
+            sub = Requirement(raw)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ["", *extras]):
+                sub.marker = None
+                pending.append(sub)
+    return set(seen)
+
+
+def test_runtime_packages_import_only_what_the_runtime_dependencies_install() -> None:
+    """Without the dev extra (the image), nothing the engines brought along (psutil, platformdirs, ...) is there."""
+    installed = runtime_distributions()
+    assert {"fastapi", "starlette", "asyncpg"} <= installed, installed
+    providers = metadata.packages_distributions()
+    missing = []
+    for top in RUNTIME:
+        for imp in runtime_imports(top):
+            name = top_level(imp.module)
+            if name in sys.stdlib_module_names or name in {*RUNTIME, "__future__"} or name in DEV_ONLY:
+                continue
+            dists = {d.lower().replace("_", "-") for d in providers.get(name, [])}
+            if not dists & installed:
+                missing.append(f"{imp.file}:{imp.line} imports {imp.module} ({sorted(dists) or 'not installed'})")
+    assert missing == [], "\n".join(missing)
