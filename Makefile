@@ -35,7 +35,7 @@ browser: ## Debian's Chromium and a Korean font for the UI browser tests (instal
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services devtools
 
 fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format .

@@ -18,6 +18,7 @@ import orjson
 
 from bench.context import Ctx
 from bench.load import console
+from shared.contract.streams import lifecycle_type
 from shared.db import asyncpg_dsn
 
 SCHEMA = "relaybench"
@@ -32,7 +33,7 @@ def _payload(i: int) -> str:
             "specversion": "1.0",
             "id": str(uuid.uuid4()),
             "source": "/batterytrace/events",
-            "type": "kr.battery.lifecycle.incident.v1",
+            "type": lifecycle_type("INCIDENT"),
             "subject": bid,
             "time": "2026-11-23T00:00:00+00:00",
             "datacontenttype": "application/json",

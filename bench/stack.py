@@ -13,8 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
-from services.cli.dev import ALL_TOPICS, SERVICES, DevConfig, service_command, service_env, wait_healthy
-from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from devtools.dev import ALL_TOPICS, SERVICES, DevConfig, service_command, service_env, wait_healthy
+from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from shared.auth import generate_keypair
 from shared.db import asyncpg_dsn
 from shared.kafka import ensure_topics

@@ -19,12 +19,30 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
-from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from shared.auth import generate_keypair, mint_token
 from shared.migrate import upgrade_head
 from shared.settings import EventsSettings, PortalSettings, RegistrySettings, ServiceSettings
 
 TEMPLATE_DB = "bt_template"
+#: The user property under which a fault test records its reconciliation (tests/test_faults.py).
+FAULT_REPORT = "fault_report"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault report: one line per fault test that reconciled, passed or failed, after the run."""
+    rows = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == FAULT_REPORT
+    ]
+    if rows:
+        terminalreporter.section("fault report")
+        for row in rows:
+            terminalreporter.write_line(f"FAULT {row}")
 
 
 @dataclass

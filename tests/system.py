@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from services.cli.dev import SERVICES, service_command
-from services.cli.embedded import free_port
+from devtools.dev import SERVICES, service_command
+from devtools.embedded import free_port
 from tests.conftest import eventually
 
 

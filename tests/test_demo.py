@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.cli.demo import ORGS, build_plans, load_demo_async
+from devtools.demo import ORGS, build_plans, load_demo_async
 from services.portal.app import create_app as create_portal
 from tests.conftest import serve
 from tests.events_helpers import stack

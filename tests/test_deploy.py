@@ -208,13 +208,20 @@ def test_dockerfile_healthcheck_probes_healthz_on_the_served_port() -> None:
     assert f"http://127.0.0.1:{entrypoint().port}/healthz" in check
 
 
-def test_dockerfile_copies_the_project_through_dockerignore() -> None:
+def copied_sources() -> list[str]:
+    """What the Dockerfile copies from the build context."""
     sources = [
         src
         for op, arg in dockerfile()
         if op == "COPY" and "--from=" not in arg
         for src in [a for a in arg.split() if not a.startswith("--")][:-1]
     ]
+    assert sources, "no COPY from the build context in deploy/Dockerfile"
+    return sources
+
+
+def test_dockerfile_copies_the_project_through_dockerignore() -> None:
+    sources = copied_sources()
     for src in sources:
         assert (ROOT / src).exists(), src
         assert not dockerignored(src), f"{src} is excluded by .dockerignore"
@@ -224,6 +231,17 @@ def test_dockerfile_copies_the_project_through_dockerignore() -> None:
     }
     for private in (".data/keys/jwt-private.pem", ".venv/bin/python", ".git/HEAD", "tests/conftest.py"):
         assert dockerignored(private), private
+
+
+def test_dockerfile_installs_neither_devtools_nor_the_dev_extra() -> None:
+    """The image runs the services: the development tooling, the embedded engines and the tests stay out."""
+    copied = {s.rstrip("/").removeprefix("./").split("/")[0] for s in copied_sources()}
+    assert copied & {"devtools", "tests", "bench"} == set(), copied
+    for dev_only in ("devtools/embedded.py", "tests/conftest.py", "bench/stack.py"):
+        assert dockerignored(dev_only), dev_only
+    installs = [arg for op, arg in dockerfile() if op == "RUN" and "pip install" in arg]
+    assert any("['project']['dependencies']" in arg for arg in installs), installs
+    assert not any(word in arg for arg in installs for word in ("[dev]", "--extra", "optional-dependencies")), installs
 
 
 # --- compose -----------------------------------------------------------------------------------------
@@ -253,6 +271,7 @@ def ours() -> dict[str, dict[str, Any]]:
         if build:
             assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
             found[name] = svc
+    assert found, "no compose.yaml container builds deploy/Dockerfile"
     return found
 
 
@@ -424,8 +443,14 @@ def generator_env(directory: Path, entry: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+KUSTOMIZATIONS = {"base", "overlays/production"}
+
+
 def kustomize_dirs() -> list[Path]:
-    return sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+    """The kustomization folders, all of them found (a wrong K8S path must not make the loops over them vacuous)."""
+    found = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+    assert {d.relative_to(K8S).as_posix() for d in found} == KUSTOMIZATIONS, f"kustomizations under {K8S}: {found}"
+    return found
 
 
 def test_kustomizations_reference_files_that_exist() -> None:

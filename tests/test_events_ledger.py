@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from services.cli.embedded import EmbeddedKafka, free_port
+from devtools.embedded import EmbeddedKafka, free_port
 from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn
 from tests.conftest import eventually, read_topic

@@ -1,7 +1,8 @@
 """Fault matrix: under a steady load of event posts, each fault ends with a reconciliation that counts
 every accepted event in the ledger, on battery.lifecycle.v1 and in the portal: 0 lost, 0 applied twice.
 
-The services run as real processes; the broker is the test's own (so killing it touches nothing else)."""
+The services run as real processes; the broker is the test's own (so killing it touches nothing else). Each
+fault records its reconciliation (`record_property`), which tests/conftest.py prints after the run."""
 
 from __future__ import annotations
 
@@ -16,16 +17,15 @@ import asyncpg
 import httpx
 import pytest
 
-from services.cli.embedded import EmbeddedKafka, free_port
+from devtools.embedded import EmbeddedKafka, free_port
 from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn, make_engine
 from shared.outbox import requeue
-from tests.conftest import eventually, read_topic
+from tests.conftest import FAULT_REPORT, eventually, read_topic
 from tests.factories import battery_body, create_models
 from tests.system import System
 
 BATTERIES = [f"KR-FAULT-{i:03d}" for i in range(12)]
-REPORT: list[dict[str, object]] = []
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ async def reconcile(sut: System, accepted: set[str], token, bootstrap: str) -> d
     return result
 
 
-async def test_broker_killed_and_restarted_empty(system, own_broker, token) -> None:
+async def test_broker_killed_and_restarted_empty(system, own_broker, token, record_property) -> None:
     load = Load(system.url("events"), token("KOTSA", "inspector"))
     load.start()
     await eventually(lambda: len(load.accepted) >= 30, timeout_s=60)
@@ -160,11 +160,11 @@ async def test_broker_killed_and_restarted_empty(system, own_broker, token) -> N
     finally:
         await engine.dispose()
     result = await reconcile(system, load.accepted, token, own_broker.bootstrap)
-    REPORT.append({"fault": "broker killed and restarted (empty)", **result})
+    record_property(FAULT_REPORT, {"fault": "broker killed and restarted (empty)", **result})
     assert result["lost"] == 0 and result["duplicated"] == 0
 
 
-async def test_postgres_restarted(system, infra, own_broker, token) -> None:
+async def test_postgres_restarted(system, infra, own_broker, token, record_property) -> None:
     maker = token("LGES", "manufacturer")
     async with httpx.AsyncClient(base_url=system.url("registry"), timeout=10) as reg:
         warm = [reg.get(f"/v1/batteries/{b}", headers=maker) for b in BATTERIES]  # fills the statement pool
@@ -184,11 +184,11 @@ async def test_postgres_restarted(system, infra, own_broker, token) -> None:
             reads[r.status_code] += 1
     assert set(reads) <= {200, 503} and reads[200] >= 30, (reads, system.log_tail("registry"))
     result = await reconcile(system, load.accepted, token, own_broker.bootstrap)
-    REPORT.append({"fault": "PostgreSQL restarted", **result, "statuses": dict(load.statuses)})
+    record_property(FAULT_REPORT, {"fault": "PostgreSQL restarted", **result, "statuses": dict(load.statuses)})
     assert result["lost"] == 0 and result["duplicated"] == 0
 
 
-async def test_services_sigkilled_mid_batch(system, own_broker, token) -> None:
+async def test_services_sigkilled_mid_batch(system, own_broker, token, record_property) -> None:
     """A batch in flight when its service dies is wholly in or wholly out; so is a bulk registration."""
     inspector = token("KOTSA", "inspector")
     batches: list[list[str]] = []
@@ -250,18 +250,14 @@ async def test_services_sigkilled_mid_batch(system, own_broker, token) -> None:
     await load.finish(system)
     whole_batches = {i for ids in batches if set(ids) <= stored for i in ids}
     result = await reconcile(system, load.accepted | whole_batches, token, own_broker.bootstrap)
-    REPORT.append(
+    record_property(
+        FAULT_REPORT,
         {
             "fault": "events, registry and portal SIGKILLed mid-batch",
             **result,
             "batches_in": sum(1 for ids in batches if set(ids) <= stored),
             "batches_out": sum(1 for ids in batches if not set(ids) & stored),
             "bulk_registered": registered,
-        }
+        },
     )
     assert result["lost"] == 0 and result["duplicated"] == 0
-
-
-def test_zz_print_fault_report() -> None:
-    for row in REPORT:
-        print("FAULT", row)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 
-from services.cli.embedded import free_port
+from devtools.embedded import free_port
 from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn
 from tests.conftest import eventually, read_topic

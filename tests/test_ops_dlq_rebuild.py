@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.cli.embedded import EmbeddedKafka, free_port
+from devtools.embedded import EmbeddedKafka, free_port
 from services.portal.app import create_app as create_portal
 from services.portal.rebuild import read_model_tables, rebuild
 from shared.db import make_engine

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 from jsonschema import Draft4Validator
@@ -13,10 +12,8 @@ from jsonschema import Draft4Validator
 from tests.conftest import RegistrySettings, serve
 from tests.factories import create_models, register
 from tests.portal_helpers import Lifecycle, at, portal_app, portal_settings, topics, wait_registered, wait_sequence
+from tests.standards import standard
 
-STANDARDS = Path("/work/shared/standards/batterypass")
-if not STANDARDS.exists():  # the checkout's sibling folder, wherever it lives
-    STANDARDS = Path(__file__).resolve().parents[2] / "shared" / "standards" / "batterypass"
 SCHEMA_FILES = {
     "generalProductInformation": "GeneralProductInformation-schema.json",
     "materialComposition": "MaterialComposition-schema.json",
@@ -30,7 +27,7 @@ def assert_valid_aspects(passport: dict) -> None:
     """Each aspect validates against its schema once the fields the passport declares restricted or
     unavailable are taken out of `required`."""
     for name, aspect in passport["aspects"].items():
-        schema = json.loads((STANDARDS / SCHEMA_FILES[name]).read_text())
+        schema = json.loads(standard("batterypass", SCHEMA_FILES[name]).read_text())
         absent = set(passport["restricted"].get(name, [])) | set(passport["unavailable"].get(name, []))
         assert not absent & set(aspect), (name, absent & set(aspect))
         schema = copy.deepcopy(schema)

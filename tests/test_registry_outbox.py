@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.cli.embedded import EmbeddedKafka, free_port
+from devtools.embedded import EmbeddedKafka, free_port
 from services.registry.app import create_app
 from shared.contract.streams import TOPIC_REGISTRY
 from shared.settings import RegistrySettings

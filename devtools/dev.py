@@ -1,8 +1,10 @@
-"""`batterytrace dev`: the whole system on one machine, on embedded PostgreSQL and Kafka."""
+"""`batterytrace dev`: the whole system on one machine, on embedded PostgreSQL and Kafka. The bench and the
+system tests start the services with the same command lines (`service_command`) and environment."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import subprocess
@@ -14,9 +16,9 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres, wait_port
+from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, wait_port
 from shared.auth import generate_keypair
-from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
+from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY, TOPICS
 from shared.kafka import dlq_topic, ensure_topics
 from shared.migrate import upgrade_head
 
@@ -26,7 +28,8 @@ SERVICES = {
     "events": ("services.events.app:app", "BT_EVENTS_"),
     "portal": ("services.portal.app:app", "BT_PORTAL_"),
 }
-ALL_TOPICS = [TOPIC_REGISTRY, TOPIC_LIFECYCLE, dlq_topic(TOPIC_REGISTRY), dlq_topic(TOPIC_LIFECYCLE)]
+#: Every topic the services write, and the dead-letter topics of the consumed ones.
+ALL_TOPICS = [*TOPICS, dlq_topic(TOPIC_REGISTRY), dlq_topic(TOPIC_LIFECYCLE)]
 
 
 def service_command(service: str, host: str, port: int, *, graceful_s: int = 20, workers: int = 1) -> list[str]:
@@ -34,6 +37,11 @@ def service_command(service: str, host: str, port: int, *, graceful_s: int = 20,
     cmd = [sys.executable, "-m", "uvicorn", "--factory", SERVICES[service][0], "--host", host, "--port", str(port)]
     cmd += ["--no-access-log", "--timeout-graceful-shutdown", str(graceful_s)]
     return cmd + (["--workers", str(workers)] if workers > 1 else [])
+
+
+def available_services() -> list[str]:
+    """Which services exist in this build (each arrives with its issue)."""
+    return [n for n in SERVICES if importlib.util.find_spec(f"services.{n}.app")]
 
 
 @dataclass
@@ -117,7 +125,7 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
             flush=True,
         )
         if demo:
-            from services.cli.demo import load_demo
+            from devtools.demo import load_demo
 
             load_demo(urls, data_dir / "keys" / "jwt-private.pem")
         while True:
@@ -144,4 +152,4 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
         console.print("batterytrace: stopped")
 
 
-__all__ = ["DevConfig", "run_dev", "wait_port"]
+__all__ = ["DevConfig", "available_services", "run_dev", "wait_port"]
