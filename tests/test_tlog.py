@@ -82,7 +82,8 @@ class Store:
         self.size = 0
 
     def append(self, leaves: list[bytes]) -> None:
-        created = tlog.compact_nodes(self.size, leaves, tlog.getter(self.nodes))
+        frontier = {k: self.nodes[k] for k in tlog.frontier_keys(self.size)}  # all an append may read
+        created = tlog.compact_nodes(self.size, leaves, tlog.getter(frontier))
         for i, leaf in enumerate(leaves):
             self.nodes[(0, self.size + i)] = leaf
         self.nodes.update(created)

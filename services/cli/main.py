@@ -99,6 +99,7 @@ def migrate(
     typer.echo("migrations applied")
 
 
+from services.cli.log import log_app, verify_command  # noqa: E402
 from services.cli.ops import dlq_app, events_app, portal_app, registry_app, streams_command  # noqa: E402
 
 app.command("streams")(streams_command)
@@ -106,6 +107,8 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
 app.add_typer(registry_app, name="registry")
 app.add_typer(portal_app, name="portal")
+app.add_typer(log_app, name="log")
+app.command("verify")(verify_command)
 
 
 @app.command()

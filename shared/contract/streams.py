@@ -22,8 +22,9 @@ from shared.contract.lifecycle import EventType
 TOPIC_REGISTRY = "battery.registry.v1"
 TOPIC_LIFECYCLE = "battery.lifecycle.v1"
 TOPIC_EPCIS = "battery.epcis.v1"
+TOPIC_LOG_CHECKPOINTS = "battery.log.checkpoints.v1"
 #: Every topic a producer of this system writes (dead-letter topics are derived per consumer).
-TOPICS = (TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS)
+TOPICS = (TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS, TOPIC_LOG_CHECKPOINTS)
 
 # ---- CloudEvent sources ----
 SOURCE_REGISTRY = "/batterytrace/registry"
@@ -41,6 +42,8 @@ BATTERY_REGISTERED = "kr.battery.registry.battery.registered.v1"
 ALIAS_ADDED = "kr.battery.registry.battery.alias_added.v1"
 EPCIS_CAPTURED = "kr.battery.epcis.event.captured.v1"
 EPCIS_ERROR_DECLARED = "kr.battery.epcis.event.error_declared.v1"
+#: A signed checkpoint of the transparency log (again, with more cosignatures, as witnesses add them).
+LOG_CHECKPOINT = "kr.battery.log.checkpoint.v1"
 
 UNKNOWN_TYPE_RULE: Literal["skip"] = "skip"
 

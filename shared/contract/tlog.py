@@ -481,3 +481,8 @@ def getter(nodes: Mapping[NodeKey, bytes]) -> NodeGetter:
             raise LogError(f"the log store lacks node {level}/{index}") from None
 
     return get
+
+
+def frontier_keys(size: int) -> set[NodeKey]:
+    """The right-edge complete subtrees of a tree of `size` leaves: what appending to it combines with."""
+    return {(level, (size >> level) - 1) for level in range(size.bit_length()) if size >> level & 1}
