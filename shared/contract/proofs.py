@@ -90,7 +90,7 @@ def verify_bundle(
             continue
         proof = entry.get("inclusion")
         if proof is None:
-            verdict.pending.append(int(seq))
+            verdict.pending.append(int(e["sequence"]))
             continue
         try:
             if int(proof["tree_size"]) != checkpoint.size:
