@@ -15,6 +15,7 @@ own data (the events service from its ledger, the portal from its read model) an
   sees every battery; anyone else gets its public fields.
 - Ministry views: that ministry's token only (and admin). The operations pages: operators (and admin).
 - EPCIS capture jobs: their poster, ministries, operators and admin.
+- A vehicle's batteries (a VIN look-up in the UI): signed-in participants only (VINs are personal data).
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def may_see_ministry_view(principal: Principal, ministry: Ministry) -> bool:
 
 def may_see_operations(principal: Principal) -> bool:
     return principal.role in (Role.operator, Role.admin)
+
+
+def may_look_up_by_vin(principal: Principal | None) -> bool:
+    return principal is not None
 
 
 def only_handled_by(principal: Principal) -> str | None:

@@ -9,6 +9,7 @@ from shared.access import (
     Ministry,
     Relation,
     Role,
+    may_look_up_by_vin,
     may_read_battery,
     may_read_capture_job,
     may_see_ministry_view,
@@ -122,3 +123,8 @@ def test_who_sees_the_operations_pages(role: Role) -> None:
 @pytest.mark.parametrize("role", list(Role))
 def test_principal_is_authority_is_the_shared_rule(role: Role) -> None:
     assert who(role).is_authority is (role in AUTHORITIES)
+
+
+def test_a_vin_look_up_needs_a_signed_in_participant() -> None:
+    assert may_look_up_by_vin(None) is False
+    assert all(may_look_up_by_vin(who(role)) for role in Role)

@@ -224,7 +224,7 @@ async def lookup(request: Request, session: SessionDep, principal: Viewer, q: st
     q = q.strip()
     if not q:
         return render(request, "home.html", status=422, principal=principal, q=q, message_key="lookup.empty")
-    if principal is None and ui.looks_like_vin(q):
+    if ui.looks_like_vin(q) and not access.may_look_up_by_vin(principal):
         return render(request, "home.html", status=401, principal=None, q=q, message_key="lookup.vin_needs_signin")
     found = await ui.resolve(session, q)
     if found is None:
