@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,43 +15,27 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.access import AUTHORITY, LEGITIMATE_INTEREST, Ministry, Role, is_authority
 from shared.problems import Forbidden, Unauthorized
 from shared.settings import ServiceSettings
 
-
-class Role(StrEnum):
-    manufacturer = "manufacturer"
-    oem = "oem"
-    inspector = "inspector"
-    dismantler = "dismantler"
-    collector = "collector"
-    assessor = "assessor"
-    remanufacturer = "remanufacturer"
-    repurposer = "repurposer"
-    certifier = "certifier"
-    recycler = "recycler"
-    ministry = "ministry"
-    operator = "operator"
-    admin = "admin"
-
-
-class Ministry(StrEnum):
-    MOTIE = "MOTIE"
-    MOLIT = "MOLIT"
-    MCEE = "MCEE"
-    KATS = "KATS"
-
-
-#: Roles that handle batteries physically: EU "legitimate interest" when they handle the battery.
-LEGITIMATE_INTEREST = {
-    Role.dismantler,
-    Role.collector,
-    Role.assessor,
-    Role.repurposer,
-    Role.remanufacturer,
-    Role.recycler,
-}
-AUTHORITY = {Role.ministry, Role.certifier, Role.admin}
+# The roles and their groups are declared with the access rules; importers of this module keep finding them here.
+__all__ = [
+    "AUTHORITY",
+    "LEGITIMATE_INTEREST",
+    "OPTIONAL_BEARER",
+    "CurrentPrincipal",
+    "Ministry",
+    "OptionalPrincipal",
+    "Principal",
+    "Role",
+    "TokenVerifier",
+    "generate_keypair",
+    "mint_token",
+    "optional_principal",
+    "require_principal",
+    "require_role",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +47,7 @@ class Principal:
 
     @property
     def is_authority(self) -> bool:
-        return self.role in AUTHORITY
-
-    @property
-    def sees_everything(self) -> bool:
-        """Authorities, and the platform's operators (their reads are audited)."""
-        return self.role in AUTHORITY or self.role is Role.operator
+        return is_authority(self)
 
 
 class TokenVerifier:

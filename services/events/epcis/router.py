@@ -13,7 +13,7 @@ from services.events.epcis.schemas import EXAMPLE_DOCUMENT, CaptureJob, job_out
 from services.events.epcis.service import Behaviour
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
-from shared.problems import PROBLEM_RESPONSES, NotFound, Problem, Unprocessable, field_error
+from shared.problems import PROBLEM_RESPONSES, Problem, Unprocessable, field_error
 
 router = APIRouter(tags=["EPCIS"], responses=PROBLEM_RESPONSES)
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
@@ -64,16 +64,7 @@ async def capture(
         raise Unprocessable(
             f"The body is not JSON: {exc}.", code="epcis-schema", errors=[field_error("/", "json", str(exc))]
         ) from None
-    service.validate_document(document)
-    limit: int = request.app.state.settings.batch_max_items
-    if len(document["epcisBody"]["eventList"]) > limit:
-        raise Problem(
-            f"At most {limit} events per document.",
-            status=413,
-            code="capture-limit",
-            title="Capture limit exceeded",
-            headers={"GS1-EPCIS-Capture-Limit": str(limit)},
-        )
+    service.check_document(document, request.app.state.settings.batch_max_items)
     job = await service.capture_document(
         session, document, principal, behaviour, request.app.state.epcis_resolver, request.app.state.registry
     )
@@ -87,8 +78,6 @@ async def capture(
 async def capture_job(capture_id: str, session: SessionDep, principal: CurrentPrincipal, response: Response) -> Any:
     """Visible to the organisation that posted it, and to ministries, operators and admin."""
     job = await service.capture_job(session, capture_id, principal)
-    if job is None:
-        raise NotFound(f"No capture job '{capture_id}' is visible to you.", code="unknown-capture")
     response.headers.update(EPCIS_HEADERS)
     return job_out(job)
 

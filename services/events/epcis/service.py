@@ -28,7 +28,8 @@ from services.events.epcis.mapping import (
 from services.events.lifecycle.schemas import EventIn
 from services.events.lifecycle.service import BatchProblem, EventProblem, RegistryLookup, capture
 from services.events.tables import SCHEMA
-from shared.auth import Principal, Role
+from shared import access
+from shared.auth import Principal
 from shared.contract.lifecycle import ts
 from shared.contract.streams import (
     EPCIS_CAPTURED as CAPTURED,
@@ -44,9 +45,7 @@ from shared.contract.streams import (
     envelope,
 )
 from shared.outbox import OutboxMessage, enqueue
-from shared.problems import Problem, Unprocessable
-
-SEES_ALL_JOBS = {Role.admin, Role.operator, Role.ministry}
+from shared.problems import NotFound, Problem, Unprocessable
 
 
 class Behaviour(StrEnum):
@@ -75,6 +74,19 @@ def context_document() -> dict[str, Any]:
 
 def _pointer(path: Any) -> str:
     return "/" + "/".join(str(p) for p in path)
+
+
+def check_document(document: Any, max_events: int) -> None:
+    """A document this service captures: valid against the schema, with at most `max_events` events (413)."""
+    validate_document(document)
+    if len(document["epcisBody"]["eventList"]) > max_events:
+        raise Problem(
+            f"At most {max_events} events per document.",
+            status=413,
+            code="capture-limit",
+            title="Capture limit exceeded",
+            headers={"GS1-EPCIS-Capture-Limit": str(max_events)},
+        )
 
 
 def validate_document(document: Any) -> None:
@@ -364,11 +376,9 @@ def _message(ctype: str, id_seed: str, key: str, data: dict[str, Any]) -> Outbox
     )
 
 
-async def capture_job(session: AsyncSession, capture_id: str, principal: Principal) -> dict[str, Any] | None:
-    """A capture job as its poster (or an authority/operator) may see it; None if unknown or not theirs."""
-    if not _is_uuid(capture_id):
-        return None
-    job = await repo.get_capture(session, capture_id)
-    if job is None or (job["actor"] != principal.org and principal.role not in SEES_ALL_JOBS):
-        return None
+async def capture_job(session: AsyncSession, capture_id: str, principal: Principal) -> dict[str, Any]:
+    """A capture job as its poster (or a ministry, operator or admin) may see it; 404 if unknown or not theirs."""
+    job = await repo.get_capture(session, capture_id) if _is_uuid(capture_id) else None
+    if job is None or not access.may_read_capture_job(principal, job["actor"]):
+        raise NotFound(f"No capture job '{capture_id}' is visible to you.", code="unknown-capture")
     return job

@@ -6,29 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.events.ledger import repository as repo
-from services.events.lifecycle.rules import allowed_events
+from services.events.ledger import service
 from services.events.lifecycle.schemas import StateOut, Timeline, VerifyOut
-from services.events.lifecycle.service import current_state
-from shared.auth import CurrentPrincipal, Principal
-from shared.contract.lifecycle import State, verify_chain
+from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound
+from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["ledger"], responses=PROBLEM_RESPONSES)
-
-
-async def _may_read(session: SessionDep, battery_id: str, principal: Principal) -> None:
-    """Authorities and operators read every ledger; a participant reads those of batteries it made,
-    held or posted events for (legitimate interest)."""
-    if principal.sees_everything or await repo.handled_by(session, battery_id, principal.org):
-        return
-    raise Forbidden(f"{principal.org} has not handled battery {battery_id}.", code="not-handled")
-
-
-def _unknown(battery_id: str) -> NotFound:
-    return NotFound(f"No battery '{battery_id}' has a ledger here.", code="unknown-battery")
 
 
 @router.get("/v1/batteries/{battery_id}/events", response_model=Timeline, summary="A battery's timeline")
@@ -44,14 +29,7 @@ async def get_timeline(
     after = decode_cursor(cursor) or 0
     if not isinstance(after, int):
         after = 0
-    rows = await repo.timeline(session, battery_id, after, limit + 1)
-    if not rows and after == 0:
-        if await current_state(session, battery_id, request.app.state.registry) is None:
-            raise _unknown(battery_id)
-        rows = await repo.timeline(session, battery_id, after, limit + 1)
-    await _may_read(session, battery_id, principal)
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, more = await service.timeline(session, request.app.state.registry, principal, battery_id, after, limit)
     return {"items": rows, "next_cursor": encode_cursor(rows[-1]["sequence"]) if more else None}
 
 
@@ -59,27 +37,10 @@ async def get_timeline(
 async def get_state(
     battery_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    state = await current_state(session, battery_id, request.app.state.registry)
-    if state is None:
-        raise _unknown(battery_id)
-    await _may_read(session, battery_id, principal)
-    return state | {"allowed_events": allowed_events(State(state["state"]), state.get("grade"))}
+    return await service.state(session, request.app.state.registry, principal, battery_id)
 
 
 @router.get("/v1/batteries/{battery_id}/verify", response_model=VerifyOut, summary="Recompute the hash chain")
 async def verify(battery_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
     """Anyone may verify: recomputes every hash from sequence 1 and says where the chain breaks, if it does."""
-    rows = await repo.whole_chain(session, battery_id)
-    if not rows:
-        if await current_state(session, battery_id, request.app.state.registry) is None:
-            raise _unknown(battery_id)
-        rows = await repo.whole_chain(session, battery_id)
-    valid, broken_at, reason, count, head = verify_chain(rows)
-    return {
-        "battery_id": battery_id,
-        "valid": valid,
-        "events": count,
-        "head_hash": head,
-        "broken_at_sequence": broken_at,
-        "reason": reason,
-    }
+    return await service.verify(session, request.app.state.registry, battery_id)

@@ -1,7 +1,7 @@
 """The portal's EPCIS view: every lifecycle event mapped to EPCIS 2.0 (the reverse of the events service's
 capture mapping), the EPCIS events captured as they were sent, and the EPCISQueryDocument around them.
-Pure functions; the consumer and the router do the I/O. The vocabulary is the published contract
-(`shared.contract.epcis`)."""
+The mapping and the document are pure functions; the consumer and the query functions at the end do the I/O.
+The vocabulary is the published contract (`shared.contract.epcis`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portal.epcis import repository as repo
+from services.portal.epcis.repository import Filters
+from shared import access
+from shared.auth import Principal
 from shared.contract import epcis as voc
 from shared.contract.epcis import (
     BATTERY,
@@ -44,6 +49,7 @@ from shared.contract.streams import (
 )
 from shared.contract.streams import CloudEvent as CloudEventIn
 from shared.kafka import ConsumerRecord, PoisonMessage
+from shared.problems import NotFound
 
 log = logging.getLogger("batterytrace.portal.epcis")
 
@@ -291,3 +297,72 @@ def present(
 
 def new_document_id() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
+
+
+# ---- the query ----
+
+
+async def search(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    event_types: list[str],
+    ge_event_time: datetime | None,
+    lt_event_time: datetime | None,
+    ge_record_time: datetime | None,
+    lt_record_time: datetime | None,
+    biz_steps: list[str],
+    dispositions: list[str],
+    epcs: list[str],
+    any_epcs: list[str],
+    biz_locations: list[str],
+    read_points: list[str],
+    after: tuple[datetime, str] | None,
+    per_page: int,
+) -> tuple[dict[str, Any], tuple[datetime, str] | None]:
+    """A page of the events visible to the principal (shared.access: every event for those who see every
+    battery; else those it captured and those about batteries it handled) as an EPCISQueryDocument, and the
+    (record time, event ID) the next page starts after, if there is one."""
+    f = Filters(
+        event_types=event_types,
+        ge_event_time=ge_event_time,
+        lt_event_time=lt_event_time,
+        ge_record_time=ge_record_time,
+        lt_record_time=lt_record_time,
+        biz_steps=[s for s in (expand(v) for v in biz_steps) if s],
+        dispositions=[s for s in (expand(v) for v in dispositions) if s],
+        epcs=await _with_batteries(session, epcs),
+        any_epcs=await _with_batteries(session, any_epcs),
+        biz_locations=biz_locations,
+        read_points=read_points,
+        handler_org=access.only_handled_by(principal),
+        after=after,
+    )
+    rows = await repo.search(session, f, per_page + 1)
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    return await _document(session, rows), (rows[-1]["record_time"], rows[-1]["event_id"]) if more else None
+
+
+async def event(session: AsyncSession, principal: Principal, event_id: str) -> dict[str, Any]:
+    """One event, visible to the principal as in `search`, in an EPCISQueryDocument."""
+    rows = await repo.search(session, Filters(event_ids=[event_id], handler_org=access.only_handled_by(principal)), 1)
+    if not rows:
+        raise NotFound(f"No EPCIS event '{event_id}' is visible to you.", code="unknown-event")
+    return await _document(session, rows)
+
+
+async def _with_batteries(session: AsyncSession, values: list[str]) -> list[str]:
+    """Identifiers plus the battery URI each alias stands for."""
+    if not values:
+        return []
+    found = await repo.battery_uris_of_aliases(session, values)
+    return sorted(set(values) | {BATTERY + b for b in found.values()})
+
+
+async def _document(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ledger_ids = sorted({i for r in rows for i in r["ledger_event_ids"]})
+    batteries = sorted({b for r in rows if r["source"] == "ledger" for b in r["battery_ids"]})
+    declarations = await repo.declarations(session, ledger_ids)
+    aliases = await repo.preferred_aliases(session, batteries)
+    return query_document([present(r, aliases, declarations) for r in rows], (r["context"] for r in rows))

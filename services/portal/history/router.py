@@ -4,8 +4,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from services.portal import access
-from services.portal.history import repository as repo
 from services.portal.history import service
 from services.portal.history.schemas import BatterySearchPage, History
 from shared.auth import CurrentPrincipal
@@ -55,17 +53,15 @@ async def search(
 ) -> dict[str, Any]:
     """Filters combine with AND. Participants other than authorities and operators find only the batteries
     they made or handled."""
-    rows = await repo.search(
+    rows, more = await service.search(
         session,
+        principal,
         state=state.value if state else None,
         manufacturer=manufacturer,
         chemistry=chemistry,
         region=region,
         vin=vin,
-        handler_org=None if access.sees_all(principal) else principal.org,
         after=decode_cursor(cursor, str),
-        limit=limit + 1,
+        limit=limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
     return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}

@@ -4,15 +4,16 @@ passports (one per life), and how fresh the read model is."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal import access
 from services.portal.history import repository as repo
 from services.portal.ingest.consumer import REGISTRY_FACTS
+from shared import access
 from shared.auth import Principal
 from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS
 from shared.problems import Forbidden, NotFound, Unprocessable, field_error
@@ -49,14 +50,24 @@ async def locate(conn: asyncpg.Connection, battery_id: str | None, alias: str | 
     return battery
 
 
-async def check_may_read(conn: asyncpg.Connection, principal: Principal, battery_id: str) -> None:
-    if access.sees_all(principal) or await repo.handled(conn, principal.org, battery_id):
-        return
-    raise Forbidden(
-        f"'{principal.org}' neither made nor handled battery '{battery_id}'; only authorities and operators "
-        "see every history.",
-        code="not-handled",
+async def relation(conn: asyncpg.Connection, org: str, battery: Mapping[str, Any]) -> access.Relation:
+    """What the portal's read model proves about `org` and the battery (`handlers`: its manufacturer, every
+    actor and every custodian)."""
+    return access.Relation(
+        manufacturer=battery["manufacturer"] is not None and battery["manufacturer"] == org,
+        handled=await repo.handled(conn, org, battery["id"]),
     )
+
+
+async def check_may_read(conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]) -> None:
+    if access.sees_every_battery(principal):
+        return  # without asking the read model
+    if not access.may_read_battery(principal, await relation(conn, principal.org, battery)):
+        raise Forbidden(
+            f"'{principal.org}' neither made nor handled battery '{battery['id']}'; only authorities and "
+            "operators see every history.",
+            code="not-handled",
+        )
 
 
 async def history(
@@ -64,7 +75,7 @@ async def history(
 ) -> dict[str, Any]:
     battery = await locate(conn, battery_id, alias)
     bid = battery["id"]
-    await check_may_read(conn, principal, bid)
+    await check_may_read(conn, principal, battery)
     if at is not None and at.tzinfo is None:
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
@@ -90,6 +101,33 @@ async def history(
         else None,
     }
     return out
+
+
+async def search(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    state: str | None,
+    manufacturer: str | None,
+    chemistry: str | None,
+    region: str | None,
+    vin: str | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of the batteries the principal may read that match every filter, and whether more follow."""
+    rows = await repo.search(
+        session,
+        state=state,
+        manufacturer=manufacturer,
+        chemistry=chemistry,
+        region=region,
+        vin=vin,
+        handler_org=access.only_handled_by(principal),
+        after=after,
+        limit=limit + 1,
+    )
+    return rows[:limit], len(rows) > limit
 
 
 async def composition(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.access import Level, passport_level
 from services.portal.history import repository as history_repo
-from services.portal.history.service import chain_status, lives, locate
+from services.portal.history.service import chain_status, lives, locate, relation
+from shared.access import Level, Relation, passport_level
 from shared.auth import Principal
 from shared.db import raw_connection
 from shared.problems import NotFound
@@ -46,8 +46,8 @@ async def passport(session: AsyncSession, principal: Principal | None, battery_i
     bid = battery["id"]
     if not battery["registered"]:
         raise NotFound(f"Battery '{bid}' has no registration in the portal yet.", code="unknown-battery")
-    handled = principal is not None and await history_repo.handled(conn, principal.org, bid)
-    level = passport_level(principal, battery["manufacturer"], handled)
+    proved = await relation(conn, principal.org, battery) if principal is not None else Relation()
+    level = passport_level(principal, proved)
     events = await history_repo.timeline(conn, bid)
     maker = await history_repo.participant(session, battery["manufacturer"])
     return build(battery, events, maker, level)

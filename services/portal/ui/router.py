@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from services.portal.ui import i18n
 from services.portal.ui import service as ui
 from services.portal.ui.settings import UISettings
+from shared import access
 from shared.auth import Ministry, Principal, Role, TokenVerifier, mint_token
 from shared.db import SessionDep
 from shared.logs import request_id_var
@@ -223,7 +224,7 @@ async def lookup(request: Request, session: SessionDep, principal: Viewer, q: st
     q = q.strip()
     if not q:
         return render(request, "home.html", status=422, principal=principal, q=q, message_key="lookup.empty")
-    if principal is None and ui.looks_like_vin(q):
+    if ui.looks_like_vin(q) and not access.may_look_up_by_vin(principal):
         return render(request, "home.html", status=401, principal=None, q=q, message_key="lookup.vin_needs_signin")
     found = await ui.resolve(session, q)
     if found is None:
@@ -396,7 +397,7 @@ def _ministry(code: str, principal: Principal | None) -> tuple[Ministry, Princip
     except ValueError:
         raise _problem(NotFound(f"No ministry '{code}'.", code="unknown-ministry"), code=code) from None
     viewer = require_signin(principal)
-    if viewer.role is Role.admin or (viewer.role is Role.ministry and viewer.ministry is ministry):
+    if access.may_see_ministry_view(viewer, ministry):
         return ministry, viewer
     raise _problem(
         Forbidden(f"This view is for {ministry.value} only.", code="wrong-ministry"), ministry=ministry.value
@@ -464,7 +465,7 @@ async def dashboard_csv(
 
 def _operator(principal: Principal | None) -> Principal:
     viewer = require_signin(principal)
-    if viewer.role not in (Role.operator, Role.admin):
+    if not access.may_see_operations(viewer):
         raise Forbidden("Operators only.", code="operators-only")
     return viewer
 

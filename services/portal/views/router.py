@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Query
 
 from services.portal.views import service
 from services.portal.views.schemas import KatsView, McceeView, MolitView, MotieView
-from shared.auth import CurrentPrincipal, Ministry, Principal, Role
+from shared import access
+from shared.auth import CurrentPrincipal, Ministry, Principal
 from shared.db import SessionDep
 from shared.problems import PROBLEM_RESPONSES, Forbidden
 from shared.validation import IsoDate
@@ -19,7 +20,7 @@ def only(code: Ministry) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency admitting only that ministry's token (and admin)."""
 
     async def dep(principal: CurrentPrincipal) -> Principal:
-        if principal.role is Role.admin or (principal.role is Role.ministry and principal.ministry is code):
+        if access.may_see_ministry_view(principal, code):
             return principal
         raise Forbidden(f"This view is for {code.value} only.", code="wrong-ministry")
 

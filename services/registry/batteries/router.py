@@ -4,7 +4,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
 
-from services.registry.batteries import repository as repo
 from services.registry.batteries import service
 from services.registry.batteries.schemas import (
     AliasIn,
@@ -19,14 +18,13 @@ from services.registry.batteries.schemas import (
 )
 from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
-from shared.db import ReaderDep, SessionDep, raw_connection
+from shared.db import ReaderDep, SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_RESPONSES, Forbidden
+from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
 Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
 AliasWriter = Annotated[Principal, Depends(require_role(Role.manufacturer, Role.oem))]
-PUBLIC_FIELDS = set(BatteryPublic.model_fields)
 
 
 @router.post(
@@ -38,8 +36,7 @@ PUBLIC_FIELDS = set(BatteryPublic.model_fields)
 async def register_battery(body: BatteryIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
     """A manufacturer registers one cell, module or pack. The manufacturer is the caller's organisation
     (never the body). Its lifecycle ledger starts with MANUFACTURED at the events service."""
-    await service.register(session, [body], principal, bulk=False)
-    return await service.get_battery(await raw_connection(session), body.id)
+    return await service.register_one(session, body, principal)
 
 
 @router.post(
@@ -63,10 +60,7 @@ async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufactur
 async def get_battery(battery_id: str, reader: ReaderDep, principal: OptionalPrincipal) -> dict[str, Any]:
     """Without a token, or for a participant other than the battery's manufacturer, only the public fields;
     the manufacturer, authorities and operators get the full record (serial number, material content)."""
-    row = await service.get_battery(reader, battery_id)
-    if principal is None or not (principal.sees_everything or principal.org == row["manufacturer"]):
-        return {k: v for k, v in row.items() if k in PUBLIC_FIELDS} | {"access_level": "public"}
-    return row | {"access_level": "full"}
+    return await service.read_battery(reader, principal, battery_id)
 
 
 @router.get("/v1/batteries", response_model=BatteryPage, summary="List batteries (cursor pagination)")
@@ -80,24 +74,15 @@ async def list_batteries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Authorities and operators list every battery; a manufacturer lists its own (the full records)."""
-    if not principal.sees_everything:
-        if manufacturer not in (None, principal.org):
-            raise Forbidden("A participant may list only the batteries it manufactured.")
-        manufacturer = principal.org
-    rows = await repo.list_batteries(
+    rows, more = await service.list_batteries(
         session,
+        principal,
         manufacturer=manufacturer,
         kind=kind.value if kind else None,
         chemistry=chemistry.value if chemistry else None,
         after=decode_cursor(cursor, str),
-        limit=limit + 1,
+        limit=limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if rows:
-        by_id = await repo.aliases_of(session, [r["id"] for r in rows])
-        for r in rows:
-            r["aliases"] = by_id[r["id"]]
     return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
 
 

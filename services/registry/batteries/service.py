@@ -11,15 +11,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.batteries import repository as repo
-from services.registry.batteries.schemas import AliasIn, BatteryIn
+from services.registry.batteries.schemas import AliasIn, BatteryIn, BatteryPublic
 from services.registry.catalog import repository as catalog_repo
 from services.registry.events import registry_message
 from services.registry.tables import SCHEMA
+from shared import access
 from shared.auth import Principal, Role
 from shared.contract.streams import manufactured_event_id
 from shared.db import raw_connection
 from shared.outbox import enqueue
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable, field_error
+
+PUBLIC_FIELDS = set(BatteryPublic.model_fields)
 
 
 def _item_error(index: int | None, field: str, rule: str, message: str) -> dict[str, Any]:
@@ -130,6 +133,49 @@ async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, An
     if row is None:
         raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
     return row
+
+
+async def register_one(session: AsyncSession, item: BatteryIn, principal: Principal) -> dict[str, Any]:
+    """Register one battery and answer its full record as this unit of work sees it."""
+    await register(session, [item], principal, bulk=False)
+    return await get_battery(await raw_connection(session), item.id)
+
+
+async def read_battery(conn: asyncpg.Connection, principal: Principal | None, battery_id: str) -> dict[str, Any]:
+    """The full record for those who see it (shared.access.sees_full_record), else the public fields."""
+    row = await get_battery(conn, battery_id)
+    relation = access.Relation(manufacturer=principal is not None and principal.org == row["manufacturer"])
+    if not access.sees_full_record(principal, relation):
+        return {k: v for k, v in row.items() if k in PUBLIC_FIELDS} | {"access_level": "public"}
+    return row | {"access_level": "full"}
+
+
+async def list_batteries(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    manufacturer: str | None,
+    kind: str | None,
+    chemistry: str | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of full records with their aliases, and whether more follow. Those who see every battery list
+    any manufacturer's; anyone else only its own organisation's."""
+    if not access.sees_every_battery(principal):
+        if manufacturer not in (None, principal.org):
+            raise Forbidden("A participant may list only the batteries it manufactured.")
+        manufacturer = principal.org
+    rows = await repo.list_batteries(
+        session, manufacturer=manufacturer, kind=kind, chemistry=chemistry, after=after, limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if rows:
+        by_id = await repo.aliases_of(session, [r["id"] for r in rows])
+        for r in rows:
+            r["aliases"] = by_id[r["id"]]
+    return rows, more
 
 
 async def add_alias(session: AsyncSession, battery_id: str, body: AliasIn, principal: Principal) -> dict[str, Any]:

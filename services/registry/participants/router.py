@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from services.registry.participants import repository as repo
 from services.registry.participants import service
 from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
@@ -38,15 +37,12 @@ async def list_participants(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, object]:
-    after = decode_cursor(cursor, str)
-    rows = await repo.list_participants(
+    rows, more = await service.list_participants(
         session,
         role=role.value if role else None,
         ministry=ministry.value if ministry else None,
         region=region,
-        after=after,
-        limit=limit + 1,
+        after=decode_cursor(cursor, str),
+        limit=limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
     return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}

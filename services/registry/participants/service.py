@@ -26,3 +26,19 @@ async def get_participant(session: AsyncSession, pid: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"No participant '{pid}'.")
     return row
+
+
+async def list_participants(
+    session: AsyncSession,
+    *,
+    role: str | None,
+    ministry: str | None,
+    region: str | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of participants, and whether more follow."""
+    rows = await repo.list_participants(
+        session, role=role, ministry=ministry, region=region, after=after, limit=limit + 1
+    )
+    return rows[:limit], len(rows) > limit
