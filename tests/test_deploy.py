@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from services.cli.main import app as cli_app
-from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY, TOPICS
+from shared.kafka import dlq_topic
 from shared.settings import EventsSettings, PortalSettings, RegistrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,14 +387,32 @@ def verifies(env: dict[str, Any]) -> bool:
     return str(env.get("BT_EVENTS_VERIFIER_ENABLED", "true")).lower() == "true"
 
 
+CONSUMED = (TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS)
+
+
+def _every_topic() -> set[str]:
+    return set(TOPICS) | {dlq_topic(t) for t in CONSUMED}
+
+
 def test_compose_topics_job_creates_the_service_topics_with_their_partitions() -> None:
     script = " ".join(compose_services()["topics"]["command"])
-    assert TOPIC_REGISTRY in script and TOPIC_LIFECYCLE in script
+    words = set(re.findall(r"[\w.]+", script))
+    assert _every_topic() <= words, sorted(_every_topic() - words)
     partitions = int(re.search(r"--partitions (\d+)", script)[1])  # type: ignore[index]
     for svc in ours().values():
         for key, value in svc.get("environment", {}).items():
             if key.endswith("_KAFKA_PARTITIONS"):
                 assert int(value) == partitions
+
+
+def test_k8s_topics_job_creates_every_topic_replicated_for_production() -> None:
+    job = next(d for d in yaml.safe_load_all((K8S / "base" / "topics.yaml").read_text()) if d["kind"] == "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    script = container["args"][0]
+    created = set(re.findall(r"^\s*create (\S+) ", script, re.M))
+    assert created == _every_topic()
+    assert "--replication-factor 3" in script and "min.insync.replicas=2" in script
+    assert "topics.yaml" in kustomization(K8S / "base")["resources"]
 
 
 def test_compose_migrate_job_runs_the_migrate_command() -> None:
@@ -566,7 +585,10 @@ def test_pods_run_as_the_image_user_with_requests_and_limits() -> None:
     for name, obj in [*deployments().items(), *objects("Job").items()]:
         pod = obj["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
-        assert pod["securityContext"]["runAsUser"] == image_uid(), name
+        if all(c["image"] == "batterytrace" for c in pod["containers"]):
+            assert pod["securityContext"]["runAsUser"] == image_uid(), name
+        else:  # a third-party image (the Kafka tools of the topics job) runs as its own non-root user
+            assert pod["securityContext"]["runAsUser"] > 0, name
         for container in pod["containers"]:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
             for kind in ("requests", "limits"):
@@ -661,8 +683,8 @@ def test_workers_split_one_relay_per_publisher_and_consumers_within_partitions()
 
 
 def test_migrate_job_runs_the_migrate_command_with_its_database_url() -> None:
-    (job,) = objects("Job").values()
-    (container,) = pod_containers(job)
+    assert set(objects("Job")) == {"migrate", "topics"}
+    (container,) = pod_containers(objects("Job")["migrate"])
     command = entrypoint().commands[container["args"][0]]
     assert command == "migrate"
     env = container_env(container)
