@@ -189,3 +189,49 @@ def check_level(p: dict, level: str, extensions: set[str]) -> None:
 async def test_unknown_battery_passport_is_404(portal) -> None:
     r = await portal.get("/v1/passports/NOPE")
     assert r.status_code == 404 and r.json()["code"] == "unknown-battery"
+
+
+def _b64url(part: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+async def test_signed_passport_verifies_offline_with_the_published_jwks(portal, token) -> None:
+    """The JWS is checked here without the portal's JWS library: Ed25519 over `header.payload` (RFC 7515 §5.2,
+    RFC 8037) with the key the JWKS names by `kid`; the payload is the passport the caller's level sees."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    jwks = (await portal.get("/.well-known/jwks.json")).json()
+    keys = {k["kid"]: k for k in jwks["keys"]}
+    for headers, level in [({}, "public"), (token("LGES", "manufacturer"), "manufacturer")]:
+        r = await portal.get("/v1/passports/P1/jws", headers=headers)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/jose")
+        header_b64, payload_b64, sig_b64 = r.text.split(".")
+        header = json.loads(_b64url(header_b64))
+        assert header["alg"] == "EdDSA" and header["kid"] in keys
+        jwk = keys[header["kid"]]
+        assert (jwk["kty"], jwk["crv"]) == ("OKP", "Ed25519")
+        Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"])).verify(
+            _b64url(sig_b64), f"{header_b64}.{payload_b64}".encode()
+        )
+        signed = json.loads(_b64url(payload_b64))
+        plain = (await portal.get("/v1/passports/P1", headers=headers)).json()
+        assert signed["access_level"] == level and signed["passport_id"] == plain["passport_id"]
+        assert signed["aspects"] == plain["aspects"]
+    tampered = r.text.split(".")
+    tampered[1] = tampered[1][:-4] + ("AAAA" if not tampered[1].endswith("AAAA") else "BBBB")
+    from cryptography.exceptions import InvalidSignature
+
+    with pytest.raises(InvalidSignature):
+        Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"])).verify(
+            _b64url(tampered[2]), f"{tampered[0]}.{tampered[1]}".encode()
+        )
+    assert (await portal.get("/v1/passports/NOPE/jws")).status_code == 404
+
+
+def test_jwk_thumbprint_is_rfc_7638_as_rfc_8037_computes_it() -> None:
+    from services.portal.passports.signing import thumbprint
+
+    jwk = {"crv": "Ed25519", "kty": "OKP", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    assert thumbprint(jwk) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"

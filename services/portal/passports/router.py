@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from services.portal.passports import service
 from services.portal.passports.schemas import Passport
+from services.portal.passports.signing import MEDIA_TYPE, PassportSigner
 from shared.auth import OPTIONAL_BEARER, OptionalPrincipal
 from shared.db import SessionDep
 from shared.problems import PROBLEM_RESPONSES
@@ -25,3 +26,33 @@ async def get_passport(battery_id: str, session: SessionDep, principal: Optional
     material masses and condition; `authority` (ministry, certifier, admin) adds the lifecycle record; the
     battery's own `manufacturer` sees everything, manufacturing details included."""
     return await service.passport(session, principal, battery_id)
+
+
+def signer(request: Request) -> PassportSigner:
+    """The portal's passport key (BT_PORTAL_PASSPORT_SIGNING_KEY_FILE), loaded once per process."""
+    state = request.app.state
+    if getattr(state, "passport_signer", None) is None:
+        state.passport_signer = PassportSigner.create(getattr(state.settings, "passport_signing_key_file", None))
+    found: PassportSigner = state.passport_signer
+    return found
+
+
+@router.get(
+    "/v1/passports/{battery_id}/jws",
+    summary="The same passport as a compact JWS (EdDSA), verifiable offline with /.well-known/jwks.json",
+    response_class=Response,
+    responses={200: {"content": {MEDIA_TYPE: {"example": "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJ...fQ.c2ln"}}}},
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def get_signed_passport(
+    battery_id: str, request: Request, session: SessionDep, principal: OptionalPrincipal
+) -> Response:
+    """The passport your access level sees, signed by the portal: header `kid` names the key in the JWKS."""
+    passport = await service.passport(session, principal, battery_id)
+    body = Passport.model_validate(passport).model_dump(mode="json")
+    return Response(signer(request).sign(body), media_type=MEDIA_TYPE)
+
+
+@router.get("/.well-known/jwks.json", summary="The portal's passport signing keys (JWKS)")
+async def get_jwks(request: Request) -> dict[str, Any]:
+    return signer(request).jwks()

@@ -122,6 +122,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "authorised users only.",
     ),
     "passport.hidden_fields": ("공개되지 않는 항목", "Fields not shown publicly"),
+    "passport.signed": ("서명된 여권 (JWS, 오프라인 검증)", "Signed passport (JWS, verifiable offline)"),
     # dashboards
     "dash.title": ("{ministry} 대시보드", "{ministry} dashboard"),
     "dash.from": ("시작 월", "From month"),
