@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.lifecycle import machine
 from services.events.lifecycle import repository as repo
-from services.events.lifecycle.machine import BatteryState, DeclaredEvent, Event, LedgerRow, Poster, Refusal
+from services.events.lifecycle.machine import (
+    BatteryState,
+    DeclaredEvent,
+    Event,
+    LedgerRow,
+    Poster,
+    Refusal,
+    Transition,
+)
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn
 from shared.auth import Principal
 from shared.contract.lifecycle import EventType, canonical_json, ts
@@ -54,12 +62,11 @@ class Accepted:
         }
 
 
-def genesis_from_registry(battery: Mapping[str, Any], recorded_at: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The state row and the MANUFACTURED ledger row for a registered battery."""
+def _genesis(battery: Mapping[str, Any], recorded_at: datetime) -> Transition:
     manufactured_at = battery["manufactured_at"]
     if isinstance(manufactured_at, str):
         manufactured_at = datetime.fromisoformat(manufactured_at)
-    first = machine.genesis(
+    return machine.genesis(
         battery_id=battery["id"],
         kind=battery["kind"],
         model_id=battery["model_id"],
@@ -68,6 +75,11 @@ def genesis_from_registry(battery: Mapping[str, Any], recorded_at: datetime) -> 
         site=battery.get("manufacturing_site"),
         recorded_at=recorded_at,
     )
+
+
+def genesis_from_registry(battery: Mapping[str, Any], recorded_at: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state row and the MANUFACTURED ledger row for a registered battery."""
+    first = _genesis(battery, recorded_at)
     return first.state.as_row(), first.row.as_row()
 
 
@@ -97,15 +109,15 @@ async def start_ledgers(session: AsyncSession, batteries: Sequence[dict[str, Any
     """Begin the ledgers of registered batteries (idempotent: existing ones are left alone)."""
     now = datetime.now(UTC)
     unique = {b["id"]: b for b in batteries}  # a redelivered registration may repeat in one batch
-    pairs = [genesis_from_registry(b, now) for b in unique.values()]
-    inserted = await repo.insert_genesis(session, [s for s, _ in pairs])
-    fresh = [(s, r) for s, r in pairs if s["battery_id"] in inserted]
+    firsts = [_genesis(b, now) for b in unique.values()]
+    inserted = await repo.insert_genesis(session, [t.state.as_row() for t in firsts])
+    fresh = [t for t in firsts if t.state.battery_id in inserted]
     if fresh:
         await repo.write(
             session,
-            [r for _, r in fresh],
+            [t.row.as_row() for t in fresh],
             [],
-            [lifecycle_message(r, s) for s, r in fresh],
+            [lifecycle_message(t.row.as_row(), t.state.as_row()) for t in fresh],
             update_states=False,
         )
     return len(fresh)
