@@ -263,8 +263,8 @@ def test_transition_table(variant: tuple[State, Grade | None, str | None], etype
         case = f"{role.value}, holds={holds}, holds_parent={holds_parent}"
         before = battery(state_, custodian=POSTER_ORG if holds else HOLDER, grade=grade, si=si)
         parent = parent_of(custodian=POSTER_ORG if holds_parent else PARENT_HOLDER)
-        declared = DeclaredEvent(DATA[E.ERROR_DECLARED]["declared_event_id"], before.battery_id, E.INSPECTED, "")
-        declared = replace(declared, actor=POSTER_ORG if holds else HOLDER)
+        declared_id = DATA[E.ERROR_DECLARED]["declared_event_id"]
+        declared = DeclaredEvent(declared_id, before.battery_id, E.INSPECTED, POSTER_ORG if holds else HOLDER)
         ev = event(etype)
         outcome = go(before, poster(role), ev, recorded_at=T0 + timedelta(days=2), parent=parent, declared=declared)
         want = expected(variant, etype, role, holds, holds_parent)
