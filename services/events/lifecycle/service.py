@@ -1,24 +1,33 @@
-"""The lifecycle rules: state machine, custody, ordering, idempotency, hash chain. No SQL here."""
+"""Capturing lifecycle events: validate, lock, apply each event through the state machine (`machine`), store
+and publish. The rules themselves live in `machine` and `rules`; the queries in `repository`."""
 
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.events.lifecycle import machine
 from services.events.lifecycle import repository as repo
-from services.events.lifecycle.rules import ASSEMBLY_PAIRS, Custody, allowed_events, rule_for
+from services.events.lifecycle.machine import (
+    BatteryState,
+    DeclaredEvent,
+    Event,
+    LedgerRow,
+    Poster,
+    Refusal,
+    Transition,
+)
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn
 from shared.auth import Principal
-from shared.contract.lifecycle import GENESIS, EventType, State, canonical_json, event_hash, ts
-from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type, manufactured_event_id
-from shared.problems import Problem, field_error, validation_errors
+from shared.contract.lifecycle import EventType, canonical_json, ts
+from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type
+from shared.problems import Problem, validation_errors
 
 
 class RegistryLookup(Protocol):
@@ -53,58 +62,25 @@ class Accepted:
         }
 
 
-def _illegal(state: dict[str, Any], etype: EventType, why: str) -> EventProblem:
-    current = State(state["state"])
-    allowed = [e.value for e in allowed_events(current, state.get("grade"))]
-    return EventProblem(
-        f"{etype.value} is not allowed for battery {state['battery_id']} in state '{current.value}'{why}. "
-        f"Allowed next events: {', '.join(allowed) or 'none (final state)'}.",
-        status=409,
-        code="illegal-transition",
-        title="Illegal transition",
-        current_state=current.value,
-        allowed_events=allowed,
-    )
-
-
-def genesis_from_registry(battery: dict[str, Any], recorded_at: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The state row and the MANUFACTURED ledger row for a registered battery."""
-    bid = battery["id"]
+def _genesis(battery: Mapping[str, Any], recorded_at: datetime) -> Transition:
     manufactured_at = battery["manufactured_at"]
     if isinstance(manufactured_at, str):
         manufactured_at = datetime.fromisoformat(manufactured_at)
-    row: dict[str, Any] = {
-        "event_id": manufactured_event_id(bid),
-        "battery_id": bid,
-        "sequence": 1,
-        "type": EventType.MANUFACTURED.value,
-        "occurred_at": manufactured_at,
-        "recorded_at": recorded_at,
-        "actor": battery["manufacturer"],
-        "actor_role": "manufacturer",
-        "location": {"site": battery.get("manufacturing_site")},
-        "data": {"model_id": battery["model_id"], "kind": battery["kind"]},
-        "state_after": State.manufactured.value,
-        "custodian_after": battery["manufacturer"],
-        "prev_hash": GENESIS,
-    }
-    row["hash"] = event_hash(GENESIS, row)
-    row["request_digest"] = row["hash"]
-    state = {
-        "battery_id": bid,
-        "kind": battery["kind"],
-        "model_id": battery["model_id"],
-        "manufacturer": battery["manufacturer"],
-        "state": State.manufactured.value,
-        "custodian": battery["manufacturer"],
-        "sequence": 1,
-        "last_hash": row["hash"],
-        "last_event_at": manufactured_at,
-        "grade": None,
-        "safety_inspection": None,
-        "parent_id": None,
-    }
-    return state, row
+    return machine.genesis(
+        battery_id=battery["id"],
+        kind=battery["kind"],
+        model_id=battery["model_id"],
+        manufacturer=battery["manufacturer"],
+        manufactured_at=manufactured_at,
+        site=battery.get("manufacturing_site"),
+        recorded_at=recorded_at,
+    )
+
+
+def genesis_from_registry(battery: Mapping[str, Any], recorded_at: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state row and the MANUFACTURED ledger row for a registered battery."""
+    first = _genesis(battery, recorded_at)
+    return first.state.as_row(), first.row.as_row()
 
 
 def lifecycle_message(row: dict[str, Any], state: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -133,15 +109,15 @@ async def start_ledgers(session: AsyncSession, batteries: Sequence[dict[str, Any
     """Begin the ledgers of registered batteries (idempotent: existing ones are left alone)."""
     now = datetime.now(UTC)
     unique = {b["id"]: b for b in batteries}  # a redelivered registration may repeat in one batch
-    pairs = [genesis_from_registry(b, now) for b in unique.values()]
-    inserted = await repo.insert_genesis(session, [s for s, _ in pairs])
-    fresh = [(s, r) for s, r in pairs if s["battery_id"] in inserted]
+    firsts = [_genesis(b, now) for b in unique.values()]
+    inserted = await repo.insert_genesis(session, [t.state.as_row() for t in firsts])
+    fresh = [t for t in firsts if t.state.battery_id in inserted]
     if fresh:
         await repo.write(
             session,
-            [r for _, r in fresh],
+            [t.row.as_row() for t in fresh],
             [],
-            [lifecycle_message(r, s) for s, r in fresh],
+            [lifecycle_message(t.row.as_row(), t.state.as_row()) for t in fresh],
             update_states=False,
         )
     return len(fresh)
@@ -158,29 +134,41 @@ async def current_state(session: AsyncSession, battery_id: str, registry: Regist
     return state
 
 
-@dataclass
-class _Item:
-    index: int
-    event: EventIn
-    data: dict[str, Any] = field(default_factory=dict)
-    digest: str = ""
-
-
-def request_digest(fields: dict[str, Any]) -> str:
+def _digest(ev: EventIn, data: Mapping[str, Any], actor: str) -> str:
     """Digest of what a client sent (for idempotent retries by event ID)."""
-    return hashlib.sha256(canonical_json(fields)).hexdigest()
+    sent = {
+        "battery_id": ev.battery_id,
+        "type": ev.type.value,
+        "occurred_at": ts(ev.occurred_at),
+        "location": ev.location.model_dump(mode="json"),
+        "data": data,
+        "actor": actor,
+    }
+    return hashlib.sha256(canonical_json(sent)).hexdigest()
 
 
-def _digest(ev: EventIn, data: dict[str, Any], principal: Principal) -> str:
-    return request_digest(
-        {
-            "battery_id": ev.battery_id,
-            "type": ev.type.value,
-            "occurred_at": ts(ev.occurred_at),
-            "location": ev.location.model_dump(mode="json"),
-            "data": data,
-            "actor": principal.org,
-        }
+def _prepare(ev: EventIn, poster: Poster) -> Event | Refusal:
+    """The event with its type's data validated, if the type is postable and the poster's role may post it."""
+    refusal = machine.postable(ev.type)
+    if refusal is not None:
+        return refusal
+    try:
+        data = DATA_ADAPTERS[ev.type].validate_python(ev.data).model_dump(mode="json", exclude_none=True)
+    except ValidationError as exc:
+        errs = validation_errors(exc.errors(), prefix=("data",))
+        return machine.invalid(f"{errs[0]['field']}: {errs[0]['message']} (for {ev.type.value})", *errs)
+    refusal = machine.authorize(ev.type, poster)
+    if refusal is not None:
+        return refusal
+    return Event(
+        type=ev.type,
+        event_id=ev.event_id,
+        battery_id=ev.battery_id,
+        occurred_at=ev.occurred_at,
+        location=ev.location.model_dump(mode="json", exclude_none=True),
+        data=data,
+        expected_sequence=ev.expected_sequence,
+        request_digest=_digest(ev, data, poster.org),
     )
 
 
@@ -192,50 +180,22 @@ async def capture(
 ) -> list[Accepted]:
     """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem."""
     batch = len(events) > 1
-    items: list[_Item] = []
-    failures: dict[int, Problem] = {}
+    poster = Poster(principal.org, principal.role, principal.is_authority)
+    failures: dict[int, Refusal] = {}
 
     # 1. Per-type data, and the poster's role.
-    for i, ev in enumerate(events):
-        item = _Item(i, ev)
-        items.append(item)
-        if ev.type is EventType.MANUFACTURED:
-            failures[i] = EventProblem(
-                "MANUFACTURED is recorded when the battery is registered at the registry.",
-                status=422,
-                code="validation-error",
-                title="Invalid request",
-                errors=[field_error("type", "postable", "MANUFACTURED cannot be posted")],
-            )
-            continue
-        try:
-            item.data = DATA_ADAPTERS[ev.type].validate_python(ev.data).model_dump(mode="json", exclude_none=True)
-        except ValidationError as exc:
-            errs = validation_errors(exc.errors(), prefix=("data",))
-            failures[i] = EventProblem(
-                f"{errs[0]['field']}: {errs[0]['message']} (for {ev.type.value})",
-                status=422,
-                code="validation-error",
-                title="Invalid request",
-                errors=errs,
-            )
-            continue
-        rule = rule_for(ev.type)
-        if principal.role not in rule.roles:
-            failures[i] = EventProblem(
-                f"Role '{principal.role.value}' may not post {ev.type.value}; allowed roles: "
-                f"{', '.join(sorted(r.value for r in rule.roles))}.",
-                status=403,
-                code="forbidden",
-                title="Not allowed",
-            )
-            continue
-        item.digest = _digest(ev, item.data, principal)
+    prepared: list[Event] = []
+    for i, posted in enumerate(events):
+        outcome = _prepare(posted, poster)
+        if isinstance(outcome, Refusal):
+            failures[i] = outcome
+        else:
+            prepared.append(outcome)
     _raise_if(failures, batch)
 
     # 2. Lock every battery involved (and assembly parents), starting ledgers the registry knows about.
-    ids = {it.event.battery_id for it in items}
-    ids |= {it.data["parent_id"] for it in items if "parent_id" in it.data}
+    ids = {ev.battery_id for ev in prepared}
+    ids |= {ev.data["parent_id"] for ev in prepared if "parent_id" in ev.data}
     states = await repo.lock_states(session, sorted(ids))
     missing = ids - states.keys()
     if missing:
@@ -245,17 +205,17 @@ async def capture(
             states = await repo.lock_states(session, sorted(ids))
 
     # 3. Retries: the same event ID again (after the locks, so a concurrent twin has committed by now).
-    existing = await repo.find_events(session, [it.event.event_id for it in items])
+    existing = await repo.find_events(session, [ev.event_id for ev in prepared])
     results: dict[int, Accepted] = {}
-    seen_in_batch: dict[str, _Item] = {}
-    for it in items:
-        prior = existing.get(it.event.event_id)
+    seen_in_batch: dict[str, Event] = {}
+    for i, ev in enumerate(prepared):
+        prior = existing.get(ev.event_id)
         if prior is not None:
-            if prior["request_digest"] != it.digest:
-                failures[it.index] = _conflict(it.event.event_id)
+            if prior["request_digest"] != ev.request_digest:
+                failures[i] = machine.id_conflict(ev.event_id)
             else:
-                results[it.index] = Accepted(
-                    it.event.event_id,
+                results[i] = Accepted(
+                    ev.event_id,
                     prior["battery_id"],
                     prior["sequence"],
                     prior["hash"],
@@ -263,282 +223,92 @@ async def capture(
                     prior["custodian_after"],
                 )
             continue
-        twin = seen_in_batch.get(it.event.event_id)
-        if twin is not None and twin.digest != it.digest:
-            failures[it.index] = _conflict(it.event.event_id)
-        seen_in_batch.setdefault(it.event.event_id, it)
+        twin = seen_in_batch.get(ev.event_id)
+        if twin is not None and twin.request_digest != ev.request_digest:
+            failures[i] = machine.id_conflict(ev.event_id)
+        seen_in_batch.setdefault(ev.event_id, ev)
 
     # Events declared in error (ERROR_DECLARED): the ledger's, and (below) those applied earlier in this batch.
-    declared_ids = [it.data["declared_event_id"] for it in items if it.event.type is EventType.ERROR_DECLARED]
-    known = await repo.find_events(session, declared_ids) if declared_ids else {}
+    declared_ids = [ev.data["declared_event_id"] for ev in prepared if ev.type is EventType.ERROR_DECLARED]
+    found_declared = await repo.find_events(session, declared_ids) if declared_ids else {}
+    known = {eid: DeclaredEvent.from_row(row) for eid, row in found_declared.items()}
 
-    # 4. The state machine, in order, on working copies of the states.
+    # 4. The state machine, in order, on the batch's working states.
     now = datetime.now(UTC)
-    work = {bid: dict(s) for bid, s in states.items()}
-    ledger_rows: list[dict[str, Any]] = []
+    work = {bid: BatteryState.from_row(s) for bid, s in states.items()}
+    rows: list[LedgerRow] = []
     messages: list[tuple[str, str, dict[str, Any]]] = []
     applied: dict[str, Accepted] = {}
     failed_batteries: set[str] = set()
-    for it in items:
-        if it.index in results or it.index in failures:
+    for i, ev in enumerate(prepared):
+        if i in results or i in failures:
             continue
-        ev = it.event
         if ev.event_id in applied:  # the same event twice in one batch: once in effect
-            results[it.index] = applied[ev.event_id]
+            results[i] = applied[ev.event_id]
             continue
         if ev.battery_id in failed_batteries:
-            failures[it.index] = EventProblem(
-                f"Not applied: an earlier event for battery {ev.battery_id} in this batch failed.",
-                status=409,
-                code="depends-on-failed-item",
-                title="Not applied",
-            )
+            failures[i] = machine.depends_on_failed(ev.battery_id)
             continue
-        try:
-            row, new_state = _apply(it, work, principal, now, known)
-        except EventProblem as problem:
-            failures[it.index] = problem
+        step = machine.apply(
+            work.get(ev.battery_id),
+            poster,
+            ev,
+            recorded_at=now,
+            parent=work.get(ev.data["parent_id"]) if "parent_id" in ev.data else None,
+            declared=known.get(ev.data["declared_event_id"]) if ev.type is EventType.ERROR_DECLARED else None,
+        )
+        if isinstance(step, Refusal):
+            failures[i] = step
             failed_batteries.add(ev.battery_id)
             continue
-        work[ev.battery_id] = new_state
-        ledger_rows.append(row)
-        known.setdefault(ev.event_id, row)
-        messages.append(lifecycle_message(row, new_state))
-        acc = Accepted(
-            ev.event_id, ev.battery_id, row["sequence"], row["hash"], row["state_after"], row["custodian_after"]
-        )
+        new, row = step.state, step.row
+        work[ev.battery_id] = new
+        rows.append(row)
+        known.setdefault(ev.event_id, DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
+        messages.append(lifecycle_message(row.as_row(), new.as_row()))
+        acc = Accepted(ev.event_id, ev.battery_id, row.sequence, row.hash, row.state_after.value, row.custodian_after)
         applied[ev.event_id] = acc
-        results[it.index] = acc
+        results[i] = acc
     _raise_if(failures, batch)
 
-    if ledger_rows:
-        changed = {r["battery_id"] for r in ledger_rows}
-        await repo.write(session, ledger_rows, [work[b] for b in sorted(changed)], messages)
-    return [results[i] for i in range(len(items))]
+    if rows:
+        changed = sorted({r.battery_id for r in rows})
+        await repo.write(session, [r.as_row() for r in rows], [work[b].as_row() for b in changed], messages)
+    return [results[i] for i in range(len(prepared))]
 
 
-def _conflict(event_id: str) -> EventProblem:
+def _problem(refusal: Refusal) -> EventProblem:
     return EventProblem(
-        f"Event ID {event_id} was already used for different content.",
-        status=409,
-        code="event-id-conflict",
-        title="Event ID conflict",
-        errors=[field_error("event_id", "unique-content", "already used for different content")],
+        refusal.detail,
+        status=refusal.status,
+        code=refusal.code,
+        title=refusal.title,
+        errors=refusal.errors,
+        **refusal.extra,
     )
 
 
-def _raise_if(failures: dict[int, Problem], batch: bool) -> None:
+def _raise_if(failures: Mapping[int, Refusal], batch: bool) -> None:
+    """Refusals become the one problem the client gets: the event's own, or the batch's listing each."""
     if not failures:
         return
     if not batch:
-        raise next(iter(failures.values()))
+        raise _problem(next(iter(failures.values())))
     ordered = sorted(failures.items())
     first_index, first = ordered[0]
-    status = first.status if all(p.status == first.status for _, p in ordered) else 422
-    if status == 403:
-        status = 403
+    status = first.status if all(r.status == first.status for _, r in ordered) else 422
     raise BatchProblem(
         f"{len(ordered)} of the batch's events failed; nothing was stored. First (index {first_index}): {first.detail}",
         status=status,
         errors=[
             {
                 "index": i,
-                "status": p.status,
-                "code": p.code,
-                "detail": p.detail,
-                **({"errors": p.errors} if p.errors else {}),
-                **p.extra,
+                "status": r.status,
+                "code": r.code,
+                "detail": r.detail,
+                **({"errors": [dict(e) for e in r.errors]} if r.errors else {}),
+                **r.extra,
             }
-            for i, p in ordered
+            for i, r in ordered
         ],
     )
-
-
-def _apply(
-    it: _Item,
-    work: dict[str, dict[str, Any]],
-    principal: Principal,
-    now: datetime,
-    known: dict[str, dict[str, Any]] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    ev = it.event
-    state = work.get(ev.battery_id)
-    if state is None:
-        raise EventProblem(
-            f"No battery '{ev.battery_id}' is registered.", status=404, code="unknown-battery", title="Not found"
-        )
-    if ev.expected_sequence is not None and ev.expected_sequence != state["sequence"]:
-        raise EventProblem(
-            f"expected_sequence {ev.expected_sequence} but battery {ev.battery_id} is at {state['sequence']}.",
-            status=409,
-            code="sequence-conflict",
-            title="Sequence conflict",
-            current_sequence=state["sequence"],
-        )
-    current = State(state["state"])
-    rule = rule_for(ev.type)
-    if ev.type is EventType.ERROR_DECLARED:
-        _check_declaration(it, (known or {}).get(it.data["declared_event_id"]), principal)
-    if current not in rule.sources:
-        raise _illegal(state, ev.type, "")
-    if rule.grade is not None and current is State.graded and state.get("grade") != rule.grade.value:
-        raise _illegal(state, ev.type, f" (graded '{state.get('grade')}', not '{rule.grade.value}')")
-    if ev.type is EventType.INSTALLED and current is State.repurposed:
-        si = state.get("safety_inspection") or {}
-        if si.get("result") != "pass":
-            raise _illegal(state, ev.type, " (a repurposed battery needs a passing SAFETY_INSPECTED first)")
-    if ev.occurred_at < state["last_event_at"]:
-        raise EventProblem(
-            f"occurred_at {ev.occurred_at.isoformat()} precedes the battery's last event "
-            f"({state['last_event_at'].isoformat()}).",
-            status=422,
-            code="validation-error",
-            title="Invalid request",
-            errors=[field_error("occurred_at", "not-before-last-event", "precedes the battery's last event")],
-        )
-
-    new = dict(state)
-    custodian = state["custodian"]
-    if rule.custody is Custody.custodian and custodian != principal.org:
-        raise _not_custodian(ev, custodian)
-    if rule.custody is Custody.receiver:
-        if custodian != principal.org:
-            raise _not_custodian(ev, custodian)
-        if it.data["to"] == custodian:
-            raise EventProblem(
-                "data.to is already the custodian.",
-                status=422,
-                code="validation-error",
-                title="Invalid request",
-                errors=[field_error("data.to", "other-than-custodian", "already the custodian")],
-            )
-        custodian = it.data["to"]
-    if rule.custody is Custody.becomes:
-        custodian = principal.org
-    if rule.custody is Custody.parent:
-        parent_id = it.data["parent_id"]
-        parent = work.get(parent_id)
-        if parent is None:
-            raise EventProblem(
-                f"No parent battery '{parent_id}' is registered.",
-                status=404,
-                code="unknown-battery",
-                title="Not found",
-                errors=[field_error("data.parent_id", "known-battery", "not registered")],
-            )
-        if parent["custodian"] != principal.org:
-            raise EventProblem(
-                f"{ev.type.value} needs custody of the parent {parent_id}; its custodian is {parent['custodian']}.",
-                status=409,
-                code="not-custodian",
-                title="Not the custodian",
-                custodian=parent["custodian"],
-            )
-        if ev.type is EventType.ASSEMBLED:
-            if parent_id == ev.battery_id or (state["kind"], parent["kind"]) not in ASSEMBLY_PAIRS:
-                raise EventProblem(
-                    f"A {state['kind']} cannot be assembled into a {parent['kind']} "
-                    "(allowed: cell→module, module→pack, cell→pack).",
-                    status=422,
-                    code="validation-error",
-                    title="Invalid request",
-                    errors=[field_error("data.parent_id", "assembly-pairing", "kind pairing not allowed")],
-                )
-            if State(parent["state"]) in {State.recycled, State.disposed}:
-                raise _illegal(parent, ev.type, " (the parent is in a final state)")
-            new["parent_id"] = parent_id
-        else:
-            if state.get("parent_id") != parent_id:
-                raise EventProblem(
-                    f"{ev.battery_id} is not a current component of {parent_id}.",
-                    status=409,
-                    code="not-a-component",
-                    title="Not a component",
-                    errors=[field_error("data.parent_id", "current-parent", "not the battery's current parent")],
-                )
-            new["parent_id"] = None
-        custodian = principal.org
-
-    if rule.target is not None:
-        new["state"] = rule.target.value
-    if ev.type is EventType.GRADED:
-        new["grade"] = it.data["grade"]
-    if ev.type in (EventType.REMANUFACTURED, EventType.REPURPOSED):
-        new["safety_inspection"] = None  # a new passport: its safety inspection starts afresh
-    if ev.type is EventType.SAFETY_INSPECTED:
-        new["safety_inspection"] = {**it.data, "at": ts(ev.occurred_at), "event_id": ev.event_id}
-    new["custodian"] = custodian
-    new["sequence"] = state["sequence"] + 1
-    new["last_event_at"] = ev.occurred_at
-
-    row: dict[str, Any] = {
-        "event_id": ev.event_id,
-        "battery_id": ev.battery_id,
-        "sequence": new["sequence"],
-        "type": ev.type.value,
-        "occurred_at": ev.occurred_at,
-        "recorded_at": now,
-        "actor": principal.org,
-        "actor_role": principal.role.value,
-        "location": ev.location.model_dump(mode="json", exclude_none=True),
-        "data": it.data,
-        "state_after": new["state"],
-        "custodian_after": custodian,
-        "prev_hash": state["last_hash"],
-        "request_digest": it.digest,
-    }
-    row["hash"] = event_hash(state["last_hash"], row)
-    new["last_hash"] = row["hash"]
-    return row, new
-
-
-def _check_declaration(it: _Item, declared: dict[str, Any] | None, principal: Principal) -> None:
-    """The declared event exists, belongs to this battery, is not itself a declaration, and the poster is its
-    actor or an authority."""
-    declared_id = it.data["declared_event_id"]
-    field = "data.declared_event_id"
-    if declared is None:
-        raise EventProblem(
-            f"No event {declared_id} is in the ledger.",
-            status=404,
-            code="unknown-event",
-            title="Not found",
-            errors=[field_error(field, "known-event", "not in the ledger")],
-        )
-    if declared["battery_id"] != it.event.battery_id:
-        raise EventProblem(
-            f"Event {declared_id} belongs to battery {declared['battery_id']}, not {it.event.battery_id}.",
-            status=422,
-            code="validation-error",
-            title="Invalid request",
-            errors=[field_error(field, "same-battery", "belongs to another battery")],
-        )
-    if declared["type"] == EventType.ERROR_DECLARED.value:
-        raise EventProblem(
-            "An error declaration cannot itself be declared in error; declare the original event again.",
-            status=422,
-            code="validation-error",
-            title="Invalid request",
-            errors=[field_error(field, "not-a-declaration", "is an error declaration")],
-        )
-    if declared["actor"] != principal.org and not principal.is_authority:
-        raise EventProblem(
-            f"Only the event's actor ({declared['actor']}) or an authority may declare it in error.",
-            status=403,
-            code="forbidden",
-            title="Not allowed",
-        )
-
-
-def _not_custodian(ev: EventIn, custodian: str) -> EventProblem:
-    return EventProblem(
-        f"{ev.type.value} needs custody of {ev.battery_id}; its custodian is {custodian}.",
-        status=409,
-        code="not-custodian",
-        title="Not the custodian",
-        custodian=custodian,
-    )
-
-
-def new_event_id() -> str:
-    return str(uuid.uuid4())

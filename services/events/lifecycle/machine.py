@@ -1,0 +1,546 @@
+"""The lifecycle state machine, pure: no I/O, no SQL, no web framework.
+
+Given a battery's state, the poster and an event (with the assembly parent's state and the declared event where
+the event needs them), `apply` answers a `Transition` (the new state and the ledger row, hashed) or a `Refusal`
+(the problem a client gets: status, code, title, detail, field errors, extra members). The transition table it
+follows is `rules.py`. The service locks, looks up, stores and publishes; it never decides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from services.events.lifecycle.rules import ASSEMBLY_PAIRS, Custody, Rule, allowed_events, rule_for
+from shared.auth import Role
+from shared.contract.lifecycle import GENESIS, EventType, Grade, State, event_hash, ts
+from shared.contract.streams import manufactured_event_id
+
+
+# ---- inputs ----
+@dataclass(frozen=True, slots=True)
+class SafetyInspection:
+    """The battery's latest SAFETY_INSPECTED (since its last remanufacturing or repurposing)."""
+
+    standard: str
+    result: str
+    body: str
+    at: str
+    event_id: str
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> SafetyInspection:
+        return cls(value["standard"], value["result"], value["body"], value["at"], value["event_id"])
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "standard": self.standard,
+            "result": self.result,
+            "body": self.body,
+            "at": self.at,
+            "event_id": self.event_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryState:
+    """A battery's current lifecycle state: what its last event left."""
+
+    battery_id: str
+    kind: str
+    model_id: str
+    manufacturer: str
+    state: State
+    custodian: str
+    sequence: int
+    last_hash: str
+    last_event_at: datetime
+    grade: Grade | None = None
+    safety_inspection: SafetyInspection | None = None
+    parent_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BatteryState:
+        grade, si = row.get("grade"), row.get("safety_inspection")
+        return cls(
+            battery_id=row["battery_id"],
+            kind=row["kind"],
+            model_id=row["model_id"],
+            manufacturer=row["manufacturer"],
+            state=State(row["state"]),
+            custodian=row["custodian"],
+            sequence=row["sequence"],
+            last_hash=row["last_hash"],
+            last_event_at=row["last_event_at"],
+            grade=None if grade is None else Grade(grade),
+            safety_inspection=None if si is None else SafetyInspection.from_json(si),
+            parent_id=row.get("parent_id"),
+        )
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "battery_id": self.battery_id,
+            "kind": self.kind,
+            "model_id": self.model_id,
+            "manufacturer": self.manufacturer,
+            "state": self.state.value,
+            "custodian": self.custodian,
+            "sequence": self.sequence,
+            "last_hash": self.last_hash,
+            "last_event_at": self.last_event_at,
+            "grade": None if self.grade is None else self.grade.value,
+            "safety_inspection": None if self.safety_inspection is None else self.safety_inspection.as_json(),
+            "parent_id": self.parent_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Poster:
+    """Who posts: the organisation and role from the credential."""
+
+    org: str
+    role: Role
+    is_authority: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as posted, its `data` already validated against its type (JSON form, no None members)."""
+
+    type: EventType
+    event_id: str
+    battery_id: str
+    occurred_at: datetime
+    location: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    expected_sequence: int | None = None
+    request_digest: str = ""  # what the client sent, for idempotent retries; stored with the row
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredEvent:
+    """The ledger event an ERROR_DECLARED names."""
+
+    event_id: str
+    battery_id: str
+    type: EventType
+    actor: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeclaredEvent:
+        return cls(str(row["event_id"]), row["battery_id"], EventType(row["type"]), row["actor"])
+
+
+# ---- outputs ----
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One ledger record, hashed: what is appended to the ledger and published."""
+
+    event_id: str
+    battery_id: str
+    sequence: int
+    type: EventType
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    actor_role: str
+    location: Mapping[str, Any]
+    data: Mapping[str, Any]
+    state_after: State
+    custodian_after: str
+    prev_hash: str
+    hash: str
+    request_digest: str
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "battery_id": self.battery_id,
+            "sequence": self.sequence,
+            "type": self.type.value,
+            "occurred_at": self.occurred_at,
+            "recorded_at": self.recorded_at,
+            "actor": self.actor,
+            "actor_role": self.actor_role,
+            "location": dict(self.location),
+            "data": dict(self.data),
+            "state_after": self.state_after.value,
+            "custodian_after": self.custodian_after,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+            "request_digest": self.request_digest,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: BatteryState
+    row: LedgerRow
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an event is not applied, as the problem the client gets (the service renders it)."""
+
+    status: int
+    code: str
+    title: str
+    detail: str
+    errors: tuple[Mapping[str, Any], ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def field_error(field: str, rule: str, message: str) -> dict[str, Any]:
+    return {"field": field, "rule": rule, "message": message}
+
+
+def invalid(detail: str, *errors: Mapping[str, Any]) -> Refusal:
+    return Refusal(422, "validation-error", "Invalid request", detail, errors)
+
+
+def id_conflict(event_id: str) -> Refusal:
+    return Refusal(
+        409,
+        "event-id-conflict",
+        "Event ID conflict",
+        f"Event ID {event_id} was already used for different content.",
+        (field_error("event_id", "unique-content", "already used for different content"),),
+    )
+
+
+def depends_on_failed(battery_id: str) -> Refusal:
+    return Refusal(
+        409,
+        "depends-on-failed-item",
+        "Not applied",
+        f"Not applied: an earlier event for battery {battery_id} in this batch failed.",
+    )
+
+
+# ---- the rules ----
+def postable(etype: EventType) -> Refusal | None:
+    """MANUFACTURED comes from the registry, never from a client."""
+    if etype is EventType.MANUFACTURED:
+        return invalid(
+            "MANUFACTURED is recorded when the battery is registered at the registry.",
+            field_error("type", "postable", "MANUFACTURED cannot be posted"),
+        )
+    return None
+
+
+def authorize(etype: EventType, poster: Poster) -> Refusal | None:
+    """The poster's role may post the type (a postable one)."""
+    rule = rule_for(etype)
+    if poster.role not in rule.roles:
+        return Refusal(
+            403,
+            "forbidden",
+            "Not allowed",
+            f"Role '{poster.role.value}' may not post {etype.value}; allowed roles: "
+            f"{', '.join(sorted(r.value for r in rule.roles))}.",
+        )
+    return None
+
+
+def genesis(
+    *,
+    battery_id: str,
+    kind: str,
+    model_id: str,
+    manufacturer: str,
+    manufactured_at: datetime,
+    site: str | None,
+    recorded_at: datetime,
+) -> Transition:
+    """A registered battery's first state and its MANUFACTURED ledger row (sequence 1)."""
+    fields: dict[str, Any] = {
+        "event_id": manufactured_event_id(battery_id),
+        "battery_id": battery_id,
+        "sequence": 1,
+        "type": EventType.MANUFACTURED.value,
+        "occurred_at": manufactured_at,
+        "recorded_at": recorded_at,
+        "actor": manufacturer,
+        "actor_role": Role.manufacturer.value,
+        "location": {"site": site},
+        "data": {"model_id": model_id, "kind": kind},
+        "state_after": State.manufactured.value,
+        "custodian_after": manufacturer,
+    }
+    digest = event_hash(GENESIS, fields)
+    row = LedgerRow(
+        event_id=fields["event_id"],
+        battery_id=battery_id,
+        sequence=1,
+        type=EventType.MANUFACTURED,
+        occurred_at=manufactured_at,
+        recorded_at=recorded_at,
+        actor=manufacturer,
+        actor_role=Role.manufacturer.value,
+        location=fields["location"],
+        data=fields["data"],
+        state_after=State.manufactured,
+        custodian_after=manufacturer,
+        prev_hash=GENESIS,
+        hash=digest,
+        request_digest=digest,
+    )
+    state = BatteryState(
+        battery_id=battery_id,
+        kind=kind,
+        model_id=model_id,
+        manufacturer=manufacturer,
+        state=State.manufactured,
+        custodian=manufacturer,
+        sequence=1,
+        last_hash=digest,
+        last_event_at=manufactured_at,
+    )
+    return Transition(state, row)
+
+
+def apply(
+    state: BatteryState | None,
+    poster: Poster,
+    event: Event,
+    *,
+    recorded_at: datetime,
+    parent: BatteryState | None = None,
+    declared: DeclaredEvent | None = None,
+) -> Transition | Refusal:
+    """Apply one event. `parent`: the state of `data.parent_id` (ASSEMBLED, DISASSEMBLED); `declared`: the
+    event `data.declared_event_id` names (ERROR_DECLARED). None where it is not known."""
+    refusal = postable(event.type) or authorize(event.type, poster)
+    if refusal is not None:
+        return refusal
+    if state is None:
+        return Refusal(404, "unknown-battery", "Not found", f"No battery '{event.battery_id}' is registered.")
+    if event.expected_sequence is not None and event.expected_sequence != state.sequence:
+        return Refusal(
+            409,
+            "sequence-conflict",
+            "Sequence conflict",
+            f"expected_sequence {event.expected_sequence} but battery {event.battery_id} is at {state.sequence}.",
+            extra={"current_sequence": state.sequence},
+        )
+    rule = rule_for(event.type)
+    if event.type is EventType.ERROR_DECLARED:
+        refusal = _check_declaration(event, declared, poster)
+        if refusal is not None:
+            return refusal
+    refusal = _check_source(state, event, rule)
+    if refusal is not None:
+        return refusal
+    if event.occurred_at < state.last_event_at:
+        return invalid(
+            f"occurred_at {event.occurred_at.isoformat()} precedes the battery's last event "
+            f"({state.last_event_at.isoformat()}).",
+            field_error("occurred_at", "not-before-last-event", "precedes the battery's last event"),
+        )
+    moved = _custody(state, poster, event, rule, parent)
+    if isinstance(moved, Refusal):
+        return moved
+    custodian, parent_id = moved
+    return _transition(state, poster, event, rule, custodian, parent_id, recorded_at)
+
+
+def _illegal(state: BatteryState, etype: EventType, why: str) -> Refusal:
+    allowed = [e.value for e in allowed_events(state.state, state.grade)]
+    return Refusal(
+        409,
+        "illegal-transition",
+        "Illegal transition",
+        f"{etype.value} is not allowed for battery {state.battery_id} in state '{state.state.value}'{why}. "
+        f"Allowed next events: {', '.join(allowed) or 'none (final state)'}.",
+        extra={"current_state": state.state.value, "allowed_events": allowed},
+    )
+
+
+def _check_source(state: BatteryState, event: Event, rule: Rule) -> Refusal | None:
+    """The battery's state (and grade, and safety inspection) admits the event."""
+    current = state.state
+    if current not in rule.sources:
+        return _illegal(state, event.type, "")
+    if rule.grade is not None and current is State.graded and state.grade != rule.grade:
+        grade = None if state.grade is None else state.grade.value
+        return _illegal(state, event.type, f" (graded '{grade}', not '{rule.grade.value}')")
+    if event.type is EventType.INSTALLED and current is State.repurposed:
+        si = state.safety_inspection
+        if si is None or si.result != "pass":
+            return _illegal(state, event.type, " (a repurposed battery needs a passing SAFETY_INSPECTED first)")
+    return None
+
+
+def _custody(
+    state: BatteryState, poster: Poster, event: Event, rule: Rule, parent: BatteryState | None
+) -> tuple[str, str | None] | Refusal:
+    """The custodian and the parent after the event, or why the poster may not post it."""
+    custodian, parent_id = state.custodian, state.parent_id
+    if rule.custody is Custody.custodian and custodian != poster.org:
+        return _not_custodian(event, custodian)
+    if rule.custody is Custody.receiver:
+        if custodian != poster.org:
+            return _not_custodian(event, custodian)
+        if event.data["to"] == custodian:
+            return invalid(
+                "data.to is already the custodian.",
+                field_error("data.to", "other-than-custodian", "already the custodian"),
+            )
+        return event.data["to"], parent_id
+    if rule.custody is Custody.becomes:
+        return poster.org, parent_id
+    if rule.custody is Custody.parent:
+        return _assembly(state, poster, event, parent)
+    return custodian, parent_id
+
+
+def _assembly(
+    state: BatteryState, poster: Poster, event: Event, parent: BatteryState | None
+) -> tuple[str, str | None] | Refusal:
+    """ASSEMBLED and DISASSEMBLED: the poster holds the parent, and becomes the custodian."""
+    parent_id: str = event.data["parent_id"]
+    if parent is None:
+        return Refusal(
+            404,
+            "unknown-battery",
+            "Not found",
+            f"No parent battery '{parent_id}' is registered.",
+            (field_error("data.parent_id", "known-battery", "not registered"),),
+        )
+    if parent.custodian != poster.org:
+        return Refusal(
+            409,
+            "not-custodian",
+            "Not the custodian",
+            f"{event.type.value} needs custody of the parent {parent_id}; its custodian is {parent.custodian}.",
+            extra={"custodian": parent.custodian},
+        )
+    if event.type is EventType.ASSEMBLED:
+        if parent_id == event.battery_id or (state.kind, parent.kind) not in ASSEMBLY_PAIRS:
+            return invalid(
+                f"A {state.kind} cannot be assembled into a {parent.kind} "
+                "(allowed: cell→module, module→pack, cell→pack).",
+                field_error("data.parent_id", "assembly-pairing", "kind pairing not allowed"),
+            )
+        if parent.state in {State.recycled, State.disposed}:
+            return _illegal(parent, event.type, " (the parent is in a final state)")
+        return poster.org, parent_id
+    if state.parent_id != parent_id:
+        return Refusal(
+            409,
+            "not-a-component",
+            "Not a component",
+            f"{event.battery_id} is not a current component of {parent_id}.",
+            (field_error("data.parent_id", "current-parent", "not the battery's current parent"),),
+        )
+    return poster.org, None
+
+
+def _check_declaration(event: Event, declared: DeclaredEvent | None, poster: Poster) -> Refusal | None:
+    """The declared event exists, belongs to this battery, is not itself a declaration, and the poster is its
+    actor or an authority."""
+    declared_id = event.data["declared_event_id"]
+    name = "data.declared_event_id"
+    if declared is None:
+        return Refusal(
+            404,
+            "unknown-event",
+            "Not found",
+            f"No event {declared_id} is in the ledger.",
+            (field_error(name, "known-event", "not in the ledger"),),
+        )
+    if declared.battery_id != event.battery_id:
+        return invalid(
+            f"Event {declared_id} belongs to battery {declared.battery_id}, not {event.battery_id}.",
+            field_error(name, "same-battery", "belongs to another battery"),
+        )
+    if declared.type is EventType.ERROR_DECLARED:
+        return invalid(
+            "An error declaration cannot itself be declared in error; declare the original event again.",
+            field_error(name, "not-a-declaration", "is an error declaration"),
+        )
+    if declared.actor != poster.org and not poster.is_authority:
+        return Refusal(
+            403,
+            "forbidden",
+            "Not allowed",
+            f"Only the event's actor ({declared.actor}) or an authority may declare it in error.",
+        )
+    return None
+
+
+def _not_custodian(event: Event, custodian: str) -> Refusal:
+    return Refusal(
+        409,
+        "not-custodian",
+        "Not the custodian",
+        f"{event.type.value} needs custody of {event.battery_id}; its custodian is {custodian}.",
+        extra={"custodian": custodian},
+    )
+
+
+def _transition(
+    state: BatteryState,
+    poster: Poster,
+    event: Event,
+    rule: Rule,
+    custodian: str,
+    parent_id: str | None,
+    recorded_at: datetime,
+) -> Transition:
+    grade, si = state.grade, state.safety_inspection
+    if event.type is EventType.GRADED:
+        grade = Grade(event.data["grade"])
+    if event.type in (EventType.REMANUFACTURED, EventType.REPURPOSED):
+        si = None  # a new passport: its safety inspection starts afresh
+    if event.type is EventType.SAFETY_INSPECTED:
+        si = SafetyInspection(
+            event.data["standard"], event.data["result"], event.data["body"], ts(event.occurred_at), event.event_id
+        )
+    after = rule.target if rule.target is not None else state.state
+    sequence = state.sequence + 1
+    fields: dict[str, Any] = {
+        "event_id": event.event_id,
+        "battery_id": event.battery_id,
+        "sequence": sequence,
+        "type": event.type.value,
+        "occurred_at": event.occurred_at,
+        "recorded_at": recorded_at,
+        "actor": poster.org,
+        "actor_role": poster.role.value,
+        "location": dict(event.location),
+        "data": dict(event.data),
+        "state_after": after.value,
+        "custodian_after": custodian,
+    }
+    digest = event_hash(state.last_hash, fields)
+    row = LedgerRow(
+        event_id=event.event_id,
+        battery_id=event.battery_id,
+        sequence=sequence,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        recorded_at=recorded_at,
+        actor=poster.org,
+        actor_role=poster.role.value,
+        location=fields["location"],
+        data=fields["data"],
+        state_after=after,
+        custodian_after=custodian,
+        prev_hash=state.last_hash,
+        hash=digest,
+        request_digest=event.request_digest,
+    )
+    new = replace(
+        state,
+        state=after,
+        custodian=custodian,
+        sequence=sequence,
+        last_hash=digest,
+        last_event_at=event.occurred_at,
+        grade=grade,
+        safety_inspection=si,
+        parent_id=parent_id,
+    )
+    return Transition(new, row)

@@ -1,0 +1,729 @@
+"""The lifecycle state machine, driven directly: no database, no HTTP, milliseconds.
+
+The expectations are written here from DOMAIN.md's lifecycle table (not read from rules.py). Where the code
+deliberately does less or otherwise than DOMAIN.md, the current behaviour is what is expected, and the line says so
+("code:")."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import itertools
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.events.lifecycle.machine import (
+    BatteryState,
+    DeclaredEvent,
+    Event,
+    Poster,
+    Refusal,
+    SafetyInspection,
+    Transition,
+    apply,
+    genesis,
+)
+from services.events.lifecycle.schemas import DATA_ADAPTERS
+from shared.auth import Role
+from shared.contract.lifecycle import FINAL_STATES, GENESIS, EventType, Grade, State, event_hash, verify_chain
+from shared.contract.streams import manufactured_event_id
+
+E, S, R = EventType, State, Role
+ROOT = Path(__file__).resolve().parents[1]
+
+# ---- DOMAIN.md's lifecycle table, as read for these tests ----
+OPERATIONAL = frozenset(
+    {
+        R.manufacturer,
+        R.oem,
+        R.inspector,
+        R.dismantler,
+        R.collector,
+        R.assessor,
+        R.remanufacturer,
+        R.repurposer,
+        R.certifier,
+        R.recycler,
+    }
+)
+AUTHORITIES = frozenset({R.ministry, R.certifier, R.admin})
+NOT_FINAL = frozenset(s for s in S if s not in (S.recycled, S.disposed))
+
+
+@dataclass(frozen=True)
+class Row:
+    sources: frozenset[State]
+    target: State | None  # None: unchanged
+    roles: frozenset[Role]
+    custody: str  # parent | custodian | becomes | receiver | none
+    grade: Grade | None = None  # from graded, only with this grade
+
+
+def _row(
+    sources: set[State] | frozenset[State],
+    target: State | None,
+    roles: set[Role] | frozenset[Role],
+    custody: str,
+    grade: Grade | None = None,
+) -> Row:
+    return Row(frozenset(sources), target, frozenset(roles), custody, grade)
+
+
+TABLE: dict[EventType, Row] = {
+    # DOMAIN: "must hold parent and child". code: the parent only; the poster then becomes the child's custodian.
+    E.ASSEMBLED: _row({S.manufactured, S.remanufactured}, S.assembled, {R.manufacturer, R.remanufacturer}, "parent"),
+    E.DISASSEMBLED: _row({S.assembled}, S.removed, {R.remanufacturer, R.recycler, R.manufacturer}, "parent"),
+    # DOMAIN ¹: repurposed *or remanufactured* only with a passing, unexpired KC 10031 certificate.
+    # code: only repurposed needs a passing SAFETY_INSPECTED (no expiry); remanufactured installs without one.
+    E.INSTALLED: _row({S.manufactured, S.remanufactured, S.repurposed}, S.in_service, {R.oem}, "custodian"),
+    E.INSPECTED: _row({S.in_service}, S.in_service, {R.inspector, R.oem}, "none"),
+    # DOMAIN: REMOVED may name a consignee. code: no consignee.
+    E.REMOVED: _row({S.in_service}, S.removed, {R.dismantler, R.oem}, "becomes"),
+    # DOMAIN: "must be custodian or the consignee the custodian named; becomes custodian".
+    # code: any collector becomes the custodian (no custody check).
+    E.COLLECTED: _row({S.removed}, S.collected, {R.collector}, "becomes"),
+    # DOMAIN ²: also from in_service (pre-removal grading, state stays in_service). code: not from in_service.
+    E.GRADED: _row({S.removed, S.collected}, S.graded, {R.assessor}, "custodian"),
+    E.REMANUFACTURED: _row({S.graded}, S.remanufactured, {R.remanufacturer}, "custodian", Grade.remanufacture),
+    E.REPURPOSED: _row({S.graded}, S.repurposed, {R.repurposer}, "custodian", Grade.reuse),
+    E.SAFETY_INSPECTED: _row({S.repurposed, S.remanufactured}, None, {R.certifier}, "none"),
+    E.RECYCLED: _row({S.graded, S.collected, S.removed}, S.recycled, {R.recycler}, "custodian", Grade.recycle),
+    E.DISPOSED: _row(NOT_FINAL, S.disposed, {R.collector, R.recycler}, "custodian"),
+    # DOMAIN: "the custodian" posts it. code: the custodian, in an operational role (not ministry/operator/admin);
+    # DOMAIN's "receiver (an active participant)" is not checked here (the machine knows no participants).
+    E.TRANSFERRED: _row(NOT_FINAL, None, OPERATIONAL, "receiver"),
+    E.INCIDENT: _row(NOT_FINAL, None, OPERATIONAL | {R.ministry}, "none"),
+}
+#: Event types that may move custody (DOMAIN: TRANSFERRED, REMOVED; code also: COLLECTED and the assembly events).
+CUSTODY_MOVES = frozenset(t for t, row in TABLE.items() if row.custody in ("receiver", "becomes", "parent"))
+
+DATA: dict[EventType, dict[str, Any]] = {
+    E.MANUFACTURED: {},
+    E.ASSEMBLED: {"parent_id": "KR-PARENT-1"},
+    E.DISASSEMBLED: {"parent_id": "KR-PARENT-1"},
+    E.INSTALLED: {"vin": "KMHEM41AP6A123456"},
+    E.INSPECTED: {"soh_pct": 91.5, "cycle_count": 420},
+    E.REMOVED: {"reason": "end_of_life"},
+    E.COLLECTED: {"centre": "SIHEUNG-01", "region": "KR-41"},
+    E.GRADED: {"soh_pct": 62.0, "grade": "recycle"},
+    E.REMANUFACTURED: {},
+    E.REPURPOSED: {"new_application": "ESS", "rated_capacity": 50.0},
+    E.SAFETY_INSPECTED: {"result": "pass", "body": "KTL"},
+    E.RECYCLED: {
+        "process": "hydrometallurgy",
+        "input_mass_kg": 450.0,
+        "black_mass_kg": 180.0,
+        "recovered_kg": {"lithium": 5.1},
+    },
+    E.DISPOSED: {},
+    E.TRANSFERRED: {"to": "RECEIVER"},
+    E.INCIDENT: {"kind": "swelling", "severity": "medium"},
+    E.ERROR_DECLARED: {"declared_event_id": "00000000-0000-4000-8000-000000000001", "reason": "incorrect_data"},
+}
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+POSTER_ORG, HOLDER, PARENT_HOLDER, RECEIVER = "POSTER", "HOLDER", "PARENT-HOLDER", "RECEIVER"
+
+
+def _data(etype: EventType, **changes: Any) -> dict[str, Any]:
+    """The type's data as the service hands it to the machine (validated, JSON form, no None members)."""
+    raw = {**DATA[etype], **changes}
+    out: dict[str, Any] = DATA_ADAPTERS[etype].validate_python(raw).model_dump(mode="json", exclude_none=True)
+    return out
+
+
+def event(etype: EventType, battery_id: str = "KR-CELL-1", at: datetime | None = None, **kw: Any) -> Event:
+    data = kw.pop("data", None)
+    return Event(
+        type=etype,
+        event_id=kw.pop("event_id", str(uuid.uuid4())),
+        battery_id=battery_id,
+        occurred_at=at or T0 + timedelta(days=1),
+        location={"site": "X"},
+        data=_data(etype) if data is None else data,
+        **kw,
+    )
+
+
+def battery(
+    state: State = S.manufactured,
+    *,
+    custodian: str = HOLDER,
+    grade: Grade | None = None,
+    si: str | None = None,
+    parent_id: str | None = None,
+    battery_id: str = "KR-CELL-1",
+    kind: str = "cell",
+) -> BatteryState:
+    inspection = None if si is None else SafetyInspection("KC 10031", si, "KTL", "2026-02-01T00:00:00.000000Z", "e")
+    if state is S.assembled and parent_id is None:
+        parent_id = "KR-PARENT-1"
+    return BatteryState(
+        battery_id=battery_id,
+        kind=kind,
+        model_id="NCM-CELL-60",
+        manufacturer="MAKER",
+        state=state,
+        custodian=custodian,
+        sequence=7,
+        last_hash="a" * 64,
+        last_event_at=T0,
+        grade=grade,
+        safety_inspection=inspection,
+        parent_id=parent_id,
+    )
+
+
+def parent_of(*, custodian: str, state: State = S.manufactured, kind: str = "module") -> BatteryState:
+    return battery(state, custodian=custodian, battery_id="KR-PARENT-1", kind=kind)
+
+
+def poster(role: Role, org: str = POSTER_ORG) -> Poster:
+    return Poster(org, role, role in AUTHORITIES)
+
+
+def go(state: BatteryState | None, who: Poster, ev: Event, **kw: Any) -> Transition | Refusal:
+    kw.setdefault("recorded_at", T0 + timedelta(days=10))
+    return apply(state, who, ev, **kw)
+
+
+def refused(outcome: Transition | Refusal) -> Refusal:
+    assert isinstance(outcome, Refusal), outcome
+    return outcome
+
+
+def accepted(outcome: Transition | Refusal) -> Transition:
+    assert isinstance(outcome, Transition), outcome
+    return outcome
+
+
+# ---- the whole table: every state, event type, role and custody situation ----
+#: Battery situations: every state, the graded one with each grade, the repurposed one with no, a failed and a
+#: passed safety inspection.
+VARIANTS: list[tuple[State, Grade | None, str | None]] = [
+    (s, g, None) for s in S if s is not S.graded and s is not S.repurposed for g in [None]
+]
+VARIANTS += [(S.graded, g, None) for g in Grade]
+VARIANTS += [(S.repurposed, None, si) for si in (None, "fail", "pass")]
+#: Custody situations: (the poster holds the battery, the poster holds the parent). For ERROR_DECLARED the first
+#: says whether the poster is the declared event's actor.
+CUSTODY = list(itertools.product([True, False], [True, False]))
+
+
+def expected(
+    variant: tuple[State, Grade | None, str | None], etype: EventType, role: Role, holds: bool, holds_parent: bool
+) -> tuple[int, str] | tuple[State, str]:
+    """(status, code) for a refusal, (state after, custodian after) for an accepted event."""
+    state, grade, si = variant
+    custodian = POSTER_ORG if holds else HOLDER
+    if etype is E.MANUFACTURED:
+        return 422, "validation-error"  # recorded by the registry, never posted
+    if etype is E.ERROR_DECLARED:
+        # Any state (final ones included); the declared event's actor or an authority; nothing changes.
+        if role is R.operator or not (holds or role in AUTHORITIES):
+            return 403, "forbidden"
+        return state, custodian
+    row = TABLE[etype]
+    if role not in row.roles:
+        return 403, "forbidden"
+    if state not in row.sources:
+        return 409, "illegal-transition"
+    if row.grade is not None and state is S.graded and grade is not row.grade:
+        return 409, "illegal-transition"
+    if etype is E.INSTALLED and state is S.repurposed and si != "pass":
+        return 409, "illegal-transition"
+    if row.custody in ("custodian", "receiver") and not holds:
+        return 409, "not-custodian"
+    if row.custody == "parent" and not holds_parent:
+        return 409, "not-custodian"
+    after = row.target or state
+    moved = {"receiver": RECEIVER, "becomes": POSTER_ORG, "parent": POSTER_ORG}.get(row.custody, custodian)
+    return after, moved
+
+
+MATRIX = [(v, t) for v in VARIANTS for t in EventType]
+
+
+@pytest.mark.parametrize(
+    ("variant", "etype"),
+    MATRIX,
+    ids=[f"{v[0].value}{'-' + v[1].value if v[1] else ''}{'-si-' + v[2] if v[2] else ''}-{t.value}" for v, t in MATRIX],
+)
+def test_transition_table(variant: tuple[State, Grade | None, str | None], etype: EventType) -> None:
+    """Every (state, event type) pair, for every role and custody situation, as DOMAIN.md's table says."""
+    state_, grade, si = variant
+    for role, (holds, holds_parent) in itertools.product(Role, CUSTODY):
+        case = f"{role.value}, holds={holds}, holds_parent={holds_parent}"
+        before = battery(state_, custodian=POSTER_ORG if holds else HOLDER, grade=grade, si=si)
+        parent = parent_of(custodian=POSTER_ORG if holds_parent else PARENT_HOLDER)
+        declared_id = DATA[E.ERROR_DECLARED]["declared_event_id"]
+        declared = DeclaredEvent(declared_id, before.battery_id, E.INSPECTED, POSTER_ORG if holds else HOLDER)
+        ev = event(etype)
+        outcome = go(before, poster(role), ev, recorded_at=T0 + timedelta(days=2), parent=parent, declared=declared)
+        want = expected(variant, etype, role, holds, holds_parent)
+        if isinstance(want[0], int):
+            refusal = refused(outcome)
+            assert (refusal.status, refusal.code) == want, case
+            if refusal.code == "illegal-transition":
+                assert refusal.extra["current_state"] == state_.value, case
+                if etype is not E.INSTALLED or state_ is not S.repurposed:  # the inspection is not in the list
+                    assert etype.value not in refusal.extra["allowed_events"], case
+                if state_ in FINAL_STATES:
+                    assert refusal.extra["allowed_events"] == [], case
+                    assert "none (final state)" in refusal.detail, case
+            continue
+        t = accepted(outcome)
+        assert (t.state.state, t.state.custodian) == want, case
+        assert (t.row.state_after, t.row.custodian_after) == want, case
+        assert t.state.sequence == t.row.sequence == before.sequence + 1, case
+        assert t.row.prev_hash == before.last_hash and t.state.last_hash == t.row.hash, case
+        assert t.row.hash == event_hash(before.last_hash, t.row.as_row()), case
+        assert (t.row.actor, t.row.actor_role, t.row.type) == (POSTER_ORG, role.value, etype), case
+        assert t.state.last_event_at == ev.occurred_at, case
+
+
+# ---- single rules, with their exact problems ----
+def test_final_states_accept_nothing_but_error_declarations() -> None:
+    for final in FINAL_STATES:
+        before = battery(final, custodian=POSTER_ORG)
+        r = refused(go(before, poster(R.inspector), event(E.INCIDENT), recorded_at=T0))
+        assert r.status == 409 and r.code == "illegal-transition" and r.extra["allowed_events"] == []
+        declared = DeclaredEvent(DATA[E.ERROR_DECLARED]["declared_event_id"], before.battery_id, E.RECYCLED, "REC")
+        t = accepted(go(before, poster(R.ministry), event(E.ERROR_DECLARED), recorded_at=T0, declared=declared))
+        assert t.state.state is final and t.state.custodian == POSTER_ORG
+
+
+@pytest.mark.parametrize(
+    ("grade", "etype", "role", "ok"),
+    [
+        (Grade.reuse, E.REPURPOSED, R.repurposer, True),
+        (Grade.reuse, E.REMANUFACTURED, R.remanufacturer, False),
+        (Grade.reuse, E.RECYCLED, R.recycler, False),
+        (Grade.remanufacture, E.REMANUFACTURED, R.remanufacturer, True),
+        (Grade.remanufacture, E.REPURPOSED, R.repurposer, False),
+        (Grade.recycle, E.RECYCLED, R.recycler, True),
+        (Grade.recycle, E.REPURPOSED, R.repurposer, False),
+    ],
+)
+def test_grade_decides_what_follows(grade: Grade, etype: EventType, role: Role, ok: bool) -> None:
+    outcome = go(battery(S.graded, custodian=POSTER_ORG, grade=grade), poster(role), event(etype), recorded_at=T0)
+    assert isinstance(outcome, Transition) is ok, outcome
+    if not ok:
+        r = refused(outcome)
+        assert r.code == "illegal-transition" and grade.value in r.detail
+        want = next(g for g in Grade if TABLE[etype].grade is g)
+        assert f"(graded '{grade.value}', not '{want.value}')" in r.detail
+
+
+def test_repurposed_needs_passing_safety_inspection_before_install() -> None:
+    oem = poster(R.oem)
+    state = battery(S.repurposed, custodian=POSTER_ORG)
+    r = refused(go(state, oem, event(E.INSTALLED), recorded_at=T0))
+    assert r.status == 409 and "SAFETY_INSPECTED" in r.detail
+    assert r.detail == (
+        "INSTALLED is not allowed for battery KR-CELL-1 in state 'repurposed' (a repurposed battery needs a passing "
+        "SAFETY_INSPECTED first). Allowed next events: INSTALLED, SAFETY_INSPECTED, DISPOSED, TRANSFERRED, INCIDENT."
+    )
+    certifier = poster(R.certifier, "KTL")
+    failed = accepted(go(state, certifier, event(E.SAFETY_INSPECTED, data=_data(E.SAFETY_INSPECTED, result="fail"))))
+    assert failed.state.safety_inspection is not None and failed.state.safety_inspection.result == "fail"
+    assert refused(go(failed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=2)), recorded_at=T0)).status == 409
+    si = event(E.SAFETY_INSPECTED, at=T0 + timedelta(days=2))
+    passed = accepted(go(failed.state, certifier, si, recorded_at=T0))
+    assert passed.state.state is S.repurposed and passed.state.custodian == POSTER_ORG
+    assert passed.state.as_row()["safety_inspection"] == {
+        "standard": "KC 10031",
+        "result": "pass",
+        "body": "KTL",
+        "at": "2026-03-03T09:00:00.000000Z",
+        "event_id": si.event_id,
+    }
+    done = accepted(go(passed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=3)), recorded_at=T0))
+    assert done.state.state is S.in_service and done.state.safety_inspection == passed.state.safety_inspection
+
+
+def test_remanufacturing_and_repurposing_start_the_safety_inspection_afresh() -> None:
+    for etype, role, grade in [(E.REPURPOSED, R.repurposer, Grade.reuse), (E.REMANUFACTURED, R.remanufacturer, None)]:
+        before = battery(S.graded, custodian=POSTER_ORG, grade=grade or Grade.remanufacture, si="pass")
+        t = accepted(go(before, poster(role), event(etype), recorded_at=T0))
+        assert t.state.safety_inspection is None and t.state.as_row()["safety_inspection"] is None
+        assert t.state.grade is before.grade  # the grade stays until the next GRADED
+
+
+def test_graded_records_the_grade() -> None:
+    before = battery(S.collected, custodian=POSTER_ORG)
+    t = accepted(go(before, poster(R.assessor), event(E.GRADED, data=_data(E.GRADED, grade="reuse"))))
+    assert t.state.grade is Grade.reuse and t.state.as_row()["grade"] == "reuse"
+
+
+def test_custody_is_required_and_moves_with_transfer() -> None:
+    collected = battery(S.collected, custodian="COL-1")
+    r = refused(go(collected, poster(R.assessor, "ASSESS-1"), event(E.GRADED), recorded_at=T0))
+    assert (r.status, r.code, r.title, dict(r.extra)) == (
+        409,
+        "not-custodian",
+        "Not the custodian",
+        {"custodian": "COL-1"},
+    )
+    assert r.detail == "GRADED needs custody of KR-CELL-1; its custodian is COL-1."
+    stranger = refused(go(collected, poster(R.recycler, "REC-1"), event(E.TRANSFERRED), recorded_at=T0))
+    assert stranger.code == "not-custodian"
+    to_assessor = event(E.TRANSFERRED, data={"to": "ASSESS-1"})
+    t = accepted(go(collected, poster(R.collector, "COL-1"), to_assessor, recorded_at=T0))
+    assert (t.state.custodian, t.state.state) == ("ASSESS-1", S.collected)
+    accepted(go(t.state, poster(R.assessor, "ASSESS-1"), event(E.GRADED, at=T0 + timedelta(days=2))))
+
+
+def test_transfer_to_the_custodian_itself_is_invalid() -> None:
+    r = refused(
+        go(battery(custodian="LGES"), poster(R.manufacturer, "LGES"), event(E.TRANSFERRED, data={"to": "LGES"}))
+    )
+    assert (r.status, r.code, r.detail) == (422, "validation-error", "data.to is already the custodian.")
+    assert list(r.errors) == [{"field": "data.to", "rule": "other-than-custodian", "message": "already the custodian"}]
+
+
+def test_removal_and_collection_hand_custody_to_poster() -> None:
+    removed = accepted(go(battery(S.in_service, custodian="HMC"), poster(R.dismantler, "DISM-1"), event(E.REMOVED)))
+    assert removed.state.custodian == "DISM-1"
+    later = event(E.COLLECTED, at=T0 + timedelta(days=2))
+    assert accepted(go(removed.state, poster(R.collector, "COL-1"), later)).state.custodian == "COL-1"
+
+
+def test_assembly_pairs_and_disassembly_of_current_component() -> None:
+    maker = poster(R.manufacturer, "LGES")
+    pack = battery(custodian="LGES", battery_id="KR-PACK-1", kind="pack")
+    cell = battery(custodian="LGES", battery_id="KR-CELL-1", kind="cell")
+    module = battery(custodian="LGES", battery_id="KR-MOD-1", kind="module")
+    bad = refused(go(pack, maker, event(E.ASSEMBLED, "KR-PACK-1", data={"parent_id": "KR-CELL-1"}), parent=cell))
+    assert (bad.status, bad.errors[0]["rule"]) == (422, "assembly-pairing")
+    assert bad.detail == "A pack cannot be assembled into a cell (allowed: cell→module, module→pack, cell→pack)."
+    itself = refused(go(module, maker, event(E.ASSEMBLED, "KR-MOD-1", data={"parent_id": "KR-MOD-1"}), parent=module))
+    assert itself.errors[0]["rule"] == "assembly-pairing"
+    into = accepted(go(cell, maker, event(E.ASSEMBLED, data={"parent_id": "KR-MOD-1"}), parent=module))
+    assert (into.state.state, into.state.parent_id, into.state.custodian) == (S.assembled, "KR-MOD-1", "LGES")
+    other = battery(custodian="LGES", battery_id="KR-MOD-2", kind="module")
+    later = T0 + timedelta(days=2)
+    wrong = refused(
+        go(into.state, maker, event(E.DISASSEMBLED, at=later, data={"parent_id": "KR-MOD-2"}), parent=other)
+    )
+    assert (wrong.status, wrong.code, wrong.errors[0]["rule"]) == (409, "not-a-component", "current-parent")
+    assert wrong.detail == "KR-CELL-1 is not a current component of KR-MOD-2."
+    out = accepted(
+        go(into.state, maker, event(E.DISASSEMBLED, at=later, data={"parent_id": "KR-MOD-1"}), parent=module)
+    )
+    assert (out.state.state, out.state.parent_id) == (S.removed, None)
+    missing = refused(go(module, maker, event(E.ASSEMBLED, "KR-MOD-1", data={"parent_id": "KR-NO-SUCH"})))
+    assert (missing.status, missing.code, missing.detail) == (
+        404,
+        "unknown-battery",
+        "No parent battery 'KR-NO-SUCH' is registered.",
+    )
+    assert list(missing.errors) == [{"field": "data.parent_id", "rule": "known-battery", "message": "not registered"}]
+
+
+def test_assembly_needs_custody_of_parent_and_a_parent_not_final() -> None:
+    module = battery(custodian="LGES", battery_id="KR-PARENT-1", kind="module")
+    cell = battery(custodian="REMAN-1")
+    r = refused(go(cell, poster(R.remanufacturer, "REMAN-1"), event(E.ASSEMBLED), parent=module))
+    assert (r.status, r.code, dict(r.extra)) == (409, "not-custodian", {"custodian": "LGES"})
+    assert r.detail == "ASSEMBLED needs custody of the parent KR-PARENT-1; its custodian is LGES."
+    recycled = replace(module, state=S.recycled)
+    final = refused(go(cell, poster(R.manufacturer, "LGES"), event(E.ASSEMBLED), parent=recycled))
+    assert (final.code, final.extra["current_state"]) == ("illegal-transition", "recycled")
+    assert "KR-PARENT-1" in final.detail and "(the parent is in a final state)" in final.detail
+
+
+def test_expected_sequence_mismatch() -> None:
+    r = refused(go(battery(), poster(R.inspector), event(E.INCIDENT, expected_sequence=5)))
+    assert (r.status, r.code, dict(r.extra)) == (409, "sequence-conflict", {"current_sequence": 7})
+    assert r.detail == "expected_sequence 5 but battery KR-CELL-1 is at 7."
+    accepted(go(battery(), poster(R.inspector), event(E.INCIDENT, expected_sequence=7)))
+
+
+def test_event_before_the_last_one_is_invalid() -> None:
+    r = refused(go(battery(), poster(R.inspector), event(E.INCIDENT, at=T0 - timedelta(seconds=1))))
+    assert (r.status, r.code, r.errors[0]["field"], r.errors[0]["rule"]) == (
+        422,
+        "validation-error",
+        "occurred_at",
+        "not-before-last-event",
+    )
+    accepted(go(battery(), poster(R.inspector), event(E.INCIDENT, at=T0)))  # the same instant is fine
+
+
+def test_unknown_battery() -> None:
+    r = refused(go(None, poster(R.oem), event(E.INSTALLED, "KR-UNKNOWN-9")))
+    assert (r.status, r.code, r.title, r.detail) == (
+        404,
+        "unknown-battery",
+        "Not found",
+        "No battery 'KR-UNKNOWN-9' is registered.",
+    )
+
+
+def test_role_is_checked_first() -> None:
+    r = refused(go(None, poster(R.recycler), event(E.INSTALLED)))
+    assert (r.status, r.code) == (403, "forbidden")
+    assert r.detail == "Role 'recycler' may not post INSTALLED; allowed roles: oem."
+    m = refused(go(battery(), poster(R.manufacturer), event(E.MANUFACTURED)))
+    assert list(m.errors) == [{"field": "type", "rule": "postable", "message": "MANUFACTURED cannot be posted"}]
+
+
+def test_error_declarations() -> None:
+    target = DATA[E.ERROR_DECLARED]["declared_event_id"]
+    state = battery(S.in_service, custodian="HMC")
+    decl = event(E.ERROR_DECLARED)
+    unknown = refused(go(state, poster(R.oem, "HMC"), decl))
+    assert (unknown.status, unknown.code, unknown.detail) == (
+        404,
+        "unknown-event",
+        f"No event {target} is in the ledger.",
+    )
+    elsewhere = DeclaredEvent(target, "KR-OTHER-1", E.INSPECTED, "HMC")
+    r = refused(go(state, poster(R.oem, "HMC"), decl, declared=elsewhere))
+    assert (r.status, r.errors[0]["rule"]) == (422, "same-battery")
+    assert r.detail == f"Event {target} belongs to battery KR-OTHER-1, not KR-CELL-1."
+    itself = DeclaredEvent(target, "KR-CELL-1", E.ERROR_DECLARED, "HMC")
+    assert refused(go(state, poster(R.oem, "HMC"), decl, declared=itself)).errors[0]["rule"] == "not-a-declaration"
+    theirs = DeclaredEvent(target, "KR-CELL-1", E.INSPECTED, "KOTSA")
+    r = refused(go(state, poster(R.collector, "COL-1"), decl, declared=theirs))
+    assert (r.status, r.code, r.detail) == (
+        403,
+        "forbidden",
+        "Only the event's actor (KOTSA) or an authority may declare it in error.",
+    )
+    own = accepted(go(state, poster(R.inspector, "KOTSA"), decl, declared=theirs))
+    by_authority = accepted(go(state, Poster("MOLIT", R.ministry, True), decl, declared=theirs))
+    for t in (own, by_authority):
+        assert (t.state.state, t.state.custodian, t.state.sequence) == (S.in_service, "HMC", 8)
+
+
+def test_genesis() -> None:
+    made = genesis(
+        battery_id="KR-LGES-P1",
+        kind="pack",
+        model_id="NCM-PACK-77",
+        manufacturer="LGES",
+        manufactured_at=T0,
+        site="Ochang",
+        recorded_at=T0 + timedelta(hours=1),
+    )
+    row = made.row.as_row()
+    assert row["event_id"] == manufactured_event_id("KR-LGES-P1") and row["prev_hash"] == GENESIS
+    assert (row["type"], row["actor_role"], row["location"], row["data"]) == (
+        "MANUFACTURED",
+        "manufacturer",
+        {"site": "Ochang"},
+        {"model_id": "NCM-PACK-77", "kind": "pack"},
+    )
+    assert row["request_digest"] == row["hash"] == made.state.last_hash
+    assert verify_chain([row]).valid
+    assert made.state == BatteryState.from_row(made.state.as_row())
+    assert (made.state.state, made.state.custodian, made.state.sequence) == (S.manufactured, "LGES", 1)
+
+
+# ---- properties over random histories ----
+ORGS: list[tuple[str, Role]] = [(f"ORG-{r.value.upper()}", r) for r in Role]
+ROLE_OF = dict(ORGS)
+ORG_OF = {r: o for o, r in ORGS}
+FLEET = [("KR-C1", "cell"), ("KR-C2", "cell"), ("KR-M1", "module"), ("KR-P1", "pack")]
+
+#: One step: which battery; guided (a type the table allows in the battery's state, posted by a role it allows,
+#: the custody handed over first where it needs it) or not (any type, any poster); the type; who posts (an index
+#: into ORGS, or len(ORGS): the battery's custodian); a free choice for the type's data; the minutes since the
+#: previous step (negative: back in time); expected_sequence off by this much (None: not given).
+Step = tuple[int, bool, EventType, int, int, int, int | None]
+steps = st.lists(
+    st.tuples(
+        st.integers(0, len(FLEET) - 1),
+        st.sampled_from([True, True, True, False]),
+        st.sampled_from(list(EventType)),
+        st.integers(0, len(ORGS)),
+        st.integers(0, 60),
+        st.integers(-2, 30),
+        st.sampled_from([None, None, None, None, None, 0, -1, 1]),
+    ),
+    max_size=80,
+)
+
+
+def _step_data(etype: EventType, choice: int, declarable: list[str]) -> dict[str, Any]:
+    if etype in (E.ASSEMBLED, E.DISASSEMBLED):
+        ids = [b for b, _ in FLEET] + ["KR-NOWHERE"]
+        return {"parent_id": ids[choice % len(ids)]}
+    if etype is E.TRANSFERRED:
+        return {"to": ORGS[choice % len(ORGS)][0]}
+    if etype is E.GRADED:
+        return _data(E.GRADED, grade=list(Grade)[choice % 3].value)
+    if etype is E.SAFETY_INSPECTED:
+        return _data(E.SAFETY_INSPECTED, result="pass" if choice % 3 else "fail")
+    if etype is E.ERROR_DECLARED:
+        target = declarable[choice % len(declarable)] if declarable and choice % 5 else str(uuid.uuid4())
+        return _data(E.ERROR_DECLARED, declared_event_id=target)
+    return _data(etype)
+
+
+class History:
+    """A fleet's ledgers, grown through the machine, each step checked against the invariants."""
+
+    def __init__(self) -> None:
+        self.world: dict[str, BatteryState] = {}
+        self.chains: dict[str, list[dict[str, Any]]] = {}
+        self.declared: dict[str, DeclaredEvent] = {}
+        self.clock = T0
+        for bid, kind in FLEET:
+            first = genesis(
+                battery_id=bid,
+                kind=kind,
+                model_id=f"MODEL-{kind}",
+                manufacturer=ORG_OF[R.manufacturer],
+                manufactured_at=T0,
+                site=None,
+                recorded_at=T0,
+            )
+            self.world[bid], self.chains[bid] = first.state, [first.row.as_row()]
+
+    def post(
+        self, bid: str, etype: EventType, org: str, data: dict[str, Any], expected_sequence: int | None = None
+    ) -> Transition | Refusal:
+        before, role = self.world[bid], ROLE_OF[org]
+        ev = Event(
+            type=etype,
+            event_id=str(uuid.uuid4()),
+            battery_id=bid,
+            occurred_at=self.clock,
+            data=data,
+            expected_sequence=expected_sequence,
+        )
+        snapshot = copy.deepcopy(self.world)
+        outcome = apply(
+            before,
+            Poster(org, role, role in AUTHORITIES),
+            ev,
+            recorded_at=self.clock + timedelta(seconds=1),
+            parent=self.world.get(data["parent_id"]) if "parent_id" in data else None,
+            declared=self.declared.get(data.get("declared_event_id", "")),
+        )
+        assert self.world == snapshot  # apply changes nothing it is given; a refusal leaves every state as it was
+        if isinstance(outcome, Refusal):
+            return outcome
+        new, row = outcome.state, outcome.row
+        if before.state in FINAL_STATES:
+            assert etype is E.ERROR_DECLARED
+        if new.custodian != before.custodian:
+            assert etype in CUSTODY_MOVES
+        if etype not in TABLE or TABLE[etype].target is None:
+            assert new.state is before.state
+        else:
+            assert new.state is TABLE[etype].target
+        assert new.sequence == row.sequence == before.sequence + 1
+        assert row.prev_hash == before.last_hash and new.last_hash == row.hash
+        assert (row.state_after, row.custodian_after) == (new.state, new.custodian)
+        assert new.custodian in ROLE_OF  # custody only ever goes to a participant
+        self.world[bid] = new
+        self.chains[bid].append(row.as_row())
+        self.declared[row.event_id] = DeclaredEvent(row.event_id, bid, etype, org)
+        return outcome
+
+    def step(self, step: Step) -> None:
+        which, guided, etype, who, choice, minutes, seq_offset = step
+        bid = FLEET[which][0]
+        state = self.world[bid]
+        self.clock += timedelta(minutes=minutes)
+        if not guided:
+            org = state.custodian if who == len(ORGS) else ORGS[who][0]
+        else:
+            fitting = [t for t, row in TABLE.items() if state.state in row.sources] + [E.ERROR_DECLARED]
+            if (choice // 7) % 5:  # mostly keep the battery alive, so that histories get long
+                fitting = [t for t in fitting if TABLE.get(t, TABLE[E.INCIDENT]).target not in FINAL_STATES]
+            etype = fitting[choice % len(fitting)]
+            roles = sorted(TABLE[etype].roles if etype in TABLE else AUTHORITIES)
+            org = ORG_OF[roles[who % len(roles)]]
+            custody = TABLE[etype].custody if etype in TABLE else "none"
+            if custody in ("custodian", "receiver") and state.custodian != org:
+                self.post(bid, E.TRANSFERRED, state.custodian, {"to": org})  # hand it over first
+        ours = [eid for eid, d in self.declared.items() if d.battery_id == bid]
+        data = _step_data(etype, choice, ours if guided else list(self.declared))
+        if guided and etype in (E.ASSEMBLED, E.DISASSEMBLED):
+            parent = self.world.get(data["parent_id"])
+            org = parent.custodian if parent is not None and choice % 4 else org
+        sequence = None if seq_offset is None else self.world[bid].sequence + seq_offset
+        self.post(bid, etype, org, data, sequence)
+
+    def check_chains(self) -> None:
+        for bid, _ in FLEET:
+            check = verify_chain(self.chains[bid])
+            assert check.valid, check
+            assert (check.events, check.head_hash) == (self.world[bid].sequence, self.world[bid].last_hash)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps)
+def test_random_histories_keep_the_invariants(history: list[Step]) -> None:
+    """Random events from random posters: a final state accepts nothing but ERROR_DECLARED; custody moves only on
+    the types the table says; each accepted event adds exactly one to the sequence and links to the last hash (the
+    chains verify); a refusal leaves every state as it was."""
+    fleet = History()
+    for step in history:
+        fleet.step(step)
+    fleet.check_chains()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(FINAL_STATES)), steps)
+def test_a_final_state_accepts_only_error_declarations(final: State, history: list[Step]) -> None:
+    state = replace(battery(final, custodian=ORGS[0][0]), last_event_at=T0)
+    ids = ["00000000-0000-4000-8000-00000000000a"]
+    known = {ids[0]: DeclaredEvent(ids[0], state.battery_id, E.RECYCLED, ORGS[0][0])}
+    clock = T0
+    for _, _, etype, who, choice, minutes, _ in history:
+        org, role = ORGS[who % len(ORGS)]
+        clock += timedelta(minutes=max(minutes, 0))
+        data = _step_data(etype, choice, ids)
+        parent = battery(custodian=org, battery_id="KR-C1", kind="module") if "parent_id" in data else None
+        ev = Event(type=etype, event_id=str(uuid.uuid4()), battery_id=state.battery_id, occurred_at=clock, data=data)
+        poster_ = Poster(org, role, role in AUTHORITIES)
+        outcome = go(
+            state, poster_, ev, recorded_at=clock, parent=parent, declared=known.get(data.get("declared_event_id", ""))
+        )
+        if isinstance(outcome, Transition):
+            assert etype is E.ERROR_DECLARED
+            assert (outcome.state.state, outcome.state.custodian) == (final, state.custodian)
+            state = outcome.state
+
+
+# ---- the module's boundaries ----
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_the_machine_is_pure() -> None:
+    """No I/O, SQL, web framework or broker in the machine's own imports (Role still comes from shared.auth)."""
+    allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "typing"}
+    allowed |= {
+        "services.events.lifecycle.rules",
+        "shared.auth",
+        "shared.contract.lifecycle",
+        "shared.contract.streams",
+    }
+    assert _imports(ROOT / "services/events/lifecycle/machine.py") <= allowed
+
+
+def test_lifecycle_does_not_import_the_ledger() -> None:
+    """The dependency is one-way: ledger reads through lifecycle's public functions; lifecycle knows no ledger."""
+    for path in (ROOT / "services/events/lifecycle").glob("*.py"):
+        assert not {m for m in _imports(path) if m.startswith("services.events.ledger")}, path
