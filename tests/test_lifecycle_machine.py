@@ -712,15 +712,24 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_machine_is_pure() -> None:
-    """No I/O, SQL, web framework or broker in the machine's own imports (Role still comes from shared.auth)."""
+    """No I/O, SQL, web framework or broker in the machine's own imports, nor in anything they load."""
     allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "typing"}
     allowed |= {
         "services.events.lifecycle.rules",
-        "shared.auth",
+        "shared.access",
         "shared.contract.lifecycle",
         "shared.contract.streams",
     }
     assert _imports(ROOT / "services/events/lifecycle/machine.py") <= allowed
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, services.events.lifecycle.machine; "
+        "print(sorted(m for m in ('fastapi', 'starlette', 'sqlalchemy', 'asyncpg', 'aiokafka') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 def test_lifecycle_does_not_import_the_ledger() -> None:

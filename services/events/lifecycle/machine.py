@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.events.lifecycle.rules import ASSEMBLY_PAIRS, Custody, Rule, allowed_events, rule_for
-from shared.auth import Role
+from shared.access import Role
 from shared.contract.lifecycle import GENESIS, EventType, Grade, State, event_hash, ts
 from shared.contract.streams import manufactured_event_id
 

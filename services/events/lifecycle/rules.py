@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.auth import AUTHORITY, Role
+from shared.access import AUTHORITY, Role
 from shared.contract.lifecycle import FINAL_STATES, EventType, Grade, State
 
 
