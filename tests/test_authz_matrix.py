@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from services.portal.app import create_app as create_portal
-from shared.settings import PortalSettings
+from services.portal.settings import PortalSettings
 from tests.conftest import eventually, serve
 from tests.events_helpers import stack
 

@@ -22,8 +22,10 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from services.cli.main import app as cli_app
+from services.events.settings import EventsSettings
+from services.portal.settings import PortalSettings
+from services.registry.settings import RegistrySettings
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
-from shared.settings import EventsSettings, PortalSettings, RegistrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

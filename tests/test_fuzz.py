@@ -28,7 +28,7 @@ from schemathesis.checks import load_all_checks
 from schemathesis.core.failures import FailureGroup
 
 from services.portal.app import create_app as create_portal
-from shared.settings import PortalSettings
+from services.portal.settings import PortalSettings
 from tests.conftest import eventually, serve
 from tests.events_helpers import stack
 

@@ -14,13 +14,13 @@ from services.portal.epcis.router import router as epcis_router
 from services.portal.history.router import router as history_router
 from services.portal.ingest.consumer import consumer_lifespan
 from services.portal.passports.router import router as passports_router
+from services.portal.settings import PortalSettings
 from services.portal.tables import SCHEMA
 from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
 from shared.auth import Principal, Role, require_role
 from shared.problems import PROBLEM_RESPONSES
-from shared.settings import PortalSettings
 from shared.streams import stream_report
 
 Operator = Annotated[Principal, Depends(require_role(Role.operator))]

@@ -16,10 +16,10 @@ from sqlalchemy import text
 
 from services.portal.epcis.consumer import handler as epcis_handler
 from services.portal.ingest.consumer import Ingestor
+from services.portal.settings import PortalSettings
 from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import PoisonMessage
-from shared.settings import PortalSettings
 
 #: Operational tables that are not read models.
 KEEP = {"outbox", "stream_positions"}

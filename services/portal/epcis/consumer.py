@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.portal.epcis import repository as repo
 from services.portal.epcis.service import decode
+from services.portal.settings import PortalSettings
 from services.portal.tables import SCHEMA
 from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE
 from shared.kafka import BatchHandler, ConsumerLoop, ConsumerRecord, ensure_topics
-from shared.settings import PortalSettings
 
 log = logging.getLogger("batterytrace.portal.epcis")
 

@@ -19,11 +19,11 @@ from services.portal.ingest import repository as repo
 from services.portal.ingest import service
 from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from services.portal.ingest.service import Flows, Message
+from services.portal.settings import PortalSettings
 from services.portal.tables import SCHEMA
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
 from shared.kafka import ConsumerLoop, ConsumerRecord, ensure_topics
-from shared.settings import PortalSettings
 
 log = logging.getLogger("batterytrace.portal")
 
