@@ -48,8 +48,10 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     **{
         (svc, "GET", p): EVERYONE
         for svc in ("registry", "events", "portal")
-        for p in ("/healthz", "/readyz", "/metrics", "/v1/ops/outbox", "/v1/ops/positions")
+        for p in ("/healthz", "/readyz", "/metrics", "/v1/ops/positions")
     },
+    # Only the services that publish have an outbox.
+    **{(svc, "GET", "/v1/ops/outbox"): EVERYONE for svc in ("registry", "events")},
     **{(svc, "GET", "/v1/audit"): {"admin"} for svc in ("registry", "events", "portal")},
     ("registry", "POST", "/v1/participants"): {"admin"},
     ("registry", "GET", "/v1/participants"): AUTHENTICATED,
