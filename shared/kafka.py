@@ -49,15 +49,18 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
         await admin.close()
 
 
-async def existing_topics(bootstrap: str, topics: Iterable[str]) -> list[str]:
-    """Those of `topics` the broker has (asking about one by name would create it on the embedded broker)."""
+async def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of those of `topics` the broker has. Only listed topics are described: describing
+    an unknown topic by name creates it on the embedded broker."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         present = set(await admin.list_topics())
+        wanted = [t for t in dict.fromkeys(topics) if t in present]
+        described = await admin.describe_topics(wanted) if wanted else []
     finally:
         await admin.close()
-    return [t for t in dict.fromkeys(topics) if t in present]
+    return sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
 
 
 async def kafka_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
@@ -280,14 +283,18 @@ class ConsumerLoop:
         Done once every partition has reached the end offset it had when the replay started and no record
         has come for `idle_s`. The end offsets alone are not enough: the embedded broker under-reports them
         after multi-record batches (RUNTIME.md), so they are only a floor; quiet is what ends a replay."""
-        topics = await existing_topics(self.bootstrap, self.topics)
-        if not topics:
+        partitions = await partitions_of(self.bootstrap, self.topics)
+        if not partitions:
             return Replayed(0, 0)
-        consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        # Assigned, not subscribed: a subscription outside a group is reassigned (and its positions reset)
+        # whenever the metadata shows other partitions.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         read = self.applied + self.rejected
         await consumer.start()
         try:
-            partitions = sorted(consumer.assignment())
+            consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
             clock = asyncio.get_running_loop()
@@ -435,7 +442,7 @@ __all__ = [
     "TopicPartition",
     "dlq_topic",
     "ensure_topics",
-    "existing_topics",
     "kafka_reachable",
     "make_producer",
+    "partitions_of",
 ]
