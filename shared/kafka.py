@@ -344,7 +344,7 @@ class ConsumerLoop:
                 progress(len(records))
 
     def _in_order(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Any]:
-        """One fetch as one list: topics in the order declared (registry facts before what refers to
+        """One fetch as one list: topics in the order declared (facts before what refers to
         them), partitions in order; within a partition the broker's order."""
         rank = {t: i for i, t in enumerate(self.topics)}
         ordered = sorted(batches, key=lambda tp: (rank.get(tp.topic, len(rank)), tp.topic, tp.partition))
