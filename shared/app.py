@@ -3,6 +3,7 @@ relay, consumers and operations endpoints of what the service publishes and cons
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -79,6 +80,27 @@ def create_service_app(
     configure_logging(name, settings.log_level, settings.log_json)
 
     @contextlib.asynccontextmanager
+    async def _consumers(app: FastAPI) -> AsyncIterator[None]:
+        positions = PositionStore(app.state.engine, schema)
+        loops = {
+            spec.name: ConsumerLoop.for_spec(spec, settings, app.state.sessionmaker, positions=positions)
+            for spec in consumes
+        }
+        app.state.consumers = loops
+        try:
+            if settings.consumers_enabled and loops:
+                topics = [t for loop in loops.values() for t in loop.topics]
+                try:
+                    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_partitions)
+                except Exception as exc:  # the loops retry until the broker is back
+                    log.warning("%s: could not ensure topics %s: %r", name, topics, exc)
+                for loop in loops.values():
+                    loop.start()
+            yield
+        finally:  # each finishes its batch in flight (stopping one never started does nothing)
+            await asyncio.gather(*(loop.stop() for loop in loops.values()))
+
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, settings.database_pool_size)
         app.state.engine = engine
@@ -108,30 +130,6 @@ def create_service_app(
         finally:
             await app.state.statement_pool.close()
             await engine.dispose()
-
-    @contextlib.asynccontextmanager
-    async def _consumers(app: FastAPI) -> AsyncIterator[None]:
-        positions = PositionStore(app.state.engine, schema)
-        loops = {
-            spec.name: ConsumerLoop.for_spec(spec, settings, app.state.sessionmaker, positions=positions)
-            for spec in consumes
-        }
-        app.state.consumers = loops
-        started: list[ConsumerLoop] = []
-        try:
-            if settings.consumers_enabled and loops:
-                topics = [t for loop in loops.values() for t in loop.topics]
-                try:
-                    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_partitions)
-                except Exception as exc:  # the loops retry until the broker is back
-                    log.warning("%s: could not ensure topics %s: %r", name, topics, exc)
-                for loop in loops.values():
-                    loop.start()
-                    started.append(loop)
-            yield
-        finally:
-            for loop in started:
-                await loop.stop()
 
     app = FastAPI(
         title=title,
