@@ -35,7 +35,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "events": EventsSettings,
     "portal": PortalSettings,
 }
-# Which services have an outbox to relay and which consume topics (the portal forces its relay off).
+# Which services have an outbox to relay and which consume topics (the portal publishes nothing: no relay).
 PUBLISHERS = {"registry", "events"}
 CONSUMERS = {"events", "portal"}
 # Named on purpose although they are not batterytrace settings.
