@@ -1,8 +1,11 @@
-"""The common shape of every service's ASGI app: settings, engine, auth, problems, logs, health."""
+"""The common shape of every service's ASGI app: settings, engine, auth, problems, logs, health, and the
+relay, consumers and operations endpoints of what the service publishes and consumes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -13,13 +16,15 @@ from sqlalchemy import text
 from shared.audit import AuditMiddleware, audit_router
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker, make_statement_pool
-from shared.kafka import kafka_reachable
+from shared.kafka import ConsumerLoop, ConsumerSpec, PositionStore, ensure_topics, kafka_reachable
 from shared.limits import BodySizeLimit, RateLimit
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
 from shared.outbox import OutboxRelay, applied_positions, outbox_stats, published_positions
 from shared.problems import Problem, Unavailable, install_problem_handlers
 from shared.settings import ServiceSettings
+
+log = logging.getLogger("batterytrace.app")
 
 ExtraLifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
@@ -62,11 +67,38 @@ def create_service_app(
     settings: ServiceSettings,
     routers: Sequence[APIRouter],
     schema: str,
+    publishes: Sequence[str] = (),
+    consumes: Sequence[ConsumerSpec] = (),
     extra_lifespan: ExtraLifespan | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
-    publishes: Sequence[str] = (),
 ) -> FastAPI:
+    """A service's ASGI app. `schema` is the service's database schema. `publishes` are the topics it
+    writes through its outbox: it gets the relay, `/v1/ops/outbox`, the outbox metrics and "published"
+    positions. `consumes` are its consumers: run in the lifespan when consumers are enabled, with
+    "applied" positions and each one's status endpoint if it declares one. Nothing is mounted for
+    what a service does not have."""
     configure_logging(name, settings.log_level, settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def _consumers(app: FastAPI) -> AsyncIterator[None]:
+        positions = PositionStore(app.state.engine, schema)
+        loops = {
+            spec.name: ConsumerLoop.for_spec(spec, settings, app.state.sessionmaker, positions=positions)
+            for spec in consumes
+        }
+        app.state.consumers = loops
+        try:
+            if settings.consumers_enabled and loops:
+                topics = [t for loop in loops.values() for t in loop.topics]
+                try:
+                    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_partitions)
+                except Exception as exc:  # the loops retry until the broker is back
+                    log.warning("%s: could not ensure topics %s: %r", name, topics, exc)
+                for loop in loops.values():
+                    loop.start()
+            yield
+        finally:  # each finishes its batch in flight (stopping one never started does nothing)
+            await asyncio.gather(*(loop.stop() for loop in loops.values()))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,28 +109,25 @@ def create_service_app(
             settings.database_url, max(2, settings.database_pool_size // 2)
         )
         app.state.verifier = TokenVerifier(settings)
-        relay = None
-        if settings.relay_enabled:
-            relay = OutboxRelay(
-                engine,
-                schema,
-                bootstrap=settings.kafka_bootstrap_servers,
-                topic_prefix=settings.kafka_topic_prefix,
-                partitions=settings.kafka_partitions,
-                batch_size=settings.relay_batch_size,
-                idle_sleep_s=settings.relay_idle_sleep_s,
-            )
-            relay.start()
-        app.state.relay = relay
         try:
-            if extra_lifespan is not None:
-                async with extra_lifespan(app):
-                    yield
-            else:
+            async with contextlib.AsyncExitStack() as stack:
+                if publishes and settings.relay_enabled:
+                    relay = OutboxRelay(
+                        engine,
+                        schema,
+                        bootstrap=settings.kafka_bootstrap_servers,
+                        topic_prefix=settings.kafka_topic_prefix,
+                        partitions=settings.kafka_partitions,
+                        batch_size=settings.relay_batch_size,
+                        idle_sleep_s=settings.relay_idle_sleep_s,
+                    )
+                    relay.start()
+                    stack.push_async_callback(relay.stop)
+                await stack.enter_async_context(_consumers(app))
+                if extra_lifespan is not None:
+                    await stack.enter_async_context(extra_lifespan(app))
                 yield
         finally:
-            if relay is not None:
-                await relay.stop()
             await app.state.statement_pool.close()
             await engine.dispose()
 
@@ -112,6 +141,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.schema = schema
     app.state.service_name = name
+    app.state.consumers = {}
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(AuditMiddleware, schema=schema)
@@ -122,34 +152,23 @@ def create_service_app(
     app.include_router(audit_router())
     for router in routers:
         app.include_router(router)
-    has_positions = schema in ("events", "portal")
-
-    @app.get("/v1/ops/outbox", tags=["operations"], summary="Outbox backlog of this service")
-    async def outbox_status() -> dict[str, float]:
-        return await outbox_stats(app.state.engine, schema)
-
-    @app.get(
-        "/v1/ops/positions",
-        tags=["operations"],
-        summary="Stream positions: newest written/published by this service, newest applied by its consumers",
-    )
-    async def positions() -> dict[str, Any]:
-        """Positions are the producer's outbox IDs (Kafka header `bt-position`), so end-to-end lag can be
-        told in events even where broker offsets are unreliable."""
-        return {
-            "service": name,
-            "published": await published_positions(app.state.engine, schema, list(publishes)),
-            "applied": await applied_positions(app.state.engine, schema) if has_positions else [],
-        }
+    if publishes:
+        app.include_router(outbox_router(schema))
+    if publishes or consumes:
+        app.include_router(positions_router(name, schema, publishes, has_consumers=bool(consumes)))
+    for spec in consumes:
+        if spec.status_path is not None:
+            app.include_router(consumer_status_router(spec))
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
-        try:
-            stats = await outbox_stats(app.state.engine, schema)
-            OUTBOX_BACKLOG.labels(name).set(stats["backlog"])
-            OUTBOX_OLDEST_AGE.labels(name).set(stats["oldest_age_s"])
-        except Exception:  # the scrape still answers when the database is down
-            pass
+        if publishes:
+            try:
+                stats = await outbox_stats(app.state.engine, schema)
+                OUTBOX_BACKLOG.labels(name).set(stats["backlog"])
+                OUTBOX_OLDEST_AGE.labels(name).set(stats["oldest_age_s"])
+            except Exception:  # the scrape still answers when the database is down
+                pass
         set_pool(name, app.state.engine)
         body, content_type = render()
         return Response(body, media_type=content_type)
@@ -157,4 +176,48 @@ def create_service_app(
     return app
 
 
-__all__ = ["Problem", "create_service_app"]
+def outbox_router(schema: str) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/v1/ops/outbox", summary="Outbox backlog of this service")
+    async def outbox_status(request: Request) -> dict[str, float]:
+        return await outbox_stats(request.app.state.engine, schema)
+
+    return router
+
+
+def positions_router(name: str, schema: str, publishes: Sequence[str], *, has_consumers: bool) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+    topics = list(publishes)
+
+    @router.get(
+        "/v1/ops/positions",
+        summary="Stream positions: newest written/published by this service, newest applied by its consumers",
+    )
+    async def positions(request: Request) -> dict[str, Any]:
+        """Positions are the producer's outbox IDs (Kafka header `bt-position`), so end-to-end lag can be
+        told in events even where broker offsets are unreliable."""
+        engine = request.app.state.engine
+        return {
+            "service": name,
+            "published": await published_positions(engine, schema, topics) if topics else [],
+            "applied": await applied_positions(engine, schema) if has_consumers else [],
+        }
+
+    return router
+
+
+def consumer_status_router(spec: ConsumerSpec) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+    assert spec.status_path is not None
+
+    @router.get(spec.status_path, summary=f"The {spec.name} stream consumer")
+    async def consumer_status(request: Request) -> dict[str, Any]:
+        """Records applied and dead-lettered since the process started, and when the last batch committed."""
+        loop: ConsumerLoop = request.app.state.consumers[spec.name]
+        return loop.status()
+
+    return router
+
+
+__all__ = ["ConsumerSpec", "Problem", "create_service_app"]

@@ -1,4 +1,5 @@
-"""aiokafka helpers: topics, the producer, and a consumer loop with manual commits and a dead-letter topic.
+"""aiokafka helpers: topics, the producer, and the one consumer loop (a group with manual commits and a
+dead-letter topic, or a replay from the beginning).
 
 Designed for at-least-once delivery with idempotent consumers: the embedded broker supports neither
 idempotent nor transactional producers (see RUNTIME.md).
@@ -9,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.metrics import APPLIED_POSITION, CONSUMER_APPLIED, CONSUMER_LAG, DEAD_LETTERS
+from shared.settings import ServiceSettings
 
 log = logging.getLogger("batterytrace.kafka")
 
@@ -41,6 +47,20 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
             pass
     finally:
         await admin.close()
+
+
+async def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of those of `topics` the broker has. Only listed topics are described: describing
+    an unknown topic by name creates it on the embedded broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())
+        wanted = [t for t in dict.fromkeys(topics) if t in present]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
 
 
 async def kafka_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
@@ -74,15 +94,11 @@ class PositionStore:
     """Records, in the consuming service's `stream_positions` table, the newest producer outbox position
     applied per topic (GREATEST, so redelivery never moves it back)."""
 
-    def __init__(self, engine: Any, schema: str) -> None:
+    def __init__(self, engine: AsyncEngine, schema: str) -> None:
         self.engine = engine
         self.schema = schema
 
     async def save(self, group: str, newest: dict[str, tuple[int, str | None]]) -> None:
-        from datetime import datetime
-
-        from sqlalchemy import text
-
         async with self.engine.begin() as conn:
             for topic, (pos, when) in newest.items():
                 await conn.execute(
@@ -102,13 +118,41 @@ class PoisonMessage(Exception):
     """A message that can never be applied (undecodable, invalid): goes to the dead-letter topic."""
 
 
-BatchHandler = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+Records = Sequence[ConsumerRecord[bytes, bytes]]
+BatchHandler = Callable[[Records], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """A consumer a service declares: the app factory runs it in a group, a rebuild replays it.
+
+    `topics` are the contract's names (the settings' prefix is added); `handler` builds the batch handler
+    from the service's sessionmaker; `status_path`, if set, is the ops endpoint that reports this consumer."""
+
+    name: str
+    group: str
+    topics: tuple[str, ...]
+    handler: Callable[[async_sessionmaker[AsyncSession]], BatchHandler]
+    status_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What a replay read: every record, and those that could not be applied (the live consumer
+    dead-lettered them already)."""
+
+    records: int
+    rejected: int
 
 
 class ConsumerLoop:
-    """Consume `topics` in a group; apply each fetched batch with `handler` (one DB transaction), then
-    commit offsets. A failing batch is retried record by record; a record that fails on its own is
-    dead-lettered so the stream keeps moving."""
+    """The one read loop. Fetches batches of `topics`, applies each with `handler` (one DB transaction);
+    a failing batch is retried record by record and a record that fails on its own is rejected, so the
+    stream keeps moving. Two ways to run it:
+
+    - `start()`/`stop()`: in the consumer group, forever; offsets committed after the handler's
+      transaction, rejected records sent to the dead-letter topic, applied positions recorded.
+    - `replay()`: outside any group, from the beginning until caught up, then it returns (a rebuild)."""
 
     def __init__(
         self,
@@ -140,33 +184,44 @@ class ConsumerLoop:
         self._task: asyncio.Task[None] | None = None
         self.applied = 0
         self.dead_lettered = 0
+        self.rejected = 0
         self.running = False
+        self.last_batch_at: datetime | None = None
 
     @classmethod
-    def for_service(
+    def for_spec(
         cls,
-        settings: Any,
+        spec: ConsumerSpec,
+        settings: ServiceSettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
         *,
-        topics: Sequence[str],
-        group_id: str,
-        handler: BatchHandler,
-        name: str,
-        engine: Any,
-        schema: str,
+        positions: PositionStore | None = None,
+        max_records: int = 1000,
     ) -> ConsumerLoop:
-        """A consumer of a service: broker, group timing and topic prefix from its settings, applied
-        positions recorded in its schema's `stream_positions`."""
+        """A service's consumer: broker, group timing and topic prefix from its settings."""
         return cls(
             bootstrap=settings.kafka_bootstrap_servers,
-            topics=topics,
-            group_id=group_id,
-            handler=handler,
-            name=name,
+            topics=[settings.topic(t) for t in spec.topics],
+            group_id=spec.group,
+            handler=spec.handler(sessionmaker),
+            name=spec.name,
+            max_records=max_records,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            positions=PositionStore(engine, schema),
+            positions=positions,
             topic_prefix=settings.kafka_topic_prefix,
         )
+
+    def status(self) -> dict[str, Any]:
+        """Records applied and dead-lettered since the process started, and when the last batch was applied."""
+        return {
+            "running": self.running,
+            "applied": self.applied,
+            "dead_lettered": self.dead_lettered,
+            "last_batch_at": self.last_batch_at,
+        }
+
+    # ---- in the group ----
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
@@ -207,23 +262,93 @@ class ConsumerLoop:
         try:
             await producer.start()
             self.running = True
-            while not self._stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
-                if not batches:
-                    continue
-                records = [r for tp in sorted(batches, key=str) for r in batches[tp]]
-                await self._apply(records, producer)
-                offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
-                await consumer.commit(offsets)
-                self._observe(consumer, batches)
-                if self.positions is not None:
-                    await self._save_positions(records)
+
+            async def stopping() -> bool:
+                return self._stop.is_set()
+
+            await self._read(consumer, stopping, producer)
         finally:
             self.running = False
             try:
                 await consumer.stop()
             finally:
                 await producer.stop()
+
+    # ---- a replay ----
+
+    async def replay(self, *, idle_s: float = 2.0, progress: Callable[[int], None] | None = None) -> Replayed:
+        """Apply every record of the topics from the beginning, outside the group (nothing committed,
+        nothing dead-lettered), then return.
+
+        Done once every partition has reached the end offset it had when the replay started and no record
+        has come for `idle_s`. The end offsets alone are not enough: the embedded broker under-reports them
+        after multi-record batches (RUNTIME.md), so they are only a floor; quiet is what ends a replay."""
+        partitions = await partitions_of(self.bootstrap, self.topics)
+        if not partitions:
+            return Replayed(0, 0)
+        # Assigned, not subscribed: a subscription outside a group is reassigned (and its positions reset)
+        # whenever the metadata shows other partitions.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        read = self.applied + self.rejected
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            clock = asyncio.get_running_loop()
+            quiet_until = clock.time() + idle_s
+            seen = read
+
+            async def caught_up() -> bool:
+                nonlocal quiet_until, seen
+                now, count = clock.time(), self.applied + self.rejected
+                if count != seen:
+                    seen, quiet_until = count, now + idle_s
+                if now < quiet_until:
+                    return False
+                for tp, end in ends.items():
+                    if await consumer.position(tp) < end:
+                        return False
+                return True
+
+            await self._read(consumer, caught_up, None, progress)
+        finally:
+            await consumer.stop()
+        return Replayed(self.applied + self.rejected - read, self.rejected)
+
+    # ---- the loop itself ----
+
+    async def _read(
+        self,
+        consumer: AIOKafkaConsumer,
+        done: Callable[[], Awaitable[bool]],
+        producer: AIOKafkaProducer | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Fetch, apply, and (in the group, `producer` set for dead letters) commit, until `done`."""
+        while not await done():
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            records = self._in_order(batches)
+            if not records:
+                continue
+            await self._apply(records, producer)
+            if producer is not None:
+                offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+                await consumer.commit(offsets)
+                self._observe(consumer, batches)
+                if self.positions is not None:
+                    await self._save_positions(records)
+            if progress:
+                progress(len(records))
+
+    def _in_order(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Any]:
+        """One fetch as one list: topics in the order declared (facts before what refers to
+        them), partitions in order; within a partition the broker's order."""
+        rank = {t: i for i, t in enumerate(self.topics)}
+        ordered = sorted(batches, key=lambda tp: (rank.get(tp.topic, len(rank)), tp.topic, tp.partition))
+        return [r for tp in ordered for r in batches[tp]]
 
     def _base(self, topic: str) -> str:
         return topic[len(self.topic_prefix) :] if topic.startswith(self.topic_prefix) else topic
@@ -259,10 +384,10 @@ class ConsumerLoop:
             for topic, (pos, _) in newest.items():
                 APPLIED_POSITION.labels(self.group_id, topic).set(pos)
 
-    async def _apply(self, records: list[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer) -> None:
+    async def _apply(self, records: list[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer | None) -> None:
         try:
             await self.handler(records)
-            self.applied += len(records)
+            self._applied(len(records))
             return
         except Exception as exc:
             if _is_transient(exc):
@@ -271,11 +396,17 @@ class ConsumerLoop:
         for rec in records:
             try:
                 await self.handler([rec])
-                self.applied += 1
+                self._applied(1)
             except Exception as exc:
                 if _is_transient(exc):
                     raise
-                await self._dead_letter(rec, exc, producer)
+                self.rejected += 1
+                if producer is not None:
+                    await self._dead_letter(rec, exc, producer)
+
+    def _applied(self, n: int) -> None:
+        self.applied += n
+        self.last_batch_at = datetime.now(UTC)
 
     async def _dead_letter(self, rec: ConsumerRecord[bytes, bytes], exc: Exception, producer: AIOKafkaProducer) -> None:
         target = dlq_topic(rec.topic)
@@ -300,13 +431,18 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 __all__ = [
+    "BatchHandler",
     "ConsumerLoop",
     "ConsumerRecord",
+    "ConsumerSpec",
     "PoisonMessage",
     "PositionStore",
+    "Records",
+    "Replayed",
     "TopicPartition",
     "dlq_topic",
     "ensure_topics",
     "kafka_reachable",
     "make_producer",
+    "partitions_of",
 ]

@@ -1,4 +1,5 @@
-"""Typed settings. Each service reads its own prefix (BT_REGISTRY_, BT_EVENTS_, BT_PORTAL_)."""
+"""The settings every service has. Each service declares its own subclass, with its own env prefix, in
+`services/<name>/settings.py`."""
 
 from __future__ import annotations
 
@@ -41,28 +42,3 @@ class ServiceSettings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_topic_prefix}{name}"
-
-
-class RegistrySettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="BT_REGISTRY_", extra="ignore")
-    bulk_max_items: int = 10_000
-
-
-class EventsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="BT_EVENTS_", extra="ignore")
-    registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL for read-through.")
-    batch_max_items: int = 5_000
-    consumer_group: str = "batterytrace-events"
-    verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
-    verify_rate_per_s: float = Field(
-        2_000.0, gt=0, description="Most ledger events per second a background sweep re-hashes (bounds its CPU)."
-    )
-    verifier_enabled: bool = Field(True, description="Run the periodic hash-chain verifier in this process.")
-
-
-class PortalSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="BT_PORTAL_", extra="ignore")
-    consumer_group: str = "batterytrace-portal"
-    events_url: str = Field("http://127.0.0.1:8002", description="Events service base URL.")
-    registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL (stream monitoring).")
-    self_url: str = Field("http://127.0.0.1:8003", description="This portal's own base URL (stream monitoring).")

@@ -20,9 +20,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from services.events.settings import EventsSettings
+from services.portal.settings import PortalSettings
+from services.registry.settings import RegistrySettings
 from shared.auth import generate_keypair, mint_token
 from shared.migrate import upgrade_head
-from shared.settings import EventsSettings, PortalSettings, RegistrySettings, ServiceSettings
+from shared.settings import ServiceSettings
 
 TEMPLATE_DB = "bt_template"
 #: The user property under which a fault test records its reconciliation (tests/test_faults.py).

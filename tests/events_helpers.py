@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 
 from services.events.app import create_app as create_events
+from services.events.settings import EventsSettings
 from services.registry.app import create_app as create_registry
-from shared.settings import EventsSettings, RegistrySettings
+from services.registry.settings import RegistrySettings
 from tests.conftest import serve
 from tests.factories import battery_body, create_models
 

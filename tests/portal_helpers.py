@@ -16,11 +16,12 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.portal.settings import PortalSettings
+
 # The chain and the registration ID come from the services themselves: one definition of the contract.
 from shared.contract.lifecycle import GENESIS, event_hash, ts
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY, manufactured_event_id
 from shared.kafka import ensure_topics, make_producer
-from shared.settings import PortalSettings
 from tests.conftest import eventually, serve
 
 #: type -> state after (None: unchanged)

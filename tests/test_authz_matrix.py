@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from services.portal.app import create_app as create_portal
-from shared.settings import PortalSettings
+from services.portal.settings import PortalSettings
 from tests.conftest import eventually, serve
 from tests.events_helpers import stack
 
@@ -48,8 +48,10 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     **{
         (svc, "GET", p): EVERYONE
         for svc in ("registry", "events", "portal")
-        for p in ("/healthz", "/readyz", "/metrics", "/v1/ops/outbox", "/v1/ops/positions")
+        for p in ("/healthz", "/readyz", "/metrics", "/v1/ops/positions")
     },
+    # Only the services that publish have an outbox.
+    **{(svc, "GET", "/v1/ops/outbox"): EVERYONE for svc in ("registry", "events")},
     **{(svc, "GET", "/v1/audit"): {"admin"} for svc in ("registry", "events", "portal")},
     ("registry", "POST", "/v1/participants"): {"admin"},
     ("registry", "GET", "/v1/participants"): AUTHENTICATED,

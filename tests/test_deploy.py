@@ -22,9 +22,11 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from services.cli.main import app as cli_app
+from services.events.settings import EventsSettings
+from services.portal.settings import PortalSettings
+from services.registry.settings import RegistrySettings
 from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY, TOPICS
 from shared.kafka import dlq_topic
-from shared.settings import EventsSettings, PortalSettings, RegistrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -34,7 +36,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "events": EventsSettings,
     "portal": PortalSettings,
 }
-# Which services have an outbox to relay and which consume topics (the portal forces its relay off).
+# Which services have an outbox to relay and which consume topics (the portal publishes nothing: no relay).
 PUBLISHERS = {"registry", "events"}
 CONSUMERS = {"events", "portal"}
 # Named on purpose although they are not batterytrace settings.

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.portal.app import create_app as create_portal
+from services.portal.settings import PortalSettings
 from shared.problems import install_problem_handlers
-from shared.settings import PortalSettings
 from tests.conftest import serve
 from tests.events_helpers import stack
 from tests.factories import battery_body, create_models, register
@@ -159,8 +159,9 @@ async def test_times_are_iso_text_not_unix_timestamps(registry, make_settings, t
 
 async def test_every_endpoint_that_needs_a_token_documents_401_and_403(make_settings) -> None:
     from services.events.app import create_app as create_events
+    from services.events.settings import EventsSettings
     from services.registry.app import create_app as create_registry
-    from shared.settings import EventsSettings, RegistrySettings
+    from services.registry.settings import RegistrySettings
 
     apps = (
         create_registry(make_settings(RegistrySettings)),

@@ -12,11 +12,11 @@ from sqlalchemy import text
 from devtools.embedded import EmbeddedKafka, free_port
 from services.portal.app import create_app as create_portal
 from services.portal.rebuild import read_model_tables, rebuild
+from services.portal.settings import PortalSettings
 from shared.db import make_engine
 from shared.dlq import dlq_topics, read_dead_letters, replay
 from shared.kafka import ConsumerLoop, PoisonMessage, ensure_topics, make_producer
 from shared.outbox import requeue
-from shared.settings import PortalSettings
 from tests.conftest import eventually, serve
 from tests.events_helpers import ORGS, Stack, stack
 

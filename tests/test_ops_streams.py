@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from services.portal.app import create_app as create_portal
-from shared.settings import PortalSettings
+from services.portal.settings import PortalSettings
 from shared.streams import stream_report
 from tests.conftest import eventually, serve
 from tests.events_helpers import stack

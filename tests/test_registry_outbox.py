@@ -8,8 +8,8 @@ import pytest
 
 from devtools.embedded import EmbeddedKafka, free_port
 from services.registry.app import create_app
+from services.registry.settings import RegistrySettings
 from shared.contract.streams import TOPIC_REGISTRY
-from shared.settings import RegistrySettings
 from tests.conftest import eventually, read_topic, serve
 from tests.factories import create_models, register
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.registry.app import create_app as create_registry
-from shared.settings import RegistrySettings
+from services.registry.settings import RegistrySettings
 from tests.conftest import serve
 
 

@@ -8,7 +8,7 @@
 The ledger and the log's tables refuse UPDATE, DELETE and TRUNCATE (the ledger's trigger did not cover TRUNCATE).
 
 Revision ID: f1a3c5e7b9d2
-Revises: e7a9c1d3f5b8
+Revises: f1b3d5e7a9c2
 Create Date: 2026-12-01 07:00:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "f1a3c5e7b9d2"
-down_revision: str | None = "e7a9c1d3f5b8"
+down_revision: str | None = "f1b3d5e7a9c2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -66,7 +66,9 @@ def upgrade() -> None:
         sa.Column("witness", sa.Text(), primary_key=True),
         sa.Column("signature", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.ForeignKeyConstraint(["tree_size"], ["events.log_checkpoints.tree_size"], name="fk_log_cosignatures_tree_size"),
+        sa.ForeignKeyConstraint(
+            ["tree_size"], ["events.log_checkpoints.tree_size"], name="fk_log_cosignatures_tree_size"
+        ),
         schema="events",
     )
     op.execute(

@@ -221,7 +221,7 @@ def portal_rebuild(
     from rich.progress import Progress
 
     from services.portal.rebuild import rebuild
-    from shared.settings import PortalSettings
+    from services.portal.settings import PortalSettings
 
     if not yes:
         typer.confirm("Drop and rebuild the portal's read models?", abort=True)

@@ -10,16 +10,15 @@ from fastapi import FastAPI
 
 from services.events.epcis.resolver import AliasResolver
 from services.events.epcis.router import router as epcis_router
-from services.events.intake.consumer import registry_handler
+from services.events.intake import consumer as intake
 from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
 from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
+from services.events.settings import EventsSettings
 from services.events.tables import SCHEMA
 from shared.app import create_service_app
-from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY
-from shared.kafka import ConsumerLoop
-from shared.settings import EventsSettings
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE
 
 
 def create_app(
@@ -31,19 +30,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = RegistryClient(settings.registry_url, registry_transport)
         app.state.epcis_resolver = AliasResolver(settings.registry_url, registry_transport)
-        consumer = None
-        if settings.consumers_enabled:
-            consumer = ConsumerLoop.for_service(
-                settings,
-                topics=[settings.topic(TOPIC_REGISTRY)],
-                group_id=settings.consumer_group,
-                handler=registry_handler(app.state.sessionmaker),
-                name="events.registry",
-                engine=app.state.engine,
-                schema=SCHEMA,
-            )
-            consumer.start()
-        app.state.consumers = [consumer] if consumer else []
         verifier = ChainVerifier(
             app.state.engine, interval_s=settings.verify_interval_s, rate_per_s=settings.verify_rate_per_s
         )
@@ -54,8 +40,6 @@ def create_app(
             yield
         finally:
             await verifier.stop()
-            if consumer:
-                await consumer.stop()
             await app.state.registry.close()
             await app.state.epcis_resolver.close()
 
@@ -71,8 +55,9 @@ def create_app(
         settings=settings,
         routers=[lifecycle_router, ledger_router, epcis_router],
         schema=SCHEMA,
-        extra_lifespan=lifespan,
         publishes=[TOPIC_LIFECYCLE, TOPIC_EPCIS],
+        consumes=[intake.consumer(settings)],
+        extra_lifespan=lifespan,
     )
 
 

@@ -3,39 +3,29 @@ whole battery histories, ministry views and battery passports."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 
-from services.portal.epcis.consumer import epcis_lifespan
+from services.portal.epcis import consumer as epcis_consumer
 from services.portal.epcis.router import router as epcis_router
 from services.portal.history.router import router as history_router
-from services.portal.ingest.consumer import consumer_lifespan
+from services.portal.ingest import consumer as ingest_consumer
 from services.portal.passports.router import router as passports_router
+from services.portal.settings import PortalSettings
 from services.portal.tables import SCHEMA
 from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
 from shared.auth import Principal, Role, require_role
 from shared.problems import PROBLEM_RESPONSES
-from shared.settings import PortalSettings
 from shared.streams import stream_report
 
 Operator = Annotated[Principal, Depends(require_role(Role.operator))]
 
 
-@contextlib.asynccontextmanager
-async def consumers(app: FastAPI) -> AsyncIterator[None]:
-    async with consumer_lifespan(app), epcis_lifespan(app):
-        yield
-
-
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
     settings = settings or PortalSettings()
-    # The portal publishes nothing: no outbox relay.
-    settings = settings.model_copy(update={"relay_enabled": False})
     app = create_service_app(
         name="portal",
         title="batterytrace portal",
@@ -48,25 +38,13 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[history_router, views_router, passports_router, epcis_router],
         schema=SCHEMA,
-        extra_lifespan=consumers,
+        consumes=[ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)],  # publishes nothing
         openapi_tags=[
             {"name": "history", "description": "Whole histories and search (bearer token)."},
             {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},
             {"name": "passports", "description": "Battery passports by access level (public without a token)."},
         ],
     )
-
-    @app.get("/v1/ops/consumer", tags=["operations"], summary="The portal's stream consumer")
-    async def consumer_status(request: Request) -> dict[str, Any]:
-        """Records applied and dead-lettered since the process started, and when the last batch committed."""
-        loop = request.app.state.consumer
-        ingestor = request.app.state.ingestor
-        return {
-            "running": bool(loop and loop.running),
-            "applied": loop.applied if loop else 0,
-            "dead_lettered": loop.dead_lettered if loop else 0,
-            "last_batch_at": ingestor.last_applied_at,
-        }
 
     @app.get(
         "/v1/ops/streams",

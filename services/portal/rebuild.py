@@ -7,31 +7,30 @@ If Kafka retention has dropped old messages, run `batterytrace events republish`
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.portal.epcis.consumer import handler as epcis_handler
-from services.portal.ingest.consumer import Ingestor
-from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY
+from services.portal.epcis import consumer as epcis_consumer
+from services.portal.ingest import consumer as ingest_consumer
+from services.portal.settings import PortalSettings
+from services.portal.tables import SCHEMA
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import PoisonMessage
-from shared.settings import PortalSettings
+from shared.kafka import ConsumerLoop
 
 #: Operational tables that are not read models.
-KEEP = {"outbox", "stream_positions"}
+KEEP = {"stream_positions"}
 
 
-async def read_model_tables(engine: Any) -> list[str]:
+async def read_model_tables(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'portal' "
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = :schema "
                 "AND table_type = 'BASE TABLE' ORDER BY table_name"
-            )
+            ),
+            {"schema": SCHEMA},
         )
         return [r[0] for r in rows if r[0] not in KEEP]
 
@@ -39,73 +38,19 @@ async def read_model_tables(engine: Any) -> list[str]:
 async def rebuild(
     settings: PortalSettings, *, idle_s: float = 2.0, progress: Callable[[int], None] | None = None
 ) -> dict[str, int]:
+    """Empty the read models, then replay each of the portal's consumers over its topics, one after the
+    other (the EPCIS view is its own projection of the lifecycle and EPCIS streams)."""
     engine = make_engine(settings.database_url)
     try:
         tables = await read_model_tables(engine)
         async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE " + ", ".join(f"portal.{t}" for t in tables)))
+            await conn.execute(text("TRUNCATE " + ", ".join(f"{SCHEMA}.{t}" for t in tables)))
         maker = make_sessionmaker(engine)
-        ingestor = Ingestor(maker)
-        main = await _project(
-            settings,
-            [settings.topic(TOPIC_REGISTRY), settings.topic(TOPIC_LIFECYCLE)],
-            ingestor.handle,
-            idle_s,
-            progress,
-        )
-        # The EPCIS view is its own projection of the lifecycle stream and the EPCIS stream.
-        epcis = await _project(
-            settings,
-            [settings.topic(TOPIC_LIFECYCLE), settings.topic(TOPIC_EPCIS)],
-            epcis_handler(maker),
-            idle_s,
-            progress,
-        )
-        return {"tables": len(tables), "records": main[0] + epcis[0], "poison": main[1] + epcis[1]}
+        records = rejected = 0
+        for spec in (ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)):
+            loop = ConsumerLoop.for_spec(spec, settings, maker, max_records=2000)
+            done = await loop.replay(idle_s=idle_s, progress=progress)
+            records, rejected = records + done.records, rejected + done.rejected
+        return {"tables": len(tables), "records": records, "poison": rejected}
     finally:
         await engine.dispose()
-
-
-async def _project(
-    settings: PortalSettings,
-    topics: list[str],
-    handle: Callable[[Any], Awaitable[None]],
-    idle_s: float,
-    progress: Callable[[int], None] | None,
-) -> tuple[int, int]:
-    """Apply every record of `topics`, from the beginning, until they have been quiet for `idle_s`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    read = poison = 0
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        loop = asyncio.get_running_loop()
-        quiet_until = loop.time() + idle_s
-        while loop.time() < quiet_until:
-            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-            # Registry facts first, then lifecycle, as the live consumer may see them in any order anyway.
-            records = [
-                r for tp in sorted(batches, key=lambda tp: (tp.topic != topics[0], tp.partition)) for r in batches[tp]
-            ]
-            if not records:
-                continue
-            quiet_until = loop.time() + idle_s
-            try:
-                await handle(records)
-            except PoisonMessage:
-                for r in records:
-                    try:
-                        await handle([r])
-                    except PoisonMessage:
-                        poison += 1  # already in the dead-letter topic from the live consumer
-            read += len(records)
-            if progress:
-                progress(len(records))
-    finally:
-        await consumer.stop()
-    return read, poison

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db import metadata as make_metadata
-from shared.outbox import outbox_table, stream_positions_table
+from shared.outbox import stream_positions_table
 
 SCHEMA = "portal"
 metadata = make_metadata(SCHEMA)
@@ -205,8 +205,5 @@ current_counts = Table(
         "state", "region", "manufacturer", "chemistry", "kind", "status", "safety", "grade", name="pk_current_counts"
     ),
 )
-
-#: The portal publishes nothing; the table exists so the common `/v1/ops/outbox` endpoint answers.
-outbox = outbox_table(metadata)
 
 stream_positions = stream_positions_table(metadata)

@@ -10,8 +10,10 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.events.lifecycle.service import start_ledgers
+from services.events.settings import EventsSettings
 from shared.contract.streams import BATTERY_REGISTERED as REGISTERED
-from shared.kafka import PoisonMessage
+from shared.contract.streams import TOPIC_REGISTRY
+from shared.kafka import BatchHandler, ConsumerSpec, PoisonMessage
 
 REQUIRED = ("id", "kind", "model_id", "manufacturer", "manufactured_at")
 
@@ -30,7 +32,7 @@ def _decode(rec: ConsumerRecord[bytes, bytes]) -> dict[str, Any] | None:
     return data
 
 
-def registry_handler(sessionmaker: async_sessionmaker[AsyncSession]) -> Any:
+def handler(sessionmaker: async_sessionmaker[AsyncSession]) -> BatchHandler:
     async def handle(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         batteries = [b for b in (_decode(r) for r in records) if b is not None]
         if not batteries:
@@ -39,3 +41,10 @@ def registry_handler(sessionmaker: async_sessionmaker[AsyncSession]) -> Any:
             await start_ledgers(session, batteries)
 
     return handle
+
+
+def consumer(settings: EventsSettings) -> ConsumerSpec:
+    """The events service's one consumer: the registry stream, in the events group."""
+    return ConsumerSpec(
+        name="events.registry", group=settings.consumer_group, topics=(TOPIC_REGISTRY,), handler=handler
+    )

@@ -4,25 +4,17 @@ read models never wait for it; idempotent (upserts keyed by eventID), offsets co
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Sequence
-
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.portal.epcis import repository as repo
 from services.portal.epcis.service import decode
-from services.portal.tables import SCHEMA
+from services.portal.settings import PortalSettings
 from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE
-from shared.kafka import BatchHandler, ConsumerLoop, ConsumerRecord, ensure_topics
-from shared.settings import PortalSettings
-
-log = logging.getLogger("batterytrace.portal.epcis")
+from shared.kafka import BatchHandler, ConsumerSpec, Records
 
 
 def handler(sessionmaker: async_sessionmaker[AsyncSession]) -> BatchHandler:
-    async def handle(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    async def handle(records: Records) -> None:
         batch = decode(records)  # PoisonMessage for a bad record (the loop dead-letters it alone)
         async with sessionmaker() as session, session.begin():
             await repo.lock(session)
@@ -34,29 +26,10 @@ def handler(sessionmaker: async_sessionmaker[AsyncSession]) -> BatchHandler:
     return handle
 
 
-@contextlib.asynccontextmanager
-async def epcis_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: PortalSettings = app.state.settings
-    loop: ConsumerLoop | None = None
-    if settings.consumers_enabled:
-        topics = [settings.topic(TOPIC_LIFECYCLE), settings.topic(TOPIC_EPCIS)]
-        try:
-            await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_partitions)
-        except Exception as exc:  # the loop retries until the broker is back
-            log.warning("portal epcis: could not ensure topics %s: %r", topics, exc)
-        loop = ConsumerLoop.for_service(
-            settings,
-            topics=topics,
-            group_id=f"{settings.consumer_group}-epcis",
-            handler=handler(app.state.sessionmaker),
-            name="portal.epcis",
-            engine=app.state.engine,
-            schema=SCHEMA,
-        )
-        loop.start()
-    app.state.epcis_consumer = loop
-    try:
-        yield
-    finally:
-        if loop is not None:
-            await loop.stop()
+def consumer(settings: PortalSettings) -> ConsumerSpec:
+    return ConsumerSpec(
+        name="portal.epcis",
+        group=f"{settings.consumer_group}-epcis",
+        topics=(TOPIC_LIFECYCLE, TOPIC_EPCIS),
+        handler=handler,
+    )

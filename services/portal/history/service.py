@@ -12,7 +12,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as repo
-from services.portal.ingest.consumer import REGISTRY_FACTS
+from services.portal.ingest.projection import REGISTRY_FACTS
 from shared import access
 from shared.auth import Principal
 from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS

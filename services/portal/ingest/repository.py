@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.ingest.service import HEAD_COLUMNS
+from services.portal.ingest.projection import HEAD_COLUMNS
 from services.portal.tables import SCHEMA
 from shared.db import raw_connection
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as history_repo
 from services.portal.history import service as history_service
+from services.portal.ingest.consumer import NAME as INGEST
 from services.portal.passports import service as passport_service
 from services.portal.ui import repository as repo
 from services.portal.views import service as views
@@ -369,7 +370,6 @@ async def operations(state: Any) -> dict[str, Any]:
     outboxes = [{"service": name, **a} for name, a in zip(peers, answers[len(peers) :], strict=True)]
     topics = [t for t in broker.get("topics", []) if not t["topic"].endswith(".dlq")]
     dlq = [t for t in broker.get("topics", []) if t["topic"].endswith(".dlq")]
-    loop, ingestor = getattr(state, "consumer", None), getattr(state, "ingestor", None)
     return {
         "at": datetime.now(KST),
         "broker_error": broker.get("error"),
@@ -379,12 +379,7 @@ async def operations(state: Any) -> dict[str, Any]:
         "unreachable": [{"service": p["service"], "error": p["error"]} for p in positions if "error" in p],
         "outboxes": outboxes,
         "dead_letters": dlq,
-        "consumer": {
-            "running": bool(loop and loop.running),
-            "applied": loop.applied if loop else 0,
-            "dead_lettered": loop.dead_lettered if loop else 0,
-            "last_batch_at": ingestor.last_applied_at if ingestor else None,
-        },
+        "consumer": state.consumers[INGEST].status(),
     }
 
 

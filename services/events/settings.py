@@ -1,0 +1,34 @@
+"""The events service's settings (env prefix BT_EVENTS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class EventsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BT_EVENTS_", extra="ignore")
+    registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL for read-through.")
+    batch_max_items: int = 5_000
+    consumer_group: str = "batterytrace-events"
+    verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
+    verify_rate_per_s: float = Field(
+        2_000.0, gt=0, description="Most ledger events per second a background sweep re-hashes (bounds its CPU)."
+    )
+    verifier_enabled: bool = Field(True, description="Run the periodic hash-chain verifier in this process.")
+    log_enabled: bool = Field(True, description="Run the transparency log's sequencer and checkpointer here.")
+    log_origin: str = Field("batterytrace.kr/log", description="The log's name: checkpoint origin and key name.")
+    log_signing_key_file: Path | None = Field(
+        None,
+        description="C2SP signed-note signer key (PRIVATE+KEY+<origin>+...) of the log. Unset: a key made per "
+        "process (dev only: checkpoints then change key with every restart).",
+    )
+    log_checkpoint_interval_s: float = Field(10.0, gt=0, description="Seconds between checkpoints while events arrive.")
+    log_sequencer_interval_s: float = Field(0.05, gt=0, description="Seconds between polls of the log's queue.")
+    log_witness_keys: list[str] = Field(
+        default_factory=list, description="Verifier keys of the witnesses whose cosignatures are accepted."
+    )

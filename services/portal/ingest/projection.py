@@ -1,0 +1,475 @@
+"""How stream messages become read models, as pure functions over typed values: decoding a record, folding
+a battery's timeline into its head, a battery's next row, and the flow figures each event adds. No I/O;
+`service.py` fetches, calls these and stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from pydantic import ValidationError
+
+from services.portal.ingest.schemas import (
+    DATA_MODELS,
+    AliasAddedIn,
+    BatteryRegisteredIn,
+    ModelIn,
+    ParticipantIn,
+)
+from shared.contract.lifecycle import EventType
+from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
+from shared.contract.streams import (
+    ALIAS_ADDED,
+    BATTERY_REGISTERED,
+    LIFECYCLE_TYPE_PREFIX,
+    MODEL_REGISTERED,
+    PARTICIPANT_REGISTERED,
+    REGISTRY_TYPE_PREFIX,
+    is_known_lifecycle,
+)
+from shared.contract.streams import CloudEvent as CloudEventIn
+from shared.kafka import ConsumerRecord, PoisonMessage
+
+#: Ministries count by Korean calendar month.
+KST = ZoneInfo("Asia/Seoul")
+REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn]] = {
+    PARTICIPANT_REGISTERED: ParticipantIn,
+    MODEL_REGISTERED: ModelIn,
+    BATTERY_REGISTERED: BatteryRegisteredIn,
+    ALIAS_ADDED: AliasAddedIn,
+}
+RECOVERED = ("lithium", "nickel", "cobalt", "manganese", "copper")
+CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
+REUSE_TYPES = {EventType.REPURPOSED.value, EventType.REMANUFACTURED.value}
+
+
+Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | LifecycleEventIn
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One decoded stream message. `stream` is 'registry' or 'lifecycle'; `body` the parsed data."""
+
+    stream: str
+    event_id: str
+    type: str
+    body: Body
+
+
+def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
+    """Decode and check one record. None for a message the portal skips by the contract's
+    `UNKNOWN_TYPE_RULE` (a type it does not use, or one newer than it); PoisonMessage for anything that can
+    never be applied (not a CloudEvent, or a known type with malformed data)."""
+    try:
+        raw = orjson.loads(rec.value or b"")
+        ce = CloudEventIn.model_validate(raw)
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        raise PoisonMessage(f"not a CloudEvents 1.0 JSON message: {exc}") from None
+    try:
+        if ce.type.startswith(REGISTRY_TYPE_PREFIX):
+            model = REGISTRY_TYPES.get(ce.type)
+            if model is None:
+                return None  # a registry change the portal does not show (yet)
+            return Message("registry", ce.id, ce.type, model.model_validate(ce.data))
+        if ce.type.startswith(LIFECYCLE_TYPE_PREFIX):
+            if not is_known_lifecycle(ce.type, ce.data):
+                return None  # UNKNOWN_TYPE_RULE: a lifecycle type newer than this portal is skipped
+            event = LifecycleEventIn.model_validate(ce.data)
+            if event.event_id != ce.id:
+                raise PoisonMessage(f"envelope id {ce.id} differs from data.event_id {event.event_id}")
+            if ce.type != f"{LIFECYCLE_TYPE_PREFIX}{event.type.value.lower()}.v1":
+                raise PoisonMessage(f"envelope type {ce.type} does not match data.type {event.type.value}")
+            data_model = DATA_MODELS.get(event.type)
+            if data_model is not None:
+                data_model.model_validate(event.data)
+            return Message("lifecycle", ce.id, event.type.value, event)
+    except ValidationError as exc:
+        raise PoisonMessage(f"{ce.type} {ce.id}: invalid data: {exc}") from None
+    return None  # UNKNOWN_TYPE_RULE: a message family this portal does not read is skipped
+
+
+def month_of(value: datetime) -> date:
+    local = value.astimezone(KST)
+    return date(local.year, local.month, 1)
+
+
+def soh_bucket(soh: float) -> str:
+    if soh >= 90:
+        return "90-100"
+    if soh >= 80:
+        return "80-90"
+    if soh >= 70:
+        return "70-80"
+    if soh >= 60:
+        return "60-70"
+    return "<60"
+
+
+# ---- a battery: its registry facts and the head of its timeline ----
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One event of a battery's timeline as the portal stored it: what the fold and the flows read."""
+
+    sequence: int
+    event_id: str
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    state_after: str
+    custodian_after: str
+    location: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)  # type-specific, checked when decoded
+    applied_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> TimelineEvent:
+        """From a row of `portal.events`."""
+        return cls(
+            sequence=row["sequence"],
+            event_id=row["event_id"],
+            type=row["type"],
+            occurred_at=row["occurred_at"],
+            recorded_at=row["recorded_at"],
+            state_after=row["state_after"],
+            custodian_after=row["custodian_after"],
+            location=row.get("location") or {},
+            data=row.get("data") or {},
+            applied_at=row.get("applied_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A battery's current facts, folded from its timeline (the lifecycle columns of `portal.batteries`)."""
+
+    sequence: int = 0
+    state: str | None = None
+    state_since: datetime | None = None
+    custodian: str | None = None
+    region: str | None = None
+    grade: str | None = None
+    soh_pct: float | None = None
+    cycle_count: int | None = None
+    parent_id: str | None = None
+    vin: str | None = None
+    life: int = 0
+    status: str = "original"
+    safety: str | None = None
+    installed_at: datetime | None = None
+    recycled_month: date | None = None
+    recycled_region: str | None = None
+    last_event_id: str | None = None
+    last_recorded_at: datetime | None = None
+    last_applied_at: datetime | None = None
+
+
+HEAD_COLUMNS = tuple(f.name for f in fields(Head))
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The registry facts a battery row keeps (the history answers them as they are)."""
+
+    registered: bool = False
+    model_id: str | None = None
+    kind: str | None = None
+    chemistry: str | None = None
+    manufacturer: str | None = None
+    serial_number: str | None = None
+    manufactured_at: datetime | None = None
+    manufacturing_site: str | None = None
+    materials_kg: Mapping[str, float] | None = None
+    recycled_content_pct: Mapping[str, float] | None = None
+    carbon_footprint_kg_co2e_per_kwh: float | None = None
+    model: Mapping[str, Any] | None = None
+
+    @classmethod
+    def registered_as(cls, b: BatteryRegisteredIn) -> Facts:
+        return cls(registered=True, **b.model_dump(include=set(REGISTRY_FACTS)))
+
+
+REGISTRY_FACTS = tuple(f.name for f in fields(Facts) if f.name != "registered")
+
+
+@dataclass(frozen=True, slots=True)
+class Battery:
+    """A row of `portal.batteries`: registry facts, the folded head, and whether its contained materials
+    have joined the recovery-rate denominator."""
+
+    id: str
+    facts: Facts = Facts()
+    head: Head = Head()
+    contained_counted: bool = False
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Battery:
+        return cls(
+            id=row["id"],
+            facts=Facts(**{f.name: row[f.name] for f in fields(Facts)}),
+            head=Head(**{name: row[name] for name in HEAD_COLUMNS}),
+            contained_counted=row["contained_counted"],
+        )
+
+    def row(self) -> dict[str, Any]:
+        """As `repository.save_batteries` writes it."""
+        out: dict[str, Any] = {"id": self.id, "contained_counted": self.contained_counted}
+        out.update((f.name, getattr(self.facts, f.name)) for f in fields(Facts))
+        out.update((name, getattr(self.head, name)) for name in HEAD_COLUMNS)
+        return out
+
+
+def fold(events: Sequence[TimelineEvent]) -> Head:
+    """The battery's current facts from its events in sequence order: the event with the highest
+    sequence decides the state, so a late, out-of-order delivery changes nothing it should not."""
+    sequence, life, status = 0, 0, "original"
+    state: str | None = None
+    custodian: str | None = None
+    region: str | None = None
+    grade: str | None = None
+    soh_pct: float | None = None
+    cycle_count: int | None = None
+    parent_id: str | None = None
+    vin: str | None = None
+    safety: str | None = None
+    recycled_region: str | None = None
+    last_event_id: str | None = None
+    state_since: datetime | None = None
+    installed_at: datetime | None = None
+    last_recorded_at: datetime | None = None
+    last_applied_at: datetime | None = None
+    recycled_month: date | None = None
+    for e in sorted(events, key=lambda e: e.sequence):
+        data, kind = e.data, e.type
+        if e.state_after != state:
+            state_since = e.occurred_at
+        sequence, state, custodian = e.sequence, e.state_after, e.custodian_after
+        last_event_id, last_recorded_at, last_applied_at = e.event_id, e.recorded_at, e.applied_at
+        region = event_region(e) or region
+        if kind == "INSTALLED":
+            vin = data.get("vin")
+            installed_at = installed_at or e.occurred_at
+        elif kind in ("INSPECTED", "GRADED"):
+            soh_pct = data.get("soh_pct")
+            if kind == "INSPECTED":
+                cycle_count = data.get("cycle_count")
+            else:
+                grade = data.get("grade")
+        elif kind == "ASSEMBLED":
+            parent_id = data.get("parent_id")
+        elif kind == "DISASSEMBLED":
+            parent_id = None
+        elif kind in REUSE_TYPES:
+            # A new life and a new passport (EU rule); it is put into service anew.
+            life, status, safety, installed_at = life + 1, kind.lower(), None, None
+        elif kind == "SAFETY_INSPECTED":
+            safety = data.get("result")
+        elif kind == "RECYCLED":
+            status, recycled_month, recycled_region = "waste", month_of(e.occurred_at), event_region(e)
+        elif kind == "DISPOSED":
+            status = "waste"
+    return Head(
+        sequence=sequence,
+        state=state,
+        state_since=state_since,
+        custodian=custodian,
+        region=region,
+        grade=grade,
+        soh_pct=soh_pct,
+        cycle_count=cycle_count,
+        parent_id=parent_id,
+        vin=vin,
+        life=life,
+        status=status,
+        safety=safety,
+        installed_at=installed_at,
+        recycled_month=recycled_month,
+        recycled_region=recycled_region,
+        last_event_id=last_event_id,
+        last_recorded_at=last_recorded_at,
+        last_applied_at=last_applied_at,
+    )
+
+
+def event_region(e: TimelineEvent) -> str | None:
+    region = e.location.get("region")
+    if not region and e.type == "COLLECTED":
+        region = e.data.get("region")
+    return region or None
+
+
+def count_key(b: Battery) -> tuple[str, ...] | None:
+    """The battery's cell in `current_counts`, or None while no lifecycle event has arrived."""
+    head, facts = b.head, b.facts
+    if not head.state:
+        return None
+    reused = head.status in ("repurposed", "remanufactured")
+    return (
+        head.state,
+        head.region or "",
+        facts.manufacturer or "",
+        facts.chemistry or "",
+        facts.kind or "",
+        head.status or "original",
+        (head.safety or "pending") if reused else "",
+        head.grade or "",
+    )
+
+
+def count_deltas(deltas: dict[tuple[str, ...], int], old: Battery, new: Battery) -> None:
+    """Move the battery from its old cell of `current_counts` to its new one."""
+    old_key, new_key = count_key(old), count_key(new)
+    if old_key != new_key:
+        if old_key:
+            deltas[old_key] = deltas.get(old_key, 0) - 1
+        if new_key:
+            deltas[new_key] = deltas.get(new_key, 0) + 1
+
+
+def advance(
+    before: Battery,
+    registration: BatteryRegisteredIn | None,
+    timeline: Sequence[TimelineEvent],
+    envelope: LifecycleEventIn | None,
+    inserted: set[str],
+    flows: Flows,
+) -> Battery:
+    """The battery's next row after a batch: its registration (if it came), its head folded again from the
+    whole timeline, the envelope's kind and manufacturer until the registration arrives; the flows of the
+    events new in this batch are added to `flows`."""
+    facts = Facts.registered_as(registration) if registration is not None else before.facts
+    if envelope is not None:  # until the registration arrives
+        facts = replace(
+            facts, kind=facts.kind or envelope.kind, manufacturer=facts.manufacturer or envelope.manufacturer
+        )
+    battery = replace(before, facts=facts, head=fold(timeline) if timeline else before.head)
+    for e in timeline:
+        if e.event_id in inserted:
+            event_flows(flows, e, timeline, battery)
+    if contained_flows(flows, battery):
+        battery = replace(battery, contained_counted=True)
+    return battery
+
+
+def event_row(e: LifecycleEventIn) -> dict[str, Any]:
+    """A lifecycle event as `repository.insert_events` writes it."""
+    row = e.model_dump(mode="python", exclude={"kind", "manufacturer"})
+    row["type"] = e.type.value
+    row["state_after"] = e.state_after.value
+    row["location"] = e.location.model_dump(exclude_none=True)
+    row["parent_id"] = e.data.get("parent_id") if e.type.value in ("ASSEMBLED", "DISASSEMBLED") else None
+    return row
+
+
+# ---- flows ----
+
+
+@dataclass
+class Flows:
+    """Increments to `flow_stats`, summed per key before they reach the database."""
+
+    rows: dict[tuple[str, date, str, str, str, str], tuple[int, dict[str, float]]] = field(default_factory=dict)
+
+    def add(
+        self,
+        metric: str,
+        month: date,
+        region: str | None = "",
+        k1: Any = "",
+        k2: Any = "",
+        k3: Any = "",
+        n: int = 1,
+        **amounts: float | None,
+    ) -> None:
+        key = (metric, month, region or "", str(k1 or ""), str(k2 or ""), str(k3 or ""))
+        count, sums = self.rows.get(key, (0, {}))
+        for name, value in amounts.items():
+            if value is not None:
+                sums[name] = sums.get(name, 0.0) + float(value)
+        self.rows[key] = (count + n, sums)
+
+
+def registration_flows(flows: Flows, b: BatteryRegisteredIn) -> None:
+    rc = b.recycled_content_pct
+    flows.add(
+        "registered",
+        month_of(b.manufactured_at),
+        "",
+        b.manufacturer,
+        b.chemistry,
+        b.kind,
+        kwh=b.model.get("rated_energy_kwh"),
+        rc_lithium=rc.get("lithium", 0.0),
+        rc_nickel=rc.get("nickel", 0.0),
+        rc_cobalt=rc.get("cobalt", 0.0),
+        rc_lead=rc.get("lead", 0.0),
+    )
+
+
+def event_flows(flows: Flows, e: TimelineEvent, timeline: Sequence[TimelineEvent], battery: Battery) -> None:
+    """What one newly applied lifecycle event adds to the ministry figures."""
+    kind, data = e.type, e.data
+    month = month_of(e.occurred_at)
+    region = event_region(e) or battery.head.region or ""
+    manufacturer = battery.facts.manufacturer
+    battery_kind = battery.facts.kind
+    if kind == "INSTALLED":
+        flows.add("installed", month, region, "vehicle" if data.get("vin") else "ess", manufacturer, battery_kind)
+    elif kind == "INSPECTED":
+        flows.add("inspected", month, region, soh_bucket(data["soh_pct"]), soh_pct=data["soh_pct"])
+    elif kind == "REMOVED":
+        flows.add("removed", month, region, data["reason"])
+    elif kind == "COLLECTED":
+        flows.add("collected", month, data["region"], data["centre"])
+    elif kind == "GRADED":
+        flows.add("graded", month, region, data["grade"], soh_pct=data["soh_pct"])
+    elif kind == "SAFETY_INSPECTED":
+        flows.add("safety_inspected", month, region, data["result"], data["body"], data.get("standard", "KC 10031"))
+    elif kind == "INCIDENT":
+        after_reuse = any(p.type in REUSE_TYPES and p.sequence < e.sequence for p in timeline)
+        flows.add("incident", month, region, data["kind"], data["severity"], "after_reuse" if after_reuse else "")
+    elif kind == "DISPOSED":
+        flows.add("disposed", month, region, data.get("method"))
+    if kind in ("REPURPOSED", "REMANUFACTURED", "RECYCLED"):
+        flows.add("outcome", month, region, kind.lower(), manufacturer, battery_kind)
+    if kind == "RECYCLED":
+        recovered = data["recovered_kg"]
+        flows.add(
+            "recycled",
+            month,
+            region,
+            data["process"],
+            input_mass_kg=data["input_mass_kg"],
+            black_mass_kg=data["black_mass_kg"],
+            **{m: recovered.get(m, 0.0) for m in RECOVERED},
+        )
+
+
+def contained_flows(flows: Flows, b: Battery) -> bool:
+    """Once a battery is both registered and recycled, its contained materials join the recovery-rate
+    denominator (the two facts come from different streams, in either order). True if counted."""
+    if b.contained_counted or not b.facts.registered or b.head.recycled_month is None:
+        return False
+    materials: Mapping[str, Any] = b.facts.materials_kg or {}  # Any: `add` takes the amounts as keywords
+    flows.add(
+        "recycled_contained",
+        b.head.recycled_month,
+        b.head.recycled_region,
+        **{m: materials.get(m, 0.0) for m in CONTAINED},
+    )
+    return True
+
+
+def unique(messages: Iterable[Message | None]) -> list[Message]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for m in messages:
+        if m is not None and (m.stream, m.event_id) not in seen:
+            seen.add((m.stream, m.event_id))
+            out.append(m)
+    return out
