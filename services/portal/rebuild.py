@@ -19,8 +19,9 @@ from services.portal.tables import SCHEMA
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ConsumerLoop
 
-#: Operational tables that are not read models.
-KEEP = {"stream_positions"}
+#: Tables that are not read models: the consumers' positions, and the audit log (who read what must outlive
+#: any rebuild of what they read; it is kept for years, README: Retention).
+KEEP = {"stream_positions", "audit_log"}
 
 
 async def read_model_tables(engine: AsyncEngine) -> list[str]:
