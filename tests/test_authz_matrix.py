@@ -76,6 +76,8 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("portal", "GET", "/v1/batteries"): AUTHENTICATED,
     **{("portal", "GET", f"/v1/views/{m.lower()}"): {f"ministry:{m}", "admin"} for m in MINISTRIES},
     ("portal", "GET", "/v1/passports/{battery_id}"): EVERYONE,
+    ("portal", "GET", "/v1/passports/{battery_id}/jws"): EVERYONE,
+    ("portal", "GET", "/.well-known/jwks.json"): EVERYONE,
     ("portal", "GET", "/epcis/events"): AUTHENTICATED,
     ("portal", "GET", "/epcis/events/{event_id}"): AUTHENTICATED,
     ("portal", "GET", "/v1/ops/consumer"): EVERYONE,
