@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+import importlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, ClassVar
 
 import asyncpg
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import Column, DateTime, MetaData, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -16,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import registry
+from sqlmodel import SQLModel
 
 # Alembic and the models share these names, so constraints are named the same everywhere.
 NAMING_CONVENTION = {
@@ -27,8 +31,49 @@ NAMING_CONVENTION = {
 }
 
 
-def metadata(schema: str) -> MetaData:
-    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+class Base(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))):
+    """Base of every table model (`class X(Base, table=True)`): one metadata for every schema, which
+    Alembic compares with the database, with the naming conventions the migrations used. Repositories
+    build their statements on `Model.__table__` (SQLAlchemy Core)."""
+
+    __table__: ClassVar[Table]
+
+
+def schema_table(schema: str, name: str) -> Table:
+    """A table that several services have (outbox, stream_positions, audit_log) in one service's schema, as
+    that service's models declare it."""
+    key = f"{schema}.{name}"
+    if key not in Base.metadata.tables:
+        # A process that only relays or requeues (the bench's relay worker, `ops republish`) has not imported
+        # the service; each service declares its schema's tables in `services/<schema>/models.py`.
+        importlib.import_module(f"services.{schema}.models")
+    return Base.metadata.tables[key]
+
+
+#: timestamptz, the only timestamp type the schemas use.
+TZ = DateTime(timezone=True)
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def pg_type(column: Column[Any]) -> str:
+    """The column's PostgreSQL type, as written in a cast (`TEXT`, `JSONB`, `TIMESTAMP WITH TIME ZONE`)."""
+    return str(column.type.compile(dialect=_PG))
+
+
+def qualified(table: Table) -> str:
+    """`schema.name`, for statements sent straight to asyncpg."""
+    return f"{table.schema}.{table.name}"
+
+
+def names(columns: Sequence[Column[Any]]) -> str:
+    return ", ".join(c.name for c in columns)
+
+
+def unnest(columns: Sequence[Column[Any]], start: int = 1) -> str:
+    """`unnest($1::TEXT[], $2::INTEGER[], ...)`: one array parameter per column, typed as the column, for the
+    set-based statements sent straight to asyncpg (generated once, at import)."""
+    return "unnest(" + ", ".join(f"${i}::{pg_type(c)}[]" for i, c in enumerate(columns, start)) + ")"
 
 
 def _json_dumps(value: Any) -> str:

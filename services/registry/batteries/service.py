@@ -14,7 +14,7 @@ from services.registry.batteries import repository as repo
 from services.registry.batteries.schemas import AliasIn, BatteryIn
 from services.registry.catalog import repository as catalog_repo
 from services.registry.events import registry_message
-from services.registry.tables import SCHEMA
+from services.registry.models import SCHEMA
 from shared.auth import Principal, Role
 from shared.db import raw_connection
 from shared.envelope import manufactured_event_id
