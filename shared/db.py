@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
 import asyncpg
@@ -68,6 +68,32 @@ def qualified(table: Table) -> str:
 
 def names(columns: Sequence[Column[Any]]) -> str:
     return ", ".join(c.name for c in columns)
+
+
+def select_list(columns: Sequence[Column[Any]], alias: str = "") -> str:
+    """The columns as asyncpg should return them to a repository: by name, UUIDs as text (as SQLAlchemy's
+    `UUID(as_uuid=False)` returns them)."""
+    p = f"{alias}." if alias else ""
+    return ", ".join(
+        f"{p}{c.name}::text AS {c.name}" if isinstance(c.type, postgresql.UUID) else f"{p}{c.name}" for c in columns
+    )
+
+
+def column_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column[Any]]) -> list[list[Any]]:
+    """One array per column of `rows` (mappings by column name), for `unnest(...)`; JSONB values as JSON text."""
+    out: list[list[Any]] = []
+    for c in columns:
+        name = c.name
+        if isinstance(c.type, postgresql.JSONB):
+            out.append([None if (v := r[name]) is None else _json_dumps(v) for r in rows])
+        else:
+            out.append([r[name] for r in rows])
+    return out
+
+
+def column_values(row: Mapping[str, Any], columns: Sequence[Column[Any]]) -> list[Any]:
+    """The values of one row (a mapping by column name) in column order; JSONB values as JSON text."""
+    return [a[0] for a in column_arrays([row], columns)]
 
 
 def unnest(columns: Sequence[Column[Any]], start: int = 1) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import BigInteger, Index, Table, Text, any_, bindparam, cast, func, select, text, update
+from sqlalchemy import BigInteger, Column, Index, Table, Text, any_, bindparam, cast, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
@@ -71,10 +71,15 @@ class OutboxMessage:
     payload: dict[str, Any]
 
 
+def message_columns(outbox: Table) -> list[Column[Any]]:
+    """The outbox columns a message fills in (the rest are the database's and the relay's)."""
+    return [outbox.c[f.name] for f in dataclasses.fields(OutboxMessage)]
+
+
 @functools.cache
 def _enqueue_sql(schema: str) -> tuple[list[str], str]:
     """The message columns of a schema's outbox, and the INSERT of one message (asyncpg, built once)."""
-    columns = [_outbox(schema).c[f.name] for f in dataclasses.fields(OutboxMessage)]
+    columns = message_columns(_outbox(schema))
     values = ", ".join(f"${i}::{pg_type(c)}" for i, c in enumerate(columns, 1))
     return [c.name for c in columns], f"INSERT INTO {qualified(_outbox(schema))} ({names(columns)}) VALUES ({values})"
 

@@ -16,7 +16,7 @@ from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
 from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
-from services.events.tables import SCHEMA
+from services.events.models import SCHEMA
 from shared.app import create_service_app
 from shared.kafka import ConsumerLoop
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, EventsSettings

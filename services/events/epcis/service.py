@@ -28,7 +28,7 @@ from services.events.epcis.mapping import (
 from services.events.ledger.chain import ts
 from services.events.lifecycle.schemas import EventIn
 from services.events.lifecycle.service import BatchProblem, EventProblem, RegistryLookup, capture
-from services.events.tables import SCHEMA
+from services.events.models import SCHEMA
 from shared.auth import Principal, Role
 from shared.envelope import envelope
 from shared.outbox import OutboxMessage, enqueue

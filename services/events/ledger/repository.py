@@ -4,12 +4,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import json_value, raw_connection
+from services.events.ledger.models import LedgerEntry
+from shared.db import json_value, qualified, raw_connection, select_list
 
-LEDGER_COLUMNS = (
-    "event_id::text AS event_id, battery_id, sequence, type, occurred_at, recorded_at, actor, actor_role, "
-    "location, data, state_after, custodian_after, prev_hash, hash"
-)
+_ledger = LedgerEntry.__table__
+LEDGER = qualified(_ledger)
+#: An event as the ledger answers it: all but the request digest (the capture's own idempotency check).
+LEDGER_COLUMNS = select_list([c for c in _ledger.c if c.name != "request_digest"])
+_TIMELINE = f"SELECT {LEDGER_COLUMNS} FROM {LEDGER} WHERE battery_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3"
+_WHOLE_CHAIN = f"SELECT {LEDGER_COLUMNS} FROM {LEDGER} WHERE battery_id = $1 ORDER BY sequence"
+_HANDLED_BY = f"SELECT EXISTS (SELECT 1 FROM {LEDGER} WHERE battery_id = $1 AND (actor = $2 OR custodian_after = $2))"
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -21,31 +25,17 @@ def _row(r: Any) -> dict[str, Any]:
 
 async def timeline(session: AsyncSession, battery_id: str, after: int, limit: int) -> list[dict[str, Any]]:
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        f"SELECT {LEDGER_COLUMNS} FROM events.ledger WHERE battery_id = $1 AND sequence > $2 "
-        "ORDER BY sequence LIMIT $3",
-        battery_id,
-        after,
-        limit,
-    )
+    rows = await conn.fetch(_TIMELINE, battery_id, after, limit)
     return [_row(r) for r in rows]
 
 
 async def whole_chain(session: AsyncSession, battery_id: str) -> list[dict[str, Any]]:
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        f"SELECT {LEDGER_COLUMNS} FROM events.ledger WHERE battery_id = $1 ORDER BY sequence", battery_id
-    )
+    rows = await conn.fetch(_WHOLE_CHAIN, battery_id)
     return [_row(r) for r in rows]
 
 
 async def handled_by(session: AsyncSession, battery_id: str, org: str) -> bool:
     """Whether `org` made, held or posted an event for the battery."""
     conn = await raw_connection(session)
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM events.ledger WHERE battery_id = $1 AND (actor = $2 OR custodian_after = $2))",
-            battery_id,
-            org,
-        )
-    )
+    return bool(await conn.fetchval(_HANDLED_BY, battery_id, org))
