@@ -79,15 +79,18 @@ def select_list(columns: Sequence[Column[Any]], alias: str = "") -> str:
     )
 
 
-def column_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column[Any]]) -> list[list[Any]]:
-    """One array per column of `rows` (mappings by column name), for `unnest(...)`; JSONB values as JSON text."""
+def column_arrays(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[Column[Any]], *, missing_as_null: bool = False
+) -> list[list[Any]]:
+    """One array per column of `rows` (mappings by column name), for `unnest(...)`; JSONB values as JSON
+    text. With `missing_as_null`, a row without a column's key gives NULL."""
     out: list[list[Any]] = []
     for c in columns:
         name = c.name
+        values = [r.get(name) for r in rows] if missing_as_null else [r[name] for r in rows]
         if isinstance(c.type, postgresql.JSONB):
-            out.append([None if (v := r[name]) is None else _json_dumps(v) for r in rows])
-        else:
-            out.append([r[name] for r in rows])
+            values = [None if v is None else _json_dumps(v) for v in values]
+        out.append(values)
     return out
 
 

@@ -13,8 +13,8 @@ from services.portal.epcis.consumer import epcis_lifespan
 from services.portal.epcis.router import router as epcis_router
 from services.portal.history.router import router as history_router
 from services.portal.ingest.consumer import consumer_lifespan
+from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
-from services.portal.tables import SCHEMA
 from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app

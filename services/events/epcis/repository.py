@@ -10,7 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.epcis.models import EpcisCapture, EpcisEvent
 from services.events.ledger.models import LedgerEntry
-from shared.db import column_arrays, column_values, json_value, names, pg_type, qualified, raw_connection, select_list, unnest
+from shared.db import (
+    column_arrays,
+    column_values,
+    json_value,
+    names,
+    pg_type,
+    qualified,
+    raw_connection,
+    select_list,
+    unnest,
+)
 
 _events = EpcisEvent.__table__
 _captures = EpcisCapture.__table__

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.portal.epcis import repository as repo
 from services.portal.epcis.service import TOPIC_EPCIS, decode
-from services.portal.tables import SCHEMA
+from services.portal.models import SCHEMA
 from shared.kafka import BatchHandler, ConsumerLoop, ConsumerRecord, ensure_topics
 from shared.settings import TOPIC_LIFECYCLE, PortalSettings
 

@@ -19,7 +19,7 @@ from services.portal.ingest import repository as repo
 from services.portal.ingest import service
 from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, LifecycleEventIn, ModelIn, ParticipantIn
 from services.portal.ingest.service import Flows, Message
-from services.portal.tables import SCHEMA
+from services.portal.models import SCHEMA
 from shared.kafka import ConsumerLoop, ConsumerRecord, ensure_topics
 from shared.settings import TOPIC_LIFECYCLE, TOPIC_REGISTRY, PortalSettings
 
