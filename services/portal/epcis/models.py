@@ -14,8 +14,8 @@ from services.portal.models import SCHEMA
 from shared.db import TZ, Base
 
 
-def _text_array() -> dict[str, Any]:
-    return {"sa_type": ARRAY(Text), "sa_column_kwargs": {"server_default": text("'{}'")}}
+def _text_array() -> Any:
+    return Field(sa_type=ARRAY(Text), sa_column_kwargs={"server_default": text("'{}'")})
 
 
 class EpcisEvent(Base, table=True):
@@ -48,10 +48,10 @@ class EpcisEvent(Base, table=True):
     disposition: str | None = Field(default=None, sa_type=Text)
     read_point: str | None = Field(default=None, sa_type=Text)
     biz_location: str | None = Field(default=None, sa_type=Text)
-    epcs: list[str] = Field(**_text_array())
+    epcs: list[str] = _text_array()
     parent_id: str | None = Field(default=None, sa_type=Text)
-    battery_ids: list[str] = Field(**_text_array())
-    ledger_event_ids: list[str] = Field(**_text_array())
+    battery_ids: list[str] = _text_array()
+    ledger_event_ids: list[str] = _text_array()
     actor: str = Field(sa_type=Text)
     context: dict[str, Any] = Field(sa_type=JSONB, sa_column_kwargs={"server_default": text("'{}'::jsonb")})
     error_declaration: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
