@@ -16,6 +16,7 @@ from services.registry.catalog import models as registry_catalog
 from services.registry.participants import models as registry_participants
 from shared.db import Base
 
+#: Imported for what importing them does: declaring their tables on `metadata`.
 MODULES = (
     registry,
     registry_participants,

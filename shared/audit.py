@@ -59,7 +59,8 @@ def _record_sql(schema: str) -> str:
     """The INSERT of one record, for the statement pool (asyncpg), built once per schema."""
     table = schema_table(schema, "audit_log")
     columns = [table.c[n] for n in _RECORDED]
-    return f"INSERT INTO {qualified(table)} ({names(columns)}) VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return f"INSERT INTO {qualified(table)} ({names(columns)}) VALUES ({values})"
 
 
 class AuditMiddleware:
@@ -137,7 +138,8 @@ def audit_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         t = schema_table(request.app.state.schema, "audit_log")
-        q = select(*(c for c in t.c if c.name != "details")).order_by(t.c.id.desc()).limit(limit + 1)
+        listed = [c for c in t.c if c.name != "details"]
+        q = select(*listed).order_by(t.c.id.desc()).limit(limit + 1)
         if actor:
             q = q.where(t.c.actor == actor)
         if since:

@@ -70,13 +70,10 @@ def names(columns: Sequence[Column[Any]]) -> str:
     return ", ".join(c.name for c in columns)
 
 
-def select_list(columns: Sequence[Column[Any]], alias: str = "") -> str:
+def select_list(columns: Sequence[Column[Any]]) -> str:
     """The columns as asyncpg should return them to a repository: by name, UUIDs as text (as SQLAlchemy's
     `UUID(as_uuid=False)` returns them)."""
-    p = f"{alias}." if alias else ""
-    return ", ".join(
-        f"{p}{c.name}::text AS {c.name}" if isinstance(c.type, postgresql.UUID) else f"{p}{c.name}" for c in columns
-    )
+    return ", ".join(f"{c.name}::text AS {c.name}" if isinstance(c.type, postgresql.UUID) else c.name for c in columns)
 
 
 def column_arrays(
