@@ -10,13 +10,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import BigInteger, Index, Text, func, select
+from sqlalchemy import BigInteger, Index, Table, Text, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, Role, require_role
-from shared.db import TZ, names, qualified, schema_table
+from shared.db import TZ, names, qualified, shared_table
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Unavailable, send_problem
@@ -50,6 +50,10 @@ def audit_log_table_args(schema: str) -> tuple[Any, ...]:
     return (Index("ix_audit_log_actor", "actor", "at"), Index("ix_audit_log_at", "at"), {"schema": schema})
 
 
+def _audit_log(schema: str) -> Table:
+    return shared_table(AuditLogFields, "audit_log", schema)
+
+
 #: What the middleware writes for one read (the rest are server defaults or unused).
 _RECORDED = ("actor", "role", "ministry", "method", "path", "query", "status", "purpose", "request_id")
 
@@ -57,7 +61,7 @@ _RECORDED = ("actor", "role", "ministry", "method", "path", "query", "status", "
 @functools.cache
 def _record_sql(schema: str) -> str:
     """The INSERT of one record, for the statement pool (asyncpg), built once per schema."""
-    table = schema_table(schema, "audit_log")
+    table = _audit_log(schema)
     columns = [table.c[n] for n in _RECORDED]
     values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     return f"INSERT INTO {qualified(table)} ({names(columns)}) VALUES ({values})"
@@ -137,7 +141,7 @@ def audit_router() -> APIRouter:
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        t = schema_table(request.app.state.schema, "audit_log")
+        t = _audit_log(request.app.state.schema)
         listed = [c for c in t.c if c.name != "details"]
         q = select(*listed).order_by(t.c.id.desc()).limit(limit + 1)
         if actor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
+from sqlmodel.main import get_column_from_field
 
 # Alembic and the models share these names, so constraints are named the same everywhere.
 NAMING_CONVENTION = {
@@ -39,15 +40,18 @@ class Base(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMIN
     __table__: ClassVar[Table]
 
 
-def schema_table(schema: str, name: str) -> Table:
-    """A table that several services have (outbox, stream_positions, audit_log) in one service's schema, as
-    that service's models declare it."""
-    key = f"{schema}.{name}"
-    if key not in Base.metadata.tables:
-        # A process that only relays or requeues (the bench's relay worker, `ops republish`) has not imported
-        # the service; each service declares its schema's tables in `services/<schema>/models.py`.
-        importlib.import_module(f"services.{schema}.models")
-    return Base.metadata.tables[key]
+@functools.cache
+def shared_table(fields: type[SQLModel], name: str, schema: str) -> Table:
+    """The table that a mixin of columns shared by several services (`OutboxFields`, `AuditLogFields`,
+    `StreamPositionFields`) describes, in any schema: what shared code builds its statements on. Each service
+    declares its own table from the same mixin; the relay also serves schemas no service declares (the
+    bench's scratch outbox)."""
+    columns = []
+    for field_name, field in fields.model_fields.items():
+        column = get_column_from_field(field)
+        column.name = column.key = field_name
+        columns.append(column)
+    return Table(name, MetaData(naming_convention=NAMING_CONVENTION), *columns, schema=schema)
 
 
 #: timestamptz, the only timestamp type the schemas use.

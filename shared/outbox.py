@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
-from shared.db import TZ, names, pg_type, qualified, raw_connection, schema_table
+from shared.db import TZ, names, pg_type, qualified, raw_connection, shared_table
 from shared.kafka import ensure_topics, make_producer
 from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_PUBLISHED
 
@@ -61,7 +61,7 @@ def outbox_table_args(schema: str) -> tuple[Any, ...]:
 
 
 def _outbox(schema: str) -> Table:
-    return schema_table(schema, "outbox")
+    return shared_table(OutboxFields, "outbox", schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,7 @@ async def published_positions(engine: AsyncEngine, schema: str, topics: Sequence
 
 
 async def applied_positions(engine: AsyncEngine, schema: str) -> list[dict[str, Any]]:
-    t = schema_table(schema, "stream_positions")
+    t = shared_table(StreamPositionFields, "stream_positions", schema)
     async with engine.connect() as conn:
         rows = (
             await conn.execute(select(t.c.consumer_group, t.c.topic, t.c.position, t.c.event_time, t.c.updated_at))

@@ -85,3 +85,22 @@ async def test_every_index_has_the_method_and_predicate_the_migrations_gave_it(d
 
 def test_every_table_is_in_a_project_schema() -> None:
     assert {t.schema for t in metadata.tables.values()} == set(SCHEMAS)
+
+
+def test_shared_code_builds_on_the_tables_each_service_declares() -> None:
+    """The outbox relay, the audit trail and the stream positions build their statements on the shared
+    mixins' columns for whichever schema they serve; those must be the tables the services declare."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    from shared.audit import AuditLogFields
+    from shared.db import shared_table
+    from shared.outbox import OutboxFields, StreamPositionFields
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    declared = [t for t in metadata.tables.values() if t.name in ("outbox", "audit_log", "stream_positions")]
+    assert len(declared) == 8
+    fields = {"outbox": OutboxFields, "audit_log": AuditLogFields, "stream_positions": StreamPositionFields}
+    for table in declared:
+        built = shared_table(fields[table.name], table.name, table.schema or "")
+        assert str(CreateTable(built).compile(dialect=dialect)) == str(CreateTable(table).compile(dialect=dialect))
