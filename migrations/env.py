@@ -11,9 +11,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from services.events import tables as events_tables
-from services.portal import tables as portal_tables
-from services.registry import tables as registry_tables
+from services.models import SCHEMAS, metadata
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):
@@ -23,8 +21,8 @@ url = config.attributes.get("url") or os.environ.get("BT_DATABASE_URL")
 if url:
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
 
-target_metadata = [registry_tables.metadata, events_tables.metadata, portal_tables.metadata]
-SCHEMAS = ["registry", "events", "portal"]
+# The tables as the services' SQLModel models declare them (autogenerate compares the database with these).
+target_metadata = metadata
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

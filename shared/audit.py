@@ -4,14 +4,19 @@ cannot be written the read fails (503): no unrecorded access. Append-only (a dat
 
 from __future__ import annotations
 
+import functools
 import logging
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Index, Table, Text, func, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, Role, require_role
+from shared.db import TZ, names, qualified, shared_table
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Unavailable, send_problem
@@ -21,6 +26,45 @@ log = logging.getLogger("batterytrace.audit")
 AUDITED_ROLES = {Role.ministry, Role.operator}
 SKIP_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
 PURPOSE_HEADERS = (b"x-purpose", b"legitimate-purpose")
+
+
+class AuditLogFields(SQLModel):
+    """Columns of a service's `audit_log` table; each service declares its own table from these, with
+    `audit_log_table_args(schema)`. Append-only: a trigger in the migration refuses UPDATE and DELETE."""
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": True})
+    at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
+    actor: str = Field(sa_type=Text)
+    role: str = Field(sa_type=Text)
+    ministry: str | None = Field(default=None, sa_type=Text)
+    method: str = Field(sa_type=Text)
+    path: str = Field(sa_type=Text)
+    query: str = Field(sa_type=Text)
+    status: int
+    purpose: str | None = Field(default=None, sa_type=Text)
+    request_id: str | None = Field(default=None, sa_type=Text)
+    details: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+
+
+def audit_log_table_args(schema: str) -> tuple[Any, ...]:
+    return (Index("ix_audit_log_actor", "actor", "at"), Index("ix_audit_log_at", "at"), {"schema": schema})
+
+
+def _audit_log(schema: str) -> Table:
+    return shared_table(AuditLogFields, "audit_log", schema)
+
+
+#: What the middleware writes for one read (the rest are server defaults or unused).
+_RECORDED = ("actor", "role", "ministry", "method", "path", "query", "status", "purpose", "request_id")
+
+
+@functools.cache
+def _record_sql(schema: str) -> str:
+    """The INSERT of one record, for the statement pool (asyncpg), built once per schema."""
+    table = _audit_log(schema)
+    columns = [table.c[n] for n in _RECORDED]
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return f"INSERT INTO {qualified(table)} ({names(columns)}) VALUES ({values})"
 
 
 class AuditMiddleware:
@@ -65,8 +109,7 @@ class AuditMiddleware:
                 purpose = v.decode("utf-8", errors="replace")[:500]
         # One autocommit statement on the statement pool: durable when it returns, before the answer leaves.
         await app.state.statement_pool.execute(
-            f"INSERT INTO {self.schema}.audit_log (actor, role, ministry, method, path, query, status, purpose, "
-            "request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            _record_sql(self.schema),
             principal.org,
             principal.role.value,
             principal.ministry.value if principal.ministry else None,
@@ -98,33 +141,18 @@ def audit_router() -> APIRouter:
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        schema = request.app.state.schema
-        clauses: list[str] = ["TRUE"]
-        params: dict[str, Any] = {"limit": limit + 1}
+        t = _audit_log(request.app.state.schema)
+        listed = [c for c in t.c if c.name != "details"]
+        q = select(*listed).order_by(t.c.id.desc()).limit(limit + 1)
         if actor:
-            clauses.append("actor = :actor")
-            params["actor"] = actor
+            q = q.where(t.c.actor == actor)
         if since:
-            clauses.append("at >= :since")
-            params["since"] = since
+            q = q.where(t.c.at >= since)
         after = decode_cursor(cursor, int)
         if after:
-            clauses.append("id < :after")
-            params["after"] = after
+            q = q.where(t.c.id < after)
         async with request.app.state.engine.connect() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        text(
-                            f"SELECT id, at, actor, role, ministry, method, path, query, status, purpose, request_id "
-                            f"FROM {schema}.audit_log WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT :limit"
-                        ),
-                        params,
-                    )
-                )
-                .mappings()
-                .all()
-            )
+            rows = (await conn.execute(q)).mappings().all()
         items = [{str(k): v for k, v in r.items()} for r in rows[:limit]]
         return {"items": items, "next_cursor": encode_cursor(items[-1]["id"]) if len(rows) > limit else None}
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+import functools
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Annotated, Any, ClassVar
 
 import asyncpg
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import Column, DateTime, MetaData, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -16,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import registry
+from sqlmodel import SQLModel
+from sqlmodel.main import get_column_from_field
 
 # Alembic and the models share these names, so constraints are named the same everywhere.
 NAMING_CONVENTION = {
@@ -27,8 +32,78 @@ NAMING_CONVENTION = {
 }
 
 
-def metadata(schema: str) -> MetaData:
-    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+class Base(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))):
+    """Base of every table model (`class X(Base, table=True)`): one metadata for every schema, which
+    Alembic compares with the database, with the naming conventions the migrations used. Repositories
+    build their statements on `Model.__table__` (SQLAlchemy Core)."""
+
+    __table__: ClassVar[Table]
+
+
+@functools.cache
+def shared_table(fields: type[SQLModel], name: str, schema: str) -> Table:
+    """The table that a mixin of columns shared by several services (`OutboxFields`, `AuditLogFields`,
+    `StreamPositionFields`) describes, in any schema: what shared code builds its statements on. Each service
+    declares its own table from the same mixin; the relay also serves schemas no service declares (the
+    bench's scratch outbox)."""
+    columns = []
+    for field_name, field in fields.model_fields.items():
+        column = get_column_from_field(field)
+        column.name = column.key = field_name
+        columns.append(column)
+    return Table(name, MetaData(naming_convention=NAMING_CONVENTION), *columns, schema=schema)
+
+
+#: timestamptz, the only timestamp type the schemas use.
+TZ = DateTime(timezone=True)
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def pg_type(column: Column[Any]) -> str:
+    """The column's PostgreSQL type, as written in a cast (`TEXT`, `JSONB`, `TIMESTAMP WITH TIME ZONE`)."""
+    return str(column.type.compile(dialect=_PG))
+
+
+def qualified(table: Table) -> str:
+    """`schema.name`, for statements sent straight to asyncpg."""
+    return f"{table.schema}.{table.name}"
+
+
+def names(columns: Sequence[Column[Any]]) -> str:
+    return ", ".join(c.name for c in columns)
+
+
+def select_list(columns: Sequence[Column[Any]]) -> str:
+    """The columns as asyncpg should return them to a repository: by name, UUIDs as text (as SQLAlchemy's
+    `UUID(as_uuid=False)` returns them)."""
+    return ", ".join(f"{c.name}::text AS {c.name}" if isinstance(c.type, postgresql.UUID) else c.name for c in columns)
+
+
+def column_arrays(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[Column[Any]], *, missing_as_null: bool = False
+) -> list[list[Any]]:
+    """One array per column of `rows` (mappings by column name), for `unnest(...)`; JSONB values as JSON
+    text. With `missing_as_null`, a row without a column's key gives NULL."""
+    out: list[list[Any]] = []
+    for c in columns:
+        name = c.name
+        values = [r.get(name) for r in rows] if missing_as_null else [r[name] for r in rows]
+        if isinstance(c.type, postgresql.JSONB):
+            values = [None if v is None else _json_dumps(v) for v in values]
+        out.append(values)
+    return out
+
+
+def column_values(row: Mapping[str, Any], columns: Sequence[Column[Any]]) -> list[Any]:
+    """The values of one row (a mapping by column name) in column order; JSONB values as JSON text."""
+    return [a[0] for a in column_arrays([row], columns)]
+
+
+def unnest(columns: Sequence[Column[Any]], start: int = 1) -> str:
+    """`unnest($1::TEXT[], $2::INTEGER[], ...)`: one array parameter per column, typed as the column, for the
+    set-based statements sent straight to asyncpg (generated once, at import)."""
+    return "unnest(" + ", ".join(f"${i}::{pg_type(c)}[]" for i, c in enumerate(columns, start)) + ")"
 
 
 def _json_dumps(value: Any) -> str:

@@ -8,51 +8,60 @@ Sent rows are kept (for `events republish`); a partial index keeps the unsent sc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, Table, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, Column, Index, Table, Text, any_, bindparam, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlmodel import Field, SQLModel
 
-from shared.db import raw_connection
+from shared.db import TZ, names, pg_type, qualified, raw_connection, shared_table
 from shared.kafka import ensure_topics, make_producer
 from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_PUBLISHED
 
 log = logging.getLogger("batterytrace.outbox")
 
 
-def stream_positions_table(metadata: MetaData) -> Table:
-    """Per consumer group and topic: the newest producer outbox position applied (end-to-end lag)."""
-    return Table(
-        "stream_positions",
-        metadata,
-        Column("consumer_group", Text, primary_key=True),
-        Column("topic", Text, primary_key=True),
-        Column("position", BigInteger, nullable=False),
-        Column("event_time", DateTime(timezone=True)),
-        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
+class StreamPositionFields(SQLModel):
+    """Columns of a consuming service's `stream_positions` table: per consumer group and topic, the newest
+    producer outbox position applied (end-to-end lag). Each service declares its own table from these."""
+
+    consumer_group: str = Field(primary_key=True, sa_type=Text)
+    topic: str = Field(primary_key=True, sa_type=Text)
+    position: int = Field(sa_type=BigInteger)
+    event_time: datetime | None = Field(default=None, sa_type=TZ)
+    updated_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
 
 
-def outbox_table(metadata: MetaData) -> Table:
-    return Table(
-        "outbox",
-        metadata,
-        Column("id", BigInteger, primary_key=True, autoincrement=True),
-        Column("topic", Text, nullable=False),
-        Column("key", Text, nullable=False),
-        Column("payload", JSONB, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("sent_at", DateTime(timezone=True)),
-        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
-    )
+class OutboxFields(SQLModel):
+    """Columns of a service's `outbox` table; each service declares its own table from these, with
+    `outbox_table_args(schema)`."""
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": True})
+    topic: str = Field(sa_type=Text)
+    key: str = Field(sa_type=Text)
+    payload: dict[str, Any] = Field(sa_type=JSONB)
+    created_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
+    sent_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+def outbox_table_args(schema: str) -> tuple[Any, ...]:
+    # Sent rows are kept; the partial index keeps the relay's scan for unsent ones cheap.
+    return (Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")), {"schema": schema})
+
+
+def _outbox(schema: str) -> Table:
+    return shared_table(OutboxFields, "outbox", schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,45 +71,41 @@ class OutboxMessage:
     payload: dict[str, Any]
 
 
+def message_columns(outbox: Table) -> list[Column[Any]]:
+    """The outbox columns a message fills in (the rest are the database's and the relay's)."""
+    return [outbox.c[f.name] for f in dataclasses.fields(OutboxMessage)]
+
+
+@functools.cache
+def _enqueue_sql(schema: str) -> tuple[list[str], str]:
+    """The message columns of a schema's outbox, and the INSERT of one message (asyncpg, built once)."""
+    columns = message_columns(_outbox(schema))
+    values = ", ".join(f"${i}::{pg_type(c)}" for i, c in enumerate(columns, 1))
+    return [c.name for c in columns], f"INSERT INTO {qualified(_outbox(schema))} ({names(columns)}) VALUES ({values})"
+
+
 async def enqueue(session: AsyncSession, schema: str, messages: Sequence[OutboxMessage]) -> None:
     """Write messages to the outbox inside the session's transaction (COPY for big batches)."""
     if not messages:
         return
     conn = await raw_connection(session)
+    columns, insert = _enqueue_sql(schema)
+    records = [(m.topic, m.key, orjson.dumps(m.payload).decode()) for m in messages]
     if len(messages) >= 50:
-        await conn.copy_records_to_table(
-            "outbox",
-            schema_name=schema,
-            columns=["topic", "key", "payload"],
-            records=[(m.topic, m.key, orjson.dumps(m.payload).decode()) for m in messages],
-        )
+        await conn.copy_records_to_table("outbox", schema_name=schema, columns=columns, records=records)
     else:
-        await conn.executemany(
-            f"INSERT INTO {schema}.outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb)",
-            [(m.topic, m.key, orjson.dumps(m.payload).decode()) for m in messages],
-        )
+        await conn.executemany(insert, records)
 
 
 async def published_positions(engine: AsyncEngine, schema: str, topics: Sequence[str]) -> list[dict[str, Any]]:
     """For each topic: the newest outbox position written and the newest published, with their times."""
+    t = _outbox(schema)
+    newest = select(t.c.id, t.c.created_at).order_by(t.c.id.desc()).limit(1)
     out = []
     async with engine.connect() as conn:
         for topic in topics:
-            written = (
-                await conn.execute(
-                    text(f"SELECT id, created_at FROM {schema}.outbox WHERE topic = :t ORDER BY id DESC LIMIT 1"),
-                    {"t": topic},
-                )
-            ).first()
-            sent = (
-                await conn.execute(
-                    text(
-                        f"SELECT id, created_at FROM {schema}.outbox WHERE topic = :t AND sent_at IS NOT NULL "
-                        "ORDER BY id DESC LIMIT 1"
-                    ),
-                    {"t": topic},
-                )
-            ).first()
+            written = (await conn.execute(newest.where(t.c.topic == topic))).first()
+            sent = (await conn.execute(newest.where(t.c.topic == topic, t.c.sent_at.is_not(None)))).first()
             out.append(
                 {
                     "topic": topic,
@@ -114,11 +119,10 @@ async def published_positions(engine: AsyncEngine, schema: str, topics: Sequence
 
 
 async def applied_positions(engine: AsyncEngine, schema: str) -> list[dict[str, Any]]:
+    t = shared_table(StreamPositionFields, "stream_positions", schema)
     async with engine.connect() as conn:
         rows = (
-            await conn.execute(
-                text(f"SELECT consumer_group, topic, position, event_time, updated_at FROM {schema}.stream_positions")
-            )
+            await conn.execute(select(t.c.consumer_group, t.c.topic, t.c.position, t.c.event_time, t.c.updated_at))
         ).all()
     return [
         {
@@ -135,31 +139,23 @@ async def applied_positions(engine: AsyncEngine, schema: str) -> list[dict[str, 
 async def requeue(engine: AsyncEngine, schema: str, *, key: str | None = None, since: Any = None) -> int:
     """Mark already-published outbox rows unsent so the relay publishes them again, in their original
     order (consumers are idempotent). Works after Kafka retention dropped the original messages."""
-    clauses, params = ["sent_at IS NOT NULL"], {}
+    t = _outbox(schema)
+    stmt = update(t).where(t.c.sent_at.is_not(None)).values(sent_at=None)
     if key is not None:
-        clauses.append("key = :key")
-        params["key"] = key
+        stmt = stmt.where(t.c.key == key)
     if since is not None:
-        clauses.append("created_at >= :since")
-        params["since"] = since
+        stmt = stmt.where(t.c.created_at >= since)
     async with engine.begin() as conn:
-        result = await conn.execute(
-            text(f"UPDATE {schema}.outbox SET sent_at = NULL WHERE {' AND '.join(clauses)}"), params
-        )
+        result = await conn.execute(stmt)
     return int(result.rowcount or 0)
 
 
 async def outbox_stats(engine: AsyncEngine, schema: str) -> dict[str, float]:
     """Backlog size and the age in seconds of the oldest unsent row."""
+    t = _outbox(schema)
+    oldest_age_s = func.coalesce(func.extract("epoch", func.now() - func.min(t.c.created_at)), 0)
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    f"SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
-                    f"FROM {schema}.outbox WHERE sent_at IS NULL"
-                )
-            )
-        ).one()
+        row = (await conn.execute(select(func.count(), oldest_age_s).where(t.c.sent_at.is_(None)))).one()
     return {"backlog": float(row[0]), "oldest_age_s": float(row[1])}
 
 
@@ -191,6 +187,17 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        t = _outbox(schema)
+        self._claim = (
+            select(t.c.id, t.c.topic, t.c.key, cast(t.c.payload, Text), t.c.created_at)
+            .where(t.c.sent_at.is_(None))
+            .order_by(t.c.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        self._mark_sent = (
+            update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).values(sent_at=func.now())
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay:{self.schema}")
@@ -258,15 +265,7 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Claim, publish and mark one batch. Returns how many rows were published."""
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        f"SELECT id, topic, key, payload::text, created_at FROM {self.schema}.outbox "
-                        f"WHERE sent_at IS NULL ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"n": self.batch_size},
-                )
-            ).all()
+            rows = (await conn.execute(self._claim)).all()
             if not rows:
                 return 0
             producer = await self._ensure_producer()
@@ -289,10 +288,7 @@ class OutboxRelay:
             # Some brokers (the memory-only embedded one after a restart) ack writes to topics they do
             # not have, and drop them. Only count a batch as sent if its topics still exist.
             await self._check_topics(topics)
-            await conn.execute(
-                text(f"UPDATE {self.schema}.outbox SET sent_at = now() WHERE id = ANY(:ids)"),
-                {"ids": [r[0] for r in rows]},
-            )
+            await conn.execute(self._mark_sent, {"ids": [r[0] for r in rows]})
         self.published += len(rows)
         RELAY_PUBLISHED.labels(self.schema).inc(len(rows))
         for r in rows:

@@ -15,8 +15,8 @@ from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
 from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
+from services.events.models import SCHEMA
 from services.events.settings import EventsSettings
-from services.events.tables import SCHEMA
 from shared.app import create_service_app
 from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE
 

@@ -11,9 +11,9 @@ from services.portal.epcis import consumer as epcis_consumer
 from services.portal.epcis.router import router as epcis_router
 from services.portal.history.router import router as history_router
 from services.portal.ingest import consumer as ingest_consumer
+from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
 from services.portal.settings import PortalSettings
-from services.portal.tables import SCHEMA
 from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.portal.epcis import consumer as epcis_consumer
 from services.portal.ingest import consumer as ingest_consumer
+from services.portal.models import SCHEMA
 from services.portal.settings import PortalSettings
-from services.portal.tables import SCHEMA
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ConsumerLoop
 

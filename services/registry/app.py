@@ -6,9 +6,9 @@ from fastapi import FastAPI
 
 from services.registry.batteries.router import router as batteries_router
 from services.registry.catalog.router import router as catalog_router
+from services.registry.models import SCHEMA
 from services.registry.participants.router import router as participants_router
 from services.registry.settings import RegistrySettings
-from services.registry.tables import SCHEMA
 from shared.app import create_service_app
 from shared.contract.streams import TOPIC_REGISTRY
 

@@ -1,43 +1,53 @@
-"""The EPCIS domain's tables in schema `events` (Alembic creates them: migrations/versions/2026_11_24_epcis.py)."""
+"""The EPCIS domain's tables (schema `events`): capture jobs and the EPCIS events as captured."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, Integer, Table, Text
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlmodel import Field
 
-from services.events.tables import metadata
+from services.events.models import SCHEMA
+from shared.db import TZ, Base
 
-#: One row per POST /epcis/capture: its outcome and per-event errors.
-epcis_captures = Table(
-    "epcis_captures",
-    metadata,
-    Column("capture_id", UUID(as_uuid=False), primary_key=True),
-    Column("actor", Text, nullable=False),
-    Column("actor_role", Text, nullable=False),
-    Column("behaviour", Text, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
-    Column("event_count", Integer, nullable=False),
-    Column("stored_count", Integer, nullable=False),
-    Column("errors", JSONB, nullable=False),
-)
+_EMPTY_LIST = {"server_default": text("'[]'::jsonb")}
 
-#: Every EPCIS event captured, battery or not, as sent (plus eventID and recordTime). `ledger_events` names
-#: the lifecycle events it made ({event_id, battery_id}); empty for plain EPCIS events.
-epcis_events = Table(
-    "epcis_events",
-    metadata,
-    Column("event_id", Text, primary_key=True),
-    Column("capture_id", UUID(as_uuid=False), nullable=False),
-    Column("type", Text, nullable=False),
-    Column("event_time", DateTime(timezone=True), nullable=False),
-    Column("record_time", DateTime(timezone=True), nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("digest", Text, nullable=False),
-    Column("battery_ids", JSONB, nullable=False),
-    Column("ledger_events", JSONB, nullable=False),
-    Column("error_declaration", JSONB),
-    Column("body", JSONB, nullable=False),
-    Index("ix_epcis_events_record_time", "record_time"),
-)
+
+class EpcisCapture(Base, table=True):
+    """One row per POST /epcis/capture: its outcome and per-event errors."""
+
+    __tablename__ = "epcis_captures"
+    __table_args__ = {"schema": SCHEMA}
+
+    capture_id: str = Field(primary_key=True, sa_type=UUID(as_uuid=False))
+    actor: str = Field(sa_type=Text)
+    actor_role: str = Field(sa_type=Text)
+    behaviour: str = Field(sa_type=Text)
+    status: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=TZ)
+    finished_at: datetime | None = Field(default=None, sa_type=TZ)
+    event_count: int
+    stored_count: int
+    errors: list[Any] = Field(sa_type=JSONB, sa_column_kwargs=_EMPTY_LIST)
+
+
+class EpcisEvent(Base, table=True):
+    """Every EPCIS event captured, battery or not, as sent (plus eventID and recordTime). `ledger_events`
+    names the lifecycle events it made ({event_id, battery_id}); empty for plain EPCIS events."""
+
+    __tablename__ = "epcis_events"
+    __table_args__ = (Index("ix_epcis_events_record_time", "record_time"), {"schema": SCHEMA})
+
+    event_id: str = Field(primary_key=True, sa_type=Text)
+    capture_id: str = Field(sa_type=UUID(as_uuid=False))
+    type: str = Field(sa_type=Text)
+    event_time: datetime = Field(sa_type=TZ)
+    record_time: datetime = Field(sa_type=TZ)
+    actor: str = Field(sa_type=Text)
+    digest: str = Field(sa_type=Text)
+    battery_ids: list[str] = Field(sa_type=JSONB, sa_column_kwargs=_EMPTY_LIST)
+    ledger_events: list[dict[str, Any]] = Field(sa_type=JSONB, sa_column_kwargs=_EMPTY_LIST)
+    error_declaration: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    body: dict[str, Any] = Field(sa_type=JSONB)

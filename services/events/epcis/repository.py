@@ -8,7 +8,46 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import json_value, raw_connection
+from services.events.epcis.models import EpcisCapture, EpcisEvent
+from services.events.ledger.models import LedgerEntry
+from shared.db import (
+    column_arrays,
+    column_values,
+    json_value,
+    names,
+    pg_type,
+    qualified,
+    raw_connection,
+    select_list,
+    unnest,
+)
+
+_events = EpcisEvent.__table__
+_captures = EpcisCapture.__table__
+_ledger = LedgerEntry.__table__
+EVENTS = qualified(_events)
+
+_EXISTING = (
+    f"SELECT {select_list([_events.c[n] for n in ('event_id', 'digest', 'ledger_events', 'error_declaration')])} "
+    f"FROM {EVENTS} WHERE event_id = ANY($1::text[])"
+)
+_LEDGER_BATTERIES = (
+    f"SELECT {select_list([_ledger.c.event_id, _ledger.c.battery_id])} FROM {qualified(_ledger)} "
+    "WHERE event_id = ANY($1::uuid[])"
+)
+_INSERT_EVENTS = (
+    f"INSERT INTO {EVENTS} ({names(list(_events.c))}) SELECT * FROM {unnest(list(_events.c))} AS u "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+_DECLARE = (
+    f"UPDATE {EVENTS} e SET error_declaration = u.d FROM unnest($1::text[], $2::jsonb[]) AS u(id, d) "
+    "WHERE e.event_id = u.id"
+)
+_INSERT_CAPTURE = (
+    f"INSERT INTO {qualified(_captures)} ({names(list(_captures.c))}) "
+    f"VALUES ({', '.join(f'${i}::{pg_type(c)}' for i, c in enumerate(_captures.c, 1))})"
+)
+_GET_CAPTURE = f"SELECT {select_list(list(_captures.c))} FROM {qualified(_captures)} WHERE capture_id = $1::uuid"
 
 
 def _json(value: Any) -> str | None:
@@ -20,11 +59,7 @@ async def existing(session: AsyncSession, event_ids: Sequence[str]) -> dict[str,
     if not event_ids:
         return {}
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        "SELECT event_id, digest, ledger_events, error_declaration FROM events.epcis_events "
-        "WHERE event_id = ANY($1::text[])",
-        list(event_ids),
-    )
+    rows = await conn.fetch(_EXISTING, list(event_ids))
     return {r["event_id"]: {**dict(r), "ledger_events": json_value(r["ledger_events"])} for r in rows}
 
 
@@ -33,10 +68,7 @@ async def ledger_batteries(session: AsyncSession, ledger_ids: Sequence[str]) -> 
     if not ledger_ids:
         return {}
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        "SELECT event_id::text AS event_id, battery_id FROM events.ledger WHERE event_id = ANY($1::uuid[])",
-        list(ledger_ids),
-    )
+    rows = await conn.fetch(_LEDGER_BATTERIES, list(ledger_ids))
     return {r["event_id"]: r["battery_id"] for r in rows}
 
 
@@ -44,24 +76,7 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if not rows:
         return
     conn = await raw_connection(session)
-    await conn.execute(
-        "INSERT INTO events.epcis_events (event_id, capture_id, type, event_time, record_time, actor, digest, "
-        "battery_ids, ledger_events, error_declaration, body) "
-        "SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], "
-        "$7::text[], $8::jsonb[], $9::jsonb[], $10::jsonb[], $11::jsonb[]) AS u "
-        "ON CONFLICT (event_id) DO NOTHING",
-        [r["event_id"] for r in rows],
-        [r["capture_id"] for r in rows],
-        [r["type"] for r in rows],
-        [r["event_time"] for r in rows],
-        [r["record_time"] for r in rows],
-        [r["actor"] for r in rows],
-        [r["digest"] for r in rows],
-        [_json(r["battery_ids"]) for r in rows],
-        [_json(r["ledger_events"]) for r in rows],
-        [_json(r["error_declaration"]) for r in rows],
-        [_json(r["body"]) for r in rows],
-    )
+    await conn.execute(_INSERT_EVENTS, *column_arrays(rows, list(_events.c)))
 
 
 async def declare(session: AsyncSession, declarations: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -69,39 +84,17 @@ async def declare(session: AsyncSession, declarations: Sequence[tuple[str, dict[
     if not declarations:
         return
     conn = await raw_connection(session)
-    await conn.execute(
-        "UPDATE events.epcis_events e SET error_declaration = u.d FROM unnest($1::text[], $2::jsonb[]) AS u(id, d) "
-        "WHERE e.event_id = u.id",
-        [d[0] for d in declarations],
-        [_json(d[1]) for d in declarations],
-    )
+    await conn.execute(_DECLARE, [d[0] for d in declarations], [_json(d[1]) for d in declarations])
 
 
 async def insert_capture(session: AsyncSession, job: dict[str, Any]) -> None:
     conn = await raw_connection(session)
-    await conn.execute(
-        "INSERT INTO events.epcis_captures (capture_id, actor, actor_role, behaviour, status, created_at, "
-        "finished_at, event_count, stored_count, errors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
-        job["capture_id"],
-        job["actor"],
-        job["actor_role"],
-        job["behaviour"],
-        job["status"],
-        job["created_at"],
-        job["finished_at"],
-        job["event_count"],
-        job["stored_count"],
-        _json(job["errors"]),
-    )
+    await conn.execute(_INSERT_CAPTURE, *column_values(job, list(_captures.c)))
 
 
 async def get_capture(session: AsyncSession, capture_id: str) -> dict[str, Any] | None:
     conn = await raw_connection(session)
-    r = await conn.fetchrow(
-        "SELECT capture_id::text AS capture_id, actor, actor_role, behaviour, status, created_at, finished_at, "
-        "event_count, stored_count, errors FROM events.epcis_captures WHERE capture_id = $1::uuid",
-        capture_id,
-    )
+    r = await conn.fetchrow(_GET_CAPTURE, capture_id)
     if r is None:
         return None
     return {**dict(r), "errors": json_value(r["errors"])}

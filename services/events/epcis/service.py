@@ -27,7 +27,7 @@ from services.events.epcis.mapping import (
 )
 from services.events.lifecycle.schemas import EventIn
 from services.events.lifecycle.service import BatchProblem, EventProblem, RegistryLookup, capture
-from services.events.tables import SCHEMA
+from services.events.models import SCHEMA
 from shared import access
 from shared.auth import Principal
 from shared.contract.lifecycle import ts

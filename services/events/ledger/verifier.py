@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events.ledger import repository as repo
 from shared.contract.lifecycle import verify_chain
-from shared.db import json_value
 from shared.metrics import LEDGER_VERIFY_FAILURES
 
 log = logging.getLogger("batterytrace.verifier")
@@ -68,22 +68,12 @@ class ChainVerifier:
             async with self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 db: Any = raw.driver_connection
-                heads = await db.fetch(
-                    "SELECT battery_id, sequence, last_hash FROM events.battery_state WHERE battery_id > $1 "
-                    "ORDER BY battery_id LIMIT $2",
-                    after,
-                    self.chunk,
-                )
+                heads = await repo.heads_after(db, after, self.chunk)
                 if not heads:
                     break
-                rows = await db.fetch(
-                    "SELECT event_id::text AS event_id, battery_id, sequence, type, occurred_at, recorded_at, actor, "
-                    "actor_role, location, data, state_after, custodian_after, prev_hash, hash FROM events.ledger "
-                    "WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence",
-                    [h["battery_id"] for h in heads],
-                )
+                rows = await repo.chains_of(db, [h["battery_id"] for h in heads])
             chains: dict[str, list[dict[str, Any]]] = {
-                bid: [_row(r) for r in group] for bid, group in groupby(rows, key=lambda r: r["battery_id"])
+                bid: list(group) for bid, group in groupby(rows, key=lambda r: r["battery_id"])
             }
             for head in heads:
                 bid = head["battery_id"]
@@ -109,10 +99,3 @@ class ChainVerifier:
         self.sweeps += 1
         LEDGER_VERIFY_FAILURES.labels("events").set(len(broken))
         return broken
-
-
-def _row(r: Any) -> dict[str, Any]:
-    d = dict(r)
-    d["location"] = json_value(d["location"])
-    d["data"] = json_value(d["data"])
-    return d

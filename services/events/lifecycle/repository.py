@@ -11,11 +11,58 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import json_value, raw_connection
+from services.events.ledger.models import LedgerEntry
+from services.events.lifecycle.models import BatteryState
+from services.events.models import Outbox
+from shared.db import column_arrays, json_value, names, qualified, raw_connection, select_list, unnest
+from shared.outbox import message_columns
 
-STATE_COLUMNS = (
-    "battery_id, kind, model_id, manufacturer, state, custodian, sequence, last_hash, last_event_at, grade, "
-    "safety_inspection, parent_id"
+_state = BatteryState.__table__
+_ledger = LedgerEntry.__table__
+_outbox = Outbox.__table__
+
+#: A battery's state as the rules see it (all but the bookkeeping `updated_at`).
+_STATE = [c for c in _state.c if c.name != "updated_at"]
+#: What a battery's genesis sets: the state's required columns (the rest start null or at their default).
+_GENESIS = [c for c in _STATE if not c.nullable]
+#: What an event moves: all but the facts its genesis fixed.
+_MOVED = [c for c in _STATE if c.name not in ("kind", "model_id", "manufacturer")]
+_LEDGER = list(_ledger.c)
+_MESSAGE = message_columns(_outbox)
+
+STATE_COLUMNS = names(_STATE)
+_SELECT_STATE = f"SELECT {STATE_COLUMNS} FROM {qualified(_state)}"
+_LOCK_STATES = f"{_SELECT_STATE} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id FOR UPDATE"
+_GET_STATE = f"{_SELECT_STATE} WHERE battery_id = $1"
+#: What a retried or replayed event is checked against.
+_FOUND = [
+    _ledger.c[n]
+    for n in (
+        "event_id",
+        "battery_id",
+        "sequence",
+        "type",
+        "actor",
+        "hash",
+        "state_after",
+        "custodian_after",
+        "request_digest",
+    )
+]
+_FIND_EVENTS = f"SELECT {select_list(_FOUND)} FROM {qualified(_ledger)} WHERE event_id = ANY($1::uuid[])"
+_INSERT_GENESIS = (
+    f"INSERT INTO {qualified(_state)} ({names(_GENESIS)}) SELECT * FROM {unnest(_GENESIS)} "
+    "ON CONFLICT (battery_id) DO NOTHING RETURNING battery_id"
+)
+_MOVE_STATES = (
+    f", s AS (UPDATE {qualified(_state)} b SET "
+    + ", ".join(f"{c.name} = u.{c.name}" for c in _MOVED if not c.primary_key)
+    + f", updated_at = now() FROM {unnest(_MOVED, len(_LEDGER) + len(_MESSAGE) + 1)} AS u({names(_MOVED)}) "
+    "WHERE b.battery_id = u.battery_id RETURNING 1)"
+)
+_APPEND = (
+    f"WITH l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT * FROM {unnest(_LEDGER)} RETURNING 1)",
+    f" INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) SELECT * FROM {unnest(_MESSAGE, len(_LEDGER) + 1)}",
 )
 
 
@@ -33,27 +80,19 @@ def _state_row(r: Any) -> dict[str, Any]:
 async def lock_states(session: AsyncSession, battery_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Current states, row-locked in ID order (so concurrent writers never deadlock or fork a chain)."""
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        f"SELECT {STATE_COLUMNS} FROM events.battery_state WHERE battery_id = ANY($1::text[]) "
-        "ORDER BY battery_id FOR UPDATE",
-        list(battery_ids),
-    )
+    rows = await conn.fetch(_LOCK_STATES, list(battery_ids))
     return {r["battery_id"]: _state_row(r) for r in rows}
 
 
 async def get_state(session: AsyncSession, battery_id: str) -> dict[str, Any] | None:
     conn = await raw_connection(session)
-    r = await conn.fetchrow(f"SELECT {STATE_COLUMNS} FROM events.battery_state WHERE battery_id = $1", battery_id)
+    r = await conn.fetchrow(_GET_STATE, battery_id)
     return _state_row(r) if r else None
 
 
 async def find_events(session: AsyncSession, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        "SELECT event_id::text AS event_id, battery_id, sequence, type, actor, hash, state_after, custodian_after, "
-        "request_digest FROM events.ledger WHERE event_id = ANY($1::uuid[])",
-        list(event_ids),
-    )
+    rows = await conn.fetch(_FIND_EVENTS, list(event_ids))
     return {r["event_id"]: dict(r) for r in rows}
 
 
@@ -62,21 +101,7 @@ async def insert_genesis(session: AsyncSession, states: Sequence[dict[str, Any]]
     if not states:
         return set()
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        "INSERT INTO events.battery_state (battery_id, kind, model_id, manufacturer, state, custodian, sequence, "
-        "last_hash, last_event_at) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], "
-        "$8::text[], $9::timestamptz[]) ON CONFLICT (battery_id) DO NOTHING RETURNING battery_id",
-        [s["battery_id"] for s in states],
-        [s["kind"] for s in states],
-        [s["model_id"] for s in states],
-        [s["manufacturer"] for s in states],
-        [s["state"] for s in states],
-        [s["custodian"] for s in states],
-        [s["sequence"] for s in states],
-        [s["last_hash"] for s in states],
-        [s["last_event_at"] for s in states],
-    )
+    rows = await conn.fetch(_INSERT_GENESIS, *column_arrays(states, _GENESIS))
     return {r["battery_id"] for r in rows}
 
 
@@ -90,57 +115,9 @@ async def write(
 ) -> None:
     """Append ledger rows, move battery states, enqueue outbox messages: one round trip."""
     conn = await raw_connection(session)
-    L = ledger_rows
-    args: list[Any] = [
-        [r["battery_id"] for r in L],
-        [r["sequence"] for r in L],
-        [r["event_id"] for r in L],
-        [r["type"] for r in L],
-        [r["occurred_at"] for r in L],
-        [r["recorded_at"] for r in L],
-        [r["actor"] for r in L],
-        [r["actor_role"] for r in L],
-        [_json(r["location"]) for r in L],
-        [_json(r["data"]) for r in L],
-        [r["state_after"] for r in L],
-        [r["custodian_after"] for r in L],
-        [r["prev_hash"] for r in L],
-        [r["hash"] for r in L],
-        [r["request_digest"] for r in L],
-        [t for t, _, _ in outbox],
-        [k for _, k, _ in outbox],
-        [_json(p) for _, _, p in outbox],
-    ]
-    state_cte = ""
-    if update_states and states:
-        state_cte = (
-            ", s AS (UPDATE events.battery_state b SET state = u.state, custodian = u.custodian, "
-            "sequence = u.sequence, last_hash = u.last_hash, last_event_at = u.last_event_at, grade = u.grade, "
-            "safety_inspection = u.safety_inspection, parent_id = u.parent_id, updated_at = now() "
-            "FROM unnest($19::text[], $20::text[], $21::text[], $22::int[], $23::text[], $24::timestamptz[], "
-            "$25::text[], $26::jsonb[], $27::text[]) "
-            "AS u(battery_id, state, custodian, sequence, last_hash, last_event_at, grade, safety_inspection, "
-            "parent_id) WHERE b.battery_id = u.battery_id RETURNING 1)"
-        )
-        args += [
-            [s["battery_id"] for s in states],
-            [s["state"] for s in states],
-            [s["custodian"] for s in states],
-            [s["sequence"] for s in states],
-            [s["last_hash"] for s in states],
-            [s["last_event_at"] for s in states],
-            [s["grade"] for s in states],
-            [_json(s["safety_inspection"]) for s in states],
-            [s["parent_id"] for s in states],
-        ]
-    await conn.execute(
-        "WITH l AS (INSERT INTO events.ledger (battery_id, sequence, event_id, type, occurred_at, recorded_at, "
-        "actor, actor_role, location, data, state_after, custodian_after, prev_hash, hash, request_digest) "
-        "SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::timestamptz[], "
-        "$6::timestamptz[], $7::text[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::text[], "
-        "$13::text[], $14::text[], $15::text[]) RETURNING 1)"
-        + state_cte
-        + " INSERT INTO events.outbox (topic, key, payload) "
-        "SELECT * FROM unnest($16::text[], $17::text[], $18::jsonb[])",
-        *args,
-    )
+    topics, keys, payloads = ([m[i] for m in outbox] for i in range(len(_MESSAGE)))
+    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, [_json(p) for p in payloads]]
+    moves = update_states and bool(states)
+    if moves:
+        args += column_arrays(states, _MOVED)
+    await conn.execute(_APPEND[0] + (_MOVE_STATES if moves else "") + _APPEND[1], *args)

@@ -8,48 +8,22 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.tables import SCHEMA
-from shared.db import json_value, raw_connection
+from services.portal.epcis.models import EpcisDeclaration, EpcisEvent
+from services.portal.models import Alias, Handler
+from shared.db import json_value, names, pg_type, qualified, raw_connection
 
-S = SCHEMA
-COLUMNS = (
-    "event_id",
-    "source",
-    "event_type",
-    "event_time",
-    "record_time",
-    "biz_step",
-    "disposition",
-    "read_point",
-    "biz_location",
-    "epcs",
-    "parent_id",
-    "battery_ids",
-    "ledger_event_ids",
-    "actor",
-    "context",
-    "body",
-)
-TYPES = (
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-)
+_events = EpcisEvent.__table__
+EVENTS = qualified(_events)
+DECLARATIONS = qualified(EpcisDeclaration.__table__)
+HANDLERS = qualified(Handler.__table__)
+ALIASES = qualified(Alias.__table__)
+#: What a projection writes: every column but the error declaration (`mark_declared` sets it).
+COLUMNS = [c for c in _events.c if c.name != "error_declaration"]
+_ARRAYS = {c.name for c in COLUMNS if isinstance(c.type, ARRAY)}
+_JSON = {c.name for c in COLUMNS if isinstance(c.type, JSONB)}
 #: One projection transaction at a time: a captured document replaces the ledger-made rows it covers, and a
 #: ledger-made row is only added while no captured document covers it (the two arrive on different topics).
 LOCK_KEY = 0x65706369  # 'epci'
@@ -72,26 +46,40 @@ async def lock(session: AsyncSession) -> None:
 def _arrays(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for c in COLUMNS:
-        values = [r.get(c) for r in rows]
-        if c in ("epcs", "battery_ids", "ledger_event_ids"):
+        values = [r.get(c.name) for r in rows]
+        if c.name in _ARRAYS:
             values = [_pg_array(v or []) for v in values]
-        elif c in ("context", "body"):
+        elif c.name in _JSON:
             values = [_json(v) for v in values]
         out.append(values)
     return out
 
 
 def _select() -> str:
-    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(TYPES))
-    casts = ", ".join(
-        f"u.{c}::text[]"
-        if c in ("epcs", "battery_ids", "ledger_event_ids")
-        else f"u.{c}::jsonb"
-        if c in ("context", "body")
-        else f"u.{c}"
-        for c in COLUMNS
+    # Arrays and JSON travel as text (arrays of arrays cannot go through unnest) and are cast back.
+    params = ", ".join(
+        f"${i}::{'TEXT' if c.name in _ARRAYS or c.name in _JSON else pg_type(c)}[]" for i, c in enumerate(COLUMNS, 1)
     )
-    return f"SELECT {casts} FROM unnest({params}) AS u({', '.join(COLUMNS)})"
+    casts = ", ".join(
+        f"u.{c.name}::{pg_type(c)}" if c.name in _ARRAYS or c.name in _JSON else f"u.{c.name}" for c in COLUMNS
+    )
+    return f"SELECT {casts} FROM unnest({params}) AS u({names(COLUMNS)})"
+
+
+_INSERT = f"INSERT INTO {EVENTS} ({names(COLUMNS)}) {_select()}"
+_SEARCHED = [
+    _events.c[n]
+    for n in (
+        "source",
+        "event_id",
+        "record_time",
+        "ledger_event_ids",
+        "battery_ids",
+        "context",
+        "body",
+        "error_declaration",
+    )
+]
 
 
 async def add_captured(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -101,12 +89,9 @@ async def add_captured(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     conn = await raw_connection(session)
     covered = sorted({i for r in rows for i in r["ledger_event_ids"]})
     if covered:
-        await conn.execute(
-            f"DELETE FROM {S}.epcis_events WHERE source = 'ledger' AND ledger_event_ids && $1::text[]", covered
-        )
+        await conn.execute(f"DELETE FROM {EVENTS} WHERE source = 'ledger' AND ledger_event_ids && $1::text[]", covered)
     await conn.execute(
-        f"INSERT INTO {S}.epcis_events ({', '.join(COLUMNS)}) {_select()} "
-        "ON CONFLICT (event_id) DO UPDATE SET body = excluded.body, epcs = excluded.epcs, "
+        f"{_INSERT} ON CONFLICT (event_id) DO UPDATE SET body = excluded.body, epcs = excluded.epcs, "
         "battery_ids = excluded.battery_ids, ledger_event_ids = excluded.ledger_event_ids",
         *_arrays(rows),
     )
@@ -123,7 +108,7 @@ async def add_ledger(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
     covered = {
         i
         for rec in await conn.fetch(
-            f"SELECT ledger_event_ids FROM {S}.epcis_events WHERE source = 'epcis' AND ledger_event_ids && $1::text[]",
+            f"SELECT ledger_event_ids FROM {EVENTS} WHERE source = 'epcis' AND ledger_event_ids && $1::text[]",
             ids,
         )
         for i in rec["ledger_event_ids"]
@@ -132,7 +117,7 @@ async def add_ledger(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
     if not rows:
         return
     await conn.execute(
-        f"INSERT INTO {S}.epcis_events ({', '.join(COLUMNS)}) {_select()} ON CONFLICT (event_id) DO NOTHING",
+        f"{_INSERT} ON CONFLICT (event_id) DO NOTHING",
         *_arrays(rows),
     )
 
@@ -142,7 +127,7 @@ async def add_declarations(session: AsyncSession, rows: Sequence[tuple[str, dict
         return
     conn = await raw_connection(session)
     await conn.execute(
-        f"INSERT INTO {S}.epcis_declarations (declared_event_id, declaration) "
+        f"INSERT INTO {DECLARATIONS} ({names(list(EpcisDeclaration.__table__.c))}) "
         "SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT (declared_event_id) DO UPDATE "
         "SET declaration = excluded.declaration",
         [r[0] for r in rows],
@@ -155,7 +140,7 @@ async def mark_declared(session: AsyncSession, rows: Sequence[tuple[str, dict[st
         return
     conn = await raw_connection(session)
     await conn.execute(
-        f"UPDATE {S}.epcis_events e SET error_declaration = u.d FROM unnest($1::text[], $2::jsonb[]) AS u(id, d) "
+        f"UPDATE {EVENTS} e SET error_declaration = u.d FROM unnest($1::text[], $2::jsonb[]) AS u(id, d) "
         "WHERE e.event_id = u.id",
         [r[0] for r in rows],
         [_json(r[1]) for r in rows],
@@ -184,7 +169,7 @@ async def battery_uris_of_aliases(session: AsyncSession, values: Sequence[str]) 
     if not values:
         return {}
     conn = await raw_connection(session)
-    rows = await conn.fetch(f"SELECT value, battery_id FROM {S}.aliases WHERE value = ANY($1::text[])", list(values))
+    rows = await conn.fetch(f"SELECT value, battery_id FROM {ALIASES} WHERE value = ANY($1::text[])", list(values))
     return {r["value"]: r["battery_id"] for r in rows}
 
 
@@ -223,14 +208,14 @@ async def search(session: AsyncSession, f: Filters, limit: int) -> list[dict[str
     if f.handler_org is not None:
         p = arg(f.handler_org, "text")
         where.append(
-            f"(e.actor = {p} OR EXISTS (SELECT 1 FROM {S}.handlers h WHERE h.org = {p} "
+            f"(e.actor = {p} OR EXISTS (SELECT 1 FROM {HANDLERS} h WHERE h.org = {p} "
             "AND h.battery_id = ANY(e.battery_ids)))"
         )
     if f.after is not None:
         where.append(f"(e.record_time, e.event_id) > ({arg(f.after[0], 'timestamptz')}, {arg(f.after[1], 'text')})")
     sql = (
-        f"SELECT source, event_id, record_time, ledger_event_ids, battery_ids, context, body, error_declaration "
-        f"FROM {S}.epcis_events e {'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"SELECT {names(_SEARCHED)} "
+        f"FROM {EVENTS} e {'WHERE ' + ' AND '.join(where) if where else ''} "
         f"ORDER BY e.record_time, e.event_id LIMIT {arg(limit, 'int')}"
     )
     rows = await conn.fetch(sql, *args)
@@ -250,7 +235,7 @@ async def declarations(session: AsyncSession, ledger_ids: Sequence[str]) -> dict
         return {}
     conn = await raw_connection(session)
     rows = await conn.fetch(
-        f"SELECT declared_event_id, declaration FROM {S}.epcis_declarations WHERE declared_event_id = ANY($1::text[])",
+        f"SELECT declared_event_id, declaration FROM {DECLARATIONS} WHERE declared_event_id = ANY($1::text[])",
         list(ledger_ids),
     )
     return {r["declared_event_id"]: json_value(r["declaration"]) for r in rows}
@@ -262,7 +247,7 @@ async def preferred_aliases(session: AsyncSession, battery_ids: Sequence[str]) -
         return {}
     conn = await raw_connection(session)
     rows = await conn.fetch(
-        f"SELECT DISTINCT ON (battery_id) battery_id, value FROM {S}.aliases "
+        f"SELECT DISTINCT ON (battery_id) battery_id, value FROM {ALIASES} "
         "WHERE battery_id = ANY($1::text[]) AND scheme IN ('epc', 'gs1_digital_link') "
         "ORDER BY battery_id, (scheme = 'epc') DESC, value",
         list(battery_ids),

@@ -10,43 +10,51 @@ import asyncpg
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.tables import aliases, batteries, handlers, participants
-from shared.db import row_dict
+from services.portal.models import Alias, Battery, Event, Handler, Participant
+from shared.db import qualified, row_dict
+
+aliases = Alias.__table__
+batteries = Battery.__table__
+handlers = Handler.__table__
+participants = Participant.__table__
 
 # The history's reads run as plain statements on an asyncpg connection: a reader (shared.db.ReaderDep) on
 # the hot path, or the session's own connection (shared.db.raw_connection) inside a unit of work.
-S = "portal"
+BATTERIES = qualified(batteries)
+ALIASES = qualified(aliases)
+EVENTS = qualified(Event.__table__)
+HANDLERS = qualified(handlers)
 
 
 async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(f"SELECT * FROM {S}.batteries WHERE id = $1", battery_id)
+    row = await conn.fetchrow(f"SELECT * FROM {BATTERIES} WHERE id = $1", battery_id)
     return dict(row) if row else None
 
 
 async def resolve_alias(conn: asyncpg.Connection, value: str) -> str | None:
     """An alias (GS1 Digital Link, EPC, VIN) from the registry, else the VIN the battery was installed in."""
     found: str | None = await conn.fetchval(
-        f"SELECT coalesce((SELECT battery_id FROM {S}.aliases WHERE value = $1), "
-        f"(SELECT id FROM {S}.batteries WHERE vin = $1 ORDER BY id LIMIT 1))",
+        f"SELECT coalesce((SELECT battery_id FROM {ALIASES} WHERE value = $1), "
+        f"(SELECT id FROM {BATTERIES} WHERE vin = $1 ORDER BY id LIMIT 1))",
         value,
     )
     return found
 
 
 async def aliases_of(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT scheme, value FROM {S}.aliases WHERE battery_id = $1 ORDER BY value", battery_id)
+    rows = await conn.fetch(f"SELECT scheme, value FROM {ALIASES} WHERE battery_id = $1 ORDER BY value", battery_id)
     return [dict(r) for r in rows]
 
 
 async def timeline(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT * FROM {S}.events WHERE battery_id = $1 ORDER BY sequence", battery_id)
+    rows = await conn.fetch(f"SELECT * FROM {EVENTS} WHERE battery_id = $1 ORDER BY sequence", battery_id)
     return [dict(r) for r in rows]
 
 
 async def handled(conn: asyncpg.Connection, org: str, battery_id: str) -> bool:
     return bool(
         await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {S}.handlers WHERE org = $1 AND battery_id = $2)", org, battery_id
+            f"SELECT EXISTS (SELECT 1 FROM {HANDLERS} WHERE org = $1 AND battery_id = $2)", org, battery_id
         )
     )
 
@@ -66,13 +74,13 @@ async def children_at(conn: asyncpg.Connection, parent_ids: Sequence[str], at: d
     candidates = [
         r["battery_id"]
         for r in await conn.fetch(
-            f"SELECT DISTINCT battery_id FROM {S}.events WHERE parent_id = ANY($1::text[])", list(parent_ids)
+            f"SELECT DISTINCT battery_id FROM {EVENTS} WHERE parent_id = ANY($1::text[])", list(parent_ids)
         )
     ]
     if not candidates:
         return {}
     rows = await conn.fetch(
-        f"SELECT DISTINCT ON (battery_id) battery_id, type, parent_id FROM {S}.events "
+        f"SELECT DISTINCT ON (battery_id) battery_id, type, parent_id FROM {EVENTS} "
         "WHERE battery_id = ANY($1::text[]) AND type IN ('ASSEMBLED', 'DISASSEMBLED') AND occurred_at <= $2 "
         "ORDER BY battery_id, sequence DESC",
         candidates,
@@ -84,7 +92,7 @@ async def children_at(conn: asyncpg.Connection, parent_ids: Sequence[str], at: d
 
 async def parent_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> str | None:
     row = await conn.fetchrow(
-        f"SELECT type, parent_id FROM {S}.events WHERE battery_id = $1 AND type IN ('ASSEMBLED', 'DISASSEMBLED') "
+        f"SELECT type, parent_id FROM {EVENTS} WHERE battery_id = $1 AND type IN ('ASSEMBLED', 'DISASSEMBLED') "
         "AND occurred_at <= $2 ORDER BY sequence DESC LIMIT 1",
         battery_id,
         at,
@@ -96,14 +104,14 @@ async def summaries(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, d
     if not ids:
         return {}
     rows = await conn.fetch(
-        f"SELECT id, kind, model_id, manufacturer, state FROM {S}.batteries WHERE id = ANY($1::text[])", list(ids)
+        f"SELECT id, kind, model_id, manufacturer, state FROM {BATTERIES} WHERE id = ANY($1::text[])", list(ids)
     )
     return {r["id"]: dict(r) for r in rows}
 
 
 async def state_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        f"SELECT sequence, state_after, custodian_after FROM {S}.events WHERE battery_id = $1 AND occurred_at <= $2 "
+        f"SELECT sequence, state_after, custodian_after FROM {EVENTS} WHERE battery_id = $1 AND occurred_at <= $2 "
         "ORDER BY sequence DESC LIMIT 1",
         battery_id,
         at,

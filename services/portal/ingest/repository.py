@@ -1,4 +1,5 @@
-"""Bulk writes of the consumer: one statement per table per batch (arrays unnested server-side)."""
+"""Bulk writes of the consumer: one statement per table per batch (arrays unnested server-side). The
+statements are generated once, at import, from the models' columns."""
 
 from __future__ import annotations
 
@@ -6,17 +7,70 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
+from sqlalchemy import Column, Table
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.ingest.projection import HEAD_COLUMNS
-from services.portal.tables import SCHEMA
-from shared.db import raw_connection
+from services.portal.ingest.models import AppliedEvent
+from services.portal.models import Alias, Battery, BatteryModel, Event, Handler, Participant
+from services.portal.views.models import CurrentCount, FlowStat
+from shared.db import column_arrays, names, pg_type, qualified, raw_connection, unnest
 
-S = SCHEMA
+_applied = AppliedEvent.__table__
+_batteries = Battery.__table__
+_events = Event.__table__
+_flows = FlowStat.__table__
+_counts = CurrentCount.__table__
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def _written(table: Table) -> list[Column[Any]]:
+    """The columns a consumer writes: all but those the database fills in (applied_at)."""
+    return [c for c in table.c if c.server_default is None]
+
+
+def _insert(table: Table, columns: Sequence[Column[Any]]) -> str:
+    return f"INSERT INTO {qualified(table)} ({names(columns)}) SELECT * FROM {unnest(columns)}"
+
+
+def _upsert(table: Table) -> tuple[list[Column[Any]], str]:
+    """A mirror of a registry table: insert, or overwrite every column but the key."""
+    columns = list(table.c)
+    keys = list(table.primary_key.columns)
+    sets = ", ".join(f"{c.name} = excluded.{c.name}" for c in columns if not c.primary_key)
+    return columns, f"{_insert(table, columns)} ON CONFLICT ({names(keys)}) DO UPDATE SET {sets}"
+
+
+_CLAIM = f"{_insert(_applied, _written(_applied))} ON CONFLICT DO NOTHING RETURNING stream, event_id"
+_UPSERT_PARTICIPANTS = _upsert(Participant.__table__)
+_UPSERT_MODELS = _upsert(BatteryModel.__table__)
+_UPSERT_ALIASES = _upsert(Alias.__table__)
+_ADD_HANDLERS = f"{_insert(Handler.__table__, list(Handler.__table__.c))} ON CONFLICT DO NOTHING"
+_CREATE_BATTERIES = (
+    f"INSERT INTO {qualified(_batteries)} (id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING"
+)
+_LOCK_BATTERIES = f"SELECT * FROM {qualified(_batteries)} WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+_EVENT_COLUMNS = _written(_events)
+_INSERT_EVENTS = f"{_insert(_events, _EVENT_COLUMNS)} ON CONFLICT DO NOTHING RETURNING event_id"
+_EVENTS_OF = f"SELECT * FROM {qualified(_events)} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence"
+#: A battery's facts and folded head: every column but the key. JSONB travels as text (no jsonb[] here).
+_SAVED = [c for c in _batteries.c if not c.primary_key]
+_SAVE_TYPES = ["TEXT"] + ["TEXT" if isinstance(c.type, JSONB) else pg_type(c) for c in _SAVED]
+_SAVE_BATTERIES = (
+    f"UPDATE {qualified(_batteries)} AS b SET "
+    + ", ".join(f"{c.name} = u.{c.name}" + ("::jsonb" if isinstance(c.type, JSONB) else "") for c in _SAVED)
+    + " FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_SAVE_TYPES, 1))
+    + f") AS u(id, {names(_SAVED)}) WHERE b.id = u.id"
+)
+_FLOW_KEYS = list(_flows.primary_key.columns)
+_ADD_FLOWS = (
+    f"{_insert(_flows, list(_flows.c))} ON CONFLICT ON CONSTRAINT {_flows.primary_key.name} DO UPDATE "
+    f"SET n = flow_stats.n + excluded.n, amounts = {_flows.schema}.jsonb_add(flow_stats.amounts, excluded.amounts)"
+)
+_ADD_COUNTS = (
+    f"{_insert(_counts, list(_counts.c))} ON CONFLICT ON CONSTRAINT {_counts.primary_key.name} DO UPDATE "
+    "SET n = current_counts.n + excluded.n"
+)
 
 
 async def claim(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -24,62 +78,30 @@ async def claim(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> set[t
     if not keys:
         return set()
     conn = await raw_connection(session)
-    rows = await conn.fetch(
-        f"INSERT INTO {S}.applied_events (stream, event_id) SELECT * FROM unnest($1::text[], $2::text[]) "
-        "ON CONFLICT DO NOTHING RETURNING stream, event_id",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
+    rows = await conn.fetch(_CLAIM, [k[0] for k in keys], [k[1] for k in keys])
     return {(r["stream"], r["event_id"]) for r in rows}
 
 
-async def upsert_participants(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def _upsert_rows(
+    session: AsyncSession, upsert: tuple[list[Column[Any]], str], rows: Sequence[dict[str, Any]]
+) -> None:
     if not rows:
         return
     conn = await raw_connection(session)
-    await conn.execute(
-        f"""INSERT INTO {S}.participants (id, name, role, ministry, region, created_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-        ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, ministry = excluded.ministry,
-            region = excluded.region, created_at = excluded.created_at""",
-        *_columns(rows, ["id", "name", "role", "ministry", "region", "created_at"]),
-    )
+    columns, sql = upsert
+    await conn.execute(sql, *column_arrays(rows, columns, missing_as_null=True))
+
+
+async def upsert_participants(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    await _upsert_rows(session, _UPSERT_PARTICIPANTS, rows)
 
 
 async def upsert_models(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    conn = await raw_connection(session)
-    cols = [
-        "id",
-        "manufacturer",
-        "kind",
-        "chemistry",
-        "rated_capacity_ah",
-        "nominal_voltage_v",
-        "rated_energy_kwh",
-        "mass_kg",
-        "created_at",
-    ]
-    await conn.execute(
-        f"""INSERT INTO {S}.battery_models ({", ".join(cols)})
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[],
-                             $7::float8[], $8::float8[], $9::timestamptz[])
-        ON CONFLICT (id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in cols[1:])}""",
-        *_columns(rows, cols),
-    )
+    await _upsert_rows(session, _UPSERT_MODELS, rows)
 
 
 async def upsert_aliases(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    conn = await raw_connection(session)
-    await conn.execute(
-        f"""INSERT INTO {S}.aliases (value, scheme, battery_id)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-        ON CONFLICT (value) DO UPDATE SET scheme = excluded.scheme, battery_id = excluded.battery_id""",
-        *_columns(rows, ["value", "scheme", "battery_id"]),
-    )
+    await _upsert_rows(session, _UPSERT_ALIASES, rows)
 
 
 async def add_handlers(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -> None:
@@ -87,12 +109,7 @@ async def add_handlers(session: AsyncSession, pairs: Iterable[tuple[str, str]]) 
     if not pairs:
         return
     conn = await raw_connection(session)
-    await conn.execute(
-        f"INSERT INTO {S}.handlers (org, battery_id) SELECT * FROM unnest($1::text[], $2::text[]) "
-        "ON CONFLICT DO NOTHING",
-        [p[0] for p in pairs],
-        [p[1] for p in pairs],
-    )
+    await conn.execute(_ADD_HANDLERS, [p[0] for p in pairs], [p[1] for p in pairs])
 
 
 async def lock_batteries(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -100,30 +117,9 @@ async def lock_batteries(session: AsyncSession, ids: Sequence[str]) -> dict[str,
     different partitions may touch one battery: one via the registry stream, one via the lifecycle)."""
     conn = await raw_connection(session)
     ids = sorted(set(ids))
-    await conn.execute(
-        f"INSERT INTO {S}.batteries (id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING", ids
-    )
-    rows = await conn.fetch(f"SELECT * FROM {S}.batteries WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids)
+    await conn.execute(_CREATE_BATTERIES, ids)
+    rows = await conn.fetch(_LOCK_BATTERIES, ids)
     return {r["id"]: dict(r) for r in rows}
-
-
-_EVENT_COLUMNS = [
-    "battery_id",
-    "sequence",
-    "event_id",
-    "type",
-    "occurred_at",
-    "recorded_at",
-    "actor",
-    "actor_role",
-    "location",
-    "data",
-    "state_after",
-    "custodian_after",
-    "prev_hash",
-    "hash",
-    "parent_id",
-]
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -131,62 +127,17 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if not rows:
         return set()
     conn = await raw_connection(session)
-    cols = _columns(rows, _EVENT_COLUMNS)
-    cols[8] = [_json(v) for v in cols[8]]
-    cols[9] = [_json(v) for v in cols[9]]
-    inserted = await conn.fetch(
-        f"""INSERT INTO {S}.events ({", ".join(_EVENT_COLUMNS)})
-        SELECT b, s, i, t, o, r, a, ar, l::jsonb, d::jsonb, sa, ca, ph, h, p
-        FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-                    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                    $14::text[], $15::text[]) AS u(b, s, i, t, o, r, a, ar, l, d, sa, ca, ph, h, p)
-        ON CONFLICT DO NOTHING RETURNING event_id""",
-        *cols,
-    )
+    inserted = await conn.fetch(_INSERT_EVENTS, *column_arrays(rows, _EVENT_COLUMNS, missing_as_null=True))
     return {r["event_id"] for r in inserted}
 
 
 async def events_of(session: AsyncSession, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     conn = await raw_connection(session)
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    rows = await conn.fetch(
-        f"SELECT * FROM {S}.events WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence", list(ids)
-    )
+    rows = await conn.fetch(_EVENTS_OF, list(ids))
     for r in rows:
         out[r["battery_id"]].append(dict(r))
     return out
-
-
-_FACT_COLUMNS = [
-    ("registered", "bool"),
-    ("model_id", "text"),
-    ("kind", "text"),
-    ("chemistry", "text"),
-    ("manufacturer", "text"),
-    ("serial_number", "text"),
-    ("manufactured_at", "timestamptz"),
-    ("manufacturing_site", "text"),
-    ("materials_kg", "jsonb"),
-    ("recycled_content_pct", "jsonb"),
-    ("carbon_footprint_kg_co2e_per_kwh", "float8"),
-    ("model", "jsonb"),
-]
-_HEAD_TYPES = {
-    "sequence": "int",
-    "life": "int",
-    "cycle_count": "int",
-    "soh_pct": "float8",
-    "state_since": "timestamptz",
-    "installed_at": "timestamptz",
-    "last_recorded_at": "timestamptz",
-    "last_applied_at": "timestamptz",
-    "recycled_month": "date",
-}
-_SAVE_COLUMNS = [
-    *_FACT_COLUMNS,
-    *[(c, _HEAD_TYPES.get(c, "text")) for c in HEAD_COLUMNS],
-    ("contained_counted", "bool"),
-]
 
 
 async def save_batteries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -194,18 +145,7 @@ async def save_batteries(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     conn = await raw_connection(session)
-    names = ["id"] + [c for c, _ in _SAVE_COLUMNS]
-    arrays = _columns(rows, names)
-    types = ["text"] + [("text" if t == "jsonb" else t) for _, t in _SAVE_COLUMNS]
-    for i, (_, t) in enumerate(_SAVE_COLUMNS, start=1):
-        if t == "jsonb":
-            arrays[i] = [_json(v) for v in arrays[i]]
-    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    sets = ", ".join(f"{c} = u.{c}" + ("::jsonb" if t == "jsonb" else "") for c, t in _SAVE_COLUMNS)
-    await conn.execute(
-        f"UPDATE {S}.batteries AS b SET {sets} FROM unnest({params}) AS u({', '.join(names)}) WHERE b.id = u.id",
-        *arrays,
-    )
+    await conn.execute(_SAVE_BATTERIES, *column_arrays(rows, [_batteries.c.id, *_SAVED], missing_as_null=True))
 
 
 async def add_flows(session: AsyncSession, rows: dict[tuple[Any, ...], tuple[int, dict[str, float]]]) -> None:
@@ -215,15 +155,10 @@ async def add_flows(session: AsyncSession, rows: dict[tuple[Any, ...], tuple[int
     conn = await raw_connection(session)
     keys = sorted(rows)
     await conn.execute(
-        f"""INSERT INTO {S}.flow_stats (metric, month, region, k1, k2, k3, n, amounts)
-        SELECT m, mo, r, a, b, c, n, am::jsonb
-        FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-                    $8::text[]) AS u(m, mo, r, a, b, c, n, am)
-        ON CONFLICT ON CONSTRAINT pk_flow_stats DO UPDATE
-        SET n = flow_stats.n + excluded.n, amounts = {S}.jsonb_add(flow_stats.amounts, excluded.amounts)""",
-        *[[k[i] for k in keys] for i in range(6)],
+        _ADD_FLOWS,
+        *[[k[i] for k in keys] for i in range(len(_FLOW_KEYS))],
         [rows[k][0] for k in keys],
-        [_json(rows[k][1]) for k in keys],
+        [orjson.dumps(rows[k][1]).decode() for k in keys],
     )
 
 
@@ -233,14 +168,7 @@ async def add_counts(session: AsyncSession, deltas: dict[tuple[str, ...], int]) 
         return
     conn = await raw_connection(session)
     await conn.execute(
-        f"""INSERT INTO {S}.current_counts (state, region, manufacturer, chemistry, kind, status, safety, grade, n)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                             $8::text[], $9::bigint[])
-        ON CONFLICT ON CONSTRAINT pk_current_counts DO UPDATE SET n = current_counts.n + excluded.n""",
-        *[[k[i] for k in keys] for i in range(8)],
+        _ADD_COUNTS,
+        *[[k[i] for k in keys] for i in range(len(_counts.primary_key.columns))],
         [deltas[k] for k in keys],
     )
-
-
-def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
-    return [[r.get(n) for r in rows] for n in names]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.tables import aliases
+from services.portal.models import Alias
+
+aliases = Alias.__table__
 
 
 async def digital_link_by_path(session: AsyncSession, path: str) -> str | None:

@@ -9,8 +9,13 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.tables import batteries, current_counts, flow_stats
+from services.portal.models import Battery
+from services.portal.views.models import CurrentCount, FlowStat
 from shared.db import row_dict
+
+batteries = Battery.__table__
+current_counts = CurrentCount.__table__
+flow_stats = FlowStat.__table__
 
 
 async def flows(

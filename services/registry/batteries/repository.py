@@ -2,30 +2,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
 import orjson
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry.tables import SCHEMA, aliases, batteries, battery_models
-from shared.db import raw_connection, row_dict
+from services.registry.batteries.models import Alias, Battery
+from services.registry.catalog.models import BatteryModel
+from shared.db import names, pg_type, qualified, raw_connection, row_dict
 
-_COLUMNS = [
-    "id",
-    "model_id",
-    "kind",
-    "chemistry",
-    "manufacturer",
-    "serial_number",
-    "manufactured_at",
-    "manufacturing_site",
-    "materials_kg",
-    "recycled_content_pct",
-    "carbon_footprint_kg_co2e_per_kwh",
-]
+batteries = Battery.__table__
+aliases = Alias.__table__
+battery_models = BatteryModel.__table__
+
+#: What a registration writes: every column but those the database fills in (created_at).
+_INSERTED = [c for c in batteries.c if c.server_default is None]
+_INSERTED_NAMES = [c.name for c in _INSERTED]
+_INSERTED_JSON = [i for i, c in enumerate(_INSERTED) if isinstance(c.type, JSONB)]
+_INSERT = (
+    f"INSERT INTO {qualified(batteries)} ({names(_INSERTED)}) VALUES "
+    f"({', '.join(f'${i}::{pg_type(c)}' for i, c in enumerate(_INSERTED, 1))})"
+)
+_values = itemgetter(*_INSERTED_NAMES)
 
 _MODEL_FACTS = [
     battery_models.c.rated_capacity_ah,
@@ -37,37 +40,27 @@ _MODEL_FACTS = [
 
 async def existing_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
     conn = await raw_connection(session)
-    rows = await conn.fetch(f"SELECT id FROM {SCHEMA}.batteries WHERE id = ANY($1::text[])", list(ids))
+    rows = await conn.fetch(f"SELECT id FROM {qualified(batteries)} WHERE id = ANY($1::text[])", list(ids))
     return {r["id"] for r in rows}
 
 
 async def insert_batteries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """COPY for throughput; the caller has checked duplicates (a race still fails on the primary key)."""
     conn = await raw_connection(session)
-    records = [
-        (
-            r["id"],
-            r["model_id"],
-            r["kind"],
-            r["chemistry"],
-            r["manufacturer"],
-            r["serial_number"],
-            r["manufactured_at"],
-            r["manufacturing_site"],
-            orjson.dumps(r["materials_kg"]).decode(),
-            orjson.dumps(r["recycled_content_pct"]).decode(),
-            r["carbon_footprint_kg_co2e_per_kwh"],
-        )
-        for r in rows
-    ]
+    records = [_record(r) for r in rows]
     if len(records) >= 50:
-        await conn.copy_records_to_table("batteries", schema_name=SCHEMA, columns=_COLUMNS, records=records)
-    else:
-        await conn.executemany(
-            f"INSERT INTO {SCHEMA}.batteries ({', '.join(_COLUMNS)}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11)",
-            records,
+        await conn.copy_records_to_table(
+            batteries.name, schema_name=batteries.schema, columns=_INSERTED_NAMES, records=records
         )
+    else:
+        await conn.executemany(_INSERT, records)
+
+
+def _record(row: dict[str, Any]) -> list[Any]:
+    values = list(_values(row))
+    for i in _INSERTED_JSON:
+        values[i] = orjson.dumps(values[i]).decode()
+    return values
 
 
 def _battery_query() -> Any:
@@ -75,12 +68,12 @@ def _battery_query() -> Any:
 
 
 # One battery in one statement: the record, its model's rated facts and its aliases (oldest first).
+_ALIAS_FIELDS = ", ".join(f"'{c.name}', a.{c.name}" for c in aliases.c if c.name != "created_at")
 _READ_BATTERY = f"""
-SELECT b.*, m.rated_capacity_ah, m.nominal_voltage_v, m.rated_energy_kwh, m.mass_kg,
-       COALESCE((SELECT jsonb_agg(jsonb_build_object('scheme', a.scheme, 'value', a.value, 'battery_id', a.battery_id)
-                                  ORDER BY a.created_at)
-                 FROM {SCHEMA}.aliases a WHERE a.battery_id = b.id), '[]'::jsonb) AS aliases
-FROM {SCHEMA}.batteries b JOIN {SCHEMA}.battery_models m ON m.id = b.model_id
+SELECT b.*, {", ".join(f"m.{c.name}" for c in _MODEL_FACTS)},
+       COALESCE((SELECT jsonb_agg(jsonb_build_object({_ALIAS_FIELDS}) ORDER BY a.created_at)
+                 FROM {qualified(aliases)} a WHERE a.battery_id = b.id), '[]'::jsonb) AS aliases
+FROM {qualified(batteries)} b JOIN {qualified(battery_models)} m ON m.id = b.model_id
 WHERE b.id = $1
 """
 

@@ -14,7 +14,7 @@ from services.registry.batteries import repository as repo
 from services.registry.batteries.schemas import AliasIn, BatteryIn, BatteryPublic
 from services.registry.catalog import repository as catalog_repo
 from services.registry.events import registry_message
-from services.registry.tables import SCHEMA
+from services.registry.models import SCHEMA
 from shared import access
 from shared.auth import Principal, Role
 from shared.contract.streams import manufactured_event_id

@@ -7,8 +7,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry.tables import battery_models
+from services.registry.catalog.models import BatteryModel
 from shared.db import row_dict
+
+battery_models = BatteryModel.__table__
 
 
 async def insert_model(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any] | None:

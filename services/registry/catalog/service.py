@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.catalog import repository as repo
 from services.registry.catalog.schemas import BatteryModelIn
 from services.registry.events import registry_message
-from services.registry.tables import SCHEMA
+from services.registry.models import SCHEMA
 from shared.auth import Principal
 from shared.outbox import enqueue
 from shared.problems import Conflict, NotFound

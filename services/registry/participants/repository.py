@@ -6,8 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry.tables import participants
+from services.registry.participants.models import Participant
 from shared.db import row_dict
+
+participants = Participant.__table__
 
 
 async def insert_participant(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any] | None:

@@ -5,9 +5,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.events import registry_message
+from services.registry.models import SCHEMA
 from services.registry.participants import repository as repo
 from services.registry.participants.schemas import ParticipantIn
-from services.registry.tables import SCHEMA
 from shared.outbox import enqueue
 from shared.problems import Conflict, NotFound
 

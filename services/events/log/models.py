@@ -1,0 +1,85 @@
+"""The transparency log's tables (schema `events`): every ledger event is a leaf of one RFC 9162 Merkle tree.
+Leaves, nodes and checkpoints are append-only (triggers in the migration refuse UPDATE, DELETE, TRUNCATE)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKeyConstraint,
+    Identity,
+    Integer,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import BYTEA
+from sqlmodel import Field
+
+from services.events.models import SCHEMA
+from shared.db import TZ, Base
+
+
+class LogQueue(Base, table=True):
+    """Ledger events not yet in the tree (filled by a trigger on the ledger, drained by the sequencer)."""
+
+    __tablename__ = "log_queue"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=False), primary_key=True))
+    battery_id: str = Field(sa_type=Text)
+    sequence: int = Field(sa_type=Integer)
+    hash: str = Field(sa_type=Text)
+
+
+class LogLeaf(Base, table=True):
+    __tablename__ = "log_leaves"
+    __table_args__ = (
+        UniqueConstraint("battery_id", "sequence", name="uq_log_leaves_battery_sequence"),
+        {"schema": SCHEMA},
+    )
+
+    leaf_index: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    battery_id: str = Field(sa_type=Text)
+    sequence: int = Field(sa_type=Integer)
+    leaf_hash: bytes = Field(sa_type=BYTEA)
+
+
+class LogNode(Base, table=True):
+    """A complete subtree's hash: leaves [idx·2^level, (idx+1)·2^level), level ≥ 1."""
+
+    __tablename__ = "log_nodes"
+    __table_args__ = {"schema": SCHEMA}
+
+    level: int = Field(primary_key=True, sa_type=SmallInteger, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    hash: bytes = Field(sa_type=BYTEA)
+
+
+class LogCheckpoint(Base, table=True):
+    __tablename__ = "log_checkpoints"
+    __table_args__ = {"schema": SCHEMA}
+
+    tree_size: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    root_hash: bytes = Field(sa_type=BYTEA)
+    note: str = Field(sa_type=Text)
+    log_key: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
+
+
+class LogCosignature(Base, table=True):
+    __tablename__ = "log_cosignatures"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tree_size"], [f"{SCHEMA}.log_checkpoints.tree_size"], name="fk_log_cosignatures_tree_size"
+        ),
+        {"schema": SCHEMA},
+    )
+
+    tree_size: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    witness: str = Field(primary_key=True, sa_type=Text)
+    signature: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})

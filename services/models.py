@@ -1,0 +1,39 @@
+"""Every table of every service, for Alembic: importing this module declares them all on one metadata."""
+
+from __future__ import annotations
+
+from services.events import models as events
+from services.events.epcis import models as events_epcis
+from services.events.ledger import models as events_ledger
+from services.events.lifecycle import models as events_lifecycle
+from services.events.log import models as events_log
+from services.portal import models as portal
+from services.portal.epcis import models as portal_epcis
+from services.portal.ingest import models as portal_ingest
+from services.portal.views import models as portal_views
+from services.registry import models as registry
+from services.registry.batteries import models as registry_batteries
+from services.registry.catalog import models as registry_catalog
+from services.registry.participants import models as registry_participants
+from shared.db import Base
+
+#: Imported for what importing them does: declaring their tables on `metadata`.
+MODULES = (
+    registry,
+    registry_participants,
+    registry_catalog,
+    registry_batteries,
+    events,
+    events_lifecycle,
+    events_ledger,
+    events_log,
+    events_epcis,
+    portal,
+    portal_ingest,
+    portal_views,
+    portal_epcis,
+)
+#: The schemas the migrations own, one per service.
+SCHEMAS = (registry.SCHEMA, events.SCHEMA, portal.SCHEMA)
+
+metadata = Base.metadata

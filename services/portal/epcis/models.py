@@ -1,0 +1,68 @@
+"""The portal's EPCIS query model (schema `portal`): every EPCIS event, captured or made from the ledger,
+and the error declarations of ledger events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field
+
+from services.portal.models import SCHEMA
+from shared.db import TZ, Base
+
+
+def _text_array() -> Any:
+    return Field(sa_type=ARRAY(Text), sa_column_kwargs={"server_default": text("'{}'")})
+
+
+class EpcisEvent(Base, table=True):
+    """`source` is 'epcis' for a captured document, 'ledger' for one made from a lifecycle event that no
+    captured document stands for."""
+
+    __tablename__ = "epcis_events"
+    __table_args__ = (
+        Index("ix_epcis_events_record", "record_time", "event_id"),
+        Index("ix_epcis_events_event_time", "event_time"),
+        Index("ix_epcis_events_biz_step", "biz_step"),
+        Index("ix_epcis_events_epcs", "epcs", postgresql_using="gin"),
+        Index("ix_epcis_events_battery_ids", "battery_ids", postgresql_using="gin"),
+        Index("ix_epcis_events_ledger_event_ids", "ledger_event_ids", postgresql_using="gin"),
+        Index(
+            "ix_epcis_events_captured_ledger_ids",
+            "ledger_event_ids",
+            postgresql_using="gin",
+            postgresql_where=text("source = 'epcis'"),
+        ),
+        {"schema": SCHEMA},
+    )
+
+    event_id: str = Field(primary_key=True, sa_type=Text)
+    source: str = Field(sa_type=Text)
+    event_type: str = Field(sa_type=Text)
+    event_time: datetime = Field(sa_type=TZ)
+    record_time: datetime = Field(sa_type=TZ)
+    biz_step: str | None = Field(default=None, sa_type=Text)
+    disposition: str | None = Field(default=None, sa_type=Text)
+    read_point: str | None = Field(default=None, sa_type=Text)
+    biz_location: str | None = Field(default=None, sa_type=Text)
+    epcs: list[str] = _text_array()
+    parent_id: str | None = Field(default=None, sa_type=Text)
+    battery_ids: list[str] = _text_array()
+    ledger_event_ids: list[str] = _text_array()
+    actor: str = Field(sa_type=Text)
+    context: dict[str, Any] = Field(sa_type=JSONB, sa_column_kwargs={"server_default": text("'{}'::jsonb")})
+    error_declaration: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    body: dict[str, Any] = Field(sa_type=JSONB)
+
+
+class EpcisDeclaration(Base, table=True):
+    """Error declarations of ledger events, by the declared event ID."""
+
+    __tablename__ = "epcis_declarations"
+    __table_args__ = {"schema": SCHEMA}
+
+    declared_event_id: str = Field(primary_key=True, sa_type=Text)
+    declaration: dict[str, Any] = Field(sa_type=JSONB)

@@ -1,0 +1,171 @@
+"""The portal's read models of record (schema `portal`), built only from the Kafka streams, and its
+operational tables (outbox, stream positions, audit log).
+
+Everything but the operational tables can be rebuilt by replaying `battery.registry.v1` and
+`battery.lifecycle.v1` from the start into an empty schema. Alembic creates the tables; nothing else does.
+
+- `participants`, `battery_models`, `batteries`, `aliases` mirror the registry's facts; `batteries` also
+  holds the lifecycle head (state, custodian, grade, ...) folded from `events` in sequence order.
+- `events` is the timeline; `handlers` says who made or handled which battery (access checks).
+- The ingest domain's `applied_events` dedupes deliveries; the views domain's `flow_stats` and
+  `current_counts` are pre-aggregated; the EPCIS domain has its own query model.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Index, PrimaryKeyConstraint, Text, UniqueConstraint, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field
+
+from shared.audit import AuditLogFields, audit_log_table_args
+from shared.db import TZ, Base
+from shared.outbox import StreamPositionFields
+
+SCHEMA = "portal"
+
+
+class Participant(Base, table=True):
+    __tablename__ = "participants"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: str = Field(primary_key=True, sa_type=Text)
+    name: str = Field(sa_type=Text)
+    role: str = Field(sa_type=Text)
+    ministry: str | None = Field(default=None, sa_type=Text)
+    region: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class BatteryModel(Base, table=True):
+    __tablename__ = "battery_models"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: str = Field(primary_key=True, sa_type=Text)
+    manufacturer: str = Field(sa_type=Text)
+    kind: str = Field(sa_type=Text)
+    chemistry: str = Field(sa_type=Text)
+    rated_capacity_ah: float
+    nominal_voltage_v: float
+    rated_energy_kwh: float
+    mass_kg: float
+    created_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class Battery(Base, table=True):
+    """A battery: registry facts (null until its registration arrives) and the lifecycle head (null until
+    its first lifecycle event arrives). The two streams are independent, so either may come first."""
+
+    __tablename__ = "batteries"
+    __table_args__ = (
+        Index("ix_batteries_state", "state", "id"),
+        Index("ix_batteries_manufacturer", "manufacturer", "id"),
+        Index("ix_batteries_chemistry", "chemistry", "id"),
+        Index("ix_batteries_region", "region", "id"),
+        Index("ix_batteries_vin", "vin"),
+        Index(
+            "ix_batteries_backlog", "state", "state_since", postgresql_where=text("state IN ('removed', 'collected')")
+        ),
+        {"schema": SCHEMA},
+    )
+
+    id: str = Field(primary_key=True, sa_type=Text)
+    # registry facts
+    registered: bool = Field(sa_column_kwargs={"server_default": text("false")})
+    model_id: str | None = Field(default=None, sa_type=Text)
+    kind: str | None = Field(default=None, sa_type=Text)
+    chemistry: str | None = Field(default=None, sa_type=Text)
+    manufacturer: str | None = Field(default=None, sa_type=Text)
+    serial_number: str | None = Field(default=None, sa_type=Text)
+    manufactured_at: datetime | None = Field(default=None, sa_type=TZ)
+    manufacturing_site: str | None = Field(default=None, sa_type=Text)
+    materials_kg: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    recycled_content_pct: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    carbon_footprint_kg_co2e_per_kwh: float | None = None
+    model: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    # lifecycle head, folded from `events` in sequence order
+    sequence: int = Field(sa_column_kwargs={"server_default": text("0")})
+    state: str | None = Field(default=None, sa_type=Text)
+    state_since: datetime | None = Field(default=None, sa_type=TZ)
+    custodian: str | None = Field(default=None, sa_type=Text)
+    region: str | None = Field(default=None, sa_type=Text)
+    grade: str | None = Field(default=None, sa_type=Text)
+    soh_pct: float | None = None
+    cycle_count: int | None = None
+    parent_id: str | None = Field(default=None, sa_type=Text)
+    vin: str | None = Field(default=None, sa_type=Text)
+    life: int = Field(sa_column_kwargs={"server_default": text("0")})
+    status: str = Field(sa_type=Text, sa_column_kwargs={"server_default": text("'original'")})
+    safety: str | None = Field(default=None, sa_type=Text)
+    installed_at: datetime | None = Field(default=None, sa_type=TZ)
+    recycled_month: date | None = None
+    recycled_region: str | None = Field(default=None, sa_type=Text)
+    contained_counted: bool = Field(sa_column_kwargs={"server_default": text("false")})
+    last_event_id: str | None = Field(default=None, sa_type=Text)
+    last_recorded_at: datetime | None = Field(default=None, sa_type=TZ)
+    last_applied_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class Alias(Base, table=True):
+    __tablename__ = "aliases"
+    __table_args__ = (Index("ix_aliases_battery", "battery_id"), {"schema": SCHEMA})
+
+    value: str = Field(primary_key=True, sa_type=Text)
+    scheme: str = Field(sa_type=Text)
+    battery_id: str = Field(sa_type=Text)
+
+
+class Event(Base, table=True):
+    """The lifecycle timeline, as published. `parent_id` is lifted out of ASSEMBLED/DISASSEMBLED data so
+    the composition at any time is an indexed lookup."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        PrimaryKeyConstraint("battery_id", "sequence", name="pk_events"),
+        UniqueConstraint("event_id", name="uq_events_event_id"),
+        Index("ix_events_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+        {"schema": SCHEMA},
+    )
+
+    battery_id: str = Field(sa_type=Text)
+    sequence: int
+    event_id: str = Field(sa_type=Text)
+    type: str = Field(sa_type=Text)
+    occurred_at: datetime = Field(sa_type=TZ)
+    recorded_at: datetime = Field(sa_type=TZ)
+    actor: str = Field(sa_type=Text)
+    actor_role: str = Field(sa_type=Text)
+    location: dict[str, Any] = Field(sa_type=JSONB)
+    data: dict[str, Any] = Field(sa_type=JSONB)
+    state_after: str = Field(sa_type=Text)
+    custodian_after: str = Field(sa_type=Text)
+    prev_hash: str = Field(sa_type=Text)
+    hash: str = Field(sa_type=Text)
+    parent_id: str | None = Field(default=None, sa_type=Text)
+    applied_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
+
+
+class Handler(Base, table=True):
+    """Who made or handled each battery (manufacturer, every actor, every custodian)."""
+
+    __tablename__ = "handlers"
+    __table_args__ = (
+        PrimaryKeyConstraint("org", "battery_id", name="pk_handlers"),
+        Index("ix_handlers_battery", "battery_id"),
+        {"schema": SCHEMA},
+    )
+
+    org: str = Field(sa_type=Text)
+    battery_id: str = Field(sa_type=Text)
+
+
+class StreamPosition(StreamPositionFields, Base, table=True):
+    __tablename__ = "stream_positions"
+    __table_args__ = {"schema": SCHEMA}
+
+
+class AuditLog(AuditLogFields, Base, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = audit_log_table_args(SCHEMA)
