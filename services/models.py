@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from services.events import models as events
 from services.events.epcis import models as events_epcis
-from services.events.ledger import models as events_ledger
 from services.events.lifecycle import models as events_lifecycle
 from services.events.log import models as events_log
 from services.portal import models as portal
@@ -25,7 +24,6 @@ MODULES = (
     registry_batteries,
     events,
     events_lifecycle,
-    events_ledger,
     events_log,
     events_epcis,
     portal,

@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.epcis.models import EpcisCapture, EpcisEvent
-from services.events.ledger.models import LedgerEntry
+from services.events.lifecycle.models import LedgerEntry
 from shared.db import (
     column_arrays,
     column_values,

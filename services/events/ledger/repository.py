@@ -6,8 +6,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.events.ledger.models import LedgerEntry
-from services.events.lifecycle.models import BatteryState
+from services.events.lifecycle.models import BatteryState, LedgerEntry
 from shared.db import json_value, qualified, raw_connection, select_list
 
 _ledger = LedgerEntry.__table__

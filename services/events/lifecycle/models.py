@@ -1,13 +1,14 @@
-"""The current state of each battery (schema `events`): the head of its ledger, kept in step with it in
-the same transaction."""
+"""What capture writes (schema `events`): the append-only, hash-chained ledger (never updated or deleted; triggers
+in the migrations refuse UPDATE, DELETE and TRUNCATE), and the current state of each battery, the head of its
+ledger, kept in step with it in the same transaction. The ledger domain reads them."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Index, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field
 
 from services.events.models import SCHEMA
@@ -31,3 +32,28 @@ class BatteryState(Base, table=True):
     safety_inspection: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     parent_id: str | None = Field(default=None, sa_type=Text)
     updated_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
+
+
+class LedgerEntry(Base, table=True):
+    __tablename__ = "ledger"
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_ledger_event_id"),
+        Index("ix_ledger_recorded_at", "recorded_at"),
+        {"schema": SCHEMA},
+    )
+
+    battery_id: str = Field(primary_key=True, sa_type=Text)
+    sequence: int = Field(primary_key=True)
+    event_id: str = Field(sa_type=UUID(as_uuid=False))
+    type: str = Field(sa_type=Text)
+    occurred_at: datetime = Field(sa_type=TZ)
+    recorded_at: datetime = Field(sa_type=TZ)
+    actor: str = Field(sa_type=Text)
+    actor_role: str = Field(sa_type=Text)
+    location: dict[str, Any] = Field(sa_type=JSONB)
+    data: dict[str, Any] = Field(sa_type=JSONB)
+    state_after: str = Field(sa_type=Text)
+    custodian_after: str = Field(sa_type=Text)
+    prev_hash: str = Field(sa_type=Text)
+    hash: str = Field(sa_type=Text)
+    request_digest: str = Field(sa_type=Text)

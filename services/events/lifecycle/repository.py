@@ -11,8 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.events.ledger.models import LedgerEntry
-from services.events.lifecycle.models import BatteryState
+from services.events.lifecycle.models import BatteryState, LedgerEntry
 from services.events.models import Outbox
 from shared.db import column_arrays, json_value, names, qualified, raw_connection, select_list, unnest
 from shared.outbox import message_columns
