@@ -15,10 +15,12 @@ from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
 from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
+from services.events.log.router import router as log_router
+from services.events.log.service import LogConfig, LogWorker, load_signer
 from services.events.models import SCHEMA
 from services.events.settings import EventsSettings
 from shared.app import create_service_app
-from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_LOG_CHECKPOINTS
 
 
 def create_app(
@@ -36,9 +38,22 @@ def create_app(
         app.state.ledger_verifier = verifier
         if settings.verifier_enabled:
             verifier.start()
+        app.state.log_config = log_config = LogConfig.from_key_file(
+            settings.log_signing_key_file,
+            origin=settings.log_origin,
+            checkpoint_interval_s=settings.log_checkpoint_interval_s,
+            sequencer_interval_s=settings.log_sequencer_interval_s,
+            witness_keys=tuple(settings.log_witness_keys),
+        )
+        app.state.log_signer = load_signer(log_config)
+        log_worker = LogWorker(app.state.sessionmaker, log_config, app.state.log_signer)
+        app.state.log_worker = log_worker
+        if settings.log_enabled:
+            log_worker.start()
         try:
             yield
         finally:
+            await log_worker.stop()
             await verifier.stop()
             await app.state.registry.close()
             await app.state.epcis_resolver.close()
@@ -53,9 +68,9 @@ def create_app(
             "Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[lifecycle_router, ledger_router, epcis_router],
+        routers=[lifecycle_router, ledger_router, epcis_router, log_router],
         schema=SCHEMA,
-        publishes=[TOPIC_LIFECYCLE, TOPIC_EPCIS],
+        publishes=[TOPIC_LIFECYCLE, TOPIC_EPCIS, TOPIC_LOG_CHECKPOINTS],
         consumes=[intake.consumer(settings)],
         extra_lifespan=lifespan,
     )

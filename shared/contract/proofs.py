@@ -106,6 +106,8 @@ def verify_bundle(
             )
         except (KeyError, ValueError, tlog.LogError) as exc:
             verdict.problems.append(f"event {seq}: not included in the checkpoint ({exc})")
+    for problem in (bundle.get("log_audit") or {}).get("problems") or []:
+        verdict.problems.append(f"the log disagrees with the ledger: {problem}")
     verdict.valid = not verdict.problems
     return verdict
 

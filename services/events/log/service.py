@@ -1,0 +1,324 @@
+"""The transparency log: the sequencer appends committed ledger events to the Merkle tree in order, the
+checkpointer signs the tree head, and the read side answers proofs and proof bundles. The formats are the
+published contract (`shared.contract.tlog`); here is the orchestration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.events.log import repository as repo
+from services.events.models import SCHEMA
+from shared.contract import tlog
+from shared.contract.streams import LOG_CHECKPOINT, SOURCE_EVENTS, TOPIC_LOG_CHECKPOINTS, envelope
+from shared.db import raw_connection
+from shared.outbox import OutboxMessage, enqueue
+from shared.problems import NotFound, Problem, Unavailable, Unprocessable, field_error
+
+log = logging.getLogger("batterytrace.events.log")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    origin: str = "batterytrace.kr/log"
+    signing_key: str | None = None  # C2SP signer key (PRIVATE+KEY+...); None: an ephemeral key per process
+    checkpoint_interval_s: float = 10.0
+    sequencer_interval_s: float = 0.05
+    batch_size: int = 5000
+    witness_keys: tuple[str, ...] = ()  # verifier keys of the witnesses whose cosignatures are accepted
+
+    @classmethod
+    def from_key_file(cls, path: Path | None, **kw: Any) -> LogConfig:
+        return cls(signing_key=path.read_text().strip() if path else None, **kw)
+
+
+def load_signer(config: LogConfig) -> tlog.Signer:
+    if config.signing_key:
+        signer = tlog.Signer.decode(config.signing_key)
+        if signer.name != config.origin:
+            raise ValueError(f"the log signing key is named {signer.name!r}, but the log's origin is {config.origin!r}")
+        return signer
+    log.warning("no log signing key configured: checkpoints are signed with a key made for this process only")
+    return tlog.Signer.generate(config.origin)
+
+
+class LogUnavailable(Unavailable):
+    code, title = "log-not-ready", "The log has no checkpoint yet"
+
+
+# ---- writing: sequencer and checkpointer ----
+async def append_pending(session: AsyncSession, limit: int) -> int:
+    """Append queued ledger events to the tree (one transaction, one sequencer at a time). Returns how many."""
+    conn = await raw_connection(session)
+    if not await repo.try_lock(conn, repo.SEQUENCER_LOCK):
+        return 0
+    pending = await repo.take_pending(conn, limit)
+    if not pending:
+        return 0
+    size = await repo.tree_size(conn)
+    leaves = [tlog.leaf_hash(bytes.fromhex(p.hash)) for p in pending]
+    frontier = await repo.nodes(conn, tlog.frontier_keys(size))
+    created = tlog.compact_nodes(size, leaves, tlog.getter(frontier))
+    await repo.insert_leaves(conn, size, pending, leaves)
+    await repo.insert_nodes(conn, created)
+    return len(pending)
+
+
+async def make_checkpoint(session: AsyncSession, signer: tlog.Signer) -> repo.StoredCheckpoint | None:
+    """Sign the current tree head if it grew since the last checkpoint, store it and publish it."""
+    conn = await raw_connection(session)
+    if not await repo.try_lock(conn, repo.CHECKPOINT_LOCK):
+        return None
+    size = await repo.tree_size(conn)
+    last = await repo.latest_checkpoint(conn)
+    if size == 0 or (last is not None and last.tree_size >= size):
+        return None
+    root = tlog.root(size, tlog.getter(await repo.nodes(conn, tlog.needed_for_root(size))))
+    note = tlog.sign_note(tlog.Checkpoint(signer.name, size, root).body(), [signer]).encode()
+    cp = repo.StoredCheckpoint(size, root, note, signer.verifier().encode())
+    await repo.insert_checkpoint(conn, cp)
+    await enqueue(session, SCHEMA, [checkpoint_message(cp, [])])
+    return cp
+
+
+def checkpoint_message(cp: repo.StoredCheckpoint, cosigned_by: list[str]) -> OutboxMessage:
+    return OutboxMessage(
+        topic=TOPIC_LOG_CHECKPOINTS,
+        key=cp.log_key.split("+", 1)[0],
+        payload=envelope(
+            id=f"{cp.tree_size}:{len(cosigned_by)}",
+            source=SOURCE_EVENTS,
+            type=LOG_CHECKPOINT,
+            subject=str(cp.tree_size),
+            data={
+                "tree_size": cp.tree_size,
+                "root_hash": cp.root_hash.hex(),
+                "log_key": cp.log_key,
+                "note": cp.note,
+                "cosigned_by": cosigned_by,
+            },
+        ),
+    )
+
+
+@dataclass
+class LogWorker:
+    """The sequencer and the checkpointer as background tasks. Any number of processes may run one: advisory
+    locks let exactly one append and one sign at a time."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    config: LogConfig
+    signer: tlog.Signer
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._loop(self.sequence_once, self.config.sequencer_interval_s), name="log-sequencer"),
+            asyncio.create_task(
+                self._loop(self.checkpoint_once, self.config.checkpoint_interval_s), name="log-checkpointer"
+            ),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def sequence_once(self) -> int:
+        async with self.sessionmaker() as session, session.begin():
+            return await append_pending(session, self.config.batch_size)
+
+    async def checkpoint_once(self) -> int:
+        await self.sequence_once()
+        async with self.sessionmaker() as session, session.begin():
+            cp = await make_checkpoint(session, self.signer)
+        return cp.tree_size if cp else 0
+
+    async def _loop(self, job: Any, interval_s: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                busy = await job()
+            except Exception as exc:  # the database may be away; try again later
+                log.warning("log %s failed: %s: %s", job.__name__, exc.__class__.__name__, exc)
+                busy = 0
+            if job == self.sequence_once and busy >= self.config.batch_size:
+                continue  # a backlog: go on at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval_s)
+
+
+# ---- reading ----
+async def newest(conn: asyncpg.Connection) -> repo.StoredCheckpoint:
+    cp = await repo.latest_checkpoint(conn)
+    if cp is None:
+        raise LogUnavailable("No checkpoint has been signed yet; try again in a few seconds.")
+    return cp
+
+
+async def checkpoint_note(conn: asyncpg.Connection, size: int | None = None) -> str:
+    """A checkpoint note with every cosignature collected so far."""
+    cp = await newest(conn) if size is None else await repo.checkpoint_at(conn, size)
+    if cp is None:
+        raise NotFound(f"No checkpoint of tree size {size} was signed.", code="unknown-checkpoint")
+    return with_cosignatures(cp.note, await repo.cosignatures(conn, cp.tree_size))
+
+
+def with_cosignatures(note_text: str, cosigs: list[tuple[str, str]]) -> str:
+    note = tlog.Note.parse(note_text)
+    for _, line in cosigs:
+        note = note.with_signature(line)
+    return note.encode()
+
+
+async def log_key(conn: asyncpg.Connection, signer: tlog.Signer | None) -> str:
+    cp = await repo.latest_checkpoint(conn)
+    if cp is not None:
+        return cp.log_key
+    if signer is None:
+        raise LogUnavailable("No checkpoint has been signed yet; try again in a few seconds.")
+    return signer.verifier().encode()
+
+
+async def _tree_size_arg(conn: asyncpg.Connection, tree_size: int | None, name: str = "tree_size") -> int:
+    latest = await newest(conn)
+    if tree_size is None:
+        return latest.tree_size
+    if tree_size > latest.tree_size:
+        raise Unprocessable(
+            f"{name} {tree_size} is beyond the newest checkpoint ({latest.tree_size}).",
+            errors=[field_error(name, "at-most-newest-checkpoint", f"at most {latest.tree_size}")],
+        )
+    return tree_size
+
+
+async def inclusion(conn: asyncpg.Connection, battery_id: str, sequence: int, tree_size: int | None) -> dict[str, Any]:
+    size = await _tree_size_arg(conn, tree_size)
+    index = await repo.leaf_index(conn, battery_id, sequence)
+    if index is None or index >= size:
+        raise NotFound(
+            f"Event {sequence} of battery {battery_id} is not in the tree of size {size}.", code="not-in-log"
+        )
+    nodes = await repo.nodes(conn, tlog.needed_for_inclusion(index, size))
+    proof = tlog.inclusion_proof(index, size, tlog.getter(nodes))
+    return {"leaf_index": index, "tree_size": size, "audit_path": tlog.hexes(proof)}
+
+
+async def consistency(conn: asyncpg.Connection, first: int, second: int) -> dict[str, Any]:
+    second = await _tree_size_arg(conn, second, "second")
+    if not 0 < first <= second:
+        raise Unprocessable(
+            f"first ({first}) must be at least 1 and at most second ({second}).",
+            errors=[field_error("first", "range", "1 <= first <= second")],
+        )
+    nodes = await repo.nodes(conn, tlog.needed_for_consistency(first, second))
+    proof = tlog.consistency_proof(first, second, tlog.getter(nodes))
+    return {"first": first, "second": second, "proof": tlog.hexes(proof)}
+
+
+def audit(events: list[dict[str, Any]], leaves: dict[int, bytes], queued: set[int]) -> list[str]:
+    """Compare a battery's ledger rows with what the log holds for it: an event the log holds that the ledger
+    lost (a deleted row, a truncated table), a ledger event whose hash differs from its leaf (a rewritten row),
+    and a ledger event the log never received (written around the trigger)."""
+    problems = []
+    by_seq = {int(e["sequence"]): e for e in events}
+    for seq in sorted(set(leaves) - set(by_seq)):
+        problems.append(f"the log holds event {seq}, which the ledger no longer has")
+    for seq, e in sorted(by_seq.items()):
+        leaf = leaves.get(seq)
+        if leaf is None:
+            if seq not in queued:
+                problems.append(f"event {seq} never reached the log")
+        elif leaf != tlog.leaf_hash(bytes.fromhex(str(e["hash"]))):
+            problems.append(f"event {seq} differs from what the log recorded for it")
+    return problems
+
+
+async def proof_bundle(conn: asyncpg.Connection, battery_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A battery's events, each with its inclusion proof against the newest checkpoint, and that checkpoint:
+    enough to verify offline (`batterytrace verify`). Events newer than the checkpoint are listed without a
+    proof (`pending`)."""
+    cp = await newest(conn)
+    indexes = await repo.leaf_indexes(conn, battery_id)
+    needed: set[tlog.NodeKey] = set()
+    for e in events:
+        i = indexes.get(e["sequence"])
+        if i is not None and i < cp.tree_size:
+            needed |= tlog.needed_for_inclusion(i, cp.tree_size)
+    get = tlog.getter(await repo.nodes(conn, needed))
+    out = []
+    for e in events:
+        i = indexes.get(e["sequence"])
+        entry: dict[str, Any] = {"event": e}
+        if i is not None and i < cp.tree_size:
+            entry["inclusion"] = {
+                "leaf_index": i,
+                "tree_size": cp.tree_size,
+                "audit_path": tlog.hexes(tlog.inclusion_proof(i, cp.tree_size, get)),
+            }
+        else:
+            entry["pending"] = True
+        out.append(entry)
+    leaves = await repo.leaves_of_battery(conn, battery_id)
+    problems = audit(events, leaves, await repo.queued_of_battery(conn, battery_id))
+    if problems:
+        log.error("ledger and log disagree for battery %s: %s", battery_id, "; ".join(problems))
+    return {
+        "format": "batterytrace-proof-bundle/1",
+        "battery_id": battery_id,
+        "log_audit": {"leaves_in_log": len(leaves), "problems": problems},
+        "log_key": cp.log_key,
+        "checkpoint": with_cosignatures(cp.note, await repo.cosignatures(conn, cp.tree_size)),
+        "events": out,
+    }
+
+
+async def add_cosignature(
+    session: AsyncSession, tree_size: int, line: str, witness_keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """Store a witness's signature on checkpoint `tree_size` if it is a valid signature by a configured key."""
+    conn = await raw_connection(session)
+    cp = await repo.checkpoint_at(conn, tree_size)
+    if cp is None:
+        raise NotFound(f"No checkpoint of tree size {tree_size} was signed.", code="unknown-checkpoint")
+    note = tlog.Note.parse(cp.note)
+    try:
+        added = note.with_signature(line if line.endswith("\n") else line + "\n")
+    except tlog.LogError as exc:
+        raise Unprocessable(
+            f"The cosignature is malformed: {exc}", errors=[field_error("signature", "signed-note-line", str(exc))]
+        ) from None
+    sig = added.signatures[-1]
+    verifiers = [tlog.Verifier.decode(k) for k in witness_keys]
+    known = {(v.name, v.key_id) for v in verifiers}
+    if (sig.name, sig.key_id) not in known:
+        raise Problem(
+            f"{sig.name} is not a configured witness of this log.",
+            status=403,
+            code="unknown-witness",
+            title="Not a witness",
+        )
+    try:
+        names = tlog.Note(note.text, (sig,)).verified_by(verifiers)
+    except tlog.LogError:
+        names = []
+    if sig.name not in names:
+        raise Unprocessable(
+            f"The signature of {sig.name} does not verify over checkpoint {tree_size}.",
+            errors=[field_error("signature", "valid-signature", "does not verify over the checkpoint")],
+        )
+    stored = await repo.insert_cosignature(conn, tree_size, sig.name, sig.line())
+    cosigned = [w for w, _ in await repo.cosignatures(conn, tree_size)]
+    if stored:
+        await enqueue(session, SCHEMA, [checkpoint_message(cp, cosigned)])
+    return {"tree_size": tree_size, "witness": sig.name, "stored": stored, "cosigned_by": cosigned}
