@@ -66,7 +66,32 @@ def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -
     env["BT_PORTAL_SELF_URL"] = f"http://{cfg.host}:{cfg.ports['portal']}"
     env["BT_PORTAL_UI_DEV_SIGNIN"] = "true"
     env["BT_PORTAL_UI_DEV_SIGNING_KEY_FILE"] = str(public_key.parent / "jwt-private.pem")
+    log_key, passport_key = dev_signing_keys(public_key.parent)
+    env["BT_EVENTS_LOG_SIGNING_KEY_FILE"] = str(log_key)
+    env["BT_PORTAL_PASSPORT_SIGNING_KEY_FILE"] = str(passport_key)
     return env
+
+
+def dev_signing_keys(keys: Path, origin: str = "batterytrace.kr/log") -> tuple[Path, Path]:
+    """The transparency log's signed-note key and the passport JWS key, made once under the data directory so
+    checkpoints and signed passports keep verifying across restarts of `make dev`."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from shared.contract.tlog import Signer
+
+    keys.mkdir(parents=True, exist_ok=True)
+    log_key, passport_key = keys / "log.key", keys / "passport-private.pem"
+    if not log_key.exists():
+        log_key.write_text(Signer.generate(origin).encode() + "\n")
+        log_key.chmod(0o600)
+    if not passport_key.exists():
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        passport_key.write_bytes(pem)
+        passport_key.chmod(0o600)
+    return log_key, passport_key
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
