@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -37,6 +38,10 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1).
 """
 
 
+def _clock(request: Request) -> dict[str, Any]:
+    return {"max_ahead": timedelta(seconds=request.app.state.settings.occurred_at_max_ahead_s)}
+
+
 @router.post(
     "/v1/events",
     status_code=status.HTTP_201_CREATED,
@@ -46,7 +51,7 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1).
     "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
 )
 async def post_event(body: EventIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    (result,) = await service.capture(session, [body], principal, request.app.state.registry)
+    (result,) = await service.capture(session, [body], principal, request.app.state.registry, **_clock(request))
     return result.as_dict()
 
 
@@ -59,5 +64,5 @@ async def post_event(body: EventIn, request: Request, session: SessionDep, princ
     "stored and `errors` lists each failing item's `index` with its problem.",
 )
 async def post_batch(body: BatchIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    results = await service.capture(session, body.events, principal, request.app.state.registry)
+    results = await service.capture(session, body.events, principal, request.app.state.registry, **_clock(request))
     return {"results": [r.as_dict() for r in results]}
