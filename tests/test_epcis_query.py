@@ -87,7 +87,7 @@ async def native_life(s: Stack, bid: str, region: str) -> None:
         "ERROR_DECLARED", "inspector", "05-03", {"declared_event_id": wrong["event_id"], "reason": "incorrect_data"}
     )
     await post("INSPECTED", "inspector", "05-04", {"soh_pct": 91.5, "cycle_count": 420})
-    await post("REMOVED", "dismantler", "06-01", {"reason": "end_of_life"})
+    await post("REMOVED", "dismantler", "06-01", {"reason": "end_of_life", "consignee": ORGS["collector"]})
     await post("COLLECTED", "collector", "06-05", {"centre": "SIHEUNG-01", "region": region})
     await post("TRANSFERRED", "collector", "06-06", {"to": ORGS["assessor"]})
     await post("GRADED", "assessor", "06-07", {"soh_pct": 62.0, "grade": "recycle"})
