@@ -18,12 +18,12 @@ router = APIRouter(tags=["lifecycle events"], responses=PROBLEM_RESPONSES)
 TYPES_DOC = """
 | type | from | to | roles | custody | `data` |
 |---|---|---|---|---|---|
-| ASSEMBLED | manufactured, remanufactured | assembled | manufacturer, remanufacturer | must hold parent | `parent_id` |
+| ASSEMBLED | manufactured, remanufactured | assembled | manufacturer, remanufacturer | must hold child and parent | `parent_id` |
 | DISASSEMBLED | assembled | removed | remanufacturer, recycler, manufacturer | must hold parent | `parent_id` (the current parent) |
 | INSTALLED | manufactured, remanufactured, repurposed (after a passing SAFETY_INSPECTED) | in_service | oem | custodian | `vin` or `ess_site_id` |
 | INSPECTED | in_service | in_service | inspector, oem | — | `soh_pct`, `cycle_count` |
-| REMOVED | in_service | removed | dismantler, oem | poster becomes custodian | `reason`: end_of_life, accident, recall, replacement |
-| COLLECTED | removed | collected | collector | poster becomes custodian | `centre`, `region` |
+| REMOVED | in_service | removed | dismantler, oem | poster becomes custodian | `reason`: end_of_life, accident, recall, replacement; `consignee`? (the collector it hands the battery to) |
+| COLLECTED | removed | collected | collector | custodian or the consignee REMOVED named; becomes custodian | `centre`, `region` |
 | GRADED | removed, collected | graded | assessor | custodian | `soh_pct`, `grade`: reuse, remanufacture, recycle |
 | REMANUFACTURED | graded (remanufacture) | remanufactured | remanufacturer | custodian | `note`? |
 | REPURPOSED | graded (reuse) | repurposed | repurposer | custodian | `new_application`, `rated_capacity` (kWh) |
@@ -33,7 +33,8 @@ TYPES_DOC = """
 | TRANSFERRED | any but final | unchanged | the custodian | receiver becomes custodian | `to` |
 | INCIDENT | any but final | unchanged | any operational role, ministry | — | `kind`, `severity`, `description`? |
 
-MANUFACTURED is recorded when the registry registers the battery (sequence 1).
+MANUFACTURED is recorded when the registry registers the battery (sequence 1). Event IDs are unique per poster.
+`occurred_at` may be at most a few seconds (the `occurred_at_max_ahead_s` setting, default 5) ahead of the server.
 `expected_sequence`, when given, must equal the battery's current sequence (its last event's).
 """
 
