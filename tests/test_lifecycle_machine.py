@@ -821,3 +821,26 @@ def test_lifecycle_does_not_import_the_ledger() -> None:
     """The dependency is one-way: ledger reads through lifecycle's public functions; lifecycle knows no ledger."""
     for path in (ROOT / "services/events/lifecycle").glob("*.py"):
         assert not {m for m in _imports(path) if m.startswith("services.events.ledger")}, path
+
+
+def test_a_declared_event_id_is_resolved_on_the_battery_and_the_poster_first() -> None:
+    from services.events.lifecycle.machine import resolve_declared
+
+    eid = "00000000-0000-4000-8000-0000000000aa"
+    mine = DeclaredEvent(eid, "KR-CELL-1", E.INSPECTED, "KOTSA")
+    theirs = DeclaredEvent(eid, "KR-CELL-1", E.INCIDENT, "LGES")
+    elsewhere = DeclaredEvent(eid, "KR-CELL-2", E.INCIDENT, "KOTSA")
+    declare = event(E.ERROR_DECLARED, data=_data(E.ERROR_DECLARED, declared_event_id=eid))
+    assert resolve_declared(declare, poster(R.inspector, "KOTSA"), [theirs, mine]) == mine
+    assert resolve_declared(declare, poster(R.inspector, "KOTSA"), [theirs]) == theirs  # apply: 403 (not its own)
+    ambiguous = resolve_declared(declare, poster(R.ministry, "MOLIT"), [theirs, mine])
+    assert isinstance(ambiguous, Refusal) and ambiguous.status == 422
+    assert ambiguous.errors[0]["field"] == "data.declared_actor"
+    named = event(E.ERROR_DECLARED, data=_data(E.ERROR_DECLARED, declared_event_id=eid, declared_actor="LGES"))
+    assert resolve_declared(named, poster(R.ministry, "MOLIT"), [theirs, mine]) == theirs
+    # The poster's own event on another battery is answered (apply refuses it as another battery's); another
+    # participant's there is not.
+    assert resolve_declared(declare, poster(R.inspector, "KOTSA"), [elsewhere]) == elsewhere
+    assert resolve_declared(declare, poster(R.oem, "HMC"), [elsewhere]) is None
+    r = refused(go(battery(), poster(R.inspector, "KOTSA"), declare, declared=elsewhere))
+    assert r.errors[0]["rule"] == "same-battery"

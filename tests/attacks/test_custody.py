@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -220,16 +221,18 @@ async def test_occurred_at_beyond_the_skew_is_refused(s: Stack) -> None:
 async def test_the_skew_is_a_setting(make_settings, token) -> None:
     async with stack(make_settings, token, occurred_at_max_ahead_s=90.0) as wide:
         bid = await wide.battery()
-        await wide.ok(bid, "INCIDENT", "manufacturer", occurred_at=(datetime.now(UTC) + timedelta(seconds=60)).isoformat())
+        await wide.ok(
+            bid, "INCIDENT", "manufacturer", occurred_at=(datetime.now(UTC) + timedelta(seconds=60)).isoformat()
+        )
 
 
 async def _post_raw(s: Stack, battery_id: str, etype: str, role: str, data_json: str) -> httpx.Response:
-    body = (
-        '{"event_id": "%s", "battery_id": "%s", "type": "%s", "occurred_at": "%s", "data": %s}'
-        % (uuid.uuid4(), battery_id, etype, datetime.now(UTC).isoformat(), data_json)
+    head = orjson.dumps(
+        {"event_id": str(uuid.uuid4()), "battery_id": battery_id, "type": etype, "occurred_at": datetime.now(UTC)}
     )
+    body = head[:-1] + b', "data": ' + data_json.encode() + b"}"  # the data as sent, Infinity and all
     headers = {**s.as_role(role), "content-type": "application/json"}
-    return await s.events.post("/v1/events", content=body.encode(), headers=headers)
+    return await s.events.post("/v1/events", content=body, headers=headers)
 
 
 @pytest.mark.parametrize(

@@ -196,9 +196,9 @@ class EventIn(BaseModel):
     occurred_at: PastAwareDatetime
     location: Location = Location()
     data: dict[str, Any] = Field(default_factory=dict)
-    expected_sequence: (
-        Annotated[Count, Field(description="Refuse unless the battery's sequence is this.")] | None
-    ) = None
+    expected_sequence: Annotated[Count, Field(description="Refuse unless the battery's sequence is this.")] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EventIn:

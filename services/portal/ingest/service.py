@@ -63,7 +63,12 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     await repo.add_handlers(
         session,
         [(b.manufacturer, b.id) for b in registrations.values()]
-        + [(org, e.battery_id) for e in events if (e.battery_id, e.sequence) in inserted for org in (e.actor, e.custodian_after)]
+        + [
+            (org, e.battery_id)
+            for e in events
+            if (e.battery_id, e.sequence) in inserted
+            for org in (e.actor, e.custodian_after)
+        ]
         + [(e.manufacturer, e.battery_id) for e in events if e.manufacturer and (e.battery_id, e.sequence) in inserted],
     )
     timelines = await repo.events_of(session, touched)
