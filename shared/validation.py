@@ -50,5 +50,25 @@ def _iso_text(value: Any) -> Any:
 IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 IsoDate = Annotated[date, BeforeValidator(_iso_text)]
 PastAwareDatetime = Annotated[IsoDatetime, AfterValidator(_plausible)]
-NonNegative = Annotated[float, Field(ge=0)]
-Percent = Annotated[float, Field(ge=0, le=100)]
+# ---- numbers the ledger hashes ----
+# An event's hash covers the canonical JSON of its data, and `/verify` recomputes it from what PostgreSQL's JSONB
+# gives back, so every number a schema accepts must come back exactly: finite (JSON has no Infinity or NaN),
+# floats below 1e16 in magnitude (from there on the canonical form writes an exponent, JSONB prints every digit,
+# and the digits read back as an integer), no negative zero (JSONB has none), integers within 53 bits (exact as
+# a JSON number everywhere; the canonical form cannot write integers beyond 64 bits at all).
+
+#: The largest magnitude of a float field.
+FLOAT_MAX = 1e15
+#: The largest integer field value.
+INT_MAX = 2**53
+
+
+def _no_negative_zero(value: float) -> float:
+    return value + 0.0  # -0.0 + 0.0 is 0.0
+
+
+_exact = AfterValidator(_no_negative_zero)
+NonNegative = Annotated[float, Field(ge=0, le=FLOAT_MAX, allow_inf_nan=False), _exact]
+Positive = Annotated[float, Field(gt=0, le=FLOAT_MAX, allow_inf_nan=False), _exact]
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False), _exact]
+Count = Annotated[int, Field(ge=0, le=INT_MAX)]

@@ -34,7 +34,7 @@ ORGS = {
 DATA: dict[str, dict[str, Any]] = {
     "INSTALLED": {"vin": "KMHEM41AP6A123456"},
     "INSPECTED": {"soh_pct": 91.5, "cycle_count": 420},
-    "REMOVED": {"reason": "end_of_life"},
+    "REMOVED": {"reason": "end_of_life", "consignee": "COL-1"},  # the collector it hands the battery to
     "COLLECTED": {"centre": "SIHEUNG-01", "region": "KR-41"},
     "GRADED": {"soh_pct": 62.0, "grade": "recycle"},
     "REMANUFACTURED": {},

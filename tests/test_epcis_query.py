@@ -88,6 +88,8 @@ async def native_life(s: Stack, bid: str, region: str) -> None:
     )
     await post("INSPECTED", "inspector", "05-04", {"soh_pct": 91.5, "cycle_count": 420})
     await post("REMOVED", "dismantler", "06-01", {"reason": "end_of_life"})
+    # Handed over by TRANSFERRED (EPCIS: a destination), not by REMOVED's consignee, which EPCIS does not carry yet.
+    await post("TRANSFERRED", "dismantler", "06-02", {"to": ORGS["collector"]})
     await post("COLLECTED", "collector", "06-05", {"centre": "SIHEUNG-01", "region": region})
     await post("TRANSFERRED", "collector", "06-06", {"to": ORGS["assessor"]})
     await post("GRADED", "assessor", "06-07", {"soh_pct": 62.0, "grade": "recycle"})
@@ -117,7 +119,9 @@ async def epcis_life(s: Stack, epc: str, region: str) -> None:
         declared,
         obj([epc], "inspecting", at("05-04"), sensorElementList=sensors(soh=91.5, cycles=420)) | ext,
     )
-    await send("dismantler", obj([epc], "removing", at("06-01")) | ext)
+    await send(
+        "dismantler", obj([epc], "removing", at("06-01")) | ext, transfer([epc], ORGS["collector"], at("06-02")) | ext
+    )
     await send(
         "collector",
         obj([epc], "collecting", at("06-05"), **{"bt:centre": "SIHEUNG-01"}) | ext,
@@ -186,11 +190,11 @@ async def test_a_life_captured_as_epcis_equals_the_native_one(world: World) -> N
     # the events service: the same state and the same ledger
     a, b = await s.state(native), await s.state(captured)
     assert {**a, "battery_id": ""} == {**b, "battery_id": ""}
-    assert a["state"] == "recycled" and a["sequence"] == 12
+    assert a["state"] == "recycled" and a["sequence"] == 13
 
     # the portal: the same history and the same ministry figures (region for region)
-    ha = await wait_sequence(world.portal, admin, native, 12)
-    hb = await wait_sequence(world.portal, admin, captured, 12)
+    ha = await wait_sequence(world.portal, admin, native, 13)
+    hb = await wait_sequence(world.portal, admin, captured, 13)
     swap = {"KR-26": "KR-11"}
     assert [_normal(e) for e in ha["timeline"]] == json.loads(
         _swap(json.dumps([_normal(e) for e in hb["timeline"]]), swap)
@@ -207,7 +211,7 @@ async def test_a_life_captured_as_epcis_equals_the_native_one(world: World) -> N
 
         async def arrived(bid: str = bid) -> Any:
             body, _ = await world.query(MATCH_epc=battery(bid), perPage=100)
-            return body if len(events_of(body)) == 11 else None
+            return body if len(events_of(body)) == 12 else None
 
         body = await eventually(arrived, timeout_s=30)
         evs = events_of(body)

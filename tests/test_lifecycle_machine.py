@@ -1,8 +1,8 @@
 """The lifecycle state machine, driven directly: no database, no HTTP, milliseconds.
 
 The expectations are written here from DOMAIN.md's lifecycle table (not read from rules.py). Where the code
-deliberately does less or otherwise than DOMAIN.md, the current behaviour is what is expected, and the line says so
-("code:")."""
+deliberately does less or otherwise than DOMAIN.md (left to a later issue), the current behaviour is what is
+expected, and the line says so ("code:")."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class Row:
     sources: frozenset[State]
     target: State | None  # None: unchanged
     roles: frozenset[Role]
-    custody: str  # parent | custodian | becomes | receiver | none
+    custody: str  # parent | assembly | custodian | consignee | becomes | receiver | none
     grade: Grade | None = None  # from graded, only with this grade
 
 
@@ -77,18 +77,17 @@ def _row(
 
 
 TABLE: dict[EventType, Row] = {
-    # DOMAIN: "must hold parent and child". code: the parent only; the poster then becomes the child's custodian.
-    E.ASSEMBLED: _row({S.manufactured, S.remanufactured}, S.assembled, {R.manufacturer, R.remanufacturer}, "parent"),
+    # DOMAIN: "must hold parent and child".
+    E.ASSEMBLED: _row({S.manufactured, S.remanufactured}, S.assembled, {R.manufacturer, R.remanufacturer}, "assembly"),
     E.DISASSEMBLED: _row({S.assembled}, S.removed, {R.remanufacturer, R.recycler, R.manufacturer}, "parent"),
     # DOMAIN ¹: repurposed *or remanufactured* only with a passing, unexpired KC 10031 certificate.
     # code: only repurposed needs a passing SAFETY_INSPECTED (no expiry); remanufactured installs without one.
     E.INSTALLED: _row({S.manufactured, S.remanufactured, S.repurposed}, S.in_service, {R.oem}, "custodian"),
     E.INSPECTED: _row({S.in_service}, S.in_service, {R.inspector, R.oem}, "none"),
-    # DOMAIN: REMOVED may name a consignee. code: no consignee.
+    # DOMAIN: REMOVED may name a consignee (data.consignee).
     E.REMOVED: _row({S.in_service}, S.removed, {R.dismantler, R.oem}, "becomes"),
     # DOMAIN: "must be custodian or the consignee the custodian named; becomes custodian".
-    # code: any collector becomes the custodian (no custody check).
-    E.COLLECTED: _row({S.removed}, S.collected, {R.collector}, "becomes"),
+    E.COLLECTED: _row({S.removed}, S.collected, {R.collector}, "consignee"),
     # DOMAIN ²: also from in_service (pre-removal grading, state stays in_service). code: not from in_service.
     E.GRADED: _row({S.removed, S.collected}, S.graded, {R.assessor}, "custodian"),
     E.REMANUFACTURED: _row({S.graded}, S.remanufactured, {R.remanufacturer}, "custodian", Grade.remanufacture),
@@ -101,8 +100,11 @@ TABLE: dict[EventType, Row] = {
     E.TRANSFERRED: _row(NOT_FINAL, None, OPERATIONAL, "receiver"),
     E.INCIDENT: _row(NOT_FINAL, None, OPERATIONAL | {R.ministry}, "none"),
 }
-#: Event types that may move custody (DOMAIN: TRANSFERRED, REMOVED; code also: COLLECTED and the assembly events).
-CUSTODY_MOVES = frozenset(t for t, row in TABLE.items() if row.custody in ("receiver", "becomes", "parent"))
+#: Event types that may move custody: TRANSFERRED, REMOVED, COLLECTED (by the named consignee), DISASSEMBLED (to the
+#: parent's holder). ASSEMBLED needs the poster to hold the child already, so it never moves it.
+CUSTODY_MOVES = frozenset(
+    t for t, row in TABLE.items() if row.custody in ("receiver", "becomes", "parent", "consignee")
+)
 
 DATA: dict[EventType, dict[str, Any]] = {
     E.MANUFACTURED: {},
@@ -239,12 +241,14 @@ def expected(
         return 409, "illegal-transition"
     if etype is E.INSTALLED and state is S.repurposed and si != "pass":
         return 409, "illegal-transition"
-    if row.custody in ("custodian", "receiver") and not holds:
-        return 409, "not-custodian"
-    if row.custody == "parent" and not holds_parent:
+    if row.custody in ("custodian", "receiver", "consignee", "assembly") and not holds:
+        return 409, "not-custodian"  # (no consignee named in these situations)
+    if row.custody in ("parent", "assembly") and not holds_parent:
         return 409, "not-custodian"
     after = row.target or state
-    moved = {"receiver": RECEIVER, "becomes": POSTER_ORG, "parent": POSTER_ORG}.get(row.custody, custodian)
+    moved = {"receiver": RECEIVER, "becomes": POSTER_ORG, "parent": POSTER_ORG, "consignee": POSTER_ORG}.get(
+        row.custody, custodian
+    )
     return after, moved
 
 
@@ -286,17 +290,19 @@ def test_transition_table(variant: tuple[State, Grade | None, str | None], etype
         assert t.row.prev_hash == before.last_hash and t.state.last_hash == t.row.hash, case
         assert t.row.hash == event_hash(before.last_hash, t.row.as_row()), case
         assert (t.row.actor, t.row.actor_role, t.row.type) == (POSTER_ORG, role.value, etype), case
-        assert t.state.last_event_at == ev.occurred_at, case
+        # The ordering clock moves with the custodian's events and custody moves, never with a bystander's.
+        clock_moves = holds or t.state.custodian != before.custodian
+        assert t.state.last_event_at == (ev.occurred_at if clock_moves else before.last_event_at), case
 
 
 # ---- single rules, with their exact problems ----
 def test_final_states_accept_nothing_but_error_declarations() -> None:
     for final in FINAL_STATES:
         before = battery(final, custodian=POSTER_ORG)
-        r = refused(go(before, poster(R.inspector), event(E.INCIDENT), recorded_at=T0))
+        r = refused(go(before, poster(R.inspector), event(E.INCIDENT)))
         assert r.status == 409 and r.code == "illegal-transition" and r.extra["allowed_events"] == []
         declared = DeclaredEvent(DATA[E.ERROR_DECLARED]["declared_event_id"], before.battery_id, E.RECYCLED, "REC")
-        t = accepted(go(before, poster(R.ministry), event(E.ERROR_DECLARED), recorded_at=T0, declared=declared))
+        t = accepted(go(before, poster(R.ministry), event(E.ERROR_DECLARED), declared=declared))
         assert t.state.state is final and t.state.custodian == POSTER_ORG
 
 
@@ -313,7 +319,7 @@ def test_final_states_accept_nothing_but_error_declarations() -> None:
     ],
 )
 def test_grade_decides_what_follows(grade: Grade, etype: EventType, role: Role, ok: bool) -> None:
-    outcome = go(battery(S.graded, custodian=POSTER_ORG, grade=grade), poster(role), event(etype), recorded_at=T0)
+    outcome = go(battery(S.graded, custodian=POSTER_ORG, grade=grade), poster(role), event(etype))
     assert isinstance(outcome, Transition) is ok, outcome
     if not ok:
         r = refused(outcome)
@@ -325,7 +331,7 @@ def test_grade_decides_what_follows(grade: Grade, etype: EventType, role: Role, 
 def test_repurposed_needs_passing_safety_inspection_before_install() -> None:
     oem = poster(R.oem)
     state = battery(S.repurposed, custodian=POSTER_ORG)
-    r = refused(go(state, oem, event(E.INSTALLED), recorded_at=T0))
+    r = refused(go(state, oem, event(E.INSTALLED)))
     assert r.status == 409 and "SAFETY_INSPECTED" in r.detail
     assert r.detail == (
         "INSTALLED is not allowed for battery KR-CELL-1 in state 'repurposed' (a repurposed battery needs a passing "
@@ -334,9 +340,9 @@ def test_repurposed_needs_passing_safety_inspection_before_install() -> None:
     certifier = poster(R.certifier, "KTL")
     failed = accepted(go(state, certifier, event(E.SAFETY_INSPECTED, data=_data(E.SAFETY_INSPECTED, result="fail"))))
     assert failed.state.safety_inspection is not None and failed.state.safety_inspection.result == "fail"
-    assert refused(go(failed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=2)), recorded_at=T0)).status == 409
+    assert refused(go(failed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=2)))).status == 409
     si = event(E.SAFETY_INSPECTED, at=T0 + timedelta(days=2))
-    passed = accepted(go(failed.state, certifier, si, recorded_at=T0))
+    passed = accepted(go(failed.state, certifier, si))
     assert passed.state.state is S.repurposed and passed.state.custodian == POSTER_ORG
     assert passed.state.as_row()["safety_inspection"] == {
         "standard": "KC 10031",
@@ -345,14 +351,14 @@ def test_repurposed_needs_passing_safety_inspection_before_install() -> None:
         "at": "2026-03-03T09:00:00.000000Z",
         "event_id": si.event_id,
     }
-    done = accepted(go(passed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=3)), recorded_at=T0))
+    done = accepted(go(passed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=3))))
     assert done.state.state is S.in_service and done.state.safety_inspection == passed.state.safety_inspection
 
 
 def test_remanufacturing_and_repurposing_start_the_safety_inspection_afresh() -> None:
     for etype, role, grade in [(E.REPURPOSED, R.repurposer, Grade.reuse), (E.REMANUFACTURED, R.remanufacturer, None)]:
         before = battery(S.graded, custodian=POSTER_ORG, grade=grade or Grade.remanufacture, si="pass")
-        t = accepted(go(before, poster(role), event(etype), recorded_at=T0))
+        t = accepted(go(before, poster(role), event(etype)))
         assert t.state.safety_inspection is None and t.state.as_row()["safety_inspection"] is None
         assert t.state.grade is before.grade  # the grade stays until the next GRADED
 
@@ -365,7 +371,7 @@ def test_graded_records_the_grade() -> None:
 
 def test_custody_is_required_and_moves_with_transfer() -> None:
     collected = battery(S.collected, custodian="COL-1")
-    r = refused(go(collected, poster(R.assessor, "ASSESS-1"), event(E.GRADED), recorded_at=T0))
+    r = refused(go(collected, poster(R.assessor, "ASSESS-1"), event(E.GRADED)))
     assert (r.status, r.code, r.title, dict(r.extra)) == (
         409,
         "not-custodian",
@@ -373,10 +379,10 @@ def test_custody_is_required_and_moves_with_transfer() -> None:
         {"custodian": "COL-1"},
     )
     assert r.detail == "GRADED needs custody of KR-CELL-1; its custodian is COL-1."
-    stranger = refused(go(collected, poster(R.recycler, "REC-1"), event(E.TRANSFERRED), recorded_at=T0))
+    stranger = refused(go(collected, poster(R.recycler, "REC-1"), event(E.TRANSFERRED)))
     assert stranger.code == "not-custodian"
     to_assessor = event(E.TRANSFERRED, data={"to": "ASSESS-1"})
-    t = accepted(go(collected, poster(R.collector, "COL-1"), to_assessor, recorded_at=T0))
+    t = accepted(go(collected, poster(R.collector, "COL-1"), to_assessor))
     assert (t.state.custodian, t.state.state) == ("ASSESS-1", S.collected)
     accepted(go(t.state, poster(R.assessor, "ASSESS-1"), event(E.GRADED, at=T0 + timedelta(days=2))))
 
@@ -389,11 +395,83 @@ def test_transfer_to_the_custodian_itself_is_invalid() -> None:
     assert list(r.errors) == [{"field": "data.to", "rule": "other-than-custodian", "message": "already the custodian"}]
 
 
-def test_removal_and_collection_hand_custody_to_poster() -> None:
+def test_removal_hands_custody_to_the_remover_and_collection_needs_its_consent() -> None:
     removed = accepted(go(battery(S.in_service, custodian="HMC"), poster(R.dismantler, "DISM-1"), event(E.REMOVED)))
-    assert removed.state.custodian == "DISM-1"
+    assert (removed.state.custodian, removed.state.consignee) == ("DISM-1", None)
     later = event(E.COLLECTED, at=T0 + timedelta(days=2))
-    assert accepted(go(removed.state, poster(R.collector, "COL-1"), later)).state.custodian == "COL-1"
+    # A collector nobody handed the battery to cannot take it.
+    r = refused(go(removed.state, poster(R.collector, "COL-1"), later))
+    assert (r.status, r.code, dict(r.extra)) == (409, "not-custodian", {"custodian": "DISM-1"})
+    # The remover names the collector it hands the battery to; that collector (and only it) may collect.
+    consigned = accepted(
+        go(
+            battery(S.in_service, custodian="HMC"),
+            poster(R.dismantler, "DISM-1"),
+            event(E.REMOVED, data=_data(E.REMOVED, consignee="COL-1")),
+        )
+    )
+    assert (consigned.state.custodian, consigned.state.consignee) == ("DISM-1", "COL-1")
+    assert consigned.row.data["consignee"] == "COL-1"
+    other = refused(go(consigned.state, poster(R.collector, "COL-2"), later))
+    assert other.code == "not-custodian" and "consigned to COL-1" in other.detail
+    taken = accepted(go(consigned.state, poster(R.collector, "COL-1"), later))
+    assert (taken.state.custodian, taken.state.consignee) == ("COL-1", None)
+    # The custodian itself may collect at its own centre.
+    own = accepted(go(removed.state, poster(R.collector, "DISM-1"), later))
+    assert own.state.custodian == "DISM-1"
+
+
+def test_a_consignment_lapses_when_custody_moves_and_never_names_the_remover() -> None:
+    consigned = accepted(
+        go(
+            battery(S.in_service, custodian="HMC"),
+            poster(R.dismantler, "DISM-1"),
+            event(E.REMOVED, data=_data(E.REMOVED, consignee="COL-1")),
+        )
+    )
+    moved = accepted(go(consigned.state, poster(R.dismantler, "DISM-1"), event(E.TRANSFERRED, data={"to": "COL-2"})))
+    assert (moved.state.custodian, moved.state.consignee) == ("COL-2", None)
+    later = event(E.COLLECTED, at=T0 + timedelta(days=2))
+    assert refused(go(moved.state, poster(R.collector, "COL-1"), later)).code == "not-custodian"
+    itself = refused(
+        go(
+            battery(S.in_service, custodian="HMC"),
+            poster(R.dismantler, "DISM-1"),
+            event(E.REMOVED, data=_data(E.REMOVED, consignee="DISM-1")),
+        )
+    )
+    assert (itself.status, itself.errors[0]["field"], itself.errors[0]["rule"]) == (
+        422,
+        "data.consignee",
+        "other-than-custodian",
+    )
+
+
+def test_bystanders_events_do_not_move_the_ordering_clock() -> None:
+    """A future-dated INCIDENT by someone who does not hold the battery cannot block the custodian."""
+    held = battery(S.collected, custodian="COL-1")
+    incident = event(E.INCIDENT, at=T0 + timedelta(days=1, seconds=4))
+    t = accepted(go(held, poster(R.inspector, "KOTSA"), incident, recorded_at=T0 + timedelta(days=1)))
+    assert t.state.last_event_at == T0 and t.row.occurred_at == incident.occurred_at
+    nxt = event(E.TRANSFERRED, at=T0 + timedelta(days=1), data={"to": "ASSESS-1"})
+    assert accepted(go(t.state, poster(R.collector, "COL-1"), nxt)).state.last_event_at == nxt.occurred_at
+    # The custodian's own events do move it.
+    own = accepted(go(held, poster(R.collector, "COL-1"), incident, recorded_at=T0 + timedelta(days=1)))
+    assert own.state.last_event_at == incident.occurred_at
+
+
+def test_occurred_at_may_be_at_most_the_skew_ahead_of_the_server() -> None:
+    now = T0 + timedelta(days=1)
+    held = battery(S.collected, custodian="COL-1")
+    ahead = event(E.INCIDENT, at=now + timedelta(seconds=6))
+    r = refused(go(held, poster(R.collector, "COL-1"), ahead, recorded_at=now))
+    assert (r.status, list(r.errors)) == (
+        422,
+        [{"field": "occurred_at", "rule": "not-in-future", "message": "more than 5 s in the future"}],
+    )
+    accepted(go(held, poster(R.collector, "COL-1"), event(E.INCIDENT, at=now + timedelta(seconds=5)), recorded_at=now))
+    wider = go(held, poster(R.collector, "COL-1"), ahead, recorded_at=now, max_ahead=timedelta(seconds=10))
+    accepted(wider)
 
 
 def test_assembly_pairs_and_disassembly_of_current_component() -> None:
@@ -428,14 +506,20 @@ def test_assembly_pairs_and_disassembly_of_current_component() -> None:
     assert list(missing.errors) == [{"field": "data.parent_id", "rule": "known-battery", "message": "not registered"}]
 
 
-def test_assembly_needs_custody_of_parent_and_a_parent_not_final() -> None:
+def test_assembly_needs_custody_of_parent_and_child_and_a_parent_not_final() -> None:
     module = battery(custodian="LGES", battery_id="KR-PARENT-1", kind="module")
     cell = battery(custodian="REMAN-1")
     r = refused(go(cell, poster(R.remanufacturer, "REMAN-1"), event(E.ASSEMBLED), parent=module))
     assert (r.status, r.code, dict(r.extra)) == (409, "not-custodian", {"custodian": "LGES"})
     assert r.detail == "ASSEMBLED needs custody of the parent KR-PARENT-1; its custodian is LGES."
+    # Holding the parent is not enough: another maker's cell stays its own.
+    theirs = refused(go(cell, poster(R.manufacturer, "LGES"), event(E.ASSEMBLED), parent=module))
+    assert (theirs.status, theirs.code, dict(theirs.extra)) == (409, "not-custodian", {"custodian": "REMAN-1"})
+    assert theirs.detail == "ASSEMBLED needs custody of KR-CELL-1; its custodian is REMAN-1."
     recycled = replace(module, state=S.recycled)
-    final = refused(go(cell, poster(R.manufacturer, "LGES"), event(E.ASSEMBLED), parent=recycled))
+    final = refused(
+        go(replace(cell, custodian="LGES"), poster(R.manufacturer, "LGES"), event(E.ASSEMBLED), parent=recycled)
+    )
     assert (final.code, final.extra["current_state"]) == ("illegal-transition", "recycled")
     assert "KR-PARENT-1" in final.detail and "(the parent is in a final state)" in final.detail
 
@@ -646,14 +730,15 @@ class History:
             etype = fitting[choice % len(fitting)]
             roles = sorted(TABLE[etype].roles if etype in TABLE else AUTHORITIES)
             org = ORG_OF[roles[who % len(roles)]]
-            custody = TABLE[etype].custody if etype in TABLE else "none"
-            if custody in ("custodian", "receiver") and state.custodian != org:
-                self.post(bid, E.TRANSFERRED, state.custodian, {"to": org})  # hand it over first
         ours = [eid for eid, d in self.declared.items() if d.battery_id == bid]
         data = _step_data(etype, choice, ours if guided else list(self.declared))
         if guided and etype in (E.ASSEMBLED, E.DISASSEMBLED):
             parent = self.world.get(data["parent_id"])
             org = parent.custodian if parent is not None and choice % 4 else org
+        if guided:
+            custody = TABLE[etype].custody if etype in TABLE else "none"
+            if custody in ("custodian", "receiver", "consignee", "assembly") and state.custodian != org:
+                self.post(bid, E.TRANSFERRED, state.custodian, {"to": org})  # hand it over first
         sequence = None if seq_offset is None else self.world[bid].sequence + seq_offset
         self.post(bid, etype, org, data, sequence)
 
@@ -736,3 +821,26 @@ def test_lifecycle_does_not_import_the_ledger() -> None:
     """The dependency is one-way: ledger reads through lifecycle's public functions; lifecycle knows no ledger."""
     for path in (ROOT / "services/events/lifecycle").glob("*.py"):
         assert not {m for m in _imports(path) if m.startswith("services.events.ledger")}, path
+
+
+def test_a_declared_event_id_is_resolved_on_the_battery_and_the_poster_first() -> None:
+    from services.events.lifecycle.machine import resolve_declared
+
+    eid = "00000000-0000-4000-8000-0000000000aa"
+    mine = DeclaredEvent(eid, "KR-CELL-1", E.INSPECTED, "KOTSA")
+    theirs = DeclaredEvent(eid, "KR-CELL-1", E.INCIDENT, "LGES")
+    elsewhere = DeclaredEvent(eid, "KR-CELL-2", E.INCIDENT, "KOTSA")
+    declare = event(E.ERROR_DECLARED, data=_data(E.ERROR_DECLARED, declared_event_id=eid))
+    assert resolve_declared(declare, poster(R.inspector, "KOTSA"), [theirs, mine]) == mine
+    assert resolve_declared(declare, poster(R.inspector, "KOTSA"), [theirs]) == theirs  # apply: 403 (not its own)
+    ambiguous = resolve_declared(declare, poster(R.ministry, "MOLIT"), [theirs, mine])
+    assert isinstance(ambiguous, Refusal) and ambiguous.status == 422
+    assert ambiguous.errors[0]["field"] == "data.declared_actor"
+    named = event(E.ERROR_DECLARED, data=_data(E.ERROR_DECLARED, declared_event_id=eid, declared_actor="LGES"))
+    assert resolve_declared(named, poster(R.ministry, "MOLIT"), [theirs, mine]) == theirs
+    # The poster's own event on another battery is answered (apply refuses it as another battery's); another
+    # participant's there is not.
+    assert resolve_declared(declare, poster(R.inspector, "KOTSA"), [elsewhere]) == elsewhere
+    assert resolve_declared(declare, poster(R.oem, "HMC"), [elsewhere]) is None
+    r = refused(go(battery(), poster(R.inspector, "KOTSA"), declare, declared=elsewhere))
+    assert r.errors[0]["rule"] == "same-battery"

@@ -89,7 +89,7 @@ async def live_through(s: Stack) -> None:
     await s.transfer_to(bid, "oem")
     await s.ok(bid, "INSTALLED", "oem")
     await s.ok(bid, "INSPECTED", "inspector")
-    await s.ok(bid, "REMOVED", "dismantler", data={"reason": "accident"})
+    await s.ok(bid, "REMOVED", "dismantler", data={"reason": "accident", "consignee": ORGS["collector"]})
     await s.ok(bid, "COLLECTED", "collector")
     await s.ok(bid, "TRANSFERRED", "collector", data={"to": ORGS["assessor"]})
     await s.ok(bid, "GRADED", "assessor", data={"soh_pct": 55.0, "grade": "recycle"})

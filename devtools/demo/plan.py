@@ -246,7 +246,8 @@ class PlanBuilder:
         if self.t > self.horizon:
             raise _Horizon
         dismantler = oem if reason in ("recall", "replacement") and rng.random() < 0.5 else DISMANTLER_OF[home]
-        self.emit(dismantler, pid, "REMOVED", {"reason": reason}, region=home)
+        # The dismantler consigns the battery to its region's collection centre, which may then collect it.
+        self.emit(dismantler, pid, "REMOVED", {"reason": reason, "consignee": CENTRE_OF[home]}, region=home)
         soh = soh_at(self.t)
 
         # Collection (some wait: the removed-not-collected backlog).

@@ -14,6 +14,9 @@ class EventsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BT_EVENTS_", extra="ignore")
     registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL for read-through.")
     batch_max_items: int = 5_000
+    occurred_at_max_ahead_s: float = Field(
+        5.0, ge=0, description="Seconds an event's occurred_at may be ahead of the server's clock (client skew)."
+    )
     consumer_group: str = "batterytrace-events"
     verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
     verify_rate_per_s: float = Field(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Index, PrimaryKeyConstraint, Text, UniqueConstraint, func, text
+from sqlalchemy import Index, PrimaryKeyConstraint, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -124,7 +124,9 @@ class Event(Base, table=True):
     __tablename__ = "events"
     __table_args__ = (
         PrimaryKeyConstraint("battery_id", "sequence", name="pk_events"),
-        UniqueConstraint("event_id", name="uq_events_event_id"),
+        # Event IDs are unique per poster only (and a poster's MANUFACTURED ID is the server's): the key is the
+        # ledger place, (battery_id, sequence).
+        Index("ix_events_event_id", "event_id"),
         Index("ix_events_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
         {"schema": SCHEMA},
     )

@@ -7,12 +7,19 @@ follows is `rules.py`. The service locks, looks up, stores and publishes; it nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from services.events.lifecycle.rules import ASSEMBLY_PAIRS, Custody, Rule, allowed_events, rule_for
+from services.events.lifecycle.rules import (
+    ASSEMBLY_PAIRS,
+    NAMES_CONSIGNEE,
+    Custody,
+    Rule,
+    allowed_events,
+    rule_for,
+)
 from shared.access import Role
 from shared.contract.lifecycle import GENESIS, EventType, Grade, State, event_hash, ts
 from shared.contract.streams import manufactured_event_id
@@ -59,6 +66,7 @@ class BatteryState:
     grade: Grade | None = None
     safety_inspection: SafetyInspection | None = None
     parent_id: str | None = None
+    consignee: str | None = None  # named by the custodian's REMOVED; may take custody by COLLECTED
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> BatteryState:
@@ -76,6 +84,7 @@ class BatteryState:
             grade=None if grade is None else Grade(grade),
             safety_inspection=None if si is None else SafetyInspection.from_json(si),
             parent_id=row.get("parent_id"),
+            consignee=row.get("consignee"),
         )
 
     def as_row(self) -> dict[str, Any]:
@@ -92,6 +101,7 @@ class BatteryState:
             "grade": None if self.grade is None else self.grade.value,
             "safety_inspection": None if self.safety_inspection is None else self.safety_inspection.as_json(),
             "parent_id": self.parent_id,
+            "consignee": self.consignee,
         }
 
 
@@ -218,6 +228,11 @@ def depends_on_failed(battery_id: str) -> Refusal:
     )
 
 
+#: How far ahead of the server's clock an event's occurred_at may be (the events setting
+#: `occurred_at_max_ahead_s` overrides it).
+MAX_AHEAD = timedelta(seconds=5)
+
+
 # ---- the rules ----
 def postable(etype: EventType) -> Refusal | None:
     """MANUFACTURED comes from the registry, never from a client."""
@@ -308,9 +323,11 @@ def apply(
     recorded_at: datetime,
     parent: BatteryState | None = None,
     declared: DeclaredEvent | None = None,
+    max_ahead: timedelta = MAX_AHEAD,
 ) -> Transition | Refusal:
     """Apply one event. `parent`: the state of `data.parent_id` (ASSEMBLED, DISASSEMBLED); `declared`: the
-    event `data.declared_event_id` names (ERROR_DECLARED). None where it is not known."""
+    event `data.declared_event_id` names (ERROR_DECLARED). None where it is not known. `recorded_at` is the
+    server's clock: `occurred_at` may be at most `max_ahead` later."""
     refusal = postable(event.type) or authorize(event.type, poster)
     if refusal is not None:
         return refusal
@@ -332,6 +349,12 @@ def apply(
     refusal = _check_source(state, event, rule)
     if refusal is not None:
         return refusal
+    if event.occurred_at > recorded_at + max_ahead:
+        return invalid(
+            f"occurred_at {event.occurred_at.isoformat()} is more than {max_ahead.total_seconds():g} s ahead of the "
+            f"server's clock ({recorded_at.isoformat()}).",
+            field_error("occurred_at", "not-in-future", f"more than {max_ahead.total_seconds():g} s in the future"),
+        )
     if event.occurred_at < state.last_event_at:
         return invalid(
             f"occurred_at {event.occurred_at.isoformat()} precedes the battery's last event "
@@ -341,8 +364,7 @@ def apply(
     moved = _custody(state, poster, event, rule, parent)
     if isinstance(moved, Refusal):
         return moved
-    custodian, parent_id = moved
-    return _transition(state, poster, event, rule, custodian, parent_id, recorded_at)
+    return _transition(state, poster, event, rule, moved, recorded_at)
 
 
 def _illegal(state: BatteryState, etype: EventType, why: str) -> Refusal:
@@ -372,33 +394,50 @@ def _check_source(state: BatteryState, event: Event, rule: Rule) -> Refusal | No
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """Custody after the event: the custodian, the parent, the pending consignee."""
+
+    custodian: str
+    parent_id: str | None
+    consignee: str | None
+
+
 def _custody(
     state: BatteryState, poster: Poster, event: Event, rule: Rule, parent: BatteryState | None
-) -> tuple[str, str | None] | Refusal:
-    """The custodian and the parent after the event, or why the poster may not post it."""
+) -> _Moved | Refusal:
+    """Custody after the event, or why the poster may not post it. Custody moves only with the custodian's
+    consent (its TRANSFERRED, or the consignee its REMOVED named), and to whoever takes the battery out of a
+    vehicle (REMOVED). A consignment lapses when custody moves."""
     custodian, parent_id = state.custodian, state.parent_id
-    if rule.custody is Custody.custodian and custodian != poster.org:
+    holds = custodian == poster.org
+    if rule.custody in (Custody.custodian, Custody.receiver, Custody.assembly) and not holds:
         return _not_custodian(event, custodian)
+    if rule.custody is Custody.consignee and not holds and state.consignee != poster.org:
+        return _not_custodian(event, custodian, state.consignee)
     if rule.custody is Custody.receiver:
-        if custodian != poster.org:
-            return _not_custodian(event, custodian)
         if event.data["to"] == custodian:
             return invalid(
                 "data.to is already the custodian.",
                 field_error("data.to", "other-than-custodian", "already the custodian"),
             )
-        return event.data["to"], parent_id
-    if rule.custody is Custody.becomes:
-        return poster.org, parent_id
-    if rule.custody is Custody.parent:
+        return _Moved(event.data["to"], parent_id, None)
+    if rule.custody in (Custody.becomes, Custody.consignee):
+        consignee = event.data.get("consignee") if event.type in NAMES_CONSIGNEE else None
+        if consignee is not None and consignee == poster.org:
+            return invalid(
+                "data.consignee is the poster, who becomes the custodian.",
+                field_error("data.consignee", "other-than-custodian", "the poster becomes the custodian"),
+            )
+        return _Moved(poster.org, parent_id, consignee)
+    if rule.custody in (Custody.parent, Custody.assembly):
         return _assembly(state, poster, event, parent)
-    return custodian, parent_id
+    return _Moved(custodian, parent_id, state.consignee)
 
 
-def _assembly(
-    state: BatteryState, poster: Poster, event: Event, parent: BatteryState | None
-) -> tuple[str, str | None] | Refusal:
-    """ASSEMBLED and DISASSEMBLED: the poster holds the parent, and becomes the custodian."""
+def _assembly(state: BatteryState, poster: Poster, event: Event, parent: BatteryState | None) -> _Moved | Refusal:
+    """ASSEMBLED (the poster holds the child, checked before, and the parent) and DISASSEMBLED (the poster holds
+    the parent, and becomes the child's custodian)."""
     parent_id: str = event.data["parent_id"]
     if parent is None:
         return Refusal(
@@ -425,7 +464,7 @@ def _assembly(
             )
         if parent.state in {State.recycled, State.disposed}:
             return _illegal(parent, event.type, " (the parent is in a final state)")
-        return poster.org, parent_id
+        return _Moved(poster.org, parent_id, None)
     if state.parent_id != parent_id:
         return Refusal(
             409,
@@ -434,7 +473,7 @@ def _assembly(
             f"{event.battery_id} is not a current component of {parent_id}.",
             (field_error("data.parent_id", "current-parent", "not the battery's current parent"),),
         )
-    return poster.org, None
+    return _Moved(poster.org, None, None)
 
 
 def _check_declaration(event: Event, declared: DeclaredEvent | None, poster: Poster) -> Refusal | None:
@@ -470,12 +509,39 @@ def _check_declaration(event: Event, declared: DeclaredEvent | None, poster: Pos
     return None
 
 
-def _not_custodian(event: Event, custodian: str) -> Refusal:
+def resolve_declared(
+    event: Event, poster: Poster, candidates: Sequence[DeclaredEvent]
+) -> DeclaredEvent | Refusal | None:
+    """Which event an ERROR_DECLARED names. Event IDs are unique per poster only, so `declared_event_id` is
+    looked for on the event's battery (narrowed to `data.declared_actor` when given); where several posters used
+    it there, the poster's own is meant, else the declaration must name `declared_actor`. An ID found only among
+    the poster's own events on another battery is answered (`apply` then refuses it as another battery's); None:
+    no such event."""
+    declared_id = event.data["declared_event_id"]
+    named = event.data.get("declared_actor")
+    fitting = [c for c in candidates if c.event_id == declared_id and (named is None or c.actor == named)]
+    here = [c for c in fitting if c.battery_id == event.battery_id]
+    if len(here) > 1:
+        here = [c for c in here if c.actor == poster.org]
+        if len(here) != 1:
+            return invalid(
+                f"Several participants' events on {event.battery_id} carry the ID {declared_id}; "
+                "name the one meant in data.declared_actor.",
+                field_error("data.declared_actor", "names-one-event", "required: the event ID is ambiguous"),
+            )
+    if here:
+        return here[0]
+    own = [c for c in fitting if c.actor == poster.org]
+    return own[0] if own else None
+
+
+def _not_custodian(event: Event, custodian: str, consignee: str | None = None) -> Refusal:
+    named = "" if consignee is None else f" (consigned to {consignee})"
     return Refusal(
         409,
         "not-custodian",
         "Not the custodian",
-        f"{event.type.value} needs custody of {event.battery_id}; its custodian is {custodian}.",
+        f"{event.type.value} needs custody of {event.battery_id}; its custodian is {custodian}{named}.",
         extra={"custodian": custodian},
     )
 
@@ -485,8 +551,7 @@ def _transition(
     poster: Poster,
     event: Event,
     rule: Rule,
-    custodian: str,
-    parent_id: str | None,
+    moved: _Moved,
     recorded_at: datetime,
 ) -> Transition:
     grade, si = state.grade, state.safety_inspection
@@ -499,6 +564,12 @@ def _transition(
             event.data["standard"], event.data["result"], event.data["body"], ts(event.occurred_at), event.event_id
         )
     after = rule.target if rule.target is not None else state.state
+    custodian = moved.custodian
+    # The ordering clock (what the next event may not precede) moves only with the custodian's events and with
+    # events that move custody: a bystander's event (an INCIDENT, an INSPECTED, a SAFETY_INSPECTED, an error
+    # declaration by someone else) is checked against it but cannot push it ahead of the custodian.
+    clock_moves = poster.org == state.custodian or custodian != state.custodian
+    last_event_at = event.occurred_at if clock_moves else state.last_event_at
     sequence = state.sequence + 1
     fields: dict[str, Any] = {
         "event_id": event.event_id,
@@ -538,9 +609,10 @@ def _transition(
         custodian=custodian,
         sequence=sequence,
         last_hash=digest,
-        last_event_at=event.occurred_at,
+        last_event_at=last_event_at,
         grade=grade,
         safety_inspection=si,
-        parent_id=parent_id,
+        parent_id=moved.parent_id,
+        consignee=moved.consignee,
     )
     return Transition(new, row)

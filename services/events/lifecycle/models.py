@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Text, UniqueConstraint, func
+from sqlalchemy import Index, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field
 
@@ -31,13 +31,23 @@ class BatteryState(Base, table=True):
     grade: str | None = Field(default=None, sa_type=Text)
     safety_inspection: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     parent_id: str | None = Field(default=None, sa_type=Text)
+    consignee: str | None = Field(default=None, sa_type=Text)
     updated_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
 
 
 class LedgerEntry(Base, table=True):
     __tablename__ = "ledger"
     __table_args__ = (
-        UniqueConstraint("event_id", name="uq_ledger_event_id"),
+        # An event ID is unique per poster (DOMAIN: one participant's IDs never block another's). The registry's
+        # MANUFACTURED rows (their IDs made by the server from the battery ID) are outside it: a client that
+        # claims one never blocks a battery's registration (sequence 1 of its ledger is unique anyway).
+        Index(
+            "uq_ledger_actor_event_id",
+            "actor",
+            "event_id",
+            unique=True,
+            postgresql_where=text("type <> 'MANUFACTURED'"),
+        ),
         Index("ix_ledger_recorded_at", "recorded_at"),
         {"schema": SCHEMA},
     )

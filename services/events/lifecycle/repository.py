@@ -48,7 +48,22 @@ _FOUND = [
         "request_digest",
     )
 ]
-_FIND_EVENTS = f"SELECT {select_list(_FOUND)} FROM {qualified(_ledger)} WHERE event_id = ANY($1::uuid[])"
+#: A poster's own events by ID (event IDs are unique per poster; the server's MANUFACTURED rows are not a poster's).
+_FIND_EVENTS = (
+    f"SELECT {select_list(_FOUND)} FROM {qualified(_ledger)} "
+    "WHERE actor = $1 AND event_id = ANY($2::uuid[]) AND type <> 'MANUFACTURED'"
+)
+#: Events an ERROR_DECLARED may name: by ID, on the declaring batteries or the poster's own.
+_FIND_DECLARABLE = (
+    f"SELECT {select_list(_FOUND)} FROM {qualified(_ledger)} "
+    "WHERE event_id = ANY($1::uuid[]) AND (battery_id = ANY($2::text[]) OR actor = $3)"
+)
+#: Serialises one poster's concurrent posts of one event ID (on different batteries the row locks do not), so
+#: the second finds the first instead of hitting the unique index. Taken before the row locks, in key order.
+_LOCK_EVENT_IDS = (
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended($1 || '/' || i, 0) AS k "
+    "FROM unnest($2::text[]) AS i ORDER BY k) AS keys"
+)
 _INSERT_GENESIS = (
     f"INSERT INTO {qualified(_state)} ({names(_GENESIS)}) SELECT * FROM {unnest(_GENESIS)} "
     "ON CONFLICT (battery_id) DO NOTHING RETURNING battery_id"
@@ -89,10 +104,26 @@ async def get_state(session: AsyncSession, battery_id: str) -> dict[str, Any] | 
     return _state_row(r) if r else None
 
 
-async def find_events(session: AsyncSession, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+async def lock_event_ids(session: AsyncSession, actor: str, event_ids: Sequence[str]) -> None:
+    """Hold the poster's event IDs until the transaction ends (see `_LOCK_EVENT_IDS`)."""
     conn = await raw_connection(session)
-    rows = await conn.fetch(_FIND_EVENTS, list(event_ids))
+    await conn.execute(_LOCK_EVENT_IDS, actor, list(event_ids))
+
+
+async def find_events(session: AsyncSession, actor: str, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The poster's own events with these IDs."""
+    conn = await raw_connection(session)
+    rows = await conn.fetch(_FIND_EVENTS, actor, list(event_ids))
     return {r["event_id"]: dict(r) for r in rows}
+
+
+async def find_declarable(
+    session: AsyncSession, event_ids: Sequence[str], battery_ids: Sequence[str], actor: str
+) -> list[dict[str, Any]]:
+    """Events with these IDs on these batteries, or the poster's own anywhere."""
+    conn = await raw_connection(session)
+    rows = await conn.fetch(_FIND_DECLARABLE, list(event_ids), list(battery_ids), actor)
+    return [dict(r) for r in rows]
 
 
 async def insert_genesis(session: AsyncSession, states: Sequence[dict[str, Any]]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -17,12 +18,12 @@ router = APIRouter(tags=["lifecycle events"], responses=PROBLEM_RESPONSES)
 TYPES_DOC = """
 | type | from | to | roles | custody | `data` |
 |---|---|---|---|---|---|
-| ASSEMBLED | manufactured, remanufactured | assembled | manufacturer, remanufacturer | must hold parent | `parent_id` |
+| ASSEMBLED | manufactured, remanufactured | assembled | manufacturer, remanufacturer | must hold child and parent | `parent_id` |
 | DISASSEMBLED | assembled | removed | remanufacturer, recycler, manufacturer | must hold parent | `parent_id` (the current parent) |
 | INSTALLED | manufactured, remanufactured, repurposed (after a passing SAFETY_INSPECTED) | in_service | oem | custodian | `vin` or `ess_site_id` |
 | INSPECTED | in_service | in_service | inspector, oem | — | `soh_pct`, `cycle_count` |
-| REMOVED | in_service | removed | dismantler, oem | poster becomes custodian | `reason`: end_of_life, accident, recall, replacement |
-| COLLECTED | removed | collected | collector | poster becomes custodian | `centre`, `region` |
+| REMOVED | in_service | removed | dismantler, oem | poster becomes custodian | `reason`: end_of_life, accident, recall, replacement; `consignee`? (the collector it hands the battery to) |
+| COLLECTED | removed | collected | collector | custodian or the consignee REMOVED named; becomes custodian | `centre`, `region` |
 | GRADED | removed, collected | graded | assessor | custodian | `soh_pct`, `grade`: reuse, remanufacture, recycle |
 | REMANUFACTURED | graded (remanufacture) | remanufactured | remanufacturer | custodian | `note`? |
 | REPURPOSED | graded (reuse) | repurposed | repurposer | custodian | `new_application`, `rated_capacity` (kWh) |
@@ -32,9 +33,14 @@ TYPES_DOC = """
 | TRANSFERRED | any but final | unchanged | the custodian | receiver becomes custodian | `to` |
 | INCIDENT | any but final | unchanged | any operational role, ministry | — | `kind`, `severity`, `description`? |
 
-MANUFACTURED is recorded when the registry registers the battery (sequence 1).
+MANUFACTURED is recorded when the registry registers the battery (sequence 1). Event IDs are unique per poster.
+`occurred_at` may be at most a few seconds (the `occurred_at_max_ahead_s` setting, default 5) ahead of the server.
 `expected_sequence`, when given, must equal the battery's current sequence (its last event's).
 """
+
+
+def _clock(request: Request) -> dict[str, Any]:
+    return {"max_ahead": timedelta(seconds=request.app.state.settings.occurred_at_max_ahead_s)}
 
 
 @router.post(
@@ -46,7 +52,7 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1).
     "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
 )
 async def post_event(body: EventIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    (result,) = await service.capture(session, [body], principal, request.app.state.registry)
+    (result,) = await service.capture(session, [body], principal, request.app.state.registry, **_clock(request))
     return result.as_dict()
 
 
@@ -59,5 +65,5 @@ async def post_event(body: EventIn, request: Request, session: SessionDep, princ
     "stored and `errors` lists each failing item's `index` with its problem.",
 )
 async def post_batch(body: BatchIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    results = await service.capture(session, body.events, principal, request.app.state.registry)
+    results = await service.capture(session, body.events, principal, request.app.state.registry, **_clock(request))
     return {"results": [r.as_dict() for r in results]}

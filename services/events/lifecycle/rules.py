@@ -13,8 +13,10 @@ class Custody(StrEnum):
     none = "none"  # anyone with the role may post
     custodian = "custodian"  # the poster must be the battery's custodian
     becomes = "becomes"  # the poster becomes the custodian
-    parent = "parent"  # the poster must hold the parent (assembly)
+    parent = "parent"  # the poster must hold the parent; it becomes the child's custodian (disassembly)
+    assembly = "assembly"  # the poster must hold the child and the parent (assembly)
     receiver = "receiver"  # the poster is the custodian; data.to becomes the custodian
+    consignee = "consignee"  # the poster is the custodian or the consignee it named; the poster becomes custodian
 
 
 NON_FINAL = frozenset(s for s in State if s not in FINAL_STATES)
@@ -56,7 +58,7 @@ def _r(
 S = State
 RULES: dict[EventType, Rule] = {
     EventType.ASSEMBLED: _r(
-        {S.manufactured, S.remanufactured}, S.assembled, {Role.manufacturer, Role.remanufacturer}, Custody.parent
+        {S.manufactured, S.remanufactured}, S.assembled, {Role.manufacturer, Role.remanufacturer}, Custody.assembly
     ),
     EventType.DISASSEMBLED: _r(
         {S.assembled}, S.removed, {Role.remanufacturer, Role.recycler, Role.manufacturer}, Custody.parent
@@ -66,7 +68,7 @@ RULES: dict[EventType, Rule] = {
     ),
     EventType.INSPECTED: _r({S.in_service}, S.in_service, {Role.inspector, Role.oem}, Custody.none),
     EventType.REMOVED: _r({S.in_service}, S.removed, {Role.dismantler, Role.oem}, Custody.becomes),
-    EventType.COLLECTED: _r({S.removed}, S.collected, {Role.collector}, Custody.becomes),
+    EventType.COLLECTED: _r({S.removed}, S.collected, {Role.collector}, Custody.consignee),
     EventType.GRADED: _r({S.removed, S.collected}, S.graded, {Role.assessor}, Custody.custodian),
     EventType.REMANUFACTURED: _r(
         {S.graded}, S.remanufactured, {Role.remanufacturer}, Custody.custodian, Grade.remanufacture
@@ -80,6 +82,11 @@ RULES: dict[EventType, Rule] = {
     EventType.TRANSFERRED: _r(NON_FINAL, None, OPERATIONAL, Custody.receiver),
     EventType.INCIDENT: _r(NON_FINAL, None, OPERATIONAL | {Role.ministry}, Custody.none),
 }
+
+#: The events whose custodian may name a consignee (`data.consignee`): the participant it hands the battery to, who
+#: may then post the event that takes custody (COLLECTED). Only REMOVED does: the dismantler hands the removed
+#: battery to a collector. Every other hand-over is a TRANSFERRED.
+NAMES_CONSIGNEE = frozenset({EventType.REMOVED})
 
 #: ERROR_DECLARED is a correction, not a lifecycle step, so it stays out of RULES (and of `allowed_events`):
 #: allowed in any state, final ones included, the state unchanged. Who may post it is narrower than the role

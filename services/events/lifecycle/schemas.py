@@ -15,7 +15,7 @@ from shared.contract.lifecycle import (
     Severity,
     State,
 )
-from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
+from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive
 
 
 # ---- type-specific data ----
@@ -44,11 +44,19 @@ class InstalledData(_Data):
 
 class InspectedData(_Data):
     soh_pct: Percent
-    cycle_count: Annotated[int, Field(ge=0)]
+    cycle_count: Count
+
+
+ParticipantId = Annotated[str, Field(min_length=1, max_length=64, description="A participant ID.")]
 
 
 class RemovedData(_Data):
     reason: RemovalReason
+    consignee: ParticipantId | None = Field(
+        None,
+        description="The collector the remover hands the battery to: it may then post COLLECTED (and becomes the "
+        "custodian). Without one, only the remover itself, or whoever it TRANSFERs the battery to, may go on.",
+    )
 
 
 class CollectedData(_Data):
@@ -67,7 +75,7 @@ class RemanufacturedData(_Data):
 
 class RepurposedData(_Data):
     new_application: Annotated[str, Field(min_length=1, max_length=128, examples=["ESS"])]
-    rated_capacity: Annotated[float, Field(gt=0, description="Rated capacity after repurposing, kWh.")]
+    rated_capacity: Annotated[Positive, Field(description="Rated capacity after repurposing, kWh (at most 1e15).")]
 
 
 class SafetyInspectedData(_Data):
@@ -89,7 +97,7 @@ class Materials(_Data):
 
 class RecycledData(_Data):
     process: Annotated[str, Field(min_length=1, max_length=64, examples=["hydrometallurgy"])]
-    input_mass_kg: Annotated[float, Field(gt=0)]
+    input_mass_kg: Positive
     black_mass_kg: NonNegative
     recovered_kg: Materials
 
@@ -106,7 +114,7 @@ class DisposedData(_Data):
 
 
 class TransferredData(_Data):
-    to: Annotated[str, Field(min_length=1, max_length=64, description="The participant that receives custody.")]
+    to: Annotated[ParticipantId, Field(description="The participant that receives custody.")]
 
 
 class IncidentData(_Data):
@@ -120,6 +128,11 @@ class ErrorDeclaredData(_Data):
     in the ledger; this event marks it."""
 
     declared_event_id: Annotated[str, Field(description="The event_id (UUID) of the event declared in error.")]
+    declared_actor: ParticipantId | None = Field(
+        None,
+        description="The participant that posted the declared event. Event IDs are unique per poster: needed only "
+        "where several posters used the ID on this battery and the declared event is not the declarer's own.",
+    )
     reason: Annotated[str, Field(min_length=1, max_length=256, examples=["incorrect_data", "did_not_occur"])]
     corrective_event_ids: (
         Annotated[list[Annotated[str, Field(min_length=1, max_length=512)]], Field(max_length=100)] | None
@@ -183,9 +196,9 @@ class EventIn(BaseModel):
     occurred_at: PastAwareDatetime
     location: Location = Location()
     data: dict[str, Any] = Field(default_factory=dict)
-    expected_sequence: (
-        Annotated[int, Field(ge=0, description="Refuse unless the battery's sequence is this.")] | None
-    ) = None
+    expected_sequence: Annotated[Count, Field(description="Refuse unless the battery's sequence is this.")] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EventIn:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -177,8 +177,11 @@ async def capture(
     events: Sequence[EventIn],
     principal: Principal,
     registry: RegistryLookup,
+    *,
+    max_ahead: timedelta = machine.MAX_AHEAD,
 ) -> list[Accepted]:
-    """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem."""
+    """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `max_ahead`: how
+    far ahead of the server's clock an `occurred_at` may be."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
@@ -193,7 +196,9 @@ async def capture(
             prepared.append(outcome)
     _raise_if(failures, batch)
 
-    # 2. Lock every battery involved (and assembly parents), starting ledgers the registry knows about.
+    # 2. Hold the poster's event IDs (one poster's concurrent posts of one ID on two batteries: the second waits
+    # and then finds the first), then lock every battery involved (and assembly parents), starting ledgers the registry knows about.
+    await repo.lock_event_ids(session, poster.org, sorted({ev.event_id for ev in prepared}))
     ids = {ev.battery_id for ev in prepared}
     ids |= {ev.data["parent_id"] for ev in prepared if "parent_id" in ev.data}
     states = await repo.lock_states(session, sorted(ids))
@@ -204,8 +209,9 @@ async def capture(
             await start_ledgers(session, found)
             states = await repo.lock_states(session, sorted(ids))
 
-    # 3. Retries: the same event ID again (after the locks, so a concurrent twin has committed by now).
-    existing = await repo.find_events(session, [ev.event_id for ev in prepared])
+    # 3. Retries: the same event ID again from the same poster (after the locks, so a concurrent twin has
+    # committed by now). Event IDs are the poster's own: another participant's use of one is no concern here.
+    existing = await repo.find_events(session, poster.org, [ev.event_id for ev in prepared])
     results: dict[int, Accepted] = {}
     seen_in_batch: dict[str, Event] = {}
     for i, ev in enumerate(prepared):
@@ -229,9 +235,18 @@ async def capture(
         seen_in_batch.setdefault(ev.event_id, ev)
 
     # Events declared in error (ERROR_DECLARED): the ledger's, and (below) those applied earlier in this batch.
-    declared_ids = [ev.data["declared_event_id"] for ev in prepared if ev.type is EventType.ERROR_DECLARED]
-    found_declared = await repo.find_events(session, declared_ids) if declared_ids else {}
-    known = {eid: DeclaredEvent.from_row(row) for eid, row in found_declared.items()}
+    declarations = [ev for ev in prepared if ev.type is EventType.ERROR_DECLARED]
+    found_declared = (
+        await repo.find_declarable(
+            session,
+            sorted({ev.data["declared_event_id"] for ev in declarations}),
+            sorted({ev.battery_id for ev in declarations}),
+            poster.org,
+        )
+        if declarations
+        else []
+    )
+    known = [DeclaredEvent.from_row(row) for row in found_declared]
 
     # 4. The state machine, in order, on the batch's working states.
     now = datetime.now(UTC)
@@ -249,13 +264,19 @@ async def capture(
         if ev.battery_id in failed_batteries:
             failures[i] = machine.depends_on_failed(ev.battery_id)
             continue
-        step = machine.apply(
-            work.get(ev.battery_id),
-            poster,
-            ev,
-            recorded_at=now,
-            parent=work.get(ev.data["parent_id"]) if "parent_id" in ev.data else None,
-            declared=known.get(ev.data["declared_event_id"]) if ev.type is EventType.ERROR_DECLARED else None,
+        declared = machine.resolve_declared(ev, poster, known) if ev.type is EventType.ERROR_DECLARED else None
+        step = (
+            declared
+            if isinstance(declared, Refusal)
+            else machine.apply(
+                work.get(ev.battery_id),
+                poster,
+                ev,
+                recorded_at=now,
+                parent=work.get(ev.data["parent_id"]) if "parent_id" in ev.data else None,
+                declared=declared,
+                max_ahead=max_ahead,
+            )
         )
         if isinstance(step, Refusal):
             failures[i] = step
@@ -264,7 +285,7 @@ async def capture(
         new, row = step.state, step.row
         work[ev.battery_id] = new
         rows.append(row)
-        known.setdefault(ev.event_id, DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
+        known.append(DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
         messages.append(lifecycle_message(row.as_row(), new.as_row()))
         acc = Accepted(ev.event_id, ev.battery_id, row.sequence, row.hash, row.state_after.value, row.custodian_after)
         applied[ev.event_id] = acc

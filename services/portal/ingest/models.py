@@ -12,7 +12,8 @@ from shared.db import TZ, Base
 
 
 class AppliedEvent(Base, table=True):
-    """One row per message applied: (stream, event ID). The registry reuses a battery's MANUFACTURED event
+    """One row per message applied: (stream, key). The key is a lifecycle event's `battery/sequence` (event IDs
+    are unique per poster only) and a registry message's ID. The registry reuses a battery's MANUFACTURED event
     ID for its registration message, so the stream is part of the key."""
 
     __tablename__ = "applied_events"

@@ -59,6 +59,14 @@ class Message:
     type: str
     body: Body
 
+    @property
+    def key(self) -> str:
+        """What the portal dedupes on: a lifecycle event's place in its battery's ledger (event IDs are unique
+        per poster only, so two posters' events may share one); a registry message's ID."""
+        if isinstance(self.body, LifecycleEventIn):
+            return f"{self.body.battery_id}/{self.body.sequence}"
+        return self.event_id
+
 
 def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
     """Decode and check one record. None for a message the portal skips by the contract's
@@ -336,7 +344,7 @@ def advance(
     registration: BatteryRegisteredIn | None,
     timeline: Sequence[TimelineEvent],
     envelope: LifecycleEventIn | None,
-    inserted: set[str],
+    inserted: set[tuple[str, int]],
     flows: Flows,
 ) -> Battery:
     """The battery's next row after a batch: its registration (if it came), its head folded again from the
@@ -349,7 +357,7 @@ def advance(
         )
     battery = replace(before, facts=facts, head=fold(timeline) if timeline else before.head)
     for e in timeline:
-        if e.event_id in inserted:
+        if (battery.id, e.sequence) in inserted:
             event_flows(flows, e, timeline, battery)
     if contained_flows(flows, battery):
         battery = replace(battery, contained_counted=True)
@@ -469,7 +477,7 @@ def unique(messages: Iterable[Message | None]) -> list[Message]:
     seen: set[tuple[str, str]] = set()
     out = []
     for m in messages:
-        if m is not None and (m.stream, m.event_id) not in seen:
-            seen.add((m.stream, m.event_id))
+        if m is not None and (m.stream, m.key) not in seen:
+            seen.add((m.stream, m.key))
             out.append(m)
     return out

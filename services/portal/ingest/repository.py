@@ -50,7 +50,7 @@ _CREATE_BATTERIES = (
 )
 _LOCK_BATTERIES = f"SELECT * FROM {qualified(_batteries)} WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 _EVENT_COLUMNS = _written(_events)
-_INSERT_EVENTS = f"{_insert(_events, _EVENT_COLUMNS)} ON CONFLICT DO NOTHING RETURNING event_id"
+_INSERT_EVENTS = f"{_insert(_events, _EVENT_COLUMNS)} ON CONFLICT DO NOTHING RETURNING battery_id, sequence"
 _EVENTS_OF = f"SELECT * FROM {qualified(_events)} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence"
 #: A battery's facts and folded head: every column but the key. JSONB travels as text (no jsonb[] here).
 _SAVED = [c for c in _batteries.c if not c.primary_key]
@@ -122,13 +122,14 @@ async def lock_batteries(session: AsyncSession, ids: Sequence[str]) -> dict[str,
     return {r["id"]: dict(r) for r in rows}
 
 
-async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Append events; returns the event IDs that were new (a known sequence is never overwritten)."""
+async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[str, int]]:
+    """Append events; returns the (battery, sequence) keys that were new (a known sequence is never
+    overwritten)."""
     if not rows:
         return set()
     conn = await raw_connection(session)
     inserted = await conn.fetch(_INSERT_EVENTS, *column_arrays(rows, _EVENT_COLUMNS, missing_as_null=True))
-    return {r["event_id"] for r in inserted}
+    return {(r["battery_id"], r["sequence"]) for r in inserted}
 
 
 async def events_of(session: AsyncSession, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

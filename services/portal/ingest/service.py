@@ -30,8 +30,8 @@ def handler(sessionmaker: async_sessionmaker[AsyncSession]) -> BatchHandler:
 
 
 async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
-    fresh = await repo.claim(session, [(m.stream, m.event_id) for m in messages])
-    messages = [m for m in messages if (m.stream, m.event_id) in fresh]
+    fresh = await repo.claim(session, [(m.stream, m.key) for m in messages])
+    messages = [m for m in messages if (m.stream, m.key) in fresh]
     if not messages:
         return
     flows = Flows()
@@ -63,8 +63,13 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     await repo.add_handlers(
         session,
         [(b.manufacturer, b.id) for b in registrations.values()]
-        + [(org, e.battery_id) for e in events if e.event_id in inserted for org in (e.actor, e.custodian_after)]
-        + [(e.manufacturer, e.battery_id) for e in events if e.manufacturer and e.event_id in inserted],
+        + [
+            (org, e.battery_id)
+            for e in events
+            if (e.battery_id, e.sequence) in inserted
+            for org in (e.actor, e.custodian_after)
+        ]
+        + [(e.manufacturer, e.battery_id) for e in events if e.manufacturer and (e.battery_id, e.sequence) in inserted],
     )
     timelines = await repo.events_of(session, touched)
     envelopes = {e.battery_id: e for e in events}  # the last one of each battery
