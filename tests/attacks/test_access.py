@@ -109,6 +109,9 @@ async def test_a_certifier_reads_only_what_it_certified(world, token) -> None:
     assert r.status_code == 200, r.text
     h = r.json()
     assert [e["type"] for e in h["timeline"]] == ["SAFETY_INSPECTED"]
+    assert h["current"]["state"] == "repurposed" and h["current"]["safety"] == "pass"
+    assert (h["current"]["custodian"], h["current"]["vin"], h["current"]["soh_pct"]) == (None, None, None)
+    assert all(a["scheme"] != "vin" for a in h["aliases"])
     assert "serial_number" not in h["registry"] and world["serial"] not in r.text
     p = await _passport(world, ktl)
     assert p["access_level"] == "legitimate_interest" and world["serial"] not in str(p)

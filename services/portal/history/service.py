@@ -33,6 +33,8 @@ _CURRENT = (
     "safety",
     "sequence",
 )
+#: What of `current` the certification group holds.
+_CERTIFICATION_CURRENT = ("state", "state_since", "safety", "sequence")
 #: A timeline entry: the ledger record without its battery ID (the history names the battery once).
 _EVENT_FIELDS = ("sequence", *(f for f in LEDGER_FIELDS if f not in ("battery_id", "sequence")))
 PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
@@ -111,13 +113,16 @@ async def history(
     facts = {k: battery[k] for k in REGISTRY_FACTS}
     registry = access.trim_commercial(facts, groups)
     registry["restricted"] = sorted(k for k in facts if k not in registry)
+    condition = access.FieldGroup.condition in groups
+    # A certifier: the state it certifies and the last result, not custody, health or the vehicle.
+    current = {k: battery[k] if condition or k in _CERTIFICATION_CURRENT else None for k in _CURRENT}
     out: dict[str, Any] = {
         "battery_id": bid,
         "registry": registry if battery["registered"] else None,
-        "aliases": await repo.aliases_of(conn, bid),
-        "current": {k: battery[k] for k in _CURRENT} | {"passport_status": battery["status"]},
+        "aliases": [a for a in await repo.aliases_of(conn, bid) if condition or a["scheme"] != "vin"],
+        "current": current | {"passport_status": battery["status"]},
         "composition": await composition(conn, bid, when),
-        "state_at": await repo.state_at(conn, bid, at) if at is not None else None,
+        "state_at": await repo.state_at(conn, bid, at) if at is not None and condition else None,
         "timeline": [trim_event(e, groups) for e in visible_events(events, groups)],
         "chain": chain_status(bid, events),
         "passports": lives(bid, events),
