@@ -54,7 +54,14 @@ async def access_world(
                 ev("R1", "COLLECTED", "COL-1", "collector", at("2026-06-05"), {"centre": "C-1", "region": "KR-41"}),
                 ev("R1", "GRADED", "COL-1", "assessor", at("2026-06-10"), {"soh_pct": 81, "grade": "reuse"}),
                 ev("R1", "TRANSFERRED", "COL-1", "collector", at("2026-06-12"), {"to": "REP-1"}),
-                ev("R1", "REPURPOSED", "REP-1", "repurposer", at("2026-07-01"), {"new_application": "ESS", "rated_capacity": 50}),
+                ev(
+                    "R1",
+                    "REPURPOSED",
+                    "REP-1",
+                    "repurposer",
+                    at("2026-07-01"),
+                    {"new_application": "ESS", "rated_capacity": 50},
+                ),
                 ev("R1", "SAFETY_INSPECTED", "KTL", "certifier", at("2026-07-10"), {"result": "pass", "body": "KTL"}),
             ]
         )
