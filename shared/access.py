@@ -209,6 +209,6 @@ def may_look_up_by_vin(principal: Principal | None) -> bool:
 
 
 def only_handled_by(principal: Principal) -> str | None:
-    """The organisation a search over batteries is narrowed to (the batteries it handled); None for those
-    who see every battery."""
+    """The organisation a search over batteries is narrowed to (the batteries it made, holds, held or is
+    consigned: the portal's `handlers`); None for those who see every battery."""
     return None if sees_every_battery(principal) else principal.org

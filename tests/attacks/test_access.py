@@ -17,6 +17,7 @@ A past custodian still reads; the consignee named in an event reads; the manufac
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -238,3 +239,30 @@ async def test_the_ledger_proves_a_consignee_from_any_events_data(s: Stack, db_u
     assert oem.custody is Custody.current and not oem.is_manufacturer
     r = await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("collector", "COL-7"))
     assert r.status_code == 200, r.text
+
+
+async def test_handler_rows_of_mere_posters_are_removed_by_the_migration(world, db_url: str, token) -> None:
+    """Rows the old ingest wrote for every poster: downgrade writes them back, upgrade removes them."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from shared.migrate import alembic_config
+
+    config = alembic_config(db_url)
+    below = ScriptDirectory.from_config(config).get_revision("9c1e3a5b7d2f").down_revision
+
+    async def handlers() -> set[str]:
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        try:
+            rows = await conn.fetch("SELECT org FROM portal.handlers WHERE battery_id = 'R1'")
+        finally:
+            await conn.close()
+        return {r["org"] for r in rows}
+
+    proved = {"LGES", "HMC", "COL-7", "COL-1", "REP-1"}
+    assert await handlers() == proved
+    await asyncio.to_thread(command.downgrade, config, str(below))
+    assert await handlers() == proved | {"KOTSA", "KTL"}
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert await handlers() == proved
+    assert await _epcis(world, token("SDI", "manufacturer")) == []
