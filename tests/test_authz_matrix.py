@@ -340,3 +340,70 @@ async def test_relation_matrix_portal_and_registry(relation_world, token) -> Non
                     failures.append(f"{role}/{relation} {path}: expected {sorted(want)}, got {shown}")
     assert not failures, "\n".join(failures)
     assert cells == len(MATRIX_ROLES) * len(RELATION_ORGS) * len(endpoints) * len(GROUPS)
+
+
+#: The ledger's organisations for the same relations (tests.events_helpers.ORGS; the consignee is named by
+#: an appended REMOVED-style row, as the custody rules' `data.consignee` records it).
+LEDGER_RELATION_ORGS = {
+    "none": "SDI",
+    "manufacturer": "LGES",
+    "custodian_now": "REPUR-1",
+    "custodian_before": "HMC",
+    "consignee": "COL-7",
+    "poster_only": "KOTSA",
+    "certifier": "KTL",
+}
+
+
+async def test_relation_matrix_ledger(make_settings, token, db_url) -> None:
+    """role x relation x (ledger timeline, state) x field group, on a battery walked through the API."""
+    import asyncpg
+
+    from shared.db import asyncpg_dsn
+    from tests.test_events_lifecycle import reach
+
+    async with stack(make_settings, token) as s:
+        bid = await reach(s, "repurposed")  # LGES -> HMC (installed) -> ... -> REPUR-1; KTL certified it
+        await s.ok(bid, "INCIDENT", "inspector")  # KOTSA
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        try:
+            await conn.execute(
+                "INSERT INTO events.ledger (battery_id, sequence, event_id, type, occurred_at, recorded_at, actor, "
+                "actor_role, location, data, state_after, custodian_after, prev_hash, hash, request_digest) "
+                "SELECT battery_id, sequence + 1, gen_random_uuid(), 'INCIDENT', occurred_at, recorded_at, actor, "
+                "actor_role, location, jsonb_build_object('kind', 'swelling', 'consignee', 'COL-7'), state_after, "
+                "custodian_after, hash, hash, request_digest FROM events.ledger WHERE battery_id = $1 "
+                "ORDER BY sequence DESC LIMIT 1",
+                bid,
+            )
+        finally:
+            await conn.close()
+        failures = []
+        cells = 0
+        for role in MATRIX_ROLES:
+            for relation, org in LEDGER_RELATION_ORGS.items():
+                headers = token(org, role, ministry="MOLIT") if role == "ministry" else token(org, role)
+                groups = expected_groups(role, relation)
+                readable = groups != {"public"}
+                timeline = await s.events.get(f"/v1/batteries/{bid}/events", params={"limit": 100}, headers=headers)
+                state = await s.events.get(f"/v1/batteries/{bid}/state", headers=headers)
+                cells += 2 * len(GROUPS)
+                if not readable:
+                    for name, r in (("timeline", timeline), ("state", state)):
+                        if (r.status_code, r.json().get("code")) != (403, "not-handled"):
+                            failures.append(f"{role}/{relation} {name}: expected 403, got {r.status_code}")
+                    continue
+                if timeline.status_code != 200 or state.status_code != 200:
+                    failures.append(f"{role}/{relation}: expected 200, got {timeline.status_code}/{state.status_code}")
+                    continue
+                types = {e["type"] for e in timeline.json()["items"]}
+                shown = {"public"} | ({"certification"} if "SAFETY_INSPECTED" in types else set())
+                if "INSTALLED" in types:
+                    shown.add("condition")
+                if "serial_number" in timeline.text or "materials_kg" in timeline.text:
+                    shown.add("commercial")
+                want = groups - {"commercial"}  # the ledger holds no commercial facts
+                if shown != want:
+                    failures.append(f"{role}/{relation} timeline: expected {sorted(want)}, got {sorted(shown)}")
+        assert not failures, "\n".join(failures)
+        assert cells == len(MATRIX_ROLES) * len(LEDGER_RELATION_ORGS) * 2 * len(GROUPS)
