@@ -3,7 +3,12 @@ routes themselves, so a new endpoint without a declared policy fails this test.
 
 "Allowed" means the request gets past authentication and authorization: 2xx, or 404/409/422 for the
 dummy input. Denied means 401 (no token) or 403. Row-level rules are part of the policy: the fixture
-battery was made by LGES, so only LGES (and authorities) pass the ledger's legitimate-interest check."""
+battery was made by LGES, so only LGES (and authorities) pass the ledger's legitimate-interest check.
+
+The relation matrix (issue 12): every role x every relation the ledger can prove (none, manufacturer,
+custodian now, custodian before, consignee, poster-only, certifier of it) x every endpoint that shows one
+battery (found from the routes) x field group (public, certification, condition, commercial): whether that
+group is shown, asserted against an expectation written here independently of shared.access."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from services.portal.app import create_app as create_portal
 from services.portal.settings import PortalSettings
+from tests.access_world import BATTERY_URI, RELATION_ORGS, access_world, event_list
 from tests.conftest import eventually, serve
 from tests.events_helpers import stack
 
@@ -38,8 +44,8 @@ PRINCIPALS = ["anonymous", *ROLES, *(f"ministry:{m}" for m in MINISTRIES)]
 EVERYONE = set(PRINCIPALS)
 AUTHENTICATED = EVERYONE - {"anonymous"}
 MINISTRY_ANY = {f"ministry:{m}" for m in MINISTRIES}
-AUTHORITY = MINISTRY_ANY | {"certifier", "admin"}
-SEES_ALL = AUTHORITY | {"operator"}
+#: Who reads every battery (issue 12: certifiers only what they certified, tests/attacks/test_access.py).
+SEES_ALL = MINISTRY_ANY | {"admin", "operator"}
 EVENT_POSTERS = AUTHENTICATED - {"admin", "operator"}  # role checks per type are in the lifecycle tests
 
 # (service, method, path) -> principals allowed. Internal endpoints (health, metrics, positions) are
@@ -166,3 +172,238 @@ async def test_authorization_matrix(services, token) -> None:
                         failures.append(f"{principal} {method} {svc}{path}: expected {expected}, got {r.status_code}")
     assert not failures, "\n".join(failures)
     assert cells >= 700  # the matrix's size, reported in the closing note
+
+
+# ---- the relation matrix (issue 12) ----
+
+MATRIX_ROLES = (*ROLES, "ministry")
+GROUPS = ("public", "certification", "condition", "commercial")
+HANDLES = {"manufacturer", "custodian_now", "custodian_before", "consignee"}
+LEGITIMATE_ROLES = {"dismantler", "collector", "assessor", "remanufacturer", "repurposer", "recycler"}
+#: (service, path) of every GET that shows one battery's data, and how the matrix reads it. A new one must
+#: be added here (test_every_battery_endpoint_is_in_the_relation_matrix).
+BATTERY_ENDPOINTS = {
+    ("registry", "/v1/batteries/{battery_id}"),
+    ("events", "/v1/batteries/{battery_id}/events"),
+    ("events", "/v1/batteries/{battery_id}/state"),
+    ("portal", "/v1/batteries/{battery_id}/history"),
+    ("portal", "/v1/passports/{battery_id}"),
+    ("portal", "/v1/passports/{battery_id}/jws"),
+    ("portal", "/epcis/events"),  # filtered to the battery's EPC
+}
+#: Public by design: hashes and sequence numbers only.
+PUBLIC_BATTERY_ENDPOINTS = {("events", "/v1/batteries/{battery_id}/verify")}
+
+
+def expected_groups(role: str, relation: str) -> set[str]:
+    """What of a battery a (role, relation) reads, as issue 12 states it."""
+    if role in ("ministry", "admin", "operator") or relation == "manufacturer":
+        return set(GROUPS)
+    if relation in HANDLES:
+        return {"public", "certification", "condition"}
+    if relation == "certifier" and role == "certifier":
+        return {"public", "certification"}
+    return {"public"}
+
+
+def expected_passport_level(role: str, relation: str) -> str:
+    if role == "manufacturer" and relation == "manufacturer":
+        return "manufacturer"
+    if role in ("ministry", "admin"):
+        return "authority"
+    if (role in LEGITIMATE_ROLES and relation in HANDLES) or (role == "certifier" and relation == "certifier"):
+        return "legitimate_interest"
+    return "public"
+
+
+def matrix_token(token, role: str, relation: str) -> dict[str, str]:
+    org = RELATION_ORGS[relation]
+    return token(org, role, ministry="MOLIT") if role == "ministry" else token(org, role)
+
+
+def _routes(app: FastAPI) -> set[str]:
+    return {p for m, p in api_routes(app) if m == "GET"}
+
+
+@pytest.fixture
+async def relation_world(make_settings, token, infra, topic_prefix):
+    async with access_world(make_settings, token, infra, topic_prefix) as world:
+        yield world
+
+
+def _jws_payload(compact: str) -> dict[str, Any]:
+    import base64
+    import json
+
+    part = compact.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+def _passport_shown(p: dict[str, Any], serial: str) -> set[str]:
+    shown = {"public"}
+    ext = p["extensions"]
+    if "kr.batterytrace.condition" in ext:
+        shown.add("certification")  # the safety inspection result
+    if "kr.batterytrace.lifecycle" in ext:
+        shown.add("condition")  # custody, incidents
+    if "batteryMaterials" in p["aspects"]["materialComposition"] or serial in str(p):
+        shown.add("commercial")
+    return shown
+
+
+async def shown_by(world: dict[str, Any], path: str, headers: dict[str, str]) -> set[str] | str:
+    """The field groups an endpoint shows of R1 (a string: the answer's status when it is a refusal)."""
+    serial = world["serial"]
+    if path == "/v1/batteries/{battery_id}":
+        r = await world["registry"].get("/v1/batteries/R1", headers=headers)
+        body = r.json()
+        return {"public"} | ({"commercial"} if "serial_number" in body or "materials_kg" in body else set())
+    if path == "/v1/batteries/{battery_id}/history":
+        r = await world["portal"].get("/v1/batteries/R1/history", headers=headers)
+        if r.status_code != 200:
+            return f"{r.status_code} {r.json().get('code')}"
+        h = r.json()
+        types = {e["type"] for e in h["timeline"]}
+        shown = {"public"}
+        if "SAFETY_INSPECTED" in types:
+            shown.add("certification")
+        if "INSTALLED" in types and h["current"]["custodian"] is not None:
+            shown.add("condition")
+        reg = h["registry"]
+        if reg.get("serial_number") is not None or reg.get("materials_kg") is not None or serial in r.text:
+            shown.add("commercial")
+        return shown
+    if path == "/v1/passports/{battery_id}":
+        r = await world["portal"].get("/v1/passports/R1", headers=headers)
+        return _passport_shown(r.json(), serial)
+    if path == "/v1/passports/{battery_id}/jws":
+        r = await world["portal"].get("/v1/passports/R1/jws", headers=headers)
+        assert r.status_code == 200, r.text
+        return _passport_shown(_jws_payload(r.text.strip().strip('"')), serial)
+    if path == "/epcis/events":
+        r = await world["portal"].get("/epcis/events", params={"MATCH_anyEPC": BATTERY_URI + "R1"}, headers=headers)
+        assert r.status_code == 200, r.text
+        text = r.text
+        kinds = [str(e) for e in event_list(r.json())]
+        shown = {"public"}
+        if any("SAFETY_INSPECTED" in k or "safety" in k.lower() for k in kinds):
+            shown.add("certification")
+        if any("KMHEM41AP6A000009" in k for k in kinds):  # the INSTALLED event by the OEM
+            shown.add("condition")
+        if serial in text:
+            shown.add("commercial")
+        return shown
+    raise AssertionError(f"no reader for {path}")
+
+
+async def test_every_battery_endpoint_is_in_the_relation_matrix(services) -> None:
+    """Generated from the routes: every GET with a battery in its path is in the matrix or public by design."""
+    found = {(svc, p) for svc, client in services.items() for p in _routes(client.app) if "{battery_id}" in p}
+    assert found - BATTERY_ENDPOINTS - PUBLIC_BATTERY_ENDPOINTS == set(), "a new battery endpoint needs a reader"
+    assert {e for e in BATTERY_ENDPOINTS if "{battery_id}" in e[1]} <= found
+
+
+async def test_relation_matrix_portal_and_registry(relation_world, token) -> None:
+    """role x relation x (registry, history, passports, EPCIS query) x field group."""
+    failures = []
+    cells = 0
+    endpoints = sorted(p for svc, p in BATTERY_ENDPOINTS if svc in ("registry", "portal"))
+    for role in MATRIX_ROLES:
+        for relation in RELATION_ORGS:
+            headers = matrix_token(token, role, relation)
+            groups = expected_groups(role, relation)
+            for path in endpoints:
+                shown = await shown_by(relation_world, path, headers)
+                if path.startswith("/v1/passports"):
+                    level = expected_passport_level(role, relation)
+                    want = {"public"}
+                    if level != "public":
+                        want.add("certification")
+                    if level in ("authority", "manufacturer"):
+                        want |= {"condition", "commercial"}
+                    assert want <= set(GROUPS)
+                    if "commercial" in want and "commercial" not in groups:
+                        failures.append(f"{role}/{relation}: passport level {level} beyond its field groups")
+                elif path == "/v1/batteries/{battery_id}":
+                    want = groups & {"public", "commercial"}
+                elif path == "/epcis/events":  # EPCIS events carry no commercial facts
+                    want = {"public"} | ({"certification", "condition"} if "condition" in groups else set())
+                    if relation == "certifier":
+                        want.add("certification")  # its own event, which every poster reads back
+                else:  # the history: refused without a relation, else its groups
+                    want = groups if groups != {"public"} else None  # type: ignore[assignment]
+                cells += len(GROUPS)
+                if want is None:
+                    if shown != "403 not-handled":
+                        failures.append(f"{role}/{relation} {path}: expected 403 not-handled, got {shown}")
+                elif shown != want:
+                    failures.append(f"{role}/{relation} {path}: expected {sorted(want)}, got {shown}")
+    assert not failures, "\n".join(failures)
+    assert cells == len(MATRIX_ROLES) * len(RELATION_ORGS) * len(endpoints) * len(GROUPS)
+
+
+#: The ledger's organisations for the same relations (tests.events_helpers.ORGS; the consignee is named by
+#: an appended REMOVED-style row, as the custody rules' `data.consignee` records it).
+LEDGER_RELATION_ORGS = {
+    "none": "SDI",
+    "manufacturer": "LGES",
+    "custodian_now": "REPUR-1",
+    "custodian_before": "HMC",
+    "consignee": "COL-7",
+    "poster_only": "KOTSA",
+    "certifier": "KTL",
+}
+
+
+async def test_relation_matrix_ledger(make_settings, token, db_url) -> None:
+    """role x relation x (ledger timeline, state) x field group, on a battery walked through the API."""
+    import asyncpg
+
+    from shared.db import asyncpg_dsn
+    from tests.test_events_lifecycle import reach
+
+    async with stack(make_settings, token) as s:
+        bid = await reach(s, "repurposed")  # LGES -> HMC (installed) -> ... -> REPUR-1; KTL certified it
+        await s.ok(bid, "INCIDENT", "inspector")  # KOTSA
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        try:
+            await conn.execute(
+                "INSERT INTO events.ledger (battery_id, sequence, event_id, type, occurred_at, recorded_at, actor, "
+                "actor_role, location, data, state_after, custodian_after, prev_hash, hash, request_digest) "
+                "SELECT battery_id, sequence + 1, gen_random_uuid(), 'INCIDENT', occurred_at, recorded_at, actor, "
+                "actor_role, location, jsonb_build_object('kind', 'swelling', 'consignee', 'COL-7'), state_after, "
+                "custodian_after, hash, hash, request_digest FROM events.ledger WHERE battery_id = $1 "
+                "ORDER BY sequence DESC LIMIT 1",
+                bid,
+            )
+        finally:
+            await conn.close()
+        failures = []
+        cells = 0
+        for role in MATRIX_ROLES:
+            for relation, org in LEDGER_RELATION_ORGS.items():
+                headers = token(org, role, ministry="MOLIT") if role == "ministry" else token(org, role)
+                groups = expected_groups(role, relation)
+                readable = groups != {"public"}
+                timeline = await s.events.get(f"/v1/batteries/{bid}/events", params={"limit": 100}, headers=headers)
+                state = await s.events.get(f"/v1/batteries/{bid}/state", headers=headers)
+                cells += 2 * len(GROUPS)
+                if not readable:
+                    for name, r in (("timeline", timeline), ("state", state)):
+                        if (r.status_code, r.json().get("code")) != (403, "not-handled"):
+                            failures.append(f"{role}/{relation} {name}: expected 403, got {r.status_code}")
+                    continue
+                if timeline.status_code != 200 or state.status_code != 200:
+                    failures.append(f"{role}/{relation}: expected 200, got {timeline.status_code}/{state.status_code}")
+                    continue
+                types = {e["type"] for e in timeline.json()["items"]}
+                shown = {"public"} | ({"certification"} if "SAFETY_INSPECTED" in types else set())
+                if "INSTALLED" in types:
+                    shown.add("condition")
+                if "serial_number" in timeline.text or "materials_kg" in timeline.text:
+                    shown.add("commercial")
+                want = groups - {"commercial"}  # the ledger holds no commercial facts
+                if shown != want:
+                    failures.append(f"{role}/{relation} timeline: expected {sorted(want)}, got {sorted(shown)}")
+        assert not failures, "\n".join(failures)
+        assert cells == len(MATRIX_ROLES) * len(LEDGER_RELATION_ORGS) * 2 * len(GROUPS)

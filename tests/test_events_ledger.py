@@ -155,8 +155,12 @@ async def test_ledger_reads_are_for_those_who_handled_the_battery(s: Stack) -> N
     await s.ok(bid, "TRANSFERRED", "manufacturer", data={"to": ORGS["oem"]})
     assert (await s.events.get(path, headers=s.as_role("oem"))).status_code == 200  # now its custodian
     await s.ok(bid, "INCIDENT", "inspector")
-    assert (await s.events.get(path, headers=s.as_role("inspector"))).status_code == 200  # posted an event
-    for role in ("ministry", "certifier", "operator"):
+    # Posting an event proves no relation (issue 12): the inspector still reads nothing.
+    refused = await s.events.get(path, headers=s.as_role("inspector"))
+    assert refused.status_code == 403 and refused.json()["code"] == "not-handled"
+    # Certifiers read only the batteries they certified (tests/attacks/test_access.py).
+    assert (await s.events.get(path, headers=s.as_role("certifier"))).status_code == 403
+    for role in ("ministry", "operator"):
         assert (await s.events.get(path, headers=s.as_role(role))).status_code == 200
 
 

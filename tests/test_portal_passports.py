@@ -140,7 +140,10 @@ LEVELS = [
     (("REP-1", "repurposer"), "legitimate_interest", {EXT_CONDITION}),
     (("COL-9", "collector"), "public", set()),  # never handled P1
     (("HMC", "oem"), "public", set()),  # handled it, but not a legitimate-interest role
-    (("KTL", "certifier"), "authority", {EXT_CONDITION, EXT_LIFECYCLE}),
+    # Issue 12: a certifier reads what it certified (condition, safety), no material masses; one that
+    # certified nothing of P1 reads the public level.
+    (("KTL", "certifier"), "legitimate_interest", {EXT_CONDITION}),
+    (("KTL-9", "certifier"), "public", set()),
     (("MOLIT", "ministry", "MOLIT"), "authority", {EXT_CONDITION, EXT_LIFECYCLE}),
     (("LGES", "manufacturer"), "manufacturer", {EXT_CONDITION, EXT_LIFECYCLE, EXT_MANUFACTURING}),
     (("SDI", "manufacturer"), "public", set()),
@@ -158,7 +161,7 @@ def check_level(p: dict, level: str, extensions: set[str]) -> None:
     assert set(p["aspects"]) == ASPECTS
     assert set(p["extensions"]) == extensions
     materials = p["aspects"]["materialComposition"].get("batteryMaterials")
-    if level == "public":
+    if level in ("public", "legitimate_interest"):  # material masses are commercial facts (issue 12)
         assert materials is None and p["restricted"] == {"materialComposition": ["batteryMaterials"]}
     else:
         assert p["restricted"] == {}

@@ -157,7 +157,11 @@ async def test_other_participants_see_public_fields_authorities_the_full_record(
     assert rival["access_level"] == "public" and "materials_kg" not in rival
     recycler = (await registry.get("/v1/batteries/KR-PUB-2", headers=token("REC-1", "recycler"))).json()
     assert recycler["access_level"] == "public"
-    for who in (token("KATS", "ministry", ministry="KATS"), token("KTL", "certifier"), token("ops", "operator")):
+    # Issue 12: commercial facts are for the manufacturer and authorities; a certifier reads what it certified
+    # (the ledger's, not the registry's), so the registry answers it the public fields.
+    certifier = (await registry.get("/v1/batteries/KR-PUB-2", headers=token("KTL", "certifier"))).json()
+    assert certifier["access_level"] == "public" and "serial_number" not in certifier
+    for who in (token("KATS", "ministry", ministry="KATS"), token("ops", "operator")):
         assert (await registry.get("/v1/batteries/KR-PUB-2", headers=who)).json()["access_level"] == "full"
 
 

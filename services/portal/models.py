@@ -150,7 +150,8 @@ class Event(Base, table=True):
 
 
 class Handler(Base, table=True):
-    """Who made or handled each battery (manufacturer, every actor, every custodian)."""
+    """Who has a relation to each battery that lets it read it (shared.access): its manufacturer, every
+    custodian, every consignee. Posters are not handlers (ingest.service.handlers_of)."""
 
     __tablename__ = "handlers"
     __table_args__ = (

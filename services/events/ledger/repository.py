@@ -7,6 +7,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.lifecycle.models import BatteryState, LedgerEntry
+from shared.access import Custody, Relation
 from shared.db import json_value, qualified, raw_connection, select_list
 
 _ledger = LedgerEntry.__table__
@@ -20,7 +21,16 @@ _HEADS = (
     f"SELECT battery_id, sequence, last_hash FROM {qualified(BatteryState.__table__)} WHERE battery_id > $1 "
     "ORDER BY battery_id LIMIT $2"
 )
-_HANDLED_BY = f"SELECT EXISTS (SELECT 1 FROM {LEDGER} WHERE battery_id = $1 AND (actor = $2 OR custodian_after = $2))"
+_STATES = qualified(BatteryState.__table__)
+#: What the ledger proves about an organisation and a battery (shared.access.Relation); every subquery is
+#: on the battery's own rows (primary key prefix).
+_RELATION = (
+    f"SELECT s.manufacturer = $2 AS is_manufacturer, s.custodian = $2 AS current, "
+    f"EXISTS (SELECT 1 FROM {LEDGER} WHERE battery_id = $1 AND custodian_after = $2) AS past, "
+    f"EXISTS (SELECT 1 FROM {LEDGER} WHERE battery_id = $1 AND data->>'consignee' = $2) AS consigned, "
+    f"EXISTS (SELECT 1 FROM {LEDGER} WHERE battery_id = $1 AND type = 'SAFETY_INSPECTED' AND actor = $2) "
+    f"AS certified FROM {_STATES} s WHERE s.battery_id = $1"
+)
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -42,10 +52,21 @@ async def whole_chain(session: AsyncSession, battery_id: str) -> list[dict[str, 
     return [_row(r) for r in rows]
 
 
-async def handled_by(session: AsyncSession, battery_id: str, org: str) -> bool:
-    """Whether `org` made, held or posted an event for the battery."""
+async def relation_of(session: AsyncSession, battery_id: str, org: str) -> Relation:
+    """What the ledger proves about `org` and the battery: its manufacturer, its custodian now or before
+    (`custodian_after` over the history), its consignee (`data.consignee` of any event), a certifier of it
+    (SAFETY_INSPECTED). Having posted any other event proves nothing."""
     conn = await raw_connection(session)
-    return bool(await conn.fetchval(_HANDLED_BY, battery_id, org))
+    row = await conn.fetchrow(_RELATION, battery_id, org)
+    if row is None:
+        return Relation()
+    custody = Custody.current if row["current"] else Custody.past if row["past"] else Custody.none
+    return Relation(
+        is_manufacturer=bool(row["is_manufacturer"]),
+        custody=custody,
+        consigned=bool(row["consigned"]),
+        certified=bool(row["certified"]),
+    )
 
 
 async def heads_after(conn: asyncpg.Connection, after: str, limit: int) -> list[dict[str, Any]]:

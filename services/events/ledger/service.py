@@ -11,18 +11,32 @@ from services.events.ledger import repository as repo
 from services.events.lifecycle.rules import allowed_events
 from services.events.lifecycle.service import RegistryLookup, current_state
 from shared import access
+from shared.access import FieldGroup
 from shared.auth import Principal
 from shared.contract.lifecycle import State, verify_chain
 from shared.problems import Forbidden, NotFound
 
 
-async def check_may_read(session: AsyncSession, principal: Principal, battery_id: str) -> None:
-    """Authorities and operators read every ledger; a participant those of the batteries it handled."""
+async def check_may_read(session: AsyncSession, principal: Principal, battery_id: str) -> frozenset[FieldGroup]:
+    """Ministries, admin and operators read every ledger; a participant those of the batteries the ledger
+    proves a relation to (shared.access). Answers what of it the principal reads."""
     if access.sees_every_battery(principal):
-        return  # without asking the ledger
-    relation = access.Relation(handled=await repo.handled_by(session, battery_id, principal.org))
+        return access.EVERY_GROUP  # without asking the ledger
+    relation = await repo.relation_of(session, battery_id, principal.org)
     if not access.may_read_battery(principal, relation):
-        raise Forbidden(f"{principal.org} has not handled battery {battery_id}.", code="not-handled")
+        raise Forbidden(
+            f"{principal.org} has no relation the ledger proves (manufacturer, custodian, consignee, "
+            f"certifier) to battery {battery_id}.",
+            code="not-handled",
+        )
+    return access.field_groups(principal, relation)
+
+
+def visible_events(rows: list[dict[str, Any]], groups: frozenset[FieldGroup]) -> list[dict[str, Any]]:
+    """A timeline cut to the principal's field groups: a certifier only reads the certification events."""
+    if FieldGroup.condition in groups:
+        return rows
+    return [r for r in rows if r["type"] in access.CERTIFICATION_EVENTS]
 
 
 def _unknown(battery_id: str) -> NotFound:
@@ -40,8 +54,8 @@ async def timeline(
         if await current_state(session, battery_id, registry) is None:
             raise _unknown(battery_id)
         rows = await repo.timeline(session, battery_id, after, limit + 1)
-    await check_may_read(session, principal, battery_id)
-    return rows[:limit], len(rows) > limit
+    groups = await check_may_read(session, principal, battery_id)
+    return visible_events(rows[:limit], groups), len(rows) > limit
 
 
 async def state(
@@ -51,7 +65,7 @@ async def state(
     found = await current_state(session, battery_id, registry)
     if found is None:
         raise _unknown(battery_id)
-    await check_may_read(session, principal, battery_id)
+    await check_may_read(session, principal, battery_id)  # a certifier of it too: it certifies this state
     return found | {"allowed_events": allowed_events(State(found["state"]), found.get("grade"))}
 
 

@@ -321,7 +321,8 @@ async def search(
     per_page: int,
 ) -> tuple[dict[str, Any], tuple[datetime, str] | None]:
     """A page of the events visible to the principal (shared.access: every event for those who see every
-    battery; else those it captured and those about batteries it handled) as an EPCISQueryDocument, and the
+    battery; else those it captured and those about batteries it has a relation to: made, holds, held or
+    is consigned, never merely posted about) as an EPCISQueryDocument, and the
     (record time, event ID) the next page starts after, if there is one."""
     f = Filters(
         event_types=event_types,

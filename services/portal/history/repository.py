@@ -51,12 +51,18 @@ async def timeline(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, 
     return [dict(r) for r in rows]
 
 
-async def handled(conn: asyncpg.Connection, org: str, battery_id: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {HANDLERS} WHERE org = $1 AND battery_id = $2)", org, battery_id
-        )
+async def relation_facts(conn: asyncpg.Connection, org: str, battery_id: str) -> dict[str, bool]:
+    """What the battery's timeline proves about `org`: a custodian of it once (`past`), named its consignee
+    (`consigned`), posted a SAFETY_INSPECTED for it (`certified`). On the battery's own rows (primary key)."""
+    row = await conn.fetchrow(
+        f"SELECT EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND custodian_after = $1) AS past, "
+        f"EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND data->>'consignee' = $1) AS consigned, "
+        f"EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND type = 'SAFETY_INSPECTED' AND actor = $1) "
+        "AS certified",
+        org,
+        battery_id,
     )
+    return {k: bool(row[k]) for k in ("past", "consigned", "certified")} if row else {}
 
 
 async def participant(session: AsyncSession, pid: str) -> dict[str, Any] | None:

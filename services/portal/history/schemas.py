@@ -45,13 +45,16 @@ class RegistryFacts(BaseModel):
     kind: str | None
     chemistry: str | None
     manufacturer: str | None
-    serial_number: str | None
+    serial_number: str | None = Field(None, description="Commercial: the manufacturer and authorities only.")
     manufactured_at: datetime | None
     manufacturing_site: str | None
-    materials_kg: dict[str, float] | None
+    materials_kg: dict[str, float] | None = Field(
+        None, description="Commercial: the manufacturer and authorities only."
+    )
     recycled_content_pct: dict[str, float] | None
     carbon_footprint_kg_co2e_per_kwh: float | None
     model: dict[str, Any] | None
+    restricted: list[str] = Field([], description="Facts held but not for this reader (commercial).")
 
 
 class Current(BaseModel):

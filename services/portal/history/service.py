@@ -33,6 +33,8 @@ _CURRENT = (
     "safety",
     "sequence",
 )
+#: What of `current` the certification group holds.
+_CERTIFICATION_CURRENT = ("state", "state_since", "safety", "sequence")
 #: A timeline entry: the ledger record without its battery ID (the history names the battery once).
 _EVENT_FIELDS = ("sequence", *(f for f in LEDGER_FIELDS if f not in ("battery_id", "sequence")))
 PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
@@ -51,23 +53,50 @@ async def locate(conn: asyncpg.Connection, battery_id: str | None, alias: str | 
 
 
 async def relation(conn: asyncpg.Connection, org: str, battery: Mapping[str, Any]) -> access.Relation:
-    """What the portal's read model proves about `org` and the battery (`handlers`: its manufacturer, every
-    actor and every custodian)."""
+    """What the portal's copy of the ledger proves about `org` and the battery: its manufacturer, its
+    custodian now or before, its consignee, a certifier of it (shared.access.Relation)."""
+    facts = await repo.relation_facts(conn, org, battery["id"])
+    if battery["custodian"] is not None and battery["custodian"] == org:
+        custody = access.Custody.current
+    else:
+        custody = access.Custody.past if facts.get("past") else access.Custody.none
     return access.Relation(
-        manufacturer=battery["manufacturer"] is not None and battery["manufacturer"] == org,
-        handled=await repo.handled(conn, org, battery["id"]),
+        is_manufacturer=battery["manufacturer"] is not None and battery["manufacturer"] == org,
+        custody=custody,
+        consigned=facts.get("consigned", False),
+        certified=facts.get("certified", False),
     )
 
 
-async def check_may_read(conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]) -> None:
+async def check_may_read(
+    conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]
+) -> frozenset[access.FieldGroup]:
+    """What of the battery the principal reads (shared.access.field_groups); 403 when nothing non-public."""
     if access.sees_every_battery(principal):
-        return  # without asking the read model
-    if not access.may_read_battery(principal, await relation(conn, principal.org, battery)):
+        return access.EVERY_GROUP  # without asking the read model
+    proved = await relation(conn, principal.org, battery)
+    if not access.may_read_battery(principal, proved):
         raise Forbidden(
-            f"'{principal.org}' neither made nor handled battery '{battery['id']}'; only authorities and "
-            "operators see every history.",
+            f"'{principal.org}' has no relation the ledger proves (manufacturer, custodian, consignee, "
+            f"certifier) to battery '{battery['id']}'; only authorities and operators see every history.",
             code="not-handled",
         )
+    return access.field_groups(principal, proved)
+
+
+def trim_event(event: Mapping[str, Any], groups: frozenset[access.FieldGroup]) -> dict[str, Any]:
+    """A timeline entry as the principal may see it: commercial facts in its data only for those who see them."""
+    out = {k: event[k] for k in _EVENT_FIELDS}
+    if access.FieldGroup.commercial not in groups and isinstance(out.get("data"), Mapping):
+        out["data"] = access.trim_commercial(out["data"], groups)
+    return out
+
+
+def visible_events(events: Sequence[Mapping[str, Any]], groups: frozenset[access.FieldGroup]) -> list[Any]:
+    """The whole timeline for those who read a battery's condition; the certification events for a certifier."""
+    if access.FieldGroup.condition in groups:
+        return list(events)
+    return [e for e in events if e["type"] in access.CERTIFICATION_EVENTS]
 
 
 async def history(
@@ -75,20 +104,26 @@ async def history(
 ) -> dict[str, Any]:
     battery = await locate(conn, battery_id, alias)
     bid = battery["id"]
-    await check_may_read(conn, principal, battery)
+    groups = await check_may_read(conn, principal, battery)
     if at is not None and at.tzinfo is None:
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
     events = await repo.timeline(conn, bid)
     head = events[-1] if events else None
+    facts = {k: battery[k] for k in REGISTRY_FACTS}
+    registry = access.trim_commercial(facts, groups)
+    registry["restricted"] = sorted(k for k in facts if k not in registry)
+    condition = access.FieldGroup.condition in groups
+    # A certifier: the state it certifies and the last result, not custody, health or the vehicle.
+    current = {k: battery[k] if condition or k in _CERTIFICATION_CURRENT else None for k in _CURRENT}
     out: dict[str, Any] = {
         "battery_id": bid,
-        "registry": {k: battery[k] for k in REGISTRY_FACTS} if battery["registered"] else None,
-        "aliases": await repo.aliases_of(conn, bid),
-        "current": {k: battery[k] for k in _CURRENT} | {"passport_status": battery["status"]},
+        "registry": registry if battery["registered"] else None,
+        "aliases": [a for a in await repo.aliases_of(conn, bid) if condition or a["scheme"] != "vin"],
+        "current": current | {"passport_status": battery["status"]},
         "composition": await composition(conn, bid, when),
-        "state_at": await repo.state_at(conn, bid, at) if at is not None else None,
-        "timeline": [{k: e[k] for k in _EVENT_FIELDS} for e in events],
+        "state_at": await repo.state_at(conn, bid, at) if at is not None and condition else None,
+        "timeline": [trim_event(e, groups) for e in visible_events(events, groups)],
         "chain": chain_status(bid, events),
         "passports": lives(bid, events),
         "as_of": {

@@ -67,9 +67,8 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
             (org, e.battery_id)
             for e in events
             if (e.battery_id, e.sequence) in inserted
-            for org in (e.actor, e.custodian_after)
-        ]
-        + [(e.manufacturer, e.battery_id) for e in events if e.manufacturer and (e.battery_id, e.sequence) in inserted],
+            for org in handlers_of(e)
+        ],
     )
     timelines = await repo.events_of(session, touched)
     envelopes = {e.battery_id: e for e in events}  # the last one of each battery
@@ -90,6 +89,19 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     await repo.save_batteries(session, rows)
     await repo.add_counts(session, deltas)
     await repo.add_flows(session, flows.rows)
+
+
+def handlers_of(event: LifecycleEventIn) -> list[str]:
+    """The organisations an event proves a relation for (shared.access): the battery's manufacturer, the
+    custodian after it, the consignee it names. Its poster only through one of those: posting an INCIDENT
+    or INSPECTED proves nothing."""
+    found = [event.custodian_after]
+    if event.manufacturer:
+        found.append(event.manufacturer)
+    consignee = event.data.get("consignee")
+    if isinstance(consignee, str) and consignee:
+        found.append(consignee)
+    return found
 
 
 def _dedupe(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

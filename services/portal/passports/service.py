@@ -94,7 +94,7 @@ def build(
             "clearName": CHEMISTRY_NAMES.get(battery["chemistry"], battery["chemistry"]),
         }
     }
-    if rank >= RANK.index(Level.legitimate_interest):
+    if rank >= RANK.index(Level.authority):  # material masses are commercial facts (shared.access)
         composition["batteryMaterials"] = [
             {
                 "batteryMaterialLocation": {"componentName": where},

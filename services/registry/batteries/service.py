@@ -144,7 +144,7 @@ async def register_one(session: AsyncSession, item: BatteryIn, principal: Princi
 async def read_battery(conn: asyncpg.Connection, principal: Principal | None, battery_id: str) -> dict[str, Any]:
     """The full record for those who see it (shared.access.sees_full_record), else the public fields."""
     row = await get_battery(conn, battery_id)
-    relation = access.Relation(manufacturer=principal is not None and principal.org == row["manufacturer"])
+    relation = access.Relation(is_manufacturer=principal is not None and principal.org == row["manufacturer"])
     if not access.sees_full_record(principal, relation):
         return {k: v for k, v in row.items() if k in PUBLIC_FIELDS} | {"access_level": "public"}
     return row | {"access_level": "full"}
