@@ -370,3 +370,119 @@ def test_the_rate_limiter_evicts_the_least_recently_used_bucket_never_all() -> N
             assert limiter.take("org:FLOOD") > 0, i  # never reset by the others
         assert len(limiter) <= 100
     assert limiter.take("org:FLOOD") > 0
+
+
+# ---- the flood: real processes, the largest legal bodies ----
+
+#: The bounds the README's "Limits" section documents: while flooded with the largest legal bodies (2 read at
+#: once), the events service's resident memory grows by at most this much above its warmed-up level (about
+#: 125 MB), and stays under the total; a small event is answered within the latency bound.
+FLOOD_RSS_GROWTH_BOUND_MB = 300
+FLOOD_RSS_BOUND_MB = 450
+FLOOD_SMALL_EVENT_LATENCY_S = 15
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: ASYNC230 - procfs, no disk
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(field)
+
+
+@pytest.fixture
+async def services(infra: Any, db_url: str, topic_prefix: str) -> AsyncIterator[Any]:
+    from tests.system import System
+
+    sut = System(db_url, infra.kafka.bootstrap, topic_prefix, str(infra.public_key))
+    await sut.start("registry", "events")
+    try:
+        yield sut
+    finally:
+        sut.stop()
+
+
+async def test_a_flood_of_the_largest_legal_bodies_keeps_memory_bounded_and_others_served(
+    services: Any, token: Any, infra: Any
+) -> None:
+    import httpx
+
+    from tests.factories import create_models
+
+    async with httpx.AsyncClient(base_url=services.url("registry"), timeout=30) as reg:
+        maker = token("LGES", "manufacturer")
+        await create_models(reg, maker, "NCM-PACK-77")
+        polite_battery = battery_body(battery_id="KR-FLOOD-POLITE")
+        assert (await reg.post("/v1/batteries", json=polite_battery, headers=maker)).status_code == 201
+    events_url, pid = services.url("events"), services.procs["events"].pid
+    # The largest legal batch (about 13 MB): 5,000 INCIDENTs at every maximum length, for a battery nobody
+    # registered (refused after it is read and validated: what it costs is the reading).
+    big = orjson.dumps({"events": [largest_incident("KR-FLOOD-NONE") for _ in range(BATCH_MAX_EVENTS)]})
+    assert len(big) > 12_000_000
+    polite_headers = token("KOTSA", "inspector")
+
+    async def polite_event(c: httpx.AsyncClient) -> tuple[int, float]:
+        body = {
+            "event_id": str(uuid.uuid4()),
+            "battery_id": "KR-FLOOD-POLITE",
+            "type": "INCIDENT",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "data": {"kind": "swelling", "severity": "low"},
+        }
+        t0 = time.monotonic()
+        r = await c.post("/v1/events", json=body, headers=polite_headers)
+        return r.status_code, time.monotonic() - t0
+
+    async with httpx.AsyncClient(base_url=events_url, timeout=120) as c:
+        for _ in range(3):  # warm up: imports, pools, caches
+            assert (await polite_event(c))[0] == 201
+        r = await c.post("/v1/events/batch", content=big, headers=token("WARM", "inspector"))
+        assert r.status_code in (404, 409, 422), r.text[:300]
+        baseline = rss_mb(pid)
+
+    done = asyncio.Event()
+    outcomes: list[str] = []
+    polite: list[tuple[int, float]] = []
+    peak = baseline
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mb(pid))
+            await asyncio.sleep(0.05)
+
+    async def flooder(headers: dict[str, str], times: int) -> None:
+        async with httpx.AsyncClient(base_url=events_url, timeout=180) as fc:
+            for _ in range(times):
+                try:
+                    r = await fc.post("/v1/events/batch", content=big, headers=headers | {"content-type": "application/json"})
+                    outcomes.append(str(r.status_code))
+                except httpx.TransportError as exc:  # refused unread: the server may close mid-upload
+                    outcomes.append(type(exc).__name__)
+
+    async def polite_client() -> None:
+        async with httpx.AsyncClient(base_url=events_url, timeout=120) as pc:
+            while not done.is_set():
+                polite.append(await polite_event(pc))
+                await asyncio.sleep(0.05)
+
+    forged = {"Authorization": f"Bearer {jwt.encode(_claims(role='inspector'), Ed25519PrivateKey.generate(), 'EdDSA')}"}
+    flooders = [flooder(token(f"INSP-{i}", "inspector"), 2) for i in range(4)]
+    flooders += [flooder({}, 3) for _ in range(3)] + [flooder(forged, 3) for _ in range(2)]
+    sampler, kind = asyncio.create_task(sample()), asyncio.create_task(polite_client())
+    await asyncio.gather(*flooders)
+    done.set()
+    await asyncio.gather(sampler, kind)
+    peak = max(peak, rss_mb(pid))
+
+    growth = peak - baseline
+    print(f"flood: baseline {baseline:.0f} MB, peak {peak:.0f} MB (+{growth:.0f}), outcomes {sorted(outcomes)}, "
+          f"polite {len(polite)} max {max(t for _, t in polite):.2f} s")
+    assert growth < FLOOD_RSS_GROWTH_BOUND_MB, (baseline, peak, services.log_tail("events"))
+    assert peak < FLOOD_RSS_BOUND_MB, (baseline, peak)
+    authenticated = [o for o in outcomes if o in ("404", "409", "422")]
+    assert len(authenticated) == 8, outcomes  # every legal big body was read and answered
+    assert all(o in ("401", "404", "409", "422", "RemoteProtocolError", "WriteError", "ReadError") for o in outcomes)
+    assert outcomes.count("401") >= 1
+    assert polite and all(code == 201 for code, _ in polite), polite
+    assert max(t for _, t in polite) < FLOOD_SMALL_EVENT_LATENCY_S, polite
+    assert len(polite) >= 5
