@@ -119,7 +119,9 @@ class TokenVerifier:
         try:
             jwk = self._jwks.get_signing_key(header["kid"])
         except jwt.PyJWKClientConnectionError:
-            raise Unavailable("The token signing keys cannot be fetched; retry shortly.", code="jwks-unavailable") from None
+            raise Unavailable(
+                "The token signing keys cannot be fetched; retry shortly.", code="jwks-unavailable"
+            ) from None
         except jwt.PyJWKClientError:
             raise _invalid(f"no signing key has the ID {str(header['kid'])[:64]!r}.", "unknown-kid") from None
         allowed = algorithms_for(jwk.key)
@@ -213,11 +215,11 @@ async def optional_principal(
                 "The Authorization header must be 'Bearer <token>'.", code="invalid-token", reason="malformed"
             )
         return None
-    decided = request.scope.get("state", {}).get(IDENTITY)
+    decided: tuple[str, Principal | Problem] | None = request.scope.get("state", {}).get(IDENTITY)
     if decided is not None and decided[0] == creds.credentials:  # verified from the headers already
         if isinstance(decided[1], Problem):
             raise decided[1]
-        principal = decided[1]
+        principal: Principal = decided[1]
     else:
         verifier: TokenVerifier = request.app.state.verifier
         principal = verifier.verify(creds.credentials)

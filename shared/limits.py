@@ -61,14 +61,14 @@ def route_policy(scope: Scope) -> RoutePolicy:
     """The policy of the route that will answer this request (decided once per route)."""
     app = scope["app"]
     settings = app.state.settings
-    state = app.state.__dict__
-    if "_route_policies" not in state:  # every route is included before the first request
-        state["_route_policies"] = [
+    policies: list[tuple[Any, RoutePolicy]] | None = getattr(app.state, "route_policies", None)
+    if policies is None:  # every route is included before the first request
+        policies = app.state.route_policies = [
             (ctx, _policy(ctx.original_route, settings))
             for ctx in iter_route_contexts(app.router.routes)
             if isinstance(ctx.original_route, APIRoute)
         ]
-    for ctx, policy in state["_route_policies"]:
+    for ctx, policy in policies:
         if ctx.matches(scope)[0] is Match.FULL:
             return policy
     return RoutePolicy(max_body=min(settings.default_body_bytes, settings.max_body_bytes), principal="none")

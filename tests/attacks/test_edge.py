@@ -191,11 +191,16 @@ async def test_every_token_shape_an_attacker_can_send_is_401_naming_its_reason(i
         headers = {"Authorization": f"Bearer {forged_token(infra, case)}"}
         assert_401(await registry_app.get("/v1/participants", headers=headers), reason, ("read", case))
         body = CountingBody(chunks=64)  # 4 MiB the server must never pull
-        r = await registry_app.post("/v1/batteries", content=body, headers=headers | {"content-type": "application/json"})
+        r = await registry_app.post(
+            "/v1/batteries", content=body, headers=headers | {"content-type": "application/json"}
+        )
         assert_401(r, reason, ("write", case))
         assert body.pulled == 0, (case, body.pulled)
     # Nothing was registered by any of them.
-    r = await registry_app.get("/v1/batteries", headers={"Authorization": f"Bearer {jwt.encode(_claims(role='operator'), _key(infra), 'EdDSA')}"})
+    r = await registry_app.get(
+        "/v1/batteries",
+        headers={"Authorization": f"Bearer {jwt.encode(_claims(role='operator'), _key(infra), 'EdDSA')}"},
+    )
     assert r.status_code == 200 and r.json()["items"] == []
 
 
@@ -290,7 +295,9 @@ async def test_each_endpoint_refuses_bodies_over_twice_its_largest_legal_body(ma
         ]
         for client, path, headers, limit in cases:
             # Declared by Content-Length: refused from the headers.
-            r = await client.post(path, content=b" " * (limit + 1), headers=headers | {"content-type": "application/json"})
+            r = await client.post(
+                path, content=b" " * (limit + 1), headers=headers | {"content-type": "application/json"}
+            )
             assert r.status_code == 413 and r.json()["code"] == "payload-too-large", (path, r.text[:300])
             assert r.json()["limit"] == limit
             # Streamed: refused as soon as the limit is passed, the rest never pulled.
@@ -322,7 +329,11 @@ def test_the_largest_legal_bodies_fit_their_declared_sizes() -> None:
     bid = "X" * 24
     error_declared = largest_incident(bid) | {
         "type": "ERROR_DECLARED",
-        "data": {"declared_event_id": str(uuid.uuid4()), "reason": "r" * 256, "corrective_event_ids": ["c" * 512] * 100},
+        "data": {
+            "declared_event_id": str(uuid.uuid4()),
+            "reason": "r" * 256,
+            "corrective_event_ids": ["c" * 512] * 100,
+        },
     }
     assert len(orjson.dumps(error_declared)) <= EVENT_BYTES
     assert len(orjson.dumps(largest_incident(bid))) <= BATCH_EVENT_BYTES
@@ -332,7 +343,10 @@ def test_the_largest_legal_bodies_fit_their_declared_sizes() -> None:
         "model_id": "m" * 64,
         "serial_number": "s" * 64,
         "manufacturing_site": "울산공장" * 50,
-        "materials_kg": {k: 1.7976931348623157e308 for k in ("lithium", "nickel", "cobalt", "manganese", "copper", "aluminium", "graphite", "lead")},
+        "materials_kg": {
+            k: 1.7976931348623157e308
+            for k in ("lithium", "nickel", "cobalt", "manganese", "copper", "aluminium", "graphite", "lead")
+        },
         "carbon_footprint_kg_co2e_per_kwh": 1.7976931348623157e308,
     }
     assert len(orjson.dumps(battery)) <= BATTERY_BYTES
@@ -342,7 +356,9 @@ def test_the_largest_legal_bodies_fit_their_declared_sizes() -> None:
 # ---- rate limits ----
 
 
-async def test_forged_tokens_naming_a_ministry_do_not_spend_its_budget(infra: Any, make_settings: Any, token: Any) -> None:
+async def test_forged_tokens_naming_a_ministry_do_not_spend_its_budget(
+    infra: Any, make_settings: Any, token: Any
+) -> None:
     settings = make_settings(RegistrySettings, relay_enabled=False, rate_limit_per_s=1, rate_limit_burst=10)
     forged = jwt.encode(
         _claims(org="MOLIT", role="ministry", ministry="MOLIT", sub="MOLIT"), Ed25519PrivateKey.generate(), "EdDSA"
@@ -383,7 +399,7 @@ FLOOD_SMALL_EVENT_LATENCY_S = 15
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: ASYNC230 - procfs, no disk
+    for line in open(f"/proc/{pid}/status").read().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise AssertionError(field)
@@ -454,7 +470,9 @@ async def test_a_flood_of_the_largest_legal_bodies_keeps_memory_bounded_and_othe
         async with httpx.AsyncClient(base_url=events_url, timeout=180) as fc:
             for _ in range(times):
                 try:
-                    r = await fc.post("/v1/events/batch", content=big, headers=headers | {"content-type": "application/json"})
+                    r = await fc.post(
+                        "/v1/events/batch", content=big, headers=headers | {"content-type": "application/json"}
+                    )
                     outcomes.append(str(r.status_code))
                 except httpx.TransportError as exc:  # refused unread: the server may close mid-upload
                     outcomes.append(type(exc).__name__)
@@ -475,8 +493,10 @@ async def test_a_flood_of_the_largest_legal_bodies_keeps_memory_bounded_and_othe
     peak = max(peak, rss_mb(pid))
 
     growth = peak - baseline
-    print(f"flood: baseline {baseline:.0f} MB, peak {peak:.0f} MB (+{growth:.0f}), outcomes {sorted(outcomes)}, "
-          f"polite {len(polite)} max {max(t for _, t in polite):.2f} s")
+    print(
+        f"flood: baseline {baseline:.0f} MB, peak {peak:.0f} MB (+{growth:.0f}), outcomes {sorted(outcomes)}, "
+        f"polite {len(polite)} max {max(t for _, t in polite):.2f} s"
+    )
     assert growth < FLOOD_RSS_GROWTH_BOUND_MB, (baseline, peak, services.log_tail("events"))
     assert peak < FLOOD_RSS_BOUND_MB, (baseline, peak)
     authenticated = [o for o in outcomes if o in ("404", "409", "422")]
