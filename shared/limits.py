@@ -39,7 +39,11 @@ UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
 def body_limit(largest_legal_bytes: int) -> dict[str, Any]:
     """`openapi_extra` for a write route: the size of its largest legal body (derived from its schema's
     limits). Requests are refused with 413 above twice that."""
-    return {LARGEST_LEGAL_BODY: largest_legal_bytes}
+    too_large = {
+        "description": f"The body is larger than {BODY_LIMIT_FACTOR * largest_legal_bytes} bytes",
+        "content": {"application/problem+json": {"schema": {"type": "object"}}},
+    }
+    return {LARGEST_LEGAL_BODY: largest_legal_bytes, "responses": {"413": too_large}}
 
 
 @dataclass(frozen=True, slots=True)
