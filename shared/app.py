@@ -17,7 +17,7 @@ from shared.audit import AuditMiddleware, audit_router
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker, make_statement_pool
 from shared.kafka import ConsumerLoop, ConsumerSpec, PositionStore, ensure_topics, kafka_reachable
-from shared.limits import BodySizeLimit, RateLimit
+from shared.limits import BodySizeLimit, IdentityFirst, RateLimit
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
 from shared.outbox import OutboxRelay, applied_positions, outbox_stats, published_positions
@@ -145,8 +145,19 @@ def create_service_app(
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(AuditMiddleware, schema=schema)
-    app.add_middleware(RateLimit, rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        large_body_bytes=settings.large_body_bytes,
+        large_bodies=settings.large_bodies_in_flight,
+        large_body_wait_s=settings.large_body_wait_s,
+    )
+    app.add_middleware(
+        RateLimit,
+        rate=settings.rate_limit_per_s,
+        burst=settings.rate_limit_burst,
+        max_keys=settings.rate_limit_max_keys,
+    )
+    app.add_middleware(IdentityFirst)  # the token is verified before any body byte is read
     app.add_middleware(MetricsMiddleware, service=name)
     app.include_router(health_router())
     app.include_router(audit_router())

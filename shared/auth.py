@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +12,15 @@ from typing import Annotated, Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.access import AUTHORITY, LEGITIMATE_INTEREST, Ministry, Role, is_authority
-from shared.problems import Forbidden, Unauthorized
+from shared.problems import Forbidden, Problem, Unauthorized, Unavailable
 from shared.settings import ServiceSettings
 
 # The roles and their groups are declared with the access rules; importers of this module keep finding them here.
@@ -50,12 +54,40 @@ class Principal:
         return is_authority(self)
 
 
+#: Longest bearer token verified; a longer one is refused before any decoding.
+MAX_TOKEN_CHARS = 8192
+#: Verified tokens kept (least recently used evicted first).
+TOKEN_CACHE_SIZE = 10_000
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512", "secp256k1": "ES256K"}
+
+
+def algorithms_for(key: Any) -> frozenset[str]:
+    """The JWS algorithms a public key can verify: a token naming another is refused before its signature is
+    checked (PyJWT fails with a non-JWT error when, say, an RS256 header meets an Ed25519 key)."""
+    if isinstance(key, Ed25519PublicKey | Ed448PublicKey):
+        return frozenset({"EdDSA"})
+    if isinstance(key, RSAPublicKey):
+        return _RSA_ALGORITHMS
+    if isinstance(key, EllipticCurvePublicKey):
+        alg = _EC_ALGORITHMS.get(key.curve.name)
+        return frozenset({alg} if alg else ())
+    return frozenset()
+
+
+def _invalid(detail: str, reason: str) -> Unauthorized:
+    return Unauthorized(f"The bearer token is invalid: {detail}", code="invalid-token", reason=reason)
+
+
 class TokenVerifier:
+    """Verifies bearer tokens against one static public key or an OIDC JWKS. Every failure is a 401
+    problem naming its `reason`; nothing a caller puts in a token can make verification fail otherwise."""
+
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self._key: Any = None
         self._jwks: jwt.PyJWKClient | None = None
-        self._cache: dict[str, tuple[Principal, float, float]] = {}
+        self._cache: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
         if settings.jwt_jwks_url:
             self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url)
         elif settings.jwt_public_key:
@@ -66,45 +98,112 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """Verify a token; a token verified before is answered from a small cache until it expires
         (signature checks are a measurable share of a read's CPU)."""
+        now = time.time()
         hit = self._cache.get(token)
-        if hit is not None and hit[1] > time.time() and hit[2] <= time.time():
+        if hit is not None and hit[1] > now and hit[2] <= now:
+            self._cache.move_to_end(token)
             return hit[0]
         principal, exp, nbf = self._verify(token)
-        if len(self._cache) >= 10_000:
-            self._cache.clear()
         self._cache[token] = (principal, exp, nbf)
+        self._cache.move_to_end(token)
+        while len(self._cache) > TOKEN_CACHE_SIZE:
+            self._cache.popitem(last=False)
         return principal
+
+    def _signing_key(self, token: str, header: dict[str, Any]) -> tuple[Any, frozenset[str]]:
+        """The key that must have signed `token` and the algorithms it verifies."""
+        if self._jwks is None:
+            return self._key, algorithms_for(self._key)
+        if not isinstance(header.get("kid"), str):
+            raise _invalid("its header names no key (`kid`).", "unknown-kid")
+        try:
+            jwk = self._jwks.get_signing_key(header["kid"])
+        except jwt.PyJWKClientConnectionError:
+            raise Unavailable(
+                "The token signing keys cannot be fetched; retry shortly.", code="jwks-unavailable"
+            ) from None
+        except jwt.PyJWKClientError:
+            raise _invalid(f"no signing key has the ID {str(header['kid'])[:64]!r}.", "unknown-kid") from None
+        allowed = algorithms_for(jwk.key)
+        if jwk.algorithm_name:
+            allowed &= {jwk.algorithm_name}
+        return jwk.key, allowed
 
     def _verify(self, token: str) -> tuple[Principal, float, float]:
         if self._key is None and self._jwks is None:
             raise Unauthorized("This service has no token verification key configured.", code="no-key")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise _invalid(f"it is longer than {MAX_TOKEN_CHARS} characters.", "malformed")
         try:
-            key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._key
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _invalid(f"{exc}.", "malformed") from None
+        alg = header.get("alg")
+        key, allowed = self._signing_key(token, header)
+        allowed &= set(self.settings.jwt_algorithms)
+        if not isinstance(alg, str) or alg not in allowed:
+            raise _invalid(
+                f"its algorithm {str(alg)[:32]!r} is not one the key verifies ({', '.join(sorted(allowed))}).",
+                "algorithm-not-allowed",
+            )
+        try:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=self.settings.jwt_algorithms,
+                algorithms=[alg],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
                 options={"require": ["exp", "iat", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("The bearer token has expired.", code="token-expired") from None
+            raise Unauthorized("The bearer token has expired.", code="token-expired", reason="expired") from None
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"The bearer token is invalid: {exc}.", code="invalid-token") from None
+            raise _invalid(f"{exc}.", _reason(exc)) from None
+        except (ValueError, TypeError, KeyError) as exc:  # a key or claim shape PyJWT does not wrap
+            raise _invalid(f"{exc.__class__.__name__}.", "malformed") from None
         try:
             role = Role(str(claims.get("role")))
             ministry = Ministry(claims["ministry"]) if claims.get("ministry") else None
-            org = str(claims["org"])
-        except (KeyError, ValueError):
-            raise Unauthorized("The bearer token lacks a valid org or role.", code="invalid-token") from None
+            org = claims["org"]
+            if not isinstance(org, str) or not org or len(org) > 128:
+                raise ValueError(org)
+        except (KeyError, ValueError, TypeError):
+            raise Unauthorized(
+                "The bearer token lacks a valid org or role.", code="invalid-token", reason="claims"
+            ) from None
         if role is Role.ministry and ministry is None:
-            raise Unauthorized("A ministry token must carry a ministry code.", code="invalid-token")
+            raise Unauthorized("A ministry token must carry a ministry code.", code="invalid-token", reason="claims")
+        try:
+            exp, nbf = float(claims["exp"]), float(claims.get("nbf", 0))
+        except (TypeError, ValueError):
+            raise _invalid("its `exp` or `nbf` is not a number.", "claims") from None
         principal = Principal(org=org, role=role, ministry=ministry, subject=str(claims.get("sub", "")))
-        return principal, float(claims["exp"]), float(claims.get("nbf", 0))
+        return principal, exp, nbf
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    """A stable word for a PyJWT failure: the problem's `reason`."""
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "signature"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not-yet-valid"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "issuer"
+    if isinstance(exc, jwt.MissingRequiredClaimError | jwt.InvalidIssuedAtError):
+        return "claims"
+    if isinstance(exc, jwt.DecodeError):
+        return "malformed"
+    return "invalid"
 
 
 _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (`batterytrace token` makes one).")
+
+
+#: Where `shared.limits.IdentityFirst` keeps the identity it decided from the headers, in the ASGI scope's
+#: state: (token, Principal or the Problem that refused the token).
+IDENTITY = "bt_identity"
 
 
 async def optional_principal(
@@ -112,10 +211,18 @@ async def optional_principal(
 ) -> Principal | None:
     if creds is None:
         if request.headers.get("authorization"):
-            raise Unauthorized("The Authorization header must be 'Bearer <token>'.", code="invalid-token")
+            raise Unauthorized(
+                "The Authorization header must be 'Bearer <token>'.", code="invalid-token", reason="malformed"
+            )
         return None
-    verifier: TokenVerifier = request.app.state.verifier
-    principal = verifier.verify(creds.credentials)
+    decided: tuple[str, Principal | Problem] | None = request.scope.get("state", {}).get(IDENTITY)
+    if decided is not None and decided[0] == creds.credentials:  # verified from the headers already
+        if isinstance(decided[1], Problem):
+            raise decided[1]
+        principal: Principal = decided[1]
+    else:
+        verifier: TokenVerifier = request.app.state.verifier
+        principal = verifier.verify(creds.credentials)
     request.state.principal = principal  # for the audit trail and the logs
     return principal
 

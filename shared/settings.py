@@ -34,9 +34,28 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(2000, ge=1)
     relay_idle_sleep_s: float = Field(0.02, gt=0)
     consumers_enabled: bool = Field(True, description="Run the Kafka consumers inside the service process.")
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Ceiling on every endpoint's body limit (each is twice its largest legal body; 413 above).",
+    )
+    default_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Body limit of endpoints that declare no largest legal body."
+    )
+    large_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Endpoints whose body limit is above this count as large-body endpoints."
+    )
+    large_bodies_in_flight: int = Field(
+        2, ge=1, description="Requests to large-body endpoints handled at once per process (others wait)."
+    )
+    large_body_wait_s: float = Field(
+        30.0, gt=0, description="How long a large-body request waits for a slot before 503 (its body unread)."
+    )
     rate_limit_per_s: float = Field(2000.0, gt=0, description="Sustained requests per second per participant.")
     rate_limit_burst: float = Field(4000.0, ge=1, description="Burst size per participant.")
+    rate_limit_max_keys: int = Field(
+        100_000, ge=1, description="Rate limit buckets kept; the least recently used is evicted first."
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

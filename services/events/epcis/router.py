@@ -13,11 +13,16 @@ from services.events.epcis.schemas import EXAMPLE_DOCUMENT, CaptureJob, job_out
 from services.events.epcis.service import Behaviour
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
+from shared.limits import body_limit
 from shared.problems import PROBLEM_RESPONSES, Problem, Unprocessable, field_error
 
 router = APIRouter(tags=["EPCIS"], responses=PROBLEM_RESPONSES)
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 MEDIA_TYPES = ("application/json", "application/ld+json")
+#: The largest legal document: 5,000 events (the default `batch_max_items`) of about 3 KB each (an object or
+#: aggregation event with its identifiers, read point, business location and our extension fields).
+DOCUMENT_EVENT_BYTES = 3_000
+DOCUMENT_MAX_EVENTS = 5_000
 
 CAPTURE_DOC = """Send an EPCIS 2.0 `EPCISDocument` (JSON or JSON-LD). It is validated against the official EPCIS
 JSON Schema first (422 `epcis-schema`, `errors[]` naming each failing `field` as a JSON pointer and the
@@ -41,7 +46,8 @@ per-event errors."""
         "requestBody": {
             "required": True,
             "content": {t: {"schema": {"type": "object"}, "example": EXAMPLE_DOCUMENT} for t in MEDIA_TYPES},
-        }
+        },
+        **body_limit(DOCUMENT_MAX_EVENTS * DOCUMENT_EVENT_BYTES),
     },
 )
 async def capture(

@@ -11,9 +11,17 @@ from services.events.lifecycle import service
 from services.events.lifecycle.schemas import BatchIn, BatchOut, EventIn, EventResult
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
+from shared.limits import body_limit
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["lifecycle events"], responses=PROBLEM_RESPONSES)
+#: Largest legal bodies (compact JSON, every string at its maximum length): one event is at most an
+#: ERROR_DECLARED naming 100 corrective IDs of 512 characters (about 52 KB); in a batch each of the 5,000
+#: events counts as the largest of the other types (an INCIDENT with a 2,000-character description and a
+#: full location: about 2.6 KB). Bodies above twice these are 413.
+EVENT_BYTES = 56 * 1024
+BATCH_EVENT_BYTES = 2_600
+BATCH_MAX_EVENTS = 5_000
 
 TYPES_DOC = """
 | type | from | to | roles | custody | `data` |
@@ -48,6 +56,7 @@ def _clock(request: Request) -> dict[str, Any]:
     status_code=status.HTTP_201_CREATED,
     response_model=EventResult,
     summary="Record one lifecycle event",
+    openapi_extra=body_limit(EVENT_BYTES),
     description="The actor is the caller's organisation (from the token). Re-sending the same `event_id` with "
     "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
 )
@@ -61,6 +70,7 @@ async def post_event(body: EventIn, request: Request, session: SessionDep, princ
     status_code=status.HTTP_201_CREATED,
     response_model=BatchOut,
     summary="Record up to 5,000 events, all or nothing",
+    openapi_extra=body_limit(BATCH_MAX_EVENTS * BATCH_EVENT_BYTES),
     description="Events apply in the order given (several for one battery are fine). If any fails, nothing is "
     "stored and `errors` lists each failing item's `index` with its problem.",
 )

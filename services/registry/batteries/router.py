@@ -19,12 +19,20 @@ from services.registry.batteries.schemas import (
 from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
 from shared.db import ReaderDep, SessionDep
+from shared.limits import body_limit
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
 Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
 AliasWriter = Annotated[Principal, Depends(require_role(Role.manufacturer, Role.oem))]
+#: Largest legal bodies (strings at their maximum lengths, numbers at full precision): one battery about 1.5 KB
+#: in compact JSON, 4 KiB with every character written as a `\\u` escape; in a bulk registration of 10,000
+#: each counts 1.5 KB (a Korean site name included), about 15 MB; an alias 512 characters.
+BATTERY_BYTES = 4_096
+BULK_BATTERY_BYTES = 1_500
+BULK_MAX_BATTERIES = 10_000
+ALIAS_BYTES = 2_048
 
 
 @router.post(
@@ -32,6 +40,7 @@ AliasWriter = Annotated[Principal, Depends(require_role(Role.manufacturer, Role.
     status_code=status.HTTP_201_CREATED,
     response_model=BatteryOut,
     summary="Register a battery",
+    openapi_extra=body_limit(BATTERY_BYTES),
 )
 async def register_battery(body: BatteryIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
     """A manufacturer registers one cell, module or pack. The manufacturer is the caller's organisation
@@ -44,6 +53,7 @@ async def register_battery(body: BatteryIn, session: SessionDep, principal: Manu
     status_code=status.HTTP_201_CREATED,
     response_model=BulkOut,
     summary="Register up to 10,000 batteries, all or nothing",
+    openapi_extra=body_limit(BULK_MAX_BATTERIES * BULK_BATTERY_BYTES),
 )
 async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
     """All items are registered or none is; every failing item is listed with its `index`."""
@@ -91,6 +101,7 @@ async def list_batteries(
     status_code=status.HTTP_201_CREATED,
     response_model=AliasOut,
     summary="Add an alias (GS1 Digital Link, EPC URN or VIN)",
+    openapi_extra=body_limit(ALIAS_BYTES),
 )
 async def add_alias(battery_id: str, body: AliasIn, session: SessionDep, principal: AliasWriter) -> dict[str, Any]:
     """The battery's manufacturer adds any alias; an OEM adds the VIN of the vehicle it installed it in."""

@@ -8,6 +8,7 @@ from services.registry.participants import service
 from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
 from shared.db import SessionDep
+from shared.limits import body_limit
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES
 
@@ -15,7 +16,13 @@ router = APIRouter(prefix="/v1/participants", tags=["participants"], responses=P
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ParticipantOut, summary="Register a participant")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ParticipantOut,
+    summary="Register a participant",
+    openapi_extra=body_limit(16 * 1024),  # names and codes, with room for a list of GS1 company prefixes
+)
 async def create_participant(body: ParticipantIn, session: SessionDep, _: Admin) -> dict[str, object]:
     """Administrators register participants: organisations with one role (and a ministry code for
     ministries). 409 if the ID exists."""
