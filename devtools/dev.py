@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import ipaddress
 import os
 import signal
 import subprocess
@@ -64,9 +65,18 @@ def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -
     env["BT_PORTAL_EVENTS_URL"] = f"http://{cfg.host}:{cfg.ports['events']}"
     env["BT_PORTAL_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
     env["BT_PORTAL_SELF_URL"] = f"http://{cfg.host}:{cfg.ports['portal']}"
-    env["BT_PORTAL_UI_DEV_SIGNIN"] = "true"
-    env["BT_PORTAL_UI_DEV_SIGNING_KEY_FILE"] = str(public_key.parent / "jwt-private.pem")
+    if is_loopback(cfg.host):  # the demo sign-in and plain-HTTP cookies: only on this machine's loopback
+        env["BT_PORTAL_UI_DEV_SIGNIN"] = "true"
+        env["BT_PORTAL_UI_COOKIE_SECURE"] = "false"
+        env["BT_PORTAL_UI_DEV_SIGNING_KEY_FILE"] = str(public_key.parent / "jwt-private.pem")
     return env
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
