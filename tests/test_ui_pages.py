@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.portal.ui.settings import UISettings
 from services.portal.ui import sessions
+from services.portal.ui.settings import UISettings
 from shared.auth import Ministry, Principal, Role
 from tests.conftest import Infra, RegistrySettings, eventually, serve
 from tests.factories import create_models, register
