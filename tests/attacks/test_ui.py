@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | a cross-site form posts to /ui/signout or /ui/signin (no CSRF token, or a wrong one) | accepted | 403 `csrf`, the session still works, no cookie set |
 | replay a copied session cookie after sign-out | the cookie (a token) kept working until it expired | 401: the server-side session is gone |
-| a bearer token, `alg` other than the key's, garbage or a huge value as the session cookie | a valid token was a session; odd headers were a 500 | 401 page, never 500 |
+| a bearer token, `alg` other than the key's, an expired session, garbage or a huge value as the session cookie | a valid token was a session; odd headers were a 500 | 401 page, never 500 |
 | CSV cells `=HYPERLINK(…)`, `+cmd`, `-1+1`, `@SUM(…)`, tab- or CR-prefixed | written as given | prefixed with `'` (text) |
 | frame a UI page, sniff a type | no CSP, no framing rule, no nosniff | CSP with `frame-ancestors 'none'`, `X-Frame-Options: DENY`, `nosniff` |
 | read a cookie over plain HTTP in production | session cookie not Secure by default | every UI cookie Secure unless the dev command's flag is set |
@@ -30,9 +30,10 @@ import httpx
 import pytest
 
 from devtools.embedded import free_port, wait_port
+from services.portal.ui import sessions
 from services.portal.ui.service import Table, to_csv
 from services.portal.ui.settings import UISettings
-from shared.auth import mint_token
+from shared.auth import Ministry, Principal, Role, mint_token
 from tests.conftest import serve
 from tests.portal_helpers import portal_settings
 from tests.test_ui_pages import csrf_of, session_key
@@ -124,6 +125,8 @@ async def test_forged_and_odd_session_cookies_are_a_clean_401(make_settings, inf
         "..",
     ]
     async with portal(make_settings) as c:
+        expired = Principal(org="MCEE", role=Role.ministry, ministry=Ministry.MCEE, subject="MCEE")
+        odd.append(await sessions.open_session(c.app.state.engine, expired, ttl_s=-1))  # type: ignore[attr-defined]
         for value in odd:
             for path in ("/ui/ministry/MCEE", "/ui/ops", "/ui/batteries/KR-X-1", "/ui/signin", "/ui/"):
                 r = await c.get(path, headers={"Cookie": f"bt_session={value}"})
