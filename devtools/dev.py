@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import ipaddress
 import os
 import signal
 import subprocess
@@ -64,8 +65,10 @@ def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -
     env["BT_PORTAL_EVENTS_URL"] = f"http://{cfg.host}:{cfg.ports['events']}"
     env["BT_PORTAL_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
     env["BT_PORTAL_SELF_URL"] = f"http://{cfg.host}:{cfg.ports['portal']}"
-    env["BT_PORTAL_UI_DEV_SIGNIN"] = "true"
-    env["BT_PORTAL_UI_DEV_SIGNING_KEY_FILE"] = str(public_key.parent / "jwt-private.pem")
+    if is_loopback(cfg.host):  # the demo sign-in and plain-HTTP cookies: only on this machine's loopback
+        env["BT_PORTAL_UI_DEV_SIGNIN"] = "true"
+        env["BT_PORTAL_UI_COOKIE_SECURE"] = "false"
+        env["BT_PORTAL_UI_DEV_SIGNING_KEY_FILE"] = str(public_key.parent / "jwt-private.pem")
     log_key, passport_key = dev_signing_keys(public_key.parent)
     env["BT_EVENTS_LOG_SIGNING_KEY_FILE"] = str(log_key)
     env["BT_PORTAL_PASSPORT_SIGNING_KEY_FILE"] = str(passport_key)
@@ -92,6 +95,13 @@ def dev_signing_keys(keys: Path, origin: str = "batterytrace.kr/log") -> tuple[P
         passport_key.write_bytes(pem)
         passport_key.chmod(0o600)
     return log_key, passport_key
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

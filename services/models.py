@@ -9,6 +9,7 @@ from services.events.log import models as events_log
 from services.portal import models as portal
 from services.portal.epcis import models as portal_epcis
 from services.portal.ingest import models as portal_ingest
+from services.portal.ui import models as portal_ui
 from services.portal.views import models as portal_views
 from services.registry import models as registry
 from services.registry.batteries import models as registry_batteries
@@ -30,6 +31,7 @@ MODULES = (
     portal_ingest,
     portal_views,
     portal_epcis,
+    portal_ui,
 )
 #: The schemas the migrations own, one per service.
 SCHEMAS = (registry.SCHEMA, events.SCHEMA, portal.SCHEMA)

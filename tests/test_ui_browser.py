@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from devtools.embedded import free_port
 from services.portal.ui.settings import UISettings
-from tests.test_ui_pages import DIGITAL_LINK, LONG, VIN_2, ui_world
+from tests.test_ui_pages import DIGITAL_LINK, LONG, VIN_2, session_key, ui_world
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -82,7 +82,7 @@ async def site(make_settings, token, infra, topic_prefix, tmp_path) -> AsyncIter
         ):
             shots = tmp_path / "shots"
             shots.mkdir()
-            yield {"base": base, "shots": shots}
+            yield {"base": base, "shots": shots, "app": portal.app}  # type: ignore[attr-defined]
             copy_for_review(shots)
 
 
@@ -252,7 +252,6 @@ async def test_measure_server_time_and_page_weight(site, infra) -> None:
     """Figures for the report (not pass/fail: speed targets live in benchmarks): server time to render a
     battery page with 50 events and each dashboard, and the bytes each page loads."""
     base, shots = site["base"], site["shots"]
-    from shared.auth import mint_token
 
     lines = []
 
@@ -265,12 +264,12 @@ async def test_measure_server_time_and_page_weight(site, infra) -> None:
         times.sort()
         return statistics.median(times), times[int(len(times) * 0.95) - 1]
 
-    def cookie(org: str, role: str, ministry: str | None = None) -> dict[str, str]:
-        return {"Cookie": f"bt_session={mint_token(infra.private_key, org=org, role=role, ministry=ministry)}"}
+    async def cookie(org: str, role: str, ministry: str | None = None) -> dict[str, str]:
+        return {"Cookie": f"bt_session={await session_key(site['app'], org, role, ministry)}"}
 
-    pages = [(f"/ui/batteries/{LONG}", cookie("ops", "admin"))]
-    pages += [(f"/ui/ministry/{m}", cookie(m, "ministry", m)) for m in ("MOTIE", "MOLIT", "MCEE", "KATS")]
-    pages += [("/ui/passport/KR-LGES-P0001", {}), ("/ui/ops", cookie("ops", "operator"))]
+    pages = [(f"/ui/batteries/{LONG}", await cookie("ops", "admin"))]
+    pages += [(f"/ui/ministry/{m}", await cookie(m, "ministry", m)) for m in ("MOTIE", "MOLIT", "MCEE", "KATS")]
+    pages += [("/ui/passport/KR-LGES-P0001", {}), ("/ui/ops", await cookie("ops", "operator"))]
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         for url, headers in pages:
             med, p95 = await server_ms(client, url, headers)

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from services.portal.ui import sessions
 from services.portal.ui.settings import UISettings
-from shared.auth import mint_token
+from shared.auth import Ministry, Principal, Role
 from tests.conftest import Infra, RegistrySettings, eventually, serve
 from tests.factories import create_models, register
 from tests.portal_helpers import Lifecycle, at, portal_app, portal_settings, topics, wait_sequence
@@ -223,8 +224,14 @@ async def ui_world(
         yield portal
 
 
-def cookie(infra: Infra, org: str, role: str, ministry: str | None = None) -> dict[str, str]:
-    return {"Cookie": f"bt_session={mint_token(infra.private_key, org=org, role=role, ministry=ministry)}"}
+async def cookie(portal: httpx.AsyncClient, org: str, role: str, ministry: str | None = None) -> dict[str, str]:
+    """A signed-in UI session (server-side, as a sign-in makes it) for the participant."""
+    return {"Cookie": f"bt_session={await session_key(portal.app, org, role, ministry)}"}  # type: ignore[attr-defined]
+
+
+async def session_key(app: Any, org: str, role: str, ministry: str | None = None) -> str:
+    principal = Principal(org=org, role=Role(role), ministry=Ministry(ministry) if ministry else None, subject=org)
+    return await sessions.open_session(app.state.engine, principal, 3600)
 
 
 @pytest.fixture
@@ -234,19 +241,19 @@ async def portal(make_settings, token, infra, topic_prefix) -> AsyncIterator[htt
 
 
 async def test_every_page_renders_for_its_audience(portal, infra) -> None:
-    admin = cookie(infra, "ops", "admin")
+    admin = await cookie(portal, "ops", "admin")
     pages = {
         "/ui/": None,
         "/ui/signin": None,
         "/ui/passport/KR-LGES-P0001": None,
         "/ui/batteries/KR-LGES-P0001": admin,
         "/ui/batteries/KR-LGES-P0001?at=2026-01-20": admin,
-        "/ui/ministry/MOTIE": cookie(infra, "MOTIE", "ministry", "MOTIE"),
-        "/ui/ministry/MOLIT": cookie(infra, "MOLIT", "ministry", "MOLIT"),
-        "/ui/ministry/MCEE": cookie(infra, "MCEE", "ministry", "MCEE"),
-        "/ui/ministry/KATS?from=2026-01&to=2026-12&region=KR-11": cookie(infra, "KATS", "ministry", "KATS"),
-        "/ui/ops": cookie(infra, "ops", "operator"),
-        "/ui/ops/live": cookie(infra, "ops", "operator"),
+        "/ui/ministry/MOTIE": await cookie(portal, "MOTIE", "ministry", "MOTIE"),
+        "/ui/ministry/MOLIT": await cookie(portal, "MOLIT", "ministry", "MOLIT"),
+        "/ui/ministry/MCEE": await cookie(portal, "MCEE", "ministry", "MCEE"),
+        "/ui/ministry/KATS?from=2026-01&to=2026-12&region=KR-11": await cookie(portal, "KATS", "ministry", "KATS"),
+        "/ui/ops": await cookie(portal, "ops", "operator"),
+        "/ui/ops/live": await cookie(portal, "ops", "operator"),
         "/ui/static/style.css": None,
         "/ui/static/ui.js": None,
     }
@@ -260,7 +267,7 @@ async def test_every_page_renders_for_its_audience(portal, infra) -> None:
 
 
 async def test_battery_page_shows_the_whole_life(portal, infra) -> None:
-    r = await portal.get("/ui/batteries/KR-LGES-P0001?lang=en", headers=cookie(infra, "ops", "admin"))
+    r = await portal.get("/ui/batteries/KR-LGES-P0001?lang=en", headers=await cookie(portal, "ops", "admin"))
     html = r.text
     for text in (
         "KR-LGES-M0001",
@@ -279,13 +286,13 @@ async def test_battery_page_shows_the_whole_life(portal, infra) -> None:
         assert text in html, text
     assert html.count('class="ev ') == 5
     # 50 events, in order
-    html = (await portal.get(f"/ui/batteries/{LONG}", headers=cookie(infra, "ops", "admin"))).text
+    html = (await portal.get(f"/ui/batteries/{LONG}", headers=await cookie(portal, "ops", "admin"))).text
     assert html.count('class="ev ') == 50
     assert html.index(">#1<") < html.index(">#2<") < html.index(">#50<")
 
 
 async def test_composition_as_built_at_a_past_date(portal, infra) -> None:
-    admin = cookie(infra, "ops", "admin")
+    admin = await cookie(portal, "ops", "admin")
     before = (await portal.get("/ui/batteries/KR-LGES-P0001?at=2026-01-15&lang=en", headers=admin)).text
     assert "KR-LGES-M0001" not in before.split('id="composition"')[1].split("</section>")[0]
     assert "Nothing was inside it at that time" in before
@@ -295,7 +302,7 @@ async def test_composition_as_built_at_a_past_date(portal, infra) -> None:
 
 
 async def test_look_up_by_id_vin_and_digital_link(portal, infra) -> None:
-    admin = cookie(infra, "ops", "admin")
+    admin = await cookie(portal, "ops", "admin")
     r = await portal.get("/ui/lookup", params={"q": "kr-lges-p0001"}, headers=admin)
     assert (r.status_code, r.headers["location"]) == (303, "/ui/batteries/KR-LGES-P0001")
     r = await portal.get("/ui/lookup", params={"q": VIN_2}, headers=admin)
@@ -338,22 +345,24 @@ async def test_public_passport_has_no_restricted_fields(portal) -> None:
 async def test_battery_history_needs_sign_in_and_a_handled_battery(portal, infra) -> None:
     r = await portal.get("/ui/batteries/KR-LGES-P0001?lang=en")
     assert r.status_code == 401 and "Sign in to see this page." in r.text
-    r = await portal.get("/ui/batteries/KR-LGES-P0001?lang=en", headers=cookie(infra, "REC-1", "recycler"))
+    r = await portal.get("/ui/batteries/KR-LGES-P0001?lang=en", headers=await cookie(portal, "REC-1", "recycler"))
     assert r.status_code == 403
     assert "Your organisation (REC-1) neither made nor handled this battery" in r.text
     assert "/ui/passport/KR-LGES-P0001" in r.text
-    r = await portal.get("/ui/batteries/KR-NOPE-9?lang=en", headers=cookie(infra, "ops", "admin"))
+    r = await portal.get("/ui/batteries/KR-NOPE-9?lang=en", headers=await cookie(portal, "ops", "admin"))
     assert r.status_code == 404 and "The portal knows no battery 'KR-NOPE-9'" in unescape(r.text)
-    r = await portal.get("/ui/batteries/KR-LGES-P0001?at=yesterday&lang=en", headers=cookie(infra, "ops", "admin"))
+    r = await portal.get(
+        "/ui/batteries/KR-LGES-P0001?at=yesterday&lang=en", headers=await cookie(portal, "ops", "admin")
+    )
     assert r.status_code == 422 and "Please check what you entered" in r.text
 
 
 async def test_passport_tabs_follow_the_access_level(portal, infra) -> None:
     maker = (
-        await portal.get("/ui/batteries/KR-LGES-P0002?lang=en", headers=cookie(infra, "LGES", "manufacturer"))
+        await portal.get("/ui/batteries/KR-LGES-P0002?lang=en", headers=await cookie(portal, "LGES", "manufacturer"))
     ).text
     recycler = (
-        await portal.get("/ui/batteries/KR-LGES-P0002?lang=en", headers=cookie(infra, "REC-1", "recycler"))
+        await portal.get("/ui/batteries/KR-LGES-P0002?lang=en", headers=await cookie(portal, "REC-1", "recycler"))
     ).text
     assert "Access level: manufacturer" in maker and 'data-aspect="kr.batterytrace.manufacturing"' in maker
     assert "Access level: legitimate interest" in recycler
@@ -364,7 +373,7 @@ async def test_passport_tabs_follow_the_access_level(portal, infra) -> None:
 
 async def test_each_ministry_sees_only_its_dashboard(portal, infra) -> None:
     for code in ("MOTIE", "MOLIT", "MCEE", "KATS"):
-        own = cookie(infra, code, "ministry", code)
+        own = await cookie(portal, code, "ministry", code)
         assert (await portal.get(f"/ui/ministry/{code}", headers=own)).status_code == 200
         for other in {"MOTIE", "MOLIT", "MCEE", "KATS"} - {code}:
             r = await portal.get(f"/ui/ministry/{other}?lang=en", headers=own)
@@ -372,16 +381,16 @@ async def test_each_ministry_sees_only_its_dashboard(portal, infra) -> None:
             assert f"This dashboard is for {other} staff only." in r.text
             r = await portal.get(f"/ui/ministry/{other}/csv/grades", headers=own)
             assert r.status_code == 403
-    r = await portal.get("/ui/ministry/MOTIE", headers=cookie(infra, "LGES", "manufacturer"))
+    r = await portal.get("/ui/ministry/MOTIE", headers=await cookie(portal, "LGES", "manufacturer"))
     assert r.status_code == 403
     r = await portal.get("/ui/ministry/MOTIE?lang=en")
     assert r.status_code == 401 and "/ui/signin" in r.text
-    r = await portal.get("/ui/ops?lang=en", headers=cookie(infra, "MOTIE", "ministry", "MOTIE"))
+    r = await portal.get("/ui/ops?lang=en", headers=await cookie(portal, "MOTIE", "ministry", "MOTIE"))
     assert r.status_code == 403 and "for platform operators only" in r.text
 
 
 async def test_dashboard_figures_filters_and_csv(portal, infra) -> None:
-    mcee = cookie(infra, "MCEE", "ministry", "MCEE")
+    mcee = await cookie(portal, "MCEE", "ministry", "MCEE")
     html = (await portal.get("/ui/ministry/MCEE?lang=en", headers=mcee)).text
     assert "SIHEUNG-01" in html and "SEOUL-02" in html and "<svg" in html
     r = await portal.get("/ui/ministry/MCEE/csv/collected_by_region_centre", headers=mcee)
@@ -394,7 +403,7 @@ async def test_dashboard_figures_filters_and_csv(portal, infra) -> None:
     # a period with nothing in it says what to do
     html = (await portal.get("/ui/ministry/MCEE?from=2027-01&to=2027-02&lang=en", headers=mcee)).text
     assert "Nothing was recorded for this period and region" in html
-    motie = cookie(infra, "MOTIE", "ministry", "MOTIE")
+    motie = await cookie(portal, "MOTIE", "ministry", "MOTIE")
     r = await portal.get("/ui/ministry/MOTIE/csv/recovered_by_month", headers=motie)
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert rows == [["month", "lithium", "nickel", "cobalt", "manganese"], ["2026-05", "4.0", "36.0", "4.5", "2.0"]]
@@ -404,7 +413,7 @@ async def test_dashboard_figures_filters_and_csv(portal, infra) -> None:
     assert r.status_code == 422 and "Please check what you entered" in r.text
     # every table has a CSV link that answers
     for code in ("MOTIE", "MOLIT", "MCEE", "KATS"):
-        headers = cookie(infra, code, "ministry", code)
+        headers = await cookie(portal, code, "ministry", code)
         html = (await portal.get(f"/ui/ministry/{code}", headers=headers)).text
         links = [part.split('"')[0] for part in html.split(f'href="/ui/ministry/{code}/csv/')[1:]]
         assert links
@@ -427,16 +436,25 @@ async def test_language_switch(portal, infra) -> None:
     assert r.headers["location"] == "/ui/"
 
 
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's POST forms carry."""
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
 async def test_dev_sign_in_sets_an_http_only_cookie(portal) -> None:
-    r = await portal.post("/ui/signin", data={"preset": "MCEE|ministry|MCEE", "next": "/ui/"})
+    csrf = csrf_of((await portal.get("/ui/signin")).text)
+    r = await portal.post("/ui/signin", data={"preset": "MCEE|ministry|MCEE", "next": "/ui/", "csrf": csrf})
     assert (r.status_code, r.headers["location"]) == (303, "/ui/ministry/MCEE")
     set_cookie = r.headers["set-cookie"].lower()
     assert "bt_session=" in set_cookie and "httponly" in set_cookie and "samesite=lax" in set_cookie
     assert (await portal.get("/ui/ministry/MCEE")).status_code == 200
     assert (await portal.get("/ui/ministry/MOTIE")).status_code == 403
-    r = await portal.post("/ui/signin", data={"role": "ministry", "org": "X", "ministry": "", "lang": "en"})
+    csrf = portal.cookies["bt_csrf"]  # signing in gave a fresh one
+    r = await portal.post(
+        "/ui/signin", data={"role": "ministry", "org": "X", "ministry": "", "lang": "en", "csrf": csrf}
+    )
     assert r.status_code == 422
-    await portal.post("/ui/signout")
+    await portal.post("/ui/signout", data={"csrf": csrf})
     portal.cookies.clear()
     assert (await portal.get("/ui/ministry/MCEE")).status_code == 401
 
@@ -445,14 +463,14 @@ async def test_sign_in_without_dev_mode_says_it_is_not_configured(portal) -> Non
     portal.app.state.ui_settings = UISettings()
     html = (await portal.get("/ui/signin?lang=en")).text
     assert "No way to sign in is configured" in html and 'name="preset"' not in html
-    assert (await portal.post("/ui/signin", data={"preset": "ops|admin|"})).status_code == 404
+    r = await portal.post("/ui/signin", data={"preset": "ops|admin|", "csrf": csrf_of(html) if "csrf" in html else ""})
+    assert r.status_code == 404
     portal.app.state.ui_settings = UISettings(
-        oidc_authorize_url="https://sso.example.kr/authorize",
+        oidc_issuer="http://127.0.0.1:9",  # configured, but the provider does not answer: a sentence, not a 500
         oidc_client_id="portal",
         oidc_redirect_uri="https://portal.example.kr/ui/oidc/callback",
     )
-    r = await portal.get("/ui/signin/oidc")
-    assert r.status_code == 303 and r.headers["location"].startswith("https://sso.example.kr/authorize?")
-    assert "response_type=code" in r.headers["location"]
-    r = await portal.get("/ui/oidc/callback?code=x&lang=en")
-    assert r.status_code == 501 and "not implemented" in r.text
+    r = await portal.get("/ui/signin/oidc?lang=en")
+    assert r.status_code == 503 and "did not complete" in r.text
+    r = await portal.get("/ui/oidc/callback?code=x&state=y&lang=en")  # no sign-in in flight
+    assert r.status_code == 401 and "did not complete" in r.text

@@ -19,9 +19,9 @@ from services.portal.settings import PortalSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ConsumerLoop
 
-#: Tables that are not read models: the consumers' positions, and the audit log (who read what must outlive
+#: Tables that are not read models: the consumers' positions, the UI's sessions, and the audit log (who read what must outlive
 #: any rebuild of what they read; it is kept for years, README: Retention).
-KEEP = {"stream_positions", "audit_log"}
+KEEP = {"stream_positions", "audit_log", "ui_sessions"}
 
 
 async def read_model_tables(engine: AsyncEngine) -> list[str]:

@@ -63,12 +63,7 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     await repo.add_handlers(
         session,
         [(b.manufacturer, b.id) for b in registrations.values()]
-        + [
-            (org, e.battery_id)
-            for e in events
-            if (e.battery_id, e.sequence) in inserted
-            for org in handlers_of(e)
-        ],
+        + [(org, e.battery_id) for e in events if (e.battery_id, e.sequence) in inserted for org in handlers_of(e)],
     )
     timelines = await repo.events_of(session, touched)
     envelopes = {e.battery_id: e for e in events}  # the last one of each battery

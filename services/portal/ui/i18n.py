@@ -63,9 +63,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "이 포털에는 로그인 방법이 설정되어 있지 않습니다. 운영자에게 BT_PORTAL_UI_OIDC_* 설정을 요청하세요.",
         "No way to sign in is configured on this portal. Ask the operator to set BT_PORTAL_UI_OIDC_*.",
     ),
-    "signin.oidc_unfinished": (
-        "OIDC 인가 코드 교환은 아직 구현되지 않았습니다. 개발 환경에서는 데모 로그인을 사용하세요.",
-        "Exchanging the OIDC authorization code is not implemented yet. Use the demo sign-in in development.",
+    "signin.oidc_failed": (
+        "기관 계정 로그인을 마치지 못했습니다. 처음부터 다시 로그인하세요.",
+        "Signing in with your organisation account did not complete. Please start the sign-in again.",
+    ),
+    "signin.oidc_claims": (
+        "기관 계정에 이 포털의 역할, 기관 또는 부처 정보가 없거나 올바르지 않습니다. 관리자에게 문의하세요.",
+        "Your organisation account carries no valid role, organisation or ministry for this portal. "
+        "Ask your administrator.",
     ),
     "signin.bad_choice": (
         "부처 역할에는 부처를 골라야 하고, 다른 역할에는 부처를 고르지 않습니다.",
@@ -199,6 +204,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "일시적인 문제로 화면을 만들지 못했습니다. 잠시 후 다시 시도하세요. 계속되면 운영자에게 요청 ID {rid}를 알려 주세요.",
         "Something went wrong on our side. Try again in a moment; if it keeps happening, give the operator "
         "request ID {rid}.",
+    ),
+    "error.csrf": (
+        "이 양식은 만료되었거나 이 포털에서 보낸 것이 아닙니다. 화면을 새로 고친 뒤 다시 시도하세요.",
+        "This form is out of date or was not sent from this portal. Reload the page and try again.",
     ),
     "error.session": (
         "로그인이 만료되었거나 올바르지 않습니다. 다시 로그인하세요.",

@@ -1,14 +1,17 @@
 """The web UI under /ui/: server-rendered pages for ministries, operators, participants and the public.
 
-Sign-in puts a token in an HttpOnly, SameSite=Lax cookie; the UI verifies it with the same TokenVerifier
-as the API, and every page applies the same access rules as the API it stands for. Errors are rendered as
-pages with a sentence in the reader's language, never as stack traces."""
+Sign-in (OpenID Connect with PKCE; the demo sign-in only under the dev command on loopback) makes a
+server-side session whose random key goes in an HttpOnly, SameSite=Lax cookie (Secure unless dev); signing
+out deletes it. Every page applies the same access rules as the API it stands for, and every page of
+non-public data is recorded in the audit trail exactly like an API read (`require_signin` names the reader
+to the AuditMiddleware). Every POST form carries a CSRF token. Errors are rendered as pages with a sentence
+in the reader's language, never as stack traces."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
-import secrets
 import time as clock
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
@@ -22,11 +25,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
-from services.portal.ui import i18n
+from services.portal.ui import i18n, oidc, sessions
 from services.portal.ui import service as ui
 from services.portal.ui.settings import UISettings
 from shared import access
-from shared.auth import Ministry, Principal, Role, TokenVerifier, mint_token
+from shared.auth import Ministry, Principal, Role, mint_token
 from shared.db import SessionDep
 from shared.logs import request_id_var
 from shared.problems import Forbidden, NotFound, Problem, Unauthorized
@@ -34,7 +37,8 @@ from shared.problems import Forbidden, NotFound, Problem, Unauthorized
 log = logging.getLogger("batterytrace.portal.ui")
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-COOKIE, LANG_COOKIE = "bt_session", "bt_lang"
+COOKIE, LANG_COOKIE, OIDC_COOKIE = sessions.SESSION_COOKIE, "bt_lang", "bt_oidc"
+FORM_LIMIT = 16 * 1024
 ORG = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 #: One-click demo participants (org, role, ministry) for the development sign-in.
 DEMO_PARTICIPANTS: list[tuple[str, str, str | None]] = [
@@ -102,18 +106,15 @@ def lang_of(request: Request) -> str:
     return i18n.normalise(request.query_params.get("lang") or request.cookies.get(LANG_COOKIE))
 
 
-def signed_in(request: Request) -> Principal | None:
-    """The principal of the session cookie; an expired or foreign token counts as signed out."""
-    token = request.cookies.get(COOKIE)
-    if not token:
-        return None
-    verifier: TokenVerifier | None = getattr(request.app.state, "verifier", None)
-    if verifier is None:
-        return None
-    try:
-        return verifier.verify(token)
-    except Problem:
-        return None
+async def signed_in(request: Request) -> Principal | None:
+    """The principal of the session cookie; no session, an expired one or a forged cookie is signed out."""
+    principal = await sessions.session_principal(request)
+    request.state.ui_principal = principal
+    return principal
+
+
+def _viewer(request: Request) -> Principal | None:
+    return getattr(request.state, "ui_principal", None)
 
 
 Viewer = Annotated[Principal | None, Depends(signed_in)]
@@ -122,7 +123,7 @@ Settings = Annotated[UISettings, Depends(ui_settings)]
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     lang = lang_of(request)
-    principal = context.pop("principal", None) or signed_in(request)
+    principal = context.pop("principal", None) or _viewer(request)
     html = templates.get_template(name).render(
         request=request,
         lang=lang,
@@ -132,13 +133,25 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
         principal=principal,
         ministries=list(Ministry),
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        csrf=sessions.csrf_token(request),
         **context,
     )
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    sessions.set_csrf_cookie(request, response, ui_settings(request).secure_cookies)
+    return response
 
 
 def error_page(request: Request, status: int, key: str, **values: Any) -> HTMLResponse:
     return render(request, "error.html", status=status, status_code=status, message_key=key, values=values)
+
+
+#: Problems of the UI itself and the sentence each is shown with.
+UI_CODES = {
+    "csrf": "error.csrf",
+    "oidc-failed": "signin.oidc_failed",
+    "oidc-unavailable": "signin.oidc_failed",
+    "oidc-claims": "signin.oidc_claims",
+}
 
 
 class UIRoute(APIRoute):
@@ -156,6 +169,7 @@ class UIRoute(APIRoute):
                 context = {"detail": exc.detail, **request.path_params, **values, **getattr(exc, "ui_values", {})}
                 if exc.status == 401:
                     key = "error.session" if request.cookies.get(COOKIE) else "error.signin_needed"
+                key = UI_CODES.get(exc.code, key)
                 response = error_page(request, exc.status, key or "error.invalid_input", **context)
             except RequestValidationError as exc:
                 detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
@@ -165,6 +179,7 @@ class UIRoute(APIRoute):
                 response = error_page(request, 500, "error.internal", rid=request_id_var.get() or "-")
             elapsed = (clock.perf_counter() - started) * 1000
             response.headers["Server-Timing"] = f"app;dur={elapsed:.1f}"
+            response.headers.update(sessions.SECURITY_HEADERS)
             return response
 
         return wrapped
@@ -178,10 +193,26 @@ def _problem(exc: Problem, **values: Any) -> Problem:
     return exc
 
 
-def require_signin(principal: Principal | None) -> Principal:
+def require_signin(request: Request) -> Principal:
+    """The signed-in reader of a page of non-public data, named to the audit trail (as the API's
+    `require_role` does): the AuditMiddleware records the read before the page leaves."""
+    principal = _viewer(request)
     if principal is None:
         raise Unauthorized("Sign in to see this page.")
+    request.state.principal = principal
     return principal
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A POST form of at most FORM_LIMIT bytes, its CSRF token checked."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            raise Problem("The form is too large.", status=413, code="form-too-large")
+    form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace"), keep_blank_values=True).items()}
+    sessions.check_csrf(request, form)
+    return form
 
 
 def safe_next(value: str | None) -> str:
@@ -245,13 +276,20 @@ async def digital_link(request: Request, session: SessionDep, path: str) -> Resp
 # ---- sign-in ----
 
 
+def demo_signin_open(request: Request, settings: UISettings) -> bool:
+    """The demo sign-in: only under the dev command's flag, with its key, and only from this machine."""
+    client = request.client.host if request.client else None
+    return settings.dev_signin and settings.dev_signing_key_file is not None and sessions.is_loopback(client)
+
+
 @router.get("/signin", response_class=HTMLResponse)
-async def signin_page(request: Request, settings: Settings, next: str | None = None) -> Response:
-    expired = bool(request.cookies.get(COOKIE)) and signed_in(request) is None
+async def signin_page(request: Request, settings: Settings, principal: Viewer, next: str | None = None) -> Response:
+    expired = bool(request.cookies.get(COOKIE)) and principal is None
     return render(
         request,
         "signin.html",
         settings=settings,
+        demo_open=demo_signin_open(request, settings),
         demo=DEMO_PARTICIPANTS,
         roles=[r.value for r in Role],
         next=safe_next(next),
@@ -261,10 +299,10 @@ async def signin_page(request: Request, settings: Settings, next: str | None = N
 
 @router.post("/signin")
 async def signin(request: Request, settings: Settings) -> Response:
-    """The development sign-in: mints a token with the local key and puts it in the session cookie."""
-    if not settings.dev_signin or settings.dev_signing_key_file is None:
+    """The development sign-in: checks the local key against the API's, then opens a session."""
+    if not demo_signin_open(request, settings) or settings.dev_signing_key_file is None:
         raise NotFound("The demo sign-in is not enabled on this portal.")
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+    form = await read_form(request)
     if form.get("preset"):
         org, role, ministry = [*form["preset"].split("|"), "", ""][:3]
     else:
@@ -291,22 +329,24 @@ async def signin(request: Request, settings: Settings) -> Response:
         issuer=request.app.state.settings.jwt_issuer,
     )
     principal = request.app.state.verifier.verify(token)  # the signing key must match the API's key
-    target = safe_next(form.get("next"))
+    return await _open_session(request, settings, principal, safe_next(form.get("next")))
+
+
+async def _open_session(request: Request, settings: UISettings, principal: Principal, target: str) -> Response:
+    """A new server-side session (the old one, if any, ends), its cookie, and a fresh CSRF token."""
+    await sessions.drop(request, request.cookies.get(COOKIE))
+    key = await sessions.open_session(request.app.state.engine, principal, settings.session_ttl_s)
     if target == "/ui/":
         if principal.role is Role.ministry and principal.ministry:
             target = f"/ui/ministry/{principal.ministry.value}"
         elif principal.role is Role.operator:
             target = "/ui/ops"
     response = RedirectResponse(target, status_code=303)
+    secure = settings.secure_cookies
     response.set_cookie(
-        COOKIE,
-        token,
-        max_age=settings.session_ttl_s,
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-        path="/ui",
+        COOKIE, key, max_age=settings.session_ttl_s, httponly=True, samesite="lax", secure=secure, path="/ui"
     )
+    sessions.set_csrf_cookie(request, response, secure, fresh=True)
     return response
 
 
@@ -316,6 +356,7 @@ def _signin_again(request: Request, settings: UISettings, form: dict[str, str], 
         "signin.html",
         status=422,
         settings=settings,
+        demo_open=demo_signin_open(request, settings),
         demo=DEMO_PARTICIPANTS,
         roles=[r.value for r in Role],
         next=safe_next(form.get("next")),
@@ -325,37 +366,48 @@ def _signin_again(request: Request, settings: UISettings, form: dict[str, str], 
 
 
 @router.post("/signout")
-async def signout() -> Response:
+async def signout(request: Request, settings: Settings) -> Response:
+    """Ends the session on the server: the row goes, so a copy of the cookie signs nobody in."""
+    await read_form(request)
+    await sessions.drop(request, request.cookies.get(COOKIE))
     response = RedirectResponse("/ui/?signed_out=1", status_code=303)
-    response.delete_cookie(COOKIE, path="/ui")
+    response.delete_cookie(COOKIE, path="/ui", secure=settings.secure_cookies, httponly=True, samesite="lax")
     return response
 
 
 @router.get("/signin/oidc")
-async def oidc_start(request: Request, settings: Settings) -> Response:
-    """Production sign-in: send the user to the OIDC provider (authorization-code flow)."""
+async def oidc_start(request: Request, settings: Settings, next: str | None = None) -> Response:
+    """Production sign-in: send the user to the OIDC provider (authorization code with PKCE S256)."""
     if not settings.oidc_configured:
         return error_page(request, 503, "signin.not_configured")
-    state = secrets.token_urlsafe(24)
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": settings.oidc_client_id,
-            "redirect_uri": settings.oidc_redirect_uri,
-            "scope": settings.oidc_scope,
-            "state": state,
-        }
+    url, pending = await oidc.start(settings)
+    key = await sessions.put(request, "oidc", {**pending, "next": safe_next(next)}, 600)
+    response = RedirectResponse(url, status_code=303)
+    # Lax: the provider's redirect back is a top-level GET from another site, which Lax lets through.
+    response.set_cookie(
+        OIDC_COOKIE, key, max_age=600, httponly=True, samesite="lax", secure=settings.secure_cookies, path="/ui"
     )
-    response = RedirectResponse(f"{settings.oidc_authorize_url}?{query}", status_code=303)
-    response.set_cookie("bt_oidc_state", state, max_age=600, httponly=True, samesite="lax", path="/ui")
     return response
 
 
 @router.get("/oidc/callback")
-async def oidc_callback(request: Request) -> Response:
-    """Not implemented: exchanging the code for a token needs the provider's token endpoint and a client
-    secret, which this portal does not hold yet. Says so instead of pretending."""
-    return error_page(request, 501, "signin.oidc_unfinished")
+async def oidc_callback(
+    request: Request, settings: Settings, code: str = "", state: str = "", error: str = ""
+) -> Response:
+    """The provider's answer: the sign-in in flight (single use) must be this browser's and its state must
+    match; the code is exchanged with the PKCE verifier and the ID token verified (JWKS, nonce)."""
+    if not settings.oidc_configured:
+        return error_page(request, 503, "signin.not_configured")
+    pending = await sessions.take(request, "oidc", request.cookies.get(OIDC_COOKIE))
+    if pending is None or not state or not hmac.compare_digest(state.encode(), str(pending["state"]).encode()):
+        raise oidc.SignInFailed("This sign-in is not the one this browser started (state), or it expired.")
+    if error or not code:
+        raise oidc.SignInFailed(f"The provider did not sign you in: {error[:200] or 'no code'}.")
+    claims = await oidc.finish(settings, pending, code)
+    principal = oidc.principal_from(settings, claims, ORG)
+    response = await _open_session(request, settings, principal, safe_next(pending.get("next")))
+    response.delete_cookie(OIDC_COOKIE, path="/ui", secure=settings.secure_cookies, httponly=True, samesite="lax")
+    return response
 
 
 # ---- a battery ----
@@ -369,7 +421,7 @@ async def battery(
     battery_id: str,
     at: Annotated[date | None, Query(description="Composition as built at the end of this day (KST).")] = None,
 ) -> Response:
-    viewer = require_signin(principal)
+    viewer = require_signin(request)
     try:
         page = await ui.battery_page(session, viewer, battery_id, at)
     except Forbidden as exc:
@@ -380,7 +432,7 @@ async def battery(
 
 
 @router.get("/passport/{battery_id}", response_class=HTMLResponse)
-async def public_passport(request: Request, session: SessionDep, battery_id: str) -> Response:
+async def public_passport(request: Request, session: SessionDep, principal: Viewer, battery_id: str) -> Response:
     try:
         passport = await ui.public_passport(session, battery_id)
     except NotFound as exc:
@@ -391,12 +443,12 @@ async def public_passport(request: Request, session: SessionDep, battery_id: str
 # ---- ministry dashboards ----
 
 
-def _ministry(code: str, principal: Principal | None) -> tuple[Ministry, Principal]:
+def _ministry(request: Request, code: str) -> tuple[Ministry, Principal]:
     try:
         ministry = Ministry(code.upper())
     except ValueError:
         raise _problem(NotFound(f"No ministry '{code}'.", code="unknown-ministry"), code=code) from None
-    viewer = require_signin(principal)
+    viewer = require_signin(request)
     if access.may_see_ministry_view(viewer, ministry):
         return ministry, viewer
     raise _problem(
@@ -406,7 +458,7 @@ def _ministry(code: str, principal: Principal | None) -> tuple[Ministry, Princip
 
 @router.get("/ministry", response_class=HTMLResponse)
 async def my_dashboard(request: Request, principal: Viewer) -> Response:
-    viewer = require_signin(principal)
+    viewer = require_signin(request)
     if viewer.role is Role.ministry and viewer.ministry:
         return RedirectResponse(f"/ui/ministry/{viewer.ministry.value}", status_code=303)
     if viewer.role is Role.admin:
@@ -424,7 +476,7 @@ async def dashboard(
     end: Annotated[str | None, Query(alias="to")] = None,
     region: str | None = None,
 ) -> Response:
-    ministry, viewer = _ministry(code, principal)
+    ministry, viewer = _ministry(request, code)
     d = await ui.dashboard(session, ministry, ui.make_period(start, end, region))
     filters = {"from": start or "", "to": end or "", "region": region or ""}
     query = urlencode({k: v for k, v in filters.items() if v})
@@ -441,6 +493,7 @@ async def dashboard(
 
 @router.get("/ministry/{code}/csv/{table}")
 async def dashboard_csv(
+    request: Request,
     session: SessionDep,
     principal: Viewer,
     code: str,
@@ -449,7 +502,7 @@ async def dashboard_csv(
     end: Annotated[str | None, Query(alias="to")] = None,
     region: str | None = None,
 ) -> Response:
-    ministry, _ = _ministry(code, principal)
+    ministry, _ = _ministry(request, code)
     d = await ui.dashboard(session, ministry, ui.make_period(start, end, region))
     body = ui.to_csv(d.table(table))
     name = f"{ministry.value.lower()}-{table}.csv"
@@ -463,8 +516,8 @@ async def dashboard_csv(
 # ---- operations ----
 
 
-def _operator(principal: Principal | None) -> Principal:
-    viewer = require_signin(principal)
+def _operator(request: Request) -> Principal:
+    viewer = require_signin(request)
     if not access.may_see_operations(viewer):
         raise Forbidden("Operators only.", code="operators-only")
     return viewer
@@ -472,7 +525,7 @@ def _operator(principal: Principal | None) -> Principal:
 
 @router.get("/ops", response_class=HTMLResponse)
 async def operations(request: Request, principal: Viewer, settings: Settings) -> Response:
-    viewer = _operator(principal)
+    viewer = _operator(request)
     report = await ui.operations(request.app.state)
     return render(request, "ops.html", principal=viewer, ops=report, refresh_s=settings.ops_refresh_s)
 
@@ -480,6 +533,6 @@ async def operations(request: Request, principal: Viewer, settings: Settings) ->
 @router.get("/ops/live", response_class=HTMLResponse)
 async def operations_live(request: Request, principal: Viewer) -> Response:
     """The live part of the operations page, fetched again every few seconds."""
-    viewer = _operator(principal)
+    viewer = _operator(request)
     report = await ui.operations(request.app.state)
     return render(request, "ops_live.html", principal=viewer, ops=report)

@@ -327,10 +327,22 @@ def to_csv(table: Table) -> str:
     buf = io.StringIO()
     buf.write("\ufeff")
     w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(table.columns)
+    w.writerow([neutralise(c) for c in table.columns])
     for row in table.rows:
-        w.writerow(["" if row.get(c) is None else _plain(row.get(c)) for c in table.columns])
+        w.writerow(["" if row.get(c) is None else neutralise(_plain(row.get(c))) for c in table.columns])
     return buf.getvalue()
+
+
+#: What a spreadsheet reads as the start of a formula (or, tab and CR, as a cell that hides one).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula gets a leading `'` and is shown as text
+    (OWASP's CSV injection advice); numbers stay numbers. Header cells too."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _plain(value: Any) -> Any:
