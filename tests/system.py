@@ -69,7 +69,14 @@ class System:
             except httpx.HTTPError:
                 return False
 
-        await eventually(ok, timeout_s=40)
+        try:
+            await eventually(ok, timeout_s=60)
+        except AssertionError:
+            proc = self.procs.get(name)
+            code = proc.poll() if proc else None
+            raise AssertionError(
+                f"{name} not healthy within 60 s (exit code {code}); its log:\n{self.log_tail(name)}"
+            ) from None
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         """For a failing assertion's message: every "unhandled error" line of a service's log (each names

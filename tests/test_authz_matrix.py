@@ -75,6 +75,12 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("events", "GET", "/v1/batteries/{battery_id}/events"): SEES_ALL | {"manufacturer"},
     ("events", "GET", "/v1/batteries/{battery_id}/state"): SEES_ALL | {"manufacturer"},
     ("events", "GET", "/v1/batteries/{battery_id}/verify"): EVERYONE,
+    ("events", "GET", "/v1/batteries/{battery_id}/proof-bundle"): SEES_ALL | {"manufacturer"},
+    ("events", "GET", "/v1/log/checkpoint"): EVERYONE,
+    ("events", "GET", "/v1/log/key"): EVERYONE,
+    ("events", "GET", "/v1/log/proof/inclusion"): EVERYONE,
+    ("events", "GET", "/v1/log/proof/consistency"): EVERYONE,
+    ("events", "POST", "/v1/log/cosignatures"): MINISTRY_ANY | {"certifier", "admin"},
     ("events", "POST", "/epcis/capture"): AUTHENTICATED,
     ("events", "GET", "/epcis/capture/{capture_id}"): AUTHENTICATED,
     ("events", "GET", "/epcis/context/batterytrace.jsonld"): EVERYONE,
@@ -127,10 +133,16 @@ def headers_for(principal: str, token) -> dict[str, str]:
     return token(org, principal)
 
 
+async def _checkpointed(events: Any) -> bool:
+    return (await events.get("/v1/log/checkpoint")).status_code == 200
+
+
 @pytest.fixture
 async def services(make_settings, token):
-    async with stack(make_settings, token, streams=True) as s:
+    async with stack(make_settings, token, streams=True, log_checkpoint_interval_s=0.2) as s:
         await s.battery("KR-AUTHZ-1")
+        # the log's endpoints answer 503 until the first checkpoint is signed
+        await eventually(lambda: _checkpointed(s.events), timeout_s=30)
         async with serve(create_portal(make_settings(PortalSettings))) as portal:
 
             async def in_portal() -> bool:
@@ -186,6 +198,7 @@ BATTERY_ENDPOINTS = {
     ("registry", "/v1/batteries/{battery_id}"),
     ("events", "/v1/batteries/{battery_id}/events"),
     ("events", "/v1/batteries/{battery_id}/state"),
+    ("events", "/v1/batteries/{battery_id}/proof-bundle"),
     ("portal", "/v1/batteries/{battery_id}/history"),
     ("portal", "/v1/passports/{battery_id}"),
     ("portal", "/v1/passports/{battery_id}/jws"),
@@ -362,7 +375,7 @@ async def test_relation_matrix_ledger(make_settings, token, db_url) -> None:
     from shared.db import asyncpg_dsn
     from tests.test_events_lifecycle import reach
 
-    async with stack(make_settings, token) as s:
+    async with stack(make_settings, token, log_checkpoint_interval_s=0.2) as s:
         bid = await reach(s, "repurposed")  # LGES -> HMC (installed) -> ... -> REPUR-1; KTL certified it
         await s.ok(bid, "INCIDENT", "inspector")  # KOTSA
         conn = await asyncpg.connect(asyncpg_dsn(db_url))
@@ -378,6 +391,7 @@ async def test_relation_matrix_ledger(make_settings, token, db_url) -> None:
             )
         finally:
             await conn.close()
+        await eventually(lambda: _checkpointed(s.events), timeout_s=30)
         failures = []
         cells = 0
         for role in MATRIX_ROLES:
@@ -387,9 +401,17 @@ async def test_relation_matrix_ledger(make_settings, token, db_url) -> None:
                 readable = groups != {"public"}
                 timeline = await s.events.get(f"/v1/batteries/{bid}/events", params={"limit": 100}, headers=headers)
                 state = await s.events.get(f"/v1/batteries/{bid}/state", headers=headers)
-                cells += 2 * len(GROUPS)
+                bundle = await s.events.get(f"/v1/batteries/{bid}/proof-bundle", headers=headers)
+                cells += 3 * len(GROUPS)
+                if readable and bundle.status_code == 200:
+                    bundle_types = [e["event"]["type"] for e in bundle.json()["events"]]
+                    timeline_types = [e["type"] for e in timeline.json()["items"]]
+                    if bundle_types != timeline_types:  # the bundle shows exactly what the timeline shows
+                        failures.append(f"{role}/{relation} bundle shows {bundle_types}, timeline {timeline_types}")
+                elif readable:
+                    failures.append(f"{role}/{relation} proof-bundle: expected 200, got {bundle.status_code}")
                 if not readable:
-                    for name, r in (("timeline", timeline), ("state", state)):
+                    for name, r in (("timeline", timeline), ("state", state), ("proof-bundle", bundle)):
                         if (r.status_code, r.json().get("code")) != (403, "not-handled"):
                             failures.append(f"{role}/{relation} {name}: expected 403, got {r.status_code}")
                     continue
@@ -406,4 +428,4 @@ async def test_relation_matrix_ledger(make_settings, token, db_url) -> None:
                 if shown != want:
                     failures.append(f"{role}/{relation} timeline: expected {sorted(want)}, got {sorted(shown)}")
         assert not failures, "\n".join(failures)
-        assert cells == len(MATRIX_ROLES) * len(LEDGER_RELATION_ORGS) * 2 * len(GROUPS)
+        assert cells == len(MATRIX_ROLES) * len(LEDGER_RELATION_ORGS) * 3 * len(GROUPS)

@@ -26,7 +26,6 @@ import pytest
 
 from services.events.ledger import repository as ledger_repo
 from shared.access import Custody
-from shared.auth import mint_token
 from shared.db import asyncpg_dsn
 from tests.access_world import BATTERY_URI, access_world, event_list
 from tests.events_helpers import ORGS, Stack, stack
@@ -143,21 +142,24 @@ async def test_a_competitor_manufacturer_sees_no_serials(world, token) -> None:
     assert world["serial"] in str(await _passport(world, lges))
 
 
-def _cookie(infra: Any, org: str, role: str, ministry: str | None = None) -> dict[str, str]:
-    return {"Cookie": f"bt_session={mint_token(infra.private_key, org=org, role=role, ministry=ministry)}"}
+async def _cookie(portal: Any, org: str, role: str, ministry: str | None = None) -> dict[str, str]:
+    """A signed-in UI session (server-side, as the sign-in makes it)."""
+    from tests.test_ui_pages import cookie
+
+    return await cookie(portal, org, role, ministry)
 
 
 async def test_ui_pages_and_csv_exports_leak_no_commercial_facts(world, infra) -> None:
     portal, serial = world["portal"], world["serial"]
-    custodian = await portal.get("/ui/batteries/R1?lang=en", headers=_cookie(infra, "REP-1", "repurposer"))
+    custodian = await portal.get("/ui/batteries/R1?lang=en", headers=await _cookie(portal, "REP-1", "repurposer"))
     assert custodian.status_code == 200 and serial not in custodian.text
-    maker = await portal.get("/ui/batteries/R1?lang=en", headers=_cookie(infra, "LGES", "manufacturer"))
+    maker = await portal.get("/ui/batteries/R1?lang=en", headers=await _cookie(portal, "LGES", "manufacturer"))
     assert maker.status_code == 200 and serial in maker.text
-    poster = await portal.get("/ui/batteries/R1?lang=en", headers=_cookie(infra, "KOTSA", "inspector"))
+    poster = await portal.get("/ui/batteries/R1?lang=en", headers=await _cookie(portal, "KOTSA", "inspector"))
     assert poster.status_code == 403 and serial not in poster.text
     exported = 0
     for code in ("MOTIE", "MOLIT", "MCEE", "KATS"):
-        ministry = _cookie(infra, code, "ministry", code)
+        ministry = await _cookie(portal, code, "ministry", code)
         page = (await portal.get(f"/ui/ministry/{code}", headers=ministry)).text
         for table in sorted(set(re.findall(rf"/ui/ministry/{code}/csv/(\w+)", page))):
             r = await portal.get(f"/ui/ministry/{code}/csv/{table}", headers=ministry)

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.events.ledger import repository as ledger_repo
-from services.events.ledger.service import check_may_read
+from services.events.ledger.service import check_may_read, visible_events
 from services.events.lifecycle.schemas import LedgerEvent
 from services.events.lifecycle.service import current_state
 from services.events.log import service
@@ -128,6 +128,9 @@ async def get_proof_bundle(
         if await current_state(session, battery_id, request.app.state.registry) is None:
             raise NotFound(f"No battery '{battery_id}' has a ledger here.", code="unknown-battery")
         rows = await ledger_repo.whole_chain(session, battery_id)
-    await check_may_read(session, principal, battery_id)
-    events = [LedgerEvent.model_validate(r).model_dump(mode="json") for r in rows]
-    return await service.proof_bundle(await raw_connection(session), battery_id, events)
+    groups = await check_may_read(session, principal, battery_id)
+    visible = visible_events(rows, groups)  # a certifier gets its certification events only
+    events = [LedgerEvent.model_validate(r).model_dump(mode="json") for r in visible]
+    return await service.proof_bundle(
+        await raw_connection(session), battery_id, events, partial=len(visible) < len(rows)
+    )

@@ -244,7 +244,9 @@ def audit(events: list[dict[str, Any]], leaves: dict[int, bytes], queued: set[in
     return problems
 
 
-async def proof_bundle(conn: asyncpg.Connection, battery_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+async def proof_bundle(
+    conn: asyncpg.Connection, battery_id: str, events: list[dict[str, Any]], *, partial: bool = False
+) -> dict[str, Any]:
     """A battery's events, each with its inclusion proof against the newest checkpoint, and that checkpoint:
     enough to verify offline (`batterytrace verify`). Events newer than the checkpoint are listed without a
     proof (`pending`)."""
@@ -270,12 +272,14 @@ async def proof_bundle(conn: asyncpg.Connection, battery_id: str, events: list[d
             entry["pending"] = True
         out.append(entry)
     leaves = await repo.leaves_of_battery(conn, battery_id)
-    problems = audit(events, leaves, await repo.queued_of_battery(conn, battery_id))
+    # A partial view (a certifier's) cannot show what it hides; its events are each still proven.
+    problems = [] if partial else audit(events, leaves, await repo.queued_of_battery(conn, battery_id))
     if problems:
         log.error("ledger and log disagree for battery %s: %s", battery_id, "; ".join(problems))
     return {
         "format": "batterytrace-proof-bundle/1",
         "battery_id": battery_id,
+        "partial": partial,
         "log_audit": {"leaves_in_log": len(leaves), "problems": problems},
         "log_key": cp.log_key,
         "checkpoint": with_cosignatures(cp.note, await repo.cosignatures(conn, cp.tree_size)),
