@@ -37,6 +37,15 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
     rate_limit_per_s: float = Field(2000.0, gt=0, description="Sustained requests per second per participant.")
     rate_limit_burst: float = Field(4000.0, ge=1, description="Burst size per participant.")
+    bootstrap_admin_org: str = Field(
+        "BT-ADMIN", description="The admin org admitted before any participant exists (registers the first ones)."
+    )
+    participants_ttl_s: float = Field(
+        20.0, gt=0, le=30, description="How long a participant look-up is cached (a suspension's worst-case delay)."
+    )
+    participants_unchecked_for_unit_tests: bool = Field(
+        False, description="Turn off the participant checks (tokens, receivers). Unit-level test fixtures only."
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
