@@ -102,7 +102,8 @@ class TableDirectory:
         )
         if len(self._cache) >= self._max:
             self._cache.clear()
-        self._cache[org] = (now + self._ttl_s, facts)
+        # Not found is remembered briefly: a participant registered a moment ago is admitted soon.
+        self._cache[org] = (now + (self._ttl_s if facts else min(self._ttl_s, 2.0)), facts)
         return facts
 
     def forget(self, org: str) -> None:

@@ -10,6 +10,7 @@ from services.events.lifecycle import service
 from services.events.lifecycle.schemas import BatchIn, BatchOut, EventIn, EventResult
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
+from shared.participants import directory
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["lifecycle events"], responses=PROBLEM_RESPONSES)
@@ -46,7 +47,9 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1).
     "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
 )
 async def post_event(body: EventIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    (result,) = await service.capture(session, [body], principal, request.app.state.registry)
+    (result,) = await service.capture(
+        session, [body], principal, request.app.state.registry, receivers=directory(request)
+    )
     return result.as_dict()
 
 
@@ -59,5 +62,7 @@ async def post_event(body: EventIn, request: Request, session: SessionDep, princ
     "stored and `errors` lists each failing item's `index` with its problem.",
 )
 async def post_batch(body: BatchIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    results = await service.capture(session, body.events, principal, request.app.state.registry)
+    results = await service.capture(
+        session, body.events, principal, request.app.state.registry, receivers=directory(request)
+    )
     return {"results": [r.as_dict() for r in results]}

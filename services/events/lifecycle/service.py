@@ -20,18 +20,24 @@ from services.events.lifecycle.machine import (
     Event,
     LedgerRow,
     Poster,
+    Receiver,
     Refusal,
     Transition,
 )
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.contract.lifecycle import EventType, canonical_json, ts
 from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type
+from shared.participants import ParticipantFacts
 from shared.problems import Problem, validation_errors
 
 
 class RegistryLookup(Protocol):
     async def battery(self, battery_id: str) -> dict[str, Any] | None: ...
+
+
+class ParticipantLookup(Protocol):
+    async def get(self, org: str) -> ParticipantFacts | None: ...
 
 
 class EventProblem(Problem):
@@ -177,8 +183,11 @@ async def capture(
     events: Sequence[EventIn],
     principal: Principal,
     registry: RegistryLookup,
+    *,
+    receivers: ParticipantLookup | None = None,
 ) -> list[Accepted]:
-    """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem."""
+    """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `receivers`:
+    the participant directory TRANSFERRED's receivers are checked against (None: not checked)."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
@@ -233,6 +242,13 @@ async def capture(
     found_declared = await repo.find_events(session, declared_ids) if declared_ids else {}
     known = {eid: DeclaredEvent.from_row(row) for eid, row in found_declared.items()}
 
+    # Who TRANSFERRED hands batteries to, as the participant directory knows them.
+    found_receivers: dict[str, Receiver] = {}
+    if receivers is not None:
+        for org in sorted({ev.data["to"] for ev in prepared if ev.type is EventType.TRANSFERRED}):
+            facts = await receivers.get(org)
+            found_receivers[org] = Receiver(org, Role(facts.role) if facts else None, facts.active if facts else False)
+
     # 4. The state machine, in order, on the batch's working states.
     now = datetime.now(UTC)
     work = {bid: BatteryState.from_row(s) for bid, s in states.items()}
@@ -256,6 +272,7 @@ async def capture(
             recorded_at=now,
             parent=work.get(ev.data["parent_id"]) if "parent_id" in ev.data else None,
             declared=known.get(ev.data["declared_event_id"]) if ev.type is EventType.ERROR_DECLARED else None,
+            receiver=found_receivers.get(ev.data["to"]) if ev.type is EventType.TRANSFERRED else None,
         )
         if isinstance(step, Refusal):
             failures[i] = step

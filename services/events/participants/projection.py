@@ -34,7 +34,11 @@ async def upsert(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     stmt = pg_insert(participants).values(latest)
     stmt = stmt.on_conflict_do_update(
         index_elements=[participants.c.id],
-        set_={"role": stmt.excluded.role, "ministry": stmt.excluded.ministry, "status": stmt.excluded.status,
-              "updated_at": func.now()},
+        set_={
+            "role": stmt.excluded.role,
+            "ministry": stmt.excluded.ministry,
+            "status": stmt.excluded.status,
+            "updated_at": func.now(),
+        },
     )
     await session.execute(stmt)

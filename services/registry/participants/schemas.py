@@ -19,7 +19,12 @@ def _business_number(value: str) -> str:
 
 BusinessNumber = Annotated[
     str,
-    Field(min_length=10, max_length=12, examples=["1248100998"], description="사업자등록번호: 10 digits, check digit verified."),
+    Field(
+        min_length=10,
+        max_length=12,
+        examples=["1248100998"],
+        description="사업자등록번호: 10 digits, check digit verified.",
+    ),
     AfterValidator(_business_number),
 ]
 #: A GS1 company prefix: 4 to 12 digits (GS1 General Specifications; Korea's start with 880).
