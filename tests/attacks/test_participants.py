@@ -250,7 +250,7 @@ async def test_a_free_vin_alias_is_refused_and_installed_attaches_the_vin(s: Sta
     assert record["aliases"] == []
     await s.ok(bid, "TRANSFERRED", "manufacturer", data={"to": ORGS["oem"]})
     installed = await s.ok(bid, "INSTALLED", "oem", data={"vin": vin})
-    assert installed["state_after"] == "in_service"
+    assert installed["state"] == "in_service"
 
 
 @pytest.mark.parametrize("number", ["1248100997", "124810099", "12481009980", "abcdefghij"])
