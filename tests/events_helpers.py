@@ -118,12 +118,13 @@ async def stack(
     token: Callable[..., dict[str, str]],
     streams: bool = False,
     register_orgs: bool = False,
+    manufacturer_participant: bool = True,
     **events_overrides: Any,
 ) -> AsyncIterator[Stack]:
     """Registry + events in-process. Without `streams`, no relays or consumers run (read-through covers
-    the registry → events path), which keeps pure state-machine tests fast. The manufacturer is always a
-    registered participant owning the test GS1 prefix; `register_orgs` registers every org of `ORGS` (and the
-    ministry MOLIT) too, for tests that run with the participant check on."""
+    the registry → events path), which keeps pure state-machine tests fast. The manufacturer is a registered
+    participant owning the test GS1 prefix (unless `manufacturer_participant` is False); `register_orgs`
+    registers every org of `ORGS` (and the ministry MOLIT) too, for tests that run with the participant check on."""
     if not streams:
         events_overrides = {"relay_enabled": False, "consumers_enabled": False} | events_overrides
     shared_keys = ("kafka_bootstrap_servers", "participants_unchecked_for_unit_tests", "participants_ttl_s")
@@ -135,7 +136,8 @@ async def stack(
         async with serve(events_app) as events:
             s = Stack(registry, events, token)
             admin = token(BOOTSTRAP_ADMIN, "admin")
-            await participant(registry, admin, ORGS["manufacturer"], "manufacturer")
+            if manufacturer_participant or register_orgs:
+                await participant(registry, admin, ORGS["manufacturer"], "manufacturer")
             if register_orgs:
                 for role, org in ORGS.items():
                     await participant(registry, admin, org, role)
