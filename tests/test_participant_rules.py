@@ -32,7 +32,17 @@ def test_every_other_last_digit_fails(number: str) -> None:
             assert not valid_business_number(digits[:9] + d)
 
 
-@pytest.mark.parametrize("bad", ["", "124810099", "12481009980", "12481009a8", "１２４８１００９９８", "124 81 00998"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "124810099",
+        "12481009980",
+        "12481009a8",
+        "\uff11\uff12\uff14\uff18\uff11\uff10\uff10\uff19\uff19\uff18",
+        "124 81 00998",
+    ],
+)
 def test_malformed_business_numbers_fail(bad: str) -> None:
     assert not valid_business_number(bad)
 
