@@ -6,6 +6,7 @@ from services.events import models as events
 from services.events.epcis import models as events_epcis
 from services.events.lifecycle import models as events_lifecycle
 from services.events.log import models as events_log
+from services.events.participants import models as events_participants
 from services.portal import models as portal
 from services.portal.epcis import models as portal_epcis
 from services.portal.ingest import models as portal_ingest
@@ -26,6 +27,7 @@ MODULES = (
     events,
     events_lifecycle,
     events_log,
+    events_participants,
     events_epcis,
     portal,
     portal_ingest,

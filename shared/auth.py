@@ -20,6 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.access import AUTHORITY, LEGITIMATE_INTEREST, Ministry, Role, is_authority
+from shared.participants import check_participant
 from shared.problems import Forbidden, Problem, Unauthorized, Unavailable
 from shared.settings import ServiceSettings
 
@@ -223,6 +224,8 @@ async def optional_principal(
     else:
         verifier: TokenVerifier = request.app.state.verifier
         principal = verifier.verify(creds.credentials)
+    ministry = principal.ministry.value if principal.ministry else None
+    await check_participant(request, principal.org, principal.role.value, ministry)  # shared/participants.py
     request.state.principal = principal  # for the audit trail and the logs
     return principal
 

@@ -56,6 +56,15 @@ class ServiceSettings(BaseSettings):
     rate_limit_max_keys: int = Field(
         100_000, ge=1, description="Rate limit buckets kept; the least recently used is evicted first."
     )
+    bootstrap_admin_org: str = Field(
+        "BT-ADMIN", description="The admin org admitted before any participant exists (registers the first ones)."
+    )
+    participants_ttl_s: float = Field(
+        20.0, gt=0, le=30, description="How long a participant look-up is cached (a suspension's worst-case delay)."
+    )
+    participants_unchecked_for_unit_tests: bool = Field(
+        False, description="Turn off the participant checks (tokens, receivers). Unit-level test fixtures only."
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

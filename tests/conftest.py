@@ -104,6 +104,9 @@ def make_settings(infra: Infra, db_url: str, topic_prefix: str) -> Callable[...,
             "kafka_heartbeat_interval_ms": 300,
             "log_json": False,
             "log_level": "WARNING",
+            # Unit-level fixtures mint tokens for orgs they never registered; the attack tests (tests/attacks/)
+            # and the system tests run with the participant check on (pass False).
+            "participants_unchecked_for_unit_tests": True,
         }
         values.update(overrides)
         return cls(**values)

@@ -16,7 +16,7 @@ from services.events.settings import EventsSettings
 from services.registry.app import create_app as create_registry
 from services.registry.settings import RegistrySettings
 from tests.conftest import serve
-from tests.factories import battery_body, create_models
+from tests.factories import battery_body, create_models, participant
 
 ORGS = {
     "manufacturer": "LGES",
@@ -30,6 +30,9 @@ ORGS = {
     "certifier": "KTL",
     "recycler": "REC-1",
 }
+
+#: The bootstrap admin org (ServiceSettings.bootstrap_admin_org): admitted before any participant exists.
+BOOTSTRAP_ADMIN = "BT-ADMIN"
 
 DATA: dict[str, dict[str, Any]] = {
     "INSTALLED": {"vin": "KMHEM41AP6A123456"},
@@ -114,18 +117,30 @@ async def stack(
     make_settings: Callable[..., Any],
     token: Callable[..., dict[str, str]],
     streams: bool = False,
+    register_orgs: bool = False,
+    manufacturer_participant: bool = True,
     **events_overrides: Any,
 ) -> AsyncIterator[Stack]:
     """Registry + events in-process. Without `streams`, no relays or consumers run (read-through covers
-    the registry → events path), which keeps pure state-machine tests fast."""
+    the registry → events path), which keeps pure state-machine tests fast. The manufacturer is a registered
+    participant owning the test GS1 prefix (unless `manufacturer_participant` is False); `register_orgs`
+    registers every org of `ORGS` (and the ministry MOLIT) too, for tests that run with the participant check on."""
     if not streams:
         events_overrides = {"relay_enabled": False, "consumers_enabled": False} | events_overrides
-    shared_overrides = {k: v for k, v in events_overrides.items() if k == "kafka_bootstrap_servers"}
+    shared_keys = ("kafka_bootstrap_servers", "participants_unchecked_for_unit_tests", "participants_ttl_s")
+    shared_overrides = {k: v for k, v in events_overrides.items() if k in shared_keys}
     registry_app = create_registry(make_settings(RegistrySettings, relay_enabled=streams, **shared_overrides))
     async with serve(registry_app) as registry:
         transport = httpx.ASGITransport(app=registry_app)
         events_app = create_events(make_settings(EventsSettings, **events_overrides), registry_transport=transport)
         async with serve(events_app) as events:
             s = Stack(registry, events, token)
+            admin = token(BOOTSTRAP_ADMIN, "admin")
+            if manufacturer_participant or register_orgs:
+                await participant(registry, admin, ORGS["manufacturer"], "manufacturer")
+            if register_orgs:
+                for role, org in ORGS.items():
+                    await participant(registry, admin, org, role)
+                await participant(registry, admin, "MOLIT", "ministry")
             await create_models(registry, s.as_role("manufacturer"))
             yield s

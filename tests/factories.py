@@ -72,3 +72,25 @@ async def register(client: httpx.AsyncClient, headers: dict[str, str], **over: A
     r = await client.post("/v1/batteries", json=battery_body(**over), headers=headers)
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+#: Valid 사업자등록번호 for test participants (check digits verified by shared.participants.valid_business_number).
+BUSINESS_NUMBERS = ("1248100998", "2208162517")
+#: The GS1 company prefix test manufacturers own (GTIN 08801234567893 and urn:epc:id:sgtin:8801234.0xxxxx.* lie under it).
+TEST_GS1_PREFIX = "8801234"
+
+
+async def participant(
+    client: httpx.AsyncClient, headers: dict[str, str], pid: str, role: str, **over: Any
+) -> dict[str, Any]:
+    """Register a participant with the registry (201, or 409 if a test registered it already); a manufacturer
+    owns `TEST_GS1_PREFIX` unless told otherwise."""
+    body: dict[str, Any] = {"id": pid, "name": pid, "role": role}
+    if role == "manufacturer":
+        body["gs1_company_prefixes"] = [TEST_GS1_PREFIX]
+    if role == "ministry":
+        body["ministry"] = pid
+    body.update(over)
+    r = await client.post("/v1/participants", json=body, headers=headers)
+    assert r.status_code in (201, 409), r.text
+    return dict(r.json())

@@ -60,6 +60,8 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     **{(svc, "GET", "/v1/ops/outbox"): EVERYONE for svc in ("registry", "events")},
     **{(svc, "GET", "/v1/audit"): {"admin"} for svc in ("registry", "events", "portal")},
     ("registry", "POST", "/v1/participants"): {"admin"},
+    ("registry", "POST", "/v1/participants/{participant_id}/suspend"): {"admin"},
+    ("registry", "POST", "/v1/participants/{participant_id}/reactivate"): {"admin"},
     ("registry", "GET", "/v1/participants"): AUTHENTICATED,
     ("registry", "GET", "/v1/participants/{participant_id}"): AUTHENTICATED,
     ("registry", "POST", "/v1/models"): {"manufacturer", "admin"},

@@ -66,7 +66,7 @@ def _sections(views: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 async def test_demo_fills_every_view_and_loads_idempotently(make_settings, token, infra) -> None:
     key = infra.public_key.with_name("jwt-private.pem")
-    async with stack(make_settings, token, streams=True) as s:
+    async with stack(make_settings, token, streams=True, manufacturer_participant=False) as s:
         async with serve(create_portal(portal_settings(make_settings))) as portal:
             clients = {"registry": s.registry, "events": s.events, "portal": portal}
 

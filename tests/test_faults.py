@@ -22,7 +22,8 @@ from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn, make_engine
 from shared.outbox import requeue
 from tests.conftest import FAULT_REPORT, eventually, read_topic
-from tests.factories import battery_body, create_models
+from tests.events_helpers import BOOTSTRAP_ADMIN
+from tests.factories import battery_body, create_models, participant
 from tests.system import System
 
 BATTERIES = [f"KR-FAULT-{i:03d}" for i in range(12)]
@@ -42,10 +43,23 @@ async def system(infra, db_url, topic_prefix, own_broker, token):
     await sut.start()
     try:
         async with httpx.AsyncClient(base_url=sut.url("registry"), timeout=30) as reg:
+            # The services run as in production: only registered participants' tokens work.
+            admin = token(BOOTSTRAP_ADMIN, "admin")
+            for org, role in (("LGES", "manufacturer"), ("KOTSA", "inspector"), ("MOLIT", "ministry")):
+                await participant(reg, admin, org, role)
             maker = token("LGES", "manufacturer")
             await create_models(reg, maker, "NCM-PACK-77")
             body = {"batteries": [battery_body(battery_id=b) for b in BATTERIES]}
             assert (await reg.post("/v1/batteries/bulk", json=body, headers=maker)).status_code == 201
+        async with httpx.AsyncClient(timeout=10) as c:  # the events service and the portal learnt them from Kafka
+
+            async def admitted() -> bool:
+                inspector, ministry = token("KOTSA", "inspector"), token("MOLIT", "ministry", ministry="MOLIT")
+                events = await c.get(sut.url("events") + f"/v1/batteries/{BATTERIES[0]}/state", headers=inspector)
+                portal = await c.get(sut.url("portal") + "/v1/views/molit", headers=ministry)
+                return events.status_code != 401 and portal.status_code != 401
+
+            await eventually(admitted, timeout_s=60)
         yield sut
     finally:
         sut.stop()

@@ -219,13 +219,13 @@ async def services(make_settings, token):
     async with stack(make_settings, token, streams=True) as s:
         admin = token("root", "admin")
         r = await s.registry.post(
-            "/v1/participants", json={"id": "LGES", "name": "LG ES", "role": "manufacturer"}, headers=admin
+            "/v1/participants", json={"id": "SDI", "name": "Samsung SDI", "role": "manufacturer"}, headers=admin
         )
         assert r.status_code == 201, r.text
         await s.battery(BATTERY)
         r = await s.registry.post(
             f"/v1/batteries/{BATTERY}/aliases",
-            json={"scheme": "vin", "value": "KMHEM41AP6A123456"},
+            json={"scheme": "epc", "value": f"urn:epc:id:sgtin:8801234.056789.{BATTERY}"},
             headers=s.as_role("manufacturer"),
         )
         assert r.status_code == 201, r.text

@@ -27,10 +27,7 @@ async def world(make_settings, token, infra, topic_prefix):
         await register(registry, maker, battery_id="M1", model_id="NCM-MOD-8")
         for c in ("C1", "C2"):
             await register(registry, maker, battery_id=c, model_id="NCM-CELL-60")
-        r = await registry.post(
-            "/v1/batteries/P1/aliases", json={"scheme": "vin", "value": VIN}, headers=token("HMC", "oem")
-        )
-        assert r.status_code == 201, r.text
+        # no VIN alias: a VIN is attached by INSTALLED (the registry refuses VIN aliases)
         life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
         yield registry, portal, life
 
@@ -85,7 +82,7 @@ async def test_history_shows_the_whole_life_in_order(world, token) -> None:
     cur = h["current"]
     assert (cur["state"], cur["custodian"], cur["region"], cur["soh_pct"]) == ("removed", "LGES", "KR-41", 96.5)
     assert h["registry"]["manufacturer"] == "LGES" and h["registry"]["model"]["rated_energy_kwh"] == 77.4
-    assert h["aliases"] == [{"scheme": "vin", "value": VIN}]
+    assert h["aliases"] == [] and cur["vin"] == VIN  # the VIN comes from INSTALLED, never from a free alias
     assert h["chain"]["status"] == "valid" and h["chain"]["events"] == 6
     assert h["as_of"]["sequence"] == 6 and h["as_of"]["event_id"] == h["timeline"][-1]["event_id"]
     assert [p["status"] for p in h["passports"]] == ["Original"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.factories import battery_body, create_models, register
+from tests.factories import battery_body, create_models, participant, register
 
 PROBLEM = "application/problem+json"
 
@@ -241,22 +241,28 @@ async def test_list_filters_and_cursor_pagination(registry, maker, token) -> Non
 
 
 async def test_aliases_resolve_and_conflict(registry, maker, token) -> None:
+    await participant(registry, token("ops", "admin"), "LGES", "manufacturer")
     await register(registry, maker, battery_id="KR-AL-1")
     await register(registry, maker, battery_id="KR-AL-2")
-    vin = {"scheme": "vin", "value": "KMHEM41AP6A123456"}
-    r = await registry.post("/v1/batteries/KR-AL-1/aliases", json=vin, headers=token("HMC", "oem"))
+    epc = {"scheme": "epc", "value": "urn:epc:id:sgtin:8801234.056789.AL1"}
+    r = await registry.post("/v1/batteries/KR-AL-1/aliases", json=epc, headers=maker)
     assert r.status_code == 201, r.text
     dl = {"scheme": "gs1_digital_link", "value": "https://id.example.kr/01/08801234567893/21/AL1"}
     assert (await registry.post("/v1/batteries/KR-AL-1/aliases", json=dl, headers=maker)).status_code == 201
-    res = (await registry.get("/v1/resolve", params={"alias": vin["value"]})).json()
-    assert res == {"battery_id": "KR-AL-1", "scheme": "vin", "value": vin["value"]}
+    res = (await registry.get("/v1/resolve", params={"alias": epc["value"]})).json()
+    assert res == {"battery_id": "KR-AL-1", "scheme": "epc", "value": epc["value"]}
     assert (await registry.get("/v1/resolve", params={"alias": dl["value"]})).json()["battery_id"] == "KR-AL-1"
-    again = await registry.post("/v1/batteries/KR-AL-1/aliases", json=vin, headers=maker)
+    again = await registry.post("/v1/batteries/KR-AL-1/aliases", json=epc, headers=maker)
     assert again.status_code == 201
-    taken = await registry.post("/v1/batteries/KR-AL-2/aliases", json=vin, headers=maker)
+    taken = await registry.post("/v1/batteries/KR-AL-2/aliases", json=epc, headers=maker)
     assert taken.status_code == 409 and taken.json()["code"] == "alias-taken"
     bad = await registry.post("/v1/batteries/KR-AL-2/aliases", json={"scheme": "vin", "value": "SHORT"}, headers=maker)
     assert bad.status_code == 422
+    # a VIN is never a free alias (INSTALLED attaches it): not for an OEM, not for the manufacturer
+    vin = {"scheme": "vin", "value": "KMHEM41AP6A123456"}
+    for who in (token("HMC", "oem"), maker):
+        r = await registry.post("/v1/batteries/KR-AL-2/aliases", json=vin, headers=who)
+        assert r.status_code == 422 and r.json()["code"] == "vin-by-installed"
     stranger = await registry.post(
         "/v1/batteries/KR-AL-2/aliases", json=dl | {"value": dl["value"] + "X"}, headers=token("R1", "recycler")
     )

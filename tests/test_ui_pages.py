@@ -19,7 +19,7 @@ from services.portal.ui import sessions
 from services.portal.ui.settings import UISettings
 from shared.auth import Ministry, Principal, Role
 from tests.conftest import Infra, RegistrySettings, eventually, serve
-from tests.factories import create_models, register
+from tests.factories import create_models, participant, register
 from tests.portal_helpers import Lifecycle, at, portal_app, portal_settings, topics, wait_sequence
 
 VIN_1, VIN_2 = "KMHEM41AP6A000001", "KMHEM41AP6A000002"
@@ -185,6 +185,7 @@ async def ui_world(
             dev_signin=True, dev_signing_key_file=infra.public_key.parent / "jwt-private.pem"
         )
         lges, sdi = token("LGES", "manufacturer"), token("SDI", "manufacturer")
+        await participant(registry, token("BT-ADMIN", "admin"), "LGES", "manufacturer")  # owns DIGITAL_LINK's prefix
         await create_models(registry, lges, "NCM-PACK-77", "NCM-MOD-8", "NCM-CELL-60")
         await create_models(registry, sdi, "LFP-PACK-60")
         for bid, model in (

@@ -1,5 +1,5 @@
 """Loading the demo: posting the catalogue and the plan to the services over HTTP (participants, models,
-batteries, VIN aliases, lifecycle events in waves), with progress, then waiting for the portal to catch up and
+batteries, lifecycle events in waves), with progress, then waiting for the portal to catch up and
 printing headline figures from the ministry views."""
 
 from __future__ import annotations
@@ -134,22 +134,6 @@ async def _register(api: Api, progress: Progress, plans: list[PackPlan], start: 
                 raise _fail(f"registering {mfr} batteries", r)
             progress.advance(task, min(REGISTER_BATCH, len(bodies) - i))
     return created
-
-
-async def _aliases(api: Api, progress: Progress, plans: list[PackPlan]) -> int:
-    items = [(oem, p.pack_id, vin) for p in plans for oem, vin in p.aliases]
-    task = progress.add_task("VIN aliases", total=len(items))
-    sem = asyncio.Semaphore(8)
-
-    async def one(oem: str, bid: str, vin: str) -> None:
-        async with sem:
-            r = await api.post("registry", f"/v1/batteries/{bid}/aliases", {"scheme": "vin", "value": vin}, oem)
-            if r.status_code not in (200, 201):
-                raise _fail(f"alias {vin} for {bid}", r)
-            progress.advance(task)
-
-    await asyncio.gather(*(one(*it) for it in items))
-    return len(items)
 
 
 def _segments(events: list[Ev]) -> list[list[Ev]]:
@@ -355,8 +339,8 @@ async def load_demo_async(
                 )
                 return await _events(api, progress, plans, start)
 
-            # VIN aliases go to the registry while the events service takes the lifecycle events.
-            events, aliases = await asyncio.gather(lifecycle(), _aliases(api, progress, plans))
+            # VINs are attached by the INSTALLED events (the registry refuses VIN aliases).
+            events, aliases = await lifecycle(), 0
             caught_up = await _wait_portal(api, progress, portal_timeout_s)
         views = await _views(api)
         seconds = time.monotonic() - started

@@ -37,6 +37,8 @@ class Participant(Base, table=True):
     ministry: str | None = Field(default=None, sa_type=Text)
     region: str | None = Field(default=None, sa_type=Text)
     created_at: datetime | None = Field(default=None, sa_type=TZ)
+    #: active | suspended, as the registry last published it (the portal's participant directory reads it).
+    status: str = Field(default="active", sa_type=Text, sa_column_kwargs={"server_default": "active"})
 
 
 class BatteryModel(Base, table=True):

@@ -37,6 +37,12 @@ LIFECYCLE_TYPE_PREFIX = "kr.battery.lifecycle."
 EPCIS_TYPE_PREFIX = "kr.battery.epcis."
 
 PARTICIPANT_REGISTERED = "kr.battery.registry.participant.registered.v1"
+#: An admin suspended a participant: its tokens stop working, it may not receive custody (data: its whole record).
+PARTICIPANT_SUSPENDED = "kr.battery.registry.participant.suspended.v1"
+#: An admin lifted a suspension (data: the participant's whole record).
+PARTICIPANT_REACTIVATED = "kr.battery.registry.participant.reactivated.v1"
+#: Every participant message; each carries the participant's whole current record (`status` included).
+PARTICIPANT_TYPES = (PARTICIPANT_REGISTERED, PARTICIPANT_SUSPENDED, PARTICIPANT_REACTIVATED)
 MODEL_REGISTERED = "kr.battery.registry.model.registered.v1"
 BATTERY_REGISTERED = "kr.battery.registry.battery.registered.v1"
 ALIAS_ADDED = "kr.battery.registry.battery.alias_added.v1"

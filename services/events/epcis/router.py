@@ -14,6 +14,7 @@ from services.events.epcis.service import Behaviour
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.limits import body_limit
+from shared.participants import directory
 from shared.problems import PROBLEM_RESPONSES, Problem, Unprocessable, field_error
 
 router = APIRouter(tags=["EPCIS"], responses=PROBLEM_RESPONSES)
@@ -72,7 +73,13 @@ async def capture(
         ) from None
     service.check_document(document, request.app.state.settings.batch_max_items)
     job = await service.capture_document(
-        session, document, principal, behaviour, request.app.state.epcis_resolver, request.app.state.registry
+        session,
+        document,
+        principal,
+        behaviour,
+        request.app.state.epcis_resolver,
+        request.app.state.registry,
+        receivers=directory(request),
     )
     body = CaptureJob.model_validate(job_out(job)).model_dump(mode="json")
     return JSONResponse(

@@ -26,7 +26,7 @@ from services.events.epcis.mapping import (
     parse_time,
 )
 from services.events.lifecycle.schemas import EventIn
-from services.events.lifecycle.service import BatchProblem, EventProblem, RegistryLookup, capture
+from services.events.lifecycle.service import BatchProblem, EventProblem, ParticipantLookup, RegistryLookup, capture
 from services.events.models import SCHEMA
 from shared import access
 from shared.auth import Principal
@@ -158,8 +158,11 @@ async def capture_document(
     behaviour: Behaviour,
     resolver: Resolver,
     registry: RegistryLookup,
+    *,
+    receivers: ParticipantLookup | None = None,
 ) -> dict[str, Any]:
-    """Capture a validated EPCISDocument; returns the finished capture job (stored in this transaction)."""
+    """Capture a validated EPCISDocument; returns the finished capture job (stored in this transaction).
+    `receivers`: the participant directory a transfer's receiver is checked against (None: not checked)."""
     created = datetime.now(UTC)
     capture_id = str(uuid.uuid4())
     record_time = ts(created)
@@ -195,7 +198,7 @@ async def capture_document(
         except (MappingProblem, EventProblem) as problem:
             plan.error = _error(plan, problem)
 
-    await _apply(session, plans, principal, behaviour, registry)
+    await _apply(session, plans, principal, behaviour, registry, receivers)
     failed = [p.error for p in plans if p.error]
     stored = [] if failed and behaviour is Behaviour.rollback else [p for p in plans if not p.error]
     await _store(session, stored, capture_id, created, principal, document)
@@ -262,7 +265,12 @@ def _plan(plan: _Plan, prior: dict[str, Any] | None, batteries: dict[str, str | 
 
 
 async def _apply(
-    session: AsyncSession, plans: list[_Plan], principal: Principal, behaviour: Behaviour, registry: RegistryLookup
+    session: AsyncSession,
+    plans: list[_Plan],
+    principal: Principal,
+    behaviour: Behaviour,
+    registry: RegistryLookup,
+    receivers: ParticipantLookup | None = None,
 ) -> None:
     """All battery events through the native capture in one call (in event-time order). On failures: with
     rollback, stop (nothing is stored); with proceed, drop the failing EPCIS events and try the rest again."""
@@ -274,7 +282,7 @@ async def _apply(
             return
         try:
             async with session.begin_nested():
-                await capture(session, [ev for _, ev in items], principal, registry)
+                await capture(session, [ev for _, ev in items], principal, registry, receivers=receivers)
             return
         except (EventProblem, BatchProblem) as exc:
             failures = _failures(exc, len(items))

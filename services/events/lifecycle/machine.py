@@ -18,6 +18,7 @@ from services.events.lifecycle.rules import (
     Custody,
     Rule,
     allowed_events,
+    may_hold,
     rule_for,
 )
 from shared.access import Role
@@ -112,6 +113,16 @@ class Poster:
     org: str
     role: Role
     is_authority: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """What the participant directory says of TRANSFERRED's `data.to`: its role and whether it is active
+    (`role` None: not a registered participant)."""
+
+    org: str
+    role: Role | None
+    active: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,10 +335,12 @@ def apply(
     parent: BatteryState | None = None,
     declared: DeclaredEvent | None = None,
     max_ahead: timedelta = MAX_AHEAD,
+    receiver: Receiver | None = None,
 ) -> Transition | Refusal:
     """Apply one event. `parent`: the state of `data.parent_id` (ASSEMBLED, DISASSEMBLED); `declared`: the
-    event `data.declared_event_id` names (ERROR_DECLARED). None where it is not known. `recorded_at` is the
-    server's clock: `occurred_at` may be at most `max_ahead` later."""
+    event `data.declared_event_id` names (ERROR_DECLARED); `receiver`: what the participant directory says of
+    TRANSFERRED's `data.to` (None: not looked up, the receiver is not checked). None where it is not known.
+    `recorded_at` is the server's clock: `occurred_at` may be at most `max_ahead` later."""
     refusal = postable(event.type) or authorize(event.type, poster)
     if refusal is not None:
         return refusal
@@ -364,6 +377,10 @@ def apply(
     moved = _custody(state, poster, event, rule, parent)
     if isinstance(moved, Refusal):
         return moved
+    if event.type is EventType.TRANSFERRED and receiver is not None:
+        refusal = _check_receiver(state, receiver)
+        if refusal is not None:
+            return refusal
     return _transition(state, poster, event, rule, moved, recorded_at)
 
 
@@ -474,6 +491,27 @@ def _assembly(state: BatteryState, poster: Poster, event: Event, parent: Battery
             (field_error("data.parent_id", "current-parent", "not the battery's current parent"),),
         )
     return _Moved(poster.org, None, None)
+
+
+def _check_receiver(state: BatteryState, receiver: Receiver) -> Refusal | None:
+    """TRANSFERRED's receiver is an active participant whose role may hold the battery in its state (MAY_HOLD)."""
+    name = "data.to"
+    if receiver.role is None:
+        return invalid(
+            f"'{receiver.org}' is not a registered participant; custody cannot move to it.",
+            field_error(name, "registered-participant", "not a registered participant"),
+        )
+    if not receiver.active:
+        return invalid(
+            f"Participant '{receiver.org}' is suspended; custody cannot move to it.",
+            field_error(name, "active-participant", "the participant is suspended"),
+        )
+    if not may_hold(receiver.role, state.state):
+        return invalid(
+            f"A {receiver.role.value} may not hold a battery in state '{state.state.value}'.",
+            field_error(name, "may-hold", f"role '{receiver.role.value}' may not hold a '{state.state.value}' battery"),
+        )
+    return None
 
 
 def _check_declaration(event: Event, declared: DeclaredEvent | None, poster: Poster) -> Refusal | None:

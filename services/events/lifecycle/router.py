@@ -12,6 +12,7 @@ from services.events.lifecycle.schemas import BatchIn, BatchOut, EventIn, EventR
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.limits import body_limit
+from shared.participants import directory
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["lifecycle events"], responses=PROBLEM_RESPONSES)
@@ -61,7 +62,9 @@ def _clock(request: Request) -> dict[str, Any]:
     "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
 )
 async def post_event(body: EventIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    (result,) = await service.capture(session, [body], principal, request.app.state.registry, **_clock(request))
+    (result,) = await service.capture(
+        session, [body], principal, request.app.state.registry, receivers=directory(request), **_clock(request)
+    )
     return result.as_dict()
 
 
@@ -75,5 +78,7 @@ async def post_event(body: EventIn, request: Request, session: SessionDep, princ
     "stored and `errors` lists each failing item's `index` with its problem.",
 )
 async def post_batch(body: BatchIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    results = await service.capture(session, body.events, principal, request.app.state.registry, **_clock(request))
+    results = await service.capture(
+        session, body.events, principal, request.app.state.registry, receivers=directory(request), **_clock(request)
+    )
     return {"results": [r.as_dict() for r in results]}

@@ -112,3 +112,31 @@ def allowed_events(state: State, grade: str | None = None) -> list[EventType]:
             continue
         out.append(etype)
     return out
+
+
+# ---- who may receive custody (TRANSFERRED's receiver) ----
+#: The states in which a participant of each role may hold a battery, so a TRANSFERRED may hand it to them.
+#: From DOMAIN.md's table: each role holds batteries in the states its own events start from or leave (a
+#: collector removed and collected ones, an assessor those it grades, a recycler anything bound for recycling,
+#: manufacturers and remanufacturers what they build or take back). Inspectors, certifiers, ministries, operators
+#: and admins never hold batteries.
+MAY_HOLD: dict[Role, frozenset[State]] = {
+    Role.manufacturer: frozenset(
+        {State.manufactured, State.assembled, State.removed, State.collected, State.graded, State.remanufactured}
+    ),
+    Role.oem: frozenset({State.manufactured, State.remanufactured, State.repurposed, State.in_service, State.removed}),
+    Role.dismantler: frozenset({State.in_service, State.removed}),
+    Role.collector: frozenset({State.removed, State.collected}),
+    Role.assessor: frozenset({State.removed, State.collected, State.graded}),
+    Role.remanufacturer: frozenset(
+        {State.manufactured, State.assembled, State.removed, State.collected, State.graded, State.remanufactured}
+    ),
+    Role.repurposer: frozenset({State.removed, State.collected, State.graded, State.repurposed}),
+    Role.recycler: frozenset(
+        {State.assembled, State.removed, State.collected, State.graded, State.remanufactured, State.repurposed}
+    ),
+}
+
+
+def may_hold(role: Role, state: State) -> bool:
+    return state in MAY_HOLD.get(role, frozenset())

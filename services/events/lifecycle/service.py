@@ -20,18 +20,24 @@ from services.events.lifecycle.machine import (
     Event,
     LedgerRow,
     Poster,
+    Receiver,
     Refusal,
     Transition,
 )
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.contract.lifecycle import EventType, canonical_json, ts
 from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type
+from shared.participants import ParticipantFacts
 from shared.problems import Problem, validation_errors
 
 
 class RegistryLookup(Protocol):
     async def battery(self, battery_id: str) -> dict[str, Any] | None: ...
+
+
+class ParticipantLookup(Protocol):
+    async def get(self, org: str) -> ParticipantFacts | None: ...
 
 
 class EventProblem(Problem):
@@ -179,9 +185,11 @@ async def capture(
     registry: RegistryLookup,
     *,
     max_ahead: timedelta = machine.MAX_AHEAD,
+    receivers: ParticipantLookup | None = None,
 ) -> list[Accepted]:
     """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `max_ahead`: how
-    far ahead of the server's clock an `occurred_at` may be."""
+    far ahead of the server's clock an `occurred_at` may be; `receivers`: the participant directory
+    TRANSFERRED's receivers are checked against (None: not checked)."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
@@ -248,6 +256,13 @@ async def capture(
     )
     known = [DeclaredEvent.from_row(row) for row in found_declared]
 
+    # Who TRANSFERRED hands batteries to, as the participant directory knows them.
+    found_receivers: dict[str, Receiver] = {}
+    if receivers is not None:
+        for org in sorted({ev.data["to"] for ev in prepared if ev.type is EventType.TRANSFERRED}):
+            facts = await receivers.get(org)
+            found_receivers[org] = Receiver(org, Role(facts.role) if facts else None, facts.active if facts else False)
+
     # 4. The state machine, in order, on the batch's working states.
     now = datetime.now(UTC)
     work = {bid: BatteryState.from_row(s) for bid, s in states.items()}
@@ -276,6 +291,7 @@ async def capture(
                 parent=work.get(ev.data["parent_id"]) if "parent_id" in ev.data else None,
                 declared=declared,
                 max_ahead=max_ahead,
+                receiver=found_receivers.get(ev.data["to"]) if ev.type is EventType.TRANSFERRED else None,
             )
         )
         if isinstance(step, Refusal):

@@ -27,7 +27,9 @@ from shared.contract.streams import (
     BATTERY_REGISTERED,
     LIFECYCLE_TYPE_PREFIX,
     MODEL_REGISTERED,
+    PARTICIPANT_REACTIVATED,
     PARTICIPANT_REGISTERED,
+    PARTICIPANT_SUSPENDED,
     REGISTRY_TYPE_PREFIX,
     is_known_lifecycle,
 )
@@ -38,6 +40,8 @@ from shared.kafka import ConsumerRecord, PoisonMessage
 KST = ZoneInfo("Asia/Seoul")
 REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn]] = {
     PARTICIPANT_REGISTERED: ParticipantIn,
+    PARTICIPANT_SUSPENDED: ParticipantIn,
+    PARTICIPANT_REACTIVATED: ParticipantIn,
     MODEL_REGISTERED: ModelIn,
     BATTERY_REGISTERED: BatteryRegisteredIn,
     ALIAS_ADDED: AliasAddedIn,

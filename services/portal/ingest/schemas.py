@@ -24,6 +24,7 @@ class ParticipantIn(_In):
     ministry: str | None = None
     region: str | None = None
     created_at: datetime | None = None
+    status: Literal["active", "suspended"] = "active"
 
 
 class ModelIn(_In):

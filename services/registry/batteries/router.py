@@ -100,11 +100,12 @@ async def list_batteries(
     "/v1/batteries/{battery_id}/aliases",
     status_code=status.HTTP_201_CREATED,
     response_model=AliasOut,
-    summary="Add an alias (GS1 Digital Link, EPC URN or VIN)",
+    summary="Add an alias (GS1 Digital Link or SGTIN EPC URN)",
     openapi_extra=body_limit(ALIAS_BYTES),
 )
 async def add_alias(battery_id: str, body: AliasIn, session: SessionDep, principal: AliasWriter) -> dict[str, Any]:
-    """The battery's manufacturer adds any alias; an OEM adds the VIN of the vehicle it installed it in."""
+    """The battery's manufacturer adds a GS1 Digital Link or SGTIN EPC URN under one of its GS1 company prefixes
+    (check digits verified). A VIN is refused here (422 `vin-by-installed`): INSTALLED attaches it."""
     return await service.add_alias(session, battery_id, body, principal)
 
 

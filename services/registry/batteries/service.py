@@ -10,11 +10,13 @@ from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.registry.batteries import gs1
 from services.registry.batteries import repository as repo
-from services.registry.batteries.schemas import AliasIn, BatteryIn, BatteryPublic
+from services.registry.batteries.schemas import AliasIn, AliasScheme, BatteryIn, BatteryPublic
 from services.registry.catalog import repository as catalog_repo
 from services.registry.events import registry_message
 from services.registry.models import SCHEMA
+from services.registry.participants import repository as participants_repo
 from shared import access
 from shared.auth import Principal, Role
 from shared.contract.streams import manufactured_event_id
@@ -179,14 +181,28 @@ async def list_batteries(
 
 
 async def add_alias(session: AsyncSession, battery_id: str, body: AliasIn, principal: Principal) -> dict[str, Any]:
+    """The battery's manufacturer (or an admin) names it by a GS1 key under one of the manufacturer's GS1
+    company prefixes. VINs are not aliases one may add: INSTALLED attaches a VIN and REMOVED detaches it."""
+    if body.scheme is AliasScheme.vin:
+        raise Unprocessable(
+            "A VIN is attached by the installing OEM's INSTALLED event and detached by REMOVED, not by an alias.",
+            code="vin-by-installed",
+            errors=[field_error("scheme", "vin-by-installed", "post INSTALLED with data.vin instead")],
+        )
     battery = await get_battery(await raw_connection(session), battery_id)
-    may = (
-        principal.role is Role.admin
-        or principal.org == battery["manufacturer"]
-        or (principal.role is Role.oem and body.scheme.value == "vin")
-    )
-    if not may:
-        raise Forbidden("Only the battery's manufacturer (or an OEM, for a VIN) may add aliases.")
+    if principal.role is not Role.admin and principal.org != battery["manufacturer"]:
+        raise Forbidden("Only the battery's manufacturer may add aliases.")
+    try:
+        key = gs1.parse_sgtin(body.value) if body.scheme is AliasScheme.epc else gs1.parse_digital_link(body.value)
+    except gs1.Gs1Error as exc:
+        raise Unprocessable(f"{exc}.", errors=[field_error("value", exc.rule, str(exc))]) from None
+    prefixes = await participants_repo.prefixes_of(session, battery["manufacturer"])
+    if not key.lies_under_any(prefixes):
+        raise Forbidden(
+            f"GTIN {key.gtin} is not under any GS1 company prefix of '{battery['manufacturer']}'.",
+            code="foreign-gs1-prefix",
+            errors=[field_error("value", "own-gs1-prefix", "must lie under one of the manufacturer's prefixes")],
+        )
     alias = {"scheme": body.scheme.value, "value": body.value, "battery_id": battery_id}
     if not await repo.insert_alias(session, body.scheme.value, body.value, battery_id):
         current = await repo.get_alias(session, body.value)

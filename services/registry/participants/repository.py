@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,3 +43,14 @@ async def list_participants(
     if after:
         q = q.where(participants.c.id > after)
     return [row_dict(r) for r in (await session.execute(q)).mappings()]
+
+
+async def set_status(session: AsyncSession, pid: str, status: str) -> dict[str, Any]:
+    stmt = update(participants).where(participants.c.id == pid).values(status=status).returning(participants)
+    return row_dict((await session.execute(stmt)).mappings().one())
+
+
+async def prefixes_of(session: AsyncSession, pid: str) -> list[str]:
+    """The GS1 company prefixes a participant owns (none if it is not registered)."""
+    q = select(participants.c.gs1_company_prefixes).where(participants.c.id == pid)
+    return list((await session.execute(q)).scalar_one_or_none() or [])

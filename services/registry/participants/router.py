@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from services.registry.participants import service
 from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
@@ -10,6 +10,7 @@ from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_rol
 from shared.db import SessionDep
 from shared.limits import body_limit
 from shared.pagination import decode_cursor, encode_cursor
+from shared.participants import ParticipantStatus, directory
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/participants", tags=["participants"], responses=PROBLEM_RESPONSES)
@@ -27,6 +28,33 @@ async def create_participant(body: ParticipantIn, session: SessionDep, _: Admin)
     """Administrators register participants: organisations with one role (and a ministry code for
     ministries). 409 if the ID exists."""
     return await service.create_participant(session, body)
+
+
+@router.post("/{participant_id}/suspend", response_model=ParticipantOut, summary="Suspend a participant")
+async def suspend_participant(
+    participant_id: str, request: Request, session: SessionDep, _: Admin
+) -> dict[str, object]:
+    """Administrators suspend a participant: its tokens stop working in every service within a minute (the
+    suspension goes out on battery.registry.v1; each service caches participants for `participants_ttl_s`), and
+    it may no longer receive custody."""
+    row = await service.set_status(session, participant_id, ParticipantStatus.suspended)
+    _forget(request, participant_id)
+    return row
+
+
+@router.post("/{participant_id}/reactivate", response_model=ParticipantOut, summary="Lift a suspension")
+async def reactivate_participant(
+    participant_id: str, request: Request, session: SessionDep, _: Admin
+) -> dict[str, object]:
+    row = await service.set_status(session, participant_id, ParticipantStatus.active)
+    _forget(request, participant_id)
+    return row
+
+
+def _forget(request: Request, participant_id: str) -> None:
+    found = directory(request)
+    if found is not None:
+        found.forget(participant_id)
 
 
 @router.get("/{participant_id}", response_model=ParticipantOut, summary="One participant")
