@@ -7,6 +7,7 @@
 | capture a plain event whose eventID is a ledger event's (`urn:uuid:<id>`) | replaced the ledger-made event in the EPCIS view | both are kept: the ledger-made one unchanged (its poster, hash and sequence), the plain one shown with its capturer |
 | reuse another participant's eventID with other content | 409 for the second participant, or its content under the first one's ID | a separate event of its own capturer; the first one's event unchanged; the first capturer's re-send stays a harmless retry |
 | flood `/verify` of a long chain | every request re-hashed the whole chain | each answer re-hashes one page (`limit` ≤ 1000 from `from_sequence`); pages chain to the full verdict |
+| anonymous flood of `/verify`, `/ui/dl`, `/ui/passport` | charged to the client address, 429 past the burst | the same, now tested (public paths are not exempt from the limiter) |
 | resolver with `%`, `_`, very long input | leading-wildcard LIKE over every alias (`%` / `_` matched by pattern) | exact look-ups on indexed keys: 404, no pattern; over-long input answered without a query |
 | public paths' statements on a large table | LIKE `%/<path>` scanned `portal.aliases` | EXPLAIN of every statement the resolver, `/verify` and the public passport issue shows no Seq Scan |
 """
@@ -233,6 +234,22 @@ async def test_a_flood_of_verify_on_a_long_chain_does_bounded_work(s: Stack) -> 
     r = await s.events.get(f"/v1/batteries/{bid}/verify", params={"from_sequence": length + 5})
     assert r.status_code == 404 and r.json()["code"] == "beyond-chain"
     assert (await s.state(bid))["sequence"] == length
+
+
+async def test_public_paths_are_rate_limited(make_settings, token) -> None:
+    """An anonymous flood of /verify, the Digital Link page and the public passport is charged to the client
+    address and refused with 429 past the burst; nothing it asked for changed."""
+    async with stack(make_settings, token, rate_limit_per_s=0.5, rate_limit_burst=20) as st:
+        bid = await st.battery()
+        answers = [await st.events.get(f"/v1/batteries/{bid}/verify") for _ in range(30)]
+        codes = [r.status_code for r in answers]
+        assert 200 in codes and 429 in codes, codes
+        refused = next(r for r in answers if r.status_code == 429)
+        assert refused.json()["code"] == "too-many-requests" and "retry-after" in refused.headers
+    async with portal_app(portal_settings(make_settings, rate_limit_per_s=0.5, rate_limit_burst=10)) as portal:
+        codes = [(await portal.get("/ui/dl/01/08801234567893/21/S1")).status_code for _ in range(15)]
+        codes += [(await portal.get("/ui/passport/KR-NOPE-1")).status_code for _ in range(5)]
+        assert 429 in codes and set(codes) <= {404, 429}, codes
 
 
 # ---- the resolver ----
