@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,38 @@ log = logging.getLogger("batterytrace.app")
 ExtraLifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
+#: How long /readyz answers from its last check (seconds).
+READY_TTL_S = 3.0
+
+
+async def _check_dependencies(app: FastAPI) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        async with app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # pragma: no cover - exercised in fault tests
+        checks["database"] = f"down: {exc.__class__.__name__}"
+    settings: ServiceSettings = app.state.settings
+    checks["kafka"] = "ok" if await kafka_reachable(settings.kafka_bootstrap_servers) else "down"
+    return checks
+
+
+async def _ready_checks(app: FastAPI) -> dict[str, str]:
+    """The dependency checks, cached for READY_TTL_S on the app (one check at a time)."""
+    lock: asyncio.Lock | None = getattr(app.state, "ready_lock", None)
+    if lock is None:
+        lock = app.state.ready_lock = asyncio.Lock()
+    async with lock:
+        cached: tuple[float, dict[str, str]] | None = getattr(app.state, "ready_cache", None)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < READY_TTL_S:
+            return cached[1]
+        checks = await _check_dependencies(app)
+        app.state.ready_cache = (time.monotonic(), checks)
+        return checks
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -42,16 +75,9 @@ def health_router() -> APIRouter:
         responses={503: {"description": "A dependency is down"}},
     )
     async def readyz(request: Request) -> dict[str, Any]:
-        app = request.app
-        checks: dict[str, str] = {}
-        try:
-            async with app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:  # pragma: no cover - exercised in fault tests
-            checks["database"] = f"down: {exc.__class__.__name__}"
-        settings: ServiceSettings = app.state.settings
-        checks["kafka"] = "ok" if await kafka_reachable(settings.kafka_bootstrap_servers) else "down"
+        """The checks, from a cache of READY_TTL_S seconds: a flood of probes makes at most one database
+        query and one broker connection per period (concurrent probes share the one check)."""
+        checks = await _ready_checks(request.app)
         if any(v != "ok" for v in checks.values()):
             raise Unavailable("Not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)
         return {"status": "ready", "checks": checks}

@@ -149,6 +149,8 @@ async def test_full_life_to_recycling(s: Stack) -> None:
         "head_hash": last["hash"],
         "broken_at_sequence": None,
         "reason": None,
+        "from_sequence": 1,
+        "next_from_sequence": None,  # one page is the whole chain
     }
 
 

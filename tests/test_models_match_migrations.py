@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Column, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -47,7 +47,9 @@ def _index_differences(conn: Connection) -> list[str]:
             options = index.dialect_options["postgresql"]
             where = options["where"]
             predicate = "" if where is None else f" WHERE {where.compile(dialect=dialect)}"
-            columns = ", ".join(c.name for c in index.columns)
+            columns = ", ".join(  # a column by its name, an expression as written
+                e.name if isinstance(e, Column) else str(e.compile(dialect=dialect)) for e in index.expressions
+            )
             conn.execute(
                 text(f"CREATE INDEX {copy}_{m} ON {copy} USING {options['using'] or 'btree'} ({columns}){predicate}")
             )

@@ -110,9 +110,25 @@ class Battery(Base, table=True):
     last_applied_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
+#: A GS1 Digital Link alias's canonical key, `<GTIN-14>/<serial>` (from its `/01/<GTIN>/21/<serial>` path,
+#: whatever the domain), as an indexed expression: the resolver finds a scanned link by this exact key.
+DIGITAL_LINK_KEY = (  # as PostgreSQL writes it back (the models-match-migrations check compares the text)
+    """((lpad("substring"(value, '/01/([0-9]{8,14})/21/'::text), 14, '0'::text) || '/'::text) """
+    """|| "substring"(value, '/01/[0-9]{8,14}/21/([^/?#]+)'::text))"""
+)
+
+
 class Alias(Base, table=True):
     __tablename__ = "aliases"
-    __table_args__ = (Index("ix_aliases_battery", "battery_id"), {"schema": SCHEMA})
+    __table_args__ = (
+        Index("ix_aliases_battery", "battery_id"),
+        Index(
+            "ix_aliases_digital_link_key",
+            text(DIGITAL_LINK_KEY),
+            postgresql_where=text("scheme = 'gs1_digital_link'"),
+        ),
+        {"schema": SCHEMA},
+    )
 
     value: str = Field(primary_key=True, sa_type=Text)
     scheme: str = Field(sa_type=Text)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import orjson
 from pydantic import ValidationError
@@ -42,10 +42,32 @@ from shared.problems import Problem, field_error, validation_errors
 OBJECT_STEPS: dict[str, EventType] = {step: EventType(t) for step, t in voc.OBJECT_STEPS.items()}
 
 
-def ledger_event_id(epcis_event_id: str, battery_id: str, suffix: str = "") -> str:
-    """The ledger's UUID for the lifecycle event an EPCIS event makes for one battery (deterministic, so a
-    re-sent document is a harmless retry)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{epcis_event_id}#{battery_id}{suffix}"))
+def ledger_event_id(capturer: str, epcis_event_id: str, battery_id: str, suffix: str = "") -> str:
+    """The ledger's UUID for the lifecycle event an EPCIS event makes for one battery: deterministic, so a
+    re-sent document by the same capturer is a harmless retry, and seeded with the capturer, so another
+    participant's event with the same eventID is another ledger event."""
+    seed = f"{epcis_event_id}#{battery_id}{suffix}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{quote(capturer, safe='')}@{seed}"))
+
+
+#: Extension fields the server writes (who posted, where in the chain): a captured event may not carry them.
+SERVER_OWNED = ("actor", "sequence", "hash")
+#: ... nor may its errorDeclaration name who declared it.
+SERVER_OWNED_DECLARATION = ("declaredBy",)
+
+
+def server_owned_fields(event: Mapping[str, Any]) -> list[str]:
+    """The server-owned fields an EPCIS event sends (compact `bt:` or full IRI), as JSON-pointer-ish names."""
+    out = [k for name in SERVER_OWNED for k in ("bt:" + name, BT + name) if k in event]
+    declaration = event.get("errorDeclaration")
+    if isinstance(declaration, Mapping):
+        out += [
+            f"errorDeclaration/{k}"
+            for name in SERVER_OWNED_DECLARATION
+            for k in ("bt:" + name, BT + name)
+            if k in declaration
+        ]
+    return out
 
 
 def digest(event: Mapping[str, Any]) -> str:
@@ -181,8 +203,8 @@ def _is_recycling(event: Mapping[str, Any]) -> bool:
     return any(q.get("uom") in MASS_UOM for q in event.get("outputQuantityList") or [])
 
 
-def map_event(event: Mapping[str, Any], eid: str, batteries: Mapping[str, str | None]) -> Mapped:
-    """The lifecycle events one EPCIS event stands for. `batteries` maps each identifier to a battery ID
+def map_event(event: Mapping[str, Any], eid: str, batteries: Mapping[str, str | None], capturer: str) -> Mapped:
+    """The lifecycle events one EPCIS event captured by `capturer` stands for. `batteries` maps each identifier to a battery ID
     (None: not a battery). Raises MappingProblem when the event is about batteries but cannot be applied."""
     etype = event.get("type")
     step = expand(str(event.get("bizStep", "")))
@@ -195,7 +217,7 @@ def map_event(event: Mapping[str, Any], eid: str, batteries: Mapping[str, str | 
 
     def lifecycle(battery_id: str, t: EventType, data: dict[str, Any]) -> EventIn:
         body = {
-            "event_id": ledger_event_id(eid, battery_id),
+            "event_id": ledger_event_id(capturer, eid, battery_id),
             "battery_id": battery_id,
             "type": t.value,
             "occurred_at": occurred,
@@ -269,7 +291,12 @@ def map_event(event: Mapping[str, Any], eid: str, batteries: Mapping[str, str | 
 
 
 def declaration_event(
-    eid: str, battery_id: str, declared_event_id: str, declaration: Mapping[str, Any], location: dict[str, Any]
+    declarer: str,
+    eid: str,
+    battery_id: str,
+    declared_event_id: str,
+    declaration: Mapping[str, Any],
+    location: dict[str, Any],
 ) -> EventIn:
     data: dict[str, Any] = {
         "declared_event_id": declared_event_id,
@@ -280,7 +307,9 @@ def declaration_event(
     try:
         return EventIn.model_validate(
             {
-                "event_id": ledger_event_id(eid, battery_id, f"#declared@{declaration.get('declarationTime')}"),
+                "event_id": ledger_event_id(
+                    declarer, eid, battery_id, f"#declared@{declaration.get('declarationTime')}"
+                ),
                 "battery_id": battery_id,
                 "type": EventType.ERROR_DECLARED.value,
                 "occurred_at": declaration["declarationTime"],

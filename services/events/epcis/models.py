@@ -34,18 +34,23 @@ class EpcisCapture(Base, table=True):
 
 
 class EpcisEvent(Base, table=True):
-    """Every EPCIS event captured, battery or not, as sent (plus eventID and recordTime). `ledger_events`
+    """Every EPCIS event captured, battery or not, as sent (plus eventID and recordTime), keyed by its capturer
+    and eventID. `ledger_events`
     names the lifecycle events it made ({event_id, battery_id}); empty for plain EPCIS events."""
 
     __tablename__ = "epcis_events"
-    __table_args__ = (Index("ix_epcis_events_record_time", "record_time"), {"schema": SCHEMA})
+    __table_args__ = (
+        Index("ix_epcis_events_record_time", "record_time"),
+        Index("ix_epcis_events_event_id", "event_id"),
+        {"schema": SCHEMA},
+    )
 
+    actor: str = Field(primary_key=True, sa_type=Text)  # the capturer: eventIDs are unique per capturer
     event_id: str = Field(primary_key=True, sa_type=Text)
     capture_id: str = Field(sa_type=UUID(as_uuid=False))
     type: str = Field(sa_type=Text)
     event_time: datetime = Field(sa_type=TZ)
     record_time: datetime = Field(sa_type=TZ)
-    actor: str = Field(sa_type=Text)
     digest: str = Field(sa_type=Text)
     battery_ids: list[str] = Field(sa_type=JSONB, sa_column_kwargs=_EMPTY_LIST)
     ledger_events: list[dict[str, Any]] = Field(sa_type=JSONB, sa_column_kwargs=_EMPTY_LIST)

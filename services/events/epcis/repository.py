@@ -28,7 +28,7 @@ _ledger = LedgerEntry.__table__
 EVENTS = qualified(_events)
 
 _EXISTING = (
-    f"SELECT {select_list([_events.c[n] for n in ('event_id', 'digest', 'ledger_events', 'error_declaration')])} "
+    f"SELECT {select_list([_events.c[n] for n in ('actor', 'event_id', 'digest', 'ledger_events', 'error_declaration')])} "
     f"FROM {EVENTS} WHERE event_id = ANY($1::text[])"
 )
 _LEDGER_BATTERIES = (
@@ -37,11 +37,11 @@ _LEDGER_BATTERIES = (
 )
 _INSERT_EVENTS = (
     f"INSERT INTO {EVENTS} ({names(list(_events.c))}) SELECT * FROM {unnest(list(_events.c))} AS u "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "ON CONFLICT (actor, event_id) DO NOTHING"
 )
 _DECLARE = (
-    f"UPDATE {EVENTS} e SET error_declaration = u.d FROM unnest($1::text[], $2::jsonb[]) AS u(id, d) "
-    "WHERE e.event_id = u.id"
+    f"UPDATE {EVENTS} e SET error_declaration = u.d FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS u(actor, id, d) "
+    "WHERE e.actor = u.actor AND e.event_id = u.id"
 )
 _INSERT_CAPTURE = (
     f"INSERT INTO {qualified(_captures)} ({names(list(_captures.c))}) "
@@ -54,13 +54,15 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-async def existing(session: AsyncSession, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """EPCIS events already captured under these eventIDs."""
+async def existing(session: AsyncSession, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """EPCIS events already captured under these eventIDs, by any capturer (eventID → its rows)."""
     if not event_ids:
         return {}
     conn = await raw_connection(session)
-    rows = await conn.fetch(_EXISTING, list(event_ids))
-    return {r["event_id"]: {**dict(r), "ledger_events": json_value(r["ledger_events"])} for r in rows}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in await conn.fetch(_EXISTING, list(event_ids)):
+        out.setdefault(r["event_id"], []).append({**dict(r), "ledger_events": json_value(r["ledger_events"])})
+    return out
 
 
 async def ledger_batteries(session: AsyncSession, ledger_ids: Sequence[str]) -> dict[str, str]:
@@ -79,12 +81,15 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     await conn.execute(_INSERT_EVENTS, *column_arrays(rows, list(_events.c)))
 
 
-async def declare(session: AsyncSession, declarations: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """Mark captured EPCIS events as declared in error (the event itself is kept as it was)."""
+async def declare(session: AsyncSession, declarations: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    """Mark captured EPCIS events, each (capturer, eventID, declaration), as declared in error (the event
+    itself is kept as it was)."""
     if not declarations:
         return
     conn = await raw_connection(session)
-    await conn.execute(_DECLARE, [d[0] for d in declarations], [_json(d[1]) for d in declarations])
+    await conn.execute(
+        _DECLARE, [d[0] for d in declarations], [d[1] for d in declarations], [_json(d[2]) for d in declarations]
+    )
 
 
 async def insert_capture(session: AsyncSession, job: dict[str, Any]) -> None:

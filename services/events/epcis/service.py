@@ -24,6 +24,7 @@ from services.events.epcis.mapping import (
     location_of,
     map_event,
     parse_time,
+    server_owned_fields,
 )
 from services.events.lifecycle.schemas import EventIn
 from services.events.lifecycle.service import BatchProblem, EventProblem, ParticipantLookup, RegistryLookup, capture
@@ -45,7 +46,7 @@ from shared.contract.streams import (
     envelope,
 )
 from shared.outbox import OutboxMessage, enqueue
-from shared.problems import NotFound, Problem, Unprocessable
+from shared.problems import NotFound, Problem, Unprocessable, field_error
 
 
 class Behaviour(StrEnum):
@@ -125,6 +126,7 @@ class _Plan:
     error: dict[str, Any] | None = None
     store: bool = True  # a new EPCIS event row
     declare: dict[str, Any] | None = None  # errorDeclaration to mark on an existing row
+    declared_capturer: str | None = None  # whose captured event `declare` marks
 
 
 def _error(plan: _Plan, problem: Problem, **extra: Any) -> dict[str, Any]:
@@ -182,11 +184,24 @@ async def capture_document(
                         f"eventID {eid} appears twice with different content.", status=409, code="event-id-conflict"
                     ),
                 )
+        owned = server_owned_fields(ev)
+        if owned and plan.error is None:
+            plan.error = _error(
+                plan,
+                Unprocessable(
+                    f"{', '.join(owned)}: the server records who captured an event and where it sits in a chain.",
+                    code="server-owned-field",
+                    errors=[
+                        field_error(f"/epcisBody/eventList/{i}/{k}", "server-owned", "set by the server; omit it")
+                        for k in owned
+                    ],
+                ),
+            )
         seen.setdefault(eid, plan)
         plans.append(plan)
 
     batteries = await resolver.resolve_many({v for p in plans for v in identifiers(p.event)})
-    prior = await repo.existing(session, list(seen))
+    captured = await repo.existing(session, list(seen))
     native_ids = [eid[len("urn:uuid:") :] for eid in seen if eid.startswith("urn:uuid:")]
     native = await repo.ledger_batteries(session, [i for i in native_ids if _is_uuid(i)])
 
@@ -194,8 +209,8 @@ async def capture_document(
         if plan.error or not plan.store:
             continue
         try:
-            _plan(plan, prior.get(plan.event_id), batteries, native)
-        except (MappingProblem, EventProblem) as problem:
+            _plan(plan, principal, captured.get(plan.event_id, []), batteries, native)
+        except (MappingProblem, EventProblem, Problem) as problem:
             plan.error = _error(plan, problem)
 
     await _apply(session, plans, principal, behaviour, registry, receivers)
@@ -226,17 +241,49 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _plan(plan: _Plan, prior: dict[str, Any] | None, batteries: dict[str, str | None], native: dict[str, str]) -> None:
-    ev, eid = plan.event, plan.event_id
+def _declared(principal: Principal, eid: str, captured: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The captured event an errorDeclaration by `principal` names: its own under that eventID; another
+    participant's only for an authority (and only when one participant captured it). 403 otherwise."""
+    own = next((r for r in captured if r["actor"] == principal.org), None)
+    others = [r for r in captured if r["actor"] != principal.org]
+    if own is not None or not others:
+        return own
+    if not principal.is_authority:
+        raise Problem(
+            f"The event {eid} was captured by another participant: only its capturer or an authority may "
+            "declare it in error.",
+            status=403,
+            code="not-capturer",
+            title="Not the capturer",
+            errors=[field_error("errorDeclaration", "capturer-or-authority", "captured by another participant")],
+        )
+    if len(others) > 1:
+        raise Problem(
+            f"Several participants captured an event {eid}; declare it in error as one of them.",
+            status=409,
+            code="ambiguous-event-id",
+        )
+    return others[0]
+
+
+def _plan(
+    plan: _Plan,
+    principal: Principal,
+    captured: list[dict[str, Any]],
+    batteries: dict[str, str | None],
+    native: dict[str, str],
+) -> None:
+    ev, eid, org = plan.event, plan.event_id, principal.org
     declaration = ev.get("errorDeclaration")
     if declaration is not None:
         # ErrorDeclaration: the original is named by its eventID; it stays, marked, and the ledger gets a
         # correcting ERROR_DECLARED for each battery event it made.
         location = location_of(ev)
+        prior = _declared(principal, eid, captured)
         if prior is not None:
-            plan.store, plan.declare = False, declaration
+            plan.store, plan.declare, plan.declared_capturer = False, declaration, prior["actor"]
             plan.lifecycle = [
-                declaration_event(eid, le["battery_id"], le["event_id"], declaration, location)
+                declaration_event(org, eid, le["battery_id"], le["event_id"], declaration, location)
                 for le in prior["ledger_events"]
             ]
             plan.battery_ids = [le["battery_id"] for le in prior["ledger_events"]]
@@ -244,15 +291,17 @@ def _plan(plan: _Plan, prior: dict[str, Any] | None, batteries: dict[str, str | 
         ledger_id = eid[len("urn:uuid:") :]
         if ledger_id in native:  # an event posted through the native API, as the EPCIS query shows it
             plan.store = False
-            plan.lifecycle = [declaration_event(eid, native[ledger_id], ledger_id, declaration, location)]
+            plan.lifecycle = [declaration_event(org, eid, native[ledger_id], ledger_id, declaration, location)]
             plan.battery_ids = [native[ledger_id]]
             return
-        if map_event(ev, eid, batteries).lifecycle:
+        mapped = map_event(ev, eid, batteries, org)
+        if mapped.lifecycle:
             raise MappingProblem(
                 f"The event {eid} declared in error was never captured.", status=404, code="unknown-event"
             )
-        plan.battery_ids = map_event(ev, eid, batteries).battery_ids
+        plan.battery_ids = mapped.battery_ids
         return  # a plain EPCIS event captured with its declaration: stored as it is
+    prior = next((r for r in captured if r["actor"] == org), None)  # another's eventID is not a conflict
     if prior is not None:
         if prior["digest"] != plan.digest:
             raise MappingProblem(
@@ -260,7 +309,7 @@ def _plan(plan: _Plan, prior: dict[str, Any] | None, batteries: dict[str, str | 
             )
         plan.store = False  # the same event again: harmless
         return
-    mapped = map_event(ev, eid, batteries)
+    mapped = map_event(ev, eid, batteries, org)
     plan.lifecycle, plan.battery_ids = mapped.lifecycle, mapped.battery_ids
 
 
@@ -323,14 +372,19 @@ async def _store(
     context = _prefixes(document.get("@context"))
     rows, messages, declarations = [], [], []
     for p in plans:
-        if p.declare is not None:
-            declarations.append((p.event_id, p.declare))
+        if p.declare is not None and p.declared_capturer is not None:
+            declarations.append((p.declared_capturer, p.event_id, p.declare))
             messages.append(
                 _message(
                     DECLARED,
-                    f"{p.event_id}#declared@{p.declare.get('declarationTime')}",
+                    f"{p.declared_capturer}@{p.event_id}#declared@{p.declare.get('declarationTime')}",
                     p.event_id,
-                    {"event_id": p.event_id, "error_declaration": p.declare},
+                    {
+                        "event_id": p.event_id,
+                        "actor": p.declared_capturer,
+                        "declared_by": principal.org,
+                        "error_declaration": p.declare,
+                    },
                 )
             )
         if not p.store:
@@ -354,7 +408,7 @@ async def _store(
         messages.append(
             _message(
                 CAPTURED,
-                f"{p.event_id}#captured",
+                f"{principal.org}@{p.event_id}#captured",
                 p.event_id,
                 {
                     "event_id": p.event_id,

@@ -15,7 +15,10 @@ LEDGER = qualified(_ledger)
 #: An event as the ledger answers it: all but the request digest (the capture's own idempotency check).
 LEDGER_COLUMNS = select_list([c for c in _ledger.c if c.name != "request_digest"])
 _TIMELINE = f"SELECT {LEDGER_COLUMNS} FROM {LEDGER} WHERE battery_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3"
-_WHOLE_CHAIN = f"SELECT {LEDGER_COLUMNS} FROM {LEDGER} WHERE battery_id = $1 ORDER BY sequence"
+_CHAIN_PAGE = (
+    f"SELECT {LEDGER_COLUMNS} FROM {LEDGER} WHERE battery_id = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3"
+)
+_HASH_AT = f"SELECT hash FROM {LEDGER} WHERE battery_id = $1 AND sequence = $2"
 _CHAINS = f"SELECT {LEDGER_COLUMNS} FROM {LEDGER} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence"
 _HEADS = (
     f"SELECT battery_id, sequence, last_hash FROM {qualified(BatteryState.__table__)} WHERE battery_id > $1 "
@@ -46,10 +49,17 @@ async def timeline(session: AsyncSession, battery_id: str, after: int, limit: in
     return [_row(r) for r in rows]
 
 
-async def whole_chain(session: AsyncSession, battery_id: str) -> list[dict[str, Any]]:
+async def chain_page(session: AsyncSession, battery_id: str, from_sequence: int, limit: int) -> list[dict[str, Any]]:
+    """At most `limit` events from `from_sequence` on, in sequence order (the public /verify's page)."""
     conn = await raw_connection(session)
-    rows = await conn.fetch(_WHOLE_CHAIN, battery_id)
-    return [_row(r) for r in rows]
+    return [_row(r) for r in await conn.fetch(_CHAIN_PAGE, battery_id, from_sequence, limit)]
+
+
+async def hash_at(session: AsyncSession, battery_id: str, sequence: int) -> str | None:
+    """The stored hash of one event (the link a page of the chain starts from)."""
+    conn = await raw_connection(session)
+    found: str | None = await conn.fetchval(_HASH_AT, battery_id, sequence)
+    return found
 
 
 async def relation_of(session: AsyncSession, battery_id: str, org: str) -> Relation:

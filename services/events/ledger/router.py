@@ -41,6 +41,14 @@ async def get_state(
 
 
 @router.get("/v1/batteries/{battery_id}/verify", response_model=VerifyOut, summary="Recompute the hash chain")
-async def verify(battery_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
-    """Anyone may verify: recomputes every hash from sequence 1 and says where the chain breaks, if it does."""
-    return await service.verify(session, request.app.state.registry, battery_id)
+async def verify(
+    battery_id: str,
+    request: Request,
+    session: SessionDep,
+    from_sequence: Annotated[int, Query(ge=1, le=2**62)] = 1,
+    limit: Annotated[int, Query(ge=1, le=service.VERIFY_PAGE_MAX)] = service.VERIFY_PAGE_MAX,
+) -> dict[str, Any]:
+    """Anyone may verify: recomputes the hashes of a page of the chain (at most `limit` events from
+    `from_sequence`, linked to the stored hash before it) and says where it breaks, if it does;
+    `next_from_sequence` names the next page of a longer chain (null: the page reached the head)."""
+    return await service.verify(session, request.app.state.registry, battery_id, from_sequence, limit)

@@ -3,6 +3,7 @@ hash-chain check (for anyone)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,7 @@ from services.events.lifecycle.service import RegistryLookup, current_state
 from shared import access
 from shared.access import FieldGroup
 from shared.auth import Principal
-from shared.contract.lifecycle import State, verify_chain
+from shared.contract.lifecycle import GENESIS, ChainCheck, State, event_hash
 from shared.problems import Forbidden, NotFound
 
 
@@ -69,14 +70,52 @@ async def state(
     return found | {"allowed_events": allowed_events(State(found["state"]), found.get("grade"))}
 
 
-async def verify(session: AsyncSession, registry: RegistryLookup, battery_id: str) -> dict[str, Any]:
-    """Recomputes every hash from sequence 1 and says where the chain breaks, if it does."""
-    rows = await repo.whole_chain(session, battery_id)
-    if not rows:
+#: The most events one /verify answer re-hashes (its page); a longer chain is checked page by page.
+VERIFY_PAGE_MAX = 1000
+
+
+def verify_page(events: Sequence[Mapping[str, Any]], from_sequence: int, prev: str) -> ChainCheck:
+    """`verify_chain` for a page of a chain starting at `from_sequence`, linked to `prev` (the stored hash of
+    the event before it, GENESIS for the first page)."""
+    expected, count = from_sequence, 0
+    for ev in events:
+        count += 1
+        if ev["sequence"] != expected:
+            return ChainCheck(
+                False, ev["sequence"], f"sequence {ev['sequence']} where {expected} was expected", count, None
+            )
+        if ev["prev_hash"] != prev:
+            return ChainCheck(False, ev["sequence"], "prev_hash does not match the previous event's hash", count, None)
+        if event_hash(prev, ev) != ev["hash"]:
+            return ChainCheck(False, ev["sequence"], "the event's content does not match its hash", count, None)
+        prev, expected = ev["hash"], expected + 1
+    return ChainCheck(True, None, None, count, prev if count else None)
+
+
+async def verify(
+    session: AsyncSession,
+    registry: RegistryLookup,
+    battery_id: str,
+    from_sequence: int = 1,
+    limit: int = VERIFY_PAGE_MAX,
+) -> dict[str, Any]:
+    """Recomputes the hashes of at most `limit` events from `from_sequence` on (bounded work for a public
+    endpoint) and says where the chain breaks in that page, if it does, and where the next page starts."""
+    limit = max(1, min(limit, VERIFY_PAGE_MAX))
+    rows = await repo.chain_page(session, battery_id, from_sequence, limit + 1)
+    if not rows and from_sequence == 1:
         if await current_state(session, battery_id, registry) is None:
             raise _unknown(battery_id)
-        rows = await repo.whole_chain(session, battery_id)
-    valid, broken_at, reason, count, head = verify_chain(rows)
+        rows = await repo.chain_page(session, battery_id, from_sequence, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    prev = GENESIS if from_sequence == 1 else await repo.hash_at(session, battery_id, from_sequence - 1)
+    if prev is None:
+        raise NotFound(
+            f"Battery '{battery_id}' has no event {from_sequence - 1}: start a page within the chain.",
+            code="beyond-chain",
+        )
+    valid, broken_at, reason, count, head = verify_page(rows, from_sequence, prev)
     return {
         "battery_id": battery_id,
         "valid": valid,
@@ -84,4 +123,6 @@ async def verify(session: AsyncSession, registry: RegistryLookup, battery_id: st
         "head_hash": head,
         "broken_at_sequence": broken_at,
         "reason": reason,
+        "from_sequence": from_sequence,
+        "next_from_sequence": from_sequence + count if more and valid else None,
     }

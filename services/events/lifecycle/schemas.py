@@ -272,3 +272,5 @@ class VerifyOut(BaseModel):
     head_hash: str | None
     broken_at_sequence: int | None = None
     reason: str | None = None
+    from_sequence: int = 1  # the page of the chain this answer checked starts here
+    next_from_sequence: int | None = None  # where the next page starts; None: the page reached the head

@@ -20,12 +20,14 @@ def _text_array() -> Any:
 
 class EpcisEvent(Base, table=True):
     """`source` is 'epcis' for a captured document, 'ledger' for one made from a lifecycle event that no
-    captured document stands for."""
+    captured document stands for. Keyed by (source, actor, event_id): a captured eventID belongs to its
+    capturer and never replaces or shadows another participant's event or a ledger-made one."""
 
     __tablename__ = "epcis_events"
     __table_args__ = (
         Index("ix_epcis_events_record", "record_time", "event_id"),
         Index("ix_epcis_events_event_time", "event_time"),
+        Index("ix_epcis_events_event_id", "event_id"),
         Index("ix_epcis_events_biz_step", "biz_step"),
         Index("ix_epcis_events_epcs", "epcs", postgresql_using="gin"),
         Index("ix_epcis_events_battery_ids", "battery_ids", postgresql_using="gin"),
@@ -39,8 +41,9 @@ class EpcisEvent(Base, table=True):
         {"schema": SCHEMA},
     )
 
+    source: str = Field(primary_key=True, sa_type=Text)
+    actor: str = Field(primary_key=True, sa_type=Text)  # the capturer, or the ledger event's poster
     event_id: str = Field(primary_key=True, sa_type=Text)
-    source: str = Field(sa_type=Text)
     event_type: str = Field(sa_type=Text)
     event_time: datetime = Field(sa_type=TZ)
     record_time: datetime = Field(sa_type=TZ)
@@ -52,7 +55,6 @@ class EpcisEvent(Base, table=True):
     parent_id: str | None = Field(default=None, sa_type=Text)
     battery_ids: list[str] = _text_array()
     ledger_event_ids: list[str] = _text_array()
-    actor: str = Field(sa_type=Text)
     context: dict[str, Any] = Field(sa_type=JSONB, sa_column_kwargs={"server_default": text("'{}'::jsonb")})
     error_declaration: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     body: dict[str, Any] = Field(sa_type=JSONB)

@@ -71,6 +71,7 @@ _SEARCHED = [
     _events.c[n]
     for n in (
         "source",
+        "actor",
         "event_id",
         "record_time",
         "ledger_event_ids",
@@ -83,7 +84,8 @@ _SEARCHED = [
 
 
 async def add_captured(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Captured EPCIS events (upsert by eventID); the ledger-made rows they stand for give way."""
+    """Captured EPCIS events (upsert by capturer and eventID); the ledger-made rows they stand for give way.
+    `ledger_event_ids` come from the events service (the ledger events the capture made), never from a body."""
     if not rows:
         return
     conn = await raw_connection(session)
@@ -91,7 +93,7 @@ async def add_captured(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     if covered:
         await conn.execute(f"DELETE FROM {EVENTS} WHERE source = 'ledger' AND ledger_event_ids && $1::text[]", covered)
     await conn.execute(
-        f"{_INSERT} ON CONFLICT (event_id) DO UPDATE SET body = excluded.body, epcs = excluded.epcs, "
+        f"{_INSERT} ON CONFLICT (source, actor, event_id) DO UPDATE SET body = excluded.body, epcs = excluded.epcs, "
         "battery_ids = excluded.battery_ids, ledger_event_ids = excluded.ledger_event_ids",
         *_arrays(rows),
     )
@@ -117,7 +119,7 @@ async def add_ledger(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
     if not rows:
         return
     await conn.execute(
-        f"{_INSERT} ON CONFLICT (event_id) DO NOTHING",
+        f"{_INSERT} ON CONFLICT (source, actor, event_id) DO NOTHING",
         *_arrays(rows),
     )
 
@@ -135,15 +137,19 @@ async def add_declarations(session: AsyncSession, rows: Sequence[tuple[str, dict
     )
 
 
-async def mark_declared(session: AsyncSession, rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+async def mark_declared(session: AsyncSession, rows: Sequence[tuple[str | None, str, dict[str, Any]]]) -> None:
+    """Captured events (capturer, eventID) declared in error. A message from before capturers were named
+    (capturer None) marks the captured events of that eventID."""
     if not rows:
         return
     conn = await raw_connection(session)
     await conn.execute(
-        f"UPDATE {EVENTS} e SET error_declaration = u.d FROM unnest($1::text[], $2::jsonb[]) AS u(id, d) "
-        "WHERE e.event_id = u.id",
+        f"UPDATE {EVENTS} e SET error_declaration = u.d "
+        "FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS u(actor, id, d) "
+        "WHERE e.source = 'epcis' AND e.event_id = u.id AND (u.actor IS NULL OR e.actor = u.actor)",
         [r[0] for r in rows],
-        [_json(r[1]) for r in rows],
+        [r[1] for r in rows],
+        [_json(r[2]) for r in rows],
     )
 
 
@@ -162,7 +168,7 @@ class Filters:
     read_points: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
     handler_org: str | None = None  # None: sees everything
-    after: tuple[datetime, str] | None = None
+    after: tuple[datetime, str, str, str] | None = None  # (record_time, event_id, actor, source)
 
 
 async def battery_uris_of_aliases(session: AsyncSession, values: Sequence[str]) -> dict[str, str]:
@@ -212,11 +218,15 @@ async def search(session: AsyncSession, f: Filters, limit: int) -> list[dict[str
             "AND h.battery_id = ANY(e.battery_ids)))"
         )
     if f.after is not None:
-        where.append(f"(e.record_time, e.event_id) > ({arg(f.after[0], 'timestamptz')}, {arg(f.after[1], 'text')})")
+        t, i, a, src = f.after
+        where.append(
+            f"(e.record_time, e.event_id, e.actor, e.source) > "
+            f"({arg(t, 'timestamptz')}, {arg(i, 'text')}, {arg(a, 'text')}, {arg(src, 'text')})"
+        )
     sql = (
         f"SELECT {names(_SEARCHED)} "
         f"FROM {EVENTS} e {'WHERE ' + ' AND '.join(where) if where else ''} "
-        f"ORDER BY e.record_time, e.event_id LIMIT {arg(limit, 'int')}"
+        f"ORDER BY e.record_time, e.event_id, e.actor, e.source LIMIT {arg(limit, 'int')}"
     )
     rows = await conn.fetch(sql, *args)
     return [

@@ -84,7 +84,7 @@ async def events(
     )
     headers = dict(EPCIS_HEADERS)
     if last is not None:
-        token = encode_cursor([last[0].isoformat(), last[1]])
+        token = encode_cursor([last[0].isoformat(), last[1], last[2], last[3]])
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "nextPageToken"]
         headers["Link"] = f'<{request.url.path}?{urlencode([*params, ("nextPageToken", token)])}>; rel="next"'
     return JSONResponse(document, media_type=MEDIA_TYPE, headers=headers)
@@ -101,12 +101,15 @@ async def event(event_id: str, session: SessionDep, principal: CurrentPrincipal)
     return JSONResponse(await service.event(session, principal, event_id), media_type=MEDIA_TYPE, headers=EPCIS_HEADERS)
 
 
-def _after(token: Any) -> tuple[datetime, str] | None:
-    """The (record time, event ID) a `nextPageToken` this API returned names."""
+def _after(token: Any) -> tuple[datetime, str, str, str] | None:
+    """The (record time, event ID, actor, source) a `nextPageToken` this API returned names (a token from
+    before actors were in it starts after every row of that event ID)."""
     if token is None:
         return None
     try:
-        return datetime.fromisoformat(token[0]), str(token[1])
+        if len(token) == 2:
+            return datetime.fromisoformat(token[0]), str(token[1]), "\U0010ffff", "\U0010ffff"
+        return datetime.fromisoformat(token[0]), str(token[1]), str(token[2]), str(token[3])
     except (TypeError, ValueError, IndexError, KeyError):
         raise Unprocessable(
             "nextPageToken: not a token this API returned",

@@ -168,9 +168,21 @@ def _extensions(t: str, data: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+#: Fields of an answered event the server owns (capture refuses them in a body): who posted it, its place in
+#: a chain; and, in an errorDeclaration, who declared it.
+SERVER_OWNED = tuple(k for n in ("actor", "sequence", "hash") for k in ("bt:" + n, BT + n))
+SERVER_OWNED_DECLARATION = ("bt:declaredBy", BT + "declaredBy")
+
+
 def from_capture(data: Mapping[str, Any]) -> dict[str, Any]:
-    """An EPCIS event captured by the events service, indexed as it was sent."""
-    body = dict(data["event"])
+    """An EPCIS event captured by the events service, indexed as it was sent, with its capturer as `bt:actor`
+    (server-owned fields a body carried are dropped: the capture refuses them, older records may have them)."""
+    body = {k: v for k, v in data["event"].items() if k not in SERVER_OWNED}
+    if isinstance(body.get("errorDeclaration"), Mapping):
+        body["errorDeclaration"] = {
+            k: v for k, v in body["errorDeclaration"].items() if k not in SERVER_OWNED_DECLARATION
+        }
+    body["bt:actor"] = data["actor"]
     epcs: list[str] = []
     for key in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
         epcs += [v for v in body.get(key) or [] if isinstance(v, str)]
@@ -220,7 +232,7 @@ class Batch:
     ledger: list[dict[str, Any]]
     declarations: list[tuple[str, dict[str, Any]]]
     captured: list[dict[str, Any]]
-    declared: list[tuple[str, dict[str, Any]]]
+    declared: list[tuple[str | None, str, dict[str, Any]]]  # (capturer, eventID, declaration)
 
 
 def decode(records: Iterable[ConsumerRecord[bytes, bytes]]) -> Batch:
@@ -240,7 +252,14 @@ def decode(records: Iterable[ConsumerRecord[bytes, bytes]]) -> Batch:
             elif ce.type == CAPTURED:
                 batch.captured.append(from_capture(ce.data))
             elif ce.type == DECLARED:
-                batch.declared.append((str(ce.data["event_id"]), dict(ce.data["error_declaration"])))
+                capturer = ce.data.get("actor")
+                batch.declared.append(
+                    (
+                        None if capturer is None else str(capturer),
+                        str(ce.data["event_id"]),
+                        dict(ce.data["error_declaration"]),
+                    )
+                )
             # else UNKNOWN_TYPE_RULE: a message type this view does not read is skipped
         except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError, ValueError) as exc:
             if rec.topic.endswith(TOPIC_LIFECYCLE):
@@ -317,13 +336,13 @@ async def search(
     any_epcs: list[str],
     biz_locations: list[str],
     read_points: list[str],
-    after: tuple[datetime, str] | None,
+    after: tuple[datetime, str, str, str] | None,
     per_page: int,
-) -> tuple[dict[str, Any], tuple[datetime, str] | None]:
+) -> tuple[dict[str, Any], tuple[datetime, str, str, str] | None]:
     """A page of the events visible to the principal (shared.access: every event for those who see every
     battery; else those it captured and those about batteries it has a relation to: made, holds, held or
     is consigned, never merely posted about) as an EPCISQueryDocument, and the
-    (record time, event ID) the next page starts after, if there is one."""
+    (record time, event ID, actor, source) the next page starts after, if there is one."""
     f = Filters(
         event_types=event_types,
         ge_event_time=ge_event_time,
@@ -342,12 +361,21 @@ async def search(
     rows = await repo.search(session, f, per_page + 1)
     more = len(rows) > per_page
     rows = rows[:per_page]
-    return await _document(session, rows), (rows[-1]["record_time"], rows[-1]["event_id"]) if more else None
+    if not more:
+        return await _document(session, rows), None
+    last = rows[-1]
+    return await _document(session, rows), (last["record_time"], last["event_id"], last["actor"], last["source"])
+
+
+#: Events answered for one eventID at most (eventIDs are unique per capturer; a few participants may share one).
+EVENT_ID_ANSWERS = 50
 
 
 async def event(session: AsyncSession, principal: Principal, event_id: str) -> dict[str, Any]:
-    """One event, visible to the principal as in `search`, in an EPCISQueryDocument."""
-    rows = await repo.search(session, Filters(event_ids=[event_id], handler_org=access.only_handled_by(principal)), 1)
+    """The events with that eventID visible to the principal as in `search` (a ledger-made one and each
+    capturer's), in an EPCISQueryDocument."""
+    f = Filters(event_ids=[event_id], handler_org=access.only_handled_by(principal))
+    rows = await repo.search(session, f, EVENT_ID_ANSWERS)
     if not rows:
         raise NotFound(f"No EPCIS event '{event_id}' is visible to you.", code="unknown-event")
     return await _document(session, rows)

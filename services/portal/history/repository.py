@@ -26,18 +26,24 @@ EVENTS = qualified(Event.__table__)
 HANDLERS = qualified(handlers)
 
 
+#: Statements the public paths issue (the resolver, the public passport): exact look-ups on indexed keys
+#: (tests/attacks/test_epcis_and_public.py EXPLAINs them).
+GET_BATTERY = f"SELECT * FROM {BATTERIES} WHERE id = $1"
+RESOLVE_ALIAS = (
+    f"SELECT coalesce((SELECT battery_id FROM {ALIASES} WHERE value = $1), "
+    f"(SELECT id FROM {BATTERIES} WHERE vin = $1 ORDER BY id LIMIT 1))"
+)
+TIMELINE = f"SELECT * FROM {EVENTS} WHERE battery_id = $1 ORDER BY sequence"
+
+
 async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(f"SELECT * FROM {BATTERIES} WHERE id = $1", battery_id)
+    row = await conn.fetchrow(GET_BATTERY, battery_id)
     return dict(row) if row else None
 
 
 async def resolve_alias(conn: asyncpg.Connection, value: str) -> str | None:
     """An alias (GS1 Digital Link, EPC, VIN) from the registry, else the VIN the battery was installed in."""
-    found: str | None = await conn.fetchval(
-        f"SELECT coalesce((SELECT battery_id FROM {ALIASES} WHERE value = $1), "
-        f"(SELECT id FROM {BATTERIES} WHERE vin = $1 ORDER BY id LIMIT 1))",
-        value,
-    )
+    found: str | None = await conn.fetchval(RESOLVE_ALIAS, value)
     return found
 
 
@@ -47,7 +53,7 @@ async def aliases_of(conn: asyncpg.Connection, battery_id: str) -> list[dict[str
 
 
 async def timeline(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT * FROM {EVENTS} WHERE battery_id = $1 ORDER BY sequence", battery_id)
+    rows = await conn.fetch(TIMELINE, battery_id)
     return [dict(r) for r in rows]
 
 

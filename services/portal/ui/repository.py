@@ -1,23 +1,37 @@
-"""The one read the UI needs beyond the portal's history repository: a GS1 Digital Link by its path."""
+"""The one read the UI needs beyond the portal's history repository: a GS1 Digital Link by its canonical key."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import re
+
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.models import Alias
+from services.portal.models import DIGITAL_LINK_KEY, SCHEMA
 
-aliases = Alias.__table__
+#: `01/<GTIN>/21/<serial>` anywhere in a Digital Link path (GTIN-8, -12, -13 or -14; serial as given).
+_DIGITAL_LINK_PATH = re.compile(r"(?:^|/)01/(\d{8}|\d{12,14})/21/([^/?#]+)(?:[/?#]|$)")
+#: The longest path the resolver parses (a Digital Link with its qualifiers is far shorter).
+MAX_PATH = 512
+
+_BY_KEY = text(
+    f"SELECT battery_id FROM {SCHEMA}.aliases WHERE scheme = 'gs1_digital_link' AND {DIGITAL_LINK_KEY} = :key LIMIT 2"
+)
+
+
+def digital_link_key(path: str) -> str | None:
+    """The canonical key (`<GTIN-14>/<serial>`) of a Digital Link path, or None when it names none."""
+    if len(path) > MAX_PATH:
+        return None
+    m = _DIGITAL_LINK_PATH.search(path)
+    return f"{m.group(1).zfill(14)}/{m.group(2)}" if m else None
 
 
 async def digital_link_by_path(session: AsyncSession, path: str) -> str | None:
-    """The battery whose Digital Link alias ends with `/<path>` (e.g. `01/<GTIN>/21/<serial>`), when exactly
-    one does. A suffix match cannot use the primary key: callers try the exact URL first."""
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    q = (
-        select(aliases.c.battery_id)
-        .where(aliases.c.scheme == "gs1_digital_link", aliases.c.value.like(f"%/{escaped}", escape="\\"))
-        .limit(2)
-    )
-    found = (await session.execute(q)).scalars().all()
+    """The battery whose Digital Link alias has the key this path names (`01/<GTIN>/21/<serial>`), when
+    exactly one does: an exact look-up on an indexed key, never a pattern match over the aliases."""
+    key = digital_link_key(path)
+    if key is None:
+        return None
+    found = (await session.execute(_BY_KEY, {"key": key})).scalars().all()
     return found[0] if len(found) == 1 else None

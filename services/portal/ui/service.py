@@ -45,7 +45,7 @@ class Found:
 async def resolve(session: AsyncSession, q: str) -> Found | None:
     """A battery ID, or any alias the registry holds (GS1 Digital Link, EPC, VIN), or an installed VIN."""
     q = q.strip()
-    if not q:
+    if not q or len(q) > repo.MAX_PATH:  # no alias is that long: answered without a query
         return None
     conn = await raw_connection(session)
     if BATTERY_ID.match(q.upper()) and await history_repo.get_battery(conn, q.upper()) is not None:
@@ -61,7 +61,10 @@ async def resolve(session: AsyncSession, q: str) -> Found | None:
 
 
 async def resolve_digital_link(session: AsyncSession, url: str, path: str) -> str | None:
-    """A scanned QR: the exact Digital Link URL first, then its path (`01/<GTIN>/21/<serial>`)."""
+    """A scanned QR: the exact Digital Link URL first, then the canonical key its path names
+    (`01/<GTIN>/21/<serial>`); both exact look-ups on indexed keys."""
+    if len(url) > repo.MAX_PATH:
+        return None
     found = await history_repo.resolve_alias(await raw_connection(session), url)
     if found is None and path.strip("/"):
         found = await repo.digital_link_by_path(session, path.strip("/"))
