@@ -22,6 +22,7 @@ from sqlmodel import Field
 
 from shared.audit import AuditLogFields, audit_log_table_args
 from shared.db import TZ, Base
+from shared.ledger import LedgerRecordFields
 from shared.outbox import StreamPositionFields
 
 SCHEMA = "portal"
@@ -117,7 +118,7 @@ class Alias(Base, table=True):
     battery_id: str = Field(sa_type=Text)
 
 
-class Event(Base, table=True):
+class Event(LedgerRecordFields, Base, table=True):
     """The lifecycle timeline, as published. `parent_id` is lifted out of ASSEMBLED/DISASSEMBLED data so
     the composition at any time is an indexed lookup."""
 
@@ -129,20 +130,6 @@ class Event(Base, table=True):
         {"schema": SCHEMA},
     )
 
-    battery_id: str = Field(sa_type=Text)
-    sequence: int
-    event_id: str = Field(sa_type=Text)
-    type: str = Field(sa_type=Text)
-    occurred_at: datetime = Field(sa_type=TZ)
-    recorded_at: datetime = Field(sa_type=TZ)
-    actor: str = Field(sa_type=Text)
-    actor_role: str = Field(sa_type=Text)
-    location: dict[str, Any] = Field(sa_type=JSONB)
-    data: dict[str, Any] = Field(sa_type=JSONB)
-    state_after: str = Field(sa_type=Text)
-    custodian_after: str = Field(sa_type=Text)
-    prev_hash: str = Field(sa_type=Text)
-    hash: str = Field(sa_type=Text)
     parent_id: str | None = Field(default=None, sa_type=Text)
     applied_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
 

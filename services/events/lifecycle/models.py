@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Text, UniqueConstraint, func
+from sqlalchemy import Index, PrimaryKeyConstraint, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field
 
 from services.events.models import SCHEMA
 from shared.db import TZ, Base
+from shared.ledger import LedgerRecordFields
 
 
 class BatteryState(Base, table=True):
@@ -34,26 +35,14 @@ class BatteryState(Base, table=True):
     updated_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
 
 
-class LedgerEntry(Base, table=True):
+class LedgerEntry(LedgerRecordFields, Base, table=True):
     __tablename__ = "ledger"
     __table_args__ = (
+        PrimaryKeyConstraint("battery_id", "sequence"),
         UniqueConstraint("event_id", name="uq_ledger_event_id"),
         Index("ix_ledger_recorded_at", "recorded_at"),
         {"schema": SCHEMA},
     )
 
-    battery_id: str = Field(primary_key=True, sa_type=Text)
-    sequence: int = Field(primary_key=True)
-    event_id: str = Field(sa_type=UUID(as_uuid=False))
-    type: str = Field(sa_type=Text)
-    occurred_at: datetime = Field(sa_type=TZ)
-    recorded_at: datetime = Field(sa_type=TZ)
-    actor: str = Field(sa_type=Text)
-    actor_role: str = Field(sa_type=Text)
-    location: dict[str, Any] = Field(sa_type=JSONB)
-    data: dict[str, Any] = Field(sa_type=JSONB)
-    state_after: str = Field(sa_type=Text)
-    custodian_after: str = Field(sa_type=Text)
-    prev_hash: str = Field(sa_type=Text)
-    hash: str = Field(sa_type=Text)
+    event_id: str = Field(sa_type=UUID(as_uuid=False))  # checked a UUID where it is written
     request_digest: str = Field(sa_type=Text)
