@@ -11,6 +11,7 @@ from shared.contract.lifecycle import (
     EventType,
     Grade,
     IncidentKind,
+    LedgerEvent,
     RemovalReason,
     Severity,
     State,
@@ -214,23 +215,6 @@ class EventResult(BaseModel):
 
 class BatchOut(BaseModel):
     results: list[EventResult]
-
-
-class LedgerEvent(BaseModel):
-    event_id: str
-    battery_id: str
-    sequence: int
-    type: EventType
-    occurred_at: datetime
-    recorded_at: datetime
-    actor: str
-    actor_role: str
-    location: dict[str, Any]
-    data: dict[str, Any]
-    state_after: State
-    custodian_after: str
-    prev_hash: str
-    hash: str
 
 
 class Timeline(BaseModel):
