@@ -20,10 +20,10 @@ from sqlalchemy import Index, PrimaryKeyConstraint, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
-from shared.audit import AuditLogFields, audit_log_table_args
+from shared.audit import audit_log_model
 from shared.db import TZ, Base
 from shared.ledger import LedgerRecordFields
-from shared.outbox import StreamPositionFields
+from shared.outbox import stream_positions_model
 
 SCHEMA = "portal"
 
@@ -148,11 +148,5 @@ class Handler(Base, table=True):
     battery_id: str = Field(sa_type=Text)
 
 
-class StreamPosition(StreamPositionFields, Base, table=True):
-    __tablename__ = "stream_positions"
-    __table_args__ = {"schema": SCHEMA}
-
-
-class AuditLog(AuditLogFields, Base, table=True):
-    __tablename__ = "audit_log"
-    __table_args__ = audit_log_table_args(SCHEMA)
+StreamPosition = stream_positions_model(SCHEMA)
+AuditLog = audit_log_model(SCHEMA)
