@@ -13,6 +13,7 @@ from services.events.lifecycle.service import RegistryLookup, current_state
 from shared import access
 from shared.auth import Principal
 from shared.contract.lifecycle import State, verify_chain
+from shared.pagination import split_page
 from shared.problems import Forbidden, NotFound
 
 
@@ -41,7 +42,7 @@ async def timeline(
             raise _unknown(battery_id)
         rows = await repo.timeline(session, battery_id, after, limit + 1)
     await check_may_read(session, principal, battery_id)
-    return rows[:limit], len(rows) > limit
+    return split_page(rows, limit)
 
 
 async def state(

@@ -16,6 +16,7 @@ from shared.contract.lifecycle import (
     Severity,
     State,
 )
+from shared.pagination import Page
 from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
 
 
@@ -217,9 +218,8 @@ class BatchOut(BaseModel):
     results: list[EventResult]
 
 
-class Timeline(BaseModel):
-    items: list[LedgerEvent]
-    next_cursor: str | None = None
+class Timeline(Page[LedgerEvent]):
+    pass
 
 
 class StateOut(BaseModel):

@@ -8,7 +8,7 @@ from services.registry.participants import service
 from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
 from shared.db import SessionDep
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, page
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/participants", tags=["participants"], responses=PROBLEM_RESPONSES)
@@ -45,4 +45,4 @@ async def list_participants(
         after=decode_cursor(cursor, str),
         limit=limit,
     )
-    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
+    return page(rows, more, "id")

@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.auth import Ministry, Role
+from shared.pagination import Page
 
 ParticipantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", examples=["RECYCLER-SEOUL-01"])]
 
@@ -45,6 +46,5 @@ class ParticipantOut(ParticipantIn):
     created_at: datetime
 
 
-class ParticipantPage(BaseModel):
-    items: list[ParticipantOut]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page.")
+class ParticipantPage(Page[ParticipantOut]):
+    pass
