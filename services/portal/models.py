@@ -22,36 +22,23 @@ from sqlmodel import Field
 
 from shared.audit import audit_log_model
 from shared.db import TZ, Base
-from shared.ledger import LedgerRecordFields
 from shared.outbox import stream_positions_model
+from shared.records import BatteryModelFields, LedgerRecordFields, ParticipantFields
 
 SCHEMA = "portal"
 
 
-class Participant(Base, table=True):
+class Participant(ParticipantFields, Base, table=True):
     __tablename__ = "participants"
     __table_args__ = {"schema": SCHEMA}
 
-    id: str = Field(primary_key=True, sa_type=Text)
-    name: str = Field(sa_type=Text)
-    role: str = Field(sa_type=Text)
-    ministry: str | None = Field(default=None, sa_type=Text)
-    region: str | None = Field(default=None, sa_type=Text)
     created_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
-class BatteryModel(Base, table=True):
+class BatteryModel(BatteryModelFields, Base, table=True):
     __tablename__ = "battery_models"
     __table_args__ = {"schema": SCHEMA}
 
-    id: str = Field(primary_key=True, sa_type=Text)
-    manufacturer: str = Field(sa_type=Text)
-    kind: str = Field(sa_type=Text)
-    chemistry: str = Field(sa_type=Text)
-    rated_capacity_ah: float
-    nominal_voltage_v: float
-    rated_energy_kwh: float
-    mass_kg: float
     created_at: datetime | None = Field(default=None, sa_type=TZ)
 
 

@@ -13,7 +13,7 @@ from sqlmodel import Field
 
 from services.events.models import SCHEMA
 from shared.db import TZ, Base
-from shared.ledger import LedgerRecordFields
+from shared.records import LedgerRecordFields
 
 
 class BatteryState(Base, table=True):
