@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -52,3 +53,11 @@ IsoDate = Annotated[date, BeforeValidator(_iso_text)]
 PastAwareDatetime = Annotated[IsoDatetime, AfterValidator(_plausible)]
 NonNegative = Annotated[float, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+def canonical_uuid(value: str, name: str) -> str:
+    """`value`, a UUID, in its canonical text form; a ValueError naming the field `name` otherwise."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{name} must be a UUID") from None

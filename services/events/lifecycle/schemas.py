@@ -17,7 +17,7 @@ from shared.contract.lifecycle import (
     State,
 )
 from shared.pagination import Page
-from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
+from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent, canonical_uuid
 
 
 # ---- type-specific data ----
@@ -129,12 +129,7 @@ class ErrorDeclaredData(_Data):
 
     @model_validator(mode="after")
     def _uuid(self) -> ErrorDeclaredData:
-        import uuid
-
-        try:
-            self.declared_event_id = str(uuid.UUID(self.declared_event_id))
-        except ValueError:
-            raise ValueError("declared_event_id must be a UUID") from None
+        self.declared_event_id = canonical_uuid(self.declared_event_id, "declared_event_id")
         return self
 
 
@@ -191,12 +186,7 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> EventIn:
-        import uuid
-
-        try:
-            self.event_id = str(uuid.UUID(self.event_id))
-        except ValueError:
-            raise ValueError("event_id must be a UUID") from None
+        self.event_id = canonical_uuid(self.event_id, "event_id")
         return self
 
 
