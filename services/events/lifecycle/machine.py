@@ -70,21 +70,12 @@ class BatteryState:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> BatteryState:
-        grade, si = row.get("grade"), row.get("safety_inspection")
-        return cls(
-            battery_id=row["battery_id"],
-            kind=row["kind"],
-            model_id=row["model_id"],
-            manufacturer=row["manufacturer"],
-            state=State(row["state"]),
-            custodian=row["custodian"],
-            sequence=row["sequence"],
-            last_hash=row["last_hash"],
-            last_event_at=row["last_event_at"],
-            grade=None if grade is None else Grade(grade),
-            safety_inspection=None if si is None else SafetyInspection.from_json(si),
-            parent_id=row.get("parent_id"),
-        )
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        grade, si = values.get("grade"), values.get("safety_inspection")
+        values["state"] = State(values["state"])
+        values["grade"] = None if grade is None else Grade(grade)
+        values["safety_inspection"] = None if si is None else SafetyInspection.from_json(si)
+        return cls(**values)
 
     def as_row(self) -> dict[str, Any]:
         return as_row(self)
