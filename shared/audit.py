@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, Role, require_role
-from shared.db import TZ, names, qualified, shared_table
+from shared.db import TZ, Base, names, qualified, shared_model, shared_table
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Unavailable, send_problem
@@ -30,7 +30,7 @@ PURPOSE_HEADERS = (b"x-purpose", b"legitimate-purpose")
 
 class AuditLogFields(SQLModel):
     """Columns of a service's `audit_log` table; each service declares its own table from these, with
-    `audit_log_table_args(schema)`. Append-only: a trigger in the migration refuses UPDATE and DELETE."""
+    `audit_log_model(schema)`. Append-only: a trigger in the migration refuses UPDATE and DELETE."""
 
     id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": True})
     at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
@@ -46,8 +46,10 @@ class AuditLogFields(SQLModel):
     details: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
-def audit_log_table_args(schema: str) -> tuple[Any, ...]:
-    return (Index("ix_audit_log_actor", "actor", "at"), Index("ix_audit_log_at", "at"), {"schema": schema})
+def audit_log_model(schema: str) -> type[Base]:
+    """A service's `audit_log` table, in its schema."""
+    indexes = (Index("ix_audit_log_actor", "actor", "at"), Index("ix_audit_log_at", "at"))
+    return shared_model(AuditLogFields, "audit_log", schema, *indexes)
 
 
 def _audit_log(schema: str) -> Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
@@ -52,6 +53,20 @@ def shared_table(fields: type[SQLModel], name: str, schema: str) -> Table:
         column.name = column.key = field_name
         columns.append(column)
     return Table(name, MetaData(naming_convention=NAMING_CONVENTION), *columns, schema=schema)
+
+
+def shared_model(fields: type[SQLModel], name: str, schema: str, *table_args: Any) -> type[Base]:
+    """A service's table model made from a mixin of columns shared by several services, in the service's schema:
+    how each declares its own outbox, audit log and stream positions. Named after schema and table (`EventsOutbox`),
+    so each is its own class in the ORM's registry."""
+    class_name = "".join(part.title() for part in f"{schema}_{name}".split("_"))
+
+    def body(namespace: dict[str, Any]) -> None:
+        namespace.update(
+            __module__=fields.__module__, __tablename__=name, __table_args__=(*table_args, {"schema": schema})
+        )
+
+    return types.new_class(class_name, (fields, Base), {"table": True}, body)
 
 
 #: timestamptz, the only timestamp type the schemas use.

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
-from shared.db import TZ, names, pg_type, qualified, raw_connection, shared_table
+from shared.db import TZ, Base, names, pg_type, qualified, raw_connection, shared_model, shared_table
 from shared.kafka import ensure_topics, make_producer
 from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_PUBLISHED
 
@@ -34,7 +34,8 @@ log = logging.getLogger("batterytrace.outbox")
 
 class StreamPositionFields(SQLModel):
     """Columns of a consuming service's `stream_positions` table: per consumer group and topic, the newest
-    producer outbox position applied (end-to-end lag). Each service declares its own table from these."""
+    producer outbox position applied (end-to-end lag). Each service declares its own table from these, with
+    `stream_positions_model(schema)`."""
 
     consumer_group: str = Field(primary_key=True, sa_type=Text)
     topic: str = Field(primary_key=True, sa_type=Text)
@@ -45,7 +46,7 @@ class StreamPositionFields(SQLModel):
 
 class OutboxFields(SQLModel):
     """Columns of a service's `outbox` table; each service declares its own table from these, with
-    `outbox_table_args(schema)`."""
+    `outbox_model(schema)`."""
 
     id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": True})
     topic: str = Field(sa_type=Text)
@@ -55,9 +56,16 @@ class OutboxFields(SQLModel):
     sent_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
-def outbox_table_args(schema: str) -> tuple[Any, ...]:
+def outbox_model(schema: str) -> type[Base]:
+    """A service's `outbox` table, in its schema."""
     # Sent rows are kept; the partial index keeps the relay's scan for unsent ones cheap.
-    return (Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")), {"schema": schema})
+    unsent = Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL"))
+    return shared_model(OutboxFields, "outbox", schema, unsent)
+
+
+def stream_positions_model(schema: str) -> type[Base]:
+    """A consuming service's `stream_positions` table, in its schema."""
+    return shared_model(StreamPositionFields, "stream_positions", schema)
 
 
 def _outbox(schema: str) -> Table:

@@ -1,13 +1,19 @@
-"""Opaque keyset cursors for list endpoints."""
+"""Keyset pagination for list endpoints: the query, the page, opaque cursors and the answer's schema."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
 
 import orjson
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, Select
 
 from shared.problems import Unprocessable, field_error
+
+T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 
 
 def encode_cursor(value: Any) -> str:
@@ -29,3 +35,36 @@ def decode_cursor(cursor: str | None, kind: type | None = None) -> Any:
             errors=[field_error("cursor", "cursor", "not a cursor this API returned")],
         ) from None
     return value
+
+
+def keyset(
+    query: Select[Any],
+    key: ColumnElement[Any],
+    after: Any,
+    limit: int,
+    equal: Iterable[tuple[ColumnElement[Any], Any]] = (),
+) -> Select[Any]:
+    """`query` in `key` order from after `after` (None: from the start), at most `limit` rows, narrowed to the
+    rows whose column equals the value given for it (None: no condition)."""
+    query = query.order_by(key).limit(limit)
+    for column, value in equal:
+        if value is not None:
+            query = query.where(column == value)
+    if after is not None:
+        query = query.where(key > after)
+    return query
+
+
+def split_page(rows: list[T], limit: int) -> tuple[list[T], bool]:
+    """Rows fetched with `limit + 1`: the page, and whether more follow."""
+    return rows[:limit], len(rows) > limit
+
+
+def page(rows: list[dict[str, Any]], more: bool, key: str) -> dict[str, Any]:
+    """A list's answer: the items and, when more follow, the cursor that pages on after the last one."""
+    return {"items": rows, "next_cursor": encode_cursor(rows[-1][key]) if more else None}
+
+
+class Page(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -72,3 +73,11 @@ NonNegative = Annotated[float, Field(ge=0, le=FLOAT_MAX, allow_inf_nan=False), _
 Positive = Annotated[float, Field(gt=0, le=FLOAT_MAX, allow_inf_nan=False), _exact]
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False), _exact]
 Count = Annotated[int, Field(ge=0, le=INT_MAX)]
+
+
+def canonical_uuid(value: str, name: str) -> str:
+    """`value`, a UUID, in its canonical text form; a ValueError naming the field `name` otherwise."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{name} must be a UUID") from None

@@ -20,39 +20,27 @@ from sqlalchemy import Index, PrimaryKeyConstraint, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
-from shared.audit import AuditLogFields, audit_log_table_args
+from shared.audit import audit_log_model
 from shared.db import TZ, Base
-from shared.outbox import StreamPositionFields
+from shared.outbox import stream_positions_model
+from shared.records import BatteryModelFields, LedgerRecordFields, ParticipantFields
 
 SCHEMA = "portal"
 
 
-class Participant(Base, table=True):
+class Participant(ParticipantFields, Base, table=True):
     __tablename__ = "participants"
     __table_args__ = {"schema": SCHEMA}
 
-    id: str = Field(primary_key=True, sa_type=Text)
-    name: str = Field(sa_type=Text)
-    role: str = Field(sa_type=Text)
-    ministry: str | None = Field(default=None, sa_type=Text)
-    region: str | None = Field(default=None, sa_type=Text)
     created_at: datetime | None = Field(default=None, sa_type=TZ)
     #: active | suspended, as the registry last published it (the portal's participant directory reads it).
     status: str = Field(default="active", sa_type=Text, sa_column_kwargs={"server_default": "active"})
 
 
-class BatteryModel(Base, table=True):
+class BatteryModel(BatteryModelFields, Base, table=True):
     __tablename__ = "battery_models"
     __table_args__ = {"schema": SCHEMA}
 
-    id: str = Field(primary_key=True, sa_type=Text)
-    manufacturer: str = Field(sa_type=Text)
-    kind: str = Field(sa_type=Text)
-    chemistry: str = Field(sa_type=Text)
-    rated_capacity_ah: float
-    nominal_voltage_v: float
-    rated_energy_kwh: float
-    mass_kg: float
     created_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
@@ -135,7 +123,7 @@ class Alias(Base, table=True):
     battery_id: str = Field(sa_type=Text)
 
 
-class Event(Base, table=True):
+class Event(LedgerRecordFields, Base, table=True):
     """The lifecycle timeline, as published. `parent_id` is lifted out of ASSEMBLED/DISASSEMBLED data so
     the composition at any time is an indexed lookup."""
 
@@ -149,20 +137,6 @@ class Event(Base, table=True):
         {"schema": SCHEMA},
     )
 
-    battery_id: str = Field(sa_type=Text)
-    sequence: int
-    event_id: str = Field(sa_type=Text)
-    type: str = Field(sa_type=Text)
-    occurred_at: datetime = Field(sa_type=TZ)
-    recorded_at: datetime = Field(sa_type=TZ)
-    actor: str = Field(sa_type=Text)
-    actor_role: str = Field(sa_type=Text)
-    location: dict[str, Any] = Field(sa_type=JSONB)
-    data: dict[str, Any] = Field(sa_type=JSONB)
-    state_after: str = Field(sa_type=Text)
-    custodian_after: str = Field(sa_type=Text)
-    prev_hash: str = Field(sa_type=Text)
-    hash: str = Field(sa_type=Text)
     parent_id: str | None = Field(default=None, sa_type=Text)
     applied_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
 
@@ -182,11 +156,5 @@ class Handler(Base, table=True):
     battery_id: str = Field(sa_type=Text)
 
 
-class StreamPosition(StreamPositionFields, Base, table=True):
-    __tablename__ = "stream_positions"
-    __table_args__ = {"schema": SCHEMA}
-
-
-class AuditLog(AuditLogFields, Base, table=True):
-    __tablename__ = "audit_log"
-    __table_args__ = audit_log_table_args(SCHEMA)
+StreamPosition = stream_positions_model(SCHEMA)
+AuditLog = audit_log_model(SCHEMA)

@@ -127,24 +127,35 @@ class Location(BaseModel):
     region: str | None = None
 
 
-class LedgerRecord(BaseModel):
-    """A ledger record as a consumer reads it from `battery.lifecycle.v1` (unknown fields ignored)."""
+class LedgerEvent(BaseModel):
+    """A ledger record as published: what `GET /v1/batteries/{id}/events` answers and the topic carries."""
 
-    model_config = ConfigDict(extra="ignore")
-    event_id: str = Field(min_length=1)
-    battery_id: str = Field(min_length=1, max_length=24)
-    sequence: int = Field(ge=1)
+    event_id: str
+    battery_id: str
+    sequence: int
     type: EventType
     occurred_at: datetime
     recorded_at: datetime
     actor: str
     actor_role: str
-    location: Location = Location()
-    data: dict[str, Any] = {}
+    location: dict[str, Any]
+    data: dict[str, Any]
     state_after: State
     custodian_after: str
     prev_hash: str
     hash: str
+
+
+class LedgerRecord(LedgerEvent):
+    """A ledger record as a consumer reads it from `battery.lifecycle.v1` (unknown fields ignored), with what
+    the consumer relies on checked."""
+
+    model_config = ConfigDict(extra="ignore")
+    event_id: str = Field(min_length=1)
+    battery_id: str = Field(min_length=1, max_length=24)
+    sequence: int = Field(ge=1)
+    location: Location = Location()  # type: ignore[assignment]
+    data: dict[str, Any] = {}
     kind: str | None = None
     manufacturer: str | None = None
 

@@ -10,7 +10,7 @@ from services.events.ledger import service
 from services.events.lifecycle.schemas import StateOut, Timeline, VerifyOut
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, page
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["ledger"], responses=PROBLEM_RESPONSES)
@@ -30,7 +30,7 @@ async def get_timeline(
     if not isinstance(after, int):
         after = 0
     rows, more = await service.timeline(session, request.app.state.registry, principal, battery_id, after, limit)
-    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["sequence"]) if more else None}
+    return page(rows, more, "sequence")
 
 
 @router.get("/v1/batteries/{battery_id}/state", response_model=StateOut, summary="A battery's current state")

@@ -15,6 +15,7 @@ from shared import access
 from shared.access import FieldGroup
 from shared.auth import Principal
 from shared.contract.lifecycle import GENESIS, ChainCheck, State, event_hash
+from shared.pagination import split_page
 from shared.problems import Forbidden, NotFound
 
 
@@ -56,7 +57,8 @@ async def timeline(
             raise _unknown(battery_id)
         rows = await repo.timeline(session, battery_id, after, limit + 1)
     groups = await check_may_read(session, principal, battery_id)
-    return visible_events(rows[:limit], groups), len(rows) > limit
+    page, more = split_page(rows, limit)
+    return visible_events(page, groups), more
 
 
 async def state(

@@ -8,7 +8,7 @@ follows is `rules.py`. The service locks, looks up, stores and publishes; it nev
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,20 @@ from services.events.lifecycle.rules import (
 from shared.access import Role
 from shared.contract.lifecycle import GENESIS, EventType, Grade, State, event_hash, ts
 from shared.contract.streams import manufactured_event_id
+
+
+def as_row(value: Any) -> dict[str, Any]:
+    """A dataclass's fields as a row to store or publish: text as plain `str` (a StrEnum by its value), mappings
+    as dicts, nested dataclasses as rows."""
+    return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return as_row(value) if is_dataclass(value) else value
 
 
 # ---- inputs ----
@@ -42,13 +56,7 @@ class SafetyInspection:
         return cls(value["standard"], value["result"], value["body"], value["at"], value["event_id"])
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "standard": self.standard,
-            "result": self.result,
-            "body": self.body,
-            "at": self.at,
-            "event_id": self.event_id,
-        }
+        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,39 +79,15 @@ class BatteryState:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> BatteryState:
-        grade, si = row.get("grade"), row.get("safety_inspection")
-        return cls(
-            battery_id=row["battery_id"],
-            kind=row["kind"],
-            model_id=row["model_id"],
-            manufacturer=row["manufacturer"],
-            state=State(row["state"]),
-            custodian=row["custodian"],
-            sequence=row["sequence"],
-            last_hash=row["last_hash"],
-            last_event_at=row["last_event_at"],
-            grade=None if grade is None else Grade(grade),
-            safety_inspection=None if si is None else SafetyInspection.from_json(si),
-            parent_id=row.get("parent_id"),
-            consignee=row.get("consignee"),
-        )
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        grade, si = values.get("grade"), values.get("safety_inspection")
+        values["state"] = State(values["state"])
+        values["grade"] = None if grade is None else Grade(grade)
+        values["safety_inspection"] = None if si is None else SafetyInspection.from_json(si)
+        return cls(**values)
 
     def as_row(self) -> dict[str, Any]:
-        return {
-            "battery_id": self.battery_id,
-            "kind": self.kind,
-            "model_id": self.model_id,
-            "manufacturer": self.manufacturer,
-            "state": self.state.value,
-            "custodian": self.custodian,
-            "sequence": self.sequence,
-            "last_hash": self.last_hash,
-            "last_event_at": self.last_event_at,
-            "grade": None if self.grade is None else self.grade.value,
-            "safety_inspection": None if self.safety_inspection is None else self.safety_inspection.as_json(),
-            "parent_id": self.parent_id,
-            "consignee": self.consignee,
-        }
+        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,23 +159,7 @@ class LedgerRow:
     request_digest: str
 
     def as_row(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "battery_id": self.battery_id,
-            "sequence": self.sequence,
-            "type": self.type.value,
-            "occurred_at": self.occurred_at,
-            "recorded_at": self.recorded_at,
-            "actor": self.actor,
-            "actor_role": self.actor_role,
-            "location": dict(self.location),
-            "data": dict(self.data),
-            "state_after": self.state_after.value,
-            "custodian_after": self.custodian_after,
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-            "request_digest": self.request_digest,
-        }
+        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)

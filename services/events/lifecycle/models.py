@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Text, func, text
+from sqlalchemy import Index, PrimaryKeyConstraint, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field
 
 from services.events.models import SCHEMA
 from shared.db import TZ, Base
+from shared.records import LedgerRecordFields
 
 
 class BatteryState(Base, table=True):
@@ -35,9 +36,10 @@ class BatteryState(Base, table=True):
     updated_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
 
 
-class LedgerEntry(Base, table=True):
+class LedgerEntry(LedgerRecordFields, Base, table=True):
     __tablename__ = "ledger"
     __table_args__ = (
+        PrimaryKeyConstraint("battery_id", "sequence"),
         # An event ID is unique per poster (DOMAIN: one participant's IDs never block another's). The registry's
         # MANUFACTURED rows (their IDs made by the server from the battery ID) are outside it: a client that
         # claims one never blocks a battery's registration (sequence 1 of its ledger is unique anyway).
@@ -52,18 +54,5 @@ class LedgerEntry(Base, table=True):
         {"schema": SCHEMA},
     )
 
-    battery_id: str = Field(primary_key=True, sa_type=Text)
-    sequence: int = Field(primary_key=True)
-    event_id: str = Field(sa_type=UUID(as_uuid=False))
-    type: str = Field(sa_type=Text)
-    occurred_at: datetime = Field(sa_type=TZ)
-    recorded_at: datetime = Field(sa_type=TZ)
-    actor: str = Field(sa_type=Text)
-    actor_role: str = Field(sa_type=Text)
-    location: dict[str, Any] = Field(sa_type=JSONB)
-    data: dict[str, Any] = Field(sa_type=JSONB)
-    state_after: str = Field(sa_type=Text)
-    custodian_after: str = Field(sa_type=Text)
-    prev_hash: str = Field(sa_type=Text)
-    hash: str = Field(sa_type=Text)
+    event_id: str = Field(sa_type=UUID(as_uuid=False))  # checked a UUID where it is written
     request_digest: str = Field(sa_type=Text)

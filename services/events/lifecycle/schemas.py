@@ -11,11 +11,13 @@ from shared.contract.lifecycle import (
     EventType,
     Grade,
     IncidentKind,
+    LedgerEvent,
     RemovalReason,
     Severity,
     State,
 )
-from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive
+from shared.pagination import Page
+from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
 
 
 # ---- type-specific data ----
@@ -140,12 +142,7 @@ class ErrorDeclaredData(_Data):
 
     @model_validator(mode="after")
     def _uuid(self) -> ErrorDeclaredData:
-        import uuid
-
-        try:
-            self.declared_event_id = str(uuid.UUID(self.declared_event_id))
-        except ValueError:
-            raise ValueError("declared_event_id must be a UUID") from None
+        self.declared_event_id = canonical_uuid(self.declared_event_id, "declared_event_id")
         return self
 
 
@@ -202,12 +199,7 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> EventIn:
-        import uuid
-
-        try:
-            self.event_id = str(uuid.UUID(self.event_id))
-        except ValueError:
-            raise ValueError("event_id must be a UUID") from None
+        self.event_id = canonical_uuid(self.event_id, "event_id")
         return self
 
 
@@ -229,26 +221,8 @@ class BatchOut(BaseModel):
     results: list[EventResult]
 
 
-class LedgerEvent(BaseModel):
-    event_id: str
-    battery_id: str
-    sequence: int
-    type: EventType
-    occurred_at: datetime
-    recorded_at: datetime
-    actor: str
-    actor_role: str
-    location: dict[str, Any]
-    data: dict[str, Any]
-    state_after: State
-    custodian_after: str
-    prev_hash: str
-    hash: str
-
-
-class Timeline(BaseModel):
-    items: list[LedgerEvent]
-    next_cursor: str | None = None
+class Timeline(Page[LedgerEvent]):
+    pass
 
 
 class StateOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -58,14 +58,7 @@ class Accepted:
     custodian: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "battery_id": self.battery_id,
-            "sequence": self.sequence,
-            "hash": self.hash,
-            "state": self.state,
-            "custodian": self.custodian,
-        }
+        return asdict(self)
 
 
 def _genesis(battery: Mapping[str, Any], recorded_at: datetime) -> Transition:

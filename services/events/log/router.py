@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.events.ledger import repository as ledger_repo
 from services.events.ledger.service import check_may_read, visible_events
-from services.events.lifecycle.schemas import LedgerEvent
 from services.events.lifecycle.service import current_state
 from services.events.log import service
 from shared.auth import CurrentPrincipal, Principal, Role, require_role
+from shared.contract.lifecycle import LedgerEvent
 from shared.db import ReaderDep, SessionDep, raw_connection
 from shared.problems import PROBLEM_RESPONSES, NotFound
 from shared.validation import BatteryId

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.models import Alias, Battery, Event, Handler, Participant
 from shared.db import qualified, row_dict
+from shared.pagination import keyset
 
 aliases = Alias.__table__
 batteries = Battery.__table__
@@ -143,20 +144,16 @@ async def search(
     after: str | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    q = select(batteries).order_by(batteries.c.id).limit(limit)
-    for column, value in (
+    equal = (
         (batteries.c.state, state),
         (batteries.c.manufacturer, manufacturer),
         (batteries.c.chemistry, chemistry),
         (batteries.c.region, region),
-    ):
-        if value is not None:
-            q = q.where(column == value)
+    )
+    q = keyset(select(batteries), batteries.c.id, after, limit, equal)
     if vin is not None:
         by_alias = select(aliases.c.battery_id).where(aliases.c.value == vin, aliases.c.scheme == "vin")
         q = q.where(or_(batteries.c.vin == vin, batteries.c.id.in_(by_alias)))
     if handler_org is not None:
         q = q.where(exists().where(and_(handlers.c.org == handler_org, handlers.c.battery_id == batteries.c.id)))
-    if after is not None:
-        q = q.where(batteries.c.id > after)
     return [row_dict(r) for r in (await session.execute(q)).mappings()]

@@ -9,7 +9,7 @@ from services.portal.history.schemas import BatterySearchPage, History
 from shared.auth import CurrentPrincipal
 from shared.contract.lifecycle import State
 from shared.db import ReaderDep, SessionDep
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, page
 from shared.problems import PROBLEM_RESPONSES
 from shared.responses import DirectJSON
 from shared.validation import IsoDatetime
@@ -64,4 +64,4 @@ async def search(
         after=decode_cursor(cursor, str),
         limit=limit,
     )
-    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
+    return page(rows, more, "id")

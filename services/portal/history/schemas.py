@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.pagination import Page
+
 _H = "3f7a" + "0" * 60
 EXAMPLE_EVENT: dict[str, Any] = {
     "sequence": 2,
@@ -225,7 +227,7 @@ class BatterySummary(BaseModel):
     sequence: int
 
 
-class BatterySearchPage(BaseModel):
+class BatterySearchPage(Page[BatterySummary]):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -251,5 +253,3 @@ class BatterySearchPage(BaseModel):
             ]
         }
     )
-    items: list[BatterySummary]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")

@@ -16,6 +16,7 @@ from services.portal.ingest.projection import REGISTRY_FACTS
 from shared import access
 from shared.auth import Principal
 from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS
+from shared.pagination import split_page
 from shared.problems import Forbidden, NotFound, Unprocessable, field_error
 
 #: Deepest composition: cell in module in pack (and one more level to spare).
@@ -162,7 +163,7 @@ async def search(
         after=after,
         limit=limit + 1,
     )
-    return rows[:limit], len(rows) > limit
+    return split_page(rows, limit)
 
 
 async def composition(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any]:

@@ -239,73 +239,43 @@ class Battery:
 def fold(events: Sequence[TimelineEvent]) -> Head:
     """The battery's current facts from its events in sequence order: the event with the highest
     sequence decides the state, so a late, out-of-order delivery changes nothing it should not."""
-    sequence, life, status = 0, 0, "original"
-    state: str | None = None
-    custodian: str | None = None
-    region: str | None = None
-    grade: str | None = None
-    soh_pct: float | None = None
-    cycle_count: int | None = None
-    parent_id: str | None = None
-    vin: str | None = None
-    safety: str | None = None
-    recycled_region: str | None = None
-    last_event_id: str | None = None
-    state_since: datetime | None = None
-    installed_at: datetime | None = None
-    last_recorded_at: datetime | None = None
-    last_applied_at: datetime | None = None
-    recycled_month: date | None = None
+    head = Head()
     for e in sorted(events, key=lambda e: e.sequence):
         data, kind = e.data, e.type
-        if e.state_after != state:
-            state_since = e.occurred_at
-        sequence, state, custodian = e.sequence, e.state_after, e.custodian_after
-        last_event_id, last_recorded_at, last_applied_at = e.event_id, e.recorded_at, e.applied_at
-        region = event_region(e) or region
+        changes: dict[str, Any] = {
+            "sequence": e.sequence,
+            "state": e.state_after,
+            "custodian": e.custodian_after,
+            "region": event_region(e) or head.region,
+            "last_event_id": e.event_id,
+            "last_recorded_at": e.recorded_at,
+            "last_applied_at": e.applied_at,
+        }
+        if e.state_after != head.state:
+            changes["state_since"] = e.occurred_at
         if kind == "INSTALLED":
-            vin = data.get("vin")
-            installed_at = installed_at or e.occurred_at
+            changes.update(vin=data.get("vin"), installed_at=head.installed_at or e.occurred_at)
         elif kind in ("INSPECTED", "GRADED"):
-            soh_pct = data.get("soh_pct")
+            changes["soh_pct"] = data.get("soh_pct")
             if kind == "INSPECTED":
-                cycle_count = data.get("cycle_count")
+                changes["cycle_count"] = data.get("cycle_count")
             else:
-                grade = data.get("grade")
+                changes["grade"] = data.get("grade")
         elif kind == "ASSEMBLED":
-            parent_id = data.get("parent_id")
+            changes["parent_id"] = data.get("parent_id")
         elif kind == "DISASSEMBLED":
-            parent_id = None
+            changes["parent_id"] = None
         elif kind in REUSE_TYPES:
             # A new life and a new passport (EU rule); it is put into service anew.
-            life, status, safety, installed_at = life + 1, kind.lower(), None, None
+            changes.update(life=head.life + 1, status=kind.lower(), safety=None, installed_at=None)
         elif kind == "SAFETY_INSPECTED":
-            safety = data.get("result")
+            changes["safety"] = data.get("result")
         elif kind == "RECYCLED":
-            status, recycled_month, recycled_region = "waste", month_of(e.occurred_at), event_region(e)
+            changes.update(status="waste", recycled_month=month_of(e.occurred_at), recycled_region=event_region(e))
         elif kind == "DISPOSED":
-            status = "waste"
-    return Head(
-        sequence=sequence,
-        state=state,
-        state_since=state_since,
-        custodian=custodian,
-        region=region,
-        grade=grade,
-        soh_pct=soh_pct,
-        cycle_count=cycle_count,
-        parent_id=parent_id,
-        vin=vin,
-        life=life,
-        status=status,
-        safety=safety,
-        installed_at=installed_at,
-        recycled_month=recycled_month,
-        recycled_region=recycled_region,
-        last_event_id=last_event_id,
-        last_recorded_at=last_recorded_at,
-        last_applied_at=last_applied_at,
-    )
+            changes["status"] = "waste"
+        head = replace(head, **changes)
+    return head
 
 
 def event_region(e: TimelineEvent) -> str | None:

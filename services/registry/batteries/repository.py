@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.batteries.models import Alias, Battery
 from services.registry.catalog.models import BatteryModel
 from shared.db import names, pg_type, qualified, raw_connection, row_dict
+from shared.pagination import keyset
 
 batteries = Battery.__table__
 aliases = Alias.__table__
@@ -93,15 +94,12 @@ async def list_batteries(
     after: str | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    q = _battery_query().order_by(batteries.c.id).limit(limit)
-    if manufacturer:
-        q = q.where(batteries.c.manufacturer == manufacturer)
-    if kind:
-        q = q.where(batteries.c.kind == kind)
-    if chemistry:
-        q = q.where(batteries.c.chemistry == chemistry)
-    if after:
-        q = q.where(batteries.c.id > after)
+    equal = (
+        (batteries.c.manufacturer, manufacturer or None),
+        (batteries.c.kind, kind),
+        (batteries.c.chemistry, chemistry),
+    )
+    q = keyset(_battery_query(), batteries.c.id, after, limit, equal)
     return [row_dict(r) for r in (await session.execute(q)).mappings()]
 
 

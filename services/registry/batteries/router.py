@@ -20,7 +20,7 @@ from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
 from shared.db import ReaderDep, SessionDep
 from shared.limits import body_limit
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, page
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
@@ -93,7 +93,7 @@ async def list_batteries(
         after=decode_cursor(cursor, str),
         limit=limit,
     )
-    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
+    return page(rows, more, "id")
 
 
 @router.post(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.registry.catalog.schemas import Chemistry, Kind
+from shared.pagination import Page
 from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
 
 
@@ -91,9 +92,8 @@ class BatteryOut(BatteryPublic):
     access_level: str = "full"
 
 
-class BatteryPage(BaseModel):
-    items: list[BatteryOut]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page.")
+class BatteryPage(Page[BatteryOut]):
+    pass
 
 
 class AliasScheme(StrEnum):

@@ -22,6 +22,7 @@ from shared.auth import Principal, Role
 from shared.contract.streams import manufactured_event_id
 from shared.db import raw_connection
 from shared.outbox import enqueue
+from shared.pagination import split_page
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable, field_error
 
 PUBLIC_FIELDS = set(BatteryPublic.model_fields)
@@ -171,8 +172,7 @@ async def list_batteries(
     rows = await repo.list_batteries(
         session, manufacturer=manufacturer, kind=kind, chemistry=chemistry, after=after, limit=limit + 1
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, more = split_page(rows, limit)
     if rows:
         by_id = await repo.aliases_of(session, [r["id"] for r in rows])
         for r in rows:

@@ -9,17 +9,13 @@ from sqlmodel import Field
 
 from services.registry.models import SCHEMA
 from shared.db import TZ, Base
+from shared.records import ParticipantFields
 
 
-class Participant(Base, table=True):
+class Participant(ParticipantFields, Base, table=True):
     __tablename__ = "participants"
     __table_args__ = (Index("ix_participants_role", "role", "id"), {"schema": SCHEMA})
 
-    id: str = Field(primary_key=True, sa_type=Text)
-    name: str = Field(sa_type=Text)
-    role: str = Field(sa_type=Text)
-    ministry: str | None = Field(default=None, sa_type=Text)
-    region: str | None = Field(default=None, sa_type=Text)
     #: 사업자등록번호, ten digits, check digit verified (shared.participants.valid_business_number).
     business_number: str | None = Field(default=None, sa_type=Text)
     #: The GS1 company prefixes the participant owns (manufacturers): its Digital Link and EPC aliases lie under them.

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.participants.models import Participant
 from shared.db import row_dict
+from shared.pagination import keyset
 
 participants = Participant.__table__
 
@@ -33,15 +34,8 @@ async def list_participants(
     after: str | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    q = select(participants).order_by(participants.c.id).limit(limit)
-    if role:
-        q = q.where(participants.c.role == role)
-    if ministry:
-        q = q.where(participants.c.ministry == ministry)
-    if region:
-        q = q.where(participants.c.region == region)
-    if after:
-        q = q.where(participants.c.id > after)
+    equal = ((participants.c.role, role), (participants.c.ministry, ministry), (participants.c.region, region or None))
+    q = keyset(select(participants), participants.c.id, after, limit, equal)
     return [row_dict(r) for r in (await session.execute(q)).mappings()]
 
 

@@ -9,7 +9,7 @@ from services.registry.participants.schemas import ParticipantIn, ParticipantOut
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
 from shared.db import SessionDep
 from shared.limits import body_limit
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, page
 from shared.participants import ParticipantStatus, directory
 from shared.problems import PROBLEM_RESPONSES
 
@@ -80,4 +80,4 @@ async def list_participants(
         after=decode_cursor(cursor, str),
         limit=limit,
     )
-    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
+    return page(rows, more, "id")

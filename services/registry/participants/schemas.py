@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.auth import Ministry, Role
+from shared.pagination import Page
 from shared.participants import ParticipantStatus, normalise_business_number, valid_business_number
 
 ParticipantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", examples=["RECYCLER-SEOUL-01"])]
@@ -74,6 +75,5 @@ class ParticipantOut(ParticipantIn):
     created_at: datetime
 
 
-class ParticipantPage(BaseModel):
-    items: list[ParticipantOut]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page.")
+class ParticipantPage(Page[ParticipantOut]):
+    pass

@@ -9,6 +9,7 @@ from services.registry.models import SCHEMA
 from services.registry.participants import repository as repo
 from services.registry.participants.schemas import ParticipantIn
 from shared.outbox import enqueue
+from shared.pagination import split_page
 from shared.participants import ParticipantStatus
 from shared.problems import Conflict, NotFound
 
@@ -59,4 +60,4 @@ async def list_participants(
     rows = await repo.list_participants(
         session, role=role, ministry=ministry, region=region, after=after, limit=limit + 1
     )
-    return rows[:limit], len(rows) > limit
+    return split_page(rows, limit)
