@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -103,3 +104,33 @@ class System:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
+
+
+async def register_participants(
+    sut: System, token: Any, orgs: list[tuple[str, str]], admitted_by: str = "events"
+) -> None:
+    """Register the participants a system test uses (the services run as in production: only registered
+    participants' tokens work), and wait until `admitted_by` learnt them from the stream."""
+    await register_at(sut.url("registry"), sut.url(admitted_by), token, orgs)
+
+
+async def register_at(registry_url: str, admitting_url: str, token: Any, orgs: list[tuple[str, str]]) -> None:
+    """`register_participants` for services started without a `System`."""
+    from tests.conftest import eventually
+    from tests.events_helpers import BOOTSTRAP_ADMIN
+    from tests.factories import participant
+
+    async with httpx.AsyncClient(base_url=registry_url, timeout=30) as reg:
+        admin = token(BOOTSTRAP_ADMIN, "admin")
+        for org, role in orgs:
+            await participant(reg, admin, org, role)
+    async with httpx.AsyncClient(timeout=10) as c:
+
+        async def admitted() -> bool:
+            for org, role in orgs:
+                probe = await c.get(admitting_url + "/v1/batteries/NONE/state", headers=token(org, role))
+                if probe.status_code == 401:
+                    return False
+            return True
+
+        await eventually(admitted, timeout_s=60)

@@ -74,6 +74,14 @@ async def test_sigterm_under_load_loses_nothing(infra, db_url, topic_prefix, tok
     try:
         await wait_healthy(f"http://127.0.0.1:{rport}")
         await wait_healthy(f"http://127.0.0.1:{eport}")
+        from tests.system import register_at
+
+        await register_at(
+            f"http://127.0.0.1:{rport}",
+            f"http://127.0.0.1:{eport}",
+            token,
+            [("LGES", "manufacturer"), ("KOTSA", "inspector")],
+        )
         maker = token("LGES", "manufacturer")
         inspector = token("KOTSA", "inspector")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rport}", timeout=30) as reg:

@@ -120,11 +120,13 @@ LGES = Poster("LGES", Role.manufacturer)
     ],
 )
 def test_the_machine_refuses_a_receiver_that_may_not_hold(receiver: Receiver, rule: str) -> None:
-    out = machine.apply(STATE, LGES, TRANSFER, recorded_at=AT, receiver=receiver)
+    out = machine.apply(STATE, LGES, TRANSFER, recorded_at=TRANSFER.occurred_at, receiver=receiver)
     assert isinstance(out, Refusal) and out.status == 422
     assert (out.errors[0]["field"], out.errors[0]["rule"]) == ("data.to", rule)
 
 
 def test_the_machine_moves_custody_to_an_active_receiver_that_may_hold() -> None:
-    out = machine.apply(STATE, LGES, TRANSFER, recorded_at=AT, receiver=Receiver("HMC", Role.oem, active=True))
+    out = machine.apply(
+        STATE, LGES, TRANSFER, recorded_at=TRANSFER.occurred_at, receiver=Receiver("HMC", Role.oem, active=True)
+    )
     assert isinstance(out, Transition) and out.state.custodian == "HMC"
