@@ -95,6 +95,10 @@ async def test_a_suspended_participants_tokens_stop_working_in_every_service(s: 
     async with portal_app(portal_settings(make_settings, **CHECKED)) as portal:
         await eventually(lambda: _portal_status(portal, oem, 200))
         assert (await s.events.get(f"/v1/batteries/{bid}/state", headers=oem)).status_code == 200
+        from tests.test_ui_pages import cookie
+
+        ui = await cookie(portal, ORGS["oem"], "oem")  # an open UI session of the same participant
+        assert (await portal.get(f"/ui/batteries/{bid}", headers=ui)).status_code == 200
         r = await s.registry.post(f"/v1/participants/{ORGS['oem']}/suspend", headers=admin(s))
         assert r.status_code == 200 and r.json()["status"] == "suspended"
         # the registry at once; the events service and the portal once the suspension arrived through Kafka
@@ -105,6 +109,9 @@ async def test_a_suspended_participants_tokens_stop_working_in_every_service(s: 
         r = await s.events.get(f"/v1/batteries/{bid}/state", headers=oem)
         assert r.json()["code"] == "participant-suspended"
         await eventually(lambda: _portal_status(portal, oem, 401), timeout_s=10)
+        # its open UI session is signed out too (the page asks it to sign in)
+        page = await portal.get(f"/ui/batteries/{bid}", headers=ui)
+        assert page.status_code in (302, 303, 401), page.status_code
         # a suspended participant may not receive custody either
         before = await _ledger(s, other)
         _refused_receiver(

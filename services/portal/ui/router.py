@@ -32,6 +32,7 @@ from shared import access
 from shared.auth import Ministry, Principal, Role, mint_token
 from shared.db import SessionDep
 from shared.logs import request_id_var
+from shared.participants import check_participant
 from shared.problems import Forbidden, NotFound, Problem, Unauthorized
 
 log = logging.getLogger("batterytrace.portal.ui")
@@ -107,8 +108,16 @@ def lang_of(request: Request) -> str:
 
 
 async def signed_in(request: Request) -> Principal | None:
-    """The principal of the session cookie; no session, an expired one or a forged cookie is signed out."""
+    """The principal of the session cookie; no session, an expired one or a forged cookie is signed out, and so
+    is a participant that is not (or no longer) registered and active with that role (shared.participants: a
+    suspension reaches open UI sessions within the directory's TTL, as it reaches tokens)."""
     principal = await sessions.session_principal(request)
+    if principal is not None:
+        try:
+            ministry = principal.ministry.value if principal.ministry else None
+            await check_participant(request, principal.org, principal.role.value, ministry)
+        except Unauthorized:
+            principal = None
     request.state.ui_principal = principal
     return principal
 
