@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 
 import orjson
 
-from bench.context import HISTORY_ID, MODEL_ID, PROBE_IDS, Ctx, battery_id
+from bench.context import HISTORY_ID, INSPECTOR, MANUFACTURER, MODEL_ID, OEM, PROBE_IDS, Ctx, battery_id
 from bench.load import Req, client, closed_loop, console, progress, wait_until
 
 MODEL = {
@@ -34,8 +35,41 @@ def battery(bid: str, n: int) -> dict[str, object]:
     }
 
 
+#: The participants the bench speaks for (the services admit only registered, active participants).
+PARTICIPANTS = [
+    {"id": MANUFACTURER, "name": MANUFACTURER, "role": "manufacturer"},
+    {"id": INSPECTOR, "name": INSPECTOR, "role": "inspector"},
+    {"id": OEM, "name": OEM, "role": "oem"},
+    *({"id": m, "name": m, "role": "ministry", "ministry": m} for m in ("MOTIE", "MOLIT", "MCEE", "KATS")),
+]
+
+
+async def register_participants(ctx: Ctx) -> None:
+    """Register the bench's participants with the bootstrap admin, and wait until the events service and the
+    portal learnt them from the stream."""
+    admin = ctx.headers("BT-ADMIN", "admin")
+    async with client(ctx.url("registry"), 1) as http:
+        for body in PARTICIPANTS:
+            r = await http.post("/v1/participants", content=orjson.dumps(body), headers=admin)
+            if r.status_code not in (201, 409):
+                raise RuntimeError(f"POST /v1/participants: {r.status_code} {r.text}")
+    checks = [("events", f"/v1/batteries/{HISTORY_ID}/state", ctx.manufacturer)]
+    if "portal" in ctx.stack.urls:
+        checks.append(("portal", "/v1/views/molit", ctx.ministry("MOLIT")))
+    for service, path, headers in checks:
+        async with client(ctx.url(service), 1) as http:
+            for _ in range(600):
+                if (await http.get(path, headers=headers)).status_code != 401:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"{service} did not admit the bench's participants within 60 s")
+
+
 async def setup(ctx: Ctx) -> None:
-    """The battery model and the batteries outside the bulk load (freshness probes, history battery)."""
+    """The participants, the battery model and the batteries outside the bulk load (freshness probes, history
+    battery)."""
+    await register_participants(ctx)
     async with client(ctx.url("registry"), 1) as http:
         r = await http.post("/v1/models", content=orjson.dumps(MODEL), headers=ctx.manufacturer)
         if r.status_code not in (201, 409):
