@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -215,6 +216,18 @@ class EventResult(BaseModel):
     hash: str
     state: State
     custodian: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> EventResult:
+        """What an accepted event is answered, from its ledger row (as stored or published)."""
+        return cls(
+            event_id=row["event_id"],
+            battery_id=row["battery_id"],
+            sequence=row["sequence"],
+            hash=row["hash"],
+            state=row["state_after"],
+            custodian=row["custodian_after"],
+        )
 
 
 class BatchOut(BaseModel):
