@@ -217,14 +217,8 @@ class EventResult(BaseModel):
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> EventResult:
         """What an accepted event is answered, from its ledger row (as stored or published)."""
-        return cls(
-            event_id=row["event_id"],
-            battery_id=row["battery_id"],
-            sequence=row["sequence"],
-            hash=row["hash"],
-            state=row["state_after"],
-            custodian=row["custodian_after"],
-        )
+        renamed = {"state": "state_after", "custodian": "custodian_after"}
+        return cls(**{name: row[renamed.get(name, name)] for name in cls.model_fields})
 
 
 class BatchOut(BaseModel):
