@@ -257,9 +257,6 @@ def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return dep
 
 
-# ---- key material and token minting (dev and tests) ----
-
-
 async def readable_groups(
     principal: Principal, prove: Callable[[], Awaitable[access.Relation]], refusal: str
 ) -> frozenset[access.FieldGroup]:
@@ -272,6 +269,9 @@ async def readable_groups(
     if not access.may_read_battery(principal, relation):
         raise Forbidden(refusal, code="not-handled")
     return access.field_groups(principal, relation)
+
+
+# ---- key material and token minting (dev and tests) ----
 
 
 def generate_keypair(directory: Path) -> tuple[Path, Path]:
