@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared import access
 from shared.access import AUTHORITY, LEGITIMATE_INTEREST, Ministry, Role, is_authority
 from shared.participants import check_participant
 from shared.problems import Forbidden, Problem, Unauthorized, Unavailable
@@ -254,6 +255,20 @@ def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
         return principal
 
     return dep
+
+
+async def readable_groups(
+    principal: Principal, prove: Callable[[], Awaitable[access.Relation]], refusal: str
+) -> frozenset[access.FieldGroup]:
+    """What of one battery the principal reads (shared.access.field_groups), the relation proved by `prove` (from
+    the caller's own data) unless the principal sees every battery; 403 `not-handled` with `refusal` as its
+    detail when the relation proves nothing."""
+    if access.sees_every_battery(principal):
+        return access.EVERY_GROUP  # without asking for the relation
+    relation = await prove()
+    if not access.may_read_battery(principal, relation):
+        raise Forbidden(refusal, code="not-handled")
+    return access.field_groups(principal, relation)
 
 
 # ---- key material and token minting (dev and tests) ----

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
+from fastapi import Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Select
 
@@ -35,6 +37,31 @@ def decode_cursor(cursor: str | None, kind: type | None = None) -> Any:
             errors=[field_error("cursor", "cursor", "not a cursor this API returned")],
         ) from None
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A list endpoint's `cursor` and `limit` query parameters."""
+
+    cursor: str | None
+    limit: int
+
+    def after(self, kind: type | None = None) -> Any:
+        """The key the page starts after (None: from the start); see `decode_cursor`."""
+        return decode_cursor(self.cursor, kind)
+
+
+def paging(most: int = 1000) -> Callable[..., PageQuery]:
+    """The dependency reading `cursor` and `limit` (1 to `most`, 100 unless asked)."""
+
+    def params(cursor: str | None = None, limit: int = Query(100, ge=1, le=most)) -> PageQuery:
+        return PageQuery(cursor, limit)
+
+    return params
+
+
+#: A list endpoint's paging parameters, at most 1,000 items a page.
+Paging = Annotated[PageQuery, Depends(paging())]
 
 
 def keyset(

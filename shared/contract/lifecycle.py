@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 
 class EventType(StrEnum):
@@ -94,6 +94,14 @@ class BatteryKind(StrEnum):
 
 #: Materials, in kg, in a battery's content and a recycler's recovered output.
 MATERIALS = ("lithium", "nickel", "cobalt", "manganese", "copper", "aluminium", "graphite", "lead")
+
+
+def amounts_model(name: str, materials: Iterable[str], amount: Any) -> type[BaseModel]:
+    """The one declaration of an amount per material: a model with a member of type `amount` per material
+    named (of MATERIALS), each 0 unless given, and no other member."""
+    fields: dict[str, Any] = {m: (amount, 0.0) for m in materials}
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
 
 # ---- the ledger record ----
 GENESIS = "0" * 64

@@ -10,7 +10,7 @@ from services.events.ledger import service
 from services.events.lifecycle.schemas import StateOut, Timeline, VerifyOut
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
-from shared.pagination import decode_cursor, page
+from shared.pagination import Paging, page
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["ledger"], responses=PROBLEM_RESPONSES)
@@ -22,14 +22,13 @@ async def get_timeline(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    paging: Paging,
 ) -> dict[str, Any]:
     """Events in sequence order, each with its actor, data and hash. `next_cursor` pages on."""
-    after = decode_cursor(cursor) or 0
+    after = paging.after() or 0
     if not isinstance(after, int):
         after = 0
-    rows, more = await service.timeline(session, request.app.state.registry, principal, battery_id, after, limit)
+    rows, more = await service.timeline(session, request.app.state.registry, principal, battery_id, after, paging.limit)
     return page(rows, more, "sequence")
 
 

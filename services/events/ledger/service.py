@@ -13,25 +13,21 @@ from services.events.lifecycle.rules import allowed_events
 from services.events.lifecycle.service import RegistryLookup, current_state
 from shared import access
 from shared.access import FieldGroup
-from shared.auth import Principal
+from shared.auth import Principal, readable_groups
 from shared.contract.lifecycle import GENESIS, ChainCheck, State, event_hash
 from shared.pagination import split_page
-from shared.problems import Forbidden, NotFound
+from shared.problems import NotFound
 
 
 async def check_may_read(session: AsyncSession, principal: Principal, battery_id: str) -> frozenset[FieldGroup]:
     """Ministries, admin and operators read every ledger; a participant those of the batteries the ledger
     proves a relation to (shared.access). Answers what of it the principal reads."""
-    if access.sees_every_battery(principal):
-        return access.EVERY_GROUP  # without asking the ledger
-    relation = await repo.relation_of(session, battery_id, principal.org)
-    if not access.may_read_battery(principal, relation):
-        raise Forbidden(
-            f"{principal.org} has no relation the ledger proves (manufacturer, custodian, consignee, "
-            f"certifier) to battery {battery_id}.",
-            code="not-handled",
-        )
-    return access.field_groups(principal, relation)
+    return await readable_groups(
+        principal,
+        lambda: repo.relation_of(session, battery_id, principal.org),
+        f"{principal.org} has no relation the ledger proves (manufacturer, custodian, consignee, certifier) "
+        f"to battery {battery_id}.",
+    )
 
 
 def visible_events(rows: list[dict[str, Any]], groups: frozenset[FieldGroup]) -> list[dict[str, Any]]:

@@ -65,7 +65,7 @@ async def post_event(body: EventIn, request: Request, session: SessionDep, princ
     (result,) = await service.capture(
         session, [body], principal, request.app.state.registry, receivers=directory(request), **_clock(request)
     )
-    return result.as_dict()
+    return result
 
 
 @router.post(
@@ -81,4 +81,4 @@ async def post_batch(body: BatchIn, request: Request, session: SessionDep, princ
     results = await service.capture(
         session, body.events, principal, request.app.state.registry, receivers=directory(request), **_clock(request)
     )
-    return {"results": [r.as_dict() for r in results]}
+    return {"results": results}

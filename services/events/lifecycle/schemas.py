@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.contract.lifecycle import (
+    MATERIALS,
     EventType,
     Grade,
     IncidentKind,
@@ -15,6 +17,7 @@ from shared.contract.lifecycle import (
     RemovalReason,
     Severity,
     State,
+    amounts_model,
 )
 from shared.pagination import Page
 from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
@@ -86,15 +89,10 @@ class SafetyInspectedData(_Data):
     body: Annotated[str, Field(min_length=1, max_length=128, description="The inspection body.")]
 
 
-class Materials(_Data):
-    lithium: NonNegative = 0.0
-    nickel: NonNegative = 0.0
-    cobalt: NonNegative = 0.0
-    manganese: NonNegative = 0.0
-    copper: NonNegative = 0.0
-    aluminium: NonNegative = 0.0
-    graphite: NonNegative = 0.0
-    lead: NonNegative = 0.0
+if TYPE_CHECKING:  # built from the contract's material names; to a type checker, a model
+    Materials = BaseModel
+else:
+    Materials = amounts_model("Materials", MATERIALS, NonNegative)
 
 
 class RecycledData(_Data):
@@ -215,6 +213,12 @@ class EventResult(BaseModel):
     hash: str
     state: State
     custodian: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> EventResult:
+        """What an accepted event is answered, from its ledger row (as stored or published)."""
+        renamed = {"state": "state_after", "custodian": "custodian_after"}
+        return cls(**{name: row[renamed.get(name, name)] for name in cls.model_fields})
 
 
 class BatchOut(BaseModel):

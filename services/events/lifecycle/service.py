@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,7 +23,7 @@ from services.events.lifecycle.machine import (
     Refusal,
     Transition,
 )
-from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn
+from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventResult
 from shared.auth import Principal, Role
 from shared.contract.lifecycle import EventType, canonical_json, ts
 from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type
@@ -46,19 +45,6 @@ class EventProblem(Problem):
 
 class BatchProblem(Problem):
     code, title = "batch-rejected", "Batch rejected"
-
-
-@dataclass
-class Accepted:
-    event_id: str
-    battery_id: str
-    sequence: int
-    hash: str
-    state: str
-    custodian: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _genesis(battery: Mapping[str, Any], recorded_at: datetime) -> Transition:
@@ -179,7 +165,7 @@ async def capture(
     *,
     max_ahead: timedelta = machine.MAX_AHEAD,
     receivers: ParticipantLookup | None = None,
-) -> list[Accepted]:
+) -> list[EventResult]:
     """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `max_ahead`: how
     far ahead of the server's clock an `occurred_at` may be; `receivers`: the participant directory
     TRANSFERRED's receivers are checked against (None: not checked)."""
@@ -213,7 +199,7 @@ async def capture(
     # 3. Retries: the same event ID again from the same poster (after the locks, so a concurrent twin has
     # committed by now). Event IDs are the poster's own: another participant's use of one is no concern here.
     existing = await repo.find_events(session, poster.org, [ev.event_id for ev in prepared])
-    results: dict[int, Accepted] = {}
+    results: dict[int, EventResult] = {}
     seen_in_batch: dict[str, Event] = {}
     for i, ev in enumerate(prepared):
         prior = existing.get(ev.event_id)
@@ -221,14 +207,7 @@ async def capture(
             if prior["request_digest"] != ev.request_digest:
                 failures[i] = machine.id_conflict(ev.event_id)
             else:
-                results[i] = Accepted(
-                    ev.event_id,
-                    prior["battery_id"],
-                    prior["sequence"],
-                    prior["hash"],
-                    prior["state_after"],
-                    prior["custodian_after"],
-                )
+                results[i] = EventResult.of(prior)
             continue
         twin = seen_in_batch.get(ev.event_id)
         if twin is not None and twin.request_digest != ev.request_digest:
@@ -261,7 +240,7 @@ async def capture(
     work = {bid: BatteryState.from_row(s) for bid, s in states.items()}
     rows: list[LedgerRow] = []
     messages: list[tuple[str, str, dict[str, Any]]] = []
-    applied: dict[str, Accepted] = {}
+    applied: dict[str, EventResult] = {}
     failed_batteries: set[str] = set()
     for i, ev in enumerate(prepared):
         if i in results or i in failures:
@@ -296,7 +275,7 @@ async def capture(
         rows.append(row)
         known.append(DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
         messages.append(lifecycle_message(row.as_row(), new.as_row()))
-        acc = Accepted(ev.event_id, ev.battery_id, row.sequence, row.hash, row.state_after.value, row.custodian_after)
+        acc = EventResult.of(row.as_row())
         applied[ev.event_id] = acc
         results[i] = acc
     _raise_if(failures, batch)

@@ -9,7 +9,7 @@ from services.portal.history.schemas import BatterySearchPage, History
 from shared.auth import CurrentPrincipal
 from shared.contract.lifecycle import State
 from shared.db import ReaderDep, SessionDep
-from shared.pagination import decode_cursor, page
+from shared.pagination import Paging, page
 from shared.problems import PROBLEM_RESPONSES
 from shared.responses import DirectJSON
 from shared.validation import IsoDatetime
@@ -43,13 +43,12 @@ async def get_history(
 async def search(
     session: SessionDep,
     principal: CurrentPrincipal,
+    paging: Paging,
     state: State | None = None,
     manufacturer: str | None = None,
     chemistry: str | None = None,
     region: Annotated[str | None, Query(description="The last region an event reported, e.g. KR-41.")] = None,
     vin: Annotated[str | None, Query(description="Installed in this vehicle (VIN alias or INSTALLED data).")] = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Filters combine with AND. Participants other than authorities and operators find only the batteries
     they made or handled."""
@@ -61,7 +60,7 @@ async def search(
         chemistry=chemistry,
         region=region,
         vin=vin,
-        after=decode_cursor(cursor, str),
-        limit=limit,
+        after=paging.after(str),
+        limit=paging.limit,
     )
     return page(rows, more, "id")

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.portal.history import repository as repo
 from services.portal.ingest.projection import REGISTRY_FACTS
 from shared import access
-from shared.auth import Principal
+from shared.auth import Principal, readable_groups
 from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS
 from shared.pagination import split_page
-from shared.problems import Forbidden, NotFound, Unprocessable, field_error
+from shared.problems import NotFound, Unprocessable, field_error
 
 #: Deepest composition: cell in module in pack (and one more level to spare).
 MAX_DEPTH = 4
@@ -73,16 +73,12 @@ async def check_may_read(
     conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]
 ) -> frozenset[access.FieldGroup]:
     """What of the battery the principal reads (shared.access.field_groups); 403 when nothing non-public."""
-    if access.sees_every_battery(principal):
-        return access.EVERY_GROUP  # without asking the read model
-    proved = await relation(conn, principal.org, battery)
-    if not access.may_read_battery(principal, proved):
-        raise Forbidden(
-            f"'{principal.org}' has no relation the ledger proves (manufacturer, custodian, consignee, "
-            f"certifier) to battery '{battery['id']}'; only authorities and operators see every history.",
-            code="not-handled",
-        )
-    return access.field_groups(principal, proved)
+    return await readable_groups(
+        principal,
+        lambda: relation(conn, principal.org, battery),
+        f"'{principal.org}' has no relation the ledger proves (manufacturer, custodian, consignee, "
+        f"certifier) to battery '{battery['id']}'; only authorities and operators see every history.",
+    )
 
 
 def trim_event(event: Mapping[str, Any], groups: frozenset[access.FieldGroup]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
 from shared.db import ReaderDep, SessionDep
 from shared.limits import body_limit
-from shared.pagination import decode_cursor, page
+from shared.pagination import Paging, page
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
@@ -77,11 +77,10 @@ async def get_battery(battery_id: str, reader: ReaderDep, principal: OptionalPri
 async def list_batteries(
     session: SessionDep,
     principal: CurrentPrincipal,
+    paging: Paging,
     manufacturer: str | None = None,
     kind: Kind | None = None,
     chemistry: Chemistry | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Authorities and operators list every battery; a manufacturer lists its own (the full records)."""
     rows, more = await service.list_batteries(
@@ -90,8 +89,8 @@ async def list_batteries(
         manufacturer=manufacturer,
         kind=kind.value if kind else None,
         chemistry=chemistry.value if chemistry else None,
-        after=decode_cursor(cursor, str),
-        limit=limit,
+        after=paging.after(str),
+        limit=paging.limit,
     )
     return page(rows, more, "id")
 

@@ -2,30 +2,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.registry.catalog.schemas import Chemistry, Kind
+from shared.contract.lifecycle import amounts_model
 from shared.pagination import Page
 from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
 
-
-class Materials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    lithium: NonNegative = 0.0
-    nickel: NonNegative = 0.0
-    cobalt: NonNegative = 0.0
-    manganese: NonNegative = 0.0
-    graphite: NonNegative = 0.0
-
-
-class RecycledContent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    lithium: Percent = 0.0
-    nickel: Percent = 0.0
-    cobalt: Percent = 0.0
-    lead: Percent = 0.0
+if TYPE_CHECKING:  # built from the contract's material names; to a type checker, models
+    Materials = BaseModel
+    RecycledContent = BaseModel
+else:
+    Materials = amounts_model("Materials", ("lithium", "nickel", "cobalt", "manganese", "graphite"), NonNegative)
+    RecycledContent = amounts_model("RecycledContent", ("lithium", "nickel", "cobalt", "lead"), Percent)
 
 
 EXAMPLE_BATTERY: dict[str, Any] = {

@@ -2,19 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Request, status
 
 from services.registry.participants import service
 from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
 from shared.db import SessionDep
 from shared.limits import body_limit
-from shared.pagination import decode_cursor, page
+from shared.pagination import PageQuery, page, paging
 from shared.participants import ParticipantStatus, directory
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/participants", tags=["participants"], responses=PROBLEM_RESPONSES)
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
+Paging = Annotated[PageQuery, Depends(paging(most=500))]
 
 
 @router.post(
@@ -66,18 +67,17 @@ async def get_participant(participant_id: str, session: SessionDep, _: CurrentPr
 async def list_participants(
     session: SessionDep,
     _: CurrentPrincipal,
+    page_query: Paging,
     role: Role | None = None,
     ministry: Ministry | None = None,
     region: str | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, object]:
     rows, more = await service.list_participants(
         session,
         role=role.value if role else None,
         ministry=ministry.value if ministry else None,
         region=region,
-        after=decode_cursor(cursor, str),
-        limit=limit,
+        after=page_query.after(str),
+        limit=page_query.limit,
     )
     return page(rows, more, "id")
