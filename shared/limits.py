@@ -23,10 +23,12 @@ from typing import Any, Literal
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import IDENTITY, Principal, TokenVerifier, optional_principal, require_principal
+from shared.participants import check_participant
 from shared.problems import Problem, Unauthorized, Unavailable, send_problem
 
 LARGEST_LEGAL_BODY = "x-largest-legal-body"
@@ -118,8 +120,8 @@ def _bearer(scope: Scope) -> bytes | None:
 
 
 class IdentityFirst:
-    """Verifies the bearer token from the headers of every request that carries one, before any byte of
-    its body is received; a request with a body to a route that needs a principal is answered 401 at once
+    """Verifies the bearer token from the headers of every request that carries one, and that its org is a
+    registered, active participant with that role (shared.participants), before any byte of its body is received; a request with a body to a route that needs a principal is answered 401 at once
     when it has no valid token (its body is never read). The outcome is kept for `optional_principal` and
     the rate limiter."""
 
@@ -144,6 +146,14 @@ class IdentityFirst:
                         outcome = verifier.verify(token)
                     except Problem as problem:
                         outcome = problem
+                    else:  # ...and the participant it names is registered and active (before any body byte too)
+                        try:
+                            ministry = outcome.ministry.value if outcome.ministry else None
+                            await check_participant(Request(scope), outcome.org, outcome.role.value, ministry)
+                        except Problem as problem:
+                            outcome = problem
+                        except Exception:  # the directory is unreachable: the dependency answers it (503)
+                            pass
             else:
                 outcome = Unauthorized(
                     "The Authorization header must be 'Bearer <token>'.", code="invalid-token", reason="malformed"

@@ -274,3 +274,22 @@ async def test_gs1_prefixes_belong_to_manufacturers_only(s: Stack) -> None:
     body = {"id": "REC-X", "name": "Rec", "role": "recycler", "gs1_company_prefixes": ["8801234"]}
     r = await s.registry.post("/v1/participants", json=body, headers=admin(s))
     assert r.status_code == 422
+
+
+async def test_an_unregistered_or_role_forging_participants_write_is_refused_before_its_body_is_read(
+    s: Stack,
+) -> None:
+    """A validly signed token is not enough to make the service read a body: the org it names must be a
+    registered, active participant with that role, checked from the headers (issue 12: identity first)."""
+    from tests.attacks.test_edge import CountingBody
+
+    cases = [
+        (s.token("NOBODY-CO", "inspector"), "unknown-participant"),
+        (s.token(ORGS["manufacturer"], "recycler"), "participant-role-mismatch"),
+    ]
+    for headers, code in cases:
+        for client, path in ((s.events, "/v1/events/batch"), (s.registry, "/v1/batteries/bulk")):
+            body = CountingBody(chunks=200)  # 12.5 MiB, never pulled
+            r = await client.post(path, content=body, headers=headers | {"content-type": "application/json"})
+            assert r.status_code == 401 and r.json()["code"] == code, (path, r.text[:300])
+            assert body.pulled == 0, (path, body.pulled)
