@@ -69,6 +69,18 @@ async def test_poison_goes_to_dlq_and_replay_applies_it_once(infra, topic_prefix
 VOLATILE = {"applied_at", "last_applied_at", "updated_at"}
 
 
+def _same_number(value: Any) -> Any:
+    """JSONB keeps a number as written: the same amount summed in one batch (Python) or across batches (SQL)
+    reads back as 32 or 32.0. Compare amounts as numbers (to 9 significant digits), not as their spelling."""
+    if isinstance(value, dict):
+        return {k: _same_number(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_same_number(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(f"{float(value):.9g}")
+    return value
+
+
 async def snapshot(db_url: str) -> dict[str, list[Any]]:
     engine = make_engine(db_url)
     try:
@@ -77,7 +89,7 @@ async def snapshot(db_url: str) -> dict[str, list[Any]]:
             async with engine.connect() as conn:
                 result = await conn.execute(text(f"SELECT * FROM portal.{table}"))
                 cols = [c for c in result.keys() if c not in VOLATILE]
-                rows = [tuple(str(row._mapping[c]) for c in cols) for row in result]
+                rows = [tuple(str(_same_number(row._mapping[c])) for c in cols) for row in result]
             out[table] = sorted(rows)
         return out
     finally:
