@@ -49,22 +49,9 @@ from tests.conftest import serve
 from tests.events_helpers import stack
 from tests.factories import battery_body
 from tests.portal_helpers import portal_app, portal_settings
+from tests.test_security import _claims
 
 PROBLEM = "application/problem+json"
-
-
-def _claims(**over: Any) -> dict[str, Any]:
-    now = int(time.time())
-    return {
-        "sub": "LGES:manufacturer",
-        "org": "LGES",
-        "role": "manufacturer",
-        "iat": now,
-        "nbf": now - 5,
-        "exp": now + 600,
-        "aud": "batterytrace",
-        "iss": "batterytrace",
-    } | over
 
 
 def _b64(raw: bytes) -> str:
