@@ -55,7 +55,7 @@ class Stack:
     def start(self) -> None:
         self.pg = EmbeddedPostgres(self.base / "pg", ephemeral=True)
         self.pg.start()
-        asyncio.run(self.pg.create_database(DATABASE))
+        asyncio.run(self.pg.bootstrap(DATABASE))  # the roles; each service connects as its own
         self.db_url = self.pg.url(DATABASE)
         if self.sql_stats:
             asyncio.run(self._exec("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"))
@@ -64,7 +64,7 @@ class Stack:
         self.kafka = EmbeddedKafka(free_port(), host=self.host, log_path=self.log_path("kafka"))
         self.kafka.start()
         asyncio.run(ensure_topics(self.kafka.bootstrap, ALL_TOPICS))
-        upgrade_head(self.db_url)
+        upgrade_head(self.pg.owner_url(DATABASE))
         private, public = generate_keypair(self.base / "keys")
         self.private_key = private.read_bytes()
         ports = {name: free_port() for name in SERVICES}
