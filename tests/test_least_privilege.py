@@ -6,6 +6,7 @@ database with real rows, and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -240,3 +241,73 @@ async def test_only_the_projects_roles_may_connect(infra: Any, db_url: str) -> N
                 await asyncpg.connect(asyncpg_dsn(role_url(db_url, stranger)))
         finally:
             await admin.execute(f"DROP ROLE {stranger}")
+
+
+async def test_bootstrap_makes_plain_login_roles_sets_passwords_and_hands_over_ownership(infra: Any) -> None:
+    """`batterytrace db bootstrap` on a database an older release migrated as the superuser: idempotent, each
+    role gets the password of its URL and no attribute beyond LOGIN, and the owner ends up owning everything."""
+    name = f"b_{uuid.uuid4().hex[:10]}"
+    admin_url = infra.pg.url("postgres")
+    async with connect(admin_url, "postgres") as admin:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        async with connect(infra.pg.url(name), "postgres") as old:  # what a release before the roles left behind
+            await old.execute("CREATE SCHEMA events")
+            await old.execute("CREATE TABLE events.ledger (id bigint GENERATED ALWAYS AS IDENTITY, x text)")
+            await old.execute("CREATE FUNCTION events.f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        urls = {
+            role: role_url(infra.pg.url(name), role, password=f"pw-{role}-{uuid.uuid4().hex[:6]}")
+            for role in (OWNER, *SERVICE_ROLES.values())
+        }
+        env = {
+            "BT_ADMIN_DATABASE_URL": admin_url,
+            "BT_DATABASE_URL": urls[OWNER],
+            **{f"BT_{s.upper()}_DATABASE_URL": urls[r] for s, r in SERVICE_ROLES.items()},
+        }
+        for _ in range(2):
+            code, out = await cli_run("db", "bootstrap", env=env)
+            assert code == 0, out
+        async with connect(admin_url, "postgres") as admin:
+            rows = await admin.fetch(
+                "SELECT rolname, rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, "
+                "rolpassword IS NOT NULL AS has_password FROM pg_authid WHERE rolname = ANY($1::text[])",
+                list(urls),
+            )
+            assert {r["rolname"] for r in rows} == set(urls)
+            for r in rows:
+                assert r["rolcanlogin"] and r["has_password"], r
+                assert not any(
+                    r[k] for k in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
+                )
+            assert (
+                await admin.fetchval("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", name)
+                == OWNER
+            )
+        async with connect(infra.pg.url(name), "postgres") as conn:
+            owners = await conn.fetch(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'events'::regnamespace "
+                "UNION SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE pronamespace = 'events'::regnamespace "
+                "UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'events'"
+            )
+            assert [r[0] for r in owners] == [OWNER]
+        wrong = env | {"BT_EVENTS_DATABASE_URL": role_url(infra.pg.url(name), PORTAL, "x")}
+        code, out = await cli_run("db", "bootstrap", env=wrong)
+        assert code != 0 and "must connect as bt_events" in out
+    finally:
+        await infra.pg.drop_database(name)
+
+
+async def cli_run(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    import os
+    import sys
+    from pathlib import Path
+
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "batterytrace"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "300", **env},  # an error on one line
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
