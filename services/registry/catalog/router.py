@@ -20,7 +20,7 @@ Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
     status_code=status.HTTP_201_CREATED,
     response_model=BatteryModelOut,
     summary="Register a model",
-    openapi_extra=body_limit(2_048),  # an ID, a kind, a chemistry and four ratings
+    openapi_extra=body_limit(262_144),  # an ID, a kind, a chemistry, four ratings and a passport declaration
 )
 async def create_model(body: BatteryModelIn, session: SessionDep, principal: Manufacturer) -> dict[str, object]:
     """A manufacturer registers a battery model (cell, module or pack) with its chemistry and ratings.

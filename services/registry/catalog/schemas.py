@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.registry.catalog.passport import PassportDeclaration
+
 
 class Kind(StrEnum):
     cell = "cell"
@@ -53,6 +55,11 @@ class BatteryModelIn(BaseModel):
     nominal_voltage_v: Positive
     rated_energy_kwh: Positive
     mass_kg: Positive
+    passport: PassportDeclaration | None = Field(
+        None,
+        description="What the Battery Pass 1.2 and Catena-X BatteryPass 6.1 passports of its batteries need from "
+        "the manufacturer, in the standards' own vocabulary; what is left out, the passports name as not held.",
+    )
 
 
 class BatteryModelOut(BatteryModelIn):

@@ -4,6 +4,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.registry.catalog import passport
 from services.registry.catalog import repository as repo
 from services.registry.catalog.schemas import BatteryModelIn
 from services.registry.events import registry_message
@@ -19,6 +20,7 @@ def model_facts(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_model(session: AsyncSession, body: BatteryModelIn, principal: Principal) -> dict[str, Any]:
+    passport.check(body.passport)
     row = await repo.insert_model(session, {**body.model_dump(mode="json"), "manufacturer": principal.org})
     if row is None:
         raise Conflict(f"Battery model '{body.id}' exists already.", code="duplicate-model")
