@@ -111,6 +111,7 @@ DERIVED_CATENAX: tuple[str, ...] = (
     "performance/rated/energy",
     "performance/rated/capacity/value",
     "performance/rated/voltage/nominal",
+    *(f"materials/active/{m}/recycled" for m in ("nickel", "lithium", "cobalt", "lead")),
     "metadata/passportIdentifier",
     "metadata/predecessor",
     "metadata/issueDate",
