@@ -1,4 +1,5 @@
-"""registry: a model's passport declaration; portal: every life's passport by its own ID
+"""registry: a model's passport declaration; portal: every life's passport by its own ID, and the resolver's
+product-level (GTIN) key on the Digital Link aliases
 
 Revision ID: 7d89cb6f0ec9
 Revises: a2c4e6f8b0d1
@@ -27,8 +28,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("passport_id", name="pk_passports"),
         schema="portal",
     )
+    op.execute(
+        "CREATE INDEX ix_aliases_digital_link_gtin ON portal.aliases "
+        "(lpad(substring(value, '/01/([0-9]{8,14})/21/'), 14, '0')) WHERE scheme = 'gs1_digital_link'"
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_aliases_digital_link_gtin", table_name="aliases", schema="portal")
     op.drop_table("passports", schema="portal")
     op.drop_column("battery_models", "passport", schema="registry")
