@@ -13,7 +13,10 @@ from tests.portal_helpers import eventually, portal_app, portal_settings, wait_r
 from tests.test_portal_passports import BATTERY_PASS_DECLARATION, DECLARED_MODEL, DOC
 
 GTIN = "08801234567893"
-LINKS = {"R1": "https://id.example.kr/01/08801234567893/21/R1", "R2": "https://id.example.kr/01/08801234567893/21/A%2FB"}
+LINKS = {
+    "R1": "https://id.example.kr/01/08801234567893/21/R1",
+    "R2": "https://id.example.kr/01/08801234567893/21/A%2FB",
+}
 
 
 @pytest.fixture
@@ -27,7 +30,12 @@ async def resolver(make_settings, token):
         admin = token("ops", "admin")
         r = await registry.post(
             "/v1/participants",
-            json={"id": "LGES", "name": "LG Energy Solution", "role": "manufacturer", "gs1_company_prefixes": [TEST_GS1_PREFIX]},
+            json={
+                "id": "LGES",
+                "name": "LG Energy Solution",
+                "role": "manufacturer",
+                "gs1_company_prefixes": [TEST_GS1_PREFIX],
+            },
             headers=admin,
         )
         assert r.status_code == 201, r.text
@@ -65,7 +73,10 @@ async def test_default_link_is_the_public_passport(resolver) -> None:
         ("gs1:pip", "http://testserver/ui/passport/R1"),
         ("gs1:certificationInfo", "http://testserver/v1/passports/R1/jws"),
         ("gs1:sustainabilityInfo", "http://testserver/v1/passports/R1/catenax"),
-        ("gs1:epcis", "http://testserver/epcis/events?MATCH_epc=https%3A%2F%2Fid.example.kr%2F01%2F08801234567893%2F21%2FR1"),
+        (
+            "gs1:epcis",
+            "http://testserver/epcis/events?MATCH_epc=https%3A%2F%2Fid.example.kr%2F01%2F08801234567893%2F21%2FR1",
+        ),
         ("gs1:safetyInfo", f"{DOC}/safety.pdf"),
         ("https://gs1.org/voc/recyclingInfo", f"{DOC}/collection.pdf"),
         ("gs1:defaultLink", "http://testserver/ui/passport/R1"),
@@ -120,7 +131,7 @@ async def test_description_file(resolver) -> None:
 
 
 async def test_each_battery_has_a_qr_code_of_its_digital_link(resolver) -> None:
-    import segno  # noqa: F401  (the library the portal draws with; decoding below is independent of it)
+    import segno
 
     svg = await resolver.get("/v1/batteries/R1/digital-link/qr.svg")
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")

@@ -74,6 +74,12 @@ async def resolve_battery(
     return await _answer(request, session, link_type)
 
 
+@router.api_route("/01/{gtin}/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
+async def resolve_other(gtin: str, rest: str, request: Request, session: SessionDep) -> Response:
+    """Any other path under a GTIN (a lot, a qualifier this resolver does not serve): 400 naming why."""
+    return await _answer(request, session, None)
+
+
 @router.get("/.well-known/gs1resolver", summary="The resolver description file")
 async def resolver_description(request: Request) -> dict[str, object]:
     return service.description(str(request.base_url))
