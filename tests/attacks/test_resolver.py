@@ -20,7 +20,7 @@ from tests.test_resolver import GTIN, resolver  # noqa: F401  (the fixture)
         ("/01/0880123456789/21/R1", "gtin-check-digit"),  # 13 digits that are not a GTIN-13
         ("/01/088012345677/21/R1", "gtin-check-digit"),  # GTIN-12 whose check digit is 8
         ("/01/880123456789312/21/R1", "gtin-format"),  # 15 digits
-        ("/01/0880123456789３/21/R1", "gtin-format"),  # a full-width digit
+        ("/01/0880123456789\uff13/21/R1", "gtin-format"),  # a full-width digit
         ("/01/08801234567893/21/" + "S" * 21, "serial-characters"),  # AI 21 is at most 20 characters
         ("/01/08801234567893/21/%FF", "serial-characters"),  # not UTF-8
         ("/01/08801234567893/21/R1%20", "serial-characters"),  # a space is outside GS1 set 82
