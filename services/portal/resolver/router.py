@@ -53,15 +53,16 @@ async def _answer(request: Request, session: SessionDep, link_type: str | None) 
     return RedirectResponse(service.choose(links, link_type).href, status_code=307, headers=header)
 
 
-@router.api_route("/01/{gtin}", methods=["GET", "HEAD"], summary="Product level (GTIN)")
+@router.head("/01/{gtin}", include_in_schema=False)
+@router.get("/01/{gtin}", summary="Product level (GTIN)")
 async def resolve_product(gtin: str, request: Request, session: SessionDep, link_type: LinkType = None) -> Response:
     """The model's declared links (manufacturer, declaration of conformity, due diligence, ...)."""
     return await _answer(request, session, link_type)
 
 
-@router.api_route(
+@router.head("/01/{gtin}/21/{serial:path}", include_in_schema=False)
+@router.get(
     "/01/{gtin}/21/{serial:path}",
-    methods=["GET", "HEAD"],
     summary="Serial level (one battery)",
     responses={307: {"description": "To the requested or default link"}, 200: {"content": {service.LINKSET: {}}}},
 )
@@ -74,7 +75,8 @@ async def resolve_battery(
     return await _answer(request, session, link_type)
 
 
-@router.api_route("/01/{gtin}/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
+@router.head("/01/{gtin}/{rest:path}", include_in_schema=False)
+@router.get("/01/{gtin}/{rest:path}", include_in_schema=False)
 async def resolve_other(gtin: str, rest: str, request: Request, session: SessionDep) -> Response:
     """Any other path under a GTIN (a lot, a qualifier this resolver does not serve): 400 naming why."""
     return await _answer(request, session, None)
