@@ -254,7 +254,7 @@ def _catenax(
     started: datetime | None = life["started_at"]
     last = ours[-1]["occurred_at"] if ours else started
     derived: dict[str, Any] = {
-        "specVersion": "urn:samm:io.catenax.battery.battery_pass:6.1.0",
+        "specVersion": "urn:io.catenax.battery.battery_pass:6.1.0",  # as the standard's example writes it
         "identification": {
             "category": CATENAX_CATEGORY[category],
             "idDmc": battery["id"],
