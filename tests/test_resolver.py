@@ -102,6 +102,8 @@ async def test_linkset_on_request_by_link_type_or_accept(resolver) -> None:
             f"{DOC}/doc.pdf",
         }
         assert all(isinstance(v, list) and all("href" in t for t in v) for k, v in context.items() if k != "anchor")
+        # only what the public level reads: no test report (authorities), no dismantling manual (legitimate interest)
+        assert "test-report.pdf" not in r.text and "dis.pdf" not in r.text
 
 
 async def test_short_gtins_are_the_same_gtin_14(resolver) -> None:

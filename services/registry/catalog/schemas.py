@@ -64,5 +64,8 @@ class BatteryModelIn(BaseModel):
 
 class BatteryModelOut(BatteryModelIn):
     model_config = ConfigDict(extra="ignore")
+    #: Not answered: the model is public, and a declaration holds documents only some levels may read
+    #: (test reports, dismantling manuals); the passports cut it to the reader's level.
+    passport: PassportDeclaration | None = Field(None, exclude=True)
     manufacturer: str
     created_at: datetime
