@@ -66,6 +66,8 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("registry", "GET", "/v1/participants/{participant_id}"): AUTHENTICATED,
     ("registry", "POST", "/v1/models"): {"manufacturer", "admin"},
     ("registry", "GET", "/v1/models/{model_id}"): EVERYONE,
+    # the model's own manufacturer only (an admin passes the role check, then is not the manufacturer: 403)
+    ("registry", "PUT", "/v1/models/{model_id}/passport"): {"manufacturer"},
     ("registry", "POST", "/v1/batteries"): {"manufacturer", "admin"},
     ("registry", "GET", "/v1/batteries"): AUTHENTICATED,  # non-authorities see only their own
     ("registry", "POST", "/v1/batteries/bulk"): {"manufacturer", "admin"},

@@ -10,7 +10,16 @@ from jsonschema import Draft4Validator
 
 from tests.conftest import RegistrySettings, serve
 from tests.factories import create_models, register
-from tests.portal_helpers import Lifecycle, at, portal_app, portal_settings, topics, wait_registered, wait_sequence
+from tests.portal_helpers import (
+    Lifecycle,
+    at,
+    eventually,
+    portal_app,
+    portal_settings,
+    topics,
+    wait_registered,
+    wait_sequence,
+)
 from tests.standards import standard
 
 SCHEMA_FILES = {
@@ -635,3 +644,49 @@ async def test_passport_by_id_is_one_primary_key_look_up(db_url) -> None:
     top = plan["Plan"]
     assert top["Node Type"] in ("Index Scan", "Index Only Scan") and top["Index Name"] == "pk_passports", top
     assert top["Index Cond"].replace("::text", "") == "(passport_id = 'urn:batterytrace:x')", top
+
+
+async def test_the_manufacturer_declares_passport_data_for_an_existing_model(
+    make_settings, token, infra, topic_prefix
+) -> None:
+    """A model registered without a declaration gets one later (PUT): the passports of its batteries follow.
+    Another manufacturer, or an invalid declaration, is refused and changes nothing."""
+    from services.registry.app import create_app
+
+    async with (
+        serve(create_app(make_settings(RegistrySettings))) as registry,
+        portal_app(portal_settings(make_settings)) as portal,
+    ):
+        admin = token("ops", "admin")
+        for pid, name in (("LGES", "LG Energy Solution"), ("SDI", "Samsung SDI")):
+            r = await registry.post(
+                "/v1/participants", json={"id": pid, "name": name, "role": "manufacturer"}, headers=admin
+            )
+            assert r.status_code == 201, r.text
+        maker = token("LGES", "manufacturer")
+        assert (await registry.post("/v1/models", json=DECLARED_MODEL, headers=maker)).status_code == 201
+        await register(registry, maker, battery_id="P4", model_id=DECLARED_MODEL["id"])
+        await wait_registered(portal, admin, "P4")
+        before = (await portal.get("/v1/passports/P4")).json()
+        assert "warrentyPeriod" in before["unavailable"]["generalProductInformation"]
+        assert "supplyChainDueDiligenceReport" in before["unavailable"]["supplyChainDueDiligence"]
+
+        url = f"/v1/models/{DECLARED_MODEL['id']}/passport"
+        body = {"batterypass": BATTERY_PASS_DECLARATION}
+        r = await registry.put(url, json=body, headers=token("SDI", "manufacturer"))
+        assert r.status_code == 403 and r.json()["code"] == "not-the-manufacturer", r.text
+        bad = {"batterypass": {"supplyChainDueDiligence": {"supplyChainIndicies": "high"}}}
+        r = await registry.put(url, json=bad, headers=maker)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"].endswith("supplyChainIndicies"), r.text
+        assert (await registry.put("/v1/models/NOPE/passport", json=body, headers=maker)).status_code == 404
+        r = await registry.put(url, json=body, headers=maker)
+        assert r.status_code == 200 and "passport" not in r.json(), r.text
+
+        async def declared_now() -> dict | None:
+            p = (await portal.get("/v1/passports/P4")).json()
+            return p if "supplyChainDueDiligence" not in p["unavailable"] else None
+
+        after = await eventually(declared_now, timeout_s=30)
+        assert after["aspects"]["supplyChainDueDiligence"] == BATTERY_PASS_DECLARATION["supplyChainDueDiligence"]
+        assert after["aspects"]["generalProductInformation"]["warrentyPeriod"] == "--08"
+        assert_valid_aspects(after)

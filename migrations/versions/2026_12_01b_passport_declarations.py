@@ -1,4 +1,4 @@
-"""registry: a model's passport declaration; portal: every life's passport by its own ID, and the resolver's
+"""registry and portal: a model's passport declaration; portal: every life's passport by its own ID, and the resolver's
 product-level (GTIN) key on the Digital Link aliases
 
 Revision ID: 7d89cb6f0ec9
@@ -19,7 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("battery_models", sa.Column("passport", postgresql.JSONB(), nullable=True), schema="registry")
+    for schema in ("registry", "portal"):
+        op.add_column("battery_models", sa.Column("passport", postgresql.JSONB(), nullable=True), schema=schema)
     op.create_table(
         "passports",
         sa.Column("passport_id", sa.Text(), nullable=False),
@@ -37,4 +38,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_aliases_digital_link_gtin", table_name="aliases", schema="portal")
     op.drop_table("passports", schema="portal")
-    op.drop_column("battery_models", "passport", schema="registry")
+    for schema in ("registry", "portal"):
+        op.drop_column("battery_models", "passport", schema=schema)

@@ -42,6 +42,8 @@ class BatteryModel(BatteryModelFields, Base, table=True):
     __table_args__ = {"schema": SCHEMA}
 
     created_at: datetime | None = Field(default=None, sa_type=TZ)
+    #: The manufacturer's passport declaration as last published (the passports read it from here).
+    passport: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class Battery(Base, table=True):

@@ -92,13 +92,14 @@ def build(
     life: Mapping[str, Any],
     parties: Mapping[str, dict[str, Any] | None],
     level: Level,
+    declared: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The passport of `life` (a `history.service.lives` row) for `level`; `parties` names participants by ID."""
+    """The passport of `life` (a `history.service.lives` row) for `level`; `parties` names participants by ID,
+    `declared` is the model's passport declaration."""
     rank = RANK.index(level)
     bid = battery["id"]
     ours = life_events(events, life)
     model = battery.get("model") or {}
-    declared = model.get("passport") or {}
     bp_declared: Mapping[str, dict[str, Any]] = declared.get("batterypass") or {}
     operator = operator_of(battery, ours)
     category = _category(ours)

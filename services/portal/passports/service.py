@@ -37,7 +37,7 @@ async def passport(
     ours = compose.life_events(events, chosen)
     operator = compose.operator_of(battery, ours)
     parties = {org: await history_repo.participant(session, org) for org in {battery["manufacturer"], operator}}
-    return compose.build(battery, events, chosen, parties, level)
+    return compose.build(battery, events, chosen, parties, level, await repo.declaration(conn, battery))
 
 
 def canonical_id(passport_id: str) -> str | None:

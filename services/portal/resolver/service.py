@@ -11,6 +11,7 @@ from urllib.parse import quote
 import asyncpg
 
 from services.portal.history import repository as history_repo
+from services.portal.passports import repository as passports_repo
 from services.portal.resolver import gs1
 from services.portal.resolver import repository as repo
 from shared.problems import NotFound
@@ -49,7 +50,7 @@ async def resolve(conn: asyncpg.Connection, request: gs1.Request, base: str) -> 
     if request.serial is None:
         bid = await repo.by_gtin(conn, request.gtin)
         battery = await history_repo.get_battery(conn, bid) if bid else None
-        links = declared_links(battery or {}, product=True)
+        links = declared_links(await passports_repo.declaration(conn, battery) if battery else {}, product=True)
         if not links:
             raise NotFound(f"The resolver has no links for GTIN {request.gtin}.", code="unknown-digital-link")
         return anchor, links
@@ -57,10 +58,11 @@ async def resolve(conn: asyncpg.Connection, request: gs1.Request, base: str) -> 
     battery = await history_repo.get_battery(conn, found[0]) if found else None
     if found is None or battery is None or not battery["registered"]:
         raise NotFound(f"No battery is known as {anchor}.", code="unknown-digital-link")
-    return anchor, battery_links(battery, found[1], base)
+    declared = await passports_repo.declaration(conn, battery)
+    return anchor, battery_links(battery, found[1], base, declared)
 
 
-def battery_links(battery: dict[str, Any], alias: str, base: str) -> list[Link]:
+def battery_links(battery: dict[str, Any], alias: str, base: str, declared: dict[str, Any]) -> list[Link]:
     bid = quote(battery["id"], safe="")
     root = base.rstrip("/")
     return [
@@ -79,13 +81,13 @@ def battery_links(battery: dict[str, Any], alias: str, base: str) -> list[Link]:
             "EPCIS events of this battery",
             "application/json",
         ),
-        *declared_links(battery, product=False),
+        *declared_links(declared, product=False),
     ]
 
 
-def declared_links(battery: dict[str, Any], *, product: bool) -> list[Link]:
-    """The documents the manufacturer declared for the model (registry passport declaration)."""
-    declared = ((battery.get("model") or {}).get("passport") or {}).get("batterypass") or {}
+def declared_links(declaration: dict[str, Any], *, product: bool) -> list[Link]:
+    """The public documents the manufacturer declared for the model (registry passport declaration)."""
+    declared = declaration.get("batterypass") or {}
 
     def at(aspect: str, *path: str) -> str | None:
         node: Any = declared.get(aspect) or {}

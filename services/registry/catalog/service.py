@@ -6,12 +6,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.catalog import passport
 from services.registry.catalog import repository as repo
+from services.registry.catalog.passport import PassportDeclaration
 from services.registry.catalog.schemas import BatteryModelIn
 from services.registry.events import registry_message
 from services.registry.models import SCHEMA
 from shared.auth import Principal
 from shared.outbox import enqueue
-from shared.problems import Conflict, NotFound
+from shared.problems import Conflict, Forbidden, NotFound
 
 
 def model_facts(row: dict[str, Any]) -> dict[str, Any]:
@@ -33,3 +34,19 @@ async def get_model(session: AsyncSession, model_id: str) -> dict[str, Any]:
     if model_id not in found:
         raise NotFound(f"No battery model '{model_id}'.")
     return found[model_id]
+
+
+async def declare_passport(
+    session: AsyncSession, model_id: str, body: PassportDeclaration, principal: Principal
+) -> dict[str, Any]:
+    """The model's manufacturer states (or restates) its passport declaration; the portal's passports of every
+    battery of the model follow. The model's facts are republished whole (`model.registered`, last one wins)."""
+    model = await get_model(session, model_id)
+    if model["manufacturer"] != principal.org:
+        raise Forbidden("Only the model's manufacturer may declare its passport data.", code="not-the-manufacturer")
+    passport.check(body)
+    row = await repo.set_passport(session, model_id, body.model_dump(mode="json"))
+    if row is None:  # deleted meanwhile: models are never deleted, so this is a race with nothing
+        raise NotFound(f"No battery model '{model_id}'.")
+    await enqueue(session, SCHEMA, [registry_message("model.registered", model_id, model_facts(row))])
+    return row
