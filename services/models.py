@@ -10,6 +10,7 @@ from services.events.participants import models as events_participants
 from services.portal import models as portal
 from services.portal.epcis import models as portal_epcis
 from services.portal.ingest import models as portal_ingest
+from services.portal.passports import models as portal_passports
 from services.portal.ui import models as portal_ui
 from services.portal.views import models as portal_views
 from services.registry import models as registry
@@ -31,6 +32,7 @@ MODULES = (
     events_epcis,
     portal,
     portal_ingest,
+    portal_passports,
     portal_views,
     portal_epcis,
     portal_ui,

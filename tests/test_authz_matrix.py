@@ -66,6 +66,8 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("registry", "GET", "/v1/participants/{participant_id}"): AUTHENTICATED,
     ("registry", "POST", "/v1/models"): {"manufacturer", "admin"},
     ("registry", "GET", "/v1/models/{model_id}"): EVERYONE,
+    # the model's own manufacturer only (an admin passes the role check, then is not the manufacturer: 403)
+    ("registry", "PUT", "/v1/models/{model_id}/passport"): {"manufacturer"},
     ("registry", "POST", "/v1/batteries"): {"manufacturer", "admin"},
     ("registry", "GET", "/v1/batteries"): AUTHENTICATED,  # non-authorities see only their own
     ("registry", "POST", "/v1/batteries/bulk"): {"manufacturer", "admin"},
@@ -91,7 +93,17 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     **{("portal", "GET", f"/v1/views/{m.lower()}"): {f"ministry:{m}", "admin"} for m in MINISTRIES},
     ("portal", "GET", "/v1/passports/{battery_id}"): EVERYONE,
     ("portal", "GET", "/v1/passports/{battery_id}/jws"): EVERYONE,
+    ("portal", "GET", "/v1/passports/{battery_id}/catenax"): EVERYONE,
+    ("portal", "GET", "/v1/passports/by-id/{passport_id}"): EVERYONE,
+    ("portal", "GET", "/v1/passports/by-id/{passport_id}/catenax"): EVERYONE,
     ("portal", "GET", "/.well-known/jwks.json"): EVERYONE,
+    # the GS1 Digital Link resolver and the QR codes: public by design (what a scanned code opens)
+    ("portal", "GET", "/01/{gtin}"): EVERYONE,
+    ("portal", "GET", "/01/{gtin}/21/{serial}"): EVERYONE,
+    ("portal", "GET", "/01/{gtin}/{rest}"): EVERYONE,
+    ("portal", "GET", "/.well-known/gs1resolver"): EVERYONE,
+    ("portal", "GET", "/v1/batteries/{battery_id}/digital-link/qr.svg"): EVERYONE,
+    ("portal", "GET", "/v1/batteries/{battery_id}/digital-link/qr.png"): EVERYONE,
     ("portal", "GET", "/epcis/events"): AUTHENTICATED,
     ("portal", "GET", "/epcis/events/{event_id}"): AUTHENTICATED,
     ("portal", "GET", "/v1/ops/consumer"): EVERYONE,
@@ -204,10 +216,15 @@ BATTERY_ENDPOINTS = {
     ("portal", "/v1/batteries/{battery_id}/history"),
     ("portal", "/v1/passports/{battery_id}"),
     ("portal", "/v1/passports/{battery_id}/jws"),
+    ("portal", "/v1/passports/{battery_id}/catenax"),
     ("portal", "/epcis/events"),  # filtered to the battery's EPC
 }
-#: Public by design: hashes and sequence numbers only.
-PUBLIC_BATTERY_ENDPOINTS = {("events", "/v1/batteries/{battery_id}/verify")}
+#: Public by design: hashes and sequence numbers only; the QR code of the battery's public Digital Link.
+PUBLIC_BATTERY_ENDPOINTS = {
+    ("events", "/v1/batteries/{battery_id}/verify"),
+    ("portal", "/v1/batteries/{battery_id}/digital-link/qr.svg"),
+    ("portal", "/v1/batteries/{battery_id}/digital-link/qr.png"),
+}
 
 
 def expected_groups(role: str, relation: str) -> set[str]:
@@ -295,6 +312,16 @@ async def shown_by(world: dict[str, Any], path: str, headers: dict[str, str]) ->
         r = await world["portal"].get("/v1/passports/R1/jws", headers=headers)
         assert r.status_code == 200, r.text
         return _passport_shown(_jws_payload(r.text.strip().strip('"')), serial)
+    if path == "/v1/passports/{battery_id}/catenax":
+        r = await world["portal"].get("/v1/passports/R1/catenax", headers=headers)
+        assert r.status_code == 200, r.text
+        cx = r.json()
+        shown = {"public"}
+        if "dynamic" in cx.get("performance", {}) or "thirdPartyAssurance" in cx.get("conformity", {}):
+            shown.add("certification")  # condition and safety certificates: the legitimate-interest level
+        if serial in r.text or "composition" in cx.get("materials", {}):
+            shown.add("commercial")
+        return shown
     if path == "/epcis/events":
         r = await world["portal"].get("/epcis/events", params={"MATCH_anyEPC": BATTERY_URI + "R1"}, headers=headers)
         assert r.status_code == 200, r.text
@@ -329,7 +356,14 @@ async def test_relation_matrix_portal_and_registry(relation_world, token) -> Non
             groups = expected_groups(role, relation)
             for path in endpoints:
                 shown = await shown_by(relation_world, path, headers)
-                if path.startswith("/v1/passports"):
+                if path == "/v1/passports/{battery_id}/catenax":  # no lifecycle extension in the aspect
+                    level = expected_passport_level(role, relation)
+                    want = {"public"}
+                    if level != "public":
+                        want.add("certification")
+                    if level in ("authority", "manufacturer"):
+                        want.add("commercial")
+                elif path.startswith("/v1/passports"):
                     level = expected_passport_level(role, relation)
                     want = {"public"}
                     if level != "public":

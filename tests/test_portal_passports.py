@@ -3,7 +3,6 @@ exactly the fields of each access level."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -11,33 +10,77 @@ from jsonschema import Draft4Validator
 
 from tests.conftest import RegistrySettings, serve
 from tests.factories import create_models, register
-from tests.portal_helpers import Lifecycle, at, portal_app, portal_settings, topics, wait_registered, wait_sequence
+from tests.portal_helpers import (
+    Lifecycle,
+    at,
+    eventually,
+    portal_app,
+    portal_settings,
+    topics,
+    wait_registered,
+    wait_sequence,
+)
 from tests.standards import standard
 
 SCHEMA_FILES = {
-    "generalProductInformation": "GeneralProductInformation-schema.json",
-    "materialComposition": "MaterialComposition-schema.json",
-    "carbonFootprint": "CarbonFootprintForBatteries-schema.json",
-    "circularity": "Circularity-schema.json",
+    "generalProductInformation": ("batterypass", "GeneralProductInformation-schema.json"),
+    "materialComposition": ("batterypass", "MaterialComposition-schema.json"),
+    "carbonFootprint": ("batterypass", "CarbonFootprintForBatteries-schema.json"),
+    "circularity": ("batterypass", "Circularity-schema.json"),
+    "performanceAndDurability": ("batterypass", "PerformanceAndDurability-schema.json"),
+    "labeling": ("batterypass", "Labeling-schema.json"),
+    "supplyChainDueDiligence": ("batterypass", "SupplyChainDueDiligence-schema.json"),
+    "catenax": ("catenax", "BatteryPass-6.1.0-schema.json"),
 }
-ASPECTS = set(SCHEMA_FILES)
+ASPECTS = set(SCHEMA_FILES) - {"catenax"}
 
 
-def assert_valid_aspects(passport: dict) -> None:
-    """Each aspect validates against its schema once the fields the passport declares restricted or
-    unavailable are taken out of `required`."""
-    for name, aspect in passport["aspects"].items():
-        schema = json.loads(standard("batterypass", SCHEMA_FILES[name]).read_text())
-        absent = set(passport["restricted"].get(name, [])) | set(passport["unavailable"].get(name, []))
-        assert not absent & set(aspect), (name, absent & set(aspect))
-        schema = copy.deepcopy(schema)
-        schema["required"] = [k for k in schema["required"] if k not in absent]
-        errors = sorted(
-            Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).iter_errors(aspect), key=str
-        )
-        assert not errors, f"{name}: {[e.message for e in errors]}"
-        missing = set(schema["required"]) - set(aspect)
-        assert not missing, (name, missing)
+def verdict(name: str, doc: dict) -> tuple[set[str], list[str]]:
+    """What the standard's schema, exactly as published, says of `doc` (the `jsonschema` library, not the
+    service's validator): the missing required fields as paths, and every other error."""
+    schema = json.loads(standard(*SCHEMA_FILES[name]).read_text())
+    missing, other = set(), []
+    for e in Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).iter_errors(doc):
+        if e.validator == "required":
+            for field in set(e.validator_value) - set(e.instance):
+                missing.add("/".join([*map(str, e.absolute_path), field]))
+        else:
+            other.append(f"{'/'.join(map(str, e.absolute_path))}: {e.message}")
+    return missing, other
+
+
+def assert_valid_aspects(passport: dict) -> dict[str, set[str]]:
+    """Every aspect against its schema as published (nothing taken out of `required`): no error but missing
+    required fields, each of them one the passport names as restricted (not for this level) or unavailable
+    (nobody gave it); no named field is present; an aspect naming none is valid outright. Returns the
+    missing fields per aspect."""
+    found = {}
+    docs = {**passport["aspects"], "catenax": passport["catenax"]}
+    assert set(docs) == set(SCHEMA_FILES)
+    for name, doc in docs.items():
+        missing, other = verdict(name, doc)
+        assert not other, f"{name}: {other}"
+        restricted = set(passport["restricted"].get(name, []))
+        unavailable = set(passport["unavailable"].get(name, []))
+        assert unavailable <= missing, (name, unavailable - missing)
+        assert missing - unavailable <= restricted, (name, missing - unavailable - restricted)
+        for path in restricted | unavailable:
+            node = doc
+            for part in path.split("/")[:-1]:
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            assert path.split("/")[-1] not in node, (name, path)
+        if not restricted and not unavailable:
+            assert not missing, (name, missing)
+        found[name] = missing
+    return found
+
+
+def test_service_schemas_are_the_published_ones_byte_for_byte() -> None:
+    """The schemas the registry and the portal check against are the standards' files, unaltered."""
+    from shared import standards as vendored
+
+    for folder, file in SCHEMA_FILES.values():
+        assert (vendored.HERE / file).read_bytes() == standard(folder, file).read_bytes(), file
 
 
 @pytest.fixture
@@ -102,6 +145,29 @@ async def portal(make_settings, token, infra, topic_prefix):
         yield portal
 
 
+#: What each level does not see (shared.access field groups): material masses, serials and conformity test
+#: reports are for authorities; condition, dismantling and spare-part data for those with a legitimate interest.
+RESTRICTED_LI = {
+    "materialComposition": ["batteryMaterials"],
+    "labeling": ["resultOfTestReport"],
+    "catenax": ["identification/identification/serial", "materials/composition", "conformity/resultOfTestReport"],
+}
+RESTRICTED = {
+    "public": {
+        **RESTRICTED_LI,
+        "performanceAndDurability": ["batteryCondition"],
+        "circularity": ["dismantlingAndRemovalInformation", "sparePartSources"],
+        "catenax": [
+            "performance/dynamic",
+            "safety/dismantling",
+            "safety/removalFromAppliance",
+            "handling/content",
+            *RESTRICTED_LI["catenax"],
+        ],
+    },
+    "legitimate_interest": RESTRICTED_LI,
+}
+
 EXT_CONDITION, EXT_LIFECYCLE, EXT_MANUFACTURING = (
     "kr.batterytrace.condition",
     "kr.batterytrace.lifecycle",
@@ -116,7 +182,7 @@ async def test_public_passport_without_token(portal) -> None:
     assert p["access_level"] == "public"
     assert set(p["aspects"]) == ASPECTS and p["extensions"] == {}
     assert "batteryMaterials" not in p["aspects"]["materialComposition"]
-    assert p["restricted"] == {"materialComposition": ["batteryMaterials"]}
+    assert p["restricted"] == RESTRICTED["public"]
     general = p["aspects"]["generalProductInformation"]
     assert general["batteryStatus"] == "Repurposed" and general["batteryCategory"] == "stationary"
     assert general["manufacturerInformation"]["contactName"] == "LG Energy Solution"
@@ -162,7 +228,7 @@ def check_level(p: dict, level: str, extensions: set[str]) -> None:
     assert set(p["extensions"]) == extensions
     materials = p["aspects"]["materialComposition"].get("batteryMaterials")
     if level in ("public", "legitimate_interest"):  # material masses are commercial facts (issue 12)
-        assert materials is None and p["restricted"] == {"materialComposition": ["batteryMaterials"]}
+        assert materials is None and p["restricted"] == RESTRICTED[level]
     else:
         assert p["restricted"] == {}
         assert {m["batteryMaterialName"]: m["batteryMaterialMass"] for m in materials} == {
@@ -238,3 +304,389 @@ def test_jwk_thumbprint_is_rfc_7638_as_rfc_8037_computes_it() -> None:
 
     jwk = {"crv": "Ed25519", "kty": "OKP", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
     assert thumbprint(jwk) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+# ---- a model whose manufacturer declared what the passport needs ----
+
+DOC = "https://lges.example/docs"
+ADDRESS = {"addressCountry": "KR", "postalCode": "28122", "streetAddress": "Gwahaksaneop 4-ro 29, Ochang"}
+BATTERY_PASS_DECLARATION = {
+    "generalProductInformation": {
+        "manufacturerInformation": {"postalAddress": ADDRESS, "webAddress": "https://lges.example"},
+        "manufacturingPlace": ADDRESS,
+        "warrentyPeriod": "--08",
+    },
+    "materialComposition": {"hazardousSubstances": []},  # declared: none
+    "carbonFootprint": {
+        "carbonFootprintPerLifecycleStage": [
+            {"lifecycleStage": "RawMaterialExtraction", "carbonFootprint": 40.1},
+            {"lifecycleStage": "MainProduction", "carbonFootprint": 18.2},
+            {"lifecycleStage": "Distribution", "carbonFootprint": 1.2},
+            {"lifecycleStage": "Recycling", "carbonFootprint": 2.0},
+        ],
+        "carbonFootprintPerformanceClass": "B",
+        "carbonFootprintStudy": f"{DOC}/cf-study.pdf",
+    },
+    "circularity": {
+        "dismantlingAndRemovalInformation": [
+            {"documentType": "DismantlingManual", "mimeType": "application/pdf", "documentURL": f"{DOC}/dis.pdf"}
+        ],
+        "sparePartSources": [
+            {
+                "nameOfSupplier": "LGES Service",
+                "addressOfSupplier": ADDRESS,
+                "emailAddressOfSupplier": "parts@lges.example",
+                "supplierWebAddress": "https://lges.example/parts",
+                "components": [{"partName": "BMS board", "partNumber": "BMS-77-A"}],
+            }
+        ],
+        "safetyMeasures": {"safetyInstructions": f"{DOC}/safety.pdf", "extinguishingAgent": ["water", "CO2"]},
+        "endOfLifeInformation": {
+            "wastePrevention": f"{DOC}/waste.pdf",
+            "separateCollection": f"{DOC}/collection.pdf",
+            "informationOnCollection": f"{DOC}/where.pdf",
+        },
+        "renewableContent": 0.0,
+    },
+    "performanceAndDurability": {
+        "batteryTechicalProperties": {
+            "originalPowerCapability": [{"atSoC": 80, "powerCapabilityAt": 180000}],
+            "ratedMaximumPower": 200000,
+            "powerCapabilityRatio": 2.6,
+            "expectedNumberOfCycles": 3000,
+            "initialSelfDischarge": 2.0,
+            "roundtripEfficiency": 95.0,
+            "initialInternalResistance": [{"ohmicResistance": 0.08, "batteryComponent": "pack"}],
+            "expectedLifetime": 15,
+            "minimumVoltage": 270.0,
+            "maximumVoltage": 403.0,
+            "capacityThresholdForExhaustion": 70.0,
+            "lifetimeReferenceTest": f"{DOC}/life-test.pdf",
+            "cRateLifeCycleTest": 0.5,
+            "temperatureRangeIdleState": 25.0,
+        }
+    },
+    "labeling": {
+        "declarationOfConformity": f"{DOC}/doc.pdf",
+        "resultOfTestReport": f"{DOC}/test-report.pdf",
+        "labels": [
+            {
+                "labelingSymbol": f"{DOC}/weee.svg",
+                "labelingMeaning": {"en": "Collect separately", "ko": "분리 배출"},
+                "labelingSubject": "SeparateCollection",
+            }
+        ],
+    },
+    "supplyChainDueDiligence": {"supplyChainDueDiligenceReport": f"{DOC}/dd-2026.pdf"},
+}
+
+
+def catenax_declaration() -> dict:
+    """The Catena-X standard's own example as the manufacturer's declaration, less what the network derives."""
+    from shared.standards import DERIVED_CATENAX
+
+    doc = json.loads(standard("catenax", "BatteryPass-6.1.0-example.json").read_text())
+    for path in DERIVED_CATENAX:
+        *parents, last = path.split("/")
+        node = doc
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    return doc
+
+
+DECLARED_MODEL = {
+    "id": "NCM-PACK-DECL",
+    "kind": "pack",
+    "chemistry": "NCM",
+    "rated_capacity_ah": 222.0,
+    "nominal_voltage_v": 350.0,
+    "rated_energy_kwh": 77.4,
+    "mass_kg": 477.0,
+}
+
+
+@pytest.fixture
+async def declared(make_settings, token, infra, topic_prefix):
+    """P3: a model with a complete declaration; installed in a car, inspected, then a safety inspection."""
+    from services.registry.app import create_app
+
+    async with (
+        serve(create_app(make_settings(RegistrySettings))) as registry,
+        portal_app(portal_settings(make_settings)) as portal,
+    ):
+        admin = token("ops", "admin")
+        r = await registry.post(
+            "/v1/participants", json={"id": "LGES", "name": "LG Energy Solution", "role": "manufacturer"}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        maker = token("LGES", "manufacturer")
+        body = {
+            **DECLARED_MODEL,
+            "passport": {"batterypass": BATTERY_PASS_DECLARATION, "catenax": catenax_declaration()},
+        }
+        r = await registry.post("/v1/models", json=body, headers=maker)
+        assert r.status_code == 201, r.text
+        # the model is public; its declaration holds documents for some levels only, so it is not answered
+        assert "passport" not in r.json() and "passport" not in (await registry.get("/v1/models/NCM-PACK-DECL")).json()
+        await register(registry, maker, battery_id="P3", model_id="NCM-PACK-DECL")
+        life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
+        ev = life.event
+        await life.publish(
+            [
+                life.manufactured("P3", "LGES", at("2026-01-15")),
+                ev("P3", "TRANSFERRED", "LGES", "manufacturer", at("2026-01-20"), {"to": "HMC"}),
+                ev("P3", "INSTALLED", "HMC", "oem", at("2026-02-01"), {"vin": "KMHEM41AP6A000003"}, region="KR-31"),
+                ev("P3", "INSPECTED", "HMC", "oem", at("2026-05-01"), {"soh_pct": 97, "cycle_count": 120}),
+                ev(
+                    "P3",
+                    "SAFETY_INSPECTED",
+                    "KTL",
+                    "certifier",
+                    at("2026-05-10"),
+                    {"standard": "KC 10031", "result": "pass", "body": "KTL"},
+                ),
+            ]
+        )
+        await wait_sequence(portal, admin, "P3", 5)
+        await wait_registered(portal, admin, "P3")
+        yield registry, portal
+
+
+#: What nobody gives the network, even with the model's whole declaration: the BMS's condition data (the
+#: ledger's INSPECTED holds the cycle count only) in both standards.
+BMS_CONDITION = {
+    "batteryCondition/energyThroughput",
+    "batteryCondition/capacityThroughput",
+    "batteryCondition/stateOfCertifiedEnergy",
+    "batteryCondition/capacityFade",
+    "batteryCondition/remainingEnergy",
+    "batteryCondition/remainingCapacity",
+    "batteryCondition/negativeEvents",
+    "batteryCondition/temperatureInformation",
+    "batteryCondition/remainingPowerCapability",
+    "batteryCondition/powerFade",
+    "batteryCondition/roundTripEfficiencyFade",
+    "batteryCondition/evolutionOfSelfDischarge",
+    "batteryCondition/currentSelfDischargingRate",
+    "batteryCondition/internalResistanceIncrease",
+    "batteryCondition/roundTripEfficiencyat50PerCentCycleLife",
+    "batteryCondition/remainingRoundTripEnergyEfficiency",
+    "batteryCondition/stateOfCharge",
+}
+CATENAX_BMS = {
+    f"performance/dynamic/{k}"
+    for k in (
+        "stateOfCharge",
+        "selfDischargingRate",
+        "power",
+        "capacity",
+        "roundTripEfficiency",
+        "resistance",
+        "energy",
+    )
+}
+
+
+async def test_declared_model_passport_is_valid_as_published_but_for_the_bms_data(declared, token) -> None:
+    _, portal = declared
+    p = (await portal.get("/v1/passports/P3", headers=token("LGES", "manufacturer"))).json()
+    assert p["access_level"] == "manufacturer" and p["restricted"] == {}
+    missing = assert_valid_aspects(p)
+    # Six of the seven Battery Pass aspects are complete and valid as published; the seventh lacks only what
+    # a battery management system reports, and says so field by field.
+    assert {k: v for k, v in missing.items() if v} == {
+        "performanceAndDurability": BMS_CONDITION,
+        "catenax": CATENAX_BMS,
+    }
+    assert p["unavailable"] == {
+        "performanceAndDurability": sorted(BMS_CONDITION),
+        "catenax": sorted(CATENAX_BMS),
+    }
+    general = p["aspects"]["generalProductInformation"]
+    assert general["puttingIntoService"].startswith("2026-02-01")
+    assert general["operatorInformation"] == general["manufacturerInformation"]
+    assert general["manufacturerInformation"]["postalAddress"] == ADDRESS
+    cond = p["aspects"]["performanceAndDurability"]["batteryCondition"]
+    assert cond["numberOfFullCycles"]["numberOfFullCyclesValue"] == 120
+    tech = p["aspects"]["performanceAndDurability"]["batteryTechicalProperties"]
+    assert (tech["ratedEnergy"], tech["ratedCapacity"], tech["nominalVoltage"]) == (77.4, 222.0, 350.0)
+    cx = p["catenax"]
+    assert cx["metadata"]["passportIdentifier"] == "urn:uuid:" + str(__import__("uuid").UUID(p["passport_id"][17:]))
+    assert cx["metadata"]["predecessor"] == "urn:uuid:00000000-0000-0000-0000-000000000000"  # the standard's dummy
+    assert cx["operation"]["intoServiceDate"] == "2026-02-01" and cx["sustainability"]["status"] == "original"
+    assert cx["performance"]["dynamic"]["fullCycles"]["value"] == 120
+    assert cx["identification"]["category"] == "EV"
+    kc = [d for d in cx["conformity"]["thirdPartyAssurance"] if d["header"].startswith("KC 10031")]
+    assert len(kc) == 1 and "KTL" in kc[0]["content"]
+    # the aspect alone, as Catena-X consumers fetch it
+    alone = (await portal.get("/v1/passports/P3/catenax", headers=token("LGES", "manufacturer"))).json()
+    assert alone == cx
+
+
+async def test_declared_model_public_passport_withholds_by_level(declared) -> None:
+    _, portal = declared
+    p = (await portal.get("/v1/passports/P3")).json()
+    assert p["access_level"] == "public" and p["restricted"] == RESTRICTED["public"]
+    missing = assert_valid_aspects(p)
+    assert not missing["generalProductInformation"] and not missing["supplyChainDueDiligence"]
+    assert "resultOfTestReport" not in p["aspects"]["labeling"]
+    assert (
+        "dynamic" not in p["catenax"]["performance"]
+        and "serial" not in p["catenax"]["identification"]["identification"]
+    )
+    assert not any(d["header"].startswith("KC 10031") for d in p["catenax"]["conformity"]["thirdPartyAssurance"])
+
+
+@pytest.mark.parametrize(
+    ("passport", "field", "rule"),
+    [
+        (  # the network derives the mass from the model's facts
+            {"batterypass": {"generalProductInformation": {"batteryMass": 1.0}}},
+            "passport.batterypass.generalProductInformation.batteryMass",
+            "derived-by-the-network",
+        ),
+        (  # not a value the standard's enumeration has
+            {"batterypass": {"labeling": {"labels": [{"labelingSubject": "Recyclable"}]}}},
+            "passport.batterypass.labeling.labels.0.labelingSubject",
+            "standard-schema",
+        ),
+        (  # the standard spells it `warrentyPeriod`; a corrected spelling would be silently dropped by readers
+            {"batterypass": {"generalProductInformation": {"warrantyPeriod": "--08"}}},
+            "passport.batterypass.generalProductInformation.warrantyPeriod",
+            "standard-schema",
+        ),
+        (
+            {"catenax": {"metadata": {"economicOperatorId": "LGES"}}},
+            "passport.catenax.metadata.economicOperatorId",
+            "standard-schema",
+        ),
+        (  # a predecessor is the network's to link, never a manufacturer's to claim
+            {"catenax": {"metadata": {"predecessor": "urn:uuid:00000000-0000-0000-0000-000000000001"}}},
+            "passport.catenax.metadata.predecessor",
+            "derived-by-the-network",
+        ),
+        ({"batterypass": {"noSuchAspect": {}}}, "passport.batterypass.noSuchAspect.[key]", "literal_error"),
+    ],
+)
+async def test_a_declaration_the_standard_or_the_network_refuses_is_422_and_stores_nothing(
+    make_settings, token, passport, field, rule
+) -> None:
+    from services.registry.app import create_app
+
+    async with serve(create_app(make_settings(RegistrySettings))) as registry:
+        maker = token("LGES", "manufacturer")
+        r = await registry.post("/v1/models", json={**DECLARED_MODEL, "passport": passport}, headers=maker)
+        assert r.status_code == 422, r.text
+        errors = r.json()["errors"]
+        assert any(e["field"] == field and e["rule"] == rule for e in errors), errors
+        assert (await registry.get(f"/v1/models/{DECLARED_MODEL['id']}")).status_code == 404
+
+
+# ---- every life's passport by its own ID ----
+
+
+async def test_every_life_passport_by_its_own_id_linked_both_ways(portal, token) -> None:
+    current = (await portal.get("/v1/passports/P1")).json()
+    first_id = current["predecessor"]
+    first = (await portal.get(f"/v1/passports/by-id/{first_id}")).json()
+    assert (first["passport_id"], first["life"], first["status"]) == (first_id, 0, "Original")
+    assert first["successor"] == current["passport_id"] and first["predecessor"] is None
+    assert current["successor"] is None and current["life"] == 1
+    general = first["aspects"]["generalProductInformation"]
+    assert general["batteryPassportIdentifier"] == first_id and general["batteryStatus"] == "Original"
+    assert general["batteryCategory"] == "ev" and general["puttingIntoService"].startswith("2026-02-01")
+    assert general["operatorInformation"]["identifier"] == "LGES"
+    assert_valid_aspects(first)
+    # the same passport by its Catena-X form, and each life's Catena-X predecessor
+    cx_first = first["catenax"]["metadata"]["passportIdentifier"]
+    assert (await portal.get(f"/v1/passports/by-id/{cx_first}")).json()["passport_id"] == first_id
+    again = (await portal.get(f"/v1/passports/by-id/{current['passport_id']}")).json()
+    assert again == current
+    assert current["catenax"]["metadata"]["predecessor"] == cx_first
+    assert (await portal.get(f"/v1/passports/by-id/{cx_first}/catenax")).json() == first["catenax"]
+    # the levels are the battery's: the manufacturer reads the earlier life in full
+    full = (await portal.get(f"/v1/passports/by-id/{first_id}", headers=token("LGES", "manufacturer"))).json()
+    assert full["access_level"] == "manufacturer" and full["restricted"] == {}
+
+
+@pytest.mark.parametrize(
+    "passport_id",
+    [
+        "urn:batterytrace:00000000000000000000000000000000",
+        "urn:uuid:00000000-0000-0000-0000-000000000000",
+        "urn:batterytrace:%25",
+        "urn:batterytrace:" + "a" * 5000,
+        "P1",
+        "urn:batterytrace:0F6C1B1C8C2B5C1D9A3E2B7C4D5E6F70",
+    ],
+)
+async def test_unknown_or_malformed_passport_id_is_404(portal, passport_id) -> None:
+    r = await portal.get(f"/v1/passports/by-id/{passport_id}")
+    assert r.status_code == 404 and r.json()["code"] == "unknown-passport", r.text
+
+
+async def test_passport_by_id_is_one_primary_key_look_up(db_url) -> None:
+    """The statement compares the primary key with `=`, and with sequential scans priced out the plan reads the
+    key's index with an index condition (a scan would show as Seq Scan or an index read without one)."""
+    import asyncpg
+
+    from services.portal.passports.repository import BY_ID
+    from shared.db import asyncpg_dsn
+
+    assert BY_ID.endswith("WHERE passport_id = $1")
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        (plan,) = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + BY_ID, "urn:batterytrace:x"))
+    finally:
+        await conn.close()
+    top = plan["Plan"]
+    assert top["Node Type"] in ("Index Scan", "Index Only Scan") and top["Index Name"] == "pk_passports", top
+    assert top["Index Cond"].replace("::text", "") == "(passport_id = 'urn:batterytrace:x')", top
+
+
+async def test_the_manufacturer_declares_passport_data_for_an_existing_model(
+    make_settings, token, infra, topic_prefix
+) -> None:
+    """A model registered without a declaration gets one later (PUT): the passports of its batteries follow.
+    Another manufacturer, or an invalid declaration, is refused and changes nothing."""
+    from services.registry.app import create_app
+
+    async with (
+        serve(create_app(make_settings(RegistrySettings))) as registry,
+        portal_app(portal_settings(make_settings)) as portal,
+    ):
+        admin = token("ops", "admin")
+        for pid, name in (("LGES", "LG Energy Solution"), ("SDI", "Samsung SDI")):
+            r = await registry.post(
+                "/v1/participants", json={"id": pid, "name": name, "role": "manufacturer"}, headers=admin
+            )
+            assert r.status_code == 201, r.text
+        maker = token("LGES", "manufacturer")
+        assert (await registry.post("/v1/models", json=DECLARED_MODEL, headers=maker)).status_code == 201
+        await register(registry, maker, battery_id="P4", model_id=DECLARED_MODEL["id"])
+        await wait_registered(portal, admin, "P4")
+        before = (await portal.get("/v1/passports/P4")).json()
+        assert "warrentyPeriod" in before["unavailable"]["generalProductInformation"]
+        assert "supplyChainDueDiligenceReport" in before["unavailable"]["supplyChainDueDiligence"]
+
+        url = f"/v1/models/{DECLARED_MODEL['id']}/passport"
+        body = {"batterypass": BATTERY_PASS_DECLARATION}
+        r = await registry.put(url, json=body, headers=token("SDI", "manufacturer"))
+        assert r.status_code == 403 and r.json()["code"] == "not-the-manufacturer", r.text
+        bad = {"batterypass": {"supplyChainDueDiligence": {"supplyChainIndicies": "high"}}}
+        r = await registry.put(url, json=bad, headers=maker)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"].endswith("supplyChainIndicies"), r.text
+        assert (await registry.put("/v1/models/NOPE/passport", json=body, headers=maker)).status_code == 404
+        r = await registry.put(url, json=body, headers=maker)
+        assert r.status_code == 200 and "passport" not in r.json(), r.text
+
+        async def declared_now() -> dict | None:
+            p = (await portal.get("/v1/passports/P4")).json()
+            return p if "supplyChainDueDiligence" not in p["unavailable"] else None
+
+        after = await eventually(declared_now, timeout_s=30)
+        assert after["aspects"]["supplyChainDueDiligence"] == BATTERY_PASS_DECLARATION["supplyChainDueDiligence"]
+        assert after["aspects"]["generalProductInformation"]["warrentyPeriod"] == "--08"
+        assert_valid_aspects(after)

@@ -13,6 +13,7 @@ from services.portal.history.router import router as history_router
 from services.portal.ingest import consumer as ingest_consumer
 from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
+from services.portal.resolver.router import router as resolver_router
 from services.portal.settings import PortalSettings
 from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
@@ -36,7 +37,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[history_router, views_router, passports_router, epcis_router],
+        routers=[history_router, views_router, passports_router, epcis_router, resolver_router],
         schema=SCHEMA,
         consumes=[ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)],  # publishes nothing
         openapi_tags=[

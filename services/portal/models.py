@@ -42,6 +42,8 @@ class BatteryModel(BatteryModelFields, Base, table=True):
     __table_args__ = {"schema": SCHEMA}
 
     created_at: datetime | None = Field(default=None, sa_type=TZ)
+    #: The manufacturer's passport declaration as last published (the passports read it from here).
+    passport: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class Battery(Base, table=True):
@@ -105,6 +107,9 @@ DIGITAL_LINK_KEY = (  # as PostgreSQL writes it back (the models-match-migration
     """|| "substring"(value, '/01/[0-9]{8,14}/21/([^/?#]+)'::text))"""
 )
 
+#: The GTIN-14 of a GS1 Digital Link alias: the resolver's product-level (`/01/<GTIN>`) look-up by exact key.
+DIGITAL_LINK_GTIN = """lpad("substring"(value, '/01/([0-9]{8,14})/21/'::text), 14, '0'::text)"""
+
 
 class Alias(Base, table=True):
     __tablename__ = "aliases"
@@ -113,6 +118,11 @@ class Alias(Base, table=True):
         Index(
             "ix_aliases_digital_link_key",
             text(DIGITAL_LINK_KEY),
+            postgresql_where=text("scheme = 'gs1_digital_link'"),
+        ),
+        Index(
+            "ix_aliases_digital_link_gtin",
+            text(DIGITAL_LINK_GTIN),
             postgresql_where=text("scheme = 'gs1_digital_link'"),
         ),
         {"schema": SCHEMA},

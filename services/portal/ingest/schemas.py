@@ -37,6 +37,7 @@ class ModelIn(_In):
     rated_energy_kwh: float
     mass_kg: float
     created_at: datetime | None = None
+    passport: dict[str, Any] | None = None
 
 
 class BatteryRegisteredIn(_In):

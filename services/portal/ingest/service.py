@@ -12,10 +12,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.portal.history.service import lives
 from services.portal.ingest import projection
 from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
 from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
+from services.portal.passports import repository as passports_repo
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.kafka import BatchHandler, Records
 
@@ -82,6 +84,9 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
         projection.count_deltas(deltas, old, new)
         rows.append(new.row())
     await repo.save_batteries(session, rows)
+    await passports_repo.save_lives(  # every life's passport by its own ID (GET /v1/passports/by-id/...)
+        session, [{**life, "battery_id": bid} for bid in touched for life in lives(bid, timelines[bid])]
+    )
     await repo.add_counts(session, deltas)
     await repo.add_flows(session, flows.rows)
 

@@ -14,6 +14,30 @@ from shared.problems import PROBLEM_RESPONSES
 router = APIRouter(tags=["passports"], responses=PROBLEM_RESPONSES)
 
 
+# The by-ID routes come first: `/v1/passports/{battery_id}/jws` would otherwise also match `by-id/<id>`.
+@router.get(
+    "/v1/passports/by-id/{passport_id}",
+    response_model=Passport,
+    summary="Any life's passport by its own ID",
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def get_passport_by_id(passport_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
+    """A passport by its ID, in its Battery Pass form (`urn:batterytrace:...`) or its Catena-X form
+    (`urn:uuid:...`): an earlier life's (before a repurpose or remanufacture) as well as the current one.
+    `predecessor` and `successor` link the lives both ways. The access levels are those of the battery."""
+    return await service.passport_by_id(session, principal, passport_id)
+
+
+@router.get(
+    "/v1/passports/by-id/{passport_id}/catenax",
+    summary="Any life's Catena-X BatteryPass 6.1 aspect by its passport ID",
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def get_catenax_by_id(passport_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
+    found: dict[str, Any] = (await service.passport_by_id(session, principal, passport_id))["catenax"]
+    return found
+
+
 @router.get(
     "/v1/passports/{battery_id}",
     response_model=Passport,
@@ -26,6 +50,17 @@ async def get_passport(battery_id: str, session: SessionDep, principal: Optional
     material masses and condition; `authority` (ministry, certifier, admin) adds the lifecycle record; the
     battery's own `manufacturer` sees everything, manufacturing details included."""
     return await service.passport(session, principal, battery_id)
+
+
+@router.get(
+    "/v1/passports/{battery_id}/catenax",
+    summary="The Catena-X BatteryPass 6.1 aspect (io.catenax.battery.battery_pass:6.1.0) for your access level",
+    openapi_extra=OPTIONAL_BEARER,
+)
+async def get_catenax(battery_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
+    """The aspect's payload as Catena-X consumers read it; the full passport names what it leaves out."""
+    found: dict[str, Any] = (await service.passport(session, principal, battery_id))["catenax"]
+    return found
 
 
 def signer(request: Request) -> PassportSigner:

@@ -7,8 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field
 EXAMPLE_PASSPORT: dict[str, Any] = {
     "battery_id": "KR-LGES-P000001",
     "passport_id": "urn:batterytrace:0f6c1b1c8c2b5c1d9a3e2b7c4d5e6f70",
+    "life": 0,
     "status": "Original",
     "predecessor": None,
+    "successor": None,
     "access_level": "public",
     "aspects": {
         "generalProductInformation": {
@@ -18,41 +20,22 @@ EXAMPLE_PASSPORT: dict[str, Any] = {
             "manufacturerInformation": {
                 "contactName": "LG Energy Solution",
                 "identifier": "LGES",
-                "postalAddress": {"addressCountry": "KR", "postalCode": "", "streetAddress": ""},
+                "postalAddress": {
+                    "addressCountry": "KR",
+                    "postalCode": "28122",
+                    "streetAddress": "Gwahaksaneop 4-ro 29",
+                },
             },
             "manufacturingDate": "2026-03-02T09:00:00+09:00",
             "batteryStatus": "Original",
-            "manufacturingPlace": {"addressCountry": "KR", "postalCode": "", "streetAddress": "Ochang"},
-            "operatorInformation": {
-                "contactName": "LGES",
-                "identifier": "LGES",
-                "postalAddress": {"addressCountry": "KR", "postalCode": "", "streetAddress": ""},
-            },
             "batteryMass": 477.0,
-            "puttingIntoService": "2026-04-02T10:30:00+09:00",
         },
-        "materialComposition": {
-            "batteryChemistry": {"shortName": "NCM", "clearName": "Lithium nickel cobalt manganese oxide"}
-        },
-        "carbonFootprint": {"batteryCarbonFootprint": 61.5, "absoluteCarbonFootprint": 4760.1},
-        "circularity": {
-            "recycledContent": [{"recycledMaterial": "Cobalt", "preConsumerShare": 0.0, "postConsumerShare": 16.0}],
-            "dismantlingAndRemovalInformation": [],
-            "sparePartSources": [],
-        },
+        "supplyChainDueDiligence": {"supplyChainDueDiligenceReport": "https://lges.example/dd-2026.pdf"},
     },
+    "catenax": {"metadata": {"passportIdentifier": "urn:uuid:0f6c1b1c-8c2b-5c1d-9a3e-2b7c4d5e6f70"}},
     "extensions": {},
     "restricted": {"materialComposition": ["batteryMaterials"]},
-    "unavailable": {
-        "generalProductInformation": ["warrentyPeriod"],
-        "materialComposition": ["hazardousSubstances"],
-        "carbonFootprint": [
-            "carbonFootprintPerLifecycleStage",
-            "carbonFootprintPerformanceClass",
-            "carbonFootprintStudy",
-        ],
-        "circularity": ["safetyMeasures", "endOfLifeInformation", "renewableContent"],
-    },
+    "unavailable": {"generalProductInformation": ["puttingIntoService", "warrentyPeriod"]},
 }
 
 
@@ -61,16 +44,26 @@ class Passport(BaseModel):
     battery_id: str
     passport_id: str = Field(description="This life's passport (a new one on remanufacture or repurpose).")
     status: str = Field(description="Original, Repurposed, Remanufactured or Waste (Battery Pass batteryStatus).")
+    life: int = Field(description="Which life of the battery (0: the original).")
     predecessor: str | None = Field(description="The passport of the previous life, if any.")
+    successor: str | None = Field(description="The passport of the next life, once there is one.")
     access_level: str = Field(description="public, legitimate_interest, authority or manufacturer.")
     aspects: dict[str, dict[str, Any]] = Field(
-        description="Battery Pass 1.2 aspects: generalProductInformation, materialComposition, carbonFootprint, "
-        "circularity (keys as in the standard's schemas, its spelling included)."
+        description="The seven Battery Pass 1.2 aspects: generalProductInformation, materialComposition, "
+        "carbonFootprint, circularity, performanceAndDurability, labeling, supplyChainDueDiligence (keys as in the "
+        "standard's schemas, its spelling included)."
     )
+    catenax: dict[str, Any] = Field(description="The Catena-X BatteryPass 6.1.0 aspect of the same passport.")
     extensions: dict[str, dict[str, Any]] = Field(
         description="Facts the standard's aspects do not carry, by level: kr.batterytrace.condition "
         "(legitimate interest and up), kr.batterytrace.lifecycle (authority and up), "
         "kr.batterytrace.manufacturing (the manufacturer)."
     )
-    restricted: dict[str, list[str]] = Field(description="Aspect fields held but not shown at this access level.")
-    unavailable: dict[str, list[str]] = Field(description="Aspect fields the portal does not hold.")
+    restricted: dict[str, list[str]] = Field(
+        description="Per aspect (`catenax` included), the fields not shown at this access level (paths)."
+    )
+    unavailable: dict[str, list[str]] = Field(
+        description="Per aspect, the required fields nobody has given the network (paths). Neither standard has a "
+        "null or an 'unknown' value, so they are left out and named here; an aspect with no entry here or in "
+        "`restricted` is valid against its schema as published."
+    )

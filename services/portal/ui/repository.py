@@ -1,16 +1,16 @@
-"""The one read the UI needs beyond the portal's history repository: a GS1 Digital Link by its canonical key."""
+"""The one read the UI needs beyond the portal's history repository: a GS1 Digital Link by its canonical key.
+`/ui/dl/...` (QR codes printed before the resolver) parses its path with the resolver's parser
+(`services.portal.resolver.gs1`: check digit verified, serial canonical) and answers the battery the
+resolver's `/01/{gtin}/21/{serial}` would."""
 
 from __future__ import annotations
-
-import re
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.models import DIGITAL_LINK_KEY, SCHEMA
+from services.portal.resolver import gs1
 
-#: `01/<GTIN>/21/<serial>` anywhere in a Digital Link path (GTIN-8, -12, -13 or -14; serial as given).
-_DIGITAL_LINK_PATH = re.compile(r"(?:^|/)01/(\d{8}|\d{12,14})/21/([^/?#]+)(?:[/?#]|$)")
 #: The longest path the resolver parses (a Digital Link with its qualifiers is far shorter).
 MAX_PATH = 512
 
@@ -23,8 +23,15 @@ def digital_link_key(path: str) -> str | None:
     """The canonical key (`<GTIN-14>/<serial>`) of a Digital Link path, or None when it names none."""
     if len(path) > MAX_PATH:
         return None
-    m = _DIGITAL_LINK_PATH.search(path)
-    return f"{m.group(1).zfill(14)}/{m.group(2)}" if m else None
+    at = f"/{path}".find("/01/")
+    if at < 0:
+        return None
+    tail = f"/{path}"[at:].split("?", 1)[0].split("#", 1)[0]
+    try:
+        found = gs1.parse(tail)
+    except gs1.DigitalLinkError:
+        return None
+    return found.key if found.serial is not None else None
 
 
 async def digital_link_by_path(session: AsyncSession, path: str) -> str | None:

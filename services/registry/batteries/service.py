@@ -119,6 +119,7 @@ async def register(
                     "rated_energy_kwh",
                     "mass_kg",
                     "manufacturer",
+                    "passport",
                 )
             },
         }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
 from services.registry.models import SCHEMA
@@ -17,3 +19,5 @@ class BatteryModel(BatteryModelFields, Base, table=True):
     __table_args__ = (CheckConstraint("kind IN ('cell','module','pack')", name="kind"), {"schema": SCHEMA})
 
     created_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
+    #: The manufacturer's passport declaration for every battery of the model (catalog/passport.py).
+    passport: dict[str, Any] | None = Field(default=None, sa_type=JSONB)

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from services.registry.catalog import service
+from services.registry.catalog.passport import PassportDeclaration
 from services.registry.catalog.schemas import BatteryModelIn, BatteryModelOut
 from shared.auth import Principal, Role, require_role
 from shared.db import SessionDep
@@ -20,7 +21,7 @@ Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
     status_code=status.HTTP_201_CREATED,
     response_model=BatteryModelOut,
     summary="Register a model",
-    openapi_extra=body_limit(2_048),  # an ID, a kind, a chemistry and four ratings
+    openapi_extra=body_limit(262_144),  # an ID, a kind, a chemistry, four ratings and a passport declaration
 )
 async def create_model(body: BatteryModelIn, session: SessionDep, principal: Manufacturer) -> dict[str, object]:
     """A manufacturer registers a battery model (cell, module or pack) with its chemistry and ratings.
@@ -31,3 +32,18 @@ async def create_model(body: BatteryModelIn, session: SessionDep, principal: Man
 @router.get("/{model_id}", response_model=BatteryModelOut, summary="One model (public)")
 async def get_model(model_id: str, session: SessionDep) -> dict[str, object]:
     return await service.get_model(session, model_id)
+
+
+@router.put(
+    "/{model_id}/passport",
+    response_model=BatteryModelOut,
+    summary="Declare the model's passport data",
+    openapi_extra=body_limit(262_144),
+)
+async def declare_passport(
+    model_id: str, body: PassportDeclaration, session: SessionDep, principal: Manufacturer
+) -> dict[str, object]:
+    """The model's manufacturer states what the passports of its batteries need from it (documents, labels,
+    technical properties, hazardous substances, due diligence, Catena-X identifiers), replacing what it stated
+    before. Checked against the standards' schemas; what the network derives is refused."""
+    return await service.declare_passport(session, model_id, body, principal)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.registry.catalog.passport import PassportDeclaration
+
 
 class Kind(StrEnum):
     cell = "cell"
@@ -53,9 +55,17 @@ class BatteryModelIn(BaseModel):
     nominal_voltage_v: Positive
     rated_energy_kwh: Positive
     mass_kg: Positive
+    passport: PassportDeclaration | None = Field(
+        None,
+        description="What the Battery Pass 1.2 and Catena-X BatteryPass 6.1 passports of its batteries need from "
+        "the manufacturer, in the standards' own vocabulary; what is left out, the passports name as not held.",
+    )
 
 
 class BatteryModelOut(BatteryModelIn):
     model_config = ConfigDict(extra="ignore")
+    #: Not answered: the model is public, and a declaration holds documents only some levels may read
+    #: (test reports, dismantling manuals); the passports cut it to the reader's level.
+    passport: PassportDeclaration | None = Field(None, exclude=True)
     manufacturer: str
     created_at: datetime

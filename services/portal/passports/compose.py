@@ -1,0 +1,413 @@
+"""One life's passport, pure: the seven Battery Pass 1.2 aspects and the Catena-X BatteryPass 6.1 aspect, cut
+to the caller's EU access level.
+
+Each aspect is the manufacturer's declaration for the model (registry `passport`, in the standard's own
+vocabulary) overlaid with what the network derives: the registry's facts of the battery and its model, and the
+ledger of this life. A required field nobody holds is left out and named in `unavailable`; a field held but not
+for this level is left out and named in `restricted`. Neither standard has a null or an "unknown" value
+(`shared.standards`), so an aspect is valid against its schema as published exactly when both lists are empty
+for it; the only convention used is Catena-X's dummy `predecessor` of a first passport."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from shared import standards
+from shared.access import Level
+
+CHEMISTRY_NAMES = {
+    "NCM": "Lithium nickel cobalt manganese oxide",
+    "NCA": "Lithium nickel cobalt aluminium oxide",
+    "LFP": "Lithium iron phosphate",
+    "LMFP": "Lithium manganese iron phosphate",
+    "LMR": "Lithium-manganese-rich layered oxide",
+    "LCO": "Lithium cobalt oxide",
+    "LMO": "Lithium manganese oxide",
+    "sodium-ion": "Sodium-ion",
+    "solid-state": "Solid-state lithium",
+}
+#: MATERIALS HOOK: material -> (CAS number, where it is, critical raw material in the EU list (Regulation (EU)
+#: 2024/1252, Annex II)). A material the registry's `materials_kg` holds appears in `batteryMaterials` once it
+#: is named here; copper, aluminium and lead are the ones the regime adds.
+MATERIALS = {
+    "lithium": ("7439-93-2", "cathode", True),
+    "nickel": ("7440-02-0", "cathode", True),
+    "cobalt": ("7440-48-4", "cathode", True),
+    "manganese": ("7439-96-5", "cathode", True),
+    "graphite": ("7782-42-5", "anode", True),
+    "copper": ("7440-50-8", "current collector", True),
+    "aluminium": ("7429-90-5", "current collector", True),
+    "lead": ("7439-92-1", "battery", False),
+}
+RECYCLED_MATERIALS = {"lithium": "Lithium", "nickel": "Nickel", "cobalt": "Cobalt", "lead": "Lead"}
+RANK = [Level.public, Level.legitimate_interest, Level.authority, Level.manufacturer]
+CATENAX_ASPECT = "catenax"
+CATENAX_CATEGORY = {"ev": "EV", "stationary": "industrial", "industrial": "industrial", "lmt": "LMT"}
+CATENAX_STATUS = {
+    "Original": "original",
+    "Repurposed": "repurposed",
+    "Reused": "re-used",
+    "Remanufactured": "remanufactured",
+    "Waste": "waste",
+}
+#: Field groups by the lowest level that reads them (shared.access: condition for those with a legitimate
+#: interest, commercial and conformity-assessment facts for authorities), per aspect.
+LEVEL_OF: dict[str, dict[str, Level]] = {
+    "materialComposition": {"batteryMaterials": Level.authority},
+    "performanceAndDurability": {"batteryCondition": Level.legitimate_interest},
+    "circularity": {
+        "dismantlingAndRemovalInformation": Level.legitimate_interest,
+        "sparePartSources": Level.legitimate_interest,
+    },
+    "labeling": {"resultOfTestReport": Level.authority},
+    CATENAX_ASPECT: {
+        "performance/dynamic": Level.legitimate_interest,
+        "safety/dismantling": Level.legitimate_interest,
+        "safety/removalFromAppliance": Level.legitimate_interest,
+        "handling/content": Level.legitimate_interest,
+        "identification/identification/serial": Level.authority,
+        "materials/composition": Level.authority,
+        "conformity/resultOfTestReport": Level.authority,
+    },
+}
+
+
+def uuid_of(passport_id: str) -> str:
+    """`urn:batterytrace:<hex>` as the `urn:uuid:` form Catena-X asks for (the same UUID)."""
+    return f"urn:uuid:{uuid.UUID(hex=passport_id.rsplit(':', 1)[1])}"
+
+
+def life_events(events: Sequence[dict[str, Any]], life: Mapping[str, Any]) -> list[dict[str, Any]]:
+    end = life["to_sequence"]
+    return [e for e in events if e["sequence"] >= life["from_sequence"] and (end is None or e["sequence"] <= end)]
+
+
+def build(
+    battery: Mapping[str, Any],
+    events: Sequence[dict[str, Any]],
+    life: Mapping[str, Any],
+    parties: Mapping[str, dict[str, Any] | None],
+    level: Level,
+    declared: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The passport of `life` (a `history.service.lives` row) for `level`; `parties` names participants by ID,
+    `declared` is the model's passport declaration."""
+    rank = RANK.index(level)
+    bid = battery["id"]
+    ours = life_events(events, life)
+    model = battery.get("model") or {}
+    bp_declared: Mapping[str, dict[str, Any]] = declared.get("batterypass") or {}
+    operator = operator_of(battery, ours)
+    category = _category(ours)
+    installed = next((e["occurred_at"] for e in ours if e["type"] == "INSTALLED"), None)
+    inspected = next((e for e in reversed(ours) if e["type"] in ("INSPECTED",)), None)
+
+    derived = _battery_pass(battery, ours, life, parties, operator, category, installed, inspected)
+    aspects = {
+        name: _merge(copy.deepcopy(bp_declared.get(name) or {}), derived[name]) for name in standards.BATTERY_PASS
+    }
+    if operator == battery["manufacturer"]:  # the manufacturer is this life's operator: the same contact
+        maker = aspects["generalProductInformation"]["manufacturerInformation"]
+        aspects["generalProductInformation"]["operatorInformation"] = copy.deepcopy(maker)
+    catenax = _catenax(battery, ours, life, declared.get("catenax") or {}, category, installed, inspected, rank)
+
+    restricted: dict[str, list[str]] = {}
+    for aspect, doc in [*aspects.items(), (CATENAX_ASPECT, catenax)]:
+        for path, needs in LEVEL_OF.get(aspect, {}).items():
+            if rank < RANK.index(needs):  # named whether or not it is held: the level decides, not the data
+                _drop(doc, path)
+                restricted.setdefault(aspect, []).append(path)
+    unavailable: dict[str, list[str]] = {}
+    for aspect, doc in [*aspects.items(), (CATENAX_ASPECT, catenax)]:
+        file = standards.CATENAX if aspect == CATENAX_ASPECT else standards.BATTERY_PASS[aspect]
+        held_back = restricted.get(aspect, [])
+        gaps = [p for p in standards.missing(file, doc) if not any(_under(p, r) for r in held_back)]
+        if gaps:
+            unavailable[aspect] = gaps
+    return {
+        "battery_id": bid,
+        "passport_id": life["passport_id"],
+        "life": life["life"],
+        "status": life["status"],
+        "predecessor": life["predecessor"],
+        "successor": life["successor"],
+        "access_level": level.value,
+        "aspects": aspects,
+        "catenax": catenax,
+        "extensions": _extensions(battery, events, model, level),
+        "restricted": restricted,
+        "unavailable": unavailable,
+    }
+
+
+def _battery_pass(
+    battery: Mapping[str, Any],
+    ours: Sequence[dict[str, Any]],
+    life: Mapping[str, Any],
+    parties: Mapping[str, dict[str, Any] | None],
+    operator: str,
+    category: str,
+    installed: datetime | None,
+    inspected: dict[str, Any] | None,
+) -> dict[str, dict[str, Any]]:
+    model = battery.get("model") or {}
+    maker = battery["manufacturer"]
+    general: dict[str, Any] = {
+        "productIdentifier": battery["id"],
+        "batteryPassportIdentifier": life["passport_id"],
+        "batteryCategory": category,
+        "manufacturerInformation": {"contactName": _name(maker, parties), "identifier": maker},
+        "manufacturingDate": battery["manufactured_at"].isoformat(),
+        "batteryStatus": life["status"],
+        "operatorInformation": {"contactName": _name(operator, parties), "identifier": operator},
+    }
+    if model.get("mass_kg") is not None:
+        general["batteryMass"] = model["mass_kg"]
+    if installed is not None:
+        general["puttingIntoService"] = installed.isoformat()
+
+    materials = battery.get("materials_kg") or {}
+    composition: dict[str, Any] = {
+        "batteryChemistry": {
+            "shortName": battery["chemistry"],
+            "clearName": CHEMISTRY_NAMES.get(battery["chemistry"], battery["chemistry"]),
+        },
+        "batteryMaterials": [
+            {
+                "batteryMaterialLocation": {"componentName": where},
+                "batteryMaterialIdentifier": cas,
+                "batteryMaterialName": name,
+                "batteryMaterialMass": float(materials[name]),
+                "isCriticalRawMaterial": critical,
+            }
+            for name, (cas, where, critical) in MATERIALS.items()
+            if materials.get(name)
+        ],
+    }
+    footprint: dict[str, Any] = {}
+    if (cf := battery.get("carbon_footprint_kg_co2e_per_kwh")) is not None:
+        footprint["batteryCarbonFootprint"] = cf
+        if energy := model.get("rated_energy_kwh"):
+            footprint["absoluteCarbonFootprint"] = round(cf * energy, 3)
+    content = battery.get("recycled_content_pct") or {}
+    circularity = {
+        "recycledContent": [
+            # The registry declares one share per material; the standard splits it pre/post consumer.
+            {"recycledMaterial": label, "preConsumerShare": 0.0, "postConsumerShare": float(content.get(key, 0.0))}
+            for key, label in RECYCLED_MATERIALS.items()
+        ]
+    }
+    technical = {
+        k: model[f]
+        for k, f in (
+            ("ratedEnergy", "rated_energy_kwh"),
+            ("ratedCapacity", "rated_capacity_ah"),
+            ("nominalVoltage", "nominal_voltage_v"),
+        )
+        if model.get(f) is not None
+    }
+    condition: dict[str, Any] = {}
+    if inspected is not None:  # the ledger's INSPECTED holds the cycle count; the rest is the BMS's
+        condition["numberOfFullCycles"] = {
+            "numberOfFullCyclesValue": inspected["data"]["cycle_count"],
+            "lastUpdate": inspected["occurred_at"].isoformat(),
+        }
+    negative = [
+        {
+            "negativeEvent": f"{e['data'].get('kind', 'incident')} ({e['data'].get('severity', '')})".strip(),
+            "lastUpdate": e["occurred_at"].isoformat(),
+        }
+        for e in ours
+        if e["type"] == "INCIDENT"
+    ]
+    if negative:
+        condition["negativeEvents"] = negative
+    return {
+        "generalProductInformation": general,
+        "materialComposition": composition,
+        "carbonFootprint": footprint,
+        "circularity": circularity,
+        "performanceAndDurability": {"batteryTechicalProperties": technical, "batteryCondition": condition},
+        "labeling": {},
+        "supplyChainDueDiligence": {},
+    }
+
+
+def _catenax(
+    battery: Mapping[str, Any],
+    ours: Sequence[dict[str, Any]],
+    life: Mapping[str, Any],
+    declared: Mapping[str, Any],
+    category: str,
+    installed: datetime | None,
+    inspected: dict[str, Any] | None,
+    rank: int,
+) -> dict[str, Any]:
+    model = battery.get("model") or {}
+    doc = copy.deepcopy(dict(declared))
+    if life["life"] > 0:  # the declared economic operator is the manufacturer's, not this life's operator
+        doc.get("metadata", {}).pop("economicOperatorId", None)
+    chem = battery["chemistry"]
+    started: datetime | None = life["started_at"]
+    last = ours[-1]["occurred_at"] if ours else started
+    derived: dict[str, Any] = {
+        "specVersion": "urn:io.catenax.battery.battery_pass:6.1.0",  # as the standard's example writes it
+        "identification": {
+            "category": CATENAX_CATEGORY[category],
+            "idDmc": battery["id"],
+            "chemistry": f"{CHEMISTRY_NAMES.get(chem, chem)} ({chem})",
+            "identification": {"serial": [{"key": "partInstanceId", "value": battery["serial_number"]}]},
+        },
+        "operation": {"manufacturer": {"manufacturingDate": battery["manufactured_at"].date().isoformat()}},
+        "sustainability": {"status": CATENAX_STATUS[life["status"]]},
+        "performance": {"rated": {}, "dynamic": {}},
+        "metadata": {
+            "passportIdentifier": uuid_of(life["passport_id"]),
+            "predecessor": uuid_of(life["predecessor"]) if life["predecessor"] else standards.NO_PREDECESSOR,
+            "version": str(ours[-1]["sequence"] if ours else 0),
+        },
+    }
+    if started is not None:
+        derived["metadata"]["issueDate"] = started.date().isoformat()
+    if last is not None:
+        derived["metadata"]["lastModification"] = last.date().isoformat()
+    if installed is not None:
+        derived["operation"]["intoServiceDate"] = installed.date().isoformat()
+    if model.get("mass_kg") is not None:
+        derived["characteristics"] = {
+            "physicalDimension": {"weight": {"value": model["mass_kg"], "unit": "unit:kilogram"}}
+        }
+    rated = derived["performance"]["rated"]
+    if model.get("rated_energy_kwh") is not None:
+        rated["energy"] = {"value": model["rated_energy_kwh"]}
+    if model.get("rated_capacity_ah") is not None:
+        rated["capacity"] = {"value": model["rated_capacity_ah"]}
+    if model.get("nominal_voltage_v") is not None:
+        rated["voltage"] = {"nominal": model["nominal_voltage_v"]}
+    if inspected is not None:
+        derived["performance"]["dynamic"]["fullCycles"] = {
+            "value": inspected["data"]["cycle_count"],
+            "time": inspected["occurred_at"].isoformat(),
+        }
+    content = battery.get("recycled_content_pct") or {}
+    derived["materials"] = {
+        "active": {m: {"recycled": float(content.get(m, 0.0))} for m in ("nickel", "lithium", "cobalt", "lead")}
+    }
+    doc = _merge(doc, derived)
+    if rank >= RANK.index(Level.legitimate_interest):
+        certified = certificates(ours)
+        if certified:
+            conformity = doc.setdefault("conformity", {})
+            conformity["thirdPartyAssurance"] = [*conformity.get("thirdPartyAssurance", []), *certified]
+    return doc
+
+
+def certificates(ours: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CERTIFICATES HOOK: this life's recorded safety inspections (SAFETY_INSPECTED, e.g. KC 10031) as Catena-X
+    conformity documents: the statement the ledger holds (standard, result, body, date), and the certificate's
+    own link once the event carries one (`certificate_url`)."""
+    out = []
+    for e in ours:
+        if e["type"] != "SAFETY_INSPECTED":
+            continue
+        data = e["data"]
+        header = f"{data.get('standard', 'safety inspection')} {data.get('result', '')} ({data.get('body', '')})"
+        if url := data.get("certificate_url"):
+            out.append({"header": header[:100], "contentType": "URL", "content": str(url)})
+        else:
+            statement = f"{header}, {e['occurred_at'].date().isoformat()}, ledger {e['battery_id']}/{e['sequence']}"
+            out.append({"header": header[:100], "contentType": "text/plain", "content": statement})
+    return out
+
+
+def _extensions(
+    battery: Mapping[str, Any], events: Sequence[dict[str, Any]], model: Mapping[str, Any], level: Level
+) -> dict[str, Any]:
+    from services.portal.history.service import chain_status
+
+    rank = RANK.index(level)
+    out: dict[str, Any] = {}
+    if rank >= RANK.index(Level.legitimate_interest):
+        out["kr.batterytrace.condition"] = {
+            "state": battery["state"],
+            "soh_pct": battery["soh_pct"],
+            "cycle_count": battery["cycle_count"],
+            "grade": battery["grade"],
+            "safety_inspection": battery["safety"],
+            "last_inspected_at": next(
+                (e["occurred_at"] for e in reversed(events) if e["type"] in ("INSPECTED", "GRADED")), None
+            ),
+        }
+    if rank >= RANK.index(Level.authority):
+        out["kr.batterytrace.lifecycle"] = {
+            "custodian": battery["custodian"],
+            "events": len(events),
+            "chain": chain_status(battery["id"], events)["status"],
+            "safety_inspections": [
+                {"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "SAFETY_INSPECTED"
+            ],
+            "incidents": [{"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "INCIDENT"],
+        }
+    if level is Level.manufacturer:
+        out["kr.batterytrace.manufacturing"] = {
+            "serial_number": battery["serial_number"],
+            "model_id": battery["model_id"],
+            "manufacturing_site": battery["manufacturing_site"],
+            "materials_kg": battery.get("materials_kg") or {},
+            "model": {k: v for k, v in model.items() if k != "passport"},
+        }
+    return out
+
+
+def _merge(declared: dict[str, Any], derived: Mapping[str, Any]) -> dict[str, Any]:
+    """`declared` overlaid with `derived`, object by object: what the network derives wins."""
+    for key, value in derived.items():
+        if isinstance(value, Mapping) and isinstance(declared.get(key), dict):
+            _merge(declared[key], value)
+        elif isinstance(value, Mapping):
+            declared[key] = _merge({}, value)
+        else:
+            declared[key] = value
+    return declared
+
+
+def _drop(doc: dict[str, Any], path: str) -> bool:
+    """Remove the value at `path`; whether there was one."""
+    *parents, last = path.split("/")
+    node: Any = doc
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    return False
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _name(org: str, parties: Mapping[str, dict[str, Any] | None]) -> str:
+    return str((parties.get(org) or {}).get("name") or org)
+
+
+def _category(ours: Sequence[dict[str, Any]]) -> str:
+    """'stationary' once installed at or repurposed for an ESS, else 'ev'."""
+    for e in reversed(ours):
+        if e["type"] == "INSTALLED":
+            return "stationary" if e["data"].get("ess_site_id") else "ev"
+        if e["type"] == "REPURPOSED" and "ESS" in str(e["data"].get("new_application", "")).upper():
+            return "stationary"
+    return "ev"
+
+
+def operator_of(battery: Mapping[str, Any], ours: Sequence[dict[str, Any]]) -> str:
+    """Who placed this life on the market: the repurposer/remanufacturer, or the manufacturer."""
+    first = ours[0] if ours else None
+    if first is not None and first["type"] in ("REPURPOSED", "REMANUFACTURED"):
+        return str(first["actor"])
+    return str(battery["manufacturer"])
