@@ -2,7 +2,7 @@
 product-level (GTIN) key on the Digital Link aliases
 
 Revision ID: 7d89cb6f0ec9
-Revises: a2c4e6f8b0d1
+Revises: 453b307fd724
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "7d89cb6f0ec9"
-down_revision: str | None = "a2c4e6f8b0d1"
+down_revision: str | None = "453b307fd724"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
