@@ -12,7 +12,7 @@ import pytest
 from services.events.lifecycle.rules import RULES
 from shared.contract.lifecycle import EventType
 from tests.conftest import eventually
-from tests.events_helpers import ORGS, Stack, stack
+from tests.events_helpers import DATA, ORGS, Stack, stack
 
 
 @pytest.fixture
@@ -169,9 +169,10 @@ async def test_repurposed_needs_passing_safety_inspection_before_install(s: Stac
     await s.transfer_to(bid, "oem")
     r = await s.post(bid, "INSTALLED", "oem")
     assert r.status_code == 409 and "SAFETY_INSPECTED" in r.json()["detail"]
-    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data={"result": "fail", "body": "KTL"})
+    failed = {"body": "KTL", "edition": "2024", "result": "fail", "report_ref": "KTL-R-1"}
+    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data=failed)
     assert (await s.post(bid, "INSTALLED", "oem")).status_code == 409
-    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data={"result": "pass", "body": "KTL"})
+    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data=DATA["SAFETY_INSPECTED"])
     assert (await s.state(bid))["safety_inspection"]["result"] == "pass"
     await s.ok(bid, "INSTALLED", "oem", data={"ess_site_id": "ESS-JEJU-7"})
 

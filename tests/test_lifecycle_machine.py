@@ -80,15 +80,15 @@ TABLE: dict[EventType, Row] = {
     # DOMAIN: "must hold parent and child".
     E.ASSEMBLED: _row({S.manufactured, S.remanufactured}, S.assembled, {R.manufacturer, R.remanufacturer}, "assembly"),
     E.DISASSEMBLED: _row({S.assembled}, S.removed, {R.remanufacturer, R.recycler, R.manufacturer}, "parent"),
-    # DOMAIN ¹: repurposed *or remanufactured* only with a passing, unexpired KC 10031 certificate.
-    # code: only repurposed needs a passing SAFETY_INSPECTED (no expiry); remanufactured installs without one.
+    # DOMAIN ¹: repurposed or remanufactured only with a passing, unexpired KC 10031 certificate (`expected`).
     E.INSTALLED: _row({S.manufactured, S.remanufactured, S.repurposed}, S.in_service, {R.oem}, "custodian"),
     E.INSPECTED: _row({S.in_service}, S.in_service, {R.inspector, R.oem}, "none"),
     # DOMAIN: REMOVED may name a consignee (data.consignee).
     E.REMOVED: _row({S.in_service}, S.removed, {R.dismantler, R.oem}, "becomes"),
     # DOMAIN: "must be custodian or the consignee the custodian named; becomes custodian".
     E.COLLECTED: _row({S.removed}, S.collected, {R.collector}, "consignee"),
-    # DOMAIN ²: also from in_service (pre-removal grading, state stays in_service). code: not from in_service.
+    # DOMAIN ²: also from in_service with data.pre_removal (state stays in_service, no custody): the pre-removal
+    # table below; a plain GRADED is not from in_service.
     E.GRADED: _row({S.removed, S.collected}, S.graded, {R.assessor}, "custodian"),
     E.REMANUFACTURED: _row({S.graded}, S.remanufactured, {R.remanufacturer}, "custodian", Grade.remanufacture),
     E.REPURPOSED: _row({S.graded}, S.repurposed, {R.repurposer}, "custodian", Grade.reuse),
@@ -117,7 +117,15 @@ DATA: dict[EventType, dict[str, Any]] = {
     E.GRADED: {"soh_pct": 62.0, "grade": "recycle"},
     E.REMANUFACTURED: {},
     E.REPURPOSED: {"new_application": "ESS", "rated_capacity": 50.0},
-    E.SAFETY_INSPECTED: {"result": "pass", "body": "KTL"},
+    E.SAFETY_INSPECTED: {
+        "certificate_number": "KC10031-2026-0001",
+        "body": "KTL",
+        "standard": "KC 10031",
+        "edition": "2024",
+        "result": "pass",
+        "valid_until": "2027-03-01",
+        "report_ref": "KTL-R-2026-0001",
+    },
     E.RECYCLED: {
         "process": "hydrometallurgy",
         "input_mass_kg": 450.0,
@@ -164,7 +172,12 @@ def battery(
     battery_id: str = "KR-CELL-1",
     kind: str = "cell",
 ) -> BatteryState:
-    inspection = None if si is None else SafetyInspection("KC 10031", si, "KTL", "2026-02-01T00:00:00.000000Z", "e")
+    inspection = None
+    if si is not None:  # "expired": passed, valid until before T0's next day
+        result, until = ("pass", "2026-02-28") if si == "expired" else (si, "2027-02-01")
+        inspection = SafetyInspection(
+            "KC 10031", result, "KTL", "2026-02-01T00:00:00.000000Z", "e", "KC-1", "2024", until, "R-1"
+        )
     if state is S.assembled and parent_id is None:
         parent_id = "KR-PARENT-1"
     return BatteryState(
@@ -210,10 +223,10 @@ def accepted(outcome: Transition | Refusal) -> Transition:
 #: Battery situations: every state, the graded one with each grade, the repurposed one with no, a failed and a
 #: passed safety inspection.
 VARIANTS: list[tuple[State, Grade | None, str | None]] = [
-    (s, g, None) for s in S if s is not S.graded and s is not S.repurposed for g in [None]
+    (s, g, None) for s in S if s not in (S.graded, S.repurposed, S.remanufactured) for g in [None]
 ]
 VARIANTS += [(S.graded, g, None) for g in Grade]
-VARIANTS += [(S.repurposed, None, si) for si in (None, "fail", "pass")]
+VARIANTS += [(s, None, si) for s in (S.repurposed, S.remanufactured) for si in (None, "fail", "expired", "pass")]
 #: Custody situations: (the poster holds the battery, the poster holds the parent). For ERROR_DECLARED the first
 #: says whether the poster is the declared event's actor.
 CUSTODY = list(itertools.product([True, False], [True, False]))
@@ -239,8 +252,8 @@ def expected(
         return 409, "illegal-transition"
     if row.grade is not None and state is S.graded and grade is not row.grade:
         return 409, "illegal-transition"
-    if etype is E.INSTALLED and state is S.repurposed and si != "pass":
-        return 409, "illegal-transition"
+    if etype is E.INSTALLED and state in (S.repurposed, S.remanufactured) and si != "pass":
+        return 409, "illegal-transition"  # no certificate, a failed one, or one expired by the installation
     if row.custody in ("custodian", "receiver", "consignee", "assembly") and not holds:
         return 409, "not-custodian"  # (no consignee named in these situations)
     if row.custody in ("parent", "assembly") and not holds_parent:
@@ -277,7 +290,7 @@ def test_transition_table(variant: tuple[State, Grade | None, str | None], etype
             assert (refusal.status, refusal.code) == want, case
             if refusal.code == "illegal-transition":
                 assert refusal.extra["current_state"] == state_.value, case
-                if etype is not E.INSTALLED or state_ is not S.repurposed:  # the inspection is not in the list
+                if etype is not E.INSTALLED or state_ not in (S.repurposed, S.remanufactured):  # certificate
                     assert etype.value not in refusal.extra["allowed_events"], case
                 if state_ in FINAL_STATES:
                     assert refusal.extra["allowed_events"] == [], case
@@ -350,6 +363,10 @@ def test_repurposed_needs_passing_safety_inspection_before_install() -> None:
         "body": "KTL",
         "at": "2026-03-03T09:00:00.000000Z",
         "event_id": si.event_id,
+        "certificate_number": "KC10031-2026-0001",
+        "edition": "2024",
+        "valid_until": "2027-03-01",
+        "report_ref": "KTL-R-2026-0001",
     }
     done = accepted(go(passed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=3))))
     assert done.state.state is S.in_service and done.state.safety_inspection == passed.state.safety_inspection
@@ -801,11 +818,13 @@ def test_the_machine_is_pure() -> None:
     allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "typing"}
     allowed |= {
         "services.events.lifecycle.rules",
+        "services.events.lifecycle.plausibility",
         "shared.access",
         "shared.contract.lifecycle",
         "shared.contract.streams",
     }
     assert _imports(ROOT / "services/events/lifecycle/machine.py") <= allowed
+    assert _imports(ROOT / "services/events/lifecycle/plausibility.py") <= allowed | {"math"}
     import subprocess
     import sys
 

@@ -1,0 +1,39 @@
+"""events: pre-removal grades, registry facts and readings for the plausibility rules
+
+- events.battery_state.pre_removal_grade: a grade given in service (GRADED with data.pre_removal) that decides
+  what may follow the removal; null when there is none.
+- events.battery_state.facts: what the registry says of the battery that the plausibility rules compare with
+  (material content, mass, rated energy); {} when nothing is known.
+- events.battery_state.readings: the last SoH and cycle count, each with the event that gave it.
+
+Revision ID: 008247d08971
+Revises: a2c4e6f8b0d1
+Create Date: 2026-12-01 10:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "008247d08971"
+down_revision: str | None = "a2c4e6f8b0d1"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("battery_state", sa.Column("pre_removal_grade", sa.Text(), nullable=True), schema="events")
+    op.add_column(
+        "battery_state",
+        sa.Column("facts", postgresql.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
+        schema="events",
+    )
+    op.add_column("battery_state", sa.Column("readings", postgresql.JSONB(), nullable=True), schema="events")
+
+
+def downgrade() -> None:
+    op.drop_column("battery_state", "readings", schema="events")
+    op.drop_column("battery_state", "facts", schema="events")
+    op.drop_column("battery_state", "pre_removal_grade", schema="events")
