@@ -48,7 +48,8 @@ REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | A
 }
 #: Every material a recycler may report recovered, and a battery's registered content may name (the contract's).
 RECOVERED = MATERIALS
-CONTAINED = MATERIALS
+#: The content always counted (0 when not registered); the contract's other materials where registered.
+CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
 REUSE_TYPES = {EventType.REPURPOSED.value, EventType.REMANUFACTURED.value}
 
 
@@ -507,6 +508,7 @@ def contained_flows(flows: Flows, b: Battery) -> bool:
         b.head.recycled_region,
         b.head.custodian,  # the recycler, as in the "recycled" flow's k2
         **{m: materials.get(m, 0.0) for m in CONTAINED},
+        **{m: materials[m] for m in MATERIALS if m not in CONTAINED and m in materials},
     )
     return True
 

@@ -182,16 +182,18 @@ def _motie(d: Dashboard, v: dict[str, Any]) -> None:
         ("fig.recycled", out["totals"].get("recycled", 0), ""),
     ]
     regs = reg["by_month_manufacturer_chemistry_kind"]
+    # Every material a recycler reported (the view answers all of the contract's, most of them often 0).
+    reported = [m for m in views.MATERIALS if rec["totals"].get(m)] or list(views.MATERIALS[:4])
     d.charts = [
         Chart("chart.registrations_by_month", _sum_by(regs, "month", "batteries"), labelled=False),
         Chart("chart.outcomes", sorted((k, float(n)) for k, n in out["totals"].items())),
-        Chart("chart.recovered", [(m, float(kg)) for m, kg in rec["totals"].items()], "kg"),
+        Chart("chart.recovered", [(m, float(rec["totals"][m])) for m in reported], "kg"),
     ]
     d.tables = [
         Table("registrations", ["month", "manufacturer", "chemistry", "kind", "batteries", "kwh"], regs),
         Table("outcomes_by_month", ["month", "outcome", "batteries"], out["by_month"]),
         Table("outcomes_by_manufacturer", ["manufacturer", "outcome", "batteries"], out["by_manufacturer"]),
-        Table("recovered_by_month", ["month", *views.MATERIALS], rec["by_month"]),
+        Table("recovered_by_month", ["month", *reported], rec["by_month"]),
         Table(
             "recycled_content",
             [
