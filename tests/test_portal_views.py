@@ -374,3 +374,28 @@ async def test_kats_lists_certificates_expiring_within_90_days_and_batteries_in_
             "certificate_valid_until": (today - timedelta(days=10)).isoformat(),
         }
     ]
+
+
+async def test_an_unchecked_report_is_flagged_in_the_history(make_settings, token, infra, topic_prefix) -> None:
+    """The events service accepts a report the registry's facts cannot check and flags it (`data.unchecked`); the
+    portal's history shows the flag with the event, and the figures count the event as reported."""
+    life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
+    report = {
+        "process": "hydrometallurgy",
+        "input_mass_kg": 450,
+        "black_mass_kg": 150,
+        "recovered_kg": {"lithium": 5.0},
+        "unchecked": ["input-mass", "recovery"],
+    }
+    e = [
+        life.manufactured("U1", "LGES", at("2026-01-15")),
+        life.event("U1", "TRANSFERRED", "LGES", "manufacturer", at("2026-02-01"), {"to": "REC-1"}),
+        life.event("U1", "RECYCLED", "REC-1", "recycler", at("2026-03-01"), report, region="KR-44"),
+    ]
+    async with portal_app(portal_settings(make_settings)) as portal:
+        await life.publish(e)
+        h = await wait_sequence(portal, token("ops", "admin"), "U1", 3)
+        assert h["timeline"][-1]["type"] == "RECYCLED"
+        assert h["timeline"][-1]["data"]["unchecked"] == ["input-mass", "recovery"]
+        v = (await portal.get("/v1/views/mcee", headers=token("MCEE", "ministry", "MCEE"))).json()
+        assert v["recycling"]["batteries"] == 1

@@ -80,9 +80,9 @@ STORIES: list[dict[str, Any]] = [
     {"reason": "end_of_life", "collect": True, "grade": "recycle", "process": "direct-recycling"},
     # issue 13: graded before removal (탈거 전 성능평가); a reused pack in service on a KC 10031 certificate that
     # has expired since; a pack waiting at its recycler, whose first report the events service refuses (regime.py).
-    {"reason": "end_of_life", "collect": True, "grade": "recycle", "pre_removal": True, "process": "hydrometallurgy"},
-    {"reason": "replacement", "collect": True, "grade": "reuse", "safety": ["pass"], "reinstall": True, "certificate_days": 60},
-    {"reason": "end_of_life", "collect": True, "grade": "recycle", "hold_at_recycler": True},
+    {"removal": True, "reason": "end_of_life", "collect": True, "grade": "recycle", "pre_removal": True, "process": "hydrometallurgy"},
+    {"removal": True, "reason": "replacement", "collect": True, "grade": "reuse", "safety": ["pass"], "reinstall": True, "certificate_days": 60},
+    {"removal": True, "reason": "end_of_life", "collect": True, "grade": "recycle", "hold_at_recycler": True},
 ]  # fmt: skip
 #: How long a demo KC 10031 certificate is valid, unless the story says otherwise.
 CERTIFICATE_DAYS = 730
