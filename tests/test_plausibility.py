@@ -200,7 +200,6 @@ def test_facts_from_the_registry_stream_and_from_the_public_read() -> None:
     assert Facts.from_registry({"mass_kg": 45, "rated_energy_kwh": 8.0}) == Facts({}, 45.0, 8.0)
     assert Facts.from_registry({"mass_kg": float("nan"), "rated_energy_kwh": -1}) == Facts()
     assert Facts.from_json(f.as_json()) == f and Facts.from_json(None) == Facts()
-    assert Facts({}, 45.0).merge(Facts({"lithium": 1.0}, 50.0, 8.0)) == Facts({"lithium": 1.0}, 45.0, 8.0)
 
 
 @given(

@@ -77,14 +77,6 @@ class Facts:
             "rated_energy_kwh": self.rated_energy_kwh,
         }
 
-    def merge(self, newer: Facts) -> Facts:
-        """These facts with what `newer` knows and these do not."""
-        return Facts(
-            {**newer.materials_kg, **self.materials_kg},
-            self.mass_kg if self.mass_kg is not None else newer.mass_kg,
-            self.rated_energy_kwh if self.rated_energy_kwh is not None else newer.rated_energy_kwh,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Reading:
