@@ -320,3 +320,21 @@ def test_the_edge_data_is_the_helpers_default() -> None:
     d = DATA["RECYCLED"]
     assert 477 * 0.75 <= d["input_mass_kg"] <= 477 * 1.25 and d["black_mass_kg"] <= d["input_mass_kg"]
     assert all(kg <= CONTENT[m] for m, kg in d["recovered_kg"].items())
+
+
+async def test_declaring_the_last_reading_in_error_does_not_clear_the_way_for_a_lower_count(
+    s: Stack, db_url: str
+) -> None:
+    """An inspector who wants a lower cycle count declares its last reading in error: the reading before counts."""
+    bid = await registered(s, db_url)
+    await s.transfer_to(bid, "oem")
+    await s.ok(bid, "INSTALLED", "oem")
+    await s.ok(bid, "INSPECTED", "inspector", data={"soh_pct": 90.0, "cycle_count": 500})
+    last = await s.ok(bid, "INSPECTED", "inspector", data={"soh_pct": 89.0, "cycle_count": 600})
+    declaration = {"declared_event_id": last["event_id"], "reason": "incorrect_data"}
+    await s.ok(bid, "ERROR_DECLARED", "inspector", data=declaration)
+    before = await snapshot(s, bid)
+    r = await s.post(bid, "INSPECTED", "inspector", data={"soh_pct": 88.0, "cycle_count": 100})
+    body = await refused(s, bid, r, "implausible-cycle-count", before)
+    assert body["previous_cycle_count"] == 500
+    await s.ok(bid, "INSPECTED", "inspector", data={"soh_pct": 88.0, "cycle_count": 550})  # a true correction

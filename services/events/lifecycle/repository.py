@@ -149,6 +149,19 @@ async def insert_genesis(session: AsyncSession, states: Sequence[dict[str, Any]]
     return {r["battery_id"] for r in rows}
 
 
+_READING_EVENTS = (
+    f"SELECT sequence, type, event_id::text AS event_id, data FROM {qualified(_ledger)} "
+    "WHERE battery_id = $1 AND type = ANY($2::text[]) ORDER BY sequence"
+)
+
+
+async def reading_events(session: AsyncSession, battery_id: str, types: Sequence[str]) -> list[dict[str, Any]]:
+    """The battery's events of these types, in sequence order (what its plausibility readings follow)."""
+    conn = await raw_connection(session)
+    rows = await conn.fetch(_READING_EVENTS, battery_id, list(types))
+    return [{**dict(r), "data": json_value(r["data"])} for r in rows]
+
+
 async def fill_facts(session: AsyncSession, facts: Mapping[str, dict[str, Any]]) -> None:
     """Set the registry facts of batteries whose ledgers exist (by battery ID)."""
     if not facts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ from services.events.lifecycle.machine import (
     Refusal,
     Transition,
 )
-from services.events.lifecycle.plausibility import Facts, Tolerances
+from services.events.lifecycle.plausibility import READING_EVENTS, Facts, Tolerances, replay
 from services.events.lifecycle.rules import DESIGNATED_BODIES
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventResult
 from shared.auth import Principal, Role
@@ -282,6 +283,8 @@ async def capture(
             failed_batteries.add(ev.battery_id)
             continue
         new, row = step.state, step.row
+        if row.type is EventType.ERROR_DECLARED and isinstance(declared, DeclaredEvent):
+            new = await _readings_after_declaration(session, new, declared, [*rows, row])
         work[ev.battery_id] = new
         rows.append(row)
         known.append(DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
@@ -295,6 +298,22 @@ async def capture(
         changed = sorted({r.battery_id for r in rows})
         await repo.write(session, [r.as_row() for r in rows], [work[b].as_row() for b in changed], messages)
     return [results[i] for i in range(len(prepared))]
+
+
+async def _readings_after_declaration(
+    session: AsyncSession, state: BatteryState, declared: DeclaredEvent, pending: Sequence[LedgerRow]
+) -> BatteryState:
+    """After an error declaration of a reading (an INSPECTED or GRADED), the readings replayed from the battery's
+    history without the events declared in error (`plausibility.replay`): the ledger's, then this batch's."""
+    if declared.type not in READING_EVENTS:
+        return state
+    types = sorted(t.value for t in READING_EVENTS)
+    stored = await repo.reading_events(session, state.battery_id, types)
+    history = [(EventType(r["type"]), r["event_id"], r["data"]) for r in stored]
+    history += [
+        (r.type, r.event_id, r.data) for r in pending if r.battery_id == state.battery_id and r.type in READING_EVENTS
+    ]
+    return replace(state, readings=replay(history))
 
 
 def _problem(refusal: Refusal) -> EventProblem:
