@@ -113,6 +113,12 @@ def test_accept_language_is_negotiated_by_q_values(header: str | None, language:
     assert preferred_language(header) == language
 
 
+def test_a_hostile_accept_language_header_never_breaks_the_answer() -> None:
+    assert preferred_language("ko;q=0.9, " * 2000) == "ko"
+    assert preferred_language("\x00\xff;q=1e9, ko;q=-1, en;q=2") == "en"
+    assert preferred_language("ko;q=1.0000000001") in ("ko", "en")
+
+
 def test_a_korean_detail_names_the_numbers_of_the_problem() -> None:
     body = {
         "code": "implausible-recovery",

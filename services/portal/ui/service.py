@@ -248,6 +248,7 @@ def _molit(d: Dashboard, v: dict[str, Any]) -> None:
         Table("removals", ["region", "reason", "batteries"], rem["by_region"]),
         Table("incidents", ["kind", "severity", "incidents"], inc["by_kind_severity"]),
         Table("incidents_by_region", ["region", "incidents"], inc["by_region"]),
+        Table("pre_removal_gradings", ["grade", "gradings", "avg_soh_pct"], v["pre_removal_gradings"]["by_grade"]),
     ]
 
 
@@ -283,6 +284,7 @@ def _mcee(d: Dashboard, v: dict[str, Any]) -> None:
                 "eu_target_2027_pct",
                 "eu_target_2031_pct",
                 "meets_2027_target",
+                "meets_2031_target",
             ],
             v["recovery"],
         ),
@@ -291,7 +293,26 @@ def _mcee(d: Dashboard, v: dict[str, Any]) -> None:
             ["method", "batteries"],
             [{"method": k, "batteries": n} for k, n in sorted(v["disposals"]["by_method"].items())],
         ),
+        Table(
+            "recycling_efficiency",
+            [
+                "recycler",
+                "input_mass_kg",
+                "recovered_kg",
+                "efficiency_pct",
+                "eu_target_2025_pct",
+                "eu_target_2030_pct",
+                "meets_2025_target",
+                "meets_2030_target",
+            ],
+            [{"recycler": "KR", **v["recycling_efficiency"]}]
+            + [{"recycler": r["recycler"], **r["recycling_efficiency"]} for r in v["by_recycler"]],
+        ),
     ]
+
+
+#: KATS's certificate lists: which battery, where it stands, its latest KC 10031 certificate.
+CERTIFICATE_COLUMNS = ["battery_id", "state", "certificate_number", "certificate_body", "certificate_valid_until"]
 
 
 def _kats(d: Dashboard, v: dict[str, Any]) -> None:
@@ -315,6 +336,10 @@ def _kats(d: Dashboard, v: dict[str, Any]) -> None:
         Table("grades", ["grade", "batteries", "avg_soh_pct"], v["grades"]),
         Table(
             "incidents_after_reuse", ["kind", "severity", "incidents"], v["incidents_after_reuse"]["by_kind_severity"]
+        ),
+        Table("certificates_expiring", CERTIFICATE_COLUMNS, v["certificates_expiring_90_days"], now=True),
+        Table(
+            "in_service_on_expired_certificate", CERTIFICATE_COLUMNS, v["in_service_on_expired_certificate"], now=True
         ),
     ]
 
