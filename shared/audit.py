@@ -94,6 +94,7 @@ class AuditMiddleware:
                         await send_problem(
                             send,
                             Unavailable("The access could not be recorded; retry shortly.", code="audit-unavailable"),
+                            scope,
                         )
                         raise _Refused from None
             await send(message)

@@ -163,10 +163,10 @@ class IdentityFirst:
             policy = route_policy(scope)
             if policy.principal != "none":
                 if isinstance(outcome, Problem):
-                    await send_problem(send, outcome)
+                    await send_problem(send, outcome, scope)
                     return
                 if outcome is None and policy.principal == "required":
-                    await send_problem(send, Unauthorized("This endpoint needs a bearer token."))
+                    await send_problem(send, Unauthorized("This endpoint needs a bearer token."), scope)
                     return
         await self.app(scope, receive, send)
 
@@ -214,12 +214,12 @@ class BodySizeLimit:
         limit = route_policy(scope).max_body
         for k, v in scope.get("headers", ()):
             if k == b"content-length" and (not v.isdigit() or int(v) > limit):
-                await send_problem(send, _too_large(limit))
+                await send_problem(send, _too_large(limit), scope)
                 return
         async with self._slot(limit > self.large_body_bytes) as admitted:
             if not admitted:
                 await send_problem(
-                    send, Unavailable("Too many large requests in progress; retry shortly.", code="busy")
+                    send, Unavailable("Too many large requests in progress; retry shortly.", code="busy"), scope
                 )
                 return
             await self._limited(scope, receive, send, limit)
@@ -238,7 +238,7 @@ class BodySizeLimit:
                 if received > limit:
                     # Answer now and make the app see a disconnect; whatever it answers is dropped.
                     if not started:
-                        await send_problem(send, _too_large(limit))
+                        await send_problem(send, _too_large(limit), scope)
                     responded = True
                     return {"type": "http.disconnect"}
             return message
@@ -323,6 +323,7 @@ class RateLimit:
                     title="Too many requests",
                     headers={"Retry-After": retry},
                 ),
+                scope,
             )
             return
         await self.app(scope, receive, send)

@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.i18n_problems import localize, preferred_language
+
 PROBLEM_BASE = "https://batterytrace.kr/problems/"
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("batterytrace.problems")
@@ -116,20 +118,34 @@ def validation_errors(exc_errors: Sequence[Any], *, prefix: Sequence[Any] = ()) 
     return out
 
 
-async def send_problem(send: Any, problem: Problem) -> None:
-    """Answer with a problem straight from ASGI middleware (outside FastAPI's exception handlers)."""
+def _language_headers(language: str) -> dict[str, str]:
+    return {"Content-Language": language, "Vary": "Accept-Language"}
+
+
+async def send_problem(send: Any, problem: Problem, scope: Mapping[str, Any] | None = None) -> None:
+    """Answer with a problem straight from ASGI middleware (outside FastAPI's exception handlers); with the
+    request's `scope`, in the language its Accept-Language prefers."""
+    accept = None
+    for name, value in (scope or {}).get("headers", ()):
+        if name == b"accept-language":
+            accept = value.decode("latin-1")
+    language = preferred_language(accept)
     headers = [(b"content-type", MEDIA_TYPE.encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (problem.headers | _language_headers(language)).items()]
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
-    await send({"type": "http.response.body", "body": json.dumps(problem.body()).encode()})
+    body = localize(problem.body(), language)
+    await send({"type": "http.response.body", "body": json.dumps(body, ensure_ascii=False).encode()})
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    """The problem as problem+json: title and detail in the language the request's Accept-Language prefers
+    (Korean or English, `shared.i18n_problems`); the `code` is the same in both."""
+    language = preferred_language(request.headers.get("accept-language") if request else None)
     return JSONResponse(
-        problem.body(str(request.url.path) if request else None),
+        localize(problem.body(str(request.url.path) if request else None), language),
         status_code=problem.status,
         media_type=MEDIA_TYPE,
-        headers=problem.headers,
+        headers=problem.headers | _language_headers(language),
     )
 
 

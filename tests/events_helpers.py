@@ -42,7 +42,15 @@ DATA: dict[str, dict[str, Any]] = {
     "GRADED": {"soh_pct": 62.0, "grade": "recycle"},
     "REMANUFACTURED": {},
     "REPURPOSED": {"new_application": "ESS", "rated_capacity": 50.0},
-    "SAFETY_INSPECTED": {"standard": "KC 10031", "result": "pass", "body": "KTL"},
+    "SAFETY_INSPECTED": {
+        "certificate_number": "KC10031-T-0001",
+        "body": "KTL",
+        "standard": "KC 10031",
+        "edition": "2024",
+        "result": "pass",
+        "valid_until": "2036-12-31",
+        "report_ref": "KTL-R-T-0001",
+    },
     "RECYCLED": {
         "process": "hydrometallurgy",
         "input_mass_kg": 450.0,

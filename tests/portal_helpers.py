@@ -93,6 +93,7 @@ class Lifecycle:
         region: str | None = None,
         site: str | None = None,
         event_id: str | None = None,
+        state: str | None = None,
     ) -> dict[str, Any]:
         head = self.heads[battery_id]
         data = data or {}
@@ -101,7 +102,7 @@ class Lifecycle:
             custodian = actor
         elif type_ == "TRANSFERRED":
             custodian = data["to"]
-        state = STATE_AFTER[type_] or head.state
+        state = state or STATE_AFTER[type_] or head.state  # `state`: where the type's usual one differs
         location = {k: v for k, v in {"site": site, "region": region}.items() if v}
         body: dict[str, Any] = {
             "event_id": event_id or str(uuid.uuid4()),

@@ -44,6 +44,7 @@ def _sections(views: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "MOLIT removals": lt["removals"]["batteries"],
         "MOLIT removal reasons": len(lt["removals"]["by_reason"]),
         "MOLIT incidents": lt["incidents"]["incidents"],
+        "MOLIT pre-removal gradings": lt["pre_removal_gradings"]["gradings"],
         "MCEE collected": c["collected"]["batteries"],
         "MCEE removed not collected": c["backlog_now"]["removed_not_collected"],
         "MCEE removed over 30 days": c["backlog_now"]["removed_over_30_days"],
@@ -61,6 +62,8 @@ def _sections(views: dict[str, dict[str, Any]]) -> dict[str, Any]:
         ),
         "KATS grades": len(k["grades"]),
         "KATS incidents after reuse": k["incidents_after_reuse"]["incidents"],
+        "KATS in service on an expired certificate": len(k["in_service_on_expired_certificate"]),
+        "MCEE recycling efficiency": c["recycling_efficiency"]["efficiency_pct"] or 0,
     }
 
 
@@ -82,6 +85,7 @@ async def test_demo_fills_every_view_and_loads_idempotently(make_settings, token
             assert first["portal_caught_up"] == 1
             assert first["packs"] == PACKS and first["batteries"] == PACKS * 11 == first["batteries_created"]
             assert first["participants"] == len(ORGS)
+            assert first["implausible_refused"] == 1  # the recycler's inflated report (devtools/demo/regime.py)
             before = await views()
             empty = {name: v for name, v in _sections(before).items() if not v}
             assert not empty, f"empty sections: {empty}"
@@ -91,6 +95,7 @@ async def test_demo_fills_every_view_and_loads_idempotently(make_settings, token
             second = await load_demo_async({}, key, packs=PACKS, seed=7, clients=clients, quiet=True)
             assert second["participants"] == second["models"] == second["batteries_created"] == 0
             assert second["events"] == first["events"]
+            assert second["implausible_refused"] == 0  # the battery is recycled by now
             after = await views()
             assert after == before
 

@@ -12,7 +12,7 @@ import pytest
 from services.events.lifecycle.rules import RULES
 from shared.contract.lifecycle import EventType
 from tests.conftest import eventually
-from tests.events_helpers import ORGS, Stack, stack
+from tests.events_helpers import DATA, ORGS, Stack, stack
 
 
 @pytest.fixture
@@ -169,9 +169,10 @@ async def test_repurposed_needs_passing_safety_inspection_before_install(s: Stac
     await s.transfer_to(bid, "oem")
     r = await s.post(bid, "INSTALLED", "oem")
     assert r.status_code == 409 and "SAFETY_INSPECTED" in r.json()["detail"]
-    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data={"result": "fail", "body": "KTL"})
+    failed = {"body": "KTL", "edition": "2024", "result": "fail", "report_ref": "KTL-R-1"}
+    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data=failed)
     assert (await s.post(bid, "INSTALLED", "oem")).status_code == 409
-    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data={"result": "pass", "body": "KTL"})
+    await s.ok(bid, "SAFETY_INSPECTED", "certifier", data=DATA["SAFETY_INSPECTED"])
     assert (await s.state(bid))["safety_inspection"]["result"] == "pass"
     await s.ok(bid, "INSTALLED", "oem", data={"ess_site_id": "ESS-JEJU-7"})
 
@@ -364,3 +365,66 @@ async def test_registered_battery_is_usable_at_once_and_ledger_starts_from_strea
     first = timeline[0]
     assert first["type"] == "MANUFACTURED" and first["sequence"] == 1 and first["actor"] == "LGES"
     assert first["custodian_after"] == "LGES"
+
+
+async def test_pre_removal_grading_of_an_installed_battery_decides_what_follows_its_removal(s: Stack) -> None:
+    bid = await reach(s, "in_service")
+    # The assessor does not hold the installed battery: pre-removal grading needs no custody.
+    r = await s.post(bid, "GRADED", "assessor", data={"soh_pct": 74.0, "grade": "recycle"})
+    assert r.status_code == 409 and "pre_removal" in r.json()["detail"], r.text
+    await s.ok(bid, "GRADED", "assessor", data={"soh_pct": 74.0, "grade": "reuse", "pre_removal": True})
+    st = await s.state(bid)
+    assert (st["state"], st["custodian"], st["grade"], st["pre_removal_grade"]) == (
+        "in_service",
+        "HMC",
+        "reuse",
+        "reuse",
+    )
+    await s.ok(bid, "REMOVED", "dismantler")
+    await s.ok(bid, "COLLECTED", "collector")
+    st = await s.state(bid)
+    assert "REPURPOSED" in st["allowed_events"] and "RECYCLED" not in st["allowed_events"]
+    await s.transfer_to(bid, "recycler")
+    r = await s.post(bid, "RECYCLED", "recycler")
+    assert r.status_code == 409 and "(graded 'reuse' before removal, not 'recycle')" in r.json()["detail"], r.text
+    await s.ok(bid, "TRANSFERRED", "recycler", data={"to": ORGS["repurposer"]})
+    await s.ok(bid, "REPURPOSED", "repurposer")
+    assert (await s.state(bid))["pre_removal_grade"] is None
+
+
+async def test_a_remanufactured_battery_is_installed_only_on_an_unexpired_kc_10031_certificate(s: Stack) -> None:
+    bid = await s.battery()
+
+    async def at(day: str, etype: str, role: str, data: dict[str, Any] | None = None) -> Any:
+        return await s.post(bid, etype, role, data=data, occurred_at=f"2026-{day}T10:00:00+09:00")
+
+    steps = [
+        ("02-01", "TRANSFERRED", "manufacturer", {"to": ORGS["oem"]}),
+        ("02-02", "INSTALLED", "oem", None),
+        ("03-01", "REMOVED", "dismantler", None),
+        ("03-02", "COLLECTED", "collector", None),
+        ("03-03", "TRANSFERRED", "collector", {"to": ORGS["assessor"]}),
+        ("03-04", "GRADED", "assessor", {"soh_pct": 70.0, "grade": "remanufacture"}),
+        ("03-05", "TRANSFERRED", "assessor", {"to": ORGS["remanufacturer"]}),
+        ("03-06", "REMANUFACTURED", "remanufacturer", None),
+    ]
+    for day, etype, role, data in steps:
+        assert (await at(day, etype, role, data)).status_code == 201
+    cert = {**DATA["SAFETY_INSPECTED"], "certificate_number": "KC-2026-77", "valid_until": "2026-03-31"}
+    undesignated = await at("03-07", "SAFETY_INSPECTED", "certifier", {**cert, "body": "NOT-DESIGNATED"})
+    assert undesignated.status_code == 422 and undesignated.json()["errors"][0]["rule"] == "designated-body"
+    assert (await at("03-07", "SAFETY_INSPECTED", "certifier", cert)).status_code == 201
+    assert (await at("04-01", "TRANSFERRED", "remanufacturer", {"to": ORGS["oem"]})).status_code == 201
+    expired = await at("04-02", "INSTALLED", "oem")
+    assert expired.status_code == 409, expired.text
+    assert "certificate KC-2026-77 expired on 2026-03-31" in expired.json()["detail"]
+    si = (await s.state(bid))["safety_inspection"]
+    assert (si["certificate_number"], si["valid_until"], si["edition"], si["report_ref"]) == (
+        "KC-2026-77",
+        "2026-03-31",
+        "2024",
+        "KTL-R-T-0001",
+    )
+    renewed = {**cert, "certificate_number": "KC-2026-78", "valid_until": "2027-04-02"}
+    assert (await at("04-03", "SAFETY_INSPECTED", "certifier", renewed)).status_code == 201
+    assert (await at("04-04", "INSTALLED", "oem")).status_code == 201

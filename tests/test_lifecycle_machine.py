@@ -30,6 +30,7 @@ from services.events.lifecycle.machine import (
     apply,
     genesis,
 )
+from services.events.lifecycle.plausibility import Facts, Tolerances
 from services.events.lifecycle.schemas import DATA_ADAPTERS
 from shared.auth import Role
 from shared.contract.lifecycle import FINAL_STATES, GENESIS, EventType, Grade, State, event_hash, verify_chain
@@ -80,15 +81,15 @@ TABLE: dict[EventType, Row] = {
     # DOMAIN: "must hold parent and child".
     E.ASSEMBLED: _row({S.manufactured, S.remanufactured}, S.assembled, {R.manufacturer, R.remanufacturer}, "assembly"),
     E.DISASSEMBLED: _row({S.assembled}, S.removed, {R.remanufacturer, R.recycler, R.manufacturer}, "parent"),
-    # DOMAIN ¹: repurposed *or remanufactured* only with a passing, unexpired KC 10031 certificate.
-    # code: only repurposed needs a passing SAFETY_INSPECTED (no expiry); remanufactured installs without one.
+    # DOMAIN ¹: repurposed or remanufactured only with a passing, unexpired KC 10031 certificate (`expected`).
     E.INSTALLED: _row({S.manufactured, S.remanufactured, S.repurposed}, S.in_service, {R.oem}, "custodian"),
     E.INSPECTED: _row({S.in_service}, S.in_service, {R.inspector, R.oem}, "none"),
     # DOMAIN: REMOVED may name a consignee (data.consignee).
     E.REMOVED: _row({S.in_service}, S.removed, {R.dismantler, R.oem}, "becomes"),
     # DOMAIN: "must be custodian or the consignee the custodian named; becomes custodian".
     E.COLLECTED: _row({S.removed}, S.collected, {R.collector}, "consignee"),
-    # DOMAIN ²: also from in_service (pre-removal grading, state stays in_service). code: not from in_service.
+    # DOMAIN ²: also from in_service with data.pre_removal (state stays in_service, no custody): the pre-removal
+    # table below; a plain GRADED is not from in_service.
     E.GRADED: _row({S.removed, S.collected}, S.graded, {R.assessor}, "custodian"),
     E.REMANUFACTURED: _row({S.graded}, S.remanufactured, {R.remanufacturer}, "custodian", Grade.remanufacture),
     E.REPURPOSED: _row({S.graded}, S.repurposed, {R.repurposer}, "custodian", Grade.reuse),
@@ -117,7 +118,15 @@ DATA: dict[EventType, dict[str, Any]] = {
     E.GRADED: {"soh_pct": 62.0, "grade": "recycle"},
     E.REMANUFACTURED: {},
     E.REPURPOSED: {"new_application": "ESS", "rated_capacity": 50.0},
-    E.SAFETY_INSPECTED: {"result": "pass", "body": "KTL"},
+    E.SAFETY_INSPECTED: {
+        "certificate_number": "KC10031-2026-0001",
+        "body": "KTL",
+        "standard": "KC 10031",
+        "edition": "2024",
+        "result": "pass",
+        "valid_until": "2027-03-01",
+        "report_ref": "KTL-R-2026-0001",
+    },
     E.RECYCLED: {
         "process": "hydrometallurgy",
         "input_mass_kg": 450.0,
@@ -164,7 +173,12 @@ def battery(
     battery_id: str = "KR-CELL-1",
     kind: str = "cell",
 ) -> BatteryState:
-    inspection = None if si is None else SafetyInspection("KC 10031", si, "KTL", "2026-02-01T00:00:00.000000Z", "e")
+    inspection = None
+    if si is not None:  # "expired": passed, valid until before T0's next day
+        result, until = ("pass", "2026-02-28") if si == "expired" else (si, "2027-02-01")
+        inspection = SafetyInspection(
+            "KC 10031", result, "KTL", "2026-02-01T00:00:00.000000Z", "e", "KC-1", "2024", until, "R-1"
+        )
     if state is S.assembled and parent_id is None:
         parent_id = "KR-PARENT-1"
     return BatteryState(
@@ -210,10 +224,10 @@ def accepted(outcome: Transition | Refusal) -> Transition:
 #: Battery situations: every state, the graded one with each grade, the repurposed one with no, a failed and a
 #: passed safety inspection.
 VARIANTS: list[tuple[State, Grade | None, str | None]] = [
-    (s, g, None) for s in S if s is not S.graded and s is not S.repurposed for g in [None]
+    (s, g, None) for s in S if s not in (S.graded, S.repurposed, S.remanufactured) for g in [None]
 ]
 VARIANTS += [(S.graded, g, None) for g in Grade]
-VARIANTS += [(S.repurposed, None, si) for si in (None, "fail", "pass")]
+VARIANTS += [(s, None, si) for s in (S.repurposed, S.remanufactured) for si in (None, "fail", "expired", "pass")]
 #: Custody situations: (the poster holds the battery, the poster holds the parent). For ERROR_DECLARED the first
 #: says whether the poster is the declared event's actor.
 CUSTODY = list(itertools.product([True, False], [True, False]))
@@ -239,8 +253,8 @@ def expected(
         return 409, "illegal-transition"
     if row.grade is not None and state is S.graded and grade is not row.grade:
         return 409, "illegal-transition"
-    if etype is E.INSTALLED and state is S.repurposed and si != "pass":
-        return 409, "illegal-transition"
+    if etype is E.INSTALLED and state in (S.repurposed, S.remanufactured) and si != "pass":
+        return 409, "illegal-transition"  # no certificate, a failed one, or one expired by the installation
     if row.custody in ("custodian", "receiver", "consignee", "assembly") and not holds:
         return 409, "not-custodian"  # (no consignee named in these situations)
     if row.custody in ("parent", "assembly") and not holds_parent:
@@ -277,7 +291,7 @@ def test_transition_table(variant: tuple[State, Grade | None, str | None], etype
             assert (refusal.status, refusal.code) == want, case
             if refusal.code == "illegal-transition":
                 assert refusal.extra["current_state"] == state_.value, case
-                if etype is not E.INSTALLED or state_ is not S.repurposed:  # the inspection is not in the list
+                if etype is not E.INSTALLED or state_ not in (S.repurposed, S.remanufactured):  # certificate
                     assert etype.value not in refusal.extra["allowed_events"], case
                 if state_ in FINAL_STATES:
                     assert refusal.extra["allowed_events"] == [], case
@@ -350,6 +364,10 @@ def test_repurposed_needs_passing_safety_inspection_before_install() -> None:
         "body": "KTL",
         "at": "2026-03-03T09:00:00.000000Z",
         "event_id": si.event_id,
+        "certificate_number": "KC10031-2026-0001",
+        "edition": "2024",
+        "valid_until": "2027-03-01",
+        "report_ref": "KTL-R-2026-0001",
     }
     done = accepted(go(passed.state, oem, event(E.INSTALLED, at=T0 + timedelta(days=3))))
     assert done.state.state is S.in_service and done.state.safety_inspection == passed.state.safety_inspection
@@ -801,11 +819,13 @@ def test_the_machine_is_pure() -> None:
     allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "typing"}
     allowed |= {
         "services.events.lifecycle.rules",
+        "services.events.lifecycle.plausibility",
         "shared.access",
         "shared.contract.lifecycle",
         "shared.contract.streams",
     }
     assert _imports(ROOT / "services/events/lifecycle/machine.py") <= allowed
+    assert _imports(ROOT / "services/events/lifecycle/plausibility.py") <= allowed | {"math"}
     import subprocess
     import sys
 
@@ -844,3 +864,203 @@ def test_a_declared_event_id_is_resolved_on_the_battery_and_the_poster_first() -
     assert resolve_declared(declare, poster(R.oem, "HMC"), [elsewhere]) is None
     r = refused(go(battery(), poster(R.inspector, "KOTSA"), declare, declared=elsewhere))
     assert r.errors[0]["rule"] == "same-battery"
+
+
+# ---- pre-removal grading (탈거 전 성능평가) ----
+def _pre(grade: Grade) -> dict[str, Any]:
+    return _data(E.GRADED, grade=grade.value, pre_removal=True)
+
+
+def test_pre_removal_grading_of_an_installed_battery_needs_no_custody_and_keeps_it_in_service() -> None:
+    installed = battery(S.in_service, custodian="HMC")
+    t = accepted(go(installed, poster(R.assessor, "ASSESS-1"), event(E.GRADED, data=_pre(Grade.reuse))))
+    assert (t.state.state, t.state.custodian, t.state.grade, t.state.pre_removal_grade) == (
+        S.in_service,
+        "HMC",
+        Grade.reuse,
+        Grade.reuse,
+    )
+    assert t.row.state_after is S.in_service and t.row.data["pre_removal"] is True
+    assert t.state.last_event_at == installed.last_event_at  # a bystander's event: the clock stays
+    assert BatteryState.from_row(t.state.as_row()) == t.state
+    # Only an assessor grades.
+    assert refused(go(installed, poster(R.inspector), event(E.GRADED, data=_pre(Grade.reuse)))).code == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("state", "data", "hint"),
+    [
+        (S.in_service, DATA[E.GRADED], "(in service, only a pre-removal grading: data.pre_removal = true)"),
+        (S.removed, {**DATA[E.GRADED], "pre_removal": True}, "(pre-removal grading is for a battery in service)"),
+        (S.collected, {**DATA[E.GRADED], "pre_removal": True}, "(pre-removal grading is for a battery in service)"),
+        (S.repurposed, {**DATA[E.GRADED], "pre_removal": True}, "(pre-removal grading is for a battery in service)"),
+    ],
+)
+def test_grading_in_service_is_only_pre_removal_and_pre_removal_only_in_service(
+    state: State, data: dict[str, Any], hint: str
+) -> None:
+    r = refused(
+        go(battery(state, custodian=POSTER_ORG), poster(R.assessor), event(E.GRADED, data=_data(E.GRADED, **data)))
+    )
+    assert (r.status, r.code) == (409, "illegal-transition") and hint in r.detail
+
+
+PRE_GRADED = [
+    (grade, where, etype, role, ok)
+    for grade in Grade
+    for where in (S.removed, S.collected)
+    for etype, role in ((E.REMANUFACTURED, R.remanufacturer), (E.REPURPOSED, R.repurposer), (E.RECYCLED, R.recycler))
+    for ok in [TABLE[etype].grade is grade]
+]
+
+
+@pytest.mark.parametrize(("grade", "where", "etype", "role", "ok"), PRE_GRADED)
+def test_a_pre_removal_grade_decides_what_follows_the_removal(
+    grade: Grade, where: State, etype: EventType, role: Role, ok: bool
+) -> None:
+    """As a grade given after collection does: once removed (or collected), only what the grade decides."""
+    graded = accepted(go(battery(S.in_service, custodian="HMC"), poster(R.assessor), event(E.GRADED, data=_pre(grade))))
+    out = accepted(go(graded.state, poster(R.dismantler, POSTER_ORG), event(E.REMOVED, at=T0 + timedelta(days=2))))
+    assert out.state.pre_removal_grade is grade
+    state = out.state if where is S.removed else replace(out.state, state=S.collected)
+    allowed = [e for e in state_allowed(state) if e in (E.REMANUFACTURED, E.REPURPOSED, E.RECYCLED)]
+    assert allowed == [etype for etype in TABLE if TABLE[etype].grade is grade]
+    outcome = go(state, poster(role), event(etype, at=T0 + timedelta(days=3)))
+    if ok:
+        t = accepted(outcome)
+        assert t.state.state is TABLE[etype].target and t.state.pre_removal_grade is None
+    else:
+        r = refused(outcome)
+        assert r.code == "illegal-transition"
+        assert f"(graded '{grade.value}' before removal, not '{TABLE[etype].grade.value}')" in r.detail  # type: ignore[union-attr]
+
+
+def state_allowed(state: BatteryState) -> list[EventType]:
+    from services.events.lifecycle.rules import allowed_events
+
+    return allowed_events(state.state, state.grade, state.pre_removal_grade)
+
+
+def test_a_grading_after_removal_replaces_the_pre_removal_grade() -> None:
+    pre = replace(battery(S.collected, custodian=POSTER_ORG), grade=Grade.reuse, pre_removal_grade=Grade.reuse)
+    t = accepted(go(pre, poster(R.assessor), event(E.GRADED, data=_data(E.GRADED, grade="recycle"))))
+    assert (t.state.state, t.state.grade, t.state.pre_removal_grade) == (S.graded, Grade.recycle, None)
+    assert refused(go(t.state, poster(R.repurposer), event(E.REPURPOSED, at=T0 + timedelta(days=2)))).status == 409
+    # Without a pre-removal grade a removed battery goes to recycling as before, and nowhere else.
+    plain = battery(S.removed, custodian=POSTER_ORG)
+    accepted(go(plain, poster(R.recycler), event(E.RECYCLED)))
+    assert refused(go(plain, poster(R.repurposer), event(E.REPURPOSED))).code == "illegal-transition"
+
+
+# ---- KC 10031 certificates ----
+def _cert(**changes: Any) -> dict[str, Any]:
+    return _data(E.SAFETY_INSPECTED, **changes)
+
+
+@pytest.mark.parametrize("reused", [S.repurposed, S.remanufactured])
+def test_installation_needs_a_passing_certificate_valid_on_the_day(reused: State) -> None:
+    certifier, oem = poster(R.certifier, "KTL"), poster(R.oem)
+    state = battery(reused, custodian=POSTER_ORG)
+    cert = accepted(go(state, certifier, event(E.SAFETY_INSPECTED, data=_cert(valid_until="2026-03-10"))))
+    si = cert.state.safety_inspection
+    assert si is not None and (si.certificate_number, si.edition, si.valid_until, si.report_ref) == (
+        "KC10031-2026-0001",
+        "2024",
+        "2026-03-10",
+        "KTL-R-2026-0001",
+    )
+    on_the_last_day = datetime(2026, 3, 10, 23, 0, tzinfo=UTC)
+    accepted(go(cert.state, oem, event(E.INSTALLED, at=on_the_last_day), recorded_at=on_the_last_day))
+    day_after = datetime(2026, 3, 11, 0, 0, 1, tzinfo=UTC)
+    r = refused(go(cert.state, oem, event(E.INSTALLED, at=day_after), recorded_at=day_after))
+    assert r.code == "illegal-transition"
+    assert "its KC 10031 certificate KC10031-2026-0001 expired on 2026-03-10" in r.detail
+    renewed = accepted(
+        go(cert.state, certifier, event(E.SAFETY_INSPECTED, at=day_after, data=_cert(valid_until="2027-03-11")))
+    )
+    accepted(go(renewed.state, oem, event(E.INSTALLED, at=day_after), recorded_at=day_after))
+
+
+def test_a_certificate_comes_from_a_designated_body_and_is_not_expired_when_issued() -> None:
+    state, certifier = battery(S.repurposed, custodian="REPUR-1"), poster(R.certifier, "ACME")
+    r = refused(go(state, certifier, event(E.SAFETY_INSPECTED, data=_cert(body="ACME"))))
+    assert (r.status, r.code, r.errors[0]["field"], r.errors[0]["rule"]) == (
+        422,
+        "validation-error",
+        "data.body",
+        "designated-body",
+    )
+    assert "KTL, KTR, KTC, KCL" in r.detail
+    ok = go(state, certifier, event(E.SAFETY_INSPECTED, data=_cert(body="ACME")), designated_bodies=("ACME",))
+    accepted(ok)
+    stale = refused(go(state, certifier, event(E.SAFETY_INSPECTED, data=_cert(valid_until="2026-03-01"))))
+    assert (stale.errors[0]["field"], stale.errors[0]["rule"]) == ("data.valid_until", "not-before-inspection")
+
+
+def test_a_passing_inspection_names_its_certificate() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="certificate_number and valid_until"):
+        _cert(valid_until=None)
+    with pytest.raises(ValidationError, match="certificate_number and valid_until"):
+        _cert(certificate_number=None)
+    failed = _data(E.SAFETY_INSPECTED, result="fail", certificate_number=None, valid_until=None)
+    assert failed == {
+        "body": "KTL",
+        "standard": "KC 10031",
+        "edition": "2024",
+        "result": "fail",
+        "report_ref": "KTL-R-2026-0001",
+    }
+
+
+# ---- plausibility through the machine ----
+def test_an_implausible_report_is_a_422_naming_the_rule_and_its_numbers() -> None:
+    held = replace(battery(S.collected, custodian=POSTER_ORG), facts=Facts({"lithium": 8.0}, 477.0, 77.4))
+    data = _data(E.RECYCLED, recovered_kg={"lithium": 9.0})
+    r = refused(go(held, poster(R.recycler), event(E.RECYCLED, data=data)))
+    assert (r.status, r.code, r.title) == (422, "implausible-recovery", "Implausible report")
+    assert r.errors[0]["field"] == "data.recovered_kg.lithium" and r.errors[0]["rule"] == "recovery"
+    assert {k: r.extra[k] for k in ("rule", "material", "recovered_kg", "contained_kg")} == {
+        "rule": "recovery",
+        "material": "lithium",
+        "recovered_kg": 9.0,
+        "contained_kg": 8.0,
+    }
+    # Someone who does not hold the battery learns nothing of its content: custody is checked first.
+    stranger = refused(go(replace(held, custodian="OTHER"), poster(R.recycler), event(E.RECYCLED, data=data)))
+    assert stranger.code == "not-custodian" and "contained_kg" not in stranger.extra
+
+
+def test_a_report_the_facts_cannot_check_is_accepted_and_flagged() -> None:
+    held = battery(S.collected, custodian=POSTER_ORG)  # no registered facts
+    t = accepted(go(held, poster(R.recycler), event(E.RECYCLED)))
+    assert t.row.data["unchecked"] == ["input-mass", "recovery"]
+    assert t.row.hash == event_hash(held.last_hash, t.row.as_row())  # the flag is in the hashed record
+    checked = accepted(go(battery(S.in_service, custodian=POSTER_ORG), poster(R.inspector), event(E.INSPECTED)))
+    assert "unchecked" not in checked.row.data
+
+
+def test_soh_and_cycle_count_are_compared_with_the_last_reading() -> None:
+    inspector = poster(R.inspector)
+    first = accepted(go(battery(S.in_service, custodian="HMC"), inspector, event(E.INSPECTED)))
+    later = T0 + timedelta(days=2)
+    fell = refused(go(first.state, inspector, event(E.INSPECTED, at=later, data=_data(E.INSPECTED, cycle_count=419))))
+    assert (fell.code, fell.extra["previous_cycle_count"], fell.extra["cycle_count"]) == (
+        "implausible-cycle-count",
+        420,
+        419,
+    )
+    rose = refused(go(first.state, inspector, event(E.INSPECTED, at=later, data=_data(E.INSPECTED, soh_pct=95.0))))
+    assert (rose.code, rose.extra["previous_soh_pct"], rose.extra["previous_event_id"]) == (
+        "implausible-soh-rise",
+        91.5,
+        first.row.event_id,
+    )
+    wider = go(
+        first.state,
+        inspector,
+        event(E.INSPECTED, at=later, data=_data(E.INSPECTED, soh_pct=95.0)),
+        tolerances=Tolerances(soh_rise_pct=5),
+    )
+    accepted(wider)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from devtools.demo.catalogue import ADMIN, BY_ID, ORGS, model_bodies
 from devtools.demo.plan import SPAN_DAYS, Ev, PackPlan, build_plans
+from devtools.demo.regime import implausible_report_refused
 from shared.auth import mint_token
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
 
@@ -149,13 +150,18 @@ def _segments(events: list[Ev]) -> list[list[Ev]]:
 
 def _wire(ev: Ev, start: datetime) -> dict[str, Any]:
     location = {k: v for k, v in (("site", ev.site), ("region", ev.region)) if v}
+    occurred = start + timedelta(minutes=ev.at)
+    data = dict(ev.data)
+    valid_days = data.pop("_valid_days", None)  # a certificate's validity, relative to the demo's clock
+    if valid_days is not None:
+        data["valid_until"] = (occurred + timedelta(days=valid_days)).date().isoformat()
     return {
         "event_id": ev.event_id,
         "battery_id": ev.battery_id,
         "type": ev.type,
-        "occurred_at": (start + timedelta(minutes=ev.at)).isoformat(),
+        "occurred_at": occurred.isoformat(),
         "location": location,
-        "data": ev.data,
+        "data": data,
     }
 
 
@@ -263,7 +269,16 @@ async def _views(api: Api) -> dict[str, dict[str, Any]]:
     return out
 
 
-SYMBOL = {"lithium": "Li", "nickel": "Ni", "cobalt": "Co", "manganese": "Mn"}
+SYMBOL = {
+    "lithium": "Li",
+    "nickel": "Ni",
+    "cobalt": "Co",
+    "manganese": "Mn",
+    "copper": "Cu",
+    "aluminium": "Al",
+    "graphite": "C",
+    "lead": "Pb",
+}
 
 
 def _summary(counts: dict[str, int], views: dict[str, dict[str, Any]], seconds: float) -> Table:
@@ -341,6 +356,7 @@ async def load_demo_async(
 
             # VINs are attached by the INSTALLED events (the registry refuses VIN aliases).
             events, aliases = await lifecycle(), 0
+            refused = await implausible_report_refused(api, plans, start)
             caught_up = await _wait_portal(api, progress, portal_timeout_s)
         views = await _views(api)
         seconds = time.monotonic() - started
@@ -354,6 +370,7 @@ async def load_demo_async(
             "events": events,
             "aliases": aliases,
             "portal_caught_up": int(caught_up),
+            "implausible_refused": refused,
             "seconds": round(seconds),
         }
         if not quiet:

@@ -51,6 +51,7 @@ class PackPlan:
     batteries: list[dict[str, Any]]  # registration bodies; manufactured_at in minutes (key "_at")
     events: list[Ev] = field(default_factory=list)
     aliases: list[tuple[str, str]] = field(default_factory=list)  # (oem, VIN)
+    awaiting_recycling: str | None = None  # the recycler holding the pack, its RECYCLED left to `regime.py`
 
 
 class _Horizon(Exception):
@@ -77,7 +78,14 @@ STORIES: list[dict[str, Any]] = [
     {"family": "LGES-LFP-E60", "ess": True, "removal": False},
     {"reason": "replacement", "collect": True, "grade": "reuse", "safety": ["fail", "pass"], "reinstall": True},
     {"reason": "end_of_life", "collect": True, "grade": "recycle", "process": "direct-recycling"},
+    # issue 13: graded before removal (탈거 전 성능평가); a reused pack in service on a KC 10031 certificate that
+    # has expired since; a pack waiting at its recycler, whose first report the events service refuses (regime.py).
+    {"removal": True, "reason": "end_of_life", "collect": True, "grade": "recycle", "pre_removal": True, "process": "hydrometallurgy"},
+    {"removal": True, "reason": "replacement", "collect": True, "grade": "reuse", "safety": ["pass"], "reinstall": True, "certificate_days": 60},
+    {"removal": True, "reason": "end_of_life", "collect": True, "grade": "recycle", "hold_at_recycler": True},
 ]  # fmt: skip
+#: How long a demo KC 10031 certificate is valid, unless the story says otherwise.
+CERTIFICATE_DAYS = 730
 
 
 class PlanBuilder:
@@ -92,6 +100,7 @@ class PlanBuilder:
         self.t = 0
         self.events: list[Ev] = []
         self.extra_aliases: list[tuple[str, str]] = []  # VINs of re-installed remanufactured packs
+        self.awaiting_recycling: str | None = None
 
     # -- helpers --
     def decide(self, key: str, default: Callable[[], Any]) -> Any:
@@ -136,8 +145,11 @@ class PlanBuilder:
         var = rng.uniform(0.97, 1.03)
 
         def body(bid: str, kind: str, at: int, serial: str) -> dict[str, Any]:
-            kwh, _ = kind_specs(fam, kind)
+            kwh, kg = kind_specs(fam, kind)
             per = CONTENT_PER_KWH[fam.chemistry]
+            materials = {m: round(per[i] * kwh * var, 3) for i, m in enumerate(MATERIALS)}
+            # Current collectors and housing: copper and aluminium by mass (issue 13: in the content too).
+            materials |= {"copper": round(kg * 0.07 * var, 3), "aluminium": round(kg * 0.12 * var, 3)}
             return {
                 "id": bid,
                 "model_id": fam.model_id(kind),
@@ -145,7 +157,7 @@ class PlanBuilder:
                 "serial_number": serial,
                 "_at": at,
                 "manufacturing_site": f"{mfr.site}, KR",
-                "materials_kg": {m: round(per[i] * kwh * var, 3) for i, m in enumerate(MATERIALS)},
+                "materials_kg": materials,
                 "recycled_content_pct": rc,
                 "carbon_footprint_kg_co2e_per_kwh": footprint,
             }
@@ -170,6 +182,7 @@ class PlanBuilder:
             ev.event_id = str(uuid.uuid5(DEMO_NS, f"{self.seed}/{ev.battery_id}/{k}/{ev.type}"))
         plan.events = self.events
         plan.aliases.extend(self.extra_aliases)
+        plan.awaiting_recycling = self.awaiting_recycling
         return plan
 
     def _vin(self, oem: str, serial: int, year_code: str) -> str:
@@ -218,9 +231,14 @@ class PlanBuilder:
             years = (t - t_install) / (365 * DAY)
             return round(max(55.0, soh0 - fade * years + rng.uniform(-0.6, 0.6)), 1)
 
+        last_cycles = 0
+
         def cycles_at(t: int) -> int:
+            nonlocal last_cycles
             per_year = 120 if ess else 260
-            return int(per_year * (t - t_install) / (365 * DAY) * rng.uniform(0.85, 1.15))
+            # A cycle count never falls (the events service refuses one that does).
+            last_cycles = max(last_cycles, int(per_year * (t - t_install) / (365 * DAY) * rng.uniform(0.85, 1.15)))
+            return last_cycles
 
         # In service: periodic inspections, perhaps an incident.
         incident = self.decide("incident", lambda: (
@@ -242,6 +260,9 @@ class PlanBuilder:
             self.emit(actor, pid, "INCIDENT", {"kind": incident[0], "severity": incident[1]}, region=home)
         if not removal:
             return
+        pre_grade = None
+        if self.decide("pre_removal", lambda: False):
+            pre_grade = self._pre_removal_grading(pid, soh_at(max(self.t, t_removed - 10 * DAY)), t_removed)
         self.t = max(self.t, t_removed)
         if self.t > self.horizon:
             raise _Horizon
@@ -273,20 +294,24 @@ class PlanBuilder:
             self._recycle(recycler, pid, fam, "pack", process="pyrometallurgy")
             return
 
-        # Grading (some wait: the collected-not-graded backlog).
-        if "grade" in self.story and self.story["grade"] is None:
-            return
-        if not self.story and rng.random() < 0.12:
-            return
-        assessor = _weighted(rng, {"ASSESS-KTC": 60, "ASSESS-KCL": 40})
-        self.later(3, 25)
-        self.emit(centre.id, pid, "TRANSFERRED", {"to": assessor})
-        self.later(3, 25)
-        graded_soh = round(max(50.0, soh - rng.uniform(0, 2.5)), 1)
-        grade = self.decide("grade", lambda: self._grade(graded_soh, reason))
-        self.emit(assessor, pid, "GRADED", {"soh_pct": graded_soh, "grade": grade})
-        if not self.story and rng.random() < 0.08:
-            return  # graded, waiting for the next owner
+        if pre_grade is not None:
+            # Graded before removal: the grade decides what follows the collection, with no second grading.
+            assessor, grade, graded_soh = centre.id, pre_grade, soh
+        else:
+            # Grading (some wait: the collected-not-graded backlog).
+            if "grade" in self.story and self.story["grade"] is None:
+                return
+            if not self.story and rng.random() < 0.12:
+                return
+            assessor = _weighted(rng, {"ASSESS-KTC": 60, "ASSESS-KCL": 40})
+            self.later(3, 25)
+            self.emit(centre.id, pid, "TRANSFERRED", {"to": assessor})
+            self.later(3, 25)
+            graded_soh = round(max(50.0, soh - rng.uniform(0, 2.5)), 1)
+            grade = self.decide("grade", lambda: self._grade(graded_soh, reason))
+            self.emit(assessor, pid, "GRADED", {"soh_pct": graded_soh, "grade": grade})
+            if not self.story and rng.random() < 0.08:
+                return  # graded, waiting for the next owner
         if grade == "reuse":
             self._reuse(pid, fam, assessor, graded_soh)
         elif grade == "remanufacture":
@@ -295,7 +320,33 @@ class PlanBuilder:
             recycler = self._recycler()
             self.later(4, 30)
             self.emit(assessor, pid, "TRANSFERRED", {"to": recycler})
+            if self.story.get("hold_at_recycler"):
+                self.awaiting_recycling = recycler  # its report: devtools/demo/regime.py
+                return
             self._recycle(recycler, pid, fam, "pack", process=self.story.get("process"))
+
+    def _pre_removal_grading(self, pid: str, soh: float, t_removed: int) -> str:
+        """탈거 전 성능평가: an assessor grades the pack still in the vehicle, some days before its removal, without
+        holding it; the grade decides what follows once it is removed (MOLIT's view counts these)."""
+        self.t = max(self.t, t_removed - 10 * DAY)
+        if self.t > self.horizon:
+            raise _Horizon
+        assessor = _weighted(self.rng, {"ASSESS-KTC": 60, "ASSESS-KCL": 40})
+        graded_soh = round(max(50.0, soh - self.rng.uniform(0, 1.5)), 1)
+        grade = str(self.decide("grade", lambda: self._grade(graded_soh, "end_of_life")))
+        self.emit(assessor, pid, "GRADED", {"soh_pct": graded_soh, "grade": grade, "pre_removal": True})
+        return grade
+
+    def _certificate(self, body: str, bid: str, result: str, n: int) -> dict[str, Any]:
+        """A KC 10031 safety inspection's data: the certificate (number, validity) where it passed, the edition of
+        the standard and the report. Validity is in days (`_valid_days`); the loader turns it into a date."""
+        ref = f"{body}-{self.index:05d}-{n}"
+        data: dict[str, Any] = {"body": body, "standard": "KC 10031", "edition": "2024", "result": result}
+        data["report_ref"] = f"R-{ref}"
+        if result == "pass":
+            data["certificate_number"] = f"KC10031-{ref}"
+            data["_valid_days"] = int(self.story.get("certificate_days", CERTIFICATE_DAYS))
+        return data
 
     def _grade(self, soh: float, reason: str) -> str:
         r = self.rng.random()
@@ -341,10 +392,10 @@ class PlanBuilder:
             (["pass"] if rng.random() < 0.85 else (["fail", "pass"] if rng.random() < 0.4 else ["fail"]))
         ))  # fmt: skip
         last = None
-        for result in results:
+        for n, result in enumerate(results):
             self.later(7, 40)
             body = _weighted(rng, {"KTL": 55, "KTR": 45})
-            self.emit(body, bid, "SAFETY_INSPECTED", {"standard": "KC 10031", "result": result, "body": body})
+            self.emit(body, bid, "SAFETY_INSPECTED", self._certificate(body, bid, result, n))
             last = result
         return last
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.events.lifecycle.plausibility import Tolerances
+from services.events.lifecycle.rules import DESIGNATED_BODIES
 from shared.settings import ServiceSettings
 
 
@@ -16,6 +18,20 @@ class EventsSettings(ServiceSettings):
     batch_max_items: int = 5_000
     occurred_at_max_ahead_s: float = Field(
         5.0, ge=0, description="Seconds an event's occurred_at may be ahead of the server's clock (client skew)."
+    )
+    plausibility_recovery_tolerance_pct: float = Field(
+        5.0, ge=0, le=100, description="How far (%) recovered kg of a material may exceed the registered content."
+    )
+    plausibility_input_mass_band_pct: float = Field(
+        25.0, ge=0, le=100, description="A RECYCLED input mass within ± this share (%) of the registered mass."
+    )
+    plausibility_soh_rise_margin_pct: float = Field(
+        3.0, ge=0, le=100, description="SoH points a reading may exceed the previous one by without REMANUFACTURED."
+    )
+    kc_designated_bodies: list[str] = Field(
+        default_factory=lambda: list(DESIGNATED_BODIES),
+        min_length=1,
+        description="The inspection bodies designated for KC 10031 safety inspections (SAFETY_INSPECTED data.body).",
     )
     consumer_group: str = "batterytrace-events"
     verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
@@ -35,3 +51,10 @@ class EventsSettings(ServiceSettings):
     log_witness_keys: list[str] = Field(
         default_factory=list, description="Verifier keys of the witnesses whose cosignatures are accepted."
     )
+
+    def plausibility_tolerances(self) -> Tolerances:
+        return Tolerances(
+            self.plausibility_recovery_tolerance_pct,
+            self.plausibility_input_mass_band_pct,
+            self.plausibility_soh_rise_margin_pct,
+        )

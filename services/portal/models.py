@@ -60,6 +60,11 @@ class Battery(Base, table=True):
         Index(
             "ix_batteries_backlog", "state", "state_since", postgresql_where=text("state IN ('removed', 'collected')")
         ),
+        Index(
+            "ix_batteries_certificate",
+            "certificate_valid_until",
+            postgresql_where=text("certificate_valid_until IS NOT NULL"),
+        ),
         {"schema": SCHEMA},
     )
 
@@ -91,6 +96,10 @@ class Battery(Base, table=True):
     life: int = Field(sa_column_kwargs={"server_default": text("0")})
     status: str = Field(sa_type=Text, sa_column_kwargs={"server_default": text("'original'")})
     safety: str | None = Field(default=None, sa_type=Text)
+    #: The latest passing KC 10031 certificate of this life (KATS: expiring, and in service on an expired one).
+    certificate_number: str | None = Field(default=None, sa_type=Text)
+    certificate_body: str | None = Field(default=None, sa_type=Text)
+    certificate_valid_until: date | None = None
     installed_at: datetime | None = Field(default=None, sa_type=TZ)
     recycled_month: date | None = None
     recycled_region: str | None = Field(default=None, sa_type=Text)

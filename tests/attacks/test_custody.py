@@ -56,8 +56,8 @@ async def verified(s: Stack, battery_id: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-async def removed(s: Stack, **data: Any) -> str:
-    bid = await s.battery()
+async def removed(s: Stack, model_id: str = "NCM-PACK-77", **data: Any) -> str:
+    bid = await s.battery(model_id=model_id)
     await s.transfer_to(bid, "oem")
     await s.ok(bid, "INSTALLED", "oem")
     await s.ok(bid, "REMOVED", "dismantler", data={"reason": "end_of_life", **data})
@@ -259,15 +259,20 @@ async def test_out_of_range_and_non_finite_numbers_are_422_naming_the_field(
     assert await s.state(bid) == before
 
 
-async def collected_at_recycler(s: Stack) -> str:
-    bid = await removed(s, consignee=ORGS["collector"])
+async def collected_at_recycler(s: Stack, model_id: str = "NCM-PACK-77") -> str:
+    bid = await removed(s, model_id, consignee=ORGS["collector"])
     await s.ok(bid, "COLLECTED", "collector")
     await s.ok(bid, "TRANSFERRED", "collector", data={"to": ORGS["recycler"]})
     return bid
 
 
 async def test_huge_floats_are_refused_and_the_largest_legal_one_verifies(s: Stack) -> None:
-    bid = await collected_at_recycler(s)
+    # A battery registered as heavy as the largest legal number, so that input mass is plausible for it.
+    heavy = {"id": "HEAVY-PACK", "kind": "pack", "chemistry": "NCM", "rated_capacity_ah": 1, "nominal_voltage_v": 1}
+    heavy |= {"rated_energy_kwh": 1, "mass_kg": FLOAT_MAX}
+    r = await s.registry.post("/v1/models", json=heavy, headers=s.as_role("manufacturer"))
+    assert r.status_code == 201, r.text
+    bid = await collected_at_recycler(s, "HEAVY-PACK")
     huge = {**DATA["RECYCLED"], "input_mass_kg": 1e20, "black_mass_kg": 1e19}
     body = refused(await s.post(bid, "RECYCLED", "recycler", data=huge), 422, "validation-error")
     named(body, "data.input_mass_kg")
@@ -290,7 +295,8 @@ _events = st.fixed_dictionaries(
         "cycles": st.integers(min_value=0, max_value=INT_MAX),
         "description": _text,
         "site": st.text(max_size=20, alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
-        "input": st.floats(min_value=1e-300, max_value=FLOAT_MAX, allow_nan=False),
+        # Within the plausible band (25 %) of the test battery's registered 477 kg.
+        "input": st.floats(min_value=477 * 0.75, max_value=477 * 1.25, allow_nan=False),
         "share": st.floats(min_value=0, max_value=1),
         "recovered": st.dictionaries(st.sampled_from(["lithium", "nickel", "cobalt", "manganese", "lead"]), _kg),
     }

@@ -152,11 +152,19 @@ def _object_data(etype: EventType, event: Mapping[str, Any], disposition: str) -
         place = (event.get("bizLocation") or {}).get("id")
         return {"centre": _ext(event, "centre") or (site_of(place) if place else None), "region": _ext(event, "region")}
     if etype is EventType.GRADED:
-        return {"soh_pct": _sensor(event, "StateOfHealth"), "grade": GRADE_DISPOSITIONS.get(disposition)}
+        data = {"soh_pct": _sensor(event, "StateOfHealth"), "grade": GRADE_DISPOSITIONS.get(disposition)}
+        return data | ({"pre_removal": _ext(event, "preRemoval")} if _ext(event, "preRemoval") is not None else {})
     if etype is EventType.REPURPOSED:
         return {"new_application": _ext(event, "newApplication"), "rated_capacity": _ext(event, "ratedCapacityKWh")}
     if etype is EventType.SAFETY_INSPECTED:
         data = {"result": SAFETY_DISPOSITIONS.get(disposition), "body": _ext(event, "inspectionBody")}
+        certificate = {  # KC 10031: the certificate and its report
+            "certificate_number": _ext(event, "certificateNumber"),
+            "edition": _ext(event, "edition"),
+            "valid_until": _ext(event, "validUntil"),
+            "report_ref": _ext(event, "reportRef"),
+        }
+        data |= {k: v for k, v in certificate.items() if v is not None}
         return data | ({"standard": _ext(event, "standard")} if _ext(event, "standard") else {})
     if etype is EventType.INCIDENT:
         data = {"kind": _ext(event, "incidentKind"), "severity": _ext(event, "severity")}

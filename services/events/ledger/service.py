@@ -65,7 +65,9 @@ async def state(
     if found is None:
         raise _unknown(battery_id)
     await check_may_read(session, principal, battery_id)  # a certifier of it too: it certifies this state
-    return found | {"allowed_events": allowed_events(State(found["state"]), found.get("grade"))}
+    return found | {
+        "allowed_events": allowed_events(State(found["state"]), found.get("grade"), found.get("pre_removal_grade"))
+    }
 
 
 #: The most events one /verify answer re-hashes (its page); a longer chain is checked page by page.

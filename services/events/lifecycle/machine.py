@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from services.events.lifecycle.plausibility import Facts, Implausible, Readings, Tolerances, check, observe
 from services.events.lifecycle.rules import (
     ASSEMBLY_PAIRS,
+    DESIGNATED_BODIES,
     NAMES_CONSIGNEE,
+    NEEDS_CERTIFICATE,
+    PRE_GRADED_SOURCES,
     Custody,
     Rule,
+    admits,
     allowed_events,
+    is_pre_removal,
     may_hold,
     rule_for,
 )
@@ -43,17 +49,36 @@ def _plain(value: Any) -> Any:
 # ---- inputs ----
 @dataclass(frozen=True, slots=True)
 class SafetyInspection:
-    """The battery's latest SAFETY_INSPECTED (since its last remanufacturing or repurposing)."""
+    """The battery's latest SAFETY_INSPECTED (since its last remanufacturing or repurposing): its KC 10031
+    certificate (None members: not given, e.g. on a failed inspection, or recorded before certificates were)."""
 
     standard: str
     result: str
     body: str
     at: str
     event_id: str
+    certificate_number: str | None = None
+    edition: str | None = None
+    valid_until: str | None = None  # ISO date: the last day the certificate is valid
+    report_ref: str | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SafetyInspection:
-        return cls(value["standard"], value["result"], value["body"], value["at"], value["event_id"])
+        return cls(
+            value["standard"],
+            value["result"],
+            value["body"],
+            value["at"],
+            value["event_id"],
+            value.get("certificate_number"),
+            value.get("edition"),
+            value.get("valid_until"),
+            value.get("report_ref"),
+        )
+
+    def valid_on(self, day: date) -> bool:
+        """A passing certificate valid on that day."""
+        return self.result == "pass" and self.valid_until is not None and date.fromisoformat(self.valid_until) >= day
 
     def as_json(self) -> dict[str, Any]:
         return as_row(self)
@@ -76,14 +101,20 @@ class BatteryState:
     safety_inspection: SafetyInspection | None = None
     parent_id: str | None = None
     consignee: str | None = None  # named by the custodian's REMOVED; may take custody by COLLECTED
+    pre_removal_grade: Grade | None = None  # a grade given in service, deciding what follows the removal
+    facts: Facts = field(default_factory=Facts)  # the registry's facts the plausibility rules compare with
+    readings: Readings = field(default_factory=Readings)  # the last SoH and cycle count, for the plausibility rules
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> BatteryState:
         values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
-        grade, si = values.get("grade"), values.get("safety_inspection")
+        grade, si, pre = values.get("grade"), values.get("safety_inspection"), values.get("pre_removal_grade")
         values["state"] = State(values["state"])
         values["grade"] = None if grade is None else Grade(grade)
+        values["pre_removal_grade"] = None if pre is None else Grade(pre)
         values["safety_inspection"] = None if si is None else SafetyInspection.from_json(si)
+        values["facts"] = Facts.from_json(values.get("facts"))
+        values["readings"] = Readings.from_json(values.get("readings"))
         return cls(**values)
 
     def as_row(self) -> dict[str, Any]:
@@ -223,9 +254,9 @@ def postable(etype: EventType) -> Refusal | None:
     return None
 
 
-def authorize(etype: EventType, poster: Poster) -> Refusal | None:
+def authorize(etype: EventType, poster: Poster, data: Mapping[str, Any] | None = None) -> Refusal | None:
     """The poster's role may post the type (a postable one)."""
-    rule = rule_for(etype)
+    rule = rule_for(etype, data)
     if poster.role not in rule.roles:
         return Refusal(
             403,
@@ -246,8 +277,10 @@ def genesis(
     manufactured_at: datetime,
     site: str | None,
     recorded_at: datetime,
+    facts: Facts = Facts(),
 ) -> Transition:
-    """A registered battery's first state and its MANUFACTURED ledger row (sequence 1)."""
+    """A registered battery's first state and its MANUFACTURED ledger row (sequence 1); `facts`: what the registry
+    says of it that the plausibility rules compare with."""
     fields: dict[str, Any] = {
         "event_id": manufactured_event_id(battery_id),
         "battery_id": battery_id,
@@ -290,6 +323,7 @@ def genesis(
         sequence=1,
         last_hash=digest,
         last_event_at=manufactured_at,
+        facts=facts,
     )
     return Transition(state, row)
 
@@ -304,12 +338,15 @@ def apply(
     declared: DeclaredEvent | None = None,
     max_ahead: timedelta = MAX_AHEAD,
     receiver: Receiver | None = None,
+    tolerances: Tolerances = Tolerances(),
+    designated_bodies: Sequence[str] = DESIGNATED_BODIES,
 ) -> Transition | Refusal:
     """Apply one event. `parent`: the state of `data.parent_id` (ASSEMBLED, DISASSEMBLED); `declared`: the
     event `data.declared_event_id` names (ERROR_DECLARED); `receiver`: what the participant directory says of
     TRANSFERRED's `data.to` (None: not looked up, the receiver is not checked). None where it is not known.
-    `recorded_at` is the server's clock: `occurred_at` may be at most `max_ahead` later."""
-    refusal = postable(event.type) or authorize(event.type, poster)
+    `recorded_at` is the server's clock: `occurred_at` may be at most `max_ahead` later. `tolerances`: how far
+    reported numbers may stray (`plausibility`); `designated_bodies`: who may issue KC 10031 certificates."""
+    refusal = postable(event.type) or authorize(event.type, poster, event.data)
     if refusal is not None:
         return refusal
     if state is None:
@@ -322,7 +359,7 @@ def apply(
             f"expected_sequence {event.expected_sequence} but battery {event.battery_id} is at {state.sequence}.",
             extra={"current_sequence": state.sequence},
         )
-    rule = rule_for(event.type)
+    rule = rule_for(event.type, event.data)
     if event.type is EventType.ERROR_DECLARED:
         refusal = _check_declaration(event, declared, poster)
         if refusal is not None:
@@ -349,11 +386,50 @@ def apply(
         refusal = _check_receiver(state, receiver)
         if refusal is not None:
             return refusal
-    return _transition(state, poster, event, rule, moved, recorded_at)
+    if event.type is EventType.SAFETY_INSPECTED:
+        refusal = _check_certificate(event, designated_bodies)
+        if refusal is not None:
+            return refusal
+    # After the custody check: the numbers a refusal names (a battery's registered content) reach only its holder.
+    verdict = check(event.type, event.data, state.facts, state.readings, tolerances)
+    if verdict.implausible is not None:
+        return implausible(verdict.implausible)
+    return _transition(state, poster, event, rule, moved, recorded_at, verdict.unchecked)
+
+
+def implausible(found: Implausible) -> Refusal:
+    """A broken plausibility rule as the problem the client gets: its code names the rule, its members the
+    numbers."""
+    return Refusal(
+        422,
+        found.code,
+        "Implausible report",
+        found.detail,
+        (field_error(found.field, found.rule, found.detail),),
+        extra={"rule": found.rule, **found.numbers},
+    )
+
+
+def _check_certificate(event: Event, designated_bodies: Sequence[str]) -> Refusal | None:
+    """A KC 10031 certificate comes from a designated body and is not already expired when issued."""
+    data = event.data
+    if data["body"] not in designated_bodies:
+        return invalid(
+            f"'{data['body']}' is not a body designated for KC 10031 safety inspections "
+            f"(designated: {', '.join(designated_bodies)}).",
+            field_error("data.body", "designated-body", "not a designated inspection body"),
+        )
+    valid_until = data.get("valid_until")
+    if valid_until is not None and date.fromisoformat(valid_until) < event.occurred_at.date():
+        return invalid(
+            f"valid_until {valid_until} precedes the inspection ({event.occurred_at.date().isoformat()}).",
+            field_error("data.valid_until", "not-before-inspection", "precedes the inspection"),
+        )
+    return None
 
 
 def _illegal(state: BatteryState, etype: EventType, why: str) -> Refusal:
-    allowed = [e.value for e in allowed_events(state.state, state.grade)]
+    allowed = [e.value for e in allowed_events(state.state, state.grade, state.pre_removal_grade)]
     return Refusal(
         409,
         "illegal-transition",
@@ -365,17 +441,40 @@ def _illegal(state: BatteryState, etype: EventType, why: str) -> Refusal:
 
 
 def _check_source(state: BatteryState, event: Event, rule: Rule) -> Refusal | None:
-    """The battery's state (and grade, and safety inspection) admits the event."""
-    current = state.state
-    if current not in rule.sources:
+    """The battery's state (and grade, grade before removal, and certificate) admits the event."""
+    current, pre = state.state, state.pre_removal_grade
+    if not admits(rule, current, state.grade, pre):
+        if rule.grade is not None and current in PRE_GRADED_SOURCES and pre is not None:
+            return _illegal(state, event.type, f" (graded '{pre.value}' before removal, not '{rule.grade.value}')")
+        if rule.grade is not None and current is State.graded:
+            grade = None if state.grade is None else state.grade.value
+            return _illegal(state, event.type, f" (graded '{grade}', not '{rule.grade.value}')")
+        if event.type is EventType.GRADED:
+            hint = (
+                " (pre-removal grading is for a battery in service)"
+                if is_pre_removal(event.type, event.data)
+                else " (in service, only a pre-removal grading: data.pre_removal = true)"
+                if current is State.in_service
+                else ""
+            )
+            return _illegal(state, event.type, hint)
         return _illegal(state, event.type, "")
-    if rule.grade is not None and current is State.graded and state.grade != rule.grade:
-        grade = None if state.grade is None else state.grade.value
-        return _illegal(state, event.type, f" (graded '{grade}', not '{rule.grade.value}')")
-    if event.type is EventType.INSTALLED and current is State.repurposed:
-        si = state.safety_inspection
+    if event.type is EventType.INSTALLED and current in NEEDS_CERTIFICATE:
+        si, day = state.safety_inspection, event.occurred_at.date()
         if si is None or si.result != "pass":
-            return _illegal(state, event.type, " (a repurposed battery needs a passing SAFETY_INSPECTED first)")
+            return _illegal(
+                state,
+                event.type,
+                f" (a {current.value} battery needs a passing SAFETY_INSPECTED first)",
+            )
+        if not si.valid_on(day):
+            expired = "has no validity date" if si.valid_until is None else f"expired on {si.valid_until}"
+            return _illegal(
+                state,
+                event.type,
+                f" (its KC 10031 certificate {si.certificate_number or si.event_id} {expired}: a new "
+                "SAFETY_INSPECTED is needed)",
+            )
     return None
 
 
@@ -559,16 +658,32 @@ def _transition(
     rule: Rule,
     moved: _Moved,
     recorded_at: datetime,
+    unchecked: Sequence[str] = (),
 ) -> Transition:
-    grade, si = state.grade, state.safety_inspection
+    grade, si, pre = state.grade, state.safety_inspection, state.pre_removal_grade
     if event.type is EventType.GRADED:
         grade = Grade(event.data["grade"])
+        pre = grade if is_pre_removal(event.type, event.data) else None  # a grading after removal replaces it
+    if event.type in (EventType.REMANUFACTURED, EventType.REPURPOSED, EventType.RECYCLED, EventType.DISPOSED):
+        pre = None  # the grade given before removal has decided
     if event.type in (EventType.REMANUFACTURED, EventType.REPURPOSED):
         si = None  # a new passport: its safety inspection starts afresh
     if event.type is EventType.SAFETY_INSPECTED:
+        d = event.data
         si = SafetyInspection(
-            event.data["standard"], event.data["result"], event.data["body"], ts(event.occurred_at), event.event_id
+            d["standard"],
+            d["result"],
+            d["body"],
+            ts(event.occurred_at),
+            event.event_id,
+            d.get("certificate_number"),
+            d.get("edition"),
+            d.get("valid_until"),
+            d.get("report_ref"),
         )
+    readings = observe(state.readings, event.type, event.event_id, event.data)
+    # The rules that lacked a fact the battery lacks: accepted, and flagged in the ledger (the portal shows it).
+    data = {**event.data, "unchecked": list(unchecked)} if unchecked else dict(event.data)
     after = rule.target if rule.target is not None else state.state
     custodian = moved.custodian
     # The ordering clock (what the next event may not precede) moves only with the custodian's events and with
@@ -587,7 +702,7 @@ def _transition(
         "actor": poster.org,
         "actor_role": poster.role.value,
         "location": dict(event.location),
-        "data": dict(event.data),
+        "data": data,
         "state_after": after.value,
         "custodian_after": custodian,
     }
@@ -620,5 +735,7 @@ def _transition(
         safety_inspection=si,
         parent_id=moved.parent_id,
         consignee=moved.consignee,
+        pre_removal_grade=pre,
+        readings=readings,
     )
     return Transition(new, row)

@@ -33,6 +33,13 @@ class BatteryState(Base, table=True):
     safety_inspection: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     parent_id: str | None = Field(default=None, sa_type=Text)
     consignee: str | None = Field(default=None, sa_type=Text)
+    pre_removal_grade: str | None = Field(default=None, sa_type=Text)
+    #: The registry's facts the plausibility rules compare with (material content, mass, rated energy).
+    facts: dict[str, Any] = Field(
+        default_factory=dict, sa_type=JSONB, sa_column_kwargs={"server_default": text("'{}'::jsonb")}
+    )
+    #: The last SoH and cycle count, each with the event that gave it.
+    readings: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     updated_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
 
 

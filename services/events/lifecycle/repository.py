@@ -5,10 +5,11 @@ capture path is the hot path of the whole system: arrays in, arrays out, no ORM 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.lifecycle.models import BatteryState, LedgerEntry
@@ -74,6 +75,15 @@ _MOVE_STATES = (
     + f", updated_at = now() FROM {unnest(_MOVED, len(_LEDGER) + len(_MESSAGE) + 1)} AS u({names(_MOVED)}) "
     "WHERE b.battery_id = u.battery_id RETURNING 1)"
 )
+#: A registration arriving after the battery's ledger began by read-through (which answers no material content)
+#: completes the facts the plausibility rules use; rows locked in ID order, as capture locks them.
+_FILL_FACTS = (
+    f"WITH u AS (SELECT * FROM unnest($1::text[], $2::jsonb[]) AS u(battery_id, facts)), "
+    f"l AS (SELECT b.battery_id FROM {qualified(_state)} b JOIN u USING (battery_id) "
+    "WHERE b.facts IS DISTINCT FROM u.facts ORDER BY b.battery_id FOR UPDATE OF b) "
+    f"UPDATE {qualified(_state)} b SET facts = u.facts FROM u JOIN l USING (battery_id) "
+    "WHERE b.battery_id = u.battery_id"
+)
 _APPEND = (
     f"WITH l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT * FROM {unnest(_LEDGER)} RETURNING 1)",
     f" INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) SELECT * FROM {unnest(_MESSAGE, len(_LEDGER) + 1)}",
@@ -84,10 +94,14 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+_JSON_STATE = [c.name for c in _STATE if isinstance(c.type, JSONB)]
+
+
 def _state_row(r: Any) -> dict[str, Any]:
     d = dict(r)
-    if d.get("safety_inspection") is not None:
-        d["safety_inspection"] = json_value(d["safety_inspection"])
+    for name in _JSON_STATE:
+        if d.get(name) is not None:
+            d[name] = json_value(d[name])
     return d
 
 
@@ -133,6 +147,28 @@ async def insert_genesis(session: AsyncSession, states: Sequence[dict[str, Any]]
     conn = await raw_connection(session)
     rows = await conn.fetch(_INSERT_GENESIS, *column_arrays(states, _GENESIS))
     return {r["battery_id"] for r in rows}
+
+
+_READING_EVENTS = (
+    f"SELECT sequence, type, event_id::text AS event_id, data FROM {qualified(_ledger)} "
+    "WHERE battery_id = $1 AND type = ANY($2::text[]) ORDER BY sequence"
+)
+
+
+async def reading_events(session: AsyncSession, battery_id: str, types: Sequence[str]) -> list[dict[str, Any]]:
+    """The battery's events of these types, in sequence order (what its plausibility readings follow)."""
+    conn = await raw_connection(session)
+    rows = await conn.fetch(_READING_EVENTS, battery_id, list(types))
+    return [{**dict(r), "data": json_value(r["data"])} for r in rows]
+
+
+async def fill_facts(session: AsyncSession, facts: Mapping[str, dict[str, Any]]) -> None:
+    """Set the registry facts of batteries whose ledgers exist (by battery ID)."""
+    if not facts:
+        return
+    conn = await raw_connection(session)
+    ids = sorted(facts)
+    await conn.execute(_FILL_FACTS, ids, [_json(facts[i]) for i in ids])
 
 
 async def write(

@@ -49,7 +49,13 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1). E
 
 
 def _clock(request: Request) -> dict[str, Any]:
-    return {"max_ahead": timedelta(seconds=request.app.state.settings.occurred_at_max_ahead_s)}
+    """The settings the rules take: clock skew, plausibility margins, KC 10031 bodies."""
+    settings = request.app.state.settings
+    return {
+        "max_ahead": timedelta(seconds=settings.occurred_at_max_ahead_s),
+        "tolerances": settings.plausibility_tolerances(),
+        "designated_bodies": tuple(settings.kc_designated_bodies),
+    }
 
 
 @router.post(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from shared.access import AUTHORITY, Role
 from shared.contract.lifecycle import FINAL_STATES, EventType, Grade, State
@@ -94,24 +96,51 @@ NAMES_CONSIGNEE = frozenset({EventType.REMOVED})
 ERROR_DECLARATION = _r(frozenset(State), None, OPERATIONAL | AUTHORITY, Custody.none)
 
 
-def rule_for(etype: EventType) -> Rule:
-    return ERROR_DECLARATION if etype is EventType.ERROR_DECLARED else RULES[etype]
+#: Pre-removal grading (탈거 전 성능평가, MOLIT's regime from 2027): an assessor grades a battery still in service
+#: (GRADED with `data.pre_removal`), without holding it; the state stays in_service. The grade then decides what may
+#: follow once the battery is removed (`PRE_GRADED_SOURCES`), as a grade given after collection does.
+PRE_REMOVAL_GRADING = _r({S.in_service}, None, {Role.assessor}, Custody.none)
+
+#: Where a pre-removal grade admits the event its grade decides (REMANUFACTURED, REPURPOSED, RECYCLED) as if the
+#: battery were graded: once removed, and once collected. A later GRADED after removal replaces the grade.
+PRE_GRADED_SOURCES = frozenset({S.removed, S.collected})
+
+#: The bodies designated for KC 10031 safety inspections of reused batteries, unless the events setting
+#: `kc_designated_bodies` names others: Korea Testing Laboratory, Korea Testing & Research Institute, Korea Testing
+#: Certification, Korea Conformity Laboratories.
+DESIGNATED_BODIES = ("KTL", "KTR", "KTC", "KCL")
+
+#: The states a battery may be INSTALLED from only with a passing, unexpired KC 10031 certificate (DOMAIN ¹).
+NEEDS_CERTIFICATE = frozenset({S.repurposed, S.remanufactured})
+
+
+def is_pre_removal(etype: EventType, data: Mapping[str, Any] | None) -> bool:
+    return etype is EventType.GRADED and bool(data and data.get("pre_removal"))
+
+
+def rule_for(etype: EventType, data: Mapping[str, Any] | None = None) -> Rule:
+    """The event's rule; a GRADED with `data.pre_removal` follows PRE_REMOVAL_GRADING."""
+    if etype is EventType.ERROR_DECLARED:
+        return ERROR_DECLARATION
+    return PRE_REMOVAL_GRADING if is_pre_removal(etype, data) else RULES[etype]
 
 
 #: Which child kinds may go into which parent kinds.
 ASSEMBLY_PAIRS = {("cell", "module"), ("module", "pack"), ("cell", "pack")}
 
 
-def allowed_events(state: State, grade: str | None = None) -> list[EventType]:
+def admits(rule: Rule, state: State, grade: str | None, pre_removal_grade: str | None) -> bool:
+    """Whether the rule admits a battery in `state` with that grade (and grade given before removal)."""
+    if rule.grade is not None and state in PRE_GRADED_SOURCES and pre_removal_grade is not None:
+        return pre_removal_grade == rule.grade.value
+    if state not in rule.sources:
+        return False
+    return rule.grade is None or state is not State.graded or grade == rule.grade.value
+
+
+def allowed_events(state: State, grade: str | None = None, pre_removal_grade: str | None = None) -> list[EventType]:
     """Event types whose source states include `state` (roles and custody aside)."""
-    out = []
-    for etype, rule in RULES.items():
-        if state not in rule.sources:
-            continue
-        if rule.grade is not None and state is State.graded and grade != rule.grade.value:
-            continue
-        out.append(etype)
-    return out
+    return [etype for etype, rule in RULES.items() if admits(rule, state, grade, pre_removal_grade)]
 
 
 # ---- who may receive custody (TRANSFERRED's receiver) ----

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -72,6 +72,11 @@ class CollectedData(_Data):
 class GradedData(_Data):
     soh_pct: Percent
     grade: Grade
+    pre_removal: bool | None = Field(
+        None,
+        description="True: a pre-removal grading (탈거 전 성능평가) of a battery still in service, posted by an "
+        "assessor without custody; the state stays in_service and the grade decides what may follow the removal.",
+    )
 
 
 class RemanufacturedData(_Data):
@@ -84,9 +89,25 @@ class RepurposedData(_Data):
 
 
 class SafetyInspectedData(_Data):
+    """A KC 10031 safety inspection of a reused battery and the certificate it issues."""
+
+    certificate_number: (
+        Annotated[str, Field(min_length=1, max_length=64, description="Required when the result is pass.")] | None
+    ) = None
+    body: Annotated[
+        str, Field(min_length=1, max_length=128, description="The inspection body: one of the designated bodies.")
+    ]
     standard: Annotated[str, Field(min_length=1, max_length=64)] = "KC 10031"
+    edition: Annotated[str, Field(min_length=1, max_length=32, examples=["2024"])]
     result: Literal["pass", "fail"]
-    body: Annotated[str, Field(min_length=1, max_length=128, description="The inspection body.")]
+    valid_until: date | None = Field(None, description="The certificate's last valid day; required when pass.")
+    report_ref: Annotated[str, Field(min_length=1, max_length=256, description="The inspection report's reference.")]
+
+    @model_validator(mode="after")
+    def _certificate(self) -> SafetyInspectedData:
+        if self.result == "pass" and (self.certificate_number is None or self.valid_until is None):
+            raise ValueError("a passing inspection names its certificate_number and valid_until")
+        return self
 
 
 if TYPE_CHECKING:  # built from the contract's material names; to a type checker, a model
@@ -99,13 +120,7 @@ class RecycledData(_Data):
     process: Annotated[str, Field(min_length=1, max_length=64, examples=["hydrometallurgy"])]
     input_mass_kg: Positive
     black_mass_kg: NonNegative
-    recovered_kg: Materials
-
-    @model_validator(mode="after")
-    def _mass_balance(self) -> RecycledData:
-        if self.black_mass_kg > self.input_mass_kg:
-            raise ValueError("black_mass_kg cannot exceed input_mass_kg")
-        return self
+    recovered_kg: Materials  # black mass ≤ input mass and the rest: services/events/lifecycle/plausibility.py
 
 
 class DisposedData(_Data):
@@ -238,6 +253,7 @@ class StateOut(BaseModel):
     sequence: int
     last_event_at: datetime
     grade: Grade | None = None
+    pre_removal_grade: Grade | None = None
     safety_inspection: dict[str, Any] | None = None
     parent_id: str | None = None
     allowed_events: list[EventType] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ from services.events.lifecycle.machine import (
     Refusal,
     Transition,
 )
+from services.events.lifecycle.plausibility import READING_EVENTS, Facts, Tolerances, replay
+from services.events.lifecycle.rules import DESIGNATED_BODIES
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventResult
 from shared.auth import Principal, Role
 from shared.contract.lifecycle import EventType, canonical_json, ts
@@ -59,6 +62,7 @@ def _genesis(battery: Mapping[str, Any], recorded_at: datetime) -> Transition:
         manufactured_at=manufactured_at,
         site=battery.get("manufacturing_site"),
         recorded_at=recorded_at,
+        facts=Facts.from_registry(battery),
     )
 
 
@@ -97,6 +101,9 @@ async def start_ledgers(session: AsyncSession, batteries: Sequence[dict[str, Any
     firsts = [_genesis(b, now) for b in unique.values()]
     inserted = await repo.insert_genesis(session, [t.state.as_row() for t in firsts])
     fresh = [t for t in firsts if t.state.battery_id in inserted]
+    # The stream's registration (its model nested) is the whole record: it completes facts a read-through began.
+    complete = {t.state.battery_id: t.state.facts.as_json() for t in firsts if "model" in unique[t.state.battery_id]}
+    await repo.fill_facts(session, {bid: f for bid, f in complete.items() if bid not in inserted})
     if fresh:
         await repo.write(
             session,
@@ -142,7 +149,7 @@ def _prepare(ev: EventIn, poster: Poster) -> Event | Refusal:
     except ValidationError as exc:
         errs = validation_errors(exc.errors(), prefix=("data",))
         return machine.invalid(f"{errs[0]['field']}: {errs[0]['message']} (for {ev.type.value})", *errs)
-    refusal = machine.authorize(ev.type, poster)
+    refusal = machine.authorize(ev.type, poster, data)
     if refusal is not None:
         return refusal
     return Event(
@@ -165,10 +172,13 @@ async def capture(
     *,
     max_ahead: timedelta = machine.MAX_AHEAD,
     receivers: ParticipantLookup | None = None,
+    tolerances: Tolerances = Tolerances(),
+    designated_bodies: Sequence[str] = DESIGNATED_BODIES,
 ) -> list[EventResult]:
     """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `max_ahead`: how
     far ahead of the server's clock an `occurred_at` may be; `receivers`: the participant directory
-    TRANSFERRED's receivers are checked against (None: not checked)."""
+    TRANSFERRED's receivers are checked against (None: not checked); `tolerances` and `designated_bodies`: the
+    plausibility margins and the KC 10031 inspection bodies (the events settings)."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
@@ -264,6 +274,8 @@ async def capture(
                 declared=declared,
                 max_ahead=max_ahead,
                 receiver=found_receivers.get(ev.data["to"]) if ev.type is EventType.TRANSFERRED else None,
+                tolerances=tolerances,
+                designated_bodies=designated_bodies,
             )
         )
         if isinstance(step, Refusal):
@@ -271,6 +283,8 @@ async def capture(
             failed_batteries.add(ev.battery_id)
             continue
         new, row = step.state, step.row
+        if row.type is EventType.ERROR_DECLARED and isinstance(declared, DeclaredEvent):
+            new = await _readings_after_declaration(session, new, declared, [*rows, row])
         work[ev.battery_id] = new
         rows.append(row)
         known.append(DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
@@ -284,6 +298,22 @@ async def capture(
         changed = sorted({r.battery_id for r in rows})
         await repo.write(session, [r.as_row() for r in rows], [work[b].as_row() for b in changed], messages)
     return [results[i] for i in range(len(prepared))]
+
+
+async def _readings_after_declaration(
+    session: AsyncSession, state: BatteryState, declared: DeclaredEvent, pending: Sequence[LedgerRow]
+) -> BatteryState:
+    """After an error declaration of a reading (an INSPECTED or GRADED), the readings replayed from the battery's
+    history without the events declared in error (`plausibility.replay`): the ledger's, then this batch's."""
+    if declared.type not in READING_EVENTS:
+        return state
+    types = sorted(t.value for t in READING_EVENTS)
+    stored = await repo.reading_events(session, state.battery_id, types)
+    history = [(EventType(r["type"]), r["event_id"], r["data"]) for r in stored]
+    history += [
+        (r.type, r.event_id, r.data) for r in pending if r.battery_id == state.battery_id and r.type in READING_EVENTS
+    ]
+    return replace(state, readings=replay(history))
 
 
 def _problem(refusal: Refusal) -> EventProblem:

@@ -156,7 +156,16 @@ def _extensions(t: str, data: Mapping[str, Any]) -> dict[str, Any]:
     if t == "REPURPOSED":
         return {"newApplication": data.get("new_application"), "ratedCapacityKWh": data.get("rated_capacity")}
     if t == "SAFETY_INSPECTED":
-        return {"standard": data.get("standard"), "inspectionBody": data.get("body")}
+        return {
+            "standard": data.get("standard"),
+            "inspectionBody": data.get("body"),
+            "certificateNumber": data.get("certificate_number"),
+            "edition": data.get("edition"),
+            "validUntil": data.get("valid_until"),
+            "reportRef": data.get("report_ref"),
+        }
+    if t == "GRADED":
+        return {"preRemoval": data.get("pre_removal")}
     if t == "INCIDENT":
         return {
             "incidentKind": data.get("kind"),

@@ -20,7 +20,7 @@ from services.portal.ingest.schemas import (
     ModelIn,
     ParticipantIn,
 )
-from shared.contract.lifecycle import EventType
+from shared.contract.lifecycle import MATERIALS, EventType
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.contract.streams import (
     ALIAS_ADDED,
@@ -46,7 +46,9 @@ REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | A
     BATTERY_REGISTERED: BatteryRegisteredIn,
     ALIAS_ADDED: AliasAddedIn,
 }
-RECOVERED = ("lithium", "nickel", "cobalt", "manganese", "copper")
+#: Every material a recycler may report recovered, and a battery's registered content may name (the contract's).
+RECOVERED = MATERIALS
+#: The content always counted (0 when not registered); the contract's other materials where registered.
 CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
 REUSE_TYPES = {EventType.REPURPOSED.value, EventType.REMANUFACTURED.value}
 
@@ -173,6 +175,9 @@ class Head:
     life: int = 0
     status: str = "original"
     safety: str | None = None
+    certificate_number: str | None = None  # the latest KC 10031 certificate of this life (None: none passing)
+    certificate_body: str | None = None
+    certificate_valid_until: date | None = None
     installed_at: datetime | None = None
     recycled_month: date | None = None
     recycled_region: str | None = None
@@ -267,15 +272,39 @@ def fold(events: Sequence[TimelineEvent]) -> Head:
             changes["parent_id"] = None
         elif kind in REUSE_TYPES:
             # A new life and a new passport (EU rule); it is put into service anew.
-            changes.update(life=head.life + 1, status=kind.lower(), safety=None, installed_at=None)
+            changes.update(life=head.life + 1, status=kind.lower(), safety=None, installed_at=None, **NO_CERTIFICATE)
         elif kind == "SAFETY_INSPECTED":
             changes["safety"] = data.get("result")
+            changes.update(certificate(data))
         elif kind == "RECYCLED":
             changes.update(status="waste", recycled_month=month_of(e.occurred_at), recycled_region=event_region(e))
         elif kind == "DISPOSED":
             changes["status"] = "waste"
         head = replace(head, **changes)
     return head
+
+
+NO_CERTIFICATE: dict[str, Any] = {"certificate_number": None, "certificate_body": None, "certificate_valid_until": None}
+
+
+def certificate(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The head's certificate after a SAFETY_INSPECTED: a passing one's number, body and validity; a failed one
+    leaves none (the battery may not be installed on it)."""
+    until = data.get("valid_until")
+    if data.get("result") != "pass" or not until:
+        return NO_CERTIFICATE
+    return {
+        "certificate_number": data.get("certificate_number"),
+        "certificate_body": data.get("body"),
+        "certificate_valid_until": date.fromisoformat(until),
+    }
+
+
+def lithium_based(chemistry: str | None) -> str:
+    """'lithium' or 'other' for the EU recycling-efficiency targets (Annex XII part B); '' when not known yet."""
+    if not chemistry:
+        return ""
+    return "other" if chemistry == "sodium-ion" else "lithium"
 
 
 def event_region(e: TimelineEvent) -> str | None:
@@ -330,6 +359,8 @@ def advance(
             facts, kind=facts.kind or envelope.kind, manufacturer=facts.manufacturer or envelope.manufacturer
         )
     battery = replace(before, facts=facts, head=fold(timeline) if timeline else before.head)
+    if registration is not None and not before.facts.registered:
+        late_registration_flows(flows, timeline, battery, inserted)
     for e in timeline:
         if (battery.id, e.sequence) in inserted:
             event_flows(flows, e, timeline, battery)
@@ -407,9 +438,10 @@ def event_flows(flows: Flows, e: TimelineEvent, timeline: Sequence[TimelineEvent
     elif kind == "REMOVED":
         flows.add("removed", month, region, data["reason"])
     elif kind == "COLLECTED":
-        flows.add("collected", month, data["region"], data["centre"])
+        collected_flow(flows, e, battery)
     elif kind == "GRADED":
-        flows.add("graded", month, region, data["grade"], soh_pct=data["soh_pct"])
+        pre = "pre_removal" if data.get("pre_removal") else ""
+        flows.add("graded", month, region, data["grade"], pre, soh_pct=data["soh_pct"])
     elif kind == "SAFETY_INSPECTED":
         flows.add("safety_inspected", month, region, data["result"], data["body"], data.get("standard", "KC 10031"))
     elif kind == "INCIDENT":
@@ -420,16 +452,48 @@ def event_flows(flows: Flows, e: TimelineEvent, timeline: Sequence[TimelineEvent
     if kind in ("REPURPOSED", "REMANUFACTURED", "RECYCLED"):
         flows.add("outcome", month, region, kind.lower(), manufacturer, battery_kind)
     if kind == "RECYCLED":
-        recovered = data["recovered_kg"]
-        flows.add(
-            "recycled",
-            month,
-            region,
-            data["process"],
-            input_mass_kg=data["input_mass_kg"],
-            black_mass_kg=data["black_mass_kg"],
-            **{m: recovered.get(m, 0.0) for m in RECOVERED},
-        )
+        recycled_flow(flows, e, battery, lithium_based(battery.facts.chemistry))
+
+
+def collected_flow(flows: Flows, e: TimelineEvent, battery: Battery, n: int = 1) -> None:
+    """A collection: one battery, its registered mass and rated energy (when registered)."""
+    model: Mapping[str, Any] = battery.facts.model or {}
+    kg, kwh = model.get("mass_kg"), model.get("rated_energy_kwh")
+    flows.add("collected", month_of(e.occurred_at), e.data["region"], e.data["centre"], n=n, kg=kg, kwh=kwh)
+
+
+def recycled_flow(flows: Flows, e: TimelineEvent, battery: Battery, family: str, sign: int = 1) -> None:
+    """A recycling, keyed by process, recycler (its custodian's event) and chemistry family; `sign` -1 takes one
+    back out."""
+    data, recovered = e.data, e.data["recovered_kg"]
+    flows.add(
+        "recycled",
+        month_of(e.occurred_at),
+        event_region(e) or battery.head.region or "",
+        data["process"],
+        e.custodian_after,
+        family,
+        n=sign,
+        input_mass_kg=sign * data["input_mass_kg"],
+        black_mass_kg=sign * data["black_mass_kg"],
+        **{m: sign * recovered.get(m, 0.0) for m in RECOVERED},
+    )
+
+
+def late_registration_flows(
+    flows: Flows, timeline: Sequence[TimelineEvent], battery: Battery, inserted: set[tuple[str, int]]
+) -> None:
+    """The registration arrived after events counted without its facts (the streams are independent): their
+    collected mass and energy are added now, and their recyclings move to the battery's chemistry family."""
+    family = lithium_based(battery.facts.chemistry)
+    for e in timeline:
+        if (battery.id, e.sequence) in inserted:
+            continue  # counted with the facts just now
+        if e.type == "COLLECTED":
+            collected_flow(flows, e, battery, n=0)
+        elif e.type == "RECYCLED" and family:
+            recycled_flow(flows, e, battery, "", sign=-1)
+            recycled_flow(flows, e, battery, family)
 
 
 def contained_flows(flows: Flows, b: Battery) -> bool:
@@ -442,7 +506,9 @@ def contained_flows(flows: Flows, b: Battery) -> bool:
         "recycled_contained",
         b.head.recycled_month,
         b.head.recycled_region,
+        b.head.custodian,  # the recycler, as in the "recycled" flow's k2
         **{m: materials.get(m, 0.0) for m in CONTAINED},
+        **{m: materials[m] for m in MATERIALS if m not in CONTAINED and m in materials},
     )
     return True
 

@@ -96,6 +96,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "battery.inside": ("상위 부품", "Inside"),
     "battery.state_at": ("{at} 시점 상태: {state}, 보관자 {custodian}", "On {at}: {state}, held by {custodian}"),
     "battery.timeline": ("이력", "Lifecycle timeline"),
+    "battery.unchecked": (
+        "타당성 미확인 (등록 정보 없음: {rules})",
+        "Plausibility unchecked (the registry lacks the facts: {rules})",
+    ),
     "battery.no_events": (
         "아직 포털에 도착한 이벤트가 없습니다. 잠시 후 새로 고침하세요.",
         "No event has reached the portal yet. Refresh in a moment.",
@@ -303,6 +307,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "table.safety_inspections": ("결과·기관별 안전검사", "Safety inspections by result and body"),
     "table.grades": ("등급", "Grades"),
     "table.incidents_after_reuse": ("재사용 후 사고", "Incidents after reuse"),
+    "table.pre_removal_gradings": ("탈거 전 성능평가 (등급별)", "Pre-removal gradings by grade"),
+    "table.recycling_efficiency": (
+        "재활용 효율 (리튬계, EU 2025·2030 목표)",
+        "Recycling efficiency (lithium-based, EU 2025 and 2030 targets)",
+    ),
+    "table.certificates_expiring": (
+        "90일 안에 만료되는 KC 10031 인증서",
+        "KC 10031 certificates expiring within 90 days",
+    ),
+    "table.in_service_on_expired_certificate": (
+        "만료된 인증서로 사용 중인 배터리",
+        "In service on an expired certificate",
+    ),
 }
 
 #: Labels of codes the data carries: lifecycle event types, states, roles, ministries, regions, columns.
@@ -375,6 +392,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "nickel": ("니켈", "nickel"),
     "cobalt": ("코발트", "cobalt"),
     "manganese": ("망간", "manganese"),
+    "copper": ("구리", "copper"),
+    "aluminium": ("알루미늄", "aluminium"),
+    "graphite": ("흑연", "graphite"),
+    "lead": ("납", "lead"),
     "reuse": ("재사용", "reuse"),
     "remanufacture": ("재제조", "remanufacture"),
     "recycle": ("재활용", "recycle"),
@@ -422,6 +443,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "nickel": ("니켈", "Nickel"),
     "cobalt": ("코발트", "Cobalt"),
     "manganese": ("망간", "Manganese"),
+    "copper": ("구리", "Copper"),
+    "aluminium": ("알루미늄", "Aluminium"),
+    "graphite": ("흑연", "Graphite"),
     "lead": ("납", "Lead"),
     "region": ("지역", "Region"),
     "target": ("장착 대상", "Installed in"),
@@ -454,6 +478,20 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "avg_nickel_pct": ("재생 니켈 %", "Recycled Ni %"),
     "avg_cobalt_pct": ("재생 코발트 %", "Recycled Co %"),
     "avg_lead_pct": ("재생 납 %", "Recycled Pb %"),
+    "meets_2031_target": ("2031 목표 달성", "Meets 2031"),
+    "gradings": ("평가 수", "Gradings"),
+    "recycler": ("재활용업체", "Recycler"),
+    "efficiency_pct": ("재활용 효율 %", "Recycling efficiency %"),
+    "eu_target_2025_pct": ("EU 2025 목표 %", "EU 2025 target %"),
+    "eu_target_2030_pct": ("EU 2030 목표 %", "EU 2030 target %"),
+    "meets_2025_target": ("2025 목표 달성", "Meets 2025"),
+    "meets_2030_target": ("2030 목표 달성", "Meets 2030"),
+    "battery_id": ("배터리", "Battery"),
+    "state": ("상태", "State"),
+    "certificate_number": ("인증서 번호", "Certificate"),
+    "certificate_body": ("인증기관", "Body"),
+    "certificate_valid_until": ("유효기한", "Valid until"),
+    "kg": ("kg", "kg"),
 }
 
 

@@ -182,16 +182,18 @@ def _motie(d: Dashboard, v: dict[str, Any]) -> None:
         ("fig.recycled", out["totals"].get("recycled", 0), ""),
     ]
     regs = reg["by_month_manufacturer_chemistry_kind"]
+    # Every material a recycler reported (the view answers all of the contract's, most of them often 0).
+    reported = [m for m in views.MATERIALS if rec["totals"].get(m)] or list(views.MATERIALS[:4])
     d.charts = [
         Chart("chart.registrations_by_month", _sum_by(regs, "month", "batteries"), labelled=False),
         Chart("chart.outcomes", sorted((k, float(n)) for k, n in out["totals"].items())),
-        Chart("chart.recovered", [(m, float(kg)) for m, kg in rec["totals"].items()], "kg"),
+        Chart("chart.recovered", [(m, float(rec["totals"][m])) for m in reported], "kg"),
     ]
     d.tables = [
         Table("registrations", ["month", "manufacturer", "chemistry", "kind", "batteries", "kwh"], regs),
         Table("outcomes_by_month", ["month", "outcome", "batteries"], out["by_month"]),
         Table("outcomes_by_manufacturer", ["manufacturer", "outcome", "batteries"], out["by_manufacturer"]),
-        Table("recovered_by_month", ["month", *views.MATERIALS], rec["by_month"]),
+        Table("recovered_by_month", ["month", *reported], rec["by_month"]),
         Table(
             "recycled_content",
             [
@@ -246,6 +248,7 @@ def _molit(d: Dashboard, v: dict[str, Any]) -> None:
         Table("removals", ["region", "reason", "batteries"], rem["by_region"]),
         Table("incidents", ["kind", "severity", "incidents"], inc["by_kind_severity"]),
         Table("incidents_by_region", ["region", "incidents"], inc["by_region"]),
+        Table("pre_removal_gradings", ["grade", "gradings", "avg_soh_pct"], v["pre_removal_gradings"]["by_grade"]),
     ]
 
 
@@ -281,6 +284,7 @@ def _mcee(d: Dashboard, v: dict[str, Any]) -> None:
                 "eu_target_2027_pct",
                 "eu_target_2031_pct",
                 "meets_2027_target",
+                "meets_2031_target",
             ],
             v["recovery"],
         ),
@@ -289,7 +293,26 @@ def _mcee(d: Dashboard, v: dict[str, Any]) -> None:
             ["method", "batteries"],
             [{"method": k, "batteries": n} for k, n in sorted(v["disposals"]["by_method"].items())],
         ),
+        Table(
+            "recycling_efficiency",
+            [
+                "recycler",
+                "input_mass_kg",
+                "recovered_kg",
+                "efficiency_pct",
+                "eu_target_2025_pct",
+                "eu_target_2030_pct",
+                "meets_2025_target",
+                "meets_2030_target",
+            ],
+            [{"recycler": "KR", **v["recycling_efficiency"]}]
+            + [{"recycler": r["recycler"], **r["recycling_efficiency"]} for r in v["by_recycler"]],
+        ),
     ]
+
+
+#: KATS's certificate lists: which battery, where it stands, its latest KC 10031 certificate.
+CERTIFICATE_COLUMNS = ["battery_id", "state", "certificate_number", "certificate_body", "certificate_valid_until"]
 
 
 def _kats(d: Dashboard, v: dict[str, Any]) -> None:
@@ -313,6 +336,10 @@ def _kats(d: Dashboard, v: dict[str, Any]) -> None:
         Table("grades", ["grade", "batteries", "avg_soh_pct"], v["grades"]),
         Table(
             "incidents_after_reuse", ["kind", "severity", "incidents"], v["incidents_after_reuse"]["by_kind_severity"]
+        ),
+        Table("certificates_expiring", CERTIFICATE_COLUMNS, v["certificates_expiring_90_days"], now=True),
+        Table(
+            "in_service_on_expired_certificate", CERTIFICATE_COLUMNS, v["in_service_on_expired_certificate"], now=True
         ),
     ]
 

@@ -53,3 +53,39 @@ async def waiting_since_before(session: AsyncSession, cutoff: datetime, *, regio
     if region is not None:
         q = q.where(batteries.c.region == region)
     return {state: int(n) for state, n in (await session.execute(q)).all()}
+
+
+async def certificates(
+    session: AsyncSession,
+    *,
+    until: date,
+    after: date | None = None,
+    region: str | None,
+    states: Sequence[str] | None = None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Batteries (not recycled or disposed) whose latest KC 10031 certificate is valid until a day in
+    [`after`, `until`], the soonest first."""
+    b = batteries.c
+    q = (
+        select(
+            b.id.label("battery_id"),
+            b.state,
+            b.status,
+            b.region,
+            b.certificate_number,
+            b.certificate_body,
+            b.certificate_valid_until,
+        )
+        .where(b.certificate_valid_until.is_not(None), b.certificate_valid_until <= until)
+        .where(b.state.not_in(["recycled", "disposed"]))
+        .order_by(b.certificate_valid_until, b.id)
+        .limit(limit)
+    )
+    if after is not None:
+        q = q.where(b.certificate_valid_until >= after)
+    if states is not None:
+        q = q.where(b.state.in_(list(states)))
+    if region is not None:
+        q = q.where(b.region == region)
+    return [dict(r) for r in (await session.execute(q)).mappings()]

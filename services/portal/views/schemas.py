@@ -50,11 +50,17 @@ class Outcomes(BaseModel):
 
 
 class MaterialsMonth(BaseModel):
+    """Every material a recycler may report recovered (kg)."""
+
     month: date
     lithium: float
     nickel: float
     cobalt: float
     manganese: float
+    copper: float = 0.0
+    aluminium: float = 0.0
+    graphite: float = 0.0
+    lead: float = 0.0
 
 
 class Recovered(BaseModel):
@@ -180,12 +186,27 @@ class Incidents(BaseModel):
     by_region: list[RegionIncidents]
 
 
+class GradeCount(BaseModel):
+    grade: str
+    gradings: int
+    avg_soh_pct: float | None
+
+
+class PreRemovalGradings(BaseModel):
+    gradings: int = Field(description="Pre-removal gradings (탈거 전 성능평가) of installed batteries in the period.")
+    by_grade: list[GradeCount]
+
+
 class MolitView(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "period": {"from_month": None, "to_month": None, "region": "KR-31"},
+                    "pre_removal_gradings": {
+                        "gradings": 1,
+                        "by_grade": [{"grade": "reuse", "gradings": 1, "avg_soh_pct": 74.0}],
+                    },
                     "in_service_now": {"batteries": 1, "by_region": [{"region": "KR-31", "batteries": 1}]},
                     "installations": [{"month": "2026-02-01", "region": "KR-31", "target": "vehicle", "batteries": 1}],
                     "inspections": {
@@ -201,6 +222,7 @@ class MolitView(BaseModel):
         }
     )
     period: PeriodOut
+    pre_removal_gradings: PreRemovalGradings
     in_service_now: InService
     installations: list[Installation]
     inspections: Inspections
@@ -213,15 +235,21 @@ class CentreCount(BaseModel):
     region: str
     centre: str
     batteries: int
+    kg: float = Field(description="Registered mass of the batteries collected.")
+    kwh: float = Field(description="Rated energy of the batteries collected.")
 
 
 class MonthCount(BaseModel):
     month: date
     batteries: int
+    kg: float
+    kwh: float
 
 
 class Collected(BaseModel):
     batteries: int
+    kg: float
+    kwh: float
     by_region_centre: list[CentreCount]
     by_month: list[MonthCount]
 
@@ -252,9 +280,34 @@ class Recovery(BaseModel):
     recovered_kg: float
     contained_kg: float = Field(description="Declared content (registry) of the batteries recycled in the period.")
     rate_pct: float | None
-    eu_target_2027_pct: float | None
-    eu_target_2031_pct: float | None
+    eu_target_2027_pct: float | None = Field(description="Regulation (EU) 2023/1542 Annex XII part C, by 2027.")
+    eu_target_2031_pct: float | None = Field(description="Annex XII part C, by 2031.")
     meets_2027_target: bool | None
+    meets_2031_target: bool | None
+
+
+class Efficiency(BaseModel):
+    """Recycling efficiency of lithium-based batteries (Annex XII part B): recovered kg of every reported material
+    over the input mass (a lower bound: unreported fractions, such as steel, are not counted)."""
+
+    input_mass_kg: float
+    recovered_kg: float
+    efficiency_pct: float | None
+    eu_target_2025_pct: float
+    eu_target_2030_pct: float
+    meets_2025_target: bool | None
+    meets_2030_target: bool | None
+
+
+class NationalEfficiency(Efficiency):
+    batteries: int = Field(description="Lithium-based batteries recycled in the period.")
+
+
+class RecyclerFigures(BaseModel):
+    recycler: str
+    batteries: int
+    recovery: list[Recovery]
+    recycling_efficiency: Efficiency
 
 
 class Disposals(BaseModel):
@@ -270,8 +323,12 @@ class McceeView(BaseModel):
                     "period": {"from_month": None, "to_month": None, "region": None},
                     "collected": {
                         "batteries": 1,
-                        "by_region_centre": [{"region": "KR-41", "centre": "SIHEUNG-01", "batteries": 1}],
-                        "by_month": [{"month": "2026-08-01", "batteries": 1}],
+                        "kg": 477.0,
+                        "kwh": 77.4,
+                        "by_region_centre": [
+                            {"region": "KR-41", "centre": "SIHEUNG-01", "batteries": 1, "kg": 477.0, "kwh": 77.4}
+                        ],
+                        "by_month": [{"month": "2026-08-01", "batteries": 1, "kg": 477.0, "kwh": 77.4}],
                     },
                     "backlog_now": {
                         "removed_not_collected": 0,
@@ -301,8 +358,20 @@ class McceeView(BaseModel):
                             "eu_target_2027_pct": 50.0,
                             "eu_target_2031_pct": 80.0,
                             "meets_2027_target": True,
+                            "meets_2031_target": False,
                         }
                     ],
+                    "recycling_efficiency": {
+                        "batteries": 1,
+                        "input_mass_kg": 477.0,
+                        "recovered_kg": 340.0,
+                        "efficiency_pct": 71.28,
+                        "eu_target_2025_pct": 65.0,
+                        "eu_target_2030_pct": 70.0,
+                        "meets_2025_target": True,
+                        "meets_2030_target": True,
+                    },
+                    "by_recycler": [],
                     "disposals": {"batteries": 0, "by_method": {}},
                 }
             ]
@@ -313,6 +382,8 @@ class McceeView(BaseModel):
     backlog_now: Backlog
     recycling: Recycling
     recovery: list[Recovery]
+    recycling_efficiency: NationalEfficiency
+    by_recycler: list[RecyclerFigures]
     disposals: Disposals
 
 
@@ -346,6 +417,16 @@ class GradeRow(BaseModel):
     avg_soh_pct: float | None
 
 
+class CertificateRow(BaseModel):
+    battery_id: str
+    state: str | None
+    status: str
+    region: str | None
+    certificate_number: str | None
+    certificate_body: str | None
+    certificate_valid_until: date
+
+
 class IncidentsAfterReuse(BaseModel):
     incidents: int
     by_kind_severity: list[KindSeverity]
@@ -366,6 +447,18 @@ class KatsView(BaseModel):
                         "by_result_body": [{"result": "pass", "body": "KTL", "standard": "KC 10031", "inspections": 1}],
                     },
                     "grades": [{"grade": "reuse", "batteries": 1, "avg_soh_pct": 82.0}],
+                    "certificates_expiring_90_days": [
+                        {
+                            "battery_id": "KR-LGES-P000001",
+                            "state": "in_service",
+                            "status": "repurposed",
+                            "region": "KR-11",
+                            "certificate_number": "KC10031-2026-0412",
+                            "certificate_body": "KTL",
+                            "certificate_valid_until": "2027-01-31",
+                        }
+                    ],
+                    "in_service_on_expired_certificate": [],
                     "incidents_after_reuse": {"incidents": 0, "by_kind_severity": []},
                 }
             ]
@@ -375,4 +468,10 @@ class KatsView(BaseModel):
     reused_now: Reused
     safety_inspections: SafetyInspections
     grades: list[GradeRow]
+    certificates_expiring_90_days: list[CertificateRow] = Field(
+        description="KC 10031 certificates valid until a day in the next 90 (now, the soonest first)."
+    )
+    in_service_on_expired_certificate: list[CertificateRow] = Field(
+        description="Reused batteries in service whose latest KC 10031 certificate has expired (now)."
+    )
     incidents_after_reuse: IncidentsAfterReuse

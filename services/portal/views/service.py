@@ -9,17 +9,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.views import repository as repo
+from services.portal.views import targets
+from shared.contract.lifecycle import MATERIALS as MATERIALS
 from shared.problems import Unprocessable, field_error
 
-#: EU Battery Regulation 2023/1542, Annex XII part C: material recovery targets (% by mass).
-EU_RECOVERY_TARGETS: dict[str, tuple[float | None, float | None]] = {
-    "lithium": (50.0, 80.0),
-    "nickel": (90.0, 95.0),
-    "cobalt": (90.0, 95.0),
-    "manganese": (None, None),
-}
-MATERIALS = ("lithium", "nickel", "cobalt", "manganese")
 BACKLOG_AGE = timedelta(days=30)
+#: KATS: certificates expiring within this many days are listed.
+EXPIRY_HORIZON = timedelta(days=90)
+#: The most batteries a KATS list answers (the soonest first).
+CERTIFICATE_LIST_MAX = 500
 
 
 class Period:
@@ -127,13 +125,21 @@ async def motie(session: AsyncSession, p: Period) -> dict[str, Any]:
 
 async def molit(session: AsyncSession, p: Period) -> dict[str, Any]:
     rows = await repo.flows(
-        session, ["installed", "inspected", "removed", "incident"], start=p.start, end=p.end, region=p.region
+        session, ["installed", "inspected", "removed", "incident", "graded"], start=p.start, end=p.end, region=p.region
     )
     in_service = await repo.counts(session, region=p.region, states=["in_service"])
     inspected, removed, incidents = _of(rows, "inspected"), _of(rows, "removed"), _of(rows, "incident")
     insp_total = _total(inspected)
+    pre_removal = [r for r in _of(rows, "graded") if r["k2"] == "pre_removal"]
     return {
         "period": p.describe(),
+        "pre_removal_gradings": {
+            "gradings": sum(r["n"] for r in pre_removal),
+            "by_grade": [
+                {"grade": g["grade"], "gradings": g["n"], "avg_soh_pct": _avg(g["amounts"].get("soh_pct", 0.0), g["n"])}
+                for g in _group(pre_removal, ("k1",), ("grade",))
+            ],
+        },
         "in_service_now": {
             "batteries": sum(r["n"] for r in in_service),
             "by_region": [{"region": g["region"], "batteries": g["n"]} for g in _group(in_service, ("region",))],
@@ -181,32 +187,39 @@ async def mcee(session: AsyncSession, p: Period) -> dict[str, Any]:
     stocks = await repo.counts(session, region=p.region, states=["removed", "collected"])
     old = await repo.waiting_since_before(session, datetime.now(UTC) - BACKLOG_AGE, region=p.region)
     collected, recycled = _of(rows, "collected"), _of(rows, "recycled")
-    recovered, contained = _total(recycled)["amounts"], _total(_of(rows, "recycled_contained"))["amounts"]
-    recovery = []
-    for m, (t2027, t2031) in EU_RECOVERY_TARGETS.items():
-        got, had = recovered.get(m, 0.0), contained.get(m, 0.0)
-        rate = round(100 * got / had, 2) if had else None
-        recovery.append(
-            {
-                "material": m,
-                "recovered_kg": round(got, 3),
-                "contained_kg": round(had, 3),
-                "rate_pct": rate,
-                "eu_target_2027_pct": t2027,
-                "eu_target_2031_pct": t2031,
-                "meets_2027_target": None if rate is None or t2027 is None else rate >= t2027,
-            }
-        )
+    contained_rows = _of(rows, "recycled_contained")
+    recovered, contained = _total(recycled)["amounts"], _total(contained_rows)["amounts"]
     rec_total = _total(recycled)
+    lithium = [r for r in recycled if r["k3"] == "lithium"]
+    by_recycler = {g["recycler"]: g for g in _group(recycled, ("k2",), ("recycler",))}
+    held = {g["recycler"]: g["amounts"] for g in _group(contained_rows, ("k1",), ("recycler",))}
+    lithium_by = {g["recycler"]: g["amounts"] for g in _group(lithium, ("k2",), ("recycler",))}
+    coll_total = _total(collected)
     return {
         "period": p.describe(),
         "collected": {
             "batteries": sum(r["n"] for r in collected),
+            "kg": round(coll_total["amounts"].get("kg", 0.0), 3),
+            "kwh": round(coll_total["amounts"].get("kwh", 0.0), 3),
             "by_region_centre": [
-                {"region": g["region"], "centre": g["centre"], "batteries": g["n"]}
+                {
+                    "region": g["region"],
+                    "centre": g["centre"],
+                    "batteries": g["n"],
+                    "kg": round(g["amounts"].get("kg", 0.0), 3),
+                    "kwh": round(g["amounts"].get("kwh", 0.0), 3),
+                }
                 for g in _group(collected, ("region", "k1"), ("region", "centre"))
             ],
-            "by_month": [{"month": g["month"], "batteries": g["n"]} for g in _group(collected, ("month",))],
+            "by_month": [
+                {
+                    "month": g["month"],
+                    "batteries": g["n"],
+                    "kg": round(g["amounts"].get("kg", 0.0), 3),
+                    "kwh": round(g["amounts"].get("kwh", 0.0), 3),
+                }
+                for g in _group(collected, ("month",))
+            ],
         },
         "backlog_now": {
             "removed_not_collected": sum(r["n"] for r in stocks if r["state"] == "removed"),
@@ -228,7 +241,17 @@ async def mcee(session: AsyncSession, p: Period) -> dict[str, Any]:
                 for g in _group(recycled, ("k1",), ("process",))
             ],
         },
-        "recovery": recovery,
+        "recovery": targets.recoveries(MATERIALS, recovered, contained),
+        "recycling_efficiency": _efficiency(lithium),
+        "by_recycler": [
+            {
+                "recycler": name,
+                "batteries": g["n"],
+                "recovery": targets.recoveries(MATERIALS, g["amounts"], held.get(name, {})),
+                "recycling_efficiency": _efficiency_of(lithium_by.get(name, {})),
+            }
+            for name, g in by_recycler.items()
+        ],
         "disposals": {
             "batteries": sum(r["n"] for r in _of(rows, "disposed")),
             "by_method": {
@@ -238,12 +261,30 @@ async def mcee(session: AsyncSession, p: Period) -> dict[str, Any]:
     }
 
 
+def _efficiency_of(amounts: dict[str, float]) -> dict[str, Any]:
+    return targets.efficiency({m: amounts.get(m, 0.0) for m in MATERIALS}, amounts.get("input_mass_kg", 0.0))
+
+
+def _efficiency(lithium_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recycling efficiency of the lithium-based batteries recycled (Annex XII part B)."""
+    return {"batteries": sum(r["n"] for r in lithium_rows), **_efficiency_of(_total(lithium_rows)["amounts"])}
+
+
 async def kats(session: AsyncSession, p: Period) -> dict[str, Any]:
     rows = await repo.flows(
         session, ["safety_inspected", "graded", "incident"], start=p.start, end=p.end, region=p.region
     )
     reused = [r for r in await repo.counts(session, region=p.region) if r["status"] in ("repurposed", "remanufactured")]
-    inspections, graded = _of(rows, "safety_inspected"), _of(rows, "graded")
+    today = datetime.now(UTC).date()
+    expiring = await repo.certificates(
+        session, after=today, until=today + EXPIRY_HORIZON, region=p.region, limit=CERTIFICATE_LIST_MAX
+    )
+    expired = await repo.certificates(
+        session, until=today - timedelta(days=1), region=p.region, states=["in_service"], limit=CERTIFICATE_LIST_MAX
+    )
+    inspections = _of(rows, "safety_inspected")
+    # Gradings after removal: a pre-removal grading (MOLIT's) decides no reuse until the battery is out.
+    graded = [r for r in _of(rows, "graded") if r["k2"] != "pre_removal"]
     after_reuse = [r for r in _of(rows, "incident") if r["k3"] == "after_reuse"]
     return {
         "period": p.describe(),
@@ -265,6 +306,8 @@ async def kats(session: AsyncSession, p: Period) -> dict[str, Any]:
             {"grade": g["grade"], "batteries": g["n"], "avg_soh_pct": _avg(g["amounts"].get("soh_pct", 0.0), g["n"])}
             for g in _group(graded, ("k1",), ("grade",))
         ],
+        "certificates_expiring_90_days": expiring,
+        "in_service_on_expired_certificate": expired,
         "incidents_after_reuse": {
             "incidents": sum(r["n"] for r in after_reuse),
             "by_kind_severity": [

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.registry.catalog.schemas import Chemistry, Kind
+from services.registry.catalog.schemas import CONTENT_MATERIALS, Chemistry, Kind
 from shared.contract.lifecycle import amounts_model
 from shared.pagination import Page
 from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # built from the contract's material names; to a type checker
     Materials = BaseModel
     RecycledContent = BaseModel
 else:
-    Materials = amounts_model("Materials", ("lithium", "nickel", "cobalt", "manganese", "graphite"), NonNegative)
+    Materials = amounts_model("Materials", CONTENT_MATERIALS, NonNegative)
     RecycledContent = amounts_model("RecycledContent", ("lithium", "nickel", "cobalt", "lead"), Percent)
 
 
@@ -25,7 +25,15 @@ EXAMPLE_BATTERY: dict[str, Any] = {
     "serial_number": "P000001",
     "manufactured_at": "2026-03-02T09:00:00+09:00",
     "manufacturing_site": "Ochang, KR",
-    "materials_kg": {"lithium": 8.1, "nickel": 39.5, "cobalt": 4.9, "manganese": 4.6, "graphite": 52.0},
+    "materials_kg": {
+        "lithium": 8.1,
+        "nickel": 39.5,
+        "cobalt": 4.9,
+        "manganese": 4.6,
+        "copper": 21.0,
+        "aluminium": 38.0,
+        "graphite": 52.0,
+    },
     "recycled_content_pct": {"lithium": 6, "nickel": 4, "cobalt": 16, "lead": 0},
     "carbon_footprint_kg_co2e_per_kwh": 61.5,
 }

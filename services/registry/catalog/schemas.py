@@ -7,12 +7,19 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.registry.catalog.passport import PassportDeclaration
+from shared.contract.lifecycle import MATERIALS
 
 
 class Kind(StrEnum):
     cell = "cell"
     module = "module"
     pack = "pack"
+
+
+#: The materials a battery's registered content (`materials_kg`) may name, in kg: the contract's list (lithium,
+#: nickel, cobalt, manganese, copper, aluminium, graphite, lead), so that every material a recycler may report
+#: recovered can be compared with what the battery contained (EU targets cover copper; lead where present).
+CONTENT_MATERIALS = MATERIALS
 
 
 class Chemistry(StrEnum):
