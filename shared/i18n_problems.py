@@ -99,6 +99,18 @@ CATALOGUE: dict[str, Text] = {
     ),
     "alias-taken": _t("Conflict", "이미 쓰인 별칭", "이 별칭은 이미 다른 배터리를 가리킵니다."),
     "unknown-alias": _t("Not found", "알 수 없는 별칭", "이 별칭에 해당하는 배터리가 없습니다."),
+    # ---- passports and the GS1 Digital Link resolver ----
+    "unknown-passport": _t("Not found", "알 수 없는 여권", "이 ID의 배터리 여권이 없습니다."),
+    "not-the-manufacturer": _t(
+        "Not allowed", "제조사가 아님", "이 모델의 여권 정보는 모델의 제조사만 신고할 수 있습니다."
+    ),
+    "invalid-digital-link": _t(
+        "Not a valid GS1 Digital Link",
+        "올바르지 않은 GS1 디지털 링크",
+        "GS1 디지털 링크의 형식 또는 GTIN 검증 숫자가 올바르지 않습니다.",
+    ),
+    "unknown-digital-link": _t("Not found", "알 수 없는 디지털 링크", "이 GS1 디지털 링크에 해당하는 대상이 없습니다."),
+    "no-digital-link": _t("Not found", "디지털 링크 없음", "이 배터리에는 GS1 디지털 링크가 없습니다."),
     # ---- lifecycle ----
     "unknown-battery": _t("Not found", "알 수 없는 배터리", "등록된 배터리가 아닙니다."),
     "unknown-event": _t("Not found", "알 수 없는 이벤트", "원장에 그런 이벤트가 없습니다."),
