@@ -802,6 +802,7 @@ def test_the_machine_is_pure() -> None:
     allowed |= {
         "services.events.lifecycle.rules",
         "shared.access",
+        "shared.contract.corrections",
         "shared.contract.lifecycle",
         "shared.contract.streams",
     }

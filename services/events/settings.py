@@ -17,6 +17,12 @@ class EventsSettings(ServiceSettings):
     occurred_at_max_ahead_s: float = Field(
         5.0, ge=0, description="Seconds an event's occurred_at may be ahead of the server's clock (client skew)."
     )
+    correction_window_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days within which the poster of a final-state event (RECYCLED, DISPOSED) may declare it in "
+        "error itself; an authority may at any time.",
+    )
     consumer_group: str = "batterytrace-events"
     verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
     verify_rate_per_s: float = Field(

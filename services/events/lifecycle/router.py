@@ -49,7 +49,11 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1). E
 
 
 def _clock(request: Request) -> dict[str, Any]:
-    return {"max_ahead": timedelta(seconds=request.app.state.settings.occurred_at_max_ahead_s)}
+    settings = request.app.state.settings
+    return {
+        "max_ahead": timedelta(seconds=settings.occurred_at_max_ahead_s),
+        "correction_window": timedelta(days=settings.correction_window_days),
+    }
 
 
 @router.post(

@@ -165,10 +165,12 @@ async def capture(
     *,
     max_ahead: timedelta = machine.MAX_AHEAD,
     receivers: ParticipantLookup | None = None,
+    correction_window: timedelta = machine.CORRECTION_WINDOW,
 ) -> list[EventResult]:
     """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `max_ahead`: how
     far ahead of the server's clock an `occurred_at` may be; `receivers`: the participant directory
-    TRANSFERRED's receivers are checked against (None: not checked)."""
+    TRANSFERRED's receivers are checked against (None: not checked); `correction_window`: how long the poster of
+    a final-state event may declare it in error itself."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
@@ -227,6 +229,16 @@ async def capture(
         else []
     )
     known = [DeclaredEvent.from_row(row) for row in found_declared]
+    # What a declaration corrects: the battery's ledger (its state is locked, so it is whole) and the assembly
+    # parents its events name, for the state fold (machine.correct).
+    corrected_ledgers = await repo.ledgers(session, sorted({ev.battery_id for ev in declarations}))
+    parent_ids = {
+        r["data"]["parent_id"]
+        for rows_ in corrected_ledgers.values()
+        for r in rows_
+        if r["type"] in (EventType.ASSEMBLED.value, EventType.DISASSEMBLED.value)
+    }
+    parents = {b: BatteryState.from_row(s) for b, s in (await repo.get_states(session, sorted(parent_ids))).items()}
 
     # Who TRANSFERRED hands batteries to, as the participant directory knows them.
     found_receivers: dict[str, Receiver] = {}
@@ -264,6 +276,7 @@ async def capture(
                 declared=declared,
                 max_ahead=max_ahead,
                 receiver=found_receivers.get(ev.data["to"]) if ev.type is EventType.TRANSFERRED else None,
+                corrections=_corrections(ev, corrected_ledgers, rows, work, parents, correction_window),
             )
         )
         if isinstance(step, Refusal):
@@ -284,6 +297,22 @@ async def capture(
         changed = sorted({r.battery_id for r in rows})
         await repo.write(session, [r.as_row() for r in rows], [work[b].as_row() for b in changed], messages)
     return [results[i] for i in range(len(prepared))]
+
+
+def _corrections(
+    ev: Event,
+    ledgers: Mapping[str, Sequence[Mapping[str, Any]]],
+    batch_rows: Sequence[LedgerRow],
+    work: Mapping[str, BatteryState],
+    parents: Mapping[str, BatteryState],
+    window: timedelta,
+) -> machine.Corrections | None:
+    """An ERROR_DECLARED's battery's ledger as it stands at this point of the batch (stored rows, then the batch's)."""
+    if ev.type is not EventType.ERROR_DECLARED or ev.battery_id not in ledgers or not ledgers[ev.battery_id]:
+        return None
+    ledger = [LedgerRow.from_row(r) for r in ledgers[ev.battery_id]]
+    ledger += [r for r in batch_rows if r.battery_id == ev.battery_id]
+    return machine.Corrections(ledger, {**parents, **work}, window)
 
 
 def _problem(refusal: Refusal) -> EventProblem:
