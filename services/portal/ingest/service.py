@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.portal.ingest import projection
 from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
-from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
+from services.portal.ingest.schemas import AliasAddedIn, AmendedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.kafka import BatchHandler, Records
 
@@ -37,6 +37,7 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     flows = Flows()
     participants, models, aliases = [], [], []
     registrations: dict[str, BatteryRegisteredIn] = {}
+    amendments: dict[str, list[AmendedIn]] = {}
     events: list[LifecycleEventIn] = []
     for m in messages:
         body = m.body
@@ -48,17 +49,19 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
             aliases.append(body.model_dump())
         elif isinstance(body, BatteryRegisteredIn):
             registrations[body.id] = body
-            projection.registration_flows(flows, body)
+        elif isinstance(body, AmendedIn):
+            amendments.setdefault(body.battery_id, []).append(body)
         elif isinstance(body, LifecycleEventIn):
             events.append(body)
     await repo.upsert_participants(session, _dedupe(participants, "id"))
     await repo.upsert_models(session, _dedupe(models, "id"))
     await repo.upsert_aliases(session, _dedupe(aliases, "value"))
 
-    touched = sorted(set(registrations) | {e.battery_id for e in events})
+    touched = sorted(set(registrations) | set(amendments) | {e.battery_id for e in events})
     if not touched:
         return
     before = await repo.lock_batteries(session, touched)
+    await repo.insert_amendments(session, [a.model_dump() for found in amendments.values() for a in found])
     inserted = await repo.insert_events(session, [projection.event_row(e) for e in events])
     await repo.add_handlers(
         session,
@@ -69,21 +72,25 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     envelopes = {e.battery_id: e for e in events}  # the last one of each battery
     rows: list[dict[str, Any]] = []
     deltas: dict[tuple[str, ...], int] = {}
+    marks: list[tuple[str, int, int | None]] = []
+    proven: dict[str, set[str]] = {}
     for bid in touched:
         old = Battery.of(before[bid])
+        timeline = [TimelineEvent.of(r) for r in timelines[bid]]
         new = projection.advance(
-            old,
-            registrations.get(bid),
-            [TimelineEvent.of(r) for r in timelines[bid]],
-            envelopes.get(bid),
-            inserted,
-            flows,
+            old, registrations.get(bid), timeline, envelopes.get(bid), inserted, flows, amendments.get(bid, ())
         )
         projection.count_deltas(deltas, old, new)
         rows.append(new.row())
+        changed = projection.declared_marks(timeline)
+        marks.extend((bid, seq, by) for seq, by in changed.items())
+        if changed:
+            proven[bid] = projection.proven_handlers(new, timeline)
     await repo.save_batteries(session, rows)
+    await repo.mark_declared(session, marks)
+    await repo.keep_handlers(session, proven)
     await repo.add_counts(session, deltas)
-    await repo.add_flows(session, flows.rows)
+    await repo.add_flows(session, flows.changes())
 
 
 def handlers_of(event: LifecycleEventIn) -> list[str]:

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as history_repo
-from services.portal.history.service import chain_status, lives, locate, relation
-from shared.access import Level, Relation, passport_level
+from services.portal.history.service import chain_status, in_effect, lives, locate, relation
+from shared.access import COMMERCIAL_FACTS, Level, Relation, passport_level
 from shared.auth import Principal
 from shared.db import raw_connection
 from shared.problems import NotFound
@@ -50,14 +50,41 @@ async def passport(session: AsyncSession, principal: Principal | None, battery_i
     level = passport_level(principal, proved)
     events = await history_repo.timeline(conn, bid)
     maker = await history_repo.participant(session, battery["manufacturer"])
-    return build(battery, events, maker, level)
+    return build(battery, events, maker, level, await history_repo.amendments_of(conn, bid))
+
+
+def amendment_notes(amendments: Sequence[dict[str, Any]], level: Level) -> list[dict[str, Any]]:
+    """The registry amendments behind the passport's facts: who, when, why, each fact before and after (the
+    values of commercial facts from the authority level on)."""
+    sees_commercial = RANK.index(level) >= RANK.index(Level.authority)
+    return [
+        {
+            "number": a["number"],
+            "amended_at": a["amended_at"],
+            "actor": a["actor"],
+            "reason": a["reason"],
+            "changes": {
+                k: v if sees_commercial or k not in COMMERCIAL_FACTS else {"restricted": True}
+                for k, v in a["changes"].items()
+            },
+        }
+        for a in amendments
+    ]
 
 
 def build(
-    battery: dict[str, Any], events: Sequence[dict[str, Any]], maker: dict[str, Any] | None, level: Level
+    battery: dict[str, Any],
+    events: Sequence[dict[str, Any]],
+    maker: dict[str, Any] | None,
+    level: Level,
+    amendments: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
+    """The passport from the battery's facts (as last amended) and its events in effect (none declared in error);
+    the chain and the event count are of the whole ledger."""
     rank = RANK.index(level)
     bid = battery["id"]
+    chain, count = chain_status(bid, events)["status"], len(events)
+    events = in_effect(events)
     life = lives(bid, events)[-1]
     life_events = [e for e in events if e["sequence"] >= life["from_sequence"]]
     restricted: dict[str, list[str]] = {}
@@ -149,8 +176,8 @@ def build(
     if rank >= RANK.index(Level.authority):
         extensions["kr.batterytrace.lifecycle"] = {
             "custodian": battery["custodian"],
-            "events": len(events),
-            "chain": chain_status(bid, events)["status"],
+            "events": count,
+            "chain": chain,
             "safety_inspections": [
                 {"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "SAFETY_INSPECTED"
             ],
@@ -164,6 +191,8 @@ def build(
             "materials_kg": materials,
             "model": model,
         }
+    if amendments:
+        extensions["kr.batterytrace.amendments"] = amendment_notes(amendments, level)
     return {
         "battery_id": bid,
         "passport_id": life["passport_id"],
