@@ -276,3 +276,107 @@ async def test_a_batch_declares_an_event_posted_earlier_in_it(s: Stack) -> None:
     assert r.status_code == 201, r.text
     assert [x["custodian"] for x in r.json()["results"]] == [ORGS["oem"], ORGS["manufacturer"]]
     assert (await s.state(bid))["custodian"] == ORGS["manufacturer"]
+
+
+# ---- every projection of the portal, through the real services and Kafka ----
+@pytest.fixture
+async def world(make_settings, token):
+    from tests.portal_helpers import portal_app, portal_settings
+
+    async with stack(make_settings, token, streams=True) as st, portal_app(portal_settings(make_settings)) as portal:
+        yield st, portal
+
+
+MINISTRIES = ("motie", "molit", "mcee", "kats")
+
+
+async def figures(portal: Any, admin: dict[str, str]) -> dict[str, Any]:
+    out = {}
+    for m in MINISTRIES:
+        r = await portal.get(f"/v1/views/{m}", headers=admin)
+        assert r.status_code == 200, r.text
+        out[m] = r.json()
+    return out
+
+
+async def applied(s: Stack, portal: Any, admin: dict[str, str], *bids: str) -> None:
+    """Wait until the portal holds every event the ledger has for these batteries."""
+    from tests.portal_helpers import wait_sequence
+
+    for bid in bids:
+        await wait_sequence(portal, admin, bid, (await s.state(bid))["sequence"])
+
+
+async def test_every_ministry_figure_after_a_correction_equals_the_figure_without_the_event(world, token) -> None:
+    s, portal = world
+    admin = token("ops", "admin")
+    # The world without the mistakes: one battery of each kind of situation the mistakes start from.
+    to_recycle = await walk_to_recycling(s)  # graded recycle, at the recycler
+    in_service = await s.battery()
+    await s.ok(in_service, "TRANSFERRED", "manufacturer", data={"to": ORGS["oem"]})
+    await s.ok(in_service, "INSTALLED", "oem")
+    fresh = await s.battery()
+    await s.ok(fresh, "TRANSFERRED", "manufacturer", data={"to": ORGS["oem"]})
+    collected = await s.battery()
+    for etype, role in (("TRANSFERRED", "manufacturer"), ("INSTALLED", "oem"), ("REMOVED", "dismantler")):
+        await s.ok(collected, etype, role, data={"to": ORGS["oem"]} if etype == "TRANSFERRED" else None)
+    await s.ok(collected, "COLLECTED", "collector")
+    to_grade = await s.battery()
+    for etype, role in (("TRANSFERRED", "manufacturer"), ("INSTALLED", "oem"), ("REMOVED", "dismantler")):
+        await s.ok(to_grade, etype, role, data={"to": ORGS["oem"]} if etype == "TRANSFERRED" else None)
+    await s.ok(to_grade, "COLLECTED", "collector")
+    await s.ok(to_grade, "TRANSFERRED", "collector", data={"to": ORGS["assessor"]})
+    to_reuse = await s.battery()
+    for etype, role in (("TRANSFERRED", "manufacturer"), ("INSTALLED", "oem"), ("REMOVED", "dismantler")):
+        await s.ok(to_reuse, etype, role, data={"to": ORGS["oem"]} if etype == "TRANSFERRED" else None)
+    await s.ok(to_reuse, "COLLECTED", "collector")
+    await s.ok(to_reuse, "TRANSFERRED", "collector", data={"to": ORGS["assessor"]})
+    await s.ok(to_reuse, "GRADED", "assessor", data={"soh_pct": 81.0, "grade": "reuse"})
+    await s.ok(to_reuse, "TRANSFERRED", "assessor", data={"to": ORGS["repurposer"]})
+    everything = (to_recycle, in_service, fresh, collected, to_grade, to_reuse)
+    await applied(s, portal, admin, *everything)
+    without = await figures(portal, admin)
+
+    # The mistakes: every kind of event a ministry figure counts.
+    mistakes: list[tuple[str, str, dict[str, Any]]] = []  # (battery, declaring role, event), in posting order
+
+    async def mistake(bid: str, etype: str, role: str, data: dict[str, Any] | None = None) -> None:
+        mistakes.append((bid, role, await s.ok(bid, etype, role, data=data)))
+
+    await mistake(to_recycle, "RECYCLED", "recycler")
+    await mistake(in_service, "INSPECTED", "inspector")
+    await mistake(in_service, "INCIDENT", "inspector", {"kind": "fire", "severity": "high"})
+    await mistake(in_service, "REMOVED", "dismantler")
+    await mistake(in_service, "COLLECTED", "collector", {"centre": "BUSAN-03", "region": "KR-26"})
+    await mistake(fresh, "INSTALLED", "oem", {"ess_site_id": "ESS-9"})
+    await mistake(collected, "DISPOSED", "collector")
+    await mistake(to_grade, "GRADED", "assessor", {"soh_pct": 55.0, "grade": "recycle"})
+    await mistake(to_reuse, "REPURPOSED", "repurposer")
+    await mistake(to_reuse, "SAFETY_INSPECTED", "certifier")
+    await mistake(to_reuse, "INCIDENT", "repurposer", {"kind": "swelling", "severity": "low"})
+    await applied(s, portal, admin, *everything)
+    mistaken = await figures(portal, admin)
+    for m in MINISTRIES:
+        assert mistaken[m] != without[m], m  # every ministry's figures moved with the mistakes
+
+    # The corrections, latest first (a later event on the same battery may depend on an earlier one).
+    for bid, role, event in reversed(mistakes):
+        await s.ok(bid, "ERROR_DECLARED", role, data=declaring(event))
+    await applied(s, portal, admin, *everything)
+    corrected = await figures(portal, admin)
+    for m in MINISTRIES:
+        assert corrected[m] == without[m], m
+
+    # The histories keep the mistakes, marked, and everything else is as before them.
+    history = (await portal.get(f"/v1/batteries/{in_service}/history", headers=admin)).json()
+    marked = [e for e in history["timeline"] if e["declared_in_error"]]
+    assert [e["type"] for e in marked] == ["INSPECTED", "INCIDENT", "REMOVED", "COLLECTED"]
+    assert all(e["declared_in_error"]["reason"] == "did_not_occur" for e in marked)
+    assert (history["current"]["state"], history["current"]["custodian"]) == ("in_service", ORGS["oem"])
+    assert history["current"]["soh_pct"] is None
+    reused = (await portal.get(f"/v1/batteries/{to_reuse}/history", headers=admin)).json()
+    assert [p["status"] for p in reused["passports"]] == ["Original"]
+    recycled = (await portal.get(f"/v1/batteries/{to_recycle}/history", headers=admin)).json()
+    assert recycled["current"]["state"] == "graded" and recycled["current"]["passport_status"] == "original"
+    passport = (await portal.get(f"/v1/passports/{to_recycle}", headers=admin)).json()
+    assert passport["status"] == "Original"

@@ -93,6 +93,7 @@ def trim_event(
         out["data"] = access.trim_commercial(out["data"], groups)
     declared_by = event.get("declared_by")
     declaration = (by_sequence or {}).get(declared_by) if declared_by is not None else None
+    out["declared_in_error"] = None
     if declaration is not None:
         out["declared_in_error"] = {
             "sequence": declaration["sequence"],

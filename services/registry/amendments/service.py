@@ -34,6 +34,8 @@ AMENDABLE = (
     "recycled_content_pct",
     "carbon_footprint_kg_co2e_per_kwh",
 )
+
+
 def _adapter(name: str) -> TypeAdapter[Any]:
     """The fact's type with its constraints, as BatteryIn declares it."""
     info = BatteryIn.model_fields[name]
