@@ -84,6 +84,12 @@ _DROP_EMPTY_FLOWS = (
     + " AND ".join(f"f.{c.name} = k.{c.name}" for c in _FLOW_KEYS)
     + " AND f.n = 0"
 )
+_COUNT_KEYS = list(_counts.primary_key.columns)
+_DROP_EMPTY_COUNTS = (
+    f"DELETE FROM {qualified(_counts)} c USING {unnest(_COUNT_KEYS)} AS k({names(_COUNT_KEYS)}) WHERE "
+    + " AND ".join(f"c.{col.name} = k.{col.name}" for col in _COUNT_KEYS)
+    + " AND c.n = 0"
+)
 #: Marks (or unmarks) events declared in error: the sequence of the declaration, on the battery's own rows.
 _MARK_DECLARED = (
     f"UPDATE {qualified(_events)} AS e SET declared_by = u.by "
@@ -216,8 +222,8 @@ async def add_counts(session: AsyncSession, deltas: dict[tuple[str, ...], int]) 
     if not keys:
         return
     conn = await raw_connection(session)
-    await conn.execute(
-        _ADD_COUNTS,
-        *[[k[i] for k in keys] for i in range(len(_counts.primary_key.columns))],
-        [deltas[k] for k in keys],
-    )
+    width = len(_counts.primary_key.columns)
+    await conn.execute(_ADD_COUNTS, *[[k[i] for k in keys] for i in range(width)], [deltas[k] for k in keys])
+    emptied = [k for k in keys if deltas[k] < 0]
+    if emptied:  # a cell no battery is in any more is gone, whatever the batching that emptied it
+        await conn.execute(_DROP_EMPTY_COUNTS, *[[k[i] for k in emptied] for i in range(width)])

@@ -192,7 +192,7 @@ def build(
             "model": model,
         }
     if amendments:
-        extensions["kr.batterytrace.amendments"] = amendment_notes(amendments, level)
+        extensions["kr.batterytrace.amendments"] = {"amendments": amendment_notes(amendments, level)}
     return {
         "battery_id": bid,
         "passport_id": life["passport_id"],

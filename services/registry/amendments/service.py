@@ -49,7 +49,9 @@ AMENDS_ANY = frozenset({Role.admin})
 
 
 def _json(name: str, value: Any) -> Any:
-    return _ADAPTERS[name].dump_python(value, mode="json")
+    """The fact's value validated and in JSON form (how records and messages carry it)."""
+    adapter = _ADAPTERS[name]
+    return adapter.dump_python(adapter.validate_python(value), mode="json")
 
 
 def _python(name: str, value: Any) -> Any:
@@ -82,7 +84,7 @@ def parse_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
             )
             continue
         try:
-            parsed[name] = _json(name, _ADAPTERS[name].validate_python(value))
+            parsed[name] = _json(name, value)
         except ValidationError as exc:
             errors += validation_errors(exc.errors(), prefix=("changes", name))
     if errors:
@@ -110,7 +112,7 @@ async def amend(session: AsyncSession, battery_id: str, body: AmendmentIn, princ
     after = parse_changes(body.changes)
     existing = (await repo.of(await raw_connection(session), [battery_id]))[battery_id]
     now = current(battery, existing)
-    changes = {name: {"before": _json(name, _python(name, now[name])), "after": value} for name, value in after.items()}
+    changes = {name: {"before": _json(name, now[name]), "after": value} for name, value in after.items()}
     unchanged = [name for name, c in changes.items() if c["before"] == c["after"]]
     if unchanged:
         raise Unprocessable(
