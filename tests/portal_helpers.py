@@ -93,7 +93,9 @@ class Lifecycle:
         region: str | None = None,
         site: str | None = None,
         event_id: str | None = None,
+        corrected: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
+        """`corrected`: for an ERROR_DECLARED, the (state, custodian) the events service's fold leaves."""
         head = self.heads[battery_id]
         data = data or {}
         custodian = head.custodian
@@ -101,7 +103,9 @@ class Lifecycle:
             custodian = actor
         elif type_ == "TRANSFERRED":
             custodian = data["to"]
-        state = STATE_AFTER[type_] or head.state
+        state = STATE_AFTER.get(type_) or head.state
+        if corrected is not None:
+            state, custodian = corrected
         location = {k: v for k, v in {"site": site, "region": region}.items() if v}
         body: dict[str, Any] = {
             "event_id": event_id or str(uuid.uuid4()),
