@@ -21,6 +21,7 @@ around the rules would try them. Every refusal changes nothing: the ledger, the 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -238,6 +239,6 @@ async def test_racing_amendments_apply_one_after_the_other(s: Stack) -> None:
     assert [r.status_code for r in results] == [201] * len(sites), [r.text for r in results]
     listed, record = await amendments(s, bid)
     assert sorted(a["number"] for a in listed) == list(range(1, len(sites) + 1))
-    for prev, nxt in zip(listed, listed[1:], strict=False):
+    for prev, nxt in itertools.pairwise(listed):
         assert nxt["changes"]["manufacturing_site"]["before"] == prev["changes"]["manufacturing_site"]["after"]
     assert record["manufacturing_site"] == listed[-1]["changes"]["manufacturing_site"]["after"]
