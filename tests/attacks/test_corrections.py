@@ -11,7 +11,8 @@ around the rules would try them. Every refusal changes nothing: the ledger, the 
 | a REMOVED declared while the COLLECTED after it stands | 409 `later-events-depend`, naming the COLLECTED |
 | the registration (MANUFACTURED) declared to erase a battery | 422 `not-the-registration` (amend the facts) |
 | a corrected RECYCLED re-sent with its old event ID | the original answered again, nothing appended, the battery stays corrected |
-| a manufacturer amends another manufacturer's battery; an OEM amends one | 403 `not-the-manufacturer` |
+| a manufacturer amends another manufacturer's battery | 403 `not-the-manufacturer` |
+| an OEM, a recycler or a certifier amends one | 403 `forbidden` (the role, before the body is read) |
 | amending the manufacturer, the serial number or the model | 422 rule `amendable` |
 | an empty or whitespace reason; no changes; the value it has already | 422 |
 | a 100 KB amendment | 413 |
@@ -194,8 +195,9 @@ async def test_amendments_by_others_are_refused(s: Stack) -> None:
     before = await amendments(s, bid)
     site = {"manufacturing_site": "Elsewhere"}
     refused(await amend(s, bid, site, org="SDI"), 403, "not-the-manufacturer")
-    refused(await amend(s, bid, site, "oem"), 403, "not-the-manufacturer")
-    refused(await amend(s, bid, site, "recycler"), 403, "not-the-manufacturer")
+    refused(await amend(s, bid, site, "oem"), 403, "forbidden")  # the role, before the body is read
+    refused(await amend(s, bid, site, "recycler"), 403, "forbidden")
+    refused(await amend(s, bid, site, "certifier"), 403, "forbidden")  # an authority for what it certifies only
     assert await amendments(s, bid) == before
 
 

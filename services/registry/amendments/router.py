@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
 from services.registry.amendments import service
 from services.registry.amendments.schemas import AmendmentIn, AmendmentList, AmendmentOut
-from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal
+from shared.auth import OPTIONAL_BEARER, OptionalPrincipal, Principal, require_role
 from shared.db import SessionDep
 from shared.limits import body_limit
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["amendments"], responses=PROBLEM_RESPONSES)
+#: Who may amend at all (decided before the body is read); which batteries, in the service (its manufacturer's own).
+Amender = Annotated[Principal, Depends(require_role(*service.AMENDERS))]
 #: Largest legal body: five facts (the material and share objects at full precision) and a 1,000-character
 #: reason, every character a `\\u` escape: under 8 KiB.
 AMENDMENT_BYTES = 8_192
@@ -26,7 +28,7 @@ AMENDMENT_BYTES = 8_192
     summary="Amend a battery's registry facts",
     openapi_extra=body_limit(AMENDMENT_BYTES),
 )
-async def amend(battery_id: str, body: AmendmentIn, session: SessionDep, principal: CurrentPrincipal) -> Any:
+async def amend(battery_id: str, body: AmendmentIn, session: SessionDep, principal: Amender) -> Any:
     """The battery's manufacturer or an authority corrects registry facts (manufacture date, site, material
     content, recycled content, carbon footprint). Nothing is edited in place: the amendment is a record (who, when,
     why, each fact before and after), the fact's current value is its latest amendment, and the amendment is

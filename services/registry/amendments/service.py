@@ -44,8 +44,11 @@ def _adapter(name: str) -> TypeAdapter[Any]:
 
 
 _ADAPTERS = {name: _adapter(name) for name in AMENDABLE}
-#: Who amends besides the battery's manufacturer.
-AMENDS_ANY = frozenset({Role.admin})
+#: Who amends any battery's facts: the authorities over registry facts (ministries) and admins. A certifier is an
+#: authority only for what it certifies, never for registry facts.
+AMENDS_ANY = frozenset({Role.ministry, Role.admin})
+#: Who may amend at all: those, and manufacturers (their own batteries).
+AMENDERS = (Role.manufacturer, *sorted(AMENDS_ANY))
 
 
 def _json(name: str, value: Any) -> Any:
@@ -93,9 +96,9 @@ def parse_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def may_amend(principal: Principal, manufacturer: str) -> bool:
-    """The battery's manufacturer, an authority, or an admin."""
+    """The battery's manufacturer, a ministry, or an admin."""
     own = principal.role is Role.manufacturer and principal.org == manufacturer
-    return own or principal.is_authority or principal.role in AMENDS_ANY
+    return own or principal.role in AMENDS_ANY
 
 
 async def amend(session: AsyncSession, battery_id: str, body: AmendmentIn, principal: Principal) -> dict[str, Any]:
