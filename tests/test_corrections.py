@@ -380,3 +380,61 @@ async def test_every_ministry_figure_after_a_correction_equals_the_figure_withou
     assert recycled["current"]["state"] == "graded" and recycled["current"]["passport_status"] == "original"
     passport = (await portal.get(f"/v1/passports/{to_recycle}", headers=admin)).json()
     assert passport["status"] == "Original"
+
+
+# ---- the portal's pure projection of a correction ----
+def _tl(seq: int, kind: str, state: str, day: int, data: dict[str, Any] | None = None, **kw: Any) -> Any:
+    from services.portal.ingest.projection import TimelineEvent
+
+    when = T0 + timedelta(days=day)
+    return TimelineEvent(
+        sequence=seq,
+        event_id=kw.pop("event_id", f"00000000-0000-4000-8000-{seq:012d}"),
+        type=kind,
+        occurred_at=when,
+        recorded_at=when,
+        state_after=state,
+        custodian_after=kw.pop("custodian", "REC-1"),
+        location=kw.pop("location", {"region": "KR-41"}),
+        data=data or {},
+        actor=kw.pop("actor", "REC-1"),
+    )
+
+
+def test_a_declaration_takes_back_exactly_what_its_event_added_whatever_the_batching() -> None:
+    from services.portal.ingest.projection import Battery, Facts, Flows, advance, contribution, corrected, fold
+
+    facts = Facts(
+        registered=True,
+        manufacturer="LGES",
+        chemistry="NCM",
+        kind="pack",
+        manufactured_at=T0,
+        materials_kg={"lithium": 8.0},
+        model={"rated_energy_kwh": 77.4},
+    )
+    recycled = {"process": "hydro", "input_mass_kg": 450.0, "black_mass_kg": 180.0, "recovered_kg": {"lithium": 4.0}}
+    base = [
+        _tl(1, "MANUFACTURED", "manufactured", 0, custodian="LGES", actor="LGES"),
+        _tl(2, "INSTALLED", "in_service", 1, {"vin": "KMHEM41AP6A000009"}, custodian="HMC", actor="HMC"),
+        _tl(3, "REMOVED", "removed", 2, {"reason": "end_of_life"}, custodian="DISM-1", actor="DISM-1"),
+        _tl(4, "COLLECTED", "collected", 3, {"centre": "C-1", "region": "KR-41"}),
+    ]
+    mistake = _tl(5, "RECYCLED", "recycled", 4, recycled)
+    declaration = _tl(6, "ERROR_DECLARED", "collected", 5, {"declared_event_id": mistake.event_id, "reason": "x"})
+    full = [*base, mistake, declaration]
+    assert [e.sequence for e in corrected(full)] == [1, 2, 3, 4, 6]
+    assert fold(full).state == "collected" and fold(full).recycled_month is None
+    b = Battery("P1", facts=facts, head=fold(full))
+    without = contribution(Battery("P1", facts=facts, head=fold(base)), base)
+    assert contribution(b, full).rows == without.rows
+    # One event per batch, or all at once: the figures added are the battery's contribution either way (its
+    # registration was counted when it arrived, before these batches).
+    events_only = {k: v for k, v in without.changes().items() if k[0] != "registered"}
+    for batches in ([full], [[e] for e in full], [full[:5], full[5:]]):
+        flows, battery, seen = Flows(), Battery("P1", facts=facts), []
+        for batch in batches:
+            seen += batch
+            inserted = {("P1", e.sequence) for e in batch}
+            battery = advance(battery, None, seen, None, inserted, flows)
+        assert flows.changes() == events_only, batches

@@ -68,8 +68,6 @@ def current(row: Mapping[str, Any], amendments: Sequence[Mapping[str, Any]]) -> 
     for a in amendments:
         for name, change in a["changes"].items():
             out[name] = _python(name, change["after"])
-    if amendments:
-        out["amendments"] = len(amendments)
     return out
 
 
