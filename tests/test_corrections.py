@@ -438,3 +438,21 @@ def test_a_declaration_takes_back_exactly_what_its_event_added_whatever_the_batc
             inserted = {("P1", e.sequence) for e in batch}
             battery = advance(battery, None, seen, None, inserted, flows)
         assert flows.changes() == events_only, batches
+
+
+async def test_a_mistaken_assembly_declared_takes_the_cell_out_again(s: Stack) -> None:
+    module = await s.battery(model_id="NCM-MOD-8")
+    cell = await s.battery(model_id="NCM-CELL-60")
+    assembled = await s.ok(cell, "ASSEMBLED", "manufacturer", data={"parent_id": module})
+    await s.ok(cell, "INCIDENT", "manufacturer")
+    assert (await s.state(cell))["parent_id"] == module
+    out = await s.ok(cell, "ERROR_DECLARED", "manufacturer", data=declaring(assembled))
+    st = await s.state(cell)
+    assert (out["state"], st["state"], st["parent_id"]) == ("manufactured", "manufactured", None)
+    # The replay of an assembly checks this battery's history, not the parent's present (now held elsewhere).
+    other = await s.battery(model_id="NCM-CELL-60")
+    again = await s.ok(other, "ASSEMBLED", "manufacturer", data={"parent_id": module})
+    incident = await s.ok(other, "INCIDENT", "manufacturer")
+    await s.ok(module, "TRANSFERRED", "manufacturer", data={"to": ORGS["recycler"]})
+    await s.ok(other, "ERROR_DECLARED", "manufacturer", data=declaring(incident))
+    assert (await s.state(other))["parent_id"] == module and again["state"] == "assembled"

@@ -231,14 +231,19 @@ async def capture(
     known = [DeclaredEvent.from_row(row) for row in found_declared]
     # What a declaration corrects: the battery's ledger (its state is locked, so it is whole) and the assembly
     # parents its events name, for the state fold (machine.correct).
-    corrected_ledgers = await repo.ledgers(session, sorted({ev.battery_id for ev in declarations}))
-    parent_ids = {
-        r["data"]["parent_id"]
-        for rows_ in corrected_ledgers.values()
-        for r in rows_
-        if r["type"] in (EventType.ASSEMBLED.value, EventType.DISASSEMBLED.value)
-    }
-    parents = {b: BatteryState.from_row(s) for b, s in (await repo.get_states(session, sorted(parent_ids))).items()}
+    corrected_ledgers: dict[str, list[dict[str, Any]]] = {}
+    parents: dict[str, BatteryState] = {}
+    if declarations:  # (the hot path without any declaration makes neither query)
+        corrected_ledgers = await repo.ledgers(session, sorted({ev.battery_id for ev in declarations}))
+        parent_ids = {
+            r["data"]["parent_id"]
+            for rows_ in corrected_ledgers.values()
+            for r in rows_
+            if r["type"] in (EventType.ASSEMBLED.value, EventType.DISASSEMBLED.value)
+        }
+        if parent_ids:
+            found_parents = await repo.get_states(session, sorted(parent_ids))
+            parents = {b: BatteryState.from_row(s) for b, s in found_parents.items()}
 
     # Who TRANSFERRED hands batteries to, as the participant directory knows them.
     found_receivers: dict[str, Receiver] = {}
