@@ -14,6 +14,7 @@ from services.portal.passports import models as portal_passports
 from services.portal.ui import models as portal_ui
 from services.portal.views import models as portal_views
 from services.registry import models as registry
+from services.registry.amendments import models as registry_amendments
 from services.registry.batteries import models as registry_batteries
 from services.registry.catalog import models as registry_catalog
 from services.registry.participants import models as registry_participants
@@ -25,6 +26,7 @@ MODULES = (
     registry_participants,
     registry_catalog,
     registry_batteries,
+    registry_amendments,
     events,
     events_lifecycle,
     events_log,

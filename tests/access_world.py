@@ -75,4 +75,4 @@ async def access_world(
             return r.status_code == 200 and len(event_list(r.json())) >= 10
 
         await eventually(epcis_ready, timeout_s=30)
-        yield {"registry": registry, "portal": portal, "serial": serial}
+        yield {"registry": registry, "portal": portal, "serial": serial, "maker": maker}

@@ -94,7 +94,9 @@ class Lifecycle:
         site: str | None = None,
         event_id: str | None = None,
         state: str | None = None,
+        corrected: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
+        """`corrected`: for an ERROR_DECLARED, the (state, custodian) the events service's fold leaves."""
         head = self.heads[battery_id]
         data = data or {}
         custodian = head.custodian
@@ -102,7 +104,9 @@ class Lifecycle:
             custodian = actor
         elif type_ == "TRANSFERRED":
             custodian = data["to"]
-        state = state or STATE_AFTER[type_] or head.state  # `state`: where the type's usual one differs
+        state = state or STATE_AFTER.get(type_) or head.state  # `state`: where the type's usual one differs
+        if corrected is not None:
+            state, custodian = corrected
         location = {k: v for k, v in {"site": site, "region": region}.items() if v}
         body: dict[str, Any] = {
             "event_id": event_id or str(uuid.uuid4()),

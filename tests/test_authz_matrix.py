@@ -73,6 +73,8 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("registry", "POST", "/v1/batteries/bulk"): {"manufacturer", "admin"},
     ("registry", "GET", "/v1/batteries/{battery_id}"): EVERYONE,  # public fields without a token
     ("registry", "POST", "/v1/batteries/{battery_id}/aliases"): {"manufacturer", "oem", "admin"},
+    ("registry", "POST", "/v1/batteries/{battery_id}/amendments"): {"manufacturer", "admin"} | MINISTRY_ANY,
+    ("registry", "GET", "/v1/batteries/{battery_id}/amendments"): EVERYONE,  # commercial facts' values: full record
     ("registry", "GET", "/v1/resolve"): EVERYONE,
     ("events", "POST", "/v1/events"): AUTHENTICATED,
     ("events", "POST", "/v1/events/batch"): AUTHENTICATED,
@@ -210,6 +212,7 @@ LEGITIMATE_ROLES = {"dismantler", "collector", "assessor", "remanufacturer", "re
 #: be added here (test_every_battery_endpoint_is_in_the_relation_matrix).
 BATTERY_ENDPOINTS = {
     ("registry", "/v1/batteries/{battery_id}"),
+    ("registry", "/v1/batteries/{battery_id}/amendments"),
     ("events", "/v1/batteries/{battery_id}/events"),
     ("events", "/v1/batteries/{battery_id}/state"),
     ("events", "/v1/batteries/{battery_id}/proof-bundle"),
@@ -290,6 +293,16 @@ async def shown_by(world: dict[str, Any], path: str, headers: dict[str, str]) ->
         r = await world["registry"].get("/v1/batteries/R1", headers=headers)
         body = r.json()
         return {"public"} | ({"commercial"} if "serial_number" in body or "materials_kg" in body else set())
+    if path == "/v1/batteries/{battery_id}/amendments":
+        if not world.get("amended"):  # R1's material content amended once, by its manufacturer
+            body = {"changes": {"materials_kg": {"lithium": 7.9}}, "reason": "re-weighed"}
+            made = await world["registry"].post("/v1/batteries/R1/amendments", json=body, headers=world["maker"])
+            assert made.status_code == 201, made.text
+            world["amended"] = True
+        r = await world["registry"].get("/v1/batteries/R1/amendments", headers=headers)
+        assert r.status_code == 200, r.text
+        changed = {k for a in r.json()["items"] for k in a["changes"]}
+        return {"public"} | ({"commercial"} if "materials_kg" in changed else set())
     if path == "/v1/batteries/{battery_id}/history":
         r = await world["portal"].get("/v1/batteries/R1/history", headers=headers)
         if r.status_code != 200:
@@ -373,7 +386,7 @@ async def test_relation_matrix_portal_and_registry(relation_world, token) -> Non
                     assert want <= set(GROUPS)
                     if "commercial" in want and "commercial" not in groups:
                         failures.append(f"{role}/{relation}: passport level {level} beyond its field groups")
-                elif path == "/v1/batteries/{battery_id}":
+                elif path in ("/v1/batteries/{battery_id}", "/v1/batteries/{battery_id}/amendments"):
                     want = groups & {"public", "commercial"}
                 elif path == "/epcis/events":  # EPCIS events carry no commercial facts
                     want = {"public"} | ({"certification", "condition"} if "condition" in groups else set())

@@ -107,3 +107,19 @@ async def test_demo_fills_every_view_and_loads_idempotently(make_settings, token
             v = await s.events.get(f"/v1/batteries/{pack}/verify", headers=token("MOLIT", "ministry", ministry="MOLIT"))
             assert v.status_code == 200 and v.json()["valid"], v.text
             assert body["current"]["sequence"] == v.json()["events"]
+
+            # The corrections: the mistaken RECYCLED struck through, the pack back at `collected`; the amendment.
+            from devtools.demo.corrections import AMENDED, waiting_at_a_centre
+
+            plans = build_plans(7, PACKS)
+            assert first["corrected_packs"] == first["amended_packs"] == 1
+            molit = token("MOLIT", "ministry", ministry="MOLIT")
+            corrected = waiting_at_a_centre(plans)
+            assert corrected is not None
+            h = (await portal.get(f"/v1/batteries/{corrected.pack_id}/history", headers=molit)).json()
+            declared = [e for e in h["timeline"] if e["declared_in_error"]]
+            assert [e["type"] for e in declared] == ["RECYCLED"]
+            assert h["timeline"][-1]["type"] == "ERROR_DECLARED" and h["current"]["state"] == "collected"
+            amended = (await portal.get(f"/v1/batteries/{plans[1].pack_id}/history", headers=molit)).json()
+            assert [sorted(a["changes"]) for a in amended["amendments"]] == [sorted(AMENDED)]
+            assert amended["registry"]["manufacturing_site"] == AMENDED["manufacturing_site"]

@@ -254,7 +254,8 @@ async def test_error_declaration_adds_a_correcting_event(s: Stack) -> None:
     assert [e["type"] for e in timeline] == ["MANUFACTURED", "TRANSFERRED", "ERROR_DECLARED"]
     assert timeline[2]["data"]["declared_event_id"] == timeline[1]["event_id"]
     assert timeline[2]["data"]["reason"] == "incorrect_data"
-    assert timeline[2]["state_after"] == "manufactured" and timeline[2]["custodian_after"] == ORGS["oem"]
+    # The correction takes the transfer out: custody is back at the manufacturer.
+    assert timeline[2]["state_after"] == "manufactured" and timeline[2]["custodian_after"] == ORGS["manufacturer"]
     assert (await s.events.get(f"/v1/batteries/{bid}/verify")).json()["valid"]
 
 

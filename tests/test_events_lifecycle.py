@@ -80,7 +80,8 @@ ONE_PER_TYPE: dict[EventType, tuple[str, str, str, dict[str, Any] | None, str]] 
     EventType.DISPOSED: ("collected", "recycle", "collector", None, "disposed"),
     EventType.TRANSFERRED: ("manufactured", "recycle", "manufacturer", {"to": "SOMEONE-ELSE"}, "manufactured"),
     EventType.INCIDENT: ("in_service", "recycle", "inspector", None, "in_service"),
-    EventType.ERROR_DECLARED: ("in_service", "recycle", "oem", None, "in_service"),  # the oem's INSTALLED
+    # The oem's INSTALLED declared in error: the correction takes it out, the battery is back where it was.
+    EventType.ERROR_DECLARED: ("in_service", "recycle", "oem", None, "manufactured"),
 }
 
 

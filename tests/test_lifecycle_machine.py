@@ -821,6 +821,7 @@ def test_the_machine_is_pure() -> None:
         "services.events.lifecycle.rules",
         "services.events.lifecycle.plausibility",
         "shared.access",
+        "shared.contract.corrections",
         "shared.contract.lifecycle",
         "shared.contract.streams",
     }

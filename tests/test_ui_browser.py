@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from devtools.embedded import free_port
 from services.portal.ui.settings import UISettings
+from tests.conftest import eventually
 from tests.test_ui_pages import DIGITAL_LINK, LONG, VIN_2, session_key, ui_world
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,7 +83,8 @@ async def site(make_settings, token, infra, topic_prefix, tmp_path) -> AsyncIter
         ):
             shots = tmp_path / "shots"
             shots.mkdir()
-            yield {"base": base, "shots": shots, "app": portal.app}  # type: ignore[attr-defined]
+            registry = f"http://127.0.0.1:{registry_port}"
+            yield {"base": base, "shots": shots, "app": portal.app, "registry": registry}  # type: ignore[attr-defined]
             copy_for_review(shots)
 
 
@@ -297,3 +299,80 @@ async def test_measure_server_time_and_page_weight(site, infra) -> None:
             await context.close()
     (shots / "measurements.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+async def test_the_corrected_history_strikes_the_mistaken_recycled_and_shows_the_amendment(
+    site, token, infra, topic_prefix
+) -> None:
+    """A RECYCLED declared in error is struck through with its declaration, the battery is back where it was, and
+    an amendment of a registry fact shows who, when, why, before and after, in Korean and in English."""
+    from tests.factories import register
+    from tests.portal_helpers import Lifecycle, at, topics
+
+    base, shots, bid = site["base"], site["shots"], "KR-LGES-P0009"
+    lges = token("LGES", "manufacturer")
+    async with httpx.AsyncClient(base_url=site["registry"]) as registry:
+        await register(
+            registry, lges, battery_id=bid, model_id="NCM-PACK-77", manufactured_at="2026-01-10T10:00:00+09:00"
+        )
+        amended = await registry.post(
+            f"/v1/batteries/{bid}/amendments",
+            json={"changes": {"manufacturing_site": "Ochang plant 2"}, "reason": "entered from the wrong plant"},
+            headers=lges,
+        )
+        assert amended.status_code == 201, amended.text
+    life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
+    recycled_data = {
+        "process": "hydrometallurgy",
+        "input_mass_kg": 450.0,
+        "black_mass_kg": 180.0,
+        "recovered_kg": {"lithium": 5.1, "nickel": 30.2, "cobalt": 3.9, "manganese": 3.1},
+    }
+    envelopes = [
+        life.manufactured(bid, "LGES", at("2026-01-10")),
+        life.event(bid, "TRANSFERRED", "LGES", "manufacturer", at("2026-03-01"), {"to": "REC-1"}),
+        life.event(bid, "RECYCLED", "REC-1", "recycler", at("2026-03-05"), recycled_data, region="KR-41"),
+    ]
+    mistaken = envelopes[-1]["data"]["event_id"]
+    envelopes.append(
+        life.event(
+            bid,
+            "ERROR_DECLARED",
+            "REC-1",
+            "recycler",
+            at("2026-03-06"),
+            {"declared_event_id": mistaken, "reason": "did_not_occur"},
+            corrected=("manufactured", "REC-1"),
+        )
+    )
+    await life.publish(envelopes)
+    async with chromium() as browser:
+        page = await (await browser.new_context(viewport=DESKTOP, locale="ko-KR")).new_page()
+        await sign_in(page, base, "ops|admin|")
+
+        async def shown() -> bool:
+            await page.goto(f"{base}/ui/batteries/{bid}")
+            return await page.locator("[data-testid=timeline] > li").count() == 4 and (
+                await page.locator("[data-testid=amendments] li").count() == 1
+            )
+
+        await eventually(shown, timeout_s=30)
+        struck = page.locator("[data-testid=timeline] > li.declared")
+        assert await struck.count() == 1
+        assert await struck.get_attribute("data-type") == "RECYCLED"
+        assert await struck.locator("del").count() == 1
+        decoration = await struck.locator("del").evaluate("e => getComputedStyle(e).textDecorationLine")
+        assert "line-through" in decoration
+        note = await struck.locator("[data-testid=declared-note]").inner_text()
+        assert "오류로 선언됨: #4" in note and "발생하지 않음" in note
+        assert await page.inner_text("[data-testid=state]") == "제조됨"  # back where it was before the RECYCLED
+        row = page.locator("[data-testid=amendments] tr[data-field=manufacturing_site]")
+        assert "Ochang plant 2" in await row.inner_text() and "제조 사업장" in await row.inner_text()
+        assert "entered from the wrong plant" in await page.inner_text("[data-testid=amendments]")
+        await page.screenshot(path=shots / "battery-corrected-ko.png", full_page=True)
+        await page.click("[data-testid=lang-switch]")
+        await page.wait_for_selector("[data-testid=declared-note]")
+        note = await page.inner_text("[data-testid=declared-note]")
+        assert "Declared in error by #4" in note and "did not occur" in note
+        assert "manufacturing site" in await page.inner_text("[data-testid=amendments]")
+        await page.screenshot(path=shots / "battery-corrected-en.png", full_page=True)

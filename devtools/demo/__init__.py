@@ -15,6 +15,10 @@ What it loads (seeded, so the same seed gives the same data):
   ESS sites), remanufacturing (a weak module taken out and recycled), recycling (recovered masses from
   the pack's declared content and the process's yields), a few disposals, and backlogs left waiting.
   The first packs follow scripted stories so that even a small demo fills every section of every view.
+- corrections (`corrections`): a recycler's mistaken RECYCLED of a pack waiting at a centre, declared in error
+  within its window (the pack is back to collected, every figure as before, the history strikes it through), and
+  a manufacturer's amendment of the second pack's site and carbon footprint (a record: who, when, why, before,
+  after).
 
 Idempotent: participants, models and batteries that exist (409) are skipped; event IDs are UUIDv5 of the
 battery and step, and all times are fixed relative to the first run's clock (read back from the first

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from devtools.demo.catalogue import ADMIN, BY_ID, ORGS, model_bodies
+from devtools.demo.corrections import load_corrections
 from devtools.demo.plan import SPAN_DAYS, Ev, PackPlan, build_plans
 from devtools.demo.regime import implausible_report_refused
 from shared.auth import mint_token
@@ -357,6 +358,7 @@ async def load_demo_async(
             # VINs are attached by the INSTALLED events (the registry refuses VIN aliases).
             events, aliases = await lifecycle(), 0
             refused = await implausible_report_refused(api, plans, start)
+            stories = await load_corrections(api, plans, start)  # a mistaken RECYCLED corrected, an amendment
             caught_up = await _wait_portal(api, progress, portal_timeout_s)
         views = await _views(api)
         seconds = time.monotonic() - started
@@ -371,6 +373,8 @@ async def load_demo_async(
             "aliases": aliases,
             "portal_caught_up": int(caught_up),
             "implausible_refused": refused,
+            "corrected_packs": int(stories["corrected_pack"] is not None),
+            "amended_packs": int(stories["amended_pack"] is not None),
             "seconds": round(seconds),
         }
         if not quiet:

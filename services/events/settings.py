@@ -33,6 +33,12 @@ class EventsSettings(ServiceSettings):
         min_length=1,
         description="The inspection bodies designated for KC 10031 safety inspections (SAFETY_INSPECTED data.body).",
     )
+    correction_window_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days within which the poster of a final-state event (RECYCLED, DISPOSED) may declare it in "
+        "error itself; an authority may at any time.",
+    )
     consumer_group: str = "batterytrace-events"
     verify_interval_s: float = Field(300.0, gt=0, description="Seconds between background hash-chain sweeps.")
     verify_rate_per_s: float = Field(

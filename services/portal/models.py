@@ -157,7 +157,27 @@ class Event(LedgerRecordFields, Base, table=True):
     )
 
     parent_id: str | None = Field(default=None, sa_type=Text)
+    #: The sequence of the ERROR_DECLARED that declared this event in error (null: in effect). Set by the ingest
+    #: from the timeline (shared.contract.corrections); every read of composition, state and relations skips it.
+    declared_by: int | None = Field(default=None)
     applied_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
+
+
+class Amendment(Base, table=True):
+    """Amendments of a battery's registry facts, as the registry published them (the history and passport show
+    them; `batteries` holds the facts as last amended)."""
+
+    __tablename__ = "amendments"
+    __table_args__ = (Index("ix_amendments_battery", "battery_id", "number"), {"schema": SCHEMA})
+
+    id: str = Field(primary_key=True, sa_type=Text)
+    battery_id: str = Field(sa_type=Text)
+    number: int
+    changes: dict[str, Any] = Field(sa_type=JSONB)
+    reason: str = Field(sa_type=Text)
+    actor: str = Field(sa_type=Text)
+    actor_role: str = Field(sa_type=Text)
+    amended_at: datetime = Field(sa_type=TZ)
 
 
 class Handler(Base, table=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.registry.amendments.router import router as amendments_router
 from services.registry.batteries.router import router as batteries_router
 from services.registry.catalog.router import router as catalog_router
 from services.registry.models import SCHEMA
@@ -24,7 +25,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             "Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[participants_router, catalog_router, batteries_router],
+        routers=[participants_router, catalog_router, batteries_router, amendments_router],
         schema=SCHEMA,
         publishes=[TOPIC_REGISTRY],
     )

@@ -46,6 +46,9 @@ PARTICIPANT_TYPES = (PARTICIPANT_REGISTERED, PARTICIPANT_SUSPENDED, PARTICIPANT_
 MODEL_REGISTERED = "kr.battery.registry.model.registered.v1"
 BATTERY_REGISTERED = "kr.battery.registry.battery.registered.v1"
 ALIAS_ADDED = "kr.battery.registry.battery.alias_added.v1"
+#: The manufacturer or an authority amended registry facts (data: the amendment record: number, changes
+#: {field: {before, after}}, reason, actor, actor_role, amended_at). A fact's current value is its latest amendment.
+BATTERY_AMENDED = "kr.battery.registry.battery.amended.v1"
 EPCIS_CAPTURED = "kr.battery.epcis.event.captured.v1"
 EPCIS_ERROR_DECLARED = "kr.battery.epcis.event.error_declared.v1"
 #: A signed checkpoint of the transparency log (again, with more cosignatures, as witnesses add them).

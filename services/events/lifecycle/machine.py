@@ -7,7 +7,7 @@ follows is `rules.py`. The service locks, looks up, stores and publishes; it nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -28,7 +28,8 @@ from services.events.lifecycle.rules import (
     rule_for,
 )
 from shared.access import Role
-from shared.contract.lifecycle import GENESIS, EventType, Grade, State, event_hash, ts
+from shared.contract.corrections import declared_sequences
+from shared.contract.lifecycle import FINAL_STATES, GENESIS, EventType, Grade, State, event_hash, ts
 from shared.contract.streams import manufactured_event_id
 
 
@@ -189,6 +190,15 @@ class LedgerRow:
     hash: str
     request_digest: str
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> LedgerRow:
+        """From a stored ledger row."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["event_id"] = str(values["event_id"])
+        values["type"] = EventType(values["type"])
+        values["state_after"] = State(values["state_after"])
+        return cls(**values)
+
     def as_row(self) -> dict[str, Any]:
         return as_row(self)
 
@@ -340,12 +350,15 @@ def apply(
     receiver: Receiver | None = None,
     tolerances: Tolerances = Tolerances(),
     designated_bodies: Sequence[str] = DESIGNATED_BODIES,
+    corrections: Corrections | None = None,
 ) -> Transition | Refusal:
     """Apply one event. `parent`: the state of `data.parent_id` (ASSEMBLED, DISASSEMBLED); `declared`: the
     event `data.declared_event_id` names (ERROR_DECLARED); `receiver`: what the participant directory says of
     TRANSFERRED's `data.to` (None: not looked up, the receiver is not checked). None where it is not known.
     `recorded_at` is the server's clock: `occurred_at` may be at most `max_ahead` later. `tolerances`: how far
-    reported numbers may stray (`plausibility`); `designated_bodies`: who may issue KC 10031 certificates."""
+    reported numbers may stray (`plausibility`); `designated_bodies`: who may issue KC 10031 certificates;
+    `corrections`: the battery's ledger an ERROR_DECLARED corrects (see `correct`); without it a declaration only
+    marks the event."""
     refusal = postable(event.type) or authorize(event.type, poster, event.data)
     if refusal is not None:
         return refusal
@@ -360,10 +373,24 @@ def apply(
             extra={"current_sequence": state.sequence},
         )
     rule = rule_for(event.type, event.data)
+    corrected: BatteryState | None = None
     if event.type is EventType.ERROR_DECLARED:
         refusal = _check_declaration(event, declared, poster)
         if refusal is not None:
             return refusal
+        if corrections is not None and declared is not None:
+            outcome = correct(
+                state,
+                poster,
+                declared,
+                corrections,
+                recorded_at=recorded_at,
+                tolerances=tolerances,
+                designated_bodies=designated_bodies,
+            )
+            if isinstance(outcome, Refusal):
+                return outcome
+            corrected = outcome
     refusal = _check_source(state, event, rule)
     if refusal is not None:
         return refusal
@@ -394,7 +421,7 @@ def apply(
     verdict = check(event.type, event.data, state.facts, state.readings, tolerances)
     if verdict.implausible is not None:
         return implausible(verdict.implausible)
-    return _transition(state, poster, event, rule, moved, recorded_at, verdict.unchecked)
+    return _transition(state, poster, event, rule, moved, recorded_at, verdict.unchecked, corrected)
 
 
 def implausible(found: Implausible) -> Refusal:
@@ -659,7 +686,13 @@ def _transition(
     moved: _Moved,
     recorded_at: datetime,
     unchecked: Sequence[str] = (),
+    corrected: BatteryState | None = None,
 ) -> Transition:
+    """The event's ledger row and the state after it. `unchecked`: the plausibility rules that lacked a fact;
+    `corrected`: for an ERROR_DECLARED, the state its correction folded (`correct`): the row records it as the
+    state after, and the battery takes it."""
+    if corrected is not None:
+        return _declaration(state, poster, event, recorded_at, corrected)
     grade, si, pre = state.grade, state.safety_inspection, state.pre_removal_grade
     if event.type is EventType.GRADED:
         grade = Grade(event.data["grade"])
@@ -691,6 +724,34 @@ def _transition(
     # declaration by someone else) is checked against it but cannot push it ahead of the custodian.
     clock_moves = poster.org == state.custodian or custodian != state.custodian
     last_event_at = event.occurred_at if clock_moves else state.last_event_at
+    row = _row(state, poster, event, recorded_at, after, custodian, data)
+    new = replace(
+        state,
+        state=after,
+        custodian=custodian,
+        sequence=row.sequence,
+        last_hash=row.hash,
+        last_event_at=last_event_at,
+        grade=grade,
+        safety_inspection=si,
+        parent_id=moved.parent_id,
+        consignee=moved.consignee,
+        pre_removal_grade=pre,
+        readings=readings,
+    )
+    return Transition(new, row)
+
+
+def _row(
+    state: BatteryState,
+    poster: Poster,
+    event: Event,
+    recorded_at: datetime,
+    after: State,
+    custodian: str,
+    data: Mapping[str, Any] | None = None,
+) -> LedgerRow:
+    """The event's ledger row, next in the battery's chain (`data`: as stored, when it differs from the event's)."""
     sequence = state.sequence + 1
     fields: dict[str, Any] = {
         "event_id": event.event_id,
@@ -702,12 +763,11 @@ def _transition(
         "actor": poster.org,
         "actor_role": poster.role.value,
         "location": dict(event.location),
-        "data": data,
+        "data": dict(event.data if data is None else data),
         "state_after": after.value,
         "custodian_after": custodian,
     }
-    digest = event_hash(state.last_hash, fields)
-    row = LedgerRow(
+    return LedgerRow(
         event_id=event.event_id,
         battery_id=event.battery_id,
         sequence=sequence,
@@ -721,21 +781,179 @@ def _transition(
         state_after=after,
         custodian_after=custodian,
         prev_hash=state.last_hash,
-        hash=digest,
+        hash=event_hash(state.last_hash, fields),
         request_digest=event.request_digest,
     )
-    new = replace(
-        state,
-        state=after,
-        custodian=custodian,
-        sequence=sequence,
-        last_hash=digest,
-        last_event_at=last_event_at,
-        grade=grade,
-        safety_inspection=si,
-        parent_id=moved.parent_id,
-        consignee=moved.consignee,
-        pre_removal_grade=pre,
-        readings=readings,
+
+
+# ---- corrections (DOMAIN.md, Corrections) ----
+#: How long the poster of a final-state event (RECYCLED, DISPOSED) may declare it in error itself; an authority may
+#: at any time (the events setting `correction_window_days` overrides it).
+CORRECTION_WINDOW = timedelta(days=30)
+#: A replayed event passed the clock check when it was accepted: the fold does not make it again.
+_REPLAY_AHEAD = timedelta(days=36_500)
+
+
+@dataclass(frozen=True, slots=True)
+class Corrections:
+    """What an ERROR_DECLARED is checked and applied against (the service fetches it): the battery's whole ledger so
+    far (sequence 1 to its head), the current states of the assembly parents its events name, and the window."""
+
+    ledger: Sequence[LedgerRow]
+    parents: Mapping[str, BatteryState] = field(default_factory=dict)
+    window: timedelta = CORRECTION_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class Dependent:
+    """A later event that the fold cannot apply once the declared ones are left out, and why."""
+
+    row: LedgerRow
+    refusal: Refusal
+
+
+def _as_accepted(parent: BatteryState | None, actor: str) -> BatteryState | None:
+    """An assembly parent as it was when a replayed ASSEMBLED/DISASSEMBLED was accepted: held by its poster and not
+    final. Another battery's ledger is not what a correction of this one changes, so its checks are not made again;
+    the ones on this battery's own history are."""
+    if parent is None:
+        return None
+    state = State.manufactured if parent.state in FINAL_STATES else parent.state
+    return replace(parent, custodian=actor, state=state)
+
+
+def fold_state(
+    ledger: Sequence[LedgerRow],
+    declared: Collection[int],
+    parents: Mapping[str, BatteryState] | None = None,
+    *,
+    facts: Facts = Facts(),
+    tolerances: Tolerances = Tolerances(),
+    designated_bodies: Sequence[str] = DESIGNATED_BODIES,
+) -> BatteryState | Dependent:
+    """A battery's state recomputed from its ledger without the events declared in error (`declared`: their
+    sequences) and without the declarations themselves: genesis from its MANUFACTURED row, then every other event
+    through `apply`, the one function live events go through, as its poster posted it. The chain head (sequence,
+    last hash) stays the ledger's: the ledger is append-only, only the state is recomputed. Dependent: the first
+    later event the corrected history no longer admits. `facts`, `tolerances`, `designated_bodies`: what the
+    plausibility and certificate rules compare with, as for live events (the registry's facts are the battery's,
+    not its history's)."""
+    first = ledger[0]
+    state = genesis(
+        battery_id=first.battery_id,
+        kind=first.data["kind"],
+        model_id=first.data["model_id"],
+        manufacturer=first.actor,
+        manufactured_at=first.occurred_at,
+        site=first.location.get("site"),
+        recorded_at=first.recorded_at,
+        facts=facts,
+    ).state
+    parents = parents or {}
+    for row in ledger[1:]:
+        if row.sequence in declared or row.type is EventType.ERROR_DECLARED:
+            continue
+        parent_id = row.data.get("parent_id") if row.type in (EventType.ASSEMBLED, EventType.DISASSEMBLED) else None
+        step = apply(
+            state,
+            Poster(row.actor, Role(row.actor_role)),
+            Event(row.type, row.event_id, row.battery_id, row.occurred_at, row.location, row.data),
+            recorded_at=row.recorded_at,
+            parent=_as_accepted(parents.get(parent_id), row.actor) if parent_id else None,
+            max_ahead=_REPLAY_AHEAD,
+            tolerances=tolerances,
+            designated_bodies=designated_bodies,
+        )
+        if isinstance(step, Refusal):
+            return Dependent(row, step)
+        state = step.state
+    last = ledger[-1]
+    return replace(state, sequence=last.sequence, last_hash=last.hash)
+
+
+def correct(
+    state: BatteryState,
+    poster: Poster,
+    declared: DeclaredEvent,
+    corrections: Corrections,
+    *,
+    recorded_at: datetime,
+    tolerances: Tolerances = Tolerances(),
+    designated_bodies: Sequence[str] = DESIGNATED_BODIES,
+) -> BatteryState | Refusal:
+    """The battery's state once `declared` is declared in error (the poster is its actor or an authority, checked
+    before), or why it may not be: a registration is amended, not declared (422); an event is declared once (409
+    `already-declared`); a final-state event (RECYCLED, DISPOSED) only by an authority, or by its poster within the
+    window (403 `correction-window-closed`); an event that a later one depends on only after that one is declared
+    (409 `later-events-depend`: without it, the later event would be refused)."""
+    name = "data.declared_event_id"
+    ledger = corrections.ledger
+    found = [r for r in ledger if r.event_id == declared.event_id and r.actor == declared.actor]
+    target = next((r for r in found if r.type is not EventType.MANUFACTURED), found[0] if found else None)
+    if target is None or ledger[-1].sequence != state.sequence:
+        return Refusal(
+            404,
+            "unknown-event",
+            "Not found",
+            f"No event {declared.event_id} is in the ledger of {state.battery_id}.",
+            (field_error(name, "known-event", "not in the ledger"),),
+        )
+    if target.type is EventType.MANUFACTURED:
+        return invalid(
+            "MANUFACTURED records the registration: registry facts are corrected by an amendment "
+            f"(POST /v1/batteries/{state.battery_id}/amendments at the registry), not declared in error.",
+            field_error(name, "not-the-registration", "the registration is amended, not declared"),
+        )
+    already = declared_sequences(ledger)
+    if target.sequence in already:
+        return Refusal(
+            409,
+            "already-declared",
+            "Already declared in error",
+            f"{target.type.value} {target.event_id} (sequence {target.sequence}) was declared in error by the "
+            f"event at sequence {already[target.sequence]}; an event is declared once.",
+            (field_error(name, "declared-once", "already declared in error"),),
+            {"declared_by_sequence": already[target.sequence]},
+        )
+    final = rule_for(target.type, target.data).target in FINAL_STATES
+    if final and not poster.is_authority and recorded_at - target.recorded_at > corrections.window:
+        days = corrections.window.total_seconds() / 86_400
+        return Refusal(
+            403,
+            "correction-window-closed",
+            "Correction window closed",
+            f"{target.type.value} ends the battery's life: its poster may declare it in error within {days:g} days "
+            f"of recording it ({ts(target.recorded_at)}); after that only an authority may.",
+            (field_error(name, "final-event-window", f"older than {days:g} days; ask an authority"),),
+        )
+    folded = fold_state(
+        ledger,
+        {*already, target.sequence},
+        corrections.parents,
+        facts=state.facts,
+        tolerances=tolerances,
+        designated_bodies=designated_bodies,
     )
-    return Transition(new, row)
+    if isinstance(folded, Dependent):
+        dep = folded.row
+        return Refusal(
+            409,
+            "later-events-depend",
+            "Later events depend on it",
+            f"{dep.type.value} at sequence {dep.sequence} ({dep.event_id}) depends on {target.type.value} at "
+            f"sequence {target.sequence}: without it, {folded.refusal.detail} Declare the later events in error "
+            "first, latest first.",
+            (field_error(name, "no-later-dependents", f"{dep.type.value} at sequence {dep.sequence} depends on it"),),
+            {"dependent_event": {"sequence": dep.sequence, "event_id": dep.event_id, "type": dep.type.value}},
+        )
+    return folded
+
+
+def _declaration(
+    state: BatteryState, poster: Poster, event: Event, recorded_at: datetime, corrected: BatteryState
+) -> Transition:
+    """An ERROR_DECLARED that corrects: its row records the corrected state and custodian, and the battery takes
+    the corrected state (its grade, inspection, parent, consignee and ordering clock as the corrected history
+    leaves them) at the head of the chain."""
+    row = _row(state, poster, event, recorded_at, corrected.state, corrected.custodian)
+    return Transition(replace(corrected, sequence=row.sequence, last_hash=row.hash), row)

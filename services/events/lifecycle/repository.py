@@ -33,6 +33,9 @@ _MESSAGE = message_columns(_outbox)
 STATE_COLUMNS = names(_STATE)
 _SELECT_STATE = f"SELECT {STATE_COLUMNS} FROM {qualified(_state)}"
 _LOCK_STATES = f"{_SELECT_STATE} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id FOR UPDATE"
+_GET_STATES = f"{_SELECT_STATE} WHERE battery_id = ANY($1::text[])"
+#: Whole ledgers, for the batteries an ERROR_DECLARED corrects (their states are locked: no row is added meanwhile).
+_LEDGERS = f"SELECT {names(_LEDGER)} FROM {qualified(_ledger)} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence"
 _GET_STATE = f"{_SELECT_STATE} WHERE battery_id = $1"
 #: What a retried or replayed event is checked against.
 _FOUND = [
@@ -112,6 +115,23 @@ async def lock_states(session: AsyncSession, battery_ids: Sequence[str]) -> dict
     return {r["battery_id"]: _state_row(r) for r in rows}
 
 
+async def get_states(session: AsyncSession, battery_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Current states, unlocked (what a correction's fold reads of the assembly parents)."""
+    conn = await raw_connection(session)
+    return {r["battery_id"]: _state_row(r) for r in await conn.fetch(_GET_STATES, list(battery_ids))}
+
+
+async def ledgers(session: AsyncSession, battery_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each battery's whole ledger in sequence order."""
+    conn = await raw_connection(session)
+    out: dict[str, list[dict[str, Any]]] = {b: [] for b in battery_ids}
+    for r in await conn.fetch(_LEDGERS, list(battery_ids)):
+        row = dict(r)
+        row["location"], row["data"] = json_value(row["location"]), json_value(row["data"])
+        out[row["battery_id"]].append(row)
+    return out
+
+
 async def get_state(session: AsyncSession, battery_id: str) -> dict[str, Any] | None:
     conn = await raw_connection(session)
     r = await conn.fetchrow(_GET_STATE, battery_id)
@@ -148,18 +168,6 @@ async def insert_genesis(session: AsyncSession, states: Sequence[dict[str, Any]]
     rows = await conn.fetch(_INSERT_GENESIS, *column_arrays(states, _GENESIS))
     return {r["battery_id"] for r in rows}
 
-
-_READING_EVENTS = (
-    f"SELECT sequence, type, event_id::text AS event_id, data FROM {qualified(_ledger)} "
-    "WHERE battery_id = $1 AND type = ANY($2::text[]) ORDER BY sequence"
-)
-
-
-async def reading_events(session: AsyncSession, battery_id: str, types: Sequence[str]) -> list[dict[str, Any]]:
-    """The battery's events of these types, in sequence order (what its plausibility readings follow)."""
-    conn = await raw_connection(session)
-    rows = await conn.fetch(_READING_EVENTS, battery_id, list(types))
-    return [{**dict(r), "data": json_value(r["data"])} for r in rows]
 
 
 async def fill_facts(session: AsyncSession, facts: Mapping[str, dict[str, Any]]) -> None:

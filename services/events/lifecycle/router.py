@@ -41,6 +41,13 @@ TYPES_DOC = """
 | DISPOSED | any but final | disposed | collector, recycler | custodian | `method`?, `note`? |
 | TRANSFERRED | any but final | unchanged | the custodian | receiver becomes custodian | `to` |
 | INCIDENT | any but final | unchanged | any operational role, ministry | — | `kind`, `severity`, `description`? |
+| ERROR_DECLARED | any | the state without the declared event | the declared event's poster, an authority | as without it | `declared_event_id`, `declared_actor`?, `reason`, `corrective_event_ids`? |
+
+ERROR_DECLARED takes the declared event's effects out: the battery's state is recomputed from its ledger without it
+(the ledger keeps it, marked). RECYCLED and DISPOSED: by their poster within `correction_window_days` (default 30;
+403 `correction-window-closed` after), by an authority at any time. 409 `already-declared` for an event declared
+before; 409 `later-events-depend` while a later event needs it (declare that one first); 422 for a declaration or
+the registration (amend registry facts at the registry instead).
 
 MANUFACTURED is recorded when the registry registers the battery (sequence 1). Event IDs are unique per poster.
 `occurred_at` may be at most a few seconds (the `occurred_at_max_ahead_s` setting, default 5) ahead of the server.
@@ -49,12 +56,13 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1). E
 
 
 def _clock(request: Request) -> dict[str, Any]:
-    """The settings the rules take: clock skew, plausibility margins, KC 10031 bodies."""
+    """The settings the rules take: clock skew, plausibility margins, KC 10031 bodies, the correction window."""
     settings = request.app.state.settings
     return {
         "max_ahead": timedelta(seconds=settings.occurred_at_max_ahead_s),
         "tolerances": settings.plausibility_tolerances(),
         "designated_bodies": tuple(settings.kc_designated_bodies),
+        "correction_window": timedelta(days=settings.correction_window_days),
     }
 
 

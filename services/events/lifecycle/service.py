@@ -24,7 +24,7 @@ from services.events.lifecycle.machine import (
     Refusal,
     Transition,
 )
-from services.events.lifecycle.plausibility import READING_EVENTS, Facts, Tolerances, replay
+from services.events.lifecycle.plausibility import Facts, Tolerances
 from services.events.lifecycle.rules import DESIGNATED_BODIES
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventResult
 from shared.auth import Principal, Role
@@ -174,11 +174,13 @@ async def capture(
     receivers: ParticipantLookup | None = None,
     tolerances: Tolerances = Tolerances(),
     designated_bodies: Sequence[str] = DESIGNATED_BODIES,
+    correction_window: timedelta = machine.CORRECTION_WINDOW,
 ) -> list[EventResult]:
     """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `max_ahead`: how
     far ahead of the server's clock an `occurred_at` may be; `receivers`: the participant directory
     TRANSFERRED's receivers are checked against (None: not checked); `tolerances` and `designated_bodies`: the
-    plausibility margins and the KC 10031 inspection bodies (the events settings)."""
+    plausibility margins and the KC 10031 inspection bodies (the events settings); `correction_window`: how long
+    the poster of a final-state event may declare it in error itself."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
@@ -237,6 +239,21 @@ async def capture(
         else []
     )
     known = [DeclaredEvent.from_row(row) for row in found_declared]
+    # What a declaration corrects: the battery's ledger (its state is locked, so it is whole) and the assembly
+    # parents its events name, for the state fold (machine.correct).
+    corrected_ledgers: dict[str, list[dict[str, Any]]] = {}
+    parents: dict[str, BatteryState] = {}
+    if declarations:  # (the hot path without any declaration makes neither query)
+        corrected_ledgers = await repo.ledgers(session, sorted({ev.battery_id for ev in declarations}))
+        parent_ids = {
+            r["data"]["parent_id"]
+            for rows_ in corrected_ledgers.values()
+            for r in rows_
+            if r["type"] in (EventType.ASSEMBLED.value, EventType.DISASSEMBLED.value)
+        }
+        if parent_ids:
+            found_parents = await repo.get_states(session, sorted(parent_ids))
+            parents = {b: BatteryState.from_row(s) for b, s in found_parents.items()}
 
     # Who TRANSFERRED hands batteries to, as the participant directory knows them.
     found_receivers: dict[str, Receiver] = {}
@@ -276,6 +293,7 @@ async def capture(
                 receiver=found_receivers.get(ev.data["to"]) if ev.type is EventType.TRANSFERRED else None,
                 tolerances=tolerances,
                 designated_bodies=designated_bodies,
+                corrections=_corrections(ev, corrected_ledgers, rows, work, parents, correction_window),
             )
         )
         if isinstance(step, Refusal):
@@ -283,8 +301,6 @@ async def capture(
             failed_batteries.add(ev.battery_id)
             continue
         new, row = step.state, step.row
-        if row.type is EventType.ERROR_DECLARED and isinstance(declared, DeclaredEvent):
-            new = await _readings_after_declaration(session, new, declared, [*rows, row])
         work[ev.battery_id] = new
         rows.append(row)
         known.append(DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
@@ -300,20 +316,20 @@ async def capture(
     return [results[i] for i in range(len(prepared))]
 
 
-async def _readings_after_declaration(
-    session: AsyncSession, state: BatteryState, declared: DeclaredEvent, pending: Sequence[LedgerRow]
-) -> BatteryState:
-    """After an error declaration of a reading (an INSPECTED or GRADED), the readings replayed from the battery's
-    history without the events declared in error (`plausibility.replay`): the ledger's, then this batch's."""
-    if declared.type not in READING_EVENTS:
-        return state
-    types = sorted(t.value for t in READING_EVENTS)
-    stored = await repo.reading_events(session, state.battery_id, types)
-    history = [(EventType(r["type"]), r["event_id"], r["data"]) for r in stored]
-    history += [
-        (r.type, r.event_id, r.data) for r in pending if r.battery_id == state.battery_id and r.type in READING_EVENTS
-    ]
-    return replace(state, readings=replay(history))
+def _corrections(
+    ev: Event,
+    ledgers: Mapping[str, Sequence[Mapping[str, Any]]],
+    batch_rows: Sequence[LedgerRow],
+    work: Mapping[str, BatteryState],
+    parents: Mapping[str, BatteryState],
+    window: timedelta,
+) -> machine.Corrections | None:
+    """An ERROR_DECLARED's battery's ledger as it stands at this point of the batch (stored rows, then the batch's)."""
+    if ev.type is not EventType.ERROR_DECLARED or ev.battery_id not in ledgers or not ledgers[ev.battery_id]:
+        return None
+    ledger = [LedgerRow.from_row(r) for r in ledgers[ev.battery_id]]
+    ledger += [r for r in batch_rows if r.battery_id == ev.battery_id]
+    return machine.Corrections(ledger, {**parents, **work}, window)
 
 
 def _problem(refusal: Refusal) -> EventProblem:

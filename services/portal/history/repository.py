@@ -10,8 +10,8 @@ import asyncpg
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portal.models import Alias, Battery, Event, Handler, Participant
-from shared.db import qualified, row_dict
+from services.portal.models import Alias, Amendment, Battery, Event, Handler, Participant
+from shared.db import json_value, qualified, row_dict
 from shared.pagination import keyset
 
 aliases = Alias.__table__
@@ -35,6 +35,9 @@ RESOLVE_ALIAS = (
     f"(SELECT id FROM {BATTERIES} WHERE vin = $1 ORDER BY id LIMIT 1))"
 )
 TIMELINE = f"SELECT * FROM {EVENTS} WHERE battery_id = $1 ORDER BY sequence"
+AMENDMENTS = f"SELECT * FROM {qualified(Amendment.__table__)} WHERE battery_id = $1 ORDER BY number"
+#: Composition, state and relations read only events in effect (an event declared in error has none).
+IN_EFFECT = "declared_by IS NULL"
 
 
 async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
@@ -58,14 +61,19 @@ async def timeline(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, 
     return [dict(r) for r in rows]
 
 
+async def amendments_of(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(AMENDMENTS, battery_id)
+    return [{**dict(r), "changes": json_value(r["changes"])} for r in rows]
+
+
 async def relation_facts(conn: asyncpg.Connection, org: str, battery_id: str) -> dict[str, bool]:
     """What the battery's timeline proves about `org`: a custodian of it once (`past`), named its consignee
     (`consigned`), posted a SAFETY_INSPECTED for it (`certified`). On the battery's own rows (primary key)."""
     row = await conn.fetchrow(
-        f"SELECT EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND custodian_after = $1) AS past, "
-        f"EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND data->>'consignee' = $1) AS consigned, "
-        f"EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND type = 'SAFETY_INSPECTED' AND actor = $1) "
-        "AS certified",
+        f"SELECT EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND custodian_after = $1 AND {IN_EFFECT}) "
+        f"AS past, EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND data->>'consignee' = $1 AND {IN_EFFECT}) "
+        f"AS consigned, EXISTS (SELECT 1 FROM {EVENTS} WHERE battery_id = $2 AND type = 'SAFETY_INSPECTED' "
+        f"AND actor = $1 AND {IN_EFFECT}) AS certified",
         org,
         battery_id,
     )
@@ -95,7 +103,7 @@ async def children_at(conn: asyncpg.Connection, parent_ids: Sequence[str], at: d
     rows = await conn.fetch(
         f"SELECT DISTINCT ON (battery_id) battery_id, type, parent_id FROM {EVENTS} "
         "WHERE battery_id = ANY($1::text[]) AND type IN ('ASSEMBLED', 'DISASSEMBLED') AND occurred_at <= $2 "
-        "ORDER BY battery_id, sequence DESC",
+        f"AND {IN_EFFECT} ORDER BY battery_id, sequence DESC",
         candidates,
         at,
     )
@@ -106,7 +114,7 @@ async def children_at(conn: asyncpg.Connection, parent_ids: Sequence[str], at: d
 async def parent_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> str | None:
     row = await conn.fetchrow(
         f"SELECT type, parent_id FROM {EVENTS} WHERE battery_id = $1 AND type IN ('ASSEMBLED', 'DISASSEMBLED') "
-        "AND occurred_at <= $2 ORDER BY sequence DESC LIMIT 1",
+        f"AND occurred_at <= $2 AND {IN_EFFECT} ORDER BY sequence DESC LIMIT 1",
         battery_id,
         at,
     )
@@ -125,7 +133,7 @@ async def summaries(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, d
 async def state_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         f"SELECT sequence, state_after, custodian_after FROM {EVENTS} WHERE battery_id = $1 AND occurred_at <= $2 "
-        "ORDER BY sequence DESC LIMIT 1",
+        f"AND {IN_EFFECT} ORDER BY sequence DESC LIMIT 1",
         battery_id,
         at,
     )

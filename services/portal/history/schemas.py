@@ -40,6 +40,39 @@ class TimelineEvent(BaseModel):
     custodian_after: str
     prev_hash: str
     hash: str
+    declared_in_error: Declaration | None = Field(
+        None,
+        description="Set when a later ERROR_DECLARED declared this event in error: it stays in the history, "
+        "marked, and has no effect on state, custody, composition, passports or any figure.",
+    )
+
+
+class Declaration(BaseModel):
+    """The ERROR_DECLARED that declared an event in error."""
+
+    sequence: int
+    event_id: str
+    actor: str
+    occurred_at: datetime
+    reason: str | None = None
+
+
+class AmendmentChange(BaseModel):
+    before: Any = None
+    after: Any = None
+
+
+class Amendment(BaseModel):
+    """A change of registry facts: who, when, why, each fact before and after (the registry's record)."""
+
+    id: str
+    number: int
+    changes: dict[str, AmendmentChange]
+    reason: str
+    actor: str
+    actor_role: str
+    amended_at: datetime
+    restricted: list[str] = Field(default_factory=list, description="Changed facts the reader may not see.")
 
 
 class RegistryFacts(BaseModel):
@@ -207,6 +240,9 @@ class History(BaseModel):
     composition: Composition = Field(description="Now, or at `at` when given.")
     state_at: StateAt | None = Field(None, description="State and custodian at `at` (when given).")
     timeline: list[TimelineEvent] = Field(description="Every event, in sequence order.")
+    amendments: list[Amendment] = Field(
+        default_factory=list, description="Amendments of the registry facts, oldest first (`registry` is the result)."
+    )
     chain: ChainStatus
     passports: list[PassportRef] = Field(description="One passport per life, linked predecessor → successor.")
     as_of: AsOf | None = Field(description="The last event applied to this battery's read model.")
@@ -253,3 +289,6 @@ class BatterySearchPage(Page[BatterySummary]):
             ]
         }
     )
+
+
+TimelineEvent.model_rebuild()

@@ -81,12 +81,41 @@ async def check_may_read(
     )
 
 
-def trim_event(event: Mapping[str, Any], groups: frozenset[access.FieldGroup]) -> dict[str, Any]:
-    """A timeline entry as the principal may see it: commercial facts in its data only for those who see them."""
+def trim_event(
+    event: Mapping[str, Any],
+    groups: frozenset[access.FieldGroup],
+    by_sequence: Mapping[int, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A timeline entry as the principal may see it: commercial facts in its data only for those who see them;
+    where it was declared in error, the declaration (`by_sequence`: the timeline by sequence)."""
     out = {k: event[k] for k in _EVENT_FIELDS}
     if access.FieldGroup.commercial not in groups and isinstance(out.get("data"), Mapping):
         out["data"] = access.trim_commercial(out["data"], groups)
+    declared_by = event.get("declared_by")
+    declaration = (by_sequence or {}).get(declared_by) if declared_by is not None else None
+    out["declared_in_error"] = None
+    if declaration is not None:
+        out["declared_in_error"] = {
+            "sequence": declaration["sequence"],
+            "event_id": declaration["event_id"],
+            "actor": declaration["actor"],
+            "occurred_at": declaration["occurred_at"],
+            "reason": declaration["data"].get("reason"),
+        }
     return out
+
+
+def in_effect(events: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The events that shape the battery's life: none declared in error, and not the declarations themselves."""
+    return [e for e in events if e.get("declared_by") is None and e["type"] != "ERROR_DECLARED"]
+
+
+def trim_amendment(amendment: Mapping[str, Any], groups: frozenset[access.FieldGroup]) -> dict[str, Any]:
+    """An amendment as the principal may see it: the values of commercial facts only for those who see them."""
+    changes = amendment["changes"]
+    shown = access.trim_commercial(changes, groups)
+    keys = ("id", "number", "reason", "actor", "actor_role", "amended_at")
+    return {k: amendment[k] for k in keys} | {"changes": shown, "restricted": sorted(set(changes) - set(shown))}
 
 
 def visible_events(events: Sequence[Mapping[str, Any]], groups: frozenset[access.FieldGroup]) -> list[Any]:
@@ -106,6 +135,7 @@ async def history(
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
     events = await repo.timeline(conn, bid)
+    by_sequence = {e["sequence"]: e for e in events}
     head = events[-1] if events else None
     facts = {k: battery[k] for k in REGISTRY_FACTS}
     registry = access.trim_commercial(facts, groups)
@@ -120,7 +150,8 @@ async def history(
         "current": current | {"passport_status": battery["status"]},
         "composition": await composition(conn, bid, when),
         "state_at": await repo.state_at(conn, bid, at) if at is not None and condition else None,
-        "timeline": [trim_event(e, groups) for e in visible_events(events, groups)],
+        "timeline": [trim_event(e, groups, by_sequence) for e in visible_events(events, groups)],
+        "amendments": [trim_amendment(a, groups) for a in await repo.amendments_of(conn, bid)],
         "chain": chain_status(bid, events),
         "passports": lives(bid, events),
         "as_of": {
@@ -235,7 +266,9 @@ def passport_id(battery_id: str, life: int) -> str:
 
 def lives(battery_id: str, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One passport per life: the original, then one per REMANUFACTURED/REPURPOSED, each linked to its
-    predecessor. The last one's status becomes Waste once the battery is recycled or disposed."""
+    predecessor. The last one's status becomes Waste once the battery is recycled or disposed. Events declared in
+    error start no life and end none."""
+    events = in_effect(events)
     out = [
         {
             "passport_id": passport_id(battery_id, 0),

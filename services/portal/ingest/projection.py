@@ -16,14 +16,17 @@ from pydantic import ValidationError
 from services.portal.ingest.schemas import (
     DATA_MODELS,
     AliasAddedIn,
+    AmendedIn,
     BatteryRegisteredIn,
     ModelIn,
     ParticipantIn,
 )
+from shared.contract.corrections import DECLARATION, declared_sequences
 from shared.contract.lifecycle import MATERIALS, EventType
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.contract.streams import (
     ALIAS_ADDED,
+    BATTERY_AMENDED,
     BATTERY_REGISTERED,
     LIFECYCLE_TYPE_PREFIX,
     MODEL_REGISTERED,
@@ -38,13 +41,14 @@ from shared.kafka import ConsumerRecord, PoisonMessage
 
 #: Ministries count by Korean calendar month.
 KST = ZoneInfo("Asia/Seoul")
-REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn]] = {
+REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | AmendedIn]] = {
     PARTICIPANT_REGISTERED: ParticipantIn,
     PARTICIPANT_SUSPENDED: ParticipantIn,
     PARTICIPANT_REACTIVATED: ParticipantIn,
     MODEL_REGISTERED: ModelIn,
     BATTERY_REGISTERED: BatteryRegisteredIn,
     ALIAS_ADDED: AliasAddedIn,
+    BATTERY_AMENDED: AmendedIn,
 }
 #: Every material a recycler may report recovered, and a battery's registered content may name (the contract's).
 RECOVERED = MATERIALS
@@ -53,7 +57,7 @@ CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
 REUSE_TYPES = {EventType.REPURPOSED.value, EventType.REMANUFACTURED.value}
 
 
-Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | LifecycleEventIn
+Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | AmendedIn | LifecycleEventIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,8 @@ class TimelineEvent:
     location: Mapping[str, Any] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)  # type-specific, checked when decoded
     applied_at: datetime | None = None
+    actor: str = ""
+    declared_by: int | None = None  # as stored: the sequence of the ERROR_DECLARED that declared it
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> TimelineEvent:
@@ -155,7 +161,25 @@ class TimelineEvent:
             location=row.get("location") or {},
             data=row.get("data") or {},
             applied_at=row.get("applied_at"),
+            actor=row.get("actor") or "",
+            declared_by=row.get("declared_by"),
         )
+
+
+# ---- corrections: a declared event has no effect on any projection ----
+
+
+def corrected(events: Sequence[TimelineEvent]) -> list[TimelineEvent]:
+    """The timeline in sequence order without the events declared in error (shared.contract.corrections); the
+    declarations stay (each records the corrected state and custodian)."""
+    declared = declared_sequences(events)
+    return [e for e in sorted(events, key=lambda e: e.sequence) if e.sequence not in declared]
+
+
+def declared_marks(events: Sequence[TimelineEvent]) -> dict[int, int | None]:
+    """{sequence: declared_by} for the events whose stored mark differs from what the timeline says now."""
+    declared = declared_sequences(events)
+    return {e.sequence: declared.get(e.sequence) for e in events if e.declared_by != declared.get(e.sequence)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +236,29 @@ class Facts:
 
 
 REGISTRY_FACTS = tuple(f.name for f in fields(Facts) if f.name != "registered")
+#: The facts an amendment may change (the registry's `amendments.service.AMENDABLE`); others are ignored.
+AMENDABLE = frozenset(
+    {
+        "manufactured_at",
+        "manufacturing_site",
+        "materials_kg",
+        "recycled_content_pct",
+        "carbon_footprint_kg_co2e_per_kwh",
+    }
+)
+
+
+def amend(facts: Facts, amendments: Sequence[AmendedIn]) -> Facts:
+    """The facts after the amendments, applied in number order: each changed fact takes its `after`."""
+    values: dict[str, Any] = {}
+    for a in sorted(amendments, key=lambda a: a.number):
+        for name, change in a.changes.items():
+            if name in AMENDABLE:
+                after = change.after
+                if name == "manufactured_at" and isinstance(after, str):
+                    after = datetime.fromisoformat(after)
+                values[name] = after
+    return replace(facts, **values) if values else facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,15 +290,18 @@ class Battery:
 
 def fold(events: Sequence[TimelineEvent]) -> Head:
     """The battery's current facts from its events in sequence order: the event with the highest
-    sequence decides the state, so a late, out-of-order delivery changes nothing it should not."""
+    sequence decides the state, so a late, out-of-order delivery changes nothing it should not. Events declared
+    in error are left out (`corrected`); a declaration moves only the state and custodian (to the corrected ones
+    the events service recorded on it) and the head's sequence. An ERROR_DECLARED refolds the whole timeline,
+    as every batch does."""
     head = Head()
-    for e in sorted(events, key=lambda e: e.sequence):
+    for e in corrected(events):
         data, kind = e.data, e.type
         changes: dict[str, Any] = {
             "sequence": e.sequence,
             "state": e.state_after,
             "custodian": e.custodian_after,
-            "region": event_region(e) or head.region,
+            "region": (None if kind == DECLARATION else event_region(e)) or head.region,
             "last_event_id": e.event_id,
             "last_recorded_at": e.recorded_at,
             "last_applied_at": e.applied_at,
@@ -349,24 +399,55 @@ def advance(
     envelope: LifecycleEventIn | None,
     inserted: set[tuple[str, int]],
     flows: Flows,
+    amendments: Sequence[AmendedIn] = (),
 ) -> Battery:
-    """The battery's next row after a batch: its registration (if it came), its head folded again from the
-    whole timeline, the envelope's kind and manufacturer until the registration arrives; the flows of the
-    events new in this batch are added to `flows`."""
+    """The battery's next row after a batch: its registration (if it came) and its amendments, its head folded again from the whole timeline, the envelope's kind and manufacturer until
+    the registration arrives. `flows` gets the change of the battery's contribution to the ministry figures: what
+    it adds now (`contribution`) less what it added before the batch (the timeline without the events new in it),
+    so an event declared in error, or a registry fact amended, takes back what it added."""
     facts = Facts.registered_as(registration) if registration is not None else before.facts
+    facts = amend(facts, amendments)
     if envelope is not None:  # until the registration arrives
         facts = replace(
             facts, kind=facts.kind or envelope.kind, manufacturer=facts.manufacturer or envelope.manufacturer
         )
     battery = replace(before, facts=facts, head=fold(timeline) if timeline else before.head)
-    if registration is not None and not before.facts.registered:
-        late_registration_flows(flows, timeline, battery, inserted)
-    for e in timeline:
-        if (battery.id, e.sequence) in inserted:
-            event_flows(flows, e, timeline, battery)
-    if contained_flows(flows, battery):
-        battery = replace(battery, contained_counted=True)
+    battery = replace(battery, contained_counted=contains(battery))
+    earlier = [e for e in timeline if (battery.id, e.sequence) not in inserted]
+    flows.merge(contribution(before, earlier), -1)
+    flows.merge(contribution(battery, timeline), 1)
     return battery
+
+
+def contribution(b: Battery, timeline: Sequence[TimelineEvent]) -> Flows:
+    """Everything one battery adds to the ministry figures, from its registry facts and its corrected timeline:
+    its registration, each event's flow (at the region the battery was in at that event), and its contained
+    materials once it is recycled. A pure function of the two, so the figures are the same whatever the batching,
+    and any change to either (a late event, a declaration, an amendment) moves them by the difference."""
+    out = Flows()
+    if b.facts.registered:
+        registration_flows(out, b.facts)
+    region: str | None = None
+    seen: list[TimelineEvent] = []
+    for e in corrected(timeline):
+        if e.type == DECLARATION:
+            continue
+        region = event_region(e) or region
+        event_flows(out, e, seen, b, region or "")
+        seen.append(e)
+    if contains(b):
+        _add_contained(out, b)
+    return out
+
+
+def proven_handlers(b: Battery, timeline: Sequence[TimelineEvent]) -> set[str]:
+    """Who the corrected timeline proves a relation for (as `service.handlers_of` adds them): the manufacturer,
+    every custodian after an event in effect, every consignee one names. A declared event proves nothing."""
+    found = {e.custodian_after for e in corrected(timeline)}
+    found |= {c for e in corrected(timeline) if isinstance(c := e.data.get("consignee"), str) and c}
+    if b.facts.manufacturer:
+        found.add(b.facts.manufacturer)
+    return found
 
 
 def event_row(e: LifecycleEventIn) -> dict[str, Any]:
@@ -406,9 +487,24 @@ class Flows:
                 sums[name] = sums.get(name, 0.0) + float(value)
         self.rows[key] = (count + n, sums)
 
+    def merge(self, other: Flows, sign: int) -> None:
+        """Add (sign 1) or take away (sign -1) another's rows."""
+        for key, (n, sums) in other.rows.items():
+            count, mine = self.rows.get(key, (0, {}))
+            for name, value in sums.items():
+                mine[name] = mine.get(name, 0.0) + sign * value
+            self.rows[key] = (count + sign * n, mine)
 
-def registration_flows(flows: Flows, b: BatteryRegisteredIn) -> None:
-    rc = b.recycled_content_pct
+    def changes(self) -> dict[tuple[str, date, str, str, str, str], tuple[int, dict[str, float]]]:
+        """The rows that change anything (a battery's unchanged contribution cancels out)."""
+        return {k: (n, sums) for k, (n, sums) in self.rows.items() if n or any(sums.values())}
+
+
+def registration_flows(flows: Flows, b: Facts) -> None:
+    rc = b.recycled_content_pct or {}
+    model = b.model or {}
+    if b.manufactured_at is None:
+        return
     flows.add(
         "registered",
         month_of(b.manufactured_at),
@@ -416,7 +512,7 @@ def registration_flows(flows: Flows, b: BatteryRegisteredIn) -> None:
         b.manufacturer,
         b.chemistry,
         b.kind,
-        kwh=b.model.get("rated_energy_kwh"),
+        kwh=model.get("rated_energy_kwh"),
         rc_lithium=rc.get("lithium", 0.0),
         rc_nickel=rc.get("nickel", 0.0),
         rc_cobalt=rc.get("cobalt", 0.0),
@@ -424,11 +520,13 @@ def registration_flows(flows: Flows, b: BatteryRegisteredIn) -> None:
     )
 
 
-def event_flows(flows: Flows, e: TimelineEvent, timeline: Sequence[TimelineEvent], battery: Battery) -> None:
-    """What one newly applied lifecycle event adds to the ministry figures."""
+def event_flows(
+    flows: Flows, e: TimelineEvent, timeline: Sequence[TimelineEvent], battery: Battery, region: str
+) -> None:
+    """What one lifecycle event adds to the ministry figures (`timeline`: the corrected events before it;
+    `region`: where the battery was at it)."""
     kind, data = e.type, e.data
     month = month_of(e.occurred_at)
-    region = event_region(e) or battery.head.region or ""
     manufacturer = battery.facts.manufacturer
     battery_kind = battery.facts.kind
     if kind == "INSTALLED":
@@ -452,65 +550,58 @@ def event_flows(flows: Flows, e: TimelineEvent, timeline: Sequence[TimelineEvent
     if kind in ("REPURPOSED", "REMANUFACTURED", "RECYCLED"):
         flows.add("outcome", month, region, kind.lower(), manufacturer, battery_kind)
     if kind == "RECYCLED":
-        recycled_flow(flows, e, battery, lithium_based(battery.facts.chemistry))
+        recycled_flow(flows, e, region, lithium_based(battery.facts.chemistry))
 
 
-def collected_flow(flows: Flows, e: TimelineEvent, battery: Battery, n: int = 1) -> None:
-    """A collection: one battery, its registered mass and rated energy (when registered)."""
+def collected_flow(flows: Flows, e: TimelineEvent, battery: Battery) -> None:
+    """A collection: one battery, its registered mass and rated energy (when registered: a registration that
+    arrives later moves the battery's contribution by the difference, see `contribution`)."""
     model: Mapping[str, Any] = battery.facts.model or {}
     kg, kwh = model.get("mass_kg"), model.get("rated_energy_kwh")
-    flows.add("collected", month_of(e.occurred_at), e.data["region"], e.data["centre"], n=n, kg=kg, kwh=kwh)
+    flows.add("collected", month_of(e.occurred_at), e.data["region"], e.data["centre"], kg=kg, kwh=kwh)
 
 
-def recycled_flow(flows: Flows, e: TimelineEvent, battery: Battery, family: str, sign: int = 1) -> None:
-    """A recycling, keyed by process, recycler (its custodian's event) and chemistry family; `sign` -1 takes one
-    back out."""
+def recycled_flow(flows: Flows, e: TimelineEvent, region: str, family: str) -> None:
+    """A recycling, keyed by process, recycler (its custodian's event) and chemistry family."""
     data, recovered = e.data, e.data["recovered_kg"]
     flows.add(
         "recycled",
         month_of(e.occurred_at),
-        event_region(e) or battery.head.region or "",
+        region,
         data["process"],
         e.custodian_after,
         family,
-        n=sign,
-        input_mass_kg=sign * data["input_mass_kg"],
-        black_mass_kg=sign * data["black_mass_kg"],
-        **{m: sign * recovered.get(m, 0.0) for m in RECOVERED},
+        input_mass_kg=data["input_mass_kg"],
+        black_mass_kg=data["black_mass_kg"],
+        **{m: recovered.get(m, 0.0) for m in RECOVERED},
     )
 
 
-def late_registration_flows(
-    flows: Flows, timeline: Sequence[TimelineEvent], battery: Battery, inserted: set[tuple[str, int]]
-) -> None:
-    """The registration arrived after events counted without its facts (the streams are independent): their
-    collected mass and energy are added now, and their recyclings move to the battery's chemistry family."""
-    family = lithium_based(battery.facts.chemistry)
-    for e in timeline:
-        if (battery.id, e.sequence) in inserted:
-            continue  # counted with the facts just now
-        if e.type == "COLLECTED":
-            collected_flow(flows, e, battery, n=0)
-        elif e.type == "RECYCLED" and family:
-            recycled_flow(flows, e, battery, "", sign=-1)
-            recycled_flow(flows, e, battery, family)
+def contains(b: Battery) -> bool:
+    """Once a battery is both registered and recycled, its contained materials join the recovery-rate
+    denominator (the two facts come from different streams, in either order)."""
+    return b.facts.registered and b.head.recycled_month is not None
 
 
 def contained_flows(flows: Flows, b: Battery) -> bool:
-    """Once a battery is both registered and recycled, its contained materials join the recovery-rate
-    denominator (the two facts come from different streams, in either order). True if counted."""
-    if b.contained_counted or not b.facts.registered or b.head.recycled_month is None:
+    """Add the battery's contained materials unless they are counted already (`contained_counted`) or it is not
+    both registered and recycled. True if added."""
+    if b.contained_counted or not contains(b):
         return False
+    _add_contained(flows, b)
+    return True
+
+
+def _add_contained(flows: Flows, b: Battery) -> None:
     materials: Mapping[str, Any] = b.facts.materials_kg or {}  # Any: `add` takes the amounts as keywords
     flows.add(
         "recycled_contained",
-        b.head.recycled_month,
+        b.head.recycled_month or date.min,
         b.head.recycled_region,
         b.head.custodian,  # the recycler, as in the "recycled" flow's k2
         **{m: materials.get(m, 0.0) for m in CONTAINED},
         **{m: materials[m] for m in MATERIALS if m not in CONTAINED and m in materials},
     )
-    return True
 
 
 def unique(messages: Iterable[Message | None]) -> list[Message]:

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.ingest.models import AppliedEvent
-from services.portal.models import Alias, Battery, BatteryModel, Event, Handler, Participant
+from services.portal.models import Alias, Amendment, Battery, BatteryModel, Event, Handler, Participant
 from services.portal.views.models import CurrentCount, FlowStat
 from shared.db import column_arrays, names, pg_type, qualified, raw_connection, unnest
 
@@ -45,6 +45,17 @@ _UPSERT_PARTICIPANTS = _upsert(Participant.__table__)
 _UPSERT_MODELS = _upsert(BatteryModel.__table__)
 _UPSERT_ALIASES = _upsert(Alias.__table__)
 _ADD_HANDLERS = f"{_insert(Handler.__table__, list(Handler.__table__.c))} ON CONFLICT DO NOTHING"
+#: A correction takes back the relation a declared event proved: the battery's handlers become what its corrected
+#: timeline proves.
+_KEEP_HANDLERS = (
+    f"DELETE FROM {qualified(Handler.__table__)} h USING unnest($1::text[], $2::text[]) AS k(battery_id, orgs) "
+    "WHERE h.battery_id = k.battery_id AND NOT h.org = ANY(string_to_array(k.orgs, chr(31)))"
+)
+_AMENDMENT_COLUMNS = list(Amendment.__table__.c)
+_INSERT_AMENDMENTS = (
+    f"INSERT INTO {qualified(Amendment.__table__)} ({names(_AMENDMENT_COLUMNS)}) "
+    f"SELECT * FROM {unnest(_AMENDMENT_COLUMNS)} ON CONFLICT DO NOTHING"
+)
 _CREATE_BATTERIES = (
     f"INSERT INTO {qualified(_batteries)} (id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING"
 )
@@ -66,6 +77,24 @@ _FLOW_KEYS = list(_flows.primary_key.columns)
 _ADD_FLOWS = (
     f"{_insert(_flows, list(_flows.c))} ON CONFLICT ON CONSTRAINT {_flows.primary_key.name} DO UPDATE "
     f"SET n = flow_stats.n + excluded.n, amounts = {_flows.schema}.jsonb_add(flow_stats.amounts, excluded.amounts)"
+)
+#: A flow no event adds to any more (all taken back by corrections) is gone, not a row of zeros.
+_DROP_EMPTY_FLOWS = (
+    f"DELETE FROM {qualified(_flows)} f USING {unnest(_FLOW_KEYS)} AS k({names(_FLOW_KEYS)}) WHERE "
+    + " AND ".join(f"f.{c.name} = k.{c.name}" for c in _FLOW_KEYS)
+    + " AND f.n = 0"
+)
+_COUNT_KEYS = list(_counts.primary_key.columns)
+_DROP_EMPTY_COUNTS = (
+    f"DELETE FROM {qualified(_counts)} c USING {unnest(_COUNT_KEYS)} AS k({names(_COUNT_KEYS)}) WHERE "
+    + " AND ".join(f"c.{col.name} = k.{col.name}" for col in _COUNT_KEYS)
+    + " AND c.n = 0"
+)
+#: Marks (or unmarks) events declared in error: the sequence of the declaration, on the battery's own rows.
+_MARK_DECLARED = (
+    f"UPDATE {qualified(_events)} AS e SET declared_by = u.by "
+    "FROM unnest($1::text[], $2::int[], $3::int[]) AS u(battery_id, sequence, by) "
+    "WHERE e.battery_id = u.battery_id AND e.sequence = u.sequence"
 )
 _ADD_COUNTS = (
     f"{_insert(_counts, list(_counts.c))} ON CONFLICT ON CONSTRAINT {_counts.primary_key.name} DO UPDATE "
@@ -112,6 +141,22 @@ async def add_handlers(session: AsyncSession, pairs: Iterable[tuple[str, str]]) 
     await conn.execute(_ADD_HANDLERS, [p[0] for p in pairs], [p[1] for p in pairs])
 
 
+async def keep_handlers(session: AsyncSession, proven: dict[str, set[str]]) -> None:
+    """Drop each battery's handlers that `proven` no longer names."""
+    if not proven:
+        return
+    conn = await raw_connection(session)
+    ids = sorted(proven)
+    await conn.execute(_KEEP_HANDLERS, ids, [chr(31).join(sorted(proven[b])) for b in ids])
+
+
+async def insert_amendments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    conn = await raw_connection(session)
+    await conn.execute(_INSERT_AMENDMENTS, *column_arrays(rows, _AMENDMENT_COLUMNS))
+
+
 async def lock_batteries(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Create the rows that do not exist yet, then lock all of them in ID order (two consumers of
     different partitions may touch one battery: one via the registry stream, one via the lifecycle)."""
@@ -155,12 +200,21 @@ async def add_flows(session: AsyncSession, rows: dict[tuple[Any, ...], tuple[int
         return
     conn = await raw_connection(session)
     keys = sorted(rows)
+    columns = [[k[i] for k in keys] for i in range(len(_FLOW_KEYS))]
     await conn.execute(
-        _ADD_FLOWS,
-        *[[k[i] for k in keys] for i in range(len(_FLOW_KEYS))],
-        [rows[k][0] for k in keys],
-        [orjson.dumps(rows[k][1]).decode() for k in keys],
+        _ADD_FLOWS, *columns, [rows[k][0] for k in keys], [orjson.dumps(rows[k][1]).decode() for k in keys]
     )
+    taken = [k for k in keys if rows[k][0] < 0]
+    if taken:
+        await conn.execute(_DROP_EMPTY_FLOWS, *[[k[i] for k in taken] for i in range(len(_FLOW_KEYS))])
+
+
+async def mark_declared(session: AsyncSession, marks: Sequence[tuple[str, int, int | None]]) -> None:
+    """Set each (battery, sequence)'s `declared_by` (None: no longer declared)."""
+    if not marks:
+        return
+    conn = await raw_connection(session)
+    await conn.execute(_MARK_DECLARED, [m[0] for m in marks], [m[1] for m in marks], [m[2] for m in marks])
 
 
 async def add_counts(session: AsyncSession, deltas: dict[tuple[str, ...], int]) -> None:
@@ -168,8 +222,8 @@ async def add_counts(session: AsyncSession, deltas: dict[tuple[str, ...], int]) 
     if not keys:
         return
     conn = await raw_connection(session)
-    await conn.execute(
-        _ADD_COUNTS,
-        *[[k[i] for k in keys] for i in range(len(_counts.primary_key.columns))],
-        [deltas[k] for k in keys],
-    )
+    width = len(_counts.primary_key.columns)
+    await conn.execute(_ADD_COUNTS, *[[k[i] for k in keys] for i in range(width)], [deltas[k] for k in keys])
+    emptied = [k for k in keys if deltas[k] < 0]
+    if emptied:  # a cell no battery is in any more is gone, whatever the batching that emptied it
+        await conn.execute(_DROP_EMPTY_COUNTS, *[[k[i] for k in emptied] for i in range(width)])

@@ -55,6 +55,24 @@ class BatteryRegisteredIn(_In):
     model: dict[str, Any] = {}
 
 
+class ChangeIn(_In):
+    before: Any = None
+    after: Any = None
+
+
+class AmendedIn(_In):
+    """An amendment of registry facts: each changed fact's value before and after."""
+
+    id: str = Field(min_length=1)
+    battery_id: str = Field(min_length=1, max_length=24)
+    number: int = Field(ge=1)
+    changes: dict[str, ChangeIn]
+    reason: str
+    actor: str
+    actor_role: str
+    amended_at: datetime
+
+
 class AliasAddedIn(_In):
     scheme: str
     value: str = Field(min_length=1)

@@ -16,7 +16,7 @@ from services.portal.history.service import lives
 from services.portal.ingest import projection
 from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
-from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
+from services.portal.ingest.schemas import AliasAddedIn, AmendedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from services.portal.passports import repository as passports_repo
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.kafka import BatchHandler, Records
@@ -39,6 +39,7 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     flows = Flows()
     participants, models, aliases = [], [], []
     registrations: dict[str, BatteryRegisteredIn] = {}
+    amendments: dict[str, list[AmendedIn]] = {}
     events: list[LifecycleEventIn] = []
     for m in messages:
         body = m.body
@@ -50,17 +51,19 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
             aliases.append(body.model_dump())
         elif isinstance(body, BatteryRegisteredIn):
             registrations[body.id] = body
-            projection.registration_flows(flows, body)
+        elif isinstance(body, AmendedIn):
+            amendments.setdefault(body.battery_id, []).append(body)
         elif isinstance(body, LifecycleEventIn):
             events.append(body)
     await repo.upsert_participants(session, _dedupe(participants, "id"))
     await repo.upsert_models(session, _dedupe(models, "id"))
     await repo.upsert_aliases(session, _dedupe(aliases, "value"))
 
-    touched = sorted(set(registrations) | {e.battery_id for e in events})
+    touched = sorted(set(registrations) | set(amendments) | {e.battery_id for e in events})
     if not touched:
         return
     before = await repo.lock_batteries(session, touched)
+    await repo.insert_amendments(session, [a.model_dump() for found in amendments.values() for a in found])
     inserted = await repo.insert_events(session, [projection.event_row(e) for e in events])
     await repo.add_handlers(
         session,
@@ -71,24 +74,35 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     envelopes = {e.battery_id: e for e in events}  # the last one of each battery
     rows: list[dict[str, Any]] = []
     deltas: dict[tuple[str, ...], int] = {}
+    marks: list[tuple[str, int, int | None]] = []
+    proven: dict[str, set[str]] = {}
     for bid in touched:
         old = Battery.of(before[bid])
+        timeline = [TimelineEvent.of(r) for r in timelines[bid]]
         new = projection.advance(
-            old,
-            registrations.get(bid),
-            [TimelineEvent.of(r) for r in timelines[bid]],
-            envelopes.get(bid),
-            inserted,
-            flows,
+            old, registrations.get(bid), timeline, envelopes.get(bid), inserted, flows, amendments.get(bid, ())
         )
         projection.count_deltas(deltas, old, new)
         rows.append(new.row())
+        changed = projection.declared_marks(timeline)
+        marks.extend((bid, seq, by) for seq, by in changed.items())
+        if changed:
+            proven[bid] = projection.proven_handlers(new, timeline)
     await repo.save_batteries(session, rows)
-    await passports_repo.save_lives(  # every life's passport by its own ID (GET /v1/passports/by-id/...)
-        session, [{**life, "battery_id": bid} for bid in touched for life in lives(bid, timelines[bid])]
+    # Every life's passport by its own ID (GET /v1/passports/by-id/...), from the events in effect: this batch's
+    # declarations count already (`marks` are written below).
+    declared_now = {(bid, seq): by for bid, seq, by in marks}
+    in_effect = {
+        bid: [{**r, "declared_by": declared_now.get((bid, r["sequence"]), r["declared_by"])} for r in timelines[bid]]
+        for bid in touched
+    }
+    await passports_repo.save_lives(
+        session, [{**life, "battery_id": bid} for bid in touched for life in lives(bid, in_effect[bid])]
     )
+    await repo.mark_declared(session, marks)
+    await repo.keep_handlers(session, proven)
     await repo.add_counts(session, deltas)
-    await repo.add_flows(session, flows.rows)
+    await repo.add_flows(session, flows.changes())
 
 
 def handlers_of(event: LifecycleEventIn) -> list[str]:

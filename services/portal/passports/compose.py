@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import standards
-from shared.access import Level
+from shared.access import COMMERCIAL_FACTS, Level
 
 CHEMISTRY_NAMES = {
     "NCM": "Lithium nickel cobalt manganese oxide",
@@ -93,12 +93,17 @@ def build(
     parties: Mapping[str, dict[str, Any] | None],
     level: Level,
     declared: Mapping[str, Any],
+    amendments: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The passport of `life` (a `history.service.lives` row) for `level`; `parties` names participants by ID,
-    `declared` is the model's passport declaration."""
+    `declared` is the model's passport declaration, `amendments` the registry's amendment records of the battery's
+    facts (`battery` holds the facts as last amended). The passport reads the events in effect (none declared in
+    error); the chain and the event count are of the whole ledger."""
+    from services.portal.history.service import in_effect
+
     rank = RANK.index(level)
     bid = battery["id"]
-    ours = life_events(events, life)
+    ours = life_events(in_effect(events), life)
     model = battery.get("model") or {}
     bp_declared: Mapping[str, dict[str, Any]] = declared.get("batterypass") or {}
     operator = operator_of(battery, ours)
@@ -138,7 +143,7 @@ def build(
         "access_level": level.value,
         "aspects": aspects,
         "catenax": catenax,
-        "extensions": _extensions(battery, events, model, level),
+        "extensions": _extensions(battery, events, model, level, amendments),
         "restricted": restricted,
         "unavailable": unavailable,
     }
@@ -325,11 +330,16 @@ def certificates(ours: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _extensions(
-    battery: Mapping[str, Any], events: Sequence[dict[str, Any]], model: Mapping[str, Any], level: Level
+    battery: Mapping[str, Any],
+    ledger: Sequence[dict[str, Any]],
+    model: Mapping[str, Any],
+    level: Level,
+    amendments: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    from services.portal.history.service import chain_status
+    from services.portal.history.service import chain_status, in_effect
 
     rank = RANK.index(level)
+    events = in_effect(ledger)
     out: dict[str, Any] = {}
     if rank >= RANK.index(Level.legitimate_interest):
         out["kr.batterytrace.condition"] = {
@@ -345,8 +355,8 @@ def _extensions(
     if rank >= RANK.index(Level.authority):
         out["kr.batterytrace.lifecycle"] = {
             "custodian": battery["custodian"],
-            "events": len(events),
-            "chain": chain_status(battery["id"], events)["status"],
+            "events": len(ledger),
+            "chain": chain_status(battery["id"], ledger)["status"],
             "safety_inspections": [
                 {"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "SAFETY_INSPECTED"
             ],
@@ -360,7 +370,28 @@ def _extensions(
             "materials_kg": battery.get("materials_kg") or {},
             "model": {k: v for k, v in model.items() if k != "passport"},
         }
+    if amendments:
+        out["kr.batterytrace.amendments"] = {"amendments": amendment_notes(amendments, level)}
     return out
+
+
+def amendment_notes(amendments: Sequence[Mapping[str, Any]], level: Level) -> list[dict[str, Any]]:
+    """The registry amendments behind the passport's facts: who, when, why, each fact before and after (the
+    values of commercial facts from the authority level on)."""
+    sees_commercial = RANK.index(level) >= RANK.index(Level.authority)
+    return [
+        {
+            "number": a["number"],
+            "amended_at": a["amended_at"],
+            "actor": a["actor"],
+            "reason": a["reason"],
+            "changes": {
+                k: v if sees_commercial or k not in COMMERCIAL_FACTS else {"restricted": True}
+                for k, v in a["changes"].items()
+            },
+        }
+        for a in amendments
+    ]
 
 
 def _merge(declared: dict[str, Any], derived: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as history_repo
-from services.portal.history.service import lives, locate, relation
+from services.portal.history.service import in_effect, lives, locate, relation
 from services.portal.passports import compose
 from services.portal.passports import repository as repo
 from shared.access import Relation, passport_level
@@ -34,10 +34,12 @@ async def passport(
     events = await history_repo.timeline(conn, bid)
     every = lives(bid, events)
     chosen = every[-1] if life is None else every[life]
-    ours = compose.life_events(events, chosen)
+    ours = compose.life_events(in_effect(events), chosen)
     operator = compose.operator_of(battery, ours)
     parties = {org: await history_repo.participant(session, org) for org in {battery["manufacturer"], operator}}
-    return compose.build(battery, events, chosen, parties, level, await repo.declaration(conn, battery))
+    declared = await repo.declaration(conn, battery)
+    amendments = await history_repo.amendments_of(conn, bid)
+    return compose.build(battery, events, chosen, parties, level, declared, amendments)
 
 
 def canonical_id(passport_id: str) -> str | None:

@@ -104,6 +104,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "아직 포털에 도착한 이벤트가 없습니다. 잠시 후 새로 고침하세요.",
         "No event has reached the portal yet. Refresh in a moment.",
     ),
+    "battery.declared": (
+        "오류로 선언됨: #{seq}, {actor}, {at} (사유: {reason}). 상태·보관·구성·여권·통계에 반영되지 않습니다.",
+        "Declared in error by #{seq} ({actor}, {at}; reason: {reason}). It has no effect on state, custody, "
+        "composition, passports or any figure.",
+    ),
+    "battery.amendments": ("등록 정보 정정 기록", "Amendments to the registry facts"),
+    "battery.amendments_lead": (
+        "등록 정보는 고쳐 쓰지 않고 정정 기록으로만 바뀝니다. 위의 식별 정보는 마지막 정정 결과입니다.",
+        "Registry facts are never edited in place, only amended by a record; the identity above shows the latest.",
+    ),
+    "battery.amendment_reason": ("사유: {reason}", "Why: {reason}"),
+    "battery.amendment_fact": ("항목", "Fact"),
+    "battery.amendment_before": ("이전", "Before"),
+    "battery.amendment_after": ("이후", "After"),
     "battery.chain": ("해시 체인", "Hash chain"),
     "battery.chain.valid": ("연결 정상", "linked and intact"),
     "battery.chain.incomplete": ("일부 이벤트 미도착", "an event has not arrived yet"),
@@ -340,6 +354,15 @@ LABELS: dict[str, tuple[str, str]] = {
     "DISPOSED": ("폐기", "Disposed"),
     "TRANSFERRED": ("인계", "Transferred"),
     "INCIDENT": ("사고", "Incident"),
+    "ERROR_DECLARED": ("오류 선언", "Error declared"),
+    # correction reasons (EPCIS CBV error reasons) and amendable facts
+    "did_not_occur": ("발생하지 않음", "did not occur"),
+    "incorrect_data": ("잘못된 데이터", "incorrect data"),
+    "manufactured_at": ("제조일", "manufacture date"),
+    "manufacturing_site": ("제조 사업장", "manufacturing site"),
+    "materials_kg": ("원료 함량 (kg)", "material content (kg)"),
+    "recycled_content_pct": ("재생 원료 비율 (%)", "recycled content (%)"),
+    "carbon_footprint_kg_co2e_per_kwh": ("탄소 발자국 (kgCO2e/kWh)", "carbon footprint (kg CO2e/kWh)"),
     # states
     "manufactured": ("제조됨", "manufactured"),
     "assembled": ("조립됨", "assembled"),
@@ -427,6 +450,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "circularity": ("순환성", "Circularity"),
     "kr.batterytrace.condition": ("상태", "Condition"),
     "kr.batterytrace.lifecycle": ("생애 기록", "Lifecycle record"),
+    "kr.batterytrace.amendments": ("정정 기록", "Amendments"),
     "kr.batterytrace.manufacturing": ("제조 정보", "Manufacturing"),
 }
 

@@ -10,6 +10,8 @@ from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.registry.amendments import repository as amendments_repo
+from services.registry.amendments.service import current
 from services.registry.batteries import gs1
 from services.registry.batteries import repository as repo
 from services.registry.batteries.schemas import AliasIn, AliasScheme, BatteryIn, BatteryPublic
@@ -136,7 +138,7 @@ async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, An
     row = await repo.read_battery(conn, battery_id)
     if row is None:
         raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
-    return row
+    return current(row, (await amendments_repo.of(conn, [battery_id]))[battery_id])  # facts as last amended
 
 
 async def register_one(session: AsyncSession, item: BatteryIn, principal: Principal) -> dict[str, Any]:
@@ -175,9 +177,10 @@ async def list_batteries(
     )
     rows, more = split_page(rows, limit)
     if rows:
-        by_id = await repo.aliases_of(session, [r["id"] for r in rows])
-        for r in rows:
-            r["aliases"] = by_id[r["id"]]
+        ids = [r["id"] for r in rows]
+        by_id = await repo.aliases_of(session, ids)
+        amended = await amendments_repo.of(await raw_connection(session), ids)
+        rows = [current(r, amended[r["id"]]) | {"aliases": by_id[r["id"]]} for r in rows]
     return rows, more
 
 
