@@ -169,7 +169,6 @@ async def insert_genesis(session: AsyncSession, states: Sequence[dict[str, Any]]
     return {r["battery_id"] for r in rows}
 
 
-
 async def fill_facts(session: AsyncSession, facts: Mapping[str, dict[str, Any]]) -> None:
     """Set the registry facts of batteries whose ledgers exist (by battery ID)."""
     if not facts:
