@@ -7,10 +7,12 @@ from services.events.epcis import models as events_epcis
 from services.events.lifecycle import models as events_lifecycle
 from services.events.log import models as events_log
 from services.events.participants import models as events_participants
+from services.events.vins import models as events_vins
 from services.portal import models as portal
 from services.portal.epcis import models as portal_epcis
 from services.portal.ingest import models as portal_ingest
 from services.portal.ui import models as portal_ui
+from services.portal.vehicles import models as portal_vehicles
 from services.portal.views import models as portal_views
 from services.registry import models as registry
 from services.registry.batteries import models as registry_batteries
@@ -29,11 +31,13 @@ MODULES = (
     events_log,
     events_participants,
     events_epcis,
+    events_vins,
     portal,
     portal_ingest,
     portal_views,
     portal_epcis,
     portal_ui,
+    portal_vehicles,
 )
 #: The schemas the migrations own, one per service.
 SCHEMAS = (registry.SCHEMA, events.SCHEMA, portal.SCHEMA)

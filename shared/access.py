@@ -21,6 +21,9 @@ own data (the events service from its ledger, the portal from its read model) an
 - Ministry views: that ministry's token only (and admin). The operations pages: operators (and admin).
 - EPCIS capture jobs: their poster, ministries, operators and admin.
 - A vehicle's batteries (a VIN look-up in the UI): signed-in participants only (VINs are personal data).
+- A vehicle (`GET /v1/vehicles/{vin}`, its batteries and their history, its plain VIN): MOLIT, the other
+  ministries and admin; the OEM that installed one of its batteries; a current or past custodian of one of
+  them (`may_read_vehicle`). Anyone else learns nothing, not even whether the VIN is known.
 """
 
 from __future__ import annotations
@@ -206,6 +209,15 @@ def may_see_operations(principal: Principal) -> bool:
 
 def may_look_up_by_vin(principal: Principal | None) -> bool:
     return principal is not None
+
+
+def may_read_vehicle(principal: Principal, *, installed_one: bool, held_one: bool) -> bool:
+    """A vehicle's batteries, their installation history and its VIN: authorities (ministries, MOLIT first,
+    and admin); the OEM that installed one of the batteries concerned (`installed_one`); a current or past
+    custodian of one of them (`held_one`). Operators run the platform, they do not read personal data."""
+    if principal.role in PASSPORT_AUTHORITY:
+        return True
+    return installed_one or held_one
 
 
 def only_handled_by(principal: Principal) -> str | None:

@@ -49,7 +49,11 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1). E
 
 
 def _clock(request: Request) -> dict[str, Any]:
-    return {"max_ahead": timedelta(seconds=request.app.state.settings.occurred_at_max_ahead_s)}
+    """The capture's settings: the clock's tolerance and the key of VIN pseudonyms."""
+    return {
+        "max_ahead": timedelta(seconds=request.app.state.settings.occurred_at_max_ahead_s),
+        "vin_key": request.app.state.vin_key,
+    }
 
 
 @router.post(

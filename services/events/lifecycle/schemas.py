@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from shared.contract.lifecycle import (
     MATERIALS,
@@ -20,6 +20,7 @@ from shared.contract.lifecycle import (
     amounts_model,
 )
 from shared.pagination import Page
+from shared.vin import vin_problem
 from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
 
 
@@ -37,7 +38,17 @@ class AssemblyData(_Data):
 
 
 class InstalledData(_Data):
-    vin: Annotated[str, Field(pattern=r"^[A-HJ-NPR-Z0-9]{17}$")] | None = None
+    vin: (
+        Annotated[
+            str,
+            Field(
+                pattern=r"^[A-HJ-NPR-Z0-9]{17}$",
+                description="The vehicle's VIN (ISO 3779; check digit where its market requires one). Stored and "
+                "published only as its keyed pseudonym (personal data).",
+            ),
+        ]
+        | None
+    ) = None
     ess_site_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
@@ -45,6 +56,14 @@ class InstalledData(_Data):
         if (self.vin is None) == (self.ess_site_id is None):
             raise ValueError("exactly one of vin or ess_site_id is required")
         return self
+
+    @field_validator("vin")
+    @classmethod
+    def _iso_3779(cls, value: str | None) -> str | None:
+        problem = vin_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class InspectedData(_Data):

@@ -68,7 +68,8 @@ class Current(BaseModel):
     soh_pct: float | None
     cycle_count: int | None
     parent_id: str | None = Field(None, description="The module or pack it is inside now.")
-    vin: str | None
+    vin: str | None = Field(description="The vehicle it was last installed in: its VIN, or 'erased' (PIPA).")
+    vin_pseudonym: str | None = Field(None, description="That VIN's keyed pseudonym, as the ledger holds it.")
     safety: str | None = Field(None, description="Last safety inspection result of this life (pass/fail).")
     sequence: int
     passport_status: str

@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as repo
 from services.portal.ingest.projection import REGISTRY_FACTS
+from services.portal.vehicles import service as vehicles
 from shared import access
 from shared.auth import Principal, readable_groups
 from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS
 from shared.pagination import split_page
-from shared.problems import NotFound, Unprocessable, field_error
+from shared.problems import Forbidden, NotFound, Unprocessable, field_error
+from shared.vin import is_pseudonym, is_vin, normalise
 
 #: Deepest composition: cell in module in pack (and one more level to spare).
 MAX_DEPTH = 4
@@ -41,7 +43,16 @@ _EVENT_FIELDS = ("sequence", *(f for f in LEDGER_FIELDS if f not in ("battery_id
 PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
 
 
-async def locate(conn: asyncpg.Connection, battery_id: str | None, alias: str | None) -> dict[str, Any]:
+async def locate(
+    conn: asyncpg.Connection, battery_id: str | None, alias: str | None, at: datetime | None = None
+) -> dict[str, Any]:
+    """The battery by its ID or an alias. A VIN (or its pseudonym) follows the installation relation: the
+    battery installed in the vehicle at `at` (now if None), the first by ID if it holds several."""
+    if alias and (is_vin(normalise(alias)) or is_pseudonym(alias)):
+        in_vehicle = await vehicles.batteries_in(conn, alias, at)
+        if not in_vehicle:
+            raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
+        battery_id, alias = sorted(in_vehicle)[0], None
     if alias:
         found = await repo.resolve_alias(conn, alias)
         if found is None:
@@ -99,9 +110,14 @@ def visible_events(events: Sequence[Mapping[str, Any]], groups: frozenset[access
 async def history(
     conn: asyncpg.Connection, principal: Principal, battery_id: str, *, alias: str | None, at: datetime | None
 ) -> dict[str, Any]:
-    battery = await locate(conn, battery_id, alias)
+    battery = await locate(conn, battery_id, alias, at)
     bid = battery["id"]
-    groups = await check_may_read(conn, principal, battery)
+    try:
+        groups = await check_may_read(conn, principal, battery)
+    except Forbidden:
+        if alias and (is_vin(normalise(alias)) or is_pseudonym(alias)):  # a VIN's battery: nothing learnt
+            raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias") from None
+        raise
     if at is not None and at.tzinfo is None:
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
@@ -113,6 +129,10 @@ async def history(
     condition = access.FieldGroup.condition in groups
     # A certifier: the state it certifies and the last result, not custody, health or the vehicle.
     current = {k: battery[k] if condition or k in _CERTIFICATION_CURRENT else None for k in _CURRENT}
+    # The vehicle: its plain VIN (or "erased") for those who read the battery's condition, never the pseudonym's key.
+    current["vin_pseudonym"] = current["vin"] if current["vin"] and is_pseudonym(current["vin"]) else None
+    if current["vin"]:
+        current["vin"] = (await vehicles.shown_vins(conn, [current["vin"]])).get(current["vin"])
     out: dict[str, Any] = {
         "battery_id": bid,
         "registry": registry if battery["registered"] else None,

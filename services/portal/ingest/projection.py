@@ -19,6 +19,7 @@ from services.portal.ingest.schemas import (
     BatteryRegisteredIn,
     ModelIn,
     ParticipantIn,
+    VinIn,
 )
 from shared.contract.lifecycle import EventType
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
@@ -31,6 +32,8 @@ from shared.contract.streams import (
     PARTICIPANT_REGISTERED,
     PARTICIPANT_SUSPENDED,
     REGISTRY_TYPE_PREFIX,
+    TOPIC_VINS,
+    VIN_RECORDED,
     is_known_lifecycle,
 )
 from shared.contract.streams import CloudEvent as CloudEventIn
@@ -51,7 +54,7 @@ CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
 REUSE_TYPES = {EventType.REPURPOSED.value, EventType.REMANUFACTURED.value}
 
 
-Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | LifecycleEventIn
+Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | LifecycleEventIn | VinIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,8 @@ def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
     """Decode and check one record. None for a message the portal skips by the contract's
     `UNKNOWN_TYPE_RULE` (a type it does not use, or one newer than it); PoisonMessage for anything that can
     never be applied (not a CloudEvent, or a known type with malformed data)."""
+    if rec.topic.endswith(TOPIC_VINS):
+        return decode_vin(rec)
     try:
         raw = orjson.loads(rec.value or b"")
         ce = CloudEventIn.model_validate(raw)
@@ -102,6 +107,22 @@ def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
     except ValidationError as exc:
         raise PoisonMessage(f"{ce.type} {ce.id}: invalid data: {exc}") from None
     return None  # UNKNOWN_TYPE_RULE: a message family this portal does not read is skipped
+
+
+def decode_vin(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
+    """A record of the compacted `battery.vins.v1`: a VIN, or (a tombstone: no value) its erasure. Keyed on
+    the stream position, so a VIN erased and recorded again in one batch is applied in order."""
+    at = f"{rec.partition}@{rec.offset}"
+    try:
+        if rec.value is None:
+            pseudonym = (rec.key or b"").decode()
+            return Message("vins", at, "tombstone", VinIn(pseudonym=pseudonym, vin=None))
+        ce = CloudEventIn.model_validate(orjson.loads(rec.value))
+        if ce.type != VIN_RECORDED:
+            return None
+        return Message("vins", at, ce.type, VinIn.model_validate(ce.data))
+    except (orjson.JSONDecodeError, ValidationError, UnicodeDecodeError) as exc:
+        raise PoisonMessage(f"not a VIN record: {exc}") from None
 
 
 def month_of(value: datetime) -> date:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.portal.ingest import projection
 from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
+from services.portal.vehicles import service as vehicles
 from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.kafka import BatchHandler, Records
@@ -30,6 +31,11 @@ def handler(sessionmaker: async_sessionmaker[AsyncSession]) -> BatchHandler:
 
 
 async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
+    # VINs and their erasures: not claimed (a VIN erased and recorded again reuses its key); applied in order.
+    await vehicles.apply_vins(session, [m for m in messages if m.stream == "vins"])
+    messages = [m for m in messages if m.stream != "vins"]
+    if not messages:
+        return
     fresh = await repo.claim(session, [(m.stream, m.key) for m in messages])
     messages = [m for m in messages if (m.stream, m.key) in fresh]
     if not messages:

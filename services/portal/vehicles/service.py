@@ -1,0 +1,118 @@
+"""A vehicle's batteries now or at a moment, their installation history, and VINs as those allowed see them.
+
+A VIN is looked up by its plain form (mapped to its pseudonym through the portal's copy of
+`battery.vins.v1`) or by its pseudonym (after an erasure only the pseudonym finds the vehicle). Who may read
+a vehicle: `shared.access.may_read_vehicle`; anyone else gets the same 404 as for an unknown VIN."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.portal.ingest.projection import Message
+from services.portal.ingest.schemas import VinIn
+from services.portal.vehicles import relation
+from services.portal.vehicles import repository as repo
+from services.portal.vehicles.relation import Installation
+from shared import access
+from shared.auth import Principal
+from shared.db import raw_connection
+from shared.problems import NotFound, Unprocessable, field_error
+from shared.vin import is_pseudonym, normalise, vin_problem
+
+ERASED = "erased"
+
+
+def _unknown(vin: str) -> NotFound:
+    return NotFound(f"No vehicle you may read is known as '{vin}'.", code="unknown-vehicle")
+
+
+async def pseudonym_for(conn: asyncpg.Connection, query: str) -> str | None:
+    """The pseudonym a typed VIN (or a pseudonym itself) stands for; None if the portal knows no such VIN.
+    422 for what is neither a VIN nor a pseudonym."""
+    if is_pseudonym(query):
+        return query
+    vin = normalise(query)
+    problem = vin_problem(vin)
+    if problem:
+        raise Unprocessable(f"vin: {problem}.", code="invalid-vin", errors=[field_error("vin", "iso-3779", problem)])
+    return await repo.pseudonym_of(conn, vin)
+
+
+def _may_read(principal: Principal, found: Sequence[Installation], timelines: Mapping[str, Sequence[Any]]) -> bool:
+    installed_one = any(i.installed_by == principal.org for i in found)
+    held_one = any(e["custodian_after"] == principal.org for i in found for e in timelines.get(i.battery_id, ()))
+    return access.may_read_vehicle(principal, installed_one=installed_one, held_one=held_one)
+
+
+async def vehicle(conn: asyncpg.Connection, principal: Principal, query: str, at: datetime | None) -> dict[str, Any]:
+    if at is not None and at.tzinfo is None:
+        raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
+    when = at or datetime.now(UTC)
+    pseudonym = await pseudonym_for(conn, query)
+    if pseudonym is None:
+        raise _unknown(query)
+    timelines = await repo.timelines_in(conn, pseudonym)
+    found = relation.of_vehicle(pseudonym, timelines)
+    if not found or not _may_read(principal, found, timelines):
+        raise _unknown(query)
+    known = (await repo.vins_of(conn, [pseudonym])).get(pseudonym)
+    return {
+        "vin": known["vin"] if known else None,
+        "vin_pseudonym": pseudonym,
+        "vin_erased": bool(known and known["erased_at"] is not None),
+        "at": when,
+        "batteries": [i.battery_id for i in relation.installed_at(found, when)],
+        "history": [
+            {
+                "battery_id": i.battery_id,
+                "installed_by": i.installed_by,
+                "from": i.since,
+                "until": i.until,
+                "removal_reason": i.removal_reason,
+                "recall_campaign": i.recall_campaign,
+            }
+            for i in found
+        ],
+    }
+
+
+async def batteries_in(conn: asyncpg.Connection, query: str, at: datetime | None = None) -> list[str]:
+    """The batteries installed in the vehicle at `at` (now if None), for look-ups (resolver, search, UI);
+    none for an unknown VIN. The caller decides what of each battery the principal may see."""
+    pseudonym = await pseudonym_for(conn, query)
+    if pseudonym is None:
+        return []
+    found = relation.of_vehicle(pseudonym, await repo.timelines_in(conn, pseudonym))
+    return [i.battery_id for i in relation.installed_at(found, at or datetime.now(UTC))]
+
+
+async def shown_vins(conn: asyncpg.Connection, pseudonyms: Sequence[str]) -> dict[str, str]:
+    """What a reader who may see a battery's vehicle is shown for each pseudonym: the plain VIN, or 'erased'
+    (absent while its record is on its way). A value that is not a pseudonym (a record from before
+    pseudonyms) is shown as it is."""
+    wanted = sorted({p for p in pseudonyms if is_pseudonym(p)})
+    known = await repo.vins_of(conn, wanted) if wanted else {}
+    out = {p: p for p in pseudonyms if not is_pseudonym(p)}
+    for p in wanted:
+        row = known.get(p)
+        if row is not None:
+            out[p] = row["vin"] or ERASED
+    return out
+
+
+# ---- ingest: battery.vins.v1 ----
+async def apply_vins(session: AsyncSession, messages: Sequence[Message]) -> None:
+    """VIN records and tombstones, in stream order (idempotent: the last word on each pseudonym wins)."""
+    vins: dict[str, str | None] = {}
+    for m in messages:
+        body = m.body
+        assert isinstance(body, VinIn)
+        vins.pop(body.pseudonym, None)
+        vins[body.pseudonym] = body.vin
+    if vins:
+        await repo.record_vins(await raw_connection(session), vins)
