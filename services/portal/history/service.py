@@ -17,6 +17,7 @@ from services.portal.vehicles import service as vehicles
 from shared import access
 from shared.auth import Principal, readable_groups
 from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS
+from shared.db import raw_connection
 from shared.pagination import split_page
 from shared.problems import Forbidden, NotFound, Unprocessable, field_error
 from shared.vin import is_pseudonym, is_vin, normalise
@@ -46,13 +47,13 @@ PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufa
 async def locate(
     conn: asyncpg.Connection, battery_id: str | None, alias: str | None, at: datetime | None = None
 ) -> dict[str, Any]:
-    """The battery by its ID or an alias. A VIN (or its pseudonym) follows the installation relation: the
-    battery installed in the vehicle at `at` (now if None), the first by ID if it holds several."""
+    """The battery by its ID or an alias. A VIN (or its pseudonym) follows the installation relation at `at`
+    (now if None): `vehicles.battery_for_vin`."""
     if alias and (is_vin(normalise(alias)) or is_pseudonym(alias)):
-        in_vehicle = await vehicles.batteries_in(conn, alias, at)
-        if not in_vehicle:
+        found = await vehicles.battery_for_vin(conn, alias, at)
+        if found is None:
             raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
-        battery_id, alias = sorted(in_vehicle)[0], None
+        battery_id, alias = found, None
     if alias:
         found = await repo.resolve_alias(conn, alias)
         if found is None:
@@ -167,18 +168,24 @@ async def search(
     after: str | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """A page of the batteries the principal may read that match every filter, and whether more follow."""
+    """A page of the batteries the principal may read that match every filter, and whether more follow. `vin`:
+    the batteries ever installed into that vehicle (the installation relation; its pseudonym works too)."""
+    conn = await raw_connection(session)
     rows = await repo.search(
         session,
         state=state,
         manufacturer=manufacturer,
         chemistry=chemistry,
         region=region,
-        vin=vin,
+        vin=await vehicles.pseudonym_for(conn, vin) if vin is not None else None,
         handler_org=access.only_handled_by(principal),
         after=after,
         limit=limit + 1,
     )
+    shown = await vehicles.shown_vins(conn, [r["vin"] for r in rows if r.get("vin")])
+    for r in rows:
+        if r.get("vin"):
+            r["vin"] = shown.get(r["vin"])
     return split_page(rows, limit)
 
 

@@ -87,3 +87,13 @@ def of_vehicle(vin: str, timelines: Mapping[str, Sequence[Mapping[str, Any]]]) -
 
 def installed_at(found: Iterable[Installation], at: datetime) -> list[Installation]:
     return [i for i in found if i.holds_at(at)]
+
+
+def answer_at(found: Sequence[Installation], at: datetime) -> str | None:
+    """The battery a VIN look-up at `at` answers: one installed then (the first by ID), else the one installed
+    last before then; None if none was installed before `at`."""
+    now = sorted(i.battery_id for i in installed_at(found, at))
+    if now:
+        return now[0]
+    before = [i for i in found if i.since <= at]
+    return max(before, key=lambda i: (i.since, i.since_sequence)).battery_id if before else None

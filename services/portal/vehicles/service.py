@@ -31,8 +31,9 @@ def _unknown(vin: str) -> NotFound:
     return NotFound(f"No vehicle you may read is known as '{vin}'.", code="unknown-vehicle")
 
 
-async def pseudonym_for(conn: asyncpg.Connection, query: str) -> str | None:
-    """The pseudonym a typed VIN (or a pseudonym itself) stands for; None if the portal knows no such VIN.
+async def pseudonym_for(conn: asyncpg.Connection, query: str) -> str:
+    """What the ledger holds for a typed VIN (or a pseudonym itself): its pseudonym if the portal knows the VIN,
+    else the VIN itself (a record from before pseudonyms holds the plain VIN; after an erasure nothing does).
     422 for what is neither a VIN nor a pseudonym."""
     if is_pseudonym(query):
         return query
@@ -40,7 +41,7 @@ async def pseudonym_for(conn: asyncpg.Connection, query: str) -> str | None:
     problem = vin_problem(vin)
     if problem:
         raise Unprocessable(f"vin: {problem}.", code="invalid-vin", errors=[field_error("vin", "iso-3779", problem)])
-    return await repo.pseudonym_of(conn, vin)
+    return await repo.pseudonym_of(conn, vin) or vin
 
 
 def _may_read(principal: Principal, found: Sequence[Installation], timelines: Mapping[str, Sequence[Any]]) -> bool:
@@ -54,8 +55,6 @@ async def vehicle(conn: asyncpg.Connection, principal: Principal, query: str, at
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
     pseudonym = await pseudonym_for(conn, query)
-    if pseudonym is None:
-        raise _unknown(query)
     timelines = await repo.timelines_in(conn, pseudonym)
     found = relation.of_vehicle(pseudonym, timelines)
     if not found or not _may_read(principal, found, timelines):
@@ -85,10 +84,16 @@ async def batteries_in(conn: asyncpg.Connection, query: str, at: datetime | None
     """The batteries installed in the vehicle at `at` (now if None), for look-ups (resolver, search, UI);
     none for an unknown VIN. The caller decides what of each battery the principal may see."""
     pseudonym = await pseudonym_for(conn, query)
-    if pseudonym is None:
-        return []
     found = relation.of_vehicle(pseudonym, await repo.timelines_in(conn, pseudonym))
     return [i.battery_id for i in relation.installed_at(found, at or datetime.now(UTC))]
+
+
+async def battery_for_vin(conn: asyncpg.Connection, query: str, at: datetime | None = None) -> str | None:
+    """What a VIN look-up answers: a battery installed in the vehicle at `at` (now if None; the first by ID if
+    it holds several), else the one installed last before then (a vehicle whose pack is out, not replaced)."""
+    pseudonym = await pseudonym_for(conn, query)
+    found = relation.of_vehicle(pseudonym, await repo.timelines_in(conn, pseudonym))
+    return relation.answer_at(found, at or datetime.now(UTC))
 
 
 async def shown_vins(conn: asyncpg.Connection, pseudonyms: Sequence[str]) -> dict[str, str]:
