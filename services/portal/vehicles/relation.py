@@ -90,10 +90,17 @@ def installed_at(found: Iterable[Installation], at: datetime) -> list[Installati
 
 
 def answer_at(found: Sequence[Installation], at: datetime) -> str | None:
-    """The battery a VIN look-up at `at` answers: one installed then (the first by ID), else the one installed
-    last before then; None if none was installed before `at`."""
-    now = sorted(i.battery_id for i in installed_at(found, at))
+    """The battery a VIN look-up at `at` answers: of those installed then, the one installed first (a battery
+    added later, whatever ID its poster chose, never displaces it); else the one installed last before then;
+    None if none was installed before `at`."""
+    now = installed_at(found, at)
     if now:
-        return now[0]
+        return min(now, key=lambda i: (i.since, i.battery_id)).battery_id
     before = [i for i in found if i.since <= at]
     return max(before, key=lambda i: (i.since, i.since_sequence)).battery_id if before else None
+
+
+def concerning(found: Sequence[Installation], org: str, custodians: Mapping[str, set[str]]) -> list[Installation]:
+    """The installations of batteries `org` installed or held (custodian now or before): what a participant
+    that is no authority sees of a vehicle (the batteries concerned by it, not every battery in the car)."""
+    return [i for i in found if i.installed_by == org or org in custodians.get(i.battery_id, set())]

@@ -44,10 +44,19 @@ async def pseudonym_for(conn: asyncpg.Connection, query: str) -> str:
     return await repo.pseudonym_of(conn, vin) or vin
 
 
-def _may_read(principal: Principal, found: Sequence[Installation], timelines: Mapping[str, Sequence[Any]]) -> bool:
+def visible(
+    principal: Principal, found: Sequence[Installation], timelines: Mapping[str, Sequence[Any]]
+) -> list[Installation]:
+    """What of a vehicle's installations the principal sees: all for an authority; for the OEM that installed
+    a battery or a custodian of one (shared.access.may_read_vehicle), those batteries only; else none."""
+    custodians = {bid: {e["custodian_after"] for e in events} for bid, events in timelines.items()}
     installed_one = any(i.installed_by == principal.org for i in found)
-    held_one = any(e["custodian_after"] == principal.org for i in found for e in timelines.get(i.battery_id, ()))
-    return access.may_read_vehicle(principal, installed_one=installed_one, held_one=held_one)
+    held_one = any(principal.org in custodians.get(i.battery_id, set()) for i in found)
+    if not access.may_read_vehicle(principal, installed_one=installed_one, held_one=held_one):
+        return []
+    if access.sees_every_vehicle(principal):
+        return list(found)
+    return relation.concerning(found, principal.org, custodians)
 
 
 async def vehicle(conn: asyncpg.Connection, principal: Principal, query: str, at: datetime | None) -> dict[str, Any]:
@@ -56,8 +65,8 @@ async def vehicle(conn: asyncpg.Connection, principal: Principal, query: str, at
     when = at or datetime.now(UTC)
     pseudonym = await pseudonym_for(conn, query)
     timelines = await repo.timelines_in(conn, pseudonym)
-    found = relation.of_vehicle(pseudonym, timelines)
-    if not found or not _may_read(principal, found, timelines):
+    found = visible(principal, relation.of_vehicle(pseudonym, timelines), timelines)
+    if not found:
         raise _unknown(query)
     known = (await repo.vins_of(conn, [pseudonym])).get(pseudonym)
     return {
