@@ -113,12 +113,16 @@ async def history(
 ) -> dict[str, Any]:
     battery = await locate(conn, battery_id, alias, at)
     bid = battery["id"]
+    by_vin = bool(alias and (is_vin(normalise(alias)) or is_pseudonym(alias)))
     try:
         groups = await check_may_read(conn, principal, battery)
     except Forbidden:
-        if alias and (is_vin(normalise(alias)) or is_pseudonym(alias)):  # a VIN's battery: nothing learnt
+        if by_vin:  # a VIN's battery: who may not read it learns nothing, not even that the VIN is known
             raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias") from None
         raise
+    sees_vin = await _sees_vin(conn, principal, battery)
+    if by_vin and not sees_vin:
+        raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
     if at is not None and at.tzinfo is None:
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
@@ -132,8 +136,10 @@ async def history(
     current = {k: battery[k] if condition or k in _CERTIFICATION_CURRENT else None for k in _CURRENT}
     # The vehicle: its plain VIN (or "erased") for those who read the battery's condition, never the pseudonym's key.
     current["vin_pseudonym"] = current["vin"] if current["vin"] and is_pseudonym(current["vin"]) else None
-    if current["vin"]:
+    if current["vin"] and sees_vin:
         current["vin"] = (await vehicles.shown_vins(conn, [current["vin"]])).get(current["vin"])
+    elif current["vin"]:
+        current["vin"] = None  # personal data: the pseudonym only, for those who read the battery but not its car
     out: dict[str, Any] = {
         "battery_id": bid,
         "registry": registry if battery["registered"] else None,
@@ -156,6 +162,15 @@ async def history(
     return out
 
 
+async def _sees_vin(conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]) -> bool:
+    """Whether the principal reads the battery's vehicle (its VIN): shared.access.may_read_vehicle, where every
+    custodian, the installing OEM included (INSTALLED needs custody), holds or held it."""
+    if access.sees_every_vehicle(principal):
+        return True
+    held = (await relation(conn, principal.org, battery)).custody is not access.Custody.none
+    return access.may_read_vehicle(principal, installed_one=False, held_one=held)
+
+
 async def search(
     session: AsyncSession,
     principal: Principal,
@@ -171,6 +186,10 @@ async def search(
     """A page of the batteries the principal may read that match every filter, and whether more follow. `vin`:
     the batteries ever installed into that vehicle (the installation relation; its pseudonym works too)."""
     conn = await raw_connection(session)
+    # Who sees every battery but not its vehicle (operators) neither finds batteries by VIN nor sees VINs.
+    sees_vins = access.sees_every_vehicle(principal) or not access.sees_every_battery(principal)
+    if vin is not None and not sees_vins:
+        return [], False
     rows = await repo.search(
         session,
         state=state,
@@ -182,7 +201,7 @@ async def search(
         after=after,
         limit=limit + 1,
     )
-    shown = await vehicles.shown_vins(conn, [r["vin"] for r in rows if r.get("vin")])
+    shown = await vehicles.shown_vins(conn, [r["vin"] for r in rows if r.get("vin")]) if sees_vins else {}
     for r in rows:
         if r.get("vin"):
             r["vin"] = shown.get(r["vin"])
