@@ -3,6 +3,9 @@
 - events.vins: the plain VIN behind each pseudonym the ledger holds (erasable, PIPA).
 - portal.vins: the portal's copy from battery.vins.v1 (a tombstone empties it).
 - portal.events ix_events_installed_vin: a vehicle's INSTALLED events by the VIN's pseudonym.
+- registry.recall_campaigns (MOLIT registers them); their copies events.recall_campaigns (a REMOVED with
+  reason recall names one that covers the battery) and portal.recall_campaigns; events.battery_serials
+  (serial ranges of campaigns).
 
 Revision ID: 74de03343a9a
 Revises: a2c4e6f8b0d1
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "74de03343a9a"
 down_revision: str | None = "a2c4e6f8b0d1"
@@ -49,9 +53,48 @@ def upgrade() -> None:
         schema="portal",
         postgresql_where=sa.text("type = 'INSTALLED'"),
     )
+    op.create_table(
+        "recall_campaigns",
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("title", sa.Text(), nullable=False),
+        sa.Column("maker", sa.Text(), nullable=False),
+        sa.Column("models", postgresql.JSONB(), nullable=False),
+        sa.Column("serial_ranges", postgresql.JSONB(), nullable=False),
+        sa.Column("vin_ranges", postgresql.JSONB(), nullable=False),
+        sa.Column("opened_on", sa.Date(), nullable=False),
+        sa.Column("registered_by", sa.Text(), nullable=False),
+        sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        schema="registry",
+    )
+    op.create_table(
+        "recall_campaigns",
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("campaign", postgresql.JSONB(), nullable=False),
+        schema="events",
+    )
+    op.create_table(
+        "battery_serials",
+        sa.Column("battery_id", sa.Text(), primary_key=True),
+        sa.Column("serial_number", sa.Text(), nullable=False),
+        schema="events",
+    )
+    op.create_table(
+        "recall_campaigns",
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("maker", sa.Text(), nullable=False),
+        sa.Column("opened_on", sa.Date(), nullable=False),
+        sa.Column("campaign", postgresql.JSONB(), nullable=False),
+        schema="portal",
+    )
+    op.create_index("ix_recall_campaigns_maker", "recall_campaigns", ["maker"], schema="portal")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_recall_campaigns_maker", table_name="recall_campaigns", schema="portal")
+    op.drop_table("recall_campaigns", schema="portal")
+    op.drop_table("battery_serials", schema="events")
+    op.drop_table("recall_campaigns", schema="events")
+    op.drop_table("recall_campaigns", schema="registry")
     op.drop_index("ix_events_installed_vin", table_name="events", schema="portal")
     op.drop_index("ix_vins_vin", table_name="vins", schema="portal")
     op.drop_table("vins", schema="portal")

@@ -14,6 +14,7 @@ from services.portal.ingest import consumer as ingest_consumer
 from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
 from services.portal.settings import PortalSettings
+from services.portal.recalls.router import router as recalls_router
 from services.portal.ui.router import router as ui_router
 from services.portal.vehicles.router import router as vehicles_router
 from services.portal.views.router import router as views_router
@@ -37,7 +38,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[history_router, views_router, passports_router, epcis_router, vehicles_router],
+        routers=[history_router, views_router, passports_router, epcis_router, vehicles_router, recalls_router],
         schema=SCHEMA,
         consumes=[ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)],  # publishes nothing
         openapi_tags=[

@@ -19,6 +19,7 @@ from shared.contract.lifecycle import (
     State,
     amounts_model,
 )
+from shared.contract.recalls import CampaignId
 from shared.pagination import Page
 from shared.vin import vin_problem
 from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
@@ -81,6 +82,17 @@ class RemovedData(_Data):
         description="The collector the remover hands the battery to: it may then post COLLECTED (and becomes the "
         "custodian). Without one, only the remover itself, or whoever it TRANSFERs the battery to, may go on.",
     )
+    recall_campaign: CampaignId | None = Field(
+        None,
+        description="With reason `recall`: the recall campaign (registered by MOLIT) that covers this battery. "
+        "Named only with that reason.",
+    )
+
+    @model_validator(mode="after")
+    def _campaign_only_for_recalls(self) -> RemovedData:
+        if self.recall_campaign is not None and self.reason is not RemovalReason.recall:
+            raise ValueError("recall_campaign is named only with reason recall")
+        return self
 
 
 class CollectedData(_Data):

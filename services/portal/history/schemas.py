@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -127,6 +127,13 @@ class Alias(BaseModel):
     value: str
 
 
+class RecallRef(BaseModel):
+    id: str
+    title: str
+    opened_on: date
+    removed: bool = Field(description="Whether a REMOVED of this battery named the campaign.")
+
+
 class History(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -211,6 +218,9 @@ class History(BaseModel):
     chain: ChainStatus
     passports: list[PassportRef] = Field(description="One passport per life, linked predecessor → successor.")
     as_of: AsOf | None = Field(description="The last event applied to this battery's read model.")
+    recalls: list[RecallRef] | None = Field(
+        None, description="Recall campaigns covering the battery (authority level: ministries and admin; else null)."
+    )
 
 
 class BatterySummary(BaseModel):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as repo
 from services.portal.ingest.projection import REGISTRY_FACTS
+from services.portal.recalls import service as recalls
 from services.portal.vehicles import service as vehicles
 from shared import access
 from shared.auth import Principal, readable_groups
@@ -158,6 +159,7 @@ async def history(
         }
         if head
         else None,
+        "recalls": await recalls.of_battery(conn, battery) if access.sees_every_vehicle(principal) else None,
     }
     return out
 

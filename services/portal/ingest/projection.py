@@ -22,6 +22,7 @@ from services.portal.ingest.schemas import (
     VinIn,
 )
 from shared.contract.lifecycle import EventType
+from shared.contract.recalls import Campaign
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.contract.streams import (
     ALIAS_ADDED,
@@ -31,6 +32,7 @@ from shared.contract.streams import (
     PARTICIPANT_REACTIVATED,
     PARTICIPANT_REGISTERED,
     PARTICIPANT_SUSPENDED,
+    RECALL_REGISTERED,
     REGISTRY_TYPE_PREFIX,
     TOPIC_VINS,
     VIN_RECORDED,
@@ -41,20 +43,21 @@ from shared.kafka import ConsumerRecord, PoisonMessage
 
 #: Ministries count by Korean calendar month.
 KST = ZoneInfo("Asia/Seoul")
-REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn]] = {
+REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | Campaign]] = {
     PARTICIPANT_REGISTERED: ParticipantIn,
     PARTICIPANT_SUSPENDED: ParticipantIn,
     PARTICIPANT_REACTIVATED: ParticipantIn,
     MODEL_REGISTERED: ModelIn,
     BATTERY_REGISTERED: BatteryRegisteredIn,
     ALIAS_ADDED: AliasAddedIn,
+    RECALL_REGISTERED: Campaign,
 }
 RECOVERED = ("lithium", "nickel", "cobalt", "manganese", "copper")
 CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
 REUSE_TYPES = {EventType.REPURPOSED.value, EventType.REMANUFACTURED.value}
 
 
-Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | LifecycleEventIn | VinIn
+Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | LifecycleEventIn | VinIn | Campaign
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.portal.ingest import projection
 from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
+from services.portal.recalls import service as recalls
 from services.portal.vehicles import service as vehicles
 from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
@@ -57,6 +58,7 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
             projection.registration_flows(flows, body)
         elif isinstance(body, LifecycleEventIn):
             events.append(body)
+    await recalls.apply(session, messages)
     await repo.upsert_participants(session, _dedupe(participants, "id"))
     await repo.upsert_models(session, _dedupe(models, "id"))
     await repo.upsert_aliases(session, _dedupe(aliases, "value"))

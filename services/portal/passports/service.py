@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as history_repo
+from services.portal.recalls import service as recalls
 from services.portal.history.service import chain_status, lives, locate, relation
 from shared.access import Level, Relation, passport_level
 from shared.auth import Principal
@@ -50,11 +51,16 @@ async def passport(session: AsyncSession, principal: Principal | None, battery_i
     level = passport_level(principal, proved)
     events = await history_repo.timeline(conn, bid)
     maker = await history_repo.participant(session, battery["manufacturer"])
-    return build(battery, events, maker, level)
+    covering = await recalls.of_battery(conn, battery) if RANK.index(level) >= RANK.index(Level.authority) else []
+    return build(battery, events, maker, level, covering)
 
 
 def build(
-    battery: dict[str, Any], events: Sequence[dict[str, Any]], maker: dict[str, Any] | None, level: Level
+    battery: dict[str, Any],
+    events: Sequence[dict[str, Any]],
+    maker: dict[str, Any] | None,
+    level: Level,
+    covering: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     rank = RANK.index(level)
     bid = battery["id"]
@@ -155,6 +161,7 @@ def build(
                 {"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "SAFETY_INSPECTED"
             ],
             "incidents": [{"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "INCIDENT"],
+            "recalls": list(covering),  # the recall campaigns covering it (services/portal/recalls)
         }
     if level is Level.manufacturer:
         extensions["kr.batterytrace.manufacturing"] = {
