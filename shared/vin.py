@@ -1,7 +1,7 @@
 """Vehicle identification numbers (ISO 3779) and their keyed pseudonyms, as every service checks them.
 
-A VIN is 17 characters of A–Z and 0–9 without I, O and Q. Position 9 is a check digit where the market
-requires one: North America (49 CFR 565, WMIs starting 1–5) and China (GB 16735, WMIs starting L). Korean and
+A VIN is 17 characters of A-Z and 0-9 without I, O and Q. Position 9 is a check digit where the market
+requires one: North America (49 CFR 565, WMIs starting 1-5) and China (GB 16735, WMIs starting L). Korean and
 European VINs carry no check digit, so it is not checked for them.
 
 A VIN is personal data once linked to an owner (PIPA), so it enters the ledger, its hashes, the transparency
@@ -33,7 +33,7 @@ CHECK_DIGIT_REGIONS = frozenset("12345L")
 
 
 def check_digit(vin: str) -> str:
-    """The ISO 3779 / 49 CFR 565 check digit of a well-formed VIN ('0'–'9' or 'X')."""
+    """The ISO 3779 / 49 CFR 565 check digit of a well-formed VIN ('0'-'9' or 'X')."""
     total = sum(_VALUES[c] * w for c, w in zip(vin, _WEIGHTS, strict=True)) % 11
     return "X" if total == 10 else str(total)
 

@@ -40,11 +40,17 @@ def c(**over: Any) -> Campaign:
         (c(serial_ranges=[{"first": "SN00000010", "last": "SN00000019"}]), {"serial": "SN00000015"}, True),
         (c(serial_ranges=[{"first": "SN00000010", "last": "SN00000019"}]), {"serial": "SN00000020"}, False),
         (c(serial_ranges=[{"first": "SN00000010", "last": "SN00000019"}]), {"serial": "SN0000001"}, False),
-        (c(vin_ranges=[{"first": "KMHEM41AP6A100000", "last": "KMHEM41AP6A199999"}]), {"vins": ["KMHEM41AP6A150000"]}, True),
+        (
+            c(vin_ranges=[{"first": "KMHEM41AP6A100000", "last": "KMHEM41AP6A199999"}]),
+            {"vins": ["KMHEM41AP6A150000"]},
+            True,
+        ),
         (c(vin_ranges=[{"first": "KMHEM41AP6A100000", "last": "KMHEM41AP6A199999"}]), {"vins": []}, False),
     ],
 )
-def test_a_campaign_covers_its_makers_models_in_its_ranges(campaign: Campaign, facts: dict[str, Any], covered: bool) -> None:
+def test_a_campaign_covers_its_makers_models_in_its_ranges(
+    campaign: Campaign, facts: dict[str, Any], covered: bool
+) -> None:
     base: dict[str, Any] = {"manufacturer": "LGES", "model_id": "NCM-PACK-77", "serial": None, "vins": []}
     assert covers(campaign, **(base | facts)) is covered
 
@@ -71,24 +77,32 @@ async def test_molit_registers_a_campaign_and_a_recall_removal_names_it(make_set
         r = await s.registry.post("/v1/recalls", json=CAMPAIGN, headers=molit)
         assert r.status_code == 201, r.text
         assert (await s.registry.post("/v1/recalls", json=CAMPAIGN, headers=molit)).status_code == 200
-        r = await s.registry.post("/v1/recalls", json=CAMPAIGN | {"title": "else"}, headers=token(BOOTSTRAP_ADMIN, "admin"))
+        r = await s.registry.post(
+            "/v1/recalls", json=CAMPAIGN | {"title": "else"}, headers=token(BOOTSTRAP_ADMIN, "admin")
+        )
         assert r.status_code == 409 and r.json()["code"] == "duplicate-campaign"
 
         for b in covered:
             await s.transfer_to(b, "oem")
-            await s.ok(b, "INSTALLED", "oem", data={"vin": "KMHEM41AP6A100001" if b == covered[0] else "KMHEM41AP6A100002"})
+            await s.ok(
+                b, "INSTALLED", "oem", data={"vin": "KMHEM41AP6A100001" if b == covered[0] else "KMHEM41AP6A100002"}
+            )
 
         # the events service learns the campaign from the stream; until then (and for an unknown one) 422
         r = await s.post(covered[0], "REMOVED", "dismantler", data={"reason": "recall", "recall_campaign": "NOPE-1"})
         assert r.status_code == 422 and r.json()["code"] == "unknown-recall-campaign"
 
         async def removed() -> Any:
-            r = await s.post(covered[0], "REMOVED", "dismantler", data={"reason": "recall", "recall_campaign": CAMPAIGN["id"]})
+            r = await s.post(
+                covered[0], "REMOVED", "dismantler", data={"reason": "recall", "recall_campaign": CAMPAIGN["id"]}
+            )
             return r if r.status_code == 201 else None
 
         await eventually(removed, timeout_s=30)
         # a campaign named with another reason is refused
-        r = await s.post(covered[1], "REMOVED", "dismantler", data={"reason": "accident", "recall_campaign": CAMPAIGN["id"]})
+        r = await s.post(
+            covered[1], "REMOVED", "dismantler", data={"reason": "accident", "recall_campaign": CAMPAIGN["id"]}
+        )
         assert r.status_code == 422 and any(e["field"].startswith("data") for e in r.json()["errors"])
 
         async def counted() -> Any:

@@ -46,7 +46,13 @@ def test_installed_starts_and_removed_ends_the_relation() -> None:
         ev(4, "REMOVED", "removed", day(30), "DISM-1", reason="replacement"),
     ]
     (i,) = relation.installations("A", events)
-    assert (i.vin, i.installed_by, i.since, i.until, i.removal_reason) == ("P-VIN", "HMC", day(10), day(30), "replacement")
+    assert (i.vin, i.installed_by, i.since, i.until, i.removal_reason) == (
+        "P-VIN",
+        "HMC",
+        day(10),
+        day(30),
+        "replacement",
+    )
     assert i.holds_at(day(10)) and i.holds_at(day(29)) and not i.holds_at(day(30)) and not i.holds_at(day(9))
 
 
@@ -78,7 +84,10 @@ def test_an_installation_declared_in_error_counts_for_nothing() -> None:
 
 def test_a_pack_replacement_answers_the_old_pack_for_its_time_and_the_new_one_after() -> None:
     timelines = {
-        "OLD": [ev(2, "INSTALLED", "in_service", day(1), vin="V"), ev(3, "REMOVED", "removed", day(10), reason="replacement")],
+        "OLD": [
+            ev(2, "INSTALLED", "in_service", day(1), vin="V"),
+            ev(3, "REMOVED", "removed", day(10), reason="replacement"),
+        ],
         "NEW": [ev(2, "INSTALLED", "in_service", day(11), vin="V")],
         "ELSEWHERE": [ev(2, "INSTALLED", "in_service", day(1), vin="W")],
     }
@@ -129,7 +138,9 @@ def test_only_its_batteries_concern_an_installer_that_is_no_authority() -> None:
 
 
 # ---- end to end: events service → Kafka → portal ----
-async def test_pack_replacement_is_the_change_registration_and_look_ups_follow_the_relation(make_settings, token) -> None:
+async def test_pack_replacement_is_the_change_registration_and_look_ups_follow_the_relation(
+    make_settings, token
+) -> None:
     async with stack(make_settings, token, streams=True) as s, portal_app(portal_settings(make_settings)) as portal:
         old, new = await s.battery(), await s.battery()
         for b in (old, new):
@@ -162,7 +173,9 @@ async def test_pack_replacement_is_the_change_registration_and_look_ups_follow_t
         # the history resolver: the VIN answers the new pack now and the old pack for its time
         now = (await portal.get("/v1/batteries/-/history", params={"alias": VIN}, headers=molit)).json()
         assert now["battery_id"] == new and now["current"]["vin"] == VIN
-        then = await portal.get("/v1/batteries/-/history", params={"alias": VIN, "at": t_old.isoformat()}, headers=molit)
+        then = await portal.get(
+            "/v1/batteries/-/history", params={"alias": VIN, "at": t_old.isoformat()}, headers=molit
+        )
         assert then.json()["battery_id"] == old
         # search by VIN: both packs that were ever in the vehicle
         found = (await portal.get("/v1/batteries", params={"vin": VIN}, headers=molit)).json()

@@ -94,7 +94,10 @@ async def test_a_vin_is_kept_only_as_its_pseudonym_and_erasure_removes_the_plain
         bid2 = await s.battery()
         await s.transfer_to(bid2, "oem")
         doc = {
-            "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld", {"bt": "https://batterytrace.kr/voc/"}],
+            "@context": [
+                "https://ref.gs1.org/standards/epcis/epcis-context.jsonld",
+                {"bt": "https://batterytrace.kr/voc/"},
+            ],
             "type": "EPCISDocument",
             "schemaVersion": "2.0",
             "creationDate": "2026-02-02T10:00:00+09:00",
@@ -210,7 +213,9 @@ async def test_a_vin_is_kept_only_as_its_pseudonym_and_erasure_removes_the_plain
         assert after["valid"] is True and after["head_hash"] == before["head_hash"]
         bundle_after = (await s.events.get(f"/v1/batteries/{bid}/proof-bundle", headers=molit)).json()
         assert verify_bundle(bundle_after, log_key).valid and verify_bundle(bundle_before, log_key).valid
-        assert [e["event"]["hash"] for e in bundle_after["events"]] == [e["event"]["hash"] for e in bundle_before["events"]]
+        assert [e["event"]["hash"] for e in bundle_after["events"]] == [
+            e["event"]["hash"] for e in bundle_before["events"]
+        ]
         history = (await portal.get(f"/v1/batteries/{bid}/history", headers=molit)).json()
         assert history["chain"]["status"] == "valid"
         assert history["current"]["vin"] == "erased"

@@ -13,8 +13,8 @@ from services.portal.history.router import router as history_router
 from services.portal.ingest import consumer as ingest_consumer
 from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
-from services.portal.settings import PortalSettings
 from services.portal.recalls.router import router as recalls_router
+from services.portal.settings import PortalSettings
 from services.portal.ui.router import router as ui_router
 from services.portal.vehicles.router import router as vehicles_router
 from services.portal.views.router import router as views_router

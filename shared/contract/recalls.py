@@ -45,7 +45,9 @@ class Campaign(BaseModel):
     opened_on: date
 
 
-def covers(c: Campaign, *, manufacturer: str | None, model_id: str | None, serial: str | None, vins: Iterable[str]) -> bool:
+def covers(
+    c: Campaign, *, manufacturer: str | None, model_id: str | None, serial: str | None, vins: Iterable[str]
+) -> bool:
     """Whether the campaign concerns a battery with these facts (`vins`: the plain VINs of the vehicles it was
     installed in)."""
     if manufacturer != c.maker or (c.models and model_id not in c.models):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
-
 from urllib.parse import quote
 
 import pytest
@@ -40,10 +39,18 @@ async def world(make_settings, token) -> AsyncIterator[tuple[Stack, Any]]:  # ty
             await eventually(lambda org=org: _projected(st, org))
 
         async def portal_knows(org: str, role: str) -> bool:
-            r = await portal.get("/v1/vehicles/KMHEM41AP6A000000", headers=st.token(org, role, ministry="MOLIT") if role == "ministry" else st.token(org, role))
+            r = await portal.get(
+                "/v1/vehicles/KMHEM41AP6A000000",
+                headers=st.token(org, role, ministry="MOLIT") if role == "ministry" else st.token(org, role),
+            )
             return r.status_code != 401
 
-        for org, role in [("MOLIT", "ministry"), (OTHER_OEM, "oem"), ("OPS-1", "operator"), *((o, r) for r, o in ORGS.items())]:
+        for org, role in [
+            ("MOLIT", "ministry"),
+            (OTHER_OEM, "oem"),
+            ("OPS-1", "operator"),
+            *((o, r) for r, o in ORGS.items()),
+        ]:
             await eventually(lambda org=org, role=role: portal_knows(org, role), timeout_s=30)
         yield st, portal
 
@@ -77,7 +84,11 @@ async def test_another_company_learns_nothing_of_a_vehicle(world) -> None:  # ty
         for q in (VIN, pseudonym):
             r = await portal.get(f"/v1/vehicles/{q}", headers=headers)
             assert r.status_code == 404 and _same(r.json(), unknown), r.text
-            assert bid not in r.text and VIN not in r.text.replace(q, "") and pseudonym not in r.json()["detail"].replace(q, "")
+            assert (
+                bid not in r.text
+                and VIN not in r.text.replace(q, "")
+                and pseudonym not in r.json()["detail"].replace(q, "")
+            )
         r = await portal.get("/v1/batteries/-/history", params={"alias": VIN}, headers=headers)
         assert r.status_code == 404 and r.json()["code"] == "unknown-alias", r.text
         found = (await portal.get("/v1/batteries", params={"vin": VIN}, headers=headers)).json()
@@ -135,7 +146,7 @@ ODD_VINS = [
     "KMHEM41AP6A77777I",
     "KMHEM41AP6A77777O",
     "KMHEQ41AP6A777777",
-    "ＫＭＨＥＭ41AP6A777777",
+    "\uff2b\uff2d\uff28\uff25\uff2d41AP6A777777",  # full-width KMHEM
     "KMHEM41AP6A7777\x007",
     " KMHEM41AP6A77777",
     "KMHEM41AP6A77777\n",

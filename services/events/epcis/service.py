@@ -32,6 +32,7 @@ from services.events.models import SCHEMA
 from services.events.vins.service import VinKey
 from shared import access
 from shared.auth import Principal
+from shared.contract.epcis import BT
 from shared.contract.lifecycle import ts
 from shared.contract.streams import (
     EPCIS_CAPTURED as CAPTURED,
@@ -46,10 +47,9 @@ from shared.contract.streams import (
     TOPIC_EPCIS,
     envelope,
 )
-from shared.contract.epcis import BT
 from shared.outbox import OutboxMessage, enqueue
-from shared.vin import is_pseudonym
 from shared.problems import NotFound, Problem, Unprocessable, field_error
+from shared.vin import is_pseudonym
 
 
 class Behaviour(StrEnum):

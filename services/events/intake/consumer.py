@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.events.lifecycle.service import start_ledgers
 from services.events.participants import projection as participants
 from services.events.recalls import repository as recalls
-from shared.contract.recalls import Campaign
 from services.events.settings import EventsSettings
+from shared.contract.recalls import Campaign
 from shared.contract.streams import BATTERY_REGISTERED as REGISTERED
 from shared.contract.streams import PARTICIPANT_TYPES, RECALL_REGISTERED, TOPIC_REGISTRY
 from shared.kafka import BatchHandler, ConsumerSpec, PoisonMessage

@@ -21,8 +21,8 @@ from shared.contract.lifecycle import (
 )
 from shared.contract.recalls import CampaignId
 from shared.pagination import Page
-from shared.vin import vin_problem
 from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
+from shared.vin import vin_problem
 
 
 # ---- type-specific data ----

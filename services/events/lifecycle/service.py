@@ -250,7 +250,9 @@ async def capture(
     # Recall removals: the campaign named must be known and cover the battery (services/events/recalls).
     recalls = [(i, ev) for i, ev in enumerate(prepared) if ev.data.get("recall_campaign") and i not in results]
     if recalls:
-        known_campaigns = await recalls_repo.campaigns(session, sorted({ev.data["recall_campaign"] for _, ev in recalls}))
+        known_campaigns = await recalls_repo.campaigns(
+            session, sorted({ev.data["recall_campaign"] for _, ev in recalls})
+        )
         battery_facts = await recalls_repo.facts(session, sorted({ev.battery_id for _, ev in recalls}))
         for i, ev in recalls:
             state = states.get(ev.battery_id) or {}

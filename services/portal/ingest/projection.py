@@ -22,8 +22,8 @@ from services.portal.ingest.schemas import (
     VinIn,
 )
 from shared.contract.lifecycle import EventType
-from shared.contract.recalls import Campaign
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
+from shared.contract.recalls import Campaign
 from shared.contract.streams import (
     ALIAS_ADDED,
     BATTERY_REGISTERED,

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.portal.ingest import projection
 from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
+from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from services.portal.recalls import service as recalls
 from services.portal.vehicles import service as vehicles
-from services.portal.ingest.schemas import AliasAddedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.kafka import BatchHandler, Records
 

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as history_repo
-from services.portal.recalls import service as recalls
 from services.portal.history.service import chain_status, lives, locate, relation
+from services.portal.recalls import service as recalls
 from shared.access import Level, Relation, passport_level
 from shared.auth import Principal
 from shared.db import raw_connection

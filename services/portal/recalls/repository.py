@@ -50,7 +50,9 @@ async def campaigns_of(conn: asyncpg.Connection, maker: str) -> list[dict[str, A
 async def candidates(conn: asyncpg.Connection, maker: str, models: Sequence[str]) -> list[dict[str, Any]]:
     """The maker's batteries (of the models, if any are named): id, model, serial, state (ix_batteries_manufacturer)."""
     sql = f"SELECT id, model_id, serial_number, state FROM {BATTERIES} WHERE manufacturer = $1"
-    rows = await (conn.fetch(sql + " AND model_id = ANY($2::text[])", maker, list(models)) if models else conn.fetch(sql, maker))
+    rows = await (
+        conn.fetch(sql + " AND model_id = ANY($2::text[])", maker, list(models)) if models else conn.fetch(sql, maker)
+    )
     return [dict(r) for r in rows]
 
 

@@ -29,7 +29,9 @@ async def affected(conn: asyncpg.Connection, campaign: Mapping[str, Any]) -> lis
     covered = [
         b
         for b in found
-        if covers(c, manufacturer=c.maker, model_id=b["model_id"], serial=b["serial_number"], vins=vins.get(b["id"], []))
+        if covers(
+            c, manufacturer=c.maker, model_id=b["model_id"], serial=b["serial_number"], vins=vins.get(b["id"], [])
+        )
     ]
     removals = await repo.recall_removals(conn, [b["id"] for b in covered])
     return [b | {"removed": c.id in removals.get(b["id"], set())} for b in covered]

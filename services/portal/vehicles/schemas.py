@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EXAMPLE = {
+EXAMPLE: dict[str, Any] = {
     "vin": "KMHEM41AP6A123456",
     "vin_pseudonym": "3f2a" + "0" * 60,
     "vin_erased": False,

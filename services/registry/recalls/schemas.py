@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import ConfigDict
 
 from shared.contract.recalls import Campaign
 
-EXAMPLE = {
+EXAMPLE: dict[str, Any] = {
     "id": "MOLIT-2026-017",
     "title": "Cell swelling risk, NCM packs made in Ochang, Jan 2026",
     "maker": "LGES",
