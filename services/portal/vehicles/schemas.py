@@ -47,7 +47,9 @@ class Installed(BaseModel):
 class Vehicle(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE]})
     vin: str | None = Field(description="The plain VIN; null once erased (PIPA).")
-    vin_pseudonym: str = Field(description="The VIN's keyed pseudonym, as the ledger holds it.")
+    vin_pseudonym: str | None = Field(
+        description="The VIN's keyed pseudonym, as the ledger holds it (null for records from before pseudonyms)."
+    )
     vin_erased: bool
     at: datetime = Field(description="The moment `batteries` answers for.")
     batteries: list[str] = Field(description="The batteries installed in the vehicle at `at`.")

@@ -69,9 +69,10 @@ async def vehicle(conn: asyncpg.Connection, principal: Principal, query: str, at
     if not found:
         raise _unknown(query)
     known = (await repo.vins_of(conn, [pseudonym])).get(pseudonym)
+    legacy = not is_pseudonym(pseudonym)  # a record from before pseudonyms holds the plain VIN
     return {
-        "vin": known["vin"] if known else None,
-        "vin_pseudonym": pseudonym,
+        "vin": pseudonym if legacy else known["vin"] if known else None,
+        "vin_pseudonym": None if legacy else pseudonym,
         "vin_erased": bool(known and known["erased_at"] is not None),
         "at": when,
         "batteries": [i.battery_id for i in relation.installed_at(found, when)],
