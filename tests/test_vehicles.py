@@ -185,3 +185,31 @@ async def test_pack_replacement_is_the_change_registration_and_look_ups_follow_t
         # the installing OEM reads the vehicle; the dismantler-less removal made the OEM custodian as well
         oem = (await portal.get(f"/v1/vehicles/{VIN}", headers=s.as_role("oem"))).json()
         assert [h["battery_id"] for h in oem["history"]] == [old, new]
+
+
+async def test_the_demo_walks_through_a_pack_replacement_under_a_recall(make_settings, token, infra) -> None:
+    from devtools.demo import load_demo_async
+    from devtools.demo.vehicles import CAMPAIGN_ID, NEW, OLD
+    from devtools.demo.vehicles import VIN as DEMO_VIN
+
+    key = infra.public_key.with_name("jwt-private.pem")
+    async with (
+        stack(make_settings, token, streams=True, manufacturer_participant=False) as s,
+        portal_app(portal_settings(make_settings)) as portal,
+    ):
+        clients = {"registry": s.registry, "events": s.events, "portal": portal}
+        counts = await load_demo_async({}, key, packs=8, seed=7, clients=clients, quiet=True)
+        assert (counts["story_batteries"], counts["story_events"]) == (2, 5)
+        molit = token("MOLIT", "ministry", ministry="MOLIT")
+        v = (await portal.get(f"/v1/vehicles/{DEMO_VIN}", headers=molit)).json()
+        assert v["batteries"] == [NEW]
+        assert [(h["battery_id"], h["removal_reason"], h["recall_campaign"]) for h in v["history"]] == [
+            (OLD, "recall", CAMPAIGN_ID),
+            (NEW, None, None),
+        ]
+        recalls = (await portal.get("/v1/views/molit/recalls", headers=molit)).json()["campaigns"]
+        demo = next(c for c in recalls if c["id"] == CAMPAIGN_ID)
+        assert demo["removed"] == 1 and demo["affected"] >= 2 and demo["remaining"] == demo["affected"] - 1
+        again = await load_demo_async({}, key, packs=8, seed=7, clients=clients, quiet=True)
+        assert again["story_batteries"] == 0
+        assert (await portal.get(f"/v1/vehicles/{DEMO_VIN}", headers=molit)).json()["history"] == v["history"]

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from devtools.demo.catalogue import ADMIN, BY_ID, ORGS, model_bodies
 from devtools.demo.plan import SPAN_DAYS, Ev, PackPlan, build_plans
+from devtools.demo.vehicles import pack_replacement_under_recall
 from shared.auth import mint_token
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
 
@@ -341,6 +342,7 @@ async def load_demo_async(
 
             # VINs are attached by the INSTALLED events (the registry refuses VIN aliases).
             events, aliases = await lifecycle(), 0
+            story = await pack_replacement_under_recall(api, plans, start)  # devtools/demo/vehicles.py
             caught_up = await _wait_portal(api, progress, portal_timeout_s)
         views = await _views(api)
         seconds = time.monotonic() - started
@@ -353,6 +355,7 @@ async def load_demo_async(
             "batteries_created": created,
             "events": events,
             "aliases": aliases,
+            **story,
             "portal_caught_up": int(caught_up),
             "seconds": round(seconds),
         }
