@@ -1,17 +1,27 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from services.registry.recalls import service
 from services.registry.recalls.schemas import CampaignIn, CampaignOut
-from shared.auth import CurrentPrincipal
+from shared.auth import CurrentPrincipal, Principal
 from shared.db import SessionDep
 from shared.limits import body_limit
-from shared.problems import PROBLEM_RESPONSES
+from shared.problems import PROBLEM_RESPONSES, Forbidden
 
 router = APIRouter(prefix="/v1/recalls", tags=["recalls"], responses=PROBLEM_RESPONSES)
+
+
+async def molit_or_admin(principal: CurrentPrincipal) -> Principal:
+    """Checked before the body is read: only MOLIT (or an admin) registers campaigns."""
+    if not service.may_register(principal):
+        raise Forbidden("Only MOLIT (or an admin) registers recall campaigns.", code="not-molit")
+    return principal
+
+
+Registrar = Annotated[Principal, Depends(molit_or_admin)]
 
 
 @router.post(
@@ -21,7 +31,7 @@ router = APIRouter(prefix="/v1/recalls", tags=["recalls"], responses=PROBLEM_RES
     summary="Register a recall campaign (MOLIT, admin)",
     openapi_extra=body_limit(64 * 1024),
 )
-async def register(body: CampaignIn, session: SessionDep, principal: CurrentPrincipal, response: Response) -> Any:
+async def register(body: CampaignIn, session: SessionDep, principal: Registrar, response: Response) -> Any:
     """A campaign names a maker, optionally models, serial ranges and VIN ranges, and its opening date. It is
     published on `battery.registry.v1`; a REMOVED with reason `recall` then names it (`data.recall_campaign`),
     and the portal shows it on the batteries it covers. Registering the same campaign again answers 200."""
