@@ -63,7 +63,10 @@ async def pack_replacement_under_recall(api: Api, plans: list[PackPlan], start: 
             created += 1
         elif r.status_code != 409:
             raise RuntimeError(f"registering {bid}: HTTP {r.status_code}: {r.text[:500]}")
-    day = lambda n: start + timedelta(days=n)  # noqa: E731
+
+    def day(n: int) -> datetime:
+        return start + timedelta(days=n)
+
     story = [
         ("LGES", _event(OLD, "to-hmc", "TRANSFERRED", day(10), {"to": "HMC"})),
         ("LGES", _event(NEW, "to-hmc", "TRANSFERRED", day(10), {"to": "HMC"})),
