@@ -99,6 +99,10 @@ async def test_molit_registers_a_campaign_and_a_recall_removal_names_it(make_set
             return r if r.status_code == 201 else None
 
         await eventually(removed, timeout_s=30)
+        # a recall removal of a battery a known campaign covers must name it
+        r = await s.post(covered[1], "REMOVED", "dismantler", data={"reason": "recall"})
+        assert r.status_code == 422 and r.json()["code"] == "recall-campaign-required"
+        assert CAMPAIGN["id"] in r.json()["detail"]
         # a campaign named with another reason is refused
         r = await s.post(
             covered[1], "REMOVED", "dismantler", data={"reason": "accident", "recall_campaign": CAMPAIGN["id"]}

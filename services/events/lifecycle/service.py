@@ -24,8 +24,7 @@ from services.events.lifecycle.machine import (
     Transition,
 )
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventResult
-from services.events.recalls import repository as recalls_repo
-from services.events.recalls import rules as recall_rules
+from services.events.recalls import service as recalls
 from services.events.vins import service as vins
 from services.events.vins.service import VinKey
 from shared.auth import Principal, Role
@@ -247,27 +246,10 @@ async def capture(
             facts = await receivers.get(org)
             found_receivers[org] = Receiver(org, Role(facts.role) if facts else None, facts.active if facts else False)
 
-    # Recall removals: the campaign named must be known and cover the battery (services/events/recalls).
-    recalls = [(i, ev) for i, ev in enumerate(prepared) if ev.data.get("recall_campaign") and i not in results]
-    if recalls:
-        known_campaigns = await recalls_repo.campaigns(
-            session, sorted({ev.data["recall_campaign"] for _, ev in recalls})
-        )
-        battery_facts = await recalls_repo.facts(session, sorted({ev.battery_id for _, ev in recalls}))
-        for i, ev in recalls:
-            state = states.get(ev.battery_id) or {}
-            serial, vehicle_vins = battery_facts[ev.battery_id]
-            refusal = recall_rules.recall_refusal(
-                ev.data["recall_campaign"],
-                known_campaigns.get(ev.data["recall_campaign"]),
-                manufacturer=state.get("manufacturer"),
-                model_id=state.get("model_id"),
-                serial=serial,
-                vins=vehicle_vins,
-            )
-            if refusal is not None:
-                failures[i] = refusal
-        _raise_if(failures, batch)
+    # Recall removals: a named campaign is known and covers the battery; where one covers it, it is named.
+    removals = [(i, ev) for i, ev in enumerate(prepared) if recalls.is_recall_removal(ev) and i not in results]
+    failures.update(await recalls.refusals(session, removals, states))
+    _raise_if(failures, batch)
 
     # 4. The state machine, in order, on the batch's working states.
     now = datetime.now(UTC)

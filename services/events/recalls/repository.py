@@ -45,6 +45,18 @@ async def campaigns(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict
     return {r["id"]: orjson.loads(r["campaign"]) if isinstance(r["campaign"], str) else r["campaign"] for r in rows}
 
 
+async def campaigns_of_makers(session: AsyncSession, makers: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every known campaign of each maker."""
+    rows = await (await raw_connection(session)).fetch(
+        f"SELECT campaign FROM {CAMPAIGNS} WHERE campaign->>'maker' = ANY($1::text[]) ORDER BY id", list(makers)
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        c = orjson.loads(r["campaign"]) if isinstance(r["campaign"], str) else r["campaign"]
+        out.setdefault(c["maker"], []).append(c)
+    return out
+
+
 async def facts(session: AsyncSession, battery_ids: Sequence[str]) -> dict[str, tuple[str | None, list[str]]]:
     """Per battery: its serial number (if its registration arrived) and the plain VINs of the vehicles it was
     installed in (erased ones are gone)."""

@@ -1,5 +1,5 @@
-"""The rule of a recall removal, pure: REMOVED with reason `recall` names a known campaign that covers the
-battery (shared.contract.recalls.covers)."""
+"""The rules of a recall removal, pure: REMOVED with reason `recall` names a known campaign that covers the
+battery (shared.contract.recalls.covers), and must name one when a known campaign covers it."""
 
 from __future__ import annotations
 
@@ -41,3 +41,30 @@ def recall_refusal(
             (field_error(FIELD, "campaign-covers-battery", "the campaign must cover this battery"),),
         )
     return None
+
+
+def unnamed_recall_refusal(
+    campaigns: Sequence[Mapping[str, Any]],
+    *,
+    manufacturer: str | None,
+    model_id: str | None,
+    serial: str | None,
+    vins: Sequence[str],
+) -> Refusal | None:
+    """A recall removal without `recall_campaign`, of a battery that known campaigns cover: name one of them.
+    (A recall no registered campaign covers, such as an OEM's own, is accepted without one.)"""
+    covering = sorted(
+        c.id
+        for c in (Campaign.model_validate(x) for x in campaigns)
+        if covers(c, manufacturer=manufacturer, model_id=model_id, serial=serial, vins=vins)
+    )
+    if not covering:
+        return None
+    return Refusal(
+        422,
+        "recall-campaign-required",
+        "Name the recall campaign",
+        f"{FIELD}: recall campaigns cover this battery ({', '.join(covering)}); a recall removal names the one it "
+        "answers.",
+        (field_error(FIELD, "names-covering-campaign", f"one of {', '.join(covering)}"),),
+    )
