@@ -73,6 +73,7 @@ def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -
         env["BT_PORTAL_UI_DEV_SIGNING_KEY_FILE"] = str(public_key.parent / "jwt-private.pem")
     log_key, passport_key = dev_signing_keys(public_key.parent)
     env["BT_EVENTS_LOG_SIGNING_KEY_FILE"] = str(log_key)
+    env["BT_EVENTS_VIN_PSEUDONYM_KEY_FILE"] = str(dev_vin_key(public_key.parent))
     env["BT_PORTAL_PASSPORT_SIGNING_KEY_FILE"] = str(passport_key)
     return env
 
@@ -97,6 +98,14 @@ def dev_signing_keys(keys: Path, origin: str = "batterytrace.kr/log") -> tuple[P
         passport_key.write_bytes(pem)
         passport_key.chmod(0o600)
     return log_key, passport_key
+
+
+def dev_vin_key(keys: Path) -> Path:
+    """The key of VIN pseudonyms, made once under the data directory so a VIN keeps its pseudonym (and its
+    vehicle look-up) across restarts of `make dev`."""
+    from services.events.vins.service import generate_key_file
+
+    return generate_key_file(keys / "vin-pseudonym.key")
 
 
 def is_loopback(host: str) -> bool:

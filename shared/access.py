@@ -21,6 +21,10 @@ own data (the events service from its ledger, the portal from its read model) an
 - Ministry views: that ministry's token only (and admin). The operations pages: operators (and admin).
 - EPCIS capture jobs: their poster, ministries, operators and admin.
 - A vehicle's batteries (a VIN look-up in the UI): signed-in participants only (VINs are personal data).
+- A vehicle (`GET /v1/vehicles/{vin}`, its batteries and their history, its plain VIN): MOLIT, the other
+  ministries and admin, all of it; the OEM that installed one of its batteries and a current or past
+  custodian of one, the installations of those batteries only (`may_read_vehicle`). Anyone else learns
+  nothing, not even whether the VIN is known.
 """
 
 from __future__ import annotations
@@ -206,6 +210,19 @@ def may_see_operations(principal: Principal) -> bool:
 
 def may_look_up_by_vin(principal: Principal | None) -> bool:
     return principal is not None
+
+
+def sees_every_vehicle(principal: Principal) -> bool:
+    """Every vehicle and every battery ever installed in it: ministries (MOLIT first) and admin. Operators
+    run the platform; they do not read personal data."""
+    return principal.role in PASSPORT_AUTHORITY
+
+
+def may_read_vehicle(principal: Principal, *, installed_one: bool, held_one: bool) -> bool:
+    """A vehicle, its VIN and (`sees_every_vehicle`: all of them, else the ones concerning the principal) its
+    batteries' installations: authorities; the OEM that installed one of its batteries (`installed_one`); a
+    current or past custodian of one of them (`held_one`)."""
+    return sees_every_vehicle(principal) or installed_one or held_one
 
 
 def only_handled_by(principal: Principal) -> str | None:

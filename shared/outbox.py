@@ -72,11 +72,16 @@ def _outbox(schema: str) -> Table:
     return shared_table(OutboxFields, "outbox", schema)
 
 
+#: An outbox payload of JSON `null` is published as a Kafka tombstone (a record without a value), which
+#: deletes its key from a compacted topic.
+TOMBSTONE = "null"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
     topic: str
     key: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None
 
 
 def message_columns(outbox: Table) -> list[Column[Any]]:
@@ -286,7 +291,7 @@ class OutboxRelay:
             futures = [
                 await producer.send(
                     self.topic_prefix + topic,
-                    value=payload.encode(),
+                    value=None if payload == TOMBSTONE else payload.encode(),
                     key=key.encode(),
                     headers=[("bt-position", str(oid).encode()), ("bt-time", created.isoformat().encode())],
                 )

@@ -110,6 +110,14 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("portal", "GET", "/epcis/events/{event_id}"): AUTHENTICATED,
     ("portal", "GET", "/v1/ops/consumer"): EVERYONE,
     ("portal", "GET", "/v1/ops/streams"): {"operator", "admin"},
+    # vehicles, VINs and recalls (issue 13 items 1 and 8, issue 14 item 3)
+    ("portal", "GET", "/v1/vehicles/{vin}"): AUTHENTICATED,  # who may not read a vehicle gets 404, as if unknown
+    ("portal", "GET", "/v1/views/molit/recalls"): {"ministry:MOLIT", "admin"},
+    ("events", "GET", "/v1/vins/{pseudonym}"): MINISTRY_ANY | {"admin"},
+    ("events", "POST", "/v1/vins/{pseudonym}/erasure"): {"admin"},
+    ("registry", "POST", "/v1/recalls"): {"ministry:MOLIT", "admin"},
+    ("registry", "GET", "/v1/recalls"): AUTHENTICATED,
+    ("registry", "GET", "/v1/recalls/{campaign_id}"): AUTHENTICATED,
 }
 
 SAMPLE = {
@@ -118,6 +126,9 @@ SAMPLE = {
     "model_id": "NCM-PACK-77",
     "capture_id": "00000000-0000-0000-0000-000000000000",
     "event_id": "00000000-0000-0000-0000-000000000000",
+    "vin": "KMHEM41AP6A000001",
+    "pseudonym": "0" * 64,
+    "campaign_id": "MOLIT-2026-001",
 }
 UI_PREFIX = "/ui"
 

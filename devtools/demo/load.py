@@ -20,6 +20,7 @@ from devtools.demo.catalogue import ADMIN, BY_ID, ORGS, model_bodies
 from devtools.demo.corrections import load_corrections
 from devtools.demo.plan import SPAN_DAYS, Ev, PackPlan, build_plans
 from devtools.demo.regime import implausible_report_refused
+from devtools.demo.vehicles import pack_replacement_under_recall
 from shared.auth import mint_token
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
 
@@ -359,6 +360,7 @@ async def load_demo_async(
             events, aliases = await lifecycle(), 0
             refused = await implausible_report_refused(api, plans, start)
             stories = await load_corrections(api, plans, start)  # a mistaken RECYCLED corrected, an amendment
+            story = await pack_replacement_under_recall(api, plans, start)  # devtools/demo/vehicles.py
             caught_up = await _wait_portal(api, progress, portal_timeout_s)
         views = await _views(api)
         seconds = time.monotonic() - started
@@ -371,6 +373,7 @@ async def load_demo_async(
             "batteries_created": created,
             "events": events,
             "aliases": aliases,
+            **story,
             "portal_caught_up": int(caught_up),
             "implausible_refused": refused,
             "corrected_packs": int(stories["corrected_pack"] is not None),

@@ -19,8 +19,10 @@ from services.events.log.router import router as log_router
 from services.events.log.service import LogConfig, LogWorker, load_signer
 from services.events.models import SCHEMA
 from services.events.settings import EventsSettings
+from services.events.vins.router import router as vins_router
+from services.events.vins.service import VinKey
 from shared.app import create_service_app
-from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_LOG_CHECKPOINTS
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_LOG_CHECKPOINTS, TOPIC_VINS
 
 
 def create_app(
@@ -31,6 +33,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = RegistryClient(settings.registry_url, registry_transport)
+        app.state.vin_key = VinKey.from_file(settings.vin_pseudonym_key_file)
         app.state.epcis_resolver = AliasResolver(settings.registry_url, registry_transport)
         verifier = ChainVerifier(
             app.state.engine, interval_s=settings.verify_interval_s, rate_per_s=settings.verify_rate_per_s
@@ -68,9 +71,9 @@ def create_app(
             "Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[lifecycle_router, ledger_router, epcis_router, log_router],
+        routers=[lifecycle_router, ledger_router, epcis_router, log_router, vins_router],
         schema=SCHEMA,
-        publishes=[TOPIC_LIFECYCLE, TOPIC_EPCIS, TOPIC_LOG_CHECKPOINTS],
+        publishes=[TOPIC_LIFECYCLE, TOPIC_EPCIS, TOPIC_LOG_CHECKPOINTS, TOPIC_VINS],
         consumes=[intake.consumer(settings)],
         extra_lifespan=lifespan,
     )

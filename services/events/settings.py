@@ -52,6 +52,12 @@ class EventsSettings(ServiceSettings):
         description="C2SP signed-note signer key (PRIVATE+KEY+<origin>+...) of the log. Unset: a key made per "
         "process (dev only: checkpoints then change key with every restart).",
     )
+    vin_pseudonym_key_file: Path | None = Field(
+        None,
+        description="File holding the HMAC-SHA-256 key (64 hex digits) of VIN pseudonyms: a VIN enters the ledger, "
+        "the log and Kafka only as its pseudonym. Unset: a key made per process (dev only: pseudonyms then "
+        "change with every restart). Keep it secret and never rotate it without re-keying `events.vins`.",
+    )
     log_checkpoint_interval_s: float = Field(10.0, gt=0, description="Seconds between checkpoints while events arrive.")
     log_sequencer_interval_s: float = Field(0.05, gt=0, description="Seconds between polls of the log's queue.")
     log_witness_keys: list[str] = Field(

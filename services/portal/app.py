@@ -13,9 +13,11 @@ from services.portal.history.router import router as history_router
 from services.portal.ingest import consumer as ingest_consumer
 from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
+from services.portal.recalls.router import router as recalls_router
 from services.portal.resolver.router import router as resolver_router
 from services.portal.settings import PortalSettings
 from services.portal.ui.router import router as ui_router
+from services.portal.vehicles.router import router as vehicles_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
 from shared.auth import Principal, Role, require_role
@@ -37,12 +39,21 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[history_router, views_router, passports_router, epcis_router, resolver_router],
+        routers=[
+            history_router,
+            views_router,
+            passports_router,
+            epcis_router,
+            resolver_router,
+            vehicles_router,
+            recalls_router,
+        ],
         schema=SCHEMA,
         consumes=[ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)],  # publishes nothing
         openapi_tags=[
             {"name": "history", "description": "Whole histories and search (bearer token)."},
             {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},
+            {"name": "vehicles", "description": "A vehicle's batteries over time (VINs are personal data)."},
             {"name": "passports", "description": "Battery passports by access level (public without a token)."},
         ],
     )

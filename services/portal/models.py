@@ -153,6 +153,10 @@ class Event(LedgerRecordFields, Base, table=True):
         # ledger place, (battery_id, sequence).
         Index("ix_events_event_id", "event_id"),
         Index("ix_events_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+        # A vehicle's batteries: INSTALLED events by the VIN's pseudonym (services/portal/vehicles).
+        Index(
+            "ix_events_installed_vin", text("(data ->> 'vin'::text)"), postgresql_where=text("type = 'INSTALLED'::text")
+        ),
         {"schema": SCHEMA},
     )
 

@@ -9,6 +9,7 @@ from services.registry.batteries.router import router as batteries_router
 from services.registry.catalog.router import router as catalog_router
 from services.registry.models import SCHEMA
 from services.registry.participants.router import router as participants_router
+from services.registry.recalls.router import router as recalls_router
 from services.registry.settings import RegistrySettings
 from shared.app import create_service_app
 from shared.contract.streams import TOPIC_REGISTRY
@@ -25,7 +26,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             "Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[participants_router, catalog_router, batteries_router, amendments_router],
+        routers=[participants_router, catalog_router, batteries_router, amendments_router, recalls_router],
         schema=SCHEMA,
         publishes=[TOPIC_REGISTRY],
     )

@@ -23,13 +23,17 @@ TOPIC_REGISTRY = "battery.registry.v1"
 TOPIC_LIFECYCLE = "battery.lifecycle.v1"
 TOPIC_EPCIS = "battery.epcis.v1"
 TOPIC_LOG_CHECKPOINTS = "battery.log.checkpoints.v1"
+#: The plain VINs behind the ledger's pseudonyms (personal data, PIPA): keyed by pseudonym, meant to be
+#: compacted (`cleanup.policy=compact`); an erasure publishes a tombstone (a record without a value).
+TOPIC_VINS = "battery.vins.v1"
 #: Every topic a producer of this system writes (dead-letter topics are derived per consumer).
-TOPICS = (TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS, TOPIC_LOG_CHECKPOINTS)
+TOPICS = (TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS, TOPIC_LOG_CHECKPOINTS, TOPIC_VINS)
 
 # ---- CloudEvent sources ----
 SOURCE_REGISTRY = "/batterytrace/registry"
 SOURCE_EVENTS = "/batterytrace/events"
 SOURCE_EPCIS = "/batterytrace/events/epcis"
+SOURCE_VINS = "/batterytrace/events/vins"
 
 # ---- CloudEvent types ----
 REGISTRY_TYPE_PREFIX = "kr.battery.registry."
@@ -49,6 +53,10 @@ ALIAS_ADDED = "kr.battery.registry.battery.alias_added.v1"
 #: The manufacturer or an authority amended registry facts (data: the amendment record: number, changes
 #: {field: {before, after}}, reason, actor, actor_role, amended_at). A fact's current value is its latest amendment.
 BATTERY_AMENDED = "kr.battery.registry.battery.amended.v1"
+#: MOLIT (or an admin) registered a recall campaign (data: the campaign, `shared.contract.recalls.Campaign`).
+RECALL_REGISTERED = "kr.battery.registry.recall.registered.v1"
+#: The plain VIN behind a pseudonym (data: `pseudonym`, `vin`), on TOPIC_VINS; its erasure is a tombstone.
+VIN_RECORDED = "kr.battery.vins.vin.recorded.v1"
 EPCIS_CAPTURED = "kr.battery.epcis.event.captured.v1"
 EPCIS_ERROR_DECLARED = "kr.battery.epcis.event.error_declared.v1"
 #: A signed checkpoint of the transparency log (again, with more cosignatures, as witnesses add them).

@@ -79,6 +79,7 @@ async def capture(
         behaviour,
         request.app.state.epcis_resolver,
         request.app.state.registry,
+        vin_key=request.app.state.vin_key,
         receivers=directory(request),
     )
     body = CaptureJob.model_validate(job_out(job)).model_dump(mode="json")

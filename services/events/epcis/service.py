@@ -29,8 +29,10 @@ from services.events.epcis.mapping import (
 from services.events.lifecycle.schemas import EventIn
 from services.events.lifecycle.service import BatchProblem, EventProblem, ParticipantLookup, RegistryLookup, capture
 from services.events.models import SCHEMA
+from services.events.vins.service import VinKey
 from shared import access
 from shared.auth import Principal
+from shared.contract.epcis import BT
 from shared.contract.lifecycle import ts
 from shared.contract.streams import (
     EPCIS_CAPTURED as CAPTURED,
@@ -47,6 +49,7 @@ from shared.contract.streams import (
 )
 from shared.outbox import OutboxMessage, enqueue
 from shared.problems import NotFound, Problem, Unprocessable, field_error
+from shared.vin import is_pseudonym
 
 
 class Behaviour(StrEnum):
@@ -161,9 +164,11 @@ async def capture_document(
     resolver: Resolver,
     registry: RegistryLookup,
     *,
+    vin_key: VinKey,
     receivers: ParticipantLookup | None = None,
 ) -> dict[str, Any]:
     """Capture a validated EPCISDocument; returns the finished capture job (stored in this transaction).
+    `vin_key`: the key of VIN pseudonyms (a `bt:vin` is stored and published only as its pseudonym);
     `receivers`: the participant directory a transfer's receiver is checked against (None: not checked)."""
     created = datetime.now(UTC)
     capture_id = str(uuid.uuid4())
@@ -173,7 +178,13 @@ async def capture_document(
     seen: dict[str, _Plan] = {}
     for i, ev in enumerate(events):
         eid = event_id_of(ev)
-        plan = _Plan(i, {**ev, "eventID": eid, "recordTime": record_time}, eid, digest({**ev, "eventID": eid}))
+        # Digested as stored: with its VIN as the pseudonym (a digest over a plain VIN could be brute-forced).
+        plan = _Plan(
+            i,
+            {**ev, "eventID": eid, "recordTime": record_time},
+            eid,
+            digest(_pseudonymise_vin({**ev, "eventID": eid}, vin_key)),
+        )
         twin = seen.get(eid)
         if twin is not None:  # one eventID twice in a document: once in effect, or a conflict
             plan.store = False
@@ -213,7 +224,9 @@ async def capture_document(
         except (MappingProblem, EventProblem, Problem) as problem:
             plan.error = _error(plan, problem)
 
-    await _apply(session, plans, principal, behaviour, registry, receivers)
+    await _apply(session, plans, principal, behaviour, registry, vin_key, receivers)
+    for p in plans:
+        _pseudonymise_vin(p.event, vin_key)
     failed = [p.error for p in plans if p.error]
     stored = [] if failed and behaviour is Behaviour.rollback else [p for p in plans if not p.error]
     await _store(session, stored, capture_id, created, principal, document)
@@ -319,6 +332,7 @@ async def _apply(
     principal: Principal,
     behaviour: Behaviour,
     registry: RegistryLookup,
+    vin_key: VinKey,
     receivers: ParticipantLookup | None = None,
 ) -> None:
     """All battery events through the native capture in one call (in event-time order). On failures: with
@@ -331,7 +345,9 @@ async def _apply(
             return
         try:
             async with session.begin_nested():
-                await capture(session, [ev for _, ev in items], principal, registry, receivers=receivers)
+                await capture(
+                    session, [ev for _, ev in items], principal, registry, vin_key=vin_key, receivers=receivers
+                )
             return
         except (EventProblem, BatchProblem) as exc:
             failures = _failures(exc, len(items))
@@ -350,6 +366,16 @@ async def _apply(
                     "lifecycleType": ev.type.value,
                     **detail,
                 }
+
+
+def _pseudonymise_vin(event: dict[str, Any], vin_key: VinKey) -> dict[str, Any]:
+    """The EPCIS event as stored, digested and published: a VIN extension (compact or full name) as its
+    pseudonym (in place; returns the event)."""
+    for name in ("bt:vin", BT + "vin"):
+        value = event.get(name)
+        if isinstance(value, str) and not is_pseudonym(value):
+            event[name] = vin_key.pseudonym(value)
+    return event
 
 
 def _failures(exc: Problem, n: int) -> dict[int, dict[str, Any]]:

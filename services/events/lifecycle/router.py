@@ -56,13 +56,15 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1). E
 
 
 def _clock(request: Request) -> dict[str, Any]:
-    """The settings the rules take: clock skew, plausibility margins, KC 10031 bodies, the correction window."""
+    """The settings the rules take: clock skew, plausibility margins, KC 10031 bodies, the correction window, and
+    the key of VIN pseudonyms."""
     settings = request.app.state.settings
     return {
         "max_ahead": timedelta(seconds=settings.occurred_at_max_ahead_s),
         "tolerances": settings.plausibility_tolerances(),
         "designated_bodies": tuple(settings.kc_designated_bodies),
         "correction_window": timedelta(days=settings.correction_window_days),
+        "vin_key": request.app.state.vin_key,
     }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from shared.contract.lifecycle import (
     MATERIALS,
@@ -19,8 +19,10 @@ from shared.contract.lifecycle import (
     State,
     amounts_model,
 )
+from shared.contract.recalls import CampaignId
 from shared.pagination import Page
 from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
+from shared.vin import vin_problem
 
 
 # ---- type-specific data ----
@@ -37,7 +39,17 @@ class AssemblyData(_Data):
 
 
 class InstalledData(_Data):
-    vin: Annotated[str, Field(pattern=r"^[A-HJ-NPR-Z0-9]{17}$")] | None = None
+    vin: (
+        Annotated[
+            str,
+            Field(
+                pattern=r"^[A-HJ-NPR-Z0-9]{17}$",
+                description="The vehicle's VIN (ISO 3779; check digit where its market requires one). Stored and "
+                "published only as its keyed pseudonym (personal data).",
+            ),
+        ]
+        | None
+    ) = None
     ess_site_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
@@ -45,6 +57,14 @@ class InstalledData(_Data):
         if (self.vin is None) == (self.ess_site_id is None):
             raise ValueError("exactly one of vin or ess_site_id is required")
         return self
+
+    @field_validator("vin")
+    @classmethod
+    def _iso_3779(cls, value: str | None) -> str | None:
+        problem = vin_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class InspectedData(_Data):
@@ -62,6 +82,17 @@ class RemovedData(_Data):
         description="The collector the remover hands the battery to: it may then post COLLECTED (and becomes the "
         "custodian). Without one, only the remover itself, or whoever it TRANSFERs the battery to, may go on.",
     )
+    recall_campaign: CampaignId | None = Field(
+        None,
+        description="With reason `recall`: the recall campaign (registered by MOLIT) that covers this battery. "
+        "Named only with that reason.",
+    )
+
+    @model_validator(mode="after")
+    def _campaign_only_for_recalls(self) -> RemovedData:
+        if self.recall_campaign is not None and self.reason is not RemovalReason.recall:
+            raise ValueError("recall_campaign is named only with reason recall")
+        return self
 
 
 class CollectedData(_Data):

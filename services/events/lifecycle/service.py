@@ -26,6 +26,9 @@ from services.events.lifecycle.machine import (
 from services.events.lifecycle.plausibility import Facts, Tolerances
 from services.events.lifecycle.rules import DESIGNATED_BODIES
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventResult
+from services.events.recalls import service as recalls
+from services.events.vins import service as vins
+from services.events.vins.service import VinKey
 from shared.auth import Principal, Role
 from shared.contract.lifecycle import EventType, canonical_json, ts
 from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type
@@ -138,8 +141,10 @@ def _digest(ev: EventIn, data: Mapping[str, Any], actor: str) -> str:
     return hashlib.sha256(canonical_json(sent)).hexdigest()
 
 
-def _prepare(ev: EventIn, poster: Poster) -> Event | Refusal:
-    """The event with its type's data validated, if the type is postable and the poster's role may post it."""
+def _prepare(ev: EventIn, poster: Poster, vin_key: VinKey, plain_vins: dict[str, str]) -> Event | Refusal:
+    """The event with its type's data validated, if the type is postable and the poster's role may post it.
+    A VIN is replaced by its keyed pseudonym before anything is digested or stored (its plain form goes to
+    `plain_vins`, pseudonym → VIN, for the erasable table)."""
     refusal = machine.postable(ev.type)
     if refusal is not None:
         return refusal
@@ -148,6 +153,10 @@ def _prepare(ev: EventIn, poster: Poster) -> Event | Refusal:
     except ValidationError as exc:
         errs = validation_errors(exc.errors(), prefix=("data",))
         return machine.invalid(f"{errs[0]['field']}: {errs[0]['message']} (for {ev.type.value})", *errs)
+    if ev.type is EventType.INSTALLED and "vin" in data:
+        plain = data["vin"]
+        data["vin"] = vin_key.pseudonym(plain)
+        plain_vins[data["vin"]] = plain
     refusal = machine.authorize(ev.type, poster, data)
     if refusal is not None:
         return refusal
@@ -169,25 +178,27 @@ async def capture(
     principal: Principal,
     registry: RegistryLookup,
     *,
+    vin_key: VinKey,
     max_ahead: timedelta = machine.MAX_AHEAD,
     receivers: ParticipantLookup | None = None,
     tolerances: Tolerances = Tolerances(),
     designated_bodies: Sequence[str] = DESIGNATED_BODIES,
     correction_window: timedelta = machine.CORRECTION_WINDOW,
 ) -> list[EventResult]:
-    """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `max_ahead`: how
-    far ahead of the server's clock an `occurred_at` may be; `receivers`: the participant directory
-    TRANSFERRED's receivers are checked against (None: not checked); `tolerances` and `designated_bodies`: the
-    plausibility margins and the KC 10031 inspection bodies (the events settings); `correction_window`: how long
-    the poster of a final-state event may declare it in error itself."""
+    """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `vin_key`: the key
+    of VIN pseudonyms; `max_ahead`: how far ahead of the server's clock an `occurred_at` may be; `receivers`: the
+    participant directory TRANSFERRED's receivers are checked against (None: not checked); `tolerances` and
+    `designated_bodies`: the plausibility margins and the KC 10031 inspection bodies (the events settings);
+    `correction_window`: how long the poster of a final-state event may declare it in error itself."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
+    plain_vins: dict[str, str] = {}
 
     # 1. Per-type data, and the poster's role.
     prepared: list[Event] = []
     for i, posted in enumerate(events):
-        outcome = _prepare(posted, poster)
+        outcome = _prepare(posted, poster, vin_key, plain_vins)
         if isinstance(outcome, Refusal):
             failures[i] = outcome
         else:
@@ -261,6 +272,11 @@ async def capture(
             facts = await receivers.get(org)
             found_receivers[org] = Receiver(org, Role(facts.role) if facts else None, facts.active if facts else False)
 
+    # Recall removals: a named campaign is known and covers the battery; where one covers it, it is named.
+    removals = [(i, ev) for i, ev in enumerate(prepared) if recalls.is_recall_removal(ev) and i not in results]
+    failures.update(await recalls.refusals(session, removals, states))
+    _raise_if(failures, batch)
+
     # 4. The state machine, in order, on the batch's working states.
     now = datetime.now(UTC)
     work = {bid: BatteryState.from_row(s) for bid, s in states.items()}
@@ -312,6 +328,8 @@ async def capture(
     if rows:
         changed = sorted({r.battery_id for r in rows})
         await repo.write(session, [r.as_row() for r in rows], [work[b].as_row() for b in changed], messages)
+        installed = {r.data["vin"] for r in rows if r.type is EventType.INSTALLED and "vin" in r.data}
+        await vins.record(session, {p: v for p, v in plain_vins.items() if p in installed})
     return [results[i] for i in range(len(prepared))]
 
 

@@ -18,6 +18,7 @@ aliases = Alias.__table__
 batteries = Battery.__table__
 handlers = Handler.__table__
 participants = Participant.__table__
+events = Event.__table__
 
 # The history's reads run as plain statements on an asyncpg connection: a reader (shared.db.ReaderDep) on
 # the hot path, or the session's own connection (shared.db.raw_connection) inside a unit of work.
@@ -159,9 +160,10 @@ async def search(
         (batteries.c.region, region),
     )
     q = keyset(select(batteries), batteries.c.id, after, limit, equal)
-    if vin is not None:
+    if vin is not None:  # ever installed into the vehicle (ix_events_installed_vin), or a legacy VIN alias
         by_alias = select(aliases.c.battery_id).where(aliases.c.value == vin, aliases.c.scheme == "vin")
-        q = q.where(or_(batteries.c.vin == vin, batteries.c.id.in_(by_alias)))
+        installed = select(events.c.battery_id).where(events.c.type == "INSTALLED", events.c.data["vin"].astext == vin)
+        q = q.where(or_(batteries.c.id.in_(installed), batteries.c.id.in_(by_alias)))
     if handler_org is not None:
         q = q.where(exists().where(and_(handlers.c.org == handler_org, handlers.c.battery_id == batteries.c.id)))
     return [row_dict(r) for r in (await session.execute(q)).mappings()]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,7 +101,8 @@ class Current(BaseModel):
     soh_pct: float | None
     cycle_count: int | None
     parent_id: str | None = Field(None, description="The module or pack it is inside now.")
-    vin: str | None
+    vin: str | None = Field(description="The vehicle it was last installed in: its VIN, or 'erased' (PIPA).")
+    vin_pseudonym: str | None = Field(None, description="That VIN's keyed pseudonym, as the ledger holds it.")
     safety: str | None = Field(None, description="Last safety inspection result of this life (pass/fail).")
     sequence: int
     passport_status: str
@@ -157,6 +158,13 @@ class AsOf(BaseModel):
 class Alias(BaseModel):
     scheme: str
     value: str
+
+
+class RecallRef(BaseModel):
+    id: str
+    title: str
+    opened_on: date
+    removed: bool = Field(description="Whether a REMOVED of this battery named the campaign.")
 
 
 class History(BaseModel):
@@ -246,6 +254,9 @@ class History(BaseModel):
     chain: ChainStatus
     passports: list[PassportRef] = Field(description="One passport per life, linked predecessor → successor.")
     as_of: AsOf | None = Field(description="The last event applied to this battery's read model.")
+    recalls: list[RecallRef] | None = Field(
+        None, description="Recall campaigns covering the battery (authority level: ministries and admin; else null)."
+    )
 
 
 class BatterySummary(BaseModel):

@@ -13,11 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as repo
 from services.portal.ingest.projection import REGISTRY_FACTS
+from services.portal.recalls import service as recalls
+from services.portal.vehicles import service as vehicles
 from shared import access
 from shared.auth import Principal, readable_groups
 from shared.contract.lifecycle import GENESIS, LEDGER_FIELDS
+from shared.db import raw_connection
 from shared.pagination import split_page
-from shared.problems import NotFound, Unprocessable, field_error
+from shared.problems import Forbidden, NotFound, Unprocessable, field_error
+from shared.vin import is_pseudonym, is_vin, normalise
 
 #: Deepest composition: cell in module in pack (and one more level to spare).
 MAX_DEPTH = 4
@@ -41,7 +45,16 @@ _EVENT_FIELDS = ("sequence", *(f for f in LEDGER_FIELDS if f not in ("battery_id
 PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
 
 
-async def locate(conn: asyncpg.Connection, battery_id: str | None, alias: str | None) -> dict[str, Any]:
+async def locate(
+    conn: asyncpg.Connection, battery_id: str | None, alias: str | None, at: datetime | None = None
+) -> dict[str, Any]:
+    """The battery by its ID or an alias. A VIN (or its pseudonym) follows the installation relation at `at`
+    (now if None): `vehicles.battery_for_vin`."""
+    if alias and (is_vin(normalise(alias)) or is_pseudonym(alias)):
+        found = await vehicles.battery_for_vin(conn, alias, at)
+        if found is None:
+            raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
+        battery_id, alias = found, None
     if alias:
         found = await repo.resolve_alias(conn, alias)
         if found is None:
@@ -128,9 +141,18 @@ def visible_events(events: Sequence[Mapping[str, Any]], groups: frozenset[access
 async def history(
     conn: asyncpg.Connection, principal: Principal, battery_id: str, *, alias: str | None, at: datetime | None
 ) -> dict[str, Any]:
-    battery = await locate(conn, battery_id, alias)
+    battery = await locate(conn, battery_id, alias, at)
     bid = battery["id"]
-    groups = await check_may_read(conn, principal, battery)
+    by_vin = bool(alias and (is_vin(normalise(alias)) or is_pseudonym(alias)))
+    try:
+        groups = await check_may_read(conn, principal, battery)
+    except Forbidden:
+        if by_vin:  # a VIN's battery: who may not read it learns nothing, not even that the VIN is known
+            raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias") from None
+        raise
+    sees_vin = await _sees_vin(conn, principal, battery)
+    if by_vin and not sees_vin:
+        raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
     if at is not None and at.tzinfo is None:
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
@@ -143,6 +165,12 @@ async def history(
     condition = access.FieldGroup.condition in groups
     # A certifier: the state it certifies and the last result, not custody, health or the vehicle.
     current = {k: battery[k] if condition or k in _CERTIFICATION_CURRENT else None for k in _CURRENT}
+    # The vehicle: its plain VIN (or "erased") for those who read the battery's condition, never the pseudonym's key.
+    current["vin_pseudonym"] = current["vin"] if current["vin"] and is_pseudonym(current["vin"]) else None
+    if current["vin"] and sees_vin:
+        current["vin"] = (await vehicles.shown_vins(conn, [current["vin"]])).get(current["vin"])
+    elif current["vin"]:
+        current["vin"] = None  # personal data: the pseudonym only, for those who read the battery but not its car
     out: dict[str, Any] = {
         "battery_id": bid,
         "registry": registry if battery["registered"] else None,
@@ -162,8 +190,18 @@ async def history(
         }
         if head
         else None,
+        "recalls": await recalls.of_battery(conn, battery) if access.sees_every_vehicle(principal) else None,
     }
     return out
+
+
+async def _sees_vin(conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]) -> bool:
+    """Whether the principal reads the battery's vehicle (its VIN): shared.access.may_read_vehicle, where every
+    custodian, the installing OEM included (INSTALLED needs custody), holds or held it."""
+    if access.sees_every_vehicle(principal):
+        return True
+    held = (await relation(conn, principal.org, battery)).custody is not access.Custody.none
+    return access.may_read_vehicle(principal, installed_one=False, held_one=held)
 
 
 async def search(
@@ -178,18 +216,28 @@ async def search(
     after: str | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """A page of the batteries the principal may read that match every filter, and whether more follow."""
+    """A page of the batteries the principal may read that match every filter, and whether more follow. `vin`:
+    the batteries ever installed into that vehicle (the installation relation; its pseudonym works too)."""
+    conn = await raw_connection(session)
+    # Who sees every battery but not its vehicle (operators) neither finds batteries by VIN nor sees VINs.
+    sees_vins = access.sees_every_vehicle(principal) or not access.sees_every_battery(principal)
+    if vin is not None and not sees_vins:
+        return [], False
     rows = await repo.search(
         session,
         state=state,
         manufacturer=manufacturer,
         chemistry=chemistry,
         region=region,
-        vin=vin,
+        vin=await vehicles.pseudonym_for(conn, vin) if vin is not None else None,
         handler_org=access.only_handled_by(principal),
         after=after,
         limit=limit + 1,
     )
+    shown = await vehicles.shown_vins(conn, [r["vin"] for r in rows if r.get("vin")]) if sees_vins else {}
+    for r in rows:
+        if r.get("vin"):
+            r["vin"] = shown.get(r["vin"])
     return split_page(rows, limit)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from services.portal.ingest import service
 from services.portal.settings import PortalSettings
-from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY
+from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY, TOPIC_VINS
 from shared.kafka import ConsumerSpec
 
 NAME = "portal"
@@ -16,7 +16,7 @@ def consumer(settings: PortalSettings) -> ConsumerSpec:
     return ConsumerSpec(
         name=NAME,
         group=settings.consumer_group,
-        topics=(TOPIC_REGISTRY, TOPIC_LIFECYCLE),
+        topics=(TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_VINS),
         handler=service.handler,
         status_path="/v1/ops/consumer",
     )

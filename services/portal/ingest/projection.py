@@ -20,10 +20,12 @@ from services.portal.ingest.schemas import (
     BatteryRegisteredIn,
     ModelIn,
     ParticipantIn,
+    VinIn,
 )
 from shared.contract.corrections import DECLARATION, declared_sequences
 from shared.contract.lifecycle import MATERIALS, EventType
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
+from shared.contract.recalls import Campaign
 from shared.contract.streams import (
     ALIAS_ADDED,
     BATTERY_AMENDED,
@@ -33,7 +35,10 @@ from shared.contract.streams import (
     PARTICIPANT_REACTIVATED,
     PARTICIPANT_REGISTERED,
     PARTICIPANT_SUSPENDED,
+    RECALL_REGISTERED,
     REGISTRY_TYPE_PREFIX,
+    TOPIC_VINS,
+    VIN_RECORDED,
     is_known_lifecycle,
 )
 from shared.contract.streams import CloudEvent as CloudEventIn
@@ -41,7 +46,7 @@ from shared.kafka import ConsumerRecord, PoisonMessage
 
 #: Ministries count by Korean calendar month.
 KST = ZoneInfo("Asia/Seoul")
-REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | AmendedIn]] = {
+REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | AmendedIn | Campaign]] = {
     PARTICIPANT_REGISTERED: ParticipantIn,
     PARTICIPANT_SUSPENDED: ParticipantIn,
     PARTICIPANT_REACTIVATED: ParticipantIn,
@@ -49,6 +54,7 @@ REGISTRY_TYPES: dict[str, type[ParticipantIn | ModelIn | BatteryRegisteredIn | A
     BATTERY_REGISTERED: BatteryRegisteredIn,
     ALIAS_ADDED: AliasAddedIn,
     BATTERY_AMENDED: AmendedIn,
+    RECALL_REGISTERED: Campaign,
 }
 #: Every material a recycler may report recovered, and a battery's registered content may name (the contract's).
 RECOVERED = MATERIALS
@@ -57,7 +63,7 @@ CONTAINED = ("lithium", "nickel", "cobalt", "manganese")
 REUSE_TYPES = {EventType.REPURPOSED.value, EventType.REMANUFACTURED.value}
 
 
-Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | AmendedIn | LifecycleEventIn
+Body = ParticipantIn | ModelIn | BatteryRegisteredIn | AliasAddedIn | AmendedIn | LifecycleEventIn | VinIn | Campaign
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,8 @@ def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
     """Decode and check one record. None for a message the portal skips by the contract's
     `UNKNOWN_TYPE_RULE` (a type it does not use, or one newer than it); PoisonMessage for anything that can
     never be applied (not a CloudEvent, or a known type with malformed data)."""
+    if rec.topic.endswith(TOPIC_VINS):
+        return decode_vin(rec)
     try:
         raw = orjson.loads(rec.value or b"")
         ce = CloudEventIn.model_validate(raw)
@@ -108,6 +116,22 @@ def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
     except ValidationError as exc:
         raise PoisonMessage(f"{ce.type} {ce.id}: invalid data: {exc}") from None
     return None  # UNKNOWN_TYPE_RULE: a message family this portal does not read is skipped
+
+
+def decode_vin(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
+    """A record of the compacted `battery.vins.v1`: a VIN, or (a tombstone: no value) its erasure. Keyed on
+    the stream position, so a VIN erased and recorded again in one batch is applied in order."""
+    at = f"{rec.partition}@{rec.offset}"
+    try:
+        if rec.value is None:
+            pseudonym = (rec.key or b"").decode()
+            return Message("vins", at, "tombstone", VinIn(pseudonym=pseudonym, vin=None))
+        ce = CloudEventIn.model_validate(orjson.loads(rec.value))
+        if ce.type != VIN_RECORDED:
+            return None
+        return Message("vins", at, ce.type, VinIn.model_validate(ce.data))
+    except (orjson.JSONDecodeError, ValidationError, UnicodeDecodeError) as exc:
+        raise PoisonMessage(f"not a VIN record: {exc}") from None
 
 
 def month_of(value: datetime) -> date:

@@ -79,6 +79,14 @@ class AliasAddedIn(_In):
     battery_id: str
 
 
+# ---- battery.vins.v1 ----
+class VinIn(_In):
+    """A VIN record (`vin` set) or, from a tombstone, its erasure (`vin` None)."""
+
+    pseudonym: str = Field(pattern=r"^[0-9a-f]{64}$")
+    vin: str | None = Field(None, pattern=r"^[A-HJ-NPR-Z0-9]{17}$")
+
+
 # ---- battery.lifecycle.v1 ----
 
 

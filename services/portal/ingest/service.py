@@ -18,6 +18,8 @@ from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
 from services.portal.ingest.schemas import AliasAddedIn, AmendedIn, BatteryRegisteredIn, ModelIn, ParticipantIn
 from services.portal.passports import repository as passports_repo
+from services.portal.recalls import service as recalls
+from services.portal.vehicles import service as vehicles
 from shared.contract.lifecycle import LedgerRecord as LifecycleEventIn
 from shared.kafka import BatchHandler, Records
 
@@ -32,6 +34,11 @@ def handler(sessionmaker: async_sessionmaker[AsyncSession]) -> BatchHandler:
 
 
 async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
+    # VINs and their erasures: not claimed (a VIN erased and recorded again reuses its key); applied in order.
+    await vehicles.apply_vins(session, [m for m in messages if m.stream == "vins"])
+    messages = [m for m in messages if m.stream != "vins"]
+    if not messages:
+        return
     fresh = await repo.claim(session, [(m.stream, m.key) for m in messages])
     messages = [m for m in messages if (m.stream, m.key) in fresh]
     if not messages:
@@ -55,6 +62,7 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
             amendments.setdefault(body.battery_id, []).append(body)
         elif isinstance(body, LifecycleEventIn):
             events.append(body)
+    await recalls.apply(session, messages)
     await repo.upsert_participants(session, _dedupe(participants, "id"))
     await repo.upsert_models(session, _dedupe(models, "id"))
     await repo.upsert_aliases(session, _dedupe(aliases, "value"))

@@ -94,10 +94,12 @@ def build(
     level: Level,
     declared: Mapping[str, Any],
     amendments: Sequence[Mapping[str, Any]] = (),
+    recalls: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The passport of `life` (a `history.service.lives` row) for `level`; `parties` names participants by ID,
     `declared` is the model's passport declaration, `amendments` the registry's amendment records of the battery's
-    facts (`battery` holds the facts as last amended). The passport reads the events in effect (none declared in
+    facts (`battery` holds the facts as last amended), `recalls` the recall campaigns covering it (shown from the
+    authority level on). The passport reads the events in effect (none declared in
     error); the chain and the event count are of the whole ledger."""
     from services.portal.history.service import in_effect
 
@@ -143,7 +145,7 @@ def build(
         "access_level": level.value,
         "aspects": aspects,
         "catenax": catenax,
-        "extensions": _extensions(battery, events, model, level, amendments),
+        "extensions": _extensions(battery, events, model, level, amendments, recalls),
         "restricted": restricted,
         "unavailable": unavailable,
     }
@@ -335,6 +337,7 @@ def _extensions(
     model: Mapping[str, Any],
     level: Level,
     amendments: Sequence[Mapping[str, Any]] = (),
+    recalls: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     from services.portal.history.service import chain_status, in_effect
 
@@ -361,6 +364,7 @@ def _extensions(
                 {"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "SAFETY_INSPECTED"
             ],
             "incidents": [{"occurred_at": e["occurred_at"], **e["data"]} for e in events if e["type"] == "INCIDENT"],
+            "recalls": [dict(r) for r in recalls],  # the recall campaigns covering it (services/portal/recalls)
         }
     if level is Level.manufacturer:
         out["kr.batterytrace.manufacturing"] = {

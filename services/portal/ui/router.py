@@ -266,7 +266,7 @@ async def lookup(request: Request, session: SessionDep, principal: Viewer, q: st
         return render(request, "home.html", status=422, principal=principal, q=q, message_key="lookup.empty")
     if ui.looks_like_vin(q) and not access.may_look_up_by_vin(principal):
         return render(request, "home.html", status=401, principal=None, q=q, message_key="lookup.vin_needs_signin")
-    found = await ui.resolve(session, q)
+    found = await ui.resolve(session, q, principal)
     if found is None:
         return render(request, "home.html", status=404, principal=principal, q=q, message_key="lookup.not_found")
     target = f"/ui/batteries/{found.battery_id}" if principal else f"/ui/passport/{found.battery_id}"
@@ -438,6 +438,23 @@ async def battery(
     except NotFound as exc:
         raise _problem(exc, id=battery_id) from None
     return render(request, "battery.html", principal=viewer, at=at, **page)
+
+
+@router.get("/vehicles/{vin}", response_class=HTMLResponse)
+async def vehicle(
+    request: Request,
+    session: SessionDep,
+    principal: Viewer,
+    vin: str,
+    at: Annotated[date | None, Query(description="The batteries in it at the end of this day (KST).")] = None,
+) -> Response:
+    """A vehicle's batteries and their installation history (MOLIT, authorities, its OEM and custodians)."""
+    viewer = require_signin(request)
+    try:
+        page = await ui.vehicle_page(session, viewer, vin, at)
+    except NotFound as exc:
+        raise _problem(exc, vin=vin) from None
+    return render(request, "vehicle.html", principal=viewer, at=at, **page)
 
 
 @router.get("/passport/{battery_id}", response_class=HTMLResponse)

@@ -21,6 +21,7 @@ from services.portal.history import service as history_service
 from services.portal.ingest.consumer import NAME as INGEST
 from services.portal.passports import service as passport_service
 from services.portal.ui import repository as repo
+from services.portal.vehicles import service as vehicles
 from services.portal.views import service as views
 from shared.auth import Ministry, Principal
 from shared.db import raw_connection
@@ -42,7 +43,7 @@ class Found:
     by: str  # "id", "alias", "vin" or "digital_link"
 
 
-async def resolve(session: AsyncSession, q: str) -> Found | None:
+async def resolve(session: AsyncSession, q: str, principal: Principal | None = None) -> Found | None:
     """A battery ID, or any alias the registry holds (GS1 Digital Link, EPC, VIN), or an installed VIN."""
     q = q.strip()
     if not q or len(q) > repo.MAX_PATH:  # no alias is that long: answered without a query
@@ -50,6 +51,16 @@ async def resolve(session: AsyncSession, q: str) -> Found | None:
     conn = await raw_connection(session)
     if BATTERY_ID.match(q.upper()) and await history_repo.get_battery(conn, q.upper()) is not None:
         return Found(q.upper(), "id")
+    if VIN.match(q.upper()) and principal is not None:
+        # A VIN follows the installation relation now (services/portal/vehicles); who may not read the vehicle
+        # is answered "not found", not redirected to a battery (the redirect would name it).
+        try:
+            await vehicles.vehicle(conn, principal, q.upper(), None)
+        except NotFound:
+            return None
+        vin_battery = await vehicles.battery_for_vin(conn, q.upper())
+        if vin_battery is not None:
+            return Found(vin_battery, "vin")
     found = await history_repo.resolve_alias(conn, q)
     if found is not None:
         return Found(found, "vin" if VIN.match(q) else "alias")
@@ -69,6 +80,12 @@ async def resolve_digital_link(session: AsyncSession, url: str, path: str) -> st
     if found is None and path.strip("/"):
         found = await repo.digital_link_by_path(session, path.strip("/"))
     return found
+
+
+async def vehicle_page(session: AsyncSession, principal: Principal, vin: str, at: date | None) -> dict[str, Any]:
+    """A vehicle's batteries (at the end of `at`, KST, or now) and their history (404 for who may not read it)."""
+    when = end_of_day_kst(at) if at else None
+    return {"vehicle": await vehicles.vehicle(await raw_connection(session), principal, vin, when)}
 
 
 def looks_like_vin(q: str) -> bool:
@@ -430,6 +447,7 @@ def problem_message(exc: Problem) -> tuple[str, dict[str, Any]]:
     known = {
         "unknown-battery": "error.unknown_battery",
         "unknown-alias": "error.unknown_battery",
+        "unknown-vehicle": "error.unknown_vehicle",
         "not-handled": "error.not_handled",
         "wrong-ministry": "error.wrong_ministry",
         "unknown-table": "error.unknown_table",

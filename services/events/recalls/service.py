@@ -1,0 +1,51 @@
+"""Checking recall removals against the known campaigns: fetch the campaigns and the batteries' facts, call
+the pure rules (`rules`). No SQL here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.events.lifecycle.machine import Event, Refusal
+from services.events.recalls import repository as repo
+from services.events.recalls import rules
+from shared.contract.lifecycle import EventType, RemovalReason
+
+
+def is_recall_removal(ev: Event) -> bool:
+    return ev.type is EventType.REMOVED and ev.data.get("reason") == RemovalReason.recall.value
+
+
+async def refusals(
+    session: AsyncSession, removals: Sequence[tuple[int, Event]], states: Mapping[str, Mapping[str, Any]]
+) -> dict[int, Refusal]:
+    """For each (index, recall removal): why it is refused, if it is. A named campaign must be known and cover
+    the battery; where known campaigns cover it, one must be named."""
+    if not removals:
+        return {}
+    named = sorted({ev.data["recall_campaign"] for _, ev in removals if ev.data.get("recall_campaign")})
+    known = await repo.campaigns(session, named) if named else {}
+    makers = sorted({str((states.get(ev.battery_id) or {}).get("manufacturer")) for _, ev in removals})
+    by_maker = await repo.campaigns_of_makers(session, makers)
+    battery_facts = await repo.facts(session, sorted({ev.battery_id for _, ev in removals}))
+    out: dict[int, Refusal] = {}
+    for i, ev in removals:
+        state = states.get(ev.battery_id) or {}
+        serial, vins = battery_facts[ev.battery_id]
+        facts: dict[str, Any] = {
+            "manufacturer": state.get("manufacturer"),
+            "model_id": state.get("model_id"),
+            "serial": serial,
+            "vins": vins,
+        }
+        campaign_id = ev.data.get("recall_campaign")
+        refusal = (
+            rules.recall_refusal(campaign_id, known.get(campaign_id), **facts)
+            if campaign_id
+            else rules.unnamed_recall_refusal(by_maker.get(str(state.get("manufacturer")), []), **facts)
+        )
+        if refusal is not None:
+            out[i] = refusal
+    return out
