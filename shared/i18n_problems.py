@@ -99,6 +99,48 @@ CATALOGUE: dict[str, Text] = {
     ),
     "alias-taken": _t("Conflict", "이미 쓰인 별칭", "이 별칭은 이미 다른 배터리를 가리킵니다."),
     "unknown-alias": _t("Not found", "알 수 없는 별칭", "이 별칭에 해당하는 배터리가 없습니다."),
+    # ---- corrections ----
+    "already-declared": _t(
+        "Already declared in error",
+        "이미 오류로 선언됨",
+        "이 이벤트는 이미 오류로 선언되었습니다. 한 번만 선언할 수 있습니다.",
+    ),
+    "correction-window-closed": _t(
+        "Correction window closed",
+        "정정 기한 지남",
+        "최종 상태 이벤트는 게시자가 기한 안에만 오류로 선언할 수 있습니다. 기한이 지나면 관계 기관에 요청하십시오.",
+    ),
+    "later-events-depend": _t(
+        "Later events depend on it",
+        "이후 이벤트가 의존함",
+        "이 이벤트에 의존하는 이후 이벤트가 있습니다. 이후 이벤트를 최근 것부터 먼저 오류로 선언하십시오.",
+    ),
+    # ---- vehicles, VINs and recalls ----
+    "unknown-vehicle": _t("Not found", "알 수 없는 차량", "조회할 수 있는 차량 중 이 차대번호의 차량이 없습니다."),
+    "invalid-vin": _t(
+        "Invalid request",
+        "올바르지 않은 차대번호",
+        "{field}: 차대번호가 ISO 3779 형식(17자, I·O·Q 제외)에 맞지 않습니다.",
+    ),
+    "unknown-vin": _t("Not found", "알 수 없는 차대번호", "이 가명에 해당하는 차대번호가 없습니다."),
+    "not-molit": _t("Not allowed", "국토교통부 전용", "리콜 캠페인은 국토교통부(또는 관리자)만 등록할 수 있습니다."),
+    "duplicate-campaign": _t(
+        "Conflict", "중복된 리콜 캠페인", "같은 ID의 리콜 캠페인이 다른 내용으로 이미 등록되어 있습니다."
+    ),
+    "unknown-campaign": _t("Not found", "알 수 없는 리콜 캠페인", "이 ID의 리콜 캠페인이 없습니다."),
+    "unknown-recall-campaign": _t(
+        "Unknown recall campaign", "등록되지 않은 리콜 캠페인", "{field}: 등록된 리콜 캠페인을 지정해야 합니다."
+    ),
+    "recall-not-covering": _t(
+        "The recall campaign does not cover this battery",
+        "리콜 대상이 아닌 배터리",
+        "{field}: 지정한 리콜 캠페인은 이 배터리를 대상으로 하지 않습니다.",
+    ),
+    "recall-campaign-required": _t(
+        "Name the recall campaign",
+        "리콜 캠페인 지정 필요",
+        "{field}: 이 배터리를 대상으로 하는 리콜 캠페인이 있습니다. 해당 캠페인을 지정하십시오.",
+    ),
     # ---- passports and the GS1 Digital Link resolver ----
     "unknown-passport": _t("Not found", "알 수 없는 여권", "이 ID의 배터리 여권이 없습니다."),
     "not-the-manufacturer": _t(
