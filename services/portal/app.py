@@ -57,7 +57,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         committed offsets and lag, and each consumer's end-to-end lag from application positions."""
         s: PortalSettings = app.state.settings
         services = {"registry": s.registry_url, "events": s.events_url, "portal": s.self_url}
-        return await stream_report(s.kafka_bootstrap_servers, s.kafka_topic_prefix, services)
+        return await stream_report(app.state.kafka, s.kafka_topic_prefix, services)
 
     app.include_router(ui_router)  # the web UI under /ui/
     return app
