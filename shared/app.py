@@ -133,7 +133,8 @@ def create_service_app(
         app.state.statement_pool = await make_statement_pool(
             settings.database_url, max(2, settings.database_pool_size // 2)
         )
-        app.state.verifier = TokenVerifier(settings)
+        app.state.verifier = verifier = TokenVerifier(settings)
+        await verifier.start()  # a JWKS is fetched now and kept fresh in the background
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if publishes and settings.relay_enabled:
@@ -154,6 +155,7 @@ def create_service_app(
                     await stack.enter_async_context(extra_lifespan(app))
                 yield
         finally:
+            await verifier.close()
             await app.state.statement_pool.close()
             await engine.dispose()
 

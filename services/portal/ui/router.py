@@ -337,7 +337,7 @@ async def signin(request: Request, settings: Settings) -> Response:
         audience=request.app.state.settings.jwt_audience,
         issuer=request.app.state.settings.jwt_issuer,
     )
-    principal = request.app.state.verifier.verify(token)  # the signing key must match the API's key
+    principal = await request.app.state.verifier.verify(token)  # the signing key must match the API's key
     return await _open_session(request, settings, principal, safe_next(form.get("next")))
 
 
