@@ -92,6 +92,7 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("portal", "GET", "/v1/passports/{battery_id}"): EVERYONE,
     ("portal", "GET", "/v1/passports/{battery_id}/jws"): EVERYONE,
     ("portal", "GET", "/.well-known/jwks.json"): EVERYONE,
+    ("portal", "GET", "/v1/log/checkpoints/latest"): EVERYONE,
     ("portal", "GET", "/epcis/events"): AUTHENTICATED,
     ("portal", "GET", "/epcis/events/{event_id}"): AUTHENTICATED,
     ("portal", "GET", "/v1/ops/consumer"): EVERYONE,

@@ -11,6 +11,8 @@ from services.portal.epcis import consumer as epcis_consumer
 from services.portal.epcis.router import router as epcis_router
 from services.portal.history.router import router as history_router
 from services.portal.ingest import consumer as ingest_consumer
+from services.portal.log import consumer as log_consumer
+from services.portal.log.router import router as log_router
 from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
 from services.portal.settings import PortalSettings
@@ -36,13 +38,18 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[history_router, views_router, passports_router, epcis_router],
+        routers=[history_router, views_router, passports_router, epcis_router, log_router],
         schema=SCHEMA,
-        consumes=[ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)],  # publishes nothing
+        consumes=[  # publishes nothing
+            ingest_consumer.consumer(settings),
+            epcis_consumer.consumer(settings),
+            log_consumer.consumer(settings),
+        ],
         openapi_tags=[
             {"name": "history", "description": "Whole histories and search (bearer token)."},
             {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},
             {"name": "passports", "description": "Battery passports by access level (public without a token)."},
+            {"name": "log", "description": "The transparency log's newest checkpoint and its cosigners (public)."},
         ],
     )
 
