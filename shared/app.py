@@ -170,6 +170,7 @@ def create_service_app(
     app.state.kafka = KafkaCluster.from_settings(settings)  # every Kafka client of this app is made from it
     app.state.schema = schema
     app.state.service_name = name
+    app.state.publishes, app.state.consumes = tuple(publishes), tuple(consumes)  # what deploy/ must provide for
     app.state.consumers = {}
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
