@@ -883,3 +883,18 @@ def test_k8s_services_reach_kafka_over_sasl_ssl_each_with_its_own_user(monkeypat
         secret = volumes[mounts[ca.parent]]["secret"]
         assert secret["secretName"] == "kafka-ca" and ca.name in {i["path"] for i in secret["items"]}, name
     assert "kafka-ca" in generated("Secret")
+
+
+def test_the_audit_prune_cronjob_runs_the_real_command_with_at_least_five_years() -> None:
+    from services.cli.audit import MIN_RETENTION_DAYS
+
+    (cron,) = [o for o in base_objects() if o["kind"] == "CronJob"]
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:1] == ["batterytrace"] and " ".join(container["args"][1:]) in cli_commands()
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert set(env) <= cli_envvars("audit prune") and int(env["BT_AUDIT_RETENTION_DAYS"]) >= MIN_RETENTION_DAYS
+    assert {s["secretRef"]["name"] for s in container["envFrom"]} == {"migrate-secret"}
+    assert "BT_DATABASE_URL" in cli_envvars("audit prune")
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == image_uid()
+    assert "`audit-prune`" in (DEPLOY / "README.md").read_text()

@@ -99,6 +99,7 @@ def migrate(
     typer.echo("migrations applied")
 
 
+from services.cli.audit import audit_app  # noqa: E402
 from services.cli.backup import backup_command, restore_command  # noqa: E402
 from services.cli.log import log_app, verify_command  # noqa: E402
 from services.cli.ops import dlq_app, events_app, portal_app, registry_app, streams_command  # noqa: E402
@@ -112,6 +113,7 @@ app.add_typer(log_app, name="log")
 app.command("verify")(verify_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
+app.add_typer(audit_app, name="audit")
 
 
 @app.command()
