@@ -3,11 +3,16 @@ checking) are turned into client options in one place (`shared.kafka.client_opti
 client the system makes: each service's relay, consumers and admin clients, the stream report and the
 operator commands. No client is built anywhere else. Against the embedded broker (plaintext on loopback)
 every kind of client connects for real; the production topic policy (no topic created by a service)
-holds against it too."""
+holds against it too. Over TLS for real: a mutual-TLS listener in front of an embedded broker of its own, through
+which the relay publishes, a group consumer reads and the stream report (kafka-python) lists topics, each
+connection presenting the client certificate; another CA or no client certificate is refused. (SASL cannot be
+exercised for real: the embedded broker's authentication needs users it cannot be given; its settings are
+checked on every client instead.)"""
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import datetime
 import ipaddress
 import ssl
@@ -15,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -101,6 +107,12 @@ def pki(tmp_path: Path) -> dict[str, Path]:
         "cert": _pem(tmp_path / "client.pem", cert.public_bytes(serialization.Encoding.PEM)),
         "key": _pem(tmp_path / "client.key", key_pem),
         "password": _pem(tmp_path / "sasl-password", b"s3cret-from-a-file\n"),
+        "ca_key": _pem(
+            tmp_path / "ca.key",
+            ca_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        ),
     }
 
 
@@ -385,3 +397,149 @@ async def test_the_relay_never_creates_a_topic_in_production_and_publishes_once_
         await eventually(lambda: relay.published == 1, timeout_s=20)
     got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC_REGISTRY, at_least=1)
     assert [m["value"]["id"] for m in got] == ["m1"]
+
+
+# ---- for real over TLS: mutual TLS in front of the embedded broker ----
+
+
+class TlsFront:
+    """A TLS listener (server certificate from the test CA, client certificate required) in front of a plaintext
+    embedded broker that advertises this listener: what a TLS listener of a real cluster looks like to a client.
+    It records the client certificate of every connection it accepts."""
+
+    def __init__(self, context: ssl.SSLContext, broker_port: int) -> None:
+        self.context = context
+        self.broker_port = broker_port
+        self.clients: list[str] = []
+        self.refused = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self, port: int) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port, ssl=self.context)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        cert = writer.get_extra_info("peercert") or {}
+        self.clients.append(dict(part[0] for part in cert.get("subject", ())).get("commonName", ""))
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.broker_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, ssl.SSLError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.fixture
+async def tls_broker(pki: dict[str, Path], tmp_path: Path) -> Any:
+    """(bootstrap over TLS, the front) for a broker of its own advertising `localhost:<TLS port>`."""
+    from devtools.embedded import free_port, tansu_binary, wait_port
+
+    ca_key = serialization.load_pem_private_key(pki["ca_key"].read_bytes(), None)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = _cert("localhost", server_key, "batterytrace test CA", ca_key, ca=False)
+    chain = _pem(tmp_path / "server.pem", server_cert.public_bytes(serialization.Encoding.PEM))
+    key = _pem(
+        tmp_path / "server.key",
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"]))
+    context.load_cert_chain(chain, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    broker_port, tls_port = free_port(), free_port()
+    proc = await asyncio.create_subprocess_exec(
+        tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{broker_port}",
+        "--advertised-listener-url", f"tcp://localhost:{tls_port}", "--storage-engine", "memory://tansu/",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    front = TlsFront(context, broker_port)
+    try:
+        wait_port("127.0.0.1", broker_port)
+        await front.start(tls_port)
+        yield f"localhost:{tls_port}", front
+    finally:
+        await front.close()
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+def tls_settings(pki: dict[str, Path], bootstrap: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "kafka_bootstrap_servers": bootstrap,
+        "kafka_security_protocol": "SSL",
+        "kafka_ssl_cafile": pki["ca"],
+        "kafka_ssl_certfile": pki["cert"],
+        "kafka_ssl_keyfile": pki["key"],
+        "kafka_ssl_key_password": "key-pass",
+    } | kw
+
+
+async def test_the_relay_consumers_and_ops_tools_work_over_mutual_tls(
+    make_settings: Callable[..., Any], pki: dict[str, Path], tls_broker: Any, topic_prefix: str
+) -> None:
+    bootstrap, front = tls_broker
+    settings = make_settings(RegistrySettings, **tls_settings(pki, bootstrap))
+    app = create_registry(settings)
+    async with serve(app) as client:
+        assert (await client.get("/readyz")).json()["checks"]["kafka"] == "ok"  # the readiness admin client
+        async with app.state.sessionmaker() as session, session.begin():
+            message = {"specversion": "1.0", "id": "tls-1", "type": "t", "source": "s", "data": {}}
+            await enqueue(session, "registry", [OutboxMessage(topic=TOPIC_REGISTRY, key="k1", payload=message)])
+        await eventually(lambda: app.state.relay.published == 1, timeout_s=30)  # the relay's producer and admin
+    cluster = KafkaCluster.from_settings(settings)
+    topic = topic_prefix + TOPIC_REGISTRY
+    got: list[bytes] = []
+
+    def collect(_: Any) -> Any:
+        async def handle(records: Any) -> None:
+            got.extend(r.value for r in records)
+
+        return handle
+
+    from shared.kafka import ConsumerLoop, ConsumerSpec
+
+    spec = ConsumerSpec(name="tls", group=topic_prefix + "tls", topics=(TOPIC_REGISTRY,), handler=collect)
+    loop = ConsumerLoop.for_spec(spec, settings, None)  # type: ignore[arg-type]
+    loop.start()  # a group member over TLS
+    try:
+        await eventually(lambda: got, timeout_s=30)
+    finally:
+        await loop.stop()
+    assert orjson.loads(got[0])["id"] == "tls-1"
+    report = await stream_report(cluster, topic_prefix, {})  # kafka-python's admin client over TLS
+    assert "error" not in report and topic in {t["topic"] for t in report["topics"]}, report
+    assert front.clients and set(front.clients) == {"events"}, "every connection presented the client certificate"
+
+
+async def test_a_client_with_another_ca_or_without_its_certificate_is_refused(
+    make_settings: Callable[..., Any], pki: dict[str, Path], tls_broker: Any, tmp_path: Path
+) -> None:
+    bootstrap, _ = tls_broker
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other_ca = _pem(
+        tmp_path / "other-ca.pem",
+        _cert("another CA", other_key, "another CA", other_key, ca=True).public_bytes(serialization.Encoding.PEM),
+    )
+    good = KafkaCluster.from_settings(KafkaSettings(**tls_settings(pki, bootstrap)))
+    assert await kafka_reachable(good, timeout_s=5)
+    wrong_ca = KafkaSettings(**tls_settings(pki, bootstrap, kafka_ssl_cafile=other_ca))
+    assert not await kafka_reachable(KafkaCluster.from_settings(wrong_ca), timeout_s=3)  # the broker is not trusted
+    no_cert = KafkaSettings(
+        kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SSL", kafka_ssl_cafile=pki["ca"]
+    )
+    assert not await kafka_reachable(KafkaCluster.from_settings(no_cert), timeout_s=3)  # the broker refuses it
+    # By IP the certificate still names the host (127.0.0.1 is in it); hostname checking is on.
+    by_ip = KafkaSettings(**tls_settings(pki, bootstrap.replace("localhost", "127.0.0.1")))
+    assert client_options(by_ip)["ssl_context"].check_hostname
