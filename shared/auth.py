@@ -102,7 +102,8 @@ class TokenVerifier:
         self.settings = settings
         self._key: Any = None
         self._jwks: JwksCache[SigningKeys] | None = None
-        self._cache: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
+        # token -> (principal, exp, nbf, the JWKS generation that verified it)
+        self._cache: OrderedDict[str, tuple[Principal, float, float, int]] = OrderedDict()
         if settings.jwt_jwks_url:
             self._jwks = JwksCache(
                 settings.jwt_jwks_url,
@@ -132,19 +133,23 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Verify a token; a token verified before is answered from a small cache until it expires
-        (signature checks are a measurable share of a read's CPU), while the keys that verified it may
-        still be used."""
+        (signature checks are a measurable share of a read's CPU), while the key set that verified it is the
+        one held and may still be used (a provider that withdrew a key withdraws the tokens it signed)."""
         now = time.time()
         hit = self._cache.get(token)
-        if hit is not None and hit[1] > now and hit[2] <= now and (self._jwks is None or self._jwks.usable()):
+        if hit is not None and hit[1] > now and hit[2] <= now and self._same_keys(hit[3]):
             self._cache.move_to_end(token)
             return hit[0]
+        generation = self._jwks.generation if self._jwks is not None else 0
         principal, exp, nbf = await self._verify(token)
-        self._cache[token] = (principal, exp, nbf)
+        self._cache[token] = (principal, exp, nbf, generation)
         self._cache.move_to_end(token)
         while len(self._cache) > TOKEN_CACHE_SIZE:
             self._cache.popitem(last=False)
         return principal
+
+    def _same_keys(self, generation: int) -> bool:
+        return self._jwks is None or (self._jwks.usable() and self._jwks.generation == generation)
 
     async def _signing_key(self, header: dict[str, Any]) -> tuple[Any, frozenset[str]]:
         """The key that must have signed the token and the algorithms it verifies."""

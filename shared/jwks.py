@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -64,6 +65,9 @@ class JwksCache(Generic[K]):
         self._attempted_at = -math.inf  # ...of the last attempt, successful or not
         self._inflight: asyncio.Task[bool] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._document: str | None = None
+        #: Bumped whenever a fetch brings a different key set: what was verified with the old one is stale.
+        self.generation = 0
         self.fetches = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -124,11 +128,14 @@ class JwksCache(Generic[K]):
             if not isinstance(body, dict):
                 raise JwksFetchError("the JWKS is not a JSON object")
             keys = self.parse(body)
+            document = json.dumps(body, sort_keys=True)
         except Exception as exc:  # any failure leaves the keys held as they were
             self.failures += 1
             self.last_error = f"{exc.__class__.__name__}: {exc}"
             log.warning("JWKS %s: fetch failed (%s); keys held are %.0f s old", self.url, self.last_error, self.age_s)
             return False
+        if document != self._document:
+            self._document, self.generation = document, self.generation + 1
         self._keys, self._fetched_at, self.last_error = keys, time.monotonic(), None
         return True
 
