@@ -219,3 +219,23 @@ async def test_a_configured_log_key_refuses_even_the_first_checkpoint_of_another
             cp = await eventually(lambda: latest(portal), timeout_s=30)
             await eventually(lambda: _dead_letters(portal, 1), timeout_s=30)
             assert (await latest(portal))["tree_size"] == 9  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("witness", "ministry"),
+    [
+        ("molit.go.kr/witness", "MOLIT"),
+        ("MOTIE.go.kr/witness-2", "MOTIE"),
+        ("kats.go.kr", "KATS"),
+        ("mcee.go.kr/w", "MCEE"),
+        ("molit.attacker.example/witness", None),  # not the ministry's domain
+        ("molit.go.kr.attacker.example/witness", None),
+        ("university.ac.kr/witness", None),
+        ("go.kr/witness", None),
+    ],
+)
+def test_a_witness_stands_for_the_ministry_its_go_kr_name_says(witness: str, ministry: str | None) -> None:
+    from services.portal.log.projection import ministry_of
+
+    found = ministry_of(witness)
+    assert (found.value if found else None) == ministry

@@ -57,6 +57,8 @@ def read(data: LogCheckpointData, published_at: datetime | None) -> Checkpoint:
 
 
 def ministry_of(witness: str) -> Ministry | None:
-    """The ministry a witness key name stands for: its host's first label (`motie.go.kr/witness` → MOTIE)."""
-    label = witness.split("/", 1)[0].split(".", 1)[0].upper()
-    return Ministry(label) if label in Ministry.__members__ else None
+    """The ministry a witness key name stands for: a host `<ministry>.go.kr` (`motie.go.kr/witness` → MOTIE).
+    Any other name is shown as it is (only witness keys the operator configured are ever accepted)."""
+    host = witness.split("/", 1)[0].lower()
+    label, _, domain = host.partition(".")
+    return Ministry(label.upper()) if domain == "go.kr" and label.upper() in Ministry.__members__ else None
