@@ -160,6 +160,7 @@ UI_CODES = {
     "csrf": "error.csrf",
     "oidc-failed": "signin.oidc_failed",
     "oidc-unavailable": "signin.oidc_failed",
+    "keys-unavailable": "signin.oidc_failed",  # the provider's keys are past their stale bound (shared.jwks)
     "oidc-claims": "signin.oidc_claims",
 }
 
