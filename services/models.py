@@ -12,6 +12,7 @@ from services.events.vins import models as events_vins
 from services.portal import models as portal
 from services.portal.epcis import models as portal_epcis
 from services.portal.ingest import models as portal_ingest
+from services.portal.log import models as portal_log
 from services.portal.passports import models as portal_passports
 from services.portal.recalls import models as portal_recalls
 from services.portal.ui import models as portal_ui
@@ -45,6 +46,7 @@ MODULES = (
     portal_passports,
     portal_views,
     portal_epcis,
+    portal_log,
     portal_ui,
     portal_vehicles,
     portal_recalls,

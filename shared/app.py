@@ -17,7 +17,7 @@ from sqlalchemy import text
 from shared.audit import AuditMiddleware, audit_router
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker, make_statement_pool
-from shared.kafka import ConsumerLoop, ConsumerSpec, PositionStore, ensure_topics, kafka_reachable
+from shared.kafka import ConsumerLoop, ConsumerSpec, KafkaCluster, PositionStore, ensure_topics, kafka_reachable
 from shared.limits import BodySizeLimit, IdentityFirst, RateLimit
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
@@ -42,8 +42,7 @@ async def _check_dependencies(app: FastAPI) -> dict[str, str]:
         checks["database"] = "ok"
     except Exception as exc:  # pragma: no cover - exercised in fault tests
         checks["database"] = f"down: {exc.__class__.__name__}"
-    settings: ServiceSettings = app.state.settings
-    checks["kafka"] = "ok" if await kafka_reachable(settings.kafka_bootstrap_servers) else "down"
+    checks["kafka"] = "ok" if await kafka_reachable(app.state.kafka) else "down"
     return checks
 
 
@@ -117,7 +116,7 @@ def create_service_app(
             if settings.consumers_enabled and loops:
                 topics = [t for loop in loops.values() for t in loop.topics]
                 try:
-                    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_partitions)
+                    await ensure_topics(app.state.kafka, topics, settings.kafka_partitions)
                 except Exception as exc:  # the loops retry until the broker is back
                     log.warning("%s: could not ensure topics %s: %r", name, topics, exc)
                 for loop in loops.values():
@@ -134,26 +133,29 @@ def create_service_app(
         app.state.statement_pool = await make_statement_pool(
             settings.database_url, max(2, settings.database_pool_size // 2)
         )
-        app.state.verifier = TokenVerifier(settings)
+        app.state.verifier = verifier = TokenVerifier(settings)
+        await verifier.start()  # a JWKS is fetched now and kept fresh in the background
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if publishes and settings.relay_enabled:
                     relay = OutboxRelay(
                         engine,
                         schema,
-                        bootstrap=settings.kafka_bootstrap_servers,
+                        bootstrap=app.state.kafka,
                         topic_prefix=settings.kafka_topic_prefix,
                         partitions=settings.kafka_partitions,
                         batch_size=settings.relay_batch_size,
                         idle_sleep_s=settings.relay_idle_sleep_s,
                     )
                     relay.start()
+                    app.state.relay = relay
                     stack.push_async_callback(relay.stop)
                 await stack.enter_async_context(_consumers(app))
                 if extra_lifespan is not None:
                     await stack.enter_async_context(extra_lifespan(app))
                 yield
         finally:
+            await verifier.close()
             await app.state.statement_pool.close()
             await engine.dispose()
 
@@ -165,8 +167,10 @@ def create_service_app(
         openapi_tags=openapi_tags,
     )
     app.state.settings = settings
+    app.state.kafka = KafkaCluster.from_settings(settings)  # every Kafka client of this app is made from it
     app.state.schema = schema
     app.state.service_name = name
+    app.state.publishes, app.state.consumes = tuple(publishes), tuple(consumes)  # what deploy/ must provide for
     app.state.consumers = {}
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)

@@ -21,8 +21,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared import access
 from shared.access import AUTHORITY, LEGITIMATE_INTEREST, Ministry, Role, is_authority
+from shared.jwks import JwksCache
 from shared.participants import check_participant
-from shared.problems import Forbidden, Problem, Unauthorized, Unavailable
+from shared.problems import Forbidden, Problem, Unauthorized
 from shared.settings import ServiceSettings
 
 # The roles and their groups are declared with the access rules; importers of this module keep finding them here.
@@ -81,57 +82,94 @@ def _invalid(detail: str, reason: str) -> Unauthorized:
     return Unauthorized(f"The bearer token is invalid: {detail}", code="invalid-token", reason=reason)
 
 
+#: A provider's signing keys by key ID.
+SigningKeys = dict[str, jwt.PyJWK]
+
+
+def signing_keys(jwks: dict[str, Any]) -> SigningKeys:
+    """The signing keys of a JWKS document that PyJWT can use, by `kid` (keys for encryption and keys without
+    an ID are left out, as PyJWT's own client does)."""
+    usable = jwt.PyJWKSet.from_dict(jwks).keys
+    return {k.key_id: k for k in usable if k.key_id and k.public_key_use in ("sig", None)}
+
+
 class TokenVerifier:
-    """Verifies bearer tokens against one static public key or an OIDC JWKS. Every failure is a 401
-    problem naming its `reason`; nothing a caller puts in a token can make verification fail otherwise."""
+    """Verifies bearer tokens against one static public key or an OIDC JWKS (shared.jwks: fetched and
+    refreshed in the background, used stale within a bound while the provider is down). Every failure is a
+    401 problem naming its `reason`; nothing a caller puts in a token can make verification fail otherwise."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self._key: Any = None
-        self._jwks: jwt.PyJWKClient | None = None
-        self._cache: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
+        self._jwks: JwksCache[SigningKeys] | None = None
+        # token -> (principal, exp, nbf, the JWKS generation that verified it)
+        self._cache: OrderedDict[str, tuple[Principal, float, float, int]] = OrderedDict()
         if settings.jwt_jwks_url:
-            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url)
+            self._jwks = JwksCache(
+                settings.jwt_jwks_url,
+                signing_keys,
+                refresh_s=settings.jwt_jwks_refresh_s,
+                stale_s=settings.jwt_jwks_stale_s,
+                timeout_s=settings.jwt_jwks_timeout_s,
+                min_refetch_s=settings.jwt_jwks_min_refetch_s,
+            )
         elif settings.jwt_public_key:
             self._key = serialization.load_pem_public_key(settings.jwt_public_key.encode())
         elif settings.jwt_public_key_file:
             self._key = serialization.load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
 
-    def verify(self, token: str) -> Principal:
+    @property
+    def jwks(self) -> JwksCache[SigningKeys] | None:
+        return self._jwks
+
+    async def start(self) -> None:
+        """With a JWKS: fetch it and keep it fresh in the background (the app's lifespan)."""
+        if self._jwks is not None:
+            await self._jwks.start()
+
+    async def close(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.close()
+
+    async def verify(self, token: str) -> Principal:
         """Verify a token; a token verified before is answered from a small cache until it expires
-        (signature checks are a measurable share of a read's CPU)."""
+        (signature checks are a measurable share of a read's CPU), while the key set that verified it is the
+        one held and may still be used (a provider that withdrew a key withdraws the tokens it signed)."""
         now = time.time()
         hit = self._cache.get(token)
-        if hit is not None and hit[1] > now and hit[2] <= now:
+        if hit is not None and hit[1] > now and hit[2] <= now and self._same_keys(hit[3]):
             self._cache.move_to_end(token)
             return hit[0]
-        principal, exp, nbf = self._verify(token)
-        self._cache[token] = (principal, exp, nbf)
+        generation = self._jwks.generation if self._jwks is not None else 0
+        principal, exp, nbf = await self._verify(token)
+        self._cache[token] = (principal, exp, nbf, generation)
         self._cache.move_to_end(token)
         while len(self._cache) > TOKEN_CACHE_SIZE:
             self._cache.popitem(last=False)
         return principal
 
-    def _signing_key(self, token: str, header: dict[str, Any]) -> tuple[Any, frozenset[str]]:
-        """The key that must have signed `token` and the algorithms it verifies."""
+    def _same_keys(self, generation: int) -> bool:
+        return self._jwks is None or (self._jwks.usable() and self._jwks.generation == generation)
+
+    async def _signing_key(self, header: dict[str, Any]) -> tuple[Any, frozenset[str]]:
+        """The key that must have signed the token and the algorithms it verifies."""
         if self._jwks is None:
             return self._key, algorithms_for(self._key)
-        if not isinstance(header.get("kid"), str):
+        kid = header.get("kid")
+        if not isinstance(kid, str):
             raise _invalid("its header names no key (`kid`).", "unknown-kid")
-        try:
-            jwk = self._jwks.get_signing_key(header["kid"])
-        except jwt.PyJWKClientConnectionError:
-            raise Unavailable(
-                "The token signing keys cannot be fetched; retry shortly.", code="jwks-unavailable"
-            ) from None
-        except jwt.PyJWKClientError:
-            raise _invalid(f"no signing key has the ID {str(header['kid'])[:64]!r}.", "unknown-kid") from None
+        jwk = (await self._jwks.keys()).get(kid)  # KeysUnavailable (401) beyond the stale bound
+        if jwk is None:  # the provider may have rotated its keys: fetch again (rate-limited)
+            newer = await self._jwks.refetched()
+            jwk = newer.get(kid) if newer else None
+        if jwk is None:
+            raise _invalid(f"no signing key has the ID {kid[:64]!r}.", "unknown-kid")
         allowed = algorithms_for(jwk.key)
         if jwk.algorithm_name:
             allowed &= {jwk.algorithm_name}
         return jwk.key, allowed
 
-    def _verify(self, token: str) -> tuple[Principal, float, float]:
+    async def _verify(self, token: str) -> tuple[Principal, float, float]:
         if self._key is None and self._jwks is None:
             raise Unauthorized("This service has no token verification key configured.", code="no-key")
         if len(token) > MAX_TOKEN_CHARS:
@@ -141,7 +179,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise _invalid(f"{exc}.", "malformed") from None
         alg = header.get("alg")
-        key, allowed = self._signing_key(token, header)
+        key, allowed = await self._signing_key(header)
         allowed &= set(self.settings.jwt_algorithms)
         if not isinstance(alg, str) or alg not in allowed:
             raise _invalid(
@@ -224,7 +262,7 @@ async def optional_principal(
         principal: Principal = decided[1]
     else:
         verifier: TokenVerifier = request.app.state.verifier
-        principal = verifier.verify(creds.credentials)
+        principal = await verifier.verify(creds.credentials)
     ministry = principal.ministry.value if principal.ministry else None
     await check_participant(request, principal.org, principal.role.value, ministry)  # shared/participants.py
     request.state.principal = principal  # for the audit trail and the logs

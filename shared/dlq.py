@@ -11,11 +11,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from shared.kafka import make_producer
+from shared.kafka import Kafka, make_admin, make_consumer, make_producer
 
 REPLAY_GROUP = "batterytrace-dlq-replay"
 
@@ -47,8 +46,8 @@ class DeadLetter:
         }
 
 
-async def dlq_topics(bootstrap: str, prefix: str = "") -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def dlq_topics(kafka: Kafka, prefix: str = "") -> list[str]:
+    admin = make_admin(kafka)
     await admin.start()
     try:
         return sorted(t for t in await admin.list_topics() if t.startswith(prefix) and t.endswith(".dlq"))
@@ -56,13 +55,11 @@ async def dlq_topics(bootstrap: str, prefix: str = "") -> list[str]:
         await admin.close()
 
 
-async def read_dead_letters(bootstrap: str, topics: list[str], idle_s: float = 1.0) -> list[DeadLetter]:
+async def read_dead_letters(kafka: Kafka, topics: list[str], idle_s: float = 1.0) -> list[DeadLetter]:
     """Every dead letter on `topics`, marked replayed or not."""
     if not topics:
         return []
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=REPLAY_GROUP, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = make_consumer(kafka, group_id=REPLAY_GROUP, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     out: list[DeadLetter] = []
     try:
@@ -100,12 +97,12 @@ async def read_dead_letters(bootstrap: str, topics: list[str], idle_s: float = 1
     return sorted(out, key=lambda d: (d.topic, d.partition, d.offset))
 
 
-async def replay(bootstrap: str, letters: list[DeadLetter], dry_run: bool = False) -> list[DeadLetter]:
+async def replay(kafka: Kafka, letters: list[DeadLetter], dry_run: bool = False) -> list[DeadLetter]:
     """Re-drive the letters not yet replayed to their source topics; remember them as replayed."""
     todo = [d for d in letters if not d.replayed and d.source]
     if dry_run or not todo:
         return todo
-    producer = make_producer(bootstrap)
+    producer = make_producer(kafka)
     await producer.start()
     try:
         for d in todo:
@@ -118,7 +115,7 @@ async def replay(bootstrap: str, letters: list[DeadLetter], dry_run: bool = Fals
             )
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=REPLAY_GROUP, enable_auto_commit=False)
+    consumer = make_consumer(kafka, group_id=REPLAY_GROUP, enable_auto_commit=False)
     await consumer.start()
     try:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}

@@ -1,5 +1,10 @@
-"""aiokafka helpers: topics, the producer, and the one consumer loop (a group with manual commits and a
-dead-letter topic, or a replay from the beginning).
+"""aiokafka helpers: how every client reaches the cluster (`client_options`, `KafkaCluster`, the client
+factories), topics, the producer, and the one consumer loop (a group with manual commits and a dead-letter
+topic, or a replay from the beginning).
+
+Every Kafka client the system makes (producers, consumers and admin clients of the services, the ops
+commands' clients, kafka-python's admin client of the stream report) is made by a factory here from a
+`KafkaCluster`, so the bootstrap servers, SASL and TLS settings reach each one the same way.
 
 Designed for at-least-once delivery with idempotent consumers: the embedded broker supports neither
 idempotent nor transactional producers (see RUNTIME.md).
@@ -9,39 +14,152 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.metrics import APPLIED_POSITION, CONSUMER_APPLIED, CONSUMER_LAG, DEAD_LETTERS
-from shared.settings import ServiceSettings
+from shared.settings import KafkaSettings, ServiceSettings
+
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient
 
 log = logging.getLogger("batterytrace.kafka")
+
+
+# ---- reaching the cluster ----
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The keyword arguments every client takes from the settings: bootstrap servers, security protocol,
+    SASL mechanism and credentials, and the TLS context (aiokafka's `create_ssl_context`: the CA bundle, the
+    client certificate and key, hostname checking). aiokafka and kafka-python take the same names."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers, "security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        key_password = settings.kafka_ssl_key_password
+        context = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+            password=key_password.get_secret_value() if key_password else None,
+        )
+        context.check_hostname = settings.kafka_ssl_check_hostname
+        context.verify_mode = ssl.CERT_REQUIRED  # a broker without a valid certificate is never spoken to
+        options["ssl_context"] = context
+    if protocol.startswith("SASL_"):
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.sasl_password(),
+        }
+    return options
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaCluster:
+    """How this process reaches the cluster (`options`: `client_options` of its settings; they hold the SASL
+    password, so they are neither printed nor compared) and whether it may create missing topics."""
+
+    options: Mapping[str, Any] = field(repr=False, compare=False)
+    create_topics: bool = True
+    replication_factor: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings) -> KafkaCluster:
+        return cls(client_options(settings), settings.kafka_create_topics, settings.kafka_replication_factor)
+
+    @classmethod
+    def plaintext(cls, bootstrap: str) -> KafkaCluster:
+        """The embedded broker (tests, `make dev`, the bench): plaintext on loopback, topics made on demand."""
+        return cls({"bootstrap_servers": bootstrap, "security_protocol": "PLAINTEXT"})
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.options["bootstrap_servers"])
+
+    @property
+    def security_protocol(self) -> str:
+        return str(self.options.get("security_protocol", "PLAINTEXT"))
+
+
+#: What the helpers here take: a cluster, or a bare bootstrap address (the embedded broker, plaintext).
+Kafka = KafkaCluster | str
+
+
+def cluster(kafka: Kafka) -> KafkaCluster:
+    return kafka if isinstance(kafka, KafkaCluster) else KafkaCluster.plaintext(kafka)
+
+
+def make_admin(kafka: Kafka, **kw: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**cluster(kafka).options, request_timeout_ms=kw.pop("request_timeout_ms", 10_000), **kw)
+
+
+def make_sync_admin(kafka: Kafka, **kw: Any) -> KafkaAdminClient:
+    """kafka-python's admin client (it can list group offsets where aiokafka's cannot on the embedded broker)."""
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(**cluster(kafka).options, request_timeout_ms=kw.pop("request_timeout_ms", 10_000), **kw)
+
+
+def make_consumer(kafka: Kafka, *topics: str, **kw: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **cluster(kafka).options, **kw)
+
+
+def make_producer(kafka: Kafka, **kw: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **cluster(kafka).options,
+        acks="all",
+        linger_ms=kw.pop("linger_ms", 2),
+        max_batch_size=kw.pop("max_batch_size", 256 * 1024),
+        request_timeout_ms=kw.pop("request_timeout_ms", 10_000),
+        enable_idempotence=False,
+        **kw,
+    )
+
+
+# ---- topics ----
 
 
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+class MissingTopics(RuntimeError):
+    """Topics that do not exist where this process may not create them (production: the topics job does)."""
+
+
+async def ensure_topics(kafka: Kafka, topics: Iterable[str], partitions: int = 4) -> None:
+    """Create the topics that do not exist yet (idempotent), with the cluster's replication factor; where the
+    cluster's settings forbid creating topics, a missing one is `MissingTopics`."""
+    target = cluster(kafka)
+    admin = make_admin(target)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [t for t in dict.fromkeys(topics) if t not in existing]
         if not wanted:
             return
+        if not target.create_topics:
+            raise MissingTopics(
+                f"topics {sorted(wanted)} do not exist and this process may not create them "
+                "(kafka_create_topics is off): run the deploy/ topics job"
+            )
         try:
             await admin.create_topics(
-                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in wanted]
+                [
+                    NewTopic(name=t, num_partitions=partitions, replication_factor=target.replication_factor)
+                    for t in wanted
+                ]
             )
         except TopicAlreadyExistsError:
             pass
@@ -49,10 +167,10 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
         await admin.close()
 
 
-async def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+async def partitions_of(kafka: Kafka, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of those of `topics` the broker has. Only listed topics are described: describing
     an unknown topic by name creates it on the embedded broker."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = make_admin(kafka)
     await admin.start()
     try:
         present = set(await admin.list_topics())
@@ -63,8 +181,8 @@ async def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[TopicPart
     return sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
 
 
-async def kafka_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+async def kafka_reachable(kafka: Kafka, timeout_s: float = 2.0) -> bool:
+    admin = make_admin(kafka, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         await asyncio.wait_for(admin.list_topics(), timeout_s)
@@ -76,18 +194,6 @@ async def kafka_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
             await admin.close()
         except Exception:
             pass
-
-
-def make_producer(bootstrap: str, **kw: Any) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=kw.pop("linger_ms", 2),
-        max_batch_size=kw.pop("max_batch_size", 256 * 1024),
-        request_timeout_ms=kw.pop("request_timeout_ms", 10_000),
-        enable_idempotence=False,
-        **kw,
-    )
 
 
 class PositionStore:
@@ -157,7 +263,7 @@ class ConsumerLoop:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Kafka,
         topics: Sequence[str],
         group_id: str,
         handler: BatchHandler,
@@ -173,7 +279,7 @@ class ConsumerLoop:
         self.topic_prefix = topic_prefix
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
-        self.bootstrap = bootstrap
+        self.kafka = cluster(bootstrap)
         self.topics = list(topics)
         self.group_id = group_id
         self.handler = handler
@@ -200,7 +306,7 @@ class ConsumerLoop:
     ) -> ConsumerLoop:
         """A service's consumer: broker, group timing and topic prefix from its settings."""
         return cls(
-            bootstrap=settings.kafka_bootstrap_servers,
+            bootstrap=KafkaCluster.from_settings(settings),
             topics=[settings.topic(t) for t in spec.topics],
             group_id=spec.group,
             handler=spec.handler(sessionmaker),
@@ -246,10 +352,11 @@ class ConsumerLoop:
                 log.exception("consumer %s failed; restarting in 1 s", self.name)
                 await asyncio.sleep(1)
 
-    async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(
+    def group_clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+        """The group member and the dead-letter producer of one run in the group (not started)."""
+        consumer = make_consumer(
+            self.kafka,
             *self.topics,
-            bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -257,7 +364,14 @@ class ConsumerLoop:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
         )
-        producer = make_producer(self.bootstrap)
+        return consumer, make_producer(self.kafka)
+
+    def replay_consumer(self) -> AIOKafkaConsumer:
+        """The consumer of a replay: outside any group (not started)."""
+        return make_consumer(self.kafka, enable_auto_commit=False, auto_offset_reset="earliest")
+
+    async def _consume(self) -> None:
+        consumer, producer = self.group_clients()
         await consumer.start()
         try:
             await producer.start()
@@ -283,14 +397,12 @@ class ConsumerLoop:
         Done once every partition has reached the end offset it had when the replay started and no record
         has come for `idle_s`. The end offsets alone are not enough: the embedded broker under-reports them
         after multi-record batches (RUNTIME.md), so they are only a floor; quiet is what ends a replay."""
-        partitions = await partitions_of(self.bootstrap, self.topics)
+        partitions = await partitions_of(self.kafka, self.topics)
         if not partitions:
             return Replayed(0, 0)
         # Assigned, not subscribed: a subscription outside a group is reassigned (and its positions reset)
         # whenever the metadata shows other partitions.
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        consumer = self.replay_consumer()
         read = self.applied + self.rejected
         await consumer.start()
         try:
@@ -416,7 +528,7 @@ class ConsumerLoop:
             ("dlq.source", f"{rec.topic}:{rec.partition}:{rec.offset}".encode()),
             ("dlq.consumer", self.group_id.encode()),
         ]
-        await ensure_topics(self.bootstrap, [target], 1)
+        await ensure_topics(self.kafka, [target], 1)
         await producer.send_and_wait(target, rec.value, key=rec.key, headers=headers)
         self.dead_lettered += 1
         DEAD_LETTERS.labels(self.group_id, self._base(rec.topic)).inc()
@@ -435,14 +547,22 @@ __all__ = [
     "ConsumerLoop",
     "ConsumerRecord",
     "ConsumerSpec",
+    "Kafka",
+    "KafkaCluster",
+    "MissingTopics",
     "PoisonMessage",
     "PositionStore",
     "Records",
     "Replayed",
     "TopicPartition",
+    "client_options",
+    "cluster",
     "dlq_topic",
     "ensure_topics",
     "kafka_reachable",
+    "make_admin",
+    "make_consumer",
     "make_producer",
+    "make_sync_admin",
     "partitions_of",
 ]

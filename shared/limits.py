@@ -143,7 +143,7 @@ class IdentityFirst:
                     outcome = Unauthorized("This service has no token verification key configured.", code="no-key")
                 else:
                     try:
-                        outcome = verifier.verify(token)
+                        outcome = await verifier.verify(token)
                     except Problem as problem:
                         outcome = problem
                     else:  # ...and the participant it names is registered and active (before any body byte too)

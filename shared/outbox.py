@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
 from shared.db import TZ, Base, names, pg_type, qualified, raw_connection, shared_model, shared_table
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import Kafka, ensure_topics, make_admin, make_producer
 from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_PUBLISHED
 
 log = logging.getLogger("batterytrace.outbox")
@@ -180,7 +180,7 @@ class OutboxRelay:
         engine: AsyncEngine,
         schema: str,
         *,
-        bootstrap: str,
+        bootstrap: Kafka,
         topic_prefix: str = "",
         partitions: int = 4,
         batch_size: int = 1000,
@@ -311,7 +311,7 @@ class OutboxRelay:
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+            admin = make_admin(self.bootstrap)
             try:
                 await admin.start()
             except Exception:

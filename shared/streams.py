@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx
 
+from shared.kafka import Kafka, cluster, make_sync_admin
 
-def _broker_report(bootstrap: str, prefix: str) -> dict[str, Any]:
-    from kafka import KafkaAdminClient, TopicPartition
+
+def _broker_report(kafka: Kafka, prefix: str) -> dict[str, Any]:
+    from kafka import TopicPartition
     from kafka.admin import OffsetSpec
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, client_id="batterytrace-ops")
+    admin = make_sync_admin(kafka, client_id="batterytrace-ops")
     try:
         names = sorted(t for t in admin.list_topics() if t.startswith(prefix) and not t.startswith("__"))
         topics: list[dict[str, Any]] = []
@@ -106,19 +108,19 @@ def application_lag(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def stream_report(
-    bootstrap: str, prefix: str, services: Mapping[str, str], client: httpx.AsyncClient | None = None
+    kafka: Kafka, prefix: str, services: Mapping[str, str], client: httpx.AsyncClient | None = None
 ) -> dict[str, Any]:
     """The whole picture: broker view (topics, groups, lag from offsets) and the application's own lag."""
     broker: dict[str, Any]
     try:
-        broker = await asyncio.to_thread(_broker_report, bootstrap, prefix)
+        broker = await asyncio.to_thread(_broker_report, kafka, prefix)
     except Exception as exc:
         broker = {"topics": [], "groups": [], "error": f"{exc.__class__.__name__}: {exc}"}
     async with client or httpx.AsyncClient() as http:
         positions = await asyncio.gather(*[_positions(http, n, u) for n, u in services.items()])
     return {
         "at": datetime.now(UTC).isoformat(),
-        "bootstrap": bootstrap,
+        "bootstrap": cluster(kafka).bootstrap,
         **broker,
         "application": application_lag(list(positions)),
         "services": [{"service": p.get("service"), "error": p.get("error")} for p in positions],

@@ -106,6 +106,7 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("portal", "GET", "/.well-known/gs1resolver"): EVERYONE,
     ("portal", "GET", "/v1/batteries/{battery_id}/digital-link/qr.svg"): EVERYONE,
     ("portal", "GET", "/v1/batteries/{battery_id}/digital-link/qr.png"): EVERYONE,
+    ("portal", "GET", "/v1/log/checkpoints/latest"): EVERYONE,
     ("portal", "GET", "/epcis/events"): AUTHENTICATED,
     ("portal", "GET", "/epcis/events/{event_id}"): AUTHENTICATED,
     ("portal", "GET", "/v1/ops/consumer"): EVERYONE,

@@ -25,7 +25,7 @@ from services.cli.main import app as cli_app
 from services.events.settings import EventsSettings
 from services.portal.settings import PortalSettings
 from services.registry.settings import RegistrySettings
-from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_REGISTRY, TOPICS
+from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_LOG_CHECKPOINTS, TOPIC_REGISTRY, TOPICS
 from shared.kafka import dlq_topic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -389,11 +389,70 @@ def verifies(env: dict[str, Any]) -> bool:
     return str(env.get("BT_EVENTS_VERIFIER_ENABLED", "true")).lower() == "true"
 
 
-CONSUMED = (TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS)
+def published_by(service: str) -> set[str]:
+    """The topics a service's app writes through its outbox (what create_service_app was given)."""
+    return set(build_app(entrypoint().serve[service]).state.publishes)
+
+
+def consumed_by(service: str) -> set[str]:
+    return {t for spec in build_app(entrypoint().serve[service]).state.consumes for t in spec.topics}
+
+
+def groups_of(service: str) -> set[str]:
+    return {spec.group for spec in build_app(entrypoint().serve[service]).state.consumes}
 
 
 def _every_topic() -> set[str]:
-    return set(TOPICS) | {dlq_topic(t) for t in CONSUMED}
+    """Every topic the services use: the contract's, and the dead-letter topic of each one consumed."""
+    consumed = set().union(*(consumed_by(s) for s in SETTINGS))
+    assert set().union(*(published_by(s) for s in SETTINGS)) == set(TOPICS), "every contract topic has a producer"
+    assert {TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_EPCIS, TOPIC_LOG_CHECKPOINTS} <= consumed
+    return set(TOPICS) | {dlq_topic(t) for t in consumed}
+
+
+def topic_script(kind: str) -> str:
+    if kind == "compose":
+        return " ".join(compose_services()["topics"]["command"]).replace("$$", "$")
+    job = next(d for d in yaml.safe_load_all((K8S / "base" / "topics.yaml").read_text()) if d["kind"] == "Job")
+    return str(job["spec"]["template"]["spec"]["containers"][0]["args"][0])
+
+
+def created_topics(script: str) -> dict[str, str]:
+    """Topic -> retention.ms, from the script's `create TOPIC RETENTION` lines."""
+    return dict(re.findall(r"^\s*create (\S+) (-?\d+)\s*$", script, re.M))
+
+
+def acls(script: str) -> set[tuple[str, str, str]]:
+    """(user, kind, name) from the script's `acl USER KIND NAME` lines (services only: not the `ops` loop)."""
+    return set(re.findall(r"^\s*acl (\w+) (write|read|group|cluster) (\S+)\s*$", script, re.M))
+
+
+@pytest.mark.parametrize("kind", ["compose", "k8s"])
+def test_topics_jobs_create_every_topic_the_services_use_each_with_a_retention(kind: str) -> None:
+    created = created_topics(topic_script(kind))
+    assert set(created) == _every_topic(), sorted(set(created) ^ _every_topic())
+    forever = {TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_LOG_CHECKPOINTS}  # README "Retention"
+    assert {t for t, ms in created.items() if ms == "-1"} == forever
+    assert all(int(ms) >= 30 * 86400_000 for t, ms in created.items() if t not in forever)
+
+
+@pytest.mark.parametrize("kind", ["compose", "k8s"])
+def test_acls_let_each_service_write_only_its_own_topics(kind: str) -> None:
+    granted = acls(topic_script(kind))
+    for service in SETTINGS:
+        mine = {(kind_, name) for user, kind_, name in granted if user == service}
+        consumed = consumed_by(service)
+        writes = {name for k, name in mine if k == "write"}
+        assert writes == published_by(service) | {dlq_topic(t) for t in consumed}, (service, writes)
+        assert {name for k, name in mine if k == "read"} == consumed, service
+        prefixes = {name for k, name in mine if k == "group"}
+        assert all(any(g.startswith(p) for p in prefixes) for g in groups_of(service)), (service, prefixes)
+        assert not any(k == "cluster" for k, _ in mine), f"{service} needs no cluster rights"
+    # Nobody but the service that owns a topic may write it.
+    owners = {t: s for s in SETTINGS for t in published_by(s)}
+    for user, k, name in granted:
+        if k == "write" and name in owners:
+            assert user in (owners[name], "ops"), (user, name)
 
 
 def test_compose_topics_job_creates_the_service_topics_with_their_partitions() -> None:
@@ -413,8 +472,16 @@ def test_k8s_topics_job_creates_every_topic_replicated_for_production() -> None:
     script = container["args"][0]
     created = set(re.findall(r"^\s*create (\S+) ", script, re.M))
     assert created == _every_topic()
-    assert "--replication-factor 3" in script and "min.insync.replicas=2" in script
+    (create,) = re.findall(r"^\s*create\(\) \{(.*?)^\s*\}", script, re.M | re.S)
+    assert "--replication-factor 3" in create and "min.insync.replicas=2" in create
+    assert "retention.ms=" in create
     assert "topics.yaml" in kustomization(K8S / "base")["resources"]
+    # The services never make a topic themselves in production (with this process's replication factor).
+    for service in SETTINGS:
+        (container,) = pod_containers(next(d for d in deployments().values() if deployment_service(d) == service))
+        env = container_env(container)
+        assert env[prefix(service) + "KAFKA_CREATE_TOPICS"] == "false", service
+        assert env[prefix(service) + "KAFKA_REPLICATION_FACTOR"] == "3", service
 
 
 def test_compose_migrate_job_runs_the_migrate_command() -> None:
@@ -493,6 +560,9 @@ def references() -> tuple[set[str], set[str]]:
         for container in pod_containers(obj):
             for source in container.get("envFrom", []):
                 as_env.update(ref["name"] for ref in source.values())
+            for var in container.get("env", []):  # single keys (the topics Job's Kafka passwords)
+                if ref := var.get("valueFrom", {}).get("secretKeyRef"):
+                    as_files.add(ref["name"])
         for volume in obj["spec"]["template"]["spec"].get("volumes", []):
             if "secret" in volume:
                 as_files.add(volume["secret"]["secretName"])
@@ -752,3 +822,79 @@ def test_deploy_readme_documents_every_setting_and_process() -> None:
         assert f"`{name}`" in text, f"deploy/README.md: process {name}"
     for port in readme_ports().values():
         assert str(port) in text
+
+
+# --- secured Kafka -------------------------------------------------------------------------------------
+
+
+def test_compose_services_reach_kafka_over_sasl_ssl_each_with_its_own_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = compose().get("secrets", {})
+    kafka_env = compose_services()["kafka"]["environment"]
+    assert kafka_env["KAFKA_LISTENERS"].startswith("SASL_SSL://") and "PLAINTEXT://" not in kafka_env["KAFKA_LISTENERS"]
+    assert kafka_env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    for name, svc in ours().items():
+        service = served(svc)
+        if service is None:
+            continue
+        settings = settings_from_env(
+            SETTINGS[service], {k: interpolate(v) for k, v in svc["environment"].items()}, monkeypatch
+        )
+        assert (settings.kafka_security_protocol, settings.kafka_sasl_username) == ("SASL_SSL", service), name
+        assert f'user_{service}="' in kafka_env["KAFKA_LISTENER_NAME_SASL__SSL_PLAIN_SASL_JAAS_CONFIG"], name
+        password = settings.kafka_sasl_password_file
+        assert password is not None and password.parent == Path("/run/secrets"), name
+        assert password.name in svc["secrets"] and password.name in secrets, name
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+        assert mounts[str(settings.kafka_ssl_cafile.parent)] == "kafka-tls-public", name  # type: ignore[union-attr]
+        assert settings.kafka_create_topics is False, name
+
+
+def patched_deployment(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment with the base kustomization's JSON patches for every Deployment applied (`add` to `/-`)."""
+    import copy
+
+    out = copy.deepcopy(obj)
+    for patch in kustomization(K8S / "base").get("patches", []):
+        if patch["target"] != {"kind": "Deployment"}:
+            continue
+        for op in yaml.safe_load(patch["patch"]):
+            assert op["op"] == "add" and op["path"].endswith("/-"), op
+            node: Any = out
+            for part in op["path"].strip("/").split("/")[:-1]:
+                node = node[int(part)] if part.isdigit() else node[part]
+            node.append(op["value"])
+    return out
+
+
+def test_k8s_services_reach_kafka_over_sasl_ssl_each_with_its_own_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    script = topic_script("k8s")
+    assert set(re.findall(r"^\s*user (\w+) ", script, re.M)) == {*SETTINGS, "ops"}
+    for name, obj in deployments().items():
+        service = deployment_service(obj)
+        (container,) = pod_containers(patched_deployment(obj))
+        settings = settings_from_env(SETTINGS[service], container_env(container), monkeypatch)
+        assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512"), name
+        assert settings.kafka_sasl_username == service and settings.sasl_password(), name
+        assert settings.kafka_ssl_check_hostname, name
+        mounts = {Path(m["mountPath"]): m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in patched_deployment(obj)["spec"]["template"]["spec"]["volumes"]}
+        ca = settings.kafka_ssl_cafile
+        assert ca is not None and ca.parent in mounts, name
+        secret = volumes[mounts[ca.parent]]["secret"]
+        assert secret["secretName"] == "kafka-ca" and ca.name in {i["path"] for i in secret["items"]}, name
+    assert "kafka-ca" in generated("Secret")
+
+
+def test_the_audit_prune_cronjob_runs_the_real_command_with_at_least_five_years() -> None:
+    from services.cli.audit import MIN_RETENTION_DAYS
+
+    (cron,) = [o for o in base_objects() if o["kind"] == "CronJob"]
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:1] == ["batterytrace"] and " ".join(container["args"][1:]) in cli_commands()
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert set(env) <= cli_envvars("audit prune") and int(env["BT_AUDIT_RETENTION_DAYS"]) >= MIN_RETENTION_DAYS
+    assert {s["secretRef"]["name"] for s in container["envFrom"]} == {"migrate-secret"}
+    assert "BT_DATABASE_URL" in cli_envvars("audit prune")
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == image_uid()
+    assert "`audit-prune`" in (DEPLOY / "README.md").read_text()

@@ -100,6 +100,7 @@ def migrate(
     typer.echo("migrations applied")
 
 
+from services.cli.audit import audit_app  # noqa: E402
 from services.cli.backup import backup_command, restore_command  # noqa: E402
 from services.cli.db import db_app  # noqa: E402
 from services.cli.log import log_app, verify_command  # noqa: E402
@@ -115,6 +116,7 @@ app.add_typer(db_app, name="db")
 app.command("verify")(verify_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
+app.add_typer(audit_app, name="audit")
 
 
 @app.command()

@@ -8,16 +8,34 @@ import time
 from typing import Annotated, Any
 
 import typer
+from pydantic_settings import SettingsConfigDict
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from shared.kafka import KafkaCluster
+from shared.settings import KafkaSettings
 from shared.streams import stream_report
 
 console = Console()
 
 Bootstrap = Annotated[str, typer.Option(envvar="BT_KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.")]
 Prefix = Annotated[str, typer.Option(envvar="BT_KAFKA_TOPIC_PREFIX", help="Topic name prefix.")]
+
+
+class OpsKafkaSettings(KafkaSettings):
+    """The operator commands' Kafka settings: `BT_KAFKA_*` (security protocol, SASL user and password or
+    password file, TLS files), the same fields as every service's `BT_<SERVICE>_KAFKA_*`."""
+
+    model_config = SettingsConfigDict(env_prefix="BT_", extra="ignore")
+
+
+def ops_kafka(bootstrap: str, prefix: str = "") -> OpsKafkaSettings:
+    return OpsKafkaSettings(kafka_bootstrap_servers=bootstrap, kafka_topic_prefix=prefix)
+
+
+def ops_cluster(bootstrap: str) -> KafkaCluster:
+    return KafkaCluster.from_settings(ops_kafka(bootstrap))
 
 
 def render_report(report: dict[str, Any]) -> Group:
@@ -70,9 +88,10 @@ def streams_command(
     partition; and each consumer's end-to-end lag from the application's own positions (broker offsets
     can be wrong on some brokers)."""
     services = {"registry": registry_url, "events": events_url, "portal": portal_url}
+    kafka = ops_cluster(bootstrap)
 
     def fetch() -> dict[str, Any]:
-        return asyncio.run(stream_report(bootstrap, prefix, services))
+        return asyncio.run(stream_report(kafka, prefix, services))
 
     if as_json and not watch:
         typer.echo(json.dumps(fetch(), indent=2))
@@ -106,8 +125,10 @@ def dlq_list(
     """Every message on the *.dlq topics, with its source, error, consumer and whether it was replayed."""
     from shared.dlq import dlq_topics, read_dead_letters
 
+    kafka = ops_cluster(bootstrap)
+
     async def run() -> list[Any]:
-        return await read_dead_letters(bootstrap, await dlq_topics(bootstrap, prefix))
+        return await read_dead_letters(kafka, await dlq_topics(kafka, prefix))
 
     letters = asyncio.run(run())
     if as_json:
@@ -130,7 +151,7 @@ def dlq_show(
     from shared.dlq import read_dead_letters
 
     topic = ref.rsplit(":", 2)[0]
-    letters = asyncio.run(read_dead_letters(bootstrap, [topic]))
+    letters = asyncio.run(read_dead_letters(ops_cluster(bootstrap), [topic]))
     match = [d for d in letters if d.ref == ref]
     if not match:
         console.print(f"[red]no dead letter {ref}[/]")
@@ -149,11 +170,13 @@ def dlq_replay(
     """Re-drive dead letters not replayed yet to their source topics (after the fix is deployed)."""
     from shared.dlq import dlq_topics, read_dead_letters, replay
 
+    kafka = ops_cluster(bootstrap)
+
     async def run() -> list[Any]:
-        letters = await read_dead_letters(bootstrap, await dlq_topics(bootstrap, prefix))
+        letters = await read_dead_letters(kafka, await dlq_topics(kafka, prefix))
         if ref:
             letters = [d for d in letters if d.ref == ref]
-        return await replay(bootstrap, letters, dry_run=dry_run)
+        return await replay(kafka, letters, dry_run=dry_run)
 
     done = asyncio.run(run())
     verb = "would replay" if dry_run else "replayed"
@@ -238,7 +261,7 @@ def portal_rebuild(
 
     if not yes:
         typer.confirm("Drop and rebuild the portal's read models?", abort=True)
-    settings = PortalSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, kafka_topic_prefix=prefix)
+    settings = PortalSettings(database_url=database_url, **dict(ops_kafka(bootstrap, prefix)))
     with Progress(console=console) as progress:
         task = progress.add_task("projecting the streams", total=None)
         result = asyncio.run(rebuild(settings, progress=lambda n: progress.advance(task, n)))

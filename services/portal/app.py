@@ -11,6 +11,8 @@ from services.portal.epcis import consumer as epcis_consumer
 from services.portal.epcis.router import router as epcis_router
 from services.portal.history.router import router as history_router
 from services.portal.ingest import consumer as ingest_consumer
+from services.portal.log import consumer as log_consumer
+from services.portal.log.router import router as log_router
 from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
 from services.portal.recalls.router import router as recalls_router
@@ -47,14 +49,20 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             resolver_router,
             vehicles_router,
             recalls_router,
+            log_router,
         ],
         schema=SCHEMA,
-        consumes=[ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)],  # publishes nothing
+        consumes=[  # publishes nothing
+            ingest_consumer.consumer(settings),
+            epcis_consumer.consumer(settings),
+            log_consumer.consumer(settings),
+        ],
         openapi_tags=[
             {"name": "history", "description": "Whole histories and search (bearer token)."},
             {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},
             {"name": "vehicles", "description": "A vehicle's batteries over time (VINs are personal data)."},
             {"name": "passports", "description": "Battery passports by access level (public without a token)."},
+            {"name": "log", "description": "The transparency log's newest checkpoint and its cosigners (public)."},
         ],
     )
 
@@ -69,7 +77,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         committed offsets and lag, and each consumer's end-to-end lag from application positions."""
         s: PortalSettings = app.state.settings
         services = {"registry": s.registry_url, "events": s.events_url, "portal": s.self_url}
-        return await stream_report(s.kafka_bootstrap_servers, s.kafka_topic_prefix, services)
+        return await stream_report(app.state.kafka, s.kafka_topic_prefix, services)
 
     app.include_router(ui_router)  # the web UI under /ui/
     return app

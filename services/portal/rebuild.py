@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.portal.epcis import consumer as epcis_consumer
 from services.portal.ingest import consumer as ingest_consumer
+from services.portal.log import consumer as log_consumer
 from services.portal.models import SCHEMA
 from services.portal.settings import PortalSettings
 from shared.db import make_engine, make_sessionmaker
@@ -48,7 +49,8 @@ async def rebuild(
             await conn.execute(text("TRUNCATE " + ", ".join(f"{SCHEMA}.{t}" for t in tables)))
         maker = make_sessionmaker(engine)
         records = rejected = 0
-        for spec in (ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)):
+        specs = (ingest_consumer.consumer(settings), epcis_consumer.consumer(settings), log_consumer.consumer(settings))
+        for spec in specs:
             loop = ConsumerLoop.for_spec(spec, settings, maker, max_records=2000)
             done = await loop.replay(idle_s=idle_s, progress=progress)
             records, rejected = records + done.records, rejected + done.rejected

@@ -16,6 +16,11 @@ class PortalSettings(ServiceSettings):
     events_url: str = Field("http://127.0.0.1:8002", description="Events service base URL.")
     registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL (stream monitoring).")
     self_url: str = Field("http://127.0.0.1:8003", description="This portal's own base URL (stream monitoring).")
+    log_key: str | None = Field(
+        None,
+        description="The transparency log's note verifier key (`GET /v1/log/key` of the events service): only "
+        "checkpoints signed by it are shown. Unset: the key of the first checkpoint received is kept.",
+    )
     passport_signing_key_file: Path | None = Field(
         None,
         description="PEM Ed25519 private key that signs passports (JWS). Unset: a key made per process (dev only).",

@@ -102,6 +102,19 @@ class CloudEvent(BaseModel):
         return cls.model_validate(orjson.loads(raw))
 
 
+class LogCheckpointData(BaseModel):
+    """`data` of a LOG_CHECKPOINT message (key: the log's name). Published when a checkpoint is signed and again
+    each time a witness's cosignature is accepted (id `<tree_size>:<cosignatures>`): `note` is the signed note
+    with every cosignature collected so far, `cosigned_by` the witnesses' key names."""
+
+    model_config = ConfigDict(extra="ignore")
+    tree_size: int = Field(ge=1)
+    root_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    log_key: str = Field(min_length=1, description="The log's note verifier key.")
+    note: str = Field(min_length=1)
+    cosigned_by: list[str] = Field(default_factory=list)
+
+
 def envelope(*, id: str, source: str, type: str, subject: str | None, data: dict[str, Any]) -> dict[str, Any]:
     """A CloudEvent as a JSON-ready dict (what the outbox stores and the relay publishes)."""
     return {

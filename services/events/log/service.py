@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.events.log import repository as repo
 from services.events.models import SCHEMA
 from shared.contract import tlog
-from shared.contract.streams import LOG_CHECKPOINT, SOURCE_EVENTS, TOPIC_LOG_CHECKPOINTS, envelope
+from shared.contract.streams import (
+    LOG_CHECKPOINT,
+    SOURCE_EVENTS,
+    TOPIC_LOG_CHECKPOINTS,
+    LogCheckpointData,
+    envelope,
+)
 from shared.db import raw_connection
 from shared.outbox import OutboxMessage, enqueue
 from shared.problems import NotFound, Problem, Unavailable, Unprocessable, field_error
@@ -84,11 +90,21 @@ async def make_checkpoint(session: AsyncSession, signer: tlog.Signer) -> repo.St
     note = tlog.sign_note(tlog.Checkpoint(signer.name, size, root).body(), [signer]).encode()
     cp = repo.StoredCheckpoint(size, root, note, signer.verifier().encode())
     await repo.insert_checkpoint(conn, cp)
-    await enqueue(session, SCHEMA, [checkpoint_message(cp, [])])
+    await enqueue(session, SCHEMA, [checkpoint_message(cp, [])])  # then again with each cosignature
     return cp
 
 
-def checkpoint_message(cp: repo.StoredCheckpoint, cosigned_by: list[str]) -> OutboxMessage:
+def checkpoint_message(cp: repo.StoredCheckpoint, cosignatures: list[tuple[str, str]]) -> OutboxMessage:
+    """The checkpoint as published (shared.contract.streams.LogCheckpointData): its note carries the
+    cosignatures (witness, signature line) collected so far, so a reader can check each one itself."""
+    cosigned_by = [witness for witness, _ in cosignatures]
+    data = LogCheckpointData(
+        tree_size=cp.tree_size,
+        root_hash=cp.root_hash.hex(),
+        log_key=cp.log_key,
+        note=with_cosignatures(cp.note, cosignatures),
+        cosigned_by=cosigned_by,
+    )
     return OutboxMessage(
         topic=TOPIC_LOG_CHECKPOINTS,
         key=cp.log_key.split("+", 1)[0],
@@ -97,13 +113,7 @@ def checkpoint_message(cp: repo.StoredCheckpoint, cosigned_by: list[str]) -> Out
             source=SOURCE_EVENTS,
             type=LOG_CHECKPOINT,
             subject=str(cp.tree_size),
-            data={
-                "tree_size": cp.tree_size,
-                "root_hash": cp.root_hash.hex(),
-                "log_key": cp.log_key,
-                "note": cp.note,
-                "cosigned_by": cosigned_by,
-            },
+            data=data.model_dump(),
         ),
     )
 
@@ -322,7 +332,8 @@ async def add_cosignature(
             errors=[field_error("signature", "valid-signature", "does not verify over the checkpoint")],
         )
     stored = await repo.insert_cosignature(conn, tree_size, sig.name, sig.line())
-    cosigned = [w for w, _ in await repo.cosignatures(conn, tree_size)]
-    if stored:
-        await enqueue(session, SCHEMA, [checkpoint_message(cp, cosigned)])
+    cosignatures = await repo.cosignatures(conn, tree_size)
+    cosigned = [w for w, _ in cosignatures]
+    if stored:  # published again, with this cosignature (the portal shows who cosigned)
+        await enqueue(session, SCHEMA, [checkpoint_message(cp, cosignatures)])
     return {"tree_size": tree_size, "witness": sig.name, "stored": stored, "cosigned_by": cosigned}

@@ -35,6 +35,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "home.examples": ("예: KR-LGES-P000001", "e.g. KR-LGES-P000001"),
     "home.yours": ("바로 가기", "Shortcuts"),
+    "home.log_cosigned": (
+        "투명성 로그: 최신 체크포인트(트리 크기 {size})에 공동 서명한 기관: {witnesses}",
+        "Transparency log: the newest checkpoint (tree size {size}) is cosigned by {witnesses}",
+    ),
+    "home.log_uncosigned": (
+        "투명성 로그: 최신 체크포인트(트리 크기 {size})에 아직 공동 서명한 부처가 없습니다.",
+        "Transparency log: no ministry has cosigned the newest checkpoint (tree size {size}) yet.",
+    ),
     "lookup.empty": ("조회할 식별번호를 입력하세요.", "Enter an identifier to look up."),
     "lookup.not_found": (
         "'{q}'에 해당하는 배터리가 없습니다. 식별번호를 확인하거나 QR 코드의 전체 주소를 붙여 넣어 보세요.",

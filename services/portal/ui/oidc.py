@@ -4,11 +4,16 @@ joserfc (the same project's JOSE library) against any standard provider.
 The provider's endpoints come from its discovery document; the ID token is verified against its JWKS
 (signature, `iss`, `aud`, `exp`, `iat`, and the `nonce` this sign-in sent); the participant's org, role and
 ministry come from the configured claims. The state, nonce and PKCE verifier of a sign-in in flight live in
-a single-use server-side record (`sessions`), keyed by a cookie of the browser that started it."""
+a single-use server-side record (`sessions`), keyed by a cookie of the browser that started it.
+
+The discovery document and the JWKS are fetched asynchronously and kept (shared.jwks): refreshed in the
+background, used stale within `oidc_keys_stale_s` while the provider does not answer, refused beyond it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +27,10 @@ from joserfc.jwk import KeySet
 
 from services.portal.ui.settings import UISettings
 from shared.auth import Ministry, Principal, Role
+from shared.jwks import JwksCache
 from shared.problems import Forbidden, Problem, Unavailable
 
 ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"]
-CACHE_S = 300.0
 
 
 class SignInFailed(Problem):
@@ -33,13 +38,22 @@ class SignInFailed(Problem):
 
 
 @dataclass
-class _Cached:
-    at: float
+class _Provider:
+    at: float  # monotonic time the discovery document was fetched
     metadata: dict[str, Any]
-    keys: KeySet | None = None
+    keys: JwksCache[KeySet] | None = None
 
 
-_cache: dict[str, _Cached] = {}
+#: What is known of each provider (by issuer), per event loop (a cache's fetch in flight belongs to one loop).
+_providers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Provider]] = weakref.WeakKeyDictionary()
+
+
+def _known() -> dict[str, _Provider]:
+    return _providers.setdefault(asyncio.get_running_loop(), {})
+
+
+def _key_set(jwks: dict[str, Any]) -> KeySet:
+    return KeySet.import_key_set(jwks)  # type: ignore[arg-type]
 
 
 def _client(settings: UISettings) -> AsyncOAuth2Client:
@@ -69,27 +83,50 @@ async def _get_json(settings: UISettings, url: str) -> dict[str, Any]:
 
 
 async def metadata(settings: UISettings) -> dict[str, Any]:
+    """The provider's discovery document: fetched again after `oidc_keys_refresh_s`; while the provider does
+    not answer, the one held is used within `oidc_keys_stale_s` of its fetch."""
     issuer = str(settings.oidc_issuer).rstrip("/")
-    cached = _cache.get(issuer)
-    if cached and time.monotonic() - cached.at < CACHE_S:
+    cached = _known().get(issuer)
+    age = time.monotonic() - cached.at if cached else None
+    if cached and age is not None and age < settings.oidc_keys_refresh_s:
         return cached.metadata
-    meta = await _get_json(settings, f"{issuer}/.well-known/openid-configuration")
+    try:
+        meta = await _get_json(settings, f"{issuer}/.well-known/openid-configuration")
+    except Unavailable:
+        if cached and age is not None and age <= settings.oidc_keys_stale_s:
+            return cached.metadata
+        raise
     if str(meta.get("issuer", "")).rstrip("/") != issuer or not all(
         isinstance(meta.get(k), str) for k in ("authorization_endpoint", "token_endpoint", "jwks_uri")
     ):
         raise Unavailable("The sign-in provider's discovery document does not fit its issuer.", code="oidc-unavailable")
-    _cache[issuer] = _Cached(time.monotonic(), meta)
+    keys = cached.keys if cached and cached.keys and cached.keys.url == meta["jwks_uri"] else None
+    _known()[issuer] = _Provider(time.monotonic(), meta, keys)
     return meta
 
 
+def key_cache(settings: UISettings, meta: dict[str, Any]) -> JwksCache[KeySet]:
+    """The provider's JWKS cache (made on first use; no task of its own: a request due a refresh starts it)."""
+    provider = _known()[str(settings.oidc_issuer).rstrip("/")]
+    if provider.keys is None:
+        provider.keys = JwksCache(
+            meta["jwks_uri"],
+            _key_set,
+            refresh_s=settings.oidc_keys_refresh_s,
+            stale_s=settings.oidc_keys_stale_s,
+            timeout_s=settings.oidc_timeout_s,
+            min_refetch_s=settings.oidc_keys_min_refetch_s,
+        )
+    return provider.keys
+
+
 async def _keys(settings: UISettings, meta: dict[str, Any], refresh: bool) -> KeySet:
-    cached = _cache[str(settings.oidc_issuer).rstrip("/")]
-    if cached.keys is None or refresh:
-        try:
-            cached.keys = KeySet.import_key_set(await _get_json(settings, meta["jwks_uri"]))  # type: ignore[arg-type]
-        except (JoseError, ValueError, TypeError):
-            raise Unavailable("The sign-in provider's keys cannot be read.", code="oidc-unavailable") from None
-    return cached.keys
+    """The keys to verify an ID token with (KeysUnavailable, a 401, beyond the stale bound); `refresh`: a
+    token did not verify with them, so fetch again if allowed (a provider that rotated its keys)."""
+    cache = key_cache(settings, meta)
+    if refresh:
+        return await cache.refetched() or await cache.keys()
+    return await cache.keys()
 
 
 async def start(settings: UISettings) -> tuple[str, dict[str, str]]:

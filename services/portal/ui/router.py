@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
+from services.portal.log import service as log_service
 from services.portal.ui import i18n, oidc, sessions
 from services.portal.ui import service as ui
 from services.portal.ui.settings import UISettings
@@ -159,6 +160,7 @@ UI_CODES = {
     "csrf": "error.csrf",
     "oidc-failed": "signin.oidc_failed",
     "oidc-unavailable": "signin.oidc_failed",
+    "keys-unavailable": "signin.oidc_failed",  # the provider's keys are past their stale bound (shared.jwks)
     "oidc-claims": "signin.oidc_claims",
 }
 
@@ -255,7 +257,22 @@ async def switch_language(code: str, next: str | None = None) -> Response:
 @router.get("", response_class=HTMLResponse)
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, principal: Viewer) -> Response:
-    return render(request, "home.html", principal=principal, q="")
+    return render(request, "home.html", principal=principal, q="", checkpoint=await newest_checkpoint(request))
+
+
+async def newest_checkpoint(request: Request) -> dict[str, Any] | None:
+    """The newest log checkpoint and its cosigners for the home page's line; none while the database is away
+    (the page still answers)."""
+    try:
+        async with request.app.state.sessionmaker() as session:
+            found = await log_service.latest_or_none(session)
+    except Exception:
+        log.warning("home: the newest checkpoint could not be read", exc_info=True)
+        return None
+    if found is not None:  # each cosigner by its ministry's name, else by its witness key name
+        label = i18n.labeller(lang_of(request))
+        found["names"] = [label(c["ministry"].value) if c["ministry"] else c["witness"] for c in found["cosigned_by"]]
+    return found
 
 
 @router.get("/lookup", response_class=HTMLResponse)
@@ -337,7 +354,7 @@ async def signin(request: Request, settings: Settings) -> Response:
         audience=request.app.state.settings.jwt_audience,
         issuer=request.app.state.settings.jwt_issuer,
     )
-    principal = request.app.state.verifier.verify(token)  # the signing key must match the API's key
+    principal = await request.app.state.verifier.verify(token)  # the signing key must match the API's key
     return await _open_session(request, settings, principal, safe_next(form.get("next")))
 
 

@@ -419,7 +419,7 @@ async def operations(state: Any) -> dict[str, Any]:
     peers = {"registry": s.registry_url, "events": s.events_url}
     async with httpx.AsyncClient() as http:
         broker, own, *answers = await asyncio.gather(
-            stream_report(s.kafka_bootstrap_servers, s.kafka_topic_prefix, {}),
+            stream_report(state.kafka, s.kafka_topic_prefix, {}),
             applied_positions(state.engine, state.schema),
             *[_get(http, f"{url}/v1/ops/positions") for url in peers.values()],
             *[_get(http, f"{url}/v1/ops/outbox") for url in peers.values()],

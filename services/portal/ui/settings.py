@@ -40,6 +40,18 @@ class UISettings(BaseSettings):
     oidc_role_claim: str = Field("role", description="ID-token claim naming the participant's role.")
     oidc_ministry_claim: str = Field("ministry", description="ID-token claim naming the ministry (ministry role).")
     oidc_timeout_s: float = Field(10.0, description="Timeout of each call to the provider.")
+    oidc_keys_refresh_s: float = Field(
+        300.0, gt=0, description="Seconds after which the provider's discovery document and JWKS are fetched again."
+    )
+    oidc_keys_stale_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long after their last fetch the provider's keys still verify ID tokens while it does "
+        "not answer; beyond it sign-ins are refused (401 `keys-unavailable`).",
+    )
+    oidc_keys_min_refetch_s: float = Field(
+        10.0, ge=0, description="Least seconds between fetches caused by an ID token the keys held do not verify."
+    )
     ops_refresh_s: int = Field(5, description="How often the operations page refreshes itself.")
 
     @property
