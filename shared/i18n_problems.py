@@ -68,8 +68,8 @@ CATALOGUE: dict[str, Text] = {
     "invalid-token": _t("Authentication required", "유효하지 않은 토큰", "Bearer 토큰이 유효하지 않습니다."),
     "token-expired": _t("Authentication required", "만료된 토큰", "Bearer 토큰이 만료되었습니다."),
     "no-key": _t("Authentication required", "검증 키 없음", "이 서비스에 토큰 검증 키가 설정되어 있지 않습니다."),
-    "jwks-unavailable": _t(
-        "Temporarily unavailable",
+    "keys-unavailable": _t(
+        "Token signing keys unavailable",
         "키 목록을 가져올 수 없음",
         "토큰 검증 키(JWKS)를 가져올 수 없습니다. 잠시 후 다시 시도하십시오.",
     ),
@@ -99,6 +99,7 @@ CATALOGUE: dict[str, Text] = {
     ),
     "alias-taken": _t("Conflict", "이미 쓰인 별칭", "이 별칭은 이미 다른 배터리를 가리킵니다."),
     "unknown-alias": _t("Not found", "알 수 없는 별칭", "이 별칭에 해당하는 배터리가 없습니다."),
+    "no-checkpoint": _t("Not found", "체크포인트 없음", "투명성 로그의 체크포인트가 아직 포털에 없습니다."),
     # ---- corrections ----
     "already-declared": _t(
         "Already declared in error",

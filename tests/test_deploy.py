@@ -25,7 +25,14 @@ from services.cli.main import app as cli_app
 from services.events.settings import EventsSettings
 from services.portal.settings import PortalSettings
 from services.registry.settings import RegistrySettings
-from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_LOG_CHECKPOINTS, TOPIC_REGISTRY, TOPICS
+from shared.contract.streams import (
+    TOPIC_EPCIS,
+    TOPIC_LIFECYCLE,
+    TOPIC_LOG_CHECKPOINTS,
+    TOPIC_REGISTRY,
+    TOPIC_VINS,
+    TOPICS,
+)
 from shared.kafka import dlq_topic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -419,7 +426,7 @@ def topic_script(kind: str) -> str:
 
 def created_topics(script: str) -> dict[str, str]:
     """Topic -> retention.ms, from the script's `create TOPIC RETENTION` lines."""
-    return dict(re.findall(r"^\s*create (\S+) (-?\d+)\s*$", script, re.M))
+    return dict(re.findall(r"^\s*create (\S+) (-?\d+)(?:\s+\S+)?\s*$", script, re.M))
 
 
 def acls(script: str) -> set[tuple[str, str, str]]:
@@ -432,8 +439,11 @@ def test_topics_jobs_create_every_topic_the_services_use_each_with_a_retention(k
     created = created_topics(topic_script(kind))
     assert set(created) == _every_topic(), sorted(set(created) ^ _every_topic())
     forever = {TOPIC_REGISTRY, TOPIC_LIFECYCLE, TOPIC_LOG_CHECKPOINTS}  # README "Retention"
-    assert {t for t, ms in created.items() if ms == "-1"} == forever
-    assert all(int(ms) >= 30 * 86400_000 for t, ms in created.items() if t not in forever)
+    compacted = {TOPIC_VINS}  # no time limit either: compaction keeps each VIN's latest, an erasure's tombstone
+    assert {t for t, ms in created.items() if ms == "-1"} == forever | compacted
+    script = topic_script(kind)
+    assert all(re.search(rf"create {re.escape(t)} -1 cleanup\.policy=compact", script) for t in compacted)
+    assert all(int(ms) >= 30 * 86400_000 for t, ms in created.items() if t not in forever | compacted)
 
 
 @pytest.mark.parametrize("kind", ["compose", "k8s"])
