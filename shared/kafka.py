@@ -276,46 +276,39 @@ class ConsumerLoop:
 
     # ---- a replay ----
 
-    async def replay(self, *, idle_s: float = 2.0, progress: Callable[[int], None] | None = None) -> Replayed:
+    async def replay(self, *, progress: Callable[[int], None] | None = None) -> Replayed:
         """Apply every record of the topics from the beginning, outside the group (nothing committed,
         nothing dead-lettered), then return.
 
-        Done once every partition has reached the end offset it had when the replay started and no record
-        has come for `idle_s`. The end offsets alone are not enough: the embedded broker under-reports them
-        after multi-record batches (RUNTIME.md), so they are only a floor; quiet is what ends a replay."""
-        partitions = await partitions_of(self.bootstrap, self.topics)
-        if not partitions:
-            return Replayed(0, 0)
-        # Assigned, not subscribed: a subscription outside a group is reassigned (and its positions reset)
-        # whenever the metadata shows other partitions.
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        Topic by topic, in the order declared (facts before what refers to them), each up to the end offsets
+        it had when its turn came: done when every partition's position has reached them. No quiet period
+        (under CPU load a slow fetch looked like the end, and which records came before it varied), and the
+        order records are applied in does not depend on which partition's fetch answers first."""
         read = self.applied + self.rejected
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            clock = asyncio.get_running_loop()
-            quiet_until = clock.time() + idle_s
-            seen = read
+        for topic in self.topics:
+            partitions = await partitions_of(self.bootstrap, [topic])
+            if not partitions:
+                continue
+            # Assigned, not subscribed: a subscription outside a group is reassigned (and its positions
+            # reset) whenever the metadata shows other partitions.
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+            )
+            await consumer.start()
+            try:
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                ends = await consumer.end_offsets(partitions)
 
-            async def caught_up() -> bool:
-                nonlocal quiet_until, seen
-                now, count = clock.time(), self.applied + self.rejected
-                if count != seen:
-                    seen, quiet_until = count, now + idle_s
-                if now < quiet_until:
-                    return False
-                for tp, end in ends.items():
-                    if await consumer.position(tp) < end:
-                        return False
-                return True
+                async def reached(consumer: AIOKafkaConsumer = consumer, ends: dict[Any, int] = ends) -> bool:
+                    for tp, end in ends.items():
+                        if await consumer.position(tp) < end:
+                            return False
+                    return True
 
-            await self._read(consumer, caught_up, None, progress)
-        finally:
-            await consumer.stop()
+                await self._read(consumer, reached, None, progress)
+            finally:
+                await consumer.stop()
         return Replayed(self.applied + self.rejected - read, self.rejected)
 
     # ---- the loop itself ----
