@@ -153,9 +153,7 @@ async def test_three_relays_one_leader_survives_two_leader_kills(db_url, infra, 
     assert len(ids_on_topic) >= total
 
 
-async def test_only_the_leader_publishes_and_a_standby_takes_over_when_its_connection_dies(
-    db_url, infra, topic_prefix
-):
+async def test_only_the_leader_publishes_and_a_standby_takes_over_when_its_connection_dies(db_url, infra, topic_prefix):
     """In one process, two relays on their own pools: the standby publishes nothing while the leader lives;
     when the leader's lock connection is terminated by the server, the standby becomes the leader."""
     engines = [make_engine(db_url, pool_size=2) for _ in range(2)]
