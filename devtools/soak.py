@@ -413,6 +413,19 @@ class Soak:
         return ids
 
 
+#: Seconds of a process's life left out of its "after warm-up" slope.
+WARM_UP_S = 120.0
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB), in MiB per minute."""
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mm = sum(m for _, m in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return round(sum((t - mt) * (m - mm) for t, m in points) / var * 60, 3) if var else 0.0
+
+
 def slopes(rss: dict[str, list[tuple[float, int, float]]]) -> dict[str, Any]:
     """Per process (a service restarted by a fault is a new process): RSS first/last and its least-squares slope."""
     out: dict[str, Any] = {}
@@ -421,18 +434,16 @@ def slopes(rss: dict[str, list[tuple[float, int, float]]]) -> dict[str, Any]:
             points = [(t, mib) for t, p, mib in samples if p == pid]
             if len(points) < 3:
                 continue
-            n = len(points)
-            mt = sum(t for t, _ in points) / n
-            mm = sum(m for _, m in points) / n
-            var = sum((t - mt) ** 2 for t, _ in points)
-            slope = sum((t - mt) * (m - mm) for t, m in points) / var * 60 if var else 0.0
+            warm = [(t, m) for t, m in points if t >= points[0][0] + WARM_UP_S]
             out[f"{name}:{pid}"] = {
-                "samples": n,
+                "samples": len(points),
                 "minutes": round((points[-1][0] - points[0][0]) / 60, 1),
                 "rss_first_mib": round(points[0][1], 1),
                 "rss_last_mib": round(points[-1][1], 1),
                 "rss_max_mib": round(max(m for _, m in points), 1),
-                "slope_mib_per_min": round(slope, 3),
+                "slope_mib_per_min": _slope(points),
+                # Caches, pools and the allocator fill up in the first minutes; a leak shows after them.
+                "slope_after_warm_up_mib_per_min": _slope(warm) if len(warm) >= 3 else None,
             }
     return out
 
@@ -508,7 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         m = report["mixed_load"]
         say(f"lost {m['lost']}, duplicated {m['duplicated']}, bad answers {m['bad_answers']}, accepted {m['accepted']}")
         for proc, r in m["rss"].items():
-            say(f"RSS {proc}: {r['rss_first_mib']} -> {r['rss_last_mib']} MiB, slope {r['slope_mib_per_min']} MiB/min")
+            say(
+                f"RSS {proc}: {r['rss_first_mib']} -> {r['rss_last_mib']} MiB over {r['minutes']} min, slope "
+                f"{r['slope_mib_per_min']} MiB/min ({r['slope_after_warm_up_mib_per_min']} after warm-up)"
+            )
     return 0 if report["ok"] else 1
 
 
