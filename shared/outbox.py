@@ -151,7 +151,9 @@ async def applied_positions(engine: AsyncEngine, schema: str) -> list[dict[str, 
 
 async def requeue(engine: AsyncEngine, schema: str, *, key: str | None = None, since: Any = None) -> int:
     """Mark already-published outbox rows unsent so the relay publishes them again, in their original
-    order (consumers are idempotent). Works after Kafka retention dropped the original messages."""
+    order (consumers are idempotent). Only what the outbox still holds (published rows are pruned after
+    `outbox_retention_days`): to re-send everything, republish from the system of record instead
+    (`batterytrace events republish`, `batterytrace registry republish`)."""
     t = _outbox(schema)
     stmt = update(t).where(t.c.sent_at.is_not(None)).values(sent_at=None)
     if key is not None:
@@ -346,6 +348,7 @@ class OutboxRelay:
             conn = self._lock_conn = await asyncpg.connect(
                 self._dsn,
                 timeout=10,
+                command_timeout=60,  # a hung server (no RST) cannot hold this relay forever
                 server_settings={
                     "application_name": f"bt-relay:{self.schema}:{os.getpid()}",
                     # A leader whose host vanished (no FIN) keeps the lock until the server notices: ~30 s.
@@ -396,7 +399,13 @@ class OutboxRelay:
                 self.last_error = repr(exc)
                 log.warning("relay %s: publish failed (%r); retrying in %.1fs", self.schema, exc, backoff)
                 await self._close_producer()
-                if not (self._lock_conn is not None and not self._lock_conn.is_closed()):
+                # A database error may leave the lock connection unusable but not yet closed (asyncpg out of
+                # step after the server's "terminating connection"): start over on a new one. A broker error
+                # keeps the lock (the batch rolled back; this relay retries it).
+                lost = self._lock_conn is None or self._lock_conn.is_closed()
+                if lost or isinstance(
+                    exc, asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError
+                ):
                     await self._resign()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
