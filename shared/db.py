@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -217,22 +218,28 @@ async def make_statement_pool(url: str, size: int) -> asyncpg.Pool:
     return pool
 
 
-async def get_reader(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for reads in autocommit: the cheap path for lookups. Under READ COMMITTED a
-    transaction would not give several statements one snapshot either, so reads lose nothing by it;
-    anything that writes more than one statement belongs in a unit of work (SessionDep)."""
-    pool: asyncpg.Pool = request.app.state.statement_pool
+@contextlib.asynccontextmanager
+async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the statement pool. The pool's reset does nothing (`_keep_as_is`), so a connection that
+    failed for the connection's sake (the server ended it; asyncpg out of step) would go back in as it is; it
+    is closed instead, and the next user gets a fresh one."""
     async with pool.acquire() as conn:
         try:
             yield conn
         except Exception as exc:
-            # The pool's reset does nothing (`_keep_as_is`), so a connection that failed for the connection's
-            # sake would go back in as it is; closed instead, the next reader gets a fresh one.
             from shared.problems import is_unavailable
 
             if is_unavailable(exc):
                 conn.terminate()
             raise
+
+
+async def get_reader(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for reads in autocommit: the cheap path for lookups. Under READ COMMITTED a
+    transaction would not give several statements one snapshot either, so reads lose nothing by it;
+    anything that writes more than one statement belongs in a unit of work (SessionDep)."""
+    async with pooled(request.app.state.statement_pool) as conn:
+        yield conn
 
 
 ReaderDep = Annotated[asyncpg.Connection, Depends(get_reader, scope="function")]
