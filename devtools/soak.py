@@ -86,8 +86,12 @@ def fault_matrix(runs: int) -> dict[str, Any]:
         passed, failed = passed + ok, failed + (not ok)
         faults += [line[6:] for line in proc.stdout.splitlines() if line.startswith("FAULT ")]
         if not ok:
-            failures.append({"run": i, "tail": proc.stdout[-3000:]})
+            failures.append({"run": i, "tail": proc.stdout[-6000:]})
         say(f"fault matrix run {i}/{runs}: {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s")
+        if not ok:
+            for line in proc.stdout.splitlines():
+                if line.startswith(("FAILED", "ERROR", "E   ")):
+                    say(f"  {line[:300]}")
     return {
         "runs": runs,
         "passed": passed,
