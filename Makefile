@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup dev demo test browser lint fmt bench fuzz clean
+.PHONY: help setup dev demo test browser lint fmt bench fuzz soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench: $(STAMP) ## benchmarks (registry, events, ...); prints the figures
 
 fuzz: $(STAMP) ## API fuzzing, long run: over 10,000 schemathesis requests against the three services
 	BT_FUZZ_EXAMPLES=$${BT_FUZZ_EXAMPLES:-50} BT_FUZZ_MIN_REQUESTS=10000 $(BIN)/python -m pytest tests/test_fuzz.py -q
+
+soak: $(STAMP) ## fault matrix 50x + 20 min mixed load with a fault every 2 min; JSON report (SOAK_ARGS="--runs 3 --minutes 4")
+	$(BIN)/python -m devtools.soak $(SOAK_ARGS)
 
 clean: ## remove the venv and local data
 	rm -rf $(VENV) .data

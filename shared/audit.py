@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, Role, require_role
-from shared.db import TZ, Base, names, qualified, shared_model, shared_table
+from shared.db import TZ, Base, names, pooled, qualified, shared_model, shared_table
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, Unavailable, send_problem
@@ -111,18 +111,19 @@ class AuditMiddleware:
             if k in PURPOSE_HEADERS:
                 purpose = v.decode("utf-8", errors="replace")[:500]
         # One autocommit statement on the statement pool: durable when it returns, before the answer leaves.
-        await app.state.statement_pool.execute(
-            _record_sql(self.schema),
-            principal.org,
-            principal.role.value,
-            principal.ministry.value if principal.ministry else None,
-            scope["method"],
-            scope["path"],
-            scope.get("query_string", b"").decode("latin-1"),
-            status,
-            purpose,
-            request_id_var.get(),
-        )
+        async with pooled(app.state.statement_pool) as conn:
+            await conn.execute(
+                _record_sql(self.schema),
+                principal.org,
+                principal.role.value,
+                principal.ministry.value if principal.ministry else None,
+                scope["method"],
+                scope["path"],
+                scope.get("query_string", b"").decode("latin-1"),
+                status,
+                purpose,
+                request_id_var.get(),
+            )
 
 
 class _Refused(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -10,8 +11,9 @@ from typing import Annotated, Any, ClassVar
 import asyncpg
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import Column, DateTime, MetaData, Table
+from sqlalchemy import Column, DateTime, MetaData, Table, event
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -130,7 +132,7 @@ def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     # directly, where SQLAlchemy cannot see a dead connection and invalidate the pool; without the ping,
     # every pooled connection would fail once after a PostgreSQL restart (measured: consumers took > 90 s
     # to recover). With it, a restart costs each process a handful of 503s.
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
@@ -139,6 +141,24 @@ def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+    event.listen(engine.sync_engine, "handle_error", _out_of_step_is_a_disconnect)
+    return engine
+
+
+def _out_of_step_is_a_disconnect(context: ExceptionContext) -> None:
+    """A connection whose protocol state asyncpg lost (it read the server's "terminating connection" while
+    idle, and the socket has not closed yet) can never be used again, but the dialect only counts a closed
+    socket as a disconnect. Counted as one, the pool drops it; on a pre-ping, the pool reconnects at once."""
+    if any(isinstance(e, asyncpg.exceptions.InternalClientError) for e in _chain(context.original_exception)):
+        context.is_disconnect = True
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -198,12 +218,27 @@ async def make_statement_pool(url: str, size: int) -> asyncpg.Pool:
     return pool
 
 
+@contextlib.asynccontextmanager
+async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the statement pool. The pool's reset does nothing (`_keep_as_is`), so a connection that
+    failed for the connection's sake (the server ended it; asyncpg out of step) would go back in as it is; it
+    is closed instead, and the next user gets a fresh one."""
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        except Exception as exc:
+            from shared.problems import is_unavailable
+
+            if is_unavailable(exc):
+                conn.terminate()
+            raise
+
+
 async def get_reader(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection for reads in autocommit: the cheap path for lookups. Under READ COMMITTED a
     transaction would not give several statements one snapshot either, so reads lose nothing by it;
     anything that writes more than one statement belongs in a unit of work (SessionDep)."""
-    pool: asyncpg.Pool = request.app.state.statement_pool
-    async with pool.acquire() as conn:
+    async with pooled(request.app.state.statement_pool) as conn:
         yield conn
 
 

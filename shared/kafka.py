@@ -390,44 +390,45 @@ class ConsumerLoop:
 
     # ---- a replay ----
 
-    async def replay(self, *, idle_s: float = 2.0, progress: Callable[[int], None] | None = None) -> Replayed:
+    async def replay(self, *, idle_s: float = 1.0, progress: Callable[[int], None] | None = None) -> Replayed:
         """Apply every record of the topics from the beginning, outside the group (nothing committed,
         nothing dead-lettered), then return.
 
-        Done once every partition has reached the end offset it had when the replay started and no record
-        has come for `idle_s`. The end offsets alone are not enough: the embedded broker under-reports them
-        after multi-record batches (RUNTIME.md), so they are only a floor; quiet is what ends a replay."""
-        partitions = await partitions_of(self.kafka, self.topics)
-        if not partitions:
-            return Replayed(0, 0)
-        # Assigned, not subscribed: a subscription outside a group is reassigned (and its positions reset)
-        # whenever the metadata shows other partitions.
-        consumer = self.replay_consumer()
+        Topic by topic, in the order declared (facts before what refers to them), so the order records are
+        applied in does not depend on which partition's fetch answers first. A topic is done once every partition
+        has reached the end offset it had when its turn came and then no record has come for `idle_s`: the end
+        offsets alone are not enough, since the embedded broker under-reports them after multi-record batches
+        (RUNTIME.md), so they are a floor, and the quiet only counts once the floor is reached."""
         read = self.applied + self.rejected
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            clock = asyncio.get_running_loop()
-            quiet_until = clock.time() + idle_s
-            seen = read
+        clock = asyncio.get_running_loop()
+        for topic in self.topics:
+            partitions = await partitions_of(self.kafka, [topic])
+            if not partitions:
+                continue
+            # Assigned, not subscribed: a subscription outside a group is reassigned (and its positions
+            # reset) whenever the metadata shows other partitions.
+            consumer = self.replay_consumer()
+            await consumer.start()
+            try:
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                ends = await consumer.end_offsets(partitions)
+                quiet_from: float | None = None
+                seen = self.applied + self.rejected
 
-            async def caught_up() -> bool:
-                nonlocal quiet_until, seen
-                now, count = clock.time(), self.applied + self.rejected
-                if count != seen:
-                    seen, quiet_until = count, now + idle_s
-                if now < quiet_until:
-                    return False
-                for tp, end in ends.items():
-                    if await consumer.position(tp) < end:
-                        return False
-                return True
+                async def done(consumer: AIOKafkaConsumer = consumer, ends: dict[Any, int] = ends) -> bool:
+                    nonlocal quiet_from, seen
+                    for tp, end in ends.items():
+                        if await consumer.position(tp) < end:
+                            return False
+                    now, count = clock.time(), self.applied + self.rejected
+                    if quiet_from is None or count != seen:
+                        quiet_from, seen = now, count
+                    return now - quiet_from >= idle_s
 
-            await self._read(consumer, caught_up, None, progress)
-        finally:
-            await consumer.stop()
+                await self._read(consumer, done, None, progress)
+            finally:
+                await consumer.stop()
         return Replayed(self.applied + self.rejected - read, self.rejected)
 
     # ---- the loop itself ----

@@ -23,6 +23,7 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 RELAY_PUBLISHED = Counter("batterytrace_relay_published_total", "Outbox rows published to Kafka", ["service"])
 RELAY_ERRORS = Counter("batterytrace_relay_errors_total", "Failed outbox publish attempts", ["service"])
+RELAY_LEADER = Gauge("batterytrace_relay_leader", "1 while this process's relay holds its outbox's lock", ["service"])
 PUBLISHED_POSITION = Gauge(
     "batterytrace_stream_published_position", "Newest outbox position published", ["service", "topic"]
 )

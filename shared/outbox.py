@@ -1,8 +1,10 @@
 """Transactional outbox: rows written in the caller's transaction, relayed to Kafka at least once.
 
-Each service owns an `outbox` table in its own schema (created by Alembic). The relay claims unsent
-rows with FOR UPDATE SKIP LOCKED, publishes them, and marks them sent only after the broker acked.
-Sent rows are kept (for `events republish`); a partial index keeps the unsent scan cheap.
+Each service owns an `outbox` table in its own schema (created by Alembic). One relay per outbox leads
+(an advisory lock, see `OutboxRelay`): it claims unsent rows in id order, publishes them, and marks them
+sent only after the broker acked. Sent rows are kept for a retention period (`outbox_retention_days`,
+default 7) and then pruned by the leader; the outbox is a buffer, not a history: republishing reads the
+system of record (`services/cli/republish.py`). A partial index keeps the unsent scan cheap.
 """
 
 from __future__ import annotations
@@ -10,24 +12,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import BigInteger, Column, Index, Table, Text, any_, bindparam, cast, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy import BigInteger, Column, Index, Table, Text, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
-from shared.db import TZ, Base, names, pg_type, qualified, raw_connection, shared_model, shared_table
+from shared.db import TZ, Base, asyncpg_dsn, names, pg_type, qualified, raw_connection, shared_model, shared_table
 from shared.kafka import Kafka, ensure_topics, make_admin, make_producer
-from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_PUBLISHED
+from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_LEADER, RELAY_PUBLISHED
 
 log = logging.getLogger("batterytrace.outbox")
 
@@ -151,7 +156,9 @@ async def applied_positions(engine: AsyncEngine, schema: str) -> list[dict[str, 
 
 async def requeue(engine: AsyncEngine, schema: str, *, key: str | None = None, since: Any = None) -> int:
     """Mark already-published outbox rows unsent so the relay publishes them again, in their original
-    order (consumers are idempotent). Works after Kafka retention dropped the original messages."""
+    order (consumers are idempotent). Only what the outbox still holds (published rows are pruned after
+    `outbox_retention_days`): to re-send everything, republish from the system of record instead
+    (`batterytrace events republish`, `batterytrace registry republish`)."""
     t = _outbox(schema)
     stmt = update(t).where(t.c.sent_at.is_not(None)).values(sent_at=None)
     if key is not None:
@@ -163,6 +170,48 @@ async def requeue(engine: AsyncEngine, schema: str, *, key: str | None = None, s
     return int(result.rowcount or 0)
 
 
+#: Rows deleted per statement when pruning (short transactions; the relay keeps publishing in between).
+PRUNE_CHUNK = 10_000
+
+
+async def prune_connection(conn: asyncpg.Connection, schema: str, older_than: timedelta) -> int:
+    """Delete published rows sent more than `older_than` ago, in chunks, keeping the newest row of each topic
+    (`published_positions` reports it). Unsent rows are never touched. Returns how many were deleted."""
+    t = qualified(_outbox(schema))
+    # The newest published row of a topic stays; only where it is old enough to go is there one to keep.
+    oldest_newest = await conn.fetch(
+        f"SELECT topic, max(id) FROM {t} WHERE sent_at < now() - $1::interval GROUP BY topic", older_than
+    )
+    keep = [
+        r[1]
+        for r in oldest_newest
+        if not await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {t} WHERE topic = $1 AND id > $2 AND sent_at IS NOT NULL)", r[0], r[1]
+        )
+    ]
+    total = 0
+    while True:
+        status = await conn.execute(
+            f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE sent_at < now() - $1::interval "
+            f"AND id <> ALL($2::bigint[]) ORDER BY id LIMIT {PRUNE_CHUNK})",
+            older_than,
+            keep,
+        )
+        n = int(status.split()[-1])
+        total += n
+        if n < PRUNE_CHUNK:
+            return total
+
+
+async def prune(engine: AsyncEngine, schema: str, older_than: timedelta) -> int:
+    """`prune_connection` on a connection of its own (the CLI, tests); the relay leader prunes on its lock's."""
+    conn = await asyncpg.connect(asyncpg_dsn(engine.url.render_as_string(hide_password=False)))
+    try:
+        return await prune_connection(conn, schema, older_than)
+    finally:
+        await conn.close()
+
+
 async def outbox_stats(engine: AsyncEngine, schema: str) -> dict[str, float]:
     """Backlog size and the age in seconds of the oldest unsent row."""
     t = _outbox(schema)
@@ -172,8 +221,31 @@ async def outbox_stats(engine: AsyncEngine, schema: str) -> dict[str, float]:
     return {"backlog": float(row[0]), "oldest_age_s": float(row[1])}
 
 
+def relay_lock_key(schema: str) -> int:
+    """The advisory lock a schema's relay leader holds: a stable signed 64-bit key (advisory locks are per
+    database, so one key per outbox schema is one lock per outbox)."""
+    digest = hashlib.blake2b(f"batterytrace.outbox.relay:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class OutboxRelay:
-    """Publishes a schema's outbox to Kafka. Several relays may run against one table safely."""
+    """Publishes a schema's outbox to Kafka. Any number may run against one table; exactly one publishes.
+
+    Leadership is a session-level PostgreSQL advisory lock (`pg_try_advisory_lock`) held on a dedicated
+    connection outside the pool, and every batch is claimed, published and marked in a transaction on that
+    same connection. The lock lives exactly as long as the connection: when the leader dies (SIGKILL, a
+    lost network, a PostgreSQL restart) its connection closes, the server releases the lock and rolls back
+    the batch in flight, and a standby (polling every `standby_poll_s`) takes over from the oldest unsent
+    row. A leader that lost its connection cannot mark or claim anything any more, so there is no window in
+    which two relays claim different rows (which is what would reorder a battery's events on the topic).
+    A lease row would need clocks and a lease period to wait out; the lock needs neither.
+
+    What the old leader had sent but not marked is sent again by the new one, after it: consumers dedupe on
+    the event ID, and the first copy of each event still arrives in outbox order.
+
+    The leader also prunes published rows older than `retention_s` every `prune_interval_s` (keeping the
+    newest row of each topic, which `published_positions` reports); republishing reads the system of
+    record, not the outbox (`batterytrace events republish`)."""
 
     def __init__(
         self,
@@ -185,6 +257,9 @@ class OutboxRelay:
         partitions: int = 4,
         batch_size: int = 1000,
         idle_sleep_s: float = 0.02,
+        standby_poll_s: float = 0.5,
+        retention_s: float | None = 7 * 86_400,
+        prune_interval_s: float = 600.0,
     ) -> None:
         self.engine = engine
         self.schema = schema
@@ -193,30 +268,35 @@ class OutboxRelay:
         self.partitions = partitions
         self.batch_size = batch_size
         self.idle_sleep_s = idle_sleep_s
+        self.standby_poll_s = standby_poll_s
+        self.retention_s = retention_s
+        self.prune_interval_s = prune_interval_s
         self.published = 0
+        self.pruned = 0
         self.errors = 0
+        self.leader = False
+        self.terms = 0  # how often this relay became the leader
         self.last_error: str | None = None
+        self._dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+        self._lock_conn: asyncpg.Connection | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._next_prune = 0.0
         t = _outbox(schema)
+        where_unsent = f"{t.c.sent_at.name} IS NULL"
         self._claim = (
-            select(t.c.id, t.c.topic, t.c.key, cast(t.c.payload, Text), t.c.created_at)
-            .where(t.c.sent_at.is_(None))
-            .order_by(t.c.id)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
+            f"SELECT id, topic, key, payload::text, created_at FROM {qualified(t)} WHERE {where_unsent} "
+            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
         )
-        self._mark_sent = (
-            update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).values(sent_at=func.now())
-        )
+        self._mark_sent = f"UPDATE {qualified(t)} SET sent_at = now() WHERE id = ANY($1::bigint[])"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay:{self.schema}")
 
     async def stop(self) -> None:
-        """Finish the batch in flight, then stop."""
+        """Finish the batch in flight, then stop (and give up the lock)."""
         self._stop.set()
         if self._task:
             try:
@@ -224,6 +304,17 @@ class OutboxRelay:
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         await self._close_producer()
+        await self._resign()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "leader": self.leader,
+            "terms": self.terms,
+            "published": self.published,
+            "pruned": self.pruned,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
 
     async def _close_producer(self) -> None:
         if self._admin is not None:
@@ -250,13 +341,60 @@ class OutboxRelay:
             self._producer = producer
         return self._producer
 
+    # ---- leadership ----
+
+    async def _lead(self) -> bool:
+        """Whether this relay holds the lock (trying once to take it if not)."""
+        conn = self._lock_conn
+        if conn is not None and conn.is_closed():
+            await self._resign()
+            conn = None
+        if conn is None:
+            conn = self._lock_conn = await asyncpg.connect(
+                self._dsn,
+                timeout=10,
+                command_timeout=60,  # a hung server (no RST) cannot hold this relay forever
+                server_settings={
+                    "application_name": f"bt-relay:{self.schema}:{os.getpid()}",
+                    # A leader whose host vanished (no FIN) keeps the lock until the server notices: ~30 s.
+                    "tcp_keepalives_idle": "10",
+                    "tcp_keepalives_interval": "5",
+                    "tcp_keepalives_count": "4",
+                },
+            )
+        if self.leader:
+            return True
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", relay_lock_key(self.schema)):
+            self.leader = True
+            self.terms += 1
+            RELAY_LEADER.labels(self.schema).set(1)
+            log.info("relay %s: leader now (pid %d)", self.schema, os.getpid())
+        return self.leader
+
+    async def _resign(self) -> None:
+        """Drop the lock connection: the server releases the lock with it."""
+        was_leader, self.leader = self.leader, False
+        RELAY_LEADER.labels(self.schema).set(0)
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except Exception:
+                conn.terminate()
+        if was_leader:
+            log.info("relay %s: no longer the leader", self.schema)
+
     async def _run(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
             try:
+                if not await self._lead():
+                    await self._sleep(self.standby_poll_s)
+                    continue
                 n = await self.run_once()
                 backoff = 0.2
                 if n < self.batch_size:
+                    await self._prune_if_due()
                     await self._sleep(self.idle_sleep_s)
             except asyncio.CancelledError:
                 raise
@@ -266,6 +404,14 @@ class OutboxRelay:
                 self.last_error = repr(exc)
                 log.warning("relay %s: publish failed (%r); retrying in %.1fs", self.schema, exc, backoff)
                 await self._close_producer()
+                # A database error may leave the lock connection unusable but not yet closed (asyncpg out of
+                # step after the server's "terminating connection"): start over on a new one. A broker error
+                # keeps the lock (the batch rolled back; this relay retries it).
+                lost = self._lock_conn is None or self._lock_conn.is_closed()
+                if lost or isinstance(
+                    exc, asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError
+                ):
+                    await self._resign()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -275,10 +421,23 @@ class OutboxRelay:
         except TimeoutError:
             pass
 
+    async def _prune_if_due(self) -> None:
+        if self.retention_s is None or time.monotonic() < self._next_prune or self._lock_conn is None:
+            return
+        self._next_prune = time.monotonic() + self.prune_interval_s
+        n = await prune_connection(self._lock_conn, self.schema, timedelta(seconds=self.retention_s))
+        self.pruned += n
+        if n:
+            log.info("relay %s: pruned %d published outbox rows older than %.0f s", self.schema, n, self.retention_s)
+
     async def run_once(self) -> int:
-        """Claim, publish and mark one batch. Returns how many rows were published."""
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(self._claim)).all()
+        """As the leader: claim, publish and mark one batch. Returns how many rows were published."""
+        if not self.leader and not await self._lead():
+            return 0
+        conn = self._lock_conn
+        assert conn is not None
+        async with conn.transaction():
+            rows = await conn.fetch(self._claim, self.batch_size)
             if not rows:
                 return 0
             producer = await self._ensure_producer()
@@ -301,7 +460,7 @@ class OutboxRelay:
             # Some brokers (the memory-only embedded one after a restart) ack writes to topics they do
             # not have, and drop them. Only count a batch as sent if its topics still exist.
             await self._check_topics(topics)
-            await conn.execute(self._mark_sent, {"ids": [r[0] for r in rows]})
+            await conn.execute(self._mark_sent, [r[0] for r in rows])
         self.published += len(rows)
         RELAY_PUBLISHED.labels(self.schema).inc(len(rows))
         for r in rows:

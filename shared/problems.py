@@ -180,6 +180,10 @@ def is_unavailable(exc: BaseException) -> bool:
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
         asyncpg.exceptions.ProtocolError,  # the connection lost its place in the protocol: a new one works
+        # So did one that was handed out between the server's "terminating connection" (FATAL 57P01/57P03, which
+        # asyncpg reads on an idle connection as an out-of-step message) and the socket's close: "cannot switch
+        # to state N; another operation (2) is in progress". tests/test_faults.py reproduces it with a proxy.
+        asyncpg.exceptions.InternalClientError,
         asyncpg.exceptions.OperatorInterventionError,
         asyncpg.exceptions.TooManyConnectionsError,
     )
@@ -261,13 +265,19 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
-        # Checked before is_unavailable (asyncpg's argument DataError is an InterfaceError); anything else goes
-        # on to on_unexpected.
-        if not is_bad_value(exc):
-            raise exc
-        log.warning("value refused by the database: %r", exc)
-        detail = "A value in the request cannot be stored (e.g. a NUL character or a number out of range)."
-        return problem_response(Unprocessable(detail, code="invalid-value"), request)
+        # Bad values are checked before is_unavailable (asyncpg's argument DataError is an InterfaceError).
+        # A database that is away is answered here too, not left to on_unexpected: an exception that reaches
+        # the outermost handler is re-raised to the server after the answer, and uvicorn then logs it as an
+        # ASGI error and closes the keep-alive connection (the client's next request on it fails). Anything
+        # else goes on to on_unexpected.
+        if is_bad_value(exc):
+            log.warning("value refused by the database: %r", exc)
+            detail = "A value in the request cannot be stored (e.g. a NUL character or a number out of range)."
+            return problem_response(Unprocessable(detail, code="invalid-value"), request)
+        if is_unavailable(exc):
+            log.warning("dependency unavailable: %r", exc)
+            return problem_response(Unavailable("A backing service is unavailable; retry shortly."), request)
+        raise exc
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_unavailable(exc):
@@ -285,6 +295,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(asyncpg.PostgresError, on_database_error)
     app.add_exception_handler(asyncpg.exceptions._base.DataError, on_database_error)
+    app.add_exception_handler(asyncpg.InterfaceError, on_database_error)
+    app.add_exception_handler(asyncpg.exceptions.InternalClientError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -108,6 +108,13 @@ class ServiceSettings(KafkaSettings):
     relay_enabled: bool = Field(True, description="Run the outbox relay inside the service process.")
     relay_batch_size: int = Field(2000, ge=1)
     relay_idle_sleep_s: float = Field(0.02, gt=0)
+    relay_standby_poll_s: float = Field(
+        0.5, gt=0, description="How often a standby relay tries to take the outbox's leader lock (takeover delay)."
+    )
+    outbox_retention_days: float = Field(
+        7.0, ge=0, description="Published outbox rows older than this are pruned by the relay leader (days)."
+    )
+    outbox_prune_interval_s: float = Field(600.0, gt=0, description="Seconds between outbox prunes.")
     consumers_enabled: bool = Field(True, description="Run the Kafka consumers inside the service process.")
     max_body_bytes: int = Field(
         32 * 1024 * 1024,

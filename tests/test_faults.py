@@ -275,3 +275,106 @@ async def test_services_sigkilled_mid_batch(system, own_broker, token, record_pr
         },
     )
     assert result["lost"] == 0 and result["duplicated"] == 0
+
+
+class LateClosingProxy:
+    """A Unix-socket proxy in front of PostgreSQL that passes every byte at once but, when the server closes
+    a connection, closes the client's side only `hold_s` later: what a busy host shows between the server's
+    last message ("terminating connection", FATAL 57P01) and the socket's close. It makes the window in
+    which a PostgreSQL restart answered 500, about once in 30-60 restarts, as wide as a test needs."""
+
+    def __init__(self, upstream_socket: str, hold_s: float) -> None:
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="bt-pgproxy-")
+        self.upstream = upstream_socket
+        self.hold_s = hold_s
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, path=f"{self.dir}/.s.PGSQL.5432")
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@/{database}?host={self.dir}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, hold: float) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            await asyncio.sleep(hold)
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, 0), pump(up_reader, writer, self.hold_s))
+
+
+async def test_connections_the_server_terminated_answer_503_not_500_and_are_not_reused(
+    infra, db_url, make_settings, token
+) -> None:
+    """The cause of the rare 500 during a PostgreSQL restart, made deterministic: the server ends every
+    connection (pg_terminate_backend, as a restart does); asyncpg reads the FATAL message on an idle pooled
+    connection, is out of step from then on ("cannot switch to state N; another operation (2) is in
+    progress", an InternalClientError) and the socket closes late. A read on the statement pool meanwhile
+    answers 503 with Retry-After and the connection is dropped (the next read gets a fresh one, long before
+    the old socket closes); a write through the ORM session pool is not even disturbed (the pre-ping counts
+    the out-of-step connection as disconnected and the pool reconnects)."""
+    from services.registry.app import create_app
+    from services.registry.settings import RegistrySettings
+    from tests.conftest import serve
+
+    socket_path = f"{infra.pg.socket_dir}/.s.PGSQL.5432"
+    proxy = LateClosingProxy(socket_path, hold_s=4.0)
+    await proxy.start()
+    from sqlalchemy.engine import make_url
+
+    database = make_url(db_url).database
+    assert database
+    settings = make_settings(RegistrySettings, database_url=proxy.url(database), relay_enabled=False)
+    maker = token("LGES", "manufacturer")
+    try:
+        async with serve(create_app(settings)) as lifespan:
+            # As a server would: an exception that escapes is whatever the app answered, not raised to the test.
+            transport = httpx.ASGITransport(app=lifespan.app, raise_app_exceptions=False)  # type: ignore[attr-defined]
+            reg = httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30)
+            await create_models(reg, maker, "NCM-PACK-77")
+            assert (
+                await reg.post("/v1/batteries", json=battery_body(battery_id="KR-LATE-1"), headers=maker)
+            ).status_code == 201
+            warm = await asyncio.gather(*(reg.get("/v1/batteries/KR-LATE-1", headers=maker) for _ in range(6)))
+            assert {r.status_code for r in warm} == {200}
+            conn = await asyncpg.connect(asyncpg_dsn(db_url))
+            try:
+                ended = await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await conn.close()
+            assert ended >= 2
+            await asyncio.sleep(0.3)  # the FATAL messages have arrived; the sockets stay open for 4 s
+            started = time.monotonic()
+            reads: Counter[int] = Counter()
+            while time.monotonic() - started < 3.0:
+                r = await reg.get("/v1/batteries/KR-LATE-1", headers=maker)
+                reads[r.status_code] += 1
+                assert r.status_code in (200, 503), (r.status_code, r.text)
+                if r.status_code == 503:
+                    assert r.headers.get("retry-after"), "503 says when to retry"
+                else:
+                    break
+            assert reads[200] == 1, f"a fresh connection answered before the old sockets closed: {reads}"
+            assert reads[503] >= 1, f"the out-of-step connection was handed out (the path under test): {reads}"
+            write = await reg.post("/v1/batteries", json=battery_body(battery_id="KR-LATE-2"), headers=maker)
+            assert write.status_code == 201, write.text
+            assert time.monotonic() - started < 4.0, "all within the window in which the old sockets were open"
+    finally:
+        await proxy.stop()

@@ -1,4 +1,4 @@
-"""Operator commands: streams, dead letters, republish."""
+"""Operator commands: streams, dead letters, republish from the system of record, outbox pruning, rebuild."""
 
 from __future__ import annotations
 
@@ -201,20 +201,23 @@ RegistryDatabaseUrl = Annotated[str, _database_url("registry")]
 PortalDatabaseUrl = Annotated[str, _database_url("portal")]
 
 
-def _republish(schema: str, database_url: str, battery: str | None, since: str | None) -> int:
-    from datetime import datetime
-
+def _engine_run(database_url: str, job: Any) -> Any:
     from shared.db import make_engine
-    from shared.outbox import requeue
 
-    async def run() -> int:
-        engine = make_engine(database_url)
+    async def run() -> Any:
+        engine = make_engine(database_url, pool_size=2)
         try:
-            return await requeue(engine, schema, key=battery, since=datetime.fromisoformat(since) if since else None)
+            return await job(engine)
         finally:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _since(value: str | None) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value) if value else None
 
 
 events_app = typer.Typer(help="Events service maintenance.", no_args_is_help=True)
@@ -228,21 +231,54 @@ def events_republish(
     battery: Annotated[str | None, typer.Option(help="Only this battery's events.")] = None,
     since: Annotated[str | None, typer.Option(help="Only events recorded at or after this ISO time.")] = None,
 ) -> None:
-    """Re-publish ledger events to battery.lifecycle.v1 from the outbox history (the running relay sends
-    them again in order; consumers apply each once)."""
-    n = _republish("events", database_url, battery, since)
-    typer.echo(f"queued {n} lifecycle messages for re-publication")
+    """Re-publish ledger events to battery.lifecycle.v1 from the ledger itself (the system of record, not the
+    outbox, which is pruned): each battery's events in sequence order, with their original event IDs, queued
+    for the running relay; consumers apply each once. Works after Kafka lost everything."""
+    from services.events.republish import republish
+
+    n = _engine_run(database_url, lambda engine: republish(engine, battery=battery, since=_since(since)))
+    typer.echo(f"queued {n} lifecycle messages from the ledger for re-publication")
 
 
 @registry_app.command("republish")
 def registry_republish(
     database_url: RegistryDatabaseUrl,
     battery: Annotated[str | None, typer.Option(help="Only this key (battery, model or participant ID).")] = None,
-    since: Annotated[str | None, typer.Option(help="Only changes at or after this ISO time.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only records made at or after this ISO time.")] = None,
 ) -> None:
-    """Re-publish registry changes to battery.registry.v1 from the outbox history."""
-    n = _republish("registry", database_url, battery, since)
-    typer.echo(f"queued {n} registry messages for re-publication")
+    """Re-publish the registry to battery.registry.v1 from its tables (participants, battery models,
+    batteries, aliases; not the outbox, which is pruned), queued for the running relay."""
+    from services.registry.republish import republish
+
+    counts = _engine_run(database_url, lambda engine: republish(engine, key=battery, since=_since(since)))
+    typer.echo("queued " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + " for re-publication")
+
+
+@events_app.command("prune-outbox")
+def events_prune_outbox(
+    database_url: EventsDatabaseUrl,
+    older_than_days: Annotated[float, typer.Option(help="Delete published rows sent longer ago than this.")] = 7.0,
+) -> None:
+    """Delete published outbox rows (the relay leader does this in the background, see OUTBOX_RETENTION_DAYS)."""
+    _prune("events", database_url, older_than_days)
+
+
+@registry_app.command("prune-outbox")
+def registry_prune_outbox(
+    database_url: RegistryDatabaseUrl,
+    older_than_days: Annotated[float, typer.Option(help="Delete published rows sent longer ago than this.")] = 7.0,
+) -> None:
+    """Delete published outbox rows (the relay leader does this in the background, see OUTBOX_RETENTION_DAYS)."""
+    _prune("registry", database_url, older_than_days)
+
+
+def _prune(schema: str, database_url: str, days: float) -> None:
+    from datetime import timedelta
+
+    from shared.outbox import prune
+
+    n = _engine_run(database_url, lambda engine: prune(engine, schema, timedelta(days=days)))
+    typer.echo(f"pruned {n} published {schema} outbox rows")
 
 
 @portal_app.command("rebuild")

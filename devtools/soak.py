@@ -1,0 +1,534 @@
+"""`make soak`: the fault matrix many times in a row, then a long mixed load with one fault every two minutes,
+reconciled at the end. Everything runs on this machine (embedded PostgreSQL and broker, the services as real
+processes on loopback); it stops by itself.
+
+    python -m devtools.soak [--runs 50] [--minutes 20] [--fault-every 120] [--report soak-report.json]
+
+Part 1 runs `tests/test_faults.py` `--runs` times (each run a fresh pytest process) and counts the runs that
+failed. Part 2 starts the system as deploy/ splits it where it matters (the portal's consumer is its own
+process), puts a mixed load on it (event posts retried with their event ID until 201, and reads of the
+registry, the events service and the portal) and every `--fault-every` seconds applies the next fault of:
+broker killed (restarted empty, then the runbook: republish from the system of record), PostgreSQL restarted,
+a service SIGKILLed (events and registry in turn), the portal consumer SIGKILLed. At the end it reconciles:
+every 201 in the ledger, every ledger event on battery.lifecycle.v1 and in the portal exactly once, and no 5xx
+other than a 503 with Retry-After. The RSS of every service process is sampled every 10 s; the report gives
+each process's slope (MiB per minute, least squares) so a leak shows. The JSON report is written to
+`--report`; the exit code is 0 only if everything reconciled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from devtools.dev import SERVICES, service_command
+from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from shared.auth import generate_keypair, mint_token
+from shared.contract.streams import TOPIC_LIFECYCLE
+from shared.db import asyncpg_dsn, make_engine
+from shared.migrate import upgrade_head
+
+ROOT = Path(__file__).resolve().parent.parent
+BATTERIES = [f"KR-SOAK-{i:03d}" for i in range(24)]
+FAULTS = ("broker", "postgres", "service", "portal-consumer")
+MODEL = {
+    "id": "NCM-PACK-77",
+    "kind": "pack",
+    "chemistry": "NCM",
+    "rated_capacity_ah": 222,
+    "nominal_voltage_v": 350,
+    "rated_energy_kwh": 77.4,
+    "mass_kg": 477,
+}
+
+
+def say(message: str) -> None:
+    print(f"[soak {datetime.now(UTC).strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---- part 1: the fault matrix, again and again ----
+
+
+def fault_matrix(runs: int) -> dict[str, Any]:
+    passed = failed = 0
+    failures: list[dict[str, Any]] = []
+    faults: list[str] = []
+    started = time.monotonic()
+    for i in range(1, runs + 1):
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/test_faults.py", "-q", "-p", "no:cacheprovider"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        ok = proc.returncode == 0
+        passed, failed = passed + ok, failed + (not ok)
+        faults += [line[6:] for line in proc.stdout.splitlines() if line.startswith("FAULT ")]
+        if not ok:
+            failures.append({"run": i, "tail": proc.stdout[-6000:]})
+        say(f"fault matrix run {i}/{runs}: {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s")
+        if not ok:
+            for line in proc.stdout.splitlines():
+                if line.startswith(("FAILED", "ERROR", "E   ")):
+                    say(f"  {line[:300]}")
+    return {
+        "runs": runs,
+        "passed": passed,
+        "failed": failed,
+        "seconds": round(time.monotonic() - started, 1),
+        "failures": failures,
+        "fault_reports": faults,
+    }
+
+
+# ---- part 2: the mixed load with faults ----
+
+
+@dataclass
+class Soak:
+    base: Path
+    minutes: float
+    fault_every_s: float
+    pg: EmbeddedPostgres = field(init=False)
+    kafka: EmbeddedKafka = field(init=False)
+    db_url: str = field(init=False)
+    private_key: bytes = field(init=False)
+    public_key: Path = field(init=False)
+    prefix: str = field(default_factory=lambda: f"soak{uuid.uuid4().hex[:6]}.")
+    ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in SERVICES})
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    accepted: set[str] = field(default_factory=set)
+    statuses: Counter[str] = field(default_factory=Counter)
+    bad: list[str] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    rss: dict[str, list[tuple[float, int, float]]] = field(default_factory=dict)  # name -> (t, pid, MiB)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- the system --
+
+    def start_infra(self) -> None:
+        self.pg = EmbeddedPostgres(self.base / "pg", ephemeral=True)
+        self.pg.start()
+        self.pg.create_database_sync("soak")
+        self.db_url = self.pg.url("soak")
+        upgrade_head(self.db_url)
+        self.kafka = EmbeddedKafka(free_port(), log_path=self.base / "kafka.log")
+        self.kafka.start()
+        priv, self.public_key = generate_keypair(self.base / "keys")
+        self.private_key = priv.read_bytes()
+
+    def env(self, name: str) -> dict[str, str]:
+        env = dict(os.environ)
+        for _, p in SERVICES.values():
+            env |= {
+                f"{p}DATABASE_URL": self.db_url,
+                f"{p}KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap,
+                f"{p}KAFKA_TOPIC_PREFIX": self.prefix,
+                f"{p}JWT_PUBLIC_KEY_FILE": str(self.public_key),
+                f"{p}KAFKA_SESSION_TIMEOUT_MS": "3000",
+                f"{p}KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+                f"{p}LOG_LEVEL": "ERROR",
+            }
+        env["BT_EVENTS_REGISTRY_URL"] = self.url("registry")
+        env["BT_PORTAL_EVENTS_URL"] = self.url("events")
+        env["BT_PORTAL_REGISTRY_URL"] = self.url("registry")
+        env["BT_PORTAL_SELF_URL"] = self.url("portal")
+        # The portal's consumer runs in its own process (as deploy/ runs it), so it can be killed on its own.
+        env["BT_PORTAL_CONSUMERS_ENABLED"] = "true" if name == "portal-consumer" else "false"
+        return env
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    async def start(self, name: str) -> None:
+        service = "portal" if name == "portal-consumer" else name
+        self.ports.setdefault(name, free_port())
+        log = (self.base / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
+            service_command(service, "127.0.0.1", self.ports[name]), env=self.env(name), stdout=log, stderr=log
+        )
+        log.close()
+        deadline = time.monotonic() + 90
+        async with httpx.AsyncClient(timeout=2) as c:
+            while time.monotonic() < deadline:
+                try:
+                    if (await c.get(self.url(name) + "/healthz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"{name} did not become healthy; see {self.base / (name + '.log')}")
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def shutdown(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+        self.kafka.stop()
+        self.pg.stop()
+
+    def token(self, org: str, role: str, ministry: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(self.private_key, org=org, role=role, ministry=ministry)}"}
+
+    async def seed(self) -> None:
+        admin = self.token("BT-ADMIN", "admin")
+        async with httpx.AsyncClient(base_url=self.url("registry"), timeout=30) as reg:
+            for org, role, extra in (
+                ("LGES", "manufacturer", {"gs1_company_prefixes": ["8801234"]}),
+                ("KOTSA", "inspector", {}),
+                ("MOLIT", "ministry", {"ministry": "MOLIT"}),
+            ):
+                r = await reg.post(
+                    "/v1/participants", json={"id": org, "name": org, "role": role, **extra}, headers=admin
+                )
+                assert r.status_code in (201, 409), r.text
+            maker = self.token("LGES", "manufacturer")
+            r = await reg.post("/v1/models", json=MODEL, headers=maker)
+            assert r.status_code in (201, 409), r.text
+            batteries = [
+                {
+                    "id": b,
+                    "model_id": MODEL["id"],
+                    "serial_number": f"SN{i:08d}",
+                    "manufactured_at": "2026-01-15T09:00:00+09:00",
+                    "manufacturing_site": "Ochang, KR",
+                    "materials_kg": {"lithium": 8.0, "nickel": 40.0},
+                    "recycled_content_pct": {"lithium": 6},
+                }
+                for i, b in enumerate(BATTERIES)
+            ]
+            r = await reg.post("/v1/batteries/bulk", json={"batteries": batteries}, headers=maker)
+            assert r.status_code == 201, r.text
+        deadline = time.monotonic() + 90
+        async with httpx.AsyncClient(timeout=10) as c:
+            while time.monotonic() < deadline:
+                r = await c.get(
+                    self.url("events") + f"/v1/batteries/{BATTERIES[0]}/state", headers=self.token("KOTSA", "inspector")
+                )
+                if r.status_code not in (401, 503):
+                    return
+                await asyncio.sleep(0.5)
+        raise RuntimeError("the events service never admitted the seeded participants")
+
+    # -- the load --
+
+    def _record(self, where: str, r: httpx.Response) -> None:
+        self.statuses[f"{where} {r.status_code}"] += 1
+        if r.status_code >= 500 and not (r.status_code == 503 and r.headers.get("retry-after")):
+            self.bad.append(f"{where} {r.status_code}: {r.text[:300]}")
+
+    async def poster(self, battery: str) -> None:
+        headers = self.token("KOTSA", "inspector")
+        async with httpx.AsyncClient(base_url=self.url("events"), timeout=10) as c:
+            while not self.stop.is_set():
+                event_id = str(uuid.uuid4())
+                body = {
+                    "event_id": event_id,
+                    "battery_id": battery,
+                    "type": "INCIDENT",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "data": {"kind": "leak", "severity": "low"},
+                }
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:  # retried with the same event ID: safe by design
+                    try:
+                        r = await c.post("/v1/events", json=body, headers=headers)
+                        self._record("post /v1/events", r)
+                        if r.status_code == 201:
+                            self.accepted.add(event_id)
+                            break
+                    except httpx.HTTPError as exc:
+                        self.statuses[f"post {exc.__class__.__name__}"] += 1
+                    await asyncio.sleep(0.25)
+                await asyncio.sleep(0.05)
+
+    async def reader(self, name: str, path: str, headers: dict[str, str]) -> None:
+        async with httpx.AsyncClient(base_url=self.url(name), timeout=10) as c:
+            while not self.stop.is_set():
+                try:
+                    self._record(f"get {name}", await c.get(path, headers=headers))
+                except httpx.HTTPError as exc:
+                    self.statuses[f"get {name} {exc.__class__.__name__}"] += 1
+                await asyncio.sleep(0.1)
+
+    async def sample_rss(self) -> None:
+        started = time.monotonic()
+        while not self.stop.is_set():
+            for name, proc in list(self.procs.items()):
+                try:
+                    text = Path(f"/proc/{proc.pid}/status").read_text()  # noqa: ASYNC240 - procfs, no disk
+                except OSError:
+                    continue
+                found = re.search(r"VmRSS:\s+(\d+) kB", text)
+                if found:
+                    self.rss.setdefault(name, []).append(
+                        (round(time.monotonic() - started, 1), proc.pid, int(found.group(1)) / 1024)
+                    )
+            try:
+                await asyncio.wait_for(self.stop.wait(), 10)
+            except TimeoutError:
+                pass
+
+    # -- the faults --
+
+    async def fault(self, index: int) -> None:
+        kind = FAULTS[index % len(FAULTS)]
+        t0 = time.monotonic()
+        detail = ""
+        if kind == "broker":
+            self.kafka.stop(kill=True)
+            await asyncio.sleep(3)
+            self.kafka.start()  # memory-only: topics, messages and group offsets are gone
+            await asyncio.sleep(3)
+            detail = await self.republish()
+        elif kind == "postgres":
+            await asyncio.to_thread(self.pg.pg_ctl, "-w", "-m", "fast", "restart")
+        elif kind == "service":
+            victim = ("events", "registry")[(index // len(FAULTS)) % 2]
+            self.kill(victim)
+            await asyncio.sleep(1)
+            await self.start(victim)
+            detail = victim
+        else:
+            self.kill("portal-consumer")
+            await asyncio.sleep(1)
+            await self.start("portal-consumer")
+        self.faults.append({"fault": kind, "detail": detail, "seconds": round(time.monotonic() - t0, 1)})
+        say(f"fault {index + 1}: {kind} {detail} (recovered in {time.monotonic() - t0:.1f} s); {self.summary()}")
+
+    async def republish(self) -> str:
+        """The runbook after a broker lost its data: republish from the system of record."""
+        from services.events.republish import republish as republish_events
+        from services.registry.republish import republish as republish_registry
+
+        engine = make_engine(self.db_url, pool_size=2)
+        try:
+            registry = await republish_registry(engine)
+            events = await republish_events(engine)
+        finally:
+            await engine.dispose()
+        return f"republished {sum(registry.values())} registry and {events} lifecycle messages"
+
+    def summary(self) -> str:
+        return f"{len(self.accepted)} events accepted, {len(self.bad)} bad answers"
+
+    # -- the end --
+
+    async def reconcile(self) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=10) as c:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                try:
+                    if (await c.get(self.url("events") + "/v1/ops/outbox")).json()["backlog"] == 0:
+                        break
+                except (httpx.HTTPError, ValueError, KeyError):
+                    pass
+                await asyncio.sleep(1)
+        conn = await asyncpg.connect(asyncpg_dsn(self.db_url))
+        try:
+            ledger = {str(r[0]) for r in await conn.fetch("SELECT event_id FROM events.ledger WHERE type='INCIDENT'")}
+            deadline = time.monotonic() + 180
+            portal_rows: list[str] = []
+            while time.monotonic() < deadline:
+                portal_rows = [
+                    str(r[0]) for r in await conn.fetch("SELECT event_id FROM portal.events WHERE type='INCIDENT'")
+                ]
+                if len(set(portal_rows)) >= len(ledger):
+                    break
+                await asyncio.sleep(1)
+        finally:
+            await conn.close()
+        async with httpx.AsyncClient(timeout=10) as c:
+            molit = (
+                await c.get(self.url("portal") + "/v1/views/molit", headers=self.token("MOLIT", "ministry", "MOLIT"))
+            ).json()
+        on_topic = await self.topic_ids(len(ledger))
+        lost = len(self.accepted - ledger) + len(ledger - on_topic) + len(ledger - set(portal_rows))
+        duplicated = (len(portal_rows) - len(set(portal_rows))) + abs(molit["incidents"]["incidents"] - len(ledger))
+        return {
+            "accepted": len(self.accepted),
+            "ledger": len(ledger),
+            "on_topic": len(on_topic & ledger),
+            "portal": len(set(portal_rows)),
+            "lost": lost,
+            "duplicated": duplicated,
+            "bad_answers": len(self.bad),
+            "bad_examples": self.bad[:5],
+            "statuses": dict(self.statuses),
+        }
+
+    async def topic_ids(self, expected: int) -> set[str]:
+        topic = self.prefix + TOPIC_LIFECYCLE
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        ids: set[str] = set()
+        try:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return ids
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for recs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                    for r in recs:
+                        value = orjson.loads(r.value)
+                        if value.get("data", {}).get("type") == "INCIDENT":
+                            ids.add(value["id"])
+                if all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    break
+        finally:
+            await consumer.stop()
+        return ids
+
+
+#: Seconds of a process's life left out of its "after warm-up" slope.
+WARM_UP_S = 120.0
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB), in MiB per minute."""
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mm = sum(m for _, m in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return round(sum((t - mt) * (m - mm) for t, m in points) / var * 60, 3) if var else 0.0
+
+
+def slopes(rss: dict[str, list[tuple[float, int, float]]]) -> dict[str, Any]:
+    """Per process (a service restarted by a fault is a new process): RSS first/last and its least-squares slope."""
+    out: dict[str, Any] = {}
+    for name, samples in rss.items():
+        for pid in dict.fromkeys(p for _, p, _ in samples):
+            points = [(t, mib) for t, p, mib in samples if p == pid]
+            if len(points) < 3:
+                continue
+            warm = [(t, m) for t, m in points if t >= points[0][0] + WARM_UP_S]
+            out[f"{name}:{pid}"] = {
+                "samples": len(points),
+                "minutes": round((points[-1][0] - points[0][0]) / 60, 1),
+                "rss_first_mib": round(points[0][1], 1),
+                "rss_last_mib": round(points[-1][1], 1),
+                "rss_max_mib": round(max(m for _, m in points), 1),
+                "slope_mib_per_min": _slope(points),
+                # Caches, pools and the allocator fill up in the first minutes; a leak shows after them.
+                "slope_after_warm_up_mib_per_min": _slope(warm) if len(warm) >= 3 else None,
+            }
+    return out
+
+
+async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="bt-soak-"))
+    soak = Soak(base, minutes, fault_every_s)
+    say(f"starting PostgreSQL, the broker and the services (logs in {base})")
+    await asyncio.to_thread(soak.start_infra)  # blocking set-up (migrations run their own event loop)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for name in ("registry", "events", "portal", "portal-consumer"):
+            await soak.start(name)
+        await soak.seed()
+        maker = soak.token("LGES", "manufacturer")
+        ministry = soak.token("MOLIT", "ministry", "MOLIT")
+        tasks = [asyncio.create_task(soak.poster(b)) for b in BATTERIES[:8]]
+        tasks += [
+            asyncio.create_task(soak.reader("registry", f"/v1/batteries/{BATTERIES[1]}", maker)),
+            asyncio.create_task(soak.reader("events", f"/v1/batteries/{BATTERIES[2]}/events", maker)),
+            asyncio.create_task(soak.reader("portal", "/v1/views/molit", ministry)),
+            asyncio.create_task(soak.sample_rss()),
+        ]
+        say(f"mixed load for {minutes} min, one fault every {fault_every_s:.0f} s")
+        end = time.monotonic() + minutes * 60
+        index = 0
+        next_fault = time.monotonic() + fault_every_s
+        while time.monotonic() < end:
+            await asyncio.sleep(min(5.0, max(0.0, end - time.monotonic())))
+            if time.monotonic() >= next_fault and time.monotonic() < end - 20:
+                await soak.fault(index)
+                index += 1
+                next_fault += fault_every_s
+            elif int(end - time.monotonic()) % 30 < 5:
+                say(f"{(end - time.monotonic()) / 60:.1f} min left; {soak.summary()}")
+        say("load done; reconciling")
+        soak.stop.set()
+        await asyncio.gather(*tasks)
+        result = await soak.reconcile()
+        result |= {"minutes": minutes, "faults": soak.faults, "rss": slopes(soak.rss)}
+        return result
+    finally:
+        soak.stop.set()
+        for t in tasks:
+            t.cancel()
+        soak.shutdown()
+        shutil.rmtree(base / "pg", ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=50, help="fault-matrix runs in a row (0: skip; default 50)")
+    parser.add_argument("--minutes", type=float, default=20.0, help="mixed load duration (0: skip; default 20)")
+    parser.add_argument("--fault-every", type=float, default=120.0, help="seconds between faults (default 120)")
+    parser.add_argument("--report", type=Path, default=Path("soak-report.json"), help="where to write the JSON report")
+    args = parser.parse_args(argv)
+    report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
+    if args.runs > 0:
+        say(f"part 1: the fault matrix {args.runs} times")
+        report["fault_matrix"] = fault_matrix(args.runs)
+    if args.minutes > 0:
+        say("part 2: mixed load with faults")
+        report["mixed_load"] = asyncio.run(mixed_load(args.minutes, args.fault_every))
+    report["finished_at"] = datetime.now(UTC).isoformat()
+    matrix = report.get("fault_matrix", {"failed": 0})
+    load = report.get("mixed_load", {"lost": 0, "duplicated": 0, "bad_answers": 0})
+    report["ok"] = matrix["failed"] == 0 and load["lost"] == 0 and load["duplicated"] == 0 and load["bad_answers"] == 0
+    args.report.write_text(json.dumps(report, indent=2, default=str))
+    say(f"report written to {args.report}: {'OK' if report['ok'] else 'NOT OK'}")
+    if "mixed_load" in report:
+        m = report["mixed_load"]
+        say(f"lost {m['lost']}, duplicated {m['duplicated']}, bad answers {m['bad_answers']}, accepted {m['accepted']}")
+        for proc, r in m["rss"].items():
+            say(
+                f"RSS {proc}: {r['rss_first_mib']} -> {r['rss_last_mib']} MiB over {r['minutes']} min, slope "
+                f"{r['slope_mib_per_min']} MiB/min ({r['slope_after_warm_up_mib_per_min']} after warm-up)"
+            )
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

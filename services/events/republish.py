@@ -1,0 +1,68 @@
+"""Republish from the system of record: every ledger event, read from `events.ledger` in each battery's
+sequence order and queued on the outbox again as the lifecycle message it was (same CloudEvent ID, same
+data); the relay leader publishes them after whatever is queued already. The outbox is only a buffer (pruned
+after `outbox_retention_days`), so this is what brings battery.lifecycle.v1 back after the broker lost it.
+Consumers dedupe on the event ID and fold a battery's events in sequence order, so re-sent events change
+nothing they have."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.events.lifecycle.models import BatteryState, LedgerEntry
+from services.events.lifecycle.service import lifecycle_message
+from services.events.models import SCHEMA
+from shared.db import make_sessionmaker, row_dict
+from shared.outbox import OutboxMessage, enqueue
+from shared.records import LedgerRecordFields
+
+#: Ledger events read and queued per transaction.
+CHUNK = 5_000
+
+
+async def republish(
+    engine: AsyncEngine,
+    *,
+    battery: str | None = None,
+    since: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Queue every ledger event (or one battery's, or those recorded at or after `since`), battery by battery
+    in sequence order. Returns how many were queued."""
+    ledger, states = LedgerEntry.__table__, BatteryState.__table__
+    columns = [ledger.c[name] for name in LedgerRecordFields.model_fields]
+    base = (
+        select(*columns, states.c.kind, states.c.manufacturer)
+        .join(states, states.c.battery_id == ledger.c.battery_id)
+        .order_by(ledger.c.battery_id, ledger.c.sequence)
+        .limit(CHUNK)
+    )
+    if battery is not None:
+        base = base.where(ledger.c.battery_id == battery)
+    if since is not None:
+        base = base.where(ledger.c.recorded_at >= since)
+    maker = make_sessionmaker(engine)
+    after: tuple[str, int] | None = None
+    total = 0
+    while True:
+        stmt = base if after is None else base.where(tuple_(ledger.c.battery_id, ledger.c.sequence) > after)
+        async with engine.connect() as conn:
+            rows = [row_dict(r) for r in (await conn.execute(stmt)).mappings()]
+        if not rows:
+            return total
+        messages = [OutboxMessage(*lifecycle_message(_ledger_row(r), r)) for r in rows]
+        async with maker() as session, session.begin():
+            await enqueue(session, SCHEMA, messages)
+        total += len(rows)
+        if progress:
+            progress(len(rows))
+        after = (rows[-1]["battery_id"], rows[-1]["sequence"])
+
+
+def _ledger_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in LedgerRecordFields.model_fields}
