@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from tests.events_helpers import ORGS, Stack, stack
 from tests.standards import standard_files
@@ -301,3 +302,35 @@ async def test_capture_job_is_private_to_its_poster(s: Stack) -> None:
     assert (await s.events.get(loc, headers=s.as_role("collector"))).status_code == 404
     assert (await s.events.get(loc, headers=s.as_role("ministry"))).status_code == 200
     assert (await s.events.get("/epcis/capture/nope", headers=s.as_role("recycler"))).status_code == 404
+
+
+async def test_an_event_without_event_id_is_named_by_its_event_hash_and_recognised_when_resent(s: Stack) -> None:
+    """CBV 2.0 event hash: the same event sent again, however serialised and under whatever eventID, is a
+    harmless retry: stored once, applied to the lifecycle once."""
+    from services.events.epcis.event_hash import event_hash
+
+    bid = await s.battery()
+    ev = transfer([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")
+    del ev["eventID"]
+    first = await capture(s, doc(ev), "manufacturer")
+    assert first["success"] and first["storedCount"] == 1, first
+    assert (await s.state(bid))["sequence"] == 2
+
+    async def stored() -> list[tuple[str, str]]:
+        async with s.events.app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+            rows = await session.execute(text("SELECT event_id, event_hash FROM events.epcis_events ORDER BY 1"))
+        return [(r[0], r[1]) for r in rows]
+
+    assert await stored() == [(event_hash(ev, CONTEXT), event_hash(ev, CONTEXT))]
+    again = dict(reversed(list(ev.items())))
+    again["eventTime"] = "2026-02-01T01:00:00.000Z"  # the same instant
+    for resent in (ev, again, {**ev, "eventID": f"urn:uuid:{uuid.uuid4()}"}):
+        job = await capture(s, doc(resent), "manufacturer")
+        assert job["success"] and not job["errors"], job
+    assert (await s.state(bid))["sequence"] == 2  # never transferred twice
+    assert len(await stored()) == 1
+    plain = obj(["urn:epc:id:sgtin:0614141.107346.2017"], "shipping", "2026-02-03T10:00:00+09:00")
+    twins = [{k: v for k, v in plain.items() if k != "eventID"}, plain]  # one without an eventID, one with
+    job = await capture(s, doc(*twins), "manufacturer")
+    assert job["success"], job
+    assert len(await stored()) == 2  # the twins once

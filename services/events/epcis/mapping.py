@@ -76,14 +76,6 @@ def digest(event: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def event_id_of(event: Mapping[str, Any]) -> str:
-    """The event's eventID, or a content hash for events sent without one (EPCIS makes it optional)."""
-    given = event.get("eventID")
-    if isinstance(given, str) and given:
-        return given
-    return f"ni:///sha-256;{digest(event)}?ver=CBV2.0"
-
-
 def identifiers(event: Mapping[str, Any]) -> list[str]:
     """Every instance-level identifier the event names (class-level epcClass values never are batteries)."""
     out: list[str] = []

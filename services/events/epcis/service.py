@@ -15,11 +15,11 @@ import jsonschema_rs
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.epcis import repository as repo
+from services.events.epcis.event_hash import event_hashes
 from services.events.epcis.mapping import (
     MappingProblem,
     declaration_event,
     digest,
-    event_id_of,
     identifiers,
     location_of,
     map_event,
@@ -121,6 +121,7 @@ class _Plan:
     event: dict[str, Any]
     event_id: str
     digest: str
+    event_hash: str
     lifecycle: list[EventIn] = field(default_factory=list)
     battery_ids: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
@@ -171,9 +172,19 @@ async def capture_document(
     events: list[dict[str, Any]] = document["epcisBody"]["eventList"]
     plans: list[_Plan] = []
     seen: dict[str, _Plan] = {}
+    hashes = event_hashes(document)
+    same_content: dict[str, _Plan] = {}
     for i, ev in enumerate(events):
-        eid = event_id_of(ev)
-        plan = _Plan(i, {**ev, "eventID": eid, "recordTime": record_time}, eid, digest({**ev, "eventID": eid}))
+        # An event without an eventID is named by its event hash (CBV 2.0), so sending it again names it again.
+        given = ev.get("eventID")
+        eid = given if isinstance(given, str) and given else hashes[i]
+        plan = _Plan(
+            i, {**ev, "eventID": eid, "recordTime": record_time}, eid, digest({**ev, "eventID": eid}), hashes[i]
+        )
+        if "errorDeclaration" not in ev:  # a declaration has its original's hash: never a duplicate of it
+            first = same_content.setdefault(plan.event_hash, plan)
+            if first is not plan and first.event_id != eid:
+                plan.store = False  # the same event twice in one document under two eventIDs: once in effect
         twin = seen.get(eid)
         if twin is not None:  # one eventID twice in a document: once in effect, or a conflict
             plan.store = False
@@ -202,11 +213,15 @@ async def capture_document(
 
     batteries = await resolver.resolve_many({v for p in plans for v in identifiers(p.event)})
     captured = await repo.existing(session, list(seen))
+    resent = await repo.captured_hashes(session, principal.org, [p.event_hash for p in plans])
     native_ids = [eid[len("urn:uuid:") :] for eid in seen if eid.startswith("urn:uuid:")]
     native = await repo.ledger_batteries(session, [i for i in native_ids if _is_uuid(i)])
 
     for plan in plans:
         if plan.error or not plan.store:
+            continue
+        if plan.event_hash in resent and "errorDeclaration" not in plan.event:
+            plan.store = False  # captured before by this participant (under this or another eventID): a retry
             continue
         try:
             _plan(plan, principal, captured.get(plan.event_id, []), batteries, native)
@@ -399,6 +414,7 @@ async def _store(
                 "record_time": created,
                 "actor": principal.org,
                 "digest": p.digest,
+                "event_hash": p.event_hash,
                 "battery_ids": sorted(set(p.battery_ids)),
                 "ledger_events": ledger,
                 "error_declaration": p.event.get("errorDeclaration"),
