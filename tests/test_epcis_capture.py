@@ -334,3 +334,107 @@ async def test_an_event_without_event_id_is_named_by_its_event_hash_and_recognis
     job = await capture(s, doc(*twins), "manufacturer")
     assert job["success"], job
     assert len(await stored()) == 2  # the twins once
+
+
+def association(action: str, parent: str, children: list[str], when: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "AssociationEvent",
+        "eventID": f"urn:uuid:{uuid.uuid4()}",
+        "action": action,
+        "bizStep": "installing" if action == "ADD" else "removing",
+        "parentID": parent,
+        "childEPCs": children,
+        "eventTime": when,
+        "eventTimeZoneOffset": "+09:00",
+        **extra,
+    }
+
+
+def ownership(epcs: list[str], to: str, when: str, party: str = "owning_party") -> dict[str, Any]:
+    return {
+        "type": "TransactionEvent",
+        "eventID": f"urn:uuid:{uuid.uuid4()}",
+        "action": "ADD",
+        "bizStep": "retail_selling",
+        "bizTransactionList": [{"type": "po", "bizTransaction": "urn:epcglobal:cbv:bt:8801234000009:PO-1"}],
+        "epcList": epcs,
+        "destinationList": [{"type": party, "destination": participant(to)}],
+        "eventTime": when,
+        "eventTimeZoneOffset": "+09:00",
+    }
+
+
+VIN = "KMHEM41AP6A123456"
+
+
+async def test_association_with_a_vehicle_installs_and_removes(s: Stack) -> None:
+    bid = await s.battery()
+    await capture(s, doc(transfer([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")), "manufacturer")
+    add = association("ADD", f"https://batterytrace.kr/vehicle/{VIN}", [battery(bid)], "2026-02-02T10:00:00+09:00")
+    assert (await capture(s, doc(add), "oem"))["success"]
+    st = await s.state(bid)
+    assert st["state"] == "in_service", st
+    timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]
+    assert timeline[-1]["type"] == "INSTALLED" and timeline[-1]["data"] == {"vin": VIN}
+    delete = association("DELETE", f"urn:vin:{VIN}", [battery(bid)], "2026-05-02T10:00:00+09:00", disposition="damaged")
+    assert (await capture(s, doc(delete), "oem"))["success"]
+    timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]
+    assert timeline[-1]["type"] == "REMOVED" and timeline[-1]["data"]["reason"] == "accident"
+    assert (await s.state(bid))["state"] == "removed"
+
+
+async def test_association_with_an_ess_site_installs(s: Stack) -> None:
+    bid = await s.battery()
+    await capture(s, doc(transfer([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")), "manufacturer")
+    add = association(
+        "ADD",
+        "urn:epc:id:sgln:8801234.00001.0",
+        [battery(bid)],
+        "2026-02-02T10:00:00+09:00",
+        **{"bt:essSiteId": "ESS-7"},
+    )
+    assert (await capture(s, doc(add), "oem"))["success"]
+    timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]
+    assert timeline[-1]["type"] == "INSTALLED" and timeline[-1]["data"] == {"ess_site_id": "ESS-7"}
+
+
+async def test_association_with_something_else_is_stored_only(s: Stack) -> None:
+    bid = await s.battery()
+    add = association("ADD", "urn:epc:id:grai:4012345.55555.987", [battery(bid)], "2026-02-02T10:00:00+09:00")
+    job = await capture(s, doc(add), "manufacturer")
+    assert job["success"], job
+    assert (await s.state(bid))["sequence"] == 1
+
+
+async def test_association_follows_the_lifecycle_rules(s: Stack) -> None:
+    """An installation by a participant who does not hold the battery is refused, as natively; nothing changes."""
+    bid = await s.battery()
+    add = association("ADD", f"https://batterytrace.kr/vehicle/{VIN}", [battery(bid)], "2026-02-02T10:00:00+09:00")
+    job = await capture(s, doc(add), "oem")
+    (err,) = job["errors"]
+    assert err["lifecycleType"] == "INSTALLED" and err["status"] in (403, 409), err
+    st = await s.state(bid)
+    assert st["state"] == "manufactured" and st["sequence"] == 1
+    # removing what was never installed: an illegal transition
+    job = await capture(
+        s, doc(association("DELETE", f"urn:vin:{VIN}", [battery(bid)], "2026-02-03T10:00:00+09:00")), "manufacturer"
+    )
+    (err,) = job["errors"]
+    assert err["lifecycleType"] == "REMOVED" and err["status"] in (403, 409), err
+
+
+async def test_transaction_with_a_change_of_ownership_transfers(s: Stack) -> None:
+    bid = await s.battery()
+    job = await capture(s, doc(ownership([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")), "manufacturer")
+    assert job["success"], job
+    assert (await s.state(bid))["custodian"] == ORGS["oem"]
+    # a seller who does not hold the battery cannot sell it
+    job = await capture(s, doc(ownership([battery(bid)], ORGS["recycler"], "2026-02-02T10:00:00+09:00")), "collector")
+    (err,) = job["errors"]
+    assert err["lifecycleType"] == "TRANSFERRED" and err["status"] in (403, 409), err
+    assert (await s.state(bid))["custodian"] == ORGS["oem"]
+    # a possessing party alone is no change of ownership: stored, no lifecycle step
+    job = await capture(
+        s, doc(ownership([battery(bid)], ORGS["collector"], "2026-02-03T10:00:00+09:00", "possessing_party")), "oem"
+    )
+    assert job["success"] and (await s.state(bid))["custodian"] == ORGS["oem"]
