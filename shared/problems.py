@@ -106,7 +106,8 @@ class EpcisException(Problem):
         self.exception = exception
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
-        return {**super().body(instance), "type": "epcisException:" + self.exception}
+        # No `instance`: the binding's schema takes an absolute URI there, and the request's path is not one.
+        return {**super().body(None), "type": "epcisException:" + self.exception}
 
 
 def field_error(field: str, rule: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -101,9 +101,10 @@ async def test_schema_errors_list_the_failing_paths(s: Stack) -> None:
     bad["epcisBody"]["eventList"][0]["eventTime"] = "yesterday"
     del bad["schemaVersion"]
     r = await s.events.post("/epcis/capture", json=bad, headers=s.as_role("inspector"))
-    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    # the standard's exception (GS1 REST binding: 400 ValidationException), not 422
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
     body = r.json()
-    assert body["code"] == "epcis-schema"
+    assert body["code"] == "epcis-schema" and body["type"] == "epcisException:ValidationException"
     fields = {e["field"] for e in body["errors"]}
     assert {"/epcisBody/eventList/0/action", "/epcisBody/eventList/0/eventTime", "/"} <= fields, fields
     assert all(e["rule"].startswith("/") for e in body["errors"])

@@ -161,7 +161,10 @@ async def test_gs1_openapi_conformance(epcis: str, token: Any, capsys: Any) -> N
     document = orjson.loads(standard("epcis", "rest", "openapi.json").read_bytes())
     schema = schemathesis.openapi.from_dict(document)
     report = Report()
-    principals = {"manufacturer": token("LGES", "manufacturer"), "ministry": token("MOLIT", "ministry", ministry="MOLIT")}
+    principals = {
+        "manufacturer": token("LGES", "manufacturer"),
+        "ministry": token("MOLIT", "ministry", ministry="MOLIT"),
+    }
     async with httpx.AsyncClient(timeout=60) as client:
         for result in schema.get_all_operations():
             operation = result.ok()
@@ -181,7 +184,9 @@ async def test_gs1_openapi_conformance(epcis: str, token: Any, capsys: Any) -> N
                         report.requests["served" if served else "not served"] += 1
                         report.statuses[response.status_code] += 1
                         if response.status_code >= 500:
-                            report.server_errors.append(f"{method} {path} -> {response.status_code} {response.text[:200]}")
+                            report.server_errors.append(
+                                f"{method} {path} -> {response.status_code} {response.text[:200]}"
+                            )
                         if mode is GenerationMode.NEGATIVE and response.status_code < 400:
                             continue  # GS1's schemas are loose where ours are too: an accepted negative case is no failure here
                         try:
@@ -198,3 +203,87 @@ async def test_gs1_openapi_conformance(epcis: str, token: Any, capsys: Any) -> N
     assert not report.server_errors, report.server_errors[:5]
     assert report.requests["served"] > 0
     assert not report.failures, report.summary()
+
+
+# ---- capture accepts what the ratified schema and CBV 2.0 allow, and refuses the rest ----
+
+SCHEMA = orjson.loads(standard("epcis", "EPCIS-JSON-Schema.json").read_bytes())["definitions"]
+MEASUREMENT_TYPES = sorted(e for x in SCHEMA["measurementType"]["anyOf"] for e in x.get("enum", []))
+DISPOSITIONS = sorted(e for x in SCHEMA["disposition"]["anyOf"] for e in x.get("enum", []))
+
+
+def _observation(i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "ObjectEvent",
+        "eventTime": f"2026-03-01T10:{i // 60:02d}:{i % 60:02d}+09:00",
+        "eventTimeZoneOffset": "+09:00",
+        "action": "OBSERVE",
+        "epcList": [f"urn:epc:id:sgtin:0614141.107346.C{i}"],
+        **extra,
+    }
+
+
+def _document(*events: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-03-01T10:00:00+09:00",
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+@pytest.fixture
+async def events_stack(make_settings, token) -> AsyncIterator[Any]:
+    from tests.events_helpers import stack
+
+    async with stack(make_settings, token) as s:
+        yield s
+
+
+async def _capture(s: Any, body: dict[str, Any]) -> httpx.Response:
+    return await s.events.post("/epcis/capture", content=orjson.dumps(body), headers=s.as_role("manufacturer"))
+
+
+async def test_every_cbv_measurement_type_and_persistent_disposition_is_captured(events_stack: Any) -> None:
+    assert len(MEASUREMENT_TYPES) >= 70 and len(DISPOSITIONS) >= 30
+    events = [
+        _observation(i, sensorElementList=[{"sensorReport": [{"type": t, "value": 1.5, "uom": "KGM"}]}])
+        for i, t in enumerate(MEASUREMENT_TYPES)
+    ]
+    events += [
+        _observation(
+            1000 + i,
+            disposition=d,
+            persistentDisposition={"set": [d], "unset": [x for x in DISPOSITIONS if x != d][:1]},
+        )
+        for i, d in enumerate(DISPOSITIONS)
+    ]
+    r = await _capture(events_stack, _document(*events))
+    assert r.status_code == 202, r.text[:500]
+    job = (await events_stack.events.get(r.headers["location"], headers=events_stack.as_role("manufacturer"))).json()
+    assert job["success"] and job["storedCount"] == len(events), job
+
+
+@pytest.mark.parametrize(
+    ("change", "field_"),
+    [
+        ({"sensorElementList": [{"sensorReport": [{"type": "Temprature", "value": 1}]}]}, "sensorElementList"),
+        ({"disposition": "lost_in_space"}, "disposition"),
+        ({"persistentDisposition": {"set": ["active"], "forget": ["active"]}}, "persistentDisposition"),
+        ({"action": "LOOK"}, "action"),
+        ({"eventTime": "yesterday"}, "eventTime"),
+    ],
+)
+async def test_what_the_schema_or_cbv_refuses_is_a_validation_exception(
+    events_stack: Any, change: dict[str, Any], field_: str
+) -> None:
+    r = await _capture(events_stack, _document(_observation(1, **change)))
+    assert r.status_code == 400, r.text[:300]
+    body = r.json()
+    assert (
+        body["type"] == "epcisException:ValidationException" and r.headers["content-type"] == "application/problem+json"
+    )
+    assert any(field_ in e["field"] for e in body["errors"]), body["errors"]
+    jobs = (await events_stack.events.get("/epcis/capture", headers=events_stack.as_role("manufacturer"))).json()
+    assert jobs == []  # refused before a job exists: nothing stored

@@ -112,3 +112,15 @@ async def get_capture(session: AsyncSession, capture_id: str) -> dict[str, Any] 
     if r is None:
         return None
     return {**dict(r), "errors": json_value(r["errors"])}
+
+
+async def list_captures(session: AsyncSession, actor: str | None, limit: int) -> list[dict[str, Any]]:
+    """The latest capture jobs (of one actor, or of every one), newest first."""
+    conn = await raw_connection(session)
+    where = "WHERE actor = $2" if actor is not None else ""
+    rows = await conn.fetch(
+        f"SELECT {select_list(list(_captures.c))} FROM {qualified(_captures)} {where} ORDER BY created_at DESC LIMIT $1",
+        limit,
+        *([actor] if actor is not None else []),
+    )
+    return [{**dict(r), "errors": json_value(r["errors"])} for r in rows]

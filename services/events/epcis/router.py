@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from services.events.epcis import service
@@ -85,6 +85,27 @@ async def capture(
     return JSONResponse(
         body, status_code=202, headers={"Location": f"/epcis/capture/{job['capture_id']}", **EPCIS_HEADERS}
     )
+
+
+@router.get("/epcis/capture", response_model=list[CaptureJob], summary="The latest capture jobs visible to you")
+async def capture_jobs(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    response: Response,
+    perPage: Annotated[int, Query(ge=1, le=1000)] = 30,
+) -> Any:
+    """Your own capture jobs, newest first (ministries, operators and admin: everyone's)."""
+    response.headers.update(EPCIS_HEADERS)
+    return [job_out(j) for j in await service.capture_jobs(session, principal, perPage)]
+
+
+@router.options("/epcis/capture", include_in_schema=False)
+@router.options("/epcis/capture/{capture_id}", include_in_schema=False)
+async def discover(request: Request) -> Response:
+    """GS1's discovery: the methods and the EPCIS/CBV versions of the capture resources."""
+    allow = "OPTIONS, GET" + (", POST" if request.url.path.rstrip("/").endswith("/capture") else "")
+    limits = {"GS1-EPCIS-Capture-Limit": str(request.app.state.settings.batch_max_items)}
+    return Response(status_code=204, headers={"Allow": allow, **EPCIS_HEADERS, **limits})
 
 
 @router.get("/epcis/capture/{capture_id}", response_model=CaptureJob, summary="A capture job's outcome")

@@ -46,7 +46,7 @@ from shared.contract.streams import (
     envelope,
 )
 from shared.outbox import OutboxMessage, enqueue
-from shared.problems import NotFound, Problem, Unprocessable, field_error
+from shared.problems import EpcisException, Problem, Unprocessable, field_error
 
 
 class Behaviour(StrEnum):
@@ -106,11 +106,11 @@ def validate_document(document: Any) -> None:
     if not errors and (not isinstance(document, dict) or document.get("type") != "EPCISDocument"):
         errors.append({"field": "/type", "rule": "/properties/type/enum", "message": "must be 'EPCISDocument'"})
     if errors:
-        raise Unprocessable(
+        raise EpcisException(
+            "ValidationException",
             f"The document does not validate against the EPCIS 2.0 JSON Schema: {errors[0]['field']}: "
             f"{errors[0]['message'][:200]}",
             code="epcis-schema",
-            title="Invalid EPCIS document",
             errors=errors,
         )
 
@@ -458,5 +458,16 @@ async def capture_job(session: AsyncSession, capture_id: str, principal: Princip
     """A capture job as its poster (or a ministry, operator or admin) may see it; 404 if unknown or not theirs."""
     job = await repo.get_capture(session, capture_id) if _is_uuid(capture_id) else None
     if job is None or not access.may_read_capture_job(principal, job["actor"]):
-        raise NotFound(f"No capture job '{capture_id}' is visible to you.", code="unknown-capture")
+        raise EpcisException(
+            "NoSuchNameException",
+            f"No capture job '{capture_id[:80]}' is visible to you.",
+            status=404,
+            code="unknown-capture",
+        )
     return job
+
+
+async def capture_jobs(session: AsyncSession, principal: Principal, limit: int) -> list[dict[str, Any]]:
+    """The latest capture jobs the principal may see (its own; every one for those who see every job)."""
+    every = principal.role in access.SEES_EVERY_CAPTURE_JOB
+    return await repo.list_captures(session, None if every else principal.org, limit)

@@ -308,6 +308,24 @@ async def search(session: AsyncSession, f: Filters, limit: int) -> list[dict[str
     ]
 
 
+async def distinct(session: AsyncSession, column: str, handler_org: str | None, limit: int) -> list[str]:
+    assert column in ("epcs", "biz_step", "biz_location", "read_point", "disposition")
+    conn = await raw_connection(session)
+    value = "v" if column == "epcs" else f"e.{column}"
+    source = f"{EVENTS} e, unnest(e.epcs) v" if column == "epcs" else f"{EVENTS} e"
+    where = [f"{value} IS NOT NULL"]
+    args: list[Any] = [limit]
+    if handler_org is not None:
+        args.append(handler_org)
+        where.append(
+            f"(e.actor = $2 OR EXISTS (SELECT 1 FROM {HANDLERS} h WHERE h.org = $2 AND h.battery_id = ANY(e.battery_ids)))"
+        )
+    rows = await conn.fetch(
+        f"SELECT DISTINCT {value} AS value FROM {source} WHERE {' AND '.join(where)} ORDER BY 1 LIMIT $1", *args
+    )
+    return [r["value"] for r in rows]
+
+
 async def declarations(session: AsyncSession, ledger_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     if not ledger_ids:
         return {}

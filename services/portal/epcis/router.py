@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from services.portal.epcis import query, service
 from shared.auth import CurrentPrincipal
+from shared.contract.epcis import GS1_CONTEXT
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_RESPONSES, EpcisException, Problem
@@ -49,6 +50,11 @@ RESOURCES = {
 }
 
 
+def media_type(request: Request) -> str:
+    """JSON-LD when the client asks for it, else JSON (GS1's binding documents `application/json`)."""
+    return MEDIA_TYPE if "application/ld+json" in request.headers.get("accept", "") else "application/json"
+
+
 def extensions(request: Request) -> dict[str, str]:
     """`GS1-Extensions: ex=https://ns.example.com/epcis/, ...`: the prefixes extension parameters use."""
     out: dict[str, str] = {}
@@ -71,7 +77,7 @@ async def answer(
         token = encode_cursor([t.isoformat(), i, a, src, q.order_by, q.descending, page.remaining])
         kept = [(k, v) for k, v in params if k != "nextPageToken"]
         headers["Link"] = f'<{request.url.path}?{urlencode([*kept, ("nextPageToken", token)])}>; rel="next"'
-    return JSONResponse(page.document, media_type=MEDIA_TYPE, headers=headers)
+    return JSONResponse(page.document, media_type=media_type(request), headers=headers)
 
 
 def _after(q: query.EventQuery) -> tuple[tuple[datetime, str, str, str] | None, int | None]:
@@ -115,9 +121,10 @@ async def events(request: Request, session: SessionDep, principal: CurrentPrinci
     response_class=JSONResponse,
     responses={200: {"content": {MEDIA_TYPE: {}}, "description": "An EPCISQueryDocument with that event"}},
 )
-async def event(event_id: str, session: SessionDep, principal: CurrentPrincipal) -> JSONResponse:
+async def event(event_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal) -> JSONResponse:
     """Ledger events are `urn:uuid:{event_id}`; captured EPCIS events keep the eventID they were sent with."""
-    return JSONResponse(await service.event(session, principal, event_id), media_type=MEDIA_TYPE, headers=EPCIS_HEADERS)
+    document = await service.event(session, principal, event_id)
+    return JSONResponse(document, media_type=media_type(request), headers=EPCIS_HEADERS)
 
 
 @router.get(
@@ -142,21 +149,72 @@ async def resource_events(
     return await answer(request, session, principal, params, {name: value.replace("|", "%7C")})
 
 
-@router.get("/epcis", summary="The EPCIS resources (GS1 REST binding, top level)")
-async def top_level(principal: CurrentPrincipal, response: Response) -> list[str]:
-    response.headers.update(EPCIS_HEADERS)
-    return ["events", *RESOURCES]
+def collection(members: list[str]) -> JSONResponse:
+    return JSONResponse({"@context": GS1_CONTEXT, "type": "Collection", "member": members}, headers=EPCIS_HEADERS)
+
+
+TOP_LEVEL = [
+    "events",
+    "eventTypes",
+    "epcs",
+    "bizSteps",
+    "bizLocations",
+    "readPoints",
+    "dispositions",
+    "capture",
+    "queries",
+]
+#: Collection path → the column of the portal's EPCIS table whose values it lists.
+COLLECTIONS = {
+    "epcs": "epcs",
+    "bizSteps": "biz_step",
+    "bizLocations": "biz_location",
+    "readPoints": "read_point",
+    "dispositions": "disposition",
+}
+
+
+@router.get("/epcis", summary="The EPCIS top-level resources (GS1 REST binding)")
+@router.get("/epcis/", include_in_schema=False)
+async def top_level(principal: CurrentPrincipal) -> JSONResponse:
+    return collection(TOP_LEVEL)
 
 
 @router.get("/epcis/eventTypes", summary="The EPCIS event types")
-async def event_types(principal: CurrentPrincipal, response: Response) -> list[str]:
-    response.headers.update(EPCIS_HEADERS)
-    return list(query.EVENT_TYPES)
+async def event_types(principal: CurrentPrincipal) -> JSONResponse:
+    return collection(list(query.EVENT_TYPES))
+
+
+@router.get(
+    "/epcis/{name}",
+    summary="The EPCs, bizSteps, bizLocations, readPoints or dispositions of the events visible to the caller",
+)
+async def values(name: str, request: Request, session: SessionDep, principal: CurrentPrincipal) -> JSONResponse:
+    column = COLLECTIONS.get(name)
+    if column is None:
+        raise EpcisException("NoSuchNameException", f"No EPCIS resource '{name[:60]}'.", status=404)
+    per_page = query.parse([(k, v) for k, v in request.query_params.multi_items() if k == "perPage"]).per_page
+    return collection(await service.distinct(session, principal, column, per_page))
 
 
 @router.get("/epcis/{resource}/{value:path}", summary="What a resource (eventType, EPC, bizStep, ...) holds")
-async def resource(resource: str, value: str, principal: CurrentPrincipal, response: Response) -> list[str]:
+async def resource(resource: str, value: str, principal: CurrentPrincipal) -> JSONResponse:
     if resource not in RESOURCES or (resource == "eventTypes" and value not in EVENT_TYPES):
-        raise EpcisException("NoSuchResourceException", f"No EPCIS resource '{resource}/{value[:60]}'.", status=404)
-    response.headers.update(EPCIS_HEADERS)
-    return ["events"]
+        raise EpcisException("NoSuchNameException", f"No EPCIS resource '{resource}/{value[:60]}'.", status=404)
+    return collection(["events"])
+
+
+@router.options("/epcis", include_in_schema=False)
+@router.options("/epcis/{rest:path}", include_in_schema=False)
+async def discover(request: Request) -> Response:
+    """GS1's discovery: the methods and the EPCIS/CBV versions of a resource."""
+    allow = "OPTIONS, GET" + (", POST" if request.url.path.rstrip("/").endswith("/queries") else "")
+    headers = {
+        "Allow": allow,
+        **EPCIS_HEADERS,
+        "GS1-EPCIS-Min": "2.0.0",
+        "GS1-EPCIS-Max": "2.0.0",
+        "GS1-CBV-Min": "2.0.0",
+        "GS1-CBV-Max": "2.0.0",
+    }
+    return Response(status_code=204, headers=headers)

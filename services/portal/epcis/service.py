@@ -50,7 +50,7 @@ from shared.contract.streams import (
 )
 from shared.contract.streams import CloudEvent as CloudEventIn
 from shared.kafka import ConsumerRecord, PoisonMessage
-from shared.problems import EpcisException, NotFound
+from shared.problems import EpcisException
 
 log = logging.getLogger("batterytrace.portal.epcis")
 
@@ -391,8 +391,19 @@ async def event(session: AsyncSession, principal: Principal, event_id: str) -> d
     f = Filters(event_ids=[event_id], handler_org=access.only_handled_by(principal))
     rows = await repo.search(session, f, EVENT_ID_ANSWERS)
     if not rows:
-        raise NotFound(f"No EPCIS event '{event_id}' is visible to you.", code="unknown-event")
+        raise EpcisException(
+            "NoSuchNameException",
+            f"No EPCIS event '{event_id[:200]}' is visible to you.",
+            status=404,
+            code="unknown-event",
+        )
     return await _document(session, rows)
+
+
+async def distinct(session: AsyncSession, principal: Principal, column: str, limit: int) -> list[str]:
+    """The values of one column (EPCs, bizSteps, locations, dispositions) among the events visible to the
+    principal, at most `limit`."""
+    return await repo.distinct(session, column, access.only_handled_by(principal), limit)
 
 
 async def _with_batteries(session: AsyncSession, values: list[str]) -> list[str]:
