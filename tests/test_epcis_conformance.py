@@ -6,7 +6,7 @@ schemas. Positive and negative cases, `BT_EPCIS_CONFORMANCE_EXAMPLES` of each pe
 
 The operations of the binding we do not serve yet (named queries and subscriptions, `POST /events`,
 `DELETE /nextPageToken`) are held to "no 5xx" only and listed in the report; every other operation to all
-checks."""
+checks, except the few places where GS1's document cannot be met (`KNOWN_DEVIATIONS`, each with its reason)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,24 @@ NOT_SERVED = {
     ("DELETE", "/nextPageToken/{token}"),
 }
 
+_NO_400 = (
+    "GS1's document lists no 400 for this operation, yet a malformed or unknown parameter must be refused "
+    "(issue 15: a QueryParameterException, never ignored); the same parameters are 400 on the operations "
+    "where GS1 documents it (/eventTypes/{eventType}/events, ...)"
+)
+#: Where GS1's own document cannot be met, each with the reason. Anything else failing fails the test.
+KNOWN_DEVIATIONS: dict[tuple[str, str, str, str], str] = {
+    ("GET", "/events", "400", "Undocumented status code"): _NO_400,
+    **{
+        ("GET", p, "400", "Undocumented status code"): _NO_400
+        for p in ("/epcs", "/bizSteps", "/bizLocations", "/readPoints", "/dispositions", "/capture")
+    },
+    ("GET", "/capture", "200", "Response violates schema"): (
+        "GS1's CaptureJob is a oneOf of two property-only schemas ({errors} | {errorFile}): a successful job "
+        "(`errors: []`, GS1's own example) matches both, so no successful job can be valid against it"
+    ),
+}
+
 load_all_checks()
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -80,7 +98,9 @@ class Report:
             f"  {len(self.failures)} distinct failures on served operations, {len(self.server_errors)} 5xx, "
             f"{len(self.unserved)} distinct non-conformances on operations not served yet",
         ]
-        lines += [f"  FAIL {' | '.join(k)}\n    e.g. {v}" for k, v in sorted(self.failures.items())]
+        for k, v in sorted(self.failures.items()):
+            known = KNOWN_DEVIATIONS.get(k)  # type: ignore[arg-type]
+            lines.append(f"  {'known deviation' if known else 'FAIL'} {' | '.join(k)}\n    e.g. {v}")
         lines += [f"  not served: {' | '.join(k)}" for k in sorted(self.unserved)]
         return "\n".join(lines)
 
@@ -202,7 +222,8 @@ async def test_gs1_openapi_conformance(epcis: str, token: Any, capsys: Any) -> N
         print("\n" + report.summary())
     assert not report.server_errors, report.server_errors[:5]
     assert report.requests["served"] > 0
-    assert not report.failures, report.summary()
+    unexpected = {k: v for k, v in report.failures.items() if k not in KNOWN_DEVIATIONS}
+    assert not unexpected, report.summary()
 
 
 # ---- capture accepts what the ratified schema and CBV 2.0 allow, and refuses the rest ----

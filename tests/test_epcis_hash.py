@@ -130,3 +130,17 @@ def test_odd_numbers_never_break_the_hash(value: str) -> None:
 def test_any_json_in_extensions_hashes(extension: dict[str, object]) -> None:
     """Capture hashes whatever the schema lets through: extension content of any JSON shape."""
     assert event_hash({**EVENT, **extension}, CONTEXT).startswith("ni:///")
+
+
+def test_bare_strings_are_looked_up_by_their_tail() -> None:
+    """The reference's rule (a bare string that exactly one expanded URI ends with, after a `-` or `/`, becomes
+    it), by look-up: a document with thousands of vocabulary URIs is not compared string by string."""
+    from services.events.epcis.event_hash import _replace_bare_strings, _suffixes
+
+    index = _suffixes({"https://ref.gs1.org/cbv/BizStep-void_shipping", "https://ref.gs1.org/cbv/BizStep-shipping"})
+    assert _replace_bare_strings("shipping", index) == "https://ref.gs1.org/cbv/BizStep-shipping"
+    assert _replace_bare_strings("void_shipping", index) == "https://ref.gs1.org/cbv/BizStep-void_shipping"
+    assert _replace_bare_strings("BizStep-shipping", index) == "https://ref.gs1.org/cbv/BizStep-shipping"
+    assert _replace_bare_strings("cbv", index) == "cbv"  # two URIs end with it: no replacement
+    events = [{**EVENT, "bizStep": f"https://ref.gs1.org/cbv/BizStep-x{i}"} for i in range(2000)]
+    assert len(set(event_hashes({"@context": CONTEXT, "epcisBody": {"eventList": events}}))) == 2000

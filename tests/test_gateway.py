@@ -112,7 +112,7 @@ async def test_unrouted_path_is_404_problem_and_reaches_no_service() -> None:
 
     app = Starlette(routes=[Route("/{p:path}", count, methods=["GET", "POST", "DELETE"])])
     async with gateway({n: httpx.ASGITransport(app=app) for n in ("events", "portal")}) as gw:
-        for path in ("/v1/events", "/epcis/admin", "/epcis//capture", "/"):
+        for path in ("/v1/events", "/epcis/admin", "/epcis//capture", "/", "/epcis/events/a%0Ab"):
             r = await gw.get(path)
             assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", path
     assert calls == []
@@ -150,11 +150,11 @@ async def test_capture_and_query_under_one_base(make_settings, token) -> None:
             assert job.status_code == 200 and job.json()["success"], job.text
 
             async def found() -> bool:
-                q = await gw.get("/epcis/events", params={"MATCH_epc": battery(bid)}, headers=headers)
+                q = await gw.get("/epcis/events", params={"EQ_eventID": ev["eventID"]}, headers=headers)
                 found = (
                     q.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"] if q.status_code == 200 else []
                 )
-                return ev["eventID"] in [e["eventID"] for e in found]
+                return [e["eventID"] for e in found] == [ev["eventID"]]
 
             await eventually(found, timeout_s=30)
 

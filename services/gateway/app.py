@@ -46,9 +46,10 @@ HOP_BY_HOP = frozenset(
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def _problem(status: int, title: str, detail: str, code: str) -> Response:
-    body = {"type": f"https://batterytrace.kr/problems/{code}", "title": title, "status": status, "detail": detail}
-    body["code"] = code
+def _problem(status: int, title: str, detail: str, code: str, exception: str | None = None) -> Response:
+    """RFC 9457 problem+json; `exception`: as the EPCIS binding's exception (`epcisException:<name>`)."""
+    kind = f"epcisException:{exception}" if exception else f"https://batterytrace.kr/problems/{code}"
+    body = {"type": kind, "title": title, "status": status, "detail": detail, "code": code}
     return Response(orjson.dumps(body), status_code=status, media_type="application/problem+json")
 
 
@@ -68,7 +69,9 @@ async def proxy(request: Request) -> Response:
     path = raw_path.decode("latin-1")
     name = upstream_of(path)
     if name is None:
-        return _problem(404, "Not found", f"No EPCIS resource at {request.url.path}.", "not-found")
+        return _problem(
+            404, "Not found", f"No EPCIS resource at {request.url.path}.", "not-found", "NoSuchNameException"
+        )
     client: httpx.AsyncClient = request.app.state.clients[name]
     query = request.scope.get("query_string", b"")
     url = httpx.URL(path=path, query=query)
@@ -148,7 +151,13 @@ def create_app(settings: GatewaySettings | None = None, transports: dict[str, An
         Route("/readyz", readyz, methods=["GET"]),
         Route("/{path:path}", proxy, methods=METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        # A path no route matches (e.g. one with an encoded newline, which `{path:path}` does not match).
+        status = getattr(exc, "status_code", 404)
+        return _problem(status, "Not found", "No EPCIS resource at this path.", "not-found", "NoSuchNameException")
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})
     app.state.settings = settings
     return app
 

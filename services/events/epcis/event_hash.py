@@ -221,15 +221,26 @@ def _expanded_values(document: Any, prefixes: Mapping[str, str]) -> set[str]:
     return {v for v in found if v.startswith(EXPANDED_PREFIXES)}
 
 
-def _replace_bare_strings(value: Any, expanded: set[str]) -> Any:
+def _suffixes(expanded: set[str]) -> dict[str, set[str]]:
+    """Each expanded URI under every tail that follows one of its `-` or `/` (`shipping` for `.../BizStep-shipping`),
+    so a bare string is looked up once instead of compared with every URI (a large document stays linear)."""
+    index: dict[str, set[str]] = {}
+    for x in expanded:
+        for i, c in enumerate(x):
+            if c in "-/":
+                index.setdefault(x[i + 1 :], set()).add(x)
+    return index
+
+
+def _replace_bare_strings(value: Any, index: dict[str, set[str]]) -> Any:
     """A bare string that names exactly one expanded URI (`.../BizStep-shipping` for `shipping`) becomes it."""
     if isinstance(value, str):
-        matches = [x for x in expanded if x.endswith("-" + value) or x.endswith("/" + value)]
-        return matches[0] if len(matches) == 1 else value
+        matches = index.get(value, set())
+        return next(iter(matches)) if len(matches) == 1 else value
     if isinstance(value, list):
-        return [_replace_bare_strings(v, expanded) for v in value]
+        return [_replace_bare_strings(v, index) for v in value]
     if isinstance(value, dict):
-        return {k: _replace_bare_strings(v, expanded) for k, v in value.items()}
+        return {k: _replace_bare_strings(v, index) for k, v in value.items()}
     return value
 
 
@@ -346,6 +357,8 @@ def canonical_value(text: str) -> str:
     for old, new in WEB_VOCABULARY:
         text = text.replace(old, new)
     text = _numeric(text)
+    if not text.startswith(("urn:epc:", "http")):  # the only forms a GS1 key URI takes
+        return text
     return normalise(text) or text
 
 
@@ -442,7 +455,7 @@ def _ignore_fields(document: Mapping[str, Any]) -> set[str]:
 def prehashes(document: Mapping[str, Any]) -> list[str]:
     """The pre-hash string of each event of an EPCISDocument or EPCISQueryDocument, in document order."""
     prefixes = _prefixes(document.get("@context"))
-    expanded = _expanded_values(document, prefixes)
+    expanded = _suffixes(_expanded_values(document, prefixes))
     ignore = _ignore_fields(document)
     converter = _Converter({k: "{" + v + "}" for k, v in prefixes.items()})
     out = []

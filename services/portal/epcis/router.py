@@ -140,9 +140,9 @@ async def resource_events(
 ) -> JSONResponse:
     name = RESOURCES.get(resource)
     if name is None:
-        raise EpcisException("NoSuchResourceException", f"No EPCIS resource '{resource}'.", status=404)
+        raise EpcisException("NoSuchNameException", f"No EPCIS resource '{resource[:60]}'.", status=404)
     if resource == "eventTypes" and value not in EVENT_TYPES:
-        raise EpcisException("NoSuchResourceException", f"No event type '{value[:60]}'.", status=404)
+        raise EpcisException("NoSuchNameException", f"No event type '{value[:60]}'.", status=404)
     params = request.query_params.multi_items()
     if any(k == name for k, _ in params):
         raise query.QueryParameterException(name, f"given by the path (/{resource}/{{value}}/events)")
