@@ -30,13 +30,17 @@ SERVICES = {
     "events": ("services.events.app:app", "BT_EVENTS_"),
     "portal": ("services.portal.app:app", "BT_PORTAL_"),
 }
+#: The EPCIS gateway: one base URL for capture (events) and query (portal), routed as the ingress does.
+GATEWAY = ("services.gateway.app:app", "BT_GATEWAY_")
 #: Every topic the services write, and the dead-letter topics of the consumed ones.
 ALL_TOPICS = [*TOPICS, dlq_topic(TOPIC_REGISTRY), dlq_topic(TOPIC_LIFECYCLE)]
 
 
 def service_command(service: str, host: str, port: int, *, graceful_s: int = 20, workers: int = 1) -> list[str]:
-    """The uvicorn command line that runs one service as its own process (dev, bench, system tests)."""
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", SERVICES[service][0], "--host", host, "--port", str(port)]
+    """The uvicorn command line that runs one service (or the gateway) as its own process (dev, bench, system
+    tests)."""
+    factory = GATEWAY[0] if service == "gateway" else SERVICES[service][0]
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", host, "--port", str(port)]
     cmd += ["--no-access-log", "--timeout-graceful-shutdown", str(graceful_s)]
     return cmd + (["--workers", str(workers)] if workers > 1 else [])
 
@@ -54,6 +58,7 @@ class DevConfig:
     kafka_port: int
     services: list[str]
     database: str = "batterytrace"
+    gateway_port: int = 8000
 
 
 def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -> dict[str, str]:
@@ -67,6 +72,8 @@ def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -
     env["BT_PORTAL_EVENTS_URL"] = f"http://{cfg.host}:{cfg.ports['events']}"
     env["BT_PORTAL_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
     env["BT_PORTAL_SELF_URL"] = f"http://{cfg.host}:{cfg.ports['portal']}"
+    env["BT_GATEWAY_EVENTS_URL"] = f"http://{cfg.host}:{cfg.ports['events']}"
+    env["BT_GATEWAY_PORTAL_URL"] = f"http://{cfg.host}:{cfg.ports['portal']}"
     if is_loopback(cfg.host):  # the demo sign-in and plain-HTTP cookies: only on this machine's loopback
         env["BT_PORTAL_UI_DEV_SIGNIN"] = "true"
         env["BT_PORTAL_UI_COOKIE_SECURE"] = "false"
@@ -166,6 +173,11 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
         for name in cfg.services:
             wait_healthy(urls[name], procs[name])
         parts = " ".join(f"{n}={u}" for n, u in urls.items())
+        if {"events", "portal"} <= set(cfg.services):  # the EPCIS interface under one base URL
+            gateway = f"http://{cfg.host}:{cfg.gateway_port}"
+            procs["gateway"] = subprocess.Popen(service_command("gateway", cfg.host, cfg.gateway_port), env=env)
+            wait_healthy(gateway, procs["gateway"])
+            parts += f" epcis={gateway}/epcis"
         print(
             f"batterytrace ready: {parts} kafka={kafka.bootstrap} docs={urls[cfg.services[0]]}/docs",
             flush=True,

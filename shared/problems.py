@@ -97,6 +97,21 @@ class Unavailable(Problem):
         super().__init__(detail, **kw)
 
 
+class EpcisException(Problem):
+    """An exception of the EPCIS 2.0 REST binding: `type` is the standard's own (`epcisException:` and the name,
+    e.g. `QueryParameterException`), the rest our problem members (`code`, `errors`)."""
+
+    def __init__(self, exception: str, detail: str, *, status: int = 400, **kw: Any) -> None:
+        kw.setdefault("code", "epcis-" + exception.removesuffix("Exception").lower())
+        kw.setdefault("title", exception)
+        super().__init__(detail, status=status, **kw)
+        self.exception = exception
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        # No `instance`: the binding's schema takes an absolute URI there, and the request's path is not one.
+        return {**super().body(None), "type": "epcisException:" + self.exception}
+
+
 def field_error(field: str, rule: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"field": field, "rule": rule, "message": message, **extra}
 

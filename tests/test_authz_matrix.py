@@ -89,6 +89,9 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("events", "POST", "/v1/log/cosignatures"): MINISTRY_ANY | {"certifier", "admin"},
     ("events", "POST", "/epcis/capture"): AUTHENTICATED,
     ("events", "GET", "/epcis/capture/{capture_id}"): AUTHENTICATED,
+    ("events", "GET", "/epcis/capture"): AUTHENTICATED,  # one's own capture jobs
+    ("events", "OPTIONS", "/epcis/capture"): EVERYONE,  # GS1 discovery
+    ("events", "OPTIONS", "/epcis/capture/{capture_id}"): EVERYONE,
     ("events", "GET", "/epcis/context/batterytrace.jsonld"): EVERYONE,
     ("portal", "GET", "/v1/batteries/{battery_id}/history"): SEES_ALL | {"manufacturer"},
     ("portal", "GET", "/v1/batteries"): AUTHENTICATED,
@@ -109,6 +112,14 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("portal", "GET", "/v1/log/checkpoints/latest"): EVERYONE,
     ("portal", "GET", "/epcis/events"): AUTHENTICATED,
     ("portal", "GET", "/epcis/events/{event_id}"): AUTHENTICATED,
+    ("portal", "GET", "/epcis"): AUTHENTICATED,
+    ("portal", "GET", "/epcis/"): AUTHENTICATED,
+    ("portal", "GET", "/epcis/eventTypes"): AUTHENTICATED,
+    ("portal", "GET", "/epcis/{name}"): AUTHENTICATED,  # EPCs, bizSteps, ... of the events one may read
+    ("portal", "GET", "/epcis/{resource}/{value}"): AUTHENTICATED,
+    ("portal", "GET", "/epcis/{resource}/{value}/events"): AUTHENTICATED,
+    ("portal", "OPTIONS", "/epcis"): EVERYONE,  # GS1 discovery
+    ("portal", "OPTIONS", "/epcis/{rest}"): EVERYONE,
     ("portal", "GET", "/v1/ops/consumer"): EVERYONE,
     ("portal", "GET", "/v1/ops/streams"): {"operator", "admin"},
     # vehicles, VINs and recalls (issue 13 items 1 and 8, issue 14 item 3)

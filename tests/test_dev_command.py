@@ -32,7 +32,7 @@ def _leftovers(data_dir: Path, kafka_port: int) -> list[str]:
 
 def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = {name: free_port() for name in ("registry", "events", "portal", "kafka")}
+    ports = {name: free_port() for name in ("registry", "events", "portal", "kafka", "gateway")}
     cmd = [
         str(Path(sys.executable).parent / "batterytrace"),
         "dev",
@@ -46,6 +46,8 @@ def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
         str(ports["portal"]),
         "--kafka-port",
         str(ports["kafka"]),
+        "--gateway-port",
+        str(ports["gateway"]),
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"}
@@ -67,6 +69,11 @@ def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
             part.split("=", 1)[1] for part in ready_line.split() if part.startswith(("registry=", "events=", "portal="))
         ]
         assert urls, ready_line
+        assert f"epcis=http://127.0.0.1:{ports['gateway']}/epcis" in ready_line
+        gateway = httpx.get(f"http://127.0.0.1:{ports['gateway']}/readyz", timeout=10)
+        assert gateway.json()["checks"] == {"events": "ok", "portal": "ok"}, gateway.text
+        context = httpx.get(f"http://127.0.0.1:{ports['gateway']}/epcis/context/batterytrace.jsonld", timeout=10)
+        assert context.status_code == 200, context.text  # through the gateway to the events service
         for url in urls:
             r = httpx.get(url + "/readyz", timeout=10)
             assert r.status_code == 200, r.text

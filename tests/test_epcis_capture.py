@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from tests.events_helpers import ORGS, Stack, stack
 from tests.standards import standard_files
@@ -100,9 +101,10 @@ async def test_schema_errors_list_the_failing_paths(s: Stack) -> None:
     bad["epcisBody"]["eventList"][0]["eventTime"] = "yesterday"
     del bad["schemaVersion"]
     r = await s.events.post("/epcis/capture", json=bad, headers=s.as_role("inspector"))
-    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    # the standard's exception (GS1 REST binding: 400 ValidationException), not 422
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
     body = r.json()
-    assert body["code"] == "epcis-schema"
+    assert body["code"] == "epcis-schema" and body["type"] == "epcisException:ValidationException"
     fields = {e["field"] for e in body["errors"]}
     assert {"/epcisBody/eventList/0/action", "/epcisBody/eventList/0/eventTime", "/"} <= fields, fields
     assert all(e["rule"].startswith("/") for e in body["errors"])
@@ -302,3 +304,139 @@ async def test_capture_job_is_private_to_its_poster(s: Stack) -> None:
     assert (await s.events.get(loc, headers=s.as_role("collector"))).status_code == 404
     assert (await s.events.get(loc, headers=s.as_role("ministry"))).status_code == 200
     assert (await s.events.get("/epcis/capture/nope", headers=s.as_role("recycler"))).status_code == 404
+
+
+async def test_an_event_without_event_id_is_named_by_its_event_hash_and_recognised_when_resent(s: Stack) -> None:
+    """CBV 2.0 event hash: the same event sent again, however serialised and under whatever eventID, is a
+    harmless retry: stored once, applied to the lifecycle once."""
+    from services.events.epcis.event_hash import event_hash
+
+    bid = await s.battery()
+    ev = transfer([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")
+    del ev["eventID"]
+    first = await capture(s, doc(ev), "manufacturer")
+    assert first["success"] and first["storedCount"] == 1, first
+    assert (await s.state(bid))["sequence"] == 2
+
+    async def stored() -> list[tuple[str, str]]:
+        async with s.events.app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+            rows = await session.execute(text("SELECT event_id, event_hash FROM events.epcis_events ORDER BY 1"))
+        return [(r[0], r[1]) for r in rows]
+
+    assert await stored() == [(event_hash(ev, CONTEXT), event_hash(ev, CONTEXT))]
+    again = dict(reversed(list(ev.items())))
+    again["eventTime"] = "2026-02-01T01:00:00.000Z"  # the same instant
+    for resent in (ev, again, {**ev, "eventID": f"urn:uuid:{uuid.uuid4()}"}):
+        job = await capture(s, doc(resent), "manufacturer")
+        assert job["success"] and not job["errors"], job
+    assert (await s.state(bid))["sequence"] == 2  # never transferred twice
+    assert len(await stored()) == 1
+    plain = obj(["urn:epc:id:sgtin:0614141.107346.2017"], "shipping", "2026-02-03T10:00:00+09:00")
+    twins = [{k: v for k, v in plain.items() if k != "eventID"}, plain]  # one without an eventID, one with
+    job = await capture(s, doc(*twins), "manufacturer")
+    assert job["success"], job
+    assert len(await stored()) == 2  # the twins once
+
+
+def association(action: str, parent: str, children: list[str], when: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "AssociationEvent",
+        "eventID": f"urn:uuid:{uuid.uuid4()}",
+        "action": action,
+        "bizStep": "installing" if action == "ADD" else "removing",
+        "parentID": parent,
+        "childEPCs": children,
+        "eventTime": when,
+        "eventTimeZoneOffset": "+09:00",
+        **extra,
+    }
+
+
+def ownership(epcs: list[str], to: str, when: str, party: str = "owning_party") -> dict[str, Any]:
+    return {
+        "type": "TransactionEvent",
+        "eventID": f"urn:uuid:{uuid.uuid4()}",
+        "action": "ADD",
+        "bizStep": "retail_selling",
+        "bizTransactionList": [{"type": "po", "bizTransaction": "urn:epcglobal:cbv:bt:8801234000009:PO-1"}],
+        "epcList": epcs,
+        "destinationList": [{"type": party, "destination": participant(to)}],
+        "eventTime": when,
+        "eventTimeZoneOffset": "+09:00",
+    }
+
+
+VIN = "KMHEM41AP6A123456"
+
+
+async def test_association_with_a_vehicle_installs_and_removes(s: Stack) -> None:
+    bid = await s.battery()
+    await capture(s, doc(transfer([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")), "manufacturer")
+    add = association("ADD", f"https://batterytrace.kr/vehicle/{VIN}", [battery(bid)], "2026-02-02T10:00:00+09:00")
+    assert (await capture(s, doc(add), "oem"))["success"]
+    st = await s.state(bid)
+    assert st["state"] == "in_service", st
+    timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]
+    assert timeline[-1]["type"] == "INSTALLED" and timeline[-1]["data"] == {"vin": VIN}
+    delete = association("DELETE", f"urn:vin:{VIN}", [battery(bid)], "2026-05-02T10:00:00+09:00", disposition="damaged")
+    assert (await capture(s, doc(delete), "oem"))["success"]
+    timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]
+    assert timeline[-1]["type"] == "REMOVED" and timeline[-1]["data"]["reason"] == "accident"
+    assert (await s.state(bid))["state"] == "removed"
+
+
+async def test_association_with_an_ess_site_installs(s: Stack) -> None:
+    bid = await s.battery()
+    await capture(s, doc(transfer([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")), "manufacturer")
+    add = association(
+        "ADD",
+        "urn:epc:id:sgln:8801234.00001.0",
+        [battery(bid)],
+        "2026-02-02T10:00:00+09:00",
+        **{"bt:essSiteId": "ESS-7"},
+    )
+    assert (await capture(s, doc(add), "oem"))["success"]
+    timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]
+    assert timeline[-1]["type"] == "INSTALLED" and timeline[-1]["data"] == {"ess_site_id": "ESS-7"}
+
+
+async def test_association_with_something_else_is_stored_only(s: Stack) -> None:
+    bid = await s.battery()
+    add = association("ADD", "urn:epc:id:grai:4012345.55555.987", [battery(bid)], "2026-02-02T10:00:00+09:00")
+    job = await capture(s, doc(add), "manufacturer")
+    assert job["success"], job
+    assert (await s.state(bid))["sequence"] == 1
+
+
+async def test_association_follows_the_lifecycle_rules(s: Stack) -> None:
+    """An installation by a participant who does not hold the battery is refused, as natively; nothing changes."""
+    bid = await s.battery()
+    add = association("ADD", f"https://batterytrace.kr/vehicle/{VIN}", [battery(bid)], "2026-02-02T10:00:00+09:00")
+    job = await capture(s, doc(add), "oem")
+    (err,) = job["errors"]
+    assert err["lifecycleType"] == "INSTALLED" and err["status"] in (403, 409), err
+    st = await s.state(bid)
+    assert st["state"] == "manufactured" and st["sequence"] == 1
+    # removing what was never installed: an illegal transition
+    job = await capture(
+        s, doc(association("DELETE", f"urn:vin:{VIN}", [battery(bid)], "2026-02-03T10:00:00+09:00")), "manufacturer"
+    )
+    (err,) = job["errors"]
+    assert err["lifecycleType"] == "REMOVED" and err["status"] in (403, 409), err
+
+
+async def test_transaction_with_a_change_of_ownership_transfers(s: Stack) -> None:
+    bid = await s.battery()
+    job = await capture(s, doc(ownership([battery(bid)], ORGS["oem"], "2026-02-01T10:00:00+09:00")), "manufacturer")
+    assert job["success"], job
+    assert (await s.state(bid))["custodian"] == ORGS["oem"]
+    # a seller who does not hold the battery cannot sell it
+    job = await capture(s, doc(ownership([battery(bid)], ORGS["recycler"], "2026-02-02T10:00:00+09:00")), "collector")
+    (err,) = job["errors"]
+    assert err["lifecycleType"] == "TRANSFERRED" and err["status"] in (403, 409), err
+    assert (await s.state(bid))["custodian"] == ORGS["oem"]
+    # a possessing party alone is no change of ownership: stored, no lifecycle step
+    job = await capture(
+        s, doc(ownership([battery(bid)], ORGS["collector"], "2026-02-03T10:00:00+09:00", "possessing_party")), "oem"
+    )
+    assert job["success"] and (await s.state(bid))["custodian"] == ORGS["oem"]

@@ -151,7 +151,8 @@ async def test_times_are_iso_text_not_unix_timestamps(registry, make_settings, t
             ("/epcis/events", {"GE_recordTime": "0"}),
         ):
             r = await portal.get(path, params=params, headers=admin)
-            assert r.status_code == 422, (path, r.text)
+            # EPCIS answers the standard's exception: 400 QueryParameterException
+            assert r.status_code == (400 if path.startswith("/epcis/") else 422), (path, r.text)
             assert r.headers["content-type"] == PROBLEM
         r = await portal.get("/v1/views/molit", params={"from": "2026-01-01"}, headers=admin)
         assert r.status_code == 200, r.text

@@ -44,6 +44,7 @@ def dev(
     events_port: Annotated[int, typer.Option(envvar="BT_DEV_EVENTS_PORT")] = 8002,
     portal_port: Annotated[int, typer.Option(envvar="BT_DEV_PORTAL_PORT")] = 8003,
     kafka_port: Annotated[int, typer.Option(envvar="BT_DEV_KAFKA_PORT")] = 9092,
+    gateway_port: Annotated[int, typer.Option(envvar="BT_DEV_GATEWAY_PORT", help="EPCIS base URL's port.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Load the demo data once the services are up.")] = False,
 ) -> None:
     """Run the whole system on embedded PostgreSQL and an embedded Kafka-compatible broker.
@@ -61,6 +62,7 @@ def dev(
         ports={"registry": registry_port, "events": events_port, "portal": portal_port},
         kafka_port=kafka_port,
         services=available_services(),
+        gateway_port=gateway_port,
     )
     raise typer.Exit(run_dev(cfg, demo=demo))
 

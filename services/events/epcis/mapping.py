@@ -38,6 +38,13 @@ from shared.contract.epcis import (
 from shared.contract.lifecycle import MATERIALS, EventType
 from shared.problems import Problem, field_error, validation_errors
 
+#: What a battery is associated with (AssociationEvent parentID): a vehicle by its VIN, an ESS site by its ID.
+VEHICLE = "https://batterytrace.kr/vehicle/"
+ESS_SITE = "https://batterytrace.kr/ess/"
+VIN_URN = "urn:vin:"
+#: The party type whose change is a transfer of ownership (TransactionEvent).
+OWNING_PARTY = "owning_party"
+
 #: bizStep → lifecycle type, for ObjectEvents about batteries (the contract's table, typed).
 OBJECT_STEPS: dict[str, EventType] = {step: EventType(t) for step, t in voc.OBJECT_STEPS.items()}
 
@@ -74,14 +81,6 @@ def digest(event: Mapping[str, Any]) -> str:
     """What makes two captures of one eventID the same event (recordTime and errorDeclaration aside)."""
     body = {k: v for k, v in event.items() if k not in ("recordTime", "errorDeclaration")}
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def event_id_of(event: Mapping[str, Any]) -> str:
-    """The event's eventID, or a content hash for events sent without one (EPCIS makes it optional)."""
-    given = event.get("eventID")
-    if isinstance(given, str) and given:
-        return given
-    return f"ni:///sha-256;{digest(event)}?ver=CBV2.0"
 
 
 def identifiers(event: Mapping[str, Any]) -> list[str]:
@@ -294,8 +293,47 @@ def map_event(event: Mapping[str, Any], eid: str, batteries: Mapping[str, str | 
             )
         return Mapped([lifecycle(inputs[0], EventType.RECYCLED, _recycled_data(event))], inputs + outputs)
 
+    if etype == "AssociationEvent" and event.get("action") in ("ADD", "DELETE"):
+        hosted = [b for b in (bid(v) for v in event.get("childEPCs") or []) if b]
+        host = _host(event)
+        if not hosted or host is None:
+            return Mapped(battery_ids=[b for b in [bid(event.get("parentID")), *hosted] if b])
+        if event["action"] == "ADD":
+            data = {"vin": host[1]} if host[0] == "vehicle" else {"ess_site_id": host[1]}
+            return Mapped([lifecycle(b, EventType.INSTALLED, data) for b in hosted], hosted)
+        data = _object_data(EventType.REMOVED, event, disposition)
+        return Mapped([lifecycle(b, EventType.REMOVED, data) for b in hosted], hosted)
+
+    if etype == "TransactionEvent" and event.get("action") == "ADD":
+        sold = [b for b in (bid(v) for v in event.get("epcList") or []) if b]
+        owners = [
+            d.get("destination")
+            for d in event.get("destinationList") or []
+            if expand(str(d.get("type", ""))).removeprefix("https://ref.gs1.org/cbv/SDT-") == OWNING_PARTY
+        ]
+        if sold and owners:
+            to = _participant(str(owners[0]))
+            return Mapped([lifecycle(b, EventType.TRANSFERRED, {"to": to}) for b in sold], sold)
+        return Mapped(battery_ids=sold)
+
     ids = [b for b in (bid(v) for v in identifiers(event)) if b]
-    return Mapped(battery_ids=ids)  # AssociationEvent, TransactionEvent, OBSERVE aggregations: stored only
+    return Mapped(battery_ids=ids)  # other Association/Transaction events, OBSERVE aggregations: stored only
+
+
+def _host(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What an AssociationEvent associates its batteries with: ("vehicle", VIN) or ("ess", site ID), from its
+    parentID (`https://batterytrace.kr/vehicle/{VIN}`, `urn:vin:{VIN}`, `https://batterytrace.kr/ess/{site}`)
+    or, for a parent named otherwise (a GIAI, an SGLN), our `bt:vin` / `bt:essSiteId` extension fields."""
+    parent = event.get("parentID")
+    if isinstance(parent, str):
+        for prefix, kind in ((VEHICLE, "vehicle"), (VIN_URN, "vehicle"), (ESS_SITE, "ess")):
+            if parent.startswith(prefix) and len(parent) > len(prefix):
+                return kind, unquote(parent[len(prefix) :])
+    if _ext(event, "vin"):
+        return "vehicle", str(_ext(event, "vin"))
+    if _ext(event, "essSiteId"):
+        return "ess", str(_ext(event, "essSiteId"))
+    return None
 
 
 def declaration_event(

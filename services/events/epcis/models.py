@@ -42,6 +42,7 @@ class EpcisEvent(Base, table=True):
     __table_args__ = (
         Index("ix_epcis_events_record_time", "record_time"),
         Index("ix_epcis_events_event_id", "event_id"),
+        Index("ix_epcis_events_actor_hash", "actor", "event_hash"),
         {"schema": SCHEMA},
     )
 
@@ -52,6 +53,8 @@ class EpcisEvent(Base, table=True):
     event_time: datetime = Field(sa_type=TZ)
     record_time: datetime = Field(sa_type=TZ)
     digest: str = Field(sa_type=Text)
+    #: The CBV 2.0 event hash of its content (None for events captured before it was kept).
+    event_hash: str | None = Field(default=None, sa_type=Text)
     battery_ids: list[str] = Field(sa_type=JSONB, sa_column_kwargs=_EMPTY_LIST)
     ledger_events: list[dict[str, Any]] = Field(sa_type=JSONB, sa_column_kwargs=_EMPTY_LIST)
     error_declaration: dict[str, Any] | None = Field(default=None, sa_type=JSONB)

@@ -31,6 +31,7 @@ _EXISTING = (
     f"SELECT {select_list([_events.c[n] for n in ('actor', 'event_id', 'digest', 'ledger_events', 'error_declaration')])} "
     f"FROM {EVENTS} WHERE event_id = ANY($1::text[])"
 )
+_HASHES = f"SELECT DISTINCT event_hash FROM {EVENTS} WHERE actor = $1 AND event_hash = ANY($2::text[])"
 _LEDGER_BATTERIES = (
     f"SELECT {select_list([_ledger.c.event_id, _ledger.c.battery_id])} FROM {qualified(_ledger)} "
     "WHERE event_id = ANY($1::uuid[])"
@@ -63,6 +64,14 @@ async def existing(session: AsyncSession, event_ids: Sequence[str]) -> dict[str,
     for r in await conn.fetch(_EXISTING, list(event_ids)):
         out.setdefault(r["event_id"], []).append({**dict(r), "ledger_events": json_value(r["ledger_events"])})
     return out
+
+
+async def captured_hashes(session: AsyncSession, actor: str, hashes: Sequence[str]) -> set[str]:
+    """The event hashes among `hashes` of events this participant captured before."""
+    if not hashes:
+        return set()
+    conn = await raw_connection(session)
+    return {r["event_hash"] for r in await conn.fetch(_HASHES, actor, sorted(set(hashes)))}
 
 
 async def ledger_batteries(session: AsyncSession, ledger_ids: Sequence[str]) -> dict[str, str]:
@@ -103,3 +112,15 @@ async def get_capture(session: AsyncSession, capture_id: str) -> dict[str, Any] 
     if r is None:
         return None
     return {**dict(r), "errors": json_value(r["errors"])}
+
+
+async def list_captures(session: AsyncSession, actor: str | None, limit: int) -> list[dict[str, Any]]:
+    """The latest capture jobs (of one actor, or of every one), newest first."""
+    conn = await raw_connection(session)
+    where = "WHERE actor = $2" if actor is not None else ""
+    rows = await conn.fetch(
+        f"SELECT {select_list(list(_captures.c))} FROM {qualified(_captures)} {where} ORDER BY created_at DESC LIMIT $1",
+        limit,
+        *([actor] if actor is not None else []),
+    )
+    return [{**dict(r), "errors": json_value(r["errors"])} for r in rows]

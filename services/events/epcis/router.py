@@ -15,7 +15,7 @@ from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.limits import body_limit
 from shared.participants import directory
-from shared.problems import PROBLEM_RESPONSES, Problem, Unprocessable, field_error
+from shared.problems import PROBLEM_RESPONSES, EpcisException, Problem, field_error
 
 router = APIRouter(tags=["EPCIS"], responses=PROBLEM_RESPONSES)
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
@@ -55,8 +55,16 @@ async def capture(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
-    behaviour: Annotated[Behaviour, Header(alias="GS1-Capture-Error-Behaviour")] = Behaviour.rollback,
+    behaviour_header: Annotated[str | None, Header(alias="GS1-Capture-Error-Behaviour")] = None,
 ) -> Response:
+    try:
+        behaviour = Behaviour(behaviour_header or Behaviour.rollback.value)
+    except ValueError:
+        raise EpcisException(
+            "ValidationException",
+            "GS1-Capture-Error-Behaviour: rollback or proceed.",
+            errors=[field_error("GS1-Capture-Error-Behaviour", "enum", "rollback or proceed")],
+        ) from None
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if ctype not in MEDIA_TYPES:
         raise Problem(
@@ -68,8 +76,11 @@ async def capture(
     try:
         document = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
-        raise Unprocessable(
-            f"The body is not JSON: {exc}.", code="epcis-schema", errors=[field_error("/", "json", str(exc))]
+        raise EpcisException(
+            "ValidationException",
+            f"The body is not JSON: {exc}.",
+            code="epcis-schema",
+            errors=[field_error("/", "json", str(exc))],
         ) from None
     service.check_document(document, request.app.state.settings.batch_max_items)
     job = await service.capture_document(
@@ -86,6 +97,30 @@ async def capture(
     return JSONResponse(
         body, status_code=202, headers={"Location": f"/epcis/capture/{job['capture_id']}", **EPCIS_HEADERS}
     )
+
+
+@router.get("/epcis/capture", response_model=list[CaptureJob], summary="The latest capture jobs visible to you")
+async def capture_jobs(
+    session: SessionDep, principal: CurrentPrincipal, response: Response, perPage: str = "30"
+) -> Any:
+    """Your own capture jobs, newest first (ministries, operators and admin: everyone's); `perPage` ≤ 1000."""
+    if not perPage.isdigit() or not 1 <= int(perPage) <= 1000:
+        raise EpcisException(
+            "QueryParameterException",
+            "perPage: a whole number from 1 to 1000.",
+            errors=[field_error("perPage", "range", "a whole number from 1 to 1000")],
+        )
+    response.headers.update(EPCIS_HEADERS)
+    return [job_out(j) for j in await service.capture_jobs(session, principal, int(perPage))]
+
+
+@router.options("/epcis/capture", include_in_schema=False)
+@router.options("/epcis/capture/{capture_id}", include_in_schema=False)
+async def discover(request: Request) -> Response:
+    """GS1's discovery: the methods and the EPCIS/CBV versions of the capture resources."""
+    allow = "OPTIONS, GET" + (", POST" if request.url.path.rstrip("/").endswith("/capture") else "")
+    limits = {"GS1-EPCIS-Capture-Limit": str(request.app.state.settings.batch_max_items)}
+    return Response(status_code=204, headers={"Allow": allow, **EPCIS_HEADERS, **limits})
 
 
 @router.get("/epcis/capture/{capture_id}", response_model=CaptureJob, summary="A capture job's outcome")

@@ -15,11 +15,11 @@ import jsonschema_rs
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.epcis import repository as repo
+from services.events.epcis.event_hash import event_hashes
 from services.events.epcis.mapping import (
     MappingProblem,
     declaration_event,
     digest,
-    event_id_of,
     identifiers,
     location_of,
     map_event,
@@ -48,7 +48,7 @@ from shared.contract.streams import (
     envelope,
 )
 from shared.outbox import OutboxMessage, enqueue
-from shared.problems import NotFound, Problem, Unprocessable, field_error
+from shared.problems import EpcisException, Problem, Unprocessable, field_error
 from shared.vin import is_pseudonym
 
 
@@ -109,11 +109,11 @@ def validate_document(document: Any) -> None:
     if not errors and (not isinstance(document, dict) or document.get("type") != "EPCISDocument"):
         errors.append({"field": "/type", "rule": "/properties/type/enum", "message": "must be 'EPCISDocument'"})
     if errors:
-        raise Unprocessable(
+        raise EpcisException(
+            "ValidationException",
             f"The document does not validate against the EPCIS 2.0 JSON Schema: {errors[0]['field']}: "
             f"{errors[0]['message'][:200]}",
             code="epcis-schema",
-            title="Invalid EPCIS document",
             errors=errors,
         )
 
@@ -124,6 +124,7 @@ class _Plan:
     event: dict[str, Any]
     event_id: str
     digest: str
+    event_hash: str
     lifecycle: list[EventIn] = field(default_factory=list)
     battery_ids: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
@@ -176,15 +177,32 @@ async def capture_document(
     events: list[dict[str, Any]] = document["epcisBody"]["eventList"]
     plans: list[_Plan] = []
     seen: dict[str, _Plan] = {}
+    # The event hash (CBV 2.0) of each event; one carrying a VIN is hashed with the VIN as its pseudonym, like
+    # everything else stored of it: a hash over the plain VIN, with the rest of the event known to its readers,
+    # could be brute-forced back to the VIN (README "Vehicles, recalls and personal data").
+    hashes = event_hashes(
+        {
+            **document,
+            "epcisBody": {**document["epcisBody"], "eventList": [_pseudonymise_vin(dict(e), vin_key) for e in events]},
+        }
+    )
+    same_content: dict[str, _Plan] = {}
     for i, ev in enumerate(events):
-        eid = event_id_of(ev)
+        # An event without an eventID is named by its event hash (CBV 2.0), so sending it again names it again.
+        given = ev.get("eventID")
+        eid = given if isinstance(given, str) and given else hashes[i]
         # Digested as stored: with its VIN as the pseudonym (a digest over a plain VIN could be brute-forced).
         plan = _Plan(
             i,
             {**ev, "eventID": eid, "recordTime": record_time},
             eid,
             digest(_pseudonymise_vin({**ev, "eventID": eid}, vin_key)),
+            hashes[i],
         )
+        if "errorDeclaration" not in ev:  # a declaration has its original's hash: never a duplicate of it
+            first = same_content.setdefault(plan.event_hash, plan)
+            if first is not plan and first.event_id != eid:
+                plan.store = False  # the same event twice in one document under two eventIDs: once in effect
         twin = seen.get(eid)
         if twin is not None:  # one eventID twice in a document: once in effect, or a conflict
             plan.store = False
@@ -213,11 +231,15 @@ async def capture_document(
 
     batteries = await resolver.resolve_many({v for p in plans for v in identifiers(p.event)})
     captured = await repo.existing(session, list(seen))
+    resent = await repo.captured_hashes(session, principal.org, [p.event_hash for p in plans])
     native_ids = [eid[len("urn:uuid:") :] for eid in seen if eid.startswith("urn:uuid:")]
     native = await repo.ledger_batteries(session, [i for i in native_ids if _is_uuid(i)])
 
     for plan in plans:
         if plan.error or not plan.store:
+            continue
+        if plan.event_hash in resent and "errorDeclaration" not in plan.event:
+            plan.store = False  # captured before by this participant (under this or another eventID): a retry
             continue
         try:
             _plan(plan, principal, captured.get(plan.event_id, []), batteries, native)
@@ -425,6 +447,7 @@ async def _store(
                 "record_time": created,
                 "actor": principal.org,
                 "digest": p.digest,
+                "event_hash": p.event_hash,
                 "battery_ids": sorted(set(p.battery_ids)),
                 "ledger_events": ledger,
                 "error_declaration": p.event.get("errorDeclaration"),
@@ -468,5 +491,16 @@ async def capture_job(session: AsyncSession, capture_id: str, principal: Princip
     """A capture job as its poster (or a ministry, operator or admin) may see it; 404 if unknown or not theirs."""
     job = await repo.get_capture(session, capture_id) if _is_uuid(capture_id) else None
     if job is None or not access.may_read_capture_job(principal, job["actor"]):
-        raise NotFound(f"No capture job '{capture_id}' is visible to you.", code="unknown-capture")
+        raise EpcisException(
+            "NoSuchNameException",
+            f"No capture job '{capture_id[:80]}' is visible to you.",
+            status=404,
+            code="unknown-capture",
+        )
     return job
+
+
+async def capture_jobs(session: AsyncSession, principal: Principal, limit: int) -> list[dict[str, Any]]:
+    """The latest capture jobs the principal may see (its own; every one for those who see every job)."""
+    every = principal.role in access.SEES_EVERY_CAPTURE_JOB
+    return await repo.list_captures(session, None if every else principal.org, limit)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portal.epcis import query
 from services.portal.epcis.models import EpcisDeclaration, EpcisEvent
 from services.portal.models import Alias, Handler
 from shared.db import json_value, names, pg_type, qualified, raw_connection
@@ -74,6 +75,7 @@ _SEARCHED = [
         "actor",
         "event_id",
         "record_time",
+        "event_time",
         "ledger_event_ids",
         "battery_ids",
         "context",
@@ -153,6 +155,65 @@ async def mark_declared(session: AsyncSession, rows: Sequence[tuple[str | None, 
     )
 
 
+def _declaration() -> str:
+    """An event's error declaration, wherever the portal keeps it (captured with it, declared later, or a
+    ledger event's ERROR_DECLARED)."""
+    return (
+        "COALESCE(e.error_declaration, e.body->'errorDeclaration', (SELECT d.declaration FROM "
+        f"{DECLARATIONS} d WHERE d.declared_event_id = ANY(e.ledger_event_ids) LIMIT 1))"
+    )
+
+
+def _jsonpath_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def condition_sql(c: query.Condition, arg: Callable[[Any, str], str]) -> str:
+    """One parsed query condition as a SQL predicate over `e` (a row of the portal's EPCIS table)."""
+    if isinstance(c, query.Column):
+        cast = "timestamptz" if c.column in ("event_time", "record_time") else "text"
+        if c.op == "==":
+            return f"e.{c.column} = ANY({arg(list(c.values), cast + '[]')})"
+        return f"e.{c.column} {c.op} {arg(c.values[0], cast)}"
+    if isinstance(c, query.Ids):
+        ors = []
+        if c.values and c.column == "epcs":
+            ors.append(f"e.epcs && {arg(list(c.values), 'text[]')}")
+        elif c.values and c.column == "any":
+            p = arg(list(c.values), "text[]")
+            ors.append(f"(e.epcs && {p} OR e.parent_id = ANY({p}))")
+        for path in c.paths:
+            tests = []
+            if c.values and c.column is None:
+                tests.append(f"x #>> '{{}}' = ANY({arg(list(c.values), 'text[]')})")
+            if c.patterns:
+                tests.append(f"x #>> '{{}}' ~ ANY({arg(list(c.patterns), 'text[]')})")
+            if tests:
+                ors.append(
+                    f"EXISTS (SELECT 1 FROM jsonb_path_query(e.body, {arg(path, 'jsonpath')}) x "
+                    f"WHERE {' OR '.join(tests)})"
+                )
+        return "(" + " OR ".join(ors) + ")" if ors else "FALSE"
+    target = _declaration() if c.on_declaration else "e.body"
+    if c.op == "exists":
+        if c.paths == ("$",):
+            return f"{target} IS NOT NULL"
+        return "(" + " OR ".join(f"jsonb_path_exists({target}, {arg(p, 'jsonpath')})" for p in c.paths) + ")"
+    names = [f"v{i}" for i in range(len(c.values))]
+    variables = {n: _jsonpath_value(v) for n, v in zip(names, c.values, strict=True)}
+    times = any(isinstance(v, datetime) for v in c.values)
+    at = "@.datetime()" if times else "@"
+    test = " || ".join(f"{at} {c.op} ${n}" + (".datetime()" if times else "") for n in names)
+    return (
+        "("
+        + " OR ".join(
+            f"jsonb_path_exists({target}, {arg(f'{p} ? ({test})', 'jsonpath')}, {arg(orjson.dumps(variables).decode(), 'jsonb')})"
+            for p in c.paths
+        )
+        + ")"
+    )
+
+
 @dataclass
 class Filters:
     event_types: list[str] = field(default_factory=list)
@@ -167,8 +228,11 @@ class Filters:
     biz_locations: list[str] = field(default_factory=list)
     read_points: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
+    conditions: list[query.Condition] = field(default_factory=list)
     handler_org: str | None = None  # None: sees everything
-    after: tuple[datetime, str, str, str] | None = None  # (record_time, event_id, actor, source)
+    after: tuple[datetime, str, str, str] | None = None  # (order time, event_id, actor, source)
+    order_by: str = "record_time"
+    descending: bool = False
 
 
 async def battery_uris_of_aliases(session: AsyncSession, values: Sequence[str]) -> dict[str, str]:
@@ -211,22 +275,26 @@ async def search(session: AsyncSession, f: Filters, limit: int) -> list[dict[str
     if f.any_epcs:
         p = arg(f.any_epcs, "text[]")
         where.append(f"(e.epcs && {p} OR e.parent_id = ANY({p}))")
+    where += [condition_sql(c, arg) for c in f.conditions]
     if f.handler_org is not None:
         p = arg(f.handler_org, "text")
         where.append(
             f"(e.actor = {p} OR EXISTS (SELECT 1 FROM {HANDLERS} h WHERE h.org = {p} "
             "AND h.battery_id = ANY(e.battery_ids)))"
         )
+    order = "event_time" if f.order_by == "event_time" else "record_time"
+    keys = f"e.{order}, e.event_id, e.actor, e.source"
     if f.after is not None:
         t, i, a, src = f.after
         where.append(
-            f"(e.record_time, e.event_id, e.actor, e.source) > "
+            f"({keys}) {'<' if f.descending else '>'} "
             f"({arg(t, 'timestamptz')}, {arg(i, 'text')}, {arg(a, 'text')}, {arg(src, 'text')})"
         )
+    direction = " DESC" if f.descending else ""
     sql = (
         f"SELECT {names(_SEARCHED)} "
         f"FROM {EVENTS} e {'WHERE ' + ' AND '.join(where) if where else ''} "
-        f"ORDER BY e.record_time, e.event_id, e.actor, e.source LIMIT {arg(limit, 'int')}"
+        f"ORDER BY {', '.join(k + direction for k in keys.split(', '))} LIMIT {arg(limit, 'int')}"
     )
     rows = await conn.fetch(sql, *args)
     return [
@@ -238,6 +306,24 @@ async def search(session: AsyncSession, f: Filters, limit: int) -> list[dict[str
         }
         for r in rows
     ]
+
+
+async def distinct(session: AsyncSession, column: str, handler_org: str | None, limit: int) -> list[str]:
+    assert column in ("epcs", "biz_step", "biz_location", "read_point", "disposition")
+    conn = await raw_connection(session)
+    value = "v" if column == "epcs" else f"e.{column}"
+    source = f"{EVENTS} e, unnest(e.epcs) v" if column == "epcs" else f"{EVENTS} e"
+    where = [f"{value} IS NOT NULL"]
+    args: list[Any] = [limit]
+    if handler_org is not None:
+        args.append(handler_org)
+        where.append(
+            f"(e.actor = $2 OR EXISTS (SELECT 1 FROM {HANDLERS} h WHERE h.org = $2 AND h.battery_id = ANY(e.battery_ids)))"
+        )
+    rows = await conn.fetch(
+        f"SELECT DISTINCT {value} AS value FROM {source} WHERE {' AND '.join(where)} ORDER BY 1 LIMIT $1", *args
+    )
+    return [r["value"] for r in rows]
 
 
 async def declarations(session: AsyncSession, ledger_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portal.epcis import query
 from services.portal.epcis import repository as repo
 from services.portal.epcis.repository import Filters
 from shared import access
@@ -49,7 +50,7 @@ from shared.contract.streams import (
 )
 from shared.contract.streams import CloudEvent as CloudEventIn
 from shared.kafka import ConsumerRecord, PoisonMessage
-from shared.problems import NotFound
+from shared.problems import EpcisException
 
 log = logging.getLogger("batterytrace.portal.epcis")
 
@@ -330,50 +331,63 @@ def new_document_id() -> str:
 # ---- the query ----
 
 
+@dataclass(frozen=True)
+class Page:
+    document: dict[str, Any]
+    #: (order time, event ID, actor, source) the next page starts after, and how many events it may still hold
+    next_after: tuple[datetime, str, str, str] | None
+    remaining: int | None
+
+
 async def search(
     session: AsyncSession,
     principal: Principal,
+    q: query.EventQuery,
     *,
-    event_types: list[str],
-    ge_event_time: datetime | None,
-    lt_event_time: datetime | None,
-    ge_record_time: datetime | None,
-    lt_record_time: datetime | None,
-    biz_steps: list[str],
-    dispositions: list[str],
-    epcs: list[str],
-    any_epcs: list[str],
-    biz_locations: list[str],
-    read_points: list[str],
-    after: tuple[datetime, str, str, str] | None,
-    per_page: int,
-) -> tuple[dict[str, Any], tuple[datetime, str, str, str] | None]:
+    after: tuple[datetime, str, str, str] | None = None,
+    remaining: int | None = None,
+) -> Page:
     """A page of the events visible to the principal (shared.access: every event for those who see every
     battery; else those it captured and those about batteries it has a relation to: made, holds, held or
-    is consigned, never merely posted about) as an EPCISQueryDocument, and the
-    (record time, event ID, actor, source) the next page starts after, if there is one."""
+    is consigned, never merely posted about) that match the query, as an EPCISQueryDocument.
+    `remaining`: how many events the query's `eventCountLimit` still allows (None: no limit)."""
+    conditions: list[query.Condition] = []
+    for c in q.conditions:
+        if isinstance(c, query.Column) and c.column in ("biz_step", "disposition"):
+            c = query.Column(c.column, c.op, tuple(dict.fromkeys(s for s in (expand(v) for v in c.values) if s)))
+        elif isinstance(c, query.Ids) and c.values:
+            c = query.Ids(
+                c.parameter, c.paths, tuple(await _with_batteries(session, list(c.values))), c.patterns, c.column
+            )
+        conditions.append(c)
     f = Filters(
-        event_types=event_types,
-        ge_event_time=ge_event_time,
-        lt_event_time=lt_event_time,
-        ge_record_time=ge_record_time,
-        lt_record_time=lt_record_time,
-        biz_steps=[s for s in (expand(v) for v in biz_steps) if s],
-        dispositions=[s for s in (expand(v) for v in dispositions) if s],
-        epcs=await _with_batteries(session, epcs),
-        any_epcs=await _with_batteries(session, any_epcs),
-        biz_locations=biz_locations,
-        read_points=read_points,
+        conditions=conditions,
         handler_org=access.only_handled_by(principal),
         after=after,
+        order_by=q.order_by,
+        descending=q.descending,
     )
+    if remaining is None and q.event_count_limit is not None:
+        remaining = q.event_count_limit
+    per_page = q.per_page if remaining is None else min(q.per_page, remaining)
+    if q.max_event_count is not None and after is None:
+        over = await repo.search(session, f, q.max_event_count + 1)
+        if len(over) > q.max_event_count:
+            raise EpcisException(
+                "QueryTooLargeException",
+                f"More than maxEventCount={q.max_event_count} events match; narrow the query.",
+                status=413,
+            )
     rows = await repo.search(session, f, per_page + 1)
     more = len(rows) > per_page
     rows = rows[:per_page]
-    if not more:
-        return await _document(session, rows), None
+    left = None if remaining is None else remaining - len(rows)
+    document = await _document(session, rows)
+    if not more or left == 0:
+        return Page(document, None, None)
     last = rows[-1]
-    return await _document(session, rows), (last["record_time"], last["event_id"], last["actor"], last["source"])
+    order = last["event_time"] if q.order_by == "event_time" else last["record_time"]
+    return Page(document, (order, last["event_id"], last["actor"], last["source"]), left)
 
 
 #: Events answered for one eventID at most (eventIDs are unique per capturer; a few participants may share one).
@@ -386,8 +400,19 @@ async def event(session: AsyncSession, principal: Principal, event_id: str) -> d
     f = Filters(event_ids=[event_id], handler_org=access.only_handled_by(principal))
     rows = await repo.search(session, f, EVENT_ID_ANSWERS)
     if not rows:
-        raise NotFound(f"No EPCIS event '{event_id}' is visible to you.", code="unknown-event")
+        raise EpcisException(
+            "NoSuchNameException",
+            f"No EPCIS event '{event_id[:200]}' is visible to you.",
+            status=404,
+            code="unknown-event",
+        )
     return await _document(session, rows)
+
+
+async def distinct(session: AsyncSession, principal: Principal, column: str, limit: int) -> list[str]:
+    """The values of one column (EPCs, bizSteps, locations, dispositions) among the events visible to the
+    principal, at most `limit`."""
+    return await repo.distinct(session, column, access.only_handled_by(principal), limit)
 
 
 async def _with_batteries(session: AsyncSession, values: list[str]) -> list[str]:
