@@ -20,14 +20,18 @@ from bench.load import console
 from bench.report import RESULTS, Report
 from bench.stack import Stack
 
-PARTS = ("registry", "events", "portal", "epcis", "relay", "log")
+PARTS = ("limits", "registry", "events", "portal", "epcis", "relay", "log")
 app = typer.Typer(add_completion=False, help="The batterytrace benchmarks.")
 
 
 @app.command()
 def main(
     only: Annotated[
-        str, typer.Option(help="Comma-separated parts to measure: registry, events, portal, epcis, relay, log.")
+        str,
+        typer.Option(
+            help="Comma-separated parts to measure: limits, registry, events, portal, epcis, relay, log "
+            "(the raw limits always run when a part held to one runs: registry, events).",
+        ),
     ] = ",".join(PARTS),
     batteries: Annotated[int, typer.Option(min=1, help="Batteries to register (the issues ask for 1,000,000).")] = (
         1_000_000
@@ -46,6 +50,13 @@ def main(
         int | None, typer.Option(help="Leaves the log is filled to before timing inclusion proofs [1,000,000].")
     ] = None,
     proof_requests: Annotated[int | None, typer.Option(help="Inclusion proof GETs [20,000].")] = None,
+    limit_copy_rows: Annotated[int | None, typer.Option(help="Raw limit: ledger-shaped rows by COPY [200,000].")] = (
+        None
+    ),
+    limit_transactions: Annotated[
+        int | None, typer.Option(help="Raw limit: single-row transactions on 16 connections [10,000].")
+    ] = None,
+    limit_requests: Annotated[int | None, typer.Option(help="Raw limit: bare FastAPI requests [20,000].")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn workers per service.")] = 1,
     split: Annotated[
         bool,
@@ -71,6 +82,8 @@ def main(
     over HTTP, and print every figure against its target (also written as JSON)."""
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     parts = [p.strip() for p in only.split(",") if p.strip()]
+    if {"registry", "events"} & set(parts) and "limits" not in parts:
+        parts.insert(0, "limits")  # the ratios their targets are held to need the limits of the same run
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise typer.BadParameter(
@@ -89,6 +102,9 @@ def main(
         log_leaves=log_leaves if log_leaves is not None else (50_000 if small else 1_000_000),
         proof_requests=proof_requests if proof_requests is not None else (1_000 if small else 20_000),
         catchup_timeout_s=catchup_timeout,
+        limit_copy_rows=limit_copy_rows if limit_copy_rows is not None else (20_000 if small else 200_000),
+        limit_transactions=limit_transactions if limit_transactions is not None else (1_000 if small else 10_000),
+        limit_requests=limit_requests if limit_requests is not None else (1_000 if small else 20_000),
         workers=workers,
         profile_dir=str(profile) if profile else None,
     )
@@ -140,10 +156,12 @@ def main(
 
 
 async def run(ctx: Ctx) -> None:
-    from bench import epcis, events, log, portal, registry, relay
+    from bench import epcis, events, limits, log, portal, registry, relay
 
     parts = ctx.cfg.parts
     try:
+        if "limits" in parts:
+            await limits.run(ctx)
         ctx.portal_up = "portal" in ctx.stack.urls and await healthy(ctx.stack.urls["portal"])
         await registry.setup(ctx)
         started = await registry.bulk_register(ctx)
