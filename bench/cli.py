@@ -50,6 +50,9 @@ def main(
         int | None, typer.Option(help="Leaves the log is filled to before timing inclusion proofs [1,000,000].")
     ] = None,
     proof_requests: Annotated[int | None, typer.Option(help="Inclusion proof GETs [20,000].")] = None,
+    relay_rows: Annotated[
+        int | None, typer.Option(help="Messages the relay part publishes per run [200,000; 2,000 with --quick].")
+    ] = None,
     limit_copy_rows: Annotated[int | None, typer.Option(help="Raw limit: ledger-shaped rows by COPY [200,000].")] = (
         None
     ),
@@ -102,6 +105,9 @@ def main(
         log_leaves=log_leaves if log_leaves is not None else (50_000 if small else 1_000_000),
         proof_requests=proof_requests if proof_requests is not None else (1_000 if small else 20_000),
         catchup_timeout_s=catchup_timeout,
+        relay_rows=relay_rows
+        if relay_rows is not None
+        else (2_000 if small else 20_000 if batteries <= 10_000 else 200_000),
         limit_copy_rows=limit_copy_rows if limit_copy_rows is not None else (20_000 if small else 200_000),
         limit_transactions=limit_transactions if limit_transactions is not None else (1_000 if small else 10_000),
         limit_requests=limit_requests if limit_requests is not None else (1_000 if small else 20_000),

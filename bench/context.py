@@ -52,6 +52,7 @@ class Config:
     proof_requests: int = 20_000
     proof_concurrency: int = 4
     catchup_timeout_s: float = 3600.0
+    relay_rows: int = 200_000  # bench/relay.py: messages in the scratch outbox
     limit_copy_rows: int = 200_000  # bench/limits.py: raw COPY rows
     limit_transactions: int = 10_000  # single-row transactions
     limit_requests: int = 20_000  # bare FastAPI requests
