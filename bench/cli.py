@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -133,6 +135,7 @@ def main(
         with console.status("starting PostgreSQL, the broker, migrations and the services…"):
             t0 = time.perf_counter()
             stack.start()
+            report.part_seconds["start"] = round(time.perf_counter() - t0, 1)
         console.print(
             f"system up in {time.perf_counter() - t0:.1f} s: "
             + " ".join(f"{n}={u}" for n, u in stack.urls.items())
@@ -165,30 +168,48 @@ async def run(ctx: Ctx) -> None:
     from bench import epcis, events, limits, log, portal, registry, relay
 
     parts = ctx.cfg.parts
+    took = ctx.report.part_seconds
     try:
         if "limits" in parts:
-            await limits.run(ctx)
+            with timed(took, "limits"):
+                await limits.run(ctx)
         ctx.portal_up = "portal" in ctx.stack.urls and await healthy(ctx.stack.urls["portal"])
-        await registry.setup(ctx)
-        started = await registry.bulk_register(ctx)
-        await registry.catch_up(ctx, started)
-        if "registry" in parts:
-            await registry.get_latency(ctx)
+        with timed(took, "registry"):
+            await registry.setup(ctx)
+            started = await registry.bulk_register(ctx)
+            await registry.catch_up(ctx, started)
+            if "registry" in parts:
+                await registry.get_latency(ctx)
         if "events" in parts:
-            await events.run(ctx)
+            with timed(took, "events"):
+                await events.run(ctx)
         if "portal" in parts:
-            if ctx.portal_up:
-                await portal.run(ctx)
-            else:
-                ctx.report.add("portal", "portal service", None, "", note="n/a: services/portal does not answer")
+            with timed(took, "portal"):
+                if ctx.portal_up:
+                    await portal.run(ctx)
+                else:
+                    ctx.report.add("portal", "portal service", None, "", note="n/a: services/portal does not answer")
         if "epcis" in parts:
-            await epcis.run(ctx)
+            with timed(took, "epcis"):
+                await epcis.run(ctx)
         if "relay" in parts:
-            await relay.run(ctx)
+            with timed(took, "relay"):
+                await relay.run(ctx)
         if "log" in parts:  # last: it restarts the events service and grows the log by COPY
-            await log.run(ctx)
+            with timed(took, "log"):
+                await log.run(ctx)
     finally:
         await ctx.close()
+
+
+@contextlib.contextmanager
+def timed(into: dict[str, float], part: str) -> Iterator[None]:
+    """Wall seconds of a whole part (set-up and catch-up included), for `part_seconds` in the results."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[part] = round(time.perf_counter() - started, 1)
 
 
 async def healthy(url: str) -> bool:

@@ -75,6 +75,8 @@ class Report:
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: raw limit -> rate (and how it was measured), see bench/limits.py
     limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: part -> wall seconds (the start of the system included): where a run's time goes
+    part_seconds: dict[str, float] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     _finalized: bool = False
 
@@ -156,6 +158,7 @@ class Report:
             "config": self.config,
             "figures": [asdict(f) | {"passed": f.passed} for f in self.figures],
             "all_passed": all(f.passed is not False for f in self.figures),
+            "part_seconds": self.part_seconds,
             "phases": self.phases,
             "limits": self.limits,
             "cpu": self.cpu,
