@@ -153,7 +153,9 @@ def main(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with console.status("stopping the services, the broker and PostgreSQL…"):
+            t0 = time.perf_counter()
             stack.stop()
+            report.part_seconds["stop"] = round(time.perf_counter() - t0, 1)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if report.figures:
         report.print(Console(file=sys.stdout, width=160))
