@@ -7,7 +7,6 @@ from typing import Any
 
 import asyncpg
 from asyncpg.exceptions import UniqueViolationError
-from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,19 +26,6 @@ from shared.pagination import split_page
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable, field_error
 
 PUBLIC_FIELDS = set(BatteryPublic.model_fields)
-_ITEMS = TypeAdapter(list[BatteryIn])
-#: The model's facts every registration message carries.
-_MODEL_FACTS = (
-    "id",
-    "kind",
-    "chemistry",
-    "rated_capacity_ah",
-    "nominal_voltage_v",
-    "rated_energy_kwh",
-    "mass_kg",
-    "manufacturer",
-    "passport",
-)
 
 
 def _item_error(index: int | None, field: str, rule: str, message: str) -> dict[str, Any]:
@@ -100,29 +86,46 @@ async def register(
             ],
         )
 
-    # One dump of the whole list (not one per item) and the model's facts once per model: the registration
-    # message of each battery shares them.
-    rows: list[dict[str, Any]] = _ITEMS.dump_python(items, exclude={"__all__": {"kind"}})
-    facts = {mid: {k: m[k] for k in _MODEL_FACTS} for mid, m in models.items()}
-    for row in rows:
-        model = models[row["model_id"]]
-        row["kind"] = model["kind"]
-        row["chemistry"] = model["chemistry"]
-        row["manufacturer"] = principal.org
+    rows = []
+    for b in items:
+        model = models[b.model_id]
+        rows.append(
+            {
+                **b.model_dump(exclude={"kind"}),
+                "kind": model["kind"],
+                "chemistry": model["chemistry"],
+                "manufacturer": principal.org,
+            }
+        )
     try:
         await repo.insert_batteries(session, rows)
     except (IntegrityError, UniqueViolationError):
         raise Conflict("A battery ID was registered concurrently; retry.", code="duplicate-battery") from None
 
-    messages = [
-        registry_message(
-            "battery.registered",
-            row["id"],
-            {**row, "manufactured_at": row["manufactured_at"].isoformat(), "model": facts[row["model_id"]]},
-            event_id=manufactured_event_id(row["id"]),
+    messages = []
+    for row in rows:
+        model = models[row["model_id"]]
+        data = {
+            **row,
+            "manufactured_at": row["manufactured_at"].isoformat(),
+            "model": {
+                k: model[k]
+                for k in (
+                    "id",
+                    "kind",
+                    "chemistry",
+                    "rated_capacity_ah",
+                    "nominal_voltage_v",
+                    "rated_energy_kwh",
+                    "mass_kg",
+                    "manufacturer",
+                    "passport",
+                )
+            },
+        }
+        messages.append(
+            registry_message("battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]))
         )
-        for row in rows
-    ]
     await enqueue(session, SCHEMA, messages)
     return rows
 
