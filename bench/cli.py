@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -20,14 +22,18 @@ from bench.load import console
 from bench.report import RESULTS, Report
 from bench.stack import Stack
 
-PARTS = ("registry", "events", "portal", "epcis", "relay", "log")
+PARTS = ("limits", "registry", "events", "portal", "epcis", "relay", "log")
 app = typer.Typer(add_completion=False, help="The batterytrace benchmarks.")
 
 
 @app.command()
 def main(
     only: Annotated[
-        str, typer.Option(help="Comma-separated parts to measure: registry, events, portal, epcis, relay, log.")
+        str,
+        typer.Option(
+            help="Comma-separated parts to measure: limits, registry, events, portal, epcis, relay, log "
+            "(the raw limits always run when a part held to one runs: registry, events).",
+        ),
     ] = ",".join(PARTS),
     batteries: Annotated[int, typer.Option(min=1, help="Batteries to register (the issues ask for 1,000,000).")] = (
         1_000_000
@@ -46,6 +52,16 @@ def main(
         int | None, typer.Option(help="Leaves the log is filled to before timing inclusion proofs [1,000,000].")
     ] = None,
     proof_requests: Annotated[int | None, typer.Option(help="Inclusion proof GETs [20,000].")] = None,
+    relay_rows: Annotated[
+        int | None, typer.Option(help="Messages the relay part publishes per run [200,000; 2,000 with --quick].")
+    ] = None,
+    limit_copy_rows: Annotated[int | None, typer.Option(help="Raw limit: ledger-shaped rows by COPY [200,000].")] = (
+        None
+    ),
+    limit_transactions: Annotated[
+        int | None, typer.Option(help="Raw limit: single-row transactions on 16 connections [10,000].")
+    ] = None,
+    limit_requests: Annotated[int | None, typer.Option(help="Raw limit: bare FastAPI requests [20,000].")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn workers per service.")] = 1,
     split: Annotated[
         bool,
@@ -71,6 +87,8 @@ def main(
     over HTTP, and print every figure against its target (also written as JSON)."""
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     parts = [p.strip() for p in only.split(",") if p.strip()]
+    if {"registry", "events"} & set(parts) and "limits" not in parts:
+        parts.insert(0, "limits")  # the ratios their targets are held to need the limits of the same run
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise typer.BadParameter(
@@ -89,6 +107,12 @@ def main(
         log_leaves=log_leaves if log_leaves is not None else (50_000 if small else 1_000_000),
         proof_requests=proof_requests if proof_requests is not None else (1_000 if small else 20_000),
         catchup_timeout_s=catchup_timeout,
+        relay_rows=relay_rows
+        if relay_rows is not None
+        else (2_000 if small else 20_000 if batteries <= 10_000 else 200_000),
+        limit_copy_rows=limit_copy_rows if limit_copy_rows is not None else (20_000 if small else 200_000),
+        limit_transactions=limit_transactions if limit_transactions is not None else (1_000 if small else 10_000),
+        limit_requests=limit_requests if limit_requests is not None else (1_000 if small else 20_000),
         workers=workers,
         profile_dir=str(profile) if profile else None,
     )
@@ -111,6 +135,7 @@ def main(
         with console.status("starting PostgreSQL, the broker, migrations and the services…"):
             t0 = time.perf_counter()
             stack.start()
+            report.part_seconds["start"] = round(time.perf_counter() - t0, 1)
         console.print(
             f"system up in {time.perf_counter() - t0:.1f} s: "
             + " ".join(f"{n}={u}" for n, u in stack.urls.items())
@@ -128,7 +153,9 @@ def main(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with console.status("stopping the services, the broker and PostgreSQL…"):
+            t0 = time.perf_counter()
             stack.stop()
+            report.part_seconds["stop"] = round(time.perf_counter() - t0, 1)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if report.figures:
         report.print(Console(file=sys.stdout, width=160))
@@ -140,31 +167,51 @@ def main(
 
 
 async def run(ctx: Ctx) -> None:
-    from bench import epcis, events, log, portal, registry, relay
+    from bench import epcis, events, limits, log, portal, registry, relay
 
     parts = ctx.cfg.parts
+    took = ctx.report.part_seconds
     try:
+        if "limits" in parts:
+            with timed(took, "limits"):
+                await limits.run(ctx)
         ctx.portal_up = "portal" in ctx.stack.urls and await healthy(ctx.stack.urls["portal"])
-        await registry.setup(ctx)
-        started = await registry.bulk_register(ctx)
-        await registry.catch_up(ctx, started)
-        if "registry" in parts:
-            await registry.get_latency(ctx)
+        with timed(took, "registry"):
+            await registry.setup(ctx)
+            started = await registry.bulk_register(ctx)
+            await registry.catch_up(ctx, started)
+            if "registry" in parts:
+                await registry.get_latency(ctx)
         if "events" in parts:
-            await events.run(ctx)
+            with timed(took, "events"):
+                await events.run(ctx)
         if "portal" in parts:
-            if ctx.portal_up:
-                await portal.run(ctx)
-            else:
-                ctx.report.add("portal", "portal service", None, "", note="n/a: services/portal does not answer")
+            with timed(took, "portal"):
+                if ctx.portal_up:
+                    await portal.run(ctx)
+                else:
+                    ctx.report.add("portal", "portal service", None, "", note="n/a: services/portal does not answer")
         if "epcis" in parts:
-            await epcis.run(ctx)
+            with timed(took, "epcis"):
+                await epcis.run(ctx)
         if "relay" in parts:
-            await relay.run(ctx)
+            with timed(took, "relay"):
+                await relay.run(ctx)
         if "log" in parts:  # last: it restarts the events service and grows the log by COPY
-            await log.run(ctx)
+            with timed(took, "log"):
+                await log.run(ctx)
     finally:
         await ctx.close()
+
+
+@contextlib.contextmanager
+def timed(into: dict[str, float], part: str) -> Iterator[None]:
+    """Wall seconds of a whole part (set-up and catch-up included), for `part_seconds` in the results."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[part] = round(time.perf_counter() - started, 1)
 
 
 async def healthy(url: str) -> bool:

@@ -52,6 +52,10 @@ class Config:
     proof_requests: int = 20_000
     proof_concurrency: int = 4
     catchup_timeout_s: float = 3600.0
+    relay_rows: int = 200_000  # bench/relay.py: messages in the scratch outbox
+    limit_copy_rows: int = 200_000  # bench/limits.py: raw COPY rows
+    limit_transactions: int = 10_000  # single-row transactions
+    limit_requests: int = 20_000  # bare FastAPI requests
     workers: int = 1
     seed: int = 1
     profile_dir: str | None = None
@@ -116,7 +120,8 @@ class Ctx:
     async def phase(self, name: str) -> AsyncIterator[dict[str, float]]:
         """Measure CPU seconds per process group over a phase (and, with --profile, profile the services and
         write the SQL statements that took the most database time). The caller sets `units` in the yielded
-        dict: the work the phase did (batteries, events, requests)."""
+        dict: the work the phase did (batteries, events, requests), and may set `rate`, `p50_ms` and `p99_ms`
+        (`Run.summary()`)."""
         rec: dict[str, float] = {}
         directory = Path(self.cfg.profile_dir) if self.cfg.profile_dir else None
         if directory is not None:
@@ -129,9 +134,9 @@ class Ctx:
         if directory is not None:
             await self._write_sql_stats(directory / f"{name}-sql.txt", int(rec.get("units", 0)) or 1)
         after = cpu_snapshot(self.stack)
-        self.report.cpu[name] = {"wall_s": wall, "units": rec.get("units", 0)} | {
-            k: after[k] - before.get(k, 0.0) for k in after
-        }
+        cpu = {k: after[k] - before.get(k, 0.0) for k in after}
+        self.report.cpu[name] = {"wall_s": wall, "units": rec.get("units", 0)} | cpu
+        self.report.record_phase(name, rec, cpu)
 
     async def _write_sql_stats(self, path: Path, units: int) -> None:
         rows = await (await self.db()).fetch(

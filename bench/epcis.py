@@ -70,7 +70,7 @@ async def run(ctx: Ctx) -> None:
             run_ = await closed_loop(
                 http, reqs, cfg.batch_concurrency, description="epcis: capture", ok=202, on_ok=check
             )
-            ph["units"] = run_.units
+            ph.update(run_.summary())
     if run_.errors or failed:
         ctx.report.notes.append(
             f"epcis capture: {run_.errors} failed requests, {len(failed)} failed jobs; "

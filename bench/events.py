@@ -72,7 +72,7 @@ async def run(ctx: Ctx) -> None:
     ):
         async with ctx.phase("events batch") as ph:
             batch = await closed_loop(http, reqs, cfg.batch_concurrency, description="events: batch capture", ok=201)
-            ph["units"] = batch.units
+            ph.update(batch.summary())
         sampling.set()  # no new probe events: the backlog must be the load's own
         drain_batch = await drain(ctx, http)
     del reqs
@@ -121,7 +121,7 @@ async def run(ctx: Ctx) -> None:
                 single = await closed_loop(
                     http, reqs[50:], cfg.single_concurrency, description="events: single POSTs", ok=201
                 )
-                ph["units"] = single.units
+                ph.update(single.summary())
             sampling.set()
             drain_single = await drain(ctx, http)
     if single.errors:

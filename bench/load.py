@@ -62,6 +62,10 @@ class Run:
     def pct(self, p: float) -> float:
         return percentile(self.latencies, p)
 
+    def summary(self) -> dict[str, float]:
+        """What a phase records of its timed loop: units done, units/s and the request latency percentiles."""
+        return {"units": self.units, "rate": self.rate, "p50_ms": self.pct(50) * 1000, "p99_ms": self.pct(99) * 1000}
+
 
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); NaN for no values."""

@@ -88,7 +88,7 @@ async def capture_cost(ctx: Ctx) -> None:
                 batch = await closed_loop(
                     http, reqs, cfg.batch_concurrency, description=f"events: batch capture, log {label}", ok=201
                 )
-                ph["units"] = batch.units
+                ph.update(batch.summary())
             await drain(ctx, http)
         if batch.errors:
             ctx.report.notes.append(f"events batch, log {label}: {batch.errors} failed; first: {batch.first_error}")
@@ -198,7 +198,7 @@ async def inclusion_latency(ctx: Ctx) -> None:
             run = await closed_loop(
                 http, reqs, cfg.proof_concurrency, description="log: GET /v1/log/proof/inclusion", on_ok=check
             )
-            ph["units"] = run.units
+            ph.update(run.summary())
     if run.errors:
         ctx.report.notes.append(f"log inclusion proofs: {run.errors} errors; first: {run.first_error}")
     if wrong:

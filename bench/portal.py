@@ -82,7 +82,7 @@ async def run(ctx: Ctx) -> None:
                 await http.get(path, headers=headers)
             async with ctx.phase("portal history") as ph:
                 run_ = await closed_loop(http, reqs, cfg.history_concurrency, description="portal: history")
-                ph["units"] = run_.units
+                ph.update(run_.summary())
             if run_.errors:
                 ctx.report.notes.append(f"portal history: {run_.errors} errors; first: {run_.first_error}")
             ctx.report.add(

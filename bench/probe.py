@@ -70,6 +70,14 @@ def cpu_snapshot(stack: Stack) -> dict[str, float]:
     return out
 
 
+def cpu_snapshot_of(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process (and its own exited children)."""
+    if not Path("/proc/self/stat").exists():
+        return dict.fromkeys(roots, 0.0)
+    table = _proc_table()
+    return {name: table[pid][1] + table[pid][2] if pid in table else 0.0 for name, pid in roots.items()}
+
+
 @contextlib.contextmanager
 def profiled(stack: Stack, directory: Path | None, phase: str, services: list[str]) -> Iterator[None]:
     """py-spy record each service for the phase (when a directory is given; py-spy is a dev dependency)."""

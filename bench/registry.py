@@ -53,7 +53,9 @@ async def register_participants(ctx: Ctx) -> None:
             r = await http.post("/v1/participants", content=orjson.dumps(body), headers=admin)
             if r.status_code not in (201, 409):
                 raise RuntimeError(f"POST /v1/participants: {r.status_code} {r.text}")
-    checks = [("events", f"/v1/batteries/{HISTORY_ID}/state", ctx.manufacturer)]
+    checks = []
+    if "events" in ctx.stack.urls:
+        checks.append(("events", f"/v1/batteries/{HISTORY_ID}/state", ctx.manufacturer))
     if "portal" in ctx.stack.urls:
         checks.append(("portal", "/v1/views/molit", ctx.ministry("MOLIT")))
     for service, path, headers in checks:
@@ -103,7 +105,7 @@ async def bulk_register(ctx: Ctx) -> float:
     async with client(ctx.url("registry"), cfg.bulk_concurrency, timeout_s=300) as http:
         async with ctx.phase("registry bulk") as ph:
             run = await closed_loop(http, reqs, cfg.bulk_concurrency, description="registry: bulk registration", ok=201)
-            ph["units"] = run.units
+            ph.update(run.summary())
     ctx.registered += run.units
     if run.errors:
         ctx.report.notes.append(f"bulk registration: {run.errors} failed requests; first: {run.first_error}")
@@ -200,7 +202,7 @@ async def get_latency(ctx: Ctx) -> None:
             await http.get(r.url, headers=r.headers)
         async with ctx.phase("registry GET") as ph:
             run = await closed_loop(http, reqs, cfg.get_concurrency, description="registry: GET /v1/batteries/{id}")
-            ph["units"] = run.units
+            ph.update(run.summary())
     if run.errors:
         ctx.report.notes.append(f"registry GET: {run.errors} errors; first: {run.first_error}")
     at = f"{cfg.get_concurrency} clients, random of {ctx.registered:,}, with a token"

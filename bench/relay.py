@@ -60,7 +60,7 @@ def _payload(i: int) -> str:
 
 
 async def run(ctx: Ctx, rows: int | None = None) -> None:
-    rows = rows or (20_000 if ctx.cfg.batteries <= 10_000 else 200_000)
+    rows = rows or ctx.cfg.relay_rows
     db_url = ctx.stack.db_url
     assert ctx.stack.kafka is not None
     bootstrap = ctx.stack.kafka.bootstrap

@@ -63,9 +63,24 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
         ("log", "batch capture, log on"),
         ("log", "capture cost of the log"),
         ("log", "inclusion proof p99"),
+        ("limits", "raw COPY"),
+        ("limits", "single-row transactions"),
+        ("limits", "bare FastAPI"),
+        ("ratio", "registry bulk ÷ raw COPY"),
+        ("ratio", "events batch ÷ raw COPY"),
+        ("ratio", "events single ÷ single-row transactions"),
+        ("cpu", "events single: CPU per unit, system"),
     ]:
         assert expected in names
     missing = [
         f["name"] for f in result["figures"] if not isinstance(f["value"], int | float) or math.isnan(f["value"])
     ]
     assert not missing, f"figures without a number: {missing}; notes: {result['notes']}"
+    # Issue 16: per phase the figures and the target it is held to, CPU per unit apart for the load generator.
+    for phase in ("registry bulk", "registry GET", "events batch", "events single", "epcis capture", "portal history"):
+        summary = result["phases"][phase]
+        for key in ("rate", "p50_ms", "p99_ms", "cpu_ms_per_unit_system", "cpu_ms_per_unit_loadgen"):
+            assert isinstance(summary[key], int | float) and summary[key] >= 0, (phase, key, summary)
+        assert summary["target"], phase
+    for limit in ("raw COPY", "single-row transactions", "bare FastAPI"):
+        assert result["limits"][limit]["rate"] > 0
