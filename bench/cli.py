@@ -20,14 +20,14 @@ from bench.load import console
 from bench.report import RESULTS, Report
 from bench.stack import Stack
 
-PARTS = ("registry", "events", "portal", "epcis", "relay")
+PARTS = ("registry", "events", "portal", "epcis", "relay", "log")
 app = typer.Typer(add_completion=False, help="The batterytrace benchmarks.")
 
 
 @app.command()
 def main(
     only: Annotated[
-        str, typer.Option(help="Comma-separated parts to measure: registry, events, portal, epcis, relay.")
+        str, typer.Option(help="Comma-separated parts to measure: registry, events, portal, epcis, relay, log.")
     ] = ",".join(PARTS),
     batteries: Annotated[int, typer.Option(min=1, help="Batteries to register (the issues ask for 1,000,000).")] = (
         1_000_000
@@ -42,6 +42,10 @@ def main(
     single_events: Annotated[int | None, typer.Option(help="Events posted one by one [20,000].")] = None,
     get_requests: Annotated[int | None, typer.Option(help="Registry GETs for the latency figures [20,000].")] = None,
     history_requests: Annotated[int | None, typer.Option(help="Portal history GETs [5,000].")] = None,
+    log_leaves: Annotated[
+        int | None, typer.Option(help="Leaves the log is filled to before timing inclusion proofs [1,000,000].")
+    ] = None,
+    proof_requests: Annotated[int | None, typer.Option(help="Inclusion proof GETs [20,000].")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn workers per service.")] = 1,
     split: Annotated[
         bool,
@@ -81,12 +85,15 @@ def main(
         get_requests=get_requests if get_requests is not None else (1_000 if small else 20_000),
         history_requests=history_requests if history_requests is not None else (500 if small else 5_000),
         view_repeats=5 if small else 20,
+        log_compare_events=batch_events if batch_events is not None else (4_000 if small else 200_000),
+        log_leaves=log_leaves if log_leaves is not None else (50_000 if small else 1_000_000),
+        proof_requests=proof_requests if proof_requests is not None else (1_000 if small else 20_000),
         catchup_timeout_s=catchup_timeout,
         workers=workers,
         profile_dir=str(profile) if profile else None,
     )
     services = ["registry"]
-    if {"events", "portal", "epcis"} & set(parts):
+    if {"events", "portal", "epcis", "log"} & set(parts):
         services.append("events")
     if "portal" in parts:
         services.append("portal")
@@ -133,7 +140,7 @@ def main(
 
 
 async def run(ctx: Ctx) -> None:
-    from bench import epcis, events, portal, registry, relay
+    from bench import epcis, events, log, portal, registry, relay
 
     parts = ctx.cfg.parts
     try:
@@ -154,6 +161,8 @@ async def run(ctx: Ctx) -> None:
             await epcis.run(ctx)
         if "relay" in parts:
             await relay.run(ctx)
+        if "log" in parts:  # last: it restarts the events service and grows the log by COPY
+            await log.run(ctx)
     finally:
         await ctx.close()
 

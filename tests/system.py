@@ -14,6 +14,7 @@ import httpx
 
 from devtools.dev import SERVICES, service_command
 from devtools.embedded import free_port
+from shared.roles import service_url
 from tests.conftest import eventually
 
 
@@ -32,9 +33,9 @@ class System:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        for _, p in SERVICES.values():
+        for service, (_, p) in SERVICES.items():
             env |= {
-                f"{p}DATABASE_URL": self.db_url,
+                f"{p}DATABASE_URL": service_url(self.db_url, service),  # each service as its own role
                 f"{p}KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 f"{p}KAFKA_TOPIC_PREFIX": self.topic_prefix,
                 f"{p}JWT_PUBLIC_KEY_FILE": self.public_key,

@@ -32,6 +32,10 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
             "200",
             "--history-requests",
             "200",
+            "--log-leaves",
+            "20000",
+            "--proof-requests",
+            "300",
             "--catchup-timeout",
             "60",
             "--output",
@@ -55,6 +59,10 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
         ("portal", "freshness p99"),
         ("portal", "history p99"),
         ("portal", "view kats p99"),
+        ("log", "batch capture, log off"),
+        ("log", "batch capture, log on"),
+        ("log", "capture cost of the log"),
+        ("log", "inclusion proof p99"),
     ]:
         assert expected in names
     missing = [

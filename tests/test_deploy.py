@@ -182,7 +182,7 @@ def test_entrypoint_factory_builds_the_app_with_probe_routes(service: str) -> No
 
 
 def test_entrypoint_commands_exist_in_the_cli() -> None:
-    assert entrypoint().commands == {"migrate": "migrate"}
+    assert entrypoint().commands == {"migrate": "migrate", "bootstrap": "db bootstrap"}
     assert set(entrypoint().commands.values()) <= set(cli_commands())
 
 

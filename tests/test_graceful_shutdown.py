@@ -17,6 +17,7 @@ import httpx
 from devtools.embedded import free_port
 from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn
+from shared.roles import service_url
 from tests.conftest import eventually, read_topic
 from tests.factories import battery_body, create_models
 
@@ -59,7 +60,7 @@ async def test_sigterm_under_load_loses_nothing(infra, db_url, topic_prefix, tok
     env = dict(os.environ)
     for prefix in ("BT_REGISTRY_", "BT_EVENTS_"):
         env |= {
-            f"{prefix}DATABASE_URL": db_url,
+            f"{prefix}DATABASE_URL": service_url(db_url, prefix.removeprefix("BT_").rstrip("_").lower()),
             f"{prefix}KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap,
             f"{prefix}KAFKA_TOPIC_PREFIX": topic_prefix,
             f"{prefix}JWT_PUBLIC_KEY_FILE": str(infra.public_key),

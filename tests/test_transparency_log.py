@@ -28,6 +28,7 @@ from shared.contract import tlog
 from shared.contract.lifecycle import event_hash
 from shared.contract.proofs import verify_bundle
 from shared.db import asyncpg_dsn
+from shared.roles import OWNER, role_url, service_url
 from tests.conftest import eventually, serve
 from tests.events_helpers import Stack, stack
 
@@ -340,11 +341,12 @@ async def test_backup_restores_every_chain_and_the_log_and_an_older_backup_is_de
             await incidents(s, b, 2)
         cp = await checkpoint_at_least(s.events, await ledger_size(db_url))
         dump = tmp_path / "backup.dump"
-        code, out = await cli("backup", str(dump), "--database-url", db_url)
+        # As the owner role (backup and restore need no superuser), and the restored copy serves as bt_events.
+        code, out = await cli("backup", str(dump), "--database-url", role_url(db_url, OWNER))
         assert code == 0 and "backed up" in out, out
         restored = f"r_{os.urandom(6).hex()}"
         await infra.pg.create_database(restored)
-        restored_url = infra.pg.url(restored)
+        restored_url = infra.pg.owner_url(restored)
         code, out = await cli("restore", str(dump), "--database-url", restored_url)
         assert code == 0, out
         code, out = await cli("restore", str(dump), "--database-url", restored_url)
@@ -352,7 +354,11 @@ async def test_backup_restores_every_chain_and_the_log_and_an_older_backup_is_de
 
         # The restored copy: every chain verifies, the log's root at the checkpoint is the same.
         settings = make_settings(
-            EventsSettings, database_url=restored_url, relay_enabled=False, consumers_enabled=False, log_enabled=False
+            EventsSettings,
+            database_url=service_url(restored_url, "events"),
+            relay_enabled=False,
+            consumers_enabled=False,
+            log_enabled=False,
         )
         async with serve(create_events(settings)) as copy:
             for b in batteries:

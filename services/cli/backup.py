@@ -59,7 +59,8 @@ def _env(database_url: str) -> dict[str, str]:
 
 
 def backup(database_url: str, out: Path) -> float:
-    """Dump the project's schemas to OUT (custom format, compressed). Returns the seconds it took."""
+    """Dump the project's schemas to OUT (custom format, compressed), with the roles' rights. Connect as the
+    owner role bt_owner (it alone may read every schema). Returns the seconds it took."""
     started = time.monotonic()
     schemas = [a for s in SCHEMAS for a in ("--schema", s)]
     # public holds Alembic's version table (`-t` would drop the schema filters, so the schema is named).
@@ -72,8 +73,10 @@ def backup(database_url: str, out: Path) -> float:
         *schemas,
         "--schema",
         "public",
+        # The roles' rights travel with the dump (each service's role on its own schema, the ledger insert-only
+        # for bt_events): a restore into a database whose cluster has the roles (`batterytrace db bootstrap`)
+        # works for the services at once. Ownership does not: the restoring role (bt_owner) owns what it makes.
         "--no-owner",
-        "--no-privileges",
     ]
     subprocess.run(cmd, check=True, env=_env(database_url))
     return time.monotonic() - started
@@ -81,7 +84,9 @@ def backup(database_url: str, out: Path) -> float:
 
 def restore(database_url: str, dump: Path) -> float:
     """Restore a dump into DATABASE_URL, which must not hold the project's schemas yet (a fresh database):
-    refusing is safer than merging a backup into live data. Returns the seconds it took."""
+    refusing is safer than merging a backup into live data. Connect as the owner role bt_owner, after
+    `batterytrace db bootstrap --database NEW` made the database and the roles the dump grants rights to.
+    Returns the seconds it took."""
     started = time.monotonic()
     psql = [pg_tool("psql"), *libpq_args(database_url), "--no-psqlrc", "--tuples-only", "--no-align"]
     found = subprocess.run(
@@ -123,7 +128,9 @@ def restore(database_url: str, dump: Path) -> float:
     return time.monotonic() - started
 
 
-DatabaseUrl = Annotated[str, typer.Option(envvar="BT_DATABASE_URL", help="SQLAlchemy URL of the database.")]
+DatabaseUrl = Annotated[
+    str, typer.Option(envvar="BT_DATABASE_URL", help="SQLAlchemy URL of the database, as the owner role bt_owner.")
+]
 
 
 def backup_command(

@@ -94,7 +94,8 @@ def token(
 def migrate(
     database_url: Annotated[str, typer.Option(envvar="BT_DATABASE_URL", help="SQLAlchemy URL (asyncpg).")],
 ) -> None:
-    """Apply the Alembic migrations (`alembic upgrade head`) to DATABASE_URL."""
+    """Apply the Alembic migrations (`alembic upgrade head`) to DATABASE_URL, connected as the owner role
+    bt_owner (after `batterytrace db bootstrap`)."""
     from shared.migrate import upgrade_head
 
     upgrade_head(database_url)
@@ -102,6 +103,7 @@ def migrate(
 
 
 from services.cli.backup import backup_command, restore_command  # noqa: E402
+from services.cli.db import db_app  # noqa: E402
 from services.cli.log import log_app, verify_command  # noqa: E402
 from services.cli.ops import dlq_app, events_app, portal_app, registry_app, streams_command  # noqa: E402
 
@@ -111,6 +113,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(registry_app, name="registry")
 app.add_typer(portal_app, name="portal")
 app.add_typer(log_app, name="log")
+app.add_typer(db_app, name="db")
 app.command("verify")(verify_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)

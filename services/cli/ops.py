@@ -162,7 +162,20 @@ def dlq_replay(
 
 # ---- republish and rebuild ----
 
-DatabaseUrl = Annotated[str, typer.Option(envvar="BT_DATABASE_URL", help="SQLAlchemy URL (asyncpg) of the database.")]
+
+def _database_url(service: str) -> Any:
+    """The service's own database URL (its role: bt_registry, bt_events, bt_portal, which has every right
+    the command needs and no other), else BT_DATABASE_URL."""
+    env = f"BT_{service.upper()}_DATABASE_URL"
+    return typer.Option(
+        envvar=[env, "BT_DATABASE_URL"],
+        help=f"SQLAlchemy URL (asyncpg) of the database, as the {service} service's role bt_{service} ({env}).",
+    )
+
+
+EventsDatabaseUrl = Annotated[str, _database_url("events")]
+RegistryDatabaseUrl = Annotated[str, _database_url("registry")]
+PortalDatabaseUrl = Annotated[str, _database_url("portal")]
 
 
 def _republish(schema: str, database_url: str, battery: str | None, since: str | None) -> int:
@@ -188,7 +201,7 @@ portal_app = typer.Typer(help="Portal maintenance.", no_args_is_help=True)
 
 @events_app.command("republish")
 def events_republish(
-    database_url: DatabaseUrl,
+    database_url: EventsDatabaseUrl,
     battery: Annotated[str | None, typer.Option(help="Only this battery's events.")] = None,
     since: Annotated[str | None, typer.Option(help="Only events recorded at or after this ISO time.")] = None,
 ) -> None:
@@ -200,7 +213,7 @@ def events_republish(
 
 @registry_app.command("republish")
 def registry_republish(
-    database_url: DatabaseUrl,
+    database_url: RegistryDatabaseUrl,
     battery: Annotated[str | None, typer.Option(help="Only this key (battery, model or participant ID).")] = None,
     since: Annotated[str | None, typer.Option(help="Only changes at or after this ISO time.")] = None,
 ) -> None:
@@ -211,7 +224,7 @@ def registry_republish(
 
 @portal_app.command("rebuild")
 def portal_rebuild(
-    database_url: DatabaseUrl,
+    database_url: PortalDatabaseUrl,
     bootstrap: Bootstrap = "127.0.0.1:9092",
     prefix: Prefix = "",
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,

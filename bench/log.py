@@ -1,0 +1,215 @@
+"""Log part (issue: verifiable history, item 5): what the transparency log costs capture, and how fast an
+inclusion proof answers in a large tree.
+
+1. Capture with the log off and on, in this run: the same batch load (INCIDENTs in 1,000-event batches) twice.
+   Off: the events service restarted with its log worker (sequencer and checkpointer) off, `LOG_ENABLED=false`,
+   and the ledger's trigger that queues each event for the log disabled, so no part of the log runs. On: the
+   service as deployed. The ledger rows written while it was off are then queued in ledger order, as the
+   migration queued the rows that predate the log, so the log again holds every event before the next phase.
+   Off runs first, so the log-on run meets the larger database.
+2. Inclusion proofs at 1,000,000 leaves: the log's tables topped up by COPY to that many leaves (each leaf's
+   hash and every complete subtree above it computed as the sequencer would, under the sequencer's lock), the
+   service signs its next checkpoint over them, then `GET /v1/log/proof/inclusion` for random leaves, timed;
+   a sample of the answers is checked against the checkpoint's root with the RFC 9162 algorithm."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.context import Ctx, battery_id
+from bench.events import INCIDENT, drain, event
+from bench.load import Answer, Req, client, closed_loop, console, wait_until
+from services.events.log import repository as log_repo
+from shared.contract import tlog
+
+LOG_OFF = {"BT_EVENTS_LOG_ENABLED": "false"}
+#: Answers checked against the checkpoint's root (the rest are only timed).
+VERIFIED = 200
+
+
+async def run(ctx: Ctx) -> None:
+    await capture_cost(ctx)
+    await inclusion_latency(ctx)
+
+
+def batch_requests(ctx: Ctx, events: int, salt: int) -> list[Req]:
+    cfg, n = ctx.cfg, ctx.cfg.batteries
+    reqs = []
+    for b, start in enumerate(range(0, events, cfg.batch_size)):
+        count = min(cfg.batch_size, events - start)
+        first = (salt * 7919 + b * cfg.batch_size) % n
+        evs = [event(ctx, battery_id((first + k) % n), "INCIDENT", INCIDENT) for k in range(count)]
+        reqs.append(Req("POST", "/v1/events/batch", ctx.inspector, orjson.dumps({"events": evs}), weight=count))
+    return reqs
+
+
+async def queue_empty(ctx: Ctx) -> bool:
+    return await ctx.count("SELECT count(*) FROM events.log_queue") == 0
+
+
+async def capture_cost(ctx: Ctx) -> None:
+    cfg = ctx.cfg
+    events = cfg.log_compare_events
+    db = await ctx.db()
+    await wait_until(lambda: queue_empty(ctx), timeout_s=cfg.catchup_timeout_s)
+    rates: dict[str, float] = {}
+    off_since = None
+    for label in ("off", "on"):
+        reqs = batch_requests(ctx, events, salt=len(rates) + 1)
+        if label == "off":
+            with console.status("events: restarting with the transparency log off…"):
+                await db.execute("ALTER TABLE events.ledger DISABLE TRIGGER ledger_to_log")
+                off_since = await db.fetchval("SELECT now()")
+                await asyncio.to_thread(ctx.stack.restart, "events", LOG_OFF)
+        else:
+            with console.status("events: restarting with the transparency log on, catching the log up…"):
+                await asyncio.to_thread(ctx.stack.restart, "events")
+                await db.execute("ALTER TABLE events.ledger ENABLE TRIGGER ledger_to_log")
+                queued = await db.execute(
+                    "INSERT INTO events.log_queue (battery_id, sequence, hash) SELECT battery_id, sequence, hash "
+                    "FROM events.ledger WHERE recorded_at >= $1 ORDER BY recorded_at, battery_id, sequence",
+                    off_since,
+                )
+                caught_up = await wait_until(lambda: queue_empty(ctx), timeout_s=cfg.catchup_timeout_s)
+            ctx.report.notes.append(
+                f"log: {queued.split()[-1]} events captured with the log off were sequenced in "
+                f"{caught_up if caught_up is not None else float('nan'):.1f} s afterwards"
+            )
+        async with client(ctx.url("events"), cfg.batch_concurrency, timeout_s=300) as http:
+            async with ctx.phase(f"events batch, log {label}") as ph:
+                batch = await closed_loop(
+                    http, reqs, cfg.batch_concurrency, description=f"events: batch capture, log {label}", ok=201
+                )
+                ph["units"] = batch.units
+            await drain(ctx, http)
+        if batch.errors:
+            ctx.report.notes.append(f"events batch, log {label}: {batch.errors} failed; first: {batch.first_error}")
+        rates[label] = batch.rate
+        ctx.report.add(
+            "log",
+            f"batch capture, log {label}",
+            batch.rate,
+            "events/s",
+            note=f"{batch.units:,} INCIDENTs, {cfg.batch_size:,}/request, {cfg.batch_concurrency} in flight",
+        )
+    lag = await wait_until(lambda: queue_empty(ctx), timeout_s=cfg.catchup_timeout_s)
+    cost = (1 - rates["on"] / rates["off"]) * 100 if rates.get("off") else None
+    ctx.report.add(
+        "log", "capture cost of the log", cost, "%", 5, "<=", note="1 - (log on ÷ log off), the two runs above"
+    )
+    ctx.report.add("log", "log queue empty after the log-on run", lag, "s")
+
+
+def _leaf_input(i: int) -> bytes:
+    """A stand-in ledger hash for bench leaf `i` (32 bytes, as a ledger hash is)."""
+    return hashlib.sha256(b"bench-leaf" + i.to_bytes(8, "big")).digest()
+
+
+async def fill(ctx: Ctx, leaves: int) -> tuple[int, float]:
+    """Top the log up to `leaves` leaves by COPY; (leaves added, seconds)."""
+    conn = await ctx.db()
+    started = time.perf_counter()
+    async with conn.transaction():
+        # The sequencer's own lock: it appends nothing until this commits, so the indexes stay contiguous.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", log_repo.SEQUENCER_LOCK)
+        size = await log_repo.tree_size(conn)
+        add = leaves - size
+        if add <= 0:
+            return 0, 0.0
+        with console.status(f"log: hashing {add:,} leaves and their subtrees…"):
+            frontier = await log_repo.nodes(conn, tlog.frontier_keys(size))
+            hashes = [tlog.leaf_hash(_leaf_input(i)) for i in range(size, leaves)]
+            nodes = tlog.compact_nodes(size, hashes, tlog.getter(frontier))
+        with console.status(f"log: COPY of {add:,} leaves and {len(nodes):,} nodes…"):
+            await conn.copy_records_to_table(
+                "log_leaves",
+                schema_name="events",
+                columns=["leaf_index", "battery_id", "sequence", "leaf_hash"],
+                records=((size + k, f"BENCH-LOG-{size + k:09d}", 1, h) for k, h in enumerate(hashes)),
+            )
+            await conn.copy_records_to_table(
+                "log_nodes",
+                schema_name="events",
+                columns=["level", "idx", "hash"],
+                records=((level, idx, h) for (level, idx), h in nodes.items()),
+            )
+    return add, time.perf_counter() - started
+
+
+async def inclusion_latency(ctx: Ctx) -> None:
+    cfg = ctx.cfg
+    added, fill_s = await fill(ctx, cfg.log_leaves)
+    async with httpx.AsyncClient(base_url=ctx.url("events"), timeout=30) as http:
+
+        async def signed() -> tlog.Checkpoint | None:
+            r = await http.get("/v1/log/checkpoint")
+            if r.status_code != 200:
+                return None
+            cp = tlog.Checkpoint.parse(tlog.Note.parse(r.text).text)
+            return cp if cp.size >= cfg.log_leaves else None
+
+        with console.status("log: waiting for the checkpoint over the filled tree…"):
+            waited = await wait_until(signed, timeout_s=120, interval_s=0.5)
+            checkpoint = await signed()
+    if waited is None or checkpoint is None:
+        ctx.report.add("log", "inclusion proof p99", None, "ms", 10, "<=", note="no checkpoint over the filled log")
+        return
+    size = checkpoint.size
+    rnd = random.Random(cfg.seed)
+    picks = [rnd.randrange(size) for _ in range(cfg.proof_requests)]
+    rows = await (await ctx.db()).fetch(
+        "SELECT leaf_index, battery_id, sequence, leaf_hash FROM events.log_leaves WHERE leaf_index = ANY($1::bigint[])",
+        sorted(set(picks)),
+    )
+    leaf = {r["leaf_index"]: (r["battery_id"], r["sequence"], bytes(r["leaf_hash"])) for r in rows}
+    reqs = [
+        Req(
+            "GET",
+            f"/v1/log/proof/inclusion?battery_id={leaf[i][0]}&sequence={leaf[i][1]}&tree_size={size}",
+            {},  # public: no token
+        )
+        for i in picks
+    ]
+    wrong: list[str] = []
+
+    def check(i: int, answer: Answer) -> None:
+        if i >= VERIFIED:
+            return
+        body: dict[str, Any] = answer.json()
+        try:
+            tlog.verify_inclusion(
+                leaf[picks[i]][2], body["leaf_index"], size, tlog.unhex(body["audit_path"]), checkpoint.root_hash
+            )
+        except tlog.LogError as exc:
+            wrong.append(f"leaf {picks[i]}: {exc}")
+
+    async with client(ctx.url("events"), cfg.proof_concurrency) as http:
+        for r in reqs[: min(100, len(reqs))]:  # warm the connections, the code path and the cache
+            await http.get(r.url)
+        async with ctx.phase("log inclusion proofs") as ph:
+            run = await closed_loop(
+                http, reqs, cfg.proof_concurrency, description="log: GET /v1/log/proof/inclusion", on_ok=check
+            )
+            ph["units"] = run.units
+    if run.errors:
+        ctx.report.notes.append(f"log inclusion proofs: {run.errors} errors; first: {run.first_error}")
+    if wrong:
+        ctx.report.notes.append(f"log inclusion proofs: {len(wrong)} did not verify; first: {wrong[0]}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    at = (
+        f"load average {load:.1f} on {os.cpu_count()} cores; tree of {size:,} leaves ({added:,} added by COPY in {fill_s:.1f} s), {cfg.proof_concurrency} clients, "
+        f"random leaves; {min(VERIFIED, run.units) - len(wrong)} of {min(VERIFIED, run.units)} checked answers verify"
+    )
+    ctx.report.add("log", "inclusion proof p50", run.pct(50) * 1000, "ms", note=at)
+    ctx.report.add(
+        "log", "inclusion proof p99", run.pct(99) * 1000 if not wrong else None, "ms", 10, "<=", note=f"at {size:,}"
+    )
+    ctx.report.add("log", "inclusion proof throughput", run.requests_per_s, "req/s")
