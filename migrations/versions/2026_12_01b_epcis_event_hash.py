@@ -3,7 +3,7 @@
 is recognised by its content. Rows captured before have none (NULL): they are recognised by eventID only.
 
 Revision ID: a0a815967623
-Revises: a2c4e6f8b0d1
+Revises: 453b307fd724
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a0a815967623"
-down_revision: str | None = "a2c4e6f8b0d1"
+down_revision: str | None = "453b307fd724"
 branch_labels = None
 depends_on = None
 
