@@ -10,6 +10,7 @@ from services.events.participants import models as events_participants
 from services.portal import models as portal
 from services.portal.epcis import models as portal_epcis
 from services.portal.ingest import models as portal_ingest
+from services.portal.subscriptions import models as portal_subscriptions
 from services.portal.ui import models as portal_ui
 from services.portal.views import models as portal_views
 from services.registry import models as registry
@@ -33,6 +34,7 @@ MODULES = (
     portal_ingest,
     portal_views,
     portal_epcis,
+    portal_subscriptions,
     portal_ui,
 )
 #: The schemas the migrations own, one per service.

@@ -3,6 +3,8 @@ whole battery histories, ministry views and battery passports."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -14,6 +16,8 @@ from services.portal.ingest import consumer as ingest_consumer
 from services.portal.models import SCHEMA
 from services.portal.passports.router import router as passports_router
 from services.portal.settings import PortalSettings
+from services.portal.subscriptions.delivery import Dispatcher
+from services.portal.subscriptions.router import router as subscriptions_router
 from services.portal.ui.router import router as ui_router
 from services.portal.views.router import router as views_router
 from shared.app import create_service_app
@@ -22,6 +26,22 @@ from shared.problems import PROBLEM_RESPONSES
 from shared.streams import stream_report
 
 Operator = Annotated[Principal, Depends(require_role(Role.operator))]
+
+
+@contextlib.asynccontextmanager
+async def _subscriptions(app: FastAPI) -> AsyncIterator[None]:
+    """The EPCIS subscription dispatcher (webhook delivery; wakes the WebSocket subscriptions of this process)."""
+    s: PortalSettings = app.state.settings
+    if not s.subscriptions_enabled:
+        yield
+        return
+    dispatcher = Dispatcher(s, app.state.engine, app.state.sessionmaker)
+    await dispatcher.start()
+    app.state.subscriptions = dispatcher
+    try:
+        yield
+    finally:
+        await dispatcher.stop()
 
 
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
@@ -36,9 +56,11 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
         ),
         settings=settings,
-        routers=[history_router, views_router, passports_router, epcis_router],
+        # subscriptions first: the EPCIS router's `/epcis/{resource}/{value}/events` would take `/epcis/queries/...`
+        routers=[history_router, views_router, passports_router, subscriptions_router, epcis_router],
         schema=SCHEMA,
         consumes=[ingest_consumer.consumer(settings), epcis_consumer.consumer(settings)],  # publishes nothing
+        extra_lifespan=_subscriptions,
         openapi_tags=[
             {"name": "history", "description": "Whole histories and search (bearer token)."},
             {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},
