@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ def event(company: str, i: int) -> dict[str, Any]:
         "type": "ObjectEvent",
         "eventID": f"urn:uuid:{uuid.uuid4()}",
         "action": "OBSERVE",
-        "epcList": [f"urn:epc:id:sgtin:880{company[:1] == 'L' and '1' or '2'}234.0{i % 10}7.{i}"],
+        "epcList": [f"urn:epc:id:sgtin:880{(company[:1] == 'L' and '1') or '2'}234.0{i % 10}7.{i}"],
         "eventTime": "2026-11-30T10:00:00+09:00",
         "eventTimeZoneOffset": "+09:00",
         "bizStep": "shipping",
@@ -210,3 +209,221 @@ def test_signature_is_hmac_sha256_of_the_exact_body() -> None:
     body = b'{"type":"EPCISQueryDocument"}'
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert rules.signature(SECRET, body) == "sha256=" + expected
+
+
+# ---- delivery (real processes) ----
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Receiver:
+    """The webhook receiver process (tests/webhook_receiver.py), restartable on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.file = Path(tempfile.mkdtemp(prefix="bt-hook-")) / "deliveries.jsonl"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+            [sys.executable, "-m", "tests.webhook_receiver", str(self.port), str(self.file)], cwd=REPO
+        )
+
+        async def up() -> bool:
+            try:
+                async with httpx.AsyncClient() as c:
+                    return (await c.post(f"http://127.0.0.1:{self.port}/probe", content=b"")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(up, timeout_s=20)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        if not self.file.exists():
+            return []
+        lines = [orjson.loads(x) for x in self.file.read_bytes().splitlines() if x.strip()]
+        return [x for x in lines if x["path"] == "/hook"]
+
+
+def event_ids(doc: dict[str, Any]) -> list[str]:
+    return [e["eventID"] for e in doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]]
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@pytest.fixture
+async def sut(infra, db_url, topic_prefix, token, monkeypatch):
+    monkeypatch.setenv("BT_PORTAL_SUBSCRIPTION_ALLOW_PRIVATE_DEST", "true")  # the receiver is on 127.0.0.1
+    monkeypatch.setenv("BT_PORTAL_SUBSCRIPTION_RETRY_BASE_S", "0.2")
+    monkeypatch.setenv("BT_PORTAL_SUBSCRIPTION_RETRY_CAP_S", "1.5")
+    system = System(db_url, infra.kafka.bootstrap, topic_prefix, str(infra.public_key))
+    await system.start()
+    try:
+        await register_participants(system, token, [("LGES", "manufacturer"), ("SKON", "manufacturer")])
+        async with httpx.AsyncClient(timeout=10) as c:
+
+            async def portal_admits() -> bool:
+                r = await c.get(system.url("portal") + "/epcis/queries", headers=token("SKON", "manufacturer"))
+                return r.status_code == 200
+
+            await eventually(portal_admits, timeout_s=60)
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.mark.timeout(240)
+async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_within_1s(
+    sut, token, record_property
+) -> None:
+    lges, skon = token("LGES", "manufacturer"), token("SKON", "manufacturer")
+    receiver = Receiver()
+    await receiver.start()
+    sent: dict[str, float] = {}  # LGES eventID → when its capture was sent
+    others: set[str] = set()  # SKON's: LGES may not read them
+    phase: dict[str, str] = {}
+    ws_seen: list[tuple[float, str, str]] = []  # (arrival, eventID, recordTime)
+    try:
+        async with httpx.AsyncClient(base_url=sut.url("events"), timeout=30) as events:
+            portal = httpx.AsyncClient(base_url=sut.url("portal"), timeout=30)
+            body = {"name": "shipping", "query": {"eventType": ["ObjectEvent"], "EQ_bizStep": ["shipping"]}}
+            assert (await portal.post("/epcis/queries", json=body, headers=lges)).status_code == 201
+            dest = f"http://127.0.0.1:{receiver.port}/hook"
+            sub = {"dest": dest, "signatureToken": SECRET, "stream": True}
+            r = await portal.post("/epcis/queries/shipping/subscriptions", json=sub, headers=lges)
+            assert r.status_code == 201, r.text
+            subscription_id = r.json()["subscriptionID"]
+            # SKON makes the same query under the same name: its own, delivering only what SKON may read
+            assert (await portal.post("/epcis/queries", json=body, headers=skon)).status_code == 201
+
+            ws_url = sut.url("portal").replace("http://", "ws://") + "/epcis/queries/shipping/events?stream=true"
+
+            async def websocket_client(url: str) -> None:
+                try:
+                    async with websockets.connect(url, additional_headers=lges, max_size=2**26) as ws:
+                        async for message in ws:
+                            now = time.time()
+                            doc = orjson.loads(message)
+                            for e in doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]:
+                                ws_seen.append((now, e["eventID"], e["recordTime"]))
+                except websockets.ConnectionClosed:
+                    return  # the portal went away (killed): the test reconnects
+
+            ws_task = asyncio.create_task(websocket_client(ws_url))
+            await asyncio.sleep(1.0)  # the WebSocket subscription is open
+            t0 = time.time()
+
+            async def capture(company: str, n: int, label: str) -> None:
+                headers = (lges if company == "LGES" else skon) | {"content-type": "application/ld+json"}
+                batch = [event(company, len(sent) + len(others) + i) for i in range(n)]
+                t = time.time()
+                answer = await events.post("/epcis/capture", content=document(batch), headers=headers)
+                assert answer.status_code == 202, answer.text
+                for e in batch:
+                    if company == "LGES":
+                        sent[e["eventID"]], phase[e["eventID"]] = t, label
+                    else:
+                        others.add(e["eventID"])
+
+            # A: 600 events in documents of 20 at a steady pace, with another company's interleaved
+            for i in range(30):
+                await capture("LGES", 20, "steady")
+                if i % 6 == 0:
+                    await capture("SKON", 20, "other")
+            marks = {"A": time.time() - t0}
+
+            def webhook_ids() -> set[str]:
+                return {i for d in receiver.deliveries() for i in event_ids(orjson.loads(d["body"]))}
+
+            # B: the portal killed mid-stream; 200 events captured while it is down; restarted
+            sut.kill("portal")
+            for _ in range(10):
+                await capture("LGES", 20, "portal-down")
+            await sut.start("portal")
+            marks["B"] = time.time() - t0
+            await ws_task  # the server went away: the client's connection ended
+            resume_from = min(rt for _, _, rt in ws_seen[-50:]) if ws_seen else "2026-01-01T00:00:00Z"
+            ws_task = asyncio.create_task(websocket_client(ws_url + f"&initialRecordTime={resume_from}"))
+            await asyncio.sleep(1.0)
+            # (a crashed process's lease on the subscription runs out first: the held-back events arrive)
+            down_ids = {i for i, label in phase.items() if label == "portal-down"}
+            await eventually(lambda: down_ids <= webhook_ids(), timeout_s=60, interval_s=0.2)
+            marks["resumed"] = time.time() - t0
+            # C: 200 more after the restart
+            for _ in range(10):
+                await capture("LGES", 20, "steady")
+            marks["C"] = time.time() - t0
+            # D: the receiver down; 100 events; up again 2 s later: retries deliver them
+            receiver.stop()
+            for _ in range(5):
+                await capture("LGES", 20, "receiver-down")
+            await asyncio.sleep(2.0)
+            await receiver.start()
+            marks["D"] = time.time() - t0
+
+            await eventually(lambda: set(sent) <= webhook_ids(), timeout_s=60, interval_s=0.2)
+            await eventually(lambda: set(sent) <= {i for _, i, _ in ws_seen}, timeout_s=30, interval_s=0.2)
+            marks["delivered"] = time.time() - t0
+            print("phases (s from start):", {k: round(v, 1) for k, v in marks.items()})
+            await asyncio.sleep(1.0)  # anything more that would come (it must not be another company's)
+            ws_task.cancel()
+            await portal.aclose()
+    finally:
+        receiver.stop()
+
+    deliveries = receiver.deliveries()
+    first: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for d in deliveries:
+        raw = d["body"].encode()
+        assert d["headers"]["gs1-signature"] == "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        assert d["headers"]["gs1-subscription-id"] == subscription_id
+        doc = orjson.loads(raw)
+        assert doc["type"] == "EPCISQueryDocument"
+        assert doc["epcisBody"]["queryResults"]["subscriptionID"] == subscription_id
+        for i in event_ids(doc):
+            first.setdefault(i, d["t"])
+            counts[i] = counts.get(i, 0) + 1
+    ws_first: dict[str, float] = {}
+    ws_counts: dict[str, int] = {}
+    for t, i, _ in ws_seen:
+        ws_first.setdefault(i, t)
+        ws_counts[i] = ws_counts.get(i, 0) + 1
+    # every event exactly once by eventID, none another company's
+    assert set(first) == set(sent), (len(set(sent) - set(first)), len(set(first) - set(sent)))
+    assert set(ws_first) == set(sent), (len(set(sent) - set(ws_first)), len(set(ws_first) - set(sent)))
+    assert not (set(first) | set(ws_first)) & others
+    redelivered = sum(c - 1 for c in counts.values())
+    ws_redelivered = sum(c - 1 for c in ws_counts.values())
+    steady = [i for i in sent if phase[i] == "steady"]
+    hook_latency = [first[i] - sent[i] for i in steady]
+    ws_latency = [ws_first[i] - sent[i] for i in steady if ws_first[i] > sent[i]]
+    down = [first[i] - sent[i] for i in sent if phase[i] == "portal-down"]
+    retried = [first[i] - sent[i] for i in sent if phase[i] == "receiver-down"]
+    figures = {
+        "events": len(sent),
+        "others_events": len(others),
+        "webhook_posts": len(deliveries),
+        "webhook_redelivered": redelivered,
+        "websocket_redelivered": ws_redelivered,
+        "webhook_p50_s": round(p(hook_latency, 0.5), 3),
+        "webhook_p99_s": round(p(hook_latency, 0.99), 3),
+        "webhook_max_s": round(max(hook_latency), 3),
+        "websocket_p50_s": round(p(ws_latency, 0.5), 3),
+        "websocket_p99_s": round(p(ws_latency, 0.99), 3),
+        "portal_down_events_max_s": round(max(down), 3),
+        "receiver_down_events_max_s": round(max(retried), 3),
+    }
+    record_property("subscription_delivery", figures)
+    print("subscription delivery:", figures)
+    assert figures["webhook_p99_s"] <= 1.0, figures
+    assert figures["websocket_p99_s"] <= 1.0, figures

@@ -12,7 +12,7 @@ from aiohttp import web
 
 def main() -> None:
     port, path = int(sys.argv[1]), sys.argv[2]
-    out = open(path, "ab", buffering=0)  # noqa: SIM115 - open for the process's life
+    out = open(path, "ab", buffering=0)
 
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()

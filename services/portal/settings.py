@@ -33,5 +33,10 @@ class PortalSettings(ServiceSettings):
     subscription_stream_idle_s: float = Field(
         5.0, gt=0, description="A streaming subscription is looked at this often even without a notification."
     )
-    subscription_lease_s: float = Field(30.0, gt=0, description="How long a process holds a claimed subscription.")
+    subscription_lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a process holds a claimed subscription: after a crash, its subscriptions resume this "
+        "much later (a graceful stop gives them up at once). Above the POST timeout.",
+    )
     subscription_claim: int = Field(50, ge=1, description="Subscriptions one dispatcher round delivers at once.")

@@ -60,6 +60,7 @@ class Dispatcher:
         #: Replaced at each notification after being set: WebSocket subscriptions of this process wait on it.
         self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._held: set[str] = set()  # subscriptions this process has leased and is delivering
         self._listener: Any = None
         self._client: httpx.AsyncClient | None = None
         self._participants = (
@@ -88,6 +89,10 @@ class Dispatcher:
                 await t
         if self._client is not None:
             await self._client.aclose()
+        if self._held:  # a batch cut short is sent again by whichever process claims it next, at once
+            with contextlib.suppress(Exception):
+                async with self.sessionmaker() as session, session.begin():
+                    await repo.release(session, sorted(self._held))
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; reconnects after a PostgreSQL restart."""
@@ -139,8 +144,12 @@ class Dispatcher:
         lease = now + timedelta(seconds=self.settings.subscription_lease_s)
         async with self.sessionmaker() as session, session.begin():
             claimed = await repo.claim_due(session, now, lease, self.settings.subscription_claim)
-        if claimed:
-            await asyncio.gather(*(self._deliver(row) for row in claimed))
+        self._held.update(repo.ids(claimed))
+        try:
+            if claimed:
+                await asyncio.gather(*(self._deliver(row) for row in claimed))
+        finally:
+            self._held.difference_update(repo.ids(claimed))
         return bool(claimed)
 
     async def _deliver(self, sub: dict[str, Any]) -> None:

@@ -137,6 +137,11 @@ async def wake_streams(session: AsyncSession, now: datetime) -> None:
     await session.execute(stmt)
 
 
+async def release(session: AsyncSession, sids: Sequence[str]) -> None:
+    """Leases given up (a process stopping): those subscriptions are due again at once."""
+    await session.execute(update(S).where(S.c.id.in_(list(sids))).values(lease_until=None))
+
+
 async def notify(session: AsyncSession) -> None:
     """Wake the dispatchers (sent at commit: listeners see the events when it arrives)."""
     await session.execute(select(func.pg_notify(CHANNEL, "")))
