@@ -61,6 +61,8 @@ class Dispatcher:
         self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._held: set[str] = set()  # subscriptions this process has leased and is delivering
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._woken = False
         self._listener: Any = None
         self._client: httpx.AsyncClient | None = None
         self._participants = (
@@ -82,17 +84,18 @@ class Dispatcher:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        held = sorted(self._held)  # before the cancelled deliveries forget them
+        for t in [*self._tasks, *self._inflight]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._inflight]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         if self._client is not None:
             await self._client.aclose()
-        if self._held:  # a batch cut short is sent again by whichever process claims it next, at once
+        if held:  # a batch cut short is sent again by whichever process claims it next, at once
             with contextlib.suppress(Exception):
                 async with self.sessionmaker() as session, session.begin():
-                    await repo.release(session, sorted(self._held))
+                    await repo.release(session, held)
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; reconnects after a PostgreSQL restart."""
@@ -116,41 +119,53 @@ class Dispatcher:
                         await conn.close()
 
     def notified(self) -> None:
+        self._woken = True
         self.wake.set()
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
     async def _run(self) -> None:
+        """Claim what is due and deliver each subscription in a task of its own (a slow subscriber delays
+        no other); look again when notified, when a delivery ends, or after the poll interval."""
         idle = self.settings.subscription_poll_s
         while True:
+            self.wake.clear()
             try:
-                if self.wake.is_set():
-                    self.wake.clear()
+                if self._woken:
+                    self._woken = False
                     async with self.sessionmaker() as session, session.begin():
                         await repo.wake_streams(session, datetime.now(UTC))
-                busy = await self._round()
+                await self._round()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # a round that failed (database down) is tried again
                 log.exception("subscriptions: dispatch round failed")
-                busy = False
                 await asyncio.sleep(1)
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), idle)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), idle)
 
-    async def _round(self) -> bool:
+    async def _round(self) -> None:
+        room = self.settings.subscription_claim - len(self._inflight)
+        if room <= 0:
+            return
         now = datetime.now(UTC)
         lease = now + timedelta(seconds=self.settings.subscription_lease_s)
         async with self.sessionmaker() as session, session.begin():
-            claimed = await repo.claim_due(session, now, lease, self.settings.subscription_claim)
-        self._held.update(repo.ids(claimed))
+            claimed = await repo.claim_due(session, now, lease, room)
+        for row in claimed:
+            self._held.add(str(row["id"]))
+            task = asyncio.create_task(self._deliver_held(row))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _deliver_held(self, sub: dict[str, Any]) -> None:
         try:
-            if claimed:
-                await asyncio.gather(*(self._deliver(row) for row in claimed))
+            await self._deliver(sub)
+        except Exception:  # the lease runs out and it is tried again
+            log.exception("subscription %s: delivery failed unexpectedly", sub["id"])
         finally:
-            self._held.difference_update(repo.ids(claimed))
-        return bool(claimed)
+            self._held.discard(str(sub["id"]))
+            self.wake.set()  # it may be due again at once (more events)
 
     async def _deliver(self, sub: dict[str, Any]) -> None:
         """One batch for one subscription, then the watermark moves (2xx) or a retry is scheduled."""
@@ -200,6 +215,7 @@ class Dispatcher:
                     notified_at=notified,
                     due_at=due,
                     next_run_at=next_run,
+                    claimed_due=sub["due_at"],
                 )
         except (DeliveryError, Problem, httpx.HTTPError, OSError) as exc:
             attempts = int(sub["attempts"]) + 1

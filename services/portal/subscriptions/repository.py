@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,13 +104,15 @@ async def delivered(
     notified_at: datetime | None,
     due_at: datetime,
     next_run_at: datetime | None,
+    claimed_due: datetime,
 ) -> None:
-    """A batch acknowledged (or nothing to send): the watermark moves, the retry count resets."""
+    """A batch acknowledged (or nothing to send): the watermark moves, the retry count resets. A wake-up that
+    came while it was delivered (`due_at` changed from `claimed_due`) is kept: those events go out at once."""
     values: dict[str, Any] = {
         "after_seq": after_seq,
         "attempts": 0,
         "last_error": None,
-        "due_at": due_at,
+        "due_at": case((S.c.due_at == claimed_due, due_at), else_=func.least(S.c.due_at, due_at)),
         "next_run_at": next_run_at,
         "lease_until": None,
     }
@@ -132,8 +134,13 @@ async def failed(session: AsyncSession, sid: str, *, attempts: int, error: str, 
 
 
 async def wake_streams(session: AsyncSession, now: datetime) -> None:
-    """Streaming subscriptions waiting for events (not backing off) are due now."""
-    stmt = update(S).where(S.c.stream.is_(True), S.c.attempts == 0, S.c.due_at > now).values(due_at=now)
+    """Streaming subscriptions waiting for events (not backing off) are due now; one being delivered (leased)
+    is marked too, so its delivery's end keeps it due (`delivered`)."""
+    stmt = (
+        update(S)
+        .where(S.c.stream.is_(True), S.c.attempts == 0, (S.c.due_at > now) | S.c.lease_until.is_not(None))
+        .values(due_at=now)
+    )
     await session.execute(stmt)
 
 
