@@ -319,6 +319,11 @@ async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_w
                 except websockets.ConnectionClosed:
                     return  # the portal went away (killed): the test reconnects
 
+            # no token, or a forged one: the handshake is refused, nothing is sent
+            for headers in ({}, {"Authorization": "Bearer forged"}):
+                with pytest.raises(websockets.InvalidStatus):
+                    async with websockets.connect(ws_url, additional_headers=headers):
+                        pass
             ws_task = asyncio.create_task(websocket_client(ws_url))
             await asyncio.sleep(1.0)  # the WebSocket subscription is open
             t0 = time.time()
