@@ -15,6 +15,7 @@ from services.portal.ingest import models as portal_ingest
 from services.portal.log import models as portal_log
 from services.portal.passports import models as portal_passports
 from services.portal.recalls import models as portal_recalls
+from services.portal.subscriptions import models as portal_subscriptions
 from services.portal.ui import models as portal_ui
 from services.portal.vehicles import models as portal_vehicles
 from services.portal.views import models as portal_views
@@ -47,6 +48,7 @@ MODULES = (
     portal_views,
     portal_epcis,
     portal_log,
+    portal_subscriptions,
     portal_ui,
     portal_vehicles,
     portal_recalls,

@@ -3,6 +3,8 @@ whole battery histories, ministry views and battery passports."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -18,6 +20,8 @@ from services.portal.passports.router import router as passports_router
 from services.portal.recalls.router import router as recalls_router
 from services.portal.resolver.router import router as resolver_router
 from services.portal.settings import PortalSettings
+from services.portal.subscriptions.delivery import Dispatcher
+from services.portal.subscriptions.router import router as subscriptions_router
 from services.portal.ui.router import router as ui_router
 from services.portal.vehicles.router import router as vehicles_router
 from services.portal.views.router import router as views_router
@@ -27,6 +31,22 @@ from shared.problems import PROBLEM_RESPONSES
 from shared.streams import stream_report
 
 Operator = Annotated[Principal, Depends(require_role(Role.operator))]
+
+
+@contextlib.asynccontextmanager
+async def _subscriptions(app: FastAPI) -> AsyncIterator[None]:
+    """The EPCIS subscription dispatcher (webhook delivery; wakes the WebSocket subscriptions of this process)."""
+    s: PortalSettings = app.state.settings
+    if not s.subscriptions_enabled:
+        yield
+        return
+    dispatcher = Dispatcher(s, app.state.engine, app.state.sessionmaker)
+    await dispatcher.start()
+    app.state.subscriptions = dispatcher
+    try:
+        yield
+    finally:
+        await dispatcher.stop()
 
 
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
@@ -41,10 +61,12 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
         ),
         settings=settings,
+        # subscriptions before the EPCIS router: its `/epcis/{resource}/{value}/events` would take `/epcis/queries/...`
         routers=[
             history_router,
             views_router,
             passports_router,
+            subscriptions_router,
             epcis_router,
             resolver_router,
             vehicles_router,
@@ -57,6 +79,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             epcis_consumer.consumer(settings),
             log_consumer.consumer(settings),
         ],
+        extra_lifespan=_subscriptions,
         openapi_tags=[
             {"name": "history", "description": "Whole histories and search (bearer token)."},
             {"name": "views", "description": "Each ministry's figures (that ministry's token only)."},

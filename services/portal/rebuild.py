@@ -24,7 +24,7 @@ from shared.kafka import ConsumerLoop
 
 #: Tables that are not read models: the consumers' positions, the UI's sessions, and the audit log (who read what must outlive
 #: any rebuild of what they read; it is kept for years, README: Retention).
-KEEP = {"stream_positions", "audit_log", "ui_sessions"}
+KEEP = {"stream_positions", "audit_log", "ui_sessions", "epcis_queries", "epcis_subscriptions"}
 
 
 async def read_model_tables(engine: AsyncEngine) -> list[str]:

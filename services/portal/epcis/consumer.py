@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.portal.epcis import repository as repo
 from services.portal.epcis.service import decode
 from services.portal.settings import PortalSettings
+from services.portal.subscriptions import repository as subscriptions
 from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE
 from shared.kafka import BatchHandler, ConsumerSpec, Records
 
@@ -22,6 +23,8 @@ def handler(sessionmaker: async_sessionmaker[AsyncSession]) -> BatchHandler:
             await repo.add_ledger(session, batch.ledger)
             await repo.add_declarations(session, batch.declarations)
             await repo.mark_declared(session, batch.declared)
+            if batch.captured or batch.ledger or batch.declared or batch.declarations:
+                await subscriptions.notify(session)  # streaming subscriptions wake (services/portal/subscriptions)
 
     return handle
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Text, text
+from sqlalchemy import BigInteger, Column, Identity, Index, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field
 
@@ -29,6 +29,7 @@ class EpcisEvent(Base, table=True):
         Index("ix_epcis_events_event_time", "event_time"),
         Index("ix_epcis_events_event_id", "event_id"),
         Index("ix_epcis_events_biz_step", "biz_step"),
+        Index("ix_epcis_events_seq", "seq", unique=True),
         Index("ix_epcis_events_epcs", "epcs", postgresql_using="gin"),
         Index("ix_epcis_events_battery_ids", "battery_ids", postgresql_using="gin"),
         Index("ix_epcis_events_ledger_event_ids", "ledger_event_ids", postgresql_using="gin"),
@@ -58,6 +59,10 @@ class EpcisEvent(Base, table=True):
     context: dict[str, Any] = Field(sa_type=JSONB, sa_column_kwargs={"server_default": text("'{}'::jsonb")})
     error_declaration: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     body: dict[str, Any] = Field(sa_type=JSONB)
+    #: Order of arrival in this table (projection transactions are serialised by an advisory lock, so it is
+    #: also commit order): subscriptions deliver after a watermark on it, never missing a late-arriving
+    #: event whose recordTime is older than one already delivered.
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=False), nullable=False))
 
 
 class EpcisDeclaration(Base, table=True):

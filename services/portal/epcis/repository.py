@@ -21,8 +21,9 @@ EVENTS = qualified(_events)
 DECLARATIONS = qualified(EpcisDeclaration.__table__)
 HANDLERS = qualified(Handler.__table__)
 ALIASES = qualified(Alias.__table__)
-#: What a projection writes: every column but the error declaration (`mark_declared` sets it).
-COLUMNS = [c for c in _events.c if c.name != "error_declaration"]
+#: What a projection writes: every column but the error declaration (`mark_declared` sets it) and the arrival
+#: order (`seq`, the identity column).
+COLUMNS = [c for c in _events.c if c.name not in ("error_declaration", "seq")]
 _ARRAYS = {c.name for c in COLUMNS if isinstance(c.type, ARRAY)}
 _JSON = {c.name for c in COLUMNS if isinstance(c.type, JSONB)}
 #: One projection transaction at a time: a captured document replaces the ledger-made rows it covers, and a
@@ -81,6 +82,7 @@ _SEARCHED = [
         "context",
         "body",
         "error_declaration",
+        "seq",
     )
 ]
 
@@ -233,6 +235,8 @@ class Filters:
     after: tuple[datetime, str, str, str] | None = None  # (order time, event_id, actor, source)
     order_by: str = "record_time"
     descending: bool = False
+    #: Subscriptions: only rows that arrived after this `seq` (and then in arrival order, whatever `order_by`).
+    after_seq: int | None = None
 
 
 async def battery_uris_of_aliases(session: AsyncSession, values: Sequence[str]) -> dict[str, str]:
@@ -284,7 +288,10 @@ async def search(session: AsyncSession, f: Filters, limit: int) -> list[dict[str
         )
     order = "event_time" if f.order_by == "event_time" else "record_time"
     keys = f"e.{order}, e.event_id, e.actor, e.source"
-    if f.after is not None:
+    if f.after_seq is not None:
+        where.append(f"e.seq > {arg(f.after_seq, 'bigint')}")
+        keys = "e.seq"
+    elif f.after is not None:
         t, i, a, src = f.after
         where.append(
             f"({keys}) {'<' if f.descending else '>'} "

@@ -66,9 +66,15 @@ def extensions(request: Request) -> dict[str, str]:
 
 
 async def answer(
-    request: Request, session: Any, principal: Any, params: list[tuple[str, str]], fixed: dict[str, str] | None = None
+    request: Request,
+    session: Any,
+    principal: Any,
+    params: list[tuple[str, str]],
+    fixed: dict[str, str] | None = None,
+    stored: list[tuple[str, str]] | None = None,
 ) -> JSONResponse:
-    q = query.parse([*params, *(fixed or {}).items()], extensions(request))
+    """`fixed`: parameters the path stands for; `stored`: a named query's (neither is repeated in `Link`)."""
+    q = query.parse([*(stored or []), *params, *(fixed or {}).items()], extensions(request))
     after, remaining = _after(q)
     page = await service.search(session, principal, q, after=after, remaining=remaining)
     headers = dict(EPCIS_HEADERS)

@@ -337,6 +337,11 @@ class Page:
     #: (order time, event ID, actor, source) the next page starts after, and how many events it may still hold
     next_after: tuple[datetime, str, str, str] | None
     remaining: int | None
+    #: Subscriptions (`after_seq`): the arrival order of the page's last event, and whether more follow.
+    last_seq: int | None = None
+    more: bool = False
+    #: The page's events as stored (each with its `event_id`, `record_time`, `seq`).
+    rows: tuple[dict[str, Any], ...] = ()
 
 
 async def search(
@@ -346,11 +351,16 @@ async def search(
     *,
     after: tuple[datetime, str, str, str] | None = None,
     remaining: int | None = None,
+    after_seq: int | None = None,
+    min_record_time: datetime | None = None,
+    batch: int | None = None,
 ) -> Page:
     """A page of the events visible to the principal (shared.access: every event for those who see every
     battery; else those it captured and those about batteries it has a relation to: made, holds, held or
     is consigned, never merely posted about) that match the query, as an EPCISQueryDocument.
-    `remaining`: how many events the query's `eventCountLimit` still allows (None: no limit)."""
+    `remaining`: how many events the query's `eventCountLimit` still allows (None: no limit).
+    Subscriptions pass `after_seq` (a watermark on arrival order; answers at most `batch` events in arrival
+    order, `last_seq` the new watermark) and `min_record_time` (their initialRecordTime)."""
     conditions: list[query.Condition] = []
     for c in q.conditions:
         if isinstance(c, query.Column) and c.column in ("biz_step", "disposition"):
@@ -365,8 +375,16 @@ async def search(
         handler_org=access.only_handled_by(principal),
         after=after,
         order_by=q.order_by,
-        descending=q.descending,
+        descending=q.descending and after_seq is None,
+        after_seq=after_seq,
+        ge_record_time=min_record_time,
     )
+    if after_seq is not None:
+        rows = await repo.search(session, f, (batch or q.per_page) + 1)
+        more = len(rows) > (batch or q.per_page)
+        rows = rows[: batch or q.per_page]
+        watermark = int(rows[-1]["seq"]) if rows else after_seq
+        return Page(await _document(session, rows), None, None, last_seq=watermark, more=more, rows=tuple(rows))
     if remaining is None and q.event_count_limit is not None:
         remaining = q.event_count_limit
     per_page = q.per_page if remaining is None else min(q.per_page, remaining)
