@@ -30,6 +30,7 @@ Registrar = Annotated[Principal, Depends(molit_or_admin)]
     response_model=CampaignOut,
     summary="Register a recall campaign (MOLIT, admin)",
     openapi_extra=body_limit(64 * 1024),
+    responses={200: {"model": CampaignOut, "description": "The same campaign was registered before (idempotent)."}},
 )
 async def register(body: CampaignIn, session: SessionDep, principal: Registrar, response: Response) -> Any:
     """A campaign names a maker, optionally models, serial ranges and VIN ranges, and its opening date. It is
