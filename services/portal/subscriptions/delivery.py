@@ -85,11 +85,11 @@ class Dispatcher:
 
     async def stop(self) -> None:
         held = sorted(self._held)  # before the cancelled deliveries forget them
-        for t in [*self._tasks, *self._inflight]:
+        tasks = [*self._tasks, *self._inflight]
+        for t in tasks:
             t.cancel()
-        for t in [*self._tasks, *self._inflight]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
         if self._client is not None:
             await self._client.aclose()
         if held:  # a batch cut short is sent again by whichever process claims it next, at once
