@@ -3,6 +3,7 @@ declarations, plain (non-battery) EPCIS events, the standard examples."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from shared.vin import is_pseudonym
 from tests.events_helpers import ORGS, Stack, stack
 from tests.standards import standard_files
 
@@ -377,7 +379,10 @@ async def test_association_with_a_vehicle_installs_and_removes(s: Stack) -> None
     st = await s.state(bid)
     assert st["state"] == "in_service", st
     timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]
-    assert timeline[-1]["type"] == "INSTALLED" and timeline[-1]["data"] == {"vin": VIN}
+    # The VIN is personal data: the ledger holds its keyed pseudonym (README "Vehicles, recalls and personal data").
+    installed = timeline[-1]
+    assert installed["type"] == "INSTALLED" and set(installed["data"]) == {"vin"}, installed
+    assert is_pseudonym(installed["data"]["vin"]) and VIN not in json.dumps(installed)
     delete = association("DELETE", f"urn:vin:{VIN}", [battery(bid)], "2026-05-02T10:00:00+09:00", disposition="damaged")
     assert (await capture(s, doc(delete), "oem"))["success"]
     timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()["items"]

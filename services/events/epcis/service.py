@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import jsonschema_rs
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.events.epcis import repository as repo
 from services.events.epcis.event_hash import event_hashes
 from services.events.epcis.mapping import (
+    VEHICLE,
+    VIN_URN,
     MappingProblem,
     declaration_event,
     digest,
@@ -397,6 +400,14 @@ def _pseudonymise_vin(event: dict[str, Any], vin_key: VinKey) -> dict[str, Any]:
         value = event.get(name)
         if isinstance(value, str) and not is_pseudonym(value):
             event[name] = vin_key.pseudonym(value)
+    # An AssociationEvent names the vehicle by its VIN in parentID (mapping.VEHICLE / VIN_URN): stored as the
+    # pseudonym under the same prefix, so the VIN stays out of the stored event, its digest and Kafka.
+    parent = event.get("parentID")
+    if isinstance(parent, str):
+        for prefix in (VEHICLE, VIN_URN):
+            vin = unquote(parent[len(prefix) :]) if parent.startswith(prefix) else ""
+            if vin and not is_pseudonym(vin):
+                event["parentID"] = prefix + vin_key.pseudonym(vin)
     return event
 
 
