@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.events.lifecycle.models import BatteryState, LedgerEntry
 from services.events.lifecycle.service import lifecycle_message
 from services.events.models import SCHEMA
+from services.events.vins.models import Vin
+from services.events.vins.service import recorded_message
+from shared.contract.streams import TOPIC_VINS
 from shared.db import make_sessionmaker, row_dict
 from shared.outbox import OutboxMessage, enqueue
 from shared.records import LedgerRecordFields
@@ -54,6 +57,8 @@ async def republish(
         async with engine.connect() as conn:
             rows = [row_dict(r) for r in (await conn.execute(stmt)).mappings()]
         if not rows:
+            if battery is None:
+                total += await _republish_vins(engine, since)
             return total
         messages = [OutboxMessage(*lifecycle_message(_ledger_row(r), r)) for r in rows]
         async with maker() as session, session.begin():
@@ -66,3 +71,21 @@ async def republish(
 
 def _ledger_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in LedgerRecordFields.model_fields}
+
+
+async def _republish_vins(engine: AsyncEngine, since: datetime | None) -> int:
+    """The plain VINs behind the pseudonyms (battery.vins.v1), from `events.vins`: each kept VIN again, each
+    erased one as its tombstone, so a portal rebuilt after the broker lost everything has them (and no erased
+    one). Returns how many were queued."""
+    vins = Vin.__table__
+    stmt = select(vins.c.pseudonym, vins.c.vin).order_by(vins.c.pseudonym)
+    if since is not None:
+        stmt = stmt.where(vins.c.recorded_at >= since)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    messages = [recorded_message(p, vin) if vin is not None else OutboxMessage(TOPIC_VINS, p, None) for p, vin in rows]
+    maker = make_sessionmaker(engine)
+    for start in range(0, len(messages), CHUNK):
+        async with maker() as session, session.begin():
+            await enqueue(session, SCHEMA, messages[start : start + CHUNK])
+    return len(messages)

@@ -11,7 +11,8 @@ from services.portal.history import repository as history_repo
 from services.portal.history.service import in_effect, lives, locate, relation
 from services.portal.passports import compose
 from services.portal.passports import repository as repo
-from shared.access import Relation, passport_level
+from services.portal.recalls import service as recalls
+from shared.access import Level, Relation, passport_level
 from shared.auth import Principal
 from shared.db import raw_connection
 from shared.problems import NotFound
@@ -39,7 +40,9 @@ async def passport(
     parties = {org: await history_repo.participant(session, org) for org in {battery["manufacturer"], operator}}
     declared = await repo.declaration(conn, battery)
     amendments = await history_repo.amendments_of(conn, bid)
-    return compose.build(battery, events, chosen, parties, level, declared, amendments)
+    authority = compose.RANK.index(level) >= compose.RANK.index(Level.authority)
+    covering = await recalls.of_battery(conn, battery) if authority else []  # the recall campaigns covering it
+    return compose.build(battery, events, chosen, parties, level, declared, amendments, covering)
 
 
 def canonical_id(passport_id: str) -> str | None:
