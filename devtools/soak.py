@@ -39,13 +39,14 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from devtools.dev import SERVICES, service_command
 from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from shared.auth import generate_keypair, mint_token
 from shared.contract.streams import TOPIC_LIFECYCLE
 from shared.db import asyncpg_dsn, make_engine
+from shared.kafka import make_consumer
 from shared.migrate import upgrade_head
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -389,9 +390,7 @@ class Soak:
 
     async def topic_ids(self, expected: int) -> set[str]:
         topic = self.prefix + TOPIC_LIFECYCLE
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        consumer = make_consumer(self.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
         ids: set[str] = set()
         try:

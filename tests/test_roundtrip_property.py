@@ -132,7 +132,10 @@ def lives(draw: st.DrawFn) -> Life:
         steps.append(Step("INSTALLED", "oem", draw(INSTALLED), transfer_to="oem"))
         steps.extend(draw(st.lists(st.one_of(inspected, incident), max_size=2)))
         if draw(st.booleans()):
-            steps.append(Step("ERROR_DECLARED", "oem"))  # declares the oem's INSTALLED
+            # An INCIDENT declared in error by its poster: nothing later depends on it, so the declaration is
+            # accepted (declaring the INSTALLED would take the battery back out of service: DOMAIN, Corrections).
+            steps.append(draw(incident))
+            steps.append(Step("ERROR_DECLARED", "inspector"))
         if not draw(st.integers(0, 4)):  # one life in five stays in service
             return finish(draw, steps, assembled)
         reason = draw(st.sampled_from([r.value for r in RemovalReason]))
@@ -236,8 +239,8 @@ async def live(s: Stack, life: Life) -> str:
             data = {"parent_id": (await s.state(bid))["parent_id"]}
         elif step.type == "ERROR_DECLARED":
             timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()
-            installed = next(e for e in timeline["items"] if e["type"] == "INSTALLED")
-            data = {"declared_event_id": installed["event_id"], "reason": "incorrect_data"}
+            incident = [e for e in timeline["items"] if e["type"] == "INCIDENT"][-1]
+            data = {"declared_event_id": incident["event_id"], "reason": "incorrect_data"}
         await post(s, clock, bid, step.type, step.role, data or {})
     return bid
 
@@ -293,7 +296,7 @@ EVERY_TYPE = [
             Step("INCIDENT", "inspector", {"kind": "leak", "severity": "low", "description": '"quoted" \\ \n\t 누액'}),
             Step("INSTALLED", "oem", {"vin": "KMHEM41AP6A123456"}, transfer_to="oem"),
             Step("INSPECTED", "inspector", {"soh_pct": 99.99999999999999, "cycle_count": 2**53}),
-            Step("ERROR_DECLARED", "oem"),
+            Step("ERROR_DECLARED", "inspector"),  # the INCIDENT above
             Step("REMOVED", "dismantler", {"reason": "end_of_life", "consignee": ORGS["collector"]}),
             Step("COLLECTED", "collector", {"centre": "SIHEUNG-01", "region": "KR-41"}),
             Step("GRADED", "assessor", {"soh_pct": 0.0, "grade": "reuse"}, transfer_to="assessor"),

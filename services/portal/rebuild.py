@@ -39,9 +39,12 @@ async def read_model_tables(engine: AsyncEngine) -> list[str]:
         return [r[0] for r in rows if r[0] not in KEEP]
 
 
-async def rebuild(settings: PortalSettings, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
+async def rebuild(
+    settings: PortalSettings, *, idle_s: float = 1.0, progress: Callable[[int], None] | None = None
+) -> dict[str, int]:
     """Empty the read models, then replay each of the portal's consumers over its topics, one after the
-    other (the EPCIS view is its own projection of the lifecycle and EPCIS streams)."""
+    other (the EPCIS view is its own projection of the lifecycle and EPCIS streams). `idle_s`: the quiet a
+    topic's replay waits for once its end offsets are reached (`ConsumerLoop.replay`)."""
     engine = make_engine(settings.database_url)
     try:
         tables = await read_model_tables(engine)
@@ -52,7 +55,7 @@ async def rebuild(settings: PortalSettings, *, progress: Callable[[int], None] |
         specs = (ingest_consumer.consumer(settings), epcis_consumer.consumer(settings), log_consumer.consumer(settings))
         for spec in specs:
             loop = ConsumerLoop.for_spec(spec, settings, maker, max_records=2000)
-            done = await loop.replay(progress=progress)
+            done = await loop.replay(idle_s=idle_s, progress=progress)
             records, rejected = records + done.records, rejected + done.rejected
         return {"tables": len(tables), "records": records, "poison": rejected}
     finally:

@@ -96,7 +96,12 @@ async def test_the_consignee_named_in_an_event_reads(world, token) -> None:
     p = await _passport(world, consignee)
     assert p["access_level"] == "legitimate_interest"
     assert "batteryMaterials" not in p["aspects"]["materialComposition"]  # material masses are commercial
-    assert p["restricted"] == {"materialComposition": ["batteryMaterials"]}
+    assert p["restricted"] == {  # the commercial and authority-level fields, in every aspect that has them
+        "materialComposition": ["batteryMaterials"],
+        "labeling": ["resultOfTestReport"],
+        "catenax": ["identification/identification/serial", "materials/composition", "conformity/resultOfTestReport"],
+    }
+    assert "composition" not in p["catenax"].get("materials", {})
     assert len(await _epcis(world, consignee)) == 10
     # another collector, named nowhere, reads nothing
     other = await _history(world, token("COL-8", "collector"))
