@@ -18,7 +18,7 @@ from shared.audit import AuditMiddleware, audit_router
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker, make_statement_pool
 from shared.kafka import ConsumerLoop, ConsumerSpec, KafkaCluster, PositionStore, ensure_topics, kafka_reachable
-from shared.limits import BodySizeLimit, IdentityFirst, RateLimit
+from shared.limits import BodySizeLimit, IdentityFirst, RateLimit, RateLimiter
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
 from shared.outbox import OutboxRelay, applied_positions, outbox_stats, published_positions
@@ -184,12 +184,10 @@ def create_service_app(
         large_bodies=settings.large_bodies_in_flight,
         large_body_wait_s=settings.large_body_wait_s,
     )
-    app.add_middleware(
-        RateLimit,
-        rate=settings.rate_limit_per_s,
-        burst=settings.rate_limit_burst,
-        max_keys=settings.rate_limit_max_keys,
+    app.state.rate_limiter = RateLimiter(
+        rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst, max_keys=settings.rate_limit_max_keys
     )
+    app.add_middleware(RateLimit, limiter=app.state.rate_limiter)
     app.add_middleware(IdentityFirst)  # the token is verified before any body byte is read
     app.add_middleware(MetricsMiddleware, service=name)
     app.include_router(health_router())

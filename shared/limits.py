@@ -17,7 +17,7 @@ import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -269,12 +269,18 @@ class _Bucket:
 
 class RateLimiter:
     """Token buckets: `rate` requests per second sustained, bursts up to `burst`. At most `max_keys` buckets
-    are kept: the least recently used is evicted (a returning caller starts with a full bucket), never all."""
+    are kept: the least recently used is evicted (a returning caller starts with a full bucket), never all.
 
-    def __init__(self, rate: float, burst: float, max_keys: int = 100_000) -> None:
+    A bucket refills by the time that passed on `clock` (seconds, monotonic) between two takes, so a burst
+    that arrives over T seconds is allowed `burst + rate * T` requests; tests pass a clock they move by hand."""
+
+    def __init__(
+        self, rate: float, burst: float, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.max_keys = max_keys
+        self.clock = clock
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def __len__(self) -> int:
@@ -282,7 +288,7 @@ class RateLimiter:
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """0 if allowed, else the seconds to wait."""
-        now = time.monotonic()
+        now = self.clock()
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = _Bucket(self.burst, now)
@@ -300,11 +306,12 @@ class RateLimiter:
 
 class RateLimit:
     """Per-participant limits keyed on the identity `IdentityFirst` verified (the org), else the client
-    address: a forged or invalid token spends its sender's address's budget, never the named org's."""
+    address: a forged or invalid token spends its sender's address's budget, never the named org's. The
+    app factory keeps the limiter on `app.state.rate_limiter`."""
 
-    def __init__(self, app: ASGIApp, rate: float, burst: float, max_keys: int = 100_000) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
         self.app = app
-        self.limiter = RateLimiter(rate, burst, max_keys)
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "") in UNLIMITED_PATHS:
