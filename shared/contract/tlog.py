@@ -53,10 +53,7 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 def _split(n: int) -> int:
     """The largest power of two smaller than n (n > 1)."""
-    k = 1
-    while k << 1 < n:
-        k <<= 1
-    return k
+    return 1 << ((n - 1).bit_length() - 1)
 
 
 def root_from_leaves(leaf_hashes: Sequence[bytes]) -> bytes:
@@ -71,24 +68,29 @@ def root_from_leaves(leaf_hashes: Sequence[bytes]) -> bytes:
 
 
 def _decompose(start: int, end: int) -> list[NodeKey]:
-    """[start, end) with `start` aligned to the range's subtree as complete subtrees, left to right."""
+    """[start, end) with `start` aligned to the range's subtree as complete subtrees, left to right: each the
+    largest that `start`'s alignment and the rest of the range allow (bit arithmetic: O(subtrees))."""
     out: list[NodeKey] = []
     while start < end:
-        level = 0
-        while start % (1 << (level + 1)) == 0 and start + (1 << (level + 1)) <= end:
-            level += 1
+        level = (end - start).bit_length() - 1
+        if start:
+            level = min(level, (start & -start).bit_length() - 1)
         out.append((level, start >> level))
         start += 1 << level
     return out
 
 
-def _range_hash(start: int, end: int, node: NodeGetter) -> bytes:
-    """MTH(D[start:end]) for the ranges RFC 9162 proofs use (a subtree, possibly partial at the right edge)."""
-    parts = _decompose(start, end)
+def _fold(parts: Sequence[NodeKey], node: NodeGetter) -> bytes:
+    """MTH of a range from its complete subtrees (`_decompose`): folded from the right, as RFC 9162 splits."""
     acc = node(*parts[-1])
     for level, index in reversed(parts[:-1]):
         acc = node_hash(node(level, index), acc)
     return acc
+
+
+def _range_hash(start: int, end: int, node: NodeGetter) -> bytes:
+    """MTH(D[start:end]) for the ranges RFC 9162 proofs use (a subtree, possibly partial at the right edge)."""
+    return _fold(_decompose(start, end), node)
 
 
 def root(size: int, node: NodeGetter) -> bytes:
@@ -127,18 +129,52 @@ def _check_consistency_args(first: int, second: int) -> None:
         raise LogError(f"no consistency proof from size {first} to size {second} (need 0 < first <= second)")
 
 
+#: Per proof hash, the complete subtrees (left to right) whose fold is that hash: what a store must read.
+ProofPlan = list[list[NodeKey]]
+
+
+def inclusion_plan(index: int, size: int) -> ProofPlan:
+    _check_inclusion_args(index, size)
+    return [_decompose(s, e) for s, e in _path(index, 0, size)]
+
+
+def consistency_plan(first: int, second: int) -> ProofPlan:
+    _check_consistency_args(first, second)
+    return [_decompose(s, e) for s, e in _subproof(first, 0, second, True)]
+
+
+def inclusion_candidates(index: int, size: int) -> set[NodeKey]:
+    """A superset of `needed_for_inclusion` that needs no recursion, so a store can select it in the same
+    statement that finds the leaf: at each level the complete sibling of the leaf's ancestor, and the tree's
+    right-edge subtrees (`frontier_keys`), which make up a partial sibling. At most 2·log2(size) nodes."""
+    _check_inclusion_args(index, size)
+    siblings = {
+        (level, (index >> level) ^ 1)
+        for level in range(size.bit_length())
+        if (((index >> level) ^ 1) + 1) << level <= size
+    }
+    return siblings | frontier_keys(size)
+
+
+def plan_nodes(plan: ProofPlan) -> set[NodeKey]:
+    return {key for parts in plan for key in parts}
+
+
+def assemble(plan: ProofPlan, node: NodeGetter) -> list[bytes]:
+    """The proof's hashes from the nodes its plan names."""
+    return [_fold(parts, node) for parts in plan]
+
+
 def needed_for_ranges(ranges: Iterable[tuple[int, int]]) -> set[NodeKey]:
     return {key for s, e in ranges for key in _decompose(s, e)}
 
 
 def needed_for_inclusion(index: int, size: int) -> set[NodeKey]:
-    _check_inclusion_args(index, size)
-    return needed_for_ranges(_path(index, 0, size))
+    return plan_nodes(inclusion_plan(index, size))
 
 
 def needed_for_consistency(first: int, second: int) -> set[NodeKey]:
-    _check_consistency_args(first, second)
-    return needed_for_ranges(_subproof(first, 0, second, True))
+    return plan_nodes(consistency_plan(first, second))
 
 
 def needed_for_root(size: int) -> set[NodeKey]:
@@ -146,13 +182,11 @@ def needed_for_root(size: int) -> set[NodeKey]:
 
 
 def inclusion_proof(index: int, size: int, node: NodeGetter) -> list[bytes]:
-    _check_inclusion_args(index, size)
-    return [_range_hash(s, e, node) for s, e in _path(index, 0, size)]
+    return assemble(inclusion_plan(index, size), node)
 
 
 def consistency_proof(first: int, second: int, node: NodeGetter) -> list[bytes]:
-    _check_consistency_args(first, second)
-    return [_range_hash(s, e, node) for s, e in _subproof(first, 0, second, True)]
+    return assemble(consistency_plan(first, second), node)
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root_hash: bytes) -> None:

@@ -114,11 +114,70 @@ async def nodes(conn: asyncpg.Connection, keys: Iterable[NodeKey]) -> dict[NodeK
     return {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
 
 
-async def leaf_index(conn: asyncpg.Connection, battery_id: str, sequence: int) -> int | None:
-    value = await conn.fetchval(
-        f"SELECT leaf_index FROM {LEAVES} WHERE battery_id = $1 AND sequence = $2", battery_id, sequence
+@dataclass(frozen=True, slots=True)
+class ProofRead:
+    newest: int | None  # the newest checkpoint's tree size (None: none signed yet)
+    leaf_index: int | None  # None: the log holds no such event
+    nodes: dict[NodeKey, bytes]
+
+
+#: One statement per inclusion proof: the newest checkpoint's size, the event's leaf index (the unique index on
+#: (battery_id, sequence)), and the stored nodes a proof of that leaf in the tree of size $3 (default: the
+#: newest) can read: `tlog.inclusion_candidates`, at most 2·log2(size) primary-key probes. At each level l the
+#: complete sibling ((m >> l) # 1) of the leaf's ancestor, and the right-edge subtree ((n >> l) - 1) where bit l of
+#: n is set. Keep the two in step: tests/test_log_proof_cost.py checks every proof it answers against RFC 9162.
+INCLUSION_READ = f"""
+WITH newest AS (SELECT max(tree_size) AS n FROM {CHECKPOINTS}),
+leaf AS (SELECT leaf_index AS m FROM {LEAVES} WHERE battery_id = $1 AND sequence = $2),
+size AS (SELECT coalesce($3::bigint, n) AS n FROM newest),
+levels AS (SELECT l FROM size, generate_series(0, 62) AS l WHERE size.n >> l > 0),
+wanted AS (
+    SELECT l AS level, (m >> l) # 1 AS idx FROM leaf, size, levels
+    WHERE m < size.n AND (((m >> l) # 1) + 1) << l <= size.n
+    UNION
+    SELECT l, (size.n >> l) - 1 FROM size, levels, leaf WHERE m < size.n AND (size.n >> l) & 1 = 1
+),
+found AS (
+    SELECT 0::smallint AS level, f.leaf_index AS idx, f.leaf_hash AS hash
+    FROM wanted w JOIN {LEAVES} f ON f.leaf_index = w.idx WHERE w.level = 0
+    UNION ALL
+    SELECT n.level, n.idx, n.hash FROM wanted w JOIN {NODES} n ON n.level = w.level AND n.idx = w.idx
+    WHERE w.level > 0
+)
+SELECT newest.n AS newest, leaf.m AS leaf_index, found.level, found.idx, found.hash
+FROM newest LEFT JOIN leaf ON true LEFT JOIN found ON true
+"""
+
+
+async def inclusion_read(conn: asyncpg.Connection, battery_id: str, sequence: int, size: int | None) -> ProofRead:
+    """Everything an inclusion proof reads, in one round trip (`INCLUSION_READ`)."""
+    rows = await conn.fetch(INCLUSION_READ, battery_id, sequence, size)
+    first = rows[0]
+    return ProofRead(
+        None if first["newest"] is None else int(first["newest"]),
+        None if first["leaf_index"] is None else int(first["leaf_index"]),
+        {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["hash"] is not None},
     )
-    return None if value is None else int(value)
+
+
+#: The newest checkpoint's size rides along with the nodes (as level -1), so a consistency proof is one round trip.
+NODES_AND_NEWEST = f"""
+SELECT -1::smallint AS level, max(tree_size) AS idx, NULL::bytea AS hash FROM {CHECKPOINTS}
+UNION ALL SELECT 0::smallint, leaf_index, leaf_hash FROM {LEAVES} WHERE leaf_index = ANY($1::bigint[])
+UNION ALL SELECT n.level, n.idx, n.hash FROM {NODES} n
+JOIN unnest($2::smallint[], $3::bigint[]) AS k(level, idx) ON n.level = k.level AND n.idx = k.idx
+"""
+
+
+async def nodes_and_newest(conn: asyncpg.Connection, keys: Iterable[NodeKey]) -> ProofRead:
+    wanted = sorted(set(keys))
+    upper = [(level, i) for level, i in wanted if level > 0]
+    rows = await conn.fetch(
+        NODES_AND_NEWEST, [i for level, i in wanted if level == 0], [k[0] for k in upper], [k[1] for k in upper]
+    )
+    newest = next(r["idx"] for r in rows if r["level"] == -1)
+    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["level"] >= 0}
+    return ProofRead(None if newest is None else int(newest), None, found)
 
 
 async def leaf_indexes(conn: asyncpg.Connection, battery_id: str) -> dict[int, int]:

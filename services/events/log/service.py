@@ -200,40 +200,45 @@ async def log_key(conn: asyncpg.Connection, signer: tlog.Signer | None) -> str:
     return signer.verifier().encode()
 
 
-async def _tree_size_arg(conn: asyncpg.Connection, tree_size: int | None, name: str = "tree_size") -> int:
-    latest = await newest(conn)
+def _check_size(newest: int | None, tree_size: int | None, name: str) -> int:
+    """The tree size asked for (default: the newest checkpoint's), refused beyond the newest checkpoint."""
+    if newest is None:
+        raise LogUnavailable("No checkpoint has been signed yet; try again in a few seconds.")
     if tree_size is None:
-        return latest.tree_size
-    if tree_size > latest.tree_size:
+        return newest
+    if tree_size > newest:
         raise Unprocessable(
-            f"{name} {tree_size} is beyond the newest checkpoint ({latest.tree_size}).",
-            errors=[field_error(name, "at-most-newest-checkpoint", f"at most {latest.tree_size}")],
+            f"{name} {tree_size} is beyond the newest checkpoint ({newest}).",
+            errors=[field_error(name, "at-most-newest-checkpoint", f"at most {newest}")],
         )
     return tree_size
 
 
 async def inclusion(conn: asyncpg.Connection, battery_id: str, sequence: int, tree_size: int | None) -> dict[str, Any]:
-    size = await _tree_size_arg(conn, tree_size)
-    index = await repo.leaf_index(conn, battery_id, sequence)
+    """One statement reads the newest checkpoint's size, the leaf and the nodes its proof needs."""
+    read = await repo.inclusion_read(conn, battery_id, sequence, tree_size)
+    size = _check_size(read.newest, tree_size, "tree_size")
+    index = read.leaf_index
     if index is None or index >= size:
         raise NotFound(
             f"Event {sequence} of battery {battery_id} is not in the tree of size {size}.", code="not-in-log"
         )
-    nodes = await repo.nodes(conn, tlog.needed_for_inclusion(index, size))
-    proof = tlog.inclusion_proof(index, size, tlog.getter(nodes))
+    proof = tlog.assemble(tlog.inclusion_plan(index, size), tlog.getter(read.nodes))
     return {"leaf_index": index, "tree_size": size, "audit_path": tlog.hexes(proof)}
 
 
 async def consistency(conn: asyncpg.Connection, first: int, second: int) -> dict[str, Any]:
-    second = await _tree_size_arg(conn, second, "second")
     if not 0 < first <= second:
+        read = await repo.nodes_and_newest(conn, ())
+        _check_size(read.newest, second, "second")
         raise Unprocessable(
             f"first ({first}) must be at least 1 and at most second ({second}).",
             errors=[field_error("first", "range", "1 <= first <= second")],
         )
-    nodes = await repo.nodes(conn, tlog.needed_for_consistency(first, second))
-    proof = tlog.consistency_proof(first, second, tlog.getter(nodes))
-    return {"first": first, "second": second, "proof": tlog.hexes(proof)}
+    plan = tlog.consistency_plan(first, second)
+    read = await repo.nodes_and_newest(conn, tlog.plan_nodes(plan))
+    _check_size(read.newest, second, "second")
+    return {"first": first, "second": second, "proof": tlog.hexes(tlog.assemble(plan, tlog.getter(read.nodes)))}
 
 
 def audit(events: list[dict[str, Any]], leaves: dict[int, bytes], queued: set[int]) -> list[str]:

@@ -1,0 +1,181 @@
+"""What a proof costs the database, at a tree size with many levels (2^17 < size < 2^18, a partial right edge):
+an inclusion proof is ONE statement (newest checkpoint, the leaf by its unique (battery_id, sequence) index, the
+stored subtree nodes by primary key), a consistency proof one statement too; each reads at most 2·log2(size)
+nodes, and no plan scans the log's tables. Every answer is checked with the RFC 9162 algorithms against the root
+computed from the leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from services.events.log import repository as repo
+from services.events.log import service
+from shared.contract import tlog
+from shared.db import asyncpg_dsn
+from shared.problems import NotFound, Unprocessable
+from shared.roles import service_url
+
+SIZE = 2**17 + 12_345
+SIZES = (1, 2, 3, 2**16, 2**16 + 1, 99_999, SIZE)
+LOG = tlog.Signer.generate("batterytrace.test/log")
+
+
+def _battery(i: int) -> str:
+    return f"COST-{i:07d}"
+
+
+ROOTS: dict[int, bytes] = {}
+
+
+def _root(leaves: list[bytes], size: int) -> bytes:
+    """The reference MTH from the leaves themselves (not from the stored nodes)."""
+    if size not in ROOTS:
+        ROOTS[size] = tlog.root_from_leaves(leaves[:size])
+    return ROOTS[size]
+
+
+@pytest.fixture
+async def filled(db_url: str) -> AsyncIterator[list[bytes]]:
+    """A log of SIZE leaves (COPY, as the bench fills it) with a signed checkpoint at each of SIZES."""
+    leaves = [tlog.leaf_hash(hashlib.sha256(i.to_bytes(8, "big")).digest()) for i in range(SIZE)]
+    nodes = tlog.compact_nodes(0, leaves, tlog.getter({}))
+    store = {**nodes, **{(0, i): h for i, h in enumerate(leaves)}}
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        await conn.copy_records_to_table(
+            "log_leaves",
+            schema_name="events",
+            columns=["leaf_index", "battery_id", "sequence", "leaf_hash"],
+            records=((i, _battery(i), 1, h) for i, h in enumerate(leaves)),
+        )
+        await conn.copy_records_to_table(
+            "log_nodes",
+            schema_name="events",
+            columns=["level", "idx", "hash"],
+            records=((*k, h) for k, h in nodes.items()),
+        )
+        for size in SIZES:
+            root = tlog.root(size, tlog.getter(store))
+            note = tlog.sign_note(tlog.Checkpoint(LOG.name, size, root).body(), [LOG]).encode()
+            await repo.insert_checkpoint(conn, repo.StoredCheckpoint(size, root, note, LOG.verifier().encode()))
+        await conn.execute("ANALYZE events.log_leaves; ANALYZE events.log_nodes")
+    finally:
+        await conn.close()
+    yield leaves
+
+
+@pytest.fixture
+async def events_conn(db_url: str) -> AsyncIterator[tuple[asyncpg.Connection, list[Any]]]:
+    """A connection as the events service's role, with every statement it sends recorded."""
+    conn = await asyncpg.connect(asyncpg_dsn(service_url(db_url, "events")))
+    queries: list[Any] = []
+    conn.add_query_logger(queries.append)
+    try:
+        yield conn, queries
+    finally:
+        await conn.close()
+
+
+async def _counted(queries: list[Any], call: Awaitable[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+    """The answer of `call` and how many statements it sent."""
+    await asyncio.sleep(0)  # asyncpg hands each logged query to the loop with call_soon: let earlier ones land
+    queries.clear()
+    answer = await call
+    await asyncio.sleep(0)
+    return answer, len(queries)
+
+
+def _bound(size: int) -> int:
+    return 2 * size.bit_length()
+
+
+async def _plan(conn: asyncpg.Connection, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """The executed plan's nodes (EXPLAIN ANALYZE), flattened."""
+    doc = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+    plan = orjson.loads(doc)[0]["Plan"]
+    out, todo = [], [plan]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        todo.extend(node.get("Plans", []))
+    return out
+
+
+def _log_table_reads(plan: list[dict[str, Any]]) -> int:
+    scans = [n for n in plan if n.get("Relation Name") in ("log_leaves", "log_nodes")]
+    assert scans and not [n for n in scans if "Seq Scan" in n["Node Type"]], scans
+    return sum(int(n["Actual Rows"]) * int(n["Actual Loops"]) for n in scans)
+
+
+async def test_an_inclusion_proof_is_one_statement_reading_a_bounded_number_of_nodes(
+    filled: list[bytes], events_conn: tuple[asyncpg.Connection, list[Any]]
+) -> None:
+    conn, queries = events_conn
+    rnd = random.Random(14)
+    for size in SIZES:
+        root = _root(filled, size)
+        for index in {0, size - 1, size // 2, *(rnd.randrange(size) for _ in range(20))}:
+            answer, statements = await _counted(queries, service.inclusion(conn, _battery(index), 1, size))
+            assert statements == 1
+            assert answer["leaf_index"] == index and answer["tree_size"] == size
+            tlog.verify_inclusion(filled[index], index, size, tlog.unhex(answer["audit_path"]), root)
+            read = await repo.inclusion_read(conn, _battery(index), 1, size)
+            assert len(read.nodes) <= _bound(size)
+            assert tlog.needed_for_inclusion(index, size) <= set(read.nodes)
+    newest, statements = await _counted(queries, service.inclusion(conn, _battery(7), 1, None))
+    assert newest["tree_size"] == SIZE and statements == 1  # default: the newest checkpoint
+
+
+async def test_the_inclusion_statement_probes_indexes_under_the_pool_s_generic_plan_too(
+    filled: list[bytes], events_conn: tuple[asyncpg.Connection, list[Any]]
+) -> None:
+    conn, _ = events_conn
+    index = SIZE - 3
+    for mode in ("force_custom_plan", "force_generic_plan"):  # asyncpg prepares; after 5 runs PG may go generic
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        reads = _log_table_reads(await _plan(conn, repo.INCLUSION_READ, _battery(index), 1, SIZE))
+        assert reads <= _bound(SIZE) + 1  # the nodes and the leaf looked up by (battery_id, sequence)
+
+
+async def test_refusals_are_unchanged_by_the_single_statement(
+    filled: list[bytes], events_conn: tuple[asyncpg.Connection, list[Any]]
+) -> None:
+    conn, _ = events_conn
+    with pytest.raises(Unprocessable):
+        await service.inclusion(conn, _battery(1), 1, SIZE + 1)  # beyond the newest checkpoint
+    with pytest.raises(NotFound):
+        await service.inclusion(conn, _battery(SIZE - 1), 1, 2**16)  # not in that older tree
+    with pytest.raises(NotFound):
+        await service.inclusion(conn, "COST-NOPE", 1, SIZE)
+    with pytest.raises(Unprocessable):
+        await service.consistency(conn, 5, SIZE + 1)
+    with pytest.raises(Unprocessable):
+        await service.consistency(conn, 6, 5)
+
+
+async def test_a_consistency_proof_is_one_statement_reading_a_bounded_number_of_nodes(
+    filled: list[bytes], events_conn: tuple[asyncpg.Connection, list[Any]]
+) -> None:
+    conn, queries = events_conn
+    await service.consistency(conn, 1, 2)  # asyncpg looks up the array types once per connection
+    for first in SIZES:
+        for second in (s for s in SIZES if s >= first):
+            answer, statements = await _counted(queries, service.consistency(conn, first, second))
+            assert statements == 1
+            proof = tlog.unhex(answer["proof"])
+            assert len(tlog.needed_for_consistency(first, second)) <= _bound(second)
+            tlog.verify_consistency(first, second, proof, _root(filled, first), _root(filled, second))
+    keys = sorted(tlog.needed_for_consistency(99_999, SIZE))
+    upper = [k for k in keys if k[0] > 0]
+    plan = await _plan(
+        conn, repo.NODES_AND_NEWEST, [i for lv, i in keys if lv == 0], [k[0] for k in upper], [k[1] for k in upper]
+    )
+    assert _log_table_reads(plan) <= _bound(SIZE)
