@@ -18,6 +18,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import httpx
+
 from devtools.soak import BATTERIES, WARM_UP_S, Soak, _slope, say
 from shared.memdebug import ENV
 
@@ -43,7 +45,14 @@ async def run(minutes: float, warm_up_s: float, top: int, only: tuple[str, ...],
     try:
         for name in NAMES:
             await soak.start(name)
-        await soak.seed()
+        for attempt in range(5):  # a busy machine: the first reads may time out
+            try:
+                await soak.seed()
+                break
+            except httpx.HTTPError as exc:
+                say(f"seed attempt {attempt + 1}: {exc!r}")
+        else:
+            raise RuntimeError("could not seed")
         maker = soak.token("LGES", "manufacturer")
         ministry = soak.token("MOLIT", "ministry", "MOLIT")
         tasks = [asyncio.create_task(soak.poster(b)) for b in BATTERIES[:8]]

@@ -1,5 +1,5 @@
 """Debug only: with `BT_TRACEMALLOC_DUMP=<path prefix>` set, a service process traces its allocations
-(`tracemalloc`, 25 frames) and on SIGUSR1 writes a snapshot to `<prefix>.<pid>.<n>.snap` (load it with
+(`tracemalloc`, `BT_TRACEMALLOC_DUMP_FRAMES` frames, default 10) and on SIGUSR1 writes a snapshot to `<prefix>.<pid>.<n>.snap` (load it with
 `tracemalloc.Snapshot.load` and compare two with `compare_to(..., "traceback")`). Off unless the variable is
 set; it costs memory and CPU, so never in production."""
 
@@ -18,7 +18,7 @@ def install_from_env() -> bool:
     prefix = os.environ.get(ENV)
     if not prefix or tracemalloc.is_tracing():
         return False
-    tracemalloc.start(25)
+    tracemalloc.start(int(os.environ.get(ENV + "_FRAMES", "10")))
     counter = itertools.count()
 
     def dump(_signum: int, _frame: FrameType | None) -> None:
