@@ -18,9 +18,9 @@ from shared.audit import AuditMiddleware, audit_router
 from shared.auth import TokenVerifier
 from shared.db import make_engine, make_sessionmaker, make_statement_pool
 from shared.kafka import ConsumerLoop, ConsumerSpec, KafkaCluster, PositionStore, ensure_topics, kafka_reachable
-from shared.memdebug import install_from_env as install_memdebug
 from shared.limits import BodySizeLimit, IdentityFirst, RateLimit
 from shared.logs import RequestIdMiddleware, configure_logging
+from shared.memdebug import install_from_env as install_memdebug
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
 from shared.outbox import OutboxRelay, applied_positions, outbox_stats, published_positions
 from shared.problems import Problem, Unavailable, install_problem_handlers

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from shared.contract.lifecycle import ts
 from shared.limits import RateLimiter
 
+
 def _growth_after_full(fill: Callable[[int, int], None], size: int) -> tuple[int, int]:
     """(bytes a full cache holds, bytes gained by feeding it `7 * size` more new keys once it had seen `3 * size`).
     Once full, a bounded cache only swaps entries (its hash table may settle one size up: hence not zero); a
