@@ -36,7 +36,9 @@ def _snapshot(base: Path, pid: int, n: int) -> tracemalloc.Snapshot | None:
     return None
 
 
-async def run(minutes: float, warm_up_s: float, top: int, only: tuple[str, ...], broker_faults: int = 0) -> None:
+async def run(
+    minutes: float, warm_up_s: float, top: int, only: tuple[str, ...], broker_faults: int = 0, replays: int = 0
+) -> None:
     base = Path(tempfile.mkdtemp(prefix="bt-memsoak-"))
     os.environ[ENV] = str(base / "trace")
     soak = Soak(base, minutes, 1e9)
@@ -69,6 +71,8 @@ async def run(minutes: float, warm_up_s: float, top: int, only: tuple[str, ...],
         if broker_faults:  # each: broker killed and restarted empty, then republished from the ledger
             for i in range(broker_faults):
                 await soak.fault(i * 4)
+                for _ in range(replays):  # the real soak's faults replayed up to 24,000 messages each
+                    await soak.republish()
                 await asyncio.sleep(max(30.0, (minutes * 60 - warm_up_s) / broker_faults - 30))
         else:
             await asyncio.sleep(max(0.0, minutes * 60 - warm_up_s))
@@ -111,9 +115,10 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=60.0)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--only", nargs="*", default=["events", "portal-consumer"])
+    parser.add_argument("--replays", type=int, default=0, help="extra republishes of the whole ledger per fault")
     parser.add_argument("--broker-faults", type=int, default=0, help="broker faults (with republish) after warm-up")
     args = parser.parse_args()
-    asyncio.run(run(args.minutes, args.warm_up, args.top, tuple(args.only), args.broker_faults))
+    asyncio.run(run(args.minutes, args.warm_up, args.top, tuple(args.only), args.broker_faults, args.replays))
 
 
 if __name__ == "__main__":
