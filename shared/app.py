@@ -20,6 +20,7 @@ from shared.db import make_engine, make_sessionmaker, make_statement_pool
 from shared.kafka import ConsumerLoop, ConsumerSpec, KafkaCluster, PositionStore, ensure_topics, kafka_reachable
 from shared.limits import BodySizeLimit, IdentityFirst, RateLimit, RateLimiter
 from shared.logs import RequestIdMiddleware, configure_logging
+from shared.memdebug import install_from_env as install_memdebug
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, MetricsMiddleware, render, set_pool
 from shared.outbox import OutboxRelay, applied_positions, outbox_stats, published_positions
 from shared.problems import Problem, Unavailable, install_problem_handlers
@@ -103,6 +104,7 @@ def create_service_app(
     "applied" positions and each one's status endpoint if it declares one. Nothing is mounted for
     what a service does not have."""
     configure_logging(name, settings.log_level, settings.log_json)
+    install_memdebug()  # debug only: BT_TRACEMALLOC_DUMP
 
     @contextlib.asynccontextmanager
     async def _consumers(app: FastAPI) -> AsyncIterator[None]:

@@ -1,0 +1,125 @@
+"""Where a service's memory goes under steady load (no faults): the soak's mixed load for `--minutes`, RSS
+sampled every 10 s, and with tracemalloc on in every service (`BT_TRACEMALLOC_DUMP`) a snapshot after the
+warm-up and one at the end; prints each process's RSS slope, its traced total, and the allocation sites
+that grew most between the two snapshots (by traceback).
+
+    python -m devtools.memsoak [--minutes 5] [--warm-up 60] [--top 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import httpx
+
+from devtools.soak import BATTERIES, WARM_UP_S, Soak, _slope, say
+from shared.memdebug import ENV
+
+NAMES = ("registry", "events", "portal", "portal-consumer")
+
+
+def _snapshot(base: Path, pid: int, n: int) -> tracemalloc.Snapshot | None:
+    path = base / f"trace.{pid}.{n}.snap"
+    for _ in range(100):
+        if path.exists():
+            time.sleep(0.5)  # let the dump finish
+            return tracemalloc.Snapshot.load(str(path))
+        time.sleep(0.2)
+    return None
+
+
+async def run(
+    minutes: float, warm_up_s: float, top: int, only: tuple[str, ...], broker_faults: int = 0, replays: int = 0
+) -> None:
+    base = Path(tempfile.mkdtemp(prefix="bt-memsoak-"))
+    os.environ[ENV] = str(base / "trace")
+    soak = Soak(base, minutes, 1e9)
+    await asyncio.to_thread(soak.start_infra)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for name in NAMES:
+            await soak.start(name)
+        for attempt in range(5):  # a busy machine: the first reads may time out
+            try:
+                await soak.seed()
+                break
+            except httpx.HTTPError as exc:
+                say(f"seed attempt {attempt + 1}: {exc!r}")
+        else:
+            raise RuntimeError("could not seed")
+        maker = soak.token("LGES", "manufacturer")
+        ministry = soak.token("MOLIT", "ministry", "MOLIT")
+        tasks = [asyncio.create_task(soak.poster(b)) for b in BATTERIES[:8]]
+        tasks += [
+            asyncio.create_task(soak.reader("registry", f"/v1/batteries/{BATTERIES[1]}", maker)),
+            asyncio.create_task(soak.reader("events", f"/v1/batteries/{BATTERIES[2]}/events", maker)),
+            asyncio.create_task(soak.reader("portal", "/v1/views/molit", ministry)),
+            asyncio.create_task(soak.sample_rss()),
+        ]
+        say(f"load for {minutes} min, {broker_faults} broker faults (logs and snapshots in {base})")
+        await asyncio.sleep(warm_up_s)
+        for name in only:
+            soak.procs[name].send_signal(signal.SIGUSR1)
+        if broker_faults:  # each: broker killed and restarted empty, then republished from the ledger
+            for i in range(broker_faults):
+                await soak.fault(i * 4)
+                for _ in range(replays):  # the real soak's faults replayed up to 24,000 messages each
+                    await soak.republish()
+                await asyncio.sleep(max(30.0, (minutes * 60 - warm_up_s) / broker_faults - 30))
+        else:
+            await asyncio.sleep(max(0.0, minutes * 60 - warm_up_s))
+        for name in only:
+            soak.procs[name].send_signal(signal.SIGUSR1)
+        soak.stop.set()
+        await asyncio.gather(*tasks)
+        say(f"{len(soak.accepted)} events accepted, {len(soak.bad)} bad answers")
+        for name in NAMES:
+            points = [(t, m) for t, _, m in soak.rss.get(name, [])]
+            warm = [(t, m) for t, m in points if t >= points[0][0] + min(WARM_UP_S, warm_up_s)]
+            say(
+                f"RSS {name}: {points[0][1]:.1f} -> {points[-1][1]:.1f} MiB, slope {_slope(points)} MiB/min, "
+                f"{_slope(warm)} after warm-up"
+            )
+        for name in only:
+            pid = soak.procs[name].pid
+            first, last = _snapshot(base, pid, 0), _snapshot(base, pid, 1)
+            if first is None or last is None:
+                say(f"{name}: no snapshots")
+                continue
+            t0 = sum(s.size for s in first.statistics("filename")) / 2**20
+            t1 = sum(s.size for s in last.statistics("filename")) / 2**20
+            say(f"{name}: traced {t0:.1f} -> {t1:.1f} MiB; top growth by traceback:")
+            for stat in last.compare_to(first, "traceback")[:top]:
+                print(f"  {stat.size_diff / 1024:+.1f} KiB, {stat.count_diff:+d} blocks")
+                for line in stat.traceback.format(limit=6, most_recent_first=True):
+                    print("     " + line)
+    finally:
+        soak.stop.set()
+        for t in tasks:
+            t.cancel()
+        soak.shutdown()
+        shutil.rmtree(base / "pg", ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m devtools.memsoak", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--warm-up", type=float, default=60.0)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--only", nargs="*", default=["events", "portal-consumer"])
+    parser.add_argument("--replays", type=int, default=0, help="extra republishes of the whole ledger per fault")
+    parser.add_argument("--broker-faults", type=int, default=0, help="broker faults (with republish) after warm-up")
+    args = parser.parse_args()
+    asyncio.run(run(args.minutes, args.warm_up, args.top, tuple(args.only), args.broker_faults, args.replays))
+
+
+if __name__ == "__main__":
+    main()
