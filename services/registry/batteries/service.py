@@ -16,7 +16,7 @@ from services.registry.batteries import gs1
 from services.registry.batteries import repository as repo
 from services.registry.batteries.schemas import AliasIn, AliasScheme, BatteryIn, BatteryPublic
 from services.registry.catalog import repository as catalog_repo
-from services.registry.events import registry_message
+from services.registry.events import MODEL_FACTS, registry_message
 from services.registry.models import SCHEMA
 from services.registry.participants import repository as participants_repo
 from shared import access
@@ -110,20 +110,7 @@ async def register(
         data = {
             **row,
             "manufactured_at": row["manufactured_at"].isoformat(),
-            "model": {
-                k: model[k]
-                for k in (
-                    "id",
-                    "kind",
-                    "chemistry",
-                    "rated_capacity_ah",
-                    "nominal_voltage_v",
-                    "rated_energy_kwh",
-                    "mass_kg",
-                    "manufacturer",
-                    "passport",
-                )
-            },
+            "model": {k: model[k] for k in (*MODEL_FACTS, "passport")},
         }
         messages.append(
             registry_message("battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]))

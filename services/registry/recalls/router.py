@@ -8,7 +8,7 @@ from services.registry.recalls import service
 from services.registry.recalls.schemas import CampaignIn, CampaignOut
 from shared.auth import CurrentPrincipal, Principal
 from shared.db import SessionDep
-from shared.limits import body_limit
+from shared.limits import create_route
 from shared.problems import PROBLEM_RESPONSES, Forbidden
 
 router = APIRouter(prefix="/v1/recalls", tags=["recalls"], responses=PROBLEM_RESPONSES)
@@ -24,13 +24,7 @@ async def molit_or_admin(principal: CurrentPrincipal) -> Principal:
 Registrar = Annotated[Principal, Depends(molit_or_admin)]
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=CampaignOut,
-    summary="Register a recall campaign (MOLIT, admin)",
-    openapi_extra=body_limit(64 * 1024),
-)
+@create_route(router, "", CampaignOut, "Register a recall campaign (MOLIT, admin)", limit=64 * 1024)
 async def register(body: CampaignIn, session: SessionDep, principal: Registrar, response: Response) -> Any:
     """A campaign names a maker, optionally models, serial ranges and VIN ranges, and its opening date. It is
     published on `battery.registry.v1`; a REMOVED with reason `recall` then names it (`data.recall_campaign`),
