@@ -8,6 +8,7 @@ from services.registry.batteries import service
 from services.registry.batteries.schemas import (
     AliasIn,
     AliasOut,
+    BatteryFilter,
     BatteryIn,
     BatteryOut,
     BatteryPage,
@@ -77,15 +78,8 @@ async def list_batteries(
     chemistry: Chemistry | None = None,
 ) -> dict[str, Any]:
     """Authorities and operators list every battery; a manufacturer lists its own (the full records)."""
-    rows, more = await service.list_batteries(
-        session,
-        principal,
-        manufacturer=manufacturer,
-        kind=kind.value if kind else None,
-        chemistry=chemistry.value if chemistry else None,
-        after=paging.after(str),
-        limit=paging.limit,
-    )
+    f = BatteryFilter(manufacturer, kind.value if kind else None, chemistry.value if chemistry else None)
+    rows, more = await service.list_batteries(session, principal, f, paging.after(str), paging.limit)
     return page(rows, more, "id")
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from services.registry.participants import service
-from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
+from services.registry.participants.schemas import ParticipantFilter, ParticipantIn, ParticipantOut, ParticipantPage
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
 from shared.db import SessionDep
 from shared.limits import create_route
@@ -67,12 +67,6 @@ async def list_participants(
     ministry: Ministry | None = None,
     region: str | None = None,
 ) -> dict[str, object]:
-    rows, more = await service.list_participants(
-        session,
-        role=role.value if role else None,
-        ministry=ministry.value if ministry else None,
-        region=region,
-        after=page_query.after(str),
-        limit=page_query.limit,
-    )
+    f = ParticipantFilter(role.value if role else None, ministry.value if ministry else None, region)
+    rows, more = await service.list_participants(session, f, page_query.after(str), page_query.limit)
     return page(rows, more, "id")
