@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.types import DecoratedCallable
 from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +48,20 @@ def body_limit(largest_legal_bytes: int) -> dict[str, Any]:
         "content": {"application/problem+json": {"schema": {"type": "object"}}},
     }
     return {LARGEST_LEGAL_BODY: largest_legal_bytes, "responses": {"413": too_large}}
+
+
+def create_route(
+    router: APIRouter, path: str, response_model: Any, summary: str, *, limit: int, **extra: Any
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A POST that creates: 201 with `response_model`, its largest legal body `limit` declared (`body_limit`)."""
+    return router.post(
+        path,
+        status_code=201,
+        response_model=response_model,
+        summary=summary,
+        openapi_extra=body_limit(limit),
+        **extra,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,16 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
+
+class RuleError(ValueError):
+    """A value failing a named rule, raised by pure checks: `rule` is the `rule` of the field error it is
+    rendered as, the message its `message`."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
 BATTERY_ID_PATTERN = r"^[A-Z0-9-]{1,24}$"
 
 BatteryId = Annotated[

@@ -11,6 +11,18 @@ from shared.outbox import OutboxMessage
 #: Facts that happen once per key: their message IDs are derived from what they are about, so a republish
 #: from the tables (`services/registry/republish.py`) sends each with the ID it first had (consumers dedupe).
 ONCE = {"participant.registered": "id", "model.registered": "id", "battery.alias_added": "value"}
+#: What a battery's registration message carries of its model (a registration also carries the model's
+#: `passport` declaration; a republish from the tables does not).
+MODEL_FACTS = (
+    "id",
+    "kind",
+    "chemistry",
+    "rated_capacity_ah",
+    "nominal_voltage_v",
+    "rated_energy_kwh",
+    "mass_kg",
+    "manufacturer",
+)
 
 
 def registry_event_id(kind: str, key: str, data: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.registry.batteries.models import Alias, Battery
 from services.registry.catalog.models import BatteryModel
 from services.registry.catalog.service import model_facts
-from services.registry.events import registry_message
+from services.registry.events import MODEL_FACTS, registry_message
 from services.registry.models import SCHEMA
 from services.registry.participants.models import Participant
 from shared.contract.streams import manufactured_event_id
@@ -25,17 +25,6 @@ from shared.outbox import OutboxMessage, enqueue
 
 #: Rows read and queued per transaction.
 CHUNK = 5_000
-#: What a battery's registration message carries of its model.
-MODEL_FACTS = (
-    "id",
-    "kind",
-    "chemistry",
-    "rated_capacity_ah",
-    "nominal_voltage_v",
-    "rated_energy_kwh",
-    "mass_kg",
-    "manufacturer",
-)
 
 
 def _json_ready(row: dict[str, Any]) -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request
 
 from services.events.lifecycle import service
 from services.events.lifecycle.schemas import BatchIn, BatchOut, EventIn, EventResult
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
-from shared.limits import body_limit
+from shared.limits import create_route
 from shared.participants import directory
 from shared.problems import PROBLEM_RESPONSES
 
@@ -68,12 +68,12 @@ def _clock(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post(
+@create_route(
+    router,
     "/v1/events",
-    status_code=status.HTTP_201_CREATED,
-    response_model=EventResult,
-    summary="Record one lifecycle event",
-    openapi_extra=body_limit(EVENT_BYTES),
+    EventResult,
+    "Record one lifecycle event",
+    limit=EVENT_BYTES,
     description="The actor is the caller's organisation (from the token). Re-sending the same `event_id` with "
     "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
 )
@@ -84,12 +84,12 @@ async def post_event(body: EventIn, request: Request, session: SessionDep, princ
     return result
 
 
-@router.post(
+@create_route(
+    router,
     "/v1/events/batch",
-    status_code=status.HTTP_201_CREATED,
-    response_model=BatchOut,
-    summary="Record up to 5,000 events, all or nothing",
-    openapi_extra=body_limit(BATCH_MAX_EVENTS * BATCH_EVENT_BYTES),
+    BatchOut,
+    "Record up to 5,000 events, all or nothing",
+    limit=BATCH_MAX_EVENTS * BATCH_EVENT_BYTES,
     description="Events apply in the order given (several for one battery are fine). If any fails, nothing is "
     "stored and `errors` lists each failing item's `index` with its problem.",
 )

@@ -128,33 +128,33 @@ async def add_ledger(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
     )
 
 
+async def _unnest(session: AsyncSession, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`sql` over `rows` given as one array a column (`$1`, `$2`, ...), the last column (a declaration) as
+    JSON; nothing for no rows."""
+    if rows:
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        columns[-1] = [_json(v) for v in columns[-1]]
+        await (await raw_connection(session)).execute(sql, *columns)
+
+
 async def add_declarations(session: AsyncSession, rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    if not rows:
-        return
-    conn = await raw_connection(session)
-    await conn.execute(
+    sql = (
         f"INSERT INTO {DECLARATIONS} ({names(list(EpcisDeclaration.__table__.c))}) "
         "SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT (declared_event_id) DO UPDATE "
-        "SET declaration = excluded.declaration",
-        [r[0] for r in rows],
-        [_json(r[1]) for r in rows],
+        "SET declaration = excluded.declaration"
     )
+    await _unnest(session, sql, rows)
 
 
 async def mark_declared(session: AsyncSession, rows: Sequence[tuple[str | None, str, dict[str, Any]]]) -> None:
     """Captured events (capturer, eventID) declared in error. A message from before capturers were named
     (capturer None) marks the captured events of that eventID."""
-    if not rows:
-        return
-    conn = await raw_connection(session)
-    await conn.execute(
+    sql = (
         f"UPDATE {EVENTS} e SET error_declaration = u.d "
         "FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS u(actor, id, d) "
-        "WHERE e.source = 'epcis' AND e.event_id = u.id AND (u.actor IS NULL OR e.actor = u.actor)",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [_json(r[2]) for r in rows],
+        "WHERE e.source = 'epcis' AND e.event_id = u.id AND (u.actor IS NULL OR e.actor = u.actor)"
     )
+    await _unnest(session, sql, rows)
 
 
 def _declaration() -> str:

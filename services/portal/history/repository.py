@@ -10,6 +10,7 @@ import asyncpg
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portal.history.schemas import BatterySearch
 from services.portal.models import Alias, Amendment, Battery, Event, Handler, Participant
 from shared.db import json_value, qualified, row_dict
 from shared.pagination import keyset
@@ -142,25 +143,17 @@ async def state_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> d
 
 
 async def search(
-    session: AsyncSession,
-    *,
-    state: str | None,
-    manufacturer: str | None,
-    chemistry: str | None,
-    region: str | None,
-    vin: str | None,
-    handler_org: str | None,
-    after: str | None,
-    limit: int,
+    session: AsyncSession, f: BatterySearch, handler_org: str | None, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
+    """`f.vin`: the VIN's pseudonym as the ledger holds it."""
     equal = (
-        (batteries.c.state, state),
-        (batteries.c.manufacturer, manufacturer),
-        (batteries.c.chemistry, chemistry),
-        (batteries.c.region, region),
+        (batteries.c.state, f.state),
+        (batteries.c.manufacturer, f.manufacturer),
+        (batteries.c.chemistry, f.chemistry),
+        (batteries.c.region, f.region),
     )
     q = keyset(select(batteries), batteries.c.id, after, limit, equal)
-    if vin is not None:  # ever installed into the vehicle (ix_events_installed_vin), or a legacy VIN alias
+    if (vin := f.vin) is not None:  # ever installed into the vehicle (ix_events_installed_vin), or a legacy VIN alias
         by_alias = select(aliases.c.battery_id).where(aliases.c.value == vin, aliases.c.scheme == "vin")
         installed = select(events.c.battery_id).where(events.c.type == "INSTALLED", events.c.data["vin"].astext == vin)
         q = q.where(or_(batteries.c.id.in_(installed), batteries.c.id.in_(by_alias)))

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from services.portal.history import service
-from services.portal.history.schemas import BatterySearchPage, History
+from services.portal.history.schemas import BatterySearch, BatterySearchPage, History
 from shared.auth import CurrentPrincipal
 from shared.contract.lifecycle import State
 from shared.db import ReaderDep, SessionDep
@@ -52,15 +52,6 @@ async def search(
 ) -> dict[str, Any]:
     """Filters combine with AND. Participants other than authorities and operators find only the batteries
     they made or handled."""
-    rows, more = await service.search(
-        session,
-        principal,
-        state=state.value if state else None,
-        manufacturer=manufacturer,
-        chemistry=chemistry,
-        region=region,
-        vin=vin,
-        after=paging.after(str),
-        limit=paging.limit,
-    )
+    f = BatterySearch(state.value if state else None, manufacturer, chemistry, region, vin)
+    rows, more = await service.search(session, principal, f, paging.after(str), paging.limit)
     return page(rows, more, "id")

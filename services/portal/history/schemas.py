@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -23,6 +24,17 @@ EXAMPLE_EVENT: dict[str, Any] = {
     "prev_hash": _H,
     "hash": "9c1e" + "0" * 60,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class BatterySearch:
+    """A battery search's filters (None: any); `vin` a VIN or its pseudonym."""
+
+    state: str | None = None
+    manufacturer: str | None = None
+    chemistry: str | None = None
+    region: str | None = None
+    vin: str | None = None
 
 
 class TimelineEvent(BaseModel):

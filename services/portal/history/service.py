@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history import repository as repo
+from services.portal.history.schemas import BatterySearch
 from services.portal.ingest.projection import REGISTRY_FACTS
 from services.portal.recalls import service as recalls
 from services.portal.vehicles import service as vehicles
@@ -205,35 +207,18 @@ async def _sees_vin(conn: asyncpg.Connection, principal: Principal, battery: Map
 
 
 async def search(
-    session: AsyncSession,
-    principal: Principal,
-    *,
-    state: str | None,
-    manufacturer: str | None,
-    chemistry: str | None,
-    region: str | None,
-    vin: str | None,
-    after: str | None,
-    limit: int,
+    session: AsyncSession, principal: Principal, f: BatterySearch, after: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
     """A page of the batteries the principal may read that match every filter, and whether more follow. `vin`:
     the batteries ever installed into that vehicle (the installation relation; its pseudonym works too)."""
     conn = await raw_connection(session)
     # Who sees every battery but not its vehicle (operators) neither finds batteries by VIN nor sees VINs.
     sees_vins = access.sees_every_vehicle(principal) or not access.sees_every_battery(principal)
-    if vin is not None and not sees_vins:
-        return [], False
-    rows = await repo.search(
-        session,
-        state=state,
-        manufacturer=manufacturer,
-        chemistry=chemistry,
-        region=region,
-        vin=await vehicles.pseudonym_for(conn, vin) if vin is not None else None,
-        handler_org=access.only_handled_by(principal),
-        after=after,
-        limit=limit + 1,
-    )
+    if f.vin is not None:
+        if not sees_vins:
+            return [], False
+        f = replace(f, vin=await vehicles.pseudonym_for(conn, f.vin))
+    rows = await repo.search(session, f, access.only_handled_by(principal), after, limit + 1)
     shown = await vehicles.shown_vins(conn, [r["vin"] for r in rows if r.get("vin")]) if sees_vins else {}
     for r in rows:
         if r.get("vin"):

@@ -56,25 +56,27 @@ async def candidates(conn: asyncpg.Connection, maker: str, models: Sequence[str]
     return [dict(r) for r in rows]
 
 
+async def _per_battery(conn: asyncpg.Connection, query: str, battery_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """`query` selects `battery_id, value` rows for the batteries `$1`; the values of each, grouped in SQL."""
+    rows = await conn.fetch(
+        f"SELECT battery_id, array_agg(value) AS found FROM ({query}) q GROUP BY battery_id", list(battery_ids)
+    )
+    return {r["battery_id"]: list(r["found"]) for r in rows}
+
+
 async def vins_of(conn: asyncpg.Connection, battery_ids: Sequence[str]) -> dict[str, list[str]]:
     """The plain VINs of the vehicles each battery was installed in (erased VINs are gone)."""
-    out: dict[str, list[str]] = {}
-    for r in await conn.fetch(
-        f"SELECT e.battery_id, v.vin FROM {EVENTS} e JOIN {VINS} v ON v.pseudonym = e.data->>'vin' "
-        "WHERE e.battery_id = ANY($1::text[]) AND e.type = 'INSTALLED' AND v.vin IS NOT NULL",
-        list(battery_ids),
-    ):
-        out.setdefault(r["battery_id"], []).append(r["vin"])
-    return out
+    query = (
+        f"SELECT e.battery_id, v.vin AS value FROM {EVENTS} e JOIN {VINS} v ON v.pseudonym = e.data->>'vin' "
+        "WHERE e.battery_id = ANY($1::text[]) AND e.type = 'INSTALLED' AND v.vin IS NOT NULL"
+    )
+    return await _per_battery(conn, query, battery_ids)
 
 
 async def recall_removals(conn: asyncpg.Connection, battery_ids: Sequence[str]) -> dict[str, set[str]]:
     """Per battery, the campaigns its REMOVED events named."""
-    out: dict[str, set[str]] = {}
-    for r in await conn.fetch(
-        f"SELECT battery_id, data->>'recall_campaign' AS campaign FROM {EVENTS} "
-        "WHERE battery_id = ANY($1::text[]) AND type = 'REMOVED' AND data ? 'recall_campaign'",
-        list(battery_ids),
-    ):
-        out.setdefault(r["battery_id"], set()).add(r["campaign"])
-    return out
+    query = (
+        f"SELECT battery_id, data->>'recall_campaign' AS value FROM {EVENTS} "
+        "WHERE battery_id = ANY($1::text[]) AND type = 'REMOVED' AND data ? 'recall_campaign'"
+    )
+    return {b: set(values) for b, values in (await _per_battery(conn, query, battery_ids)).items()}

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
+from shared.validation import RuleError
+
 #: GS1 AI encodable character set 82 (General Specifications §7.11, Figure 7.11-1): what AI 21 may hold.
 _CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
 #: The longest raw path worth reading (a GTIN and a 20-character serial, every character percent-encoded).
@@ -17,12 +19,8 @@ MAX_PATH = 256
 _SAFE = "-._~!$'()*+,;=:@"
 
 
-class DigitalLinkError(ValueError):
+class DigitalLinkError(RuleError):
     """Not a GS1 Digital Link the resolver serves: 400 with `rule` naming what failed."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 @dataclass(frozen=True, slots=True)

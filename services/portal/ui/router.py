@@ -14,6 +14,7 @@ import logging
 import re
 import time as clock
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.log import service as log_service
 from services.portal.ui import i18n, oidc, sessions
@@ -509,19 +511,42 @@ async def my_dashboard(request: Request, principal: Viewer) -> Response:
     raise _problem(Forbidden("Ministries only.", code="wrong-ministry"), ministry="/".join(m.value for m in Ministry))
 
 
-@router.get("/ministry/{code}", response_class=HTMLResponse)
-async def dashboard(
-    request: Request,
-    session: SessionDep,
-    principal: Viewer,
-    code: str,
+@dataclass(frozen=True, slots=True)
+class DashboardFilters:
+    """A dashboard's query: the period (`from`, `to`: YYYY-MM) and region, as given (parsed once the viewer
+    may see the ministry's view)."""
+
+    start: str | None
+    end: str | None
+    region: str | None
+
+    def form(self) -> dict[str, str]:
+        return {"from": self.start or "", "to": self.end or "", "region": self.region or ""}
+
+
+def dashboard_filters(
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     region: str | None = None,
-) -> Response:
+) -> DashboardFilters:
+    return DashboardFilters(start, end, region)
+
+
+Filters = Annotated[DashboardFilters, Depends(dashboard_filters)]
+
+
+async def _dashboard(
+    request: Request, session: AsyncSession, code: str, f: DashboardFilters
+) -> tuple[Ministry, Principal, ui.Dashboard]:
+    """The ministry's dashboard for the period, once the viewer may see it."""
     ministry, viewer = _ministry(request, code)
-    d = await ui.dashboard(session, ministry, ui.make_period(start, end, region))
-    filters = {"from": start or "", "to": end or "", "region": region or ""}
+    return ministry, viewer, await ui.dashboard(session, ministry, ui.make_period(f.start, f.end, f.region))
+
+
+@router.get("/ministry/{code}", response_class=HTMLResponse)
+async def dashboard(request: Request, session: SessionDep, principal: Viewer, code: str, f: Filters) -> Response:
+    _, viewer, d = await _dashboard(request, session, code, f)
+    filters = f.form()
     query = urlencode({k: v for k, v in filters.items() if v})
     return render(
         request,
@@ -536,17 +561,9 @@ async def dashboard(
 
 @router.get("/ministry/{code}/csv/{table}")
 async def dashboard_csv(
-    request: Request,
-    session: SessionDep,
-    principal: Viewer,
-    code: str,
-    table: str,
-    start: Annotated[str | None, Query(alias="from")] = None,
-    end: Annotated[str | None, Query(alias="to")] = None,
-    region: str | None = None,
+    request: Request, session: SessionDep, principal: Viewer, code: str, table: str, f: Filters
 ) -> Response:
-    ministry, _ = _ministry(request, code)
-    d = await ui.dashboard(session, ministry, ui.make_period(start, end, region))
+    ministry, _, d = await _dashboard(request, session, code, f)
     body = ui.to_csv(d.table(table))
     name = f"{ministry.value.lower()}-{table}.csv"
     return Response(

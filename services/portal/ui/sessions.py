@@ -15,10 +15,10 @@ import hmac
 import ipaddress
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from fastapi import Request, Response
-from sqlalchemy import delete, insert, select
+from sqlalchemy import ColumnElement, and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.portal.ui.models import UISession
@@ -68,39 +68,38 @@ async def open_session(engine: AsyncEngine, principal: Principal, ttl_s: int) ->
     return await put_record(engine, "session", principal_data(principal), ttl_s)
 
 
+def _usable(key: str | None) -> TypeGuard[str]:
+    """A key that may name a record (a longer one is never one we made: not even looked up)."""
+    return key is not None and 0 < len(key) <= 128
+
+
+def _named(key: str, kind: str) -> ColumnElement[bool]:
+    return and_(_table.c.key_hash == _hash(key), _table.c.kind == kind)
+
+
 async def get(request: Request, kind: str, key: str | None) -> dict[str, Any] | None:
-    if not key or len(key) > 128:
+    if not _usable(key):
         return None
     async with _engine(request).connect() as conn:
-        row = (
-            await conn.execute(
-                select(_table.c.data).where(
-                    _table.c.key_hash == _hash(key), _table.c.kind == kind, _table.c.expires_at > datetime.now(UTC)
-                )
-            )
-        ).first()
+        query = select(_table.c.data).where(_named(key, kind), _table.c.expires_at > datetime.now(UTC))
+        row = (await conn.execute(query)).first()
     return dict(row[0]) if row else None
 
 
 async def take(request: Request, kind: str, key: str | None) -> dict[str, Any] | None:
     """Read and delete in one statement: a single-use record (an OIDC sign-in in flight)."""
-    if not key or len(key) > 128:
+    if not _usable(key):
         return None
     async with _engine(request).begin() as conn:
-        row = (
-            await conn.execute(
-                delete(_table)
-                .where(_table.c.key_hash == _hash(key), _table.c.kind == kind)
-                .returning(_table.c.data, _table.c.expires_at)
-            )
-        ).first()
+        query = delete(_table).where(_named(key, kind)).returning(_table.c.data, _table.c.expires_at)
+        row = (await conn.execute(query)).first()
     if row is None or row[1] <= datetime.now(UTC):
         return None
     return dict(row[0])
 
 
 async def drop(request: Request, key: str | None) -> None:
-    if key and len(key) <= 128:
+    if _usable(key):
         async with _engine(request).begin() as conn:
             await conn.execute(delete(_table).where(_table.c.key_hash == _hash(key)))
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends
 
 from services.registry.amendments import service
 from services.registry.amendments.schemas import AmendmentIn, AmendmentList, AmendmentOut
 from shared.auth import OPTIONAL_BEARER, OptionalPrincipal, Principal, require_role
 from shared.db import SessionDep
-from shared.limits import body_limit
+from shared.limits import create_route
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["amendments"], responses=PROBLEM_RESPONSES)
@@ -21,12 +21,12 @@ Amender = Annotated[Principal, Depends(require_role(*service.AMENDERS))]
 AMENDMENT_BYTES = 8_192
 
 
-@router.post(
+@create_route(
+    router,
     "/v1/batteries/{battery_id}/amendments",
-    status_code=status.HTTP_201_CREATED,
-    response_model=AmendmentOut,
-    summary="Amend a battery's registry facts",
-    openapi_extra=body_limit(AMENDMENT_BYTES),
+    AmendmentOut,
+    "Amend a battery's registry facts",
+    limit=AMENDMENT_BYTES,
 )
 async def amend(battery_id: str, body: AmendmentIn, session: SessionDep, principal: Amender) -> Any:
     """The battery's manufacturer or an authority corrects registry facts (manufacture date, site, material

@@ -8,18 +8,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shared.validation import RuleError
+
 #: urn:epc:id:sgtin:CompanyPrefix.IndicatorItemRef.Serial (company prefix and item reference: 13 digits together).
 _SGTIN = re.compile(r"^urn:epc:id:sgtin:([0-9]{6,12})\.([0-9]{1,7})\.([!%-?A-Z_a-z\x22]{1,20})$")
 #: https://host[/prefix]/01/{gtin}/21/{serial}[...]: a Digital Link with a GTIN and a serial.
 _DIGITAL_LINK = re.compile(r"^https?://[^/?#]+(?:/[^?#]*)?/01/([0-9]{8,14})/21/([^/?#]{1,20})(?:[/?#].*)?$")
 
 
-class Gs1Error(ValueError):
+class Gs1Error(RuleError):
     """A GS1 key that is malformed or fails its check digit; `rule` names what failed."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.batteries.models import Alias, Battery
+from services.registry.batteries.schemas import BatteryFilter
 from services.registry.catalog.models import BatteryModel
 from shared.db import names, pg_type, qualified, raw_connection, row_dict
 from shared.pagination import keyset
@@ -86,18 +87,12 @@ async def read_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, A
 
 
 async def list_batteries(
-    session: AsyncSession,
-    *,
-    manufacturer: str | None,
-    kind: str | None,
-    chemistry: str | None,
-    after: str | None,
-    limit: int,
+    session: AsyncSession, f: BatteryFilter, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
     equal = (
-        (batteries.c.manufacturer, manufacturer or None),
-        (batteries.c.kind, kind),
-        (batteries.c.chemistry, chemistry),
+        (batteries.c.manufacturer, f.manufacturer or None),
+        (batteries.c.kind, f.kind),
+        (batteries.c.chemistry, f.chemistry),
     )
     q = keyset(_battery_query(), batteries.c.id, after, limit, equal)
     return [row_dict(r) for r in (await session.execute(q)).mappings()]

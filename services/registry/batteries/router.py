@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query
 
 from services.registry.batteries import service
 from services.registry.batteries.schemas import (
     AliasIn,
     AliasOut,
+    BatteryFilter,
     BatteryIn,
     BatteryOut,
     BatteryPage,
@@ -19,7 +20,7 @@ from services.registry.batteries.schemas import (
 from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
 from shared.db import ReaderDep, SessionDep
-from shared.limits import body_limit
+from shared.limits import create_route
 from shared.pagination import Paging, page
 from shared.problems import PROBLEM_RESPONSES
 
@@ -35,25 +36,19 @@ BULK_MAX_BATTERIES = 10_000
 ALIAS_BYTES = 2_048
 
 
-@router.post(
-    "/v1/batteries",
-    status_code=status.HTTP_201_CREATED,
-    response_model=BatteryOut,
-    summary="Register a battery",
-    openapi_extra=body_limit(BATTERY_BYTES),
-)
+@create_route(router, "/v1/batteries", BatteryOut, "Register a battery", limit=BATTERY_BYTES)
 async def register_battery(body: BatteryIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
     """A manufacturer registers one cell, module or pack. The manufacturer is the caller's organisation
     (never the body). Its lifecycle ledger starts with MANUFACTURED at the events service."""
     return await service.register_one(session, body, principal)
 
 
-@router.post(
+@create_route(
+    router,
     "/v1/batteries/bulk",
-    status_code=status.HTTP_201_CREATED,
-    response_model=BulkOut,
-    summary="Register up to 10,000 batteries, all or nothing",
-    openapi_extra=body_limit(BULK_MAX_BATTERIES * BULK_BATTERY_BYTES),
+    BulkOut,
+    "Register up to 10,000 batteries, all or nothing",
+    limit=BULK_MAX_BATTERIES * BULK_BATTERY_BYTES,
 )
 async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
     """All items are registered or none is; every failing item is listed with its `index`."""
@@ -83,24 +78,17 @@ async def list_batteries(
     chemistry: Chemistry | None = None,
 ) -> dict[str, Any]:
     """Authorities and operators list every battery; a manufacturer lists its own (the full records)."""
-    rows, more = await service.list_batteries(
-        session,
-        principal,
-        manufacturer=manufacturer,
-        kind=kind.value if kind else None,
-        chemistry=chemistry.value if chemistry else None,
-        after=paging.after(str),
-        limit=paging.limit,
-    )
+    f = BatteryFilter(manufacturer, kind.value if kind else None, chemistry.value if chemistry else None)
+    rows, more = await service.list_batteries(session, principal, f, paging.after(str), paging.limit)
     return page(rows, more, "id")
 
 
-@router.post(
+@create_route(
+    router,
     "/v1/batteries/{battery_id}/aliases",
-    status_code=status.HTTP_201_CREATED,
-    response_model=AliasOut,
-    summary="Add an alias (GS1 Digital Link or SGTIN EPC URN)",
-    openapi_extra=body_limit(ALIAS_BYTES),
+    AliasOut,
+    "Add an alias (GS1 Digital Link or SGTIN EPC URN)",
+    limit=ALIAS_BYTES,
 )
 async def add_alias(battery_id: str, body: AliasIn, session: SessionDep, principal: AliasWriter) -> dict[str, Any]:
     """The battery's manufacturer adds a GS1 Digital Link or SGTIN EPC URN under one of its GS1 company prefixes

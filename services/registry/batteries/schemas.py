@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -89,6 +90,15 @@ class BatteryOut(BatteryPublic):
     aliases: list[AliasOut] = []
     created_at: datetime
     access_level: str = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryFilter:
+    """A battery list's filters (None: any)."""
+
+    manufacturer: str | None = None
+    kind: str | None = None
+    chemistry: str | None = None
 
 
 class BatteryPage(Page[BatteryOut]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -14,9 +15,9 @@ from services.registry.amendments import repository as amendments_repo
 from services.registry.amendments.service import current
 from services.registry.batteries import gs1
 from services.registry.batteries import repository as repo
-from services.registry.batteries.schemas import AliasIn, AliasScheme, BatteryIn, BatteryPublic
+from services.registry.batteries.schemas import AliasIn, AliasScheme, BatteryFilter, BatteryIn, BatteryPublic
 from services.registry.catalog import repository as catalog_repo
-from services.registry.events import registry_message
+from services.registry.events import MODEL_FACTS, registry_message
 from services.registry.models import SCHEMA
 from services.registry.participants import repository as participants_repo
 from shared import access
@@ -110,20 +111,7 @@ async def register(
         data = {
             **row,
             "manufactured_at": row["manufactured_at"].isoformat(),
-            "model": {
-                k: model[k]
-                for k in (
-                    "id",
-                    "kind",
-                    "chemistry",
-                    "rated_capacity_ah",
-                    "nominal_voltage_v",
-                    "rated_energy_kwh",
-                    "mass_kg",
-                    "manufacturer",
-                    "passport",
-                )
-            },
+            "model": {k: model[k] for k in (*MODEL_FACTS, "passport")},
         }
         messages.append(
             registry_message("battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]))
@@ -157,24 +145,15 @@ async def read_battery(conn: asyncpg.Connection, principal: Principal | None, ba
 
 
 async def list_batteries(
-    session: AsyncSession,
-    principal: Principal,
-    *,
-    manufacturer: str | None,
-    kind: str | None,
-    chemistry: str | None,
-    after: str | None,
-    limit: int,
+    session: AsyncSession, principal: Principal, f: BatteryFilter, after: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
     """A page of full records with their aliases, and whether more follow. Those who see every battery list
     any manufacturer's; anyone else only its own organisation's."""
     if not access.sees_every_battery(principal):
-        if manufacturer not in (None, principal.org):
+        if f.manufacturer not in (None, principal.org):
             raise Forbidden("A participant may list only the batteries it manufactured.")
-        manufacturer = principal.org
-    rows = await repo.list_batteries(
-        session, manufacturer=manufacturer, kind=kind, chemistry=chemistry, after=after, limit=limit + 1
-    )
+        f = replace(f, manufacturer=principal.org)
+    rows = await repo.list_batteries(session, f, after, limit + 1)
     rows, more = split_page(rows, limit)
     if rows:
         ids = [r["id"] for r in rows]

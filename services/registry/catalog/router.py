@@ -2,27 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends
 
 from services.registry.catalog import service
 from services.registry.catalog.passport import PassportDeclaration
 from services.registry.catalog.schemas import BatteryModelIn, BatteryModelOut
 from shared.auth import Principal, Role, require_role
 from shared.db import SessionDep
-from shared.limits import body_limit
+from shared.limits import body_limit, create_route
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/models", tags=["battery models"], responses=PROBLEM_RESPONSES)
 Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=BatteryModelOut,
-    summary="Register a model",
-    openapi_extra=body_limit(262_144),  # an ID, a kind, a chemistry, four ratings and a passport declaration
-)
+# The limit: an ID, a kind, a chemistry, four ratings and a passport declaration.
+@create_route(router, "", BatteryModelOut, "Register a model", limit=262_144)
 async def create_model(body: BatteryModelIn, session: SessionDep, principal: Manufacturer) -> dict[str, object]:
     """A manufacturer registers a battery model (cell, module or pack) with its chemistry and ratings.
     The manufacturer is the caller's organisation."""

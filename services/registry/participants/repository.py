@@ -7,6 +7,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.participants.models import Participant
+from services.registry.participants.schemas import ParticipantFilter
 from shared.db import row_dict
 from shared.pagination import keyset
 
@@ -26,15 +27,13 @@ async def get_participant(session: AsyncSession, pid: str) -> dict[str, Any] | N
 
 
 async def list_participants(
-    session: AsyncSession,
-    *,
-    role: str | None,
-    ministry: str | None,
-    region: str | None,
-    after: str | None,
-    limit: int,
+    session: AsyncSession, f: ParticipantFilter, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    equal = ((participants.c.role, role), (participants.c.ministry, ministry), (participants.c.region, region or None))
+    equal = (
+        (participants.c.role, f.role),
+        (participants.c.ministry, f.ministry),
+        (participants.c.region, f.region or None),
+    )
     q = keyset(select(participants), participants.c.id, after, limit, equal)
     return [row_dict(r) for r in (await session.execute(q)).mappings()]
 

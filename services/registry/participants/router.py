@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Request
 
 from services.registry.participants import service
-from services.registry.participants.schemas import ParticipantIn, ParticipantOut, ParticipantPage
+from services.registry.participants.schemas import ParticipantFilter, ParticipantIn, ParticipantOut, ParticipantPage
 from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
 from shared.db import SessionDep
-from shared.limits import body_limit
+from shared.limits import create_route
 from shared.pagination import PageQuery, page, paging
 from shared.participants import ParticipantStatus, directory
 from shared.problems import PROBLEM_RESPONSES
@@ -18,13 +18,8 @@ Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 Paging = Annotated[PageQuery, Depends(paging(most=500))]
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ParticipantOut,
-    summary="Register a participant",
-    openapi_extra=body_limit(16 * 1024),  # names and codes, with room for a list of GS1 company prefixes
-)
+# The limit: names and codes, with room for a list of GS1 company prefixes.
+@create_route(router, "", ParticipantOut, "Register a participant", limit=16 * 1024)
 async def create_participant(body: ParticipantIn, session: SessionDep, _: Admin) -> dict[str, object]:
     """Administrators register participants: organisations with one role (and a ministry code for
     ministries). 409 if the ID exists."""
@@ -72,12 +67,6 @@ async def list_participants(
     ministry: Ministry | None = None,
     region: str | None = None,
 ) -> dict[str, object]:
-    rows, more = await service.list_participants(
-        session,
-        role=role.value if role else None,
-        ministry=ministry.value if ministry else None,
-        region=region,
-        after=page_query.after(str),
-        limit=page_query.limit,
-    )
+    f = ParticipantFilter(role.value if role else None, ministry.value if ministry else None, region)
+    rows, more = await service.list_participants(session, f, page_query.after(str), page_query.limit)
     return page(rows, more, "id")

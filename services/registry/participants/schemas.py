@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -8,6 +9,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from shared.auth import Ministry, Role
 from shared.pagination import Page
 from shared.participants import ParticipantStatus, normalise_business_number, valid_business_number
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantFilter:
+    """A participant list's filters (None: any)."""
+
+    role: str | None = None
+    ministry: str | None = None
+    region: str | None = None
+
 
 ParticipantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", examples=["RECYCLER-SEOUL-01"])]
 

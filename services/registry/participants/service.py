@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.events import registry_message
 from services.registry.models import SCHEMA
 from services.registry.participants import repository as repo
-from services.registry.participants.schemas import ParticipantIn
+from services.registry.participants.schemas import ParticipantFilter, ParticipantIn
 from shared.outbox import enqueue
 from shared.pagination import split_page
 from shared.participants import ParticipantStatus
@@ -48,16 +48,8 @@ async def get_participant(session: AsyncSession, pid: str) -> dict[str, Any]:
 
 
 async def list_participants(
-    session: AsyncSession,
-    *,
-    role: str | None,
-    ministry: str | None,
-    region: str | None,
-    after: str | None,
-    limit: int,
+    session: AsyncSession, f: ParticipantFilter, after: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
     """A page of participants, and whether more follow."""
-    rows = await repo.list_participants(
-        session, role=role, ministry=ministry, region=region, after=after, limit=limit + 1
-    )
+    rows = await repo.list_participants(session, f, after, limit + 1)
     return split_page(rows, limit)

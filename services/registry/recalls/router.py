@@ -8,7 +8,7 @@ from services.registry.recalls import service
 from services.registry.recalls.schemas import CampaignIn, CampaignOut
 from shared.auth import CurrentPrincipal, Principal
 from shared.db import SessionDep
-from shared.limits import body_limit
+from shared.limits import create_route
 from shared.problems import PROBLEM_RESPONSES, Forbidden
 
 router = APIRouter(prefix="/v1/recalls", tags=["recalls"], responses=PROBLEM_RESPONSES)
@@ -24,12 +24,12 @@ async def molit_or_admin(principal: CurrentPrincipal) -> Principal:
 Registrar = Annotated[Principal, Depends(molit_or_admin)]
 
 
-@router.post(
+@create_route(
+    router,
     "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=CampaignOut,
-    summary="Register a recall campaign (MOLIT, admin)",
-    openapi_extra=body_limit(64 * 1024),
+    CampaignOut,
+    "Register a recall campaign (MOLIT, admin)",
+    limit=64 * 1024,
     responses={200: {"model": CampaignOut, "description": "The same campaign was registered before (idempotent)."}},
 )
 async def register(body: CampaignIn, session: SessionDep, principal: Registrar, response: Response) -> Any:
