@@ -111,6 +111,21 @@ POLICY: dict[tuple[str, str, str], set[str]] = {
     ("portal", "GET", "/v1/batteries/{battery_id}/digital-link/qr.png"): EVERYONE,
     ("portal", "GET", "/v1/log/checkpoints/latest"): EVERYONE,
     ("portal", "GET", "/epcis/events"): AUTHENTICATED,
+    # EPCIS named queries and subscriptions: any signed-in participant, each its own (others' answer 404)
+    **{
+        ("portal", m, p): AUTHENTICATED
+        for m, p in (
+            ("GET", "/epcis/queries"),
+            ("POST", "/epcis/queries"),
+            ("GET", "/epcis/queries/{name}"),
+            ("DELETE", "/epcis/queries/{name}"),
+            ("GET", "/epcis/queries/{name}/events"),
+            ("GET", "/epcis/queries/{name}/subscriptions"),
+            ("POST", "/epcis/queries/{name}/subscriptions"),
+            ("GET", "/epcis/queries/{name}/subscriptions/{sid}"),
+            ("DELETE", "/epcis/queries/{name}/subscriptions/{sid}"),
+        )
+    },
     ("portal", "GET", "/epcis/events/{event_id}"): AUTHENTICATED,
     ("portal", "GET", "/epcis"): AUTHENTICATED,
     ("portal", "GET", "/epcis/"): AUTHENTICATED,

@@ -36,6 +36,7 @@ from shared.contract.lifecycle import (
 from shared.contract.streams import TOPIC_LIFECYCLE, CloudEvent
 from shared.db import asyncpg_dsn
 from shared.kafka import ensure_topics
+from shared.vin import check_digit
 from tests.conftest import eventually
 from tests.events_helpers import ORGS, Stack, stack
 
@@ -73,7 +74,8 @@ def drop_none(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-VIN = st.from_regex(r"\A[A-HJ-NPR-Z0-9]{17}\Z")
+#: ISO 3779 VINs: 17 characters without I, O, Q; the check digit (9th) right wherever the region requires it.
+VIN = st.from_regex(r"\A[A-HJ-NPR-Z0-9]{17}\Z").map(lambda v: v[:8] + check_digit(v) + v[9:])
 LOCATION = st.builds(drop_none, site=maybe(text(0, 128)), region=maybe(text(0, 64)))
 INSTALLED = st.one_of(st.builds(lambda v: {"vin": v}, VIN), st.builds(lambda s: {"ess_site_id": s}, text(1, 64)))
 INSPECTED = st.builds(lambda p, c: {"soh_pct": p, "cycle_count": c}, number(0, 100), st.integers(0, 2**53))
@@ -87,16 +89,35 @@ COLLECTED = st.builds(lambda c, r: {"centre": c, "region": r}, text(1, 128), tex
 NOTE = st.builds(drop_none, note=maybe(text(0, 300)))
 DISPOSED = st.builds(drop_none, method=maybe(text(1, 64)), note=maybe(text(0, 300)))
 REPURPOSED = st.builds(
-    lambda a, c: {"new_application": a, "rated_capacity": c}, text(1, 128), number(0, 1e15, exclude_min=True)
+    lambda a, c: {"new_application": a, "rated_capacity": c}, text(1, 128), number(0, 1, exclude_min=True)
 )
-SAFETY = st.builds(drop_none, standard=maybe(text(1, 64)), result=st.sampled_from(["pass", "fail"]), body=text(1, 128))
+#: A KC 10031 inspection: a designated body, an edition and a report; a pass names its certificate and validity.
+SAFETY = st.builds(
+    lambda standard, result, body, edition, report, number: drop_none(
+        standard=standard,
+        result=result,
+        body=body,
+        edition=edition,
+        report_ref=report,
+        certificate_number=number if result == "pass" else None,
+        valid_until="2099-12-31" if result == "pass" else None,
+    ),
+    maybe(text(1, 64)),
+    st.sampled_from(["pass", "fail"]),
+    st.sampled_from(["KTL", "KTR", "KTC", "KCL"]),
+    text(1, 32),
+    text(1, 256),
+    text(1, 64),
+)
 
 
 @st.composite
 def recycled(draw: st.DrawFn) -> dict[str, Any]:
-    mass = draw(number(0, 1e15, exclude_min=True))
-    black = draw(number(0, 1e15).filter(lambda b: b <= mass))
-    recovered = draw(st.dictionaries(st.sampled_from(MATERIALS), number(0, 1e15), max_size=len(MATERIALS)))
+    # Plausible, as the recycler's report must be (DOMAIN, Plausibility): masses as shares of the battery's
+    # registered mass (the harness scales them), recovered kg below any registered content (factories: >= 4.5 kg).
+    mass = draw(number(0.76, 1.24))
+    black = draw(number(0, 1.24).filter(lambda b: b <= mass))
+    recovered = draw(st.dictionaries(st.sampled_from(MATERIALS), number(0, 4.0), max_size=len(MATERIALS)))
     return {"process": draw(text(1, 64)), "input_mass_kg": mass, "black_mass_kg": black, "recovered_kg": recovered}
 
 
@@ -237,6 +258,18 @@ async def live(s: Stack, life: Life) -> str:
         data = step.data
         if step.type == "DISASSEMBLED":
             data = {"parent_id": (await s.state(bid))["parent_id"]}
+        elif step.type == "RECYCLED":  # the masses are shares of the registered mass (`recycled`)
+            found = (await s.registry.get(f"/v1/batteries/{bid}", headers=s.as_role("manufacturer"))).json()
+            scale = (await s.registry.get(f"/v1/models/{found['model_id']}")).json()["mass_kg"]
+            data = {
+                **data,
+                "input_mass_kg": data["input_mass_kg"] * scale,
+                "black_mass_kg": data["black_mass_kg"] * scale,
+            }
+        elif step.type == "REPURPOSED":  # the capacity is a share of the original rated energy (DOMAIN, Plausibility)
+            found = (await s.registry.get(f"/v1/batteries/{bid}", headers=s.as_role("manufacturer"))).json()
+            energy = (await s.registry.get(f"/v1/models/{found['model_id']}")).json()["rated_energy_kwh"]
+            data = {**data, "rated_capacity": data["rated_capacity"] * energy}
         elif step.type == "ERROR_DECLARED":
             timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()
             incident = [e for e in timeline["items"] if e["type"] == "INCIDENT"][-1]
@@ -300,8 +333,19 @@ EVERY_TYPE = [
             Step("REMOVED", "dismantler", {"reason": "end_of_life", "consignee": ORGS["collector"]}),
             Step("COLLECTED", "collector", {"centre": "SIHEUNG-01", "region": "KR-41"}),
             Step("GRADED", "assessor", {"soh_pct": 0.0, "grade": "reuse"}, transfer_to="assessor"),
-            Step("REPURPOSED", "repurposer", {"new_application": "ESS", "rated_capacity": 1e15}, "repurposer"),
-            Step("SAFETY_INSPECTED", "certifier", {"result": "pass", "body": "KTL"}),
+            Step("REPURPOSED", "repurposer", {"new_application": "ESS", "rated_capacity": 1.0}, "repurposer"),
+            Step(
+                "SAFETY_INSPECTED",
+                "certifier",
+                {
+                    "result": "pass",
+                    "body": "KTL",
+                    "edition": "2024",
+                    "report_ref": "KTL-R-1",
+                    "certificate_number": "KC-10031-0001",
+                    "valid_until": "2099-12-31",
+                },
+            ),
         ]
     ),
     fixed(
@@ -312,7 +356,7 @@ EVERY_TYPE = [
             Step(
                 "RECYCLED",
                 "recycler",
-                {"process": "hydro", "input_mass_kg": 0.1, "black_mass_kg": 0.1, "recovered_kg": {"lithium": 1e-9}},
+                {"process": "hydro", "input_mass_kg": 1.0, "black_mass_kg": 0.1, "recovered_kg": {"lithium": 1e-9}},
                 transfer_to="recycler",
             ),
         ],
@@ -325,7 +369,11 @@ EVERY_TYPE = [
             Step("COLLECTED", "collector", {"centre": "c", "region": "r"}, transfer_to="collector"),
             Step("GRADED", "assessor", {"soh_pct": 100.0, "grade": "remanufacture"}, transfer_to="assessor"),
             Step("REMANUFACTURED", "remanufacturer", {}, transfer_to="remanufacturer"),
-            Step("SAFETY_INSPECTED", "certifier", {"standard": "UL 1974", "result": "fail", "body": "KTR"}),
+            Step(
+                "SAFETY_INSPECTED",
+                "certifier",
+                {"standard": "UL 1974", "result": "fail", "body": "KTR", "edition": "2018", "report_ref": "R-2"},
+            ),
             Step("DISPOSED", "recycler", {"method": "landfill-hazardous"}, transfer_to="recycler"),
         ]
     ),
