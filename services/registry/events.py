@@ -11,8 +11,8 @@ from shared.outbox import OutboxMessage
 #: Facts that happen once per key: their message IDs are derived from what they are about, so a republish
 #: from the tables (`services/registry/republish.py`) sends each with the ID it first had (consumers dedupe).
 ONCE = {"participant.registered": "id", "model.registered": "id", "battery.alias_added": "value"}
-#: What a battery's registration message carries of its model (a registration also carries the model's
-#: `passport` declaration; a republish from the tables does not).
+#: What a battery's registration message carries of its model (and the model's `passport` declaration, both when
+#: registered and when republished from the tables).
 MODEL_FACTS = (
     "id",
     "kind",

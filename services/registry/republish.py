@@ -41,7 +41,7 @@ def participant_message(row: dict[str, Any]) -> OutboxMessage:
 def battery_message(row: dict[str, Any], model: dict[str, Any]) -> OutboxMessage:
     data = {k: v for k, v in row.items() if k != "created_at"}
     data["manufactured_at"] = row["manufactured_at"].isoformat()
-    data["model"] = {k: model[k] for k in MODEL_FACTS}
+    data["model"] = {**{k: model[k] for k in MODEL_FACTS}, "passport": model.get("passport")}  # as registered
     return registry_message("battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]))
 
 
