@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +13,7 @@ from services.registry.catalog.schemas import BatteryModelIn
 from services.registry.events import registry_message
 from services.registry.models import SCHEMA
 from shared.auth import Principal
+from shared.contract.lifecycle import canonical_json
 from shared.outbox import enqueue
 from shared.problems import Conflict, Forbidden, NotFound
 
@@ -48,5 +51,13 @@ async def declare_passport(
     row = await repo.set_passport(session, model_id, body.model_dump(mode="json"))
     if row is None:  # deleted meanwhile: models are never deleted, so this is a race with nothing
         raise NotFound(f"No battery model '{model_id}'.")
-    await enqueue(session, SCHEMA, [registry_message("model.registered", model_id, model_facts(row))])
+    # Its own message ID (the declaration's digest): the registration's ID is derived from the model alone, and a
+    # consumer that has it would take a restatement under that ID for a re-sent registration and drop it.
+    declared = hashlib.sha256(canonical_json(row["passport"])).hexdigest()
+    event_id = str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"https://batterytrace.kr/registry/model.passport/{model_id}/{declared}")
+    )
+    await enqueue(
+        session, SCHEMA, [registry_message("model.registered", model_id, model_facts(row), event_id=event_id)]
+    )
     return row
