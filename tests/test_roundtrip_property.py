@@ -252,10 +252,12 @@ async def live(s: Stack, life: Life) -> str:
         await post(s, clock, bid, "ASSEMBLED", "manufacturer", {"parent_id": parent})
     else:
         bid = await s.battery()
+    soh: float | None = None
+    cycles: int | None = None
     for step in life.steps:
         if step.transfer_to:
             await hand_over(s, clock, bid, step.transfer_to)
-        data = step.data
+        data = step.data or {}
         if step.type == "DISASSEMBLED":
             data = {"parent_id": (await s.state(bid))["parent_id"]}
         elif step.type == "RECYCLED":  # the masses are shares of the registered mass (`recycled`)
@@ -270,6 +272,13 @@ async def live(s: Stack, life: Life) -> str:
             found = (await s.registry.get(f"/v1/batteries/{bid}", headers=s.as_role("manufacturer"))).json()
             energy = (await s.registry.get(f"/v1/models/{found['model_id']}")).json()["rated_energy_kwh"]
             data = {**data, "rated_capacity": data["rated_capacity"] * energy}
+        elif step.type in ("INSPECTED", "GRADED"):  # readings never improve, cycles never fall (Plausibility)
+            if "soh_pct" in data and soh is not None:
+                data = {**data, "soh_pct": min(data["soh_pct"], soh)}
+            if "cycle_count" in data and cycles is not None:
+                data = {**data, "cycle_count": max(data["cycle_count"], cycles)}
+            soh = data.get("soh_pct", soh)
+            cycles = data.get("cycle_count", cycles)
         elif step.type == "ERROR_DECLARED":
             timeline = (await s.events.get(f"/v1/batteries/{bid}/events", headers=s.as_role("ministry"))).json()
             incident = [e for e in timeline["items"] if e["type"] == "INCIDENT"][-1]
