@@ -88,9 +88,7 @@ INCIDENT = st.builds(
 COLLECTED = st.builds(lambda c, r: {"centre": c, "region": r}, text(1, 128), text(1, 64))
 NOTE = st.builds(drop_none, note=maybe(text(0, 300)))
 DISPOSED = st.builds(drop_none, method=maybe(text(1, 64)), note=maybe(text(0, 300)))
-REPURPOSED = st.builds(
-    lambda a, c: {"new_application": a, "rated_capacity": c}, text(1, 128), number(0, 1, exclude_min=True)
-)
+REPURPOSED = st.builds(lambda a, c: {"new_application": a, "rated_capacity": c}, text(1, 128), number(0.001, 1))
 #: A KC 10031 inspection: a designated body, an edition and a report; a pass names its certificate and validity.
 SAFETY = st.builds(
     lambda standard, result, body, edition, report, number: drop_none(
