@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from shared import access
 from shared.access import AUTHORITY, LEGITIMATE_INTEREST, Ministry, Role, is_authority
@@ -255,17 +256,24 @@ async def optional_principal(
                 "The Authorization header must be 'Bearer <token>'.", code="invalid-token", reason="malformed"
             )
         return None
-    decided: tuple[str, Principal | Problem] | None = request.scope.get("state", {}).get(IDENTITY)
-    if decided is not None and decided[0] == creds.credentials:  # verified from the headers already
+    return await identify(request, creds.credentials)
+
+
+async def identify(conn: HTTPConnection, token: str) -> Principal:
+    """The principal a bearer token names, for an HTTP request or a WebSocket handshake: the token verified (or
+    the decision `IdentityFirst` made from the headers already) and its org a registered, active participant with
+    the token's role (shared/participants.py)."""
+    decided: tuple[str, Principal | Problem] | None = conn.scope.get("state", {}).get(IDENTITY)
+    if decided is not None and decided[0] == token:  # verified from the headers already
         if isinstance(decided[1], Problem):
             raise decided[1]
         principal: Principal = decided[1]
     else:
-        verifier: TokenVerifier = request.app.state.verifier
-        principal = await verifier.verify(creds.credentials)
+        verifier: TokenVerifier = conn.app.state.verifier
+        principal = await verifier.verify(token)
     ministry = principal.ministry.value if principal.ministry else None
-    await check_participant(request, principal.org, principal.role.value, ministry)  # shared/participants.py
-    request.state.principal = principal  # for the audit trail and the logs
+    await check_participant(conn, principal.org, principal.role.value, ministry)
+    conn.state.principal = principal  # for the audit trail and the logs
     return principal
 
 

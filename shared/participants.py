@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from fastapi import Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
 
 from shared.problems import Unauthorized
 
@@ -111,7 +111,7 @@ class TableDirectory:
         self._cache.pop(org, None)
 
 
-def directory(request: Request) -> TableDirectory | None:
+def directory(request: HTTPConnection) -> TableDirectory | None:
     """The service's participant directory (made on first use), or None when the check is turned off."""
     app = request.app
     settings: Any = app.state.settings
@@ -124,7 +124,7 @@ def directory(request: Request) -> TableDirectory | None:
     return found
 
 
-async def check_participant(request: Request, org: str, role: str, ministry: str | None) -> None:
+async def check_participant(request: HTTPConnection, org: str, role: str, ministry: str | None) -> None:
     """401 unless the verified token's org is a registered, active participant with the token's role (and
     ministry); the configured bootstrap admin passes without an entry."""
     found = directory(request)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -21,10 +21,9 @@ from services.portal.epcis.router import EPCIS_HEADERS, answer
 from services.portal.subscriptions import repository as repo
 from services.portal.subscriptions import rules, service
 from services.portal.subscriptions.delivery import Dispatcher, check_public
-from shared.auth import CurrentPrincipal, Principal
+from shared.auth import CurrentPrincipal, Principal, identify
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.participants import check_participant
 from shared.problems import PROBLEM_RESPONSES, Problem, Unauthorized
 
 router = APIRouter(tags=["EPCIS subscriptions"], responses=PROBLEM_RESPONSES)
@@ -172,10 +171,7 @@ async def _ws_principal(ws: WebSocket) -> Principal:
     scheme, _, credentials = ws.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credentials:
         raise Unauthorized("A WebSocket subscription needs 'Authorization: Bearer <token>'.", code="invalid-token")
-    principal: Principal = ws.app.state.verifier.verify(credentials)
-    ministry = principal.ministry.value if principal.ministry else None
-    await check_participant(cast(Request, ws), principal.org, principal.role.value, ministry)
-    return principal
+    return await identify(ws, credentials)
 
 
 def _ws_controls(ws: WebSocket) -> service.Controls:
