@@ -360,6 +360,8 @@ async def test_resource_paths(portal: httpx.AsyncClient, token: Any, path: str, 
         {"GT_ex:temp": "warm"},
         {"nextPageToken": "zz"},
         {"EQ_bizStep": ""},
+        {"EQ_bizStep": "urn:epcglobal:cbv:bizstep:\x00receiving"},  # a NUL, as schemathesis sent one
+        {"MATCH_anyEPC": "urn:epc:id:sgtin:0614141.107346.\x00"},
     ],
 )
 async def test_a_bad_parameter_is_a_query_parameter_exception(
@@ -371,6 +373,15 @@ async def test_a_bad_parameter_is_a_query_parameter_exception(
     body = r.json()
     assert body["type"] == "epcisException:QueryParameterException" and body["title"] == "QueryParameterException"
     assert body["errors"][0]["field"] in params
+
+
+async def test_a_nul_in_a_path_value_is_a_query_parameter_exception(portal: httpx.AsyncClient, token: Any) -> None:
+    """The path's value is a parameter too (`/epcs/{epc}/events` is MATCH_anyEPC): a NUL in it is refused as
+    one, not answered as a value the database cannot store."""
+    r = await portal.get("/epcis/epcs/urn:epc:id:sgtin:0614141.107346.%00/events", headers=token("ops", "admin"))
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "epcisException:QueryParameterException"
+    assert r.json()["errors"][0]["field"] == "MATCH_anyEPC"
 
 
 # ---- the pure parser ----

@@ -294,6 +294,8 @@ def parse(params: list[tuple[str, str]], extensions: dict[str, str] | None = Non
     resolve = dict(extensions or {})
     grouped: dict[str, list[str]] = {}
     for name, value in params:
+        if "\x00" in name or "\x00" in value:  # no stored text holds one: refused here, for every parameter
+            raise QueryParameterException(name.replace("\x00", "\\0")[:60], "holds a NUL character")
         grouped.setdefault(name, []).append(value)
     q = EventQuery()
     conds = q.conditions
