@@ -243,7 +243,8 @@ _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (`batterytr
 
 
 #: Where `shared.limits.IdentityFirst` keeps the identity it decided from the headers, in the ASGI scope's
-#: state: (token, Principal or the Problem that refused the token).
+#: state: (token, Principal or the Problem that refused the token, whether the Principal's participant was
+#: found registered and active; False when the directory could not be asked).
 IDENTITY = "bt_identity"
 
 
@@ -263,18 +264,26 @@ async def identify(conn: HTTPConnection, token: str) -> Principal:
     """The principal a bearer token names, for an HTTP request or a WebSocket handshake: the token verified (or
     the decision `IdentityFirst` made from the headers already) and its org a registered, active participant with
     the token's role (shared/participants.py)."""
-    decided: tuple[str, Principal | Problem] | None = conn.scope.get("state", {}).get(IDENTITY)
+    decided: tuple[str, Principal | Problem, bool] | None = conn.scope.get("state", {}).get(IDENTITY)
     if decided is not None and decided[0] == token:  # verified from the headers already
         if isinstance(decided[1], Problem):
             raise decided[1]
         principal: Principal = decided[1]
+        admitted = decided[2]
     else:
         verifier: TokenVerifier = conn.app.state.verifier
         principal = await verifier.verify(token)
-    ministry = principal.ministry.value if principal.ministry else None
-    await check_participant(conn, principal.org, principal.role.value, ministry)
+        admitted = False
+    if not admitted:  # IdentityFirst checked the participant already unless its directory did not answer
+        await admit(conn, principal)
     conn.state.principal = principal  # for the audit trail and the logs
     return principal
+
+
+async def admit(conn: HTTPConnection, principal: Principal) -> None:
+    """401 unless the principal's org is a registered, active participant with its role (shared/participants.py)."""
+    ministry = principal.ministry.value if principal.ministry else None
+    await check_participant(conn, principal.org, principal.role.value, ministry)
 
 
 async def require_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:

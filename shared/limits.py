@@ -25,12 +25,11 @@ from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.types import DecoratedCallable
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import IDENTITY, Principal, TokenVerifier, optional_principal, require_principal
-from shared.participants import check_participant
+from shared.auth import IDENTITY, Principal, TokenVerifier, admit, optional_principal, require_principal
 from shared.problems import Problem, Unauthorized, Unavailable, send_problem
 
 LARGEST_LEGAL_BODY = "x-largest-legal-body"
@@ -150,6 +149,7 @@ class IdentityFirst:
             return
         header = _bearer(scope)
         outcome: Principal | Problem | None = None
+        admitted = False
         if header is not None:
             token = ""
             if header[:7].lower() == b"bearer " and header[7:].strip():
@@ -164,17 +164,17 @@ class IdentityFirst:
                         outcome = problem
                     else:  # ...and the participant it names is registered and active (before any body byte too)
                         try:
-                            ministry = outcome.ministry.value if outcome.ministry else None
-                            await check_participant(Request(scope), outcome.org, outcome.role.value, ministry)
+                            await admit(HTTPConnection(scope), outcome)
+                            admitted = True
                         except Problem as problem:
                             outcome = problem
-                        except Exception:  # the directory is unreachable: the dependency answers it (503)
+                        except Exception:  # the directory is unreachable: the dependency asks again (503)
                             pass
             else:
                 outcome = Unauthorized(
                     "The Authorization header must be 'Bearer <token>'.", code="invalid-token", reason="malformed"
                 )
-            scope.setdefault("state", {})[IDENTITY] = (token, outcome)
+            scope.setdefault("state", {})[IDENTITY] = (token, outcome, admitted)
         if _has_body(scope):
             policy = route_policy(scope)
             if policy.principal != "none":
