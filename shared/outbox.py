@@ -4,7 +4,7 @@ Each service owns an `outbox` table in its own schema (created by Alembic). One 
 (an advisory lock, see `OutboxRelay`): it claims unsent rows in id order, publishes them, and marks them
 sent only after the broker acked. Sent rows are kept for a retention period (`outbox_retention_days`,
 default 7) and then pruned by the leader; the outbox is a buffer, not a history: republishing reads the
-system of record (`services/cli/republish.py`). A partial index keeps the unsent scan cheap.
+system of record (`batterytrace events republish`, `batterytrace registry republish`). A partial index keeps the unsent scan cheap.
 """
 
 from __future__ import annotations
@@ -178,17 +178,8 @@ async def prune_connection(conn: asyncpg.Connection, schema: str, older_than: ti
     """Delete published rows sent more than `older_than` ago, in chunks, keeping the newest row of each topic
     (`published_positions` reports it). Unsent rows are never touched. Returns how many were deleted."""
     t = qualified(_outbox(schema))
-    # The newest published row of a topic stays; only where it is old enough to go is there one to keep.
-    oldest_newest = await conn.fetch(
-        f"SELECT topic, max(id) FROM {t} WHERE sent_at < now() - $1::interval GROUP BY topic", older_than
-    )
-    keep = [
-        r[1]
-        for r in oldest_newest
-        if not await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {t} WHERE topic = $1 AND id > $2 AND sent_at IS NOT NULL)", r[0], r[1]
-        )
-    ]
+    # The newest published row of each topic stays (one that is not old enough to go stays anyway).
+    keep = [r[0] for r in await conn.fetch(f"SELECT max(id) FROM {t} WHERE sent_at IS NOT NULL GROUP BY topic")]
     total = 0
     while True:
         status = await conn.execute(

@@ -239,6 +239,27 @@ async def test_prune_deletes_only_published_rows_older_than_the_retention(db_url
         await engine.dispose()
 
 
+async def test_prune_keeps_the_newest_published_row_of_every_topic(db_url, infra, topic_prefix):
+    engine = make_engine(db_url, pool_size=2)
+    maker = make_sessionmaker(engine)
+    try:
+        async with maker() as session, session.begin():
+            await enqueue(
+                session, SCHEMA, [OutboxMessage(t, f"K{i}", {"id": str(i)}) for t in (TOPIC, "other") for i in range(3)]
+            )
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        try:
+            newest = await conn.fetch("SELECT max(id) FROM events.outbox GROUP BY topic ORDER BY 1")
+            await conn.execute("UPDATE events.outbox SET sent_at = now() - interval '8 days'")
+            assert await prune(engine, SCHEMA, timedelta(days=7)) == 4
+            left = await conn.fetch("SELECT id FROM events.outbox ORDER BY id")
+            assert [r[0] for r in left] == [r[0] for r in newest]
+        finally:
+            await conn.close()
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize("retention_s", [0.0])
 async def test_the_leader_prunes_in_the_background(db_url, infra, topic_prefix, retention_s):
     engine = make_engine(db_url, pool_size=2)
