@@ -110,7 +110,9 @@ def create_service_app(
     async def _consumers(app: FastAPI) -> AsyncIterator[None]:
         positions = PositionStore(app.state.engine, schema)
         loops = {
-            spec.name: ConsumerLoop.for_spec(spec, settings, app.state.sessionmaker, positions=positions)
+            spec.name: ConsumerLoop.for_spec(
+                spec, settings, app.state.sessionmaker, positions=positions, kafka=app.state.kafka
+            )
             for spec in consumes
         }
         app.state.consumers = loops

@@ -303,10 +303,12 @@ class ConsumerLoop:
         *,
         positions: PositionStore | None = None,
         max_records: int = 1000,
+        kafka: KafkaCluster | None = None,
     ) -> ConsumerLoop:
-        """A service's consumer: broker, group timing and topic prefix from its settings."""
+        """A service's consumer: group timing and topic prefix from its settings, the cluster `kafka` (the app's
+        own, `app.state.kafka`) or else made from the settings."""
         return cls(
-            bootstrap=KafkaCluster.from_settings(settings),
+            bootstrap=kafka or KafkaCluster.from_settings(settings),
             topics=[settings.topic(t) for t in spec.topics],
             group_id=spec.group,
             handler=spec.handler(sessionmaker),
