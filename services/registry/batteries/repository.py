@@ -12,10 +12,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.registry.amendments.models import Amendment
 from services.registry.batteries.models import Alias, Battery
 from services.registry.batteries.schemas import BatteryFilter
 from services.registry.catalog.models import BatteryModel
-from shared.db import names, pg_type, qualified, raw_connection, row_dict
+from shared.db import json_value, names, pg_type, qualified, raw_connection, row_dict
 from shared.pagination import keyset
 
 batteries = Battery.__table__
@@ -69,21 +70,29 @@ def _battery_query() -> Any:
     return select(batteries, *_MODEL_FACTS).join(battery_models, battery_models.c.id == batteries.c.model_id)
 
 
-# One battery in one statement: the record, its model's rated facts and its aliases (oldest first).
+# One battery in one statement: the record, its model's rated facts, its aliases (oldest first) and the changes of
+# its amendments (in number order, as `amendments.service.current` applies them).
 _ALIAS_FIELDS = ", ".join(f"'{c.name}', a.{c.name}" for c in aliases.c if c.name != "created_at")
+_amendments = Amendment.__table__
 _READ_BATTERY = f"""
 SELECT b.*, {", ".join(f"m.{c.name}" for c in _MODEL_FACTS)},
        COALESCE((SELECT jsonb_agg(jsonb_build_object({_ALIAS_FIELDS}) ORDER BY a.created_at)
-                 FROM {qualified(aliases)} a WHERE a.battery_id = b.id), '[]'::jsonb) AS aliases
+                 FROM {qualified(aliases)} a WHERE a.battery_id = b.id), '[]'::jsonb) AS aliases,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object('changes', am.changes) ORDER BY am.number)
+                 FROM {qualified(_amendments)} am WHERE am.battery_id = b.id), '[]'::jsonb) AS amendments
 FROM {qualified(batteries)} b JOIN {qualified(battery_models)} m ON m.id = b.model_id
 WHERE b.id = $1
 """
 
 
-async def read_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
-    """The full record with aliases, on any asyncpg connection (a reader, or a unit of work's own)."""
+async def read_battery(conn: asyncpg.Connection, battery_id: str) -> tuple[dict[str, Any], list[Any]] | None:
+    """The full record as registered, with aliases, and its amendments (`{"changes": ...}` each, in number order),
+    on any asyncpg connection (a reader, or a unit of work's own)."""
     row = await conn.fetchrow(_READ_BATTERY, battery_id)
-    return dict(row) if row else None
+    if row is None:
+        return None
+    record = dict(row)
+    return record, json_value(record.pop("amendments"))
 
 
 async def list_batteries(

@@ -123,10 +123,10 @@ async def register(
 async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any]:
     """The full record with aliases: on a reader (committed data), or on the unit of work's own connection
     (`raw_connection`), which also sees what the request wrote before its commit."""
-    row = await repo.read_battery(conn, battery_id)
-    if row is None:
+    found = await repo.read_battery(conn, battery_id)
+    if found is None:
         raise NotFound(f"No battery '{battery_id}'.", code="unknown-battery")
-    return current(row, (await amendments_repo.of(conn, [battery_id]))[battery_id])  # facts as last amended
+    return current(*found)  # facts as last amended
 
 
 async def register_one(session: AsyncSession, item: BatteryIn, principal: Principal) -> dict[str, Any]:
