@@ -49,6 +49,11 @@ from tests.test_epcis_capture import battery, doc, obj
         ("/epcis/nextPageToken/abc", "portal"),
         ("/epcis/captures", None),
         ("/epcis//capture", None),
+        ("/epcis/capture/../../v1/events", None),  # dot segments: the client would resolve them to /v1/events
+        ("/epcis/events/%2E%2E/%2e%2e/metrics", None),
+        ("/epcis/../epcis/capture", None),
+        ("/epcis/./capture", None),
+        ("/epcis/events/..", None),
         ("/epcisx/capture", None),
         ("/v1/events", None),
         ("/", None),

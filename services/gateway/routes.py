@@ -6,6 +6,8 @@ binding does not define answers 404 at the gateway, never reaching a service."""
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 BASE = "/epcis"
 #: First path segment under BASE → the service that answers it (`""`: the base itself, GS1's `GET /`).
 ROUTES: dict[str, str] = {
@@ -25,10 +27,12 @@ ROUTES: dict[str, str] = {
 
 
 def upstream_of(path: str) -> str | None:
-    """The service that answers `path` (as sent, percent-encoding kept), or None when no service does."""
+    """The service that answers `path` (as sent, percent-encoding kept), or None when no service does. A path
+    with a dot segment (`.` or `..`, percent-encoded or not) is none: the HTTP client resolves them before it
+    sends, so `/epcis/capture/../../v1/events` would leave the EPCIS base for any path of the service."""
     if path != BASE and not path.startswith(BASE + "/"):
         return None
-    first = path[len(BASE) :].lstrip("/").split("/", 1)[0]
-    if path[len(BASE) :].startswith("//"):
+    rest = path[len(BASE) :]
+    if rest.startswith("//") or any(unquote(segment) in (".", "..") for segment in rest.split("/")):
         return None
-    return ROUTES.get(first)
+    return ROUTES.get(rest.lstrip("/").split("/", 1)[0])
