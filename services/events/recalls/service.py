@@ -27,8 +27,15 @@ async def refusals(
         return {}
     named = sorted({ev.data["recall_campaign"] for _, ev in removals if ev.data.get("recall_campaign")})
     known = await repo.campaigns(session, named) if named else {}
-    makers = sorted({str((states.get(ev.battery_id) or {}).get("manufacturer")) for _, ev in removals})
-    by_maker = await repo.campaigns_of_makers(session, makers)
+    # A maker's every campaign is needed only for the removals that name none.
+    makers = sorted(
+        {
+            str((states.get(ev.battery_id) or {}).get("manufacturer"))
+            for _, ev in removals
+            if not ev.data.get("recall_campaign")
+        }
+    )
+    by_maker = await repo.campaigns_of_makers(session, makers) if makers else {}
     battery_facts = await repo.facts(session, sorted({ev.battery_id for _, ev in removals}))
     out: dict[int, Refusal] = {}
     for i, ev in removals:
