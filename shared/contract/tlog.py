@@ -165,10 +165,6 @@ def assemble(plan: ProofPlan, node: NodeGetter) -> list[bytes]:
     return [_fold(parts, node) for parts in plan]
 
 
-def needed_for_ranges(ranges: Iterable[tuple[int, int]]) -> set[NodeKey]:
-    return {key for s, e in ranges for key in _decompose(s, e)}
-
-
 def needed_for_inclusion(index: int, size: int) -> set[NodeKey]:
     return plan_nodes(inclusion_plan(index, size))
 
