@@ -8,6 +8,7 @@ check on. Every refusal changes nothing.
 | the OEM that installed a battery reads or erases the plain VIN behind its pseudonym | 403 |
 | an admin erases under a pseudonym nobody holds, a plain VIN in its place, an odd body | 404 / 422, nothing erased |
 | an EPCIS installation naming a vehicle by another vehicle's pseudonym (bt:vin, parentID) | refused, nothing stored |
+| an OEM installs into a recalled VIN and removes for the recall in one batch, naming no campaign | 422 `recall-campaign-required` |
 """
 
 from __future__ import annotations
@@ -150,3 +151,55 @@ async def test_an_epcis_installation_cannot_name_a_vehicle_by_another_vehicles_p
     assert await s.state(bid) == before_state
     assert await _vin_snapshot(s) == before_vins
     assert await _rows(s, "SELECT event_id FROM events.epcis_events ORDER BY event_id") == before_epcis
+
+
+# ---- recalls ----
+RECALL = {
+    "id": "MOLIT-2026-901",
+    "title": "Pack connector recall",
+    "maker": ORGS["manufacturer"],
+    "vin_ranges": [{"first": "KMHEM41AP6A100000", "last": "KMHEM41AP6A199999"}],
+    "opened_on": "2026-11-20",
+}
+
+
+def _event(bid: str, etype: str, data: dict[str, Any]) -> dict[str, Any]:
+    location = {"site": "test site", "region": "KR-11"}
+    return {
+        "event_id": str(uuid.uuid4()),
+        "battery_id": bid,
+        "type": etype,
+        "occurred_at": _now(),
+        "location": location,
+        "data": data,
+    }
+
+
+async def test_a_recall_removal_batched_with_the_installation_into_a_recalled_vin_must_name_the_campaign(
+    s: Stack,
+) -> None:
+    assert (await s.registry.post("/v1/recalls", json=RECALL, headers=s.as_role("ministry"))).status_code == 201
+    probe = await s.battery()
+    await s.transfer_to(probe, "oem")
+    await s.ok(probe, "INSTALLED", "oem", data={"vin": "KMHEM41AP6A100009"})
+
+    async def known() -> Any:  # the events service has the campaign from the stream
+        r = await s.post(probe, "REMOVED", "oem", data={"reason": "recall"})
+        return r.json() if r.json().get("code") == "recall-campaign-required" else None
+
+    await eventually(known, timeout_s=30)
+
+    bid = await s.battery()
+    await s.transfer_to(bid, "oem")
+    before = (await s.state(bid), await _vin_snapshot(s))
+    install = _event(bid, "INSTALLED", {"vin": "KMHEM41AP6A100001"})  # in the campaign's VIN range
+    unnamed = _event(bid, "REMOVED", {"reason": "recall"})
+    r = await s.events.post("/v1/events/batch", json={"events": [install, unnamed]}, headers=s.as_role("oem"))
+    assert r.status_code == 422, r.text
+    assert [(e["index"], e["code"]) for e in r.json()["errors"]] == [(1, "recall-campaign-required")]
+    assert (await s.state(bid), await _vin_snapshot(s)) == before
+
+    named = _event(bid, "REMOVED", {"reason": "recall", "recall_campaign": RECALL["id"]})
+    r = await s.events.post("/v1/events/batch", json={"events": [install, named]}, headers=s.as_role("oem"))
+    assert r.status_code == 201, r.text
+    assert (await s.state(bid))["state"] == "removed"
