@@ -221,6 +221,17 @@ def test_checkpoint_round_trips_and_opens_only_with_the_log_key() -> None:
     assert opened == cp and names == ["motie.go.kr/witness"]
     with pytest.raises(tlog.LogError):
         tlog.open_checkpoint(tlog.sign_note(cp.body(), [witness]).encode(), log.verifier())
-    for body in ["origin\n08\nAAAA\n", "origin\n8\n", "origin\n-1\n" + "A" * 44 + "\n"]:
+    root = tlog.base64.b64encode(cp.root_hash).decode()
+    odd_sizes = [f"origin\n{size}\n{root}\n" for size in ("\u00b2", "\u0663", "\uff18")]  # isdigit(), not ASCII
+    for body in ["origin\n08\nAAAA\n", "origin\n8\n", "origin\n-1\n" + "A" * 44 + "\n", *odd_sizes]:
         with pytest.raises(tlog.LogError):
             tlog.Checkpoint.parse(body)
+
+
+@given(st.integers(min_value=1, max_value=1 << 40).flatmap(lambda n: st.tuples(st.integers(0, n - 1), st.just(n))))
+def test_the_inclusion_candidates_hold_every_node_a_proof_reads_and_at_most_two_per_level(at: tuple[int, int]) -> None:
+    # The events service's one-statement inclusion read (log/repository.INCLUSION_READ) selects these candidates.
+    index, size = at
+    candidates = tlog.inclusion_candidates(index, size)
+    assert tlog.needed_for_inclusion(index, size) <= candidates
+    assert len(candidates) <= 2 * size.bit_length()

@@ -165,10 +165,6 @@ def assemble(plan: ProofPlan, node: NodeGetter) -> list[bytes]:
     return [_fold(parts, node) for parts in plan]
 
 
-def needed_for_ranges(ranges: Iterable[tuple[int, int]]) -> set[NodeKey]:
-    return {key for s, e in ranges for key in _decompose(s, e)}
-
-
 def needed_for_inclusion(index: int, size: int) -> set[NodeKey]:
     return plan_nodes(inclusion_plan(index, size))
 
@@ -295,7 +291,7 @@ class Checkpoint:
         if len(lines) < 3 or not lines[0]:
             raise LogError("checkpoint needs an origin line, a tree size and a root hash")
         origin, size_s, root_b64, *ext = lines
-        if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")):
+        if not (size_s.isascii() and size_s.isdigit()) or (size_s != "0" and size_s.startswith("0")):
             raise LogError(f"checkpoint tree size {size_s!r} is not a decimal number")
         try:
             root_hash = base64.b64decode(root_b64, validate=True)

@@ -104,7 +104,7 @@ async def capture_jobs(
     session: SessionDep, principal: CurrentPrincipal, response: Response, perPage: str = "30"
 ) -> Any:
     """Your own capture jobs, newest first (ministries, operators and admin: everyone's); `perPage` ≤ 1000."""
-    if not perPage.isdigit() or not 1 <= int(perPage) <= 1000:
+    if not (perPage.isascii() and perPage.isdigit()) or not 1 <= int(perPage) <= 1000:  # "²".isdigit(), int("²") fails
         raise EpcisException(
             "QueryParameterException",
             "perPage: a whole number from 1 to 1000.",

@@ -608,19 +608,24 @@ def _check_receiver(state: BatteryState, receiver: Receiver) -> Refusal | None:
     return None
 
 
+def _unknown_event(detail: str) -> Refusal:
+    """An ERROR_DECLARED naming no event of the battery's ledger."""
+    return Refusal(
+        404,
+        "unknown-event",
+        "Not found",
+        detail,
+        (field_error("data.declared_event_id", "known-event", "not in the ledger"),),
+    )
+
+
 def _check_declaration(event: Event, declared: DeclaredEvent | None, poster: Poster) -> Refusal | None:
     """The declared event exists, belongs to this battery, is not itself a declaration, and the poster is its
     actor or an authority."""
     declared_id = event.data["declared_event_id"]
     name = "data.declared_event_id"
     if declared is None:
-        return Refusal(
-            404,
-            "unknown-event",
-            "Not found",
-            f"No event {declared_id} is in the ledger.",
-            (field_error(name, "known-event", "not in the ledger"),),
-        )
+        return _unknown_event(f"No event {declared_id} is in the ledger.")
     if declared.battery_id != event.battery_id:
         return invalid(
             f"Event {declared_id} belongs to battery {declared.battery_id}, not {event.battery_id}.",
@@ -891,13 +896,7 @@ def correct(
     found = [r for r in ledger if r.event_id == declared.event_id and r.actor == declared.actor]
     target = next((r for r in found if r.type is not EventType.MANUFACTURED), found[0] if found else None)
     if target is None or ledger[-1].sequence != state.sequence:
-        return Refusal(
-            404,
-            "unknown-event",
-            "Not found",
-            f"No event {declared.event_id} is in the ledger of {state.battery_id}.",
-            (field_error(name, "known-event", "not in the ledger"),),
-        )
+        return _unknown_event(f"No event {declared.event_id} is in the ledger of {state.battery_id}.")
     if target.type is EventType.MANUFACTURED:
         return invalid(
             "MANUFACTURED records the registration: registry facts are corrected by an amendment "

@@ -289,10 +289,6 @@ def observe(readings: Readings, etype: EventType, event_id: str, data: Mapping[s
     return readings
 
 
-#: The events a battery's readings follow.
-READING_EVENTS = frozenset({EventType.INSPECTED, EventType.GRADED, EventType.REMANUFACTURED, EventType.ERROR_DECLARED})
-
-
 def replay(events: Iterable[tuple[EventType, str, Mapping[str, Any]]]) -> Readings:
     """The readings a battery's history leaves, its events (type, event ID, data) in sequence order, those declared
     in error left out: after an error declaration the previous valid reading counts again, so declaring the last

@@ -274,7 +274,9 @@ async def capture(
 
     # Recall removals: a named campaign is known and covers the battery; where one covers it, it is named.
     removals = [(i, ev) for i, ev in enumerate(prepared) if recalls.is_recall_removal(ev) and i not in results]
-    failures.update(await recalls.refusals(session, removals, states))
+    failures.update(
+        await recalls.refusals(session, removals, states, recalls.batch_vins(prepared, removals, plain_vins))
+    )
     _raise_if(failures, batch)
 
     # 4. The state machine, in order, on the batch's working states.

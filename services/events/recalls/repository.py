@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.events.lifecycle.models import LedgerEntry
 from services.events.recalls.models import BatterySerial, RecallCampaign
 from services.events.vins.models import Vin
-from shared.db import qualified, raw_connection
+from shared.db import json_value, qualified, raw_connection
 
 CAMPAIGNS = qualified(RecallCampaign.__table__)
 SERIALS = qualified(BatterySerial.__table__)
@@ -42,7 +42,7 @@ async def campaigns(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict
     rows = await (await raw_connection(session)).fetch(
         f"SELECT id, campaign FROM {CAMPAIGNS} WHERE id = ANY($1::text[])", list(ids)
     )
-    return {r["id"]: orjson.loads(r["campaign"]) if isinstance(r["campaign"], str) else r["campaign"] for r in rows}
+    return {r["id"]: json_value(r["campaign"]) for r in rows}
 
 
 async def campaigns_of_makers(session: AsyncSession, makers: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
@@ -52,7 +52,7 @@ async def campaigns_of_makers(session: AsyncSession, makers: Sequence[str]) -> d
     )
     out: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        c = orjson.loads(r["campaign"]) if isinstance(r["campaign"], str) else r["campaign"]
+        c = json_value(r["campaign"])
         out.setdefault(c["maker"], []).append(c)
     return out
 
