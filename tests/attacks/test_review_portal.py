@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
 
-from services.portal.history.service import passport_id
+from services.portal.history.service import lives, passport_id
+from services.portal.ingest import projection
+from services.portal.ingest.projection import Battery, TimelineEvent
+from services.portal.ingest.service import lives_begun
 from tests.conftest import RegistrySettings, serve
 from tests.factories import create_models, register
 from tests.portal_helpers import Lifecycle, at, portal_app, portal_settings, topics, wait_registered, wait_sequence
@@ -71,3 +78,56 @@ async def test_a_passport_whose_life_was_declared_in_error_is_404_not_an_error(r
     assert (current["passport_id"], current["life"], current["successor"]) == (passport_id("R1", 0), 0, None)
     first = (await portal.get(f"/v1/passports/by-id/{passport_id('R1', 0)}")).json()
     assert first == current
+
+
+def _timeline(kinds: list[str], declared: dict[int, int]) -> list[dict[str, Any]]:
+    """Rows of `portal.events`: one per kind (sequence from 1); `declared` {declaration's sequence: declared one's}."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for seq, kind in enumerate(kinds, start=1):
+        data = {"declared_event_id": f"e{declared[seq]}", "reason": "did_not_occur"} if seq in declared else {}
+        rows.append(
+            {
+                "sequence": seq,
+                "event_id": f"e{seq}",
+                "type": kind,
+                "occurred_at": when + timedelta(days=seq),
+                "recorded_at": when + timedelta(days=seq),
+                "state_after": "x",
+                "custodian_after": "ORG",
+                "actor": "ORG",
+                "data": data,
+                "declared_by": next((d for d, t in declared.items() if t == seq), None),
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("kinds", "declared"),
+    [
+        (["MANUFACTURED"], {}),
+        (["MANUFACTURED", "REPURPOSED", "REMANUFACTURED"], {}),
+        (["MANUFACTURED", "REPURPOSED", "ERROR_DECLARED"], {3: 2}),
+        (["MANUFACTURED", "REPURPOSED", "ERROR_DECLARED", "REPURPOSED", "RECYCLED"], {3: 2}),
+        (["MANUFACTURED", "REMANUFACTURED", "REPURPOSED", "ERROR_DECLARED", "ERROR_DECLARED"], {4: 3, 5: 2}),
+    ],
+)
+def test_the_passports_the_ingest_keeps_are_the_lives_the_history_shows_whatever_the_batching(
+    kinds: list[str], declared: dict[int, int]
+) -> None:
+    """The ingest records the passport of each life a batch begins (from the folded head's `life`); batch by batch
+    or all at once, what it has recorded is every life `history.service.lives` shows (and, after a declaration,
+    possibly an earlier one's too)."""
+    rows = _timeline(kinds, declared)
+    shown = {p["passport_id"] for p in lives("B1", rows)}
+    for cut in range(len(rows) + 1):
+        kept: set[str] = set()
+        before = Battery("B1")
+        for part in (rows[:cut], rows):
+            timeline = [TimelineEvent.of(r) for r in part]
+            after = replace(before, head=projection.fold(timeline) if timeline else before.head)
+            kept |= {x["passport_id"] for x in lives_begun(before, after)}
+            before = after
+        assert shown <= kept, cut
+        assert len(shown) == before.head.life + 1
