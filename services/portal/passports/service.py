@@ -39,7 +39,7 @@ async def passport(
     chosen = every[-1] if life is None else every[life]
     ours = compose.life_events(in_effect(events), chosen)
     operator = compose.operator_of(battery, ours)
-    parties = {org: await history_repo.participant(session, org) for org in {battery["manufacturer"], operator}}
+    parties = await history_repo.participants_by_id(session, (battery["manufacturer"], operator))
     declared = await repo.declaration(conn, battery)
     amendments = await history_repo.amendments_of(conn, bid)
     authority = compose.RANK.index(level) >= compose.RANK.index(Level.authority)
