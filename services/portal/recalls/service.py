@@ -28,7 +28,8 @@ async def of_battery(conn: asyncpg.Connection, battery: Mapping[str, Any]) -> li
     campaigns = [Campaign.model_validate(c) for c in await repo.campaigns_of(conn, battery["manufacturer"])]
     if not campaigns:
         return []
-    vins = (await repo.vins_of(conn, [battery["id"]])).get(battery["id"], [])
+    by_vin = any(c.vin_ranges for c in campaigns)
+    vins = (await repo.vins_of(conn, [battery["id"]])).get(battery["id"], []) if by_vin else []
     removals = (await repo.recall_removals(conn, [battery["id"]])).get(battery["id"], set())
     return [
         {"id": c.id, "title": c.title, "opened_on": c.opened_on, "removed": c.id in removals}
