@@ -131,3 +131,74 @@ def test_the_passports_the_ingest_keeps_are_the_lives_the_history_shows_whatever
             before = after
         assert shown <= kept, cut
         assert len(shown) == before.head.life + 1
+
+
+# ---- a webhook subscription outlives its owner's suspension, its deliveries do not ----
+async def test_a_suspended_owners_webhook_subscription_delivers_nothing_until_reactivated(make_settings, token) -> None:
+    """The subscription's owner is suspended after subscribing: a delivery attempt sends the real receiver nothing
+    and moves no watermark (it is retried later); once reactivated, the same delivery reaches the receiver."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from services.portal.ingest.projection import Message
+    from services.portal.ingest.schemas import ParticipantIn
+    from services.portal.ingest.service import apply
+    from services.portal.settings import PortalSettings
+    from services.portal.subscriptions import repository as subs
+    from services.portal.subscriptions.delivery import Dispatcher
+    from tests.test_epcis_subscriptions import Receiver
+
+    receiver = Receiver()
+    await receiver.start()
+    lges = token("LGES", "manufacturer")
+    try:
+        async with portal_app(portal_settings(make_settings, subscription_allow_private_dest=True)) as portal:
+            assert (
+                await portal.post("/epcis/queries", json={"name": "q", "query": {}}, headers=lges)
+            ).status_code == 201
+            yearly = {"month": "1", "dayOfMonth": "1", "hour": "0", "minute": "0"}  # not due while the test runs
+            body = {"dest": f"http://127.0.0.1:{receiver.port}/hook", "schedule": yearly, "reportIfEmpty": True}
+            r = await portal.post("/epcis/queries/q/subscriptions", json=body, headers=lges)
+            assert r.status_code == 201, r.text
+            sid = r.json()["subscriptionID"]
+        settings: PortalSettings = portal_settings(
+            make_settings, subscription_allow_private_dest=True, participants_unchecked_for_unit_tests=False
+        )
+        engine = create_async_engine(settings.database_url)
+        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+
+        async def as_status(status: str) -> None:
+            who = ParticipantIn(id="LGES", name="LG Energy Solution", role="manufacturer", status=status)
+            async with sessionmaker() as session, session.begin():
+                await apply(session, [Message("registry", f"p-{status}-{sid}", "participant", who)])
+
+        async def row() -> dict[str, Any]:
+            async with sessionmaker() as session:
+                found = await subs.subscription(session, "LGES", "q", sid)
+            assert found is not None
+            return found
+
+        async def deliver_once() -> None:
+            dispatcher = Dispatcher(settings, engine, sessionmaker)  # a fresh directory cache each time
+            await dispatcher.start()
+            try:
+                await dispatcher._deliver(await row())
+            finally:
+                await dispatcher.stop()
+
+        try:
+            await as_status("suspended")
+            before = await row()
+            await deliver_once()
+            after = await row()
+            assert receiver.deliveries() == []
+            assert "not an active participant" in (after["last_error"] or "") and after["attempts"] == 1
+            assert (after["after_seq"], after["last_notified_at"]) == (before["after_seq"], before["last_notified_at"])
+
+            await as_status("active")
+            await deliver_once()
+            assert len(receiver.deliveries()) == 1
+            assert (await row())["last_notified_at"] is not None
+        finally:
+            await engine.dispose()
+    finally:
+        receiver.stop()
