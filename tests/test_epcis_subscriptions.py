@@ -308,9 +308,12 @@ async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_w
 
             ws_url = sut.url("portal").replace("http://", "ws://") + "/epcis/queries/shipping/events?stream=true"
 
+            opened = asyncio.Event()  # the handshake is done: the portal has fixed the subscription's start
+
             async def websocket_client(url: str) -> None:
                 try:
                     async with websockets.connect(url, additional_headers=lges, max_size=2**26) as ws:
+                        opened.set()
                         async for message in ws:
                             now = time.time()
                             doc = orjson.loads(message)
@@ -325,7 +328,7 @@ async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_w
                     async with websockets.connect(ws_url, additional_headers=headers):
                         pass
             ws_task = asyncio.create_task(websocket_client(ws_url))
-            await asyncio.sleep(1.0)  # the WebSocket subscription is open
+            await asyncio.wait_for(opened.wait(), 30)
             t0 = time.time()
 
             async def capture(company: str, n: int, label: str) -> None:
@@ -362,8 +365,9 @@ async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_w
             marks["B"] = time.time() - t0
             await ws_task  # the server went away: the client's connection ended
             resume_from = min(rt for _, _, rt in ws_seen[-50:]) if ws_seen else "2026-01-01T00:00:00Z"
+            opened.clear()
             ws_task = asyncio.create_task(websocket_client(ws_url + f"&initialRecordTime={resume_from}"))
-            await asyncio.sleep(1.0)
+            await asyncio.wait_for(opened.wait(), 30)
             # (a crashed process's lease on the subscription runs out first: the held-back events arrive)
             down_ids = {i for i, label in phase.items() if label == "portal-down"}
             await eventually(lambda: down_ids <= webhook_ids(), timeout_s=60, interval_s=0.2)

@@ -145,3 +145,83 @@ async def test_a_recall_removal_of_a_battery_the_campaign_does_not_cover_is_refu
         problem = await eventually(refused, timeout_s=30)
         assert problem["status"] == 422 and problem["errors"][0]["field"] == "data.recall_campaign"
         assert await s.state(b) == before
+
+
+# ---- MOLIT's counts: the covering rule, counted in the database ----
+async def test_molit_counts_are_the_covering_rule_over_every_battery(db_url) -> None:
+    """Batteries of two makers and models, with and without serials in range and with VINs in and out of range
+    (one erased), some removed under a campaign: each campaign's counts are what `covers` says battery by battery."""
+    import uuid
+
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from services.portal.ingest.projection import Message
+    from services.portal.ingest.schemas import BatteryRegisteredIn, VinIn
+    from services.portal.ingest.service import apply
+    from services.portal.recalls.service import molit_view
+    from shared.contract.lifecycle import LedgerRecord
+    from shared.db import raw_connection
+    from tests.portal_helpers import Lifecycle, at
+
+    campaigns = [
+        c(),
+        c(id="MOLIT-2026-020", models=[], opened_on="2026-11-21"),
+        c(id="MOLIT-2026-021", serial_ranges=[{"first": "SN00000010", "last": "SN00000019"}], opened_on="2026-11-22"),
+        c(
+            id="MOLIT-2026-022",
+            models=[],
+            serial_ranges=[{"first": "SN00000000", "last": "SN00000003"}],
+            vin_ranges=[{"first": "KMHEM41AP6A100000", "last": "KMHEM41AP6A199999"}],
+            opened_on="2026-11-22",
+        ),
+        c(id="MOLIT-2026-023", maker="SDI", opened_on="2026-11-19"),
+    ]
+    life = Lifecycle("unused", "unused")
+    messages: list[Message] = [Message("registry", f"c-{x.id}", "recall", x) for x in campaigns]
+    vins: list[Message] = []
+    facts: dict[str, dict[str, Any]] = {}
+    for i in range(24):
+        bid, maker = f"RC{i:02d}", ("LGES", "LGES", "SDI")[i % 3]
+        model = ("NCM-PACK-77", "LFP-PACK-60")[i % 2]
+        serial = f"SN{(i * 7) % 23:08d}" if i % 5 else f"SN{i:07d}"  # some of another length
+        reg = {"id": bid, "model_id": model, "kind": "pack", "chemistry": "NCM", "manufacturer": maker}
+        reg |= {"serial_number": serial, "manufactured_at": "2026-01-01T00:00:00+09:00", "manufacturing_site": "S"}
+        messages.append(Message("registry", f"r-{bid}", "registered", BatteryRegisteredIn.model_validate(reg)))
+        events = [life.manufactured(bid, maker, at("2026-01-15"))]
+        plain: list[str] = []
+        if i % 4:
+            pseudonym = uuid.uuid4().hex * 2
+            vin = f"KMHEM41AP6A{(i * 37_000) % 300_000:06d}"
+            erased = i % 8 == 3
+            vins.append(Message("vins", f"0@{i}", "vin", VinIn(pseudonym=pseudonym, vin=None if erased else vin)))
+            plain = [] if erased else [vin]
+            events.append(life.event(bid, "INSTALLED", maker, "oem", at("2026-02-01"), {"vin": pseudonym}))
+        if i % 3 == 1:
+            named = campaigns[i % 4].id
+            data = {"reason": "recall", "recall_campaign": named}
+            events.append(life.event(bid, "REMOVED", "DISM-1", "dismantler", at("2026-03-01"), data))
+        messages += [Message("lifecycle", e["id"], e["type"], LedgerRecord.model_validate(e["data"])) for e in events]
+        removed_under = {e["data"]["data"].get("recall_campaign") for e in events}
+        facts[bid] = {"manufacturer": maker, "model_id": model, "serial": serial, "vins": plain, "under": removed_under}
+
+    engine = create_async_engine(db_url)
+    try:
+        async with async_sessionmaker(engine)() as session, session.begin():
+            await apply(session, vins)
+            await apply(session, messages)
+            view = await molit_view(await raw_connection(session))
+    finally:
+        await engine.dispose()
+    expected = []
+    for x in sorted(campaigns, key=lambda x: x.id):
+        covered = [
+            f for f in facts.values() if covers(x, **{k: f[k] for k in ("manufacturer", "model_id", "serial", "vins")})
+        ]
+        removed = sum(1 for f in covered if x.id in f["under"])
+        expected.append((x.id, len(covered), removed, len(covered) - removed))
+    newest_first = sorted(campaigns, key=lambda x: (-x.opened_on.toordinal(), x.id))
+    assert [v["id"] for v in view] == [x.id for x in newest_first]
+    assert sorted((v["id"], v["affected"], v["removed"], v["remaining"]) for v in view) == expected
+    assert all(n > 0 for _, n, _, _ in expected[:4]) and any(
+        r > 0 for _, _, r, _ in expected
+    )  # the world tests something

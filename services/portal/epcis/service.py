@@ -6,7 +6,6 @@ The vocabulary is the published contract (`shared.contract.epcis`)."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -322,10 +321,6 @@ def present(
     if declaration:
         body["errorDeclaration"] = declaration
     return body
-
-
-def new_document_id() -> str:
-    return f"urn:uuid:{uuid.uuid4()}"
 
 
 # ---- the query ----

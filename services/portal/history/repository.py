@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -82,9 +82,11 @@ async def relation_facts(conn: asyncpg.Connection, org: str, battery_id: str) ->
     return {k: bool(row[k]) for k in ("past", "consigned", "certified")} if row else {}
 
 
-async def participant(session: AsyncSession, pid: str) -> dict[str, Any] | None:
-    row = (await session.execute(select(participants).where(participants.c.id == pid))).mappings().first()
-    return row_dict(row) if row else None
+async def participants_by_id(session: AsyncSession, ids: Iterable[str | None]) -> dict[str, dict[str, Any]]:
+    """The participants of these IDs (one statement); an unknown one is absent."""
+    wanted = sorted({i for i in ids if i})
+    rows = (await session.execute(select(participants).where(participants.c.id.in_(wanted)))).mappings()
+    return {r["id"]: row_dict(r) for r in rows}
 
 
 async def children_at(conn: asyncpg.Connection, parent_ids: Sequence[str], at: datetime) -> dict[str, str]:

@@ -4,7 +4,7 @@ passports (one per life), and how fresh the read model is."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -85,12 +85,12 @@ async def relation(conn: asyncpg.Connection, org: str, battery: Mapping[str, Any
 
 
 async def check_may_read(
-    conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]
+    principal: Principal, battery: Mapping[str, Any], prove: Callable[[], Awaitable[access.Relation]]
 ) -> frozenset[access.FieldGroup]:
     """What of the battery the principal reads (shared.access.field_groups); 403 when nothing non-public."""
     return await readable_groups(
         principal,
-        lambda: relation(conn, principal.org, battery),
+        prove,
         f"'{principal.org}' has no relation the ledger proves (manufacturer, custodian, consignee, "
         f"certifier) to battery '{battery['id']}'; only authorities and operators see every history.",
     )
@@ -146,13 +146,20 @@ async def history(
     battery = await locate(conn, battery_id, alias, at)
     bid = battery["id"]
     by_vin = bool(alias and (is_vin(normalise(alias)) or is_pseudonym(alias)))
+    proved: list[access.Relation] = []
+
+    async def prove() -> access.Relation:  # asked at most once per request, by whichever check needs it first
+        if not proved:
+            proved.append(await relation(conn, principal.org, battery))
+        return proved[0]
+
     try:
-        groups = await check_may_read(conn, principal, battery)
+        groups = await check_may_read(principal, battery, prove)
     except Forbidden:
         if by_vin:  # a VIN's battery: who may not read it learns nothing, not even that the VIN is known
             raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias") from None
         raise
-    sees_vin = await _sees_vin(conn, principal, battery)
+    sees_vin = await _sees_vin(principal, prove)
     if by_vin and not sees_vin:
         raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
     if at is not None and at.tzinfo is None:
@@ -197,12 +204,12 @@ async def history(
     return out
 
 
-async def _sees_vin(conn: asyncpg.Connection, principal: Principal, battery: Mapping[str, Any]) -> bool:
+async def _sees_vin(principal: Principal, prove: Callable[[], Awaitable[access.Relation]]) -> bool:
     """Whether the principal reads the battery's vehicle (its VIN): shared.access.may_read_vehicle, where every
     custodian, the installing OEM included (INSTALLED needs custody), holds or held it."""
     if access.sees_every_vehicle(principal):
         return True
-    held = (await relation(conn, principal.org, battery)).custody is not access.Custody.none
+    held = (await prove()).custody is not access.Custody.none
     return access.may_read_vehicle(principal, installed_one=False, held_one=held)
 
 

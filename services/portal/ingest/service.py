@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.portal.history.service import lives
+from services.portal.history.service import passport_id
 from services.portal.ingest import projection
 from services.portal.ingest import repository as repo
 from services.portal.ingest.projection import Battery, Flows, Message, TimelineEvent
@@ -84,6 +84,7 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     deltas: dict[tuple[str, ...], int] = {}
     marks: list[tuple[str, int, int | None]] = []
     proven: dict[str, set[str]] = {}
+    new_lives: list[dict[str, Any]] = []
     for bid in touched:
         old = Battery.of(before[bid])
         timeline = [TimelineEvent.of(r) for r in timelines[bid]]
@@ -96,21 +97,25 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
         marks.extend((bid, seq, by) for seq, by in changed.items())
         if changed:
             proven[bid] = projection.proven_handlers(new, timeline)
+        new_lives.extend(lives_begun(old, new))
     await repo.save_batteries(session, rows)
-    # Every life's passport by its own ID (GET /v1/passports/by-id/...), from the events in effect: this batch's
-    # declarations count already (`marks` are written below).
-    declared_now = {(bid, seq): by for bid, seq, by in marks}
-    in_effect = {
-        bid: [{**r, "declared_by": declared_now.get((bid, r["sequence"]), r["declared_by"])} for r in timelines[bid]]
-        for bid in touched
-    }
-    await passports_repo.save_lives(
-        session, [{**life, "battery_id": bid} for bid in touched for life in lives(bid, in_effect[bid])]
-    )
+    await passports_repo.save_lives(session, new_lives)
     await repo.mark_declared(session, marks)
     await repo.keep_handlers(session, proven)
     await repo.add_counts(session, deltas)
     await repo.add_flows(session, flows.changes())
+
+
+def lives_begun(old: Battery, new: Battery) -> list[dict[str, Any]]:
+    """The passports (GET /v1/passports/by-id/...) of the lives the batch began: the first life of a battery new
+    to the portal, and each one a REPURPOSED/REMANUFACTURED in effect added (the head's `life` counts them as
+    `history.service.lives` does). A life a declaration took back keeps its row; the passport service answers
+    404 for it."""
+    first = old.head.life + 1 if old.facts.registered or old.head.sequence else 0
+    return [
+        {"passport_id": passport_id(new.id, n), "battery_id": new.id, "life": n}
+        for n in range(first, new.head.life + 1)
+    ]
 
 
 def handlers_of(event: LifecycleEventIn) -> list[str]:

@@ -23,7 +23,7 @@ BY_ID = f"SELECT battery_id, life FROM {PASSPORTS} WHERE passport_id = $1"
 
 
 async def save_lives(session: AsyncSession, lives: Sequence[dict[str, Any]]) -> None:
-    """Record each life's passport ID (`history.service.lives` rows with `battery_id`); a known one stays."""
+    """Record each life's passport ID (rows of passport_id, battery_id, life); a known one stays."""
     if not lives:
         return
     conn = await raw_connection(session)

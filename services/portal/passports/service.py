@@ -34,10 +34,12 @@ async def passport(
     level = passport_level(principal, proved)
     events = await history_repo.timeline(conn, bid)
     every = lives(bid, events)
+    if life is not None and life >= len(every):  # its ID outlives a life a declaration took back: none now
+        raise NotFound("No such passport: the life it was issued for was declared in error.", code="unknown-passport")
     chosen = every[-1] if life is None else every[life]
     ours = compose.life_events(in_effect(events), chosen)
     operator = compose.operator_of(battery, ours)
-    parties = {org: await history_repo.participant(session, org) for org in {battery["manufacturer"], operator}}
+    parties = await history_repo.participants_by_id(session, (battery["manufacturer"], operator))
     declared = await repo.declaration(conn, battery)
     amendments = await history_repo.amendments_of(conn, bid)
     authority = compose.RANK.index(level) >= compose.RANK.index(Level.authority)

@@ -38,22 +38,42 @@ async def upsert(conn: asyncpg.Connection, campaigns: Sequence[dict[str, Any]]) 
         )
 
 
-async def every_campaign(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    return [_campaign(r) for r in await conn.fetch(f"SELECT campaign FROM {CAMPAIGNS} ORDER BY opened_on DESC, id")]
+#: A range holds a value of its own length between its ends, compared as Python compares text (code points: the
+#: "C" collation's byte order of UTF-8).
+_IN_RANGE = (
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(c.campaign->'{ranges}') r WHERE length({value}) = length(r->>'first') "
+    """AND {value} COLLATE "C" BETWEEN r->>'first' AND r->>'last')"""
+)
+#: Per campaign, newest first: the batteries it covers (shared.contract.recalls.covers, in SQL so no battery leaves
+#: the database) and how many of them a REMOVED named it for. tests/test_recalls.py holds it to `covers`.
+_COUNTS = f"""
+SELECT c.campaign, count(b.id) AS affected, count(b.id) FILTER (WHERE EXISTS (
+    SELECT 1 FROM {EVENTS} e WHERE e.battery_id = b.id AND e.type = 'REMOVED' AND e.data->>'recall_campaign' = c.id
+  )) AS removed
+FROM {CAMPAIGNS} c LEFT JOIN {BATTERIES} b ON b.manufacturer = c.maker
+  AND (jsonb_array_length(coalesce(c.campaign->'models', '[]')) = 0 OR c.campaign->'models' ? b.model_id)
+  AND (
+    jsonb_array_length(coalesce(c.campaign->'serial_ranges', '[]'))
+      + jsonb_array_length(coalesce(c.campaign->'vin_ranges', '[]')) = 0
+    OR {_IN_RANGE.format(ranges="serial_ranges", value="b.serial_number")}
+    OR EXISTS (
+      SELECT 1 FROM {EVENTS} e JOIN {VINS} v ON v.pseudonym = e.data->>'vin'
+      WHERE e.battery_id = b.id AND e.type = 'INSTALLED' AND v.vin IS NOT NULL
+        AND {_IN_RANGE.format(ranges="vin_ranges", value="v.vin")}
+    )
+  )
+GROUP BY c.id ORDER BY c.opened_on DESC, c.id
+"""
+
+
+async def campaign_counts(conn: asyncpg.Connection) -> list[tuple[dict[str, Any], int, int]]:
+    """Every campaign, newest first, with how many batteries it covers and how many were removed under it."""
+    return [(_campaign(r), r["affected"], r["removed"]) for r in await conn.fetch(_COUNTS)]
 
 
 async def campaigns_of(conn: asyncpg.Connection, maker: str) -> list[dict[str, Any]]:
     rows = await conn.fetch(f"SELECT campaign FROM {CAMPAIGNS} WHERE maker = $1 ORDER BY opened_on, id", maker)
     return [_campaign(r) for r in rows]
-
-
-async def candidates(conn: asyncpg.Connection, maker: str, models: Sequence[str]) -> list[dict[str, Any]]:
-    """The maker's batteries (of the models, if any are named): id, model, serial, state (ix_batteries_manufacturer)."""
-    sql = f"SELECT id, model_id, serial_number, state FROM {BATTERIES} WHERE manufacturer = $1"
-    rows = await (
-        conn.fetch(sql + " AND model_id = ANY($2::text[])", maker, list(models)) if models else conn.fetch(sql, maker)
-    )
-    return [dict(r) for r in rows]
 
 
 async def _per_battery(conn: asyncpg.Connection, query: str, battery_ids: Sequence[str]) -> dict[str, list[Any]]:

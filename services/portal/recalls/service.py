@@ -21,22 +21,6 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
         await repo.upsert(await raw_connection(session), campaigns)
 
 
-async def affected(conn: asyncpg.Connection, campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The batteries the campaign covers, each with whether a REMOVED named the campaign."""
-    c = Campaign.model_validate(campaign)
-    found = await repo.candidates(conn, c.maker, c.models)
-    vins = await repo.vins_of(conn, [b["id"] for b in found]) if c.vin_ranges else {}
-    covered = [
-        b
-        for b in found
-        if covers(
-            c, manufacturer=c.maker, model_id=b["model_id"], serial=b["serial_number"], vins=vins.get(b["id"], [])
-        )
-    ]
-    removals = await repo.recall_removals(conn, [b["id"] for b in covered])
-    return [b | {"removed": c.id in removals.get(b["id"], set())} for b in covered]
-
-
 async def of_battery(conn: asyncpg.Connection, battery: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The campaigns that cover the battery, each with whether a REMOVED of it named the campaign."""
     if not battery.get("manufacturer"):
@@ -44,7 +28,8 @@ async def of_battery(conn: asyncpg.Connection, battery: Mapping[str, Any]) -> li
     campaigns = [Campaign.model_validate(c) for c in await repo.campaigns_of(conn, battery["manufacturer"])]
     if not campaigns:
         return []
-    vins = (await repo.vins_of(conn, [battery["id"]])).get(battery["id"], [])
+    by_vin = any(c.vin_ranges for c in campaigns)
+    vins = (await repo.vins_of(conn, [battery["id"]])).get(battery["id"], []) if by_vin else []
     removals = (await repo.recall_removals(conn, [battery["id"]])).get(battery["id"], set())
     return [
         {"id": c.id, "title": c.title, "opened_on": c.opened_on, "removed": c.id in removals}
@@ -61,9 +46,7 @@ async def of_battery(conn: asyncpg.Connection, battery: Mapping[str, Any]) -> li
 
 async def molit_view(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     """Per campaign: how many batteries it covers, how many were removed under it, how many remain."""
-    out = []
-    for c in await repo.every_campaign(conn):
-        batteries = await affected(conn, c)
-        removed = sum(1 for b in batteries if b["removed"])
-        out.append(c | {"affected": len(batteries), "removed": removed, "remaining": len(batteries) - removed})
-    return out
+    return [
+        c | {"affected": affected, "removed": removed, "remaining": affected - removed}
+        for c, affected, removed in await repo.campaign_counts(conn)
+    ]

@@ -40,19 +40,17 @@ async def timelines_in(conn: asyncpg.Connection, pseudonym: str) -> dict[str, li
     return out
 
 
+#: VIN records (a VIN) and tombstones (NULL: erased), one statement, applied in the order given (WITH ORDINALITY: a
+#: VIN may move to another pseudonym once the old one's tombstone has freed it, ix_vins_vin).
+_RECORD_VINS = (
+    f"INSERT INTO {VINS} (pseudonym, vin, erased_at) "
+    "SELECT p, v, CASE WHEN v IS NULL THEN now() END FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(p, v, n) "
+    "ORDER BY n ON CONFLICT (pseudonym) DO UPDATE SET vin = excluded.vin, erased_at = excluded.erased_at, "
+    "updated_at = now()"
+)
+
+
 async def record_vins(conn: asyncpg.Connection, vins: dict[str, str | None]) -> None:
     """Apply VIN records (pseudonym → VIN) and tombstones (pseudonym → None), in the order given."""
-    for pseudonym, vin in vins.items():
-        if vin is None:
-            await conn.execute(
-                f"INSERT INTO {VINS} (pseudonym, vin, erased_at) VALUES ($1, NULL, now()) ON CONFLICT (pseudonym) "
-                "DO UPDATE SET vin = NULL, erased_at = coalesce(excluded.erased_at, now()), updated_at = now()",
-                pseudonym,
-            )
-        else:
-            await conn.execute(
-                f"INSERT INTO {VINS} (pseudonym, vin) VALUES ($1, $2) ON CONFLICT (pseudonym) "
-                "DO UPDATE SET vin = excluded.vin, erased_at = NULL, updated_at = now()",
-                pseudonym,
-                vin,
-            )
+    if vins:
+        await conn.execute(_RECORD_VINS, list(vins), list(vins.values()))

@@ -90,14 +90,6 @@ async def vehicle(conn: asyncpg.Connection, principal: Principal, query: str, at
     }
 
 
-async def batteries_in(conn: asyncpg.Connection, query: str, at: datetime | None = None) -> list[str]:
-    """The batteries installed in the vehicle at `at` (now if None), for look-ups (resolver, search, UI);
-    none for an unknown VIN. The caller decides what of each battery the principal may see."""
-    pseudonym = await pseudonym_for(conn, query)
-    found = relation.of_vehicle(pseudonym, await repo.timelines_in(conn, pseudonym))
-    return [i.battery_id for i in relation.installed_at(found, at or datetime.now(UTC))]
-
-
 async def battery_for_vin(conn: asyncpg.Connection, query: str, at: datetime | None = None) -> str | None:
     """What a VIN look-up answers: a battery installed in the vehicle at `at` (now if None; the first by ID if
     it holds several), else the one installed last before then (a vehicle whose pack is out, not replaced)."""
