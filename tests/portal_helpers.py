@@ -155,7 +155,7 @@ async def publish_raw(bootstrap: str, topic: str, messages: Sequence[tuple[str, 
 
 
 async def read_raw(bootstrap: str, topic: str, *, at_least: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
-    """Raw records (bytes and headers) of a topic from the start, in offset order per partition."""
+    """Raw records (key, value bytes and headers) of a topic from the start, in offset order per partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     out: list[dict[str, Any]] = []
@@ -175,7 +175,7 @@ async def read_raw(bootstrap: str, topic: str, *, at_least: int, timeout_s: floa
         await consumer.seek_to_beginning(*tps)
         while len(out) < at_least and loop.time() < deadline:
             for recs in (await consumer.getmany(timeout_ms=200)).values():
-                out.extend({"value": r.value, "headers": dict(r.headers)} for r in recs)
+                out.extend({"key": r.key, "value": r.value, "headers": dict(r.headers)} for r in recs)
         return out
     finally:
         await consumer.stop()

@@ -4,22 +4,21 @@ the outbox and (by a tombstone) from the portal, and every chain and proof still
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.events.vins.service import VinKey
 from shared.contract import tlog
 from shared.contract.proofs import verify_bundle
 from shared.contract.streams import TOPIC_EPCIS, TOPIC_LIFECYCLE, TOPIC_VINS
+from shared.db import asyncpg_dsn
 from shared.vin import check_digit, is_pseudonym, pseudonym, vin_problem
 from tests.conftest import eventually
 from tests.events_helpers import BOOTSTRAP_ADMIN, stack
-from tests.portal_helpers import portal_app, portal_settings
+from tests.portal_helpers import portal_app, portal_settings, read_raw
 from tests.test_transparency_log import checkpoint_at_least, ledger_size
 
 VIN = "KMHEM41AP6A123456"
@@ -43,40 +42,10 @@ def test_iso_3779_format_and_the_north_american_check_digit() -> None:
     assert vin_problem("kmhem41ap6a123456") is not None
 
 
-async def _raw(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.0) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        parts = None
-        while not parts and loop.time() < deadline:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
-            if not parts:
-                await asyncio.sleep(0.2)
-        if not parts:
-            return out
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        while len(out) < at_least and loop.time() < deadline:
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                out.extend(recs)
-        return out
-    finally:
-        await consumer.stop()
-
-
 def pseudonym_of_test(event: dict[str, Any]) -> str:
     value = event["data"]["vin"]
     assert is_pseudonym(value), value
     return str(value)
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 async def test_a_vin_is_kept_only_as_its_pseudonym_and_erasure_removes_the_plain_vin_everywhere(
@@ -130,7 +99,7 @@ async def test_a_vin_is_kept_only_as_its_pseudonym_and_erasure_removes_the_plain
         assert is_pseudonym(p) and VIN not in str(timeline)
 
         # nowhere in the events database but events.vins: ledger, request digests, outbox, EPCIS store, log queue
-        conn = await asyncpg.connect(_dsn(db_url))
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
         try:
             rows = await conn.fetch(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema IN ('events', 'portal') "
@@ -154,10 +123,10 @@ async def test_a_vin_is_kept_only_as_its_pseudonym_and_erasure_removes_the_plain
             await conn.close()
 
         # Kafka: the lifecycle and EPCIS topics carry the pseudonym only; the VIN topic the plain VIN
-        life = await _raw(infra.kafka.bootstrap, topic_prefix + TOPIC_LIFECYCLE, at_least=1)
-        epcis = await _raw(infra.kafka.bootstrap, topic_prefix + TOPIC_EPCIS, at_least=1)
-        assert life and epcis and not any(VIN.encode() in (r.value or b"") for r in life + epcis)
-        assert any(p.encode() in (r.value or b"") for r in epcis)
+        life = await read_raw(infra.kafka.bootstrap, topic_prefix + TOPIC_LIFECYCLE, at_least=1)
+        epcis = await read_raw(infra.kafka.bootstrap, topic_prefix + TOPIC_EPCIS, at_least=1)
+        assert life and epcis and not any(VIN.encode() in (r["value"] or b"") for r in life + epcis)
+        assert any(p.encode() in (r["value"] or b"") for r in epcis)
 
         # the portal: sees the plain VIN (MOLIT), for the vehicle as for the pseudonym
         molit = s.as_role("ministry")
@@ -186,7 +155,7 @@ async def test_a_vin_is_kept_only_as_its_pseudonym_and_erasure_removes_the_plain
         assert r.status_code == 200, r.text
         assert r.json()["vin"] is None and r.json()["erased"] is True and r.json()["erased_by"] == BOOTSTRAP_ADMIN
 
-        conn = await asyncpg.connect(_dsn(db_url))
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
         try:
             for table in ("events.vins", "events.outbox", "events.ledger"):
                 assert not await conn.fetchval(
@@ -205,8 +174,8 @@ async def test_a_vin_is_kept_only_as_its_pseudonym_and_erasure_removes_the_plain
         v = await eventually(erased, timeout_s=30)
         assert v["vin"] is None and sorted(v["batteries"]) == sorted([bid, bid2])
         assert (await portal.get(f"/v1/vehicles/{VIN}", headers=molit)).status_code == 404
-        recs = await _raw(infra.kafka.bootstrap, topic_prefix + TOPIC_VINS, at_least=2)
-        assert any(r.value is None and r.key == p.encode() for r in recs)
+        recs = await read_raw(infra.kafka.bootstrap, topic_prefix + TOPIC_VINS, at_least=2)
+        assert any(r["value"] is None and r["key"] == p.encode() for r in recs)
 
         # and the chain, the proof bundle and the log still verify
         after = (await s.events.get(f"/v1/batteries/{bid}/verify", headers=molit)).json()
