@@ -185,6 +185,11 @@ CATALOGUE: dict[str, Text] = {
         "Conflict", "모호한 이벤트 ID", "여러 참여자가 이 이벤트 ID를 사용했습니다. 어느 것인지 지정하십시오."
     ),
     # ---- plausibility (services/events/lifecycle/plausibility.py) ----
+    "registration-pending": _t(
+        "Registration not yet received",
+        "등록 정보 수신 대기",
+        "배터리의 등록 정보(소재 함유량)가 아직 이벤트 서비스에 도착하지 않았습니다. 잠시 후 다시 시도하십시오.",
+    ),
     "implausible-recovery": _t(
         "Implausible report",
         "타당하지 않은 회수량",

@@ -134,11 +134,35 @@ def token(infra: Infra) -> Callable[..., dict[str, str]]:
     return make
 
 
+class RetryPending(httpx.AsyncBaseTransport):
+    """What a well-behaved client does with 503 `registration-pending` (the events service has not received the
+    battery's registration yet): wait the Retry-After and send the same request again, for up to `limit_s`.
+    Tests of that answer itself talk to `client.app` over a plain ASGITransport."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit_s: float = 30.0) -> None:
+        self.inner, self.limit_s = inner, limit_s
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        deadline = asyncio.get_running_loop().time() + self.limit_s
+        while True:
+            response = await self.inner.handle_async_request(request)
+            if response.status_code != 503 or asyncio.get_running_loop().time() > deadline:
+                return response
+            body = await response.aread()
+            if b'"registration-pending"' not in body:
+                return response
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan (engine, relay, consumers) and talk to it over ASGI."""
+    """Run the app's lifespan (engine, relay, consumers) and talk to it over ASGI (retrying as `RetryPending`)."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = RetryPending(httpx.ASGITransport(app=app))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client

@@ -133,8 +133,12 @@ async def stack(
     the registry → events path), which keeps pure state-machine tests fast. The manufacturer is a registered
     participant owning the test GS1 prefix (unless `manufacturer_participant` is False); `register_orgs`
     registers every org of `ORGS` (and the ministry MOLIT) too, for tests that run with the participant check on."""
-    if not streams:
-        events_overrides = {"relay_enabled": False, "consumers_enabled": False} | events_overrides
+    if not streams:  # no registration arrives: the public read's facts are all the events service gets
+        events_overrides = {
+            "relay_enabled": False,
+            "consumers_enabled": False,
+            "plausibility_await_registration": False,
+        } | events_overrides
     shared_keys = ("kafka_bootstrap_servers", "participants_unchecked_for_unit_tests", "participants_ttl_s")
     shared_overrides = {k: v for k, v in events_overrides.items() if k in shared_keys}
     registry_app = create_registry(make_settings(RegistrySettings, relay_enabled=streams, **shared_overrides))

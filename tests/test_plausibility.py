@@ -197,9 +197,35 @@ def test_facts_from_the_registry_stream_and_from_the_public_read() -> None:
     f = Facts.from_registry(streamed)
     # A zero (the registry's default) is not a registered content, nor a boolean.
     assert f == Facts({"lithium": 8.0, "nickel": 40.0}, 477.0, 77.4)
-    assert Facts.from_registry({"mass_kg": 45, "rated_energy_kwh": 8.0}) == Facts({}, 45.0, 8.0)
-    assert Facts.from_registry({"mass_kg": float("nan"), "rated_energy_kwh": -1}) == Facts()
+    # The public read holds no material content: its facts are not the whole registration.
+    public = Facts.from_registry({"mass_kg": 45, "rated_energy_kwh": 8.0})
+    assert public == Facts({}, 45.0, 8.0, complete=False)
+    assert Facts.from_registry({"mass_kg": float("nan"), "rated_energy_kwh": -1}) == Facts(complete=False)
     assert Facts.from_json(f.as_json()) == f and Facts.from_json(None) == Facts()
+    assert Facts.from_json(public.as_json()) == public
+    # Facts stored before `complete` existed were the registration's or the read-through's: read as before.
+    assert Facts.from_json({"materials_kg": {}, "mass_kg": 45.0, "rated_energy_kwh": None}).complete
+
+
+def test_a_content_rule_on_public_read_facts_waits_for_the_registration() -> None:
+    """Recovered material without a known content: from public-read facts `pending` (not `unchecked`, which
+    would flag the event for good); from the registration `unchecked`; without a registration stream
+    (`await_registration` off) `unchecked` too. Rules that need no content are applied either way."""
+    public = Facts({}, 477.0, 77.4, complete=False)
+    data = {"input_mass_kg": 450.0, "black_mass_kg": 180.0, "recovered_kg": {"lithium": 5.0}}
+    v = check(E.RECYCLED, data, public, Readings(), TOL)
+    assert v == Verdict(pending="data.recovered_kg.lithium")
+    assert check(E.RECYCLED, data, Facts({}, 477.0, 77.4), Readings(), TOL) == Verdict(unchecked=("recovery",))
+    no_stream = Tolerances(await_registration=False)
+    assert check(E.RECYCLED, data, public, Readings(), no_stream) == Verdict(unchecked=("recovery",))
+    assert (
+        code(check(E.RECYCLED, {**data, "black_mass_kg": 451.0}, public, Readings(), TOL)) == "implausible-black-mass"
+    )
+    assert (
+        code(check(E.RECYCLED, {**data, "input_mass_kg": 200.0}, public, Readings(), TOL)) == "implausible-input-mass"
+    )
+    nothing = {**data, "recovered_kg": {"lithium": 0.0}}
+    assert check(E.RECYCLED, nothing, public, Readings(), TOL) == Verdict()
 
 
 @given(

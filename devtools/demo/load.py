@@ -51,13 +51,19 @@ class Api:
         return self._tokens[org]
 
     async def post(self, service: str, path: str, body: Any, org: str) -> httpx.Response:
-        for attempt in range(5):
+        """POST, retrying a dropped connection and a 503 as its Retry-After says (a registration still on its way
+        to the events service; a restarting service): every demo request is safe to repeat."""
+        for attempt in range(60):
             try:
-                return await self.clients[service].post(path, json=body, headers=self.auth(org))
+                r = await self.clients[service].post(path, json=body, headers=self.auth(org))
             except httpx.TransportError:
-                if attempt == 4:
+                if attempt >= 4:
                     raise
                 await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            if r.status_code != 503 or attempt == 59:
+                return r
+            await asyncio.sleep(min(float(r.headers.get("retry-after", "1")), 5.0))
         raise AssertionError("unreachable")
 
     async def get(self, service: str, path: str, org: str | None = None, **params: Any) -> httpx.Response:

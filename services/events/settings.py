@@ -28,6 +28,13 @@ class EventsSettings(ServiceSettings):
     plausibility_soh_rise_margin_pct: float = Field(
         3.0, ge=0, le=100, description="SoH points a reading may exceed the previous one by without REMANUFACTURED."
     )
+    plausibility_await_registration: bool = Field(
+        True,
+        description="A RECYCLED whose recovered material the events service knows no content for because the "
+        "battery's ledger began from the registry's public read (its registration not yet consumed from "
+        "battery.registry.v1) is answered 503 `registration-pending` (Retry-After) instead of being accepted and "
+        "flagged `unchecked` for good. Off only where no registration stream reaches this service.",
+    )
     kc_designated_bodies: list[str] = Field(
         default_factory=lambda: list(DESIGNATED_BODIES),
         min_length=1,
@@ -69,4 +76,5 @@ class EventsSettings(ServiceSettings):
             self.plausibility_recovery_tolerance_pct,
             self.plausibility_input_mass_band_pct,
             self.plausibility_soh_rise_margin_pct,
+            self.plausibility_await_registration,
         )

@@ -10,6 +10,7 @@
 | a repurposed capacity above the original rating | 201 | 422 `implausible-capacity` |
 | NaN, 1e300, negative kg | 422 | 422 `validation-error` naming the field (unchanged) |
 | a battery with no registered content | accepted silently | accepted, the ledger event flagged `unchecked` |
+| a recycling report for a battery whose registration (its content) has not reached the events service yet | accepted, flagged `unchecked` for good | 503 `registration-pending` + Retry-After, nothing stored; the same request once it has arrived is checked against the content |
 
 Every refusal leaves the battery's state and ledger as they were."""
 
@@ -313,6 +314,60 @@ async def test_a_ledger_begun_before_the_registration_arrived_gets_the_content_t
     await refused(
         s, bid, await s.post(bid, "RECYCLED", "recycler", data=recycled(nickel=43.0)), "implausible-recovery", before
     )
+
+
+async def test_a_report_before_the_registration_arrived_waits_for_it_instead_of_going_unchecked(
+    make_settings, token, db_url: str
+) -> None:
+    """The registry relays the registration, but the events service's consumers are held off: its ledger begins
+    from the public read (no content). A recycler racing the stream gets 503 `registration-pending` (stores
+    nothing) instead of an event flagged `unchecked` for good; once a consumer has brought the registration, the
+    same request is checked against the content: over it refused, within it accepted and not flagged."""
+    from services.events.app import create_app as create_events
+    from services.events.settings import EventsSettings
+    from tests.conftest import serve
+
+    async with stack(make_settings, token, streams=True, consumers_enabled=False) as s:
+        bid = await registered_without_waiting(s)
+        await at_recycler(s, bid)
+        before = await snapshot(s, bid)
+        plain = httpx.AsyncClient(transport=httpx.ASGITransport(app=s.events.app), base_url="http://testserver")
+        body = {
+            "event_id": str(uuid.uuid4()),
+            "battery_id": bid,
+            "type": "RECYCLED",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "location": {"site": "test site", "region": "KR-11"},
+            "data": recycled(lithium=9.0),
+        }
+        async with plain:
+            for path, sent in (("/v1/events", body), ("/v1/events/batch", {"events": [body]})):
+                r = await plain.post(path, json=sent, headers=s.as_role("recycler"))
+                assert r.status_code == 503, r.text
+                assert r.headers["retry-after"] == "1" and r.headers["content-type"] == "application/problem+json"
+                problem = r.json()
+                assert problem["code"] == "registration-pending", problem
+                assert problem["errors"][0]["field"] == "data.recovered_kg.lithium", problem
+                assert "lithium" not in str(await snapshot(s, bid)) and await snapshot(s, bid) == before
+            # A consumer (another events process on the same database) brings the registration.
+            settings = make_settings(EventsSettings, relay_enabled=False, log_enabled=False, verifier_enabled=False)
+            async with serve(create_events(settings)):
+                await wait_for_facts(db_url, bid, '"lithium"')
+            r = await plain.post("/v1/events", json=body, headers=s.as_role("recycler"))
+            assert r.status_code == 422 and r.json()["code"] == "implausible-recovery", r.text
+            assert r.json()["contained_kg"] == 8.0
+            fine = {**body, "event_id": str(uuid.uuid4()), "data": recycled(lithium=8.0)}
+            r = await plain.post("/v1/events", json=fine, headers=s.as_role("recycler"))
+            assert r.status_code == 201, r.text
+        _, events = await snapshot(s, bid)
+        assert events[-1]["type"] == "RECYCLED" and "unchecked" not in events[-1]["data"]
+
+
+async def registered_without_waiting(s: Stack) -> str:
+    body = battery_body(materials_kg=CONTENT)
+    r = await s.registry.post("/v1/batteries", json=body, headers=s.as_role("manufacturer"))
+    assert r.status_code == 201, r.text
+    return str(body["id"])
 
 
 def test_the_edge_data_is_the_helpers_default() -> None:

@@ -421,7 +421,26 @@ def apply(
     verdict = check(event.type, event.data, state.facts, state.readings, tolerances)
     if verdict.implausible is not None:
         return implausible(verdict.implausible)
+    if verdict.pending is not None:
+        return registration_pending(state.battery_id, verdict.pending)
     return _transition(state, poster, event, rule, moved, recorded_at, verdict.unchecked, corrected)
+
+
+#: The code of `registration_pending`: the service answers the whole request with it (503, Retry-After).
+REGISTRATION_PENDING = "registration-pending"
+
+
+def registration_pending(battery_id: str, field: str) -> Refusal:
+    """A rule needs the battery's registered content, which arrives with its registration; the ledger began from
+    the registry's public read before that. Retry: the event is neither refused nor flagged for good."""
+    return Refusal(
+        503,
+        REGISTRATION_PENDING,
+        "Registration not yet received",
+        f"Battery {battery_id}'s registration (its material content, which {field} is checked against) has not "
+        "reached the events service yet; retry shortly.",
+        (field_error(field, "registered-content", "checked against the registration, not received yet"),),
+    )
 
 
 def implausible(found: Implausible) -> Refusal:

@@ -7,7 +7,10 @@ never falls; a repurposed battery is never rated above what its model was rated 
 
 `check` answers an `Implausible` (the rule broken and its numbers: the service renders a 422 whose `code` names
 the rule and whose extension members carry the numbers) or the rules it could not apply for want of a fact the
-battery lacks (`unchecked`: the event is accepted and flagged). `observe` moves the readings the next check
+battery lacks (`unchecked`: the event is accepted and flagged). Facts a read-through began (the registry's public
+read: no material content) are not the registry's word that a content is unknown: a rule that needs one answers
+`pending` (the service asks the client to retry once the registration has arrived) rather than flag the event for
+good. `observe` moves the readings the next check
 compares with."""
 
 from __future__ import annotations
@@ -42,21 +45,31 @@ class Tolerances:
     recovery_pct: float = 5.0  # recovered may exceed the registered content by this share (weighing, assay error)
     input_mass_band_pct: float = 25.0  # a single battery's input mass within ± this share of its registered mass
     soh_rise_pct: float = 3.0  # SoH may read this many points above the previous reading (measurement spread)
+    #: Facts from the public read: wait for the registration (`pending`) where a rule needs the content it holds
+    #: (False: no registration stream reaches this service, the public read is all it gets).
+    await_registration: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What the registry says of the battery (None: not known here). A material's content is known only where it
-    is registered above zero: the registry's material fields default to 0, so a zero does not say 'none'."""
+    is registered above zero: the registry's material fields default to 0, so a zero does not say 'none'.
+    `complete`: from the whole registration (False: from the public read, which holds no material content)."""
 
     materials_kg: Mapping[str, float] = field(default_factory=dict)
     mass_kg: float | None = None
     rated_energy_kwh: float | None = None
+    complete: bool = True
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any] | None) -> Facts:
         value = value or {}
-        return cls(dict(value.get("materials_kg") or {}), value.get("mass_kg"), value.get("rated_energy_kwh"))
+        return cls(
+            dict(value.get("materials_kg") or {}),
+            value.get("mass_kg"),
+            value.get("rated_energy_kwh"),
+            bool(value.get("complete", True)),
+        )
 
     @classmethod
     def from_registry(cls, battery: Mapping[str, Any]) -> Facts:
@@ -68,6 +81,7 @@ class Facts:
             {m: float(kg) for m, kg in materials.items() if _number(kg) and kg > 0},
             _positive(battery.get("mass_kg", model.get("mass_kg"))),
             _positive(battery.get("rated_energy_kwh", model.get("rated_energy_kwh"))),
+            "materials_kg" in battery,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -75,6 +89,7 @@ class Facts:
             "materials_kg": dict(self.materials_kg),
             "mass_kg": self.mass_kg,
             "rated_energy_kwh": self.rated_energy_kwh,
+            "complete": self.complete,
         }
 
 
@@ -124,8 +139,12 @@ class Implausible:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """`pending`: a rule needs a fact the registration holds but the facts here came from the public read (the
+    registration has not arrived yet); nothing can be said until it has."""
+
     implausible: Implausible | None = None
     unchecked: tuple[str, ...] = ()
+    pending: str | None = None
 
 
 def _number(value: Any) -> bool:
@@ -189,6 +208,8 @@ def _recycled(data: Mapping[str, Any], facts: Facts, tol: Tolerances) -> Verdict
         if not kg > 0:
             continue
         contained = facts.materials_kg.get(material)
+        if contained is None and not facts.complete and tol.await_registration:
+            return Verdict(pending=f"data.recovered_kg.{material}")
         if contained is None:
             if NO_CONTENT not in unchecked:
                 unchecked.append(NO_CONTENT)

@@ -33,7 +33,7 @@ from shared.auth import Principal, Role
 from shared.contract.lifecycle import EventType, canonical_json, ts
 from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type
 from shared.participants import ParticipantFacts
-from shared.problems import Problem, validation_errors
+from shared.problems import Problem, Unavailable, validation_errors
 
 
 class RegistryLookup(Protocol):
@@ -104,7 +104,7 @@ async def start_ledgers(session: AsyncSession, batteries: Sequence[dict[str, Any
     inserted = await repo.insert_genesis(session, [t.state.as_row() for t in firsts])
     fresh = [t for t in firsts if t.state.battery_id in inserted]
     # The stream's registration (its model nested) is the whole record: it completes facts a read-through began.
-    complete = {t.state.battery_id: t.state.facts.as_json() for t in firsts if "model" in unique[t.state.battery_id]}
+    complete = {t.state.battery_id: t.state.facts.as_json() for t in firsts if t.state.facts.complete}
     await repo.fill_facts(session, {bid: f for bid, f in complete.items() if bid not in inserted})
     if fresh:
         await repo.write(
@@ -362,10 +362,18 @@ def _problem(refusal: Refusal) -> EventProblem:
     )
 
 
+class RegistrationPending(Unavailable):
+    code, title = "registration-pending", "Registration not yet received"  # machine.REGISTRATION_PENDING
+
+
 def _raise_if(failures: Mapping[int, Refusal], batch: bool) -> None:
-    """Refusals become the one problem the client gets: the event's own, or the batch's listing each."""
+    """Refusals become the one problem the client gets: the event's own, or the batch's listing each. A pending
+    registration is the whole request's (503, Retry-After: retrying all of it is safe), whatever else failed."""
     if not failures:
         return
+    pending = next((r for r in failures.values() if r.code == machine.REGISTRATION_PENDING), None)
+    if pending is not None:
+        raise RegistrationPending(pending.detail, errors=pending.errors)
     if not batch:
         raise _problem(next(iter(failures.values())))
     ordered = sorted(failures.items())
