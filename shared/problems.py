@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from shared.i18n_problems import localize, preferred_language
 
@@ -152,7 +153,7 @@ async def send_problem(send: Any, problem: Problem, scope: Mapping[str, Any] | N
     await send({"type": "http.response.body", "body": json.dumps(body, ensure_ascii=False).encode()})
 
 
-def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+def problem_response(problem: Problem, request: HTTPConnection | None = None) -> JSONResponse:
     """The problem as problem+json: title and detail in the language the request's Accept-Language prefers
     (Korean or English, `shared.i18n_problems`); the `code` is the same in both."""
     language = preferred_language(request.headers.get("accept-language") if request else None)

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import uvicorn
 import websockets
 
 from devtools.embedded import free_port
@@ -324,9 +325,11 @@ async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_w
 
             # no token, or a forged one: the handshake is refused, nothing is sent
             for headers in ({}, {"Authorization": "Bearer forged"}):
-                with pytest.raises(websockets.InvalidStatus):
+                with pytest.raises(websockets.InvalidStatus) as refused:
                     async with websockets.connect(ws_url, additional_headers=headers):
                         pass
+                assert refused.value.response.status_code == 401  # the handshake answered with the problem
+                assert orjson.loads(refused.value.response.body)["code"] == "invalid-token"
             ws_task = asyncio.create_task(websocket_client(ws_url))
             await asyncio.wait_for(opened.wait(), 30)
             t0 = time.time()
@@ -456,3 +459,57 @@ async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_w
     # delivery streams: a subscription that waited for a schedule, a poll or a retry's backoff would be far slower.
     assert figures["webhook_p99_s"] <= 5.0, figures
     assert figures["websocket_p99_s"] <= 5.0, figures
+
+
+@pytest.mark.timeout(120)
+async def test_a_websocket_subscription_through_the_gateway(sut, token) -> None:
+    """One base URL for capture, query and subscriptions: the gateway (a real uvicorn server) proxies the
+    WebSocket to the portal process. Through it, no token or a forged one is refused with the portal's own 401
+    problem, a path the binding does not define is 404 before any service, a second company's events never
+    arrive, and the subscriber's own captured through the gateway arrive each once; when the client closes,
+    the gateway closes its side to the portal (a new subscription opens at once)."""
+    from services.gateway.app import create_app as create_gateway
+    from services.gateway.settings import GatewaySettings
+
+    lges, skon = token("LGES", "manufacturer"), token("SKON", "manufacturer")
+    settings = GatewaySettings(events_url=sut.url("events"), portal_url=sut.url("portal"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_gateway(settings), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started, timeout_s=20)
+        http, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=http, timeout=30) as gw:
+            body = {"name": "via-gateway", "query": {"eventType": ["ObjectEvent"], "EQ_bizStep": ["shipping"]}}
+            assert (await gw.post("/epcis/queries", json=body, headers=lges)).status_code == 201
+            url = ws + "/epcis/queries/via-gateway/events?stream=true"
+            for headers in ({}, {"Authorization": "Bearer forged"}):
+                with pytest.raises(websockets.InvalidStatus) as refused:
+                    async with websockets.connect(url, additional_headers=headers):
+                        pass
+                answer = refused.value.response
+                assert answer.status_code == 401 and answer.headers["content-type"] == "application/problem+json"
+                assert orjson.loads(answer.body)["code"] == "invalid-token", answer.body
+            with pytest.raises(websockets.InvalidStatus) as unrouted:
+                async with websockets.connect(ws + "/v1/ops/outbox", additional_headers=lges):
+                    pass
+            assert unrouted.value.response.status_code == 404
+
+            seen: list[str] = []
+            async with websockets.connect(url, additional_headers=lges, max_size=2**26) as sub:
+                capture = {"content-type": "application/ld+json"}
+                mine, theirs = [event("LGES", i) for i in range(5)], [event("SKON", 100 + i) for i in range(5)]
+                for company, batch in ((skon, theirs), (lges, mine)):
+                    r = await gw.post("/epcis/capture", content=document(batch), headers=company | capture)
+                    assert r.status_code == 202, r.text
+                deadline = time.time() + 30
+                while not {e["eventID"] for e in mine} <= set(seen) and time.time() < deadline:
+                    doc = orjson.loads(await asyncio.wait_for(sub.recv(), 30))
+                    seen += [e["eventID"] for e in doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]]
+            assert sorted(seen) == sorted(e["eventID"] for e in mine), seen  # each once, none of SKON's
+            # closed by the client: a new subscription through the gateway opens at once
+            async with websockets.connect(url, additional_headers=lges, open_timeout=10) as again:
+                assert again.protocol.state.name == "OPEN"
+    finally:
+        server.should_exit = True
+        await serving

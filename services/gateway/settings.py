@@ -13,4 +13,7 @@ class GatewaySettings(BaseSettings):
     connect_timeout_s: float = Field(5.0, gt=0, description="Connecting to a service.")
     read_timeout_s: float = Field(120.0, gt=0, description="Waiting for a service's answer (a 5,000-event capture).")
     max_connections: int = Field(200, ge=1, description="Connections kept open to each service.")
+    websocket_max_message_bytes: int = Field(
+        64 * 2**20, ge=1024, description="Largest message the gateway passes from a service's WebSocket (a page)."
+    )
     log_level: str = "INFO"

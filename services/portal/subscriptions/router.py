@@ -24,7 +24,7 @@ from services.portal.subscriptions.delivery import Dispatcher, check_public
 from shared.auth import CurrentPrincipal, Principal, identify
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_RESPONSES, Problem, Unauthorized
+from shared.problems import PROBLEM_RESPONSES, Problem, Unauthorized, problem_response
 
 router = APIRouter(tags=["EPCIS subscriptions"], responses=PROBLEM_RESPONSES)
 BASE = "/epcis/queries"
@@ -198,7 +198,8 @@ def _ws_controls(ws: WebSocket) -> service.Controls:
 async def websocket_subscription(ws: WebSocket, name: str) -> None:
     """`stream=true` (each new matching event, as it arrives) or schedule parameters (`second`, `minute`, ...):
     EPCISQueryDocuments as text frames, the owner's read rights applied to each. Refused (closed with 1008
-    and the problem as its reason) without a valid token, for a query not yours, or with bad controls."""
+    and the problem as its reason where the server cannot answer the handshake with the problem itself) without
+    a valid token, for a query not yours, or with bad controls."""
     sessionmaker = ws.app.state.sessionmaker
     settings: Any = ws.app.state.settings
     try:
@@ -208,7 +209,7 @@ async def websocket_subscription(ws: WebSocket, name: str) -> None:
             stored = await service.named_query(session, principal, name)
             after = 0 if c.initial_record_time is not None else await repo.last_seq(session)
     except Problem as exc:
-        await ws.close(code=1008, reason=f"{exc.status} {exc.detail}"[:120])
+        await _deny(ws, exc)
         return
     await ws.accept()
     dispatcher: Dispatcher | None = getattr(ws.app.state, "subscriptions", None)
@@ -247,6 +248,16 @@ async def websocket_subscription(ws: WebSocket, name: str) -> None:
         pass
     finally:
         closed.cancel()
+
+
+async def _deny(ws: WebSocket, problem: Problem) -> None:
+    """Refused before the handshake completes: answered over HTTP with the problem (its status, problem+json)
+    where the server offers the ASGI WebSocket denial-response extension (uvicorn does), else closed with 1008
+    and the problem as its reason (the server then answers 403)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(problem_response(problem, ws))
+    else:
+        await ws.close(code=1008, reason=f"{problem.status} {problem.detail}"[:120])
 
 
 async def _until_closed(ws: WebSocket) -> None:
