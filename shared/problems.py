@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -111,6 +111,16 @@ class EpcisException(Problem):
     def body(self, instance: str | None = None) -> dict[str, Any]:
         # No `instance`: the binding's schema takes an absolute URI there, and the request's path is not one.
         return {**super().body(None), "type": "epcisException:" + self.exception}
+
+
+class EpcisFieldException(EpcisException):
+    """An EPCIS exception about one field or parameter, named by its class (`QueryParameterException`, ...): the
+    detail `<field>: <message>`, and that field's error under the class's `rule`."""
+
+    rule: ClassVar[str]
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(type(self).__name__, f"{field}: {message}", errors=[field_error(field, self.rule, message)])
 
 
 def field_error(field: str, rule: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -254,21 +254,17 @@ def registry_republish(
     typer.echo("queued " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + " for re-publication")
 
 
-@events_app.command("prune-outbox")
-def events_prune_outbox(
-    database_url: EventsDatabaseUrl,
-    older_than_days: Annotated[float, typer.Option(help="Delete published rows sent longer ago than this.")] = 7.0,
-) -> None:
-    """Delete published outbox rows (the relay leader does this in the background, see OUTBOX_RETENTION_DAYS)."""
+OlderThanDays = Annotated[float, typer.Option(help="Delete published rows sent longer ago than this.")]
+_PRUNE_HELP = "Delete published outbox rows (the relay leader does this in the background, see OUTBOX_RETENTION_DAYS)."
+
+
+@events_app.command("prune-outbox", help=_PRUNE_HELP)
+def events_prune_outbox(database_url: EventsDatabaseUrl, older_than_days: OlderThanDays = 7.0) -> None:
     _prune("events", database_url, older_than_days)
 
 
-@registry_app.command("prune-outbox")
-def registry_prune_outbox(
-    database_url: RegistryDatabaseUrl,
-    older_than_days: Annotated[float, typer.Option(help="Delete published rows sent longer ago than this.")] = 7.0,
-) -> None:
-    """Delete published outbox rows (the relay leader does this in the background, see OUTBOX_RETENTION_DAYS)."""
+@registry_app.command("prune-outbox", help=_PRUNE_HELP)
+def registry_prune_outbox(database_url: RegistryDatabaseUrl, older_than_days: OlderThanDays = 7.0) -> None:
     _prune("registry", database_url, older_than_days)
 
 

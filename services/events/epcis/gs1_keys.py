@@ -5,12 +5,14 @@ identification, no CPV, no query string). Pure.
 Vendored from GS1's reference implementation of the event hash, `epcis-event-hash-generator` 1.9.3
 (`dl_normaliser.py`, https://github.com/RalphTro/epcis-event-hash-generator), MIT License, Copyright (c)
 2019-2023 Ralph Troeger: the regular expressions are its, unchanged (they are the algorithm's definition of
-which URIs are GS1 keys); only logging was removed and types added.
+which URIs are GS1 keys); logging was removed, types added, and its one branch per EPC scheme is a table
+(`_EPC_SCHEMES`: pattern, AI, how the key is made, what follows it) with the same results.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from re import match
 
 
@@ -76,6 +78,256 @@ def check_digit(key_wo_checkdigit: str) -> int:
     return checkdigit
 
 
+# ---- EPC URIs (EPC, EPC class, EPC ID pattern): each scheme's key and what follows it ----
+#: A key from an EPC URI: (uri, where its company prefix starts, the dot after it) → the key as the GS1 Digital Link
+#: URI writes it, and what the URI has after the key's digits (its serial, lot or extension, if any).
+_Key = Callable[[str, int, int], tuple[str, str]]
+#: What the GS1 Digital Link URI writes after the key, from what the EPC URI has after it.
+_Tail = Callable[[str], str]
+
+
+def _gtin(uri: str, start: int, partition: int) -> tuple[str, str]:
+    """A GTIN-14: the item reference's indicator digit, the company prefix, the rest of the item reference (13
+    digits with the prefix), the check digit."""
+    gs1companyprefix = uri[start:partition]
+    itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
+    raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
+    return raw_gtin + str(check_digit(raw_gtin)), uri[start + 15 :]
+
+
+def _reference(lead: str = "") -> _Key:
+    """A key of the company prefix and a reference of 12 digits with it (GLN, GRAI, GDTI, GCN, PGLN), `lead` before
+    them, and the check digit."""
+
+    def key(uri: str, start: int, partition: int) -> tuple[str, str]:
+        gs1companyprefix = uri[start:partition]
+        raw = lead + gs1companyprefix + uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
+        return raw + str(check_digit(raw)), uri[start + 14 :]
+
+    return key
+
+
+def _whole_reference(uri: str, start: int, partition: int) -> tuple[str, str]:
+    """The company prefix and all that follows it (GSRN, GSRN-P, GSIN), and the check digit."""
+    raw = uri[start:partition] + uri[(partition + 1) :]
+    return raw + str(check_digit(raw)), ""
+
+
+def _sscc(uri: str, start: int, partition: int) -> tuple[str, str]:
+    """An SSCC: the extension digit, the company prefix, the serial reference, the check digit."""
+    raw_sscc = uri[(partition + 1) : (partition + 2)] + uri[start:partition] + uri[(partition + 2) :]
+    return raw_sscc + str(check_digit(raw_sscc)), ""
+
+
+def _unchecked(uri: str, start: int, partition: int) -> tuple[str, str]:
+    """The company prefix and its (percent-encoded) reference, no check digit (GIAI, GINC)."""
+    return uri[start:partition] + _percent_encode(uri[(partition + 1) :]), ""
+
+
+def _cpi(uri: str, start: int, partition: int) -> tuple[str, str]:
+    """A CPID: the company prefix and the component/part reference up to the last dot (percent-encoded); after it,
+    the serial."""
+    separator = uri.rfind(".")
+    return _percent_encode(uri[start:partition] + uri[(partition + 1) : separator]), uri[(separator + 1) :]
+
+
+def _then(qualifier: str = "") -> _Tail:
+    """The rest percent-encoded, after `qualifier` (the AI of a serial or lot: `/21/`, `/10/`, ...). Where the
+    scheme allows only digits there (GCN, CPI serials), percent-encoding leaves them as they are."""
+    return lambda rest: qualifier + _percent_encode(rest)
+
+
+def _nothing(rest: str) -> str:
+    return ""
+
+
+def _sgln_extension(extension: str) -> str:
+    return "" if extension == "0" else "/254/" + _percent_encode(extension)
+
+
+def _itip(rest: str) -> str:
+    """An ITIP's piece and total (two digits each, after the GTIN), then its serial."""
+    return rest[0:2] + rest[3:5] + "/21/" + _percent_encode(rest[6:])
+
+
+def _itip_pattern(rest: str) -> str:
+    return rest[0:2] + rest[3:5]
+
+
+#: The EPC URI schemes as the reference implementation matches them, in its order: the pattern, the GS1 AI of the
+#: key, how the key is made, and what follows it. The company prefix starts after the pattern's
+#: `^urn:epc:<id|class|idpat>:<scheme>:`, i.e. where its first group opens.
+_EPC_SCHEMES: tuple[tuple[str, str, _Key, _Tail], ...] = (
+    # EPC URIs
+    (
+        r"^urn:epc:id:sgtin:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
+        "01",
+        _gtin,
+        _then("/21/"),
+    ),
+    (
+        r"^urn:epc:id:sscc:((\d{6}\.\d{11}$)|(\d{7}\.\d{10}$)|(\d{8}\.\d{9}$)|(\d{9}\.\d{8}$)|(\d{10}\.\d{7}$)|(\d{11}\.\d{6}$)|(\d{12}\.\d{5}$))",
+        "00",
+        _sscc,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:id:sgln:((\d{6}\.\d{6})|(\d{7}\.\d{5})|(\d{8}\.\d{4})|(\d{9}\.\d{3})|(\d{10}\.\d{2})|(\d{11}\.\d{1})|(\d{12}\.))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
+        "414",
+        _reference(),
+        _sgln_extension,
+    ),
+    (
+        r"^urn:epc:id:grai:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,16}$",
+        "8003",
+        _reference("0"),
+        _then(),
+    ),
+    (
+        r"^urn:epc:id:giai:(([\d]{6}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,24})|([\d]{7}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,23})|([\d]{8}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,22})|([\d]{9}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,21})|([\d]{10}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20})|([\d]{11}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,19})|([\d]{12}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,18}))$",
+        "8004",
+        _unchecked,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:id:gsrn:(([\d]{6}\.[\d]{11}$)|([\d]{7}\.[\d]{10}$)|([\d]{8}\.[\d]{9}$)|([\d]{9}\.[\d]{8}$)|([\d]{10}\.[\d]{7}$)|([\d]{11}\.[\d]{6}$)|([\d]{12}\.[\d]{5}$))",
+        "8018",
+        _whole_reference,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:id:gsrnp:(([\d]{6}\.[\d]{11}$)|([\d]{7}\.[\d]{10}$)|([\d]{8}\.[\d]{9}$)|([\d]{9}\.[\d]{8}$)|([\d]{10}\.[\d]{7}$)|([\d]{11}\.[\d]{6}$)|([\d]{12}\.[\d]{5}$))",
+        "8017",
+        _whole_reference,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:id:gdti:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
+        "253",
+        _reference(),
+        _then(),
+    ),
+    (
+        r"^urn:epc:id:cpi:((\d{6}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,24})|(\d{7}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,23})|(\d{8}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,22})|(\d{9}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,21})|(\d{10}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,20})|(\d{11}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,19})|(\d{12}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,18}))\.[\d]{1,12}$",
+        "8010",
+        _cpi,
+        _then("/8011/"),
+    ),
+    (
+        r"^urn:epc:id:sgcn:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.))\.[\d]{1,12}$",
+        "255",
+        _reference(),
+        _then(),
+    ),
+    (
+        r"^urn:epc:id:ginc:([\d]{6}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,24}|[\d]{7}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,23}|[\d]{8}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,22}|[\d]{9}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,21}|[\d]{10}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}|[\d]{11}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,19}|[\d]{12}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,18})$",
+        "401",
+        _unchecked,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:id:gsin:(([\d]{6}\.[\d]{10}$)|([\d]{7}\.[\d]{9}$)|([\d]{8}\.[\d]{8}$)|([\d]{9}\.[\d]{7}$)|([\d]{10}\.[\d]{6}$)|([\d]{11}\.[\d]{5}$)|([\d]{12}\.[\d]{4}$))",
+        "402",
+        _whole_reference,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:id:itip:(([\d]{6}\.[\d]{7})|([\d]{7}\.[\d]{6})|([\d]{8}\.[\d]{5})|([\d]{9}\.[\d]{4})|([\d]{10}\.[\d]{3})|([\d]{11}\.[\d]{2})|([\d]{12}\.[\d]{1}))\.[\d]{2}\.[\d]{2}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
+        "8006",
+        _gtin,
+        _itip,
+    ),
+    (
+        r"^urn:epc:id:upui:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,28}$",
+        "01",
+        _gtin,
+        _then("/235/"),
+    ),
+    (
+        r"^urn:epc:id:pgln:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.))$",
+        "417",
+        _reference(),
+        _nothing,
+    ),
+    # EPC Class URIs
+    (
+        r"^urn:epc:class:lgtin:(([\d]{6}\.[\d]{7})|([\d]{7}\.[\d]{6})|([\d]{8}\.[\d]{5})|([\d]{9}\.[\d]{4})|([\d]{10}\.[\d]{3})|([\d]{11}\.[\d]{2})|([\d]{12}\.[\d]{1}))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
+        "01",
+        _gtin,
+        _then("/10/"),
+    ),
+    # EPC ID Pattern URIs
+    (
+        r"^urn:epc:idpat:sgtin:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.\*$",
+        "01",
+        _gtin,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:idpat:grai:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.\*$",
+        "8003",
+        _reference("0"),
+        _nothing,
+    ),
+    (
+        r"^urn:epc:idpat:gdti:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.\*$",
+        "253",
+        _reference(),
+        _nothing,
+    ),
+    (
+        r"^urn:epc:idpat:sgcn:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.\*$",
+        "255",
+        _reference(),
+        _nothing,
+    ),
+    (
+        r"^urn:epc:idpat:cpi:((\d{6}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,24})|(\d{7}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,23})|(\d{8}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,22})|(\d{9}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,21})|(\d{10}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,20})|(\d{11}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,19})|(\d{12}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,18}))\.\*$",
+        "8010",
+        _cpi,
+        _nothing,
+    ),
+    (
+        r"^urn:epc:idpat:itip:(([\d]{6}\.[\d]{7})|([\d]{7}\.[\d]{6})|([\d]{8}\.[\d]{5})|([\d]{9}\.[\d]{4})|([\d]{10}\.[\d]{3})|([\d]{11}\.[\d]{2})|([\d]{12}\.[\d]{1}))\.[\d]{2}\.[\d]{2}\.\*$",
+        "8006",
+        _gtin,
+        _itip_pattern,
+    ),
+    (
+        r"^urn:epc:idpat:upui:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.\*$",
+        "01",
+        _gtin,
+        _nothing,
+    ),
+)
+
+
+#: The constrained GS1 Digital Link URIs `normalise` answers; anything else is not a GS1 key.
+_VALID_OUTPUTS = (
+    r"https:\/\/id.gs1.org\/00\/(\d{18})$",
+    r"https:\/\/id.gs1.org\/01\/(\d{14})\/21\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
+    r"https:\/\/id.gs1.org\/01\/(\d{14})\/10\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
+    r"https:\/\/id.gs1.org\/01\/(\d{14})$",
+    r"https:\/\/id.gs1.org\/01\/(\d{14})\/235\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,28})$",
+    r"https:\/\/id.gs1.org\/253\/(\d{13})([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,17})$",
+    r"https:\/\/id.gs1.org\/255\/(\d{13})(\d{0,12})$",
+    r"https:\/\/id.gs1.org\/401\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,30})$",
+    r"https:\/\/id.gs1.org\/402\/(\d{17})$",
+    r"https:\/\/id.gs1.org\/414\/(\d{13})$",
+    r"https:\/\/id.gs1.org\/414\/(\d{13})\/254\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
+    r"https:\/\/id.gs1.org\/417\/(\d{13})$",
+    r"https:\/\/id.gs1.org\/8003\/(\d{14})([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,16})$",
+    r"https:\/\/id.gs1.org\/8004\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,30})$",
+    r"https:\/\/id.gs1.org\/8006\/(\d{18})\/21\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
+    r"https:\/\/id.gs1.org\/8006\/(\d{18})\/10\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
+    r"https:\/\/id.gs1.org\/8006\/(\d{18})$",
+    r"https:\/\/id.gs1.org\/8010\/([\x23\x2D\x2F\x30-\x39\x41-\x5A]{0,30})\/8011/(\d{0,12})$",
+    r"https:\/\/id.gs1.org\/8010\/([\x23\x2D\x2F\x30-\x39\x41-\x5A]{0,30})$",
+    r"https:\/\/id.gs1.org\/8017\/(\d{18})$",
+    r"https:\/\/id.gs1.org\/8018\/(\d{18})$",
+)
+
+
 def normalise(uri: object) -> str | None:
     """Function converts any standard URI conveying a GS1 Key in Canonical GS1 DL URI.
 
@@ -106,308 +358,10 @@ def normalise(uri: object) -> str | None:
     except ValueError:
         return None
 
-    # EPC URIs
-    if (
-        match(
-            r"^urn:epc:id:sgtin:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[17:partition]
-        itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
-        raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
-        serial = uri[32:]
-        return "https://id.gs1.org/01/" + raw_gtin + str(check_digit(raw_gtin)) + "/21/" + _percent_encode(serial)
-
-    if (
-        match(
-            r"^urn:epc:id:sscc:((\d{6}\.\d{11}$)|(\d{7}\.\d{10}$)|(\d{8}\.\d{9}$)|(\d{9}\.\d{8}$)|(\d{10}\.\d{7}$)|(\d{11}\.\d{6}$)|(\d{12}\.\d{5}$))",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        serialref = uri[(partition + 2) :]
-        rawSSCC = uri[(partition + 1) : (partition + 2)] + gs1companyprefix + serialref
-        return "https://id.gs1.org/00/" + rawSSCC + str(check_digit(rawSSCC))
-
-    if (
-        match(
-            r"^urn:epc:id:sgln:((\d{6}\.\d{6})|(\d{7}\.\d{5})|(\d{8}\.\d{4})|(\d{9}\.\d{3})|(\d{10}\.\d{2})|(\d{11}\.\d{1})|(\d{12}\.))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        locationref = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        rawGLN = gs1companyprefix + locationref
-        extension = uri[30:]
-        if extension == "0":
-            return "https://id.gs1.org/414/" + rawGLN + str(check_digit(rawGLN))
-        else:
-            return "https://id.gs1.org/414/" + rawGLN + str(check_digit(rawGLN)) + "/254/" + _percent_encode(extension)
-
-    if (
-        match(
-            r"^urn:epc:id:grai:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,16}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        assetref = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        raw_grai = "0" + gs1companyprefix + assetref
-        serial = uri[30:]
-        return "https://id.gs1.org/8003/" + raw_grai + str(check_digit(raw_grai)) + _percent_encode(serial)
-
-    if (
-        match(
-            r"^urn:epc:id:giai:(([\d]{6}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,24})|([\d]{7}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,23})|([\d]{8}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,22})|([\d]{9}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,21})|([\d]{10}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20})|([\d]{11}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,19})|([\d]{12}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,18}))$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        assetref = uri[(partition + 1) :]
-        return "https://id.gs1.org/8004/" + gs1companyprefix + _percent_encode(assetref)
-
-    if (
-        match(
-            r"^urn:epc:id:gsrn:(([\d]{6}\.[\d]{11}$)|([\d]{7}\.[\d]{10}$)|([\d]{8}\.[\d]{9}$)|([\d]{9}\.[\d]{8}$)|([\d]{10}\.[\d]{7}$)|([\d]{11}\.[\d]{6}$)|([\d]{12}\.[\d]{5}$))",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        serviceref = uri[(partition + 1) :]
-        rawGSRN = gs1companyprefix + serviceref
-        return "https://id.gs1.org/8018/" + rawGSRN + str(check_digit(rawGSRN))
-
-    if (
-        match(
-            r"^urn:epc:id:gsrnp:(([\d]{6}\.[\d]{11}$)|([\d]{7}\.[\d]{10}$)|([\d]{8}\.[\d]{9}$)|([\d]{9}\.[\d]{8}$)|([\d]{10}\.[\d]{7}$)|([\d]{11}\.[\d]{6}$)|([\d]{12}\.[\d]{5}$))",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[17:partition]
-        serviceref = uri[(partition + 1) :]
-        rawGSRNP = gs1companyprefix + serviceref
-        return "https://id.gs1.org/8017/" + rawGSRNP + str(check_digit(rawGSRNP))
-
-    if (
-        match(
-            r"^urn:epc:id:gdti:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        documenttype = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        raw_gdti = gs1companyprefix + documenttype
-        serial = uri[30:]
-        return "https://id.gs1.org/253/" + raw_gdti + str(check_digit(raw_gdti)) + _percent_encode(serial)
-
-    if (
-        match(
-            r"^urn:epc:id:cpi:((\d{6}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,24})|(\d{7}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,23})|(\d{8}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,22})|(\d{9}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,21})|(\d{10}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,20})|(\d{11}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,19})|(\d{12}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,18}))\.[\d]{1,12}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[15:partition]
-        separator = uri.rfind(".")
-        cpref = uri[(partition + 1) : separator]
-        raw_cpi = gs1companyprefix + cpref
-        serial = uri[(separator + 1) :]
-        return "https://id.gs1.org/8010/" + _percent_encode(raw_cpi) + "/8011/" + serial
-
-    if (
-        match(
-            r"^urn:epc:id:sgcn:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.))\.[\d]{1,12}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        couponref = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        raw_sgcn = gs1companyprefix + couponref
-        serial = uri[30:]
-        return "https://id.gs1.org/255/" + raw_sgcn + str(check_digit(raw_sgcn)) + serial
-
-    if (
-        match(
-            r"^urn:epc:id:ginc:([\d]{6}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,24}|[\d]{7}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,23}|[\d]{8}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,22}|[\d]{9}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,21}|[\d]{10}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}|[\d]{11}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,19}|[\d]{12}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,18})$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        consignmentref = uri[(partition + 1) :]
-        return "https://id.gs1.org/401/" + gs1companyprefix + _percent_encode(consignmentref)
-
-    if (
-        match(
-            r"^urn:epc:id:gsin:(([\d]{6}\.[\d]{10}$)|([\d]{7}\.[\d]{9}$)|([\d]{8}\.[\d]{8}$)|([\d]{9}\.[\d]{7}$)|([\d]{10}\.[\d]{6}$)|([\d]{11}\.[\d]{5}$)|([\d]{12}\.[\d]{4}$))",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        shipperref = uri[(partition + 1) :]
-        rawGSIN = gs1companyprefix + shipperref
-        return "https://id.gs1.org/402/" + rawGSIN + str(check_digit(rawGSIN))
-
-    if (
-        match(
-            r"^urn:epc:id:itip:(([\d]{6}\.[\d]{7})|([\d]{7}\.[\d]{6})|([\d]{8}\.[\d]{5})|([\d]{9}\.[\d]{4})|([\d]{10}\.[\d]{3})|([\d]{11}\.[\d]{2})|([\d]{12}\.[\d]{1}))\.[\d]{2}\.[\d]{2}\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
-        raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
-        piece = uri[31:33]
-        total = uri[34:36]
-        serial = uri[37:]
-        return (
-            "https://id.gs1.org/8006/"
-            + raw_gtin
-            + str(check_digit(raw_gtin))
-            + piece
-            + total
-            + "/21/"
-            + _percent_encode(serial)
-        )
-
-    if (
-        match(
-            r"^urn:epc:id:upui:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,28}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
-        raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
-        serial = uri[31:]
-        return "https://id.gs1.org/01/" + raw_gtin + str(check_digit(raw_gtin)) + "/235/" + _percent_encode(serial)
-
-    if (
-        match(
-            r"^urn:epc:id:pgln:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.))$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[16:partition]
-        partyref = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        rawGLN = gs1companyprefix + partyref
-        return "https://id.gs1.org/417/" + rawGLN + str(check_digit(rawGLN))
-
-    # EPC Class URIs
-    if (
-        match(
-            r"^urn:epc:class:lgtin:(([\d]{6}\.[\d]{7})|([\d]{7}\.[\d]{6})|([\d]{8}\.[\d]{5})|([\d]{9}\.[\d]{4})|([\d]{10}\.[\d]{3})|([\d]{11}\.[\d]{2})|([\d]{12}\.[\d]{1}))\.(\%2[125-9A-Fa-f]|\%3[0-9A-Fa-f]|\%4[1-9A-Fa-f]|\%5[0-9AaFf]|\%6[1-9A-Fa-f]|\%7[0-9Aa]|[!\')(*+,.0-9:;=A-Za-z_-]){1,20}$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[20:partition]
-        itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
-        raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
-        lot = uri[35:]
-        return "https://id.gs1.org/01/" + raw_gtin + str(check_digit(raw_gtin)) + "/10/" + _percent_encode(lot)
-
-    # EPC ID Pattern URIs
-    if (
-        match(
-            r"^urn:epc:idpat:sgtin:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.\*$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[20:partition]
-        itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
-        raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
-        return "https://id.gs1.org/01/" + raw_gtin + str(check_digit(raw_gtin))
-
-    if (
-        match(
-            r"^urn:epc:idpat:grai:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.\*$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[19:partition]
-        assetref = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        raw_grai = "0" + gs1companyprefix + assetref
-        return "https://id.gs1.org/8003/" + raw_grai + str(check_digit(raw_grai))
-
-    if (
-        match(
-            r"^urn:epc:idpat:gdti:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.\*$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[19:partition]
-        documenttype = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        raw_gdti = gs1companyprefix + documenttype
-        return "https://id.gs1.org/253/" + raw_gdti + str(check_digit(raw_gdti))
-
-    if (
-        match(
-            r"^urn:epc:idpat:sgcn:(([\d]{6}\.[\d]{6})|([\d]{7}\.[\d]{5})|([\d]{8}\.[\d]{4})|([\d]{9}\.[\d]{3})|([\d]{10}\.[\d]{2})|([\d]{11}\.[\d]{1})|([\d]{12}\.\.))\.\*$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[19:partition]
-        couponref = uri[(partition + 1) : (partition + 1 + (12 - len(gs1companyprefix)))]
-        raw_sgcn = gs1companyprefix + couponref
-        return "https://id.gs1.org/255/" + raw_sgcn + str(check_digit(raw_sgcn))
-
-    if (
-        match(
-            r"^urn:epc:idpat:cpi:((\d{6}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,24})|(\d{7}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,23})|(\d{8}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,22})|(\d{9}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,21})|(\d{10}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,20})|(\d{11}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,19})|(\d{12}\.(\%2[3dfDF]|\%3[0-9]|\%4[1-9A-Fa-f]|\%5[0-9Aa]|[0-9A-Z-]){1,18}))\.\*$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[18:partition]
-        separator = uri.rfind(".")
-        cpref = uri[(partition + 1) : (separator)]
-        raw_cpi = gs1companyprefix + cpref
-        return "https://id.gs1.org/8010/" + _percent_encode(raw_cpi)
-
-    if (
-        match(
-            r"^urn:epc:idpat:itip:(([\d]{6}\.[\d]{7})|([\d]{7}\.[\d]{6})|([\d]{8}\.[\d]{5})|([\d]{9}\.[\d]{4})|([\d]{10}\.[\d]{3})|([\d]{11}\.[\d]{2})|([\d]{12}\.[\d]{1}))\.[\d]{2}\.[\d]{2}\.\*$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[19:partition]
-        itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
-        raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
-        piece = uri[34:36]
-        total = uri[37:39]
-        return "https://id.gs1.org/8006/" + raw_gtin + str(check_digit(raw_gtin)) + piece + total
-
-    if (
-        match(
-            r"^urn:epc:idpat:upui:((\d{6}\.\d{7})|(\d{7}\.\d{6})|(\d{8}\.\d{5})|(\d{9}\.\d{4})|(\d{10}\.\d{3})|(\d{11}\.\d{2})|(\d{12}\.\d{1}))\.\*$",
-            uri,
-        )
-        is not None
-    ):
-        gs1companyprefix = uri[19:partition]
-        itemref = uri[(partition + 1) : (partition + 1 + (13 - len(gs1companyprefix)))]
-        raw_gtin = itemref[0:1] + gs1companyprefix + itemref[1:]
-        return "https://id.gs1.org/01/" + raw_gtin + str(check_digit(raw_gtin))
+    for pattern, ai, key, tail in _EPC_SCHEMES:
+        if match(pattern, uri) is not None:
+            value, rest = key(uri, pattern.index("(") - 1, partition)
+            return "https://id.gs1.org/" + ai + "/" + value + tail(rest)
 
     # GS1 DL URIs
     if (
@@ -452,34 +406,25 @@ def normalise(uri: object) -> str | None:
         )
         is None
     ):
-        if uri.find("/00/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/00/")) :]
-        elif uri.find("/01/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/01/")) :]
-        elif uri.find("/253/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/253/")) :]
-        elif uri.find("/255/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/255/")) :]
-        elif uri.find("/401/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/401/")) :]
-        elif uri.find("/402/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/402/")) :]
-        elif uri.find("/414/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/414/")) :]
-        elif uri.find("/417/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/417/")) :]
-        elif uri.find("/8003/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/8003/")) :]
-        elif uri.find("/8004/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/8004/")) :]
-        elif uri.find("/8006/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/8006/")) :]
-        elif uri.find("/8010/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/8010/")) :]
-        elif uri.find("/8017/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/8017/")) :]
-        elif uri.find("/8018/") != -1:
-            uri = "https://id.gs1.org" + uri[(uri.find("/8018/")) :]
+        for ai in (
+            "00",
+            "01",
+            "253",
+            "255",
+            "401",
+            "402",
+            "414",
+            "417",
+            "8003",
+            "8004",
+            "8006",
+            "8010",
+            "8017",
+            "8018",
+        ):
+            if uri.find(f"/{ai}/") != -1:
+                uri = "https://id.gs1.org" + uri[(uri.find(f"/{ai}/")) :]
+                break
 
     # ensure that all GTIN formats are padded to 14 digits
     if match(r"^https:\/\/id.gs1.org\/01\/\d{14}", uri) is None:
@@ -534,54 +479,6 @@ def normalise(uri: object) -> str | None:
         uri = (uri[: (uri.find("/10/"))]) + (y[y.find("/") :])
 
     # ensure that output has a valid syntax
-    if (
-        match(r"https:\/\/id.gs1.org\/00\/(\d{18})$", uri)
-        or match(
-            r"https:\/\/id.gs1.org\/01\/(\d{14})\/21\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
-            uri,
-        )
-        or match(
-            r"https:\/\/id.gs1.org\/01\/(\d{14})\/10\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
-            uri,
-        )
-        or match(r"https:\/\/id.gs1.org\/01\/(\d{14})$", uri)
-        or match(
-            r"https:\/\/id.gs1.org\/01\/(\d{14})\/235\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,28})$",
-            uri,
-        )
-        or match(
-            r"https:\/\/id.gs1.org\/253\/(\d{13})([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,17})$",
-            uri,
-        )
-        or match(r"https:\/\/id.gs1.org\/255\/(\d{13})(\d{0,12})$", uri)
-        or match(r"https:\/\/id.gs1.org\/401\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,30})$", uri)
-        or match(r"https:\/\/id.gs1.org\/402\/(\d{17})$", uri)
-        or match(r"https:\/\/id.gs1.org\/414\/(\d{13})$", uri)
-        or match(
-            r"https:\/\/id.gs1.org\/414\/(\d{13})\/254\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
-            uri,
-        )
-        or match(r"https:\/\/id.gs1.org\/417\/(\d{13})$", uri)
-        or match(
-            r"https:\/\/id.gs1.org\/8003\/(\d{14})([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,16})$",
-            uri,
-        )
-        or match(
-            r"https:\/\/id.gs1.org\/8004\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,30})$", uri
-        )
-        or match(
-            r"https:\/\/id.gs1.org\/8006\/(\d{18})\/21\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
-            uri,
-        )
-        or match(
-            r"https:\/\/id.gs1.org\/8006\/(\d{18})\/10\/([\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]{0,20})$",
-            uri,
-        )
-        or match(r"https:\/\/id.gs1.org\/8006\/(\d{18})$", uri)
-        or match(r"https:\/\/id.gs1.org\/8010\/([\x23\x2D\x2F\x30-\x39\x41-\x5A]{0,30})\/8011/(\d{0,12})$", uri)
-        or match(r"https:\/\/id.gs1.org\/8010\/([\x23\x2D\x2F\x30-\x39\x41-\x5A]{0,30})$", uri)
-        or match(r"https:\/\/id.gs1.org\/8017\/(\d{18})$", uri)
-        or match(r"https:\/\/id.gs1.org\/8018\/(\d{18})$", uri)
-    ) is not None:
+    if any(match(pattern, uri) is not None for pattern in _VALID_OUTPUTS):
         return uri
     return None

@@ -81,9 +81,6 @@ class SafetyInspection:
         """A passing certificate valid on that day."""
         return self.result == "pass" and self.valid_until is not None and date.fromisoformat(self.valid_until) >= day
 
-    def as_json(self) -> dict[str, Any]:
-        return as_row(self)
-
 
 @dataclass(frozen=True, slots=True)
 class BatteryState:
@@ -291,38 +288,16 @@ def genesis(
 ) -> Transition:
     """A registered battery's first state and its MANUFACTURED ledger row (sequence 1); `facts`: what the registry
     says of it that the plausibility rules compare with."""
-    fields: dict[str, Any] = {
-        "event_id": manufactured_event_id(battery_id),
-        "battery_id": battery_id,
-        "sequence": 1,
-        "type": EventType.MANUFACTURED.value,
-        "occurred_at": manufactured_at,
-        "recorded_at": recorded_at,
-        "actor": manufacturer,
-        "actor_role": Role.manufacturer.value,
-        "location": {"site": site},
-        "data": {"model_id": model_id, "kind": kind},
-        "state_after": State.manufactured.value,
-        "custodian_after": manufacturer,
-    }
-    digest = event_hash(GENESIS, fields)
-    row = LedgerRow(
-        event_id=fields["event_id"],
-        battery_id=battery_id,
-        sequence=1,
-        type=EventType.MANUFACTURED,
-        occurred_at=manufactured_at,
-        recorded_at=recorded_at,
-        actor=manufacturer,
-        actor_role=Role.manufacturer.value,
-        location=fields["location"],
-        data=fields["data"],
-        state_after=State.manufactured,
-        custodian_after=manufacturer,
-        prev_hash=GENESIS,
-        hash=digest,
-        request_digest=digest,
+    made = Event(
+        EventType.MANUFACTURED,
+        manufactured_event_id(battery_id),
+        battery_id,
+        manufactured_at,
+        {"site": site},
+        {"model_id": model_id, "kind": kind},
     )
+    row = _row(0, GENESIS, Poster(manufacturer, Role.manufacturer), made, recorded_at, State.manufactured, manufacturer)
+    row = replace(row, request_digest=row.hash)  # no client sent the registration: its digest is its hash
     state = BatteryState(
         battery_id=battery_id,
         kind=kind,
@@ -331,7 +306,7 @@ def genesis(
         state=State.manufactured,
         custodian=manufacturer,
         sequence=1,
-        last_hash=digest,
+        last_hash=row.hash,
         last_event_at=manufactured_at,
         facts=facts,
     )
@@ -726,18 +701,7 @@ def _transition(
     if event.type in (EventType.REMANUFACTURED, EventType.REPURPOSED):
         si = None  # a new passport: its safety inspection starts afresh
     if event.type is EventType.SAFETY_INSPECTED:
-        d = event.data
-        si = SafetyInspection(
-            d["standard"],
-            d["result"],
-            d["body"],
-            ts(event.occurred_at),
-            event.event_id,
-            d.get("certificate_number"),
-            d.get("edition"),
-            d.get("valid_until"),
-            d.get("report_ref"),
-        )
+        si = SafetyInspection.from_json({**event.data, "at": ts(event.occurred_at), "event_id": event.event_id})
     readings = observe(state.readings, event.type, event.event_id, event.data)
     # The rules that lacked a fact the battery lacks: accepted, and flagged in the ledger (the portal shows it).
     data = {**event.data, "unchecked": list(unchecked)} if unchecked else dict(event.data)
@@ -748,7 +712,7 @@ def _transition(
     # declaration by someone else) is checked against it but cannot push it ahead of the custodian.
     clock_moves = poster.org == state.custodian or custodian != state.custodian
     last_event_at = event.occurred_at if clock_moves else state.last_event_at
-    row = _row(state, poster, event, recorded_at, after, custodian, data)
+    row = _row(state.sequence, state.last_hash, poster, event, recorded_at, after, custodian, data)
     new = replace(
         state,
         state=after,
@@ -767,7 +731,8 @@ def _transition(
 
 
 def _row(
-    state: BatteryState,
+    prev_sequence: int,
+    prev_hash: str,
     poster: Poster,
     event: Event,
     recorded_at: datetime,
@@ -775,39 +740,26 @@ def _row(
     custodian: str,
     data: Mapping[str, Any] | None = None,
 ) -> LedgerRow:
-    """The event's ledger row, next in the battery's chain (`data`: as stored, when it differs from the event's)."""
-    sequence = state.sequence + 1
-    fields: dict[str, Any] = {
-        "event_id": event.event_id,
-        "battery_id": event.battery_id,
-        "sequence": sequence,
-        "type": event.type.value,
-        "occurred_at": event.occurred_at,
-        "recorded_at": recorded_at,
-        "actor": poster.org,
-        "actor_role": poster.role.value,
-        "location": dict(event.location),
-        "data": dict(event.data if data is None else data),
-        "state_after": after.value,
-        "custodian_after": custodian,
-    }
-    return LedgerRow(
+    """The event's ledger row, next in the battery's chain after `prev_sequence` and `prev_hash` (`data`: as stored,
+    when it differs from the event's)."""
+    row = LedgerRow(
         event_id=event.event_id,
         battery_id=event.battery_id,
-        sequence=sequence,
+        sequence=prev_sequence + 1,
         type=event.type,
         occurred_at=event.occurred_at,
         recorded_at=recorded_at,
         actor=poster.org,
         actor_role=poster.role.value,
-        location=fields["location"],
-        data=fields["data"],
+        location=dict(event.location),
+        data=dict(event.data if data is None else data),
         state_after=after,
         custodian_after=custodian,
-        prev_hash=state.last_hash,
-        hash=event_hash(state.last_hash, fields),
+        prev_hash=prev_hash,
+        hash="",
         request_digest=event.request_digest,
     )
+    return replace(row, hash=event_hash(prev_hash, row.as_row()))
 
 
 # ---- corrections (DOMAIN.md, Corrections) ----
@@ -973,5 +925,5 @@ def _declaration(
     """An ERROR_DECLARED that corrects: its row records the corrected state and custodian, and the battery takes
     the corrected state (its grade, inspection, parent, consignee and ordering clock as the corrected history
     leaves them) at the head of the chain."""
-    row = _row(state, poster, event, recorded_at, corrected.state, corrected.custodian)
+    row = _row(state.sequence, state.last_hash, poster, event, recorded_at, corrected.state, corrected.custodian)
     return Transition(replace(corrected, sequence=row.sequence, last_hash=row.hash), row)

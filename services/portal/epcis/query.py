@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from shared.problems import EpcisException, field_error
+from shared.problems import EpcisFieldException
 
 EVENT_TYPES = ("ObjectEvent", "AggregationEvent", "TransformationEvent", "TransactionEvent", "AssociationEvent")
 ACTIONS = ("ADD", "OBSERVE", "DELETE")
@@ -34,13 +34,8 @@ OPS: dict[str, Op] = {"EQ": "==", "GT": ">", "GE": ">=", "LT": "<", "LE": "<=", 
 Scalar = str | float | bool | datetime
 
 
-class QueryParameterException(EpcisException):
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(
-            "QueryParameterException",
-            f"{parameter}: {message}",
-            errors=[field_error(parameter, "query-parameter", message)],
-        )
+class QueryParameterException(EpcisFieldException):
+    rule = "query-parameter"
 
 
 @dataclass(frozen=True)

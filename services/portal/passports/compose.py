@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -86,6 +87,18 @@ def life_events(events: Sequence[dict[str, Any]], life: Mapping[str, Any]) -> li
     return [e for e in events if e["sequence"] >= life["from_sequence"] and (end is None or e["sequence"] <= end)]
 
 
+@dataclass(frozen=True, slots=True)
+class _Life:
+    """What `build` reads of the battery and one of its lives, once, for both aspects it derives."""
+
+    battery: Mapping[str, Any]
+    events: Sequence[dict[str, Any]]  # the life's events in effect
+    life: Mapping[str, Any]
+    category: str
+    installed: datetime | None  # its first INSTALLED
+    inspected: dict[str, Any] | None  # its last INSPECTED
+
+
 def build(
     battery: Mapping[str, Any],
     events: Sequence[dict[str, Any]],
@@ -109,18 +122,22 @@ def build(
     model = battery.get("model") or {}
     bp_declared: Mapping[str, dict[str, Any]] = declared.get("batterypass") or {}
     operator = operator_of(battery, ours)
-    category = _category(ours)
-    installed = next((e["occurred_at"] for e in ours if e["type"] == "INSTALLED"), None)
-    inspected = next((e for e in reversed(ours) if e["type"] in ("INSPECTED",)), None)
-
-    derived = _battery_pass(battery, ours, life, parties, operator, category, installed, inspected)
+    of = _Life(
+        battery,
+        ours,
+        life,
+        _category(ours),
+        next((e["occurred_at"] for e in ours if e["type"] == "INSTALLED"), None),
+        next((e for e in reversed(ours) if e["type"] in ("INSPECTED",)), None),
+    )
+    derived = _battery_pass(of, parties, operator)
     aspects = {
         name: _merge(copy.deepcopy(bp_declared.get(name) or {}), derived[name]) for name in standards.BATTERY_PASS
     }
     if operator == battery["manufacturer"]:  # the manufacturer is this life's operator: the same contact
         maker = aspects["generalProductInformation"]["manufacturerInformation"]
         aspects["generalProductInformation"]["operatorInformation"] = copy.deepcopy(maker)
-    catenax = _catenax(battery, ours, life, declared.get("catenax") or {}, category, installed, inspected, rank)
+    catenax = _catenax(of, declared.get("catenax") or {}, rank)
 
     restricted: dict[str, list[str]] = {}
     for aspect, doc in [*aspects.items(), (CATENAX_ASPECT, catenax)]:
@@ -151,37 +168,28 @@ def build(
     }
 
 
-def _battery_pass(
-    battery: Mapping[str, Any],
-    ours: Sequence[dict[str, Any]],
-    life: Mapping[str, Any],
-    parties: Mapping[str, dict[str, Any] | None],
-    operator: str,
-    category: str,
-    installed: datetime | None,
-    inspected: dict[str, Any] | None,
-) -> dict[str, dict[str, Any]]:
-    model = battery.get("model") or {}
-    maker = battery["manufacturer"]
+def _battery_pass(of: _Life, parties: Mapping[str, dict[str, Any] | None], operator: str) -> dict[str, dict[str, Any]]:
+    model = of.battery.get("model") or {}
+    maker = of.battery["manufacturer"]
     general: dict[str, Any] = {
-        "productIdentifier": battery["id"],
-        "batteryPassportIdentifier": life["passport_id"],
-        "batteryCategory": category,
+        "productIdentifier": of.battery["id"],
+        "batteryPassportIdentifier": of.life["passport_id"],
+        "batteryCategory": of.category,
         "manufacturerInformation": {"contactName": _name(maker, parties), "identifier": maker},
-        "manufacturingDate": battery["manufactured_at"].isoformat(),
-        "batteryStatus": life["status"],
+        "manufacturingDate": of.battery["manufactured_at"].isoformat(),
+        "batteryStatus": of.life["status"],
         "operatorInformation": {"contactName": _name(operator, parties), "identifier": operator},
     }
     if model.get("mass_kg") is not None:
         general["batteryMass"] = model["mass_kg"]
-    if installed is not None:
-        general["puttingIntoService"] = installed.isoformat()
+    if of.installed is not None:
+        general["puttingIntoService"] = of.installed.isoformat()
 
-    materials = battery.get("materials_kg") or {}
+    materials = of.battery.get("materials_kg") or {}
     composition: dict[str, Any] = {
         "batteryChemistry": {
-            "shortName": battery["chemistry"],
-            "clearName": CHEMISTRY_NAMES.get(battery["chemistry"], battery["chemistry"]),
+            "shortName": of.battery["chemistry"],
+            "clearName": CHEMISTRY_NAMES.get(of.battery["chemistry"], of.battery["chemistry"]),
         },
         "batteryMaterials": [
             {
@@ -196,11 +204,11 @@ def _battery_pass(
         ],
     }
     footprint: dict[str, Any] = {}
-    if (cf := battery.get("carbon_footprint_kg_co2e_per_kwh")) is not None:
+    if (cf := of.battery.get("carbon_footprint_kg_co2e_per_kwh")) is not None:
         footprint["batteryCarbonFootprint"] = cf
         if energy := model.get("rated_energy_kwh"):
             footprint["absoluteCarbonFootprint"] = round(cf * energy, 3)
-    content = battery.get("recycled_content_pct") or {}
+    content = of.battery.get("recycled_content_pct") or {}
     circularity = {
         "recycledContent": [
             # The registry declares one share per material; the standard splits it pre/post consumer.
@@ -218,17 +226,17 @@ def _battery_pass(
         if model.get(f) is not None
     }
     condition: dict[str, Any] = {}
-    if inspected is not None:  # the ledger's INSPECTED holds the cycle count; the rest is the BMS's
+    if of.inspected is not None:  # the ledger's INSPECTED holds the cycle count; the rest is the BMS's
         condition["numberOfFullCycles"] = {
-            "numberOfFullCyclesValue": inspected["data"]["cycle_count"],
-            "lastUpdate": inspected["occurred_at"].isoformat(),
+            "numberOfFullCyclesValue": of.inspected["data"]["cycle_count"],
+            "lastUpdate": of.inspected["occurred_at"].isoformat(),
         }
     negative = [
         {
             "negativeEvent": f"{e['data'].get('kind', 'incident')} ({e['data'].get('severity', '')})".strip(),
             "lastUpdate": e["occurred_at"].isoformat(),
         }
-        for e in ours
+        for e in of.events
         if e["type"] == "INCIDENT"
     ]
     if negative:
@@ -244,46 +252,37 @@ def _battery_pass(
     }
 
 
-def _catenax(
-    battery: Mapping[str, Any],
-    ours: Sequence[dict[str, Any]],
-    life: Mapping[str, Any],
-    declared: Mapping[str, Any],
-    category: str,
-    installed: datetime | None,
-    inspected: dict[str, Any] | None,
-    rank: int,
-) -> dict[str, Any]:
-    model = battery.get("model") or {}
+def _catenax(of: _Life, declared: Mapping[str, Any], rank: int) -> dict[str, Any]:
+    model = of.battery.get("model") or {}
     doc = copy.deepcopy(dict(declared))
-    if life["life"] > 0:  # the declared economic operator is the manufacturer's, not this life's operator
+    if of.life["life"] > 0:  # the declared economic operator is the manufacturer's, not this life's operator
         doc.get("metadata", {}).pop("economicOperatorId", None)
-    chem = battery["chemistry"]
-    started: datetime | None = life["started_at"]
-    last = ours[-1]["occurred_at"] if ours else started
+    chem = of.battery["chemistry"]
+    started: datetime | None = of.life["started_at"]
+    last = of.events[-1]["occurred_at"] if of.events else started
     derived: dict[str, Any] = {
         "specVersion": "urn:io.catenax.battery.battery_pass:6.1.0",  # as the standard's example writes it
         "identification": {
-            "category": CATENAX_CATEGORY[category],
-            "idDmc": battery["id"],
+            "category": CATENAX_CATEGORY[of.category],
+            "idDmc": of.battery["id"],
             "chemistry": f"{CHEMISTRY_NAMES.get(chem, chem)} ({chem})",
-            "identification": {"serial": [{"key": "partInstanceId", "value": battery["serial_number"]}]},
+            "identification": {"serial": [{"key": "partInstanceId", "value": of.battery["serial_number"]}]},
         },
-        "operation": {"manufacturer": {"manufacturingDate": battery["manufactured_at"].date().isoformat()}},
-        "sustainability": {"status": CATENAX_STATUS[life["status"]]},
+        "operation": {"manufacturer": {"manufacturingDate": of.battery["manufactured_at"].date().isoformat()}},
+        "sustainability": {"status": CATENAX_STATUS[of.life["status"]]},
         "performance": {"rated": {}, "dynamic": {}},
         "metadata": {
-            "passportIdentifier": uuid_of(life["passport_id"]),
-            "predecessor": uuid_of(life["predecessor"]) if life["predecessor"] else standards.NO_PREDECESSOR,
-            "version": str(ours[-1]["sequence"] if ours else 0),
+            "passportIdentifier": uuid_of(of.life["passport_id"]),
+            "predecessor": uuid_of(of.life["predecessor"]) if of.life["predecessor"] else standards.NO_PREDECESSOR,
+            "version": str(of.events[-1]["sequence"] if of.events else 0),
         },
     }
     if started is not None:
         derived["metadata"]["issueDate"] = started.date().isoformat()
     if last is not None:
         derived["metadata"]["lastModification"] = last.date().isoformat()
-    if installed is not None:
-        derived["operation"]["intoServiceDate"] = installed.date().isoformat()
+    if of.installed is not None:
+        derived["operation"]["intoServiceDate"] = of.installed.date().isoformat()
     if model.get("mass_kg") is not None:
         derived["characteristics"] = {
             "physicalDimension": {"weight": {"value": model["mass_kg"], "unit": "unit:kilogram"}}
@@ -295,18 +294,18 @@ def _catenax(
         rated["capacity"] = {"value": model["rated_capacity_ah"]}
     if model.get("nominal_voltage_v") is not None:
         rated["voltage"] = {"nominal": model["nominal_voltage_v"]}
-    if inspected is not None:
+    if of.inspected is not None:
         derived["performance"]["dynamic"]["fullCycles"] = {
-            "value": inspected["data"]["cycle_count"],
-            "time": inspected["occurred_at"].isoformat(),
+            "value": of.inspected["data"]["cycle_count"],
+            "time": of.inspected["occurred_at"].isoformat(),
         }
-    content = battery.get("recycled_content_pct") or {}
+    content = of.battery.get("recycled_content_pct") or {}
     derived["materials"] = {
         "active": {m: {"recycled": float(content.get(m, 0.0))} for m in ("nickel", "lithium", "cobalt", "lead")}
     }
     doc = _merge(doc, derived)
     if rank >= RANK.index(Level.legitimate_interest):
-        certified = certificates(ours)
+        certified = certificates(of.events)
         if certified:
             conformity = doc.setdefault("conformity", {})
             conformity["thirdPartyAssurance"] = [*conformity.get("thirdPartyAssurance", []), *certified]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
-from shared.problems import EpcisException, field_error
+from shared.problems import EpcisFieldException
 
 #: GS1 field → (lowest, highest) value.
 FIELDS: dict[str, tuple[int, int]] = {
@@ -37,13 +37,8 @@ _GRAIN = ("second", "minute", "hour", "dayOfMonth", "month")
 _ELEMENT = re.compile(r"^(?:\[(\d{1,2})-(\d{1,2})\]|(\d{1,2})-(\d{1,2})|(\d{1,2})|\*|(\*|\d{1,2})/(\d{1,2}))$")
 
 
-class SubscriptionControlsException(EpcisException):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(
-            "SubscriptionControlsException",
-            f"{field}: {message}",
-            errors=[field_error(field, "subscription-controls", message)],
-        )
+class SubscriptionControlsException(EpcisFieldException):
+    rule = "subscription-controls"
 
 
 def _values(name: str, raw: Any) -> list[int]:
