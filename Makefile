@@ -25,8 +25,13 @@ dev: $(STAMP) ## run the whole system on embedded PostgreSQL and Kafka
 demo: $(STAMP) ## run the whole system and load the demo data
 	$(BIN)/batterytrace dev --demo
 
+# The suite on TEST_WORKERS pytest-xdist workers, each with its own embedded PostgreSQL and broker (tests/conftest.py).
+# The tests mostly wait (consumer groups, polling, service start-up), so 3 workers beat 2 even on 2 cores;
+# worksteal evens out files of very different lengths. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
+
 test: $(STAMP) browser ## run the whole test suite
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 browser: ## Debian's Chromium and a Korean font for the UI browser tests (installed once, when missing)
 	@(command -v chromium && fc-list :lang=ko | grep -q .) >/dev/null 2>&1 || (apt-get update -qq && \
