@@ -13,7 +13,7 @@ help: ## list the targets
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
-	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.lock
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
@@ -31,7 +31,7 @@ demo: $(STAMP) ## run the whole system and load the demo data
 TEST_WORKERS ?= 3
 
 test: $(STAMP) browser ## run the whole test suite
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 browser: ## Debian's Chromium and a Korean font for the UI browser tests (installed once, when missing)
 	@(command -v chromium && fc-list :lang=ko | grep -q .) >/dev/null 2>&1 || (apt-get update -qq && \
