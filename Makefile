@@ -26,12 +26,14 @@ demo: $(STAMP) ## run the whole system and load the demo data
 	$(BIN)/batterytrace dev --demo
 
 # The suite on TEST_WORKERS pytest-xdist workers, each with its own embedded PostgreSQL and broker (tests/conftest.py).
-# The tests mostly wait (consumer groups, polling, service start-up), so 3 workers beat 2 even on 2 cores;
-# worksteal evens out files of very different lengths. TEST_WORKERS=0 runs it in one process.
+# The tests mostly wait (consumer groups, polling, service start-up), so 3 workers beat 2 even on 2 cores. Tests
+# are handed out one at a time as workers free up, the longest first (conftest.LONG_TESTS). .pyc files are written
+# (an inherited PYTHONDONTWRITEBYTECODE would have every worker, service and CLI process compile every module
+# from source). TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 3
 
 test: $(STAMP) browser ## run the whole test suite
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 browser: ## Debian's Chromium and a Korean font for the UI browser tests (installed once, when missing)
 	@(command -v chromium && fc-list :lang=ko | grep -q .) >/dev/null 2>&1 || (apt-get update -qq && \
