@@ -13,7 +13,7 @@ help: ## list the targets
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
-	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.lock
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
@@ -25,8 +25,15 @@ dev: $(STAMP) ## run the whole system on embedded PostgreSQL and Kafka
 demo: $(STAMP) ## run the whole system and load the demo data
 	$(BIN)/batterytrace dev --demo
 
+# The suite on TEST_WORKERS pytest-xdist workers, each with its own embedded PostgreSQL and broker (tests/conftest.py).
+# The tests mostly wait (consumer groups, polling, service start-up), so 3 workers beat 2 even on 2 cores. Tests
+# are handed out one at a time as workers free up, the longest first (conftest.LONG_TESTS). .pyc files are written
+# (an inherited PYTHONDONTWRITEBYTECODE would have every worker, service and CLI process compile every module
+# from source). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 3
+
 test: $(STAMP) browser ## run the whole test suite
-	$(BIN)/python -m pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 browser: ## Debian's Chromium and a Korean font for the UI browser tests (installed once, when missing)
 	@(command -v chromium && fc-list :lang=ko | grep -q .) >/dev/null 2>&1 || (apt-get update -qq && \

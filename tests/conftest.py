@@ -1,5 +1,6 @@
-"""Test harness: one embedded PostgreSQL and one embedded broker per session; every test gets its own
-database (cloned from a migrated template) and its own topic prefix, so tests never see each other."""
+"""Test harness: one embedded PostgreSQL and one embedded broker per session (under pytest-xdist, `make test`: per
+worker); every test gets its own database (cloned from a migrated template) and its own topic prefix, so tests
+never see each other."""
 
 from __future__ import annotations
 
@@ -31,6 +32,29 @@ from shared.settings import ServiceSettings
 TEMPLATE_DB = "bt_template"
 #: The user property under which a fault test records its reconciliation (tests/test_faults.py).
 FAULT_REPORT = "fault_report"
+
+
+#: The longest tests (seconds in a full run on 3 workers), handed out first under pytest-xdist (`make test`): one
+#: started last would run on alone after the rest has finished. The order of the others is unchanged.
+LONG_TESTS = {
+    "test_gs1_openapi_conformance": 220,
+    "test_fuzz_every_service": 195,
+    "test_quick_bench_reports_every_figure_with_a_number": 125,
+    "test_services_sigkilled_mid_batch": 75,
+    "test_webhook_and_websocket_subscribers_see_every_readable_event_once_within_1s": 70,
+    "test_backup_restores_every_chain_and_the_log_and_an_older_backup_is_detected": 57,
+    "test_dev_starts_everything_and_stops_cleanly": 47,
+    "test_authorization_matrix": 45,
+    "test_measure_server_time_and_page_weight": 40,
+    "test_postgres_restarted": 38,
+    "test_the_demo_walks_through_a_pack_replacement_under_a_recall": 38,
+    "test_broker_killed_and_restarted_empty": 36,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: every worker sorts alike, as xdist requires
+        items.sort(key=lambda item: -LONG_TESTS.get(getattr(item, "originalname", item.name), 0))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
