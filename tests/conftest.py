@@ -160,14 +160,16 @@ def token(infra: Infra) -> Callable[..., dict[str, str]]:
 
 class RetryPending(httpx.AsyncBaseTransport):
     """What a well-behaved client does with 503 `registration-pending` (the events service has not received the
-    battery's registration yet): wait the Retry-After and send the same request again, for up to `limit_s`.
-    Tests of that answer itself talk to `client.app` over a plain ASGITransport."""
+    battery's registration yet): wait the Retry-After and send the same request again, for up to `limit_s`. A
+    streamed body is sent once as it is (never read ahead). Tests of that answer itself talk to `client.app` over
+    a plain ASGITransport."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, limit_s: float = 30.0) -> None:
         self.inner, self.limit_s = inner, limit_s
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
+        if not isinstance(request.stream, httpx.ByteStream):  # a streamed body (tests of reading it): sent once
+            return await self.inner.handle_async_request(request)
         deadline = asyncio.get_running_loop().time() + self.limit_s
         while True:
             response = await self.inner.handle_async_request(request)
