@@ -240,19 +240,3 @@ def test_recovery_is_refused_exactly_above_the_limit(contained: float, share: fl
         E.RECYCLED, recycled(inp=1.0, black=0.0, nickel=kg), facts, Readings(), Tolerances(recovery_pct=tolerance)
     )
     assert (code(v) == p.RECOVERY) is (kg > contained * (1 + tolerance / 100))
-
-
-def test_replay_leaves_out_what_was_declared_in_error() -> None:
-    history = [
-        (E.INSPECTED, "i1", {"soh_pct": 90.0, "cycle_count": 500}),
-        (E.INSPECTED, "i2", {"soh_pct": 89.0, "cycle_count": 600}),
-        (E.ERROR_DECLARED, "d1", {"declared_event_id": "i2"}),
-    ]
-    # The earlier reading counts again: a cycle count below it stays refused.
-    assert p.replay(history) == Readings(Reading(90.0, "i1"), Reading(500, "i1"))
-    assert code(check(E.INSPECTED, {"soh_pct": 88.0, "cycle_count": 100}, PACK, p.replay(history), TOL)) == (
-        p.CYCLE_COUNT
-    )
-    remanufactured = [*history, (E.REMANUFACTURED, "m1", {})]
-    assert p.replay(remanufactured) == Readings(None, Reading(500, "i1"))
-    assert p.replay([]) == Readings()

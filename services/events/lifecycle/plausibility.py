@@ -16,7 +16,7 @@ compares with."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -307,17 +307,4 @@ def observe(readings: Readings, etype: EventType, event_id: str, data: Mapping[s
             readings = replace(readings, soh_pct=None)
         if readings.cycle_count is not None and readings.cycle_count.event_id == declared:
             readings = replace(readings, cycle_count=None)
-    return readings
-
-
-def replay(events: Iterable[tuple[EventType, str, Mapping[str, Any]]]) -> Readings:
-    """The readings a battery's history leaves, its events (type, event ID, data) in sequence order, those declared
-    in error left out: after an error declaration the previous valid reading counts again, so declaring the last
-    reading in error never clears the way for a lower cycle count than an earlier one."""
-    history = list(events)
-    declared = {d.get("declared_event_id") for t, _, d in history if t is EventType.ERROR_DECLARED}
-    readings = Readings()
-    for etype, event_id, data in history:
-        if etype is not EventType.ERROR_DECLARED and event_id not in declared:
-            readings = observe(readings, etype, event_id, data)
     return readings
