@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from services.events.app import create_app as create_events
 from services.events.settings import EventsSettings
@@ -91,7 +92,21 @@ class Stack:
         occurred_at: str | None = None,
         **extra: Any,
     ) -> httpx.Response:
-        body = {
+        body = self.body(battery_id, etype, data=data, event_id=event_id, occurred_at=occurred_at, **extra)
+        return await self.events.post("/v1/events", json=body, headers=self.as_role(role, org))
+
+    @staticmethod
+    def body(
+        battery_id: str,
+        etype: str,
+        *,
+        data: dict[str, Any] | None = None,
+        event_id: str | None = None,
+        occurred_at: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """An event as POST /v1/events takes it (a fresh event ID, now, the test site; the type's default data)."""
+        return {
             "event_id": event_id or str(uuid.uuid4()),
             "battery_id": battery_id,
             "type": etype,
@@ -100,7 +115,6 @@ class Stack:
             "data": DATA.get(etype, {}) if data is None else data,
             **extra,
         }
-        return await self.events.post("/v1/events", json=body, headers=self.as_role(role, org))
 
     async def ok(self, battery_id: str, etype: str, role: str, **kw: Any) -> dict[str, Any]:
         r = await self.post(battery_id, etype, role, **kw)
@@ -156,3 +170,14 @@ async def stack(
                 await participant(registry, admin, "MOLIT", "ministry")
             await create_models(registry, s.as_role("manufacturer"))
             yield s
+
+
+#: Settings of a stack with the participant checks on (the attack tests): a directory entry lives half a second.
+CHECKED = {"participants_unchecked_for_unit_tests": False, "participants_ttl_s": 0.5}
+
+
+async def projected(s: Stack, org: str, status: str = "active") -> bool:
+    """Whether the events service's participant projection holds `org` with `status`."""
+    async with s.events.app.state.engine.connect() as conn:  # type: ignore[attr-defined]
+        row = (await conn.execute(text("SELECT status FROM events.participants WHERE id = :id"), {"id": org})).first()
+    return row is not None and row[0] == status

@@ -27,20 +27,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from tests.conftest import eventually
-from tests.events_helpers import BOOTSTRAP_ADMIN, ORGS, Stack, stack
+from tests.events_helpers import BOOTSTRAP_ADMIN, CHECKED, ORGS, Stack, projected, stack
 from tests.factories import participant
 
-CHECKED = {"participants_unchecked_for_unit_tests": False, "participants_ttl_s": 0.5}
 OTHERS = {"REC-2": "recycler", "SDI": "manufacturer"}
-
-
-async def _projected(s: Stack, org: str) -> bool:
-    async with s.events.app.state.engine.connect() as conn:  # type: ignore[attr-defined]
-        row = (await conn.execute(text("SELECT status FROM events.participants WHERE id = :id"), {"id": org})).first()
-    return row is not None and row[0] == "active"
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ async def s(make_settings, token) -> AsyncIterator[Stack]:  # type: ignore[no-un
         await participant(st.registry, admin, "REC-2", "recycler")
         await participant(st.registry, admin, "SDI", "manufacturer", gs1_company_prefixes=["8809999"])
         for org in [*ORGS.values(), "MOLIT", *OTHERS]:
-            await eventually(lambda org=org: _projected(st, org))
+            await eventually(lambda org=org: projected(st, org))
         yield st
 
 

@@ -24,27 +24,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from tests.conftest import eventually
-from tests.events_helpers import BOOTSTRAP_ADMIN, ORGS, Stack, stack
+from tests.events_helpers import BOOTSTRAP_ADMIN, CHECKED, ORGS, Stack, projected, stack
 from tests.factories import MODELS, battery_body, participant
 from tests.portal_helpers import portal_app, portal_settings
-
-CHECKED = {"participants_unchecked_for_unit_tests": False, "participants_ttl_s": 0.5}
-
-
-async def _projected(s: Stack, org: str, status: str = "active") -> bool:
-    async with s.events.app.state.engine.connect() as conn:  # type: ignore[attr-defined]
-        row = (await conn.execute(text("SELECT status FROM events.participants WHERE id = :id"), {"id": org})).first()
-    return row is not None and row[0] == status
 
 
 @pytest.fixture
 async def s(make_settings, token) -> AsyncIterator[Stack]:  # type: ignore[no-untyped-def]
     async with stack(make_settings, token, streams=True, register_orgs=True, **CHECKED) as st:
         for org in [*ORGS.values(), "MOLIT"]:
-            await eventually(lambda org=org: _projected(st, org))
+            await eventually(lambda org=org: projected(st, org))
         yield st
 
 
@@ -104,7 +95,7 @@ async def test_a_suspended_participants_tokens_stop_working_in_every_service(s: 
         # the registry at once; the events service and the portal once the suspension arrived through Kafka
         r = await s.registry.get("/v1/participants", headers=oem)
         assert r.status_code == 401 and r.json()["code"] == "participant-suspended"
-        await eventually(lambda: _projected(s, ORGS["oem"], "suspended"))
+        await eventually(lambda: projected(s, ORGS["oem"], "suspended"))
         await eventually(lambda: _events_status(s, bid, oem, 401), timeout_s=5)
         r = await s.events.get(f"/v1/batteries/{bid}/state", headers=oem)
         assert r.json()["code"] == "participant-suspended"
@@ -176,7 +167,7 @@ async def test_transferred_to_a_receiver_that_may_not_hold_it_is_refused(s: Stac
 async def test_transferred_to_a_suspended_participant_is_refused(s: Stack) -> None:
     bid = await s.battery()
     assert (await s.registry.post(f"/v1/participants/{ORGS['oem']}/suspend", headers=admin(s))).status_code == 200
-    await eventually(lambda: _projected(s, ORGS["oem"], "suspended"))
+    await eventually(lambda: projected(s, ORGS["oem"], "suspended"))
 
     async def refused() -> bool:
         r = await s.post(bid, "TRANSFERRED", "manufacturer", data={"to": ORGS["oem"]})

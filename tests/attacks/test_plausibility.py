@@ -332,14 +332,7 @@ async def test_a_report_before_the_registration_arrived_waits_for_it_instead_of_
         await at_recycler(s, bid)
         before = await snapshot(s, bid)
         plain = httpx.AsyncClient(transport=httpx.ASGITransport(app=s.events.app), base_url="http://testserver")
-        body = {
-            "event_id": str(uuid.uuid4()),
-            "battery_id": bid,
-            "type": "RECYCLED",
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "location": {"site": "test site", "region": "KR-11"},
-            "data": recycled(lithium=9.0),
-        }
+        body = s.body(bid, "RECYCLED", data=recycled(lithium=9.0))
         async with plain:
             for path, sent in (("/v1/events", body), ("/v1/events/batch", {"events": [body]})):
                 r = await plain.post(path, json=sent, headers=s.as_role("recycler"))

@@ -24,18 +24,11 @@ from sqlalchemy import text
 
 from shared.vin import is_pseudonym
 from tests.conftest import eventually
-from tests.events_helpers import BOOTSTRAP_ADMIN, ORGS, Stack, stack
+from tests.events_helpers import BOOTSTRAP_ADMIN, CHECKED, ORGS, Stack, projected, stack
 from tests.factories import participant
 from tests.test_epcis_capture import association, battery, capture, doc, obj, transfer
 
-CHECKED = {"participants_unchecked_for_unit_tests": False, "participants_ttl_s": 0.5}
 VIN = "KMHEM41AP6A123456"
-
-
-async def _projected(s: Stack, org: str) -> bool:
-    async with s.events.app.state.engine.connect() as conn:  # type: ignore[attr-defined]
-        row = (await conn.execute(text("SELECT status FROM events.participants WHERE id = :id"), {"id": org})).first()
-    return row is not None and row[0] == "active"
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ async def s(make_settings, token) -> AsyncIterator[Stack]:  # type: ignore[no-un
     async with stack(make_settings, token, streams=True, register_orgs=True, **CHECKED) as st:
         await participant(st.registry, token(BOOTSTRAP_ADMIN, "admin"), "SDI", "manufacturer")
         for org in [*ORGS.values(), "MOLIT", "SDI"]:
-            await eventually(lambda org=org: _projected(st, org))
+            await eventually(lambda org=org: projected(st, org))
         yield st
 
 

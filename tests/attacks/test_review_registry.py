@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.events_helpers import BOOTSTRAP_ADMIN, Stack, stack
+from tests.events_helpers import BOOTSTRAP_ADMIN, CHECKED, Stack, stack
 from tests.factories import participant
 
-CHECKED = {"participants_unchecked_for_unit_tests": False, "participants_ttl_s": 0.5}
 CAMPAIGN: dict[str, Any] = {
     "id": "MOLIT-2026-901",
     "title": "Cell swelling risk",
