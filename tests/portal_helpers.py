@@ -215,3 +215,21 @@ async def wait_registered(portal: httpx.AsyncClient, headers: dict[str, str], ba
 
 def topics(prefix: str) -> tuple[str, str]:
     return prefix + TOPIC_REGISTRY, prefix + TOPIC_LIFECYCLE
+
+
+@asynccontextmanager
+async def registry_and_portal(
+    make_settings: Callable[..., Any], token: Callable[..., dict[str, str]]
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, dict[str, str]]]:
+    """A registry and a portal in process, LGES registered as a manufacturer: (registry, portal, LGES's token)."""
+    from services.registry.app import create_app
+    from services.registry.settings import RegistrySettings
+
+    async with (
+        serve(create_app(make_settings(RegistrySettings))) as registry,
+        portal_app(portal_settings(make_settings)) as portal,
+    ):
+        body = {"id": "LGES", "name": "LG Energy Solution", "role": "manufacturer"}
+        r = await registry.post("/v1/participants", json=body, headers=token("ops", "admin"))
+        assert r.status_code == 201, r.text
+        yield registry, portal, token("LGES", "manufacturer")

@@ -16,6 +16,7 @@ from tests.portal_helpers import (
     eventually,
     portal_app,
     portal_settings,
+    registry_and_portal,
     topics,
     wait_registered,
     wait_sequence,
@@ -85,18 +86,8 @@ def test_service_schemas_are_the_published_ones_byte_for_byte() -> None:
 
 @pytest.fixture
 async def portal(make_settings, token, infra, topic_prefix):
-    from services.registry.app import create_app
-
-    async with (
-        serve(create_app(make_settings(RegistrySettings))) as registry,
-        portal_app(portal_settings(make_settings)) as portal,
-    ):
+    async with registry_and_portal(make_settings, token) as (registry, portal, maker):
         admin = token("ops", "admin")
-        r = await registry.post(
-            "/v1/participants", json={"id": "LGES", "name": "LG Energy Solution", "role": "manufacturer"}, headers=admin
-        )
-        assert r.status_code == 201, r.text
-        maker = token("LGES", "manufacturer")
         await create_models(registry, maker, "NCM-PACK-77")
         await register(registry, maker, battery_id="P1", model_id="NCM-PACK-77")
         await register(registry, maker, battery_id="P2", model_id="NCM-PACK-77")
@@ -409,18 +400,8 @@ DECLARED_MODEL = {
 @pytest.fixture
 async def declared(make_settings, token, infra, topic_prefix):
     """P3: a model with a complete declaration; installed in a car, inspected, then a safety inspection."""
-    from services.registry.app import create_app
-
-    async with (
-        serve(create_app(make_settings(RegistrySettings))) as registry,
-        portal_app(portal_settings(make_settings)) as portal,
-    ):
+    async with registry_and_portal(make_settings, token) as (registry, portal, maker):
         admin = token("ops", "admin")
-        r = await registry.post(
-            "/v1/participants", json={"id": "LGES", "name": "LG Energy Solution", "role": "manufacturer"}, headers=admin
-        )
-        assert r.status_code == 201, r.text
-        maker = token("LGES", "manufacturer")
         body = {
             **DECLARED_MODEL,
             "passport": {"batterypass": BATTERY_PASS_DECLARATION, "catenax": catenax_declaration()},

@@ -12,26 +12,24 @@ from services.portal.history.service import lives, passport_id
 from services.portal.ingest import projection
 from services.portal.ingest.projection import Battery, TimelineEvent
 from services.portal.ingest.service import lives_begun
-from tests.conftest import RegistrySettings, serve
 from tests.factories import create_models, register
-from tests.portal_helpers import Lifecycle, at, portal_app, portal_settings, topics, wait_registered, wait_sequence
+from tests.portal_helpers import (
+    Lifecycle,
+    at,
+    portal_app,
+    portal_settings,
+    registry_and_portal,
+    topics,
+    wait_registered,
+    wait_sequence,
+)
 
 
 @pytest.fixture
 async def reused(make_settings, token, infra, topic_prefix):
     """Battery R1, repurposed (its second life's passport exists), and the lifecycle stream to go on with."""
-    from services.registry.app import create_app
-
-    async with (
-        serve(create_app(make_settings(RegistrySettings))) as registry,
-        portal_app(portal_settings(make_settings)) as portal,
-    ):
+    async with registry_and_portal(make_settings, token) as (registry, portal, maker):
         admin = token("ops", "admin")
-        r = await registry.post(
-            "/v1/participants", json={"id": "LGES", "name": "LG Energy Solution", "role": "manufacturer"}, headers=admin
-        )
-        assert r.status_code == 201, r.text
-        maker = token("LGES", "manufacturer")
         await create_models(registry, maker, "NCM-PACK-77")
         await register(registry, maker, battery_id="R1", model_id="NCM-PACK-77")
         life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
