@@ -17,9 +17,8 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import text
 
-from tests.attacks.test_participants import CHECKED, _projected
 from tests.conftest import eventually
-from tests.events_helpers import BOOTSTRAP_ADMIN, ORGS, Stack, stack
+from tests.events_helpers import BOOTSTRAP_ADMIN, CHECKED, ORGS, Stack, projected, stack
 from tests.factories import participant
 from tests.portal_helpers import portal_app, portal_settings
 
@@ -36,7 +35,7 @@ async def world(make_settings, token) -> AsyncIterator[tuple[Stack, Any]]:  # ty
         await participant(st.registry, st.token(BOOTSTRAP_ADMIN, "admin"), OTHER_OEM, "oem")
         await participant(st.registry, st.token(BOOTSTRAP_ADMIN, "admin"), "OPS-1", "operator")
         for org in [*ORGS.values(), "MOLIT", OTHER_OEM, "OPS-1"]:
-            await eventually(lambda org=org: _projected(st, org))
+            await eventually(lambda org=org: projected(st, org))
 
         async def portal_knows(org: str, role: str) -> bool:
             r = await portal.get(
