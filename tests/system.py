@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,17 +108,24 @@ class System:
         self.procs.clear()
 
 
+#: A read each service authenticates (a registered participant gets 404 for the unknown battery, anyone else 401).
+PROBES = {"events": "/v1/batteries/NONE/state", "portal": "/v1/batteries/NONE/history"}
+
+
 async def register_participants(
-    sut: System, token: Any, orgs: list[tuple[str, str]], admitted_by: str = "events"
+    sut: System, token: Any, orgs: list[tuple[str, str]], admitted_by: Sequence[str] = ("events",)
 ) -> None:
     """Register the participants a system test uses (the services run as in production: only registered
-    participants' tokens work), and wait until `admitted_by` learnt them from the stream."""
-    await register_at(sut.url("registry"), sut.url(admitted_by), token, orgs)
+    participants' tokens work), and wait until every service in `admitted_by` learnt them from the stream."""
+    await register_at(sut.url("registry"), sut.url(admitted_by[0]), token, orgs, PROBES[admitted_by[0]])
+    for name in admitted_by[1:]:
+        await admitted_at(sut.url(name), token, orgs, PROBES[name])
 
 
-async def register_at(registry_url: str, admitting_url: str, token: Any, orgs: list[tuple[str, str]]) -> None:
+async def register_at(
+    registry_url: str, admitting_url: str, token: Any, orgs: list[tuple[str, str]], probe: str = PROBES["events"]
+) -> None:
     """`register_participants` for services started without a `System`."""
-    from tests.conftest import eventually
     from tests.events_helpers import BOOTSTRAP_ADMIN
     from tests.factories import participant
 
@@ -125,13 +133,23 @@ async def register_at(registry_url: str, admitting_url: str, token: Any, orgs: l
         admin = token(BOOTSTRAP_ADMIN, "admin")
         for org, role in orgs:
             await participant(reg, admin, org, role)
+    await admitted_at(admitting_url, token, orgs, probe)
+
+
+async def admitted_at(url: str, token: Any, orgs: list[tuple[str, str]], probe: str) -> None:
+    """Wait until the service at `url` knows every participant in `orgs` (its authenticated read stops
+    answering 401)."""
+
     async with httpx.AsyncClient(timeout=10) as c:
 
         async def admitted() -> bool:
             for org, role in orgs:
-                probe = await c.get(admitting_url + "/v1/batteries/NONE/state", headers=token(org, role))
-                if probe.status_code == 401:
+                ministry = org if role == "ministry" else None
+                answer = await c.get(url + probe, headers=token(org, role, ministry=ministry))
+                if answer.status_code == 401:
+                    assert answer.json()["code"] == "unknown-participant", answer.text
                     return False
+                assert answer.status_code == 404, answer.text
             return True
 
         await eventually(admitted, timeout_s=60)

@@ -142,7 +142,7 @@ async def epcis(infra, db_url, topic_prefix, token) -> AsyncIterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        await register_participants(sut, token, [("LGES", "manufacturer"), ("MOLIT", "ministry")], "portal")
+        await register_participants(sut, token, [("LGES", "manufacturer"), ("MOLIT", "ministry")], ("events", "portal"))
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:
 
             async def up() -> bool:

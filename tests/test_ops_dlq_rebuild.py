@@ -112,14 +112,25 @@ async def live_through(s: Stack) -> None:
 
 
 async def caught_up(s: Stack, portal) -> bool:
-    positions = (await portal.get("/v1/ops/positions")).json()["applied"]
-    written = {
-        p["topic"]: p["written_position"]
-        for svc in (s.registry, s.events)
-        for p in (await svc.get("/v1/ops/positions")).json()["published"]
-    }
-    applied = {p["topic"]: p["applied_position"] for p in positions}
-    return all(applied.get(t, 0) >= w for t, w in written.items())
+    """Every consumer has applied everything written upstream. Read in flow order (registry written, events
+    applied, events written, portal applied): the events service writes a MANUFACTURED when it consumes a
+    registration, so the portal is only compared with the events service's outbox once that has been read."""
+
+    async def positions(svc) -> dict[str, Any]:
+        body: dict[str, Any] = (await svc.get("/v1/ops/positions")).json()
+        return body
+
+    def applied_all(applied: list[dict[str, Any]], written: dict[str, int]) -> bool:
+        at = {p["topic"]: p["applied_position"] for p in applied}
+        return all(at.get(t, 0) >= w for t, w in written.items())
+
+    registry_written = {p["topic"]: p["written_position"] for p in (await positions(s.registry))["published"]}
+    events = await positions(s.events)
+    consumed = {p["topic"] for p in events["applied"]}
+    if not applied_all(events["applied"], {t: w for t, w in registry_written.items() if t in consumed}):
+        return False
+    events_written = {p["topic"]: p["written_position"] for p in (await positions(s.events))["published"]}
+    return applied_all((await positions(portal))["applied"], registry_written | events_written)
 
 
 #: Checkpoints are signed on a timer (one may land between two snapshots): the comparisons run without the log.
