@@ -63,7 +63,7 @@ class Row:
     sources: frozenset[State]
     target: State | None  # None: unchanged
     roles: frozenset[Role]
-    custody: str  # parent | assembly | custodian | consignee | becomes | receiver | none
+    custody: str  # parent | assembly | custodian | consignee | becomes | receiver | reporter | none
     grade: Grade | None = None  # from graded, only with this grade
 
 
@@ -100,7 +100,12 @@ TABLE: dict[EventType, Row] = {
     # DOMAIN's "receiver (an active participant)" is not checked here (the machine knows no participants).
     E.TRANSFERRED: _row(NOT_FINAL, None, OPERATIONAL, "receiver"),
     E.INCIDENT: _row(NOT_FINAL, None, OPERATIONAL | {R.ministry}, "none"),
+    # Not in DOMAIN.md's table (README "BMS readings"): a BMS's readings (EU 2023/1542 Art. 14), in any state but a
+    # final one, by the custodian, the battery's manufacturer, or in service an inspector or assessor ("reporter").
+    E.BMS_REPORTED: _row(NOT_FINAL, None, OPERATIONAL - {R.certifier}, "reporter"),
 }
+#: Who reports a battery's BMS readings in service without holding it.
+READS_IN_SERVICE = frozenset({R.inspector, R.assessor})
 #: Event types that may move custody: TRANSFERRED, REMOVED, COLLECTED (by the named consignee), DISASSEMBLED (to the
 #: parent's holder). ASSEMBLED needs the poster to hold the child already, so it never moves it.
 CUSTODY_MOVES = frozenset(
@@ -136,6 +141,7 @@ DATA: dict[EventType, dict[str, Any]] = {
     E.DISPOSED: {},
     E.TRANSFERRED: {"to": "RECEIVER"},
     E.INCIDENT: {"kind": "swelling", "severity": "medium"},
+    E.BMS_REPORTED: {"soh_pct": 90.0, "cycle_count": 430, "soc_pct": 55.0, "energy_throughput_kwh": 31000.0},
     E.ERROR_DECLARED: {"declared_event_id": "00000000-0000-4000-8000-000000000001", "reason": "incorrect_data"},
 }
 
@@ -259,6 +265,8 @@ def expected(
         return 409, "not-custodian"  # (no consignee named in these situations)
     if row.custody in ("parent", "assembly") and not holds_parent:
         return 409, "not-custodian"
+    if row.custody == "reporter" and not holds and not (state is S.in_service and role in READS_IN_SERVICE):
+        return 409, "not-custodian"  # (the poster is never the battery's manufacturer in these situations)
     after = row.target or state
     moved = {"receiver": RECEIVER, "becomes": POSTER_ORG, "parent": POSTER_ORG, "consignee": POSTER_ORG}.get(
         row.custody, custodian
