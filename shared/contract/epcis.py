@@ -142,7 +142,9 @@ def bms_reports(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         for component, value in (data.get(name) or {}).items():
             out.append({"type": MEASUREMENT + kind, "value": value, "uom": uom, "component": COMPONENT + component})
     for p in data.get("remaining_power_w") or []:
-        out.append({"type": MEASUREMENT + BMS_POWER[0], "value": p["power_w"], "uom": BMS_POWER[1], AT_SOC: p["at_soc_pct"]})
+        out.append(
+            {"type": MEASUREMENT + BMS_POWER[0], "value": p["power_w"], "uom": BMS_POWER[1], AT_SOC: p["at_soc_pct"]}
+        )
     return out
 
 

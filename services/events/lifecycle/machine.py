@@ -522,7 +522,9 @@ def _custody(
     if rule.custody is Custody.consignee and not holds and state.consignee != poster.org:
         return _not_custodian(event, custodian, state.consignee)
     if rule.custody is Custody.reporter and not (holds or _reads(state, poster)):
-        return _not_custodian(event, custodian, also=" (or to be its manufacturer, or an inspector or assessor while in service)")
+        return _not_custodian(
+            event, custodian, also=" (or to be its manufacturer, or an inspector or assessor while in service)"
+        )
     if rule.custody is Custody.receiver:
         if event.data["to"] == custodian:
             return invalid(

@@ -42,7 +42,10 @@ NO_MASS = "input-mass"  # no registered mass
 NO_CAPACITY = "capacity"  # no registered rated energy
 NO_RATING = "remaining"  # no registered rated capacity (Ah) or energy (kWh) to compare what remains with
 #: What a BMS says remains, and the registered rating it is compared with.
-REMAINING_OF = {"remaining_capacity_ah": ("rated_capacity_ah", "Ah"), "remaining_energy_kwh": ("rated_energy_kwh", "kWh")}
+REMAINING_OF = {
+    "remaining_capacity_ah": ("rated_capacity_ah", "Ah"),
+    "remaining_energy_kwh": ("rated_energy_kwh", "kWh"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +327,13 @@ def _remaining(data: Mapping[str, Any], facts: Facts, tol: Tolerances) -> Verdic
                     f"data.{name}",
                     f"{name} {_g(value)} {unit} exceeds the battery's rated {_g(rated)} {unit} by more than "
                     f"{_g(tol.remaining_margin_pct)} % (at most {_g(limit)} {unit}).",
-                    {"reading": name, "value": value, "rated": rated, "margin_pct": tol.remaining_margin_pct, "limit": limit},
+                    {
+                        "reading": name,
+                        "value": value,
+                        "rated": rated,
+                        "margin_pct": tol.remaining_margin_pct,
+                        "limit": limit,
+                    },
                 )
             )
     return Verdict(None, unchecked)

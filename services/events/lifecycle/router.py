@@ -51,7 +51,7 @@ before; 409 `later-events-depend` while a later event needs it (declare that one
 the registration (amend registry facts at the registry instead).
 
 BMS_REPORTED carries a battery management system's readings (EU 2023/1542 Art. 14, Annex VII) for the passport's
-PerformanceAndDurability aspect: SoH and cycles follow INSPECTED's rules (SoH within 0–100 and not rising without a
+PerformanceAndDurability aspect: SoH and cycles follow INSPECTED's rules (SoH within 0-100 and not rising without a
 REMANUFACTURED, cycles never falling); a running total never falls (422 `implausible-total`); remaining capacity or
 energy more than 10 % above the rated one is 422
 `implausible-remaining`.
