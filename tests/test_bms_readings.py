@@ -317,8 +317,13 @@ async def test_posted_readings_fill_the_passport_as_published_and_a_declared_one
     assert public["restricted"]["performanceAndDurability"] == ["batteryCondition"]
 
 
-async def test_a_sensor_report_captured_in_epcis_is_a_bms_report(world) -> None:
-    s, portal = world
+@pytest.fixture
+async def s(make_settings, token):
+    async with stack(make_settings, token) as st:
+        yield st
+
+
+async def test_a_sensor_report_captured_in_epcis_is_a_bms_report(s: Stack) -> None:
     bid = await s.battery()
     await s.transfer_to(bid, "oem")
     await s.ok(bid, "INSTALLED", "oem")
