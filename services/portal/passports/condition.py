@@ -189,7 +189,7 @@ def catenax_dynamic(readings: Mapping[str, Reading], negative: list[dict[str, An
             throughput=record("energy_throughput_kwh"),
         ),
     }
-    out = {k: v for k, v in dynamic.items() if v is not None}
+    out: dict[str, Any] = {k: v for k, v in dynamic.items() if v is not None}
     if "self_discharge_rate_pct_per_month" in r:
         out["selfDischargingRate"] = r["self_discharge_rate_pct_per_month"].value
     if negative:
