@@ -225,6 +225,18 @@ CATALOGUE: dict[str, Text] = {
         "타당하지 않은 용량",
         "재사용 정격 용량 {rated_capacity_kwh} kWh가 원래 정격 에너지 {original_rated_energy_kwh} kWh를 넘습니다.",
     ),
+    "implausible-total": _t(
+        "Implausible report",
+        "타당하지 않은 누적값",
+        "BMS 누적값 {total} {value}이(가) 직전 측정값 {previous_value}(이벤트 {previous_event_id})보다 적습니다. "
+        "제조 이후의 누적값은 줄지 않습니다.",
+    ),
+    "implausible-remaining": _t(
+        "Implausible report",
+        "타당하지 않은 잔존 용량",
+        "BMS 잔존값 {reading} {value}이(가) 배터리 정격값 {rated}을(를) 허용 여유 {margin_pct} %(최대 {limit}) 넘게 "
+        "초과합니다.",
+    ),
     # ---- ledger and transparency log ----
     "beyond-chain": _t("Invalid request", "체인 범위 밖", "요청한 순번이 배터리 원장의 끝을 넘습니다."),
     "log-not-ready": _t(

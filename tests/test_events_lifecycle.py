@@ -80,6 +80,8 @@ ONE_PER_TYPE: dict[EventType, tuple[str, str, str, dict[str, Any] | None, str]] 
     EventType.DISPOSED: ("collected", "recycle", "collector", None, "disposed"),
     EventType.TRANSFERRED: ("manufactured", "recycle", "manufacturer", {"to": "SOMEONE-ELSE"}, "manufactured"),
     EventType.INCIDENT: ("in_service", "recycle", "inspector", None, "in_service"),
+    # A BMS's readings, reported by an inspector in service (no custody), the state unchanged.
+    EventType.BMS_REPORTED: ("in_service", "recycle", "inspector", {"soc_pct": 55.0, "cycle_count": 12}, "in_service"),
     # The oem's INSTALLED declared in error: the correction takes it out, the battery is back where it was.
     EventType.ERROR_DECLARED: ("in_service", "recycle", "oem", None, "manufactured"),
 }

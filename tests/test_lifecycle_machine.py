@@ -63,7 +63,7 @@ class Row:
     sources: frozenset[State]
     target: State | None  # None: unchanged
     roles: frozenset[Role]
-    custody: str  # parent | assembly | custodian | consignee | becomes | receiver | none
+    custody: str  # parent | assembly | custodian | consignee | becomes | receiver | reporter | none
     grade: Grade | None = None  # from graded, only with this grade
 
 
@@ -100,7 +100,12 @@ TABLE: dict[EventType, Row] = {
     # DOMAIN's "receiver (an active participant)" is not checked here (the machine knows no participants).
     E.TRANSFERRED: _row(NOT_FINAL, None, OPERATIONAL, "receiver"),
     E.INCIDENT: _row(NOT_FINAL, None, OPERATIONAL | {R.ministry}, "none"),
+    # Not in DOMAIN.md's table (README "BMS readings"): a BMS's readings (EU 2023/1542 Art. 14), in any state but a
+    # final one, by the custodian, the battery's manufacturer, or in service an inspector or assessor ("reporter").
+    E.BMS_REPORTED: _row(NOT_FINAL, None, OPERATIONAL - {R.certifier}, "reporter"),
 }
+#: Who reports a battery's BMS readings in service without holding it.
+READS_IN_SERVICE = frozenset({R.inspector, R.assessor})
 #: Event types that may move custody: TRANSFERRED, REMOVED, COLLECTED (by the named consignee), DISASSEMBLED (to the
 #: parent's holder). ASSEMBLED needs the poster to hold the child already, so it never moves it.
 CUSTODY_MOVES = frozenset(
@@ -136,6 +141,7 @@ DATA: dict[EventType, dict[str, Any]] = {
     E.DISPOSED: {},
     E.TRANSFERRED: {"to": "RECEIVER"},
     E.INCIDENT: {"kind": "swelling", "severity": "medium"},
+    E.BMS_REPORTED: {"soh_pct": 90.0, "cycle_count": 430, "soc_pct": 55.0, "energy_throughput_kwh": 31000.0},
     E.ERROR_DECLARED: {"declared_event_id": "00000000-0000-4000-8000-000000000001", "reason": "incorrect_data"},
 }
 
@@ -259,6 +265,8 @@ def expected(
         return 409, "not-custodian"  # (no consignee named in these situations)
     if row.custody in ("parent", "assembly") and not holds_parent:
         return 409, "not-custodian"
+    if row.custody == "reporter" and not holds and not (state is S.in_service and role in READS_IN_SERVICE):
+        return 409, "not-custodian"  # (the poster is never the battery's manufacturer in these situations)
     after = row.target or state
     moved = {"receiver": RECEIVER, "becomes": POSTER_ORG, "parent": POSTER_ORG, "consignee": POSTER_ORG}.get(
         row.custody, custodian
@@ -1065,3 +1073,102 @@ def test_soh_and_cycle_count_are_compared_with_the_last_reading() -> None:
         tolerances=Tolerances(soh_rise_pct=5),
     )
     accepted(wider)
+
+
+# ---- BMS readings (BMS_REPORTED): who reports ----
+BMS = {"soc_pct": 55.0, "energy_throughput_kwh": 1000.0}
+
+
+@pytest.mark.parametrize(
+    ("state", "org", "role", "ok"),
+    [
+        (S.in_service, "HOLDER", R.oem, True),  # the custodian's BMS
+        (S.collected, "HOLDER", R.collector, True),
+        (S.in_service, "MAKER", R.manufacturer, True),  # the manufacturer's telemetry, wherever the battery is
+        (S.repurposed, "MAKER", R.manufacturer, True),
+        (S.in_service, "KOTSA", R.inspector, True),  # reads it in service, as for INSPECTED
+        (S.in_service, "ASSESS-1", R.assessor, True),  # as for a pre-removal grading
+        (S.removed, "KOTSA", R.inspector, False),  # out of service: only who holds it
+        (S.collected, "ASSESS-1", R.assessor, False),
+        (S.in_service, "SDI", R.manufacturer, False),  # another manufacturer
+        (S.in_service, "OTHER-OEM", R.oem, False),
+        (S.removed, "COL-2", R.collector, False),
+    ],
+)
+def test_who_reports_a_batterys_bms_readings(state: State, org: str, role: Role, ok: bool) -> None:
+    before = battery(state, custodian="HOLDER")
+    outcome = go(before, poster(role, org), event(E.BMS_REPORTED, data=BMS))
+    if not ok:
+        r = refused(outcome)
+        assert (r.status, r.code, r.extra) == (409, "not-custodian", {"custodian": "HOLDER"})
+        assert "or to be its manufacturer, or an inspector or assessor while in service" in r.detail
+        return
+    t = accepted(outcome)
+    assert (t.state.state, t.state.custodian, t.row.data) == (state, "HOLDER", BMS)
+    assert t.state.readings.totals["energy_throughput_kwh"].value == 1000.0
+    # A report by someone who does not hold the battery does not move the ordering clock.
+    assert t.state.last_event_at == (t.row.occurred_at if org == "HOLDER" else before.last_event_at)
+
+
+def test_a_bms_report_is_no_lifecycle_step() -> None:
+    """Allowed in every state but a final one, it is not named among the next events (it would be in every list),
+    and a certifier or a ministry reads no BMS."""
+    for final in FINAL_STATES:
+        r = refused(go(battery(final, custodian=POSTER_ORG), poster(R.oem), event(E.BMS_REPORTED, data=BMS)))
+        assert r.code == "illegal-transition" and r.extra["allowed_events"] == []
+    assert all(E.BMS_REPORTED not in state_allowed(battery(s_)) for s_ in S)
+    for role in (R.certifier, R.ministry, R.operator):
+        assert refused(go(battery(S.in_service), poster(role), event(E.BMS_REPORTED, data=BMS))).code == "forbidden"
+
+
+def test_a_bms_reports_readings_are_checked_and_a_correction_refolds_them() -> None:
+    """Its running totals never fall; declaring the report that gave the last one lets the earlier one count."""
+    from services.events.lifecycle.machine import Corrections, LedgerRow
+
+    made = genesis(
+        battery_id="KR-P1",
+        kind="pack",
+        model_id="M",
+        manufacturer="MAKER",
+        manufactured_at=T0,
+        site=None,
+        recorded_at=T0,
+    )
+    rows: list[LedgerRow] = [made.row]
+    state = made.state
+    for i, total in enumerate((100.0, 200.0), start=1):
+        t = accepted(
+            go(
+                state,
+                poster(R.manufacturer, "MAKER"),
+                event(E.BMS_REPORTED, "KR-P1", T0 + timedelta(hours=i), data={"energy_throughput_kwh": total}),
+            )
+        )
+        state, rows = t.state, [*rows, t.row]
+    fell = refused(
+        go(
+            state,
+            poster(R.manufacturer, "MAKER"),
+            event(E.BMS_REPORTED, "KR-P1", T0 + timedelta(hours=3), data={"energy_throughput_kwh": 150.0}),
+        )
+    )
+    assert (fell.status, fell.code, fell.errors[0]["field"]) == (422, "implausible-total", "data.energy_throughput_kwh")
+    assert fell.extra["previous_value"] == 200.0
+    declared = DeclaredEvent(rows[-1].event_id, "KR-P1", E.BMS_REPORTED, "MAKER")
+    declaration = event(
+        E.ERROR_DECLARED,
+        "KR-P1",
+        T0 + timedelta(hours=4),
+        data=_data(E.ERROR_DECLARED, declared_event_id=rows[-1].event_id),
+    )
+    corrected = accepted(
+        go(state, poster(R.manufacturer, "MAKER"), declaration, declared=declared, corrections=Corrections(rows))
+    )
+    assert corrected.state.readings.totals["energy_throughput_kwh"].value == 100.0
+    accepted(
+        go(
+            corrected.state,
+            poster(R.manufacturer, "MAKER"),
+            event(E.BMS_REPORTED, "KR-P1", T0 + timedelta(hours=5), data={"energy_throughput_kwh": 150.0}),
+        )
+    )

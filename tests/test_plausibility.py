@@ -16,6 +16,8 @@ from shared.contract.lifecycle import EventType
 E = EventType
 TOL = Tolerances(recovery_pct=5.0, input_mass_band_pct=25.0, soh_rise_pct=3.0)
 PACK = Facts({"lithium": 8.0, "nickel": 40.0, "cobalt": 5.0}, mass_kg=477.0, rated_energy_kwh=77.4)
+PACK_AH = Facts(mass_kg=477.0, rated_energy_kwh=77.4, rated_capacity_ah=222.0)
+THROUGHPUT = Readings(totals={"energy_throughput_kwh": Reading(500.0, "a")})
 
 
 def recycled(inp: float = 450.0, black: float = 180.0, **recovered: float) -> dict[str, Any]:
@@ -110,6 +112,58 @@ CASES: list[tuple[str, EventType, dict[str, Any], Facts, Readings, str | None, t
     ("capacity over the original", E.REPURPOSED, {"rated_capacity": 77.5}, PACK, Readings(), p.CAPACITY, ()),
     ("capacity unknown", E.REPURPOSED, {"rated_capacity": 500.0}, Facts(), Readings(), None, (p.NO_CAPACITY,)),
     ("other events are not checked", E.INCIDENT, {"kind": "fire", "severity": "low"}, Facts(), Readings(), None, ()),
+    # A BMS's report: SoH and cycles as an inspection's, its running totals never fall, what remains is not above
+    # the rated capacity/energy by more than the margin (10 %).
+    (
+        "BMS SoH rising past the margin",
+        E.BMS_REPORTED,
+        {"soh_pct": 90.0},
+        PACK,
+        Readings(Reading(80.0, "a")),
+        p.SOH_RISE,
+        (),
+    ),
+    (
+        "BMS cycles below an inspection's",
+        E.BMS_REPORTED,
+        {"cycle_count": 9},
+        PACK,
+        Readings(None, Reading(10, "a")),
+        p.CYCLE_COUNT,
+        (),
+    ),
+    ("BMS total equal", E.BMS_REPORTED, {"energy_throughput_kwh": 500.0}, PACK, THROUGHPUT, None, ()),
+    ("BMS total falling", E.BMS_REPORTED, {"energy_throughput_kwh": 499.9}, PACK, THROUGHPUT, p.TOTAL, ()),
+    (
+        "BMS time in extreme heat falling",
+        E.BMS_REPORTED,
+        {"extreme_temperature_min": {"above": 59, "below": 0, "charging_above": 0, "charging_below": 0}},
+        PACK,
+        Readings(totals={"extreme_temperature_min.above": Reading(60, "a")}),
+        p.TOTAL,
+        (),
+    ),
+    ("BMS energy at the margin", E.BMS_REPORTED, {"remaining_energy_kwh": 77.4 * 1.1}, PACK, Readings(), None, ()),
+    ("BMS energy past the margin", E.BMS_REPORTED, {"remaining_energy_kwh": 85.2}, PACK, Readings(), p.REMAINING, ()),
+    (
+        "BMS capacity past the margin",
+        E.BMS_REPORTED,
+        {"remaining_capacity_ah": 245.0},
+        PACK_AH,
+        Readings(),
+        p.REMAINING,
+        (),
+    ),
+    (
+        "BMS capacity, no rated capacity",
+        E.BMS_REPORTED,
+        {"remaining_capacity_ah": 999.0},
+        PACK,
+        Readings(),
+        None,
+        (p.NO_RATING,),
+    ),
+    ("BMS SoC alone", E.BMS_REPORTED, {"soc_pct": 100.0}, Facts(), Readings(), None, ()),
 ]
 
 
@@ -189,6 +243,56 @@ def test_readings_follow_inspections_remanufacturing_and_error_declarations() ->
     assert Readings.from_json(r.as_json()) == r and Readings.from_json(None) == Readings()
 
 
+def test_a_falling_total_and_an_excess_remaining_name_the_field_and_the_numbers() -> None:
+    fell = check(
+        E.BMS_REPORTED,
+        {"deep_discharge_events": 1},
+        PACK,
+        Readings(totals={"deep_discharge_events": Reading(3, "b1")}),
+        TOL,
+    )
+    assert fell.implausible is not None and fell.implausible.field == "data.deep_discharge_events"
+    assert fell.implausible.numbers == {
+        "total": "deep_discharge_events",
+        "value": 1,
+        "previous_value": 3,
+        "previous_event_id": "b1",
+    }
+    over = check(E.BMS_REPORTED, {"remaining_capacity_ah": 250.0}, PACK_AH, Readings(), TOL).implausible
+    assert over is not None and over.field == "data.remaining_capacity_ah" and over.rule == "remaining"
+    assert over.numbers == {
+        "reading": "remaining_capacity_ah",
+        "value": 250.0,
+        "rated": 222.0,
+        "margin_pct": 10.0,
+        "limit": 222.0 * 1.1,
+    }
+    strict = Tolerances(remaining_margin_pct=0.0)
+    assert code(check(E.BMS_REPORTED, {"remaining_energy_kwh": 77.41}, PACK, Readings(), strict)) == p.REMAINING
+
+
+def test_bms_reports_move_the_readings_and_a_declaration_drops_its_own() -> None:
+    r = observe(Readings(), E.INSPECTED, "i1", {"soh_pct": 91.5, "cycle_count": 420})
+    full = {"soh_pct": 90.0, "cycle_count": 430, "energy_throughput_kwh": 100.0, "soc_pct": 50.0}
+    full["extreme_temperature_min"] = {"above": 5, "below": 6, "charging_above": 7, "charging_below": 8}
+    r = observe(r, E.BMS_REPORTED, "b1", full)
+    assert (r.soh_pct, r.cycle_count) == (Reading(90.0, "b1"), Reading(430, "b1"))
+    assert r.totals == {
+        "energy_throughput_kwh": Reading(100.0, "b1"),
+        "extreme_temperature_min.above": Reading(5, "b1"),
+        "extreme_temperature_min.below": Reading(6, "b1"),
+        "extreme_temperature_min.charging_above": Reading(7, "b1"),
+        "extreme_temperature_min.charging_below": Reading(8, "b1"),
+    }
+    r = observe(r, E.BMS_REPORTED, "b2", {"deep_discharge_events": 1})
+    assert r.totals["deep_discharge_events"] == Reading(1, "b2") and r.totals["energy_throughput_kwh"].event_id == "b1"
+    dropped = observe(r, E.ERROR_DECLARED, "d1", {"declared_event_id": "b1"})
+    assert set(dropped.totals) == {"deep_discharge_events"} and dropped.soh_pct is None and dropped.cycle_count is None
+    assert Readings.from_json(r.as_json()) == r
+    # Readings stored before the totals existed read as none.
+    assert Readings.from_json({"soh_pct": None, "cycle_count": {"value": 3, "event_id": "x"}}).totals == {}
+
+
 def test_facts_from_the_registry_stream_and_from_the_public_read() -> None:
     streamed = {
         "materials_kg": {"lithium": 8.0, "copper": 0, "nickel": 40.0, "cobalt": True},
@@ -197,6 +301,7 @@ def test_facts_from_the_registry_stream_and_from_the_public_read() -> None:
     f = Facts.from_registry(streamed)
     # A zero (the registry's default) is not a registered content, nor a boolean.
     assert f == Facts({"lithium": 8.0, "nickel": 40.0}, 477.0, 77.4)
+    assert Facts.from_registry({"model": {"rated_capacity_ah": 222}}).rated_capacity_ah == 222.0
     # The public read holds no material content: its facts are not the whole registration.
     public = Facts.from_registry({"mass_kg": 45, "rated_energy_kwh": 8.0})
     assert public == Facts({}, 45.0, 8.0, complete=False)

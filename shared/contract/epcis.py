@@ -5,7 +5,11 @@ repurposing step, so those are extension URIs under `BIZSTEP`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, unquote
+
+from shared.contract.lifecycle import member
 
 GS1_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 BT = "https://batterytrace.kr/voc/"
@@ -34,6 +38,7 @@ COMPACT = {
     "btbattery:": BATTERY,
     "btparticipant:": PARTICIPANT,
     "btsite:": SITE,
+    "btcomponent:": BT + "component/",
 }
 #: Our prefixes, for the @context of documents we answer with.
 CONTEXT = {"bt": BT}
@@ -57,6 +62,7 @@ STEPS: dict[str, tuple[str, str, str | None]] = {
     "DISPOSED": ("ObjectEvent", "DELETE", "destroying"),
     "TRANSFERRED": ("ObjectEvent", "OBSERVE", None),
     "INCIDENT": ("ObjectEvent", "OBSERVE", BIZSTEP + "incident_reporting"),
+    "BMS_REPORTED": ("ObjectEvent", "OBSERVE", "sensor_reporting"),
 }
 #: bizStep → lifecycle type, for captured ObjectEvents about batteries (the reverse of STEPS, plus CBV's
 #: `repairing` as remanufacturing).
@@ -72,6 +78,7 @@ OBJECT_STEPS: dict[str, str] = {
     BIZSTEP + "remanufacturing": "REMANUFACTURED",
     BIZSTEP + "safety_inspecting": "SAFETY_INSPECTED",
     BIZSTEP + "incident_reporting": "INCIDENT",
+    "sensor_reporting": "BMS_REPORTED",  # when it carries a BMS reading (BMS_MEASUREMENTS); else an observation
 }
 RECYCLING = BIZSTEP + "recycling"
 #: grade ↔ disposition
@@ -88,6 +95,95 @@ SAFETY_DISPOSITIONS = {"conformant": "pass", "non_conformant": "fail"}
 SAFETY_DISPOSITION = {v: k for k, v in SAFETY_DISPOSITIONS.items()}
 #: sensor measurement types (under MEASUREMENT) and their UN/CEFACT units
 MEASUREMENTS = {"soh": ("StateOfHealth", "P1"), "cycles": ("CycleCount", "C62")}
+COMPONENT = BT + "component/"
+#: BMS_REPORTED's readings as EPCIS sensor reports, one report per number: `data` member (dotted: a member of an
+#: object) → (measurement type under MEASUREMENT, UN/CEFACT unit). P1 percent, C62 one, AMH ampere-hour, KWH
+#: kilowatt-hour, MIN minute.
+BMS_MEASUREMENTS: dict[str, tuple[str, str]] = {
+    "soh_pct": ("StateOfHealth", "P1"),
+    "soce_pct": ("StateOfCertifiedEnergy", "P1"),
+    "soc_pct": ("StateOfCharge", "P1"),
+    "cycle_count": ("CycleCount", "C62"),
+    "remaining_capacity_ah": ("RemainingCapacity", "AMH"),
+    "remaining_energy_kwh": ("RemainingEnergy", "KWH"),
+    "capacity_fade_pct": ("CapacityFade", "P1"),
+    "power_fade_pct": ("PowerFade", "P1"),
+    "remaining_round_trip_efficiency_pct": ("RemainingRoundTripEfficiency", "P1"),
+    "round_trip_efficiency_fade_pct": ("RoundTripEfficiencyFade", "P1"),
+    "self_discharge_rate_pct_per_month": ("SelfDischargeRatePerMonth", "P1"),
+    "self_discharge_evolution_pct": ("SelfDischargeEvolution", "P1"),
+    "energy_throughput_kwh": ("EnergyThroughput", "KWH"),
+    "capacity_throughput_ah": ("CapacityThroughput", "AMH"),
+    "deep_discharge_events": ("DeepDischargeEvents", "C62"),
+    "overcharge_events": ("OverchargeEvents", "C62"),
+    "extreme_temperature_min.above": ("TimeAboveTemperatureLimit", "MIN"),
+    "extreme_temperature_min.below": ("TimeBelowTemperatureLimit", "MIN"),
+    "extreme_temperature_min.charging_above": ("ChargingTimeAboveTemperatureLimit", "MIN"),
+    "extreme_temperature_min.charging_below": ("ChargingTimeBelowTemperatureLimit", "MIN"),
+}
+#: Per component: the report's `component` is COMPONENT + pack, module or cell. OHM ohm.
+BMS_PER_COMPONENT: dict[str, tuple[str, str]] = {
+    "internal_resistance_ohm": ("InternalResistance", "OHM"),
+    "internal_resistance_increase_pct": ("InternalResistanceIncrease", "P1"),
+}
+#: Per state of charge (`remaining_power_w`: [{at_soc_pct, power_w}]): the report's `bt:atSoC`. WTT watt.
+BMS_POWER = ("RemainingPowerCapability", "WTT")
+AT_SOC = "bt:atSoC"
+
+
+def bms_reports(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A BMS_REPORTED's `data` as EPCIS sensor reports (the reverse of `bms_data`)."""
+    out: list[dict[str, Any]] = []
+    for name, (kind, uom) in BMS_MEASUREMENTS.items():
+        value = member(data, name)
+        if value is not None:
+            out.append({"type": MEASUREMENT + kind, "value": value, "uom": uom})
+    for name, (kind, uom) in BMS_PER_COMPONENT.items():
+        for component, value in (data.get(name) or {}).items():
+            out.append({"type": MEASUREMENT + kind, "value": value, "uom": uom, "component": COMPONENT + component})
+    for p in data.get("remaining_power_w") or []:
+        out.append(
+            {"type": MEASUREMENT + BMS_POWER[0], "value": p["power_w"], "uom": BMS_POWER[1], AT_SOC: p["at_soc_pct"]}
+        )
+    return out
+
+
+def bms_data(reports: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The BMS_REPORTED `data` EPCIS sensor reports carry (reports of other types are not BMS readings), and what
+    cannot be read: a report in another unit than ours, or per component / per state of charge without one."""
+    scalars = {MEASUREMENT + kind: (name, uom) for name, (kind, uom) in BMS_MEASUREMENTS.items()}
+    components = {MEASUREMENT + kind: (name, uom) for name, (kind, uom) in BMS_PER_COMPONENT.items()}
+    data: dict[str, Any] = {}
+    wrong: list[str] = []
+    for report in reports:
+        kind = expand(str(report.get("type", "")))
+        if kind not in scalars and kind not in components and kind != MEASUREMENT + BMS_POWER[0]:
+            continue
+        uom = scalars.get(kind, components.get(kind, (None, BMS_POWER[1])))[1]
+        if report.get("uom", uom) != uom or "value" not in report:
+            wrong.append(f"{kind}: a value in {uom}")
+            continue
+        value = report["value"]
+        if kind in scalars:
+            outer, _, inner = scalars[kind][0].partition(".")
+            if inner:
+                data.setdefault(outer, {})[inner] = value
+            else:
+                data[outer] = value
+        elif kind in components:
+            component = expand(str(report.get("component", "")))
+            if not component.startswith(COMPONENT):
+                wrong.append(f"{kind}: a component {COMPONENT}{{pack, module, cell}}")
+                continue
+            data.setdefault(components[kind][0], {})[component[len(COMPONENT) :]] = value
+        elif AT_SOC in report or BT + "atSoC" in report:
+            at = report.get(AT_SOC, report.get(BT + "atSoC"))
+            data.setdefault("remaining_power_w", []).append({"at_soc_pct": at, "power_w": value})
+        else:
+            wrong.append(f"{kind}: the state of charge it is measured at ({AT_SOC})")
+    return data, wrong
+
+
 CUSTODY_TYPES = frozenset({"owning_party", "possessing_party"})
 MASS_UOM = {"KGM": 1.0, "GRM": 0.001, "TNE": 1000.0}
 

@@ -38,6 +38,7 @@ class EventType(StrEnum):
     DISPOSED = "DISPOSED"
     TRANSFERRED = "TRANSFERRED"
     INCIDENT = "INCIDENT"
+    BMS_REPORTED = "BMS_REPORTED"  # a battery management system's readings (EU 2023/1542 Art. 14, Annex VII)
     ERROR_DECLARED = "ERROR_DECLARED"  # marks an earlier event as declared in error
 
 
@@ -94,6 +95,54 @@ class BatteryKind(StrEnum):
 
 #: Materials, in kg, in a battery's content and a recycler's recovered output.
 MATERIALS = ("lithium", "nickel", "cobalt", "manganese", "copper", "aluminium", "graphite", "lead")
+
+
+#: BMS_REPORTED's readings, by `data` member, each in the unit the passport standards state it in (Battery Pass 1.2
+#: PerformanceAndDurability, Catena-X BatteryPass 6.1 `performance/dynamic`). The numbers: SoH, SoCE and SoC in %,
+#: full equivalent cycles, remaining capacity (Ah) and energy (kWh), capacity, power and round-trip efficiency fade
+#: (%), remaining round-trip efficiency (%), the self-discharge rate (% per month) and its evolution (%), and the
+#: running totals.
+BMS_NUMBERS: dict[str, str] = {
+    "soh_pct": "%",
+    "soce_pct": "%",
+    "soc_pct": "%",
+    "cycle_count": "cycles",
+    "remaining_capacity_ah": "Ah",
+    "remaining_energy_kwh": "kWh",
+    "capacity_fade_pct": "%",
+    "power_fade_pct": "%",
+    "remaining_round_trip_efficiency_pct": "%",
+    "round_trip_efficiency_fade_pct": "%",
+    "self_discharge_rate_pct_per_month": "%/month",
+    "self_discharge_evolution_pct": "%",
+    "energy_throughput_kwh": "kWh",
+    "capacity_throughput_ah": "Ah",
+    "deep_discharge_events": "events",
+    "overcharge_events": "events",
+}
+#: The components `internal_resistance_ohm` (Ω) and `internal_resistance_increase_pct` (%) are given for.
+BMS_COMPONENTS = ("pack", "module", "cell")
+#: `extreme_temperature_min`: the minutes spent above and below the battery's temperature limits, and charging
+#: above and below them (cumulative, all four together).
+EXTREME_TEMPERATURE = ("above", "below", "charging_above", "charging_below")
+#: `remaining_power_w`: the remaining power capability (W), each at a state of charge (`at_soc_pct`).
+#: Running totals since the battery was made: a later reading never shows less (plausibility). Dotted names are
+#: members of an object.
+BMS_TOTALS = (
+    "energy_throughput_kwh",
+    "capacity_throughput_ah",
+    "deep_discharge_events",
+    "overcharge_events",
+    *(f"extreme_temperature_min.{k}" for k in EXTREME_TEMPERATURE),
+)
+
+
+def member(data: Mapping[str, Any], name: str) -> Any:
+    """The value at a dotted name (`extreme_temperature_min.above`) of an event's data; None where there is none."""
+    value: Any = data
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def amounts_model(name: str, materials: Iterable[str], amount: Any) -> type[BaseModel]:

@@ -172,7 +172,22 @@ def _object_data(etype: EventType, event: Mapping[str, Any], disposition: str) -
         return {k: v for k, v in {"method": _ext(event, "method"), "note": _ext(event, "note")}.items() if v}
     if etype is EventType.REMANUFACTURED:
         return {"note": _ext(event, "note")} if _ext(event, "note") else {}
+    if etype is EventType.BMS_REPORTED:
+        return _bms_data(event)
     return {}
+
+
+def _bms_data(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A sensor report's BMS readings (the vocabulary's `BMS_MEASUREMENTS`); a reading we cannot read is refused
+    rather than dropped."""
+    reports = [r for e in event.get("sensorElementList") or [] for r in e.get("sensorReport") or []]
+    data, unreadable = voc.bms_data(reports)
+    if unreadable:
+        raise MappingProblem(
+            f"BMS readings need {unreadable[0]}.",
+            errors=[field_error("sensorElementList", "bms-measurement", f"needs {u}") for u in unreadable],
+        )
+    return data
 
 
 def _cycle_count(event: Mapping[str, Any]) -> int | None:
@@ -246,6 +261,8 @@ def map_event(event: Mapping[str, Any], eid: str, batteries: Mapping[str, str | 
         mapped = OBJECT_STEPS.get(step)
         if mapped is not None:
             data = _object_data(mapped, event, disposition)
+            if mapped is EventType.BMS_REPORTED and not data:
+                return Mapped(battery_ids=ids)  # a sensor report without BMS readings (a logger's): observed only
             return Mapped([lifecycle(b, mapped, data) for b in ids], ids)
         receivers = [d["destination"] for d in event.get("destinationList") or [] if d.get("type") in CUSTODY_TYPES]
         if receivers:

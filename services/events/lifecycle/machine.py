@@ -19,6 +19,7 @@ from services.events.lifecycle.rules import (
     NAMES_CONSIGNEE,
     NEEDS_CERTIFICATE,
     PRE_GRADED_SOURCES,
+    READS_IN_SERVICE,
     Custody,
     Rule,
     admits,
@@ -35,7 +36,7 @@ from shared.contract.streams import manufactured_event_id
 
 def as_row(value: Any) -> dict[str, Any]:
     """A dataclass's fields as a row to store or publish: text as plain `str` (a StrEnum by its value), mappings
-    as dicts, nested dataclasses as rows."""
+    as dicts (of plain values), nested dataclasses as rows."""
     return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
 
 
@@ -43,7 +44,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, Mapping):
-        return dict(value)
+        return {k: _plain(v) for k, v in value.items()}
     return as_row(value) if is_dataclass(value) else value
 
 
@@ -520,6 +521,10 @@ def _custody(
         return _not_custodian(event, custodian)
     if rule.custody is Custody.consignee and not holds and state.consignee != poster.org:
         return _not_custodian(event, custodian, state.consignee)
+    if rule.custody is Custody.reporter and not (holds or _reads(state, poster)):
+        return _not_custodian(
+            event, custodian, also=" (or to be its manufacturer, or an inspector or assessor while in service)"
+        )
     if rule.custody is Custody.receiver:
         if event.data["to"] == custodian:
             return invalid(
@@ -538,6 +543,11 @@ def _custody(
     if rule.custody in (Custody.parent, Custody.assembly):
         return _assembly(state, poster, event, parent)
     return _Moved(custodian, parent_id, state.consignee)
+
+
+def _reads(state: BatteryState, poster: Poster) -> bool:
+    """Whether a BMS_REPORTED's poster who does not hold the battery may report on it (`READS_IN_SERVICE`)."""
+    return poster.org == state.manufacturer or (state.state is State.in_service and poster.role in READS_IN_SERVICE)
 
 
 def _assembly(state: BatteryState, poster: Poster, event: Event, parent: BatteryState | None) -> _Moved | Refusal:
@@ -666,13 +676,13 @@ def resolve_declared(
     return own[0] if own else None
 
 
-def _not_custodian(event: Event, custodian: str, consignee: str | None = None) -> Refusal:
+def _not_custodian(event: Event, custodian: str, consignee: str | None = None, also: str = "") -> Refusal:
     named = "" if consignee is None else f" (consigned to {consignee})"
     return Refusal(
         409,
         "not-custodian",
         "Not the custodian",
-        f"{event.type.value} needs custody of {event.battery_id}; its custodian is {custodian}{named}.",
+        f"{event.type.value} needs custody of {event.battery_id}{also}; its custodian is {custodian}{named}.",
         extra={"custodian": custodian},
     )
 

@@ -3,7 +3,9 @@
 A recycler cannot recover more of a material than the battery contained, nor make more black mass than it put in;
 what it puts in weighs about what the battery was registered to weigh; a battery's state of health stays within
 0-100 % and does not rise (beyond a measuring margin) unless it was remanufactured in between; its cycle count
-never falls; a repurposed battery is never rated above what its model was rated when new.
+never falls; a repurposed battery is never rated above what its model was rated when new; a BMS's running totals
+(energy and capacity throughput, deep-discharge and overcharge events, time in extreme temperatures) never fall,
+and the capacity or energy it says remains is not above the rated one (beyond a margin).
 
 `check` answers an `Implausible` (the rule broken and its numbers: the service renders a 422 whose `code` names
 the rule and whose extension members carry the numbers) or the rules it could not apply for want of a fact the
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shared.contract.lifecycle import EventType
+from shared.contract.lifecycle import BMS_TOTALS, EventType, member
 
 #: The problem code of each rule (the rule's name in `errors[].rule` is the code without "implausible-").
 RECOVERY = "implausible-recovery"
@@ -30,12 +32,20 @@ SOH_RANGE = "implausible-soh"
 SOH_RISE = "implausible-soh-rise"
 CYCLE_COUNT = "implausible-cycle-count"
 CAPACITY = "implausible-capacity"
-CODES = (RECOVERY, BLACK_MASS, INPUT_MASS, SOH_RANGE, SOH_RISE, CYCLE_COUNT, CAPACITY)
+TOTAL = "implausible-total"
+REMAINING = "implausible-remaining"
+CODES = (RECOVERY, BLACK_MASS, INPUT_MASS, SOH_RANGE, SOH_RISE, CYCLE_COUNT, CAPACITY, TOTAL, REMAINING)
 
 #: What `unchecked` names: the rules that needed a fact the battery lacks.
 NO_CONTENT = "recovery"  # no registered content of a material recovered
 NO_MASS = "input-mass"  # no registered mass
 NO_CAPACITY = "capacity"  # no registered rated energy
+NO_RATING = "remaining"  # no registered rated capacity (Ah) or energy (kWh) to compare what remains with
+#: What a BMS says remains, and the registered rating it is compared with.
+REMAINING_OF = {
+    "remaining_capacity_ah": ("rated_capacity_ah", "Ah"),
+    "remaining_energy_kwh": ("rated_energy_kwh", "kWh"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,7 @@ class Tolerances:
     #: Facts from the public read: wait for the registration (`pending`) where a rule needs the content it holds
     #: (False: no registration stream reaches this service, the public read is all it gets).
     await_registration: bool = True
+    remaining_margin_pct: float = 10.0  # a BMS's remaining capacity/energy may exceed the rated one by this share
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,7 @@ class Facts:
     mass_kg: float | None = None
     rated_energy_kwh: float | None = None
     complete: bool = True
+    rated_capacity_ah: float | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any] | None) -> Facts:
@@ -69,6 +81,7 @@ class Facts:
             value.get("mass_kg"),
             value.get("rated_energy_kwh"),
             bool(value.get("complete", True)),
+            value.get("rated_capacity_ah"),
         )
 
     @classmethod
@@ -82,6 +95,7 @@ class Facts:
             _positive(battery.get("mass_kg", model.get("mass_kg"))),
             _positive(battery.get("rated_energy_kwh", model.get("rated_energy_kwh"))),
             "materials_kg" in battery,
+            _positive(battery.get("rated_capacity_ah", model.get("rated_capacity_ah"))),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -90,6 +104,7 @@ class Facts:
             "mass_kg": self.mass_kg,
             "rated_energy_kwh": self.rated_energy_kwh,
             "complete": self.complete,
+            "rated_capacity_ah": self.rated_capacity_ah,
         }
 
 
@@ -101,10 +116,12 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class Readings:
-    """The last SoH (since the last remanufacturing) and the last cycle count, each with the event that gave it."""
+    """The last SoH (since the last remanufacturing), the last cycle count and the last of each BMS running total
+    (`BMS_TOTALS`), each with the event that gave it."""
 
     soh_pct: Reading | None = None
     cycle_count: Reading | None = None
+    totals: Mapping[str, Reading] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any] | None) -> Readings:
@@ -114,13 +131,15 @@ class Readings:
             r = value.get(name)
             return None if r is None else Reading(r["value"], r["event_id"])
 
-        return cls(one("soh_pct"), one("cycle_count"))
+        totals = {k: Reading(r["value"], r["event_id"]) for k, r in (value.get("totals") or {}).items()}
+        return cls(one("soh_pct"), one("cycle_count"), totals)
 
     def as_json(self) -> dict[str, Any]:
         def one(r: Reading | None) -> dict[str, Any] | None:
             return None if r is None else {"value": r.value, "event_id": r.event_id}
 
-        return {"soh_pct": one(self.soh_pct), "cycle_count": one(self.cycle_count)}
+        totals = {k: one(r) for k, r in self.totals.items()}
+        return {"soh_pct": one(self.soh_pct), "cycle_count": one(self.cycle_count), "totals": totals}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +184,9 @@ def check(etype: EventType, data: Mapping[str, Any], facts: Facts, readings: Rea
         return _recycled(data, facts, tol)
     if etype in (EventType.INSPECTED, EventType.GRADED):
         return Verdict(_soh(data, readings, tol) or _cycles(data, readings))
+    if etype is EventType.BMS_REPORTED:
+        found = _soh(data, readings, tol) or _cycles(data, readings) or _totals(data, readings)
+        return Verdict(found) if found is not None else _remaining(data, facts, tol)
     if etype is EventType.REPURPOSED:
         return _capacity(data, facts)
     return Verdict()
@@ -273,6 +295,50 @@ def _cycles(data: Mapping[str, Any], readings: Readings) -> Implausible | None:
     )
 
 
+def _totals(data: Mapping[str, Any], readings: Readings) -> Implausible | None:
+    for name in BMS_TOTALS:
+        value, last = member(data, name), readings.totals.get(name)
+        if value is None or last is None or value >= last.value:
+            continue
+        return Implausible(
+            TOTAL,
+            f"data.{name}",
+            f"{name} {_g(value)} is below the previous reading {_g(last.value)} (event {last.event_id}): a running "
+            "total since manufacture never falls.",
+            {"total": name, "value": value, "previous_value": last.value, "previous_event_id": last.event_id},
+        )
+    return None
+
+
+def _remaining(data: Mapping[str, Any], facts: Facts, tol: Tolerances) -> Verdict:
+    unchecked: tuple[str, ...] = ()
+    for name, (fact, unit) in REMAINING_OF.items():
+        value, rated = data.get(name), getattr(facts, fact)
+        if value is None:
+            continue
+        if rated is None:
+            unchecked = (NO_RATING,)
+            continue
+        limit = rated * (1 + tol.remaining_margin_pct / 100)
+        if value > limit:
+            return Verdict(
+                Implausible(
+                    REMAINING,
+                    f"data.{name}",
+                    f"{name} {_g(value)} {unit} exceeds the battery's rated {_g(rated)} {unit} by more than "
+                    f"{_g(tol.remaining_margin_pct)} % (at most {_g(limit)} {unit}).",
+                    {
+                        "reading": name,
+                        "value": value,
+                        "rated": rated,
+                        "margin_pct": tol.remaining_margin_pct,
+                        "limit": limit,
+                    },
+                )
+            )
+    return Verdict(None, unchecked)
+
+
 def _capacity(data: Mapping[str, Any], facts: Facts) -> Verdict:
     if facts.rated_energy_kwh is None:
         return Verdict(None, (NO_CAPACITY,))
@@ -291,14 +357,18 @@ def _capacity(data: Mapping[str, Any], facts: Facts) -> Verdict:
 
 
 def observe(readings: Readings, etype: EventType, event_id: str, data: Mapping[str, Any]) -> Readings:
-    """The readings after an accepted event: an INSPECTED or GRADED gives new ones; REMANUFACTURED lets the SoH
-    start afresh (new cells may read higher); an ERROR_DECLARED drops a reading its declared event gave."""
-    if etype in (EventType.INSPECTED, EventType.GRADED):
+    """The readings after an accepted event: an INSPECTED, GRADED or BMS_REPORTED gives new ones; REMANUFACTURED
+    lets the SoH start afresh (new cells may read higher); an ERROR_DECLARED drops a reading its declared event
+    gave."""
+    if etype in (EventType.INSPECTED, EventType.GRADED, EventType.BMS_REPORTED):
         soh, cycles = data.get("soh_pct"), data.get("cycle_count")
         if soh is not None:
             readings = replace(readings, soh_pct=Reading(float(soh), event_id))
         if cycles is not None:
             readings = replace(readings, cycle_count=Reading(cycles, event_id))
+        reported = {name: Reading(value, event_id) for name in BMS_TOTALS if (value := member(data, name)) is not None}
+        if reported:
+            readings = replace(readings, totals={**readings.totals, **reported})
     elif etype is EventType.REMANUFACTURED:
         readings = replace(readings, soh_pct=None)
     elif etype is EventType.ERROR_DECLARED:
@@ -307,4 +377,6 @@ def observe(readings: Readings, etype: EventType, event_id: str, data: Mapping[s
             readings = replace(readings, soh_pct=None)
         if readings.cycle_count is not None and readings.cycle_count.event_id == declared:
             readings = replace(readings, cycle_count=None)
+        if any(r.event_id == declared for r in readings.totals.values()):
+            readings = replace(readings, totals={k: r for k, r in readings.totals.items() if r.event_id != declared})
     return readings

@@ -41,6 +41,7 @@ TYPES_DOC = """
 | DISPOSED | any but final | disposed | collector, recycler | custodian | `method`?, `note`? |
 | TRANSFERRED | any but final | unchanged | the custodian | receiver becomes custodian | `to` |
 | INCIDENT | any but final | unchanged | any operational role, ministry | — | `kind`, `severity`, `description`? |
+| BMS_REPORTED | any but final | unchanged | any operational role but certifier | the custodian, the battery's manufacturer, or (in service) an inspector or assessor | at least one BMS reading: `soh_pct`, `soce_pct`, `soc_pct` (%), `cycle_count`, `remaining_capacity_ah`, `remaining_energy_kwh`, `capacity_fade_pct`, `power_fade_pct`, `remaining_power_w` [{`at_soc_pct`, `power_w`}], `remaining_round_trip_efficiency_pct`, `round_trip_efficiency_fade_pct`, `self_discharge_rate_pct_per_month`, `self_discharge_evolution_pct`, `internal_resistance_ohm` / `internal_resistance_increase_pct` {`pack`, `module`, `cell`}, running totals `energy_throughput_kwh`, `capacity_throughput_ah`, `deep_discharge_events`, `overcharge_events`, `extreme_temperature_min` {`above`, `below`, `charging_above`, `charging_below`} |
 | ERROR_DECLARED | any | the state without the declared event | the declared event's poster, an authority | as without it | `declared_event_id`, `declared_actor`?, `reason`, `corrective_event_ids`? |
 
 ERROR_DECLARED takes the declared event's effects out: the battery's state is recomputed from its ledger without it
@@ -48,6 +49,12 @@ ERROR_DECLARED takes the declared event's effects out: the battery's state is re
 403 `correction-window-closed` after), by an authority at any time. 409 `already-declared` for an event declared
 before; 409 `later-events-depend` while a later event needs it (declare that one first); 422 for a declaration or
 the registration (amend registry facts at the registry instead).
+
+BMS_REPORTED carries a battery management system's readings (EU 2023/1542 Art. 14, Annex VII) for the passport's
+PerformanceAndDurability aspect: SoH and cycles follow INSPECTED's rules (SoH within 0-100 and not rising without a
+REMANUFACTURED, cycles never falling); a running total never falls (422 `implausible-total`); remaining capacity or
+energy more than 10 % above the rated one is 422
+`implausible-remaining`.
 
 MANUFACTURED is recorded when the registry registers the battery (sequence 1). Event IDs are unique per poster.
 `occurred_at` may be at most a few seconds (the `occurred_at_max_ahead_s` setting, default 5) ahead of the server.

@@ -19,6 +19,7 @@ class Custody(StrEnum):
     assembly = "assembly"  # the poster must hold the child and the parent (assembly)
     receiver = "receiver"  # the poster is the custodian; data.to becomes the custodian
     consignee = "consignee"  # the poster is the custodian or the consignee it named; the poster becomes custodian
+    reporter = "reporter"  # the custodian, the battery's manufacturer, or (in service) an inspector or assessor
 
 
 NON_FINAL = frozenset(s for s in State if s not in FINAL_STATES)
@@ -96,6 +97,17 @@ NAMES_CONSIGNEE = frozenset({EventType.REMOVED})
 ERROR_DECLARATION = _r(frozenset(State), None, OPERATIONAL | AUTHORITY, Custody.none)
 
 
+#: BMS_REPORTED (EU 2023/1542 Art. 14: the data of the battery management system, for the passport's
+#: PerformanceAndDurability aspect) is a report about the battery, not a step of its life, so it stays out of RULES
+#: (and of `allowed_events`, which would otherwise name it in every state): any state but a final one, the state
+#: unchanged. The custodian reports what its BMS reads, the battery's manufacturer what its BMS telemetry reads
+#: wherever the battery is, and in service the roles that read a battery without holding it (an inspector, as for
+#: INSPECTED; an assessor, as for a pre-removal grading). Nobody else: a report about a battery one has no part in
+#: is refused. Certifiers read no BMS.
+BMS_REPORTING = _r(NON_FINAL, None, OPERATIONAL - {Role.certifier}, Custody.reporter)
+READS_IN_SERVICE = frozenset({Role.inspector, Role.assessor})
+
+
 #: Pre-removal grading (탈거 전 성능평가, MOLIT's regime from 2027): an assessor grades a battery still in service
 #: (GRADED with `data.pre_removal`), without holding it; the state stays in_service. The grade then decides what may
 #: follow once the battery is removed (`PRE_GRADED_SOURCES`), as a grade given after collection does.
@@ -119,9 +131,12 @@ def is_pre_removal(etype: EventType, data: Mapping[str, Any] | None) -> bool:
 
 
 def rule_for(etype: EventType, data: Mapping[str, Any] | None = None) -> Rule:
-    """The event's rule; a GRADED with `data.pre_removal` follows PRE_REMOVAL_GRADING."""
+    """The event's rule; a GRADED with `data.pre_removal` follows PRE_REMOVAL_GRADING; ERROR_DECLARED and
+    BMS_REPORTED, outside RULES, their own."""
     if etype is EventType.ERROR_DECLARED:
         return ERROR_DECLARATION
+    if etype is EventType.BMS_REPORTED:
+        return BMS_REPORTING
     return PRE_REMOVAL_GRADING if is_pre_removal(etype, data) else RULES[etype]
 
 

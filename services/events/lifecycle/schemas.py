@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from shared.contract.lifecycle import (
+    BMS_COMPONENTS,
     MATERIALS,
     EventType,
     Grade,
@@ -169,6 +170,94 @@ class IncidentData(_Data):
     description: Annotated[str, Field(max_length=2000)] | None = None
 
 
+#: Minutes in 50 years: a cumulative time above that is a typing error, not a battery's life.
+MINUTES_MAX = 50 * 366 * 24 * 60
+Minutes = Annotated[int, Field(ge=0, le=MINUTES_MAX)]
+#: A relative change in % (an increase, an evolution): at least -100 % (down to nothing), at most +1,000 %.
+Change = Annotated[float, Field(ge=-100, le=1000, allow_inf_nan=False), AfterValidator(lambda v: v + 0.0)]  # no -0.0
+
+
+class PerComponent(_Data):
+    """A value per battery component: the pack's, and where the BMS tells them, a module's and a cell's."""
+
+    @model_validator(mode="after")
+    def _some(self) -> PerComponent:
+        if all(getattr(self, c) is None for c in BMS_COMPONENTS):
+            raise ValueError(f"give at least one of {', '.join(BMS_COMPONENTS)}")
+        return self
+
+
+class ResistanceOhm(PerComponent):
+    pack: Positive | None = None
+    module: Positive | None = None
+    cell: Positive | None = None
+
+
+class ResistanceIncrease(PerComponent):
+    pack: Change | None = None
+    module: Change | None = None
+    cell: Change | None = None
+
+
+class ExtremeTemperatureMinutes(_Data):
+    """Cumulative minutes outside the battery's temperature limits (Annex VII Part B (4)): all four together."""
+
+    above: Minutes
+    below: Minutes
+    charging_above: Minutes
+    charging_below: Minutes
+
+
+class PowerAtSoc(_Data):
+    at_soc_pct: Annotated[Percent, Field(description="The state of charge the power capability is measured at.")]
+    power_w: NonNegative
+
+
+def _reading(unit: str, what: str) -> Any:
+    return Field(None, description=f"{what} ({unit}).")
+
+
+class BmsReportedData(_Data):
+    """What a battery management system reports (EU Battery Regulation 2023/1542 Art. 14, Annex VII; the Battery
+    Pass 1.2 PerformanceAndDurability `batteryCondition` and Catena-X 6.1 `performance/dynamic` fields, in their
+    units). Any subset, at least one reading; the passport shows each field's newest reading of the life."""
+
+    soh_pct: Percent | None = _reading("%", "State of health; never rises unless remanufactured (plausibility)")
+    soce_pct: Percent | None = _reading("%", "State of certified energy (UN GTR 22), EV batteries")
+    soc_pct: Percent | None = _reading("%", "State of charge")
+    cycle_count: Count | None = _reading("cycles", "Full equivalent charge-discharge cycles; never falls")
+    remaining_capacity_ah: NonNegative | None = _reading("Ah", "Remaining capacity; at most the rated one + margin")
+    remaining_energy_kwh: NonNegative | None = _reading("kWh", "Remaining usable energy; at most the rated + margin")
+    capacity_fade_pct: Percent | None = _reading("%", "Capacity fade")
+    power_fade_pct: Percent | None = _reading("%", "Power fade")
+    remaining_power_w: (
+        Annotated[list[PowerAtSoc], Field(min_length=1, max_length=4, description="Remaining power capability (W).")]
+        | None
+    ) = None
+    remaining_round_trip_efficiency_pct: Percent | None = _reading("%", "Remaining round-trip energy efficiency")
+    round_trip_efficiency_fade_pct: Percent | None = _reading("%", "Round-trip energy efficiency fade")
+    self_discharge_rate_pct_per_month: Percent | None = _reading("% per month", "Current self-discharge rate")
+    self_discharge_evolution_pct: Change | None = _reading("%", "Evolution of the self-discharge rate")
+    internal_resistance_ohm: ResistanceOhm | None = _reading("Ω", "Internal (ohmic) resistance per component")
+    internal_resistance_increase_pct: ResistanceIncrease | None = _reading("%", "Internal resistance increase")
+    energy_throughput_kwh: NonNegative | None = _reading("kWh", "Energy throughput since manufacture; never falls")
+    capacity_throughput_ah: NonNegative | None = _reading("Ah", "Capacity throughput since manufacture; never falls")
+    deep_discharge_events: Count | None = _reading("events", "Deep-discharge events so far; never falls")
+    overcharge_events: Count | None = _reading("events", "Overcharge events so far; never falls")
+    extreme_temperature_min: ExtremeTemperatureMinutes | None = _reading(
+        "minutes", "Time spent in, and charging in, extreme temperatures so far; never falls"
+    )
+
+    @model_validator(mode="after")
+    def _readings(self) -> BmsReportedData:
+        if all(v is None for v in self.__dict__.values()):
+            raise ValueError("a BMS report carries at least one reading")
+        socs = [p.at_soc_pct for p in self.remaining_power_w or []]
+        if len(set(socs)) != len(socs):
+            raise ValueError("remaining_power_w: one power capability per state of charge")
+        return self
+
+
 class ErrorDeclaredData(_Data):
     """Declares an earlier event of the same battery erroneous (EPCIS ErrorDeclaration). The original stays
     in the ledger; this event marks it."""
@@ -206,6 +295,7 @@ DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.DISPOSED: DisposedData,
     EventType.TRANSFERRED: TransferredData,
     EventType.INCIDENT: IncidentData,
+    EventType.BMS_REPORTED: BmsReportedData,
     EventType.ERROR_DECLARED: ErrorDeclaredData,
 }
 DATA_ADAPTERS = {t: TypeAdapter(m) for t, m in DATA_MODELS.items()}

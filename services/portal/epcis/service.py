@@ -105,6 +105,8 @@ def from_ledger(e: Mapping[str, Any]) -> dict[str, Any]:
     if t == "TRANSFERRED":
         body["destinationList"] = [{"type": "possessing_party", "destination": participant_uri(data["to"])}]
     sensors = _sensor(soh=data.get("soh_pct"), cycles=data.get("cycle_count")) if t in ("INSPECTED", "GRADED") else []
+    if t == "BMS_REPORTED":
+        sensors = [{"sensorReport": voc.bms_reports(data)}]
     if sensors:
         body["sensorElementList"] = sensors
     body.update({f"bt:{k}": v for k, v in _extensions(t, data).items() if v is not None})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services.portal.passports import condition
 from shared import standards
 from shared.access import COMMERCIAL_FACTS, Level
 
@@ -96,7 +97,9 @@ class _Life:
     life: Mapping[str, Any]
     category: str
     installed: datetime | None  # its first INSTALLED
-    inspected: dict[str, Any] | None  # its last INSPECTED
+    readings: Mapping[str, condition.Reading]  # its newest readings (BMS_REPORTED, INSPECTED, GRADED)
+    negative: list[dict[str, Any]] | None  # its negative events (None: nothing says)
+    rte_at_half_life: float | None  # the model's declared round-trip efficiency at 50 % of cycle life
 
 
 def build(
@@ -122,13 +125,19 @@ def build(
     model = battery.get("model") or {}
     bp_declared: Mapping[str, dict[str, Any]] = declared.get("batterypass") or {}
     operator = operator_of(battery, ours)
+    readings = condition.newest(ours)
+    rated_rte = (((declared.get("catenax") or {}).get("performance") or {}).get("rated") or {}).get(
+        "roundTripEfficiency"
+    )
     of = _Life(
         battery,
         ours,
         life,
         _category(ours),
         next((e["occurred_at"] for e in ours if e["type"] == "INSTALLED"), None),
-        next((e for e in reversed(ours) if e["type"] in ("INSPECTED",)), None),
+        readings,
+        condition.negative_events(ours, readings),
+        (rated_rte or {}).get("50PercentLife"),
     )
     derived = _battery_pass(of, parties, operator)
     aspects = {
@@ -225,28 +234,13 @@ def _battery_pass(of: _Life, parties: Mapping[str, dict[str, Any] | None], opera
         )
         if model.get(f) is not None
     }
-    condition: dict[str, Any] = {}
-    if of.inspected is not None:  # the ledger's INSPECTED holds the cycle count; the rest is the BMS's
-        condition["numberOfFullCycles"] = {
-            "numberOfFullCyclesValue": of.inspected["data"]["cycle_count"],
-            "lastUpdate": of.inspected["occurred_at"].isoformat(),
-        }
-    negative = [
-        {
-            "negativeEvent": f"{e['data'].get('kind', 'incident')} ({e['data'].get('severity', '')})".strip(),
-            "lastUpdate": e["occurred_at"].isoformat(),
-        }
-        for e in of.events
-        if e["type"] == "INCIDENT"
-    ]
-    if negative:
-        condition["negativeEvents"] = negative
+    state = condition.battery_condition(of.readings, of.negative, of.rte_at_half_life)
     return {
         "generalProductInformation": general,
         "materialComposition": composition,
         "carbonFootprint": footprint,
         "circularity": circularity,
-        "performanceAndDurability": {"batteryTechicalProperties": technical, "batteryCondition": condition},
+        "performanceAndDurability": {"batteryTechicalProperties": technical, "batteryCondition": state},
         "labeling": {},
         "supplyChainDueDiligence": {},
     }
@@ -270,7 +264,7 @@ def _catenax(of: _Life, declared: Mapping[str, Any], rank: int) -> dict[str, Any
         },
         "operation": {"manufacturer": {"manufacturingDate": of.battery["manufactured_at"].date().isoformat()}},
         "sustainability": {"status": CATENAX_STATUS[of.life["status"]]},
-        "performance": {"rated": {}, "dynamic": {}},
+        "performance": {"rated": {}, "dynamic": condition.catenax_dynamic(of.readings, of.negative)},
         "metadata": {
             "passportIdentifier": uuid_of(of.life["passport_id"]),
             "predecessor": uuid_of(of.life["predecessor"]) if of.life["predecessor"] else standards.NO_PREDECESSOR,
@@ -294,11 +288,6 @@ def _catenax(of: _Life, declared: Mapping[str, Any], rank: int) -> dict[str, Any
         rated["capacity"] = {"value": model["rated_capacity_ah"]}
     if model.get("nominal_voltage_v") is not None:
         rated["voltage"] = {"nominal": model["nominal_voltage_v"]}
-    if of.inspected is not None:
-        derived["performance"]["dynamic"]["fullCycles"] = {
-            "value": of.inspected["data"]["cycle_count"],
-            "time": of.inspected["occurred_at"].isoformat(),
-        }
     content = of.battery.get("recycled_content_pct") or {}
     derived["materials"] = {
         "active": {m: {"recycled": float(content.get(m, 0.0))} for m in ("nickel", "lithium", "cobalt", "lead")}

@@ -383,6 +383,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "DISPOSED": ("폐기", "Disposed"),
     "TRANSFERRED": ("인계", "Transferred"),
     "INCIDENT": ("사고", "Incident"),
+    "BMS_REPORTED": ("BMS 측정값 보고", "BMS readings reported"),
     "ERROR_DECLARED": ("오류 선언", "Error declared"),
     # correction reasons (EPCIS CBV error reasons) and amendable facts
     "did_not_occur": ("발생하지 않음", "did not occur"),
