@@ -60,7 +60,7 @@ async def republish(
             if battery is None:
                 total += await _republish_vins(engine, since)
             return total
-        messages = [OutboxMessage(*lifecycle_message(_ledger_row(r), r)) for r in rows]
+        messages = [OutboxMessage(*lifecycle_message(_ledger_row(r), r["kind"], r["manufacturer"])) for r in rows]
         async with maker() as session, session.begin():
             await enqueue(session, SCHEMA, messages)
         total += len(rows)

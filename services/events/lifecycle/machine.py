@@ -36,14 +36,27 @@ from shared.contract.streams import manufactured_event_id
 
 def as_row(value: Any) -> dict[str, Any]:
     """A dataclass's fields as a row to store or publish: text as plain `str` (a StrEnum by its value), mappings
-    as dicts (of plain values), nested dataclasses as rows."""
-    return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    as dicts (of plain values), nested dataclasses as rows. (On the hot path, several times per event: field
+    names are looked up once per class, and plain values pass without the ABC checks.)"""
+    names = _FIELD_NAMES.get(type(value))
+    if names is None:
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value))
+    return {name: _plain(getattr(value, name)) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+_PLAIN = frozenset({int, float, bool, type(None), datetime})
 
 
 def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN or kind is str:
+        return value
     if isinstance(value, str):
         return str(value)
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     return as_row(value) if is_dataclass(value) else value
 

@@ -74,13 +74,14 @@ def genesis_from_registry(battery: Mapping[str, Any], recorded_at: datetime) -> 
     return first.state.as_row(), first.row.as_row()
 
 
-def lifecycle_message(row: dict[str, Any], state: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+def lifecycle_message(row: dict[str, Any], kind: str, manufacturer: str) -> tuple[str, str, dict[str, Any]]:
+    """The stream's record of a ledger row (`row`: the row as stored) of a battery of this kind and maker."""
     data = {
         **row,
         "occurred_at": ts(row["occurred_at"]),
         "recorded_at": ts(row["recorded_at"]),
-        "kind": state["kind"],
-        "manufacturer": state["manufacturer"],
+        "kind": kind,
+        "manufacturer": manufacturer,
     }
     data.pop("request_digest", None)
     return (
@@ -107,11 +108,12 @@ async def start_ledgers(session: AsyncSession, batteries: Sequence[dict[str, Any
     complete = {t.state.battery_id: t.state.facts.as_json() for t in firsts if t.state.facts.complete}
     await repo.fill_facts(session, {bid: f for bid, f in complete.items() if bid not in inserted})
     if fresh:
+        rows = [t.row.as_row() for t in fresh]
         await repo.write(
             session,
-            [t.row.as_row() for t in fresh],
+            rows,
             [],
-            [lifecycle_message(t.row.as_row(), t.state.as_row()) for t in fresh],
+            [lifecycle_message(r, t.state.kind, t.state.manufacturer) for r, t in zip(rows, fresh, strict=True)],
             update_states=False,
         )
     return len(fresh)
@@ -283,6 +285,7 @@ async def capture(
     now = datetime.now(UTC)
     work = {bid: BatteryState.from_row(s) for bid, s in states.items()}
     rows: list[LedgerRow] = []
+    stored: list[dict[str, Any]] = []  # the rows as stored and published (each converted once)
     messages: list[tuple[str, str, dict[str, Any]]] = []
     applied: dict[str, EventResult] = {}
     failed_batteries: set[str] = set()
@@ -320,16 +323,17 @@ async def capture(
         new, row = step.state, step.row
         work[ev.battery_id] = new
         rows.append(row)
+        stored.append(row.as_row())
         known.append(DeclaredEvent(row.event_id, row.battery_id, row.type, row.actor))
-        messages.append(lifecycle_message(row.as_row(), new.as_row()))
-        acc = EventResult.of(row.as_row())
+        messages.append(lifecycle_message(stored[-1], new.kind, new.manufacturer))
+        acc = EventResult.of(stored[-1])
         applied[ev.event_id] = acc
         results[i] = acc
     _raise_if(failures, batch)
 
     if rows:
         changed = sorted({r.battery_id for r in rows})
-        await repo.write(session, [r.as_row() for r in rows], [work[b].as_row() for b in changed], messages)
+        await repo.write(session, stored, [work[b].as_row() for b in changed], messages)
         installed = {r.data["vin"] for r in rows if r.type is EventType.INSTALLED and "vin" in r.data}
         await vins.record(session, {p: v for p, v in plain_vins.items() if p in installed})
     return [results[i] for i in range(len(prepared))]
