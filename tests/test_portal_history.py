@@ -234,7 +234,9 @@ async def test_the_history_is_one_indexed_statement_and_its_parent_the_timeline_
         while nodes:
             node = nodes.pop()
             nodes += node.get("Plans", [])
-            if node["Node Type"] == "Seq Scan" or (node["Node Type"].endswith("Index Scan") and "Index Cond" not in node):
+            if node["Node Type"] == "Seq Scan" or (
+                node["Node Type"].endswith("Index Scan") and "Index Cond" not in node
+            ):
                 scans.append(node.get("Relation Name") or node.get("Index Name"))
         assert scans == []
         for event in pack:

@@ -475,7 +475,8 @@ def extend(before: Battery, events: Sequence[TimelineEvent], flows: Flows) -> Ba
     of its registry facts: the head folded on from where it is, and `flows` the flows of the new events alone
     (at the region the head holds, after a reuse if the head counts one) and the move of its contained materials.
     That is the difference `advance` takes between the whole timeline's contribution and the earlier events',
-    without reading the timeline."""
+    without reading the timeline. (So a battery's head is no longer refolded by every batch that touches it: a
+    head column added later is filled by a rebuild, as its migration says.)"""
     head, reused = before.head, before.head.life > 0
     for e in events:
         head = step(head, e)
