@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from services.portal.ingest.projection import Battery, TimelineEvent, fold
 from shared.kafka import dlq_topic
 from tests.conftest import RegistrySettings, eventually, read_topic, serve
 from tests.factories import create_models, register
@@ -226,3 +227,28 @@ async def test_contract_tolerance_extra_fields_applied_future_types_skipped(
         assert h["current"]["custodian"] == "HMC"
         ops = (await portal.get("/v1/ops/consumer")).json()
         assert ops["dead_lettered"] == 0  # skipped by rule, not dead-lettered
+
+
+async def test_the_head_kept_event_by_event_is_the_fold_of_the_stored_timeline(
+    registry, make_settings, token, infra, topic_prefix
+) -> None:
+    """Events that only continue a battery's timeline are folded on from its stored head, without reading the
+    timeline (services/portal/ingest/projection.py `extend`): each event arrives in a batch of its own here, and
+    the heads kept are what a refold of every stored event gives."""
+    life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
+    envelopes = scenario(life)
+    admin = token("ops", "admin")
+    async with portal_app(portal_settings(make_settings)) as portal:
+        await _register_all(registry, token)
+        for bid in EXPECTED_SEQUENCES:
+            await wait_registered(portal, admin, bid)
+        for e in envelopes:
+            await life.publish([e])
+            await wait_sequence(portal, admin, e["data"]["battery_id"], e["data"]["sequence"])
+        async with portal.app.state.engine.connect() as conn:  # type: ignore[attr-defined]
+            batteries = (await conn.execute(text("SELECT * FROM portal.batteries"))).mappings().all()
+            stored = (await conn.execute(text("SELECT * FROM portal.events ORDER BY sequence"))).mappings().all()
+    assert len(stored) == len(envelopes)
+    for row in batteries:
+        timeline = [TimelineEvent.of(e) for e in stored if e["battery_id"] == row["id"]]
+        assert Battery.of(row).head == fold(timeline), row["id"]

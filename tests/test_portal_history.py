@@ -3,6 +3,8 @@ real broker."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from tests.conftest import RegistrySettings, serve
@@ -186,3 +188,63 @@ async def test_search_filters_and_cursor(world, token) -> None:
     # a dismantler finds only what it handled
     mine = (await portal.get("/v1/batteries", headers=token("DISM-1", "dismantler"))).json()
     assert [b["id"] for b in mine["items"]] == ["P1"]
+
+
+async def test_state_at_a_past_time(world, token) -> None:
+    _registry, portal, life = world
+    await life.publish(await _build_pack(life))
+    admin = token("ops", "admin")
+    await wait_sequence(portal, admin, "P1", 6)
+
+    async def state_at(when: str) -> dict | None:
+        r = await portal.get("/v1/batteries/P1/history", params={"at": at(when).isoformat()}, headers=admin)
+        assert r.status_code == 200, r.text
+        state: dict | None = r.json()["state_at"]
+        return state
+
+    assert await state_at("2026-03-01") == {"sequence": 3, "state_after": "in_service", "custodian_after": "HMC"}
+    assert await state_at("2026-08-03") == {"sequence": 5, "state_after": "removed", "custodian_after": "DISM-1"}
+    assert await state_at("2026-01-01") is None  # before it was made
+    r = await portal.get("/v1/batteries/P1/history", headers=admin)
+    assert r.json()["state_at"] is None  # asked only with ?at=
+
+
+async def test_the_history_is_one_indexed_statement_and_its_parent_the_timeline_s(world, token, db_url) -> None:
+    """`repository.HISTORY` reads the battery, its timeline, aliases and amendments on their indexes (EXPLAINed
+    with sequential scans priced out), and the parent a battery was in, read from its own timeline
+    (`service.parent_in`), is the one `repository.parent_at` reads from the table, at every moment."""
+    import asyncpg
+    import orjson
+
+    from services.portal.history import repository as repo
+    from services.portal.history.service import parent_in
+    from shared.db import asyncpg_dsn
+
+    _registry, portal, life = world
+    pack = await _build_pack(life)
+    await life.publish(pack)
+    admin = token("ops", "admin")
+    for bid, seq in (("P1", 6), ("M1", 3), ("C1", 2)):
+        await wait_sequence(portal, admin, bid, seq)
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        (plan,) = orjson.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {repo.HISTORY}", "P1"))
+        nodes, scans = [plan["Plan"]], []
+        while nodes:
+            node = nodes.pop()
+            nodes += node.get("Plans", [])
+            if node["Node Type"] == "Seq Scan" or (
+                node["Node Type"].endswith("Index Scan") and "Index Cond" not in node
+            ):
+                scans.append(node.get("Relation Name") or node.get("Index Name"))
+        assert scans == []
+        for event in pack:
+            bid = event["data"]["battery_id"]
+            read = await repo.history_of(conn, bid)
+            assert read is not None
+            t = datetime.fromisoformat(event["data"]["occurred_at"].replace("Z", "+00:00"))
+            for moment in (t - timedelta(seconds=1), t, t + timedelta(seconds=1)):
+                assert parent_in(read.timeline, moment) == await repo.parent_at(conn, bid, moment), (bid, moment)
+    finally:
+        await conn.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Column, Table, and_, exists, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portal.history.schemas import BatterySearch
@@ -16,6 +18,7 @@ from shared.db import json_value, qualified, row_dict
 from shared.pagination import keyset
 
 aliases = Alias.__table__
+amendments = Amendment.__table__
 batteries = Battery.__table__
 handlers = Handler.__table__
 participants = Participant.__table__
@@ -37,9 +40,71 @@ RESOLVE_ALIAS = (
     f"(SELECT id FROM {BATTERIES} WHERE vin = $1 ORDER BY id LIMIT 1))"
 )
 TIMELINE = f"SELECT * FROM {EVENTS} WHERE battery_id = $1 ORDER BY sequence"
-AMENDMENTS = f"SELECT * FROM {qualified(Amendment.__table__)} WHERE battery_id = $1 ORDER BY number"
+AMENDMENTS = f"SELECT * FROM {qualified(amendments)} WHERE battery_id = $1 ORDER BY number"
 #: Composition, state and relations read only events in effect (an event declared in error has none).
 IN_EFFECT = "declared_by IS NULL"
+
+
+def _rows(table: Table, columns: Sequence[Column[Any]], where: str) -> str:
+    """The table's rows that match `where` (on alias `t`; ordered there too) as one array of records, their
+    fields in `columns` order. JSONB travels as text: the readers' JSONB codec is a text one, and asyncpg
+    decodes records only in binary."""
+    fields = ", ".join(f"t.{c.name}" + ("::text" if isinstance(c.type, JSONB) else "") for c in columns)
+    return f"ARRAY(SELECT ROW({fields}) FROM {qualified(table)} t WHERE {where})"
+
+
+def _dicts(columns: Sequence[Column[Any]], records: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The records of `_rows` as rows (dicts by column name, JSONB decoded)."""
+    names = [c.name for c in columns]
+    documents = [c.name for c in columns if isinstance(c.type, JSONB)]
+    out = []
+    for record in records:
+        row = dict(zip(names, record, strict=True))
+        for name in documents:
+            row[name] = json_value(row[name])
+        out.append(row)
+    return out
+
+
+_TIMELINE_COLUMNS = list(events.c)
+_ALIAS_COLUMNS = [aliases.c.scheme, aliases.c.value]
+_AMENDMENT_COLUMNS = list(amendments.c)
+#: A battery's history in one statement, each part on its own index: its row (primary key), its timeline (the
+#: events' primary key), its aliases and amendments (by battery), and whether anything was ever assembled into it
+#: (ix_events_parent; only then is its composition looked up).
+HISTORY = (
+    f"SELECT b.*, {_rows(events, _TIMELINE_COLUMNS, 't.battery_id = b.id ORDER BY t.sequence')} AS timeline, "
+    f"{_rows(aliases, _ALIAS_COLUMNS, 't.battery_id = b.id ORDER BY t.value')} AS aliases, "
+    f"{_rows(amendments, _AMENDMENT_COLUMNS, 't.battery_id = b.id ORDER BY t.number')} AS amendments, "
+    f"EXISTS (SELECT 1 FROM {EVENTS} c WHERE c.parent_id = b.id) AS assembled_into "
+    f"FROM {BATTERIES} b WHERE b.id = $1"
+)
+_HISTORY_PARTS = ("timeline", "aliases", "amendments", "assembled_into")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRows:
+    """What a battery's history is made from (`HISTORY`): its row, its events in sequence order, its aliases, its
+    amendments in number order, and whether any battery was ever assembled into it."""
+
+    battery: dict[str, Any]
+    timeline: list[dict[str, Any]]
+    aliases: list[dict[str, Any]]
+    amendments: list[dict[str, Any]]
+    assembled_into: bool
+
+
+async def history_of(conn: asyncpg.Connection, battery_id: str) -> HistoryRows | None:
+    row = await conn.fetchrow(HISTORY, battery_id)
+    if row is None:
+        return None
+    return HistoryRows(
+        battery={k: v for k, v in row.items() if k not in _HISTORY_PARTS},
+        timeline=_dicts(_TIMELINE_COLUMNS, row["timeline"]),
+        aliases=_dicts(_ALIAS_COLUMNS, row["aliases"]),
+        amendments=_dicts(_AMENDMENT_COLUMNS, row["amendments"]),
+        assembled_into=row["assembled_into"],
+    )
 
 
 async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any] | None:
@@ -51,11 +116,6 @@ async def resolve_alias(conn: asyncpg.Connection, value: str) -> str | None:
     """An alias (GS1 Digital Link, EPC, VIN) from the registry, else the VIN the battery was installed in."""
     found: str | None = await conn.fetchval(RESOLVE_ALIAS, value)
     return found
-
-
-async def aliases_of(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT scheme, value FROM {ALIASES} WHERE battery_id = $1 ORDER BY value", battery_id)
-    return [dict(r) for r in rows]
 
 
 async def timeline(conn: asyncpg.Connection, battery_id: str) -> list[dict[str, Any]]:
@@ -132,16 +192,6 @@ async def summaries(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, d
         f"SELECT id, kind, model_id, manufacturer, state FROM {BATTERIES} WHERE id = ANY($1::text[])", list(ids)
     )
     return {r["id"]: dict(r) for r in rows}
-
-
-async def state_at(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        f"SELECT sequence, state_after, custodian_after FROM {EVENTS} WHERE battery_id = $1 AND occurred_at <= $2 "
-        f"AND {IN_EFFECT} ORDER BY sequence DESC LIMIT 1",
-        battery_id,
-        at,
-    )
-    return dict(row) if row else None
 
 
 async def search(

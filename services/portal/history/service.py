@@ -3,6 +3,7 @@ passports (one per life), and how fresh the read model is."""
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -44,28 +45,39 @@ _CURRENT = (
 _CERTIFICATION_CURRENT = ("state", "state_since", "safety", "sequence")
 #: A timeline entry: the ledger record without its battery ID (the history names the battery once).
 _EVENT_FIELDS = ("sequence", *(f for f in LEDGER_FIELDS if f not in ("battery_id", "sequence")))
+_event_fields = operator.itemgetter(*_EVENT_FIELDS)
 PASSPORT_STATUS = {"original": "Original", "repurposed": "Repurposed", "remanufactured": "Remanufactured"}
 
 
 async def locate(
     conn: asyncpg.Connection, battery_id: str | None, alias: str | None, at: datetime | None = None
 ) -> dict[str, Any]:
-    """The battery by its ID or an alias. A VIN (or its pseudonym) follows the installation relation at `at`
-    (now if None): `vehicles.battery_for_vin`."""
+    """The battery by its ID or an alias (`resolve`)."""
+    bid = await resolve(conn, battery_id, alias, at)
+    battery = await repo.get_battery(conn, bid)
+    if battery is None:
+        raise _unknown(bid)
+    return battery
+
+
+async def resolve(conn: asyncpg.Connection, battery_id: str | None, alias: str | None, at: datetime | None) -> str:
+    """The battery ID meant: `battery_id`, or what an alias (GS1 Digital Link, EPC) names. A VIN (or its
+    pseudonym) follows the installation relation at `at` (now if None): `vehicles.battery_for_vin`."""
     if alias and (is_vin(normalise(alias)) or is_pseudonym(alias)):
         found = await vehicles.battery_for_vin(conn, alias, at)
         if found is None:
             raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
-        battery_id, alias = found, None
+        return found
     if alias:
         found = await repo.resolve_alias(conn, alias)
         if found is None:
             raise NotFound(f"Nothing in the portal is known as '{alias}'.", code="unknown-alias")
-        battery_id = found
-    battery = await repo.get_battery(conn, battery_id or "")
-    if battery is None:
-        raise NotFound(f"The portal knows no battery '{battery_id}' (yet).", code="unknown-battery")
-    return battery
+        return found
+    return battery_id or ""
+
+
+def _unknown(battery_id: str) -> NotFound:
+    return NotFound(f"The portal knows no battery '{battery_id}' (yet).", code="unknown-battery")
 
 
 async def relation(conn: asyncpg.Connection, org: str, battery: Mapping[str, Any]) -> access.Relation:
@@ -103,7 +115,7 @@ def trim_event(
 ) -> dict[str, Any]:
     """A timeline entry as the principal may see it: commercial facts in its data only for those who see them;
     where it was declared in error, the declaration (`by_sequence`: the timeline by sequence)."""
-    out = {k: event[k] for k in _EVENT_FIELDS}
+    out = dict(zip(_EVENT_FIELDS, _event_fields(event), strict=True))
     if access.FieldGroup.commercial not in groups and isinstance(out.get("data"), Mapping):
         out["data"] = access.trim_commercial(out["data"], groups)
     declared_by = event.get("declared_by")
@@ -143,8 +155,11 @@ def visible_events(events: Sequence[Mapping[str, Any]], groups: frozenset[access
 async def history(
     conn: asyncpg.Connection, principal: Principal, battery_id: str, *, alias: str | None, at: datetime | None
 ) -> dict[str, Any]:
-    battery = await locate(conn, battery_id, alias, at)
-    bid = battery["id"]
+    bid = await resolve(conn, battery_id, alias, at)
+    read = await repo.history_of(conn, bid)  # the whole history in one statement
+    if read is None:
+        raise _unknown(bid)
+    battery = read.battery
     by_vin = bool(alias and (is_vin(normalise(alias)) or is_pseudonym(alias)))
     proved: list[access.Relation] = []
 
@@ -165,7 +180,7 @@ async def history(
     if at is not None and at.tzinfo is None:
         raise Unprocessable("at: needs a time zone", errors=[field_error("at", "timezone_aware", "needs a time zone")])
     when = at or datetime.now(UTC)
-    events = await repo.timeline(conn, bid)
+    events = read.timeline
     by_sequence = {e["sequence"]: e for e in events}
     head = events[-1] if events else None
     facts = {k: battery[k] for k in REGISTRY_FACTS}
@@ -183,12 +198,12 @@ async def history(
     out: dict[str, Any] = {
         "battery_id": bid,
         "registry": registry if battery["registered"] else None,
-        "aliases": [a for a in await repo.aliases_of(conn, bid) if condition or a["scheme"] != "vin"],
+        "aliases": [a for a in read.aliases if condition or a["scheme"] != "vin"],
         "current": current | {"passport_status": battery["status"]},
-        "composition": await composition(conn, bid, when),
-        "state_at": await repo.state_at(conn, bid, at) if at is not None and condition else None,
+        "composition": await composition(conn, bid, when, events, assembled_into=read.assembled_into),
+        "state_at": state_at(events, at) if at is not None and condition else None,
         "timeline": [trim_event(e, groups, by_sequence) for e in visible_events(events, groups)],
-        "amendments": [trim_amendment(a, groups) for a in await repo.amendments_of(conn, bid)],
+        "amendments": [trim_amendment(a, groups) for a in read.amendments],
         "chain": chain_status(bid, events),
         "passports": lives(bid, events),
         "as_of": {
@@ -233,19 +248,27 @@ async def search(
     return split_page(rows, limit)
 
 
-async def composition(conn: asyncpg.Connection, battery_id: str, at: datetime) -> dict[str, Any]:
-    """The tree under the battery and the chain of parents above it, as they were at `at`."""
+async def composition(
+    conn: asyncpg.Connection,
+    battery_id: str,
+    at: datetime,
+    own: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    assembled_into: bool = True,
+) -> dict[str, Any]:
+    """The tree under the battery and the chain of parents above it, as they were at `at`. `own`: the battery's
+    timeline where the caller holds it (its parent is then read from it); `assembled_into`: False where no battery
+    was ever assembled into it (it has no components to look up)."""
     ancestors: list[str] = []
-    current = battery_id
-    for _ in range(MAX_DEPTH):
-        parent = await repo.parent_at(conn, current, at)
-        if parent is None or parent in ancestors or parent == battery_id:
-            break
+    parent = parent_in(own, at) if own is not None else await repo.parent_at(conn, battery_id, at)
+    while parent is not None and parent not in ancestors and parent != battery_id:
         ancestors.append(parent)
-        current = parent
+        if len(ancestors) == MAX_DEPTH:
+            break
+        parent = await repo.parent_at(conn, parent, at)
     edges: dict[str, str] = {}
     level = [battery_id]
-    for _ in range(MAX_DEPTH):
+    for _ in range(MAX_DEPTH if assembled_into else 0):
         found = await repo.children_at(conn, level, at)
         found = {c: p for c, p in found.items() if c not in edges and c != battery_id}
         if not found:
@@ -272,6 +295,24 @@ async def composition(conn: asyncpg.Connection, battery_id: str, at: datetime) -
         "ancestors": ancestors,
         "components": node(battery_id)["components"],
     }
+
+
+def parent_in(events: Sequence[Mapping[str, Any]], at: datetime) -> str | None:
+    """The parent a battery was inside at `at`, from its own timeline (as `repository.parent_at` reads it): that
+    of its last ASSEMBLED in effect by then, unless a DISASSEMBLED followed."""
+    for e in reversed(events):
+        if e["type"] in ("ASSEMBLED", "DISASSEMBLED") and e["declared_by"] is None and e["occurred_at"] <= at:
+            return e["parent_id"] if e["type"] == "ASSEMBLED" else None
+    return None
+
+
+def state_at(events: Sequence[Mapping[str, Any]], at: datetime) -> dict[str, Any] | None:
+    """The state and custodian after the last event in effect that occurred by `at` (a declaration included: it
+    records the corrected ones)."""
+    for e in reversed(events):
+        if e["declared_by"] is None and e["occurred_at"] <= at:
+            return {k: e[k] for k in ("sequence", "state_after", "custodian_after")}
+    return None
 
 
 def chain_status(battery_id: str, events: Sequence[dict[str, Any]]) -> dict[str, Any]:

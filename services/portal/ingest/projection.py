@@ -4,9 +4,9 @@ a battery's timeline into its head, a battery's next row, and the flow figures e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -316,46 +316,50 @@ def fold(events: Sequence[TimelineEvent]) -> Head:
     """The battery's current facts from its events in sequence order: the event with the highest
     sequence decides the state, so a late, out-of-order delivery changes nothing it should not. Events declared
     in error are left out (`corrected`); a declaration moves only the state and custodian (to the corrected ones
-    the events service recorded on it) and the head's sequence. An ERROR_DECLARED refolds the whole timeline,
-    as every batch does."""
+    the events service recorded on it) and the head's sequence. An ERROR_DECLARED refolds the whole timeline."""
     head = Head()
     for e in corrected(events):
-        data, kind = e.data, e.type
-        changes: dict[str, Any] = {
-            "sequence": e.sequence,
-            "state": e.state_after,
-            "custodian": e.custodian_after,
-            "region": (None if kind == DECLARATION else event_region(e)) or head.region,
-            "last_event_id": e.event_id,
-            "last_recorded_at": e.recorded_at,
-            "last_applied_at": e.applied_at,
-        }
-        if e.state_after != head.state:
-            changes["state_since"] = e.occurred_at
-        if kind == "INSTALLED":
-            changes.update(vin=data.get("vin"), installed_at=head.installed_at or e.occurred_at)
-        elif kind in ("INSPECTED", "GRADED"):
-            changes["soh_pct"] = data.get("soh_pct")
-            if kind == "INSPECTED":
-                changes["cycle_count"] = data.get("cycle_count")
-            else:
-                changes["grade"] = data.get("grade")
-        elif kind == "ASSEMBLED":
-            changes["parent_id"] = data.get("parent_id")
-        elif kind == "DISASSEMBLED":
-            changes["parent_id"] = None
-        elif kind in REUSE_TYPES:
-            # A new life and a new passport (EU rule); it is put into service anew.
-            changes.update(life=head.life + 1, status=kind.lower(), safety=None, installed_at=None, **NO_CERTIFICATE)
-        elif kind == "SAFETY_INSPECTED":
-            changes["safety"] = data.get("result")
-            changes.update(certificate(data))
-        elif kind == "RECYCLED":
-            changes.update(status="waste", recycled_month=month_of(e.occurred_at), recycled_region=event_region(e))
-        elif kind == "DISPOSED":
-            changes["status"] = "waste"
-        head = replace(head, **changes)
+        head = step(head, e)
     return head
+
+
+def step(head: Head, e: TimelineEvent) -> Head:
+    """The head after one more event in effect (the fold's step)."""
+    data, kind = e.data, e.type
+    changes: dict[str, Any] = {
+        "sequence": e.sequence,
+        "state": e.state_after,
+        "custodian": e.custodian_after,
+        "region": (None if kind == DECLARATION else event_region(e)) or head.region,
+        "last_event_id": e.event_id,
+        "last_recorded_at": e.recorded_at,
+        "last_applied_at": e.applied_at,
+    }
+    if e.state_after != head.state:
+        changes["state_since"] = e.occurred_at
+    if kind == "INSTALLED":
+        changes.update(vin=data.get("vin"), installed_at=head.installed_at or e.occurred_at)
+    elif kind in ("INSPECTED", "GRADED"):
+        changes["soh_pct"] = data.get("soh_pct")
+        if kind == "INSPECTED":
+            changes["cycle_count"] = data.get("cycle_count")
+        else:
+            changes["grade"] = data.get("grade")
+    elif kind == "ASSEMBLED":
+        changes["parent_id"] = data.get("parent_id")
+    elif kind == "DISASSEMBLED":
+        changes["parent_id"] = None
+    elif kind in REUSE_TYPES:
+        # A new life and a new passport (EU rule); it is put into service anew.
+        changes.update(life=head.life + 1, status=kind.lower(), safety=None, installed_at=None, **NO_CERTIFICATE)
+    elif kind == "SAFETY_INSPECTED":
+        changes["safety"] = data.get("result")
+        changes.update(certificate(data))
+    elif kind == "RECYCLED":
+        changes.update(status="waste", recycled_month=month_of(e.occurred_at), recycled_region=event_region(e))
+    elif kind == "DISPOSED":
+        changes["status"] = "waste"
+    return replace(head, **changes)
 
 
 NO_CERTIFICATE: dict[str, Any] = {"certificate_number": None, "certificate_body": None, "certificate_valid_until": None}
@@ -421,25 +425,67 @@ def advance(
     registration: BatteryRegisteredIn | None,
     timeline: Sequence[TimelineEvent],
     envelope: LifecycleEventIn | None,
-    inserted: set[tuple[str, int]],
+    inserted: Container[tuple[str, int]],
     flows: Flows,
     amendments: Sequence[AmendedIn] = (),
 ) -> Battery:
-    """The battery's next row after a batch: its registration (if it came) and its amendments, its head folded again from the whole timeline, the envelope's kind and manufacturer until
-    the registration arrives. `flows` gets the change of the battery's contribution to the ministry figures: what
-    it adds now (`contribution`) less what it added before the batch (the timeline without the events new in it),
-    so an event declared in error, or a registry fact amended, takes back what it added."""
-    facts = Facts.registered_as(registration) if registration is not None else before.facts
-    facts = amend(facts, amendments)
-    if envelope is not None:  # until the registration arrives
-        facts = replace(
-            facts, kind=facts.kind or envelope.kind, manufacturer=facts.manufacturer or envelope.manufacturer
-        )
+    """The battery's next row after a batch: its registration (if it came) and its amendments, its head folded
+    again from the whole timeline, the envelope's kind and manufacturer until the registration arrives. `flows`
+    gets the change of the battery's contribution to the ministry figures: what it adds now (`contribution`) less
+    what it added before the batch (the timeline without the events new in it), so an event declared in error, or
+    a registry fact amended, takes back what it added. Where the batch only continues the timeline, `extend`
+    comes to the same without the timeline."""
+    facts = facts_after(before.facts, registration, envelope, amendments)
     battery = replace(before, facts=facts, head=fold(timeline) if timeline else before.head)
     battery = replace(battery, contained_counted=contains(battery))
     earlier = [e for e in timeline if (battery.id, e.sequence) not in inserted]
     flows.merge(contribution(before, earlier), -1)
     flows.merge(contribution(battery, timeline), 1)
+    return battery
+
+
+def facts_after(
+    facts: Facts,
+    registration: BatteryRegisteredIn | None,
+    envelope: LifecycleEventIn | None,
+    amendments: Sequence[AmendedIn] = (),
+) -> Facts:
+    """A battery's registry facts after a batch: its registration, its amendments, and until the registration
+    arrives the kind and manufacturer the last lifecycle envelope names."""
+    facts = Facts.registered_as(registration) if registration is not None else facts
+    facts = amend(facts, amendments)
+    if envelope is not None and not (facts.kind and facts.manufacturer):
+        facts = replace(
+            facts, kind=facts.kind or envelope.kind, manufacturer=facts.manufacturer or envelope.manufacturer
+        )
+    return facts
+
+
+def continues(head: Head, events: Sequence[TimelineEvent]) -> bool:
+    """Whether the events, in this order, take the timeline on from its head: the next sequences one after the
+    other, none an ERROR_DECLARED. The head's sequence is the highest the portal holds (a declaration only
+    declares an earlier event, so the last one is always in effect), and an event after it changes nothing
+    folded before it: the head folded on by these events is the fold of the whole timeline. A gap, a late or
+    repeated event, or a declaration (which may take back any earlier event) needs the whole timeline."""
+    return all(e.sequence == head.sequence + i and e.type != DECLARATION for i, e in enumerate(events, 1))
+
+
+def extend(before: Battery, events: Sequence[TimelineEvent], flows: Flows) -> Battery:
+    """`advance` for a batch whose events only continue the battery's timeline (`continues`) and that changes none
+    of its registry facts: the head folded on from where it is, and `flows` the flows of the new events alone
+    (at the region the head holds, after a reuse if the head counts one) and the move of its contained materials.
+    That is the difference `advance` takes between the whole timeline's contribution and the earlier events',
+    without reading the timeline. (So a battery's head is no longer refolded by every batch that touches it: a
+    head column added later is filled by a rebuild, as its migration says.)"""
+    head, reused = before.head, before.head.life > 0
+    for e in events:
+        head = step(head, e)
+        event_flows(flows, e, reused, before, head.region or "")
+        reused = reused or e.type in REUSE_TYPES
+    battery = replace(before, head=head)
+    battery = replace(battery, contained_counted=contains(battery))
+    flows.merge(contained_contribution(before), -1)
+    flows.merge(contained_contribution(battery), 1)
     return battery
 
 
@@ -452,13 +498,22 @@ def contribution(b: Battery, timeline: Sequence[TimelineEvent]) -> Flows:
     if b.facts.registered:
         registration_flows(out, b.facts)
     region: str | None = None
-    seen: list[TimelineEvent] = []
+    reused = False
     for e in corrected(timeline):
         if e.type == DECLARATION:
             continue
         region = event_region(e) or region
-        event_flows(out, e, seen, b, region or "")
-        seen.append(e)
+        event_flows(out, e, reused, b, region or "")
+        reused = reused or e.type in REUSE_TYPES
+    if contains(b):
+        _add_contained(out, b)
+    return out
+
+
+def contained_contribution(b: Battery) -> Flows:
+    """The battery's contained materials in the recovery-rate denominator: nothing until it is both registered
+    and recycled."""
+    out = Flows()
     if contains(b):
         _add_contained(out, b)
     return out
@@ -472,6 +527,23 @@ def proven_handlers(b: Battery, timeline: Sequence[TimelineEvent]) -> set[str]:
     if b.facts.manufacturer:
         found.add(b.facts.manufacturer)
     return found
+
+
+def posted(
+    rows: Iterable[Mapping[str, Any]], inserted: Mapping[tuple[str, int], datetime]
+) -> dict[str, list[TimelineEvent]]:
+    """The events a batch added to the portal's timelines (`event_row`s, with the `applied_at` each was stored
+    with), per battery in sequence order, as the timeline read back would give them: times in UTC, as the
+    database answers them."""
+    out: dict[str, list[TimelineEvent]] = {}
+    for row in rows:
+        applied_at = inserted.get((row["battery_id"], row["sequence"]))
+        if applied_at is not None:
+            utc = {k: row[k].astimezone(UTC) for k in ("occurred_at", "recorded_at")}
+            out.setdefault(row["battery_id"], []).append(TimelineEvent.of({**row, **utc, "applied_at": applied_at}))
+    for events in out.values():
+        events.sort(key=lambda e: e.sequence)
+    return out
 
 
 def event_row(e: LifecycleEventIn) -> dict[str, Any]:
@@ -544,11 +616,9 @@ def registration_flows(flows: Flows, b: Facts) -> None:
     )
 
 
-def event_flows(
-    flows: Flows, e: TimelineEvent, timeline: Sequence[TimelineEvent], battery: Battery, region: str
-) -> None:
-    """What one lifecycle event adds to the ministry figures (`timeline`: the corrected events before it;
-    `region`: where the battery was at it)."""
+def event_flows(flows: Flows, e: TimelineEvent, after_reuse: bool, battery: Battery, region: str) -> None:
+    """What one lifecycle event adds to the ministry figures (`after_reuse`: whether a REPURPOSED or
+    REMANUFACTURED in effect came before it; `region`: where the battery was at it)."""
     kind, data = e.type, e.data
     month = month_of(e.occurred_at)
     manufacturer = battery.facts.manufacturer
@@ -567,7 +637,6 @@ def event_flows(
     elif kind == "SAFETY_INSPECTED":
         flows.add("safety_inspected", month, region, data["result"], data["body"], data.get("standard", "KC 10031"))
     elif kind == "INCIDENT":
-        after_reuse = any(p.type in REUSE_TYPES and p.sequence < e.sequence for p in timeline)
         flows.add("incident", month, region, data["kind"], data["severity"], "after_reuse" if after_reuse else "")
     elif kind == "DISPOSED":
         flows.add("disposed", month, region, data.get("method"))

@@ -4,6 +4,7 @@ statements are generated once, at import, from the models' columns."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -61,7 +62,7 @@ _CREATE_BATTERIES = (
 )
 _LOCK_BATTERIES = f"SELECT * FROM {qualified(_batteries)} WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 _EVENT_COLUMNS = _written(_events)
-_INSERT_EVENTS = f"{_insert(_events, _EVENT_COLUMNS)} ON CONFLICT DO NOTHING RETURNING battery_id, sequence"
+_INSERT_EVENTS = f"{_insert(_events, _EVENT_COLUMNS)} ON CONFLICT DO NOTHING RETURNING battery_id, sequence, applied_at"
 _EVENTS_OF = f"SELECT * FROM {qualified(_events)} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence"
 #: A battery's facts and folded head: every column but the key. JSONB travels as text (no jsonb[] here).
 _SAVED = [c for c in _batteries.c if not c.primary_key]
@@ -167,17 +168,19 @@ async def lock_batteries(session: AsyncSession, ids: Sequence[str]) -> dict[str,
     return {r["id"]: dict(r) for r in rows}
 
 
-async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[str, int]]:
+async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], datetime]:
     """Append events; returns the (battery, sequence) keys that were new (a known sequence is never
-    overwritten)."""
+    overwritten), each with the `applied_at` the database gave it."""
     if not rows:
-        return set()
+        return {}
     conn = await raw_connection(session)
     inserted = await conn.fetch(_INSERT_EVENTS, *column_arrays(rows, _EVENT_COLUMNS, missing_as_null=True))
-    return {(r["battery_id"], r["sequence"]) for r in inserted}
+    return {(r["battery_id"], r["sequence"]): r["applied_at"] for r in inserted}
 
 
 async def events_of(session: AsyncSession, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    if not ids:
+        return {}
     conn = await raw_connection(session)
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     rows = await conn.fetch(_EVENTS_OF, list(ids))

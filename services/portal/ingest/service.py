@@ -7,6 +7,7 @@ messages that are then skipped. What the rows become is decided in `projection.p
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,31 +73,50 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
         return
     before = await repo.lock_batteries(session, touched)
     await repo.insert_amendments(session, [a.model_dump() for found in amendments.values() for a in found])
-    inserted = await repo.insert_events(session, [projection.event_row(e) for e in events])
+    event_rows = [projection.event_row(e) for e in events]
+    inserted = await repo.insert_events(session, event_rows)
     await repo.add_handlers(
         session,
         [(b.manufacturer, b.id) for b in registrations.values()]
         + [(org, e.battery_id) for e in events if (e.battery_id, e.sequence) in inserted for org in handlers_of(e)],
     )
-    timelines = await repo.events_of(session, touched)
     envelopes = {e.battery_id: e for e in events}  # the last one of each battery
+    olds = {bid: Battery.of(before[bid]) for bid in touched}
+    posted = projection.posted(event_rows, inserted)
+    in_batch = Counter(e.battery_id for e in events)
+    # A battery whose events in the batch only take its timeline on from the stored head is folded on from the
+    # head (projection.continues); anything else (its registration, an amendment, a gap, a late or repeated
+    # event, a declaration, its first envelope's kind and manufacturer) refolds its whole timeline.
+    onward = {
+        bid
+        for bid, found in posted.items()
+        if bid not in registrations
+        and bid not in amendments
+        and len(found) == in_batch[bid]
+        and projection.continues(olds[bid].head, found)
+        and projection.facts_after(olds[bid].facts, None, envelopes.get(bid)) == olds[bid].facts
+    }
+    timelines = await repo.events_of(session, [bid for bid in touched if bid not in onward])
     rows: list[dict[str, Any]] = []
     deltas: dict[tuple[str, ...], int] = {}
     marks: list[tuple[str, int, int | None]] = []
     proven: dict[str, set[str]] = {}
     new_lives: list[dict[str, Any]] = []
     for bid in touched:
-        old = Battery.of(before[bid])
-        timeline = [TimelineEvent.of(r) for r in timelines[bid]]
-        new = projection.advance(
-            old, registrations.get(bid), timeline, envelopes.get(bid), inserted, flows, amendments.get(bid, ())
-        )
+        old = olds[bid]
+        if bid in onward:
+            new = projection.extend(old, posted[bid], flows)
+        else:
+            timeline = [TimelineEvent.of(r) for r in timelines[bid]]
+            new = projection.advance(
+                old, registrations.get(bid), timeline, envelopes.get(bid), inserted, flows, amendments.get(bid, ())
+            )
+            changed = projection.declared_marks(timeline)
+            marks.extend((bid, seq, by) for seq, by in changed.items())
+            if changed:
+                proven[bid] = projection.proven_handlers(new, timeline)
         projection.count_deltas(deltas, old, new)
         rows.append(new.row())
-        changed = projection.declared_marks(timeline)
-        marks.extend((bid, seq, by) for seq, by in changed.items())
-        if changed:
-            proven[bid] = projection.proven_handlers(new, timeline)
         new_lives.extend(lives_begun(old, new))
     await repo.save_batteries(session, rows)
     await passports_repo.save_lives(session, new_lives)
