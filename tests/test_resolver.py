@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import RegistrySettings, serve
 from tests.factories import TEST_GS1_PREFIX, register
+from tests.passport_helpers import BATTERY_PASS_DECLARATION, DECLARED_MODEL, DOC
 from tests.portal_helpers import eventually, portal_app, portal_settings, wait_registered
-from tests.test_portal_passports import BATTERY_PASS_DECLARATION, DECLARED_MODEL, DOC
 
 GTIN = "08801234567893"
 LINKS = {

@@ -178,6 +178,10 @@ async def test_a_suspended_owners_webhook_subscription_delivers_nothing_until_re
         async def deliver_once() -> None:
             dispatcher = Dispatcher(settings, engine, sessionmaker)  # a fresh directory cache each time
             await dispatcher.start()
+            # Only this explicit delivery: its claiming loop would otherwise deliver the retry the suspended
+            # attempt scheduled as well, alongside (the tasks have not run yet: nothing was awaited since).
+            for task in dispatcher._tasks:
+                task.cancel()
             try:
                 await dispatcher._deliver(await row())
             finally:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from shared import peers
 from shared.contract.epcis import BATTERY
 from shared.problems import Unavailable
 
@@ -51,7 +52,7 @@ class AliasResolver:
     async def _one(self, value: str) -> str | None:
         async with self._limit:
             try:
-                r = await self._client.get("/v1/resolve", params={"alias": value})
+                r = await peers.get(self._client, "/v1/resolve", params={"alias": value})
             except httpx.HTTPError as exc:
                 raise Unavailable(f"The registry is unreachable ({exc.__class__.__name__}); retry shortly.") from None
         if r.status_code in (404, 422):

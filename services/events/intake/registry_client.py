@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shared import peers
 from shared.problems import Unavailable
 
 
@@ -18,7 +19,7 @@ class RegistryClient:
     async def battery(self, battery_id: str) -> dict[str, Any] | None:
         try:
             # Encoded, so that an ID holding '?', '#' or control characters names that ID and nothing else.
-            r = await self._client.get(f"/v1/batteries/{quote(battery_id, safe='')}")
+            r = await peers.get(self._client, f"/v1/batteries/{quote(battery_id, safe='')}")
         except httpx.HTTPError as exc:
             raise Unavailable(f"The registry is unreachable ({exc.__class__.__name__}); retry shortly.") from None
         if r.status_code == 404:
