@@ -38,6 +38,9 @@ class LogConfig:
     signing_key: str | None = None  # C2SP signer key (PRIVATE+KEY+...); None: an ephemeral key per process
     checkpoint_interval_s: float = 10.0
     sequencer_interval_s: float = 0.05
+    #: An idle sequencer waits longer between polls, doubling up to this (never past the checkpoint interval,
+    #: and a checkpoint sequences first), so an idle log costs a poll a second, not twenty.
+    sequencer_idle_max_s: float = 1.0
     batch_size: int = 5000
     witness_keys: tuple[str, ...] = ()  # verifier keys of the witnesses whose cosignatures are accepted
 
@@ -157,16 +160,20 @@ class LogWorker:
         return cp.tree_size if cp else 0
 
     async def _loop(self, job: Any, interval_s: float) -> None:
+        idle_max = max(interval_s, min(self.config.sequencer_idle_max_s, self.config.checkpoint_interval_s))
+        wait = interval_s
         while not self._stopping.is_set():
             try:
                 busy = await job()
             except Exception as exc:  # the database may be away; try again later
                 log.warning("log %s failed: %s: %s", job.__name__, exc.__class__.__name__, exc)
                 busy = 0
-            if job == self.sequence_once and busy >= self.config.batch_size:
-                continue  # a backlog: go on at once
+            if job == self.sequence_once:
+                if busy >= self.config.batch_size:
+                    continue  # a backlog: go on at once
+                wait = interval_s if busy else min(wait * 2, idle_max)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval_s)
+                await asyncio.wait_for(self._stopping.wait(), wait)
 
 
 # ---- reading ----
