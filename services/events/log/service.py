@@ -39,8 +39,8 @@ class LogConfig:
     checkpoint_interval_s: float = 10.0
     sequencer_interval_s: float = 0.05
     #: An idle sequencer waits longer between polls, doubling up to this (never past the checkpoint interval,
-    #: and a checkpoint sequences first), so an idle log costs a poll a second, not twenty.
-    sequencer_idle_max_s: float = 1.0
+    #: and a checkpoint sequences first), so an idle log costs two polls a second, not twenty.
+    sequencer_idle_max_s: float = 0.5
     batch_size: int = 5000
     witness_keys: tuple[str, ...] = ()  # verifier keys of the witnesses whose cosignatures are accepted
 
@@ -289,7 +289,8 @@ async def inclusion(
     takes in the new top of the tree (`hold`)."""
     held = tree.held if tree.held.size else await hold(conn, tree)
     for _ in range(3):
-        read = await repo.inclusion_read(conn, battery_id, sequence, tree_size, held.cut, held.size, held.edge_size)
+        cut, edge = held.cut, held.edge_size
+        read = await repo.inclusion_read(conn, battery_id, sequence, tree_size, cut, held.size, edge)
         size = _check_size(read.newest, tree_size, "tree_size")
         index = read.leaf_index
         if index is None or index >= size:
@@ -297,10 +298,9 @@ async def inclusion(
                 f"Event {sequence} of battery {battery_id} is not in the tree of size {size}.", code="not-in-log"
             )
         if read.held_root != held.root or size > held.size:
-            cut = held.cut
             held = await hold(conn, tree)
-            if held.cut != cut or size > held.size:
-                continue  # what was read below the old cut does not reach the new one
+            if held.cut != cut or size > held.size or (size == edge and held.edge_size != size):
+                continue  # what was read below the old cut (or without the held edge) does not fit the new tree
         proof = _inclusion_proof(index, size, held.getter(read.nodes), read.leaf_hash, read.root)
         return {"leaf_index": index, "tree_size": size, "audit_path": tlog.hexes(proof)}
     raise LogUnavailable("The log changed while the proof was read; try again.")
