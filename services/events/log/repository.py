@@ -129,12 +129,12 @@ class InclusionRead:
 #: of the tree the reader holds (`tree.HeldTree`: its levels at and above the cut $4, and its right edge), the
 #: event's leaf (the unique index on (battery_id, sequence)), and the stored nodes below the cut a proof of that
 #: leaf in the tree of size $3 (default: the newest) can need, by primary key: at each level the sibling
-#: ((m >> l) # 1) of the leaf's ancestor, and — unless the reader holds the tree's right edge ($6) — the
-#: right-edge subtree ((n >> l) - 1) where bit l of n is set. The arrays are positional (siblings: level 1 first; edge:
-#: the set bits of n from bit 1; NULL where nothing is stored). The levels come from a constant series filtered
-#: by $4, so the pool's prepared statement settles on one generic plan (a parameter in the series' bounds has
-#: the planner plan every call anew, which costs more than running it). tests/test_log_proof_cost.py checks
-#: every proof it answers against RFC 9162.
+#: ((m >> l) # 1) of the leaf's ancestor, and — unless the reader holds that tree's right edge ($6) — the
+#: right-edge subtree ((n >> l) - 1) where bit l of n is set. The arrays are positional (siblings: level 1
+#: first; edge: the set bits of n from bit 1; NULL where nothing is stored). The levels come from a constant
+#: series filtered by $4, so the pool's prepared statement settles on one generic plan (a parameter in the
+#: series' bounds has the planner plan every call anew, which costs more than running it).
+#: tests/test_log_proof_cost.py checks every proof it answers against RFC 9162.
 INCLUSION_READ = f"""
 SELECT cp.newest, cp.n AS size,
        (SELECT root_hash FROM {CHECKPOINTS} WHERE tree_size = cp.n) AS root,

@@ -136,7 +136,7 @@ async def post_cosignature(
 )
 async def get_proof_bundle(
     battery_id: BatteryId, request: Request, session: SessionDep, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> Response:
     """Same access as the timeline. Check it with `batterytrace verify BUNDLE --log-key KEY` (no server needed):
     each event's hash from its content, the hash chain, each inclusion proof, the checkpoint's signatures."""
     rows = await ledger_repo.timeline(session, battery_id, 0, BUNDLE_MAX_EVENTS)
@@ -147,6 +147,7 @@ async def get_proof_bundle(
     groups = await check_may_read(session, principal, battery_id)
     visible = visible_events(rows, groups)  # a certifier gets its certification events only
     events = [LedgerEvent.model_validate(r).model_dump(mode="json") for r in visible]
-    return await service.proof_bundle(
+    bundle = await service.proof_bundle(
         await raw_connection(session), read_tree(request), battery_id, events, partial=len(visible) < len(rows)
     )
+    return DirectJSON(bundle)
