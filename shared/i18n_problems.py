@@ -244,6 +244,11 @@ CATALOGUE: dict[str, Text] = {
     ),
     "unknown-checkpoint": _t("Not found", "알 수 없는 체크포인트", "그 트리 크기의 체크포인트는 서명된 적이 없습니다."),
     "not-in-log": _t("Not found", "로그에 없음", "이 이벤트는 아직 투명성 로그에 포함되지 않았습니다."),
+    "log-inconsistent": _t(
+        "The log's store is inconsistent",
+        "로그 저장소 불일치",
+        "로그 저장소가 서명된 루트로 검증되지 않는 증명을 내놓았습니다. 운영자에게 알렸습니다.",
+    ),
     "unknown-witness": _t("Not found", "알 수 없는 증인", "이 증인의 키는 설정되어 있지 않습니다."),
     # ---- EPCIS ----
     "epcis-schema": _t("Invalid request", "EPCIS 스키마 위반", "문서가 EPCIS 2.0 JSON 스키마에 맞지 않습니다."),

@@ -230,7 +230,7 @@ def test_checkpoint_round_trips_and_opens_only_with_the_log_key() -> None:
 
 @given(st.integers(min_value=1, max_value=1 << 40).flatmap(lambda n: st.tuples(st.integers(0, n - 1), st.just(n))))
 def test_the_inclusion_candidates_hold_every_node_a_proof_reads_and_at_most_two_per_level(at: tuple[int, int]) -> None:
-    # The events service's one-statement inclusion read (log/repository.INCLUSION_READ) selects these candidates.
+    # The events service's inclusion read (log/repository.INCLUSION_READ) selects these below the held levels.
     index, size = at
     candidates = tlog.inclusion_candidates(index, size)
     assert tlog.needed_for_inclusion(index, size) <= candidates

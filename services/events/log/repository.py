@@ -115,69 +115,144 @@ async def nodes(conn: asyncpg.Connection, keys: Iterable[NodeKey]) -> dict[NodeK
 
 
 @dataclass(frozen=True, slots=True)
-class ProofRead:
+class InclusionRead:
     newest: int | None  # the newest checkpoint's tree size (None: none signed yet)
+    size: int | None  # the tree size asked for, else the newest
+    root: bytes | None  # the signed root of the tree of `size` leaves (None: no checkpoint of that size)
+    held_root: bytes | None  # the signed root, as the store holds it now, of the tree the reader holds
     leaf_index: int | None  # None: the log holds no such event
-    nodes: dict[NodeKey, bytes]
+    leaf_hash: bytes | None
+    nodes: dict[NodeKey, bytes]  # the stored nodes below the cut the proof can need
 
 
-#: One statement per inclusion proof: the newest checkpoint's size, the event's leaf index (the unique index on
-#: (battery_id, sequence)), and the stored nodes a proof of that leaf in the tree of size $3 (default: the
-#: newest) can read: `tlog.inclusion_candidates`, at most 2·log2(size) primary-key probes. At each level l the
-#: complete sibling ((m >> l) # 1) of the leaf's ancestor, and the right-edge subtree ((n >> l) - 1) where bit l of
-#: n is set. Keep the two in step: tests/test_log_proof_cost.py checks every proof it answers against RFC 9162.
+#: One statement per inclusion proof: the newest checkpoint's size, the signed roots of the tree asked for and
+#: of the tree the reader holds (`tree.HeldTree`: its levels at and above the cut $4, and its right edge), the
+#: event's leaf (the unique index on (battery_id, sequence)), and the stored nodes below the cut a proof of that
+#: leaf in the tree of size $3 (default: the newest) can need, by primary key: at each level the sibling
+#: ((m >> l) # 1) of the leaf's ancestor, and — unless the reader holds that tree's right edge ($6) — the
+#: right-edge subtree ((n >> l) - 1) where bit l of n is set. The arrays are positional (siblings: level 1
+#: first; edge: the set bits of n from bit 1; NULL where nothing is stored). The levels come from a constant
+#: series filtered by $4, so the pool's prepared statement settles on one generic plan (a parameter in the
+#: series' bounds has the planner plan every call anew, which costs more than running it).
+#: tests/test_log_proof_cost.py checks every proof it answers against RFC 9162.
 INCLUSION_READ = f"""
-WITH newest AS (SELECT max(tree_size) AS n FROM {CHECKPOINTS}),
-leaf AS (SELECT leaf_index AS m FROM {LEAVES} WHERE battery_id = $1 AND sequence = $2),
-size AS (SELECT coalesce($3::bigint, n) AS n FROM newest),
-levels AS (SELECT l FROM size, generate_series(0, 62) AS l WHERE size.n >> l > 0),
-wanted AS (
-    SELECT l AS level, (m >> l) # 1 AS idx FROM leaf, size, levels
-    WHERE m < size.n AND (((m >> l) # 1) + 1) << l <= size.n
-    UNION
-    SELECT l, (size.n >> l) - 1 FROM size, levels, leaf WHERE m < size.n AND (size.n >> l) & 1 = 1
-),
-found AS (
-    SELECT 0::smallint AS level, f.leaf_index AS idx, f.leaf_hash AS hash
-    FROM wanted w JOIN {LEAVES} f ON f.leaf_index = w.idx WHERE w.level = 0
-    UNION ALL
-    SELECT n.level, n.idx, n.hash FROM wanted w JOIN {NODES} n ON n.level = w.level AND n.idx = w.idx
-    WHERE w.level > 0
-)
-SELECT newest.n AS newest, leaf.m AS leaf_index, found.level, found.idx, found.hash
-FROM newest LEFT JOIN leaf ON true LEFT JOIN found ON true
+SELECT cp.newest, cp.n AS size,
+       (SELECT root_hash FROM {CHECKPOINTS} WHERE tree_size = cp.n) AS root,
+       (SELECT root_hash FROM {CHECKPOINTS} WHERE tree_size = $5) AS held_root,
+       f.leaf_index, f.leaf_hash,
+       (SELECT s.leaf_hash FROM {LEAVES} s WHERE $4 > 0 AND s.leaf_index = f.leaf_index # 1) AS sibling0,
+       ARRAY(SELECT n.hash FROM generate_series(1, 62) AS l
+             LEFT JOIN {NODES} n ON n.level = l AND n.idx = (f.leaf_index >> l) # 1
+             WHERE l < $4 AND cp.n >> l > 0 ORDER BY l) AS siblings,
+       (SELECT s.leaf_hash FROM {LEAVES} s
+        WHERE $4 > 0 AND cp.n <> $6 AND cp.n & 1 = 1 AND s.leaf_index = cp.n - 1) AS edge0,
+       ARRAY(SELECT n.hash FROM generate_series(1, 62) AS l
+             LEFT JOIN {NODES} n ON n.level = l AND n.idx = (cp.n >> l) - 1
+             WHERE l < $4 AND cp.n <> $6 AND (cp.n >> l) & 1 = 1 ORDER BY l) AS edge
+FROM (SELECT newest, coalesce($3::bigint, newest) AS n FROM (SELECT max(tree_size) AS newest FROM {CHECKPOINTS}) x) cp
+LEFT JOIN {LEAVES} f ON f.battery_id = $1 AND f.sequence = $2
 """
 
 
-async def inclusion_read(conn: asyncpg.Connection, battery_id: str, sequence: int, size: int | None) -> ProofRead:
-    """Everything an inclusion proof reads, in one round trip (`INCLUSION_READ`)."""
-    rows = await conn.fetch(INCLUSION_READ, battery_id, sequence, size)
-    first = rows[0]
-    return ProofRead(
-        None if first["newest"] is None else int(first["newest"]),
-        None if first["leaf_index"] is None else int(first["leaf_index"]),
-        {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["hash"] is not None},
+async def inclusion_read(
+    conn: asyncpg.Connection,
+    battery_id: str,
+    sequence: int,
+    size: int | None,
+    cut: int,
+    held_size: int,
+    edge_size: int,
+) -> InclusionRead:
+    """Everything an inclusion proof reads from the store, in one round trip (`INCLUSION_READ`)."""
+    row = await conn.fetchrow(INCLUSION_READ, battery_id, sequence, size, cut, held_size, edge_size)
+    m, n = row["leaf_index"], row["size"]
+    nodes: dict[NodeKey, bytes] = {}
+    if m is not None:
+        if row["sibling0"] is not None:
+            nodes[(0, m ^ 1)] = row["sibling0"]
+        for level, h in enumerate(row["siblings"], 1):
+            if h is not None:
+                nodes[(level, (m >> level) ^ 1)] = h
+    if n is not None:
+        if row["edge0"] is not None:
+            nodes[(0, n - 1)] = row["edge0"]
+        edge = (level for level in range(1, min(cut, n.bit_length())) if n >> level & 1)
+        for level, h in zip(edge, row["edge"], strict=False):
+            if h is not None:
+                nodes[(level, (n >> level) - 1)] = h
+    return InclusionRead(
+        None if row["newest"] is None else int(row["newest"]),
+        None if n is None else int(n),
+        row["root"],
+        row["held_root"],
+        None if m is None else int(m),
+        row["leaf_hash"],
+        nodes,
     )
 
 
-#: The newest checkpoint's size rides along with the nodes (as level -1), so a consistency proof is one round trip.
+@dataclass(frozen=True, slots=True)
+class ProofRead:
+    newest: int | None  # the newest checkpoint's tree size (None: none signed yet)
+    roots: dict[int, bytes]  # the signed roots of the tree sizes asked for that have a checkpoint
+    nodes: dict[NodeKey, bytes]
+
+
+#: The newest checkpoint's size (as level -1) and the signed roots asked for (level -2, by tree size) ride along
+#: with the nodes, so a consistency proof is one round trip.
 NODES_AND_NEWEST = f"""
 SELECT -1::smallint AS level, max(tree_size) AS idx, NULL::bytea AS hash FROM {CHECKPOINTS}
+UNION ALL SELECT -2::smallint, tree_size, root_hash FROM {CHECKPOINTS} WHERE tree_size = ANY($4::bigint[])
 UNION ALL SELECT 0::smallint, leaf_index, leaf_hash FROM {LEAVES} WHERE leaf_index = ANY($1::bigint[])
 UNION ALL SELECT n.level, n.idx, n.hash FROM {NODES} n
 JOIN unnest($2::smallint[], $3::bigint[]) AS k(level, idx) ON n.level = k.level AND n.idx = k.idx
 """
 
 
-async def nodes_and_newest(conn: asyncpg.Connection, keys: Iterable[NodeKey]) -> ProofRead:
+async def nodes_and_newest(conn: asyncpg.Connection, keys: Iterable[NodeKey], sizes: Iterable[int]) -> ProofRead:
     wanted = sorted(set(keys))
     upper = [(level, i) for level, i in wanted if level > 0]
     rows = await conn.fetch(
-        NODES_AND_NEWEST, [i for level, i in wanted if level == 0], [k[0] for k in upper], [k[1] for k in upper]
+        NODES_AND_NEWEST,
+        [i for level, i in wanted if level == 0],
+        [k[0] for k in upper],
+        [k[1] for k in upper],
+        sorted(set(sizes)),
     )
     newest = next(r["idx"] for r in rows if r["level"] == -1)
-    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["level"] >= 0}
-    return ProofRead(None if newest is None else int(newest), None, found)
+    roots = {int(r["idx"]): r["hash"] for r in rows if r["level"] == -2}
+    found = {(r["level"], r["idx"]): r["hash"] for r in rows if r["level"] >= 0}
+    return ProofRead(None if newest is None else int(newest), roots, found)
+
+
+#: Stored nodes by ranges of one level each (level 0: the leaves): what the read side takes in to hold the top
+#: of the tree (`tree.HeldTree.growth`). One index range scan per range: OFFSET 0 keeps each LATERAL subquery
+#: whole (pulled up into a join, the planner would rather scan the whole table for a few thousand rows of it).
+NODE_RANGES = f"""
+SELECT 0::smallint AS level, f.leaf_index AS idx, f.leaf_hash AS hash
+FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi)
+CROSS JOIN LATERAL (SELECT leaf_index, leaf_hash FROM {LEAVES} WHERE leaf_index >= r.lo AND leaf_index < r.hi OFFSET 0) f
+UNION ALL
+SELECT r.level, n.idx, n.hash
+FROM unnest($3::smallint[], $4::bigint[], $5::bigint[]) AS r(level, lo, hi)
+CROSS JOIN LATERAL (SELECT idx, hash FROM {NODES} WHERE level = r.level AND idx >= r.lo AND idx < r.hi OFFSET 0) n
+"""
+
+
+async def node_ranges(conn: asyncpg.Connection, ranges: Sequence[tuple[int, int, int]]) -> dict[NodeKey, bytes]:
+    if not ranges:
+        return {}
+    leaves = [(lo, hi) for level, lo, hi in ranges if level == 0]
+    upper = [r for r in ranges if r[0] > 0]
+    rows = await conn.fetch(
+        NODE_RANGES,
+        [r[0] for r in leaves],
+        [r[1] for r in leaves],
+        [r[0] for r in upper],
+        [r[1] for r in upper],
+        [r[2] for r in upper],
+    )
+    return {(r["level"], r["idx"]): r["hash"] for r in rows}
 
 
 async def leaf_indexes(conn: asyncpg.Connection, battery_id: str) -> dict[int, int]:

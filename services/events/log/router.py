@@ -6,17 +6,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.events.ledger import repository as ledger_repo
 from services.events.ledger.service import check_may_read, visible_events
 from services.events.lifecycle.service import current_state
 from services.events.log import service
+from services.events.log.tree import ReadTree
 from shared.auth import CurrentPrincipal, Principal, Role, require_role
 from shared.contract.lifecycle import LedgerEvent
 from shared.db import ReaderDep, SessionDep, raw_connection
 from shared.problems import PROBLEM_RESPONSES, NotFound
+from shared.responses import DirectJSON
 from shared.validation import BatteryId
 
 router = APIRouter(tags=["transparency log"], responses=PROBLEM_RESPONSES)
@@ -31,6 +33,15 @@ EXAMPLE_NOTE = (
     "\u2014 batterytrace.kr/log Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n"
 )
 TEXT = {"content": {"text/plain": {"example": EXAMPLE_NOTE}}}
+
+
+def read_tree(request: Request) -> ReadTree:
+    """The app's held top of the tree (`tree.HeldTree`), made on first use: one per app, so an app over another
+    database (a restored copy, a test's) never shares one."""
+    tree: ReadTree | None = getattr(request.app.state, "log_read_tree", None)
+    if tree is None:
+        tree = request.app.state.log_read_tree = ReadTree()
+    return tree
 
 
 class InclusionProof(BaseModel):
@@ -84,24 +95,26 @@ async def get_key(request: Request, conn: ReaderDep) -> PlainTextResponse:
 
 @router.get("/v1/log/proof/inclusion", response_model=InclusionProof, summary="Inclusion proof of one ledger event")
 async def get_inclusion(
+    request: Request,
     conn: ReaderDep,
     battery_id: BatteryId,
     sequence: Annotated[int, Query(ge=1, le=2**31 - 1)],
     tree_size: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """The audit path from the event's leaf (SHA-256(0x00 ‖ its 32-byte ledger hash)) to the root of the tree of
     `tree_size` leaves (default: the newest checkpoint)."""
-    return await service.inclusion(conn, battery_id, sequence, tree_size)
+    return DirectJSON(await service.inclusion(conn, read_tree(request), battery_id, sequence, tree_size))
 
 
 @router.get("/v1/log/proof/consistency", response_model=ConsistencyProof, summary="Consistency proof of two tree sizes")
 async def get_consistency(
+    request: Request,
     conn: ReaderDep,
     first: Annotated[int, Query(ge=1, le=2**62)],
     second: Annotated[int, Query(ge=1, le=2**62)],
-) -> dict[str, Any]:
+) -> Response:
     """Proves that the tree of `second` leaves extends the tree of `first` leaves (nothing rewritten)."""
-    return await service.consistency(conn, first, second)
+    return DirectJSON(await service.consistency(conn, read_tree(request), first, second))
 
 
 @router.post(
@@ -123,7 +136,7 @@ async def post_cosignature(
 )
 async def get_proof_bundle(
     battery_id: BatteryId, request: Request, session: SessionDep, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> Response:
     """Same access as the timeline. Check it with `batterytrace verify BUNDLE --log-key KEY` (no server needed):
     each event's hash from its content, the hash chain, each inclusion proof, the checkpoint's signatures."""
     rows = await ledger_repo.timeline(session, battery_id, 0, BUNDLE_MAX_EVENTS)
@@ -134,6 +147,7 @@ async def get_proof_bundle(
     groups = await check_may_read(session, principal, battery_id)
     visible = visible_events(rows, groups)  # a certifier gets its certification events only
     events = [LedgerEvent.model_validate(r).model_dump(mode="json") for r in visible]
-    return await service.proof_bundle(
-        await raw_connection(session), battery_id, events, partial=len(visible) < len(rows)
+    bundle = await service.proof_bundle(
+        await raw_connection(session), read_tree(request), battery_id, events, partial=len(visible) < len(rows)
     )
+    return DirectJSON(bundle)

@@ -15,6 +15,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.events.log import repository as repo
+from services.events.log.tree import HeldTree, ReadTree
 from services.events.models import SCHEMA
 from shared.contract import tlog
 from shared.contract.streams import (
@@ -37,6 +38,9 @@ class LogConfig:
     signing_key: str | None = None  # C2SP signer key (PRIVATE+KEY+...); None: an ephemeral key per process
     checkpoint_interval_s: float = 10.0
     sequencer_interval_s: float = 0.05
+    #: An idle sequencer waits longer between polls, doubling up to this (never past the checkpoint interval,
+    #: and a checkpoint sequences first), so an idle log costs two polls a second, not twenty.
+    sequencer_idle_max_s: float = 0.5
     batch_size: int = 5000
     witness_keys: tuple[str, ...] = ()  # verifier keys of the witnesses whose cosignatures are accepted
 
@@ -156,16 +160,20 @@ class LogWorker:
         return cp.tree_size if cp else 0
 
     async def _loop(self, job: Any, interval_s: float) -> None:
+        idle_max = max(interval_s, min(self.config.sequencer_idle_max_s, self.config.checkpoint_interval_s))
+        wait = interval_s
         while not self._stopping.is_set():
             try:
                 busy = await job()
             except Exception as exc:  # the database may be away; try again later
                 log.warning("log %s failed: %s: %s", job.__name__, exc.__class__.__name__, exc)
                 busy = 0
-            if job == self.sequence_once and busy >= self.config.batch_size:
-                continue  # a backlog: go on at once
+            if job == self.sequence_once:
+                if busy >= self.config.batch_size:
+                    continue  # a backlog: go on at once
+                wait = interval_s if busy else min(wait * 2, idle_max)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval_s)
+                await asyncio.wait_for(self._stopping.wait(), wait)
 
 
 # ---- reading ----
@@ -214,31 +222,116 @@ def _check_size(newest: int | None, tree_size: int | None, name: str) -> int:
     return tree_size
 
 
-async def inclusion(conn: asyncpg.Connection, battery_id: str, sequence: int, tree_size: int | None) -> dict[str, Any]:
-    """One statement reads the newest checkpoint's size, the leaf and the nodes its proof needs."""
-    read = await repo.inclusion_read(conn, battery_id, sequence, tree_size)
-    size = _check_size(read.newest, tree_size, "tree_size")
-    index = read.leaf_index
-    if index is None or index >= size:
-        raise NotFound(
-            f"Event {sequence} of battery {battery_id} is not in the tree of size {size}.", code="not-in-log"
-        )
-    proof = tlog.assemble(tlog.inclusion_plan(index, size), tlog.getter(read.nodes))
-    return {"leaf_index": index, "tree_size": size, "audit_path": tlog.hexes(proof)}
+async def hold(conn: asyncpg.Connection, tree: ReadTree) -> HeldTree:
+    """Hold the top of the tree of the newest checkpoint: read what the held tree lacks, check it against the
+    signed root, swap it in (one refresh at a time; a caller that waited finds it done). A store that no longer
+    extends the held tree (a rewritten history, a restored backup) is read again from the start; one whose nodes
+    do not make up its own signed root is held as nothing (every proof then reads every node from the store,
+    and is checked as always), and logged."""
+    async with tree.lock:
+        cp = await repo.latest_checkpoint(conn)
+        held = tree.held
+        if cp is None:
+            tree.held = HeldTree()
+            return tree.held
+        if (cp.tree_size, cp.root_hash) == (held.size, held.root):
+            return held
+        if cp.tree_size <= held.size:  # the same size signed with another root, or fewer leaves
+            held = HeldTree()
+        try:
+            tree.held = held.grown(cp.tree_size, cp.root_hash, await repo.node_ranges(conn, held.growth(cp.tree_size)))
+        except tlog.LogError as exc:
+            if held.size:
+                log.warning(
+                    "the log store does not extend the tree held of %d leaves (%s); reading it anew", held.size, exc
+                )
+                fresh = HeldTree()
+                try:
+                    tree.held = fresh.grown(
+                        cp.tree_size, cp.root_hash, await repo.node_ranges(conn, fresh.growth(cp.tree_size))
+                    )
+                    return tree.held
+                except tlog.LogError as again:
+                    exc = again
+            log.error("the log store is inconsistent with its checkpoint of %d leaves: %s", cp.tree_size, exc)
+            tree.held = HeldTree(cp.tree_size, cp.root_hash)
+        return tree.held
 
 
-async def consistency(conn: asyncpg.Connection, first: int, second: int) -> dict[str, Any]:
+class LogInconsistent(Problem):
+    status, code, title = 500, "log-inconsistent", "The log's store is inconsistent"
+
+
+def _inconsistent(what: str, exc: tlog.LogError) -> LogInconsistent:
+    log.error("the log store gave %s that does not verify: %s", what, exc)
+    return LogInconsistent(f"The log's store gave {what} that does not verify ({exc}); the operator is alerted.")
+
+
+def _inclusion_proof(
+    index: int, size: int, get: tlog.NodeGetter, leaf: bytes | None, root: bytes | None
+) -> list[bytes]:
+    """The proof, checked against the signed root of its tree (when there is one) before anyone sees it."""
+    try:
+        proof = tlog.inclusion_proof(index, size, get)
+        if leaf is not None and root is not None:
+            tlog.verify_inclusion(leaf, index, size, proof, root)
+    except tlog.LogError as exc:
+        raise _inconsistent(f"an inclusion proof of leaf {index} in the tree of {size}", exc) from None
+    return proof
+
+
+async def inclusion(
+    conn: asyncpg.Connection, tree: ReadTree, battery_id: str, sequence: int, tree_size: int | None
+) -> dict[str, Any]:
+    """One statement reads the newest checkpoint's size, the leaf, and the stored nodes below the held top of the
+    tree its proof needs; the proof is checked against the signed root of its tree size before it is answered
+    (a tree size no checkpoint has has no signed root to check against). After a new checkpoint a process first
+    takes in the new top of the tree (`hold`)."""
+    held = tree.held if tree.held.size else await hold(conn, tree)
+    for _ in range(3):
+        cut, edge = held.cut, held.edge_size
+        read = await repo.inclusion_read(conn, battery_id, sequence, tree_size, cut, held.size, edge)
+        size = _check_size(read.newest, tree_size, "tree_size")
+        index = read.leaf_index
+        if index is None or index >= size:
+            raise NotFound(
+                f"Event {sequence} of battery {battery_id} is not in the tree of size {size}.", code="not-in-log"
+            )
+        if read.held_root != held.root or size > held.size:
+            held = await hold(conn, tree)
+            if held.cut != cut or size > held.size or (size == edge and held.edge_size != size):
+                continue  # what was read below the old cut (or without the held edge) does not fit the new tree
+        proof = _inclusion_proof(index, size, held.getter(read.nodes), read.leaf_hash, read.root)
+        return {"leaf_index": index, "tree_size": size, "audit_path": tlog.hexes(proof)}
+    raise LogUnavailable("The log changed while the proof was read; try again.")
+
+
+async def consistency(conn: asyncpg.Connection, tree: ReadTree, first: int, second: int) -> dict[str, Any]:
+    """One statement reads the newest checkpoint's size, the two trees' signed roots and the proof's nodes that
+    are not held; the proof is checked against both roots when both trees have a checkpoint."""
     if not 0 < first <= second:
-        read = await repo.nodes_and_newest(conn, ())
+        read = await repo.nodes_and_newest(conn, (), ())
         _check_size(read.newest, second, "second")
         raise Unprocessable(
             f"first ({first}) must be at least 1 and at most second ({second}).",
             errors=[field_error("first", "range", "1 <= first <= second")],
         )
     plan = tlog.consistency_plan(first, second)
-    read = await repo.nodes_and_newest(conn, tlog.plan_nodes(plan))
+    keys = tlog.plan_nodes(plan)
+    held = tree.held
+    read = await repo.nodes_and_newest(conn, held.unheld(keys, second), (first, second, held.size))
     _check_size(read.newest, second, "second")
-    return {"first": first, "second": second, "proof": tlog.hexes(tlog.assemble(plan, tlog.getter(read.nodes)))}
+    if held.size and read.roots.get(held.size) != held.root:  # the store changed under the held tree
+        held = await hold(conn, tree)
+        read = await repo.nodes_and_newest(conn, held.unheld(keys, second), (first, second))
+    old, new = read.roots.get(first), read.roots.get(second)
+    try:
+        proof = tlog.assemble(plan, held.getter(read.nodes))
+        if old is not None and new is not None:
+            tlog.verify_consistency(first, second, proof, old, new)
+    except tlog.LogError as exc:
+        raise _inconsistent(f"a consistency proof from {first} to {second}", exc) from None
+    return {"first": first, "second": second, "proof": tlog.hexes(proof)}
 
 
 def audit(events: list[dict[str, Any]], leaves: dict[int, bytes], queued: set[int]) -> list[str]:
@@ -260,33 +353,34 @@ def audit(events: list[dict[str, Any]], leaves: dict[int, bytes], queued: set[in
 
 
 async def proof_bundle(
-    conn: asyncpg.Connection, battery_id: str, events: list[dict[str, Any]], *, partial: bool = False
+    conn: asyncpg.Connection, tree: ReadTree, battery_id: str, events: list[dict[str, Any]], *, partial: bool = False
 ) -> dict[str, Any]:
     """A battery's events, each with its inclusion proof against the newest checkpoint, and that checkpoint:
     enough to verify offline (`batterytrace verify`). Events newer than the checkpoint are listed without a
     proof (`pending`)."""
     cp = await newest(conn)
+    held = tree.held
+    if (held.size, held.root) != (cp.tree_size, cp.root_hash):
+        held = await hold(conn, tree)
     indexes = await repo.leaf_indexes(conn, battery_id)
+    leaves = await repo.leaves_of_battery(conn, battery_id)
     needed: set[tlog.NodeKey] = set()
     for e in events:
         i = indexes.get(e["sequence"])
         if i is not None and i < cp.tree_size:
             needed |= tlog.needed_for_inclusion(i, cp.tree_size)
-    get = tlog.getter(await repo.nodes(conn, needed))
+    get = held.getter(await repo.nodes(conn, held.unheld(needed, cp.tree_size)))
     out = []
     for e in events:
-        i = indexes.get(e["sequence"])
+        seq = e["sequence"]
+        i = indexes.get(seq)
         entry: dict[str, Any] = {"event": e}
         if i is not None and i < cp.tree_size:
-            entry["inclusion"] = {
-                "leaf_index": i,
-                "tree_size": cp.tree_size,
-                "audit_path": tlog.hexes(tlog.inclusion_proof(i, cp.tree_size, get)),
-            }
+            proof = _inclusion_proof(i, cp.tree_size, get, leaves.get(seq), cp.root_hash)
+            entry["inclusion"] = {"leaf_index": i, "tree_size": cp.tree_size, "audit_path": tlog.hexes(proof)}
         else:
             entry["pending"] = True
         out.append(entry)
-    leaves = await repo.leaves_of_battery(conn, battery_id)
     # A partial view (a certifier's) cannot show what it hides; its events are each still proven.
     problems = [] if partial else audit(events, leaves, await repo.queued_of_battery(conn, battery_id))
     if problems:

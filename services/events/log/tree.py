@@ -1,0 +1,135 @@
+"""The top of the log's Merkle tree, held in memory by the read side once it has been checked against a signed
+checkpoint (pure: no I/O; `service` reads what it asks for).
+
+A complete subtree's hash never changes once the tree has grown over it, so a process keeps the top
+`UPPER_LEVELS` levels of the tree of the newest checkpoint — at most 2^(UPPER_LEVELS+1) hashes whatever the
+log's size — and a proof reads from the database only the few stored nodes below `cut` (at 1,000,000 leaves:
+six levels of twenty). Nothing is held unchecked: every node taken in is the hash of its two children (each
+held too), except at the cut, and the root folded from the held right edge and the stored nodes below the cut
+must be the root the log signed. So a node tampered in the store is never held, and what is held is the tree
+of one checkpoint, named by its size and root: when the store's checkpoint of that size has another root, or
+the store holds fewer leaves (a rewritten history, a restored backup), `service` lets go of it and reads the
+tree again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.contract import tlog
+from shared.contract.tlog import NodeKey
+
+#: Levels held in memory, counted down from the root.
+UPPER_LEVELS = 14
+#: A cut above every level: nothing held, every node read from the store.
+NOTHING_HELD = 63
+
+#: (level, first index, end index): stored complete subtrees of one level to read.
+NodeRange = tuple[int, int, int]
+
+
+def cut_for(size: int) -> int:
+    """The lowest level held for the tree of `size` leaves."""
+    return max(0, size.bit_length() - UPPER_LEVELS)
+
+
+def _edge_levels(size: int, cut: int) -> list[int]:
+    """The levels below the cut of the complete subtrees at the tree's right edge (the set bits of `size`)."""
+    return [level for level in range(min(cut, size.bit_length())) if size >> level & 1]
+
+
+@dataclass(frozen=True)
+class HeldTree:
+    """Every complete subtree at level `cut` or above of the tree of `size` leaves whose signed root is `root`
+    (`levels[l][i]`: the subtree over leaves [i·2^l, (i+1)·2^l)), and the tree's right edge below the cut (the
+    complete subtrees the root folds, `edge`). `size` 0: nothing held yet."""
+
+    size: int = 0
+    root: bytes = tlog.EMPTY_ROOT
+    cut: int = NOTHING_HELD
+    levels: Mapping[int, list[bytes]] = field(default_factory=dict)
+    edge: Mapping[NodeKey, bytes] = field(default_factory=dict)
+
+    @property
+    def edge_size(self) -> int:
+        """The tree size whose right edge below the cut is held (0: none, when nothing is held)."""
+        return self.size if self.cut < NOTHING_HELD else 0
+
+    def get(self, level: int, index: int) -> bytes | None:
+        held = self.levels.get(level)
+        if held is not None:
+            return held[index] if index < len(held) else None
+        return self.edge.get((level, index))
+
+    def growth(self, size: int) -> list[NodeRange]:
+        """What to read from the store to hold the tree of `size` (≥ this one's) leaves: the nodes at or above
+        its cut that this tree lacks, and the right edge below the cut (for the root)."""
+        cut = cut_for(size)
+        ranges = [
+            (level, len(self.levels.get(level, ())), size >> level)
+            for level in range(cut, size.bit_length())
+            if len(self.levels.get(level, ())) < size >> level
+        ]
+        edge = [(level, (size >> level) - 1, size >> level) for level in _edge_levels(size, cut)]
+        return edge + ranges
+
+    def grown(self, size: int, root: bytes, stored: Mapping[NodeKey, bytes]) -> HeldTree:
+        """This tree extended to the checkpoint (`size`, `root`) with the nodes `growth(size)` named, each checked;
+        raises LogError (and holds nothing of it) if a node is missing, is not the hash of its children, or the
+        nodes do not make up `root`."""
+        if size < self.size:
+            raise tlog.LogError(f"the tree of {size} leaves is smaller than the one held ({self.size})")
+
+        def read(level: int, index: int) -> bytes:
+            try:
+                return stored[(level, index)]
+            except KeyError:
+                raise tlog.LogError(f"the log store lacks node {level}/{index}") from None
+
+        cut = cut_for(size)
+        levels: dict[int, list[bytes]] = {}
+        for level in range(cut, size.bit_length()):
+            held = self.levels.get(level, [])
+            new = [read(level, i) for i in range(len(held), size >> level)]
+            if level > cut:
+                below = levels[level - 1]
+                for i, h in enumerate(new, len(held)):
+                    if h != tlog.node_hash(below[2 * i], below[2 * i + 1]):
+                        raise tlog.LogError(f"stored node {level}/{i} is not the hash of its two children")
+            levels[level] = held + new if new else held
+
+        def node(level: int, index: int) -> bytes:
+            return levels[level][index] if level >= cut else read(level, index)
+
+        if tlog.root(size, node) != root:
+            raise tlog.LogError(f"the stored nodes do not make up the root the log signed for {size} leaves")
+        edge = {(level, (size >> level) - 1): read(level, (size >> level) - 1) for level in _edge_levels(size, cut)}
+        return HeldTree(size, root, cut, levels, edge)
+
+    def getter(self, stored: Mapping[NodeKey, bytes]) -> tlog.NodeGetter:
+        """Nodes from what a proof read from the store, else from the held tree."""
+
+        def get(level: int, index: int) -> bytes:
+            h = stored.get((level, index))
+            if h is None:
+                h = self.get(level, index)
+            if h is None:
+                raise tlog.LogError(f"the log store lacks node {level}/{index}")
+            return h
+
+        return get
+
+    def unheld(self, keys: set[NodeKey], size: int) -> set[NodeKey]:
+        """The nodes of a proof in the tree of `size` leaves that must be read from the store."""
+        if size > self.size:
+            return keys
+        return {(level, i) for level, i in keys if level < self.cut and (level, i) not in self.edge}
+
+
+@dataclass
+class ReadTree:
+    """The held tree of one app (`service` swaps it for a newer one under `lock`, one refresh at a time)."""
+
+    held: HeldTree = field(default_factory=HeldTree)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)

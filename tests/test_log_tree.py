@@ -1,0 +1,153 @@
+"""The top of the tree the events service holds in memory (services/events/log/tree.py), pure: proofs assembled
+from the held levels and the stored nodes below the cut are the proofs RFC 9162 defines, computed here from
+scratch over the leaves (§2.1.3.1 PATH, §2.1.4.1 SUBPROOF, written out independently of the node store), for
+every way the held tree can have grown; and a stored node that is not what the signed root commits to is
+never held."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.events.log import tree
+from services.events.log.tree import NOTHING_HELD, HeldTree
+from shared.contract import tlog
+from shared.contract.tlog import NodeKey
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 9162 §2.1.1 MTH over leaf hashes."""
+    if not leaves:
+        return tlog.EMPTY_ROOT
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return tlog.node_hash(_mth(leaves[:k]), _mth(leaves[k:]))
+
+
+def _path(m: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 PATH(m, D[n])."""
+    n = len(leaves)
+    if n == 1:
+        return []
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m < k:
+        return [*_path(m, leaves[:k]), _mth(leaves[k:])]
+    return [*_path(m - k, leaves[k:]), _mth(leaves[:k])]
+
+
+def _subproof(m: int, leaves: list[bytes], complete: bool) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 SUBPROOF(m, D[n], b)."""
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [_mth(leaves)]
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], complete), _mth(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), _mth(leaves[:k])]
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [tlog.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+
+
+def _store(leaves: list[bytes]) -> dict[NodeKey, bytes]:
+    """Every complete subtree, as the sequencer stores them (level 0: the leaves)."""
+    return {**{(0, i): h for i, h in enumerate(leaves)}, **tlog.compact_nodes(0, leaves, tlog.getter({}))}
+
+
+def _grow(held: HeldTree, size: int, store: dict[NodeKey, bytes], leaves: list[bytes]) -> HeldTree:
+    """What the service does on a new checkpoint: read what `growth` names, take it in."""
+    wanted = {(level, i) for level, lo, hi in held.growth(size) for i in range(lo, hi)}
+    return held.grown(size, _mth(leaves[:size]), {k: store[k] for k in wanted})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def few_upper_levels() -> Iterator[None]:
+    """Hold the top 3 levels, so trees of a few hundred leaves have several levels below the cut (module scope:
+    hypothesis runs a test's examples inside one function-scoped fixture)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tree, "UPPER_LEVELS", 3)
+        yield
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_proofs_from_the_held_tree_are_the_rfc_9162_proofs_computed_from_scratch(data: st.DataObject) -> None:
+    total = data.draw(st.integers(min_value=1, max_value=600), label="leaves")
+    leaves, store = _leaves(total), _store(_leaves(total))
+    # The held tree grows checkpoint by checkpoint, the cut rising with the size.
+    checkpoints = sorted(set(data.draw(st.lists(st.integers(1, total), min_size=1, max_size=5), label="sizes")))
+    held = HeldTree()
+    for size in checkpoints:
+        held = _grow(held, size, store, leaves)
+        assert held.size == size and held.cut == tree.cut_for(size)
+        assert sum(len(v) for v in held.levels.values()) < 2 ** (tree.UPPER_LEVELS + 1)
+    for _ in range(8):
+        n = data.draw(st.integers(1, held.size), label="tree size")
+        m = data.draw(st.integers(0, n - 1), label="leaf")
+        keys = held.unheld(tlog.needed_for_inclusion(m, n), n)
+        assert all(level < held.cut for level, _ in keys)  # the held levels are never read from the store
+        proof = tlog.inclusion_proof(m, n, held.getter({k: store[k] for k in keys}))
+        assert proof == _path(m, leaves[:n])
+        tlog.verify_inclusion(leaves[m], m, n, proof, _mth(leaves[:n]))
+        first = data.draw(st.integers(1, n), label="first")
+        keys = held.unheld(tlog.needed_for_consistency(first, n), n)
+        proof = tlog.consistency_proof(first, n, held.getter({k: store[k] for k in keys}))
+        assert proof == _subproof(first, leaves[:n], True)
+        tlog.verify_consistency(first, n, proof, _mth(leaves[:first]), _mth(leaves[:n]))
+
+
+def test_a_grown_tree_reads_only_what_the_new_checkpoint_adds() -> None:
+    leaves = _leaves(300)
+    store = _store(leaves)
+    held = _grow(HeldTree(), 200, store, leaves)  # 8 bits: cut 5
+    ranges = held.growth(230)  # still cut 5: the new nodes at levels 5..7, the right edge below 5
+    assert ranges == [(1, 114, 115), (2, 56, 57), (5, 6, 7)]
+    grown = _grow(held, 230, store, leaves)
+    assert all(grown.levels[level][: len(held.levels[level])] == held.levels[level] for level in held.levels)
+    bigger = held.growth(300)  # 9 bits: cut 6, level 5 let go of
+    assert {level for level, _, _ in bigger if level >= 6} == {6, 7, 8} and 5 not in _grown_levels(held, 300, store)
+
+
+def _grown_levels(held: HeldTree, size: int, store: dict[NodeKey, bytes]) -> set[int]:
+    return set(_grow(held, size, store, _leaves(size)).levels)
+
+
+@pytest.mark.parametrize("where", ["at the cut", "above the cut", "right edge below the cut", "a leaf"])
+def test_a_tampered_stored_node_is_never_held(where: str) -> None:
+    leaves = _leaves(333)  # 9 bits: cut 6
+    store = _store(leaves)
+    cut = tree.cut_for(333)
+    key = {
+        "at the cut": (cut, 2),
+        "above the cut": (cut + 1, 1),
+        "right edge below the cut": (2, (333 >> 2) - 1),
+        "a leaf": (0, 332),  # the right edge's last leaf: the root folds it
+    }[where]
+    tampered = {**store, key: tlog.leaf_hash(b"tampered")}
+    with pytest.raises(tlog.LogError):
+        _grow(HeldTree(), 333, tampered, leaves)
+    # ...and a tree already held does not take in a tampered node of a larger tree either.
+    held = _grow(HeldTree(), 300, store, leaves)
+    later = {**store, (cut, 4): tlog.leaf_hash(b"tampered")}
+    with pytest.raises(tlog.LogError):
+        _grow(held, 333, later, leaves)
+
+
+def test_a_held_tree_is_one_checkpoint_s_and_nothing_held_reads_everything() -> None:
+    leaves = _leaves(100)
+    store = _store(leaves)
+    held = _grow(HeldTree(), 100, store, leaves)
+    other = _leaves(101)[1:]  # another history of the same size
+    with pytest.raises(tlog.LogError):  # the held nodes do not make up the other history's root
+        held.grown(100, _mth(other), store)
+    with pytest.raises(tlog.LogError):
+        held.grown(99, _mth(leaves[:99]), {})  # fewer leaves: not an extension
+    # A tree larger than the held one is read from the store whole; so is every node when nothing is held.
+    keys = tlog.needed_for_inclusion(5, 100)
+    assert held.unheld(keys, 101) == keys
+    assert HeldTree(100, _mth(leaves), NOTHING_HELD).unheld(keys, 100) == keys
