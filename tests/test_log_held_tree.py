@@ -19,6 +19,7 @@ from services.events.log.tree import NOTHING_HELD, ReadTree
 from shared.contract import tlog
 from shared.db import asyncpg_dsn
 from shared.roles import service_url
+from tests.log_helpers import copy_log
 
 SIZE = 2_000  # 11 bits; with 6 levels held, the cut is at level 5
 OLDER = 1_500
@@ -49,18 +50,7 @@ async def owner(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     """The database owner with the triggers off, and a log of SIZE leaves with checkpoints at OLDER and SIZE."""
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     leaves = _leaves(SIZE)
-    await conn.copy_records_to_table(
-        "log_leaves",
-        schema_name="events",
-        columns=["leaf_index", "battery_id", "sequence", "leaf_hash"],
-        records=((i, _battery(i), 1, h) for i, h in enumerate(leaves)),
-    )
-    await conn.copy_records_to_table(
-        "log_nodes",
-        schema_name="events",
-        columns=["level", "idx", "hash"],
-        records=((*k, h) for k, h in tlog.compact_nodes(0, leaves, tlog.getter({})).items()),
-    )
+    await copy_log(conn, leaves, tlog.compact_nodes(0, leaves, tlog.getter({})), _battery)
     for size in (OLDER, SIZE):
         await _sign(conn, leaves, size)
     await conn.execute("SET session_replication_role = replica")

@@ -25,6 +25,7 @@ from shared.contract import tlog
 from shared.db import asyncpg_dsn
 from shared.problems import NotFound, Unprocessable
 from shared.roles import service_url
+from tests.log_helpers import copy_log
 
 SIZE = 2**17 + 12_345
 SIZES = (1, 2, 3, 2**16, 2**16 + 1, 99_999, SIZE)
@@ -53,18 +54,7 @@ async def filled(db_url: str) -> AsyncIterator[list[bytes]]:
     store = {**nodes, **{(0, i): h for i, h in enumerate(leaves)}}
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
-        await conn.copy_records_to_table(
-            "log_leaves",
-            schema_name="events",
-            columns=["leaf_index", "battery_id", "sequence", "leaf_hash"],
-            records=((i, _battery(i), 1, h) for i, h in enumerate(leaves)),
-        )
-        await conn.copy_records_to_table(
-            "log_nodes",
-            schema_name="events",
-            columns=["level", "idx", "hash"],
-            records=((*k, h) for k, h in nodes.items()),
-        )
+        await copy_log(conn, leaves, nodes, _battery)
         for size in SIZES:
             root = tlog.root(size, tlog.getter(store))
             note = tlog.sign_note(tlog.Checkpoint(LOG.name, size, root).body(), [LOG]).encode()
