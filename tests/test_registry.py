@@ -207,6 +207,22 @@ async def test_bulk_duplicates_inside_request_and_against_existing(registry, mak
     assert (await registry.get("/v1/batteries/KR-NEW-1", headers=maker)).status_code == 404
 
 
+async def test_bulk_by_copy_names_the_ids_registered_already(registry, maker) -> None:
+    """From 50 batteries on the rows go by COPY, which stops at the first ID taken: the answer still names every
+    item registered already, and nothing of the request is kept."""
+    await register(registry, maker, battery_id="KR-COPY-A")
+    await register(registry, maker, battery_id="KR-COPY-B")
+    items = [battery_body(battery_id=f"KR-COPY-{i:03d}") for i in range(60)]
+    items[41]["id"], items[7]["id"] = "KR-COPY-A", "KR-COPY-B"
+    r = await registry.post("/v1/batteries/bulk", json={"batteries": items}, headers=maker)
+    assert r.status_code == 409 and r.json()["code"] == "duplicate-battery"
+    assert [(e["index"], e["field"]) for e in r.json()["errors"]] == [(7, "batteries.7.id"), (41, "batteries.41.id")]
+    assert (await registry.get("/v1/batteries/KR-COPY-000", headers=maker)).status_code == 404
+    items[41]["id"], items[7]["id"] = "KR-COPY-041", "KR-COPY-007"
+    r = await registry.post("/v1/batteries/bulk", json={"batteries": items}, headers=maker)
+    assert r.status_code == 201 and r.json()["created"] == 60
+
+
 async def test_bulk_limit_is_10000(registry, maker) -> None:
     items = [battery_body(battery_id=f"KR-L-{i}") for i in range(10_001)]
     r = await registry.post("/v1/batteries/bulk", json={"batteries": items}, headers=maker)
