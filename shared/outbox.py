@@ -454,8 +454,9 @@ class OutboxRelay:
             await conn.execute(self._mark_sent, [r[0] for r in rows])
         self.published += len(rows)
         RELAY_PUBLISHED.labels(self.schema).inc(len(rows))
-        for r in rows:
-            PUBLISHED_POSITION.labels(self.schema, r[1]).set(r[0])
+        newest = {r[1]: r[0] for r in rows}  # rows in id order: each topic's last is its newest
+        for topic, position in newest.items():
+            PUBLISHED_POSITION.labels(self.schema, topic).set(position)
         log.debug("relay %s: %d rows in %.3fs", self.schema, len(rows), time.monotonic() - started)
         return len(rows)
 

@@ -5,6 +5,7 @@ body, refusals included."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -78,6 +79,20 @@ CASES = {
 @pytest.mark.parametrize("raw", CASES.values(), ids=CASES.keys())
 def test_plain_batteries_are_the_models_dumped(raw: bytes) -> None:
     assert _as_plain(raw) == _as_model(raw)
+
+
+def test_manufacturing_time_bounds_hold_to_the_microsecond() -> None:
+    """From 1990-01-01 (not a microsecond before) up to two minutes ahead of the clock (shared.validation)."""
+    now = datetime.now(UTC)
+    for at, ok in (
+        ("1990-01-01T00:00:00Z", True),
+        ("1990-01-01T08:59:59.999999+09:00", False),
+        ("1989-12-31T23:59:59.999999Z", False),
+        ((now + timedelta(seconds=90)).isoformat(), True),
+        ((now + timedelta(seconds=150)).isoformat(), False),
+    ):
+        raw = _with(manufactured_at=at)
+        assert (_as_plain(raw) is not None, _as_model(raw) is not None) == (ok, ok), at
 
 
 def test_plain_batteries_keep_the_models_field_order() -> None:

@@ -93,7 +93,7 @@ class PlainModel:
     def fill(self, value: dict[str, Any]) -> dict[str, Any]:
         out = {**self.template, **value}
         for name, nested in self.nested.items():
-            out[name] = nested.fill(out[name])
+            out[name] = nested.fill(out[name]) if nested.nested else {**nested.template, **out[name]}
         return out
 
 
