@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from services.registry.batteries.schemas import BatteryOut, BatteryPublic
 from tests.factories import battery_body, create_models, participant, register
 
 PROBLEM = "application/problem+json"
@@ -163,6 +164,26 @@ async def test_other_participants_see_public_fields_authorities_the_full_record(
     assert certifier["access_level"] == "public" and "serial_number" not in certifier
     for who in (token("KATS", "ministry", ministry="KATS"), token("ops", "operator")):
         assert (await registry.get("/v1/batteries/KR-PUB-2", headers=who)).json()["access_level"] == "full"
+
+
+async def test_a_battery_is_answered_as_its_response_model_writes_it(registry, maker, token) -> None:
+    """GET /v1/batteries/{id} answers plain data shaped like the model (shared.responses.DirectJSON): byte for
+    byte what BatteryOut or BatteryPublic would write, aliases and amended facts included."""
+    await participant(registry, token("ops", "admin"), "LGES", "manufacturer")
+    await register(registry, maker, battery_id="KR-SHAPE-1", manufacturing_site="오창, KR")
+    epc = {"scheme": "epc", "value": "urn:epc:id:sgtin:8801234.056789.SH1"}
+    assert (await registry.post("/v1/batteries/KR-SHAPE-1/aliases", json=epc, headers=maker)).status_code == 201
+    change = {"changes": {"materials_kg": {"cobalt": 1.5}, "carbon_footprint_kg_co2e_per_kwh": 60}, "reason": "recount"}
+    assert (await registry.post("/v1/batteries/KR-SHAPE-1/amendments", json=change, headers=maker)).status_code == 201
+    full = await registry.get("/v1/batteries/KR-SHAPE-1", headers=maker)
+    assert full.headers["content-type"] == "application/json"
+    assert BatteryOut.model_validate_json(full.content).model_dump_json().encode() == full.content
+    assert (
+        full.json()["aliases"] == [epc | {"battery_id": "KR-SHAPE-1"}] and full.json()["materials_kg"]["cobalt"] == 1.5
+    )
+    public = await registry.get("/v1/batteries/KR-SHAPE-1")
+    assert BatteryPublic.model_validate_json(public.content).model_dump_json().encode() == public.content
+    assert public.json()["access_level"] == "public" and public.json()["carbon_footprint_kg_co2e_per_kwh"] == 60.0
 
 
 async def test_unknown_battery_is_404_problem(registry) -> None:

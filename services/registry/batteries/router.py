@@ -5,12 +5,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from services.registry.batteries import service
 from services.registry.batteries.schemas import (
+    BATTERY_SHAPES,
     PLAIN_BATTERY,
     PLAIN_BULK,
     AliasIn,
@@ -26,10 +27,11 @@ from services.registry.batteries.schemas import (
 )
 from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
-from shared.db import ReaderDep, SessionDep
+from shared.db import SessionDep, pooled
 from shared.limits import body_limit, create_route
 from shared.pagination import Paging, page
 from shared.problems import PROBLEM_RESPONSES
+from shared.responses import DirectJSON
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
 Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
@@ -132,10 +134,14 @@ async def register_bulk(
     summary="One battery (public fields without a token)",
     openapi_extra=OPTIONAL_BEARER,
 )
-async def get_battery(battery_id: str, reader: ReaderDep, principal: OptionalPrincipal) -> dict[str, Any]:
+async def get_battery(battery_id: str, request: Request, principal: OptionalPrincipal) -> Response:
     """Without a token, or for a participant other than the battery's manufacturer, only the public fields;
     the manufacturer, authorities and operators get the full record (serial number, material content)."""
-    return await service.read_battery(reader, principal, battery_id)
+    # The hottest read: a pooled connection held only around the query (no dependency with a cleanup to
+    # schedule), and the record answered as the response model would write it (tests/test_registry.py).
+    async with pooled(request.app.state.statement_pool) as reader:
+        battery = await service.read_battery(reader, principal, battery_id)
+    return DirectJSON(BATTERY_SHAPES[battery["access_level"]](battery))
 
 
 @router.get("/v1/batteries", response_model=BatteryPage, summary="List batteries (cursor pagination)")

@@ -212,3 +212,31 @@ class Resolved(BaseModel):
 
 
 BatteryOut.model_rebuild()
+
+
+class Shaped:
+    """Plain data shaped as `model` serialises it: its fields in its order, nothing else, nested models (and
+    lists of them) likewise. For hot reads answered with `shared.responses.DirectJSON`, whose data has the
+    model's types already: FastAPI then neither validates it through the model nor serialises the model."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.fields: list[tuple[str, Shaped | None, bool]] = []  # name, nested shape, whether a list of it
+        for name, info in model.model_fields.items():
+            annotation, many = info.annotation, typing.get_origin(info.annotation) is list
+            if many:
+                annotation = typing.get_args(annotation)[0]
+            nested = Shaped(annotation) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            self.fields.append((name, nested, many))
+
+    def __call__(self, value: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for name, nested, many in self.fields:
+            v = value[name]
+            if nested is not None and v is not None:
+                v = [nested(x) for x in v] if many else nested(v)
+            out[name] = v
+        return out
+
+
+#: A battery as GET /v1/batteries/{id} answers it, by its `access_level`.
+BATTERY_SHAPES = {"full": Shaped(BatteryOut), "public": Shaped(BatteryPublic)}
