@@ -116,15 +116,18 @@ class LogCheckpointData(BaseModel):
     cosigned_by: list[str] = Field(default_factory=list)
 
 
-def envelope(*, id: str, source: str, type: str, subject: str | None, data: dict[str, Any]) -> dict[str, Any]:
-    """A CloudEvent as a JSON-ready dict (what the outbox stores and the relay publishes)."""
+def envelope(
+    *, id: str, source: str, type: str, subject: str | None, data: dict[str, Any], time: str | None = None
+) -> dict[str, Any]:
+    """A CloudEvent as a JSON-ready dict (what the outbox stores and the relay publishes). `time`, when the
+    occurrence happened (ISO 8601), is now unless given: the messages of one transaction may share it."""
     return {
         "specversion": "1.0",
         "id": id,
         "source": source,
         "type": type,
         "subject": subject,
-        "time": datetime.now(UTC).isoformat(),
+        "time": time or datetime.now(UTC).isoformat(),
         "datacontenttype": "application/json",
         "data": data,
     }

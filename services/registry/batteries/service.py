@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -80,6 +81,7 @@ async def register(
 
     # What a registration message carries of its model: the same for each of its batteries.
     facts = {m["id"]: {k: m[k] for k in (*MODEL_FACTS, "passport")} for m in models.values()}
+    registered_at = datetime.now(UTC).isoformat()  # one occurrence: every message's CloudEvent time
     rows, messages = [], []
     for b in items:
         model = models[b["model_id"]]
@@ -89,7 +91,9 @@ async def register(
         rows.append(row)
         data = {**row, "manufactured_at": row["manufactured_at"].isoformat(), "model": facts[b["model_id"]]}
         messages.append(
-            registry_message("battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]))
+            registry_message(
+                "battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]), time=registered_at
+            )
         )
     taken = await repo.insert_batteries(session, rows)
     if taken is not None:
