@@ -41,6 +41,7 @@ __all__ = [
     "generate_keypair",
     "mint_token",
     "optional_principal",
+    "principal_of",
     "require_principal",
     "require_role",
 ]
@@ -290,6 +291,11 @@ async def require_principal(principal: Annotated[Principal | None, Depends(optio
     if principal is None:
         raise Unauthorized("This endpoint needs a bearer token.")
     return principal
+
+
+async def principal_of(request: Request) -> Principal | None:
+    """`OptionalPrincipal` for a hot route that takes the request instead: FastAPI solves no dependencies for it."""
+    return await optional_principal(request, await _bearer(request))
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

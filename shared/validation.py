@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -39,10 +40,17 @@ CLOCK_SKEW = timedelta(minutes=2)
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 
 
+_SKEW_S = CLOCK_SKEW.total_seconds()
+_EARLIEST_S = EARLIEST.timestamp()
+
+
 def _plausible(value: datetime) -> datetime:
-    if value > datetime.now(UTC) + CLOCK_SKEW:
+    # Compared as POSIX seconds: the same instants, but one utcoffset() call instead of four (pydantic's TzInfo
+    # answers each in about 0.3 us, and every battery registered and every event posted passes here).
+    at = value.timestamp()
+    if at > time.time() + _SKEW_S:
         raise ValueError("must not be in the future")
-    if value < EARLIEST:
+    if at < _EARLIEST_S:
         raise ValueError("must not be before 1990-01-01")
     return value
 

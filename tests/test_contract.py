@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.contract import epcis, lifecycle, streams
 
@@ -70,3 +73,19 @@ def test_compact_iris_expand_to_our_namespaces() -> None:
     assert epcis.expand("btbizstep:grading") == epcis.BIZSTEP + "grading"
     assert epcis.expand("urn:epcglobal:cbv:bizstep:installing") == "installing"
     assert epcis.site_of(epcis.site_uri("Siheung centre")) == "Siheung centre"
+
+
+@given(st.text())
+def test_uuid5_url_is_uuid5_in_the_url_namespace(name: str) -> None:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a lone surrogate: uuid.uuid5 refuses it too
+        return
+    assert streams.uuid5_url(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def test_manufactured_event_id_is_stable() -> None:
+    """Registry, events service and consumers derive the same ID, now and from every ledger written before."""
+    assert streams.manufactured_event_id("KR-LGES-P000001") == str(
+        uuid.uuid5(uuid.NAMESPACE_URL, "https://batterytrace.kr/battery/KR-LGES-P000001/manufactured")
+    )

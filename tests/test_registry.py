@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from services.registry.batteries.schemas import BatteryOut, BatteryPublic
 from tests.factories import battery_body, create_models, participant, register
 
 PROBLEM = "application/problem+json"
@@ -165,6 +166,26 @@ async def test_other_participants_see_public_fields_authorities_the_full_record(
         assert (await registry.get("/v1/batteries/KR-PUB-2", headers=who)).json()["access_level"] == "full"
 
 
+async def test_a_battery_is_answered_as_its_response_model_writes_it(registry, maker, token) -> None:
+    """GET /v1/batteries/{id} answers plain data shaped like the model (shared.responses.DirectJSON): byte for
+    byte what BatteryOut or BatteryPublic would write, aliases and amended facts included."""
+    await participant(registry, token("ops", "admin"), "LGES", "manufacturer")
+    await register(registry, maker, battery_id="KR-SHAPE-1", manufacturing_site="오창, KR")
+    epc = {"scheme": "epc", "value": "urn:epc:id:sgtin:8801234.056789.SH1"}
+    assert (await registry.post("/v1/batteries/KR-SHAPE-1/aliases", json=epc, headers=maker)).status_code == 201
+    change = {"changes": {"materials_kg": {"cobalt": 1.5}, "carbon_footprint_kg_co2e_per_kwh": 60}, "reason": "recount"}
+    assert (await registry.post("/v1/batteries/KR-SHAPE-1/amendments", json=change, headers=maker)).status_code == 201
+    full = await registry.get("/v1/batteries/KR-SHAPE-1", headers=maker)
+    assert full.headers["content-type"] == "application/json"
+    assert BatteryOut.model_validate_json(full.content).model_dump_json().encode() == full.content
+    assert (
+        full.json()["aliases"] == [epc | {"battery_id": "KR-SHAPE-1"}] and full.json()["materials_kg"]["cobalt"] == 1.5
+    )
+    public = await registry.get("/v1/batteries/KR-SHAPE-1")
+    assert BatteryPublic.model_validate_json(public.content).model_dump_json().encode() == public.content
+    assert public.json()["access_level"] == "public" and public.json()["carbon_footprint_kg_co2e_per_kwh"] == 60.0
+
+
 async def test_unknown_battery_is_404_problem(registry) -> None:
     r = await registry.get("/v1/batteries/KR-NONE")
     assert r.status_code == 404 and r.headers["content-type"].startswith(PROBLEM)
@@ -205,6 +226,22 @@ async def test_bulk_duplicates_inside_request_and_against_existing(registry, mak
     r = await registry.post("/v1/batteries/bulk", json={"batteries": items}, headers=maker)
     assert r.status_code == 409 and [e["index"] for e in r.json()["errors"]] == [1]
     assert (await registry.get("/v1/batteries/KR-NEW-1", headers=maker)).status_code == 404
+
+
+async def test_bulk_by_copy_names_the_ids_registered_already(registry, maker) -> None:
+    """From 50 batteries on the rows go by COPY, which stops at the first ID taken: the answer still names every
+    item registered already, and nothing of the request is kept."""
+    await register(registry, maker, battery_id="KR-COPY-A")
+    await register(registry, maker, battery_id="KR-COPY-B")
+    items = [battery_body(battery_id=f"KR-COPY-{i:03d}") for i in range(60)]
+    items[41]["id"], items[7]["id"] = "KR-COPY-A", "KR-COPY-B"
+    r = await registry.post("/v1/batteries/bulk", json={"batteries": items}, headers=maker)
+    assert r.status_code == 409 and r.json()["code"] == "duplicate-battery"
+    assert [(e["index"], e["field"]) for e in r.json()["errors"]] == [(7, "batteries.7.id"), (41, "batteries.41.id")]
+    assert (await registry.get("/v1/batteries/KR-COPY-000", headers=maker)).status_code == 404
+    items[41]["id"], items[7]["id"] = "KR-COPY-041", "KR-COPY-007"
+    r = await registry.post("/v1/batteries/bulk", json={"batteries": items}, headers=maker)
+    assert r.status_code == 201 and r.json()["created"] == 60
 
 
 async def test_bulk_limit_is_10000(registry, maker) -> None:

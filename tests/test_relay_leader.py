@@ -286,3 +286,35 @@ async def test_the_leader_prunes_in_the_background(db_url, infra, topic_prefix, 
     finally:
         await relay.stop()
         await engine.dispose()
+
+
+async def test_the_relay_places_each_message_where_producer_send_would_in_order(db_url, infra, topic_prefix):
+    """The relay hands the producer record batches of one partition each (OutboxRelay._send): every message still
+    lands on the partition its key hashes to (the producer's partitioner, murmur2 as Kafka's own clients), each
+    key's messages in outbox order, full batches split, nothing lost or repeated."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    keys = [f"KR-PART-{i:03d}" for i in range(40)]
+    engine = make_engine(db_url, pool_size=2)
+    relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix, batch_size=150)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            # 600 messages of ~2 KB: over the producer's 256 KiB batches per partition, so batches fill and split.
+            padding = "x" * 2000
+            messages = [OutboxMessage(TOPIC, keys[i % 40], {"n": i, "pad": padding}) for i in range(600)]
+            await enqueue(session, SCHEMA, messages)
+        while await relay.run_once():
+            pass
+        assert (await outbox_stats(engine, SCHEMA))["backlog"] == 0
+    finally:
+        await relay.stop()
+        await engine.dispose()
+    got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=600)
+    assert sorted(m["value"]["n"] for m in got) == list(range(600))
+    partitions = sorted({m["partition"] for m in got} | set(range(4)))
+    for m in got:
+        assert m["partition"] == DefaultPartitioner()(m["key"].encode(), partitions, partitions), m["key"]
+    by_key: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for m in got:
+        by_key[m["key"]].append((m["offset"], m["value"]["n"]))
+    assert all([n for _, n in sorted(seen)] == sorted(n for _, n in seen) for seen in by_key.values())

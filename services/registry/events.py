@@ -35,8 +35,11 @@ def registry_event_id(kind: str, key: str, data: dict[str, Any]) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://batterytrace.kr/registry/{kind}/{subject}"))
 
 
-def registry_message(kind: str, key: str, data: dict[str, Any], *, event_id: str | None = None) -> OutboxMessage:
-    """`kind` like 'battery.registered' → CloudEvent type 'kr.battery.registry.battery.registered.v1'."""
+def registry_message(
+    kind: str, key: str, data: dict[str, Any], *, event_id: str | None = None, time: str | None = None
+) -> OutboxMessage:
+    """`kind` like 'battery.registered' → CloudEvent type 'kr.battery.registry.battery.registered.v1'; `time` as
+    `envelope` takes it (one registration request's batteries share theirs)."""
     return OutboxMessage(
         topic=TOPIC_REGISTRY,
         key=key,
@@ -46,5 +49,6 @@ def registry_message(kind: str, key: str, data: dict[str, Any], *, event_id: str
             type=registry_type(kind),
             subject=key,
             data=data,
+            time=time,
         ),
     )

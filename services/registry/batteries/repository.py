@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,7 +17,7 @@ from services.registry.amendments.models import Amendment
 from services.registry.batteries.models import Alias, Battery
 from services.registry.batteries.schemas import BatteryFilter
 from services.registry.catalog.models import BatteryModel
-from shared.db import json_value, names, pg_type, qualified, raw_connection, row_dict
+from shared.db import json_value, names, qualified, raw_connection, row_dict, unnest
 from shared.pagination import keyset
 
 batteries = Battery.__table__
@@ -27,11 +28,14 @@ battery_models = BatteryModel.__table__
 _INSERTED = [c for c in batteries.c if c.server_default is None]
 _INSERTED_NAMES = [c.name for c in _INSERTED]
 _INSERTED_JSON = [i for i, c in enumerate(_INSERTED) if isinstance(c.type, JSONB)]
+#: A few rows in one statement; the IDs already registered are skipped (and told by what it returns).
 _INSERT = (
-    f"INSERT INTO {qualified(batteries)} ({names(_INSERTED)}) VALUES "
-    f"({', '.join(f'${i}::{pg_type(c)}' for i, c in enumerate(_INSERTED, 1))})"
+    f"INSERT INTO {qualified(batteries)} ({names(_INSERTED)}) SELECT * FROM {unnest(_INSERTED)} "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _values = itemgetter(*_INSERTED_NAMES)
+#: From this many rows on, COPY (one statement's parameters would hold every value twice over).
+COPY_FROM_ROWS = 50
 
 _MODEL_FACTS = [
     battery_models.c.rated_capacity_ah,
@@ -47,16 +51,26 @@ async def existing_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
     return {r["id"] for r in rows}
 
 
-async def insert_batteries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """COPY for throughput; the caller has checked duplicates (a race still fails on the primary key)."""
+async def insert_batteries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str] | None:
+    """Insert every row, or none: None when all were inserted, else the IDs among them registered already (the
+    caller refuses the registration, which rolls back what was inserted). Many rows go by COPY, which stops at the
+    first ID taken; the IDs taken are then looked up (a set empty only if a concurrent registration that took
+    one is not visible yet)."""
     conn = await raw_connection(session)
     records = [_record(r) for r in rows]
-    if len(records) >= 50:
-        await conn.copy_records_to_table(
-            batteries.name, schema_name=batteries.schema, columns=_INSERTED_NAMES, records=records
-        )
-    else:
-        await conn.executemany(_INSERT, records)
+    if len(records) < COPY_FROM_ROWS:
+        inserted = await conn.fetch(_INSERT, *zip(*records, strict=True))
+        if len(inserted) == len(rows):
+            return None
+        return {r["id"] for r in rows} - {r["id"] for r in inserted}
+    try:
+        async with conn.transaction():  # a savepoint: the unit of work goes on to look up the IDs taken
+            await conn.copy_records_to_table(
+                batteries.name, schema_name=batteries.schema, columns=_INSERTED_NAMES, records=records
+            )
+    except UniqueViolationError:
+        return await existing_ids(session, [r["id"] for r in rows])
+    return None
 
 
 def _record(row: dict[str, Any]) -> list[Any]:

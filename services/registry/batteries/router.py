@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import email.message
+import json
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from services.registry.batteries import service
 from services.registry.batteries.schemas import (
+    BATTERY_SHAPES,
+    PLAIN_BATTERY,
+    PLAIN_BULK,
     AliasIn,
     AliasOut,
     BatteryFilter,
@@ -18,11 +26,12 @@ from services.registry.batteries.schemas import (
     Resolved,
 )
 from services.registry.catalog.schemas import Chemistry, Kind
-from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, OptionalPrincipal, Principal, Role, require_role
-from shared.db import ReaderDep, SessionDep
-from shared.limits import create_route
+from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, Principal, Role, principal_of, require_role
+from shared.db import SessionDep, pooled
+from shared.limits import body_limit, create_route
 from shared.pagination import Paging, page
 from shared.problems import PROBLEM_RESPONSES
+from shared.responses import DirectJSON
 
 router = APIRouter(tags=["batteries"], responses=PROBLEM_RESPONSES)
 Manufacturer = Annotated[Principal, Depends(require_role(Role.manufacturer))]
@@ -43,17 +52,80 @@ async def register_battery(body: BatteryIn, session: SessionDep, principal: Manu
     return await service.register_one(session, body, principal)
 
 
-@create_route(
-    router,
+#: The bodies routes here validate themselves, for the OpenAPI document's components (services/registry/app.py).
+RAW_BODIES = (BulkIn,)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkBody:
+    """A bulk body validated from its raw bytes (`bulk_body`): its batteries, or the errors FastAPI would have
+    raised for it, raised by the route once its other dependencies are solved, where FastAPI raises them."""
+
+    batteries: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def checked(self) -> list[dict[str, Any]]:
+        if self.errors:
+            raise RequestValidationError(self.errors)
+        return self.batteries
+
+
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's test for a JSON body (`application/json` or `application/*+json`)."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def bulk_body(request: Request) -> BulkBody:
+    """`BulkIn` from the body's bytes: validated by pydantic-core straight from JSON into plain dicts (`PLAIN_BULK`),
+    not parsed by `json` into dicts, validated into models and dumped into dicts again. A body refused so is
+    validated again the way FastAPI validates a `BulkIn` body, for the same answer: JSON that does not parse is
+    422 at once (before the caller's role is checked), anything else that fails `BulkIn` after the dependencies."""
+    raw = await request.body()
+    json_body = _is_json(request.headers.get("content-type"))
+    if raw and json_body:
+        try:
+            return BulkBody([PLAIN_BATTERY.fill(b) for b in PLAIN_BULK.validate_json(raw)["batteries"]])
+        except ValidationError:
+            pass
+    if not raw:
+        return BulkBody(errors=[{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    body: Any = raw
+    if json_body:
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as e:
+            error = {"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error", "input": {}}
+            raise RequestValidationError([error | {"ctx": {"error": e.msg}}], body=e.doc) from None
+    try:
+        return BulkBody([b.model_dump() for b in BulkIn.model_validate(body, from_attributes=True).batteries])
+    except ValidationError as exc:
+        return BulkBody(errors=[{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)])
+
+
+@router.post(
     "/v1/batteries/bulk",
-    BulkOut,
-    "Register up to 10,000 batteries, all or nothing",
-    limit=BULK_MAX_BATTERIES * BULK_BATTERY_BYTES,
+    status_code=201,
+    response_model=BulkOut,
+    summary="Register up to 10,000 batteries, all or nothing",
+    openapi_extra=body_limit(BULK_MAX_BATTERIES * BULK_BATTERY_BYTES)
+    | {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BulkIn"}}},
+        }
+    },
 )
-async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufacturer) -> dict[str, Any]:
+async def register_bulk(
+    body: Annotated[BulkBody, Depends(bulk_body)], session: SessionDep, principal: Manufacturer
+) -> dict[str, Any]:
     """All items are registered or none is; every failing item is listed with its `index`."""
-    rows = await service.register(session, body.batteries, principal, bulk=True)
-    return {"created": len(rows), "ids": [r["id"] for r in rows]}
+    ids = await service.register(session, body.checked(), principal, bulk=True)
+    return {"created": len(ids), "ids": ids}
 
 
 @router.get(
@@ -62,10 +134,16 @@ async def register_bulk(body: BulkIn, session: SessionDep, principal: Manufactur
     summary="One battery (public fields without a token)",
     openapi_extra=OPTIONAL_BEARER,
 )
-async def get_battery(battery_id: str, reader: ReaderDep, principal: OptionalPrincipal) -> dict[str, Any]:
+async def get_battery(battery_id: str, request: Request) -> Response:
     """Without a token, or for a participant other than the battery's manufacturer, only the public fields;
     the manufacturer, authorities and operators get the full record (serial number, material content)."""
-    return await service.read_battery(reader, principal, battery_id)
+    # The hottest read, without FastAPI's dependency machinery (a cancel scope and a checkpoint for a yield
+    # dependency, a cache key per dependency): the principal as `OptionalPrincipal` finds it, a pooled connection
+    # held around the query only, and the record as the response model would write it (tests/test_registry.py).
+    principal = await principal_of(request)
+    async with pooled(request.app.state.statement_pool) as reader:
+        battery = await service.read_battery(reader, principal, battery_id)
+    return DirectJSON(BATTERY_SHAPES[battery["access_level"]](battery))
 
 
 @router.get("/v1/batteries", response_model=BatteryPage, summary="List batteries (cursor pagination)")

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from typing_extensions import TypedDict
 
 from services.registry.catalog.schemas import CONTENT_MATERIALS, Chemistry, Kind
 from shared.contract.lifecycle import amounts_model
@@ -56,6 +59,60 @@ class BatteryIn(BaseModel):
 class BulkIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"batteries": [EXAMPLE_BATTERY]}]})
     batteries: Annotated[list[BatteryIn], Field(min_length=1, max_length=10_000)]
+
+
+class PlainModel:
+    """A model validated into plain dicts: the same fields, types, constraints, validators and `extra` rule, through
+    a TypedDict derived from the model (nested models likewise), so that pydantic builds no model instances (a
+    bulk body of 10,000 batteries validated about 3x faster so, issue 16). `fill` puts the model's defaults in:
+    `fill(adapter.validate_json(raw))` equals `model.model_validate_json(raw).model_dump()`. Errors differ in
+    wording (a TypedDict is not a model): callers re-validate a refused body with the model for its errors."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+        #: the fields that are models themselves
+        self.nested: dict[str, PlainModel] = {}
+        #: every field in the model's order: its default, or None until the value given replaces it
+        self.template: dict[str, Any] = {}
+        fields: dict[str, Any] = {}
+        for name, info in model.model_fields.items():
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                self.nested[name] = PlainModel(info.annotation)
+                annotation = self.nested[name].typed
+            else:
+                annotation = _plain(info.annotation)
+            if info.metadata:
+                annotation = Annotated[annotation, *info.metadata]
+            fields[name] = annotation if info.is_required() else NotRequired[annotation]
+            default = None if info.is_required() else info.get_default(call_default_factory=True)
+            self.template[name] = default.model_dump() if isinstance(default, BaseModel) else default
+        make: Any = TypedDict  # built from the model's fields at runtime
+        self.typed: Any = make(f"{model.__name__}Dict", fields)
+        self.typed.__pydantic_config__ = ConfigDict(extra=model.model_config.get("extra"))
+
+    def fill(self, value: dict[str, Any]) -> dict[str, Any]:
+        out = {**self.template, **value}
+        for name, nested in self.nested.items():
+            out[name] = nested.fill(out[name]) if nested.nested else {**nested.template, **out[name]}
+        return out
+
+
+def _plain(annotation: Any) -> Any:
+    """The annotation with every model in it (`list[Model]`, `Model | None`) replaced by its TypedDict."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return PlainModel(annotation).typed
+    args = typing.get_args(annotation)
+    plain = tuple(_plain(a) for a in args)
+    if plain == args:
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.Union[plain]  # noqa: UP007 - rebuilt from its arguments
+    return typing.get_origin(annotation)[plain]
+
+
+#: A bulk registration's batteries as plain dicts, as BatteryIn validates them (`register_bulk`).
+PLAIN_BATTERY = PlainModel(BatteryIn)
+PLAIN_BULK = TypeAdapter(PlainModel(BulkIn).typed)
 
 
 class BulkOut(BaseModel):
@@ -155,3 +212,31 @@ class Resolved(BaseModel):
 
 
 BatteryOut.model_rebuild()
+
+
+class Shaped:
+    """Plain data shaped as `model` serialises it: its fields in its order, nothing else, nested models (and
+    lists of them) likewise. For hot reads answered with `shared.responses.DirectJSON`, whose data has the
+    model's types already: FastAPI then neither validates it through the model nor serialises the model."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.fields: list[tuple[str, Shaped | None, bool]] = []  # name, nested shape, whether a list of it
+        for name, info in model.model_fields.items():
+            annotation, many = info.annotation, typing.get_origin(info.annotation) is list
+            if many:
+                annotation = typing.get_args(annotation)[0]
+            nested = Shaped(annotation) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            self.fields.append((name, nested, many))
+
+    def __call__(self, value: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for name, nested, many in self.fields:
+            v = value[name]
+            if nested is not None and v is not None:
+                v = [nested(x) for x in v] if many else nested(v)
+            out[name] = v
+        return out
+
+
+#: A battery as GET /v1/batteries/{id} answers it, by its `access_level`.
+BATTERY_SHAPES = {"full": Shaped(BatteryOut), "public": Shaped(BatteryPublic)}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.exceptions import UniqueViolationError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.amendments import repository as amendments_repo
@@ -39,18 +39,20 @@ def _item_error(index: int | None, field: str, rule: str, message: str) -> dict[
 
 
 async def register(
-    session: AsyncSession, items: list[BatteryIn], principal: Principal, *, bulk: bool
-) -> list[dict[str, Any]]:
-    """Register all items or none. `bulk` only changes how errors name their items."""
+    session: AsyncSession, items: Sequence[dict[str, Any]], principal: Principal, *, bulk: bool
+) -> list[str]:
+    """Register all items (as BatteryIn dumps them) or none; returns their IDs. `bulk` only changes how errors
+    name their items."""
 
     def idx(i: int) -> int | None:
         return i if bulk else None
 
-    counts = Counter(b.id for b in items)
+    ids = [b["id"] for b in items]
+    counts = Counter(ids)
     dup_in_request = [
-        _item_error(idx(i), "id", "unique-in-request", f"battery ID '{b.id}' appears more than once in the request")
-        for i, b in enumerate(items)
-        if counts[b.id] > 1
+        _item_error(idx(i), "id", "unique-in-request", f"battery ID '{b}' appears more than once in the request")
+        for i, b in enumerate(ids)
+        if counts[b] > 1
     ]
     if dup_in_request:
         raise Conflict(
@@ -59,65 +61,55 @@ async def register(
             errors=dup_in_request,
         )
 
-    models = await catalog_repo.get_models(session, {b.model_id for b in items})
+    models = await catalog_repo.get_models(session, {b["model_id"] for b in items})
     errors: list[dict[str, Any]] = []
     for i, b in enumerate(items):
-        model = models.get(b.model_id)
+        model = models.get(b["model_id"])
         if model is None:
-            errors.append(_item_error(idx(i), "model_id", "known-model", f"no battery model '{b.model_id}'"))
-        elif b.kind is not None and b.kind.value != model["kind"]:
+            errors.append(_item_error(idx(i), "model_id", "known-model", f"no battery model '{b['model_id']}'"))
+        elif b["kind"] is not None and b["kind"] != model["kind"]:
             errors.append(
                 _item_error(
                     idx(i),
                     "kind",
                     "matches-model",
-                    f"kind '{b.kind.value}' differs from the model's '{model['kind']}'",
+                    f"kind '{b['kind'].value}' differs from the model's '{model['kind']}'",
                 )
             )
     if errors:
         raise Unprocessable(f"{len(errors)} items are invalid; first: {errors[0]['message']}.", errors=errors)
 
-    existing = await repo.existing_ids(session, [b.id for b in items])
-    if existing:
+    # What a registration message carries of its model: the same for each of its batteries.
+    facts = {m["id"]: {k: m[k] for k in (*MODEL_FACTS, "passport")} for m in models.values()}
+    registered_at = datetime.now(UTC).isoformat()  # one occurrence: every message's CloudEvent time
+    rows, messages = [], []
+    for b in items:
+        model = models[b["model_id"]]
+        row = dict(b)
+        del row["kind"]
+        row["kind"], row["chemistry"], row["manufacturer"] = model["kind"], model["chemistry"], principal.org
+        rows.append(row)
+        data = {**row, "manufactured_at": row["manufactured_at"].isoformat(), "model": facts[b["model_id"]]}
+        messages.append(
+            registry_message(
+                "battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]), time=registered_at
+            )
+        )
+    taken = await repo.insert_batteries(session, rows)
+    if taken is not None:
+        if not taken:
+            raise Conflict("A battery ID was registered concurrently; retry.", code="duplicate-battery")
         raise Conflict(
-            f"{len(existing)} battery IDs are registered already.",
+            f"{len(taken)} battery IDs are registered already.",
             code="duplicate-battery",
             errors=[
-                _item_error(idx(i), "id", "unique", f"battery '{b.id}' is registered already")
-                for i, b in enumerate(items)
-                if b.id in existing
+                _item_error(idx(i), "id", "unique", f"battery '{b}' is registered already")
+                for i, b in enumerate(ids)
+                if b in taken
             ],
         )
-
-    rows = []
-    for b in items:
-        model = models[b.model_id]
-        rows.append(
-            {
-                **b.model_dump(exclude={"kind"}),
-                "kind": model["kind"],
-                "chemistry": model["chemistry"],
-                "manufacturer": principal.org,
-            }
-        )
-    try:
-        await repo.insert_batteries(session, rows)
-    except (IntegrityError, UniqueViolationError):
-        raise Conflict("A battery ID was registered concurrently; retry.", code="duplicate-battery") from None
-
-    messages = []
-    for row in rows:
-        model = models[row["model_id"]]
-        data = {
-            **row,
-            "manufactured_at": row["manufactured_at"].isoformat(),
-            "model": {k: model[k] for k in (*MODEL_FACTS, "passport")},
-        }
-        messages.append(
-            registry_message("battery.registered", row["id"], data, event_id=manufactured_event_id(row["id"]))
-        )
     await enqueue(session, SCHEMA, messages)
-    return rows
+    return ids
 
 
 async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, Any]:
@@ -131,7 +123,7 @@ async def get_battery(conn: asyncpg.Connection, battery_id: str) -> dict[str, An
 
 async def register_one(session: AsyncSession, item: BatteryIn, principal: Principal) -> dict[str, Any]:
     """Register one battery and answer its full record as this unit of work sees it."""
-    await register(session, [item], principal, bulk=False)
+    await register(session, [item.model_dump()], principal, bulk=False)
     return await get_battery(await raw_connection(session), item.id)
 
 
