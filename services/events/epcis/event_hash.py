@@ -21,13 +21,12 @@ standard's test suite is reproduced exactly (tests/test_epcis_hash.py).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -329,6 +328,7 @@ def _xml_model(node: Node) -> Node:
 # ---- the pre-hash string ----
 
 
+@lru_cache(maxsize=1 << 14)
 def canonical_time(text: str) -> str:
     """UTC at millisecond precision, `Z` (a value that is no timestamp stays as it is)."""
     try:
@@ -353,6 +353,7 @@ def _numeric(text: str) -> str:
     return str(int(number)) if int(number) == number else str(number)
 
 
+@lru_cache(maxsize=1 << 16)
 def canonical_value(text: str) -> str:
     for old, new in WEB_VOCABULARY:
         text = text.replace(old, new)
@@ -388,7 +389,10 @@ def _ordered(children: list[Any], order: Order) -> str:
     """The standard fields in CBV order; what is consumed is removed from `children`."""
     out = ""
     extensions = _user_extensions(children)
+    present = [c[0] for c in children]  # children only shrink below: a name absent now stays absent
     for name, sub_order in order:
+        if name not in present:
+            continue
         values = []
         for child in [c for c in children if c[0] == name]:
             text = _child(child, sub_order)
@@ -460,7 +464,7 @@ def prehashes(document: Mapping[str, Any]) -> list[str]:
     converter = _Converter({k: "{" + v + "}" for k, v in prefixes.items()})
     out = []
     for raw in _events(document):
-        event = _replace_bare_strings(copy.deepcopy(raw), expanded)
+        event = _replace_bare_strings(raw, expanded)  # a copy: the tree below never shares the caller's objects
         if isinstance(event, dict):
             event = {k: v for k, v in event.items() if k not in ignore}
         tree = _xml_model(converter.convert(event))
