@@ -37,7 +37,18 @@ from shared.contract.streams import manufactured_event_id
 def as_row(value: Any) -> dict[str, Any]:
     """A dataclass's fields as a row to store or publish: text as plain `str` (a StrEnum by its value), mappings
     as dicts (of plain values), nested dataclasses as rows."""
-    return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """`fields()` walks the class's field table on every call, and rows are made per event: once per class."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _plain(value: Any) -> Any:
