@@ -249,6 +249,10 @@ def _replace_bare_strings(value: Any, index: dict[str, set[str]]) -> Any:
 class _Converter:
     def __init__(self, namespaces: dict[str, str]) -> None:
         self.namespaces = namespaces  # prefix → "{namespace}"
+        # What `replace` made of each name and each value (a document repeats them in every event); forgotten
+        # whenever a namespace is declared.
+        self._names: dict[str, Any] = {}
+        self._values: dict[str, str] = {}
 
     def replace(self, text: Any, is_value: bool = False) -> Any:
         if not isinstance(text, str):
@@ -258,6 +262,21 @@ class _Converter:
             ns = self.namespaces[head]
             return (ns.replace("{", "").replace("}", "") if is_value else ns) + tail
         return text
+
+    def _name(self, key: str) -> Any:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = self.replace(key)
+        return name
+
+    def _leaf(self, value: Any) -> str:
+        """A value's text: `_text(self.replace(value, True))`."""
+        if isinstance(value, str):
+            text = self._values.get(value)
+            if text is None:
+                text = self._values[value] = _text(self.replace(value, True))
+            return text
+        return _text(value)
 
     def convert(self, value: Any) -> Node:
         node: Node = ("", "", [])
@@ -269,22 +288,28 @@ class _Converter:
                 node = (value["type"], "", [])
             if "#text" in value:
                 node = (node[0], _text(value["#text"]), node[2])
+            children = node[2]
             for key, val in value.items():
                 if key in COMMENTS:
                     continue
                 if key.startswith("@xmlns"):
                     self.namespaces[key[7:]] = "{" + _text(val) + "}"
+                    self._names.clear()
+                    self._values.clear()
                     node = (self.replace(node[0]), node[1], node[2])
                     continue
-                child = self.convert(val)  # namespaces declared inside first, then the key
-                name = self.replace(key)
                 if isinstance(val, list):
-                    node[2].extend((name, element[1], element[2]) for element in child[2])
+                    child = self.convert(val)  # namespaces declared inside first, then the key
+                    name = self._name(key)
+                    children.extend((name, element[1], element[2]) for element in child[2])
+                elif isinstance(val, dict):
+                    child = self.convert(val)
+                    children.append((self._name(key), child[1], child[2]))
                 else:
-                    node[2].append((name, child[1], child[2]))
+                    children.append((self._name(key), self._leaf(val), []))
         else:
-            return "", _text(self.replace(value, True)), []
-        if not any(k in value for k in UNSORTED):
+            return "", self._leaf(value), []
+        if not ("bizTransaction" in value or "source" in value or "destination" in value):  # UNSORTED
             try:
                 node[2].sort()
             except TypeError:  # names of mixed types (a non-string `type`): no reference order; a stable one
@@ -307,19 +332,25 @@ def _correct_names(node: Node) -> Node:
 
 def _xml_model(node: Node) -> Node:
     """The JSON binding's data model → the XML binding's (element names JSON omits)."""
-    children: list[Any] = list(node[2]) if len(node) > 2 else []
+    source: list[Any] = node[2] if len(node) > 2 else []
+    if not source:
+        return _correct_names((node[0], node[1], []))
+    children: list[Any] = []
     lists: dict[str, list[Node]] = {}
-    for element in [e for e in children if not isinstance(e[0], tuple) and e[0].endswith("List")]:
-        lists.setdefault(element[0], []).append((element[0][:-4], element[1], element[2]))
-        children.remove(element)
+    for element in source:
+        name = element[0]
+        if not isinstance(name, tuple) and name.endswith("List"):
+            lists.setdefault(name, []).append((name[:-4], element[1], element[2]))
+        else:
+            children.append(element)
     for list_name, elements in lists.items():
         if list_name in PAIR_LISTS:
             children.append((list_name, "", [(e[2][0], e[2][1]) for e in elements]))
         else:
             children.append((list_name, "", elements))
     child_epcs: list[Node] = [("epc", e[1], []) for e in children if e[0] == "childEPCs"]
-    children = [e for e in children if e[0] != "childEPCs"]
     if child_epcs:
+        children = [e for e in children if e[0] != "childEPCs"]
         children.append(("childEPCs", "", child_epcs))
     corrected = [e if e[0] in PAIR_LISTS else _xml_model(e) for e in children]
     return _correct_names((node[0], node[1], corrected))
