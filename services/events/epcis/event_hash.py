@@ -234,8 +234,8 @@ def _suffixes(expanded: set[str]) -> dict[str, set[str]]:
 def _replace_bare_strings(value: Any, index: dict[str, set[str]]) -> Any:
     """A bare string that names exactly one expanded URI (`.../BizStep-shipping` for `shipping`) becomes it."""
     if isinstance(value, str):
-        matches = index.get(value, set())
-        return next(iter(matches)) if len(matches) == 1 else value
+        matches = index.get(value)
+        return next(iter(matches)) if matches is not None and len(matches) == 1 else value
     if isinstance(value, list):
         return [_replace_bare_strings(v, index) for v in value]
     if isinstance(value, dict):
@@ -352,8 +352,25 @@ def _xml_model(node: Node) -> Node:
     if child_epcs:
         children = [e for e in children if e[0] != "childEPCs"]
         children.append(("childEPCs", "", child_epcs))
-    corrected = [e if e[0] in PAIR_LISTS else _xml_model(e) for e in children]
+    corrected = [e if e[0] in PAIR_LISTS else _xml_model(e) if e[2] else _leaf_name(e) for e in children]
     return _correct_names((node[0], node[1], corrected))
+
+
+def _leaf_name(node: Node) -> Node:
+    """`_xml_model` of a node without children: `_correct_names` of it (most nodes are such leaves)."""
+    name = node[0]
+    renamed = _LEAF_NAMES.get(name) if isinstance(name, str) else None
+    return node if renamed is None else (renamed, node[1], [])
+
+
+#: What `_correct_names` renames a childless node to.
+_LEAF_NAMES = {
+    "inputEPC": "epc",
+    "outputEPC": "epc",
+    "inputQuantity": "quantityElement",
+    "outputQuantity": "quantityElement",
+    "childQuantity": "quantityElement",
+}
 
 
 # ---- the pre-hash string ----
@@ -420,20 +437,42 @@ def _ordered(children: list[Any], order: Order) -> str:
     """The standard fields in CBV order; what is consumed is removed from `children`."""
     out = ""
     extensions = _user_extensions(children)
-    present = [c[0] for c in children]  # children only shrink below: a name absent now stays absent
-    for name, sub_order in order:
-        if name not in present:
-            continue
-        values = []
-        for child in [c for c in children if c[0] == name]:
-            text = _child(child, sub_order)
-            if text:
-                values.append(text)
-            if not child[2]:
-                children.remove(child)
-        values.sort()
-        if "".join(values):
-            out = "".join([out, *values]) if out else "".join(values)
+    if all(type(c[0]) is str for c in children):
+        # The children by name, in one pass: each name's children are consumed together and only those.
+        groups: dict[str, list[Any]] = {}
+        for c in children:
+            groups.setdefault(c[0], []).append(c)
+        consumed: list[Any] = []
+        for name, sub_order in order:
+            group = groups.get(name)
+            if group is None:
+                continue
+            values = []
+            for child in group:
+                text = _child(child, sub_order)
+                if text:
+                    values.append(text)
+                if not child[2]:
+                    consumed.append(child)
+            values.sort()
+            out += "".join(values)
+        if consumed:
+            gone = {id(c) for c in consumed}
+            children[:] = [c for c in children if id(c) not in gone]
+    else:  # names that are no strings (pairs, a non-string `type`): as the reference does it
+        present = [c[0] for c in children]  # children only shrink below: a name absent now stays absent
+        for name, sub_order in order:
+            if name not in present:
+                continue
+            values = []
+            for child in [c for c in children if c[0] == name]:
+                text = _child(child, sub_order)
+                if text:
+                    values.append(text)
+                if not child[2]:
+                    children.remove(child)
+            values.sort()
+            out += "".join(values)
     if extensions:
         out += _generic(extensions)
     return out
