@@ -36,8 +36,8 @@ def _diff(conn: Connection) -> list[Any]:
 
 
 def _index_differences(conn: Connection) -> list[str]:
-    """Autogenerate compares an index's columns but not its method or predicate (GIN, partial indexes), so
-    build each model index on an empty copy of its table and let PostgreSQL print both definitions."""
+    """Autogenerate compares an index's columns but not its method, storage parameters or predicate (GIN, partial
+    indexes), so build each model index on an empty copy of its table and let PostgreSQL print both definitions."""
     dialect = conn.dialect
     out: list[str] = []
     for n, table in enumerate(metadata.tables.values()):
@@ -50,8 +50,13 @@ def _index_differences(conn: Connection) -> list[str]:
             columns = ", ".join(  # a column by its name, an expression as written
                 e.name if isinstance(e, Column) else str(e.compile(dialect=dialect)) for e in index.expressions
             )
+            storage = options["with"]  # storage parameters (GIN's fastupdate) print as part of the definition
+            params = f" WITH ({', '.join(f'{k} = {v}' for k, v in storage.items())})" if storage else ""
             conn.execute(
-                text(f"CREATE INDEX {copy}_{m} ON {copy} USING {options['using'] or 'btree'} ({columns}){predicate}")
+                text(
+                    f"CREATE INDEX {copy}_{m} ON {copy} USING {options['using'] or 'btree'} ({columns}){params}"
+                    f"{predicate}"
+                )
             )
             wanted, actual = (
                 conn.execute(

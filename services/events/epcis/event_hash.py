@@ -21,13 +21,12 @@ standard's test suite is reproduced exactly (tests/test_epcis_hash.py).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -235,8 +234,8 @@ def _suffixes(expanded: set[str]) -> dict[str, set[str]]:
 def _replace_bare_strings(value: Any, index: dict[str, set[str]]) -> Any:
     """A bare string that names exactly one expanded URI (`.../BizStep-shipping` for `shipping`) becomes it."""
     if isinstance(value, str):
-        matches = index.get(value, set())
-        return next(iter(matches)) if len(matches) == 1 else value
+        matches = index.get(value)
+        return next(iter(matches)) if matches is not None and len(matches) == 1 else value
     if isinstance(value, list):
         return [_replace_bare_strings(v, index) for v in value]
     if isinstance(value, dict):
@@ -250,6 +249,10 @@ def _replace_bare_strings(value: Any, index: dict[str, set[str]]) -> Any:
 class _Converter:
     def __init__(self, namespaces: dict[str, str]) -> None:
         self.namespaces = namespaces  # prefix → "{namespace}"
+        # What `replace` made of each name and each value (a document repeats them in every event); forgotten
+        # whenever a namespace is declared.
+        self._names: dict[str, Any] = {}
+        self._values: dict[str, str] = {}
 
     def replace(self, text: Any, is_value: bool = False) -> Any:
         if not isinstance(text, str):
@@ -259,6 +262,21 @@ class _Converter:
             ns = self.namespaces[head]
             return (ns.replace("{", "").replace("}", "") if is_value else ns) + tail
         return text
+
+    def _name(self, key: str) -> Any:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = self.replace(key)
+        return name
+
+    def _leaf(self, value: Any) -> str:
+        """A value's text: `_text(self.replace(value, True))`."""
+        if isinstance(value, str):
+            text = self._values.get(value)
+            if text is None:
+                text = self._values[value] = _text(self.replace(value, True))
+            return text
+        return _text(value)
 
     def convert(self, value: Any) -> Node:
         node: Node = ("", "", [])
@@ -270,22 +288,28 @@ class _Converter:
                 node = (value["type"], "", [])
             if "#text" in value:
                 node = (node[0], _text(value["#text"]), node[2])
+            children = node[2]
             for key, val in value.items():
                 if key in COMMENTS:
                     continue
                 if key.startswith("@xmlns"):
                     self.namespaces[key[7:]] = "{" + _text(val) + "}"
+                    self._names.clear()
+                    self._values.clear()
                     node = (self.replace(node[0]), node[1], node[2])
                     continue
-                child = self.convert(val)  # namespaces declared inside first, then the key
-                name = self.replace(key)
                 if isinstance(val, list):
-                    node[2].extend((name, element[1], element[2]) for element in child[2])
+                    child = self.convert(val)  # namespaces declared inside first, then the key
+                    name = self._name(key)
+                    children.extend((name, element[1], element[2]) for element in child[2])
+                elif isinstance(val, dict):
+                    child = self.convert(val)
+                    children.append((self._name(key), child[1], child[2]))
                 else:
-                    node[2].append((name, child[1], child[2]))
+                    children.append((self._name(key), self._leaf(val), []))
         else:
-            return "", _text(self.replace(value, True)), []
-        if not any(k in value for k in UNSORTED):
+            return "", self._leaf(value), []
+        if not ("bizTransaction" in value or "source" in value or "destination" in value):  # UNSORTED
             try:
                 node[2].sort()
             except TypeError:  # names of mixed types (a non-string `type`): no reference order; a stable one
@@ -308,27 +332,51 @@ def _correct_names(node: Node) -> Node:
 
 def _xml_model(node: Node) -> Node:
     """The JSON binding's data model → the XML binding's (element names JSON omits)."""
-    children: list[Any] = list(node[2]) if len(node) > 2 else []
+    source: list[Any] = node[2] if len(node) > 2 else []
+    if not source:
+        return _correct_names((node[0], node[1], []))
+    children: list[Any] = []
     lists: dict[str, list[Node]] = {}
-    for element in [e for e in children if not isinstance(e[0], tuple) and e[0].endswith("List")]:
-        lists.setdefault(element[0], []).append((element[0][:-4], element[1], element[2]))
-        children.remove(element)
+    for element in source:
+        name = element[0]
+        if not isinstance(name, tuple) and name.endswith("List"):
+            lists.setdefault(name, []).append((name[:-4], element[1], element[2]))
+        else:
+            children.append(element)
     for list_name, elements in lists.items():
         if list_name in PAIR_LISTS:
             children.append((list_name, "", [(e[2][0], e[2][1]) for e in elements]))
         else:
             children.append((list_name, "", elements))
     child_epcs: list[Node] = [("epc", e[1], []) for e in children if e[0] == "childEPCs"]
-    children = [e for e in children if e[0] != "childEPCs"]
     if child_epcs:
+        children = [e for e in children if e[0] != "childEPCs"]
         children.append(("childEPCs", "", child_epcs))
-    corrected = [e if e[0] in PAIR_LISTS else _xml_model(e) for e in children]
+    corrected = [e if e[0] in PAIR_LISTS else _xml_model(e) if e[2] else _leaf_name(e) for e in children]
     return _correct_names((node[0], node[1], corrected))
+
+
+def _leaf_name(node: Node) -> Node:
+    """`_xml_model` of a node without children: `_correct_names` of it (most nodes are such leaves)."""
+    name = node[0]
+    renamed = _LEAF_NAMES.get(name) if isinstance(name, str) else None
+    return node if renamed is None else (renamed, node[1], [])
+
+
+#: What `_correct_names` renames a childless node to.
+_LEAF_NAMES = {
+    "inputEPC": "epc",
+    "outputEPC": "epc",
+    "inputQuantity": "quantityElement",
+    "outputQuantity": "quantityElement",
+    "childQuantity": "quantityElement",
+}
 
 
 # ---- the pre-hash string ----
 
 
+@lru_cache(maxsize=1 << 14)
 def canonical_time(text: str) -> str:
     """UTC at millisecond precision, `Z` (a value that is no timestamp stays as it is)."""
     try:
@@ -353,6 +401,7 @@ def _numeric(text: str) -> str:
     return str(int(number)) if int(number) == number else str(number)
 
 
+@lru_cache(maxsize=1 << 16)
 def canonical_value(text: str) -> str:
     for old, new in WEB_VOCABULARY:
         text = text.replace(old, new)
@@ -388,17 +437,42 @@ def _ordered(children: list[Any], order: Order) -> str:
     """The standard fields in CBV order; what is consumed is removed from `children`."""
     out = ""
     extensions = _user_extensions(children)
-    for name, sub_order in order:
-        values = []
-        for child in [c for c in children if c[0] == name]:
-            text = _child(child, sub_order)
-            if text:
-                values.append(text)
-            if not child[2]:
-                children.remove(child)
-        values.sort()
-        if "".join(values):
-            out = "".join([out, *values]) if out else "".join(values)
+    if all(type(c[0]) is str for c in children):
+        # The children by name, in one pass: each name's children are consumed together and only those.
+        groups: dict[str, list[Any]] = {}
+        for c in children:
+            groups.setdefault(c[0], []).append(c)
+        consumed: list[Any] = []
+        for name, sub_order in order:
+            group = groups.get(name)
+            if group is None:
+                continue
+            values = []
+            for child in group:
+                text = _child(child, sub_order)
+                if text:
+                    values.append(text)
+                if not child[2]:
+                    consumed.append(child)
+            values.sort()
+            out += "".join(values)
+        if consumed:
+            gone = {id(c) for c in consumed}
+            children[:] = [c for c in children if id(c) not in gone]
+    else:  # names that are no strings (pairs, a non-string `type`): as the reference does it
+        present = [c[0] for c in children]  # children only shrink below: a name absent now stays absent
+        for name, sub_order in order:
+            if name not in present:
+                continue
+            values = []
+            for child in [c for c in children if c[0] == name]:
+                text = _child(child, sub_order)
+                if text:
+                    values.append(text)
+                if not child[2]:
+                    children.remove(child)
+            values.sort()
+            out += "".join(values)
     if extensions:
         out += _generic(extensions)
     return out
@@ -460,7 +534,7 @@ def prehashes(document: Mapping[str, Any]) -> list[str]:
     converter = _Converter({k: "{" + v + "}" for k, v in prefixes.items()})
     out = []
     for raw in _events(document):
-        event = _replace_bare_strings(copy.deepcopy(raw), expanded)
+        event = _replace_bare_strings(raw, expanded)  # a copy: the tree below never shares the caller's objects
         if isinstance(event, dict):
             event = {k: v for k, v in event.items() if k not in ignore}
         tree = _xml_model(converter.convert(event))

@@ -12,8 +12,9 @@ which URIs are GS1 keys); logging was removed, types added, and its one branch p
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
-from re import match
+from functools import lru_cache
 
 
 def _percent_encode(input: str) -> str:
@@ -300,6 +301,11 @@ _EPC_SCHEMES: tuple[tuple[str, str, _Key, _Tail], ...] = (
         _nothing,
     ),
 )
+#: The schemes compiled, each with the literal start its pattern requires (`urn:epc:id:sgtin:`): a URI without it
+#: cannot match, so it is never run through the pattern.
+_EPC_COMPILED = tuple(
+    (p[1 : p.index("(")], re.compile(p), p.index("(") - 1, ai, key, tail) for p, ai, key, tail in _EPC_SCHEMES
+)
 
 
 #: The constrained GS1 Digital Link URIs `normalise` answers; anything else is not a GS1 key.
@@ -328,7 +334,31 @@ _VALID_OUTPUTS = (
 )
 
 
+def match(pattern: str, value: str) -> re.Match[str] | None:
+    """`re.match` on the pattern compiled once (these are a fixed few; `re`'s own cache costs more per call)."""
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        compiled = _COMPILED[pattern] = re.compile(pattern)
+    return compiled.match(value)
+
+
+_COMPILED: dict[str, re.Pattern[str]] = {}
+#: What every URI the GS1 Digital Link pattern below matches contains: a key's `/<AI or its name>/` with four
+#: digits after it, or a last path segment of ten letters (a compressed link).
+_DL_NECESSARY = re.compile(
+    r"/(01|gtin|8006|itip|8010|cpid|414|gln|417|party|8017|gsrnp|8018|gsrn|255|gcn|00|sscc|253|gdti|401|ginc|402"
+    r"|gsin|8003|grai|8004|giai)/\d{4}|/[A-Za-z_-]{10}$"
+)
+
+
 def normalise(uri: object) -> str | None:
+    """The constrained canonical GS1 Digital Link URI of a GS1 key URI, None for any other value. Memoised: it
+    is pure, and a document names the same locations, classes and parties again and again."""
+    return _normalise(uri) if isinstance(uri, str) else None
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalise(uri: str) -> str | None:
     """Function converts any standard URI conveying a GS1 Key in Canonical GS1 DL URI.
 
     Function 'normaliser' expects any URI to be used in EPCIS events
@@ -350,21 +380,19 @@ def normalise(uri: object) -> str | None:
     None
     """
 
-    if not isinstance(uri, str):
-        return None
-
     try:
         partition = uri.index(".")
     except ValueError:
         return None
 
-    for pattern, ai, key, tail in _EPC_SCHEMES:
-        if match(pattern, uri) is not None:
-            value, rest = key(uri, pattern.index("(") - 1, partition)
-            return "https://id.gs1.org/" + ai + "/" + value + tail(rest)
+    if uri.startswith("urn:epc:"):
+        for prefix, pattern, start, ai, key, tail in _EPC_COMPILED:
+            if uri.startswith(prefix) and pattern.match(uri) is not None:
+                value, rest = key(uri, start, partition)
+                return "https://id.gs1.org/" + ai + "/" + value + tail(rest)
 
-    # GS1 DL URIs
-    if (
+    # GS1 DL URIs (the pattern backtracks a long way on a URI that is none: first what any match must contain)
+    if _DL_NECESSARY.search(uri) is None or (
         match(
             r"^https?:(\/\/((([^\/?#]*)@)?([^\/?#:]*)(:([^\/?#]*))?))?((([^?#]*)(\/(01|gtin|8006|itip|8010|cpid|414|gln|417|party|8017|gsrnp|8018|gsrn|255|gcn|00|sscc|253|gdti|401|ginc|402|gsin|8003|grai|8004|giai)\/)(\d{4}[^\/]+)(\/[^/]+\/[^/]+)?[/]?(\?([^?\n]*))?(#([^\n]*))?)|(\/[A-Za-z_-]{10}$))",
             uri,

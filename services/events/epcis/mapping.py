@@ -65,16 +65,16 @@ SERVER_OWNED_DECLARATION = ("declaredBy",)
 
 def server_owned_fields(event: Mapping[str, Any]) -> list[str]:
     """The server-owned fields an EPCIS event sends (compact `bt:` or full IRI), as JSON-pointer-ish names."""
-    out = [k for name in SERVER_OWNED for k in ("bt:" + name, BT + name) if k in event]
+    out = [k for k in _OWNED_KEYS if k in event]
     declaration = event.get("errorDeclaration")
     if isinstance(declaration, Mapping):
-        out += [
-            f"errorDeclaration/{k}"
-            for name in SERVER_OWNED_DECLARATION
-            for k in ("bt:" + name, BT + name)
-            if k in declaration
-        ]
+        out += [f"errorDeclaration/{k}" for k in _OWNED_DECLARATION_KEYS if k in declaration]
     return out
+
+
+#: Each server-owned name in both spellings, in the order they are reported.
+_OWNED_KEYS = tuple(k for name in SERVER_OWNED for k in ("bt:" + name, BT + name))
+_OWNED_DECLARATION_KEYS = tuple(k for name in SERVER_OWNED_DECLARATION for k in ("bt:" + name, BT + name))
 
 
 def digest(event: Mapping[str, Any]) -> str:

@@ -183,12 +183,8 @@ async def capture_document(
     # The event hash (CBV 2.0) of each event; one carrying a VIN is hashed with the VIN as its pseudonym, like
     # everything else stored of it: a hash over the plain VIN, with the rest of the event known to its readers,
     # could be brute-forced back to the VIN (README "Vehicles, recalls and personal data").
-    hashes = event_hashes(
-        {
-            **document,
-            "epcisBody": {**document["epcisBody"], "eventList": [_pseudonymise_vin(dict(e), vin_key) for e in events]},
-        }
-    )
+    pseudonymised = [_pseudonymise_vin(dict(e), vin_key) for e in events]
+    hashes = event_hashes({**document, "epcisBody": {**document["epcisBody"], "eventList": pseudonymised}})
     same_content: dict[str, _Plan] = {}
     for i, ev in enumerate(events):
         # An event without an eventID is named by its event hash (CBV 2.0), so sending it again names it again.
@@ -199,7 +195,7 @@ async def capture_document(
             i,
             {**ev, "eventID": eid, "recordTime": record_time},
             eid,
-            digest(_pseudonymise_vin({**ev, "eventID": eid}, vin_key)),
+            digest({**pseudonymised[i], "eventID": eid}),
             hashes[i],
         )
         if "errorDeclaration" not in ev:  # a declaration has its original's hash: never a duplicate of it
@@ -235,7 +231,12 @@ async def capture_document(
     batteries = await resolver.resolve_many({v for p in plans for v in identifiers(p.event)})
     captured = await repo.existing(session, list(seen))
     resent = await repo.captured_hashes(session, principal.org, [p.event_hash for p in plans])
-    native_ids = [eid[len("urn:uuid:") :] for eid in seen if eid.startswith("urn:uuid:")]
+    # Only an errorDeclaration can name a native ledger event (by its `urn:uuid:` eventID).
+    native_ids = [
+        eid[len("urn:uuid:") :]
+        for eid, p in seen.items()
+        if "errorDeclaration" in p.event and eid.startswith("urn:uuid:")
+    ]
     native = await repo.ledger_batteries(session, [i for i in native_ids if _is_uuid(i)])
 
     for plan in plans:

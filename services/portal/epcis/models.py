@@ -32,12 +32,12 @@ class EpcisEvent(Base, table=True):
         Index("ix_epcis_events_seq", "seq", unique=True),
         Index("ix_epcis_events_epcs", "epcs", postgresql_using="gin"),
         Index("ix_epcis_events_battery_ids", "battery_ids", postgresql_using="gin"),
-        Index("ix_epcis_events_ledger_event_ids", "ledger_event_ids", postgresql_using="gin"),
+        # No pending list: each ledger event ID a captured document stands for is one search (repository.py).
         Index(
-            "ix_epcis_events_captured_ledger_ids",
+            "ix_epcis_events_ledger_event_ids",
             "ledger_event_ids",
             postgresql_using="gin",
-            postgresql_where=text("source = 'epcis'"),
+            postgresql_with={"fastupdate": "off"},
         ),
         {"schema": SCHEMA},
     )
