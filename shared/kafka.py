@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -115,9 +116,15 @@ def make_consumer(kafka: Kafka, *topics: str, **kw: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(*topics, **cluster(kafka).options, **kw)
 
 
+PARTITIONER = DefaultPartitioner()
+"""Every producer's partitioner (murmur2 of the key over all the topic's partitions, as the Java client): named here
+so that the outbox relay, which builds its record batches per partition itself, picks the partition a `send` would."""
+
+
 def make_producer(kafka: Kafka, **kw: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         **cluster(kafka).options,
+        partitioner=PARTITIONER,
         acks="all",
         linger_ms=kw.pop("linger_ms", 2),
         max_batch_size=kw.pop("max_batch_size", 256 * 1024),

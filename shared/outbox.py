@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
 from shared.db import TZ, Base, asyncpg_dsn, names, pg_type, qualified, raw_connection, shared_model, shared_table
-from shared.kafka import Kafka, ensure_topics, make_admin, make_producer
+from shared.kafka import PARTITIONER, Kafka, ensure_topics, make_admin, make_producer
 from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_LEADER, RELAY_PUBLISHED
 
 log = logging.getLogger("batterytrace.outbox")
@@ -466,7 +466,7 @@ class OutboxRelay:
                 await producer.partitions_for(name)  # the topic's metadata, as send waits for it
                 known = partitions[name] = list(producer.client.cluster.partitions_for_topic(name))
             key_bytes = key.encode()
-            partition = producer._partitioner(key_bytes, known, known)  # with a key: murmur2 over every partition
+            partition = PARTITIONER(key_bytes, known, known)  # the producer's own partitioner (make_producer)
             # bt-position (the outbox ID) lets consumers report end-to-end lag in events, not just offsets.
             record = {
                 "timestamp": None,
