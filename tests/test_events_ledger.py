@@ -253,3 +253,29 @@ async def test_verifier_sweeps_are_paced_to_their_event_rate(s: Stack, db_url: s
     started = time.monotonic()
     assert await verifier.sweep() == {}
     assert time.monotonic() - started >= 0.45
+
+
+async def test_verifier_sees_heads_and_chains_in_one_snapshot_while_events_arrive(
+    s: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event committed between the verifier reading a chunk's heads and reading their chains is no tampering:
+    both reads see one snapshot, so a busy ledger raises no alarm (it did: 'the ledger ends at 3 but the
+    battery's head is at 2' during every long capture)."""
+    from services.events.ledger import repository as ledger_repo
+
+    bid = await s.battery()
+    await s.ok(bid, "INCIDENT", "inspector")
+    real_chains_of = ledger_repo.chains_of
+    committed: list[str] = []
+
+    async def chains_after_a_commit(conn, battery_ids):  # type: ignore[no-untyped-def]
+        if not committed:  # the race, made certain: a real event commits between the two reads
+            committed.append((await s.ok(bid, "INCIDENT", "inspector"))["event_id"])
+        return await real_chains_of(conn, battery_ids)
+
+    monkeypatch.setattr(ledger_repo, "chains_of", chains_after_a_commit)
+    verifier = s.events.app.state.ledger_verifier
+    assert await verifier.sweep() == {}
+    assert committed, "the concurrent event was posted during the sweep"
+    monkeypatch.setattr(ledger_repo, "chains_of", real_chains_of)
+    assert await verifier.sweep() == {}, "and the next sweep sees the longer chain whole"

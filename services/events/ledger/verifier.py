@@ -68,10 +68,13 @@ class ChainVerifier:
             async with self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 db: Any = raw.driver_connection
-                heads = await repo.heads_after(db, after, self.chunk)
+                # The heads and their chains from one snapshot: an event committed between two autocommit reads
+                # would make a chain one longer than the head just read, an alarm with nothing tampered.
+                async with db.transaction(isolation="repeatable_read", readonly=True):
+                    heads = await repo.heads_after(db, after, self.chunk)
+                    rows = await repo.chains_of(db, [h["battery_id"] for h in heads]) if heads else []
                 if not heads:
                     break
-                rows = await repo.chains_of(db, [h["battery_id"] for h in heads])
             chains: dict[str, list[dict[str, Any]]] = {
                 bid: list(group) for bid, group in groupby(rows, key=lambda r: r["battery_id"])
             }
