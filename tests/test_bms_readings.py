@@ -310,6 +310,9 @@ async def test_posted_readings_fill_the_passport_as_published_and_a_declared_one
         "remaining": {"value": 69.9, "time": dynamic["energy"]["soce"]["time"]},
         "throughput": {"value": 41250.0, "time": dynamic["energy"]["soce"]["time"]},
     }
+    # The history's head reads the newest SoH and cycle count, the BMS's after the inspection's.
+    history = (await portal.get(f"/v1/batteries/{bid}/history", headers=s.as_role("manufacturer"))).json()
+    assert (history["current"]["soh_pct"], history["current"]["cycle_count"]) == (88.0, 610)
     # The public passport withholds the condition (legitimate interest and up).
     public = (await portal.get(f"/v1/passports/{bid}")).json()
     assert "batteryCondition" not in public["aspects"]["performanceAndDurability"]

@@ -69,6 +69,18 @@ def test_a_reuse_starts_a_new_life_out_of_service() -> None:
     assert fold(TIMELINE).safety == "pass"
 
 
+def test_a_bms_report_moves_what_it_reads_and_leaves_the_rest() -> None:
+    reports = [
+        *TIMELINE[:3],
+        ev(4, "BMS_REPORTED", "in_service", "2026-03-10T00:00:00", {"soh_pct": 90.0, "soc_pct": 55.0}),
+        ev(5, "BMS_REPORTED", "in_service", "2026-03-20T00:00:00", {"cycle_count": 340, "soc_pct": 61.0}),
+    ]
+    assert (fold(reports[:4]).soh_pct, fold(reports[:4]).cycle_count) == (90.0, 300)
+    assert (fold(reports).soh_pct, fold(reports).cycle_count) == (90.0, 340)
+    later = ev(6, "INSPECTED", "in_service", "2026-04-01T00:00:00", {"soh_pct": 89.5, "cycle_count": 350})
+    assert (fold([*reports, later]).soh_pct, fold([*reports, later]).cycle_count) == (89.5, 350)
+
+
 def test_recycling_makes_waste_in_the_local_month() -> None:
     recycled = ev(6, "RECYCLED", "recycled", "2026-04-30T16:00:00", location={"region": "KR-41"})
     head = fold([*TIMELINE, recycled])
@@ -125,6 +137,9 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "INSTALLED": st.fixed_dictionaries({"vin": st.sampled_from(["KMHEM41AP6A000009", "P" * 64])})
     | st.fixed_dictionaries({"ess_site_id": st.just("ESS-1")}),
     "INSPECTED": st.fixed_dictionaries({"soh_pct": amounts.map(lambda a: a / 4), "cycle_count": st.integers(0, 3000)}),
+    "BMS_REPORTED": st.fixed_dictionaries(
+        {}, optional={"soh_pct": amounts.map(lambda a: a / 4), "cycle_count": st.integers(0, 3000), "soc_pct": amounts}
+    ),
     "REMOVED": st.fixed_dictionaries({"reason": st.sampled_from(["end_of_life", "accident", "recall"])}),
     "COLLECTED": st.fixed_dictionaries({"centre": st.sampled_from(["C-1", "C-2"]), "region": st.just("KR-41")}),
     "GRADED": st.fixed_dictionaries(

@@ -110,8 +110,8 @@ class Current(BaseModel):
     custodian: str | None
     region: str | None = Field(None, description="The last region an event reported.")
     grade: str | None
-    soh_pct: float | None
-    cycle_count: int | None
+    soh_pct: float | None = Field(description="The newest state of health (%) an inspection, a grading or a BMS gave.")
+    cycle_count: int | None = Field(description="The newest full-cycle count an inspection or a BMS report gave.")
     parent_id: str | None = Field(None, description="The module or pack it is inside now.")
     vin: str | None = Field(description="The vehicle it was last installed in: its VIN, or 'erased' (PIPA).")
     vin_pseudonym: str | None = Field(None, description="That VIN's keyed pseudonym, as the ledger holds it.")

@@ -345,6 +345,9 @@ def step(head: Head, e: TimelineEvent) -> Head:
             changes["cycle_count"] = data.get("cycle_count")
         else:
             changes["grade"] = data.get("grade")
+    elif kind == "BMS_REPORTED":
+        # A report carries any subset of readings: what it reads moves the head, what it leaves out stays.
+        changes.update({name: data[name] for name in ("soh_pct", "cycle_count") if data.get(name) is not None})
     elif kind == "ASSEMBLED":
         changes["parent_id"] = data.get("parent_id")
     elif kind == "DISASSEMBLED":
