@@ -456,9 +456,9 @@ def _ordered(children: list[Any], order: Order) -> str:
         for name, sub_order in order:
             if name not in present:
                 continue
-            gone: list[Any] = []
-            out += _group([c for c in children if c[0] == name], sub_order, gone)
-            for child in gone:
+            taken: list[Any] = []
+            out += _group([c for c in children if c[0] == name], sub_order, taken)
+            for child in taken:
                 children.remove(child)
     if extensions:
         out += _generic(extensions)
