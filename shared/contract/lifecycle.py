@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -143,22 +143,6 @@ def member(data: Mapping[str, Any], name: str) -> Any:
     for part in name.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     return value
-
-
-_Model = TypeVar("_Model", bound=type[BaseModel])
-
-
-class DataModels(dict[EventType, _Model]):
-    """Each event type's model of its `data`, registered by the models themselves: `@DATA_MODELS.of(type, ...)`
-    on a model names the types whose data it checks (in the order the models are declared)."""
-
-    def of(self, *types: EventType) -> Callable[[_Model], _Model]:
-        def register(model: _Model) -> _Model:
-            for t in types:
-                self[t] = model
-            return model
-
-        return register
 
 
 def amounts_model(name: str, materials: Iterable[str], amount: Any) -> type[BaseModel]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from shared.contract.lifecycle import (
     BMS_COMPONENTS,
     MATERIALS,
-    DataModels,
     EventType,
     Grade,
     IncidentKind,
@@ -32,7 +31,23 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-DATA_MODELS: DataModels[type[_Data]] = DataModels()
+_Model = TypeVar("_Model", bound=type[_Data])
+
+
+class DataModels(dict[EventType, type[_Data]]):
+    """Each event type's model of its `data`, registered by the models themselves: `@DATA_MODELS.of(type, ...)`
+    on a model names the types whose data it checks (in the order the models are declared)."""
+
+    def of(self, *types: EventType) -> Callable[[_Model], _Model]:
+        def register(model: _Model) -> _Model:
+            for t in types:
+                self[t] = model
+            return model
+
+        return register
+
+
+DATA_MODELS = DataModels()
 
 
 @DATA_MODELS.of(EventType.MANUFACTURED)

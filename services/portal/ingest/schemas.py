@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contract.lifecycle import DataModels, EventType, Grade
+from shared.contract.lifecycle import EventType, Grade
 
 
 class _In(BaseModel):
@@ -92,57 +92,45 @@ class VinIn(_In):
 
 # Type-specific data the read models aggregate; checked so a malformed event is dead-lettered instead of
 # corrupting a figure.
-DATA_MODELS: DataModels[type[_In]] = DataModels()
-
-
-@DATA_MODELS.of(EventType.ASSEMBLED, EventType.DISASSEMBLED)
 class AssemblyData(_In):
     parent_id: str
 
 
-@DATA_MODELS.of(EventType.INSTALLED)
 class InstalledData(_In):
     vin: str | None = None
     ess_site_id: str | None = None
 
 
-@DATA_MODELS.of(EventType.INSPECTED)
 class InspectedData(_In):
     soh_pct: float = Field(ge=0, le=100)
     cycle_count: int = Field(ge=0)
 
 
-@DATA_MODELS.of(EventType.REMOVED)
 class RemovedData(_In):
     reason: str
 
 
-@DATA_MODELS.of(EventType.COLLECTED)
 class CollectedData(_In):
     centre: str
     region: str
 
 
-@DATA_MODELS.of(EventType.GRADED)
 class GradedData(_In):
     soh_pct: float = Field(ge=0, le=100)
     grade: Grade
 
 
-@DATA_MODELS.of(EventType.REPURPOSED)
 class RepurposedData(_In):
     new_application: str
     rated_capacity: float
 
 
-@DATA_MODELS.of(EventType.SAFETY_INSPECTED)
 class SafetyInspectedData(_In):
     standard: str = "KC 10031"
     result: Literal["pass", "fail"]
     body: str
 
 
-@DATA_MODELS.of(EventType.RECYCLED)
 class RecycledData(_In):
     process: str
     input_mass_kg: float = Field(ge=0)
@@ -150,17 +138,31 @@ class RecycledData(_In):
     recovered_kg: dict[str, float]
 
 
-@DATA_MODELS.of(EventType.DISPOSED)
 class DisposedData(_In):
     method: str | None = None
 
 
-@DATA_MODELS.of(EventType.TRANSFERRED)
 class TransferredData(_In):
     to: str
 
 
-@DATA_MODELS.of(EventType.INCIDENT)
 class IncidentData(_In):
     kind: str
     severity: str
+
+
+DATA_MODELS: dict[EventType, type[_In]] = {
+    EventType.ASSEMBLED: AssemblyData,
+    EventType.DISASSEMBLED: AssemblyData,
+    EventType.INSTALLED: InstalledData,
+    EventType.INSPECTED: InspectedData,
+    EventType.REMOVED: RemovedData,
+    EventType.COLLECTED: CollectedData,
+    EventType.GRADED: GradedData,
+    EventType.REPURPOSED: RepurposedData,
+    EventType.SAFETY_INSPECTED: SafetyInspectedData,
+    EventType.RECYCLED: RecycledData,
+    EventType.DISPOSED: DisposedData,
+    EventType.TRANSFERRED: TransferredData,
+    EventType.INCIDENT: IncidentData,
+}
