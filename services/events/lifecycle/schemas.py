@@ -22,7 +22,16 @@ from shared.contract.lifecycle import (
 )
 from shared.contract.recalls import CampaignId
 from shared.pagination import Page
-from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
+from shared.validation import (
+    BatteryId,
+    Count,
+    NonNegative,
+    PastAwareDatetime,
+    Percent,
+    Positive,
+    canonical_uuid,
+    documented,
+)
 from shared.vin import vin_problem
 
 
@@ -336,7 +345,7 @@ EXAMPLE_EVENT: dict[str, Any] = {
 class EventIn(BaseModel):
     """An event as posted. `data` is checked against the type's own fields (see the schemas of each type)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_EVENT]})
+    model_config = documented(EXAMPLE_EVENT, extra="forbid")
     event_id: Annotated[str, Field(description="UUID chosen by the client; retries reuse it.")]
     battery_id: BatteryId
     type: EventType
@@ -354,7 +363,7 @@ class EventIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [EXAMPLE_EVENT]}]})
+    model_config = documented({"events": [EXAMPLE_EVENT]}, extra="forbid")
     events: Annotated[list[EventIn], Field(min_length=1, max_length=5000)]
 
 
