@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, Field
+from pydantic.config import ExtraValues
 
 
 class RuleError(ValueError):
@@ -18,6 +19,14 @@ class RuleError(ValueError):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
         self.rule = rule
+
+
+def documented(*examples: Any, extra: ExtraValues | None = None) -> ConfigDict:
+    """A model's config with the examples its OpenAPI schema shows; `extra="forbid"` for a request body."""
+    config = ConfigDict(json_schema_extra={"examples": list(examples)})
+    if extra is not None:
+        config["extra"] = extra
+    return config
 
 
 BATTERY_ID_PATTERN = r"^[A-Z0-9-]{1,24}$"

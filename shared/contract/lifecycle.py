@@ -250,11 +250,13 @@ class ChainCheck(NamedTuple):
     head_hash: str | None
 
 
-def verify_chain(events: Iterable[Mapping[str, Any]], *, recompute: bool = True) -> ChainCheck:
-    """Check events ordered by sequence: contiguous from 1, each linked to the previous hash, and (with
+def verify_chain(
+    events: Iterable[Mapping[str, Any]], *, recompute: bool = True, from_sequence: int = 1, prev: str = GENESIS
+) -> ChainCheck:
+    """Check events ordered by sequence: contiguous from `from_sequence`, each linked to the previous hash (the
+    first to `prev`: GENESIS, or for a page of a longer chain the stored hash of the event before it), and (with
     `recompute`) each hash equal to the hash of its content."""
-    prev = GENESIS
-    expected = 1
+    expected = from_sequence
     count = 0
     for ev in events:
         count += 1

@@ -447,15 +447,7 @@ def _ordered(children: list[Any], order: Order) -> str:
             group = groups.get(name)
             if group is None:
                 continue
-            values = []
-            for child in group:
-                text = _child(child, sub_order)
-                if text:
-                    values.append(text)
-                if not child[2]:
-                    consumed.append(child)
-            values.sort()
-            out += "".join(values)
+            out += _group(group, sub_order, consumed)
         if consumed:
             gone = {id(c) for c in consumed}
             children[:] = [c for c in children if id(c) not in gone]
@@ -464,18 +456,26 @@ def _ordered(children: list[Any], order: Order) -> str:
         for name, sub_order in order:
             if name not in present:
                 continue
-            values = []
-            for child in [c for c in children if c[0] == name]:
-                text = _child(child, sub_order)
-                if text:
-                    values.append(text)
-                if not child[2]:
-                    children.remove(child)
-            values.sort()
-            out += "".join(values)
+            taken: list[Any] = []
+            out += _group([c for c in children if c[0] == name], sub_order, taken)
+            for child in taken:
+                children.remove(child)
     if extensions:
         out += _generic(extensions)
     return out
+
+
+def _group(group: list[Any], sub_order: Order | None, consumed: list[Any]) -> str:
+    """One name's children, hashed and sorted; those without children of their own go to `consumed`."""
+    values = []
+    for child in group:
+        text = _child(child, sub_order)
+        if text:
+            values.append(text)
+        if not child[2]:
+            consumed.append(child)
+    values.sort()
+    return "".join(values)
 
 
 def _generic(children: list[Any]) -> str:

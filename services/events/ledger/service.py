@@ -3,7 +3,6 @@ hash-chain check (for anyone)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +13,7 @@ from services.events.lifecycle.service import RegistryLookup, current_state
 from shared import access
 from shared.access import FieldGroup
 from shared.auth import Principal, readable_groups
-from shared.contract.lifecycle import GENESIS, ChainCheck, State, event_hash
+from shared.contract.lifecycle import GENESIS, State, verify_chain
 from shared.pagination import split_page
 from shared.problems import NotFound
 
@@ -74,24 +73,6 @@ async def state(
 VERIFY_PAGE_MAX = 1000
 
 
-def verify_page(events: Sequence[Mapping[str, Any]], from_sequence: int, prev: str) -> ChainCheck:
-    """`verify_chain` for a page of a chain starting at `from_sequence`, linked to `prev` (the stored hash of
-    the event before it, GENESIS for the first page)."""
-    expected, count = from_sequence, 0
-    for ev in events:
-        count += 1
-        if ev["sequence"] != expected:
-            return ChainCheck(
-                False, ev["sequence"], f"sequence {ev['sequence']} where {expected} was expected", count, None
-            )
-        if ev["prev_hash"] != prev:
-            return ChainCheck(False, ev["sequence"], "prev_hash does not match the previous event's hash", count, None)
-        if event_hash(prev, ev) != ev["hash"]:
-            return ChainCheck(False, ev["sequence"], "the event's content does not match its hash", count, None)
-        prev, expected = ev["hash"], expected + 1
-    return ChainCheck(True, None, None, count, prev if count else None)
-
-
 async def verify(
     session: AsyncSession,
     registry: RegistryLookup,
@@ -115,7 +96,7 @@ async def verify(
             f"Battery '{battery_id}' has no event {from_sequence - 1}: start a page within the chain.",
             code="beyond-chain",
         )
-    valid, broken_at, reason, count, head = verify_page(rows, from_sequence, prev)
+    valid, broken_at, reason, count, head = verify_chain(rows, from_sequence=from_sequence, prev=prev)
     return {
         "battery_id": battery_id,
         "valid": valid,

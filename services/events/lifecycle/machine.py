@@ -47,6 +47,15 @@ def as_row(value: Any) -> dict[str, Any]:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+class Row:
+    """A dataclass that is stored and published as a row (`as_row`)."""
+
+    __slots__ = ()
+
+    def as_row(self) -> dict[str, Any]:
+        return as_row(self)
+
+
 _PLAIN = frozenset({int, float, bool, type(None), datetime})
 
 
@@ -97,7 +106,7 @@ class SafetyInspection:
 
 
 @dataclass(frozen=True, slots=True)
-class BatteryState:
+class BatteryState(Row):
     """A battery's current lifecycle state: what its last event left."""
 
     battery_id: str
@@ -128,9 +137,6 @@ class BatteryState:
         values["facts"] = Facts.from_json(values.get("facts"))
         values["readings"] = Readings.from_json(values.get("readings"))
         return cls(**values)
-
-    def as_row(self) -> dict[str, Any]:
-        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +188,7 @@ class DeclaredEvent:
 
 # ---- outputs ----
 @dataclass(frozen=True, slots=True)
-class LedgerRow:
+class LedgerRow(Row):
     """One ledger record, hashed: what is appended to the ledger and published."""
 
     event_id: str
@@ -209,9 +215,6 @@ class LedgerRow:
         values["type"] = EventType(values["type"])
         values["state_after"] = State(values["state_after"])
         return cls(**values)
-
-    def as_row(self) -> dict[str, Any]:
-        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)

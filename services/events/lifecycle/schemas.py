@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -22,7 +22,16 @@ from shared.contract.lifecycle import (
 )
 from shared.contract.recalls import CampaignId
 from shared.pagination import Page
-from shared.validation import BatteryId, Count, NonNegative, PastAwareDatetime, Percent, Positive, canonical_uuid
+from shared.validation import (
+    BatteryId,
+    Count,
+    NonNegative,
+    PastAwareDatetime,
+    Percent,
+    Positive,
+    canonical_uuid,
+    documented,
+)
 from shared.vin import vin_problem
 
 
@@ -31,14 +40,36 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_Model = TypeVar("_Model", bound=type[_Data])
+
+
+class DataModels(dict[EventType, type[_Data]]):
+    """Each event type's model of its `data`, registered by the models themselves: `@DATA_MODELS.of(type, ...)`
+    on a model names the types whose data it checks (in the order the models are declared)."""
+
+    def of(self, *types: EventType) -> Callable[[_Model], _Model]:
+        def register(model: _Model) -> _Model:
+            for t in types:
+                self[t] = model
+            return model
+
+        return register
+
+
+DATA_MODELS = DataModels()
+
+
+@DATA_MODELS.of(EventType.MANUFACTURED)
 class NoData(_Data):
     note: Annotated[str, Field(max_length=1000)] | None = None
 
 
+@DATA_MODELS.of(EventType.ASSEMBLED, EventType.DISASSEMBLED)
 class AssemblyData(_Data):
     parent_id: BatteryId = Field(description="The module or pack this battery goes into / comes out of.")
 
 
+@DATA_MODELS.of(EventType.INSTALLED)
 class InstalledData(_Data):
     vin: (
         Annotated[
@@ -68,6 +99,7 @@ class InstalledData(_Data):
         return value
 
 
+@DATA_MODELS.of(EventType.INSPECTED)
 class InspectedData(_Data):
     soh_pct: Percent
     cycle_count: Count
@@ -76,6 +108,7 @@ class InspectedData(_Data):
 ParticipantId = Annotated[str, Field(min_length=1, max_length=64, description="A participant ID.")]
 
 
+@DATA_MODELS.of(EventType.REMOVED)
 class RemovedData(_Data):
     reason: RemovalReason
     consignee: ParticipantId | None = Field(
@@ -96,11 +129,13 @@ class RemovedData(_Data):
         return self
 
 
+@DATA_MODELS.of(EventType.COLLECTED)
 class CollectedData(_Data):
     centre: Annotated[str, Field(min_length=1, max_length=128)]
     region: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+@DATA_MODELS.of(EventType.GRADED)
 class GradedData(_Data):
     soh_pct: Percent
     grade: Grade
@@ -111,15 +146,18 @@ class GradedData(_Data):
     )
 
 
+@DATA_MODELS.of(EventType.REMANUFACTURED)
 class RemanufacturedData(_Data):
     note: Annotated[str, Field(max_length=1000)] | None = None
 
 
+@DATA_MODELS.of(EventType.REPURPOSED)
 class RepurposedData(_Data):
     new_application: Annotated[str, Field(min_length=1, max_length=128, examples=["ESS"])]
     rated_capacity: Annotated[Positive, Field(description="Rated capacity after repurposing, kWh (at most 1e15).")]
 
 
+@DATA_MODELS.of(EventType.SAFETY_INSPECTED)
 class SafetyInspectedData(_Data):
     """A KC 10031 safety inspection of a reused battery and the certificate it issues."""
 
@@ -148,6 +186,7 @@ else:
     Materials = amounts_model("Materials", MATERIALS, NonNegative)
 
 
+@DATA_MODELS.of(EventType.RECYCLED)
 class RecycledData(_Data):
     process: Annotated[str, Field(min_length=1, max_length=64, examples=["hydrometallurgy"])]
     input_mass_kg: Positive
@@ -155,15 +194,18 @@ class RecycledData(_Data):
     recovered_kg: Materials  # black mass ≤ input mass and the rest: services/events/lifecycle/plausibility.py
 
 
+@DATA_MODELS.of(EventType.DISPOSED)
 class DisposedData(_Data):
     method: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     note: Annotated[str, Field(max_length=1000)] | None = None
 
 
+@DATA_MODELS.of(EventType.TRANSFERRED)
 class TransferredData(_Data):
     to: Annotated[ParticipantId, Field(description="The participant that receives custody.")]
 
 
+@DATA_MODELS.of(EventType.INCIDENT)
 class IncidentData(_Data):
     kind: IncidentKind
     severity: Severity
@@ -217,6 +259,7 @@ def _reading(unit: str, what: str) -> Any:
     return Field(None, description=f"{what} ({unit}).")
 
 
+@DATA_MODELS.of(EventType.BMS_REPORTED)
 class BmsReportedData(_Data):
     """What a battery management system reports (EU Battery Regulation 2023/1542 Art. 14, Annex VII; the Battery
     Pass 1.2 PerformanceAndDurability `batteryCondition` and Catena-X 6.1 `performance/dynamic` fields, in their
@@ -258,6 +301,7 @@ class BmsReportedData(_Data):
         return self
 
 
+@DATA_MODELS.of(EventType.ERROR_DECLARED)
 class ErrorDeclaredData(_Data):
     """Declares an earlier event of the same battery erroneous (EPCIS ErrorDeclaration). The original stays
     in the ledger; this event marks it."""
@@ -279,25 +323,6 @@ class ErrorDeclaredData(_Data):
         return self
 
 
-DATA_MODELS: dict[EventType, type[_Data]] = {
-    EventType.MANUFACTURED: NoData,
-    EventType.ASSEMBLED: AssemblyData,
-    EventType.DISASSEMBLED: AssemblyData,
-    EventType.INSTALLED: InstalledData,
-    EventType.INSPECTED: InspectedData,
-    EventType.REMOVED: RemovedData,
-    EventType.COLLECTED: CollectedData,
-    EventType.GRADED: GradedData,
-    EventType.REMANUFACTURED: RemanufacturedData,
-    EventType.REPURPOSED: RepurposedData,
-    EventType.SAFETY_INSPECTED: SafetyInspectedData,
-    EventType.RECYCLED: RecycledData,
-    EventType.DISPOSED: DisposedData,
-    EventType.TRANSFERRED: TransferredData,
-    EventType.INCIDENT: IncidentData,
-    EventType.BMS_REPORTED: BmsReportedData,
-    EventType.ERROR_DECLARED: ErrorDeclaredData,
-}
 DATA_ADAPTERS = {t: TypeAdapter(m) for t, m in DATA_MODELS.items()}
 
 
@@ -320,7 +345,7 @@ EXAMPLE_EVENT: dict[str, Any] = {
 class EventIn(BaseModel):
     """An event as posted. `data` is checked against the type's own fields (see the schemas of each type)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_EVENT]})
+    model_config = documented(EXAMPLE_EVENT, extra="forbid")
     event_id: Annotated[str, Field(description="UUID chosen by the client; retries reuse it.")]
     battery_id: BatteryId
     type: EventType
@@ -338,7 +363,7 @@ class EventIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [EXAMPLE_EVENT]}]})
+    model_config = documented({"events": [EXAMPLE_EVENT]}, extra="forbid")
     events: Annotated[list[EventIn], Field(min_length=1, max_length=5000)]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from services.events.ledger import repository as ledger_repo
 from services.events.ledger.service import check_may_read, visible_events
@@ -19,7 +19,7 @@ from shared.contract.lifecycle import LedgerEvent
 from shared.db import ReaderDep, SessionDep, raw_connection
 from shared.problems import PROBLEM_RESPONSES, NotFound
 from shared.responses import DirectJSON
-from shared.validation import BatteryId
+from shared.validation import BatteryId, documented
 
 router = APIRouter(tags=["transparency log"], responses=PROBLEM_RESPONSES)
 
@@ -57,10 +57,7 @@ class ConsistencyProof(BaseModel):
 
 
 class CosignatureIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"tree_size": 1024, "signature": "\u2014 motie.go.kr/witness AbCd...=\n"}]},
-    )
+    model_config = documented({"tree_size": 1024, "signature": "\u2014 motie.go.kr/witness AbCd...=\n"}, extra="forbid")
     tree_size: Annotated[int, Field(ge=1, description="The checkpoint the witness signed.")]
     signature: Annotated[
         str, Field(min_length=10, max_length=400, description="The witness's signed-note signature line.")

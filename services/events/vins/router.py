@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from services.events.vins import service
 from shared.auth import Principal, Role, require_role
 from shared.db import SessionDep
 from shared.problems import PROBLEM_RESPONSES
+from shared.validation import documented
 from shared.vin import PSEUDONYM_PATTERN
 
 router = APIRouter(tags=["vins (personal data)"], responses=PROBLEM_RESPONSES)
@@ -24,7 +25,7 @@ Pseudonym = Annotated[
 
 
 class ErasureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "PIPA art. 36 request"}]})
+    model_config = documented({"reason": "PIPA art. 36 request"}, extra="forbid")
     reason: Annotated[str, Field(min_length=3, max_length=500, description="Why the VIN is erased (recorded).")]
 
 

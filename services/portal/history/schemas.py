@@ -4,9 +4,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from shared.pagination import Page
+from shared.validation import documented
 
 _H = "3f7a" + "0" * 60
 EXAMPLE_EVENT: dict[str, Any] = {
@@ -38,7 +39,7 @@ class BatterySearch:
 
 
 class TimelineEvent(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_EVENT]})
+    model_config = documented(EXAMPLE_EVENT)
     sequence: int
     event_id: str
     type: str
@@ -180,77 +181,71 @@ class RecallRef(BaseModel):
 
 
 class History(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = documented(
+        {
+            "battery_id": "KR-LGES-P000001",
+            "registry": {
+                "model_id": "NCM-P77",
+                "kind": "pack",
+                "chemistry": "NCM",
+                "manufacturer": "LGES",
+                "serial_number": "P000001",
+                "manufactured_at": "2026-03-02T09:00:00+09:00",
+                "manufacturing_site": "Ochang",
+                "materials_kg": {"lithium": 8.1, "nickel": 39.5, "cobalt": 4.9},
+                "recycled_content_pct": {"lithium": 6, "nickel": 4, "cobalt": 16, "lead": 0},
+                "carbon_footprint_kg_co2e_per_kwh": 61.5,
+                "model": {"rated_energy_kwh": 77.4},
+            },
+            "aliases": [{"scheme": "vin", "value": "KMHEM41AP6A123456"}],
+            "current": {
+                "state": "in_service",
+                "state_since": "2026-04-02T10:30:00+09:00",
+                "custodian": "HMC",
+                "region": "KR-31",
+                "grade": None,
+                "soh_pct": None,
+                "cycle_count": None,
+                "parent_id": None,
+                "vin": "KMHEM41AP6A123456",
+                "safety": None,
+                "sequence": 2,
+                "passport_status": "original",
+            },
+            "composition": {
+                "at": "2026-05-01T00:00:00+09:00",
+                "parent_id": None,
+                "ancestors": [],
+                "components": [{"id": "KR-LGES-M000001", "kind": "module", "model_id": "NCM-M8", "components": []}],
+            },
+            "state_at": None,
+            "timeline": [EXAMPLE_EVENT],
+            "chain": {
+                "status": "valid",
+                "events": 2,
+                "head_hash": "9c1e" + "0" * 60,
+                "broken_at_sequence": None,
+                "reason": None,
+                "verify_url": "/v1/batteries/KR-LGES-P000001/verify",
+            },
+            "passports": [
                 {
-                    "battery_id": "KR-LGES-P000001",
-                    "registry": {
-                        "model_id": "NCM-P77",
-                        "kind": "pack",
-                        "chemistry": "NCM",
-                        "manufacturer": "LGES",
-                        "serial_number": "P000001",
-                        "manufactured_at": "2026-03-02T09:00:00+09:00",
-                        "manufacturing_site": "Ochang",
-                        "materials_kg": {"lithium": 8.1, "nickel": 39.5, "cobalt": 4.9},
-                        "recycled_content_pct": {"lithium": 6, "nickel": 4, "cobalt": 16, "lead": 0},
-                        "carbon_footprint_kg_co2e_per_kwh": 61.5,
-                        "model": {"rated_energy_kwh": 77.4},
-                    },
-                    "aliases": [{"scheme": "vin", "value": "KMHEM41AP6A123456"}],
-                    "current": {
-                        "state": "in_service",
-                        "state_since": "2026-04-02T10:30:00+09:00",
-                        "custodian": "HMC",
-                        "region": "KR-31",
-                        "grade": None,
-                        "soh_pct": None,
-                        "cycle_count": None,
-                        "parent_id": None,
-                        "vin": "KMHEM41AP6A123456",
-                        "safety": None,
-                        "sequence": 2,
-                        "passport_status": "original",
-                    },
-                    "composition": {
-                        "at": "2026-05-01T00:00:00+09:00",
-                        "parent_id": None,
-                        "ancestors": [],
-                        "components": [
-                            {"id": "KR-LGES-M000001", "kind": "module", "model_id": "NCM-M8", "components": []}
-                        ],
-                    },
-                    "state_at": None,
-                    "timeline": [EXAMPLE_EVENT],
-                    "chain": {
-                        "status": "valid",
-                        "events": 2,
-                        "head_hash": "9c1e" + "0" * 60,
-                        "broken_at_sequence": None,
-                        "reason": None,
-                        "verify_url": "/v1/batteries/KR-LGES-P000001/verify",
-                    },
-                    "passports": [
-                        {
-                            "passport_id": "urn:batterytrace:0f6c1b1c8c2b5c1d9a3e2b7c4d5e6f70",
-                            "life": 0,
-                            "status": "Original",
-                            "from_sequence": 1,
-                            "to_sequence": None,
-                            "started_at": "2026-03-02T09:00:00+09:00",
-                            "predecessor": None,
-                            "successor": None,
-                        }
-                    ],
-                    "as_of": {
-                        "event_id": "5f0c8a8e-8a4c-4c9e-9a53-0f1d0d3c2b71",
-                        "sequence": 2,
-                        "recorded_at": "2026-04-02T10:30:01+09:00",
-                        "applied_at": "2026-04-02T10:30:01.2+09:00",
-                    },
+                    "passport_id": "urn:batterytrace:0f6c1b1c8c2b5c1d9a3e2b7c4d5e6f70",
+                    "life": 0,
+                    "status": "Original",
+                    "from_sequence": 1,
+                    "to_sequence": None,
+                    "started_at": "2026-03-02T09:00:00+09:00",
+                    "predecessor": None,
+                    "successor": None,
                 }
-            ]
+            ],
+            "as_of": {
+                "event_id": "5f0c8a8e-8a4c-4c9e-9a53-0f1d0d3c2b71",
+                "sequence": 2,
+                "recorded_at": "2026-04-02T10:30:01+09:00",
+                "applied_at": "2026-04-02T10:30:01.2+09:00",
+            },
         }
     )
     battery_id: str
@@ -287,29 +282,25 @@ class BatterySummary(BaseModel):
 
 
 class BatterySearchPage(Page[BatterySummary]):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = documented(
+        {
+            "items": [
                 {
-                    "items": [
-                        {
-                            "id": "KR-LGES-P000001",
-                            "kind": "pack",
-                            "model_id": "NCM-P77",
-                            "chemistry": "NCM",
-                            "manufacturer": "LGES",
-                            "state": "in_service",
-                            "custodian": "HMC",
-                            "region": "KR-31",
-                            "grade": None,
-                            "vin": "KMHEM41AP6A123456",
-                            "status": "original",
-                            "sequence": 2,
-                        }
-                    ],
-                    "next_cursor": None,
+                    "id": "KR-LGES-P000001",
+                    "kind": "pack",
+                    "model_id": "NCM-P77",
+                    "chemistry": "NCM",
+                    "manufacturer": "LGES",
+                    "state": "in_service",
+                    "custodian": "HMC",
+                    "region": "KR-31",
+                    "grade": None,
+                    "vin": "KMHEM41AP6A123456",
+                    "status": "original",
+                    "sequence": 2,
                 }
-            ]
+            ],
+            "next_cursor": None,
         }
     )
 

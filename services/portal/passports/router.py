@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,13 +15,13 @@ from shared.problems import PROBLEM_RESPONSES
 router = APIRouter(tags=["passports"], responses=PROBLEM_RESPONSES)
 
 
+def _route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A passport route: public, a bearer token (optional) raises the access level."""
+    return router.get(path, openapi_extra=OPTIONAL_BEARER, **options)
+
+
 # The by-ID routes come first: `/v1/passports/{battery_id}/jws` would otherwise also match `by-id/<id>`.
-@router.get(
-    "/v1/passports/by-id/{passport_id}",
-    response_model=Passport,
-    summary="Any life's passport by its own ID",
-    openapi_extra=OPTIONAL_BEARER,
-)
+@_route("/v1/passports/by-id/{passport_id}", response_model=Passport, summary="Any life's passport by its own ID")
 async def get_passport_by_id(passport_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
     """A passport by its ID, in its Battery Pass form (`urn:batterytrace:...`) or its Catena-X form
     (`urn:uuid:...`): an earlier life's (before a repurpose or remanufacture) as well as the current one.
@@ -28,22 +29,14 @@ async def get_passport_by_id(passport_id: str, session: SessionDep, principal: O
     return await service.passport_by_id(session, principal, passport_id)
 
 
-@router.get(
-    "/v1/passports/by-id/{passport_id}/catenax",
-    summary="Any life's Catena-X BatteryPass 6.1 aspect by its passport ID",
-    openapi_extra=OPTIONAL_BEARER,
+@_route(
+    "/v1/passports/by-id/{passport_id}/catenax", summary="Any life's Catena-X BatteryPass 6.1 aspect by its passport ID"
 )
 async def get_catenax_by_id(passport_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
-    found: dict[str, Any] = (await service.passport_by_id(session, principal, passport_id))["catenax"]
-    return found
+    return _catenax(await service.passport_by_id(session, principal, passport_id))
 
 
-@router.get(
-    "/v1/passports/{battery_id}",
-    response_model=Passport,
-    summary="Battery passport for your access level",
-    openapi_extra=OPTIONAL_BEARER,
-)
+@_route("/v1/passports/{battery_id}", response_model=Passport, summary="Battery passport for your access level")
 async def get_passport(battery_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
     """Without a token: the public passport. With one, by EU access level: `legitimate_interest`
     (dismantler, collector, assessor, repurposer, remanufacturer or recycler that handled this battery) adds
@@ -52,15 +45,19 @@ async def get_passport(battery_id: str, session: SessionDep, principal: Optional
     return await service.passport(session, principal, battery_id)
 
 
-@router.get(
+@_route(
     "/v1/passports/{battery_id}/catenax",
     summary="The Catena-X BatteryPass 6.1 aspect (io.catenax.battery.battery_pass:6.1.0) for your access level",
-    openapi_extra=OPTIONAL_BEARER,
 )
 async def get_catenax(battery_id: str, session: SessionDep, principal: OptionalPrincipal) -> dict[str, Any]:
     """The aspect's payload as Catena-X consumers read it; the full passport names what it leaves out."""
-    found: dict[str, Any] = (await service.passport(session, principal, battery_id))["catenax"]
-    return found
+    return _catenax(await service.passport(session, principal, battery_id))
+
+
+def _catenax(passport: dict[str, Any]) -> dict[str, Any]:
+    """The Catena-X aspect a passport carries."""
+    aspect: dict[str, Any] = passport["catenax"]
+    return aspect
 
 
 def signer(request: Request) -> PassportSigner:
@@ -72,12 +69,11 @@ def signer(request: Request) -> PassportSigner:
     return found
 
 
-@router.get(
+@_route(
     "/v1/passports/{battery_id}/jws",
     summary="The same passport as a compact JWS (EdDSA), verifiable offline with /.well-known/jwks.json",
     response_class=Response,
     responses={200: {"content": {MEDIA_TYPE: {"example": "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJ...fQ.c2ln"}}}},
-    openapi_extra=OPTIONAL_BEARER,
 )
 async def get_signed_passport(
     battery_id: str, request: Request, session: SessionDep, principal: OptionalPrincipal

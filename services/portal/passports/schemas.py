@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from shared.validation import documented
 
 EXAMPLE_PASSPORT: dict[str, Any] = {
     "battery_id": "KR-LGES-P000001",
@@ -40,7 +42,7 @@ EXAMPLE_PASSPORT: dict[str, Any] = {
 
 
 class Passport(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_PASSPORT]})
+    model_config = documented(EXAMPLE_PASSPORT)
     battery_id: str
     passport_id: str = Field(description="This life's passport (a new one on remanufacture or repurpose).")
     status: str = Field(description="Original, Repurposed, Remanufactured or Waste (Battery Pass batteryStatus).")

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.validation import documented
+
 EXAMPLE: dict[str, Any] = {
     "vin": "KMHEM41AP6A123456",
     "vin_pseudonym": "3f2a" + "0" * 60,
@@ -45,7 +47,7 @@ class Installed(BaseModel):
 
 
 class Vehicle(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE]})
+    model_config = documented(EXAMPLE)
     vin: str | None = Field(description="The plain VIN; null once erased (PIPA).")
     vin_pseudonym: str | None = Field(
         description="The VIN's keyed pseudonym, as the ledger holds it (null for records from before pseudonyms)."

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from shared.validation import documented
 
 
 class PeriodOut(BaseModel):
@@ -76,47 +78,41 @@ class RecycledContent(BaseModel):
 
 
 class MotieView(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "period": {"from_month": "2026-01-01", "to_month": "2026-12-01", "region": None},
-                    "registrations": {
+    model_config = documented(
+        {
+            "period": {"from_month": "2026-01-01", "to_month": "2026-12-01", "region": None},
+            "registrations": {
+                "batteries": 2,
+                "packs": 2,
+                "pack_kwh": 154.8,
+                "by_month_manufacturer_chemistry_kind": [
+                    {
+                        "month": "2026-01-01",
+                        "manufacturer": "LGES",
+                        "chemistry": "NCM",
+                        "kind": "pack",
                         "batteries": 2,
-                        "packs": 2,
-                        "pack_kwh": 154.8,
-                        "by_month_manufacturer_chemistry_kind": [
-                            {
-                                "month": "2026-01-01",
-                                "manufacturer": "LGES",
-                                "chemistry": "NCM",
-                                "kind": "pack",
-                                "batteries": 2,
-                                "kwh": 154.8,
-                            }
-                        ],
-                    },
-                    "outcomes": {
-                        "totals": {"recycled": 1},
-                        "by_month": [{"month": "2026-09-01", "outcome": "recycled", "batteries": 1}],
-                        "by_manufacturer": [{"manufacturer": "LGES", "outcome": "recycled", "batteries": 1}],
-                    },
-                    "recovered_materials_kg": {
-                        "totals": {"lithium": 4.0, "nickel": 36.0, "cobalt": 4.5, "manganese": 4.0},
-                        "by_month": [
-                            {"month": "2026-09-01", "lithium": 4.0, "nickel": 36.0, "cobalt": 4.5, "manganese": 4.0}
-                        ],
-                    },
-                    "recycled_content_declared": [
-                        {
-                            "manufacturer": "LGES",
-                            "chemistry": "NCM",
-                            "batteries": 2,
-                            "avg_pct": {"lithium": 6.0, "nickel": 4.0, "cobalt": 16.0, "lead": 0.0},
-                        }
-                    ],
+                        "kwh": 154.8,
+                    }
+                ],
+            },
+            "outcomes": {
+                "totals": {"recycled": 1},
+                "by_month": [{"month": "2026-09-01", "outcome": "recycled", "batteries": 1}],
+                "by_manufacturer": [{"manufacturer": "LGES", "outcome": "recycled", "batteries": 1}],
+            },
+            "recovered_materials_kg": {
+                "totals": {"lithium": 4.0, "nickel": 36.0, "cobalt": 4.5, "manganese": 4.0},
+                "by_month": [{"month": "2026-09-01", "lithium": 4.0, "nickel": 36.0, "cobalt": 4.5, "manganese": 4.0}],
+            },
+            "recycled_content_declared": [
+                {
+                    "manufacturer": "LGES",
+                    "chemistry": "NCM",
+                    "batteries": 2,
+                    "avg_pct": {"lithium": 6.0, "nickel": 4.0, "cobalt": 16.0, "lead": 0.0},
                 }
-            ]
+            ],
         }
     )
     period: PeriodOut
@@ -198,27 +194,23 @@ class PreRemovalGradings(BaseModel):
 
 
 class MolitView(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "period": {"from_month": None, "to_month": None, "region": "KR-31"},
-                    "pre_removal_gradings": {
-                        "gradings": 1,
-                        "by_grade": [{"grade": "reuse", "gradings": 1, "avg_soh_pct": 74.0}],
-                    },
-                    "in_service_now": {"batteries": 1, "by_region": [{"region": "KR-31", "batteries": 1}]},
-                    "installations": [{"month": "2026-02-01", "region": "KR-31", "target": "vehicle", "batteries": 1}],
-                    "inspections": {
-                        "inspections": 1,
-                        "avg_soh_pct": 96.5,
-                        "soh_distribution": {"90-100": 1},
-                        "by_region": [{"region": "KR-31", "inspections": 1, "avg_soh_pct": 96.5}],
-                    },
-                    "removals": {"batteries": 0, "by_reason": {}, "by_region": []},
-                    "incidents": {"incidents": 0, "by_kind_severity": [], "by_region": []},
-                }
-            ]
+    model_config = documented(
+        {
+            "period": {"from_month": None, "to_month": None, "region": "KR-31"},
+            "pre_removal_gradings": {
+                "gradings": 1,
+                "by_grade": [{"grade": "reuse", "gradings": 1, "avg_soh_pct": 74.0}],
+            },
+            "in_service_now": {"batteries": 1, "by_region": [{"region": "KR-31", "batteries": 1}]},
+            "installations": [{"month": "2026-02-01", "region": "KR-31", "target": "vehicle", "batteries": 1}],
+            "inspections": {
+                "inspections": 1,
+                "avg_soh_pct": 96.5,
+                "soh_distribution": {"90-100": 1},
+                "by_region": [{"region": "KR-31", "inspections": 1, "avg_soh_pct": 96.5}],
+            },
+            "removals": {"batteries": 0, "by_reason": {}, "by_region": []},
+            "incidents": {"incidents": 0, "by_kind_severity": [], "by_region": []},
         }
     )
     period: PeriodOut
@@ -316,65 +308,61 @@ class Disposals(BaseModel):
 
 
 class McceeView(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "period": {"from_month": None, "to_month": None, "region": None},
-                    "collected": {
-                        "batteries": 1,
-                        "kg": 477.0,
-                        "kwh": 77.4,
-                        "by_region_centre": [
-                            {"region": "KR-41", "centre": "SIHEUNG-01", "batteries": 1, "kg": 477.0, "kwh": 77.4}
-                        ],
-                        "by_month": [{"month": "2026-08-01", "batteries": 1, "kg": 477.0, "kwh": 77.4}],
-                    },
-                    "backlog_now": {
-                        "removed_not_collected": 0,
-                        "removed_over_30_days": 0,
-                        "collected_not_graded": 0,
-                        "collected_over_30_days": 0,
-                    },
-                    "recycling": {
+    model_config = documented(
+        {
+            "period": {"from_month": None, "to_month": None, "region": None},
+            "collected": {
+                "batteries": 1,
+                "kg": 477.0,
+                "kwh": 77.4,
+                "by_region_centre": [
+                    {"region": "KR-41", "centre": "SIHEUNG-01", "batteries": 1, "kg": 477.0, "kwh": 77.4}
+                ],
+                "by_month": [{"month": "2026-08-01", "batteries": 1, "kg": 477.0, "kwh": 77.4}],
+            },
+            "backlog_now": {
+                "removed_not_collected": 0,
+                "removed_over_30_days": 0,
+                "collected_not_graded": 0,
+                "collected_over_30_days": 0,
+            },
+            "recycling": {
+                "batteries": 1,
+                "input_mass_kg": 477.0,
+                "black_mass_kg": 150.0,
+                "by_process": [
+                    {
+                        "process": "hydrometallurgy",
                         "batteries": 1,
                         "input_mass_kg": 477.0,
                         "black_mass_kg": 150.0,
-                        "by_process": [
-                            {
-                                "process": "hydrometallurgy",
-                                "batteries": 1,
-                                "input_mass_kg": 477.0,
-                                "black_mass_kg": 150.0,
-                            }
-                        ],
-                    },
-                    "recovery": [
-                        {
-                            "material": "lithium",
-                            "recovered_kg": 4.0,
-                            "contained_kg": 8.0,
-                            "rate_pct": 50.0,
-                            "eu_target_2027_pct": 50.0,
-                            "eu_target_2031_pct": 80.0,
-                            "meets_2027_target": True,
-                            "meets_2031_target": False,
-                        }
-                    ],
-                    "recycling_efficiency": {
-                        "batteries": 1,
-                        "input_mass_kg": 477.0,
-                        "recovered_kg": 340.0,
-                        "efficiency_pct": 71.28,
-                        "eu_target_2025_pct": 65.0,
-                        "eu_target_2030_pct": 70.0,
-                        "meets_2025_target": True,
-                        "meets_2030_target": True,
-                    },
-                    "by_recycler": [],
-                    "disposals": {"batteries": 0, "by_method": {}},
+                    }
+                ],
+            },
+            "recovery": [
+                {
+                    "material": "lithium",
+                    "recovered_kg": 4.0,
+                    "contained_kg": 8.0,
+                    "rate_pct": 50.0,
+                    "eu_target_2027_pct": 50.0,
+                    "eu_target_2031_pct": 80.0,
+                    "meets_2027_target": True,
+                    "meets_2031_target": False,
                 }
-            ]
+            ],
+            "recycling_efficiency": {
+                "batteries": 1,
+                "input_mass_kg": 477.0,
+                "recovered_kg": 340.0,
+                "efficiency_pct": 71.28,
+                "eu_target_2025_pct": 65.0,
+                "eu_target_2030_pct": 70.0,
+                "meets_2025_target": True,
+                "meets_2030_target": True,
+            },
+            "by_recycler": [],
+            "disposals": {"batteries": 0, "by_method": {}},
         }
     )
     period: PeriodOut
@@ -433,35 +421,31 @@ class IncidentsAfterReuse(BaseModel):
 
 
 class KatsView(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = documented(
+        {
+            "period": {"from_month": None, "to_month": None, "region": None},
+            "reused_now": {
+                "batteries": 1,
+                "by_status_safety": [{"status": "repurposed", "safety": "pass", "batteries": 1}],
+            },
+            "safety_inspections": {
+                "inspections": 1,
+                "by_result_body": [{"result": "pass", "body": "KTL", "standard": "KC 10031", "inspections": 1}],
+            },
+            "grades": [{"grade": "reuse", "batteries": 1, "avg_soh_pct": 82.0}],
+            "certificates_expiring_90_days": [
                 {
-                    "period": {"from_month": None, "to_month": None, "region": None},
-                    "reused_now": {
-                        "batteries": 1,
-                        "by_status_safety": [{"status": "repurposed", "safety": "pass", "batteries": 1}],
-                    },
-                    "safety_inspections": {
-                        "inspections": 1,
-                        "by_result_body": [{"result": "pass", "body": "KTL", "standard": "KC 10031", "inspections": 1}],
-                    },
-                    "grades": [{"grade": "reuse", "batteries": 1, "avg_soh_pct": 82.0}],
-                    "certificates_expiring_90_days": [
-                        {
-                            "battery_id": "KR-LGES-P000001",
-                            "state": "in_service",
-                            "status": "repurposed",
-                            "region": "KR-11",
-                            "certificate_number": "KC10031-2026-0412",
-                            "certificate_body": "KTL",
-                            "certificate_valid_until": "2027-01-31",
-                        }
-                    ],
-                    "in_service_on_expired_certificate": [],
-                    "incidents_after_reuse": {"incidents": 0, "by_kind_severity": []},
+                    "battery_id": "KR-LGES-P000001",
+                    "state": "in_service",
+                    "status": "repurposed",
+                    "region": "KR-11",
+                    "certificate_number": "KC10031-2026-0412",
+                    "certificate_body": "KTL",
+                    "certificate_valid_until": "2027-01-31",
                 }
-            ]
+            ],
+            "in_service_on_expired_certificate": [],
+            "incidents_after_reuse": {"incidents": 0, "by_kind_severity": []},
         }
     )
     period: PeriodOut

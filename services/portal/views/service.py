@@ -66,6 +66,33 @@ def _avg(total: float, n: int) -> float | None:
     return round(total / n, 2) if n else None
 
 
+def _n(rows: Iterable[dict[str, Any]]) -> int:
+    return sum(r["n"] for r in rows)
+
+
+def _counts(
+    rows: Iterable[dict[str, Any]],
+    count: str,
+    by: Sequence[str],
+    names: Sequence[str] | None = None,
+    *,
+    soh: bool = False,
+) -> list[dict[str, Any]]:
+    """How many (as `count`) in each group of `by`, the group named by `names`; with `soh`, its average SoH."""
+    out = []
+    for g in _group(rows, by, names):
+        item = {name: g[name] for name in names or by}
+        item[count] = g["n"]
+        if soh:
+            item["avg_soh_pct"] = _avg(g["amounts"].get("soh_pct", 0.0), g["n"])
+        out.append(item)
+    return out
+
+
+def _incidents(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"incidents": _n(rows), "by_kind_severity": _counts(rows, "incidents", ("k1", "k2"), ("kind", "severity"))}
+
+
 async def motie(session: AsyncSession, p: Period) -> dict[str, Any]:
     # Registrations have no region (a battery is registered, not located): the region filter does not apply.
     reg = await repo.flows(session, ["registered"], start=p.start, end=p.end, region=None)
@@ -86,21 +113,15 @@ async def motie(session: AsyncSession, p: Period) -> dict[str, Any]:
     return {
         "period": p.describe(),
         "registrations": {
-            "batteries": sum(r["n"] for r in reg),
-            "packs": sum(r["n"] for r in packs),
+            "batteries": _n(reg),
+            "packs": _n(packs),
             "pack_kwh": round(_total(packs)["amounts"].get("kwh", 0.0), 3),
             "by_month_manufacturer_chemistry_kind": registrations,
         },
         "outcomes": {
             "totals": {g["outcome"]: g["n"] for g in _group(outcomes, ("k1",), ("outcome",))},
-            "by_month": [
-                {"month": g["month"], "outcome": g["outcome"], "batteries": g["n"]}
-                for g in _group(outcomes, ("month", "k1"), ("month", "outcome"))
-            ],
-            "by_manufacturer": [
-                {"manufacturer": g["manufacturer"], "outcome": g["outcome"], "batteries": g["n"]}
-                for g in _group(outcomes, ("k2", "k1"), ("manufacturer", "outcome"))
-            ],
+            "by_month": _counts(outcomes, "batteries", ("month", "k1"), ("month", "outcome")),
+            "by_manufacturer": _counts(outcomes, "batteries", ("k2", "k1"), ("manufacturer", "outcome")),
         },
         "recovered_materials_kg": {
             "totals": {m: round(_total(recycled)["amounts"].get(m, 0.0), 3) for m in MATERIALS},
@@ -134,49 +155,25 @@ async def molit(session: AsyncSession, p: Period) -> dict[str, Any]:
     return {
         "period": p.describe(),
         "pre_removal_gradings": {
-            "gradings": sum(r["n"] for r in pre_removal),
-            "by_grade": [
-                {"grade": g["grade"], "gradings": g["n"], "avg_soh_pct": _avg(g["amounts"].get("soh_pct", 0.0), g["n"])}
-                for g in _group(pre_removal, ("k1",), ("grade",))
-            ],
+            "gradings": _n(pre_removal),
+            "by_grade": _counts(pre_removal, "gradings", ("k1",), ("grade",), soh=True),
         },
-        "in_service_now": {
-            "batteries": sum(r["n"] for r in in_service),
-            "by_region": [{"region": g["region"], "batteries": g["n"]} for g in _group(in_service, ("region",))],
-        },
-        "installations": [
-            {"month": g["month"], "region": g["region"], "target": g["target"], "batteries": g["n"]}
-            for g in _group(_of(rows, "installed"), ("month", "region", "k1"), ("month", "region", "target"))
-        ],
+        "in_service_now": {"batteries": _n(in_service), "by_region": _counts(in_service, "batteries", ("region",))},
+        "installations": _counts(
+            _of(rows, "installed"), "batteries", ("month", "region", "k1"), ("month", "region", "target")
+        ),
         "inspections": {
             "inspections": insp_total["n"],
             "avg_soh_pct": _avg(insp_total["amounts"].get("soh_pct", 0.0), insp_total["n"]),
             "soh_distribution": {g["bucket"]: g["n"] for g in _group(inspected, ("k1",), ("bucket",))},
-            "by_region": [
-                {
-                    "region": g["region"],
-                    "inspections": g["n"],
-                    "avg_soh_pct": _avg(g["amounts"].get("soh_pct", 0.0), g["n"]),
-                }
-                for g in _group(inspected, ("region",))
-            ],
+            "by_region": _counts(inspected, "inspections", ("region",), soh=True),
         },
         "removals": {
-            "batteries": sum(r["n"] for r in removed),
+            "batteries": _n(removed),
             "by_reason": {g["reason"]: g["n"] for g in _group(removed, ("k1",), ("reason",))},
-            "by_region": [
-                {"region": g["region"], "reason": g["reason"], "batteries": g["n"]}
-                for g in _group(removed, ("region", "k1"), ("region", "reason"))
-            ],
+            "by_region": _counts(removed, "batteries", ("region", "k1"), ("region", "reason")),
         },
-        "incidents": {
-            "incidents": sum(r["n"] for r in incidents),
-            "by_kind_severity": [
-                {"kind": g["kind"], "severity": g["severity"], "incidents": g["n"]}
-                for g in _group(incidents, ("k1", "k2"), ("kind", "severity"))
-            ],
-            "by_region": [{"region": g["region"], "incidents": g["n"]} for g in _group(incidents, ("region",))],
-        },
+        "incidents": {**_incidents(incidents), "by_region": _counts(incidents, "incidents", ("region",))},
     }
 
 
@@ -198,7 +195,7 @@ async def mcee(session: AsyncSession, p: Period) -> dict[str, Any]:
     return {
         "period": p.describe(),
         "collected": {
-            "batteries": sum(r["n"] for r in collected),
+            "batteries": _n(collected),
             "kg": round(coll_total["amounts"].get("kg", 0.0), 3),
             "kwh": round(coll_total["amounts"].get("kwh", 0.0), 3),
             "by_region_centre": [
@@ -253,7 +250,7 @@ async def mcee(session: AsyncSession, p: Period) -> dict[str, Any]:
             for name, g in by_recycler.items()
         ],
         "disposals": {
-            "batteries": sum(r["n"] for r in _of(rows, "disposed")),
+            "batteries": _n(_of(rows, "disposed")),
             "by_method": {
                 g["method"] or "unspecified": g["n"] for g in _group(_of(rows, "disposed"), ("k1",), ("method",))
             },
@@ -267,7 +264,7 @@ def _efficiency_of(amounts: dict[str, float]) -> dict[str, Any]:
 
 def _efficiency(lithium_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Recycling efficiency of the lithium-based batteries recycled (Annex XII part B)."""
-    return {"batteries": sum(r["n"] for r in lithium_rows), **_efficiency_of(_total(lithium_rows)["amounts"])}
+    return {"batteries": _n(lithium_rows), **_efficiency_of(_total(lithium_rows)["amounts"])}
 
 
 async def kats(session: AsyncSession, p: Period) -> dict[str, Any]:
@@ -288,31 +285,13 @@ async def kats(session: AsyncSession, p: Period) -> dict[str, Any]:
     after_reuse = [r for r in _of(rows, "incident") if r["k3"] == "after_reuse"]
     return {
         "period": p.describe(),
-        "reused_now": {
-            "batteries": sum(r["n"] for r in reused),
-            "by_status_safety": [
-                {"status": g["status"], "safety": g["safety"], "batteries": g["n"]}
-                for g in _group(reused, ("status", "safety"))
-            ],
-        },
+        "reused_now": {"batteries": _n(reused), "by_status_safety": _counts(reused, "batteries", ("status", "safety"))},
         "safety_inspections": {
-            "inspections": sum(r["n"] for r in inspections),
-            "by_result_body": [
-                {"result": g["result"], "body": g["body"], "standard": g["standard"], "inspections": g["n"]}
-                for g in _group(inspections, ("k1", "k2", "k3"), ("result", "body", "standard"))
-            ],
+            "inspections": _n(inspections),
+            "by_result_body": _counts(inspections, "inspections", ("k1", "k2", "k3"), ("result", "body", "standard")),
         },
-        "grades": [
-            {"grade": g["grade"], "batteries": g["n"], "avg_soh_pct": _avg(g["amounts"].get("soh_pct", 0.0), g["n"])}
-            for g in _group(graded, ("k1",), ("grade",))
-        ],
+        "grades": _counts(graded, "batteries", ("k1",), ("grade",), soh=True),
         "certificates_expiring_90_days": expiring,
         "in_service_on_expired_certificate": expired,
-        "incidents_after_reuse": {
-            "incidents": sum(r["n"] for r in after_reuse),
-            "by_kind_severity": [
-                {"kind": g["kind"], "severity": g["severity"], "incidents": g["n"]}
-                for g in _group(after_reuse, ("k1", "k2"), ("kind", "severity"))
-            ],
-        },
+        "incidents_after_reuse": _incidents(after_reuse),
     }

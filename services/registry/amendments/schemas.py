@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from shared.validation import documented
 
 EXAMPLE_AMENDMENT: dict[str, Any] = {
     "changes": {"manufacturing_site": "Ochang plant 2, KR", "carbon_footprint_kg_co2e_per_kwh": 58.2},
@@ -14,7 +16,7 @@ EXAMPLE_AMENDMENT: dict[str, Any] = {
 
 
 class AmendmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_AMENDMENT]})
+    model_config = documented(EXAMPLE_AMENDMENT, extra="forbid")
     changes: dict[str, Any] = Field(
         description="The facts to change and their new values, typed as at registration. Amendable: "
         "manufactured_at, manufacturing_site, materials_kg, recycled_content_pct, carbon_footprint_kg_co2e_per_kwh "

@@ -13,7 +13,7 @@ from typing_extensions import TypedDict
 from services.registry.catalog.schemas import CONTENT_MATERIALS, Chemistry, Kind
 from shared.contract.lifecycle import amounts_model
 from shared.pagination import Page
-from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent
+from shared.validation import BatteryId, NonNegative, PastAwareDatetime, Percent, documented
 
 if TYPE_CHECKING:  # built from the contract's material names; to a type checker, models
     Materials = BaseModel
@@ -44,7 +44,7 @@ EXAMPLE_BATTERY: dict[str, Any] = {
 
 
 class BatteryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_BATTERY]})
+    model_config = documented(EXAMPLE_BATTERY, extra="forbid")
     id: BatteryId
     model_id: Annotated[str, Field(min_length=1, max_length=64)]
     kind: Kind | None = Field(None, description="Optional; when given it must equal the model's kind.")
@@ -57,7 +57,7 @@ class BatteryIn(BaseModel):
 
 
 class BulkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"batteries": [EXAMPLE_BATTERY]}]})
+    model_config = documented({"batteries": [EXAMPLE_BATTERY]}, extra="forbid")
     batteries: Annotated[list[BatteryIn], Field(min_length=1, max_length=10_000)]
 
 
@@ -172,15 +172,11 @@ VIN_PATTERN = r"^[A-HJ-NPR-Z0-9]{17}$"
 
 
 class AliasIn(BaseModel):
-    model_config = ConfigDict(
+    model_config = documented(
+        {"scheme": "vin", "value": "KMHEM41AP6A123456"},
+        {"scheme": "gs1_digital_link", "value": "https://id.example.kr/01/08801234567893/21/P000001"},
+        {"scheme": "epc", "value": "urn:epc:id:sgtin:8801234.056789.P000001"},
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"scheme": "vin", "value": "KMHEM41AP6A123456"},
-                {"scheme": "gs1_digital_link", "value": "https://id.example.kr/01/08801234567893/21/P000001"},
-                {"scheme": "epc", "value": "urn:epc:id:sgtin:8801234.056789.P000001"},
-            ]
-        },
     )
     scheme: AliasScheme
     value: Annotated[str, Field(min_length=1, max_length=512)]

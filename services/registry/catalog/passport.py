@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from shared import standards
 from shared.problems import Unprocessable, field_error
+from shared.validation import documented
 
 BatteryPassAspect = Literal[
     "generalProductInformation",
@@ -45,7 +46,7 @@ EXAMPLE_DECLARATION: dict[str, Any] = {
 
 
 class PassportDeclaration(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_DECLARATION]})
+    model_config = documented(EXAMPLE_DECLARATION, extra="forbid")
     batterypass: dict[BatteryPassAspect, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per Battery Pass 1.2 aspect, the fields the manufacturer states (keys and values as in the "

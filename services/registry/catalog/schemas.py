@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.registry.catalog.passport import PassportDeclaration
 from shared.contract.lifecycle import MATERIALS
+from shared.validation import documented
 
 
 class Kind(StrEnum):
@@ -39,21 +40,17 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class BatteryModelIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "NCM811-P96-77KWH",
-                    "kind": "pack",
-                    "chemistry": "NCM",
-                    "rated_capacity_ah": 222.0,
-                    "nominal_voltage_v": 350.0,
-                    "rated_energy_kwh": 77.4,
-                    "mass_kg": 477.0,
-                }
-            ]
+    model_config = documented(
+        {
+            "id": "NCM811-P96-77KWH",
+            "kind": "pack",
+            "chemistry": "NCM",
+            "rated_capacity_ah": 222.0,
+            "nominal_voltage_v": 350.0,
+            "rated_energy_kwh": 77.4,
+            "mass_kg": 477.0,
         },
+        extra="forbid",
     )
     id: ModelId
     kind: Kind

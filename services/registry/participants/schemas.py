@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from shared.auth import Ministry, Role
 from shared.pagination import Page
 from shared.participants import ParticipantStatus, normalise_business_number, valid_business_number
+from shared.validation import documented
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,19 +45,15 @@ CompanyPrefix = Annotated[str, Field(pattern=r"^[0-9]{4,12}$", examples=["880123
 
 
 class ParticipantIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "KOREA-ZINC-REC",
-                    "name": "Korea Recycling Co.",
-                    "role": "recycler",
-                    "region": "KR-48",
-                },
-                {"id": "MCEE", "name": "기후에너지환경부", "role": "ministry", "ministry": "MCEE"},
-            ]
+    model_config = documented(
+        {
+            "id": "KOREA-ZINC-REC",
+            "name": "Korea Recycling Co.",
+            "role": "recycler",
+            "region": "KR-48",
         },
+        {"id": "MCEE", "name": "기후에너지환경부", "role": "ministry", "ministry": "MCEE"},
+        extra="forbid",
     )
     id: ParticipantId
     name: Annotated[str, Field(min_length=1, max_length=200)]

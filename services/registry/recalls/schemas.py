@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict
-
 from shared.contract.recalls import Campaign
+from shared.validation import documented
 
 EXAMPLE: dict[str, Any] = {
     "id": "MOLIT-2026-017",
@@ -21,7 +20,7 @@ EXAMPLE: dict[str, Any] = {
 
 
 class CampaignIn(Campaign):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+    model_config = documented(EXAMPLE, extra="forbid")
 
 
 class CampaignOut(Campaign):
