@@ -138,10 +138,28 @@ async def run(ctx: Ctx) -> None:
 
     with console.status("backup: waiting for a checkpoint over every leaf…"):
         signed = await wait_until(checkpointed, timeout_s=120, interval_s=0.5)
+    # No writes for a few seconds (the consumers may still record what they applied after the read models are
+    # complete): the counts before and after the dump are then those of the dump's snapshot.
+    last = [-1]
+
+    async def still() -> bool:
+        n = int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
+                "WHERE schemaname = ANY($1::text[])",
+                list(DUMPED),
+            )
+        )
+        same, last[0] = n == last[0], n
+        return same
+
+    with console.status("backup: waiting until nothing writes…"):
+        settled = await wait_until(still, timeout_s=120, interval_s=3)
     report.notes.append(
         "backup: the pipeline caught up "
         + ("not within the catch-up timeout" if waited is None else f"in {waited:.1f} s")
         + ("; no checkpoint covered every leaf within 120 s" if signed is None else "")
+        + ("; the database was still written to after 120 s" if settled is None else "")
         + " before the backup"
     )
     with console.status("backup: counting the source database…"):
