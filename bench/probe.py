@@ -19,7 +19,7 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def _proc_table() -> dict[int, tuple[int, float, float]]:
     """pid -> (ppid, cpu seconds, cpu seconds of its exited children) for every process we can read."""
-    out: dict[int, tuple[int, float]] = {}
+    out: dict[int, tuple[int, float, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -76,6 +76,17 @@ def cpu_snapshot_of(roots: dict[str, int]) -> dict[str, float]:
         return dict.fromkeys(roots, 0.0)
     table = _proc_table()
     return {name: table[pid][1] + table[pid][2] if pid in table else 0.0 for name, pid in roots.items()}
+
+
+def exited_cpu(pid: int) -> tuple[float, float] | None:
+    """CPU seconds of an exited, not yet reaped child (a zombie: `os.waitid(..., WEXITED | WNOWAIT)`): its own,
+    and that of the children it waited for. None where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK, (int(fields[13]) + int(fields[14])) / _TICK
 
 
 @contextlib.contextmanager

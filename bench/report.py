@@ -77,6 +77,8 @@ class Report:
     limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: part -> wall seconds (the start of the system included): where a run's time goes
     part_seconds: dict[str, float] = field(default_factory=dict)
+    #: the backup part's timings, sizes and checks (bench/backup.py); empty when it did not run
+    backup: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     _finalized: bool = False
 
@@ -162,6 +164,7 @@ class Report:
             "phases": self.phases,
             "limits": self.limits,
             "cpu": self.cpu,
+            "backup": self.backup,
             "notes": self.notes,
         }
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 
+from bench.cli import PARTS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,6 +24,8 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
             "-m",
             "bench",
             "--quick",
+            "--only",
+            ",".join(PARTS),  # every part, backup (not in the default list) too
             "--batteries",
             "600",
             "--batch-events",
@@ -66,6 +70,10 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
         ("limits", "raw COPY"),
         ("limits", "single-row transactions"),
         ("limits", "bare FastAPI"),
+        ("backup", "backup wall"),
+        ("backup", "dump size"),
+        ("backup", "restore wall"),
+        ("backup", "restored database differs"),
         ("ratio", "registry bulk ÷ raw COPY"),
         ("ratio", "events batch ÷ raw COPY"),
         ("ratio", "events single ÷ single-row transactions"),
@@ -84,3 +92,9 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
         assert summary["target"], phase
     for limit in ("raw COPY", "single-row transactions", "bare FastAPI"):
         assert result["limits"][limit]["rate"] > 0
+    # Issue 17: the backup restores into the same database (counts, log checkpoint and root, ledger hashes).
+    backup = result["backup"]
+    assert backup["differences"] == [], backup["differences"]
+    assert backup["dump_bytes"] > 0 and backup["counts"]["events.ledger"] > 0
+    for step in ("backup", "restore"):
+        assert backup[step]["wall_s"] > 0 and backup[step]["tools_cpu_s"] >= 0, backup[step]
