@@ -30,7 +30,8 @@ async def _count(conn: asyncpg.Connection, battery_id: str) -> tuple[int, int]:
 
 
 async def _decided(conn: asyncpg.Connection, battery_id: str) -> tuple[dict[str, Any], str, dict[str, Any], Any]:
-    """What capture_one decides for an INCIDENT on the battery: (state as read, its version, ledger row, message)."""
+    """What capture_one decides for an INCIDENT on the battery: (the state after it, the version read, the ledger
+    row, the message)."""
     from datetime import UTC, datetime
 
     from services.events.lifecycle import machine
@@ -50,7 +51,7 @@ async def _decided(conn: asyncpg.Connection, battery_id: str) -> tuple[dict[str,
     step = machine.apply(state, poster, event, recorded_at=datetime.now(UTC))
     assert isinstance(step, machine.Transition)
     row = step.row.as_row()
-    return found, version, row, service.lifecycle_message(row, step.state.kind, step.state.manufacturer)
+    return step.state.as_row(), version, row, service.lifecycle_message(row, step.state.kind, step.state.manufacturer)
 
 
 async def test_a_write_on_a_moved_state_writes_nothing(s: Stack, db_url: str) -> None:
@@ -58,10 +59,9 @@ async def test_a_write_on_a_moved_state_writes_nothing(s: Stack, db_url: str) ->
     await s.ok(bid, "INCIDENT", "inspector")  # the ledger has begun (read-through)
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
-        _, version, row, message = await _decided(conn, bid)
+        state, version, row, message = await _decided(conn, bid)
         await s.ok(bid, "INCIDENT", "inspector")  # another writer moves the state meanwhile
         before = await _count(conn, bid)
-        state = dict((await repo.read_one(conn, bid, "x", str(uuid.uuid4())))[0] or {})
         assert not await repo.append_one(conn, row, state, message, version=version)
         assert await _count(conn, bid) == before
     finally:
