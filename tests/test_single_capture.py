@@ -138,6 +138,26 @@ async def test_a_single_and_a_batch_of_one_id_agree(s: Stack) -> None:
         assert 500 not in codes and codes.count(201) == 1, [r.text for r in results]
 
 
+async def test_json_is_stored_as_objects(s: Stack, db_url: str) -> None:
+    """The statement pool encodes JSON itself: what it writes is stored as objects, not as JSON text in a string."""
+    bid = await s.battery()
+    await s.ok(bid, "INCIDENT", "inspector")
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        kinds = await conn.fetch(
+            "SELECT jsonb_typeof(data) AS data, jsonb_typeof(location) AS location FROM events.ledger "
+            "WHERE battery_id = $1 AND type = 'INCIDENT'",
+            bid,
+        )
+        assert [dict(k) for k in kinds] == [{"data": "object", "location": "object"}]
+        facts = await conn.fetchval("SELECT jsonb_typeof(facts) FROM events.battery_state WHERE battery_id = $1", bid)
+        assert facts == "object"
+        payloads = await conn.fetch("SELECT jsonb_typeof(payload) AS t FROM events.outbox WHERE key = $1", bid)
+        assert {p["t"] for p in payloads} == {"object"}
+    finally:
+        await conn.close()
+
+
 async def test_a_retry_answers_the_original(s: Stack) -> None:
     bid = await s.battery()
     body = s.body(bid, "INCIDENT")

@@ -109,7 +109,8 @@ _APPEND = (
 
 def _append_one() -> str:
     """One event appended in one autocommit statement, only if its battery's state row is still the version its
-    decision read (xmin): the state moved, the ledger row and the outbox row, or nothing. The poster's event-ID
+    decision read (xmin): the state moved, the ledger row and the outbox row, or nothing. JSON goes as text (on the
+    statement pool too, whose connections would encode a JSONB parameter once more). The poster's event-ID
     lock (`_LOCK_EVENT_IDS`) is taken first (a one-time filter, evaluated before any row is read or locked),
     so it orders against batch captures as their own locks do."""
     ledger, message, moved = len(_LEDGER), len(_MESSAGE), len(_MOVED)
@@ -117,13 +118,14 @@ def _append_one() -> str:
     return (
         f"WITH s AS (UPDATE {qualified(_state)} b SET "
         + ", ".join(f"{c.name} = u.{c.name}" for c in _MOVED if not c.primary_key)
-        + f", updated_at = now() FROM {unnest(_MOVED, ledger + message + 1)} AS u({names(_MOVED)}) "
+        + f", updated_at = now() FROM {unnest(_MOVED, ledger + message + 1, json_text=True)} AS u({names(_MOVED)}) "
         f"WHERE b.battery_id = u.battery_id AND b.xmin = ${version}::text::xid AND (SELECT count(*) FROM "
         f"(SELECT pg_advisory_xact_lock(hashtextextended(${actor}::text || '/' || ${event_id}::text, 0))) AS k) = 1 "
         "RETURNING 1), "
-        f"l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT * FROM {unnest(_LEDGER)} "
+        f"l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT * FROM {unnest(_LEDGER, json_text=True)} "
         "WHERE EXISTS (SELECT FROM s) RETURNING 1) "
-        f"INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) SELECT * FROM {unnest(_MESSAGE, ledger + 1)} "
+        f"INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) "
+        f"SELECT * FROM {unnest(_MESSAGE, ledger + 1, json_text=True)} "
         "WHERE EXISTS (SELECT FROM s)"
     )
 
