@@ -14,7 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.lifecycle.models import BatteryState, LedgerEntry
 from services.events.models import Outbox
-from shared.db import column_arrays, json_value, names, qualified, raw_connection, select_list, unnest
+from shared.db import (
+    column_arrays,
+    column_values,
+    json_value,
+    names,
+    pg_type,
+    qualified,
+    raw_connection,
+    select_list,
+    unnest,
+)
 from shared.outbox import message_columns
 
 _state = BatteryState.__table__
@@ -109,25 +119,33 @@ _APPEND = (
 
 def _append_one() -> str:
     """One event appended in one autocommit statement, only if its battery's state row is still the version its
-    decision read (xmin): the state moved, the ledger row and the outbox row, or nothing. JSON goes as text (on the
-    statement pool too, whose connections would encode a JSONB parameter once more). The poster's event-ID
+    decision read (xmin): the state moved, the ledger row and the outbox row, or nothing. The poster's event-ID
     lock (`_LOCK_EVENT_IDS`) is taken first (a one-time filter, evaluated before any row is read or locked),
-    so it orders against batch captures as their own locks do."""
-    ledger, message, moved = len(_LEDGER), len(_MESSAGE), len(_MOVED)
-    version, actor, event_id = (ledger + message + moved + i for i in (1, 2, 3))
+    so it orders against batch captures as their own locks do. Scalar parameters (one row: no arrays to encode
+    and unnest); JSON goes as text (on the statement pool too, whose connections would encode a JSONB parameter
+    once more)."""
+    ledger, message = len(_LEDGER), len(_MESSAGE)
+    moved = {c.name: i for i, c in enumerate(_MOVED, ledger + message + 1)}
+    version = ledger + message + len(_MOVED) + 1
+    at = {c.name: i for i, c in enumerate(_LEDGER, 1)}
     return (
-        f"WITH s AS (UPDATE {qualified(_state)} b SET "
-        + ", ".join(f"{c.name} = u.{c.name}" for c in _MOVED if not c.primary_key)
-        + f", updated_at = now() FROM {unnest(_MOVED, ledger + message + 1, json_text=True)} AS u({names(_MOVED)}) "
-        f"WHERE b.battery_id = u.battery_id AND b.xmin = ${version}::text::xid AND (SELECT count(*) FROM "
-        f"(SELECT pg_advisory_xact_lock(hashtextextended(${actor}::text || '/' || ${event_id}::text, 0))) AS k) = 1 "
-        "RETURNING 1), "
-        f"l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT * FROM {unnest(_LEDGER, json_text=True)} "
-        "WHERE EXISTS (SELECT FROM s) RETURNING 1) "
-        f"INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) "
-        f"SELECT * FROM {unnest(_MESSAGE, ledger + 1, json_text=True)} "
-        "WHERE EXISTS (SELECT FROM s)"
+        f"WITH s AS (UPDATE {qualified(_state)} SET "
+        + ", ".join(f"{c.name} = {_param(moved[c.name], c)}" for c in _MOVED if not c.primary_key)
+        + f", updated_at = now() WHERE battery_id = ${moved['battery_id']}::text AND xmin = ${version}::text::xid "
+        "AND (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended("
+        f"${at['actor']}::text || '/' || ${at['event_id']}::text, 0))) AS k) = 1 RETURNING 1), "
+        f"l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT "
+        + ", ".join(_param(i, c) for i, c in enumerate(_LEDGER, 1))
+        + " WHERE EXISTS (SELECT FROM s) RETURNING 1) "
+        f"INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) SELECT "
+        + ", ".join(_param(i, c) for i, c in enumerate(_MESSAGE, ledger + 1))
+        + " WHERE EXISTS (SELECT FROM s)"
     )
+
+
+def _param(i: int, column: Any) -> str:
+    """`$i` typed as the column; JSONB as text cast to JSONB (see `_append_one`)."""
+    return f"${i}::text::jsonb" if isinstance(column.type, JSONB) else f"${i}::{pg_type(column)}"
 
 
 _APPEND_ONE = _append_one()
@@ -260,6 +278,6 @@ async def append_one(
     state row is still at `version` (see `_append_one`). False: the state moved meanwhile and nothing was written.
     A concurrent twin (the poster's same event ID) raises UniqueViolationError; nothing is written then either."""
     topic, key, payload = message
-    args = [*column_arrays([row], _LEDGER), [topic], [key], [_json(payload)], *column_arrays([state], _MOVED)]
-    status: str = await conn.execute(_APPEND_ONE, *args, version, row["actor"], row["event_id"])
+    args = [*column_values(row, _LEDGER), topic, key, _json(payload), *column_values(state, _MOVED), version]
+    status: str = await conn.execute(_APPEND_ONE, *args)
     return status.endswith(" 1")
