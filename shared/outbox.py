@@ -334,6 +334,9 @@ class OutboxRelay:
             "AND id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
         )
         self.cursor = ClaimCursor()
+        #: Whether a claim from an ID would find anything: an idle leader asks only this (one statement, no
+        #: transaction) instead of claiming nothing in a transaction of its own every `idle_sleep_s`.
+        self._pending = f"SELECT EXISTS (SELECT FROM {qualified(t)} WHERE {where_unsent} AND id > $1)"
         self._mark_sent = f"UPDATE {qualified(t)} SET sent_at = now() WHERE id = ANY($1::bigint[])"
 
     def start(self) -> None:
@@ -481,8 +484,11 @@ class OutboxRelay:
             return 0
         conn = self._lock_conn
         assert conn is not None
+        start = self.cursor.start()
+        if not await conn.fetchval(self._pending, start):
+            return 0
         async with conn.transaction():
-            rows = await conn.fetch(self._claim, self.cursor.start(), self.batch_size)
+            rows = await conn.fetch(self._claim, start, self.batch_size)
             if not rows:
                 return 0
             producer = await self._ensure_producer()
