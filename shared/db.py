@@ -119,10 +119,16 @@ def column_values(row: Mapping[str, Any], columns: Sequence[Column[Any]]) -> lis
     return [a[0] for a in column_arrays([row], columns)]
 
 
-def unnest(columns: Sequence[Column[Any]], start: int = 1) -> str:
+def unnest(columns: Sequence[Column[Any]], start: int = 1, *, json_text: bool = False) -> str:
     """`unnest($1::TEXT[], $2::INTEGER[], ...)`: one array parameter per column, typed as the column, for the
-    set-based statements sent straight to asyncpg (generated once, at import)."""
-    return "unnest(" + ", ".join(f"${i}::{pg_type(c)}[]" for i, c in enumerate(columns, start)) + ")"
+    set-based statements sent straight to asyncpg (generated once, at import). With `json_text`, JSONB columns
+    take text arrays (`$3::TEXT[]::JSONB[]`): JSON text (`column_arrays`) is then stored as the JSON it is on any
+    connection, also one that encodes JSONB parameters itself (the statement pool's, `_init_reader`)."""
+    return "unnest(" + ", ".join(f"${i}::{_param_type(c, json_text)}[]" for i, c in enumerate(columns, start)) + ")"
+
+
+def _param_type(column: Column[Any], json_text: bool) -> str:
+    return "TEXT[]::JSONB" if json_text and isinstance(column.type, postgresql.JSONB) else pg_type(column)
 
 
 def _json_dumps(value: Any) -> str:

@@ -78,8 +78,29 @@ def _calls(dependant: Dependant) -> set[Any]:
     return calls
 
 
+#: Where a request's policy is kept in its scope once decided (IdentityFirst and BodySizeLimit both need it).
+_POLICY = "bt_route_policy"
+#: Policies by (method, path) kept, at most (then forgotten all at once: paths holding IDs are many).
+POLICY_CACHE_SIZE = 4096
+
+
 def route_policy(scope: Scope) -> RoutePolicy:
-    """The policy of the route that will answer this request (decided once per route)."""
+    """The policy of the route that will answer this request (decided once per route, and once per request)."""
+    found: RoutePolicy | None = scope.get(_POLICY)
+    if found is None:
+        app = scope["app"]
+        cache: dict[tuple[str, str], RoutePolicy] | None = getattr(app.state, "route_policy_cache", None)
+        if cache is None or len(cache) >= POLICY_CACHE_SIZE:
+            cache = app.state.route_policy_cache = {}
+        key = (scope.get("method", ""), scope.get("path", ""))
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = _route_policy(scope)
+        scope[_POLICY] = found
+    return found
+
+
+def _route_policy(scope: Scope) -> RoutePolicy:
     app = scope["app"]
     settings = app.state.settings
     policies: list[tuple[Any, RoutePolicy]] | None = getattr(app.state, "route_policies", None)

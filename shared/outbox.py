@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -219,6 +219,58 @@ def relay_lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+#: How long the relay's claim cursor waits at an ID it has not seen (a row whose transaction has not committed yet,
+#: or an ID a rolled-back transaction used), and how often a claim scans every unsent row anyway (a row committed
+#: later still, a requeued one): seconds.
+CLAIM_SWEEP_S = 2.0
+#: IDs the cursor waits at, at most (more missing IDs at once: the sweep finds whatever of them commits).
+MAX_WAITED_IDS = 10_000
+
+
+class ClaimCursor:
+    """Where the leader's next claim starts. Sent rows leave dead entries in the unsent index until a vacuum, which
+    a claim from the start walks every time (the costliest statement of a batch load); a claim after the last ID
+    claimed skips them. But IDs are taken at INSERT and rows become visible at COMMIT, so a lower ID may commit
+    after a higher one was claimed: every ID above the highest claimed that a claim did not return is waited at
+    (the cursor stays below it) until it is claimed or `sweep_s` passed, and every `sweep_s` one claim starts from
+    the beginning, which finds any row committed (or requeued) below the cursor later still. Nothing is skipped;
+    a row may be published after higher IDs, as a row committing late always could be. One battery's rows are
+    never reordered by it: they are written one transaction after the other, under the battery's row lock.
+    Only the leader claims (`OutboxRelay`); a new leader starts with a new cursor, from the beginning."""
+
+    def __init__(self, sweep_s: float = CLAIM_SWEEP_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sweep_s = sweep_s
+        self.clock = clock
+        self.high: int | None = None  # the highest ID claimed (None: nothing yet)
+        self.waiting: dict[int, float] = {}  # ID -> when it was first missed
+        self._next_sweep = 0.0  # the first claim sweeps
+
+    def start(self) -> int:
+        """The ID the next claim starts after (0: every unsent row)."""
+        now = self.clock()
+        if now >= self._next_sweep or self.high is None:
+            self._next_sweep = now + self.sweep_s
+            return 0
+        expired = [i for i, since in self.waiting.items() if now - since >= self.sweep_s]
+        for i in expired:  # the next sweep finds them, if they ever commit
+            del self.waiting[i]
+        return min(self.waiting) - 1 if self.waiting else self.high
+
+    def claimed(self, ids: Sequence[int]) -> None:
+        """A claim of these IDs (ascending) committed: they are published and marked sent."""
+        if not ids:
+            return
+        for i in ids:
+            self.waiting.pop(i, None)
+        # IDs below the first claim are the sweep's; above the highest claimed, every one not claimed is waited at.
+        high = ids[0] - 1 if self.high is None else self.high
+        if ids[-1] > high:
+            if ids[-1] - high - len(ids) <= MAX_WAITED_IDS:
+                now, got = self.clock(), set(ids)
+                self.waiting.update((i, now) for i in range(high + 1, ids[-1]) if i not in got)
+            self.high = ids[-1]
+
+
 class OutboxRelay:
     """Publishes a schema's outbox to Kafka. Any number may run against one table; exactly one publishes.
 
@@ -279,8 +331,12 @@ class OutboxRelay:
         where_unsent = f"{t.c.sent_at.name} IS NULL"
         self._claim = (
             f"SELECT id, topic, key, payload::text, created_at FROM {qualified(t)} WHERE {where_unsent} "
-            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            "AND id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
         )
+        self.cursor = ClaimCursor()
+        #: Whether a claim from an ID would find anything: an idle leader asks only this (one statement, no
+        #: transaction) instead of claiming nothing in a transaction of its own every `idle_sleep_s`.
+        self._pending = f"SELECT EXISTS (SELECT FROM {qualified(t)} WHERE {where_unsent} AND id > $1)"
         self._mark_sent = f"UPDATE {qualified(t)} SET sent_at = now() WHERE id = ANY($1::bigint[])"
 
     def start(self) -> None:
@@ -358,6 +414,7 @@ class OutboxRelay:
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", relay_lock_key(self.schema)):
             self.leader = True
             self.terms += 1
+            self.cursor = ClaimCursor(self.cursor.sweep_s, self.cursor.clock)  # from the beginning
             RELAY_LEADER.labels(self.schema).set(1)
             log.info("relay %s: leader now (pid %d)", self.schema, os.getpid())
         return self.leader
@@ -427,8 +484,11 @@ class OutboxRelay:
             return 0
         conn = self._lock_conn
         assert conn is not None
+        start = self.cursor.start()
+        if not await conn.fetchval(self._pending, start):
+            return 0
         async with conn.transaction():
-            rows = await conn.fetch(self._claim, self.batch_size)
+            rows = await conn.fetch(self._claim, start, self.batch_size)
             if not rows:
                 return 0
             producer = await self._ensure_producer()
@@ -442,6 +502,7 @@ class OutboxRelay:
             # not have, and drop them. Only count a batch as sent if its topics still exist.
             await self._check_topics(topics)
             await conn.execute(self._mark_sent, [r[0] for r in rows])
+        self.cursor.claimed([r[0] for r in rows])
         self.published += len(rows)
         RELAY_PUBLISHED.labels(self.schema).inc(len(rows))
         newest = {r[1]: r[0] for r in rows}  # rows in id order: each topic's last is its newest

@@ -9,12 +9,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.lifecycle.models import BatteryState, LedgerEntry
 from services.events.models import Outbox
-from shared.db import column_arrays, json_value, names, qualified, raw_connection, select_list, unnest
+from shared.db import (
+    column_arrays,
+    column_values,
+    json_value,
+    names,
+    pg_type,
+    qualified,
+    raw_connection,
+    select_list,
+    unnest,
+)
 from shared.outbox import message_columns
 
 _state = BatteryState.__table__
@@ -87,10 +97,58 @@ _FILL_FACTS = (
     f"UPDATE {qualified(_state)} b SET facts = u.facts FROM u JOIN l USING (battery_id) "
     "WHERE b.battery_id = u.battery_id"
 )
+#: One event's battery and the poster's own event with its ID, in one snapshot, outside any transaction: what the
+#: optimistic single-event capture (`append_one`) decides on. `row_version` (the state row's xmin) is the version
+#: the decision was made on; `prior_*` are the poster's event with that ID, if there is one.
+_READ_ONE = (
+    "SELECT "
+    + ", ".join(f"s.{c.name}" for c in _STATE)
+    + ", s.xmin::text AS row_version, "
+    + ", ".join(
+        f"p.{c.name}::text AS prior_{c.name}" if isinstance(c.type, UUID) else f"p.{c.name} AS prior_{c.name}"
+        for c in _FOUND
+    )
+    + f" FROM (SELECT 1) AS one LEFT JOIN {qualified(_state)} s ON s.battery_id = $1 "
+    f"LEFT JOIN {qualified(_ledger)} p ON p.actor = $2 AND p.event_id = $3::uuid AND p.type <> 'MANUFACTURED'"
+)
 _APPEND = (
     f"WITH l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT * FROM {unnest(_LEDGER)} RETURNING 1)",
     f" INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) SELECT * FROM {unnest(_MESSAGE, len(_LEDGER) + 1)}",
 )
+
+
+def _append_one() -> str:
+    """One event appended in one autocommit statement, only if its battery's state row is still the version its
+    decision read (xmin): the state moved, the ledger row and the outbox row, or nothing. The poster's event-ID
+    lock (`_LOCK_EVENT_IDS`) is taken first (a one-time filter, evaluated before any row is read or locked),
+    so it orders against batch captures as their own locks do. Scalar parameters (one row: no arrays to encode
+    and unnest); JSON goes as text (on the statement pool too, whose connections would encode a JSONB parameter
+    once more)."""
+    ledger, message = len(_LEDGER), len(_MESSAGE)
+    moved = {c.name: i for i, c in enumerate(_MOVED, ledger + message + 1)}
+    version = ledger + message + len(_MOVED) + 1
+    at = {c.name: i for i, c in enumerate(_LEDGER, 1)}
+    return (
+        f"WITH s AS (UPDATE {qualified(_state)} SET "
+        + ", ".join(f"{c.name} = {_param(moved[c.name], c)}" for c in _MOVED if not c.primary_key)
+        + f", updated_at = now() WHERE battery_id = ${moved['battery_id']}::text AND xmin = ${version}::text::xid "
+        "AND (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended("
+        f"${at['actor']}::text || '/' || ${at['event_id']}::text, 0))) AS k) = 1 RETURNING 1), "
+        f"l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT "
+        + ", ".join(_param(i, c) for i, c in enumerate(_LEDGER, 1))
+        + " WHERE EXISTS (SELECT FROM s) RETURNING 1) "
+        f"INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) SELECT "
+        + ", ".join(_param(i, c) for i, c in enumerate(_MESSAGE, ledger + 1))
+        + " WHERE EXISTS (SELECT FROM s)"
+    )
+
+
+def _param(i: int, column: Any) -> str:
+    """`$i` typed as the column; JSONB as text cast to JSONB (see `_append_one`)."""
+    return f"${i}::text::jsonb" if isinstance(column.type, JSONB) else f"${i}::{pg_type(column)}"
+
+
+_APPEND_ONE = _append_one()
 
 
 def _json(value: Any) -> str | None:
@@ -194,3 +252,32 @@ async def write(
     if moves:
         args += column_arrays(states, _MOVED)
     await conn.execute(_APPEND[0] + (_MOVE_STATES if moves else "") + _APPEND[1], *args)
+
+
+async def read_one(
+    conn: Any, battery_id: str, actor: str, event_id: str
+) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
+    """(the battery's state, its row version, the poster's own event with this ID), in one snapshot: on a
+    connection outside any transaction (the statement pool), for `append_one`."""
+    r = await conn.fetchrow(_READ_ONE, battery_id, actor, event_id)
+    prior = {c.name: r[f"prior_{c.name}"] for c in _FOUND} if r["prior_event_id"] is not None else None
+    if r["battery_id"] is None:
+        return None, None, prior
+    return _state_row({c.name: r[c.name] for c in _STATE}), r["row_version"], prior
+
+
+async def append_one(
+    conn: Any,
+    row: dict[str, Any],
+    state: dict[str, Any],
+    message: tuple[str, str, dict[str, Any]],
+    *,
+    version: str,
+) -> bool:
+    """Append one ledger row, move its battery's state and enqueue its message in one autocommit statement, if the
+    state row is still at `version` (see `_append_one`). False: the state moved meanwhile and nothing was written.
+    A concurrent twin (the poster's same event ID) raises UniqueViolationError; nothing is written then either."""
+    topic, key, payload = message
+    args = [*column_values(row, _LEDGER), topic, key, _json(payload), *column_values(state, _MOVED), version]
+    status: str = await conn.execute(_APPEND_ONE, *args)
+    return status.endswith(" 1")

@@ -84,11 +84,17 @@ def _clock(request: Request) -> dict[str, Any]:
     description="The actor is the caller's organisation (from the token). Re-sending the same `event_id` with "
     "the same content answers the original 201 again; with other content, 409 `event-id-conflict`.\n" + TYPES_DOC,
 )
-async def post_event(body: EventIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
-    (result,) = await service.capture(
-        session, [body], principal, request.app.state.registry, receivers=directory(request), **_clock(request)
+async def post_event(body: EventIn, request: Request, principal: CurrentPrincipal) -> Any:
+    state = request.app.state
+    return await service.capture_one(
+        state.statement_pool,
+        state.sessionmaker,
+        body,
+        principal,
+        state.registry,
+        receivers=directory(request),
+        **_clock(request),
     )
-    return result
 
 
 @create_route(

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import asyncpg
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.events.lifecycle import machine
 from services.events.lifecycle import repository as repo
@@ -32,6 +33,7 @@ from services.events.vins.service import VinKey
 from shared.auth import Principal, Role
 from shared.contract.lifecycle import EventType, canonical_json, ts
 from shared.contract.streams import SOURCE_EVENTS, TOPIC_LIFECYCLE, envelope, lifecycle_type
+from shared.db import pooled
 from shared.participants import ParticipantFacts
 from shared.problems import Problem, Unavailable, validation_errors
 
@@ -337,6 +339,100 @@ async def capture(
         installed = {r.data["vin"] for r in rows if r.type is EventType.INSTALLED and "vin" in r.data}
         await vins.record(session, {p: v for p, v in plain_vins.items() if p in installed})
     return [results[i] for i in range(len(prepared))]
+
+
+#: Optimistic attempts of a single event before it takes the locking path (`capture`).
+OPTIMISTIC_ATTEMPTS = 3
+#: What an optimistic attempt may lose to a concurrent writer: nothing is written, it is tried again.
+_LOST_RACE = (
+    asyncpg.UniqueViolationError,  # the poster's twin with the same event ID committed first
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+def _optimistic(ev: Event, plain_vins: Mapping[str, str]) -> bool:
+    """Whether one event needs nothing but its battery's state (and the poster's events by ID) to be decided, and
+    writes nothing but its ledger row, state and message: what `capture_one` captures without a transaction."""
+    return not (
+        ev.type is EventType.ERROR_DECLARED or "parent_id" in ev.data or recalls.is_recall_removal(ev) or plain_vins
+    )
+
+
+async def capture_one(
+    pool: asyncpg.Pool,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    event: EventIn,
+    principal: Principal,
+    registry: RegistryLookup,
+    *,
+    vin_key: VinKey,
+    max_ahead: timedelta = machine.MAX_AHEAD,
+    receivers: ParticipantLookup | None = None,
+    tolerances: Tolerances = Tolerances(),
+    designated_bodies: Sequence[str] = DESIGNATED_BODIES,
+    correction_window: timedelta = machine.CORRECTION_WINDOW,
+) -> EventResult:
+    """One event, as `capture` records it, in two statements on the statement pool where it can: read the battery's
+    state and the poster's event with this ID (one snapshot), decide, then write the ledger row, state and message
+    in one statement that writes only if the state row is still the version read (else nothing, and it is tried
+    again). Anything else (a battery not started yet, a declaration, an assembly, a recall removal, an installation
+    with a VIN, a race lost `OPTIMISTIC_ATTEMPTS` times) takes `capture`'s locking transaction."""
+    poster = Poster(principal.org, principal.role, principal.is_authority)
+    plain_vins: dict[str, str] = {}
+    ev = _prepare(event, poster, vin_key, plain_vins)
+    if isinstance(ev, Refusal):
+        _raise_if({0: ev}, False)
+    assert isinstance(ev, Event)
+    if _optimistic(ev, plain_vins):
+        receiver = None
+        if receivers is not None and ev.type is EventType.TRANSFERRED:
+            facts = await receivers.get(ev.data["to"])
+            receiver = Receiver(ev.data["to"], Role(facts.role) if facts else None, facts.active if facts else False)
+        for _ in range(OPTIMISTIC_ATTEMPTS):
+            async with pooled(pool) as conn:
+                found, version, prior = await repo.read_one(conn, ev.battery_id, poster.org, ev.event_id)
+                if prior is not None:
+                    if prior["request_digest"] != ev.request_digest:
+                        _raise_if({0: machine.id_conflict(ev.event_id)}, False)
+                    return EventResult.of(prior)
+                if found is None or version is None:
+                    break  # perhaps registered but not arrived yet: the locking path reads it through
+                state = BatteryState.from_row(found)
+                step = machine.apply(
+                    state,
+                    poster,
+                    ev,
+                    recorded_at=datetime.now(UTC),
+                    max_ahead=max_ahead,
+                    receiver=receiver,
+                    tolerances=tolerances,
+                    designated_bodies=designated_bodies,
+                )
+                if isinstance(step, Refusal):
+                    _raise_if({0: step}, False)
+                assert isinstance(step, Transition)
+                stored = step.row.as_row()
+                message = lifecycle_message(stored, step.state.kind, step.state.manufacturer)
+                try:
+                    if await repo.append_one(conn, stored, step.state.as_row(), message, version=version):
+                        return EventResult.of(stored)
+                except _LOST_RACE:
+                    pass
+    async with sessionmaker() as session, session.begin():
+        (result,) = await capture(
+            session,
+            [event],
+            principal,
+            registry,
+            vin_key=vin_key,
+            max_ahead=max_ahead,
+            receivers=receivers,
+            tolerances=tolerances,
+            designated_bodies=designated_bodies,
+            correction_window=correction_window,
+        )
+    return result
 
 
 def _corrections(
