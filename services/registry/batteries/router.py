@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -101,6 +101,8 @@ async def bulk_body(request: Request) -> BulkBody:
         except json.JSONDecodeError as e:
             error = {"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error", "input": {}}
             raise RequestValidationError([error | {"ctx": {"error": e.msg}}], body=e.doc) from None
+        except ValueError as e:  # bytes that are no text in any encoding JSON may have: FastAPI's answer to them
+            raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
     try:
         return BulkBody([b.model_dump() for b in BulkIn.model_validate(body, from_attributes=True).batteries])
     except ValidationError as exc:
