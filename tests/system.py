@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,8 +79,9 @@ class System:
         except AssertionError:
             proc = self.procs.get(name)
             code = proc.poll() if proc else None
+            where = stacks_of(proc.pid) if proc and code is None else ""
             raise AssertionError(
-                f"{name} not healthy within 60 s (exit code {code}); its log:\n{self.log_tail(name)}"
+                f"{name} not healthy within 60 s (exit code {code}); its log:\n{self.log_tail(name)}{where}"
             ) from None
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
@@ -153,3 +156,18 @@ async def admitted_at(url: str, token: Any, orgs: list[tuple[str, str]], probe: 
             return True
 
         await eventually(admitted, timeout_s=60)
+
+
+def stacks_of(pid: int) -> str:
+    """Where a live process that has not come up is (py-spy, a dev dependency), with the CPU it has had: a start
+    that waits on something shows what, a start starved of CPU shows little CPU."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    try:
+        ticks = sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
+        cpu = f"\n--- CPU so far: {ticks / os.sysconf('SC_CLK_TCK'):.1f} s; load average {os.getloadavg()}"
+    except OSError:
+        cpu = ""
+    if spy is None:
+        return cpu
+    dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+    return f"{cpu}\n--- py-spy dump:\n{(dump.stdout or dump.stderr)[-6000:]}"
