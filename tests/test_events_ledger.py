@@ -279,3 +279,50 @@ async def test_verifier_sees_heads_and_chains_in_one_snapshot_while_events_arriv
     assert committed, "the concurrent event was posted during the sweep"
     monkeypatch.setattr(ledger_repo, "chains_of", real_chains_of)
     assert await verifier.sweep() == {}, "and the next sweep sees the longer chain whole"
+
+
+async def test_verifier_sweep_lets_requests_run_between_chains(s: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep shares the service's event loop: it hashes for at most its slice at a time and then yields, so
+    a request never waits behind a whole chunk of chains (a chunk of 500 is a thousand events or more). With a
+    zero slice another task runs between every two chains; with a slice longer than the sweep, none does."""
+    from services.events.ledger import verifier as verifier_module
+
+    for _ in range(4):
+        await s.ok(await s.battery(), "INCIDENT", "inspector")
+    order: list[str] = []
+    real_verify_chain = verifier_module.verify_chain
+
+    def recording(chain):  # type: ignore[no-untyped-def]
+        order.append("chain")
+        return real_verify_chain(chain)
+
+    monkeypatch.setattr(verifier_module, "verify_chain", recording)
+    verifier = s.events.app.state.ledger_verifier
+
+    async def sweep_beside_a_ticker(slice_s: float) -> list[str]:
+        order.clear()
+        verifier.slice_s = slice_s
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            while not done.is_set():
+                if order and order[-1] == "chain":
+                    order.append("tick")
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        try:
+            assert await verifier.sweep() == {}
+        finally:
+            done.set()
+            await task
+        return [x for x in order if x == "chain" or x == "tick"]
+
+    interleaved = await sweep_beside_a_ticker(0.0)
+    chains = interleaved.count("chain")
+    assert chains >= 4
+    between = "".join("c" if x == "chain" else "t" for x in interleaved).rstrip("t")
+    assert "cc" not in between, f"another task ran between every two chains: {between}"
+    whole = await sweep_beside_a_ticker(60.0)
+    assert "chain,chain" in ",".join(whole), "with a long slice the chains of a chunk are hashed back to back"
