@@ -55,7 +55,7 @@ def batch_requests(ctx: Ctx, events: int, salt: int) -> list[Req]:
 
 
 async def queue_empty(ctx: Ctx) -> bool:
-    return await ctx.count("SELECT count(*) FROM events.log_queue") == 0
+    return await ctx.count("SELECT count(*) FROM events.log_pending") == 0
 
 
 async def capture_cost(ctx: Ctx) -> None:
@@ -76,14 +76,18 @@ async def capture_cost(ctx: Ctx) -> None:
             with console.status("events: restarting with the transparency log on, catching the log up…"):
                 await asyncio.to_thread(ctx.stack.restart, "events")
                 await db.execute("ALTER TABLE events.ledger ENABLE TRIGGER ledger_to_log")
-                queued = await db.execute(
-                    "INSERT INTO events.log_queue (battery_id, sequence, hash) SELECT battery_id, sequence, hash "
-                    "FROM events.ledger WHERE recorded_at >= $1 ORDER BY recorded_at, battery_id, sequence",
+                queued = await db.fetchval(
+                    "WITH q AS (INSERT INTO events.log_pending (events, battery_ids, sequences, hashes) "
+                    "SELECT count(*), array_agg(battery_id ORDER BY n), array_agg(sequence ORDER BY n), "
+                    "array_agg(hash ORDER BY n) FROM (SELECT battery_id, sequence, hash, "
+                    "row_number() OVER (ORDER BY recorded_at, battery_id, sequence) AS n "
+                    "FROM events.ledger WHERE recorded_at >= $1) l GROUP BY (n - 1) / 1000 ORDER BY (n - 1) / 1000 "
+                    "RETURNING events) SELECT coalesce(sum(events), 0) FROM q",
                     off_since,
                 )
                 caught_up = await wait_until(lambda: queue_empty(ctx), timeout_s=cfg.catchup_timeout_s)
             ctx.report.notes.append(
-                f"log: {queued.split()[-1]} events captured with the log off were sequenced in "
+                f"log: {queued} events captured with the log off were sequenced in "
                 f"{caught_up if caught_up is not None else float('nan'):.1f} s afterwards"
             )
         _waited(ctx, f"the log-{label} run", await quiet(ctx))  # neither run meets the other's backlog

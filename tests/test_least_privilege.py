@@ -41,7 +41,7 @@ async def connect(db_url: str, role: str) -> AsyncIterator[asyncpg.Connection]:
 async def counts(db_url: str) -> dict[str, Any]:
     """Rows of every table the refusals aim at, read by the superuser: a refused statement changes none."""
     async with connect(db_url, "postgres") as conn:
-        tables = [f"events.{t}" for t in (*APPEND_ONLY, "log_queue", "audit_log")]
+        tables = [f"events.{t}" for t in (*APPEND_ONLY, "log_pending", "audit_log")]
         tables += ["registry.batteries", "registry.audit_log", "portal.audit_log"]
         return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
 
@@ -120,7 +120,7 @@ async def test_the_events_role_appends_to_the_ledger_and_the_log(filled: Stack, 
         await eventually(sequenced)
     after = await counts(db_url)
     assert after["events.ledger"] == before["events.ledger"] + 2
-    assert after["events.log_queue"] == 0  # drained: the sequencer's DELETE on the queue is allowed
+    assert after["events.log_pending"] == 0  # drained: the sequencer's DELETE on the queue is allowed
 
 
 async def test_no_role_can_bypass_the_triggers_or_change_the_schema(filled: Stack, db_url: str) -> None:

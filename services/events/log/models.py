@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     ForeignKeyConstraint,
@@ -23,16 +24,20 @@ from services.events.models import SCHEMA
 from shared.db import TZ, Base
 
 
-class LogQueue(Base, table=True):
-    """Ledger events not yet in the tree (filled by a trigger on the ledger, drained by the sequencer)."""
+class LogPending(Base, table=True):
+    """Ledger events not yet in the tree: one row per ledger INSERT statement (a statement-level trigger on the
+    ledger writes it in the capture's own transaction), its events in (battery_id, sequence) order; the
+    sequencer takes rows in ID order and deletes them. A 1,000-event batch is one row here, not 1,000: the
+    queue's write, delete and vacuum cost per event fell with it (it was the log's costliest statement)."""
 
-    __tablename__ = "log_queue"
+    __tablename__ = "log_pending"
     __table_args__ = {"schema": SCHEMA}
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=False), primary_key=True))
-    battery_id: str = Field(sa_type=Text)
-    sequence: int = Field(sa_type=Integer)
-    hash: str = Field(sa_type=Text)
+    events: int = Field(sa_type=Integer)
+    battery_ids: list[str] = Field(sa_type=ARRAY(Text))
+    sequences: list[int] = Field(sa_type=ARRAY(Integer))
+    hashes: list[str] = Field(sa_type=ARRAY(Text))
 
 
 class LogLeaf(Base, table=True):

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from services.events.log.models import LogCheckpoint, LogCosignature, LogLeaf, LogNode, LogQueue
+from services.events.log.models import LogCheckpoint, LogCosignature, LogLeaf, LogNode, LogPending
 from shared.contract.tlog import NodeKey
 
 
@@ -18,7 +18,7 @@ def _name(model: Any) -> str:
     return f"{table.schema}.{table.name}"
 
 
-QUEUE, LEAVES, NODES = _name(LogQueue), _name(LogLeaf), _name(LogNode)
+PENDING, LEAVES, NODES = _name(LogPending), _name(LogLeaf), _name(LogNode)
 CHECKPOINTS, COSIGNATURES = _name(LogCheckpoint), _name(LogCosignature)
 
 #: One lock key per log job, so exactly one process sequences and one checkpoints at a time.
@@ -51,19 +51,32 @@ async def tree_size(conn: asyncpg.Connection) -> int:
     return 0 if value is None else int(value) + 1
 
 
-async def take_pending(conn: asyncpg.Connection, limit: int) -> list[Pending]:
-    """Remove up to `limit` queued ledger events, oldest first (by queue order, which is commit order for
-    one battery's events)."""
-    rows = await conn.fetch(
-        f"DELETE FROM {QUEUE} WHERE id IN (SELECT id FROM {QUEUE} ORDER BY id LIMIT $1) "
-        "RETURNING id, battery_id, sequence, hash",
-        limit,
-    )
-    return [Pending(r["battery_id"], r["sequence"], r["hash"]) for r in sorted(rows, key=lambda r: r["id"])]
+#: Queued statements after the cursor's ID, oldest first, until `$1` events are taken (always at least one row,
+#: however many events it holds); `events` is stored beside the arrays, so counting reads no array.
+TAKE_PENDING = f"""
+DELETE FROM {PENDING} WHERE id IN (
+    SELECT id FROM (
+        SELECT id, sum(events) OVER (ORDER BY id) - events AS before
+        FROM (SELECT id, events FROM {PENDING} WHERE id > $2 ORDER BY id LIMIT 1000) q
+    ) w WHERE before < $1
+) RETURNING id, battery_ids, sequences, hashes
+"""
 
 
-async def pending_count(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval(f"SELECT count(*) FROM {QUEUE}"))
+@dataclass(frozen=True, slots=True)
+class Taken:
+    ids: list[int]  # the queue rows taken, ascending (for the cursor, once their transaction commits)
+    events: list[Pending]  # their events: by row, each row's in (battery_id, sequence) order
+
+
+async def take_pending(conn: asyncpg.Connection, limit: int, after: int = 0) -> Taken:
+    """Remove queued ledger events (about `limit`, whole statements) after queue row `after`, oldest first: by
+    queue order, which is commit order for one battery's events."""
+    rows = sorted(await conn.fetch(TAKE_PENDING, limit, after), key=lambda r: r["id"])
+    events = [
+        Pending(b, s, h) for r in rows for b, s, h in zip(r["battery_ids"], r["sequences"], r["hashes"], strict=True)
+    ]
+    return Taken([r["id"] for r in rows], events)
 
 
 _LEAF_COLUMNS = list(LogLeaf.__table__.c.keys())
@@ -325,5 +338,9 @@ async def leaves_of_battery(conn: asyncpg.Connection, battery_id: str) -> dict[i
 
 
 async def queued_of_battery(conn: asyncpg.Connection, battery_id: str) -> set[int]:
-    rows = await conn.fetch(f"SELECT sequence FROM {QUEUE} WHERE battery_id = $1", battery_id)
+    rows = await conn.fetch(
+        f"SELECT u.sequence FROM {PENDING} p, unnest(p.battery_ids, p.sequences) AS u(battery_id, sequence) "
+        "WHERE u.battery_id = $1",
+        battery_id,
+    )
     return {r["sequence"] for r in rows}

@@ -26,7 +26,7 @@ from shared.contract.streams import (
     envelope,
 )
 from shared.db import raw_connection
-from shared.outbox import OutboxMessage, enqueue
+from shared.outbox import ClaimCursor, OutboxMessage, enqueue
 from shared.problems import NotFound, Problem, Unavailable, Unprocessable, field_error
 
 log = logging.getLogger("batterytrace.events.log")
@@ -64,21 +64,23 @@ class LogUnavailable(Unavailable):
 
 
 # ---- writing: sequencer and checkpointer ----
-async def append_pending(session: AsyncSession, limit: int) -> int:
-    """Append queued ledger events to the tree (one transaction, one sequencer at a time). Returns how many."""
+async def append_pending(session: AsyncSession, limit: int, after: int = 0) -> repo.Taken:
+    """Append queued ledger events to the tree (one transaction, one sequencer at a time): about `limit` of them,
+    from the queue rows after `after` (a `ClaimCursor`'s start). Returns what it took."""
     conn = await raw_connection(session)
     if not await repo.try_lock(conn, repo.SEQUENCER_LOCK):
-        return 0
-    pending = await repo.take_pending(conn, limit)
+        return repo.Taken([], [])
+    taken = await repo.take_pending(conn, limit, after)
+    pending = taken.events
     if not pending:
-        return 0
+        return taken
     size = await repo.tree_size(conn)
     leaves = [tlog.leaf_hash(bytes.fromhex(p.hash)) for p in pending]
     frontier = await repo.nodes(conn, tlog.frontier_keys(size))
     created = tlog.compact_nodes(size, leaves, tlog.getter(frontier))
     await repo.insert_leaves(conn, size, pending, leaves)
     await repo.insert_nodes(conn, created)
-    return len(pending)
+    return taken
 
 
 async def make_checkpoint(session: AsyncSession, signer: tlog.Signer) -> repo.StoredCheckpoint | None:
@@ -132,6 +134,10 @@ class LogWorker:
     signer: tlog.Signer
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Where the next take starts: taken rows leave dead entries in the queue's index until a vacuum, which a
+    #: take from the first ID walks every time; a late-committing lower ID is waited at, then swept (as the
+    #: outbox relay's claims do).
+    _cursor: ClaimCursor = field(default_factory=ClaimCursor)
 
     def start(self) -> None:
         self._tasks = [
@@ -151,7 +157,9 @@ class LogWorker:
 
     async def sequence_once(self) -> int:
         async with self.sessionmaker() as session, session.begin():
-            return await append_pending(session, self.config.batch_size)
+            taken = await append_pending(session, self.config.batch_size, self._cursor.start())
+        self._cursor.claimed(taken.ids)  # committed
+        return len(taken.events)
 
     async def checkpoint_once(self) -> int:
         await self.sequence_once()
