@@ -15,6 +15,7 @@ import asyncpg
 
 from devtools.dev import ALL_TOPICS, SERVICES, DevConfig, service_command, service_env, wait_healthy
 from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from devtools.reaper import guard
 from shared.auth import generate_keypair
 from shared.db import asyncpg_dsn
 from shared.kafka import ensure_topics
@@ -130,6 +131,7 @@ class Stack:
         self.procs[proc_name] = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+        guard(self.procs[proc_name].pid)  # and a killed bench leaves none behind
         out.close()
         self.proc_urls[proc_name] = f"http://{self.host}:{port}"
 

@@ -18,6 +18,7 @@ import httpx
 from rich.console import Console
 
 from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, wait_port
+from devtools.reaper import guard
 from shared.auth import generate_keypair
 from shared.contract.streams import TOPIC_LIFECYCLE, TOPIC_REGISTRY, TOPICS
 from shared.kafka import dlq_topic, ensure_topics
@@ -169,6 +170,7 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
         env = service_env(cfg, db_url, kafka.bootstrap, public_key)
         for name in cfg.services:
             procs[name] = subprocess.Popen(service_command(name, cfg.host, cfg.ports[name]), env=env)
+            guard(procs[name].pid)  # a killed dev command leaves no service behind
         urls = {name: f"http://{cfg.host}:{cfg.ports[name]}" for name in cfg.services}
         for name in cfg.services:
             wait_healthy(urls[name], procs[name])
@@ -176,6 +178,7 @@ def run_dev(cfg: DevConfig, demo: bool = False) -> int:
         if {"events", "portal"} <= set(cfg.services):  # the EPCIS interface under one base URL
             gateway = f"http://{cfg.host}:{cfg.gateway_port}"
             procs["gateway"] = subprocess.Popen(service_command("gateway", cfg.host, cfg.gateway_port), env=env)
+            guard(procs["gateway"].pid)
             wait_healthy(gateway, procs["gateway"])
             parts += f" epcis={gateway}/epcis"
         print(

