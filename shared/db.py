@@ -109,7 +109,7 @@ def column_arrays(
         name = c.name
         values = [r.get(name) for r in rows] if missing_as_null else [r[name] for r in rows]
         if isinstance(c.type, postgresql.JSONB):
-            values = [None if v is None else _json_dumps(v) for v in values]
+            values = [json_text(v) for v in values]
         out.append(values)
     return out
 
@@ -127,12 +127,30 @@ def unnest(columns: Sequence[Column[Any]], start: int = 1, *, json_text: bool = 
     return "unnest(" + ", ".join(f"${i}::{_param_type(c, json_text)}[]" for i, c in enumerate(columns, start)) + ")"
 
 
+def insert_rows(table: Table, columns: Sequence[Column[Any]], start: int = 1) -> str:
+    """`INSERT INTO schema.table (columns) SELECT * FROM unnest(...)`: a set of rows given as one array parameter
+    per column (`column_arrays`), from `$start` on; the caller adds its ON CONFLICT and RETURNING."""
+    return f"INSERT INTO {qualified(table)} ({names(columns)}) SELECT * FROM {unnest(columns, start)}"
+
+
+def insert_row(table: Table, columns: Sequence[Column[Any]]) -> str:
+    """`INSERT INTO schema.table (columns) VALUES ($1::TYPE, ...)`: one row, a parameter per column typed as the
+    column (`column_values`)."""
+    values = ", ".join(f"${i}::{pg_type(c)}" for i, c in enumerate(columns, 1))
+    return f"INSERT INTO {qualified(table)} ({names(columns)}) VALUES ({values})"
+
+
 def _param_type(column: Column[Any], json_text: bool) -> str:
     return "TEXT[]::JSONB" if json_text and isinstance(column.type, postgresql.JSONB) else pg_type(column)
 
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON or JSONB parameter as JSON text, as statements sent straight to asyncpg take it (None: NULL)."""
+    return None if value is None else _json_dumps(value)
 
 
 def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:

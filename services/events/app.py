@@ -15,6 +15,7 @@ from services.events.intake.registry_client import RegistryClient
 from services.events.ledger.router import router as ledger_router
 from services.events.ledger.verifier import ChainVerifier
 from services.events.lifecycle.router import router as lifecycle_router
+from services.events.lifecycle.service import CaptureRules
 from services.events.log.router import router as log_router
 from services.events.log.service import LogConfig, LogWorker, load_signer
 from services.events.models import SCHEMA
@@ -34,6 +35,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = RegistryClient(settings.registry_url, registry_transport)
         app.state.vin_key = VinKey.from_file(settings.vin_pseudonym_key_file)
+        app.state.capture_rules = CaptureRules.from_settings(settings, app.state.vin_key)
         app.state.epcis_resolver = AliasResolver(settings.registry_url, registry_transport)
         verifier = ChainVerifier(
             app.state.engine, interval_s=settings.verify_interval_s, rate_per_s=settings.verify_rate_per_s

@@ -125,7 +125,6 @@ BMS_COMPONENTS = ("pack", "module", "cell")
 #: `extreme_temperature_min`: the minutes spent above and below the battery's temperature limits, and charging
 #: above and below them (cumulative, all four together).
 EXTREME_TEMPERATURE = ("above", "below", "charging_above", "charging_below")
-#: `remaining_power_w`: the remaining power capability (W), each at a state of charge (`at_soc_pct`).
 #: Running totals since the battery was made: a later reading never shows less (plausibility). Dotted names are
 #: members of an object.
 BMS_TOTALS = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.events.epcis.models import EpcisCapture, EpcisEvent
@@ -13,13 +12,13 @@ from services.events.lifecycle.models import LedgerEntry
 from shared.db import (
     column_arrays,
     column_values,
+    insert_row,
+    insert_rows,
+    json_text,
     json_value,
-    names,
-    pg_type,
     qualified,
     raw_connection,
     select_list,
-    unnest,
 )
 
 _events = EpcisEvent.__table__
@@ -36,23 +35,13 @@ _LEDGER_BATTERIES = (
     f"SELECT {select_list([_ledger.c.event_id, _ledger.c.battery_id])} FROM {qualified(_ledger)} "
     "WHERE event_id = ANY($1::uuid[])"
 )
-_INSERT_EVENTS = (
-    f"INSERT INTO {EVENTS} ({names(list(_events.c))}) SELECT * FROM {unnest(list(_events.c))} AS u "
-    "ON CONFLICT (actor, event_id) DO NOTHING"
-)
+_INSERT_EVENTS = f"{insert_rows(_events, list(_events.c))} ON CONFLICT (actor, event_id) DO NOTHING"
 _DECLARE = (
     f"UPDATE {EVENTS} e SET error_declaration = u.d FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS u(actor, id, d) "
     "WHERE e.actor = u.actor AND e.event_id = u.id"
 )
-_INSERT_CAPTURE = (
-    f"INSERT INTO {qualified(_captures)} ({names(list(_captures.c))}) "
-    f"VALUES ({', '.join(f'${i}::{pg_type(c)}' for i, c in enumerate(_captures.c, 1))})"
-)
+_INSERT_CAPTURE = insert_row(_captures, list(_captures.c))
 _GET_CAPTURE = f"SELECT {select_list(list(_captures.c))} FROM {qualified(_captures)} WHERE capture_id = $1::uuid"
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
 
 
 async def existing(session: AsyncSession, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
@@ -97,7 +86,7 @@ async def declare(session: AsyncSession, declarations: Sequence[tuple[str, str, 
         return
     conn = await raw_connection(session)
     await conn.execute(
-        _DECLARE, [d[0] for d in declarations], [d[1] for d in declarations], [_json(d[2]) for d in declarations]
+        _DECLARE, [d[0] for d in declarations], [d[1] for d in declarations], [json_text(d[2]) for d in declarations]
     )
 
 

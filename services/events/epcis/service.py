@@ -30,7 +30,14 @@ from services.events.epcis.mapping import (
     server_owned_fields,
 )
 from services.events.lifecycle.schemas import EventIn
-from services.events.lifecycle.service import BatchProblem, EventProblem, ParticipantLookup, RegistryLookup, capture
+from services.events.lifecycle.service import (
+    BatchProblem,
+    CaptureRules,
+    EventProblem,
+    ParticipantLookup,
+    RegistryLookup,
+    capture,
+)
 from services.events.models import SCHEMA
 from services.events.vins.service import VinKey
 from shared import access
@@ -372,7 +379,7 @@ async def _apply(
         try:
             async with session.begin_nested():
                 await capture(
-                    session, [ev for _, ev in items], principal, registry, vin_key=vin_key, receivers=receivers
+                    session, [ev for _, ev in items], principal, registry, CaptureRules(vin_key), receivers=receivers
                 )
             return
         except (EventProblem, BatchProblem) as exc:

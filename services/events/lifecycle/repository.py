@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +16,8 @@ from services.events.models import Outbox
 from shared.db import (
     column_arrays,
     column_values,
+    insert_rows,
+    json_text,
     json_value,
     names,
     pg_type,
@@ -78,10 +79,7 @@ _LOCK_EVENT_IDS = (
     "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended($1 || '/' || i, 0) AS k "
     "FROM unnest($2::text[]) AS i ORDER BY k) AS keys"
 )
-_INSERT_GENESIS = (
-    f"INSERT INTO {qualified(_state)} ({names(_GENESIS)}) SELECT * FROM {unnest(_GENESIS)} "
-    "ON CONFLICT (battery_id) DO NOTHING RETURNING battery_id"
-)
+_INSERT_GENESIS = f"{insert_rows(_state, _GENESIS)} ON CONFLICT (battery_id) DO NOTHING RETURNING battery_id"
 _MOVE_STATES = (
     f", s AS (UPDATE {qualified(_state)} b SET "
     + ", ".join(f"{c.name} = u.{c.name}" for c in _MOVED if not c.primary_key)
@@ -112,8 +110,8 @@ _READ_ONE = (
     f"LEFT JOIN {qualified(_ledger)} p ON p.actor = $2 AND p.event_id = $3::uuid AND p.type <> 'MANUFACTURED'"
 )
 _APPEND = (
-    f"WITH l AS (INSERT INTO {qualified(_ledger)} ({names(_LEDGER)}) SELECT * FROM {unnest(_LEDGER)} RETURNING 1)",
-    f" INSERT INTO {qualified(_outbox)} ({names(_MESSAGE)}) SELECT * FROM {unnest(_MESSAGE, len(_LEDGER) + 1)}",
+    f"WITH l AS ({insert_rows(_ledger, _LEDGER)} RETURNING 1)",
+    f" {insert_rows(_outbox, _MESSAGE, len(_LEDGER) + 1)}",
 )
 
 
@@ -149,10 +147,6 @@ def _param(i: int, column: Any) -> str:
 
 
 _APPEND_ONE = _append_one()
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
 
 
 _JSON_STATE = [c.name for c in _STATE if isinstance(c.type, JSONB)]
@@ -233,7 +227,7 @@ async def fill_facts(session: AsyncSession, facts: Mapping[str, dict[str, Any]])
         return
     conn = await raw_connection(session)
     ids = sorted(facts)
-    await conn.execute(_FILL_FACTS, ids, [_json(facts[i]) for i in ids])
+    await conn.execute(_FILL_FACTS, ids, [json_text(facts[i]) for i in ids])
 
 
 async def write(
@@ -247,7 +241,7 @@ async def write(
     """Append ledger rows, move battery states, enqueue outbox messages: one round trip."""
     conn = await raw_connection(session)
     topics, keys, payloads = ([m[i] for m in outbox] for i in range(len(_MESSAGE)))
-    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, [_json(p) for p in payloads]]
+    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, [json_text(p) for p in payloads]]
     moves = update_states and bool(states)
     if moves:
         args += column_arrays(states, _MOVED)
@@ -278,6 +272,6 @@ async def append_one(
     state row is still at `version` (see `_append_one`). False: the state moved meanwhile and nothing was written.
     A concurrent twin (the poster's same event ID) raises UniqueViolationError; nothing is written then either."""
     topic, key, payload = message
-    args = [*column_values(row, _LEDGER), topic, key, _json(payload), *column_values(state, _MOVED), version]
+    args = [*column_values(row, _LEDGER), topic, key, json_text(payload), *column_values(state, _MOVED), version]
     status: str = await conn.execute(_APPEND_ONE, *args)
     return status.endswith(" 1")

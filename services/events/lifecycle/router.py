@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -62,19 +61,6 @@ MANUFACTURED is recorded when the registry registers the battery (sequence 1). E
 """
 
 
-def _clock(request: Request) -> dict[str, Any]:
-    """The settings the rules take: clock skew, plausibility margins, KC 10031 bodies, the correction window, and
-    the key of VIN pseudonyms."""
-    settings = request.app.state.settings
-    return {
-        "max_ahead": timedelta(seconds=settings.occurred_at_max_ahead_s),
-        "tolerances": settings.plausibility_tolerances(),
-        "designated_bodies": tuple(settings.kc_designated_bodies),
-        "correction_window": timedelta(days=settings.correction_window_days),
-        "vin_key": request.app.state.vin_key,
-    }
-
-
 @create_route(
     router,
     "/v1/events",
@@ -92,8 +78,8 @@ async def post_event(body: EventIn, request: Request, principal: CurrentPrincipa
         body,
         principal,
         state.registry,
+        state.capture_rules,
         receivers=directory(request),
-        **_clock(request),
     )
 
 
@@ -107,7 +93,8 @@ async def post_event(body: EventIn, request: Request, principal: CurrentPrincipa
     "stored and `errors` lists each failing item's `index` with its problem.",
 )
 async def post_batch(body: BatchIn, request: Request, session: SessionDep, principal: CurrentPrincipal) -> Any:
+    state = request.app.state
     results = await service.capture(
-        session, body.events, principal, request.app.state.registry, receivers=directory(request), **_clock(request)
+        session, body.events, principal, state.registry, state.capture_rules, receivers=directory(request)
     )
     return {"results": results}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ from services.events.lifecycle.plausibility import Facts, Tolerances
 from services.events.lifecycle.rules import DESIGNATED_BODIES
 from services.events.lifecycle.schemas import DATA_ADAPTERS, EventIn, EventResult
 from services.events.recalls import service as recalls
+from services.events.settings import EventsSettings
 from services.events.vins import service as vins
 from services.events.vins.service import VinKey
 from shared.auth import Principal, Role
@@ -44,6 +46,30 @@ class RegistryLookup(Protocol):
 
 class ParticipantLookup(Protocol):
     async def get(self, org: str) -> ParticipantFacts | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRules:
+    """What a capture decides by besides the events: the key of VIN pseudonyms, how far ahead of the server's clock
+    an `occurred_at` may be, the plausibility margins, the KC 10031 inspection bodies, and how long the poster of a
+    final-state event may declare it in error itself. Made once per app from the events settings (`from_settings`);
+    the defaults are the rules' own."""
+
+    vin_key: VinKey
+    max_ahead: timedelta = machine.MAX_AHEAD
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    designated_bodies: Sequence[str] = DESIGNATED_BODIES
+    correction_window: timedelta = machine.CORRECTION_WINDOW
+
+    @classmethod
+    def from_settings(cls, settings: EventsSettings, vin_key: VinKey) -> CaptureRules:
+        return cls(
+            vin_key,
+            max_ahead=timedelta(seconds=settings.occurred_at_max_ahead_s),
+            tolerances=settings.plausibility_tolerances(),
+            designated_bodies=tuple(settings.kc_designated_bodies),
+            correction_window=timedelta(days=settings.correction_window_days),
+        )
 
 
 class EventProblem(Problem):
@@ -181,19 +207,12 @@ async def capture(
     events: Sequence[EventIn],
     principal: Principal,
     registry: RegistryLookup,
+    rules: CaptureRules,
     *,
-    vin_key: VinKey,
-    max_ahead: timedelta = machine.MAX_AHEAD,
     receivers: ParticipantLookup | None = None,
-    tolerances: Tolerances = Tolerances(),
-    designated_bodies: Sequence[str] = DESIGNATED_BODIES,
-    correction_window: timedelta = machine.CORRECTION_WINDOW,
 ) -> list[EventResult]:
-    """Apply events in order, all or nothing. Raises EventProblem (one event) or BatchProblem. `vin_key`: the key
-    of VIN pseudonyms; `max_ahead`: how far ahead of the server's clock an `occurred_at` may be; `receivers`: the
-    participant directory TRANSFERRED's receivers are checked against (None: not checked); `tolerances` and
-    `designated_bodies`: the plausibility margins and the KC 10031 inspection bodies (the events settings);
-    `correction_window`: how long the poster of a final-state event may declare it in error itself."""
+    """Apply events in order, all or nothing, by `rules`. Raises EventProblem (one event) or BatchProblem.
+    `receivers`: the participant directory TRANSFERRED's receivers are checked against (None: not checked)."""
     batch = len(events) > 1
     poster = Poster(principal.org, principal.role, principal.is_authority)
     failures: dict[int, Refusal] = {}
@@ -202,7 +221,7 @@ async def capture(
     # 1. Per-type data, and the poster's role.
     prepared: list[Event] = []
     for i, posted in enumerate(events):
-        outcome = _prepare(posted, poster, vin_key, plain_vins)
+        outcome = _prepare(posted, poster, rules.vin_key, plain_vins)
         if isinstance(outcome, Refusal):
             failures[i] = outcome
         else:
@@ -311,11 +330,11 @@ async def capture(
                 recorded_at=now,
                 parent=work.get(ev.data["parent_id"]) if "parent_id" in ev.data else None,
                 declared=declared,
-                max_ahead=max_ahead,
+                max_ahead=rules.max_ahead,
                 receiver=found_receivers.get(ev.data["to"]) if ev.type is EventType.TRANSFERRED else None,
-                tolerances=tolerances,
-                designated_bodies=designated_bodies,
-                corrections=_corrections(ev, corrected_ledgers, rows, work, parents, correction_window),
+                tolerances=rules.tolerances,
+                designated_bodies=rules.designated_bodies,
+                corrections=_corrections(ev, corrected_ledgers, rows, work, parents, rules.correction_window),
             )
         )
         if isinstance(step, Refusal):
@@ -365,13 +384,9 @@ async def capture_one(
     event: EventIn,
     principal: Principal,
     registry: RegistryLookup,
+    rules: CaptureRules,
     *,
-    vin_key: VinKey,
-    max_ahead: timedelta = machine.MAX_AHEAD,
     receivers: ParticipantLookup | None = None,
-    tolerances: Tolerances = Tolerances(),
-    designated_bodies: Sequence[str] = DESIGNATED_BODIES,
-    correction_window: timedelta = machine.CORRECTION_WINDOW,
 ) -> EventResult:
     """One event, as `capture` records it, in two statements on the statement pool where it can: read the battery's
     state and the poster's event with this ID (one snapshot), decide, then write the ledger row, state and message
@@ -380,7 +395,7 @@ async def capture_one(
     with a VIN, a race lost `OPTIMISTIC_ATTEMPTS` times) takes `capture`'s locking transaction."""
     poster = Poster(principal.org, principal.role, principal.is_authority)
     plain_vins: dict[str, str] = {}
-    ev = _prepare(event, poster, vin_key, plain_vins)
+    ev = _prepare(event, poster, rules.vin_key, plain_vins)
     if isinstance(ev, Refusal):
         _raise_if({0: ev}, False)
     assert isinstance(ev, Event)
@@ -404,10 +419,10 @@ async def capture_one(
                     poster,
                     ev,
                     recorded_at=datetime.now(UTC),
-                    max_ahead=max_ahead,
+                    max_ahead=rules.max_ahead,
                     receiver=receiver,
-                    tolerances=tolerances,
-                    designated_bodies=designated_bodies,
+                    tolerances=rules.tolerances,
+                    designated_bodies=rules.designated_bodies,
                 )
                 if isinstance(step, Refusal):
                     _raise_if({0: step}, False)
@@ -420,18 +435,7 @@ async def capture_one(
                 except _LOST_RACE:
                     pass
     async with sessionmaker() as session, session.begin():
-        (result,) = await capture(
-            session,
-            [event],
-            principal,
-            registry,
-            vin_key=vin_key,
-            max_ahead=max_ahead,
-            receivers=receivers,
-            tolerances=tolerances,
-            designated_bodies=designated_bodies,
-            correction_window=correction_window,
-        )
+        (result,) = await capture(session, [event], principal, registry, rules, receivers=receivers)
     return result
 
 

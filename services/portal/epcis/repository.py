@@ -15,7 +15,7 @@ from services.portal.epcis import query
 from services.portal.epcis.models import EpcisDeclaration, EpcisEvent
 from services.portal.models import Alias, Handler
 from shared.contract.epcis import event_uri
-from shared.db import json_value, names, pg_type, qualified, raw_connection
+from shared.db import json_text, json_value, names, pg_type, qualified, raw_connection
 
 _events = EpcisEvent.__table__
 EVENTS = qualified(_events)
@@ -30,10 +30,6 @@ _JSON = {c.name for c in COLUMNS if isinstance(c.type, JSONB)}
 #: One projection transaction at a time: a captured document replaces the ledger-made rows it covers, and a
 #: ledger-made row is only added while no captured document covers it (the two arrive on different topics).
 LOCK_KEY = 0x65706369  # 'epci'
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
 
 
 def _pg_array(values: Sequence[str]) -> str:
@@ -53,7 +49,7 @@ def _arrays(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
         if c.name in _ARRAYS:
             values = [_pg_array(v or []) for v in values]
         elif c.name in _JSON:
-            values = [_json(v) for v in values]
+            values = [json_text(v) for v in values]
         out.append(values)
     return out
 
@@ -138,7 +134,7 @@ async def _unnest(session: AsyncSession, sql: str, rows: Sequence[tuple[Any, ...
     JSON; nothing for no rows."""
     if rows:
         columns = [list(c) for c in zip(*rows, strict=True)]
-        columns[-1] = [_json(v) for v in columns[-1]]
+        columns[-1] = [json_text(v) for v in columns[-1]]
         await (await raw_connection(session)).execute(sql, *columns)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.portal.ingest.models import AppliedEvent
 from services.portal.models import Alias, Amendment, Battery, BatteryModel, Event, Handler, Participant
 from services.portal.views.models import CurrentCount, FlowStat
-from shared.db import column_arrays, names, pg_type, qualified, raw_connection, unnest
+from shared.db import column_arrays, insert_rows, names, pg_type, qualified, raw_connection, unnest
 
 _applied = AppliedEvent.__table__
 _batteries = Battery.__table__
@@ -29,23 +29,19 @@ def _written(table: Table) -> list[Column[Any]]:
     return [c for c in table.c if c.server_default is None]
 
 
-def _insert(table: Table, columns: Sequence[Column[Any]]) -> str:
-    return f"INSERT INTO {qualified(table)} ({names(columns)}) SELECT * FROM {unnest(columns)}"
-
-
 def _upsert(table: Table) -> tuple[list[Column[Any]], str]:
     """A mirror of a registry table: insert, or overwrite every column but the key."""
     columns = list(table.c)
     keys = list(table.primary_key.columns)
     sets = ", ".join(f"{c.name} = excluded.{c.name}" for c in columns if not c.primary_key)
-    return columns, f"{_insert(table, columns)} ON CONFLICT ({names(keys)}) DO UPDATE SET {sets}"
+    return columns, f"{insert_rows(table, columns)} ON CONFLICT ({names(keys)}) DO UPDATE SET {sets}"
 
 
-_CLAIM = f"{_insert(_applied, _written(_applied))} ON CONFLICT DO NOTHING RETURNING stream, event_id"
+_CLAIM = f"{insert_rows(_applied, _written(_applied))} ON CONFLICT DO NOTHING RETURNING stream, event_id"
 _UPSERT_PARTICIPANTS = _upsert(Participant.__table__)
 _UPSERT_MODELS = _upsert(BatteryModel.__table__)
 _UPSERT_ALIASES = _upsert(Alias.__table__)
-_ADD_HANDLERS = f"{_insert(Handler.__table__, list(Handler.__table__.c))} ON CONFLICT DO NOTHING"
+_ADD_HANDLERS = f"{insert_rows(Handler.__table__, list(Handler.__table__.c))} ON CONFLICT DO NOTHING"
 #: A correction takes back the relation a declared event proved: the battery's handlers become what its corrected
 #: timeline proves.
 _KEEP_HANDLERS = (
@@ -53,16 +49,15 @@ _KEEP_HANDLERS = (
     "WHERE h.battery_id = k.battery_id AND NOT h.org = ANY(string_to_array(k.orgs, chr(31)))"
 )
 _AMENDMENT_COLUMNS = list(Amendment.__table__.c)
-_INSERT_AMENDMENTS = (
-    f"INSERT INTO {qualified(Amendment.__table__)} ({names(_AMENDMENT_COLUMNS)}) "
-    f"SELECT * FROM {unnest(_AMENDMENT_COLUMNS)} ON CONFLICT DO NOTHING"
-)
+_INSERT_AMENDMENTS = f"{insert_rows(Amendment.__table__, _AMENDMENT_COLUMNS)} ON CONFLICT DO NOTHING"
 _CREATE_BATTERIES = (
     f"INSERT INTO {qualified(_batteries)} (id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING"
 )
 _LOCK_BATTERIES = f"SELECT * FROM {qualified(_batteries)} WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 _EVENT_COLUMNS = _written(_events)
-_INSERT_EVENTS = f"{_insert(_events, _EVENT_COLUMNS)} ON CONFLICT DO NOTHING RETURNING battery_id, sequence, applied_at"
+_INSERT_EVENTS = (
+    f"{insert_rows(_events, _EVENT_COLUMNS)} ON CONFLICT DO NOTHING RETURNING battery_id, sequence, applied_at"
+)
 _EVENTS_OF = f"SELECT * FROM {qualified(_events)} WHERE battery_id = ANY($1::text[]) ORDER BY battery_id, sequence"
 #: A battery's facts and folded head: every column but the key. JSONB travels as text (no jsonb[] here).
 _SAVED = [c for c in _batteries.c if not c.primary_key]
@@ -76,7 +71,7 @@ _SAVE_BATTERIES = (
 )
 _FLOW_KEYS = list(_flows.primary_key.columns)
 _ADD_FLOWS = (
-    f"{_insert(_flows, list(_flows.c))} ON CONFLICT ON CONSTRAINT {_flows.primary_key.name} DO UPDATE "
+    f"{insert_rows(_flows, list(_flows.c))} ON CONFLICT ON CONSTRAINT {_flows.primary_key.name} DO UPDATE "
     f"SET n = flow_stats.n + excluded.n, amounts = {_flows.schema}.jsonb_add(flow_stats.amounts, excluded.amounts)"
 )
 #: A flow no event adds to any more (all taken back by corrections) is gone, not a row of zeros.
@@ -98,7 +93,7 @@ _MARK_DECLARED = (
     "WHERE e.battery_id = u.battery_id AND e.sequence = u.sequence"
 )
 _ADD_COUNTS = (
-    f"{_insert(_counts, list(_counts.c))} ON CONFLICT ON CONSTRAINT {_counts.primary_key.name} DO UPDATE "
+    f"{insert_rows(_counts, list(_counts.c))} ON CONFLICT ON CONSTRAINT {_counts.primary_key.name} DO UPDATE "
     "SET n = current_counts.n + excluded.n"
 )
 

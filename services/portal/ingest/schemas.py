@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contract.lifecycle import EventType, Grade
+from shared.records import BatteryModelFields, ParticipantFields
 
 
 class _In(BaseModel):
@@ -17,25 +18,16 @@ class _In(BaseModel):
 
 
 # ---- battery.registry.v1 ----
-class ParticipantIn(_In):
-    id: str
-    name: str
-    role: str
-    ministry: str | None = None
-    region: str | None = None
+# The published participant and battery model records: the columns of the tables they are written to and mirrored
+# into (`shared.records`).
+class ParticipantIn(ParticipantFields):
+    model_config = ParticipantFields.model_config | {"extra": "ignore"}
     created_at: datetime | None = None
     status: Literal["active", "suspended"] = "active"
 
 
-class ModelIn(_In):
-    id: str
-    manufacturer: str
-    kind: str
-    chemistry: str
-    rated_capacity_ah: float
-    nominal_voltage_v: float
-    rated_energy_kwh: float
-    mass_kg: float
+class ModelIn(BatteryModelFields):
+    model_config = BatteryModelFields.model_config | {"extra": "ignore"}
     created_at: datetime | None = None
     passport: dict[str, Any] | None = None
 

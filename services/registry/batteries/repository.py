@@ -17,7 +17,7 @@ from services.registry.amendments.models import Amendment
 from services.registry.batteries.models import Alias, Battery
 from services.registry.batteries.schemas import BatteryFilter
 from services.registry.catalog.models import BatteryModel
-from shared.db import json_value, names, qualified, raw_connection, row_dict, unnest
+from shared.db import insert_rows, json_value, qualified, raw_connection, row_dict
 from shared.pagination import keyset
 
 batteries = Battery.__table__
@@ -29,10 +29,7 @@ _INSERTED = [c for c in batteries.c if c.server_default is None]
 _INSERTED_NAMES = [c.name for c in _INSERTED]
 _INSERTED_JSON = [i for i, c in enumerate(_INSERTED) if isinstance(c.type, JSONB)]
 #: A few rows in one statement; the IDs already registered are skipped (and told by what it returns).
-_INSERT = (
-    f"INSERT INTO {qualified(batteries)} ({names(_INSERTED)}) SELECT * FROM {unnest(_INSERTED)} "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
-)
+_INSERT = f"{insert_rows(batteries, _INSERTED)} ON CONFLICT (id) DO NOTHING RETURNING id"
 _values = itemgetter(*_INSERTED_NAMES)
 #: From this many rows on, COPY (one statement's parameters would hold every value twice over).
 COPY_FROM_ROWS = 50
