@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -445,3 +446,20 @@ async def test_transaction_with_a_change_of_ownership_transfers(s: Stack) -> Non
         s, doc(ownership([battery(bid)], ORGS["collector"], "2026-02-03T10:00:00+09:00", "possessing_party")), "oem"
     )
     assert job["success"] and (await s.state(bid))["custodian"] == ORGS["oem"]
+
+
+async def test_epcis_capture_keeps_the_services_capture_settings(make_settings, token) -> None:
+    """EPCIS capture decides by the same settings as the native API (here the clock skew `occurred_at_max_ahead_s`;
+    the plausibility margins, the KC 10031 bodies and the correction window travel with it): it used to apply the
+    rules' defaults whatever the service was configured with."""
+    ahead = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
+    async with stack(make_settings, token) as default:
+        bid = await default.battery()
+        job = await capture(default, doc(transfer([battery(bid)], ORGS["oem"], ahead)), "manufacturer")
+        (err,) = job["errors"]
+        assert err["status"] == 422 and "future" in orjson.dumps(err).decode(), err
+    async with stack(make_settings, token, occurred_at_max_ahead_s=90.0) as wide:
+        bid = await wide.battery()
+        job = await capture(wide, doc(transfer([battery(bid)], ORGS["oem"], ahead)), "manufacturer")
+        assert job["success"], job
+        assert (await wide.state(bid))["custodian"] == ORGS["oem"]

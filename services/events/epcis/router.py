@@ -90,7 +90,7 @@ async def capture(
         behaviour,
         request.app.state.epcis_resolver,
         request.app.state.registry,
-        vin_key=request.app.state.vin_key,
+        rules=request.app.state.capture_rules,
         receivers=directory(request),
     )
     body = CaptureJob.model_validate(job_out(job)).model_dump(mode="json")

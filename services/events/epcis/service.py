@@ -175,11 +175,13 @@ async def capture_document(
     resolver: Resolver,
     registry: RegistryLookup,
     *,
-    vin_key: VinKey,
+    rules: CaptureRules,
     receivers: ParticipantLookup | None = None,
 ) -> dict[str, Any]:
     """Capture a validated EPCISDocument; returns the finished capture job (stored in this transaction).
-    `vin_key`: the key of VIN pseudonyms (a `bt:vin` is stored and published only as its pseudonym);
+    `rules`: the app's capture rules, as the native capture applies them (clock skew, plausibility, KC 10031
+    bodies, correction window), and the key of VIN pseudonyms (a `bt:vin` is stored and published only as its
+    pseudonym);
     `receivers`: the participant directory a transfer's receiver is checked against (None: not checked)."""
     created = datetime.now(UTC)
     capture_id = str(uuid.uuid4())
@@ -190,6 +192,7 @@ async def capture_document(
     # The event hash (CBV 2.0) of each event; one carrying a VIN is hashed with the VIN as its pseudonym, like
     # everything else stored of it: a hash over the plain VIN, with the rest of the event known to its readers,
     # could be brute-forced back to the VIN (README "Vehicles, recalls and personal data").
+    vin_key = rules.vin_key
     pseudonymised = [_pseudonymise_vin(dict(e), vin_key) for e in events]
     hashes = event_hashes({**document, "epcisBody": {**document["epcisBody"], "eventList": pseudonymised}})
     same_content: dict[str, _Plan] = {}
@@ -257,7 +260,7 @@ async def capture_document(
         except (MappingProblem, EventProblem, Problem) as problem:
             plan.error = _error(plan, problem)
 
-    await _apply(session, plans, principal, behaviour, registry, vin_key, receivers)
+    await _apply(session, plans, principal, behaviour, registry, rules, receivers)
     for p in plans:
         _pseudonymise_vin(p.event, vin_key)
     failed = [p.error for p in plans if p.error]
@@ -365,7 +368,7 @@ async def _apply(
     principal: Principal,
     behaviour: Behaviour,
     registry: RegistryLookup,
-    vin_key: VinKey,
+    rules: CaptureRules,
     receivers: ParticipantLookup | None = None,
 ) -> None:
     """All battery events through the native capture in one call (in event-time order). On failures: with
@@ -378,9 +381,7 @@ async def _apply(
             return
         try:
             async with session.begin_nested():
-                await capture(
-                    session, [ev for _, ev in items], principal, registry, CaptureRules(vin_key), receivers=receivers
-                )
+                await capture(session, [ev for _, ev in items], principal, registry, rules, receivers=receivers)
             return
         except (EventProblem, BatchProblem) as exc:
             failures = _failures(exc, len(items))
