@@ -1,17 +1,65 @@
 """Debug only: with `BT_TRACEMALLOC_DUMP=<path prefix>` set, a service process traces its allocations
-(`tracemalloc`, `BT_TRACEMALLOC_DUMP_FRAMES` frames, default 10) and on SIGUSR1 writes a snapshot to `<prefix>.<pid>.<n>.snap` (load it with
-`tracemalloc.Snapshot.load` and compare two with `compare_to(..., "traceback")`). Off unless the variable is
-set; it costs memory and CPU, so never in production."""
+(`tracemalloc`, `BT_TRACEMALLOC_DUMP_FRAMES` frames, default 10) and on SIGUSR1 writes a snapshot to
+`<prefix>.<pid>.<n>.snap` (load it with `tracemalloc.Snapshot.load` and compare two with
+`compare_to(..., "traceback")`) and beside it `<prefix>.<pid>.<n>.json`: where the process's memory is at that
+moment (`memory_split`), so RSS growth with a flat traced heap (memory the allocator holds but Python does not
+use: fragmentation) tells itself apart from a leak. Off unless the variable is set; it costs memory and CPU, so
+never in production."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import os
+import re
 import signal
 import tracemalloc
+from pathlib import Path
 from types import FrameType
 
+import orjson
+
 ENV = "BT_TRACEMALLOC_DUMP"
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def memory_split() -> dict[str, float]:
+    """MiB: the process's RSS; what tracemalloc traces (Python's live allocations, and its peak); and glibc's
+    `mallinfo2` where there is one: heap bytes in use (`malloc_used`), free but kept (`malloc_free`: what
+    `malloc_trim` could hand back) and mmapped blocks (`malloc_mmap`)."""
+    mib = 2**20
+    out: dict[str, float] = {}
+    found = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    if found:
+        out["rss"] = int(found.group(1)) / 1024
+    if tracemalloc.is_tracing():
+        current, peak = tracemalloc.get_traced_memory()
+        out |= {"traced": current / mib, "traced_peak": peak / mib}
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = _Mallinfo2
+        info = libc.mallinfo2()
+        out |= {
+            "malloc_used": info.uordblks / mib,
+            "malloc_free": info.fordblks / mib,
+            "malloc_mmap": info.hblkhd / mib,
+        }
+    return out
 
 
 def install_from_env() -> bool:
@@ -22,8 +70,11 @@ def install_from_env() -> bool:
     counter = itertools.count()
 
     def dump(_signum: int, _frame: FrameType | None) -> None:
+        n = next(counter)
+        # The split first: the snapshot itself takes memory (and its file is what a reader waits for).
+        Path(f"{prefix}.{os.getpid()}.{n}.json").write_bytes(orjson.dumps(memory_split()))
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-        snap.dump(f"{prefix}.{os.getpid()}.{next(counter)}.snap")
+        snap.dump(f"{prefix}.{os.getpid()}.{n}.snap")
 
     signal.signal(signal.SIGUSR1, dump)
     return True
