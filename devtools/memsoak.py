@@ -2,10 +2,11 @@
 and with tracemalloc on in every service (`BT_TRACEMALLOC_DUMP`) a snapshot after the warm-up, one before each
 broker fault after the first (`--broker-faults`: the broker killed and restarted empty, then the whole ledger
 republished) and one at the end. Prints each process's RSS slope; for each snapshot of the `--only` processes
-where their memory was (RSS, the traced Python heap, glibc's heap in use and free-but-kept: RSS that grows
-while the traced heap stays flat is the allocator's, not a leak); and the allocation sites that grew most
+where their memory was (RSS, the traced Python heap, pymalloc's arenas, glibc's heap in use and free-but-kept:
+RSS that grows while the traced heap stays flat is the allocator's, not a leak) and the object types that grew; and the allocation sites that grew most
 (by traceback) from the first snapshot to the last, and from the one after the first fault to the last (what
-keeps growing once every cache has filled).
+keeps growing once every cache has filled). At the end it has each of them call `malloc_trim(0)` and prints
+the RSS before and after: the part of the growth that was only glibc's free memory.
 
     python -m devtools.memsoak [--minutes 5] [--warm-up 60] [--top 15] [--broker-faults 0] [--replays 0]
 """
@@ -21,6 +22,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -41,7 +43,7 @@ def _snapshot(base: Path, pid: int, n: int) -> tracemalloc.Snapshot | None:
     return None
 
 
-def _split(base: Path, pid: int, n: int) -> dict[str, float]:
+def _split(base: Path, pid: int, n: int) -> dict[str, Any]:
     path = base / f"trace.{pid}.{n}.json"
     return orjson.loads(path.read_bytes()) if path.exists() else {}
 
@@ -55,12 +57,19 @@ def _growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, top: int) -
 
 def _report(base: Path, name: str, pid: int, snapshots: int, top: int) -> None:
     say(f"{name}: MiB at each snapshot (0: after the warm-up; i: before fault i + 1; last: the end)")
-    print("   n      rss   traced  t.peak  m.used  m.free  m.mmap")
+    print("   n      rss   traced  t.peak pymalloc m.used  m.free  m.mmap")
     for n in range(snapshots):
         _snapshot(base, pid, n)  # waits for the dump
         m = _split(base, pid, n)
-        cells = [m.get(k) for k in ("rss", "traced", "traced_peak", "malloc_used", "malloc_free", "malloc_mmap")]
+        cells = [
+            m.get(k) for k in ("rss", "traced", "traced_peak", "pymalloc", "malloc_used", "malloc_free", "malloc_mmap")
+        ]
         print(f"  {n:2d} " + " ".join(f"{c:7.1f}" if c is not None else "      -" for c in cells))
+    census = [_split(base, pid, n).get("types", {}) for n in (0, 1, snapshots - 1)]
+    growing = sorted(census[2], key=lambda t: census[1].get(t, 0) - census[2][t])[:top]
+    say(f"{name}: objects by type that grew most from snapshot 1 to the last (at snapshots 0, 1, last)")
+    for t in growing:
+        print(f"  {t}: {census[0].get(t, 0)}, {census[1].get(t, 0)}, {census[2][t]}")
     first, last = _snapshot(base, pid, 0), _snapshot(base, pid, snapshots - 1)
     if first is None or last is None:
         say(f"{name}: no snapshots")
@@ -126,7 +135,7 @@ async def run(
         snapshots += 1
         soak.stop.set()
         await asyncio.gather(*tasks)
-        say(f"{len(soak.accepted)} events accepted, {len(soak.bad)} bad answers")
+        say(f"{len(soak.accepted)} events accepted, {len(soak.bad)} bad answers; answers: {dict(soak.statuses)}")
         for name in NAMES:
             points = [(t, m) for t, _, m in soak.rss.get(name, [])]
             warm = [(t, m) for t, m in points if t >= points[0][0] + min(WARM_UP_S, warm_up_s)]
@@ -136,6 +145,18 @@ async def run(
             )
         for name in only:
             _report(base, name, soak.procs[name].pid, snapshots, top)
+            soak.procs[name].send_signal(signal.SIGUSR2)  # malloc_trim: how much RSS was free heap
+            trimmed = base / f"trace.{soak.procs[name].pid}.trim.json"
+            for _ in range(50):
+                if trimmed.exists():
+                    break
+                await asyncio.sleep(0.2)
+            if trimmed.exists():
+                t = orjson.loads(trimmed.read_bytes())
+                say(
+                    f"{name}: malloc_trim(0) at the end: RSS {t['before']['rss']:.1f} -> {t['after']['rss']:.1f} MiB, "
+                    f"glibc free {t['before'].get('malloc_free', 0):.1f} -> {t['after'].get('malloc_free', 0):.1f} MiB"
+                )
     finally:
         soak.stop.set()
         for t in tasks:

@@ -2,25 +2,32 @@
 (`tracemalloc`, `BT_TRACEMALLOC_DUMP_FRAMES` frames, default 10) and on SIGUSR1 writes a snapshot to
 `<prefix>.<pid>.<n>.snap` (load it with `tracemalloc.Snapshot.load` and compare two with
 `compare_to(..., "traceback")`) and beside it `<prefix>.<pid>.<n>.json`: where the process's memory is at that
-moment (`memory_split`), so RSS growth with a flat traced heap (memory the allocator holds but Python does not
-use: fragmentation) tells itself apart from a leak. Off unless the variable is set; it costs memory and CPU, so
+moment (`memory_split`) and the objects it holds by type (`object_census`), so RSS growth with a flat traced heap (memory the allocator holds but Python does not
+use: fragmentation) tells itself apart from a leak. On SIGUSR2 it calls glibc's `malloc_trim(0)` and writes
+`<prefix>.<pid>.trim.json`, the split before and after: how much of the RSS was the allocator's free memory. Off unless the variable is set; it costs memory and CPU, so
 never in production."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import itertools
 import os
 import re
 import signal
+import sys
+import tempfile
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 
 import orjson
 
 ENV = "BT_TRACEMALLOC_DUMP"
+#: pymalloc's arena size on 64-bit CPython 3.10 and later.
+ARENA_SIZE = 2**20
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -38,12 +45,31 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+def _pymalloc_arenas() -> int | None:
+    """The arenas pymalloc holds now (`sys._debugmallocstats`, which writes to fd 2 only)."""
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        found = re.search(rb"# arenas allocated current\s*=\s*([\d,]+)", f.read())
+    return int(found.group(1).replace(b",", b"")) if found else None
+
+
 def memory_split() -> dict[str, float]:
-    """MiB: the process's RSS; what tracemalloc traces (Python's live allocations, and its peak); and glibc's
-    `mallinfo2` where there is one: heap bytes in use (`malloc_used`), free but kept (`malloc_free`: what
+    """MiB: the process's RSS; what tracemalloc traces (Python's live allocations, and its peak); pymalloc's
+    arenas (`pymalloc`: 1 MiB each, where Python's small objects live; an arena goes back only once empty); and
+    glibc's `mallinfo2` where there is one: heap bytes in use (`malloc_used`), free but kept (`malloc_free`: what
     `malloc_trim` could hand back) and mmapped blocks (`malloc_mmap`)."""
     mib = 2**20
     out: dict[str, float] = {}
+    arenas = _pymalloc_arenas()
+    if arenas is not None:
+        out["pymalloc"] = arenas * ARENA_SIZE / mib
     found = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
     if found:
         out["rss"] = int(found.group(1)) / 1024
@@ -62,6 +88,13 @@ def memory_split() -> dict[str, float]:
     return out
 
 
+def object_census(top: int = 40) -> dict[str, int]:
+    """How many objects the collector tracks, by type (the `top` most common): what a growing heap is made of,
+    where tracemalloc only names the C code that allocated it (a traceback of the event loop alone)."""
+    counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    return dict(counts.most_common(top))
+
+
 def install_from_env() -> bool:
     prefix = os.environ.get(ENV)
     if not prefix or tracemalloc.is_tracing():
@@ -72,9 +105,17 @@ def install_from_env() -> bool:
     def dump(_signum: int, _frame: FrameType | None) -> None:
         n = next(counter)
         # The split first: the snapshot itself takes memory (and its file is what a reader waits for).
-        Path(f"{prefix}.{os.getpid()}.{n}.json").write_bytes(orjson.dumps(memory_split()))
+        Path(f"{prefix}.{os.getpid()}.{n}.json").write_bytes(orjson.dumps(memory_split() | {"types": object_census()}))
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
         snap.dump(f"{prefix}.{os.getpid()}.{n}.snap")
 
+    def trim(_signum: int, _frame: FrameType | None) -> None:
+        before = memory_split()
+        libc = _libc()
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+        Path(f"{prefix}.{os.getpid()}.trim.json").write_bytes(orjson.dumps({"before": before, "after": memory_split()}))
+
     signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signal.SIGUSR2, trim)
     return True
