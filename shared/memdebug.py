@@ -62,9 +62,10 @@ def _pymalloc_arenas() -> int | None:
 
 def memory_split() -> dict[str, float]:
     """MiB: the process's RSS; what tracemalloc traces (Python's live allocations, and its peak); pymalloc's
-    arenas (`pymalloc`: 1 MiB each, where Python's small objects live; an arena goes back only once empty); and
-    glibc's `mallinfo2` where there is one: heap bytes in use (`malloc_used`), free but kept (`malloc_free`: what
-    `malloc_trim` could hand back) and mmapped blocks (`malloc_mmap`)."""
+        arenas (`pymalloc`: 1 MiB each, where Python's small objects live; an arena goes back only once empty; not
+    while tracemalloc traces, which hooks the allocator); and
+        glibc's `mallinfo2` where there is one: heap bytes in use (`malloc_used`), free but kept (`malloc_free`: what
+        `malloc_trim` could hand back) and mmapped blocks (`malloc_mmap`)."""
     mib = 2**20
     out: dict[str, float] = {}
     arenas = _pymalloc_arenas()
@@ -108,6 +109,8 @@ def install_from_env() -> bool:
         Path(f"{prefix}.{os.getpid()}.{n}.json").write_bytes(orjson.dumps(memory_split() | {"types": object_census()}))
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
         snap.dump(f"{prefix}.{os.getpid()}.{n}.snap")
+        del snap
+        tracemalloc.reset_peak()  # the next peak is the process's own, not this dump's
 
     def trim(_signum: int, _frame: FrameType | None) -> None:
         before = memory_split()

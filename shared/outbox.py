@@ -318,6 +318,7 @@ class OutboxRelay:
         standby_poll_s: float = 0.5,
         retention_s: float | None = 7 * 86_400,
         prune_interval_s: float = 600.0,
+        release_after_rows: int = 1000,
     ) -> None:
         self.engine = engine
         self.schema = schema
@@ -329,6 +330,7 @@ class OutboxRelay:
         self.standby_poll_s = standby_poll_s
         self.retention_s = retention_s
         self.prune_interval_s = prune_interval_s
+        self.release_after_rows = release_after_rows
         self.published = 0
         self.pruned = 0
         self.heap_releases = 0  # backlogs drained, after each of which the free heap went back to the OS
@@ -452,7 +454,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.2
-        backlog = False  # full batches since the relay was last idle
+        spell = 0  # rows published since the outbox was last found empty
         while not self._stop.is_set():
             try:
                 if not await self._lead():
@@ -460,14 +462,14 @@ class OutboxRelay:
                     continue
                 n = await self.run_once()
                 backoff = 0.2
-                if n < self.batch_size:
-                    if backlog:
+                spell += n
+                if n == 0:
+                    if spell >= self.release_after_rows:
                         self._release_heap()
-                    backlog = False
+                    spell = 0
+                if n < self.batch_size:
                     await self._prune_if_due()
                     await self._sleep(self.idle_sleep_s)
-                else:
-                    backlog = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -488,11 +490,11 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
 
     def _release_heap(self) -> None:
-        """A backlog (a republish, the queue after a broker outage) went out in full batches one after the other;
-        their rows and record batches are free again, but glibc keeps freed heap memory for the process, so
-        every such burst would leave the RSS at its high-water mark (and fragmentation raises the mark a little
-        each time). Hand the free heap back once the backlog is drained: not per batch (it costs a walk of the
-        heap), and never while a steady trickle of small batches flows."""
+        """A backlog (a republish, the queue after a broker outage: at least `release_after_rows` rows published
+        without the outbox once found empty) is drained; its rows and record batches are free again, but glibc
+        keeps freed heap memory for the process, so every such burst would leave the RSS at its high-water mark
+        (and fragmentation raises the mark a little each time). Hand the free heap back once per drained backlog:
+        not per batch (it costs a walk of the heap), and never for a trickle that keeps finding the outbox empty."""
         self.heap_releases += 1
         trim = _malloc_trim()
         if trim is not None:

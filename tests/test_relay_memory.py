@@ -79,12 +79,19 @@ async def test_the_relay_releases_the_heap_once_a_backlog_is_drained_not_per_tri
 ) -> None:
     engine = make_engine(db_url, pool_size=2)
     maker = make_sessionmaker(engine)
-    relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix, batch_size=BATCH)
+    relay = OutboxRelay(
+        engine,
+        SCHEMA,
+        bootstrap=infra.kafka.bootstrap,
+        topic_prefix=topic_prefix,
+        batch_size=BATCH,
+        release_after_rows=2 * BATCH,
+    )
     relay.start()
     try:
         await _backlog(maker, 5)
         await eventually(lambda: relay.published == 5, timeout_s=30)
-        assert relay.heap_releases == 0  # a batch short of full: nothing was a backlog
+        assert relay.heap_releases == 0  # a trickle: no backlog
         await _backlog(maker, 3 * BATCH + 7)
         await eventually(lambda: relay.published == 3 * BATCH + 12, timeout_s=30)
         await eventually(lambda: relay.heap_releases == 1, timeout_s=5)
