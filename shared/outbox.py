@@ -10,6 +10,8 @@ system of record (`batterytrace events republish`, `batterytrace registry republ
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import dataclasses
 import functools
 import hashlib
@@ -80,6 +82,7 @@ def _outbox(schema: str) -> Table:
 #: An outbox payload of JSON `null` is published as a Kafka tombstone (a record without a value), which
 #: deletes its key from a compacted topic.
 TOMBSTONE = "null"
+_TOMBSTONE_BYTES = TOMBSTONE.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,18 @@ class ClaimCursor:
             self.high = ids[-1]
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    trim = getattr(libc, "malloc_trim", None)
+    return trim if callable(trim) else None
+
+
 class OutboxRelay:
     """Publishes a schema's outbox to Kafka. Any number may run against one table; exactly one publishes.
 
@@ -303,6 +318,7 @@ class OutboxRelay:
         standby_poll_s: float = 0.5,
         retention_s: float | None = 7 * 86_400,
         prune_interval_s: float = 600.0,
+        release_after_rows: int = 1000,
     ) -> None:
         self.engine = engine
         self.schema = schema
@@ -314,8 +330,10 @@ class OutboxRelay:
         self.standby_poll_s = standby_poll_s
         self.retention_s = retention_s
         self.prune_interval_s = prune_interval_s
+        self.release_after_rows = release_after_rows
         self.published = 0
         self.pruned = 0
+        self.heap_releases = 0  # backlogs drained, after each of which the free heap went back to the OS
         self.errors = 0
         self.leader = False
         self.terms = 0  # how often this relay became the leader
@@ -330,7 +348,9 @@ class OutboxRelay:
         t = _outbox(schema)
         where_unsent = f"{t.c.sent_at.name} IS NULL"
         self._claim = (
-            f"SELECT id, topic, key, payload::text, created_at FROM {qualified(t)} WHERE {where_unsent} "
+            # The payload as UTF-8 bytes, what the record carries: no str per row to encode (and keep) beside it.
+            f"SELECT id, topic, key, convert_to(payload::text, 'UTF8'), created_at FROM {qualified(t)} "
+            f"WHERE {where_unsent} "
             "AND id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
         )
         self.cursor = ClaimCursor()
@@ -434,6 +454,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.2
+        spell = 0  # rows published since the outbox was last found empty
         while not self._stop.is_set():
             try:
                 if not await self._lead():
@@ -441,6 +462,11 @@ class OutboxRelay:
                     continue
                 n = await self.run_once()
                 backoff = 0.2
+                spell += n
+                if n == 0:
+                    if spell >= self.release_after_rows:
+                        self._release_heap()
+                    spell = 0
                 if n < self.batch_size:
                     await self._prune_if_due()
                     await self._sleep(self.idle_sleep_s)
@@ -462,6 +488,17 @@ class OutboxRelay:
                     await self._resign()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _release_heap(self) -> None:
+        """A backlog (a republish, the queue after a broker outage: at least `release_after_rows` rows published
+        without the outbox once found empty) is drained; its rows and record batches are free again, but glibc
+        keeps freed heap memory for the process, so every such burst would leave the RSS at its high-water mark
+        (and fragmentation raises the mark a little each time). Hand the free heap back once per drained backlog:
+        not per batch (it costs a walk of the heap), and never for a trickle that keeps finding the outbox empty."""
+        self.heap_releases += 1
+        trim = _malloc_trim()
+        if trim is not None:
+            trim(0)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -532,7 +569,7 @@ class OutboxRelay:
             record = {
                 "timestamp": None,
                 "key": key_bytes,
-                "value": None if payload == TOMBSTONE else payload.encode(),
+                "value": None if payload == _TOMBSTONE_BYTES else payload,
                 "headers": [("bt-position", str(oid).encode()), ("bt-time", created.isoformat().encode())],
             }
             batch = batches.get((name, partition))
