@@ -146,46 +146,13 @@ async def catch_up(ctx: Ctx, bulk_started: float) -> None:
         stages.append(("events", "ledgers started (registry consumer)", "SELECT count(*) FROM events.battery_state"))
     if ctx.portal_up:
         stages.append(("portal", "registrations in read model", "SELECT count(*) FROM portal.batteries"))
-    for part, what, sql in stages:
-        with progress() as prog:
-            task = prog.add_task(f"{part}: {what}", total=total)
-
-            async def done(sql: str = sql, task: object = task, prog: object = prog) -> bool:
-                ctx.check_alive()
-                n = await ctx.count(sql)
-                prog.update(task, completed=n)  # type: ignore[attr-defined]
-                return n >= total
-
-            took = await wait_until(done, timeout_s=ctx.cfg.catchup_timeout_s, interval_s=poll)
-        now = time.perf_counter()
-        if took is None:
-            ctx.report.add(part, f"catch-up: {what}", None, "/s", note=f"not done within {ctx.cfg.catchup_timeout_s} s")
-            continue
-        ctx.report.add(
-            part,
-            f"catch-up: {what}",
-            total / (now - bulk_started),
-            "batteries/s",
-            note=f"{total:,} done {now - bulk_ended:.1f} s after the bulk load ended",
-        )
-    if ctx.portal_up:
-        with console.status("portal: waiting for every ledger event in the read model…"):
-
-            async def portal_events() -> bool:
-                ctx.check_alive()
-                return await ctx.count("SELECT count(*) FROM portal.events") >= await ctx.count(
-                    "SELECT count(*) FROM events.ledger"
-                )
-
-            took = await wait_until(portal_events, timeout_s=ctx.cfg.catchup_timeout_s, interval_s=poll)
-        now = time.perf_counter()
-        ctx.report.add(
-            "portal",
-            "catch-up: MANUFACTURED events in read model",
-            None if took is None else total / (now - bulk_started),
-            "events/s",
-            note=f"done {now - bulk_ended:.1f} s after the bulk load ended" if took is not None else "not done in time",
-        )
+    # A phase of its own: the CPU each process spends after the last request (the events service starting the
+    # ledgers, the portal projecting, the relays), per registered battery; with --profile, where it goes.
+    async with ctx.phase("registry catch-up") as ph:
+        ph["units"] = total
+        await _stages(ctx, stages, total, poll, bulk_started, bulk_ended)
+        if ctx.portal_up:
+            await _portal_events(ctx, total, poll, bulk_started, bulk_ended)
     # A quiet system for the latency figures: relays idle.
     async with client(services["registry"], 1) as http:
         for name, url in services.items():
@@ -219,3 +186,50 @@ async def get_latency(ctx: Ctx) -> None:
     ctx.report.add("registry", "GET battery p95", run.pct(95) * 1000, "ms")
     ctx.report.add("registry", "GET battery p99", run.pct(99) * 1000, "ms", 5, "<=")
     ctx.report.add("registry", "GET battery throughput", run.requests_per_s, "req/s")
+
+
+async def _stages(
+    ctx: Ctx, stages: list[tuple[str, str, str]], total: int, poll: float, bulk_started: float, bulk_ended: float
+) -> None:
+    for part, what, sql in stages:
+        with progress() as prog:
+            task = prog.add_task(f"{part}: {what}", total=total)
+
+            async def done(sql: str = sql, task: object = task, prog: object = prog) -> bool:
+                ctx.check_alive()
+                n = await ctx.count(sql)
+                prog.update(task, completed=n)  # type: ignore[attr-defined]
+                return n >= total
+
+            took = await wait_until(done, timeout_s=ctx.cfg.catchup_timeout_s, interval_s=poll)
+        now = time.perf_counter()
+        if took is None:
+            ctx.report.add(part, f"catch-up: {what}", None, "/s", note=f"not done within {ctx.cfg.catchup_timeout_s} s")
+            continue
+        ctx.report.add(
+            part,
+            f"catch-up: {what}",
+            total / (now - bulk_started),
+            "batteries/s",
+            note=f"{total:,} done {now - bulk_ended:.1f} s after the bulk load ended",
+        )
+
+
+async def _portal_events(ctx: Ctx, total: int, poll: float, bulk_started: float, bulk_ended: float) -> None:
+    with console.status("portal: waiting for every ledger event in the read model…"):
+
+        async def portal_events() -> bool:
+            ctx.check_alive()
+            return await ctx.count("SELECT count(*) FROM portal.events") >= await ctx.count(
+                "SELECT count(*) FROM events.ledger"
+            )
+
+        took = await wait_until(portal_events, timeout_s=ctx.cfg.catchup_timeout_s, interval_s=poll)
+    now = time.perf_counter()
+    ctx.report.add(
+        "portal",
+        "catch-up: MANUFACTURED events in read model",
+        None if took is None else total / (now - bulk_started),
+        "events/s",
+        note=f"done {now - bulk_ended:.1f} s after the bulk load ended" if took is not None else "not done in time",
+    )
