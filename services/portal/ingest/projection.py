@@ -259,7 +259,8 @@ class Facts:
         return cls(registered=True, **b.model_dump(include=set(REGISTRY_FACTS)))
 
 
-REGISTRY_FACTS = tuple(f.name for f in fields(Facts) if f.name != "registered")
+FACT_COLUMNS = tuple(f.name for f in fields(Facts))
+REGISTRY_FACTS = tuple(name for name in FACT_COLUMNS if name != "registered")
 #: The facts an amendment may change (the registry's `amendments.service.AMENDABLE`); others are ignored.
 AMENDABLE = frozenset(
     {
@@ -299,7 +300,7 @@ class Battery:
     def of(cls, row: Mapping[str, Any]) -> Battery:
         return cls(
             id=row["id"],
-            facts=Facts(**{f.name: row[f.name] for f in fields(Facts)}),
+            facts=Facts(**{name: row[name] for name in FACT_COLUMNS}),
             head=Head(**{name: row[name] for name in HEAD_COLUMNS}),
             contained_counted=row["contained_counted"],
         )
@@ -307,7 +308,7 @@ class Battery:
     def row(self) -> dict[str, Any]:
         """As `repository.save_batteries` writes it."""
         out: dict[str, Any] = {"id": self.id, "contained_counted": self.contained_counted}
-        out.update((f.name, getattr(self.facts, f.name)) for f in fields(Facts))
+        out.update((name, getattr(self.facts, name)) for name in FACT_COLUMNS)
         out.update((name, getattr(self.head, name)) for name in HEAD_COLUMNS)
         return out
 
