@@ -170,7 +170,7 @@ def main(
 
 
 async def run(ctx: Ctx) -> None:
-    from bench import backup, epcis, events, limits, log, portal, registry, relay
+    from bench import backup, epcis, events, limits, log, portal, registry, relay, sizes
 
     parts = ctx.cfg.parts
     took = ctx.report.part_seconds
@@ -200,6 +200,9 @@ async def run(ctx: Ctx) -> None:
         if "relay" in parts:
             with timed(took, "relay"):
                 await relay.run(ctx)
+        if {"events", "portal"} & set(parts):  # before the log part adds its COPY-filled leaves
+            with timed(took, "sizes"):
+                await sizes.run(ctx)
         if "log" in parts:  # last: it restarts the events service and grows the log by COPY
             with timed(took, "log"):
                 await log.run(ctx)
