@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import itertools
 import os
@@ -37,12 +38,23 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     try:
         return ctypes.CDLL(name) if name else None
     except OSError:
         return None
+
+
+def release_free_heap() -> bool:
+    """glibc's `malloc_trim(0)`: hand the heap it keeps free back to the OS. False where the C library has no
+    such call (musl, macOS)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 def _pymalloc_arenas() -> int | None:
@@ -114,9 +126,7 @@ def install_from_env() -> bool:
 
     def trim(_signum: int, _frame: FrameType | None) -> None:
         before = memory_split()
-        libc = _libc()
-        if libc is not None and hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
+        release_free_heap()
         Path(f"{prefix}.{os.getpid()}.trim.json").write_bytes(orjson.dumps({"before": before, "after": memory_split()}))
 
     signal.signal(signal.SIGUSR1, dump)

@@ -10,8 +10,6 @@ system of record (`batterytrace events republish`, `batterytrace registry republ
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import dataclasses
 import functools
 import hashlib
@@ -34,6 +32,7 @@ from sqlmodel import Field, SQLModel
 
 from shared.db import TZ, Base, asyncpg_dsn, names, pg_type, qualified, raw_connection, shared_model, shared_table
 from shared.kafka import PARTITIONER, Kafka, ensure_topics, make_admin, make_producer
+from shared.memdebug import release_free_heap
 from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_LEADER, RELAY_PUBLISHED
 
 log = logging.getLogger("batterytrace.outbox")
@@ -274,18 +273,6 @@ class ClaimCursor:
             self.high = ids[-1]
 
 
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    trim = getattr(libc, "malloc_trim", None)
-    return trim if callable(trim) else None
-
-
 class OutboxRelay:
     """Publishes a schema's outbox to Kafka. Any number may run against one table; exactly one publishes.
 
@@ -496,9 +483,7 @@ class OutboxRelay:
         (and fragmentation raises the mark a little each time). Hand the free heap back once per drained backlog:
         not per batch (it costs a walk of the heap), and never for a trickle that keeps finding the outbox empty."""
         self.heap_releases += 1
-        trim = _malloc_trim()
-        if trim is not None:
-            trim(0)
+        release_free_heap()
 
     async def _sleep(self, seconds: float) -> None:
         try:
