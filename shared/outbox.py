@@ -221,12 +221,30 @@ def relay_lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-#: How long the relay's claim cursor waits at an ID it has not seen (a row whose transaction has not committed yet,
-#: or an ID a rolled-back transaction used), and how often a claim scans every unsent row anyway (a row committed
-#: later still, a requeued one): seconds.
+#: How often a claim scans every unsent row anyway (a requeued row, or one the cursor gave up on), seconds.
 CLAIM_SWEEP_S = 2.0
 #: IDs the cursor waits at, at most (more missing IDs at once: the sweep finds whatever of them commits).
 MAX_WAITED_IDS = 10_000
+#: Two columns a claim statement adds: the bounds of its own snapshot (both uncorrelated sub-selects, evaluated
+#: once per statement, under the statement's snapshot).
+SNAPSHOT_COLUMNS = (
+    "(SELECT pg_snapshot_xmin(s)::text::bigint FROM pg_current_snapshot() s) AS snapshot_xmin, "
+    "(SELECT pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s) AS snapshot_xmax"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A claim statement's snapshot bounds (PostgreSQL xid8 values): every transaction with an ID below `xmin` had
+    ended when the claim read; none with an ID at or above `xmax` had started."""
+
+    xmin: int
+    xmax: int
+
+    @classmethod
+    def of(cls, row: Any) -> Snapshot:
+        """From a row of a statement that selected `SNAPSHOT_COLUMNS`."""
+        return cls(int(row["snapshot_xmin"]), int(row["snapshot_xmax"]))
 
 
 class ClaimCursor:
@@ -234,17 +252,28 @@ class ClaimCursor:
     a claim from the start walks every time (the costliest statement of a batch load); a claim after the last ID
     claimed skips them. But IDs are taken at INSERT and rows become visible at COMMIT, so a lower ID may commit
     after a higher one was claimed: every ID above the highest claimed that a claim did not return is waited at
-    (the cursor stays below it) until it is claimed or `sweep_s` passed, and every `sweep_s` one claim starts from
-    the beginning, which finds any row committed (or requeued) below the cursor later still. Nothing is skipped;
-    a row may be published after higher IDs, as a row committing late always could be. One battery's rows are
-    never reordered by it: they are written one transaction after the other, under the battery's row lock.
+    (the cursor stays below it) until a claim returns it or its transaction has certainly ended without it.
+
+    "Certainly ended" is read from the claims' snapshots, not from a clock: an ID first missed by a claim whose
+    snapshot's `xmax` was X belongs to a transaction with an ID below X (it wrote the row it announces, so it had
+    its transaction ID before drawing the outbox ID, which was before the higher ID that claim returned). Once a
+    later claim that starts below it does not return it either, and that claim's `xmin` is at or past X, that
+    transaction had ended before the claim read: it rolled back, and the ID is given up. So a transaction that is
+    slow to commit (seconds, under load or CPU starvation) is waited for however long it takes: a timeout that
+    gave it up would let the next row of the same battery be claimed first, and the battery's messages reordered.
+    A long-running write transaction anywhere in the cluster holds `xmin` back and the cursor with it, which costs
+    the claims their skip (the walk over dead entries), never order.
+
+    Every `sweep_s` one claim starts from the beginning anyway, which finds a requeued row (published after higher
+    IDs: a requeue is a re-send). One battery's rows are written one transaction after the other, under the
+    battery's row lock, so their IDs and commits are in the same order, and the cursor keeps it on the topic.
     Only the leader claims (`OutboxRelay`); a new leader starts with a new cursor, from the beginning."""
 
     def __init__(self, sweep_s: float = CLAIM_SWEEP_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.sweep_s = sweep_s
         self.clock = clock
         self.high: int | None = None  # the highest ID claimed (None: nothing yet)
-        self.waiting: dict[int, float] = {}  # ID -> when it was first missed
+        self.waiting: dict[int, int] = {}  # ID -> the xmax of the first claim that missed it
         self._next_sweep = 0.0  # the first claim sweeps
 
     def start(self) -> int:
@@ -253,24 +282,27 @@ class ClaimCursor:
         if now >= self._next_sweep or self.high is None:
             self._next_sweep = now + self.sweep_s
             return 0
-        expired = [i for i, since in self.waiting.items() if now - since >= self.sweep_s]
-        for i in expired:  # the next sweep finds them, if they ever commit
-            del self.waiting[i]
         return min(self.waiting) - 1 if self.waiting else self.high
 
-    def claimed(self, ids: Sequence[int]) -> None:
-        """A claim of these IDs (ascending) committed: they are published and marked sent."""
+    def claimed(self, ids: Sequence[int], snapshot: Snapshot) -> None:
+        """A claim that started at `start()` returned these IDs (ascending) under `snapshot`, and committed: they
+        are published and marked sent."""
         if not ids:
             return
         for i in ids:
             self.waiting.pop(i, None)
+        # A waited ID below the highest this claim returned was not committed when it read (the claim started below
+        # it); if every transaction that could hold it had ended by then, it rolled back.
+        last = ids[-1]
+        for i in [i for i, first_xmax in self.waiting.items() if i < last and snapshot.xmin >= first_xmax]:
+            del self.waiting[i]
         # IDs below the first claim are the sweep's; above the highest claimed, every one not claimed is waited at.
         high = ids[0] - 1 if self.high is None else self.high
-        if ids[-1] > high:
-            if ids[-1] - high - len(ids) <= MAX_WAITED_IDS:
-                now, got = self.clock(), set(ids)
-                self.waiting.update((i, now) for i in range(high + 1, ids[-1]) if i not in got)
-            self.high = ids[-1]
+        if last > high:
+            if last - high - len(ids) <= MAX_WAITED_IDS:
+                got = set(ids)
+                self.waiting.update((i, snapshot.xmax) for i in range(high + 1, last) if i not in got)
+            self.high = last
 
 
 class OutboxRelay:
@@ -336,7 +368,8 @@ class OutboxRelay:
         where_unsent = f"{t.c.sent_at.name} IS NULL"
         self._claim = (
             # The payload as UTF-8 bytes, what the record carries: no str per row to encode (and keep) beside it.
-            f"SELECT id, topic, key, convert_to(payload::text, 'UTF8'), created_at FROM {qualified(t)} "
+            f"SELECT id, topic, key, convert_to(payload::text, 'UTF8'), created_at, {SNAPSHOT_COLUMNS} "
+            f"FROM {qualified(t)} "
             f"WHERE {where_unsent} "
             "AND id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
         )
@@ -524,7 +557,7 @@ class OutboxRelay:
             # not have, and drop them. Only count a batch as sent if its topics still exist.
             await self._check_topics(topics)
             await conn.execute(self._mark_sent, [r[0] for r in rows])
-        self.cursor.claimed([r[0] for r in rows])
+        self.cursor.claimed([r[0] for r in rows], Snapshot.of(rows[0]))
         self.published += len(rows)
         RELAY_PUBLISHED.labels(self.schema).inc(len(rows))
         newest = {r[1]: r[0] for r in rows}  # rows in id order: each topic's last is its newest
@@ -542,7 +575,7 @@ class OutboxRelay:
         futures: list[asyncio.Future[Any]] = []
         partitions: dict[str, list[int]] = {}
         batches: dict[tuple[str, int], Any] = {}
-        for oid, topic, key, payload, created in rows:
+        for oid, topic, key, payload, created, *_ in rows:
             name = self.topic_prefix + topic
             known = partitions.get(name)
             if known is None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from devtools.embedded import free_port
 from devtools.reaper import guard
 from shared.roles import service_url
 from tests.conftest import eventually
+
+
+class StallWarning(UserWarning):
+    """A service that is up did not answer a read within the client's timeout."""
 
 
 @dataclass
@@ -111,6 +116,19 @@ class System:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
+        shutil.rmtree(self.log_dir, ignore_errors=True)  # a failing assertion has quoted what it needed
+
+    async def probe(self, client: httpx.AsyncClient, name: str, path: str, headers: dict[str, str]) -> int | None:
+        """The status of a GET to service `name`, or None when it did not answer within the client's timeout (a
+        service that is up but slow is "not yet", not a failure); such a stall is reported as a warning with where
+        the service was, so that it is seen, not hidden."""
+        try:
+            return (await client.get(self.url(name) + path, headers=headers)).status_code
+        except httpx.TimeoutException:
+            proc = self.procs.get(name)
+            where = stacks_of(proc.pid) if proc and proc.poll() is None else ""
+            warnings.warn(f"{name} did not answer GET {path} in time{where}", StallWarning, stacklevel=2)
+            return None
 
 
 #: A read each service authenticates (a registered participant gets 404 for the unknown battery, anyone else 401).
@@ -150,7 +168,11 @@ async def admitted_at(url: str, token: Any, orgs: list[tuple[str, str]], probe: 
         async def admitted() -> bool:
             for org, role in orgs:
                 ministry = org if role == "ministry" else None
-                answer = await c.get(url + probe, headers=token(org, role, ministry=ministry))
+                try:
+                    answer = await c.get(url + probe, headers=token(org, role, ministry=ministry))
+                except httpx.TimeoutException:
+                    warnings.warn(f"{url} did not answer GET {probe} in time", StallWarning, stacklevel=2)
+                    return False
                 if answer.status_code == 401:
                     assert answer.json()["code"] == "unknown-participant", answer.text
                     return False

@@ -55,9 +55,9 @@ async def system(infra, db_url, topic_prefix, own_broker, token):
 
             async def admitted() -> bool:
                 inspector, ministry = token("KOTSA", "inspector"), token("MOLIT", "ministry", ministry="MOLIT")
-                events = await c.get(sut.url("events") + f"/v1/batteries/{BATTERIES[0]}/state", headers=inspector)
-                portal = await c.get(sut.url("portal") + "/v1/views/molit", headers=ministry)
-                return events.status_code != 401 and portal.status_code != 401
+                events = await sut.probe(c, "events", f"/v1/batteries/{BATTERIES[0]}/state", inspector)
+                portal = await sut.probe(c, "portal", "/v1/views/molit", ministry)
+                return events not in (None, 401) and portal not in (None, 401)
 
             await eventually(admitted, timeout_s=60)
         yield sut

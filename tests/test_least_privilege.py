@@ -98,6 +98,22 @@ async def test_the_events_role_cannot_change_or_empty_the_ledger_or_the_log(fill
     assert await counts(db_url) == before
 
 
+async def test_the_events_role_cannot_rewrite_or_empty_the_logs_queue(filled: Stack, db_url: str) -> None:
+    """The queue holds hashes not yet sequenced into the log: a compromised events service that rewrote one would
+    have the log record a hash the ledger does not hold. Only the sequencer's DELETE (taking rows) is allowed, and
+    the privilege is checked before any row is looked at, so the (drained) queue's refusal is the same as a full one's."""
+    before = await counts(db_url)
+    async with connect(db_url, EVENTS) as conn:
+        for sql in (
+            "UPDATE events.log_pending SET hashes = ARRAY['" + "ff" * 32 + "']",
+            "TRUNCATE events.log_pending",
+            "TRUNCATE events.log_pending CASCADE",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await conn.execute(sql)
+    assert await counts(db_url) == before
+
+
 async def first_column(conn: asyncpg.Connection, table: str) -> str:
     name = await conn.fetchval(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'events' AND table_name = $1 "

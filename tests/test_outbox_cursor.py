@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 
 from shared.db import asyncpg_dsn, make_engine
-from shared.outbox import ClaimCursor, OutboxRelay
+from shared.outbox import ClaimCursor, OutboxRelay, Snapshot
 from tests.conftest import read_topic
 
 SCHEMA = "events"
@@ -23,10 +23,14 @@ class Clock:
         return self.now
 
 
+def snap(xmin: int, xmax: int | None = None) -> Snapshot:
+    return Snapshot(xmin, xmin if xmax is None else xmax)
+
+
 def test_the_first_claim_sweeps_and_the_next_start_after_the_highest_claimed() -> None:
     cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
     assert cursor.start() == 0
-    cursor.claimed([5, 6, 7])
+    cursor.claimed([5, 6, 7], snap(50))
     assert cursor.start() == 7
 
 
@@ -34,44 +38,65 @@ def test_an_id_a_claim_did_not_return_is_waited_at_until_claimed() -> None:
     clock = Clock()
     cursor = ClaimCursor(sweep_s=2.0, clock=clock)
     cursor.start()
-    cursor.claimed([1, 2])
+    cursor.claimed([1, 2], snap(50))
     assert cursor.start() == 2
-    cursor.claimed([3, 5, 6])  # 4 not committed yet (or rolled back)
+    cursor.claimed([3, 5, 6], snap(50, 60))  # 4 not committed yet (or rolled back)
     assert cursor.start() == 3
     clock.now += 1
-    cursor.claimed([4, 7])
+    cursor.claimed([4, 7], snap(55, 70))
     assert cursor.start() == 7
 
 
-def test_a_missing_id_is_waited_at_for_the_sweep_period_and_a_sweep_follows() -> None:
+def test_a_missing_id_is_waited_at_however_long_its_transaction_stays_open() -> None:
+    """The wait is not a timeout: a transaction slow to commit is waited for past any sweep period (a timeout
+    would let the next row of the same battery be claimed before it)."""
     clock = Clock()
     cursor = ClaimCursor(sweep_s=2.0, clock=clock)
-    assert cursor.start() == 0
-    cursor.claimed([1, 3])
-    clock.now += 1.0
+    cursor.start()
+    cursor.claimed([1, 3], snap(50, 60))  # 2's transaction is below xmax 60
+    for minute in range(1, 6):
+        clock.now += 60
+        assert cursor.start() == 0  # a sweep is due every time here...
+        cursor.claimed([3 + minute], snap(59, 60 + minute))  # ...and xmin is held at 59 by 2's transaction
+        assert cursor.start() == 1  # still waiting below 2
+
+
+def test_a_missing_id_is_given_up_once_every_transaction_that_could_hold_it_has_ended() -> None:
+    cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
+    cursor.start()
+    cursor.claimed([1, 3], snap(50, 60))
+    cursor.claimed([4], snap(59, 61))  # 2 may still be open (xmin 59 < 60)
     assert cursor.start() == 1
-    clock.now += 1.5  # the wait for 2 is over, and a sweep is due: it starts from the beginning
-    assert cursor.start() == 0
-    assert cursor.start() == 3  # 2 given up on (the next sweep finds it if it ever commits)
+    cursor.claimed([5], snap(60, 62))  # every transaction below 60 has ended, and 2 is still not there: rolled back
+    assert cursor.start() == 5
+
+
+def test_an_id_above_the_last_returned_is_not_judged_by_that_claim() -> None:
+    """A claim's LIMIT may end before a waited ID: not returning it says nothing about it."""
+    cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
+    cursor.start()
+    cursor.claimed([1, 2, 5], snap(50, 60))  # 3, 4 waited at
+    cursor.claimed([3], snap(70, 80))  # a claim cut short after 3
+    assert cursor.waiting.keys() == {4}
 
 
 def test_a_sweep_claiming_stragglers_below_the_cursor_keeps_the_cursor() -> None:
     clock = Clock()
     cursor = ClaimCursor(sweep_s=2.0, clock=clock)
     cursor.start()
-    cursor.claimed([10, 11])
+    cursor.claimed([10, 11], snap(50))
     clock.now += 3
     assert cursor.start() == 0
-    cursor.claimed([4])  # requeued, or committed very late
+    cursor.claimed([4], snap(50))  # requeued
     assert cursor.start() == 11
 
 
-async def _enqueue(conn: asyncpg.Connection, key: str) -> int:
+async def _enqueue(conn: asyncpg.Connection, key: str, name: str = "") -> int:
     oid: int = await conn.fetchval(
         f"INSERT INTO {SCHEMA}.outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb) RETURNING id",
         TOPIC,
         key,
-        f'{{"id": "{uuid.uuid4()}", "key": "{key}"}}',
+        f'{{"id": "{uuid.uuid4()}", "key": "{key}", "name": "{name}"}}',
     )
     return oid
 
@@ -103,7 +128,9 @@ async def test_a_row_committed_after_a_higher_one_was_published_is_published_too
         await engine.dispose()
 
 
-async def test_a_row_committed_later_than_the_wait_is_found_by_the_sweep(db_url, infra, topic_prefix) -> None:
+async def test_a_slow_commit_keeps_its_place_before_the_next_row_of_its_key(db_url, infra, topic_prefix) -> None:
+    """The reordering a timed wait allowed: B's transaction stays open past several sweep periods, commits, and the
+    next row of its key (D) commits right after. B must still reach the topic before D."""
     engine = make_engine(db_url, pool_size=2)
     relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix)
     clock = Clock()
@@ -114,20 +141,24 @@ async def test_a_row_committed_later_than_the_wait_is_found_by_the_sweep(db_url,
         assert await relay.run_once() == 1
         tx = late.transaction()
         await tx.start()
-        await _enqueue(late, "B")
+        await late.execute("SELECT pg_current_xact_id()")  # as a capture has: its ID before the outbox row's
+        await _enqueue(late, "K", "B")
         await _enqueue(early, "C")
         assert await relay.run_once() == 1  # C
-        clock.now += 1.0
-        assert await relay.run_once() == 0  # B still open: waited at
-        clock.now += 1.5  # past the wait; a sweep is due
-        assert await relay.run_once() == 0  # the sweep finds nothing committed yet
-        assert await relay.run_once() == 0  # the cursor gave B up...
+        for _ in range(3):  # past the sweep period, three times over: B is still waited at
+            clock.now += 2.5
+            await _enqueue(early, "X")
+            assert await relay.run_once() == 1
+            assert relay.cursor.waiting
         await tx.commit()
-        assert await relay.run_once() == 0  # ...and the cursor claim does not see it
-        clock.now += 2.0
-        assert await relay.run_once() == 1  # the next sweep does
-        got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=3)
-        assert sorted(m["key"] for m in got) == ["A", "B", "C"]
+        await _enqueue(early, "K", "D")  # the next row of B's key
+        published = 0
+        while (n := await relay.run_once()) > 0:
+            published += n
+        assert published == 2
+        got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=7)
+        on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])  # one partition
+        assert [m["value"]["name"] for m in on_partition] == ["B", "D"]
     finally:
         await relay.stop()
         await late.close()

@@ -33,7 +33,7 @@ class ChainVerifier:
         self.chunk = chunk
         # The sweep shares the event loop with the requests: it re-hashes for at most `slice_s` at a time and
         # then lets them run, so no request waits behind a whole chunk (500 chains, a thousand events or more:
-        # tens of milliseconds of hashing, the tail of every latency the service has).
+        # tens of milliseconds of hashing: a stall of that size for whatever request is waiting).
         self.slice_s = slice_s
         # A sweep re-hashes every event; unpaced, at a million batteries it took whole cores for minutes
         # and the requests next to it waited (measured: 3.3 ms of events-service CPU per posted event

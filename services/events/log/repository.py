@@ -11,6 +11,7 @@ import asyncpg
 
 from services.events.log.models import LogCheckpoint, LogCosignature, LogLeaf, LogNode, LogPending
 from shared.contract.tlog import NodeKey
+from shared.outbox import SNAPSHOT_COLUMNS, Snapshot
 
 
 def _name(model: Any) -> str:
@@ -59,7 +60,7 @@ DELETE FROM {PENDING} WHERE id IN (
         SELECT id, sum(events) OVER (ORDER BY id) - events AS before
         FROM (SELECT id, events FROM {PENDING} WHERE id > $2 ORDER BY id LIMIT 1000) q
     ) w WHERE before < $1
-) RETURNING id, battery_ids, sequences, hashes
+) RETURNING id, battery_ids, sequences, hashes, {SNAPSHOT_COLUMNS}
 """
 
 
@@ -67,6 +68,7 @@ DELETE FROM {PENDING} WHERE id IN (
 class Taken:
     ids: list[int]  # the queue rows taken, ascending (for the cursor, once their transaction commits)
     events: list[Pending]  # their events: by row, each row's in (battery_id, sequence) order
+    snapshot: Snapshot | None = None  # the take's snapshot (None: nothing taken)
 
 
 async def take_pending(conn: asyncpg.Connection, limit: int, after: int = 0) -> Taken:
@@ -76,7 +78,7 @@ async def take_pending(conn: asyncpg.Connection, limit: int, after: int = 0) -> 
     events = [
         Pending(b, s, h) for r in rows for b, s, h in zip(r["battery_ids"], r["sequences"], r["hashes"], strict=True)
     ]
-    return Taken([r["id"] for r in rows], events)
+    return Taken([r["id"] for r in rows], events, Snapshot.of(rows[0]) if rows else None)
 
 
 _LEAF_COLUMNS = list(LogLeaf.__table__.c.keys())

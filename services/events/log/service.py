@@ -135,8 +135,8 @@ class LogWorker:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: Where the next take starts: taken rows leave dead entries in the queue's index until a vacuum, which a
-    #: take from the first ID walks every time; a late-committing lower ID is waited at, then swept (as the
-    #: outbox relay's claims do).
+    #: take from the first ID walks every time; a late-committing lower ID is waited at until its transaction
+    #: has ended (as the outbox relay's claims do).
     _cursor: ClaimCursor = field(default_factory=ClaimCursor)
 
     def start(self) -> None:
@@ -158,7 +158,8 @@ class LogWorker:
     async def sequence_once(self) -> int:
         async with self.sessionmaker() as session, session.begin():
             taken = await append_pending(session, self.config.batch_size, self._cursor.start())
-        self._cursor.claimed(taken.ids)  # committed
+        if taken.snapshot is not None:
+            self._cursor.claimed(taken.ids, taken.snapshot)  # committed
         return len(taken.events)
 
     async def checkpoint_once(self) -> int:
