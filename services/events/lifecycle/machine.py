@@ -38,13 +38,18 @@ def as_row(value: Any) -> dict[str, Any]:
     """A dataclass's fields as a row to store or publish: text as plain `str` (a StrEnum by its value), mappings
     as dicts (of plain values), nested dataclasses as rows. (On the hot path, several times per event: field
     names are looked up once per class, and plain values pass without the ABC checks.)"""
-    names = _FIELD_NAMES.get(type(value))
-    if names is None:
-        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value))
-    return {name: _plain(getattr(value, name)) for name in names}
+    return {name: _plain(getattr(value, name)) for name in field_names(type(value))}
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once per class (`dataclasses.fields` builds a tuple each call)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 class Row:
@@ -63,9 +68,13 @@ def _plain(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN or kind is str:
         return value
+    if kind is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if kind in _FIELD_NAMES:  # a dataclass seen before: no ABC check on the way
+        return as_row(value)
     if isinstance(value, str):
         return str(value)
-    if kind is dict or isinstance(value, Mapping):
+    if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     return as_row(value) if is_dataclass(value) else value
 
@@ -128,7 +137,7 @@ class BatteryState(Row):
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> BatteryState:
-        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        values = {name: row[name] for name in field_names(cls) if name in row}
         grade, si, pre = values.get("grade"), values.get("safety_inspection"), values.get("pre_removal_grade")
         values["state"] = State(values["state"])
         values["grade"] = None if grade is None else Grade(grade)
@@ -210,7 +219,7 @@ class LedgerRow(Row):
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> LedgerRow:
         """From a stored ledger row."""
-        values = {f.name: row[f.name] for f in fields(cls)}
+        values = {name: row[name] for name in field_names(cls)}
         values["event_id"] = str(values["event_id"])
         values["type"] = EventType(values["type"])
         values["state_after"] = State(values["state_after"])
