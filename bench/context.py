@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.probe import cpu_snapshot, profiled
+from bench.probe import cpu_snapshot, pg_split, profiled
 from bench.report import Report
 from bench.stack import Stack
 from shared.auth import mint_token
@@ -126,16 +126,21 @@ class Ctx:
         directory = Path(self.cfg.profile_dir) if self.cfg.profile_dir else None
         if directory is not None:
             await (await self.db()).execute("SELECT pg_stat_statements_reset()")
-        before = cpu_snapshot(self.stack)
+        before, pg_before = cpu_snapshot(self.stack), pg_split(self.stack)
         started = time.perf_counter()
         with profiled(self.stack, directory, name, list(self.stack.procs)):
             yield rec
         wall = time.perf_counter() - started
         if directory is not None:
             await self._write_sql_stats(directory / f"{name}-sql.txt", int(rec.get("units", 0)) or 1)
-        after = cpu_snapshot(self.stack)
+        after, pg_after = cpu_snapshot(self.stack), pg_split(self.stack)
         cpu = {k: after[k] - before.get(k, 0.0) for k in after}
         self.report.cpu[name] = {"wall_s": wall, "units": rec.get("units", 0)} | cpu
+        # A backend that closed during the phase takes its time out of its kind and into "exited": summed, the
+        # difference is the phase's PostgreSQL CPU all the same.
+        self.report.pg_cpu[name] = {"units": rec.get("units", 0)} | {
+            k: pg_after.get(k, 0.0) - pg_before.get(k, 0.0) for k in pg_after.keys() | pg_before.keys()
+        }
         self.report.record_phase(name, rec, cpu)
 
     async def _write_sql_stats(self, path: Path, units: int) -> None:

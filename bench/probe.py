@@ -70,6 +70,40 @@ def cpu_snapshot(stack: Stack) -> dict[str, float]:
     return out
 
 
+#: PostgreSQL's processes by what they do, from their titles ("postgres: bt_events batterytrace 127.0.0.1(...) idle"):
+#: a backend by the role it logged in as (each service has its own), autovacuum, the rest as background.
+_PG_ROLES = {"bt_events": "events", "bt_portal": "portal", "bt_registry": "registry"}
+
+
+def pg_split(stack: Stack) -> dict[str, float]:
+    """PostgreSQL's CPU seconds by whose work it was: each service's backends, autovacuum, background processes
+    (WAL writer, checkpointer, I/O workers, the postmaster), other sessions (the bench's own, the tools'), and
+    `exited`: backends that closed (their time is only known in sum, through the postmaster)."""
+    root = groups(stack).get("postgres")
+    if root is None or not Path("/proc/self/stat").exists():
+        return {}
+    table = _proc_table()
+    if root not in table:
+        return {}
+    out: dict[str, float] = {"exited": table[root][2], "background": table[root][1]}
+    for pid in _tree(table, root) - {root}:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        words = title.removeprefix("postgres: ").split()
+        if title.startswith("postgres: autovacuum"):
+            kind = "autovacuum"
+        elif words and words[0] in _PG_ROLES:
+            kind = _PG_ROLES[words[0]]
+        elif len(words) >= 3 and (words[2] == "[local]" or "(" in words[2]):  # a client backend of another role
+            kind = "other sessions"
+        else:
+            kind = "background"
+        out[kind] = out.get(kind, 0.0) + table[pid][1] + table[pid][2]
+    return out
+
+
 def cpu_snapshot_of(roots: dict[str, int]) -> dict[str, float]:
     """CPU seconds of each named process (and its own exited children)."""
     if not Path("/proc/self/stat").exists():

@@ -70,6 +70,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     #: phase -> wall seconds, units of work and CPU seconds per process group
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: PostgreSQL's CPU seconds per phase by whose work (bench.probe.pg_split), with the phase's units.
+    pg_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     #: phase -> rate, p50_ms, p99_ms, cpu_ms_per_unit_system, cpu_ms_per_unit_loadgen, target (and the ratio
     #: to its raw limit once `finalize` ran)
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -164,6 +166,7 @@ class Report:
             "phases": self.phases,
             "limits": self.limits,
             "cpu": self.cpu,
+            "postgres_cpu": self.pg_cpu,
             "backup": self.backup,
             "notes": self.notes,
         }
@@ -196,6 +199,8 @@ class Report:
             console.print(self.phase_table())
         if self.cpu:
             console.print(self.cpu_table())
+        if any(len(rec) > 1 for rec in self.pg_cpu.values()):
+            console.print(self.pg_table())
         for n in self.notes:
             console.print(f"note: {n}")
 
@@ -234,6 +239,16 @@ class Report:
             units, wall = rec.get("units", 0) or 1, rec["wall_s"] or 1
             cells = [f"{1000 * rec.get(g, 0) / units:.3f} ({100 * rec.get(g, 0) / wall:.0f}%)" for g in groups]
             table.add_row(phase, f"{rec.get('units', 0):,.0f}", f"{rec['wall_s']:.1f}", *cells)
+        return table
+
+    def pg_table(self) -> Table:
+        kinds = sorted({k for rec in self.pg_cpu.values() for k in rec} - {"units"})
+        table = Table(title="PostgreSQL's CPU by whose work: CPU ms per unit of work")
+        for col in ("phase", *kinds):
+            table.add_column(col, justify="left" if col == "phase" else "right")
+        for phase, rec in self.pg_cpu.items():
+            units = rec.get("units", 0) or 1
+            table.add_row(phase, *[f"{1000 * rec.get(k, 0) / units:.3f}" for k in kinds])
         return table
 
 

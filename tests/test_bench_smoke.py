@@ -90,6 +90,12 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
         for key in ("rate", "p50_ms", "p99_ms", "cpu_ms_per_unit_system", "cpu_ms_per_unit_loadgen"):
             assert isinstance(summary[key], int | float) and summary[key] >= 0, (phase, key, summary)
         assert summary["target"], phase
+    # PostgreSQL's CPU by whose work: each service's backends are told apart by the role they log in as.
+    pg = result["postgres_cpu"]["events single"]
+    assert pg["events"] > 0 and pg["units"] > 0, pg
+    for phase, rec in result["postgres_cpu"].items():
+        split = sum(v for k, v in rec.items() if k != "units")
+        assert abs(split - result["cpu"][phase]["postgres"]) < 0.05 + 0.02 * result["cpu"][phase]["postgres"], phase
     for limit in ("raw COPY", "single-row transactions", "bare FastAPI"):
         assert result["limits"][limit]["rate"] > 0
     # Issue 17: the backup restores into the same database (counts, log checkpoint and root, ledger hashes).
