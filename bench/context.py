@@ -124,8 +124,10 @@ class Ctx:
         (`Run.summary()`)."""
         rec: dict[str, float] = {}
         directory = Path(self.cfg.profile_dir) if self.cfg.profile_dir else None
+        vacuum_before: dict[str, tuple[float, ...]] = {}
         if directory is not None:
             await (await self.db()).execute("SELECT pg_stat_statements_reset()")
+            vacuum_before = await self._vacuum_stats()
         before, pg_before = cpu_snapshot(self.stack), pg_split(self.stack)
         started = time.perf_counter()
         with profiled(self.stack, directory, name, list(self.stack.procs)):
@@ -133,14 +135,14 @@ class Ctx:
         wall = time.perf_counter() - started
         if directory is not None:
             await self._write_sql_stats(directory / f"{name}-sql.txt", int(rec.get("units", 0)) or 1)
+            await self._write_vacuum_stats(
+                directory / f"{name}-vacuum.txt", vacuum_before, int(rec.get("units", 0)) or 1
+            )
         after, pg_after = cpu_snapshot(self.stack), pg_split(self.stack)
         cpu = {k: after[k] - before.get(k, 0.0) for k in after}
         self.report.cpu[name] = {"wall_s": wall, "units": rec.get("units", 0)} | cpu
-        # A backend that closed during the phase takes its time out of its kind and into "exited": summed, the
-        # difference is the phase's PostgreSQL CPU all the same.
-        self.report.pg_cpu[name] = {"units": rec.get("units", 0)} | {
-            k: pg_after.get(k, 0.0) - pg_before.get(k, 0.0) for k in pg_after.keys() | pg_before.keys()
-        }
+        if pg_before is not None and pg_after is not None:
+            self.report.pg_cpu[name] = {"units": rec.get("units", 0)} | pg_after.since(pg_before)
         self.report.record_phase(name, rec, cpu)
 
     async def _write_sql_stats(self, path: Path, units: int) -> None:
@@ -157,6 +159,26 @@ class Ctx:
             lines.append(
                 f"{r['total_exec_time'] / units:9.3f} {r['calls'] / units:10.2f} {per_call:9.1f}  {r['query']}"
             )
+        await asyncio.to_thread(path.write_text, "\n".join(lines) + "\n")
+
+    async def _vacuum_stats(self) -> dict[str, tuple[float, ...]]:
+        """Per table: autovacuum runs and milliseconds, autoanalyze runs and milliseconds (PostgreSQL 18's
+        `total_auto*_time`)."""
+        rows = await (await self.db()).fetch(
+            "SELECT schemaname || '.' || relname AS t, autovacuum_count, total_autovacuum_time, autoanalyze_count, "
+            "total_autoanalyze_time FROM pg_stat_all_tables WHERE schemaname IN ('registry', 'events', 'portal')"
+        )
+        return {r["t"]: tuple(float(v) for v in list(r.values())[1:]) for r in rows}
+
+    async def _write_vacuum_stats(self, path: Path, before: dict[str, tuple[float, ...]], units: int) -> None:
+        """What autovacuum and autoanalyze did to each table during the phase (PostgreSQL's statistics are
+        flushed once a worker ends, so one still running at the end shows in the next phase)."""
+        after = await self._vacuum_stats()
+        deltas = {t: [a - b for a, b in zip(v, before.get(t, (0.0,) * 4), strict=True)] for t, v in after.items()}
+        lines = [f"{'ms/unit':>9} {'vacuums':>7} {'vac ms':>9} {'analyzes':>8} {'anl ms':>9}  table  ({units:,} units)"]
+        for t, (vc, vt, ac, at) in sorted(deltas.items(), key=lambda kv: -(kv[1][1] + kv[1][3])):
+            if vc or ac:
+                lines.append(f"{(vt + at) / units:9.3f} {vc:7.0f} {vt:9.1f} {ac:8.0f} {at:9.1f}  {t}")
         await asyncio.to_thread(path.write_text, "\n".join(lines) + "\n")
 
     def check_alive(self) -> None:

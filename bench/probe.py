@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.stack import Stack
@@ -75,17 +76,36 @@ def cpu_snapshot(stack: Stack) -> dict[str, float]:
 _PG_ROLES = {"bt_events": "events", "bt_portal": "portal", "bt_registry": "registry"}
 
 
-def pg_split(stack: Stack) -> dict[str, float]:
-    """PostgreSQL's CPU seconds by whose work it was: each service's backends, autovacuum, background processes
-    (WAL writer, checkpointer, I/O workers, the postmaster), other sessions (the bench's own, the tools'), and
-    `exited`: backends that closed (their time is only known in sum, through the postmaster)."""
+@dataclass(frozen=True)
+class PgSnapshot:
+    """PostgreSQL's processes at one moment: each one's kind and CPU seconds, and the CPU of those that ended (the
+    postmaster's reaped children: autovacuum workers finish after their tables, backends end with their session)."""
+
+    processes: dict[int, tuple[str, float]]
+    ended: float
+
+    def since(self, before: PgSnapshot) -> dict[str, float]:
+        """CPU seconds between the two snapshots by kind; `ended`: the processes that ended in between (what they
+        used after `before`, and all of what those born in between used), mostly autovacuum workers."""
+        out: dict[str, float] = {}
+        for pid, (kind, cpu) in self.processes.items():
+            out[kind] = out.get(kind, 0.0) + cpu - before.processes.get(pid, (kind, 0.0))[1]
+        gone = sum(cpu for pid, (_, cpu) in before.processes.items() if pid not in self.processes)
+        out["ended"] = self.ended - before.ended - gone
+        return out
+
+
+def pg_split(stack: Stack) -> PgSnapshot | None:
+    """PostgreSQL's processes by whose work they do: each service's backends (by the role they logged in as),
+    autovacuum, background processes (WAL writer, checkpointer, I/O workers, the postmaster itself), other
+    sessions (the bench's own, the tools')."""
     root = groups(stack).get("postgres")
     if root is None or not Path("/proc/self/stat").exists():
-        return {}
+        return None
     table = _proc_table()
     if root not in table:
-        return {}
-    out: dict[str, float] = {"exited": table[root][2], "background": table[root][1]}
+        return None
+    processes: dict[int, tuple[str, float]] = {root: ("background", table[root][1])}
     for pid in _tree(table, root) - {root}:
         try:
             title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -100,8 +120,8 @@ def pg_split(stack: Stack) -> dict[str, float]:
             kind = "other sessions"
         else:
             kind = "background"
-        out[kind] = out.get(kind, 0.0) + table[pid][1] + table[pid][2]
-    return out
+        processes[pid] = (kind, table[pid][1] + table[pid][2])
+    return PgSnapshot(processes, table[root][2])
 
 
 def cpu_snapshot_of(roots: dict[str, int]) -> dict[str, float]:

@@ -243,7 +243,10 @@ class Report:
 
     def pg_table(self) -> Table:
         kinds = sorted({k for rec in self.pg_cpu.values() for k in rec} - {"units"})
-        table = Table(title="PostgreSQL's CPU by whose work: CPU ms per unit of work")
+        table = Table(
+            title="PostgreSQL's CPU by whose work: CPU ms per unit of work",
+            caption="ended: processes that ended during the phase (autovacuum workers, closed sessions)",
+        )
         for col in ("phase", *kinds):
             table.add_column(col, justify="left" if col == "phase" else "right")
         for phase, rec in self.pg_cpu.items():
