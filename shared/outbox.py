@@ -10,6 +10,7 @@ system of record (`batterytrace events republish`, `batterytrace registry republ
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import functools
 import hashlib
@@ -223,8 +224,9 @@ def relay_lock_key(schema: str) -> int:
 
 #: How often a claim scans every unsent row anyway (a requeued row, or one the cursor gave up on), seconds.
 CLAIM_SWEEP_S = 2.0
-#: IDs the cursor waits at, at most (more missing IDs at once: the sweep finds whatever of them commits).
-MAX_WAITED_IDS = 10_000
+#: Separate ranges of missing IDs the cursor keeps apart, at most; beyond it they are waited at as one range (from
+#: the first to the last, until every transaction that could hold any of them has ended): coarser, never skipping.
+MAX_WAITED_RANGES = 1_000
 #: Two columns a claim statement adds: the bounds of its own snapshot (both uncorrelated sub-selects, evaluated
 #: once per statement, under the statement's snapshot).
 SNAPSHOT_COLUMNS = (
@@ -267,13 +269,18 @@ class ClaimCursor:
     Every `sweep_s` one claim starts from the beginning anyway, which finds a requeued row (published after higher
     IDs: a requeue is a re-send). One battery's rows are written one transaction after the other, under the
     battery's row lock, so their IDs and commits are in the same order, and the cursor keeps it on the topic.
-    Only the leader claims (`OutboxRelay`); a new leader starts with a new cursor, from the beginning."""
+    Only the leader claims (`OutboxRelay`); a new leader starts with a new cursor, from the beginning, and waits at
+    whatever lower IDs its first claim did not return (rows still in flight when it took over: the failover case).
+    `tests/test_outbox_cursor.py` drives the cursor against a model of PostgreSQL's transactions (hypothesis)."""
 
     def __init__(self, sweep_s: float = CLAIM_SWEEP_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.sweep_s = sweep_s
         self.clock = clock
         self.high: int | None = None  # the highest ID claimed (None: nothing yet)
-        self.waiting: dict[int, int] = {}  # ID -> the xmax of the first claim that missed it
+        #: IDs above the first claim's not claimed yet, as ascending disjoint ranges (first, last, xmax): `xmax` of
+        #: the claim that first missed them. However many IDs a gap holds (concurrent batches of thousands), it is
+        #: one range: none is ever skipped for being one too many.
+        self.waiting: list[tuple[int, int, int]] = []
         self._next_sweep = 0.0  # the first claim sweeps
 
     def start(self) -> int:
@@ -282,27 +289,45 @@ class ClaimCursor:
         if now >= self._next_sweep or self.high is None:
             self._next_sweep = now + self.sweep_s
             return 0
-        return min(self.waiting) - 1 if self.waiting else self.high
+        return self.waiting[0][0] - 1 if self.waiting else self.high
 
     def claimed(self, ids: Sequence[int], snapshot: Snapshot) -> None:
         """A claim that started at `start()` returned these IDs (ascending) under `snapshot`, and committed: they
         are published and marked sent."""
         if not ids:
             return
-        for i in ids:
-            self.waiting.pop(i, None)
-        # A waited ID below the highest this claim returned was not committed when it read (the claim started below
-        # it); if every transaction that could hold it had ended by then, it rolled back.
         last = ids[-1]
-        for i in [i for i, first_xmax in self.waiting.items() if i < last and snapshot.xmin >= first_xmax]:
-            del self.waiting[i]
-        # IDs below the first claim are the sweep's; above the highest claimed, every one not claimed is waited at.
-        high = ids[0] - 1 if self.high is None else self.high
+        kept: list[tuple[int, int, int]] = []
+        for first, end, xmax in self.waiting:
+            for a, b in _gaps(first, end, ids):
+                # Below the highest this claim returned, not returned, and every transaction that could hold it
+                # had ended when the claim read (the claim started below it): rolled back, given up.
+                if not (b < last and snapshot.xmin >= xmax):
+                    kept.append((a, b, xmax))
+        # Every ID up to the highest claimed that no claim returned is waited at, from 1 on the first claim: a new
+        # leader's first claim may come while lower IDs are still in flight. A gap missed while no transaction was
+        # running (xmin = xmax) can hold nothing that will ever commit.
+        high = 0 if self.high is None else self.high
         if last > high:
-            if last - high - len(ids) <= MAX_WAITED_IDS:
-                got = set(ids)
-                self.waiting.update((i, snapshot.xmax) for i in range(high + 1, last) if i not in got)
+            if snapshot.xmin < snapshot.xmax:
+                kept += [(a, b, snapshot.xmax) for a, b in _gaps(high + 1, last, ids)]
             self.high = last
+        if len(kept) > MAX_WAITED_RANGES:
+            kept = [(kept[0][0], kept[-1][1], max(x for _, _, x in kept))]
+        self.waiting = kept
+
+
+def _gaps(first: int, last: int, ids: Sequence[int]) -> list[tuple[int, int]]:
+    """The ranges of first..last (inclusive) that are not in `ids` (ascending)."""
+    out: list[tuple[int, int]] = []
+    at = first
+    for i in ids[bisect.bisect_left(ids, first) : bisect.bisect_right(ids, last)]:
+        if i > at:
+            out.append((at, i - 1))
+        at = i + 1
+    if at <= last:
+        out.append((at, last))
+    return out
 
 
 class OutboxRelay:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.db import asyncpg_dsn, make_engine
-from shared.outbox import ClaimCursor, OutboxRelay, Snapshot
+from shared.outbox import MAX_WAITED_RANGES, ClaimCursor, OutboxRelay, Snapshot
 from tests.conftest import read_topic
 
 SCHEMA = "events"
@@ -77,7 +79,35 @@ def test_an_id_above_the_last_returned_is_not_judged_by_that_claim() -> None:
     cursor.start()
     cursor.claimed([1, 2, 5], snap(50, 60))  # 3, 4 waited at
     cursor.claimed([3], snap(70, 80))  # a claim cut short after 3
-    assert cursor.waiting.keys() == {4}
+    assert cursor.waiting == [(4, 4, 60)]
+
+
+def test_a_gap_of_any_size_is_waited_at_as_one_range() -> None:
+    """Concurrent batches of thousands of events leave gaps of tens of thousands of IDs: none is skipped for being
+    too many (a cap on waited IDs let the cursor jump past a big gap, and a late batch's rows fall behind the next
+    rows of the same batteries)."""
+    cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
+    cursor.start()
+    cursor.claimed([1], snap(50, 60))
+    cursor.claimed([100_002], snap(55, 61))  # 2..100,001 in flight
+    assert cursor.waiting == [(2, 100_001, 61)]
+    assert cursor.start() == 1
+    cursor.claimed(list(range(2, 50_002)), snap(58, 62))  # half of them committed, the rest still in flight
+    assert cursor.waiting == [(50_002, 100_001, 61)]
+    cursor.claimed([100_003], snap(61, 63))  # every transaction below 61 has ended: the rest rolled back
+    assert cursor.waiting == [] and cursor.start() == 100_003
+
+
+def test_many_separate_gaps_are_merged_into_one_range_never_dropped() -> None:
+    cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
+    cursor.start()
+    every_other = list(range(1, 2 * (MAX_WAITED_RANGES + 10), 2))  # a gap after each
+    cursor.claimed(every_other, snap(50, 60))
+    assert cursor.waiting == [(2, every_other[-1] - 1, 60)]  # coarser: the claimed IDs inside are walked again
+    cursor.claimed([every_other[-1] + 1], snap(59, 61))
+    assert cursor.start() == 1  # still waited at
+    cursor.claimed([every_other[-1] + 2], snap(60, 62))
+    assert cursor.waiting == [] and cursor.start() == every_other[-1] + 2
 
 
 def test_a_sweep_claiming_stragglers_below_the_cursor_keeps_the_cursor() -> None:
@@ -164,3 +194,60 @@ async def test_a_slow_commit_keeps_its_place_before_the_next_row_of_its_key(db_u
         await late.close()
         await early.close()
         await engine.dispose()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(data: st.DataObject) -> None:
+    """The cursor against a model of PostgreSQL: transactions take an xid, then (holding their key's row lock, so
+    one key's transactions follow each other) draw an outbox ID, and commit or roll back in any order; claims see
+    what has committed, from the cursor's start, in ID order, up to a limit, with the snapshot's xmin and xmax.
+    Every committed row is published, once per claim at most, and each key's rows in the order they were written."""
+    clock = Clock()
+    cursor = ClaimCursor(sweep_s=2.0, clock=clock)
+    next_xid, next_id = 100, 1
+    running: dict[int, tuple[int, str]] = {}  # xid -> (outbox ID, key)
+    locked: set[str] = set()
+    committed: dict[int, str] = {}  # outbox ID -> key, visible
+    sent: list[int] = []
+    written: dict[str, list[int]] = {}  # key -> its IDs in commit order
+    for _ in range(data.draw(st.integers(10, 120))):
+        step = data.draw(st.sampled_from(["begin", "begin", "end", "claim", "claim", "tick"]))
+        if step == "begin":
+            key = data.draw(st.sampled_from("AB"))
+            if key not in locked:
+                locked.add(key)
+                running[next_xid] = (next_id, key)
+                next_xid, next_id = next_xid + 1, next_id + 1
+        elif step == "end" and running:
+            xid = data.draw(st.sampled_from(sorted(running)))
+            oid, key = running.pop(xid)
+            locked.discard(key)
+            if data.draw(st.booleans()):
+                committed[oid] = key
+                written.setdefault(key, []).append(oid)
+        elif step == "claim":
+            start = cursor.start()
+            limit = data.draw(st.integers(1, 5))
+            ids = sorted(i for i in committed if i > start and i not in sent)[:limit]
+            xmin = min(running, default=next_xid)
+            sent += ids
+            cursor.claimed(ids, Snapshot(xmin, next_xid))
+        else:
+            clock.now += data.draw(st.sampled_from([0.1, 0.1, 0.1, 2.5]))
+    for xid in sorted(running):  # everything ends; the relay claims until nothing is left
+        oid, key = running.pop(xid)
+        committed[oid] = key
+        written.setdefault(key, []).append(oid)
+    for _ in range(len(committed) + 2):
+        start = cursor.start()
+        ids = sorted(i for i in committed if i > start and i not in sent)[:5]
+        sent += ids
+        cursor.claimed(ids, Snapshot(next_xid, next_xid))
+        clock.now += 0.5
+    clock.now += 5
+    start = cursor.start()  # a last sweep
+    sent += sorted(i for i in committed if i > start and i not in sent)
+    assert sorted(sent) == sorted(committed)  # all of them, each once
+    for key, oids in written.items():
+        assert [i for i in sent if committed[i] == key] == oids, key
