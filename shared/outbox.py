@@ -26,7 +26,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import BigInteger, Column, Index, Table, Text, func, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
@@ -52,12 +52,19 @@ class StreamPositionFields(SQLModel):
 
 class OutboxFields(SQLModel):
     """Columns of a service's `outbox` table; each service declares its own table from these, with
-    `outbox_model(schema)`."""
+    `outbox_model(schema)`.
+
+    The payload is `json`, not `jsonb`: it is written once (by `enqueue` or a capture's own statement, as
+    orjson's compact text) and read once, as text, by the relay; nothing queries into it. `json` stores the text
+    as given, after a syntax check, where `jsonb` built its binary form on every INSERT and printed it back on
+    every claim (measured per row: INSERT 18.6 µs as jsonb, 7.7 µs as json; the claim's text 3.4 µs, 1.9 µs).
+    So a record carries the bytes orjson wrote: compact, keys in the order written (jsonb's text had a space
+    after every `:` and `,`, its keys reordered shortest first). Consumers parse it; none compares bytes."""
 
     id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": True})
     topic: str = Field(sa_type=Text)
     key: str = Field(sa_type=Text)
-    payload: dict[str, Any] = Field(sa_type=JSONB)
+    payload: dict[str, Any] = Field(sa_type=JSON)
     created_at: datetime = Field(sa_type=TZ, sa_column_kwargs={"server_default": func.now()})
     sent_at: datetime | None = Field(default=None, sa_type=TZ)
 
@@ -79,7 +86,8 @@ def _outbox(schema: str) -> Table:
 
 
 #: An outbox payload of JSON `null` is published as a Kafka tombstone (a record without a value), which
-#: deletes its key from a compacted topic.
+#: deletes its key from a compacted topic. The relay compares the stored text byte for byte (`json` keeps it as
+#: written): every writer writes orjson's `null` (`enqueue` for a payload of None), never a spaced variant.
 TOMBSTONE = "null"
 _TOMBSTONE_BYTES = TOMBSTONE.encode()
 

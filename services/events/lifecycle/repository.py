@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import JSON
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -142,8 +143,10 @@ def _append_one() -> str:
 
 
 def _param(i: int, column: Any) -> str:
-    """`$i` typed as the column; JSONB as text cast to JSONB (see `_append_one`)."""
-    return f"${i}::text::jsonb" if isinstance(column.type, JSONB) else f"${i}::{pg_type(column)}"
+    """`$i` typed as the column; JSON and JSONB (the outbox payload, the ledger's data) as text cast to the
+    column's type (see `_append_one`)."""
+    cast = "::text" if isinstance(column.type, JSON) else ""  # JSONB is a JSON
+    return f"${i}{cast}::{pg_type(column)}"
 
 
 _APPEND_ONE = _append_one()
