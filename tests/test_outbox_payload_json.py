@@ -14,12 +14,12 @@ from alembic import command
 
 from shared.db import asyncpg_dsn, make_engine, make_sessionmaker
 from shared.migrate import alembic_config
-from shared.outbox import OutboxMessage, OutboxRelay, enqueue
+from shared.outbox import OutboxMessage, OutboxRelay, enqueue, payload_text
 from tests.events_helpers import Stack, stack
 
 BEFORE, AFTER = "7c1f0e2d9a4b", "1766f017f594"
 TOPIC = "outbox.json.test.v1"
-#: Keys out of jsonb's order (shortest first), non-ASCII text, a float orjson writes with an exponent.
+#: Keys neither sorted nor in jsonb's order (shortest first), non-ASCII text, a float orjson writes with an exponent.
 PAYLOAD = {"type": "x", "zeta": 1, "a": [1, 2.5, None], "mid": "é ☃", "tiny": 1e-7, "nested": {"b": True, "a": {}}}
 
 
@@ -49,8 +49,8 @@ async def raw_records(bootstrap: str, topic: str, count: int, timeout_s: float =
 async def test_the_relay_publishes_the_bytes_enqueue_wrote_and_null_as_a_tombstone(
     db_url: str, infra: Any, topic_prefix: str, schema: str
 ) -> None:
-    """Both write paths of `enqueue` (a few rows: INSERT; 50 or more: COPY) store orjson's text as it is (compact,
-    keys in the order written, not jsonb's spaced and reordered form); the record's value is those bytes; a
+    """Both write paths of `enqueue` (a few rows: INSERT; 50 or more: COPY) store `payload_text` as it is (compact,
+    keys sorted at every level; not jsonb's spaced, shortest-key-first form); the record's value is those bytes; a
     payload of None is a record without a value."""
     few = [OutboxMessage(TOPIC, "k-few", PAYLOAD | {"n": 0}), OutboxMessage(TOPIC, "k-gone", None)]
     many = [OutboxMessage(TOPIC, f"k-{i % 7}", PAYLOAD | {"n": i}) for i in range(1, 61)]
@@ -66,7 +66,8 @@ async def test_the_relay_publishes_the_bytes_enqueue_wrote_and_null_as_a_tombsto
             stored = [r[0] for r in await conn.fetch(f"SELECT payload::text FROM {schema}.outbox ORDER BY id")]
         finally:
             await conn.close()
-        wanted = [orjson.dumps(m.payload) for m in few + many]
+        wanted = [orjson.dumps(m.payload, option=orjson.OPT_SORT_KEYS) for m in few + many]
+        assert wanted[0].startswith(b'{"a":[1,2.5,null],"mid":"\xc3\xa9 \xe2\x98\x83","n":0,"nested":{"a":{},"b":true}')
         assert [s.encode() for s in stored] == wanted
         while await relay.run_once():
             pass
@@ -86,13 +87,14 @@ async def s(make_settings: Any, token: Any) -> Any:
         yield st
 
 
-async def test_captured_events_are_queued_as_compact_json_objects(s: Stack, db_url: str) -> None:
+async def test_captured_events_are_queued_as_compact_sorted_json_objects(s: Stack, db_url: str) -> None:
     """The events service's own outbox statements (the batch capture's unnest, the single capture's scalar text
-    cast, on the statement pool whose codec would encode a JSON parameter once more) store each payload as the
-    compact JSON text of an object."""
+    cast, on the statement pool whose codec would encode a JSON parameter once more) store each payload as
+    `payload_text` gives it: an object, compact, keys sorted (the request's `recovered_kg` order is not kept)."""
     bid = await s.battery()
     await s.ok(bid, "INCIDENT", "inspector")
-    events = [s.body(bid, "INCIDENT") for _ in range(3)]
+    data = {"severity": "medium", "kind": "swelling", "description": "d"}  # neither sorted nor jsonb's order
+    events = [s.body(bid, "INCIDENT", data=data) for _ in range(3)]
     r = await s.events.post("/v1/events/batch", json={"events": events}, headers=s.as_role("inspector"))
     assert r.status_code == 201, r.text
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
@@ -105,7 +107,9 @@ async def test_captured_events_are_queued_as_compact_json_objects(s: Stack, db_u
     assert len(rows) >= 4  # the ledger's start (MANUFACTURED), the single INCIDENT, the batch's three
     assert {r["kind"] for r in rows} == {"object"}
     for row in rows:
-        assert orjson.dumps(orjson.loads(row["text"])).decode() == row["text"]
+        assert payload_text(orjson.loads(row["text"])) == row["text"]
+    batch = [r["text"] for r in rows if '"description":"d"' in r["text"]]
+    assert len(batch) == 3 and all('"data":{"description":"d","kind":"swelling","severity":"medium"}' in t for t in batch)
 
 
 async def alembic(url: str, verb: str, revision: str) -> None:

@@ -27,7 +27,7 @@ from shared.db import (
     select_list,
     unnest,
 )
-from shared.outbox import message_columns
+from shared.outbox import message_columns, payload_text
 
 _state = BatteryState.__table__
 _ledger = LedgerEntry.__table__
@@ -244,7 +244,7 @@ async def write(
     """Append ledger rows, move battery states, enqueue outbox messages: one round trip."""
     conn = await raw_connection(session)
     topics, keys, payloads = ([m[i] for m in outbox] for i in range(len(_MESSAGE)))
-    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, [json_text(p) for p in payloads]]
+    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, [payload_text(p) for p in payloads]]
     moves = update_states and bool(states)
     if moves:
         args += column_arrays(states, _MOVED)
@@ -275,6 +275,6 @@ async def append_one(
     state row is still at `version` (see `_append_one`). False: the state moved meanwhile and nothing was written.
     A concurrent twin (the poster's same event ID) raises UniqueViolationError; nothing is written then either."""
     topic, key, payload = message
-    args = [*column_values(row, _LEDGER), topic, key, json_text(payload), *column_values(state, _MOVED), version]
+    args = [*column_values(row, _LEDGER), topic, key, payload_text(payload), *column_values(state, _MOVED), version]
     status: str = await conn.execute(_APPEND_ONE, *args)
     return status.endswith(" 1")
