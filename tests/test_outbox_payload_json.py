@@ -109,7 +109,9 @@ async def test_captured_events_are_queued_as_compact_sorted_json_objects(s: Stac
     for row in rows:
         assert payload_text(orjson.loads(row["text"])) == row["text"]
     batch = [r["text"] for r in rows if '"description":"d"' in r["text"]]
-    assert len(batch) == 3 and all('"data":{"description":"d","kind":"swelling","severity":"medium"}' in t for t in batch)
+    assert len(batch) == 3 and all(
+        '"data":{"description":"d","kind":"swelling","severity":"medium"}' in t for t in batch
+    )
 
 
 async def alembic(url: str, verb: str, revision: str) -> None:

@@ -243,8 +243,8 @@ async def write(
 ) -> None:
     """Append ledger rows, move battery states, enqueue outbox messages: one round trip."""
     conn = await raw_connection(session)
-    topics, keys, payloads = ([m[i] for m in outbox] for i in range(len(_MESSAGE)))
-    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, [payload_text(p) for p in payloads]]
+    topics, keys, payloads = [m[0] for m in outbox], [m[1] for m in outbox], [payload_text(m[2]) for m in outbox]
+    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, payloads]
     moves = update_states and bool(states)
     if moves:
         args += column_arrays(states, _MOVED)
