@@ -126,7 +126,7 @@ async def transaction_limit(dsn: str, transactions: int) -> float:
         f"INSERT INTO {SCRATCH}.ledger ({', '.join(LEDGER_COLS)}) VALUES "
         f"($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15)"
     )
-    insert_outbox = f"INSERT INTO {SCRATCH}.outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb)"
+    insert_outbox = f"INSERT INTO {SCRATCH}.outbox (topic, key, payload) VALUES ($1, $2, $3::json)"
     pool = await asyncpg.create_pool(dsn, min_size=TX_CONNECTIONS, max_size=TX_CONNECTIONS)
     nxt = 0
 

@@ -123,7 +123,7 @@ def test_a_sweep_claiming_stragglers_below_the_cursor_keeps_the_cursor() -> None
 
 async def _enqueue(conn: asyncpg.Connection, key: str, name: str = "") -> int:
     oid: int = await conn.fetchval(
-        f"INSERT INTO {SCHEMA}.outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb) RETURNING id",
+        f"INSERT INTO {SCHEMA}.outbox (topic, key, payload) VALUES ($1, $2, $3::json) RETURNING id",
         TOPIC,
         key,
         f'{{"id": "{uuid.uuid4()}", "key": "{key}", "name": "{name}"}}',

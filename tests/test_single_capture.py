@@ -152,7 +152,7 @@ async def test_json_is_stored_as_objects(s: Stack, db_url: str) -> None:
         assert [dict(k) for k in kinds] == [{"data": "object", "location": "object"}]
         facts = await conn.fetchval("SELECT jsonb_typeof(facts) FROM events.battery_state WHERE battery_id = $1", bid)
         assert facts == "object"
-        payloads = await conn.fetch("SELECT jsonb_typeof(payload) AS t FROM events.outbox WHERE key = $1", bid)
+        payloads = await conn.fetch("SELECT json_typeof(payload) AS t FROM events.outbox WHERE key = $1", bid)
         assert {p["t"] for p in payloads} == {"object"}
     finally:
         await conn.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import JSON
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +27,7 @@ from shared.db import (
     select_list,
     unnest,
 )
-from shared.outbox import message_columns
+from shared.outbox import message_columns, payload_text
 
 _state = BatteryState.__table__
 _ledger = LedgerEntry.__table__
@@ -142,8 +143,10 @@ def _append_one() -> str:
 
 
 def _param(i: int, column: Any) -> str:
-    """`$i` typed as the column; JSONB as text cast to JSONB (see `_append_one`)."""
-    return f"${i}::text::jsonb" if isinstance(column.type, JSONB) else f"${i}::{pg_type(column)}"
+    """`$i` typed as the column; JSON and JSONB (the outbox payload, the ledger's data) as text cast to the
+    column's type (see `_append_one`)."""
+    cast = "::text" if isinstance(column.type, JSON) else ""  # JSONB is a JSON
+    return f"${i}{cast}::{pg_type(column)}"
 
 
 _APPEND_ONE = _append_one()
@@ -240,8 +243,8 @@ async def write(
 ) -> None:
     """Append ledger rows, move battery states, enqueue outbox messages: one round trip."""
     conn = await raw_connection(session)
-    topics, keys, payloads = ([m[i] for m in outbox] for i in range(len(_MESSAGE)))
-    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, [json_text(p) for p in payloads]]
+    topics, keys, payloads = [m[0] for m in outbox], [m[1] for m in outbox], [payload_text(m[2]) for m in outbox]
+    args = [*column_arrays(ledger_rows, _LEDGER), topics, keys, payloads]
     moves = update_states and bool(states)
     if moves:
         args += column_arrays(states, _MOVED)
@@ -272,6 +275,6 @@ async def append_one(
     state row is still at `version` (see `_append_one`). False: the state moved meanwhile and nothing was written.
     A concurrent twin (the poster's same event ID) raises UniqueViolationError; nothing is written then either."""
     topic, key, payload = message
-    args = [*column_values(row, _LEDGER), topic, key, json_text(payload), *column_values(state, _MOVED), version]
+    args = [*column_values(row, _LEDGER), topic, key, payload_text(payload), *column_values(state, _MOVED), version]
     status: str = await conn.execute(_APPEND_ONE, *args)
     return status.endswith(" 1")
