@@ -101,6 +101,50 @@ def test_proofs_from_the_held_tree_are_the_rfc_9162_proofs_computed_from_scratch
         tlog.verify_consistency(first, n, proof, _mth(leaves[:first]), _mth(leaves[:n]))
 
 
+def _read_below_the_cut(held: HeldTree, m: int, store: dict[NodeKey, bytes]) -> dict[NodeKey, bytes]:
+    """What the inclusion statement reads for leaf m in the held tree's own size (log/repository.INCLUSION_READ):
+    the stored sibling of the leaf's ancestor at each level below the cut."""
+    return {
+        (level, (m >> level) ^ 1): store[(level, (m >> level) ^ 1)]
+        for level in range(min(held.cut, held.size.bit_length()))
+        if (level, (m >> level) ^ 1) in store and (((m >> level) ^ 1) + 1) << level <= held.size
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_inclusion_path_in_the_held_size_is_the_rfc_9162_path(data: st.DataObject) -> None:
+    total = data.draw(st.integers(min_value=1, max_value=600), label="leaves")
+    leaves, store = _leaves(total), _store(_leaves(total))
+    held = HeldTree()
+    for size in sorted(set(data.draw(st.lists(st.integers(1, total), min_size=1, max_size=4), label="sizes"))):
+        held = _grow(held, size, store, leaves)
+        for m in {0, size - 1, *data.draw(st.lists(st.integers(0, size - 1), max_size=6), label="leaves asked")}:
+            path = held.inclusion_path(m, _read_below_the_cut(held, m, store))
+            assert path == _path(m, leaves[:size]) == tlog.inclusion_proof(m, size, tlog.getter(store))
+
+
+def test_the_inclusion_path_of_every_leaf_of_small_trees_is_the_rfc_9162_path() -> None:
+    for size in range(1, 70):
+        leaves = _leaves(size)
+        store = _store(leaves)
+        held = _grow(HeldTree(), size, store, leaves)
+        for m in range(size):
+            assert held.inclusion_path(m, _read_below_the_cut(held, m, store)) == _path(m, leaves)
+
+
+def test_the_inclusion_path_refuses_a_missing_node_and_a_tree_not_held() -> None:
+    leaves = _leaves(100)  # 7 bits: cut 4
+    store = _store(leaves)
+    held = _grow(HeldTree(), 100, store, leaves)
+    with pytest.raises(tlog.LogError, match="lacks node 2/"):
+        held.inclusion_path(5, {k: v for k, v in _read_below_the_cut(held, 5, store).items() if k[0] != 2})
+    with pytest.raises(tlog.LogError):
+        held.inclusion_path(100, store)  # not a leaf of the tree
+    with pytest.raises(tlog.LogError):
+        HeldTree(100, _mth(leaves), NOTHING_HELD).inclusion_path(5, store)  # nothing held: no right edge
+
+
 def test_a_grown_tree_reads_only_what_the_new_checkpoint_adds() -> None:
     leaves = _leaves(300)
     store = _store(leaves)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,11 +278,16 @@ def _inconsistent(what: str, exc: tlog.LogError) -> LogInconsistent:
 
 
 def _inclusion_proof(
-    index: int, size: int, get: tlog.NodeGetter, leaf: bytes | None, root: bytes | None
+    index: int, size: int, held: HeldTree, stored: Mapping[tlog.NodeKey, bytes], leaf: bytes | None, root: bytes | None
 ) -> list[bytes]:
-    """The proof, checked against the signed root of its tree (when there is one) before anyone sees it."""
+    """The proof from the nodes read from the store and the held tree (in the held tree's own size, straight from
+    its nodes: `HeldTree.inclusion_path`), checked against the signed root of its tree (when there is one) before
+    anyone sees it."""
     try:
-        proof = tlog.inclusion_proof(index, size, get)
+        if size == held.edge_size:
+            proof = held.inclusion_path(index, stored)
+        else:
+            proof = tlog.inclusion_proof(index, size, held.getter(stored))
         if leaf is not None and root is not None:
             tlog.verify_inclusion(leaf, index, size, proof, root)
     except tlog.LogError as exc:
@@ -310,7 +316,7 @@ async def inclusion(
             held = await hold(conn, tree)
             if held.cut != cut or size > held.size or (size == edge and held.edge_size != size):
                 continue  # what was read below the old cut (or without the held edge) does not fit the new tree
-        proof = _inclusion_proof(index, size, held.getter(read.nodes), read.leaf_hash, read.root)
+        proof = _inclusion_proof(index, size, held, read.nodes, read.leaf_hash, read.root)
         return {"leaf_index": index, "tree_size": size, "audit_path": tlog.hexes(proof)}
     raise LogUnavailable("The log changed while the proof was read; try again.")
 
@@ -378,14 +384,14 @@ async def proof_bundle(
         i = indexes.get(e["sequence"])
         if i is not None and i < cp.tree_size:
             needed |= tlog.needed_for_inclusion(i, cp.tree_size)
-    get = held.getter(await repo.nodes(conn, held.unheld(needed, cp.tree_size)))
+    stored = await repo.nodes(conn, held.unheld(needed, cp.tree_size))
     out = []
     for e in events:
         seq = e["sequence"]
         i = indexes.get(seq)
         entry: dict[str, Any] = {"event": e}
         if i is not None and i < cp.tree_size:
-            proof = _inclusion_proof(i, cp.tree_size, get, leaves.get(seq), cp.root_hash)
+            proof = _inclusion_proof(i, cp.tree_size, held, stored, leaves.get(seq), cp.root_hash)
             entry["inclusion"] = {"leaf_index": i, "tree_size": cp.tree_size, "audit_path": tlog.hexes(proof)}
         else:
             entry["pending"] = True

@@ -50,6 +50,10 @@ class HeldTree:
     cut: int = NOTHING_HELD
     levels: Mapping[int, list[bytes]] = field(default_factory=dict)
     edge: Mapping[NodeKey, bytes] = field(default_factory=dict)
+    #: By level l: MTH(D[(size >> l) << l : size]), the partial subtree at the right edge that an inclusion proof
+    #: in this tree has at level l when the leaf's ancestor there is the last complete one (None where size has
+    #: no bits below l). The same for every leaf, so folded once, when the tree is taken in (`inclusion_path`).
+    partials: tuple[bytes | None, ...] = ()
 
     @property
     def edge_size(self) -> int:
@@ -105,7 +109,33 @@ class HeldTree:
         if tlog.root(size, node) != root:
             raise tlog.LogError(f"the stored nodes do not make up the root the log signed for {size} leaves")
         edge = {(level, (size >> level) - 1): read(level, (size >> level) - 1) for level in _edge_levels(size, cut)}
-        return HeldTree(size, root, cut, levels, edge)
+        return HeldTree(size, root, cut, levels, edge, _partials(size, node))
+
+    def inclusion_path(self, index: int, stored: Mapping[NodeKey, bytes]) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 PATH(index, D[size]) in this tree, bottom up, straight from the nodes: at each level
+        the sibling of the leaf's ancestor — complete (from `stored`, else held), the right edge's partial subtree
+        (`partials`), or none where the ancestor is the last node of its level and has no sibling. What
+        `tlog.inclusion_proof` assembles through its plan, without the plan (tests/test_log_tree.py: equal, and
+        the RFC's PATH, for every leaf of every tree it grows). Raises LogError where a node is missing."""
+        size = self.size
+        if not 0 <= index < size or self.edge_size != size:
+            raise tlog.LogError(f"no inclusion path of leaf {index} from the tree held of {size} leaves")
+        proof = []
+        for level in range(size.bit_length()):
+            sibling = (index >> level) ^ 1
+            start = sibling << level
+            if start >= size:
+                continue  # the ancestor is the last node of its level: no sibling, no hash
+            if start + (1 << level) > size:
+                h = self.partials[level]
+            else:
+                h = stored.get((level, sibling))
+                if h is None:
+                    h = self.get(level, sibling)
+            if h is None:
+                raise tlog.LogError(f"the log store lacks node {level}/{sibling}")
+            proof.append(h)
+        return proof
 
     def getter(self, stored: Mapping[NodeKey, bytes]) -> tlog.NodeGetter:
         """Nodes from what a proof read from the store, else from the held tree."""
@@ -125,6 +155,19 @@ class HeldTree:
         if size > self.size:
             return keys
         return {(level, i) for level, i in keys if level < self.cut and (level, i) not in self.edge}
+
+
+def _partials(size: int, node: tlog.NodeGetter) -> tuple[bytes | None, ...]:
+    """`HeldTree.partials` of the tree of `size` leaves: its right-edge subtrees (the set bits of size) folded
+    from the lowest up, each level's the fold of those below it."""
+    out: list[bytes | None] = []
+    acc: bytes | None = None
+    for level in range(size.bit_length()):
+        out.append(acc)
+        if size >> level & 1:
+            h = node(level, (size >> level) - 1)
+            acc = h if acc is None else tlog.node_hash(h, acc)
+    return tuple(out)
 
 
 @dataclass
