@@ -156,6 +156,7 @@ def create_service_app(
                         partitions=settings.kafka_partitions,
                         batch_size=settings.relay_batch_size,
                         idle_sleep_s=settings.relay_idle_sleep_s,
+                        idle_max_s=settings.relay_idle_max_s,
                         standby_poll_s=settings.relay_standby_poll_s,
                         retention_s=settings.outbox_retention_days * 86_400,
                         prune_interval_s=settings.outbox_prune_interval_s,

@@ -120,7 +120,10 @@ def _enqueue_sql(schema: str) -> tuple[list[str], str]:
     """The message columns of a schema's outbox, and the INSERT of one message (asyncpg, built once)."""
     columns = message_columns(_outbox(schema))
     values = ", ".join(f"${i}::{pg_type(c)}" for i, c in enumerate(columns, 1))
-    return [c.name for c in columns], f"INSERT INTO {qualified(_outbox(schema))} ({names(columns)}) VALUES ({values})"
+    # FROM the transaction's ID: assigned (if it was not yet) before the row's outbox ID is drawn (ClaimCursor).
+    return [c.name for c in columns], (
+        f"INSERT INTO {qualified(_outbox(schema))} ({names(columns)}) SELECT {values} FROM (SELECT pg_current_xact_id()) x"
+    )
 
 
 async def enqueue(session: AsyncSession, schema: str, messages: Sequence[OutboxMessage]) -> None:
@@ -131,6 +134,9 @@ async def enqueue(session: AsyncSession, schema: str, messages: Sequence[OutboxM
     columns, insert = _enqueue_sql(schema)
     records = [(m.topic, m.key, payload_text(m.payload)) for m in messages]
     if len(messages) >= 50:
+        # COPY draws the IDs of a buffer of rows before it writes the first: the transaction's ID comes first
+        # (ClaimCursor: a transaction holding an outbox ID has its own ID already).
+        await conn.execute("SELECT pg_current_xact_id()")
         await conn.copy_records_to_table("outbox", schema_name=schema, columns=columns, records=records)
     else:
         await conn.executemany(insert, records)
@@ -245,26 +251,30 @@ CLAIM_SWEEP_S = 2.0
 #: Separate ranges of missing IDs the cursor keeps apart, at most; beyond it they are waited at as one range (from
 #: the first to the last, until every transaction that could hold any of them has ended): coarser, never skipping.
 MAX_WAITED_RANGES = 1_000
-#: Two columns a claim statement adds: the bounds of its own snapshot (both uncorrelated sub-selects, evaluated
-#: once per statement, under the statement's snapshot).
+#: Two columns a claim statement adds: its snapshot's `xmin` and its own transaction's ID (both uncorrelated
+#: sub-selects, evaluated once per statement; the statement's snapshot was taken before its transaction ID, which a
+#: claim has anyway: it locks or deletes the rows it takes).
 SNAPSHOT_COLUMNS = (
     "(SELECT pg_snapshot_xmin(s)::text::bigint FROM pg_current_snapshot() s) AS snapshot_xmin, "
-    "(SELECT pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s) AS snapshot_xmax"
+    "(SELECT pg_current_xact_id()::text::bigint) AS claim_xid"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A claim statement's snapshot bounds (PostgreSQL xid8 values): every transaction with an ID below `xmin` had
-    ended when the claim read; none with an ID at or above `xmax` had started."""
+    """What a claim statement knew of the other transactions (PostgreSQL xid8 values): every transaction with an ID
+    below `xmin` had ended when the claim read; `xid`, the claim's own transaction ID, was assigned after the claim's
+    snapshot was taken, so it is above the ID of every transaction that had one by then. (Not the snapshot's
+    `xmax`: that is only past the latest *completed* transaction, and a transaction running with a higher ID is
+    in neither `xmax` nor the snapshot's list of running ones.)"""
 
     xmin: int
-    xmax: int
+    xid: int
 
     @classmethod
     def of(cls, row: Any) -> Snapshot:
         """From a row of a statement that selected `SNAPSHOT_COLUMNS`."""
-        return cls(int(row["snapshot_xmin"]), int(row["snapshot_xmax"]))
+        return cls(int(row["snapshot_xmin"]), int(row["claim_xid"]))
 
 
 class ClaimCursor:
@@ -274,11 +284,12 @@ class ClaimCursor:
     after a higher one was claimed: every ID above the highest claimed that a claim did not return is waited at
     (the cursor stays below it) until a claim returns it or its transaction has certainly ended without it.
 
-    "Certainly ended" is read from the claims' snapshots, not from a clock: an ID first missed by a claim whose
-    snapshot's `xmax` was X belongs to a transaction with an ID below X (it wrote the row it announces, so it had
-    its transaction ID before drawing the outbox ID, which was before the higher ID that claim returned). Once a
-    later claim that starts below it does not return it either, and that claim's `xmin` is at or past X, that
-    transaction had ended before the claim read: it rolled back, and the ID is given up. So a transaction that is
+    "Certainly ended" is read from the claims' snapshots, not from a clock: an ID first missed by a claim whose own
+    transaction ID is X belongs to a transaction with an ID below X. (That transaction drew the outbox ID before
+    the higher one the claim saw committed, so before the claim's snapshot; and it had its own ID before it drew the
+    outbox ID: `enqueue` and the capture statements see to it. X was assigned after the snapshot.) Once a later
+    claim that starts below it does not return it either, and that claim's `xmin` is at or past X, that transaction
+    had ended before the claim read: it rolled back, and the ID is given up. So a transaction that is
     slow to commit (seconds, under load or CPU starvation) is waited for however long it takes: a timeout that
     gave it up would let the next row of the same battery be claimed first, and the battery's messages reordered.
     A long-running write transaction anywhere in the cluster holds `xmin` back and the cursor with it, which costs
@@ -295,8 +306,8 @@ class ClaimCursor:
         self.sweep_s = sweep_s
         self.clock = clock
         self.high: int | None = None  # the highest ID claimed (None: nothing yet)
-        #: IDs above the first claim's not claimed yet, as ascending disjoint ranges (first, last, xmax): `xmax` of
-        #: the claim that first missed them. However many IDs a gap holds (concurrent batches of thousands), it is
+        #: IDs up to the highest claimed that no claim returned yet, as ascending disjoint ranges (first, last, xid):
+        #: the transaction ID of the claim that first missed them. However many IDs a gap holds (concurrent batches of thousands), it is
         #: one range: none is ever skipped for being one too many.
         self.waiting: list[tuple[int, int, int]] = []
         self._next_sweep = 0.0  # the first claim sweeps
@@ -316,19 +327,18 @@ class ClaimCursor:
             return
         last = ids[-1]
         kept: list[tuple[int, int, int]] = []
-        for first, end, xmax in self.waiting:
+        for first, end, missed_by in self.waiting:
             for a, b in _gaps(first, end, ids):
                 # Below the highest this claim returned, not returned, and every transaction that could hold it
                 # had ended when the claim read (the claim started below it): rolled back, given up.
-                if not (b < last and snapshot.xmin >= xmax):
-                    kept.append((a, b, xmax))
+                if not (b < last and snapshot.xmin >= missed_by):
+                    kept.append((a, b, missed_by))
         # Every ID up to the highest claimed that no claim returned is waited at, from 1 on the first claim: a new
-        # leader's first claim may come while lower IDs are still in flight. A gap missed while no transaction was
-        # running (xmin = xmax) can hold nothing that will ever commit.
+        # leader's first claim may come while lower IDs are still in flight (the next claim gives up at once what
+        # was only sent or rolled back before it, as nothing older is running by then).
         high = 0 if self.high is None else self.high
         if last > high:
-            if snapshot.xmin < snapshot.xmax:
-                kept += [(a, b, snapshot.xmax) for a, b in _gaps(high + 1, last, ids)]
+            kept += [(a, b, snapshot.xid) for a, b in _gaps(high + 1, last, ids)]
             self.high = last
         if len(kept) > MAX_WAITED_RANGES:
             kept = [(kept[0][0], kept[-1][1], max(x for _, _, x in kept))]
@@ -377,6 +387,7 @@ class OutboxRelay:
         partitions: int = 4,
         batch_size: int = 1000,
         idle_sleep_s: float = 0.02,
+        idle_max_s: float = 0.1,
         standby_poll_s: float = 0.5,
         retention_s: float | None = 7 * 86_400,
         prune_interval_s: float = 600.0,
@@ -389,6 +400,7 @@ class OutboxRelay:
         self.partitions = partitions
         self.batch_size = batch_size
         self.idle_sleep_s = idle_sleep_s
+        self.idle_max_s = max(idle_max_s, idle_sleep_s)
         self.standby_poll_s = standby_poll_s
         self.retention_s = retention_s
         self.prune_interval_s = prune_interval_s
@@ -518,6 +530,7 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = 0.2
         spell = 0  # rows published since the outbox was last found empty
+        idle = self.idle_sleep_s  # doubles with each empty poll, up to idle_max_s; back at once when rows come
         while not self._stop.is_set():
             try:
                 if not await self._lead():
@@ -532,7 +545,8 @@ class OutboxRelay:
                     spell = 0
                 if n < self.batch_size:
                     await self._prune_if_due()
-                    await self._sleep(self.idle_sleep_s)
+                    await self._sleep(idle if n == 0 else self.idle_sleep_s)
+                idle = min(idle * 2, self.idle_max_s) if n == 0 else self.idle_sleep_s
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

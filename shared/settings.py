@@ -107,7 +107,13 @@ class ServiceSettings(KafkaSettings):
     jwt_algorithms: list[str] = ["EdDSA", "RS256", "ES256"]
     relay_enabled: bool = Field(True, description="Run the outbox relay inside the service process.")
     relay_batch_size: int = Field(2000, ge=1)
-    relay_idle_sleep_s: float = Field(0.02, gt=0)
+    relay_idle_sleep_s: float = Field(0.02, gt=0, description="Pause after a batch that emptied the outbox (s).")
+    relay_idle_max_s: float = Field(
+        0.1,
+        gt=0,
+        description="Longest pause while the outbox stays empty: each empty poll doubles the pause up to this, so an "
+        "idle relay polls ten times a second, not fifty; the first row after a quiet spell waits at most this long.",
+    )
     relay_standby_poll_s: float = Field(
         0.5, gt=0, description="How often a standby relay tries to take the outbox's leader lock (takeover delay)."
     )

@@ -25,15 +25,20 @@ class Clock:
         return self.now
 
 
-def snap(xmin: int, xmax: int | None = None) -> Snapshot:
-    return Snapshot(xmin, xmin if xmax is None else xmax)
+def snap(xmin: int, xid: int | None = None) -> Snapshot:
+    """A claim's snapshot `xmin` and its own transaction ID (by default the next after xmin: nothing else running)."""
+    return Snapshot(xmin, xmin if xid is None else xid)
 
 
-def test_the_first_claim_sweeps_and_the_next_start_after_the_highest_claimed() -> None:
+def test_the_first_claim_waits_at_lower_ids_until_nothing_older_runs() -> None:
+    """A new leader's first claim (a sweep from the start) may come while lower IDs are still in flight; the next
+    claim whose xmin has passed the first one's transaction gives up what was not there (sent before, or rolled back)."""
     cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
     assert cursor.start() == 0
-    cursor.claimed([5, 6, 7], snap(50))
-    assert cursor.start() == 7
+    cursor.claimed([5, 6, 7], snap(50, 60))
+    assert cursor.start() == 0  # 1..4 waited at
+    cursor.claimed([8], snap(60, 61))
+    assert cursor.start() == 8
 
 
 def test_an_id_a_claim_did_not_return_is_waited_at_until_claimed() -> None:
@@ -115,10 +120,12 @@ def test_a_sweep_claiming_stragglers_below_the_cursor_keeps_the_cursor() -> None
     cursor = ClaimCursor(sweep_s=2.0, clock=clock)
     cursor.start()
     cursor.claimed([10, 11], snap(50))
+    cursor.claimed([12], snap(51))
+    assert cursor.start() == 12
     clock.now += 3
     assert cursor.start() == 0
-    cursor.claimed([4], snap(50))  # requeued
-    assert cursor.start() == 11
+    cursor.claimed([4], snap(52))  # requeued
+    assert cursor.start() == 12
 
 
 async def _enqueue(conn: asyncpg.Connection, key: str, name: str = "") -> int:
@@ -199,51 +206,63 @@ async def test_a_slow_commit_keeps_its_place_before_the_next_row_of_its_key(db_u
 @settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(data: st.DataObject) -> None:
-    """The cursor against a model of PostgreSQL: transactions take an xid, then (holding their key's row lock, so
-    one key's transactions follow each other) draw an outbox ID, and commit or roll back in any order; claims see
-    what has committed, from the cursor's start, in ID order, up to a limit, with the snapshot's xmin and xmax.
-    Every committed row is published, once per claim at most, and each key's rows in the order they were written."""
+    """The cursor against a model of PostgreSQL: a transaction takes its xid (it writes or locks its key's row
+    first, so one key's transactions follow each other), then draws outbox IDs, interleaved with the others', and
+    commits or rolls back in any order; claims see what has committed, from the cursor's start, in ID order, up to
+    a limit, with PostgreSQL's snapshot bounds. Every committed row is published, once per claim at most, and each
+    key's rows in the order they were written."""
     clock = Clock()
     cursor = ClaimCursor(sweep_s=2.0, clock=clock)
-    next_xid, next_id = 100, 1
-    running: dict[int, tuple[int, str]] = {}  # xid -> (outbox ID, key)
-    locked: set[str] = set()
+    next_xid, next_id, latest_completed = 100, 1, 99
+    running: dict[int, tuple[str, list[int]]] = {}  # xid -> (key, its outbox IDs so far)
     committed: dict[int, str] = {}  # outbox ID -> key, visible
     sent: list[int] = []
     written: dict[str, list[int]] = {}  # key -> its IDs in commit order
-    for _ in range(data.draw(st.integers(10, 120))):
-        step = data.draw(st.sampled_from(["begin", "begin", "end", "claim", "claim", "tick"]))
+
+    def claim(start: int, limit: int) -> tuple[list[int], Snapshot]:
+        """As PostgreSQL answers: the snapshot's xmax is past the latest completed transaction only, and xmin is the
+        oldest running transaction below that xmax (a running one above it is in neither); the claim's own
+        transaction ID comes after its snapshot, and the claim completes."""
+        nonlocal next_xid, latest_completed
+        xmax = latest_completed + 1
+        xmin = min((x for x in running if x < xmax), default=xmax)
+        ids = sorted(i for i in committed if i > start and i not in sent)[:limit]
+        own, next_xid = next_xid, next_xid + 1
+        latest_completed = max(latest_completed, own)
+        return ids, Snapshot(xmin, own)
+
+    def end(xid: int, commit: bool) -> None:
+        nonlocal latest_completed
+        key, oids = running.pop(xid)
+        latest_completed = max(latest_completed, xid)
+        if commit:
+            committed.update(dict.fromkeys(oids, key))
+            written.setdefault(key, []).extend(oids)
+
+    for _ in range(data.draw(st.integers(10, 150))):
+        step = data.draw(st.sampled_from(["begin", "draw", "draw", "end", "claim", "claim", "tick"]))
         if step == "begin":
             key = data.draw(st.sampled_from("AB"))
-            if key not in locked:
-                locked.add(key)
-                running[next_xid] = (next_id, key)
-                next_xid, next_id = next_xid + 1, next_id + 1
+            if all(k != key for k, _ in running.values()):
+                running[next_xid] = (key, [])
+                next_xid += 1
+        elif step == "draw" and running:
+            running[data.draw(st.sampled_from(sorted(running)))][1].append(next_id)
+            next_id += 1
         elif step == "end" and running:
-            xid = data.draw(st.sampled_from(sorted(running)))
-            oid, key = running.pop(xid)
-            locked.discard(key)
-            if data.draw(st.booleans()):
-                committed[oid] = key
-                written.setdefault(key, []).append(oid)
+            end(data.draw(st.sampled_from(sorted(running))), data.draw(st.booleans()))
         elif step == "claim":
-            start = cursor.start()
-            limit = data.draw(st.integers(1, 5))
-            ids = sorted(i for i in committed if i > start and i not in sent)[:limit]
-            xmin = min(running, default=next_xid)
+            ids, snapshot = claim(cursor.start(), data.draw(st.integers(1, 5)))
             sent += ids
-            cursor.claimed(ids, Snapshot(xmin, next_xid))
+            cursor.claimed(ids, snapshot)
         else:
             clock.now += data.draw(st.sampled_from([0.1, 0.1, 0.1, 2.5]))
     for xid in sorted(running):  # everything ends; the relay claims until nothing is left
-        oid, key = running.pop(xid)
-        committed[oid] = key
-        written.setdefault(key, []).append(oid)
+        end(xid, True)
     for _ in range(len(committed) + 2):
-        start = cursor.start()
-        ids = sorted(i for i in committed if i > start and i not in sent)[:5]
+        ids, snapshot = claim(cursor.start(), 5)
         sent += ids
-        cursor.claimed(ids, Snapshot(next_xid, next_xid))
+        cursor.claimed(ids, snapshot)
         clock.now += 0.5
     clock.now += 5
     start = cursor.start()  # a last sweep
@@ -251,3 +270,42 @@ def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(da
     assert sorted(sent) == sorted(committed)  # all of them, each once
     for key, oids in written.items():
         assert [i for i in sent if committed[i] == key] == oids, key
+
+
+async def test_a_transaction_newer_than_every_completed_one_is_still_waited_for(db_url, infra, topic_prefix) -> None:
+    """PostgreSQL's snapshot leaves out a running transaction whose ID is above every completed one (it is in
+    neither `xmax` nor the running list): T, which began after U but drew its outbox ID first, is such a one when
+    U commits and the relay claims. The cursor must still wait for T's row, and publish it before the next row of
+    T's key (the reordering a relay-failover test found when the wait was judged by `xmax`)."""
+    engine = make_engine(db_url, pool_size=2)
+    relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix)
+    relay.cursor = ClaimCursor(sweep_s=3600.0, clock=Clock())  # no sweep to tidy up after a skipped row
+    u, t, other = [await asyncpg.connect(asyncpg_dsn(db_url)) for _ in range(3)]
+    try:
+        await _enqueue(other, "X", "first")
+        assert await relay.run_once() == 1
+        tx_u, tx_t = u.transaction(), t.transaction()
+        await tx_u.start()
+        await u.execute("SELECT pg_current_xact_id()")  # U has its ID first (as a capture that locked its battery)
+        await tx_t.start()
+        await t.execute("SELECT pg_current_xact_id()")  # T's ID is above U's...
+        await _enqueue(t, "K", "T")  # ...and it draws the lower outbox ID
+        await _enqueue(u, "U", "U")
+        await tx_u.commit()  # U is the latest completed; T, running above it, is in no snapshot's list
+        assert await relay.run_once() == 1  # U's row; T's is waited at
+        await _enqueue(other, "X", "between")
+        assert await relay.run_once() == 1  # a later claim, while T still runs: T's row is still waited at
+        await tx_t.commit()
+        await _enqueue(other, "K", "after T")  # the next row of T's key
+        published = 0
+        while (n := await relay.run_once()) > 0:
+            published += n
+        assert published == 2
+        got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=5)
+        on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])
+        assert [m["value"]["name"] for m in on_partition] == ["T", "after T"]
+    finally:
+        await relay.stop()
+        for c in (u, t, other):
+            await c.close()
+        await engine.dispose()

@@ -318,3 +318,34 @@ async def test_the_relay_places_each_message_where_producer_send_would_in_order(
     for m in got:
         by_key[m["key"]].append((m["offset"], m["value"]["n"]))
     assert all([n for _, n in sorted(seen)] == sorted(n for _, n in seen) for seen in by_key.values())
+
+
+async def test_an_idle_relay_polls_less_and_still_publishes_a_new_row_at_once(db_url, infra, topic_prefix):
+    """Each empty poll doubles the pause up to `idle_max_s` (an idle leader asks ten times a second, not a hundred),
+    and the first row after the quiet spell is still published. (How soon is the bench's freshness figure, not a
+    timed assertion here.)"""
+    polls = 0
+
+    class Counting(OutboxRelay):
+        async def run_once(self) -> int:
+            nonlocal polls
+            polls += 1
+            return await super().run_once()
+
+    engine = make_engine(db_url, pool_size=2)
+    relay = Counting(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix, idle_sleep_s=0.01)
+    assert relay.idle_max_s == 0.1
+    maker = make_sessionmaker(engine)
+    try:
+        relay.start()
+        await eventually(lambda: relay.leader, timeout_s=10)
+        await asyncio.sleep(0.5)  # into the quiet spell
+        polls = 0
+        await asyncio.sleep(2.0)
+        assert 0 < polls <= 30, polls  # about one poll per 0.1 s (a fixed 0.01 s pause: about 200)
+        async with maker() as session, session.begin():
+            await enqueue(session, SCHEMA, [OutboxMessage(TOPIC, "KR-1", {"id": str(uuid.uuid4())})])
+        await eventually(lambda: relay.published == 1, timeout_s=10)
+    finally:
+        await relay.stop()
+        await engine.dispose()
