@@ -137,7 +137,7 @@ async def run(
         await asyncio.gather(*tasks)
         say(f"{len(soak.accepted)} events accepted, {len(soak.bad)} bad answers; answers: {dict(soak.statuses)}")
         for name in NAMES:
-            points = [(t, m) for t, _, m in soak.rss.get(name, [])]
+            points = [(s.t, s.rss) for s in soak.rss.get(name, [])]
             warm = [(t, m) for t, m in points if t >= points[0][0] + min(WARM_UP_S, warm_up_s)]
             say(
                 f"RSS {name}: {points[0][1]:.1f} -> {points[-1][1]:.1f} MiB, slope {_slope(points)} MiB/min, "

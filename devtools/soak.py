@@ -12,7 +12,10 @@ broker killed (restarted empty, then the runbook: republish from the system of r
 a service SIGKILLed (events and registry in turn), the portal consumer SIGKILLed. At the end it reconciles:
 every 201 in the ledger, every ledger event on battery.lifecycle.v1 and in the portal exactly once, and no 5xx
 other than a 503 with Retry-After. The RSS of every service process is sampled every 10 s; the report gives
-each process's slope (MiB per minute, least squares) so a leak shows. The JSON report is written to
+each process's life (a restarted service is a new one) its slope (MiB per minute, least squares) over the whole
+life, after the first two minutes and over the last half, its steps (a rise of 2 MiB or more within one sample:
+a republish, a catch-up, the ledger verifier's sweep, each named by what it came after) and its drift (growth
+between the steps), and says in words whether it is flat or keeps growing. The JSON report is written to
 `--report`; the exit code is 0 only if everything reconciled.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -106,6 +110,23 @@ def fault_matrix(runs: int) -> dict[str, Any]:
 # ---- part 2: the mixed load with faults ----
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One look at a service process: seconds since the load began, its pid, and MiB of its RSS, of that its
+    anonymous memory (heap, arenas, stacks: where a leak grows) and its file-backed pages, and its threads."""
+
+    t: float
+    pid: int
+    rss: float
+    anon: float
+    file: float
+    threads: int
+
+
+#: Seconds between two RSS samples of every process.
+SAMPLE_EVERY_S = 10.0
+
+
 @dataclass
 class Soak:
     base: Path
@@ -123,7 +144,8 @@ class Soak:
     statuses: Counter[str] = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
-    rss: dict[str, list[tuple[float, int, float]]] = field(default_factory=dict)  # name -> (t, pid, MiB)
+    rss: dict[str, list[Sample]] = field(default_factory=dict)  # by process name, every life of it
+    t0: float = field(default_factory=time.monotonic)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- the system --
@@ -283,22 +305,33 @@ class Soak:
                 await asyncio.sleep(0.1)
 
     async def sample_rss(self) -> None:
-        started = time.monotonic()
         while not self.stop.is_set():
             for name, proc in list(self.procs.items()):
                 try:
                     text = Path(f"/proc/{proc.pid}/status").read_text()  # noqa: ASYNC240 - procfs, no disk
                 except OSError:
                     continue
-                found = re.search(r"VmRSS:\s+(\d+) kB", text)
-                if found:
+                found = dict(re.findall(r"^(VmRSS|RssAnon|RssFile|Threads):\s+(\d+)", text, re.MULTILINE))
+                if "VmRSS" in found:
+                    kib = {k: int(v) / 1024 for k, v in found.items() if k != "Threads"}
                     self.rss.setdefault(name, []).append(
-                        (round(time.monotonic() - started, 1), proc.pid, int(found.group(1)) / 1024)
+                        Sample(
+                            self.elapsed(),
+                            proc.pid,
+                            kib["VmRSS"],
+                            kib.get("RssAnon", 0.0),
+                            kib.get("RssFile", 0.0),
+                            int(found.get("Threads", 0)),
+                        )
                     )
             try:
-                await asyncio.wait_for(self.stop.wait(), 10)
+                await asyncio.wait_for(self.stop.wait(), SAMPLE_EVERY_S)
             except TimeoutError:
                 pass
+
+    def elapsed(self) -> float:
+        """Seconds since the load began: the time axis of the RSS samples and the faults."""
+        return round(time.monotonic() - self.t0, 1)
 
     # -- the faults --
 
@@ -324,7 +357,14 @@ class Soak:
             self.kill("portal-consumer")
             await asyncio.sleep(1)
             await self.start("portal-consumer")
-        self.faults.append({"fault": kind, "detail": detail, "seconds": round(time.monotonic() - t0, 1)})
+        self.faults.append(
+            {
+                "fault": kind,
+                "detail": detail,
+                "at_s": round(t0 - self.t0, 1),
+                "seconds": round(time.monotonic() - t0, 1),
+            }
+        )
         say(f"fault {index + 1}: {kind} {detail} (recovered in {time.monotonic() - t0:.1f} s); {self.summary()}")
 
     async def republish(self) -> str:
@@ -416,8 +456,15 @@ class Soak:
         return ids
 
 
-#: Seconds of a process's life left out of its "after warm-up" slope.
+#: Seconds of a process's life left out of its "after warm-up" figures.
 WARM_UP_S = 120.0
+#: A rise of at least this between two samples is a step: a burst's working set (a republish, a catch-up, the
+#: ledger verifier's sweep) that the allocator keeps for the next burst, not drift.
+STEP_MIB = 2.0
+#: Growth between steps at most this (MiB per minute, after warm-up): flat.
+FLAT_MIB_PER_MIN = 0.25
+#: Minutes of life after warm-up below which a process's plateau cannot be told from a slope.
+MIN_VERDICT_MIN = 3.0
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -429,25 +476,94 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return round(sum((t - mt) * (m - mm) for t, m in points) / var * 60, 3) if var else 0.0
 
 
-def slopes(rss: dict[str, list[tuple[float, int, float]]]) -> dict[str, Any]:
-    """Per process (a service restarted by a fault is a new process): RSS first/last and its least-squares slope."""
+def _sweeps(name: str, start: float, end: float) -> list[float]:
+    """When the events service's ledger verifier sweeps (at start, then every `verify_interval_s`; each sweep
+    reads the chains of 500 batteries at a time: with the soak's 24 batteries, the whole ledger at once)."""
+    if name != "events":
+        return []
+    from services.events.settings import EventsSettings
+
+    every = float(
+        os.environ.get("BT_EVENTS_VERIFY_INTERVAL_S", EventsSettings.model_fields["verify_interval_s"].default)
+    )
+    return [start + k * every for k in range(int((end - start) // every) + 1)]
+
+
+def _cause(t: float, faults: list[dict[str, Any]], sweeps: list[float]) -> str:
+    """What a step at `t` came after: a fault (within a minute of its recovery) or a ledger sweep."""
+    for f in reversed(faults):
+        if f["at_s"] <= t <= f["at_s"] + f["seconds"] + 60:
+            return f"fault {f['fault']} {f['detail']}".strip()
+    if any(s <= t <= s + 60 for s in sweeps):
+        return "ledger sweep"
+    return "?"
+
+
+def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> dict[str, Any]:
+    """One process's RSS over its life: first, last, max; the least-squares slope over the whole life, after the
+    warm-up and over the last half; the steps (rises of `STEP_MIB` or more between two samples) with what they came
+    after; and the drift: the growth after the warm-up outside the steps, per minute. A process whose drift is flat
+    has plateaued (its steps are bursts' working sets the allocator keeps), one whose drift is not keeps growing."""
+    points = [(s.t, s.rss) for s in samples]
+    t0, t1 = points[0][0], points[-1][0]
+    warm = [(t, m) for t, m in points if t >= t0 + WARM_UP_S]
+    half = [(t, m) for t, m in points if t >= (t0 + t1) / 2]
+    sweeps = _sweeps(name, t0, t1)
+    steps: list[dict[str, Any]] = [
+        {"at_s": t, "mib": round(m - prev, 1), "after": _cause(t, faults, sweeps)}
+        for (_, prev), (t, m) in itertools.pairwise(points)
+        if m - prev >= STEP_MIB
+    ]
+    warm_minutes = (warm[-1][0] - warm[0][0]) / 60 if len(warm) >= 2 else 0.0
+    drift = None
+    if warm_minutes > 0:
+        stepped = sum(s["mib"] for s in steps if s["at_s"] > warm[0][0])
+        drift = round((warm[-1][1] - warm[0][1] - stepped) / warm_minutes, 3)
+    if drift is None or warm_minutes < MIN_VERDICT_MIN:
+        verdict = f"too short to tell ({warm_minutes:.1f} min after warm-up)"
+    elif drift <= FLAT_MIB_PER_MIN:
+        late = [s for s in steps if s["at_s"] > warm[0][0]]
+        verdict = "flat" + (
+            f" between {len(late)} steps (+{sum(s['mib'] for s in late):.1f} MiB: "
+            + ", ".join(sorted({s["after"] for s in late}))
+            + ")"
+            if late
+            else ""
+        )
+    else:
+        verdict = f"growing {drift} MiB/min between steps"
+    first, last = samples[0], samples[-1]
+    return {
+        "samples": len(points),
+        "from_s": t0,
+        "minutes": round((t1 - t0) / 60, 1),
+        "rss_first_mib": round(first.rss, 1),
+        "rss_last_mib": round(last.rss, 1),
+        "rss_max_mib": round(max(m for _, m in points), 1),
+        "anon_first_mib": round(first.anon, 1),
+        "anon_last_mib": round(last.anon, 1),
+        "file_first_mib": round(first.file, 1),
+        "file_last_mib": round(last.file, 1),
+        "threads_first": first.threads,
+        "threads_last": last.threads,
+        "slope_mib_per_min": _slope(points),
+        # Caches, pools and the allocator fill up in the first minutes; a leak shows after them.
+        "slope_after_warm_up_mib_per_min": _slope(warm) if len(warm) >= 3 else None,
+        "slope_last_half_mib_per_min": _slope(half) if len(half) >= 3 else None,
+        "steps": steps,
+        "drift_after_warm_up_mib_per_min": drift,
+        "verdict": verdict,
+    }
+
+
+def slopes(rss: dict[str, list[Sample]], faults: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per process (a service restarted by a fault is a new process): `growth` of its RSS."""
     out: dict[str, Any] = {}
     for name, samples in rss.items():
-        for pid in dict.fromkeys(p for _, p, _ in samples):
-            points = [(t, mib) for t, p, mib in samples if p == pid]
-            if len(points) < 3:
-                continue
-            warm = [(t, m) for t, m in points if t >= points[0][0] + WARM_UP_S]
-            out[f"{name}:{pid}"] = {
-                "samples": len(points),
-                "minutes": round((points[-1][0] - points[0][0]) / 60, 1),
-                "rss_first_mib": round(points[0][1], 1),
-                "rss_last_mib": round(points[-1][1], 1),
-                "rss_max_mib": round(max(m for _, m in points), 1),
-                "slope_mib_per_min": _slope(points),
-                # Caches, pools and the allocator fill up in the first minutes; a leak shows after them.
-                "slope_after_warm_up_mib_per_min": _slope(warm) if len(warm) >= 3 else None,
-            }
+        for pid in dict.fromkeys(s.pid for s in samples):
+            mine = [s for s in samples if s.pid == pid]
+            if len(mine) >= 3:
+                out[f"{name}:{pid}"] = growth(name, mine, faults or [])
     return out
 
 
@@ -471,6 +587,7 @@ async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
             asyncio.create_task(soak.sample_rss()),
         ]
         say(f"mixed load for {minutes} min, one fault every {fault_every_s:.0f} s")
+        soak.t0 = time.monotonic()
         end = time.monotonic() + minutes * 60
         index = 0
         next_fault = time.monotonic() + fault_every_s
@@ -486,7 +603,7 @@ async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
         soak.stop.set()
         await asyncio.gather(*tasks)
         result = await soak.reconcile()
-        result |= {"minutes": minutes, "faults": soak.faults, "rss": slopes(soak.rss)}
+        result |= {"minutes": minutes, "faults": soak.faults, "rss": slopes(soak.rss, soak.faults)}
         return result
     finally:
         soak.stop.set()
@@ -494,6 +611,18 @@ async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
             t.cancel()
         soak.shutdown()
         shutil.rmtree(base / "pg", ignore_errors=True)
+
+
+def describe(proc: str, r: dict[str, Any]) -> str:
+    """One process's RSS in a line: the verdict first, then the figures it rests on."""
+    steps = ", ".join(f"+{s['mib']} at {s['at_s']:.0f} s ({s['after']})" for s in r["steps"]) or "none"
+    return (
+        f"RSS {proc}: {r['verdict']}. {r['rss_first_mib']} -> {r['rss_last_mib']} MiB (max {r['rss_max_mib']}; "
+        f"anon {r['anon_first_mib']} -> {r['anon_last_mib']}, threads {r['threads_first']} -> {r['threads_last']}) "
+        f"over {r['minutes']} min from {r['from_s']:.0f} s; slope {r['slope_mib_per_min']} MiB/min, "
+        f"{r['slope_after_warm_up_mib_per_min']} after warm-up, {r['slope_last_half_mib_per_min']} over the last half; "
+        f"drift between steps {r['drift_after_warm_up_mib_per_min']} MiB/min; steps: {steps}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,10 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         m = report["mixed_load"]
         say(f"lost {m['lost']}, duplicated {m['duplicated']}, bad answers {m['bad_answers']}, accepted {m['accepted']}")
         for proc, r in m["rss"].items():
-            say(
-                f"RSS {proc}: {r['rss_first_mib']} -> {r['rss_last_mib']} MiB over {r['minutes']} min, slope "
-                f"{r['slope_mib_per_min']} MiB/min ({r['slope_after_warm_up_mib_per_min']} after warm-up)"
-            )
+            say(describe(proc, r))
     return 0 if report["ok"] else 1
 
 

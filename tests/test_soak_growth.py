@@ -1,0 +1,48 @@
+"""The soak's RSS verdict (devtools.soak.growth): a process whose memory rises in steps at bursts and is flat
+between them has plateaued; one that rises between the steps keeps growing; a short life tells neither."""
+
+from __future__ import annotations
+
+from devtools.soak import STEP_MIB, Sample, growth
+
+
+def _life(mib_at: list[float], every_s: float = 10.0, start_s: float = 0.0) -> list[Sample]:
+    return [Sample(start_s + i * every_s, 42, m, m - 30, 30, 6) for i, m in enumerate(mib_at)]
+
+
+def test_steps_at_a_fault_with_flat_memory_between_them_are_a_plateau() -> None:
+    rss = [100.0] * 30 + [120.0] * 30  # 10 minutes, one 20 MiB step at 300 s
+    faults = [{"fault": "broker", "detail": "", "at_s": 290.0, "seconds": 9.0}]
+    r = growth("portal-consumer", _life(rss), faults)
+    assert r["steps"] == [{"at_s": 300.0, "mib": 20.0, "after": "fault broker"}]
+    assert r["drift_after_warm_up_mib_per_min"] == 0.0
+    assert r["verdict"] == "flat between 1 steps (+20.0 MiB: fault broker)"
+    assert r["slope_mib_per_min"] > 1  # the least-squares slope alone would call it a leak
+
+
+def test_the_events_ledger_sweep_is_named_as_the_cause_of_its_step() -> None:
+    rss = [100.0] * 31 + [121.0] * 29
+    r = growth("events", _life(rss), [])
+    assert r["steps"] == [{"at_s": 310.0, "mib": 21.0, "after": "ledger sweep"}]
+    assert r["verdict"].startswith("flat between 1 steps")
+
+
+def test_memory_rising_between_steps_keeps_growing() -> None:
+    rss = [100.0 + 0.1 * i for i in range(60)]  # 0.6 MiB per minute, never a step
+    r = growth("events", _life(rss), [])
+    assert r["steps"] == []
+    assert 0.55 < r["drift_after_warm_up_mib_per_min"] < 0.65
+    assert r["verdict"].startswith("growing")
+    assert r["slope_last_half_mib_per_min"] is not None and r["slope_last_half_mib_per_min"] > 0.5
+
+
+def test_a_rise_smaller_than_a_step_is_drift_not_a_step() -> None:
+    rss = [100.0] * 20 + [100.0 + STEP_MIB / 2 * k for k in range(1, 21)]
+    r = growth("registry", _life(rss), [])
+    assert r["steps"] == []
+    assert r["verdict"].startswith("growing")
+
+
+def test_a_life_of_a_few_minutes_is_too_short_to_tell() -> None:
+    r = growth("portal-consumer", _life([100.0, 110.0, 112.0, 113.0] * 5), [])
+    assert r["verdict"].startswith("too short to tell")
