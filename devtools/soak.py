@@ -2,12 +2,14 @@
 reconciled at the end. Everything runs on this machine (embedded PostgreSQL and broker, the services as real
 processes on loopback); it stops by itself.
 
-    python -m devtools.soak [--runs 50] [--minutes 20] [--fault-every 120] [--report soak-report.json]
+    python -m devtools.soak [--runs 50] [--minutes 20] [--fault-every 120] [--chain-length 200]
+                            [--report soak-report.json]
 
 Part 1 runs `tests/test_faults.py` `--runs` times (each run a fresh pytest process) and counts the runs that
 failed. Part 2 starts the system as deploy/ splits it where it matters (the portal's consumer is its own
-process), puts a mixed load on it (event posts retried with their event ID until 201, and reads of the
-registry, the events service and the portal) and every `--fault-every` seconds applies the next fault of:
+process), puts a mixed load on it (event posts retried with their event ID until 201, 8 batteries at a time,
+each taking `--chain-length` events before the next takes its place, and reads of the registry, the events
+service and the portal) and every `--fault-every` seconds applies the next fault of:
 broker killed (restarted empty, then the runbook: republish from the system of record), PostgreSQL restarted,
 a service SIGKILLed (events and registry in turn), the portal consumer SIGKILLed. At the end it reconciles:
 every 201 in the ledger, every ledger event on battery.lifecycle.v1 and in the portal exactly once, and no 5xx
@@ -55,6 +57,10 @@ from shared.migrate import upgrade_head
 
 ROOT = Path(__file__).resolve().parent.parent
 BATTERIES = [f"KR-SOAK-{i:03d}" for i in range(24)]
+#: Events the posters send to one battery before each moves on to a fresh one (0: each keeps to its own).
+CHAIN_LENGTH = 200
+#: Posted events per second that the spare batteries are registered for (the load reaches 30 to 40 on 2 cores).
+MAX_POST_RATE = 60
 FAULTS = ("broker", "postgres", "service", "portal-consumer")
 MODEL = {
     "id": "NCM-PACK-77",
@@ -132,6 +138,11 @@ class Soak:
     base: Path
     minutes: float
     fault_every_s: float
+    #: A battery's history is tens of events, not the whole load's: with every event on 8 batteries, what the
+    #: services read per battery (the ledger verifier's chains, the portal's refold of a timeline after a
+    #: republish) grows with the run, and their RSS with it, a working set that looks like a leak.
+    chain_length: int = CHAIN_LENGTH
+    spare: list[str] = field(init=False)
     pg: EmbeddedPostgres = field(init=False)
     kafka: EmbeddedKafka = field(init=False)
     db_url: str = field(init=False)
@@ -147,6 +158,10 @@ class Soak:
     rss: dict[str, list[Sample]] = field(default_factory=dict)  # by process name, every life of it
     t0: float = field(default_factory=time.monotonic)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        wanted = int(self.minutes * 60 * MAX_POST_RATE / self.chain_length) if self.chain_length else 0
+        self.spare = [f"KR-SOAK-{i:03d}" for i in range(len(BATTERIES), len(BATTERIES) + wanted)]
 
     # -- the system --
 
@@ -248,20 +263,21 @@ class Soak:
                     "materials_kg": {"lithium": 8.0, "nickel": 40.0},
                     "recycled_content_pct": {"lithium": 6},
                 }
-                for i, b in enumerate(BATTERIES)
+                for i, b in enumerate(BATTERIES + self.spare)
             ]
             r = await reg.post("/v1/batteries/bulk", json={"batteries": batteries}, headers=maker)
             assert r.status_code == 201, r.text
         deadline = time.monotonic() + 90
         async with httpx.AsyncClient(timeout=10) as c:
             while time.monotonic() < deadline:
+                last = (BATTERIES + self.spare)[-1]  # the participants admitted, and every battery known
                 r = await c.get(
-                    self.url("events") + f"/v1/batteries/{BATTERIES[0]}/state", headers=self.token("KOTSA", "inspector")
+                    self.url("events") + f"/v1/batteries/{last}/state", headers=self.token("KOTSA", "inspector")
                 )
-                if r.status_code not in (401, 503):
+                if r.status_code not in (401, 404, 503):
                     return
                 await asyncio.sleep(0.5)
-        raise RuntimeError("the events service never admitted the seeded participants")
+        raise RuntimeError("the events service never admitted the seeded participants and batteries")
 
     # -- the load --
 
@@ -271,9 +287,14 @@ class Soak:
             self.bad.append(f"{where} {r.status_code}: {r.text[:300]}")
 
     async def poster(self, battery: str) -> None:
+        """Posts events to `battery`, and after `chain_length` of them to the next spare battery (while any is
+        left)."""
         headers = self.token("KOTSA", "inspector")
+        posted = 0
         async with httpx.AsyncClient(base_url=self.url("events"), timeout=10) as c:
             while not self.stop.is_set():
+                if self.chain_length and posted >= self.chain_length and self.spare:
+                    battery, posted = self.spare.pop(0), 0
                 event_id = str(uuid.uuid4())
                 body = {
                     "event_id": event_id,
@@ -289,6 +310,7 @@ class Soak:
                         self._record("post /v1/events", r)
                         if r.status_code == 201:
                             self.accepted.add(event_id)
+                            posted += 1
                             break
                     except httpx.HTTPError as exc:
                         self.statuses[f"post {exc.__class__.__name__}"] += 1
@@ -567,9 +589,10 @@ def slopes(rss: dict[str, list[Sample]], faults: list[dict[str, Any]] | None = N
     return out
 
 
-async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
+async def mixed_load(minutes: float, fault_every_s: float, chain_length: int = CHAIN_LENGTH) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="bt-soak-"))
-    soak = Soak(base, minutes, fault_every_s)
+    soak = Soak(base, minutes, fault_every_s, chain_length)
+    registered = len(BATTERIES) + len(soak.spare)
     say(f"starting PostgreSQL, the broker and the services (logs in {base})")
     await asyncio.to_thread(soak.start_infra)  # blocking set-up (migrations run their own event loop)
     tasks: list[asyncio.Task[None]] = []
@@ -603,7 +626,13 @@ async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
         soak.stop.set()
         await asyncio.gather(*tasks)
         result = await soak.reconcile()
-        result |= {"minutes": minutes, "faults": soak.faults, "rss": slopes(soak.rss, soak.faults)}
+        result |= {
+            "minutes": minutes,
+            "chain_length": chain_length,
+            "batteries_posted_to": 8 + registered - len(BATTERIES) - len(soak.spare),
+            "faults": soak.faults,
+            "rss": slopes(soak.rss, soak.faults),
+        }
         return result
     finally:
         soak.stop.set()
@@ -632,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50, help="fault-matrix runs in a row (0: skip; default 50)")
     parser.add_argument("--minutes", type=float, default=20.0, help="mixed load duration (0: skip; default 20)")
     parser.add_argument("--fault-every", type=float, default=120.0, help="seconds between faults (default 120)")
+    parser.add_argument(
+        "--chain-length",
+        type=int,
+        default=CHAIN_LENGTH,
+        help=f"events per battery before a poster moves to a fresh one (0: 8 batteries take every event; "
+        f"default {CHAIN_LENGTH})",
+    )
     parser.add_argument("--report", type=Path, default=Path("soak-report.json"), help="where to write the JSON report")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
@@ -640,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         report["fault_matrix"] = fault_matrix(args.runs)
     if args.minutes > 0:
         say("part 2: mixed load with faults")
-        report["mixed_load"] = asyncio.run(mixed_load(args.minutes, args.fault_every))
+        report["mixed_load"] = asyncio.run(mixed_load(args.minutes, args.fault_every, args.chain_length))
     report["finished_at"] = datetime.now(UTC).isoformat()
     matrix = report.get("fault_matrix", {"failed": 0})
     load = report.get("mixed_load", {"lost": 0, "duplicated": 0, "bad_answers": 0})
