@@ -483,9 +483,9 @@ WARM_UP_S = 120.0
 #: A rise of at least this between two samples is a step: a burst's working set (a republish, a catch-up, the
 #: ledger verifier's sweep) that the allocator keeps for the next burst, not drift.
 STEP_MIB = 2.0
-#: Growth between steps at most this (MiB per minute, after warm-up): flat.
+#: Growth outside steps at most this (MiB per minute, over the last half of a life): flat.
 FLAT_MIB_PER_MIN = 0.25
-#: Minutes of life after warm-up below which a process's plateau cannot be told from a slope.
+#: Minutes in the last half of a life below which a process's plateau cannot be told from a slope.
 MIN_VERDICT_MIN = 3.0
 
 
@@ -521,11 +521,22 @@ def _cause(t: float, faults: list[dict[str, Any]], sweeps: list[float]) -> str:
     return "?"
 
 
+def _drift(points: list[tuple[float, float]], steps: list[dict[str, Any]]) -> tuple[float | None, float]:
+    """(MiB per minute that `points` rose outside the steps, minutes they span)."""
+    minutes = (points[-1][0] - points[0][0]) / 60 if len(points) >= 2 else 0.0
+    if not minutes:
+        return None, 0.0
+    stepped = sum(s["mib"] for s in steps if points[0][0] < s["at_s"] <= points[-1][0])
+    return round((points[-1][1] - points[0][1] - stepped) / minutes, 3), minutes
+
+
 def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> dict[str, Any]:
     """One process's RSS over its life: first, last, max; the least-squares slope over the whole life, after the
     warm-up and over the last half; the steps (rises of `STEP_MIB` or more between two samples) with what they came
-    after; and the drift: the growth after the warm-up outside the steps, per minute. A process whose drift is flat
-    has plateaued (its steps are bursts' working sets the allocator keeps), one whose drift is not keeps growing."""
+    after; and the drift: the growth outside the steps, per minute, after the warm-up and over the last half. The
+    verdict rests on the last half (caches and pools fill for several minutes, longer than the warm-up): a process
+    whose drift there is flat has plateaued (its steps are bursts' working sets the allocator keeps for the next
+    one), one whose drift is not keeps growing."""
     points = [(s.t, s.rss) for s in samples]
     t0, t1 = points[0][0], points[-1][0]
     warm = [(t, m) for t, m in points if t >= t0 + WARM_UP_S]
@@ -536,16 +547,13 @@ def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> di
         for (_, prev), (t, m) in itertools.pairwise(points)
         if m - prev >= STEP_MIB
     ]
-    warm_minutes = (warm[-1][0] - warm[0][0]) / 60 if len(warm) >= 2 else 0.0
-    drift = None
-    if warm_minutes > 0:
-        stepped = sum(s["mib"] for s in steps if s["at_s"] > warm[0][0])
-        drift = round((warm[-1][1] - warm[0][1] - stepped) / warm_minutes, 3)
-    if drift is None or warm_minutes < MIN_VERDICT_MIN:
-        verdict = f"too short to tell ({warm_minutes:.1f} min after warm-up)"
+    warm_drift, _ = _drift(warm, steps)
+    drift, minutes = _drift(half, steps)
+    if drift is None or minutes < MIN_VERDICT_MIN:
+        verdict = f"too short to tell ({minutes:.1f} min in the last half)"
     elif drift <= FLAT_MIB_PER_MIN:
-        late = [s for s in steps if s["at_s"] > warm[0][0]]
-        verdict = "flat" + (
+        late = [s for s in steps if s["at_s"] > half[0][0]]
+        verdict = "flat over the last half" + (
             f" between {len(late)} steps (+{sum(s['mib'] for s in late):.1f} MiB: "
             + ", ".join(sorted({s["after"] for s in late}))
             + ")"
@@ -553,7 +561,7 @@ def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> di
             else ""
         )
     else:
-        verdict = f"growing {drift} MiB/min between steps"
+        verdict = f"growing {drift} MiB/min over the last half, outside steps"
     first, last = samples[0], samples[-1]
     return {
         "samples": len(points),
@@ -569,11 +577,11 @@ def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> di
         "threads_first": first.threads,
         "threads_last": last.threads,
         "slope_mib_per_min": _slope(points),
-        # Caches, pools and the allocator fill up in the first minutes; a leak shows after them.
         "slope_after_warm_up_mib_per_min": _slope(warm) if len(warm) >= 3 else None,
         "slope_last_half_mib_per_min": _slope(half) if len(half) >= 3 else None,
         "steps": steps,
-        "drift_after_warm_up_mib_per_min": drift,
+        "drift_after_warm_up_mib_per_min": warm_drift,
+        "drift_last_half_mib_per_min": drift,
         "verdict": verdict,
     }
 
@@ -650,7 +658,8 @@ def describe(proc: str, r: dict[str, Any]) -> str:
         f"anon {r['anon_first_mib']} -> {r['anon_last_mib']}, threads {r['threads_first']} -> {r['threads_last']}) "
         f"over {r['minutes']} min from {r['from_s']:.0f} s; slope {r['slope_mib_per_min']} MiB/min, "
         f"{r['slope_after_warm_up_mib_per_min']} after warm-up, {r['slope_last_half_mib_per_min']} over the last half; "
-        f"drift between steps {r['drift_after_warm_up_mib_per_min']} MiB/min; steps: {steps}"
+        f"drift outside steps {r['drift_after_warm_up_mib_per_min']} MiB/min after warm-up, "
+        f"{r['drift_last_half_mib_per_min']} over the last half; steps: {steps}"
     )
 
 

@@ -11,29 +11,37 @@ def _life(mib_at: list[float], every_s: float = 10.0, start_s: float = 0.0) -> l
 
 
 def test_steps_at_a_fault_with_flat_memory_between_them_are_a_plateau() -> None:
-    rss = [100.0] * 30 + [120.0] * 30  # 10 minutes, one 20 MiB step at 300 s
-    faults = [{"fault": "broker", "detail": "", "at_s": 290.0, "seconds": 9.0}]
+    rss = [100.0] * 40 + [120.0] * 20  # 10 minutes, one 20 MiB step at 400 s
+    faults = [{"fault": "broker", "detail": "", "at_s": 390.0, "seconds": 9.0}]
     r = growth("portal-consumer", _life(rss), faults)
-    assert r["steps"] == [{"at_s": 300.0, "mib": 20.0, "after": "fault broker"}]
-    assert r["drift_after_warm_up_mib_per_min"] == 0.0
-    assert r["verdict"] == "flat between 1 steps (+20.0 MiB: fault broker)"
-    assert r["slope_mib_per_min"] > 1  # the least-squares slope alone would call it a leak
+    assert r["steps"] == [{"at_s": 400.0, "mib": 20.0, "after": "fault broker"}]
+    assert r["drift_last_half_mib_per_min"] == 0.0
+    assert r["verdict"] == "flat over the last half between 1 steps (+20.0 MiB: fault broker)"
+    assert r["slope_mib_per_min"] > 1 and r["slope_last_half_mib_per_min"] > 1  # slopes alone: a leak
 
 
 def test_the_events_ledger_sweep_is_named_as_the_cause_of_its_step() -> None:
-    rss = [100.0] * 31 + [121.0] * 29
+    rss = [100.0] * 31 + [121.0] * 29  # the sweeps: at the start and 300 s later
     r = growth("events", _life(rss), [])
     assert r["steps"] == [{"at_s": 310.0, "mib": 21.0, "after": "ledger sweep"}]
-    assert r["verdict"].startswith("flat between 1 steps")
+    assert r["verdict"].startswith("flat over the last half between 1 steps (+21.0 MiB: ledger sweep)")
 
 
 def test_memory_rising_between_steps_keeps_growing() -> None:
     rss = [100.0 + 0.1 * i for i in range(60)]  # 0.6 MiB per minute, never a step
     r = growth("events", _life(rss), [])
     assert r["steps"] == []
-    assert 0.55 < r["drift_after_warm_up_mib_per_min"] < 0.65
+    assert 0.55 < r["drift_last_half_mib_per_min"] < 0.65
     assert r["verdict"].startswith("growing")
     assert r["slope_last_half_mib_per_min"] is not None and r["slope_last_half_mib_per_min"] > 0.5
+
+
+def test_caches_filling_for_minutes_then_flat_is_a_plateau() -> None:
+    rss = [100.0 + 0.2 * i for i in range(30)] + [106.0] * 40  # 1.2 MiB/min for 5 minutes, then flat
+    r = growth("portal", _life(rss), [])
+    assert r["drift_after_warm_up_mib_per_min"] > 0.25  # the warm-up's two minutes are not enough
+    assert r["drift_last_half_mib_per_min"] == 0.0
+    assert r["verdict"] == "flat over the last half"
 
 
 def test_a_rise_smaller_than_a_step_is_drift_not_a_step() -> None:
