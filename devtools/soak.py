@@ -151,6 +151,7 @@ class Soak:
     prefix: str = field(default_factory=lambda: f"soak{uuid.uuid4().hex[:6]}.")
     ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in SERVICES})
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    healthy: set[str] = field(default_factory=set)
     accepted: set[str] = field(default_factory=set)
     statuses: Counter[str] = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
@@ -212,6 +213,7 @@ class Soak:
             while time.monotonic() < deadline:
                 try:
                     if (await c.get(self.url(name) + "/healthz")).status_code == 200:
+                        self.healthy.add(name)  # its RSS is sampled from now on, not while it imports
                         return
                 except httpx.HTTPError:
                     pass
@@ -219,6 +221,7 @@ class Soak:
         raise RuntimeError(f"{name} did not become healthy; see {self.base / (name + '.log')}")
 
     def kill(self, name: str) -> None:
+        self.healthy.discard(name)
         proc = self.procs.pop(name)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -329,6 +332,8 @@ class Soak:
     async def sample_rss(self) -> None:
         while not self.stop.is_set():
             for name, proc in list(self.procs.items()):
+                if name not in self.healthy:
+                    continue
                 try:
                     text = Path(f"/proc/{proc.pid}/status").read_text()  # noqa: ASYNC240 - procfs, no disk
                 except OSError:
@@ -480,9 +485,12 @@ class Soak:
 
 #: Seconds of a process's life left out of its "after warm-up" figures.
 WARM_UP_S = 120.0
-#: A rise of at least this between two samples is a step: a burst's working set (a republish, a catch-up, the
-#: ledger verifier's sweep) that the allocator keeps for the next burst, not drift.
+#: A rise of at least this within a minute, every sample rising by `STEP_RATE_MIB` or more, is a step: a burst's
+#: working set (a republish, a catch-up, the ledger verifier's sweep) that the allocator keeps for the next burst,
+#: not drift.
 STEP_MIB = 2.0
+STEP_RATE_MIB = 0.5
+STEP_MAX_S = 60.0
 #: Growth outside steps at most this (MiB per minute, over the last half of a life): flat.
 FLAT_MIB_PER_MIN = 0.25
 #: Minutes in the last half of a life below which a process's plateau cannot be told from a slope.
@@ -530,6 +538,27 @@ def _drift(points: list[tuple[float, float]], steps: list[dict[str, Any]]) -> tu
     return round((points[-1][1] - points[0][1] - stepped) / minutes, 3), minutes
 
 
+def _steps(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(when it began, MiB) of each step: a run of rises of at least `STEP_RATE_MIB` per sample, over at most
+    `STEP_MAX_S`, adding up to `STEP_MIB` or more (a burst's working set comes within a minute; a leak as fast as
+    that never stops rising, so it is no step)."""
+    out: list[tuple[float, float]] = []
+    run: list[tuple[float, float]] = []  # (t, rise) of the current run
+
+    def close() -> None:
+        if run and sum(d for _, d in run) >= STEP_MIB and run[-1][0] - run[0][0] <= STEP_MAX_S:
+            out.append((run[0][0], round(sum(d for _, d in run), 1)))
+        run.clear()
+
+    for (_, prev), (t, m) in itertools.pairwise(points):
+        if m - prev >= STEP_RATE_MIB:
+            run.append((t, m - prev))
+        else:
+            close()
+    close()
+    return out
+
+
 def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> dict[str, Any]:
     """One process's RSS over its life: first, last, max; the least-squares slope over the whole life, after the
     warm-up and over the last half; the steps (rises of `STEP_MIB` or more between two samples) with what they came
@@ -543,9 +572,7 @@ def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> di
     half = [(t, m) for t, m in points if t >= (t0 + t1) / 2]
     sweeps = _sweeps(name, t0, t1)
     steps: list[dict[str, Any]] = [
-        {"at_s": t, "mib": round(m - prev, 1), "after": _cause(t, faults, sweeps)}
-        for (_, prev), (t, m) in itertools.pairwise(points)
-        if m - prev >= STEP_MIB
+        {"at_s": t, "mib": mib, "after": _cause(t, faults, sweeps)} for t, mib in _steps(points)
     ]
     warm_drift, _ = _drift(warm, steps)
     drift, minutes = _drift(half, steps)

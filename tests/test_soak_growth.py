@@ -54,3 +54,17 @@ def test_a_rise_smaller_than_a_step_is_drift_not_a_step() -> None:
 def test_a_life_of_a_few_minutes_is_too_short_to_tell() -> None:
     r = growth("portal-consumer", _life([100.0, 110.0, 112.0, 113.0] * 5), [])
     assert r["verdict"].startswith("too short to tell")
+
+
+def test_a_burst_rising_over_several_samples_is_one_step() -> None:
+    rss = [100.0] * 40 + [101.0, 111.0, 112.0] + [112.0] * 20
+    r = growth("portal-consumer", _life(rss), [])
+    assert [(s["at_s"], s["mib"]) for s in r["steps"]] == [(400.0, 12.0)]
+    assert r["drift_last_half_mib_per_min"] == 0.0
+
+
+def test_a_leak_fast_enough_to_rise_every_sample_is_no_step() -> None:
+    rss = [100.0 + 0.6 * i for i in range(60)]  # 3.6 MiB per minute, every sample
+    r = growth("events", _life(rss), [])
+    assert r["steps"] == []
+    assert r["verdict"].startswith("growing 3.6")
