@@ -520,13 +520,13 @@ def _sweeps(name: str, start: float, end: float) -> list[float]:
 
 
 def _cause(t: float, faults: list[dict[str, Any]], sweeps: list[float]) -> str:
-    """What a step at `t` came after: a fault (within a minute of its recovery) or a ledger sweep."""
-    for f in reversed(faults):
-        if f["at_s"] <= t <= f["at_s"] + f["seconds"] + 60:
-            return f"fault {f['fault']} {f['detail']}".strip()
-    if any(s <= t <= s + 60 for s in sweeps):
-        return "ledger sweep"
-    return "?"
+    """What a step at `t` came after: a fault (within a minute of its recovery), a ledger sweep (within a minute of
+    its start), or both."""
+    causes = [
+        f"fault {f['fault']} {f['detail']}".strip() for f in faults if f["at_s"] <= t <= f["at_s"] + f["seconds"] + 60
+    ]
+    causes += ["ledger sweep"] if any(s <= t <= s + 60 for s in sweeps) else []
+    return " + ".join(causes) or "?"
 
 
 def _drift(points: list[tuple[float, float]], steps: list[dict[str, Any]]) -> tuple[float | None, float]:
