@@ -59,8 +59,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BATTERIES = [f"KR-SOAK-{i:03d}" for i in range(24)]
 #: Events the posters send to one battery before each moves on to a fresh one (0: each keeps to its own).
 CHAIN_LENGTH = 200
-#: Posted events per second that the spare batteries are registered for (on 2 busy cores the load reached 100
-#: with short chains; 30 with every event on 8 batteries, whose growing histories each read of one took longer).
+#: Posted events per second that the spare batteries are registered for (on the 2 shared cores the load reached
+#: 30 to 100, as busy as the machine was).
 MAX_POST_RATE = 150
 FAULTS = ("broker", "postgres", "service", "portal-consumer")
 MODEL = {
