@@ -564,9 +564,10 @@ def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> di
     """One process's RSS over its life: first, last, max; the least-squares slope over the whole life, after the
     warm-up and over the last half; the steps (rises of `STEP_MIB` or more between two samples) with what they came
     after; and the drift: the growth outside the steps, per minute, after the warm-up and over the last half. The
-    verdict rests on the last half (caches and pools fill for several minutes, longer than the warm-up): a process
-    whose drift there is flat has plateaued (its steps are bursts' working sets the allocator keeps for the next
-    one), one whose drift is not keeps growing."""
+    verdict rests on the last half (caches and pools fill for several minutes, longer than the warm-up): flat there
+    (steps before it, if any, were bursts' working sets the allocator kept for the next one, which added nothing);
+    rising in steps (flat between bursts, each adding: a working set that grows with the data, or the next
+    burst would have reused it); or growing outside steps (a leak, or caches still filling)."""
     points = [(s.t, s.rss) for s in samples]
     t0, t1 = points[0][0], points[-1][0]
     warm = [(t, m) for t, m in points if t >= t0 + WARM_UP_S]
@@ -581,13 +582,17 @@ def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> di
         verdict = f"too short to tell ({minutes:.1f} min in the last half)"
     elif drift <= FLAT_MIB_PER_MIN:
         late = [s for s in steps if s["at_s"] > half[0][0]]
-        verdict = "flat over the last half" + (
-            f" between {len(late)} steps (+{sum(s['mib'] for s in late):.1f} MiB: "
-            + ", ".join(sorted({s["after"] for s in late}))
-            + ")"
-            if late
-            else ""
-        )
+        early = [s for s in steps if s not in late]
+
+        def causes(found: list[dict[str, Any]]) -> str:
+            return f"+{sum(s['mib'] for s in found):.1f} MiB at {len(found)}: " + ", ".join(
+                sorted({s["after"] for s in found})
+            )
+
+        if late:  # flat between bursts, but the bursts still add: a plateau only if the next ones add nothing
+            verdict = f"rising in steps over the last half ({causes(late)}), flat between them"
+        else:
+            verdict = "flat over the last half" + (f" (after steps earlier, {causes(early)})" if early else "")
     else:
         verdict = f"growing {drift} MiB/min over the last half, outside steps"
     first, last = samples[0], samples[-1]

@@ -1,5 +1,6 @@
-"""The soak's RSS verdict (devtools.soak.growth): a process whose memory rises in steps at bursts and is flat
-between them has plateaued; one that rises between the steps keeps growing; a short life tells neither."""
+"""The soak's RSS verdict (devtools.soak.growth), over the last half of a process's life: flat (steps before it
+were bursts the allocator kept memory for), rising in steps (flat between bursts that each still add), or growing
+outside steps (a leak); a short life tells none of them."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ def _life(mib_at: list[float], every_s: float = 10.0, start_s: float = 0.0) -> l
     return [Sample(start_s + i * every_s, 42, m, m - 30, 30, 6) for i, m in enumerate(mib_at)]
 
 
-def test_steps_at_a_fault_with_flat_memory_between_them_are_a_plateau() -> None:
+def test_a_step_at_a_fault_with_flat_memory_around_it_is_a_step_not_a_slope() -> None:
     rss = [100.0] * 40 + [120.0] * 20  # 10 minutes, one 20 MiB step at 400 s
     faults = [{"fault": "broker", "detail": "", "at_s": 390.0, "seconds": 9.0}]
     r = growth("portal-consumer", _life(rss), faults)
     assert r["steps"] == [{"at_s": 400.0, "mib": 20.0, "after": "fault broker"}]
     assert r["drift_last_half_mib_per_min"] == 0.0
-    assert r["verdict"] == "flat over the last half between 1 steps (+20.0 MiB: fault broker)"
+    assert r["verdict"] == "rising in steps over the last half (+20.0 MiB at 1: fault broker), flat between them"
     assert r["slope_mib_per_min"] > 1 and r["slope_last_half_mib_per_min"] > 1  # slopes alone: a leak
 
 
@@ -24,7 +25,7 @@ def test_the_events_ledger_sweep_is_named_as_the_cause_of_its_step() -> None:
     rss = [100.0] * 31 + [121.0] * 29  # the sweeps: at the start and 300 s later
     r = growth("events", _life(rss), [])
     assert r["steps"] == [{"at_s": 310.0, "mib": 21.0, "after": "ledger sweep"}]
-    assert r["verdict"].startswith("flat over the last half between 1 steps (+21.0 MiB: ledger sweep)")
+    assert r["verdict"].startswith("rising in steps over the last half (+21.0 MiB at 1: ledger sweep)")
 
 
 def test_memory_rising_between_steps_keeps_growing() -> None:
@@ -34,6 +35,13 @@ def test_memory_rising_between_steps_keeps_growing() -> None:
     assert 0.55 < r["drift_last_half_mib_per_min"] < 0.65
     assert r["verdict"].startswith("growing")
     assert r["slope_last_half_mib_per_min"] is not None and r["slope_last_half_mib_per_min"] > 0.5
+
+
+def test_a_step_early_in_life_and_nothing_after_it_is_a_plateau() -> None:
+    rss = [100.0] * 10 + [120.0] * 50  # a republish at 100 s; the next ones (not shown) reused its memory
+    faults = [{"fault": "broker", "detail": "", "at_s": 95.0, "seconds": 9.0}]
+    r = growth("portal-consumer", _life(rss), faults)
+    assert r["verdict"] == "flat over the last half (after steps earlier, +20.0 MiB at 1: fault broker)"
 
 
 def test_caches_filling_for_minutes_then_flat_is_a_plateau() -> None:
