@@ -8,7 +8,10 @@ RSS that grows while the traced heap stays flat is the allocator's, not a leak) 
 keeps growing once every cache has filled). At the end it has each of them call `malloc_trim(0)` and prints
 the RSS before and after: the part of the growth that was only glibc's free memory.
 
-    python -m devtools.memsoak [--minutes 5] [--warm-up 60] [--top 15] [--broker-faults 0] [--replays 0]
+    python -m devtools.memsoak [--minutes 5] [--warm-up 60] [--top 15] [--broker-faults 0] [--replays 0] [--no-trace]
+
+With `--no-trace` the services run untraced (`BT_MEMDEBUG_PROBE`): the RSS verdicts, the split and the census at
+each snapshot and the trim at the end, of the memory as production allocates it.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from typing import Any
 import httpx
 import orjson
 
-from devtools.soak import BATTERIES, WARM_UP_S, Soak, _slope, say
-from shared.memdebug import ENV
+from devtools.soak import BATTERIES, Soak, describe, say, slopes
+from shared.memdebug import ENV, PROBE_ENV
 
 NAMES = ("registry", "events", "portal", "portal-consumer")
 
@@ -45,7 +48,12 @@ def _snapshot(base: Path, pid: int, n: int) -> tracemalloc.Snapshot | None:
 
 def _split(base: Path, pid: int, n: int) -> dict[str, Any]:
     path = base / f"trace.{pid}.{n}.json"
-    return orjson.loads(path.read_bytes()) if path.exists() else {}
+    for _ in range(50):
+        if path.exists():
+            time.sleep(0.2)  # let the write finish
+            return dict(orjson.loads(path.read_bytes()))
+        time.sleep(0.2)
+    return {}
 
 
 def _growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, top: int) -> None:
@@ -55,12 +63,11 @@ def _growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, top: int) -
             print("     " + line)
 
 
-def _report(base: Path, name: str, pid: int, snapshots: int, top: int) -> None:
+def _report(base: Path, name: str, pid: int, snapshots: int, top: int, traced: bool) -> None:
     say(f"{name}: MiB at each snapshot (0: after the warm-up; i: before fault i + 1; last: the end)")
     print("   n      rss   traced  t.peak pymalloc m.used  m.free  m.mmap")
     for n in range(snapshots):
-        _snapshot(base, pid, n)  # waits for the dump
-        m = _split(base, pid, n)
+        m = _split(base, pid, n)  # waits for the dump
         cells = [
             m.get(k) for k in ("rss", "traced", "traced_peak", "pymalloc", "malloc_used", "malloc_free", "malloc_mmap")
         ]
@@ -70,6 +77,8 @@ def _report(base: Path, name: str, pid: int, snapshots: int, top: int) -> None:
     say(f"{name}: objects by type that grew most from snapshot 1 to the last (at snapshots 0, 1, last)")
     for t in growing:
         print(f"  {t}: {census[0].get(t, 0)}, {census[1].get(t, 0)}, {census[2][t]}")
+    if not traced:
+        return
     first, last = _snapshot(base, pid, 0), _snapshot(base, pid, snapshots - 1)
     if first is None or last is None:
         say(f"{name}: no snapshots")
@@ -86,10 +95,16 @@ def _report(base: Path, name: str, pid: int, snapshots: int, top: int) -> None:
 
 
 async def run(
-    minutes: float, warm_up_s: float, top: int, only: tuple[str, ...], broker_faults: int = 0, replays: int = 0
+    minutes: float,
+    warm_up_s: float,
+    top: int,
+    only: tuple[str, ...],
+    broker_faults: int = 0,
+    replays: int = 0,
+    traced: bool = True,
 ) -> None:
     base = Path(tempfile.mkdtemp(prefix="bt-memsoak-"))
-    os.environ[ENV] = str(base / "trace")
+    os.environ[ENV if traced else PROBE_ENV] = str(base / "trace")
     soak = Soak(base, minutes, 1e9)
     await asyncio.to_thread(soak.start_infra)
     tasks: list[asyncio.Task[None]] = []
@@ -114,6 +129,7 @@ async def run(
             asyncio.create_task(soak.sample_rss()),
         ]
         say(f"load for {minutes} min, {broker_faults} broker faults (logs and snapshots in {base})")
+        soak.t0 = time.monotonic()
         await asyncio.sleep(warm_up_s)
         for name in only:
             soak.procs[name].send_signal(signal.SIGUSR1)
@@ -136,15 +152,10 @@ async def run(
         soak.stop.set()
         await asyncio.gather(*tasks)
         say(f"{len(soak.accepted)} events accepted, {len(soak.bad)} bad answers; answers: {dict(soak.statuses)}")
-        for name in NAMES:
-            points = [(t, m) for t, _, m in soak.rss.get(name, [])]
-            warm = [(t, m) for t, m in points if t >= points[0][0] + min(WARM_UP_S, warm_up_s)]
-            say(
-                f"RSS {name}: {points[0][1]:.1f} -> {points[-1][1]:.1f} MiB, slope {_slope(points)} MiB/min, "
-                f"{_slope(warm)} after warm-up"
-            )
+        for proc, r in slopes(soak.rss, soak.faults).items():
+            say(describe(proc, r))
         for name in only:
-            _report(base, name, soak.procs[name].pid, snapshots, top)
+            _report(base, name, soak.procs[name].pid, snapshots, top, traced)
             soak.procs[name].send_signal(signal.SIGUSR2)  # malloc_trim: how much RSS was free heap
             trimmed = base / f"trace.{soak.procs[name].pid}.trim.json"
             for _ in range(50):
@@ -173,8 +184,23 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=["events", "portal-consumer"])
     parser.add_argument("--replays", type=int, default=0, help="extra republishes of the whole ledger per fault")
     parser.add_argument("--broker-faults", type=int, default=0, help="broker faults (with republish) after warm-up")
+    parser.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="no tracemalloc (which changes the memory it measures): RSS, the memory split and the census only",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.minutes, args.warm_up, args.top, tuple(args.only), args.broker_faults, args.replays))
+    asyncio.run(
+        run(
+            args.minutes,
+            args.warm_up,
+            args.top,
+            tuple(args.only),
+            args.broker_faults,
+            args.replays,
+            not args.no_trace,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,17 +2,22 @@
 reconciled at the end. Everything runs on this machine (embedded PostgreSQL and broker, the services as real
 processes on loopback); it stops by itself.
 
-    python -m devtools.soak [--runs 50] [--minutes 20] [--fault-every 120] [--report soak-report.json]
+    python -m devtools.soak [--runs 50] [--minutes 20] [--fault-every 120] [--chain-length 200]
+                            [--report soak-report.json]
 
 Part 1 runs `tests/test_faults.py` `--runs` times (each run a fresh pytest process) and counts the runs that
 failed. Part 2 starts the system as deploy/ splits it where it matters (the portal's consumer is its own
-process), puts a mixed load on it (event posts retried with their event ID until 201, and reads of the
-registry, the events service and the portal) and every `--fault-every` seconds applies the next fault of:
+process), puts a mixed load on it (event posts retried with their event ID until 201, 8 batteries at a time,
+each taking `--chain-length` events before the next takes its place, and reads of the registry, the events
+service and the portal) and every `--fault-every` seconds applies the next fault of:
 broker killed (restarted empty, then the runbook: republish from the system of record), PostgreSQL restarted,
 a service SIGKILLed (events and registry in turn), the portal consumer SIGKILLed. At the end it reconciles:
 every 201 in the ledger, every ledger event on battery.lifecycle.v1 and in the portal exactly once, and no 5xx
 other than a 503 with Retry-After. The RSS of every service process is sampled every 10 s; the report gives
-each process's slope (MiB per minute, least squares) so a leak shows. The JSON report is written to
+each process's life (a restarted service is a new one) its slope (MiB per minute, least squares) over the whole
+life, after the first two minutes and over the last half, its steps (a rise of 2 MiB or more within one sample:
+a republish, a catch-up, the ledger verifier's sweep, each named by what it came after) and its drift (growth
+between the steps), and says in words whether it is flat or keeps growing. The JSON report is written to
 `--report`; the exit code is 0 only if everything reconciled.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -51,6 +57,11 @@ from shared.migrate import upgrade_head
 
 ROOT = Path(__file__).resolve().parent.parent
 BATTERIES = [f"KR-SOAK-{i:03d}" for i in range(24)]
+#: Events the posters send to one battery before each moves on to a fresh one (0: each keeps to its own).
+CHAIN_LENGTH = 200
+#: Posted events per second that the spare batteries are registered for (on the 2 shared cores the load reached
+#: 30 to 100, as busy as the machine was).
+MAX_POST_RATE = 150
 FAULTS = ("broker", "postgres", "service", "portal-consumer")
 MODEL = {
     "id": "NCM-PACK-77",
@@ -106,11 +117,33 @@ def fault_matrix(runs: int) -> dict[str, Any]:
 # ---- part 2: the mixed load with faults ----
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One look at a service process: seconds since the load began, its pid, and MiB of its RSS, of that its
+    anonymous memory (heap, arenas, stacks: where a leak grows) and its file-backed pages, and its threads."""
+
+    t: float
+    pid: int
+    rss: float
+    anon: float
+    file: float
+    threads: int
+
+
+#: Seconds between two RSS samples of every process.
+SAMPLE_EVERY_S = 10.0
+
+
 @dataclass
 class Soak:
     base: Path
     minutes: float
     fault_every_s: float
+    #: A battery's history is tens of events, not the whole load's: with every event on 8 batteries, what the
+    #: services read per battery (the ledger verifier's chains, the portal's refold of a timeline after a
+    #: republish) grows with the run, and their RSS with it, a working set that looks like a leak.
+    chain_length: int = CHAIN_LENGTH
+    spare: list[str] = field(init=False)
     pg: EmbeddedPostgres = field(init=False)
     kafka: EmbeddedKafka = field(init=False)
     db_url: str = field(init=False)
@@ -119,12 +152,18 @@ class Soak:
     prefix: str = field(default_factory=lambda: f"soak{uuid.uuid4().hex[:6]}.")
     ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in SERVICES})
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    healthy: set[str] = field(default_factory=set)
     accepted: set[str] = field(default_factory=set)
     statuses: Counter[str] = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
-    rss: dict[str, list[tuple[float, int, float]]] = field(default_factory=dict)  # name -> (t, pid, MiB)
+    rss: dict[str, list[Sample]] = field(default_factory=dict)  # by process name, every life of it
+    t0: float = field(default_factory=time.monotonic)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        wanted = int(self.minutes * 60 * MAX_POST_RATE / self.chain_length) if self.chain_length else 0
+        self.spare = [f"KR-SOAK-{i:03d}" for i in range(len(BATTERIES), len(BATTERIES) + wanted)]
 
     # -- the system --
 
@@ -175,6 +214,7 @@ class Soak:
             while time.monotonic() < deadline:
                 try:
                     if (await c.get(self.url(name) + "/healthz")).status_code == 200:
+                        self.healthy.add(name)  # its RSS is sampled from now on, not while it imports
                         return
                 except httpx.HTTPError:
                     pass
@@ -182,6 +222,7 @@ class Soak:
         raise RuntimeError(f"{name} did not become healthy; see {self.base / (name + '.log')}")
 
     def kill(self, name: str) -> None:
+        self.healthy.discard(name)
         proc = self.procs.pop(name)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -226,20 +267,21 @@ class Soak:
                     "materials_kg": {"lithium": 8.0, "nickel": 40.0},
                     "recycled_content_pct": {"lithium": 6},
                 }
-                for i, b in enumerate(BATTERIES)
+                for i, b in enumerate(BATTERIES + self.spare)
             ]
             r = await reg.post("/v1/batteries/bulk", json={"batteries": batteries}, headers=maker)
             assert r.status_code == 201, r.text
         deadline = time.monotonic() + 90
         async with httpx.AsyncClient(timeout=10) as c:
             while time.monotonic() < deadline:
+                last = (BATTERIES + self.spare)[-1]  # the participants admitted, and every battery known
                 r = await c.get(
-                    self.url("events") + f"/v1/batteries/{BATTERIES[0]}/state", headers=self.token("KOTSA", "inspector")
+                    self.url("events") + f"/v1/batteries/{last}/state", headers=self.token("KOTSA", "inspector")
                 )
-                if r.status_code not in (401, 503):
+                if r.status_code not in (401, 404, 503):
                     return
                 await asyncio.sleep(0.5)
-        raise RuntimeError("the events service never admitted the seeded participants")
+        raise RuntimeError("the events service never admitted the seeded participants and batteries")
 
     # -- the load --
 
@@ -249,9 +291,14 @@ class Soak:
             self.bad.append(f"{where} {r.status_code}: {r.text[:300]}")
 
     async def poster(self, battery: str) -> None:
+        """Posts events to `battery`, and after `chain_length` of them to the next spare battery (while any is
+        left)."""
         headers = self.token("KOTSA", "inspector")
+        posted = 0
         async with httpx.AsyncClient(base_url=self.url("events"), timeout=10) as c:
             while not self.stop.is_set():
+                if self.chain_length and posted >= self.chain_length and self.spare:
+                    battery, posted = self.spare.pop(0), 0
                 event_id = str(uuid.uuid4())
                 body = {
                     "event_id": event_id,
@@ -267,6 +314,7 @@ class Soak:
                         self._record("post /v1/events", r)
                         if r.status_code == 201:
                             self.accepted.add(event_id)
+                            posted += 1
                             break
                     except httpx.HTTPError as exc:
                         self.statuses[f"post {exc.__class__.__name__}"] += 1
@@ -283,22 +331,35 @@ class Soak:
                 await asyncio.sleep(0.1)
 
     async def sample_rss(self) -> None:
-        started = time.monotonic()
         while not self.stop.is_set():
             for name, proc in list(self.procs.items()):
+                if name not in self.healthy:
+                    continue
                 try:
                     text = Path(f"/proc/{proc.pid}/status").read_text()  # noqa: ASYNC240 - procfs, no disk
                 except OSError:
                     continue
-                found = re.search(r"VmRSS:\s+(\d+) kB", text)
-                if found:
+                found = dict(re.findall(r"^(VmRSS|RssAnon|RssFile|Threads):\s+(\d+)", text, re.MULTILINE))
+                if "VmRSS" in found:
+                    kib = {k: int(v) / 1024 for k, v in found.items() if k != "Threads"}
                     self.rss.setdefault(name, []).append(
-                        (round(time.monotonic() - started, 1), proc.pid, int(found.group(1)) / 1024)
+                        Sample(
+                            self.elapsed(),
+                            proc.pid,
+                            kib["VmRSS"],
+                            kib.get("RssAnon", 0.0),
+                            kib.get("RssFile", 0.0),
+                            int(found.get("Threads", 0)),
+                        )
                     )
             try:
-                await asyncio.wait_for(self.stop.wait(), 10)
+                await asyncio.wait_for(self.stop.wait(), SAMPLE_EVERY_S)
             except TimeoutError:
                 pass
+
+    def elapsed(self) -> float:
+        """Seconds since the load began: the time axis of the RSS samples and the faults."""
+        return round(time.monotonic() - self.t0, 1)
 
     # -- the faults --
 
@@ -324,7 +385,14 @@ class Soak:
             self.kill("portal-consumer")
             await asyncio.sleep(1)
             await self.start("portal-consumer")
-        self.faults.append({"fault": kind, "detail": detail, "seconds": round(time.monotonic() - t0, 1)})
+        self.faults.append(
+            {
+                "fault": kind,
+                "detail": detail,
+                "at_s": round(t0 - self.t0, 1),
+                "seconds": round(time.monotonic() - t0, 1),
+            }
+        )
         say(f"fault {index + 1}: {kind} {detail} (recovered in {time.monotonic() - t0:.1f} s); {self.summary()}")
 
     async def republish(self) -> str:
@@ -416,8 +484,18 @@ class Soak:
         return ids
 
 
-#: Seconds of a process's life left out of its "after warm-up" slope.
+#: Seconds of a process's life left out of its "after warm-up" figures.
 WARM_UP_S = 120.0
+#: A rise of at least this within a minute, every sample rising by `STEP_RATE_MIB` or more, is a step: a burst's
+#: working set (a republish, a catch-up, the ledger verifier's sweep) that the allocator keeps for the next burst,
+#: not drift.
+STEP_MIB = 2.0
+STEP_RATE_MIB = 0.5
+STEP_MAX_S = 60.0
+#: Growth outside steps at most this (MiB per minute, over the last half of a life): flat.
+FLAT_MIB_PER_MIN = 0.25
+#: Minutes in the last half of a life below which a process's plateau cannot be told from a slope.
+MIN_VERDICT_MIN = 3.0
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -429,31 +507,133 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return round(sum((t - mt) * (m - mm) for t, m in points) / var * 60, 3) if var else 0.0
 
 
-def slopes(rss: dict[str, list[tuple[float, int, float]]]) -> dict[str, Any]:
-    """Per process (a service restarted by a fault is a new process): RSS first/last and its least-squares slope."""
-    out: dict[str, Any] = {}
-    for name, samples in rss.items():
-        for pid in dict.fromkeys(p for _, p, _ in samples):
-            points = [(t, mib) for t, p, mib in samples if p == pid]
-            if len(points) < 3:
-                continue
-            warm = [(t, m) for t, m in points if t >= points[0][0] + WARM_UP_S]
-            out[f"{name}:{pid}"] = {
-                "samples": len(points),
-                "minutes": round((points[-1][0] - points[0][0]) / 60, 1),
-                "rss_first_mib": round(points[0][1], 1),
-                "rss_last_mib": round(points[-1][1], 1),
-                "rss_max_mib": round(max(m for _, m in points), 1),
-                "slope_mib_per_min": _slope(points),
-                # Caches, pools and the allocator fill up in the first minutes; a leak shows after them.
-                "slope_after_warm_up_mib_per_min": _slope(warm) if len(warm) >= 3 else None,
-            }
+def _sweeps(name: str, start: float, end: float) -> list[float]:
+    """When the events service's ledger verifier sweeps (at start, then every `verify_interval_s`; each sweep
+    reads the chains of 500 batteries at a time: with the soak's 24 batteries, the whole ledger at once)."""
+    if name != "events":
+        return []
+    from services.events.settings import EventsSettings
+
+    every = float(
+        os.environ.get("BT_EVENTS_VERIFY_INTERVAL_S", EventsSettings.model_fields["verify_interval_s"].default)
+    )
+    return [start + k * every for k in range(int((end - start) // every) + 1)]
+
+
+def _cause(t: float, faults: list[dict[str, Any]], sweeps: list[float]) -> str:
+    """What a step at `t` came after: a fault (within a minute of its recovery), a ledger sweep (within a minute of
+    its start), or both."""
+    causes = [
+        f"fault {f['fault']} {f['detail']}".strip() for f in faults if f["at_s"] <= t <= f["at_s"] + f["seconds"] + 60
+    ]
+    causes += ["ledger sweep"] if any(s <= t <= s + 60 for s in sweeps) else []
+    return " + ".join(causes) or "?"
+
+
+def _drift(points: list[tuple[float, float]], steps: list[dict[str, Any]]) -> tuple[float | None, float]:
+    """(MiB per minute that `points` rose outside the steps, minutes they span)."""
+    minutes = (points[-1][0] - points[0][0]) / 60 if len(points) >= 2 else 0.0
+    if not minutes:
+        return None, 0.0
+    stepped = sum(s["mib"] for s in steps if points[0][0] < s["at_s"] <= points[-1][0])
+    return round((points[-1][1] - points[0][1] - stepped) / minutes, 3), minutes
+
+
+def _steps(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(when it began, MiB) of each step: a run of rises of at least `STEP_RATE_MIB` per sample, over at most
+    `STEP_MAX_S`, adding up to `STEP_MIB` or more (a burst's working set comes within a minute; a leak as fast as
+    that never stops rising, so it is no step)."""
+    out: list[tuple[float, float]] = []
+    run: list[tuple[float, float]] = []  # (t, rise) of the current run
+
+    def close() -> None:
+        if run and sum(d for _, d in run) >= STEP_MIB and run[-1][0] - run[0][0] <= STEP_MAX_S:
+            out.append((run[0][0], round(sum(d for _, d in run), 1)))
+        run.clear()
+
+    for (_, prev), (t, m) in itertools.pairwise(points):
+        if m - prev >= STEP_RATE_MIB:
+            run.append((t, m - prev))
+        else:
+            close()
+    close()
     return out
 
 
-async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
+def growth(name: str, samples: list[Sample], faults: list[dict[str, Any]]) -> dict[str, Any]:
+    """One process's RSS over its life: first, last, max; the least-squares slope over the whole life, after the
+    warm-up and over the last half; the steps (rises of `STEP_MIB` or more between two samples) with what they came
+    after; and the drift: the growth outside the steps, per minute, after the warm-up and over the last half. The
+    verdict rests on the last half (caches and pools fill for several minutes, longer than the warm-up): flat there
+    (steps before it, if any, were bursts' working sets the allocator kept for the next one, which added nothing);
+    rising in steps (flat between bursts, each adding: a working set that grows with the data, or the next
+    burst would have reused it); or growing outside steps (a leak, or caches still filling)."""
+    points = [(s.t, s.rss) for s in samples]
+    t0, t1 = points[0][0], points[-1][0]
+    warm = [(t, m) for t, m in points if t >= t0 + WARM_UP_S]
+    half = [(t, m) for t, m in points if t >= (t0 + t1) / 2]
+    sweeps = _sweeps(name, t0, t1)
+    steps: list[dict[str, Any]] = [
+        {"at_s": t, "mib": mib, "after": _cause(t, faults, sweeps)} for t, mib in _steps(points)
+    ]
+    warm_drift, _ = _drift(warm, steps)
+    drift, minutes = _drift(half, steps)
+    if drift is None or minutes < MIN_VERDICT_MIN:
+        verdict = f"too short to tell ({minutes:.1f} min in the last half)"
+    elif drift <= FLAT_MIB_PER_MIN:
+        late = [s for s in steps if s["at_s"] > half[0][0]]
+        early = [s for s in steps if s not in late]
+
+        def causes(found: list[dict[str, Any]]) -> str:
+            return f"+{sum(s['mib'] for s in found):.1f} MiB at {len(found)}: " + ", ".join(
+                sorted({s["after"] for s in found})
+            )
+
+        if late:  # flat between bursts, but the bursts still add: a plateau only if the next ones add nothing
+            verdict = f"rising in steps over the last half ({causes(late)}), flat between them"
+        else:
+            verdict = "flat over the last half" + (f" (after steps earlier, {causes(early)})" if early else "")
+    else:
+        verdict = f"growing {drift} MiB/min over the last half, outside steps"
+    first, last = samples[0], samples[-1]
+    return {
+        "samples": len(points),
+        "from_s": t0,
+        "minutes": round((t1 - t0) / 60, 1),
+        "rss_first_mib": round(first.rss, 1),
+        "rss_last_mib": round(last.rss, 1),
+        "rss_max_mib": round(max(m for _, m in points), 1),
+        "anon_first_mib": round(first.anon, 1),
+        "anon_last_mib": round(last.anon, 1),
+        "file_first_mib": round(first.file, 1),
+        "file_last_mib": round(last.file, 1),
+        "threads_first": first.threads,
+        "threads_last": last.threads,
+        "slope_mib_per_min": _slope(points),
+        "slope_after_warm_up_mib_per_min": _slope(warm) if len(warm) >= 3 else None,
+        "slope_last_half_mib_per_min": _slope(half) if len(half) >= 3 else None,
+        "steps": steps,
+        "drift_after_warm_up_mib_per_min": warm_drift,
+        "drift_last_half_mib_per_min": drift,
+        "verdict": verdict,
+    }
+
+
+def slopes(rss: dict[str, list[Sample]], faults: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per process (a service restarted by a fault is a new process): `growth` of its RSS."""
+    out: dict[str, Any] = {}
+    for name, samples in rss.items():
+        for pid in dict.fromkeys(s.pid for s in samples):
+            mine = [s for s in samples if s.pid == pid]
+            if len(mine) >= 3:
+                out[f"{name}:{pid}"] = growth(name, mine, faults or [])
+    return out
+
+
+async def mixed_load(minutes: float, fault_every_s: float, chain_length: int = CHAIN_LENGTH) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="bt-soak-"))
-    soak = Soak(base, minutes, fault_every_s)
+    soak = Soak(base, minutes, fault_every_s, chain_length)
+    registered = len(BATTERIES) + len(soak.spare)
     say(f"starting PostgreSQL, the broker and the services (logs in {base})")
     await asyncio.to_thread(soak.start_infra)  # blocking set-up (migrations run their own event loop)
     tasks: list[asyncio.Task[None]] = []
@@ -471,6 +651,7 @@ async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
             asyncio.create_task(soak.sample_rss()),
         ]
         say(f"mixed load for {minutes} min, one fault every {fault_every_s:.0f} s")
+        soak.t0 = time.monotonic()
         end = time.monotonic() + minutes * 60
         index = 0
         next_fault = time.monotonic() + fault_every_s
@@ -486,7 +667,13 @@ async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
         soak.stop.set()
         await asyncio.gather(*tasks)
         result = await soak.reconcile()
-        result |= {"minutes": minutes, "faults": soak.faults, "rss": slopes(soak.rss)}
+        result |= {
+            "minutes": minutes,
+            "chain_length": chain_length,
+            "batteries_posted_to": 8 + registered - len(BATTERIES) - len(soak.spare),
+            "faults": soak.faults,
+            "rss": slopes(soak.rss, soak.faults),
+        }
         return result
     finally:
         soak.stop.set()
@@ -496,6 +683,19 @@ async def mixed_load(minutes: float, fault_every_s: float) -> dict[str, Any]:
         shutil.rmtree(base / "pg", ignore_errors=True)
 
 
+def describe(proc: str, r: dict[str, Any]) -> str:
+    """One process's RSS in a line: the verdict first, then the figures it rests on."""
+    steps = ", ".join(f"+{s['mib']} at {s['at_s']:.0f} s ({s['after']})" for s in r["steps"]) or "none"
+    return (
+        f"RSS {proc}: {r['verdict']}. {r['rss_first_mib']} -> {r['rss_last_mib']} MiB (max {r['rss_max_mib']}; "
+        f"anon {r['anon_first_mib']} -> {r['anon_last_mib']}, threads {r['threads_first']} -> {r['threads_last']}) "
+        f"over {r['minutes']} min from {r['from_s']:.0f} s; slope {r['slope_mib_per_min']} MiB/min, "
+        f"{r['slope_after_warm_up_mib_per_min']} after warm-up, {r['slope_last_half_mib_per_min']} over the last half; "
+        f"drift outside steps {r['drift_after_warm_up_mib_per_min']} MiB/min after warm-up, "
+        f"{r['drift_last_half_mib_per_min']} over the last half; steps: {steps}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -503,6 +703,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50, help="fault-matrix runs in a row (0: skip; default 50)")
     parser.add_argument("--minutes", type=float, default=20.0, help="mixed load duration (0: skip; default 20)")
     parser.add_argument("--fault-every", type=float, default=120.0, help="seconds between faults (default 120)")
+    parser.add_argument(
+        "--chain-length",
+        type=int,
+        default=CHAIN_LENGTH,
+        help=f"events per battery before a poster moves to a fresh one (0: 8 batteries take every event; "
+        f"default {CHAIN_LENGTH})",
+    )
     parser.add_argument("--report", type=Path, default=Path("soak-report.json"), help="where to write the JSON report")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
@@ -511,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         report["fault_matrix"] = fault_matrix(args.runs)
     if args.minutes > 0:
         say("part 2: mixed load with faults")
-        report["mixed_load"] = asyncio.run(mixed_load(args.minutes, args.fault_every))
+        report["mixed_load"] = asyncio.run(mixed_load(args.minutes, args.fault_every, args.chain_length))
     report["finished_at"] = datetime.now(UTC).isoformat()
     matrix = report.get("fault_matrix", {"failed": 0})
     load = report.get("mixed_load", {"lost": 0, "duplicated": 0, "bad_answers": 0})
@@ -522,10 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         m = report["mixed_load"]
         say(f"lost {m['lost']}, duplicated {m['duplicated']}, bad answers {m['bad_answers']}, accepted {m['accepted']}")
         for proc, r in m["rss"].items():
-            say(
-                f"RSS {proc}: {r['rss_first_mib']} -> {r['rss_last_mib']} MiB over {r['minutes']} min, slope "
-                f"{r['slope_mib_per_min']} MiB/min ({r['slope_after_warm_up_mib_per_min']} after warm-up)"
-            )
+            say(describe(proc, r))
     return 0 if report["ok"] else 1
 
 

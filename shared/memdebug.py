@@ -5,7 +5,11 @@
 moment (`memory_split`) and the objects it holds by type (`object_census`), so RSS growth with a flat traced heap (memory the allocator holds but Python does not
 use: fragmentation) tells itself apart from a leak. On SIGUSR2 it calls glibc's `malloc_trim(0)` and writes
 `<prefix>.<pid>.trim.json`, the split before and after: how much of the RSS was the allocator's free memory. Off unless the variable is set; it costs memory and CPU, so
-never in production."""
+never in production.
+
+`BT_MEMDEBUG_PROBE=<path prefix>` instead installs the same two signals without tracing (tracemalloc hooks the
+allocator and doubles the memory per block, so it changes what it measures): SIGUSR1 writes only the `.json`
+(the split and the census), SIGUSR2 the trim. How an untraced process's RSS splits, as production runs it."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from types import FrameType
 import orjson
 
 ENV = "BT_TRACEMALLOC_DUMP"
+PROBE_ENV = "BT_MEMDEBUG_PROBE"
 #: pymalloc's arena size on 64-bit CPython 3.10 and later.
 ARENA_SIZE = 2**20
 
@@ -109,16 +114,21 @@ def object_census(top: int = 40) -> dict[str, int]:
 
 
 def install_from_env() -> bool:
-    prefix = os.environ.get(ENV)
+    prefix, traced = os.environ.get(ENV), True
+    if not prefix:
+        prefix, traced = os.environ.get(PROBE_ENV), False
     if not prefix or tracemalloc.is_tracing():
         return False
-    tracemalloc.start(int(os.environ.get(ENV + "_FRAMES", "10")))
+    if traced:
+        tracemalloc.start(int(os.environ.get(ENV + "_FRAMES", "10")))
     counter = itertools.count()
 
     def dump(_signum: int, _frame: FrameType | None) -> None:
         n = next(counter)
         # The split first: the snapshot itself takes memory (and its file is what a reader waits for).
         Path(f"{prefix}.{os.getpid()}.{n}.json").write_bytes(orjson.dumps(memory_split() | {"types": object_census()}))
+        if not traced:
+            return
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
         snap.dump(f"{prefix}.{os.getpid()}.{n}.snap")
         del snap
