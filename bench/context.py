@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.probe import cpu_snapshot, pg_split, profiled
+from bench.probe import profiled, snapshots
 from bench.report import Report
 from bench.stack import Stack
 from shared.auth import mint_token
@@ -128,7 +128,7 @@ class Ctx:
         if directory is not None:
             await (await self.db()).execute("SELECT pg_stat_statements_reset()")
             vacuum_before = await self._vacuum_stats()
-        before, pg_before = cpu_snapshot(self.stack), pg_split(self.stack)
+        before, pg_before = snapshots(self.stack)
         started = time.perf_counter()
         with profiled(self.stack, directory, name, list(self.stack.procs)):
             yield rec
@@ -138,7 +138,7 @@ class Ctx:
             await self._write_vacuum_stats(
                 directory / f"{name}-vacuum.txt", vacuum_before, int(rec.get("units", 0)) or 1
             )
-        after, pg_after = cpu_snapshot(self.stack), pg_split(self.stack)
+        after, pg_after = snapshots(self.stack)
         cpu = {k: after[k] - before.get(k, 0.0) for k in after}
         self.report.cpu[name] = {"wall_s": wall, "units": rec.get("units", 0)} | cpu
         if pg_before is not None and pg_after is not None:

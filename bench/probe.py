@@ -59,10 +59,11 @@ def groups(stack: Stack) -> dict[str, int]:
     return roots
 
 
-def cpu_snapshot(stack: Stack) -> dict[str, float]:
+def cpu_snapshot(stack: Stack, table: dict[int, tuple[int, float, float]] | None = None) -> dict[str, float]:
+    """CPU seconds per process group (`table`: a /proc read to use, so that `pg_split` can share it)."""
     if not Path("/proc/self/stat").exists():
         return {}
-    table = _proc_table()
+    table = _proc_table() if table is None else table
     out = {}
     for name, root in groups(stack).items():
         pids = {root} if name == "bench" else _tree(table, root)
@@ -95,14 +96,23 @@ class PgSnapshot:
         return out
 
 
-def pg_split(stack: Stack) -> PgSnapshot | None:
+def snapshots(stack: Stack) -> tuple[dict[str, float], PgSnapshot | None]:
+    """`cpu_snapshot` and `pg_split` from one read of /proc, so that the split sums to PostgreSQL's total (two reads
+    apart let a busy server's CPU run on between them)."""
+    if not Path("/proc/self/stat").exists():
+        return {}, None
+    table = _proc_table()
+    return cpu_snapshot(stack, table), pg_split(stack, table)
+
+
+def pg_split(stack: Stack, table: dict[int, tuple[int, float, float]] | None = None) -> PgSnapshot | None:
     """PostgreSQL's processes by whose work they do: each service's backends (by the role they logged in as),
     autovacuum, background processes (WAL writer, checkpointer, I/O workers, the postmaster itself), other
     sessions (the bench's own, the tools')."""
     root = groups(stack).get("postgres")
     if root is None or not Path("/proc/self/stat").exists():
         return None
-    table = _proc_table()
+    table = _proc_table() if table is None else table
     if root not in table:
         return None
     processes: dict[int, tuple[str, float]] = {root: ("background", table[root][1])}

@@ -42,7 +42,10 @@ def service_command(service: str, host: str, port: int, *, graceful_s: int = 20,
     tests)."""
     factory = GATEWAY[0] if service == "gateway" else SERVICES[service][0]
     cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", host, "--port", str(port)]
-    cmd += ["--no-access-log", "--timeout-graceful-shutdown", str(graceful_s)]
+    # Keep-alive longer than a client's or load balancer's idle timeout (60 s is common): uvicorn's 5 s default
+    # closes idle connections a client is about to reuse, which it sees as "server disconnected" (the GS1
+    # conformance test did, 763 requests into one connection on a busy machine).
+    cmd += ["--no-access-log", "--timeout-graceful-shutdown", str(graceful_s), "--timeout-keep-alive", "75"]
     return cmd + (["--workers", str(workers)] if workers > 1 else [])
 
 
