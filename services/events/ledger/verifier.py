@@ -25,12 +25,16 @@ class ChainVerifier:
         *,
         interval_s: float = 60.0,
         chunk: int = 500,
+        max_rows: int = 5_000,
         rate_per_s: float | None = None,
         slice_s: float = 0.002,
     ) -> None:
         self.engine = engine
         self.interval_s = interval_s
         self.chunk = chunk
+        # A chunk's chains are held in memory at once: bounded by events, not only batteries, so a few long chains
+        # (the soak's 24 batteries hold its whole ledger) do not make the sweep's working set the ledger's size.
+        self.max_rows = max_rows
         # The sweep shares the event loop with the requests: it re-hashes for at most `slice_s` at a time and
         # then lets them run, so no request waits behind a whole chunk (500 chains, a thousand events or more:
         # tens of milliseconds of hashing: a stall of that size for whatever request is waiting).
@@ -81,7 +85,7 @@ class ChainVerifier:
                 # The heads and their chains from one snapshot: an event committed between two autocommit reads
                 # would make a chain one longer than the head just read, an alarm with nothing tampered.
                 async with db.transaction(isolation="repeatable_read", readonly=True):
-                    heads = await repo.heads_after(db, after, self.chunk)
+                    heads = _within(await repo.heads_after(db, after, self.chunk), self.max_rows)
                     rows = await repo.chains_of(db, [h["battery_id"] for h in heads]) if heads else []
                 if not heads:
                     break
@@ -116,3 +120,14 @@ class ChainVerifier:
         self.sweeps += 1
         LEDGER_VERIFY_FAILURES.labels("events").set(len(broken))
         return broken
+
+
+def _within(heads: list[dict[str, Any]], max_rows: int) -> list[dict[str, Any]]:
+    """The first heads whose chains (a head's sequence is its chain's length) add up to at most `max_rows` events;
+    at least one, however long its chain."""
+    total = 0
+    for i, head in enumerate(heads):
+        total += head["sequence"]
+        if total > max_rows and i:
+            return heads[:i]
+    return heads
