@@ -122,13 +122,9 @@ class System:
         """The status of a GET to service `name`, or None when it did not answer within the client's timeout (a
         service that is up but slow is "not yet", not a failure); such a stall is reported as a warning with where
         the service was, so that it is seen, not hidden."""
-        try:
-            return (await client.get(self.url(name) + path, headers=headers)).status_code
-        except httpx.TimeoutException:
-            proc = self.procs.get(name)
-            where = stacks_of(proc.pid) if proc and proc.poll() is None else ""
-            warnings.warn(f"{name} did not answer GET {path} in time{where}", StallWarning, stacklevel=2)
-            return None
+        proc = self.procs.get(name)
+        answer = await get_or_stall(client, self.url(name) + path, headers, proc)
+        return None if answer is None else answer.status_code
 
 
 #: A read each service authenticates (a registered participant gets 404 for the unknown battery, anyone else 401).
@@ -159,6 +155,20 @@ async def register_at(
     await admitted_at(admitting_url, token, orgs, probe)
 
 
+async def get_or_stall(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], proc: subprocess.Popen[bytes] | None = None
+) -> httpx.Response | None:
+    """A GET's answer, or None when it did not come within the client's timeout: a service that is up but slow is
+    "not yet", not a failure. Such a stall is reported as a `StallWarning` (with the stacks and CPU of `proc`, the
+    service's process, when it is known and alive), so that it is seen, not hidden."""
+    try:
+        return await client.get(url, headers=headers)
+    except httpx.TimeoutException:
+        where = stacks_of(proc.pid) if proc is not None and proc.poll() is None else ""
+        warnings.warn(f"{url} did not answer GET in time{where}", StallWarning, stacklevel=3)
+        return None
+
+
 async def admitted_at(url: str, token: Any, orgs: list[tuple[str, str]], probe: str) -> None:
     """Wait until the service at `url` knows every participant in `orgs` (its authenticated read stops
     answering 401)."""
@@ -168,10 +178,8 @@ async def admitted_at(url: str, token: Any, orgs: list[tuple[str, str]], probe: 
         async def admitted() -> bool:
             for org, role in orgs:
                 ministry = org if role == "ministry" else None
-                try:
-                    answer = await c.get(url + probe, headers=token(org, role, ministry=ministry))
-                except httpx.TimeoutException:
-                    warnings.warn(f"{url} did not answer GET {probe} in time", StallWarning, stacklevel=2)
+                answer = await get_or_stall(c, url + probe, token(org, role, ministry=ministry))
+                if answer is None:
                     return False
                 if answer.status_code == 401:
                     assert answer.json()["code"] == "unknown-participant", answer.text

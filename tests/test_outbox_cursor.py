@@ -4,8 +4,11 @@ committed after a higher one was claimed is never skipped."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +131,35 @@ def test_a_sweep_claiming_stragglers_below_the_cursor_keeps_the_cursor() -> None
     assert cursor.start() == 12
 
 
+@dataclass
+class Bench:
+    """A relay on the test's database and a way to open raw connections (each a writer of its own transactions);
+    everything it made is closed after the test."""
+
+    relay: OutboxRelay
+    connect: Callable[[], Awaitable[asyncpg.Connection]]
+
+
+@pytest.fixture
+async def bench(db_url: str, infra, topic_prefix: str) -> AsyncIterator[Bench]:
+    engine = make_engine(db_url, pool_size=2)
+    relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix)
+    opened: list[asyncpg.Connection] = []
+
+    async def connect() -> asyncpg.Connection:
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        opened.append(conn)
+        return conn
+
+    try:
+        yield Bench(relay, connect)
+    finally:
+        await relay.stop()
+        for conn in opened:
+            await conn.close()
+        await engine.dispose()
+
+
 async def _enqueue(conn: asyncpg.Connection, key: str, name: str = "") -> int:
     oid: int = await conn.fetchval(
         f"INSERT INTO {SCHEMA}.outbox (topic, key, payload) VALUES ($1, $2, $3::json) RETURNING id",
@@ -138,69 +170,57 @@ async def _enqueue(conn: asyncpg.Connection, key: str, name: str = "") -> int:
     return oid
 
 
-async def test_a_row_committed_after_a_higher_one_was_published_is_published_too(db_url, infra, topic_prefix) -> None:
-    engine = make_engine(db_url, pool_size=2)
-    relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix)
-    late, early = await asyncpg.connect(asyncpg_dsn(db_url)), await asyncpg.connect(asyncpg_dsn(db_url))
-    try:
-        await _enqueue(early, "A")
-        assert await relay.run_once() == 1  # the first claim (a sweep)
-        tx = late.transaction()
-        await tx.start()
-        low = await _enqueue(late, "B")  # its ID is taken, its commit comes later
-        high = await _enqueue(early, "C")
-        assert high > low
-        assert await relay.run_once() == 1  # C, not B (not committed)
-        await tx.commit()
-        assert relay.cursor.start() < low  # the cursor waits below B...
-        assert await relay.run_once() == 1  # ...so the next claim (no sweep due yet) finds it
-        unsent = await early.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE sent_at IS NULL")
-        assert unsent == 0
-        got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=3)
-        assert sorted(m["key"] for m in got) == ["A", "B", "C"]
-    finally:
-        await relay.stop()
-        await late.close()
-        await early.close()
-        await engine.dispose()
+async def test_a_row_committed_after_a_higher_one_was_published_is_published_too(
+    bench: Bench, infra, topic_prefix
+) -> None:
+    relay = bench.relay
+    late, early = await bench.connect(), await bench.connect()
+    await _enqueue(early, "A")
+    assert await relay.run_once() == 1  # the first claim (a sweep)
+    tx = late.transaction()
+    await tx.start()
+    low = await _enqueue(late, "B")  # its ID is taken, its commit comes later
+    high = await _enqueue(early, "C")
+    assert high > low
+    assert await relay.run_once() == 1  # C, not B (not committed)
+    await tx.commit()
+    assert relay.cursor.start() < low  # the cursor waits below B...
+    assert await relay.run_once() == 1  # ...so the next claim (no sweep due yet) finds it
+    unsent = await early.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE sent_at IS NULL")
+    assert unsent == 0
+    got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=3)
+    assert sorted(m["key"] for m in got) == ["A", "B", "C"]
 
 
-async def test_a_slow_commit_keeps_its_place_before_the_next_row_of_its_key(db_url, infra, topic_prefix) -> None:
+async def test_a_slow_commit_keeps_its_place_before_the_next_row_of_its_key(bench: Bench, infra, topic_prefix) -> None:
     """The reordering a timed wait allowed: B's transaction stays open past several sweep periods, commits, and the
     next row of its key (D) commits right after. B must still reach the topic before D."""
-    engine = make_engine(db_url, pool_size=2)
-    relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix)
+    relay = bench.relay
     clock = Clock()
     relay.cursor = ClaimCursor(sweep_s=2.0, clock=clock)
-    late, early = await asyncpg.connect(asyncpg_dsn(db_url)), await asyncpg.connect(asyncpg_dsn(db_url))
-    try:
-        await _enqueue(early, "A")
+    late, early = await bench.connect(), await bench.connect()
+    await _enqueue(early, "A")
+    assert await relay.run_once() == 1
+    tx = late.transaction()
+    await tx.start()
+    await late.execute("SELECT pg_current_xact_id()")  # as a capture has: its ID before the outbox row's
+    await _enqueue(late, "K", "B")
+    await _enqueue(early, "C")
+    assert await relay.run_once() == 1  # C
+    for _ in range(3):  # past the sweep period, three times over: B is still waited at
+        clock.now += 2.5
+        await _enqueue(early, "X")
         assert await relay.run_once() == 1
-        tx = late.transaction()
-        await tx.start()
-        await late.execute("SELECT pg_current_xact_id()")  # as a capture has: its ID before the outbox row's
-        await _enqueue(late, "K", "B")
-        await _enqueue(early, "C")
-        assert await relay.run_once() == 1  # C
-        for _ in range(3):  # past the sweep period, three times over: B is still waited at
-            clock.now += 2.5
-            await _enqueue(early, "X")
-            assert await relay.run_once() == 1
-            assert relay.cursor.waiting
-        await tx.commit()
-        await _enqueue(early, "K", "D")  # the next row of B's key
-        published = 0
-        while (n := await relay.run_once()) > 0:
-            published += n
-        assert published == 2
-        got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=7)
-        on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])  # one partition
-        assert [m["value"]["name"] for m in on_partition] == ["B", "D"]
-    finally:
-        await relay.stop()
-        await late.close()
-        await early.close()
-        await engine.dispose()
+        assert relay.cursor.waiting
+    await tx.commit()
+    await _enqueue(early, "K", "D")  # the next row of B's key
+    published = 0
+    while (n := await relay.run_once()) > 0:
+        published += n
+    assert published == 2
+    got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=7)
+    on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])  # one partition
+    assert [m["value"]["name"] for m in on_partition] == ["B", "D"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -272,40 +292,35 @@ def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(da
         assert [i for i in sent if committed[i] == key] == oids, key
 
 
-async def test_a_transaction_newer_than_every_completed_one_is_still_waited_for(db_url, infra, topic_prefix) -> None:
+async def test_a_transaction_newer_than_every_completed_one_is_still_waited_for(
+    bench: Bench, infra, topic_prefix
+) -> None:
     """PostgreSQL's snapshot leaves out a running transaction whose ID is above every completed one (it is in
     neither `xmax` nor the running list): T, which began after U but drew its outbox ID first, is such a one when
     U commits and the relay claims. The cursor must still wait for T's row, and publish it before the next row of
     T's key (the reordering a relay-failover test found when the wait was judged by `xmax`)."""
-    engine = make_engine(db_url, pool_size=2)
-    relay = OutboxRelay(engine, SCHEMA, bootstrap=infra.kafka.bootstrap, topic_prefix=topic_prefix)
+    relay = bench.relay
     relay.cursor = ClaimCursor(sweep_s=3600.0, clock=Clock())  # no sweep to tidy up after a skipped row
-    u, t, other = [await asyncpg.connect(asyncpg_dsn(db_url)) for _ in range(3)]
-    try:
-        await _enqueue(other, "X", "first")
-        assert await relay.run_once() == 1
-        tx_u, tx_t = u.transaction(), t.transaction()
-        await tx_u.start()
-        await u.execute("SELECT pg_current_xact_id()")  # U has its ID first (as a capture that locked its battery)
-        await tx_t.start()
-        await t.execute("SELECT pg_current_xact_id()")  # T's ID is above U's...
-        await _enqueue(t, "K", "T")  # ...and it draws the lower outbox ID
-        await _enqueue(u, "U", "U")
-        await tx_u.commit()  # U is the latest completed; T, running above it, is in no snapshot's list
-        assert await relay.run_once() == 1  # U's row; T's is waited at
-        await _enqueue(other, "X", "between")
-        assert await relay.run_once() == 1  # a later claim, while T still runs: T's row is still waited at
-        await tx_t.commit()
-        await _enqueue(other, "K", "after T")  # the next row of T's key
-        published = 0
-        while (n := await relay.run_once()) > 0:
-            published += n
-        assert published == 2
-        got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=5)
-        on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])
-        assert [m["value"]["name"] for m in on_partition] == ["T", "after T"]
-    finally:
-        await relay.stop()
-        for c in (u, t, other):
-            await c.close()
-        await engine.dispose()
+    u, t, other = [await bench.connect() for _ in range(3)]
+    await _enqueue(other, "X", "first")
+    assert await relay.run_once() == 1
+    tx_u, tx_t = u.transaction(), t.transaction()
+    await tx_u.start()
+    await u.execute("SELECT pg_current_xact_id()")  # U has its ID first (as a capture that locked its battery)
+    await tx_t.start()
+    await t.execute("SELECT pg_current_xact_id()")  # T's ID is above U's...
+    await _enqueue(t, "K", "T")  # ...and it draws the lower outbox ID
+    await _enqueue(u, "U", "U")
+    await tx_u.commit()  # U is the latest completed; T, running above it, is in no snapshot's list
+    assert await relay.run_once() == 1  # U's row; T's is waited at
+    await _enqueue(other, "X", "between")
+    assert await relay.run_once() == 1  # a later claim, while T still runs: T's row is still waited at
+    await tx_t.commit()
+    await _enqueue(other, "K", "after T")  # the next row of T's key
+    published = 0
+    while (n := await relay.run_once()) > 0:
+        published += n
+    assert published == 2
+    got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=5)
+    on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])
+    assert [m["value"]["name"] for m in on_partition] == ["T", "after T"]
