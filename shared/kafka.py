@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.metadata import MetadataRequest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -145,6 +146,34 @@ class MissingTopics(RuntimeError):
     """Topics that do not exist where this process may not create them (production: the topics job does)."""
 
 
+#: A metadata response's error code for a topic the broker does not have.
+_UNKNOWN_TOPIC = UnknownTopicOrPartitionError.errno
+
+
+async def describe_named(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> list[dict[str, Any]]:
+    """The metadata of these topics only: one request naming them, answered with theirs alone, where the admin
+    client's `list_topics` fetches and decodes every topic of the cluster (twice a batch in the relay, which grew
+    with the cluster). Auto-creation is off in the request (`allow_auto_topic_creation`, Metadata v4 and up):
+    the embedded broker, like a Kafka broker with `auto.create.topics.enable`, creates a topic a metadata request
+    names otherwise, and a check whether a topic exists must never make it. Each entry has the topic's
+    `error_code`: UNKNOWN_TOPIC_OR_PARTITION (3) for one the broker does not have (no partitions)."""
+    names = list(dict.fromkeys(topics))
+    if not names:  # an empty list asks for every topic in Metadata v0
+        return []
+    response = await admin._send_request(MetadataRequest(names, allow_auto_topic_creation=False))
+    described: list[dict[str, Any]] = response.to_object()["topics"]
+    return described
+
+
+async def missing_topics(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> set[str]:
+    """Those of `topics` the broker does not have (asking about them alone, creating none: `describe_named`). A
+    topic counts as there only if the answer names it with another code than UNKNOWN_TOPIC_OR_PARTITION (as the
+    full list named a topic whose leader was not yet elected, say)."""
+    names = set(topics)
+    present = {t["topic"] for t in await describe_named(admin, names) if t["error_code"] != _UNKNOWN_TOPIC}
+    return names - present
+
+
 async def ensure_topics(kafka: Kafka, topics: Iterable[str], partitions: int = 4) -> None:
     """Create the topics that do not exist yet (idempotent), with the cluster's replication factor; where the
     cluster's settings forbid creating topics, a missing one is `MissingTopics`."""
@@ -152,8 +181,9 @@ async def ensure_topics(kafka: Kafka, topics: Iterable[str], partitions: int = 4
     admin = make_admin(target)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+        names = list(dict.fromkeys(topics))
+        missing = await missing_topics(admin, names)
+        wanted = [t for t in names if t in missing]
         if not wanted:
             return
         if not target.create_topics:
@@ -175,14 +205,11 @@ async def ensure_topics(kafka: Kafka, topics: Iterable[str], partitions: int = 4
 
 
 async def partitions_of(kafka: Kafka, topics: Iterable[str]) -> list[TopicPartition]:
-    """Every partition of those of `topics` the broker has. Only listed topics are described: describing
-    an unknown topic by name creates it on the embedded broker."""
+    """Every partition of those of `topics` the broker has (an unknown topic has none, and is not created)."""
     admin = make_admin(kafka)
     await admin.start()
     try:
-        present = set(await admin.list_topics())
-        wanted = [t for t in dict.fromkeys(topics) if t in present]
-        described = await admin.describe_topics(wanted) if wanted else []
+        described = await describe_named(admin, topics)
     finally:
         await admin.close()
     return sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
@@ -567,6 +594,7 @@ __all__ = [
     "TopicPartition",
     "client_options",
     "cluster",
+    "describe_named",
     "dlq_topic",
     "ensure_topics",
     "kafka_reachable",
@@ -574,5 +602,6 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "make_sync_admin",
+    "missing_topics",
     "partitions_of",
 ]
