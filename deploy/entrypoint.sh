@@ -7,7 +7,10 @@ set -eu
 case "${1:-}" in
   registry|events|portal)
     service="$1"; shift
-    exec uvicorn --factory "services.${service}.app:app" --host 0.0.0.0 --port 8000 "$@" ;;
+    # Keep-alive 75 s: above a load balancer's usual 60 s idle timeout, so the balancer closes an idle
+    # connection first, never uvicorn (5 s by default) one the balancer is about to reuse (a 502). As
+    # `make dev` runs it (devtools/dev.py service_command); deploy/README.md "The image".
+    exec uvicorn --factory "services.${service}.app:app" --host 0.0.0.0 --port 8000 --timeout-keep-alive 75 "$@" ;;
   migrate)
     shift
     exec batterytrace migrate "$@" ;;

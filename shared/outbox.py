@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
 from shared.db import TZ, Base, asyncpg_dsn, names, pg_type, qualified, raw_connection, shared_model, shared_table
-from shared.kafka import PARTITIONER, Kafka, ensure_topics, make_admin, make_producer
+from shared.kafka import PARTITIONER, Kafka, ensure_topics, make_admin, make_producer, missing_topics
 from shared.memdebug import release_free_heap
 from shared.metrics import PUBLISHED_POSITION, RELAY_ERRORS, RELAY_LEADER, RELAY_PUBLISHED
 
@@ -606,7 +606,8 @@ class OutboxRelay:
             producer = await self._ensure_producer()
             topics = {self.topic_prefix + r[1] for r in rows}
             # Checked before every batch, not cached: after a broker restart the embedded broker acks
-            # writes to topics it no longer has (and a cached "known" set would let a batch through).
+            # writes to topics it no longer has (and a cached "known" set would let a batch through). Both
+            # checks ask about the batch's topics alone (`missing_topics`), not the cluster's whole list.
             await self._ensure_topics(topics)
             started = time.monotonic()
             await asyncio.gather(*await self._send(producer, rows))
@@ -670,13 +671,12 @@ class OutboxRelay:
         return self._admin
 
     async def _ensure_topics(self, topics: set[str]) -> None:
-        present = set(await (await self._admin_client()).list_topics())
-        missing = topics - present
+        missing = await missing_topics(await self._admin_client(), topics)
         if missing:
             log.info("relay %s: creating missing topics %s", self.schema, sorted(missing))
             await ensure_topics(self.bootstrap, missing, self.partitions)
 
     async def _check_topics(self, topics: set[str]) -> None:
-        present = set(await (await self._admin_client()).list_topics())
-        if not topics <= present:
-            raise RuntimeError(f"topics vanished during publish: {sorted(topics - present)}")
+        vanished = await missing_topics(await self._admin_client(), topics)
+        if vanished:
+            raise RuntimeError(f"topics vanished during publish: {sorted(vanished)}")

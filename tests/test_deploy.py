@@ -183,6 +183,19 @@ def test_entrypoint_serves_each_readme_service_on_the_exposed_port() -> None:
     assert ("EXPOSE", str(ep.port)) in final_stage()
 
 
+def test_entrypoint_keeps_idle_connections_open_past_a_load_balancers_idle_timeout_as_dev_does() -> None:
+    """uvicorn's keep-alive above the usual 60 s of a load balancer (which then closes idle connections first),
+    set where the image starts uvicorn, the same as `make dev` (devtools/dev.py service_command)."""
+    from devtools.dev import service_command
+
+    body = (DEPLOY / "entrypoint.sh").read_text()
+    served = re.search(r"exec uvicorn .*--timeout-keep-alive (\d+) \"\$@\"", body)
+    assert served, "the entrypoint's uvicorn sets --timeout-keep-alive, before the arguments that may override it"
+    dev = service_command("registry", "127.0.0.1", 8000)
+    assert int(served[1]) == int(dev[dev.index("--timeout-keep-alive") + 1]) == 75 > 60
+    assert "--timeout-keep-alive 75" in (DEPLOY / "README.md").read_text()
+
+
 @pytest.mark.parametrize("service", sorted(SETTINGS))
 def test_entrypoint_factory_builds_the_app_with_probe_routes(service: str) -> None:
     assert {"/healthz", "/readyz"} <= routes(entrypoint().serve[service])
