@@ -97,17 +97,9 @@ class SafetyInspection:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SafetyInspection:
-        return cls(
-            value["standard"],
-            value["result"],
-            value["body"],
-            value["at"],
-            value["event_id"],
-            value.get("certificate_number"),
-            value.get("edition"),
-            value.get("valid_until"),
-            value.get("report_ref"),
-        )
+        """From its stored JSON, or a SAFETY_INSPECTED's data with `at` and `event_id` (other members ignored;
+        the certificate's members may be missing)."""
+        return cls(**{name: value[name] for name in field_names(cls) if name in value})
 
     def valid_on(self, day: date) -> bool:
         """A passing certificate valid on that day."""

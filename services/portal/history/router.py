@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query, Response
 from services.portal.history import service
 from services.portal.history.schemas import BatterySearch, BatterySearchPage, History
 from shared.auth import CurrentPrincipal
-from shared.contract.lifecycle import State
 from shared.db import ReaderDep, SessionDep
 from shared.pagination import Paging, page
 from shared.problems import PROBLEM_RESPONSES
@@ -41,17 +40,9 @@ async def get_history(
 
 @router.get("/v1/batteries", response_model=BatterySearchPage, summary="Search batteries (cursor pagination)")
 async def search(
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    paging: Paging,
-    state: State | None = None,
-    manufacturer: str | None = None,
-    chemistry: str | None = None,
-    region: Annotated[str | None, Query(description="The last region an event reported, e.g. KR-41.")] = None,
-    vin: Annotated[str | None, Query(description="Installed in this vehicle (VIN alias or INSTALLED data).")] = None,
+    session: SessionDep, principal: CurrentPrincipal, paging: Paging, f: Annotated[BatterySearch, Query()]
 ) -> dict[str, Any]:
     """Filters combine with AND. Participants other than authorities and operators find only the batteries
     they made or handled."""
-    f = BatterySearch(state.value if state else None, manufacturer, chemistry, region, vin)
     rows, more = await service.search(session, principal, f, paging.after(str), paging.limit)
     return page(rows, more, "id")

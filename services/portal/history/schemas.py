@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from shared.contract.lifecycle import State
 from shared.pagination import Page
 from shared.validation import documented
 
@@ -27,15 +27,17 @@ EXAMPLE_EVENT: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class BatterySearch:
-    """A battery search's filters (None: any); `vin` a VIN or its pseudonym."""
+class BatterySearch(BaseModel):
+    """A battery search's filters (None: any), read as its query parameters (`Annotated[..., Query()]`); `vin` a
+    VIN or its pseudonym."""
 
-    state: str | None = None
+    model_config = ConfigDict(frozen=True)
+
+    state: State | None = None
     manufacturer: str | None = None
     chemistry: str | None = None
-    region: str | None = None
-    vin: str | None = None
+    region: str | None = Field(None, description="The last region an event reported, e.g. KR-41.")
+    vin: str | None = Field(None, description="Installed in this vehicle (VIN alias or INSTALLED data).")
 
 
 class TimelineEvent(BaseModel):

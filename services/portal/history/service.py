@@ -6,7 +6,6 @@ from __future__ import annotations
 import operator
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -239,7 +238,7 @@ async def search(
     if f.vin is not None:
         if not sees_vins:
             return [], False
-        f = replace(f, vin=await vehicles.pseudonym_for(conn, f.vin))
+        f = f.model_copy(update={"vin": await vehicles.pseudonym_for(conn, f.vin)})
     rows = await repo.search(session, f, access.only_handled_by(principal), after, limit + 1)
     shown = await vehicles.shown_vins(conn, [r["vin"] for r in rows if r.get("vin")]) if sees_vins else {}
     for r in rows:

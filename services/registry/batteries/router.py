@@ -25,7 +25,6 @@ from services.registry.batteries.schemas import (
     BulkOut,
     Resolved,
 )
-from services.registry.catalog.schemas import Chemistry, Kind
 from shared.auth import OPTIONAL_BEARER, CurrentPrincipal, Principal, Role, principal_of, require_role
 from shared.db import SessionDep, pooled
 from shared.limits import body_limit, create_route
@@ -150,15 +149,9 @@ async def get_battery(battery_id: str, request: Request) -> Response:
 
 @router.get("/v1/batteries", response_model=BatteryPage, summary="List batteries (cursor pagination)")
 async def list_batteries(
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    paging: Paging,
-    manufacturer: str | None = None,
-    kind: Kind | None = None,
-    chemistry: Chemistry | None = None,
+    session: SessionDep, principal: CurrentPrincipal, paging: Paging, f: Annotated[BatteryFilter, Query()]
 ) -> dict[str, Any]:
     """Authorities and operators list every battery; a manufacturer lists its own (the full records)."""
-    f = BatteryFilter(manufacturer, kind.value if kind else None, chemistry.value if chemistry else None)
     rows, more = await service.list_batteries(session, principal, f, paging.after(str), paging.limit)
     return page(rows, more, "id")
 

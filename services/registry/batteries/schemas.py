@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired
@@ -149,13 +148,14 @@ class BatteryOut(BatteryPublic):
     access_level: str = "full"
 
 
-@dataclass(frozen=True, slots=True)
-class BatteryFilter:
-    """A battery list's filters (None: any)."""
+class BatteryFilter(BaseModel):
+    """A battery list's filters (None: any), read as its query parameters (`Annotated[..., Query()]`)."""
+
+    model_config = ConfigDict(frozen=True)
 
     manufacturer: str | None = None
-    kind: str | None = None
-    chemistry: str | None = None
+    kind: Kind | None = None
+    chemistry: Chemistry | None = None
 
 
 class BatteryPage(Page[BatteryOut]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,7 +143,7 @@ async def list_batteries(
     if not access.sees_every_battery(principal):
         if f.manufacturer not in (None, principal.org):
             raise Forbidden("A participant may list only the batteries it manufactured.")
-        f = replace(f, manufacturer=principal.org)
+        f = f.model_copy(update={"manufacturer": principal.org})
     rows = await repo.list_batteries(session, f, after, limit + 1)
     rows, more = split_page(rows, limit)
     if rows:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from services.registry.participants import service
 from services.registry.participants.schemas import ParticipantFilter, ParticipantIn, ParticipantOut, ParticipantPage
-from shared.auth import CurrentPrincipal, Ministry, Principal, Role, require_role
+from shared.auth import CurrentPrincipal, Principal, Role, require_role
 from shared.db import SessionDep
 from shared.limits import create_route
 from shared.pagination import PageQuery, page, paging
@@ -60,13 +60,7 @@ async def get_participant(participant_id: str, session: SessionDep, _: CurrentPr
 
 @router.get("", response_model=ParticipantPage, summary="List participants")
 async def list_participants(
-    session: SessionDep,
-    _: CurrentPrincipal,
-    page_query: Paging,
-    role: Role | None = None,
-    ministry: Ministry | None = None,
-    region: str | None = None,
+    session: SessionDep, _: CurrentPrincipal, page_query: Paging, f: Annotated[ParticipantFilter, Query()]
 ) -> dict[str, object]:
-    f = ParticipantFilter(role.value if role else None, ministry.value if ministry else None, region)
     rows, more = await service.list_participants(session, f, page_query.after(str), page_query.limit)
     return page(rows, more, "id")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -12,12 +11,13 @@ from shared.participants import ParticipantStatus, normalise_business_number, va
 from shared.validation import documented
 
 
-@dataclass(frozen=True, slots=True)
-class ParticipantFilter:
-    """A participant list's filters (None: any)."""
+class ParticipantFilter(BaseModel):
+    """A participant list's filters (None: any), read as its query parameters (`Annotated[..., Query()]`)."""
 
-    role: str | None = None
-    ministry: str | None = None
+    model_config = ConfigDict(frozen=True)
+
+    role: Role | None = None
+    ministry: Ministry | None = None
     region: str | None = None
 
 
