@@ -286,6 +286,35 @@ class Replayed:
     rejected: int
 
 
+class EndWatch:
+    """When a replay has read each partition to its end, judged by the broker's fetch answers rather than its
+    end offsets or a clock. A fetch the consumer sends is at its position (aiokafka drops an answer for any other),
+    and every answer moves the partition's `last_poll_timestamp`. So a round (one `getmany`) that returned no
+    records while that timestamp moved had an answer with none: the broker had nothing after the position. Its
+    records could still have come as the round timed out; they are buffered then, and the next round returns them
+    at once. A partition is at its end after such a round followed by another round without records; any records
+    start the judgement over (for every partition, which only costs a round more)."""
+
+    def __init__(self, partitions: Iterable[TopicPartition]) -> None:
+        self.partitions = list(partitions)
+        self._polled: dict[TopicPartition, int | None] = dict.fromkeys(self.partitions)
+        self._answered_empty: set[TopicPartition] = set()
+        self._at_end: set[TopicPartition] = set()
+
+    def fetched(self, got_records: bool, polled: Mapping[TopicPartition, int | None]) -> None:
+        """After a round: whether it returned records, and each partition's `last_poll_timestamp` now."""
+        if got_records:
+            self._answered_empty.clear()
+            self._at_end.clear()
+        else:
+            self._at_end |= self._answered_empty
+            self._answered_empty = {tp for tp, at in polled.items() if at is not None and at != self._polled.get(tp)}
+        self._polled = dict(polled)
+
+    def done(self) -> bool:
+        return self._at_end.issuperset(self.partitions)
+
+
 class ConsumerLoop:
     """The one read loop. Fetches batches of `topics`, applies each with `handler` (one DB transaction);
     a failing batch is retried record by record and a record that fails on its own is rejected, so the
@@ -432,17 +461,18 @@ class ConsumerLoop:
 
     # ---- a replay ----
 
-    async def replay(self, *, idle_s: float = 1.0, progress: Callable[[int], None] | None = None) -> Replayed:
+    async def replay(self, *, progress: Callable[[int], None] | None = None) -> Replayed:
         """Apply every record of the topics from the beginning, outside the group (nothing committed,
         nothing dead-lettered), then return.
 
         Topic by topic, in the order declared (facts before what refers to them), so the order records are
         applied in does not depend on which partition's fetch answers first. A topic is done once every partition
-        has reached the end offset it had when its turn came and then no record has come for `idle_s`: the end
-        offsets alone are not enough, since the embedded broker under-reports them after multi-record batches
-        (RUNTIME.md), so they are a floor, and the quiet only counts once the floor is reached."""
+        has reached the end offset it had when its turn came and the broker has answered a fetch at that position
+        with no records (`EndWatch`): the end offsets alone are not enough, since the embedded broker
+        under-reports them after multi-record batches (RUNTIME.md: one 200-record batch reads as end offset 1), and
+        a quiet period is not either (it ended a replay early whenever a fetch took longer than the quiet, as on a
+        loaded machine)."""
         read = self.applied + self.rejected
-        clock = asyncio.get_running_loop()
         for topic in self.topics:
             partitions = await partitions_of(self.kafka, [topic])
             if not partitions:
@@ -455,20 +485,20 @@ class ConsumerLoop:
                 consumer.assign(partitions)
                 await consumer.seek_to_beginning(*partitions)
                 ends = await consumer.end_offsets(partitions)
-                quiet_from: float | None = None
-                seen = self.applied + self.rejected
+                watch = EndWatch(partitions)
 
-                async def done(consumer: AIOKafkaConsumer = consumer, ends: dict[Any, int] = ends) -> bool:
-                    nonlocal quiet_from, seen
+                def fetched(got: bool, consumer: AIOKafkaConsumer = consumer, watch: EndWatch = watch) -> None:
+                    watch.fetched(got, {tp: consumer.last_poll_timestamp(tp) for tp in watch.partitions})
+
+                async def done(
+                    consumer: AIOKafkaConsumer = consumer, ends: dict[Any, int] = ends, watch: EndWatch = watch
+                ) -> bool:
                     for tp, end in ends.items():
                         if await consumer.position(tp) < end:
                             return False
-                    now, count = clock.time(), self.applied + self.rejected
-                    if quiet_from is None or count != seen:
-                        quiet_from, seen = now, count
-                    return now - quiet_from >= idle_s
+                    return watch.done()
 
-                await self._read(consumer, done, None, progress)
+                await self._read(consumer, done, None, progress, fetched)
             finally:
                 await consumer.stop()
         return Replayed(self.applied + self.rejected - read, self.rejected)
@@ -481,12 +511,16 @@ class ConsumerLoop:
         done: Callable[[], Awaitable[bool]],
         producer: AIOKafkaProducer | None,
         progress: Callable[[int], None] | None = None,
+        fetched: Callable[[bool], None] | None = None,
     ) -> None:
-        """Fetch, apply, and (in the group, `producer` set for dead letters) commit, until `done`."""
+        """Fetch, apply, and (in the group, `producer` set for dead letters) commit, until `done`. `fetched` is
+        told after each fetch whether it returned records."""
         spell = 0  # records read since a fetch last came back empty
         while not await done():
             batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
             records = self._in_order(batches)
+            if fetched is not None:
+                fetched(bool(records))
             if not records:
                 if spell >= self.release_after_records:
                     self._caught_up()
@@ -607,6 +641,7 @@ __all__ = [
     "ConsumerLoop",
     "ConsumerRecord",
     "ConsumerSpec",
+    "EndWatch",
     "Kafka",
     "KafkaCluster",
     "MissingTopics",

@@ -263,3 +263,13 @@ async def eventually(check: Callable[[], Any], timeout_s: float = 15.0, interval
 
 
 __all__ = ["EventsSettings", "Infra", "PortalSettings", "RegistrySettings", "eventually", "read_topic", "serve"]
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Any:
+    """A broker of the test's own (a test that stops, stalls or restarts its broker, or measures what a broker
+    holds, must not share the session's), stopped after the test; its log in the test's tmp_path."""
+    kafka = EmbeddedKafka(free_port(), log_path=tmp_path / "kafka.log")
+    kafka.start()
+    yield kafka
+    kafka.stop()

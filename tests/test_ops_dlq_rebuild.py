@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
-from devtools.embedded import EmbeddedKafka, free_port
 from services.portal.app import create_app as create_portal
 from services.portal.rebuild import read_model_tables, rebuild
 from services.portal.settings import PortalSettings
@@ -154,14 +152,6 @@ async def test_rebuilt_portal_is_identical(make_settings, token, db_url) -> None
             result = await rebuild(portal_settings)
             assert result["records"] >= 10
             assert await snapshot(db_url) == before
-
-
-@pytest.fixture
-def own_broker():
-    kafka = EmbeddedKafka(free_port())
-    kafka.start()
-    yield kafka
-    kafka.stop()
 
 
 async def test_rebuild_after_the_broker_lost_everything(make_settings, token, db_url, own_broker) -> None:

@@ -121,7 +121,7 @@ async def test_the_portal_shows_which_ministries_cosigned_the_newest_checkpoint(
                 ["kats.go.kr/witness", "molit.go.kr/witness"],
             ]
             # A read model like the others: `portal rebuild` projects it again from the topic.
-            await rebuild(settings, idle_s=1.0)
+            await rebuild(settings)
             again = await latest(portal)
             assert again is not None
             assert {k: v for k, v in again.items() if k != "received_at"} == {

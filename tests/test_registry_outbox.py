@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from devtools.embedded import EmbeddedKafka, free_port
 from services.registry.app import create_app
 from services.registry.settings import RegistrySettings
 from shared.contract.streams import TOPIC_REGISTRY
@@ -28,14 +25,6 @@ async def test_registration_is_published_once_as_cloudevent(registry, token, inf
     assert ce["data"]["manufacturer"] == "LGES" and ce["data"]["model"]["rated_energy_kwh"] == 77.4
     models = [m for m in msgs if m["value"]["type"] == "kr.battery.registry.model.registered.v1"]
     assert len(models) == 1 and models[0]["key"] == "NCM-PACK-77"
-
-
-@pytest.fixture
-def own_broker(tmp_path):
-    kafka = EmbeddedKafka(free_port(), log_path=tmp_path / "kafka.log")
-    kafka.start()
-    yield kafka
-    kafka.stop()
 
 
 async def test_outbox_survives_broker_outage(make_settings, token, own_broker, topic_prefix) -> None:

@@ -10,10 +10,9 @@ import gc
 import tracemalloc
 import uuid
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devtools.embedded import EmbeddedKafka, free_port
+from devtools.embedded import EmbeddedKafka
 from shared.db import make_engine, make_sessionmaker
 from shared.outbox import OutboxMessage, OutboxRelay, enqueue
 from tests.conftest import Infra, eventually
@@ -67,19 +66,6 @@ async def _drain(relay: OutboxRelay) -> tuple[int, int]:
     gc.collect()
     peak = tracemalloc.get_traced_memory()[1]
     return peak - start, _held_by_relay() - held
-
-
-@pytest.fixture
-def own_broker():
-    """A broker of the test's own, so that nothing another test left on the shared broker is in what is measured.
-    (The relay once checked its batch's topics against the broker's whole list before and after each batch; the
-    shared broker's list holds every earlier test's topics, and under tracemalloc's 40-frame tracing decoding it
-    per batch took the test past its 300 s timeout in a full run. It asks about the batch's topics alone now:
-    tests/test_relay_topics.py.)"""
-    kafka = EmbeddedKafka(free_port())
-    kafka.start()
-    yield kafka
-    kafka.stop()
 
 
 async def test_publishing_a_backlog_holds_one_batch_at_a_time_and_keeps_nothing(

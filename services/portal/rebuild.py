@@ -2,8 +2,8 @@
 
 Safe while the portal runs: every message is claimed once in `applied_events`, and a battery's state is
 recomputed from all its events in sequence order, so the live consumer and the rebuild can interleave.
-Each replay reads its topics one after the other up to the end offsets they had when it began (not until
-a quiet period). If Kafka has lost messages (retention, a broker that lost its data), run `batterytrace
+Each replay reads its topics one after the other, each until the broker answers a fetch at every partition's
+position with nothing more (`shared.kafka.EndWatch`; not until a quiet period). If Kafka has lost messages (retention, a broker that lost its data), run `batterytrace
 registry republish` and `batterytrace events republish` first: they re-send from the system of record
 (the registry's tables, the ledger), not from the outboxes, which are pruned."""
 
@@ -39,12 +39,9 @@ async def read_model_tables(engine: AsyncEngine) -> list[str]:
         return [r[0] for r in rows if r[0] not in KEEP]
 
 
-async def rebuild(
-    settings: PortalSettings, *, idle_s: float = 1.0, progress: Callable[[int], None] | None = None
-) -> dict[str, int]:
+async def rebuild(settings: PortalSettings, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Empty the read models, then replay each of the portal's consumers over its topics, one after the
-    other (the EPCIS view is its own projection of the lifecycle and EPCIS streams). `idle_s`: the quiet a
-    topic's replay waits for once its end offsets are reached (`ConsumerLoop.replay`)."""
+    other (the EPCIS view is its own projection of the lifecycle and EPCIS streams)."""
     engine = make_engine(settings.database_url)
     try:
         tables = await read_model_tables(engine)
@@ -55,7 +52,7 @@ async def rebuild(
         specs = (ingest_consumer.consumer(settings), epcis_consumer.consumer(settings), log_consumer.consumer(settings))
         for spec in specs:
             loop = ConsumerLoop.for_spec(spec, settings, maker, max_records=2000)
-            done = await loop.replay(idle_s=idle_s, progress=progress)
+            done = await loop.replay(progress=progress)
             records, rejected = records + done.records, rejected + done.rejected
         return {"tables": len(tables), "records": records, "poison": rejected}
     finally:
