@@ -170,6 +170,20 @@ async def _enqueue(conn: asyncpg.Connection, key: str, name: str = "") -> int:
     return oid
 
 
+async def drain(relay: OutboxRelay) -> int:
+    """Claim and publish until a claim finds nothing; how many rows went out."""
+    published = 0
+    while (n := await relay.run_once()) > 0:
+        published += n
+    return published
+
+
+async def names_of_key(infra, topic_prefix: str, key: str, at_least: int) -> list[str]:
+    """The `name`s of the test topic's messages of `key`, in their partition's order (a key has one partition)."""
+    got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=at_least)
+    return [m["value"]["name"] for m in sorted((m for m in got if m["key"] == key), key=lambda m: m["offset"])]
+
+
 async def test_a_row_committed_after_a_higher_one_was_published_is_published_too(
     bench: Bench, infra, topic_prefix
 ) -> None:
@@ -214,13 +228,8 @@ async def test_a_slow_commit_keeps_its_place_before_the_next_row_of_its_key(benc
         assert relay.cursor.waiting
     await tx.commit()
     await _enqueue(early, "K", "D")  # the next row of B's key
-    published = 0
-    while (n := await relay.run_once()) > 0:
-        published += n
-    assert published == 2
-    got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=7)
-    on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])  # one partition
-    assert [m["value"]["name"] for m in on_partition] == ["B", "D"]
+    assert await drain(relay) == 2
+    assert await names_of_key(infra, topic_prefix, "K", at_least=7) == ["B", "D"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -317,10 +326,5 @@ async def test_a_transaction_newer_than_every_completed_one_is_still_waited_for(
     assert await relay.run_once() == 1  # a later claim, while T still runs: T's row is still waited at
     await tx_t.commit()
     await _enqueue(other, "K", "after T")  # the next row of T's key
-    published = 0
-    while (n := await relay.run_once()) > 0:
-        published += n
-    assert published == 2
-    got = await read_topic(infra.kafka.bootstrap, topic_prefix + TOPIC, at_least=5)
-    on_partition = sorted((m for m in got if m["key"] == "K"), key=lambda m: m["offset"])
-    assert [m["value"]["name"] for m in on_partition] == ["T", "after T"]
+    assert await drain(relay) == 2
+    assert await names_of_key(infra, topic_prefix, "K", at_least=5) == ["T", "after T"]
