@@ -7,14 +7,13 @@ group `batterytrace-dlq-replay`, so replaying twice re-drives nothing twice."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from shared.kafka import Kafka, make_admin, make_consumer, make_producer
+from shared.kafka import EndWatch, Kafka, make_admin, make_consumer, make_producer
 
 REPLAY_GROUP = "batterytrace-dlq-replay"
 
@@ -55,8 +54,9 @@ async def dlq_topics(kafka: Kafka, prefix: str = "") -> list[str]:
         await admin.close()
 
 
-async def read_dead_letters(kafka: Kafka, topics: list[str], idle_s: float = 1.0) -> list[DeadLetter]:
-    """Every dead letter on `topics`, marked replayed or not."""
+async def read_dead_letters(kafka: Kafka, topics: list[str]) -> list[DeadLetter]:
+    """Every dead letter on `topics`, marked replayed or not: read until the broker has answered a fetch at every
+    partition's position with nothing more (`EndWatch`; a quiet second, as before, ended early on a slow fetch)."""
     if not topics:
         return []
     consumer = make_consumer(kafka, group_id=REPLAY_GROUP, enable_auto_commit=False, auto_offset_reset="earliest")
@@ -70,10 +70,10 @@ async def read_dead_letters(kafka: Kafka, topics: list[str], idle_s: float = 1.0
             committed = await consumer.committed(tp)
             done[tp] = committed or 0
         await consumer.seek_to_beginning(*tps)
-        loop = asyncio.get_running_loop()
-        quiet_until = loop.time() + idle_s
-        while loop.time() < quiet_until:
+        watch = EndWatch(tps)
+        while not watch.done():
             batch = await consumer.getmany(timeout_ms=200)
+            watch.fetched(any(batch.values()), {tp: consumer.last_poll_timestamp(tp) for tp in tps})
             for tp, recs in batch.items():
                 for r in recs:
                     h = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
@@ -90,8 +90,6 @@ async def read_dead_letters(kafka: Kafka, topics: list[str], idle_s: float = 1.0
                             r.offset < done[tp],
                         )
                     )
-                if recs:
-                    quiet_until = loop.time() + idle_s
     finally:
         await consumer.stop()
     return sorted(out, key=lambda d: (d.topic, d.partition, d.offset))
