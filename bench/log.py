@@ -32,6 +32,7 @@ from bench.context import Ctx, battery_id
 from bench.events import INCIDENT, drain, event
 from bench.load import Answer, Req, client, closed_loop, console, wait_until
 from services.events.log import repository as log_repo
+from services.events.log import tree as log_tree
 from shared.contract import tlog
 
 LOG_OFF = {"BT_EVENTS_LOG_ENABLED": "false"}
@@ -150,7 +151,7 @@ async def fill(ctx: Ctx, leaves: int) -> tuple[int, float]:
         with console.status(f"log: hashing {add:,} leaves and their subtrees…"):
             frontier = await log_repo.nodes(conn, tlog.frontier_keys(size))
             hashes = [tlog.leaf_hash(_leaf_input(i)) for i in range(size, leaves)]
-            nodes = tlog.compact_nodes(size, hashes, tlog.getter(frontier))
+            nodes = log_tree.storable(tlog.compact_nodes(size, hashes, tlog.getter(frontier)))
         with console.status(f"log: COPY of {add:,} leaves and {len(nodes):,} nodes…"):
             await conn.copy_records_to_table(
                 "log_leaves",

@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
 
+from services.events.log.tree import storable
+
 
 async def copy_log(
     conn: asyncpg.Connection,
@@ -13,7 +15,8 @@ async def copy_log(
     nodes: Mapping[tuple[int, int], bytes],
     battery: Callable[[int], str],
 ) -> None:
-    """Leaf i as battery(i)'s first event, and the tree's stored nodes (level, index) -> hash."""
+    """Leaf i as battery(i)'s first event, and the tree's nodes (level, index) -> hash that the store keeps (as
+    the sequencer stores them: from `tree.STORED_FROM` up)."""
     await conn.copy_records_to_table(
         "log_leaves",
         schema_name="events",
@@ -24,5 +27,5 @@ async def copy_log(
         "log_nodes",
         schema_name="events",
         columns=["level", "idx", "hash"],
-        records=((*k, h) for k, h in nodes.items()),
+        records=((*k, h) for k, h in storable(nodes).items()),
     )

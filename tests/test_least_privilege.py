@@ -48,20 +48,22 @@ async def counts(db_url: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def filled(make_settings: Any, token: Any, db_url: str) -> AsyncIterator[Stack]:
-    """Registry and events (as bt_registry and bt_events) with two batteries' histories sequenced into the log,
-    checkpointed and cosigned, and one audited read."""
+    """Registry and events (as bt_registry and bt_events) with two batteries' histories sequenced into the log
+    (16 events: the log stores its first interior node, at level 4), checkpointed and cosigned, and one audited
+    read."""
     async with stack(make_settings, token, **FAST) as s:
         for _ in range(2):
             b = await s.battery()
-            await s.ok(b, "INCIDENT", "inspector")
+            for _ in range(7):
+                await s.ok(b, "INCIDENT", "inspector")
         async with connect(db_url, "postgres") as conn:
 
             async def logged() -> bool:
-                return bool(await conn.fetchval("SELECT count(*) > 0 FROM events.log_checkpoints WHERE tree_size = 4"))
+                return bool(await conn.fetchval("SELECT count(*) > 0 FROM events.log_checkpoints WHERE tree_size = 16"))
 
             await eventually(logged)
             await conn.execute(
-                "INSERT INTO events.log_cosignatures (tree_size, witness, signature) VALUES (4, 'w', 's')"
+                "INSERT INTO events.log_cosignatures (tree_size, witness, signature) VALUES (16, 'w', 's')"
             )
             for schema in ("registry", "events", "portal"):
                 await conn.execute(
@@ -131,7 +133,7 @@ async def test_the_events_role_appends_to_the_ledger_and_the_log(filled: Stack, 
     async with connect(db_url, "postgres") as conn:
 
         async def sequenced() -> bool:
-            return bool(await conn.fetchval("SELECT count(*) = 6 FROM events.log_leaves"))
+            return bool(await conn.fetchval("SELECT count(*) = 18 FROM events.log_leaves"))
 
         await eventually(sequenced)
     after = await counts(db_url)

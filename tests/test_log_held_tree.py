@@ -15,7 +15,7 @@ import pytest
 
 from services.events.log import repository as repo
 from services.events.log import service, tree
-from services.events.log.tree import NOTHING_HELD, ReadTree
+from services.events.log.tree import BLOCK, NOTHING_HELD, STORED_FROM, ReadTree
 from shared.contract import tlog
 from shared.db import asyncpg_dsn
 from shared.roles import service_url
@@ -100,17 +100,17 @@ async def test_a_tampered_node_below_the_cut_is_refused_and_every_other_proof_st
     read_tree = ReadTree()
     await _proof(events, read_tree, 0)
     assert read_tree.held.cut == tree.cut_for(SIZE) == 5
-    await _tamper(owner, 2, 77)
+    await _tamper(owner, STORED_FROM, 77)  # stored, below the cut (the levels under it are folded from leaves)
     with pytest.raises(service.LogInconsistent) as refused:
-        await service.inclusion(events, read_tree, _battery(_user(2, 77)), 1, None)
+        await service.inclusion(events, read_tree, _battery(_user(STORED_FROM, 77)), 1, None)
     assert refused.value.status == 500 and refused.value.code == "log-inconsistent"
     with pytest.raises(service.LogInconsistent):
-        await service.inclusion(events, read_tree, _battery(_user(2, 77)), 1, OLDER)  # in the older tree too
-    for index in (0, 5, _user(2, 77) + 4, 1_234, SIZE - 1):
+        await service.inclusion(events, read_tree, _battery(_user(STORED_FROM, 77)), 1, OLDER)  # in the older tree too
+    for index in (0, 5, _user(STORED_FROM, 77) + BLOCK, 1_000, SIZE - 1):
         await _proof(events, read_tree, index)
-    await _sign(owner, _leaves(SIZE), 77 * 4)  # a checkpoint just before it: its consistency proof needs it
+    await _sign(owner, _leaves(SIZE), 77 * BLOCK)  # a checkpoint just before it: its consistency proof needs it
     with pytest.raises(service.LogInconsistent):
-        await service.consistency(events, read_tree, 77 * 4, SIZE)
+        await service.consistency(events, read_tree, 77 * BLOCK, SIZE)
     answer = await service.consistency(events, read_tree, OLDER, SIZE)
     old, new = (tlog.root_from_leaves(_leaves(SIZE)[:n]) for n in (OLDER, SIZE))
     tlog.verify_consistency(OLDER, SIZE, tlog.unhex(answer["proof"]), old, new)
@@ -159,7 +159,7 @@ async def test_a_held_tree_is_not_used_for_another_checkpoint_of_its_size_nor_fo
     await owner.execute("DELETE FROM events.log_nodes")
     await owner.executemany(
         "INSERT INTO events.log_nodes (level, idx, hash) VALUES ($1, $2, $3)",
-        [(*k, h) for k, h in tlog.compact_nodes(0, forged, tlog.getter({})).items()],
+        [(*k, h) for k, h in tree.storable(tlog.compact_nodes(0, forged, tlog.getter({}))).items()],
     )
     await owner.execute("DELETE FROM events.log_checkpoints")
     await _sign(owner, forged, SIZE)

@@ -195,3 +195,43 @@ def test_a_held_tree_is_one_checkpoint_s_and_nothing_held_reads_everything() -> 
     keys = tlog.needed_for_inclusion(5, 100)
     assert held.unheld(keys, 101) == keys
     assert HeldTree(100, _mth(leaves), NOTHING_HELD).unheld(keys, 100) == keys
+
+
+# ---- the store keeps nodes from tree.STORED_FROM up; the levels below are folded from their leaves ----
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 300), appended=st.lists(st.integers(1, 40), max_size=6))
+def test_the_store_keeps_only_nodes_from_the_stored_level_and_folds_the_ones_below_to_rfc_9162(
+    size: int, appended: list[int]
+) -> None:
+    leaves = _leaves(size + sum(appended))
+    kept: dict[NodeKey, bytes] = tree.storable(tlog.compact_nodes(0, leaves[:size], tlog.getter({})))
+    done = size
+    for n in appended:  # as the sequencer appends: its frontier read from the kept nodes and the leaves
+        stored = {**kept, **{(0, i): h for i, h in enumerate(leaves[:done])}}
+        frontier = tree.from_leaves(tlog.frontier_keys(done), dict(enumerate(leaves[:done])))
+        frontier.update({k: stored[k] for k in tlog.frontier_keys(done) if k[0] >= tree.STORED_FROM})
+        created = tlog.compact_nodes(done, leaves[done : done + n], tlog.getter(frontier))
+        kept.update(tree.storable(created))
+        done += n
+    assert all(level >= tree.STORED_FROM for level, _ in kept)
+    every = tlog.compact_nodes(0, leaves, tlog.getter({}))
+    assert kept == {k: h for k, h in every.items() if k[0] >= tree.STORED_FROM}
+    below = [k for k in every if k[0] < tree.STORED_FROM]
+    assert tree.from_leaves(below, dict(enumerate(leaves))) == {k: every[k] for k in below}
+    for level, index in below[:20]:  # each is the MTH of its 2^level leaves
+        start, end = tree.leaf_span(level, index)
+        assert every[(level, index)] == _mth(leaves[start:end])
+
+
+def test_a_subtree_below_the_stored_level_with_a_leaf_missing_is_left_out_as_a_missing_node_would_be() -> None:
+    leaves = dict(enumerate(_leaves(16)))
+    del leaves[5]
+    folded = tree.from_leaves([(1, 2), (1, 3), (2, 0), (2, 1), (3, 1), (0, 5), (0, 6)], leaves)
+    assert set(folded) == {(1, 3), (2, 0), (3, 1), (0, 6)}  # (1, 2), (2, 1) and (0, 5) need leaf 5
+
+
+def test_reads_below_the_stored_level_are_their_leaves_each_read_once() -> None:
+    leaves, stored = tree.split_keys([(0, 3), (2, 1), (4, 7), (1, 3), (5, 0)])
+    assert leaves == [3, 4, 5, 6, 7] and stored == [(4, 7), (5, 0)]
+    ranges, nodes = tree.split_ranges([(0, 0, 10), (1, 0, 8), (3, 2, 3), (2, 7, 8), (4, 0, 2), (2, 5, 5)])
+    assert ranges == [(0, 24), (28, 32)] and nodes == [(4, 0, 2)]

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from services.events.log import tree
 from services.events.log.models import LogCheckpoint, LogCosignature, LogLeaf, LogNode, LogPending
 from shared.contract.tlog import NodeKey
 from shared.outbox import SNAPSHOT_COLUMNS, Snapshot
@@ -111,12 +112,12 @@ async def insert_nodes(conn: asyncpg.Connection, nodes: Mapping[NodeKey, bytes])
 
 
 async def nodes(conn: asyncpg.Connection, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
-    """The hashes of the given complete subtrees (level 0: the leaves), in one round trip."""
+    """The hashes of the given complete subtrees (level 0: the leaves; below `tree.STORED_FROM`: folded from
+    their leaves), in one round trip. A subtree the store lacks is left out."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    leaves = [i for level, i in wanted if level == 0]
-    upper = [(level, i) for level, i in wanted if level > 0]
+    leaves, upper = tree.split_keys(wanted)
     rows = await conn.fetch(
         f"SELECT 0::smallint AS level, leaf_index AS idx, leaf_hash AS hash FROM {LEAVES} "
         "WHERE leaf_index = ANY($1::bigint[]) "
@@ -126,7 +127,18 @@ async def nodes(conn: asyncpg.Connection, keys: Iterable[NodeKey]) -> dict[NodeK
         [k[0] for k in upper],
         [k[1] for k in upper],
     )
-    return {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+    return _with_folded(wanted, rows)
+
+
+def _with_folded(wanted: Sequence[NodeKey], rows: Iterable[Any]) -> dict[NodeKey, bytes]:
+    """The wanted subtrees from stored rows (level, idx, hash): the stored ones as they are, the leaves asked for,
+    and those below `tree.STORED_FROM` folded from the leaves read."""
+    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+    leaf_hashes = {i: h for (level, i), h in found.items() if level == 0}
+    asked = set(wanted)
+    out = {k: h for k, h in found.items() if k in asked}
+    out.update(tree.from_leaves((k for k in wanted if 0 < k[0] < tree.STORED_FROM), leaf_hashes))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,31 +154,42 @@ class InclusionRead:
 
 #: One statement per inclusion proof: the newest checkpoint's size, the signed roots of the tree asked for and
 #: of the tree the reader holds (`tree.HeldTree`: its levels at and above the cut $4, and its right edge), the
-#: event's leaf (the unique index on (battery_id, sequence)), and the stored nodes below the cut a proof of that
-#: leaf in the tree of size $3 (default: the newest) can need, by primary key: at each level the sibling
-#: ((m >> l) # 1) of the leaf's ancestor, and — unless the reader holds that tree's right edge ($6) — the
-#: right-edge subtree ((n >> l) - 1) where bit l of n is set. The arrays are positional (siblings: level 1
-#: first; edge: the set bits of n from bit 1; NULL where nothing is stored). The levels come from a constant
-#: series filtered by $4, so the pool's prepared statement settles on one generic plan (a parameter in the
-#: series' bounds has the planner plan every call anew, which costs more than running it).
-#: tests/test_log_proof_cost.py checks every proof it answers against RFC 9162.
+#: event's leaf (the unique index on (battery_id, sequence)), and what a proof of that leaf in the tree of size
+#: $3 (default: the newest) can need below the cut: the leaf's block of `tree.BLOCK` leaves (its siblings below
+#: `tree.STORED_FROM` are folded from them), and by primary key at each stored level the sibling
+#: ((m >> l) # 1) of the leaf's ancestor; and — unless the reader holds that tree's right edge ($6) — the
+#: leaves of the tree's last block and the stored right-edge subtree ((n >> l) - 1) where bit l of n is set.
+#: The node arrays are positional (siblings: level STORED_FROM first; edge: the set bits of n from bit
+#: STORED_FROM; NULL where nothing is stored). The levels come from a constant series filtered by $4, so the
+#: pool's prepared statement settles on one generic plan (a parameter in the series' bounds has the planner
+#: plan every call anew, which costs more than running it). tests/test_log_proof_cost.py checks every proof it
+#: answers against RFC 9162.
 INCLUSION_READ = f"""
 SELECT cp.newest, cp.n AS size,
        (SELECT root_hash FROM {CHECKPOINTS} WHERE tree_size = cp.n) AS root,
        (SELECT root_hash FROM {CHECKPOINTS} WHERE tree_size = $5) AS held_root,
        f.leaf_index, f.leaf_hash,
-       (SELECT s.leaf_hash FROM {LEAVES} s WHERE $4 > 0 AND s.leaf_index = f.leaf_index # 1) AS sibling0,
-       ARRAY(SELECT n.hash FROM generate_series(1, 62) AS l
+       ARRAY(SELECT s.leaf_hash FROM {LEAVES} s
+             WHERE $4 > 0 AND s.leaf_index >= (f.leaf_index >> {tree.STORED_FROM}) << {tree.STORED_FROM}
+               AND s.leaf_index < least(((f.leaf_index >> {tree.STORED_FROM}) + 1) << {tree.STORED_FROM}, cp.n)
+             ORDER BY s.leaf_index) AS block,
+       ARRAY(SELECT n.hash FROM generate_series({tree.STORED_FROM}, 62) AS l
              LEFT JOIN {NODES} n ON n.level = l AND n.idx = (f.leaf_index >> l) # 1
              WHERE l < $4 AND cp.n >> l > 0 ORDER BY l) AS siblings,
-       (SELECT s.leaf_hash FROM {LEAVES} s
-        WHERE $4 > 0 AND cp.n <> $6 AND cp.n & 1 = 1 AND s.leaf_index = cp.n - 1) AS edge0,
-       ARRAY(SELECT n.hash FROM generate_series(1, 62) AS l
+       ARRAY(SELECT s.leaf_hash FROM {LEAVES} s
+             WHERE $4 > 0 AND cp.n <> $6 AND s.leaf_index >= (cp.n >> {tree.STORED_FROM}) << {tree.STORED_FROM}
+               AND s.leaf_index < cp.n
+             ORDER BY s.leaf_index) AS edge_block,
+       ARRAY(SELECT n.hash FROM generate_series({tree.STORED_FROM}, 62) AS l
              LEFT JOIN {NODES} n ON n.level = l AND n.idx = (cp.n >> l) - 1
              WHERE l < $4 AND cp.n <> $6 AND (cp.n >> l) & 1 = 1 ORDER BY l) AS edge
 FROM (SELECT newest, coalesce($3::bigint, newest) AS n FROM (SELECT max(tree_size) AS newest FROM {CHECKPOINTS}) x) cp
 LEFT JOIN {LEAVES} f ON f.battery_id = $1 AND f.sequence = $2
 """
+
+
+def _block(first: int, hashes: Sequence[bytes]) -> dict[int, bytes]:
+    return {first + k: h for k, h in enumerate(hashes)}
 
 
 async def inclusion_read(
@@ -181,17 +204,18 @@ async def inclusion_read(
     """Everything an inclusion proof reads from the store, in one round trip (`INCLUSION_READ`)."""
     row = await conn.fetchrow(INCLUSION_READ, battery_id, sequence, size, cut, held_size, edge_size)
     m, n = row["leaf_index"], row["size"]
+    low = min(cut, tree.STORED_FROM)  # the levels below the cut folded from leaves
     nodes: dict[NodeKey, bytes] = {}
     if m is not None:
-        if row["sibling0"] is not None:
-            nodes[(0, m ^ 1)] = row["sibling0"]
-        for level, h in enumerate(row["siblings"], 1):
+        siblings = [(level, (m >> level) ^ 1) for level in range(low)]
+        nodes.update(tree.from_leaves(siblings, _block(m >> tree.STORED_FROM << tree.STORED_FROM, row["block"])))
+        for level, h in enumerate(row["siblings"], tree.STORED_FROM):
             if h is not None:
                 nodes[(level, (m >> level) ^ 1)] = h
     if n is not None:
-        if row["edge0"] is not None:
-            nodes[(0, n - 1)] = row["edge0"]
-        edge = (level for level in range(1, min(cut, n.bit_length())) if n >> level & 1)
+        edge_low = [(level, (n >> level) - 1) for level in range(low) if n >> level & 1]
+        nodes.update(tree.from_leaves(edge_low, _block(n >> tree.STORED_FROM << tree.STORED_FROM, row["edge_block"])))
+        edge = (level for level in range(tree.STORED_FROM, min(cut, n.bit_length())) if n >> level & 1)
         for level, h in zip(edge, row["edge"], strict=False):
             if h is not None:
                 nodes[(level, (n >> level) - 1)] = h
@@ -226,23 +250,24 @@ JOIN unnest($2::smallint[], $3::bigint[]) AS k(level, idx) ON n.level = k.level 
 
 async def nodes_and_newest(conn: asyncpg.Connection, keys: Iterable[NodeKey], sizes: Iterable[int]) -> ProofRead:
     wanted = sorted(set(keys))
-    upper = [(level, i) for level, i in wanted if level > 0]
+    leaves, upper = tree.split_keys(wanted)
     rows = await conn.fetch(
         NODES_AND_NEWEST,
-        [i for level, i in wanted if level == 0],
+        leaves,
         [k[0] for k in upper],
         [k[1] for k in upper],
         sorted(set(sizes)),
     )
     newest = next(r["idx"] for r in rows if r["level"] == -1)
     roots = {int(r["idx"]): r["hash"] for r in rows if r["level"] == -2}
-    found = {(r["level"], r["idx"]): r["hash"] for r in rows if r["level"] >= 0}
+    found = _with_folded(wanted, (r for r in rows if r["level"] >= 0))
     return ProofRead(None if newest is None else int(newest), roots, found)
 
 
-#: Stored nodes by ranges of one level each (level 0: the leaves): what the read side takes in to hold the top
-#: of the tree (`tree.HeldTree.growth`). One index range scan per range: OFFSET 0 keeps each LATERAL subquery
-#: whole (pulled up into a join, the planner would rather scan the whole table for a few thousand rows of it).
+#: Stored nodes by ranges of one level each (level 0: the leaves; a range below `tree.STORED_FROM` is read as
+#: its leaves and folded): what the read side takes in to hold the top of the tree (`tree.HeldTree.growth`).
+#: One index range scan per range: OFFSET 0 keeps each LATERAL subquery whole (pulled up into a join, the
+#: planner would rather scan the whole table for a few thousand rows of it).
 NODE_RANGES = f"""
 SELECT 0::smallint AS level, f.leaf_index AS idx, f.leaf_hash AS hash
 FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi)
@@ -257,8 +282,7 @@ CROSS JOIN LATERAL (SELECT idx, hash FROM {NODES} WHERE level = r.level AND idx 
 async def node_ranges(conn: asyncpg.Connection, ranges: Sequence[tuple[int, int, int]]) -> dict[NodeKey, bytes]:
     if not ranges:
         return {}
-    leaves = [(lo, hi) for level, lo, hi in ranges if level == 0]
-    upper = [r for r in ranges if r[0] > 0]
+    leaves, upper = tree.split_ranges(ranges)
     rows = await conn.fetch(
         NODE_RANGES,
         [r[0] for r in leaves],
@@ -267,7 +291,9 @@ async def node_ranges(conn: asyncpg.Connection, ranges: Sequence[tuple[int, int,
         [r[1] for r in upper],
         [r[2] for r in upper],
     )
-    return {(r["level"], r["idx"]): r["hash"] for r in rows}
+    found = {(r["level"], r["idx"]): r["hash"] for r in rows}  # with the leaves read to fold the levels below
+    found.update(tree.ranges_from_leaves(ranges, {i: h for (level, i), h in found.items() if level == 0}))
+    return found
 
 
 async def leaf_indexes(conn: asyncpg.Connection, battery_id: str) -> dict[int, int]:

@@ -16,7 +16,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.events.log import repository as repo
-from services.events.log.tree import HeldTree, ReadTree
+from services.events.log.tree import HeldTree, ReadTree, storable
 from services.events.models import SCHEMA
 from shared.contract import tlog
 from shared.contract.streams import (
@@ -80,7 +80,7 @@ async def append_pending(session: AsyncSession, limit: int, after: int = 0) -> r
     frontier = await repo.nodes(conn, tlog.frontier_keys(size))
     created = tlog.compact_nodes(size, leaves, tlog.getter(frontier))
     await repo.insert_leaves(conn, size, pending, leaves)
-    await repo.insert_nodes(conn, created)
+    await repo.insert_nodes(conn, storable(created))
     return taken
 
 
