@@ -66,7 +66,13 @@ class EventsSettings(ServiceSettings):
         "change with every restart). Keep it secret and never rotate it without re-keying `events.vins`.",
     )
     log_checkpoint_interval_s: float = Field(10.0, gt=0, description="Seconds between checkpoints while events arrive.")
-    log_sequencer_interval_s: float = Field(0.05, gt=0, description="Seconds between polls of the log's queue.")
+    log_sequencer_interval_s: float = Field(
+        0.25,
+        gt=0,
+        description="Seconds between polls of the log's queue while events arrive (a backlog is taken at once). "
+        "Each poll is one transaction whatever it takes, so fewer, larger ones cost capture less; the tree is "
+        "signed every log_checkpoint_interval_s anyway.",
+    )
     log_witness_keys: list[str] = Field(
         default_factory=list, description="Verifier keys of the witnesses whose cosignatures are accepted."
     )

@@ -38,7 +38,7 @@ class LogConfig:
     origin: str = "batterytrace.kr/log"
     signing_key: str | None = None  # C2SP signer key (PRIVATE+KEY+...); None: an ephemeral key per process
     checkpoint_interval_s: float = 10.0
-    sequencer_interval_s: float = 0.05
+    sequencer_interval_s: float = 0.25
     #: An idle sequencer waits longer between polls, doubling up to this (never past the checkpoint interval,
     #: and a checkpoint sequences first), so an idle log costs two polls a second, not twenty.
     sequencer_idle_max_s: float = 0.5
