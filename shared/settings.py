@@ -88,6 +88,14 @@ class ServiceSettings(KafkaSettings):
     database_pool_size: int = Field(20, ge=1, description="Connections kept per process (plus half as many overflow).")
     kafka_session_timeout_ms: int = Field(10_000, ge=100, description="Consumer group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(1_000, ge=50, description="Consumer group heartbeat interval.")
+    kafka_consumer_linger_ms: int = Field(
+        0,
+        ge=0,
+        le=1_000,
+        description="After a fetch shorter than a full batch, wait this long and take what arrived meanwhile into "
+        "the same batch: one transaction, offset commit and position save for many records instead of one each "
+        "(a stream of single events). Each batch's records become visible up to this much later. 0: no wait.",
+    )
     jwt_public_key_file: Path | None = Field(None, description="PEM public key that verifies bearer tokens.")
     jwt_public_key: str | None = Field(None, description="PEM public key inline (instead of the file).")
     jwt_jwks_url: str | None = Field(None, description="OIDC JWKS URL (instead of a static key).")
