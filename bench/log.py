@@ -226,6 +226,19 @@ async def _copy(conn: asyncpg.Connection, size: int, leaves: int) -> None:
         )
 
 
+async def block_reads(ctx: Ctx) -> dict[str, int]:
+    """Blocks of the log's tables and their indexes read into shared_buffers, and found there, so far
+    (pg_statio_all_tables). A busy backend flushes its counts at most once a second, an idle one within 10 s
+    (PostgreSQL's PGSTAT_IDLE_INTERVAL): read after 11 s without proofs."""
+    await asyncio.sleep(11)
+    row = await (await ctx.db()).fetchrow(
+        "SELECT sum(heap_blks_read + coalesce(idx_blks_read, 0)) AS read, "
+        "sum(heap_blks_hit + coalesce(idx_blks_hit, 0)) AS hit FROM pg_statio_all_tables "
+        "WHERE schemaname = 'events' AND relname IN ('log_leaves', 'log_nodes', 'log_checkpoints')"
+    )
+    return {"read": int(row["read"] or 0), "hit": int(row["hit"] or 0)}
+
+
 async def quiet(ctx: Ctx) -> float | None:
     """Wait until the pipeline behind the capture runs is idle (bench/registry.catch_up does the same before the
     other latency figures): the log's queue empty, the events outbox drained, the portal holding every ledger
@@ -308,11 +321,18 @@ async def inclusion_latency(ctx: Ctx) -> None:
     async with client(ctx.url("events"), cfg.proof_concurrency) as http:
         for r in reqs[: min(100, len(reqs))]:  # warm the connections, the code path and the cache
             await http.get(r.url)
+        io_before = await block_reads(ctx)
         async with ctx.phase("log inclusion proofs") as ph:
             run = await closed_loop(
                 http, reqs, cfg.proof_concurrency, description="log: GET /v1/log/proof/inclusion", on_ok=check
             )
             ph.update(run.summary())
+        io = {k: v - io_before.get(k, 0) for k, v in (await block_reads(ctx)).items()}
+    ctx.report.notes.append(
+        "log inclusion proofs: the log's tables and indexes, blocks per proof read from outside shared_buffers / "
+        f"found in them: {io['read'] / max(run.units, 1):.2f} / {io['hit'] / max(run.units, 1):.2f} "
+        f"(shared_buffers {await (await ctx.db()).fetchval('SHOW shared_buffers')})"
+    )
     if run.errors:
         ctx.report.notes.append(f"log inclusion proofs: {run.errors} errors; first: {run.first_error}")
     if wrong:
