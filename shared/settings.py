@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +76,15 @@ class KafkaSettings(BaseSettings):
         return f"{self.kafka_topic_prefix}{name}"
 
 
+#: A consumer's linger (`ConsumerLoop.linger_ms`), in milliseconds.
+LingerMs = Annotated[int, Field(ge=0, le=1_000)]
+LINGER_DOC = (
+    "After a fetch shorter than a full batch, wait this long and take what arrived meanwhile into the same batch: "
+    "one transaction, offset commit and position save for many records instead of one each (a stream of single "
+    "events). Each batch's records become visible up to this much later. 0: no wait."
+)
+
+
 class ServiceSettings(KafkaSettings):
     """Settings every service has. Subclasses set the env prefix."""
 
@@ -88,14 +97,7 @@ class ServiceSettings(KafkaSettings):
     database_pool_size: int = Field(20, ge=1, description="Connections kept per process (plus half as many overflow).")
     kafka_session_timeout_ms: int = Field(10_000, ge=100, description="Consumer group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(1_000, ge=50, description="Consumer group heartbeat interval.")
-    kafka_consumer_linger_ms: int = Field(
-        0,
-        ge=0,
-        le=1_000,
-        description="After a fetch shorter than a full batch, wait this long and take what arrived meanwhile into "
-        "the same batch: one transaction, offset commit and position save for many records instead of one each "
-        "(a stream of single events). Each batch's records become visible up to this much later. 0: no wait.",
-    )
+    kafka_consumer_linger_ms: LingerMs = Field(0, description=LINGER_DOC)
     jwt_public_key_file: Path | None = Field(None, description="PEM public key that verifies bearer tokens.")
     jwt_public_key: str | None = Field(None, description="PEM public key inline (instead of the file).")
     jwt_jwks_url: str | None = Field(None, description="OIDC JWKS URL (instead of a static key).")

@@ -7,19 +7,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import LINGER_DOC, LingerMs, ServiceSettings
 
 
 class PortalSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BT_PORTAL_", extra="ignore")
     consumer_group: str = "batterytrace-portal"
-    kafka_consumer_linger_ms: int = Field(
-        50,
-        ge=0,
-        le=1_000,
-        description="The read models' consumers wait this long after a short fetch for more records to apply in "
-        "the same transaction (shared setting; the portal's default: single events arrive one per fetch).",
-    )
+    #: The read models' consumers linger by default: single events otherwise arrive one per fetch.
+    kafka_consumer_linger_ms: LingerMs = Field(50, description=LINGER_DOC)
     events_url: str = Field("http://127.0.0.1:8002", description="Events service base URL.")
     registry_url: str = Field("http://127.0.0.1:8001", description="Registry base URL (stream monitoring).")
     self_url: str = Field("http://127.0.0.1:8003", description="This portal's own base URL (stream monitoring).")

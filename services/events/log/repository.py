@@ -208,13 +208,13 @@ async def inclusion_read(
     nodes: dict[NodeKey, bytes] = {}
     if m is not None:
         siblings = [(level, (m >> level) ^ 1) for level in range(low)]
-        nodes.update(tree.from_leaves(siblings, _block(m >> tree.STORED_FROM << tree.STORED_FROM, row["block"])))
+        nodes.update(tree.from_leaves(siblings, _block(tree.block_start(m), row["block"])))
         for level, h in enumerate(row["siblings"], tree.STORED_FROM):
             if h is not None:
                 nodes[(level, (m >> level) ^ 1)] = h
     if n is not None:
         edge_low = [(level, (n >> level) - 1) for level in range(low) if n >> level & 1]
-        nodes.update(tree.from_leaves(edge_low, _block(n >> tree.STORED_FROM << tree.STORED_FROM, row["edge_block"])))
+        nodes.update(tree.from_leaves(edge_low, _block(tree.block_start(n), row["edge_block"])))
         edge = (level for level in range(tree.STORED_FROM, min(cut, n.bit_length())) if n >> level & 1)
         for level, h in zip(edge, row["edge"], strict=False):
             if h is not None:

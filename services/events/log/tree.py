@@ -52,6 +52,11 @@ def storable(nodes: Mapping[NodeKey, bytes]) -> dict[NodeKey, bytes]:
     return {key: h for key, h in nodes.items() if key[0] >= STORED_FROM}
 
 
+def block_start(leaf: int) -> int:
+    """The first leaf of the block of `BLOCK` leaves that holds `leaf`."""
+    return leaf >> STORED_FROM << STORED_FROM
+
+
 def leaf_span(level: int, index: int) -> tuple[int, int]:
     """The leaves [start, end) of the complete subtree (level, index)."""
     return index << level, (index + 1) << level
@@ -113,7 +118,7 @@ def from_leaves(keys: Iterable[NodeKey], leaves: Mapping[int, bytes]) -> dict[No
 
 def ranges_from_leaves(ranges: Iterable[NodeRange], leaves: Mapping[int, bytes]) -> dict[NodeKey, bytes]:
     """`from_leaves` for every subtree of ranges of one level each below STORED_FROM."""
-    keys = [(level, i) for level, lo, hi in ranges if level < STORED_FROM for i in range(lo, hi)]
+    keys = [(level, i) for level, lo, hi in ranges if 0 < level < STORED_FROM for i in range(lo, hi)]
     return from_leaves(sorted(keys), leaves)
 
 
