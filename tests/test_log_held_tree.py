@@ -116,6 +116,26 @@ async def test_a_tampered_node_below_the_cut_is_refused_and_every_other_proof_st
     tlog.verify_consistency(OLDER, SIZE, tlog.unhex(answer["proof"]), old, new)
 
 
+async def test_a_tampered_leaf_is_refused_in_every_proof_its_block_folds_and_no_other(
+    owner: asyncpg.Connection, events: asyncpg.Connection
+) -> None:
+    """Below `tree.STORED_FROM` the store keeps no nodes: a proof folds its siblings there from the leaves. An
+    owner who changes one leaf (and can change no stored node to match, since none covers it alone) has every
+    proof that folds it refused, the leaf's own included, and nothing else."""
+    read_tree = ReadTree()
+    await _proof(events, read_tree, 0)  # the top of the tree held before the tamper
+    status = await owner.execute(
+        "UPDATE events.log_leaves SET leaf_hash = $1 WHERE leaf_index = 700", hashlib.sha256(b"forged").digest()
+    )
+    assert status == "UPDATE 1"
+    block = tree.block_start(700)  # 688..703: each proof there folds leaf 700 into a sibling (or is its own)
+    for index in (block, 695, 699, 700, 701, block + tree.BLOCK - 1):
+        with pytest.raises(service.LogInconsistent):
+            await service.inclusion(events, read_tree, _battery(index), 1, None)
+    for index in (0, block - 1, block + tree.BLOCK, 720, SIZE - 1):  # other blocks: their stored siblings hold
+        await _proof(events, read_tree, index)
+
+
 async def test_a_node_tampered_before_it_is_held_is_never_held_nor_served(
     owner: asyncpg.Connection, events: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
