@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka import AIOKafkaProducer
+
 from services.portal.settings import PortalSettings
 from shared.kafka import ConsumerLoop, Records, ensure_topics, make_producer
 from shared.settings import ServiceSettings
@@ -16,14 +18,18 @@ from tests.conftest import Infra, eventually
 TOPIC = "consumer.linger.test.v1"
 
 
-async def _publish(bootstrap: str, topic: str, values: list[int], *, apart_s: float = 0.0) -> None:
+async def _send(producer: AIOKafkaProducer, topic: str, values: list[int], *, apart_s: float = 0.0) -> None:
+    for v in values:
+        await (await producer.send(topic, value=str(v).encode(), key=b"KR-LINGER", partition=0))
+        if apart_s:
+            await asyncio.sleep(apart_s)
+
+
+async def _publish(bootstrap: str, topic: str, values: list[int]) -> None:
     producer = make_producer(bootstrap)
     await producer.start()
     try:
-        for v in values:
-            await (await producer.send(topic, value=str(v).encode(), key=b"KR-LINGER", partition=0))
-            if apart_s:
-                await asyncio.sleep(apart_s)
+        await _send(producer, topic, values)
     finally:
         await producer.stop()
 
@@ -42,20 +48,23 @@ async def test_single_records_arriving_within_the_linger_are_applied_as_one_batc
     await ensure_topics(bootstrap, [topic], 1)
     batches: list[list[int]] = []
     loop = _loop(bootstrap, topic, topic_prefix + "linger", batches, linger_ms=1000)
-    await _publish(bootstrap, topic, [0])
+    producer = make_producer(bootstrap)
+    await producer.start()  # connected before the loop starts: the sends below take milliseconds each
+    await _send(producer, topic, [0])
     loop.start()
     try:
         await eventually(lambda: loop.running, timeout_s=30)
-        # One at a time, 20 ms apart, right after the loop started: its first fetch (after the group join) is
-        # followed by a 1 s linger that takes in the rest.
-        await _publish(bootstrap, topic, list(range(1, 11)), apart_s=0.02)
+        # One at a time, 10 ms apart (about 0.1 s in all), right after the loop started: its first fetch (after
+        # the group join) is followed by a 1 s linger that takes in the rest.
+        await _send(producer, topic, list(range(1, 11)), apart_s=0.01)
         await eventually(lambda: loop.applied == 11, timeout_s=30)
         assert batches == [list(range(11))]
-        await _publish(bootstrap, topic, [11])  # alone: applied after the linger, by itself
+        await _send(producer, topic, [11])  # alone: applied after the linger, by itself
         await eventually(lambda: loop.applied == 12, timeout_s=30)
         assert batches[1:] == [[11]]
     finally:
         await loop.stop()
+        await producer.stop()
 
 
 async def test_a_lingered_batch_stays_within_max_records_and_without_a_linger_each_fetch_goes_as_it_comes(
