@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
@@ -20,7 +21,7 @@ from rich.console import Console
 from bench.context import Config, Ctx
 from bench.load import console
 from bench.report import RESULTS, Report
-from bench.stack import Stack
+from bench.stack import SHARED_BUFFERS, Stack
 
 PARTS = ("limits", "registry", "events", "portal", "epcis", "relay", "log", "backup")
 #: What a run without --only measures: backup is asked for by name (README, "Backups at 1,000,000 batteries").
@@ -84,6 +85,13 @@ def main(
             "directory, and the SQL statements that took the most database time (pg_stat_statements)."
         ),
     ] = None,
+    shared_buffers: Annotated[
+        str,
+        typer.Option(
+            help='PostgreSQL\'s shared_buffers for the run, as a production server is sized ("" keeps the '
+            "embedded server's 128 MB default)."
+        ),
+    ] = SHARED_BUFFERS,
     fail_on_miss: Annotated[bool, typer.Option("--fail-on-miss", help="Exit 1 if a target is missed.")] = False,
 ) -> None:
     """Start a fresh embedded PostgreSQL and tansu broker, the three services as uvicorn processes, drive them
@@ -96,6 +104,10 @@ def main(
     if unknown:
         raise typer.BadParameter(
             f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}", param_hint="--only"
+        )
+    if shared_buffers and not re.fullmatch(r"[0-9]+(kB|MB|GB)?", shared_buffers):
+        raise typer.BadParameter(
+            f"{shared_buffers!r}: a PostgreSQL size such as 4GB or 512MB", param_hint="--shared-buffers"
         )
     small = quick
     cfg = Config(
@@ -124,7 +136,14 @@ def main(
         services.append("events")
     if {"portal", "backup"} & set(parts):  # a backup of every schema, the portal's read models filled too
         services.append("portal")
-    stack = Stack(services=services, workers=workers, keep=keep, sql_stats=profile is not None, split=split)
+    stack = Stack(
+        services=services,
+        workers=workers,
+        keep=keep,
+        sql_stats=profile is not None,
+        split=split,
+        shared_buffers=shared_buffers,
+    )
     report = Report(
         config=asdict(cfg) | {"services": services, "layout": "split" if split else "one process per service"}
     )
