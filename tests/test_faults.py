@@ -7,6 +7,7 @@ fault records its reconciliation (`record_property`), which tests/conftest.py pr
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -297,6 +298,7 @@ class LateClosingProxy:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://postgres@/{database}?host={self.dir}"

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,13 @@ class Writer:
 
 
 LOGS = Path(tempfile.mkdtemp(prefix="bt-relay-logs-"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_logs() -> Iterator[None]:
+    """The relays' logs are read by failing assertions (relay_logs); removed with the module."""
+    yield
+    shutil.rmtree(LOGS, ignore_errors=True)
 
 
 def start_relay(db_url: str, bootstrap: str, prefix: str) -> subprocess.Popen[bytes]:
