@@ -132,7 +132,9 @@ def test_the_passports_the_ingest_keeps_are_the_lives_the_history_shows_whatever
 
 
 # ---- a webhook subscription outlives its owner's suspension, its deliveries do not ----
-async def test_a_suspended_owners_webhook_subscription_delivers_nothing_until_reactivated(make_settings, token) -> None:
+async def test_a_suspended_owners_webhook_subscription_delivers_nothing_until_reactivated(
+    make_settings, token, tmp_path
+) -> None:
     """The subscription's owner is suspended after subscribing: a delivery attempt sends the real receiver nothing
     and moves no watermark (it is retried later); once reactivated, the same delivery reaches the receiver."""
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -145,7 +147,7 @@ async def test_a_suspended_owners_webhook_subscription_delivers_nothing_until_re
     from services.portal.subscriptions.delivery import Dispatcher
     from tests.test_epcis_subscriptions import Receiver
 
-    receiver = Receiver()
+    receiver = Receiver(tmp_path)
     await receiver.start()
     lges = token("LGES", "manufacturer")
     try:
