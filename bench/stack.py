@@ -77,6 +77,7 @@ class Stack:
         settings = {"shared_buffers": self.shared_buffers} if self.shared_buffers else {}
         if self.sql_stats:
             settings["shared_preload_libraries"] = "pg_stat_statements"
+            settings["pg_stat_statements.track_planning"] = "on"  # whether a prepared statement is planned per call
         for name, value in settings.items():  # server settings: they take effect on the restart
             asyncio.run(self._exec(f"ALTER SYSTEM SET {name} = '{value}'"))
         if settings:

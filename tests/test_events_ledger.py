@@ -255,6 +255,28 @@ async def test_verifier_sweeps_are_paced_to_their_event_rate(s: Stack, db_url: s
     assert time.monotonic() - started >= 0.45
 
 
+async def test_a_sweep_is_paced_to_go_through_the_ledger_once_per_period(s: Stack, db_url: str) -> None:
+    """Paced by period, a sweep takes about the period whatever the ledger's size (here, with no floor and no cap,
+    half a second for this ledger), from the planner's estimate of the ledger's rows."""
+    for _ in range(3):
+        bid = await s.battery()
+        await s.ok(bid, "INCIDENT", "inspector")
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        await conn.execute("ANALYZE events.ledger")
+        estimate = await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'events.ledger'::regclass")
+        events = await conn.fetchval("SELECT count(*) FROM events.ledger")
+    finally:
+        await conn.close()
+    assert estimate == events
+    verifier = s.events.app.state.ledger_verifier
+    verifier.rate_per_s, verifier.period_s, verifier.min_rate_per_s = None, 0.5, 0.0
+    started = time.monotonic()
+    assert await verifier.sweep() == {}
+    assert time.monotonic() - started >= 0.45
+    assert verifier.pace == pytest.approx(events / 0.5)
+
+
 async def test_verifier_sees_heads_and_chains_in_one_snapshot_while_events_arrive(
     s: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,7 +38,10 @@ def create_app(
         app.state.capture_rules = CaptureRules.from_settings(settings, app.state.vin_key)
         app.state.epcis_resolver = AliasResolver(settings.registry_url, registry_transport)
         verifier = ChainVerifier(
-            app.state.engine, interval_s=settings.verify_interval_s, rate_per_s=settings.verify_rate_per_s
+            app.state.engine,
+            interval_s=settings.verify_interval_s,
+            rate_per_s=settings.verify_rate_per_s,
+            period_s=settings.verify_period_s,
         )
         app.state.ledger_verifier = verifier
         if settings.verifier_enabled:

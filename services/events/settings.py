@@ -51,6 +51,12 @@ class EventsSettings(ServiceSettings):
     verify_rate_per_s: float = Field(
         2_000.0, gt=0, description="Most ledger events per second a background sweep re-hashes (bounds its CPU)."
     )
+    verify_period_s: float = Field(
+        3_600.0,
+        gt=0,
+        description="A sweep is paced to go through the whole ledger in about this many seconds (at least 500 "
+        "events per second, at most verify_rate_per_s): every chain re-verified about once per period.",
+    )
     verifier_enabled: bool = Field(True, description="Run the periodic hash-chain verifier in this process.")
     log_enabled: bool = Field(True, description="Run the transparency log's sequencer and checkpointer here.")
     log_origin: str = Field("batterytrace.kr/log", description="The log's name: checkpoint origin and key name.")

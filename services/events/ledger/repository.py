@@ -84,6 +84,13 @@ async def heads_after(conn: asyncpg.Connection, after: str, limit: int) -> list[
     return [dict(r) for r in await conn.fetch(_HEADS, after, limit)]
 
 
+async def ledger_size_estimate(conn: asyncpg.Connection) -> int | None:
+    """About how many events the ledger holds, from the planner's statistics (free: no scan); None before the
+    table's first ANALYZE."""
+    found = await conn.fetchval("SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass", LEDGER)
+    return int(found) if found is not None and found >= 0 else None
+
+
 async def chains_of(conn: asyncpg.Connection, battery_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The whole chains of these batteries, by battery and sequence (the verifier)."""
     return [_row(r) for r in await conn.fetch(_CHAINS, list(battery_ids))]
