@@ -277,6 +277,28 @@ async def test_a_sweep_is_paced_to_go_through_the_ledger_once_per_period(s: Stac
     assert verifier.pace == pytest.approx(events / 0.5)
 
 
+async def test_a_falsified_size_estimate_changes_the_sweep_s_speed_not_what_it_finds(s: Stack, db_url: str) -> None:
+    """Who can write the catalogue can make the ledger look empty (the slowest pace, the floor) or huge (the cap):
+    the sweep still goes through every battery and finds the rewritten row, at a pace within its bounds."""
+    bid, other = await s.battery(), await s.battery()
+    await s.ok(bid, "INCIDENT", "inspector")
+    await s.ok(other, "INCIDENT", "inspector")
+    verifier = s.events.app.state.ledger_verifier
+    verifier.rate_per_s, verifier.period_s, verifier.min_rate_per_s = 4_000.0, 3_600.0, 1_000.0
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE events.ledger SET actor = 'SOMEONE' WHERE battery_id = $1 AND sequence = 2", bid)
+        for estimate, pace in ((0, 1_000.0), (10**12, 4_000.0)):
+            await conn.execute("UPDATE pg_class SET reltuples = $1 WHERE oid = 'events.ledger'::regclass", estimate)
+            broken = await verifier.sweep()
+            assert list(broken) == [bid] and "sequence 2" in broken[bid], estimate
+            assert verifier.pace == pace
+    finally:
+        await conn.execute("ANALYZE events.ledger")
+        await conn.close()
+
+
 async def test_verifier_sees_heads_and_chains_in_one_snapshot_while_events_arrive(
     s: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

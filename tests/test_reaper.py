@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from devtools.reaper import alive, guard
+from devtools.reaper import alive, guard, running
 from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +60,9 @@ async def test_a_killed_owner_leaves_no_server_behind(tmp_path: Path) -> None:
         owner.wait(10)
 
         def all_gone() -> bool:
-            return not any(alive(p) for p in pids.values()) and not datadir.exists()
+            return not any(running(p) for p in pids.values()) and not datadir.exists()
 
-        assert await eventually(all_gone, timeout_s=30), {n: alive(p) for n, p in pids.items()}
+        assert await eventually(all_gone, timeout_s=30), {n: running(p) for n, p in pids.items()}
     finally:
         if owner.poll() is None:
             owner.kill()
