@@ -183,16 +183,16 @@ class Location(BaseModel):
     region: str | None = None
 
 
-class LedgerEvent(BaseModel):
-    """A ledger record as published: what `GET /v1/batteries/{id}/events` answers and the topic carries."""
+class TimelineEntry(BaseModel):
+    """A ledger record without its battery ID: an entry of one battery's timeline (where the battery is named once,
+    as the portal's history names it)."""
 
-    event_id: str
-    battery_id: str
     sequence: int
+    event_id: str
     type: EventType
     occurred_at: datetime
     recorded_at: datetime
-    actor: str
+    actor: str = Field(description="The organisation that posted the event (from its credential).")
     actor_role: str
     location: dict[str, Any]
     data: dict[str, Any]
@@ -200,6 +200,12 @@ class LedgerEvent(BaseModel):
     custodian_after: str
     prev_hash: str
     hash: str
+
+
+class LedgerEvent(TimelineEntry):
+    """A ledger record as published: what `GET /v1/batteries/{id}/events` answers and the topic carries."""
+
+    battery_id: str
 
 
 class LedgerRecord(LedgerEvent):

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contract.lifecycle import State
+from shared.contract.lifecycle import State, TimelineEntry
 from shared.pagination import Page
 from shared.validation import documented
 
@@ -40,21 +40,8 @@ class BatterySearch(BaseModel):
     vin: str | None = Field(None, description="Installed in this vehicle (VIN alias or INSTALLED data).")
 
 
-class TimelineEvent(BaseModel):
+class TimelineEvent(TimelineEntry):
     model_config = documented(EXAMPLE_EVENT)
-    sequence: int
-    event_id: str
-    type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    actor: str = Field(description="The organisation that posted the event (from its credential).")
-    actor_role: str
-    location: dict[str, Any]
-    data: dict[str, Any]
-    state_after: str
-    custodian_after: str
-    prev_hash: str
-    hash: str
     declared_in_error: Declaration | None = Field(
         None,
         description="Set when a later ERROR_DECLARED declared this event in error: it stays in the history, "
