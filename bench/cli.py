@@ -52,6 +52,12 @@ def main(
     single_events: Annotated[int | None, typer.Option(help="Events posted one by one [20,000].")] = None,
     get_requests: Annotated[int | None, typer.Option(help="Registry GETs for the latency figures [20,000].")] = None,
     history_requests: Annotated[int | None, typer.Option(help="Portal history GETs [5,000].")] = None,
+    log_pairs: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Adjacent log-off/log-on capture runs the log's cost is the median of [4; 2 with --quick]."
+        ),
+    ] = None,
     log_leaves: Annotated[
         int | None, typer.Option(help="Leaves the log is filled to before timing inclusion proofs [1,000,000].")
     ] = None,
@@ -119,6 +125,7 @@ def main(
         history_requests=history_requests if history_requests is not None else (500 if small else 5_000),
         view_repeats=5 if small else 20,
         log_compare_events=batch_events if batch_events is not None else (4_000 if small else 200_000),
+        log_compare_pairs=log_pairs if log_pairs is not None else (2 if small else 4),
         log_leaves=log_leaves if log_leaves is not None else (50_000 if small else 1_000_000),
         proof_requests=proof_requests if proof_requests is not None else (1_000 if small else 20_000),
         catchup_timeout_s=catchup_timeout,

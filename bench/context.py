@@ -47,7 +47,8 @@ class Config:
     history_requests: int = 5_000
     history_concurrency: int = 8
     view_repeats: int = 20
-    log_compare_events: int = 200_000  # each of the log-off and log-on batch runs
+    log_compare_events: int = 200_000  # events with the log off, and again with it on, over all pairs
+    log_compare_pairs: int = 4  # adjacent log-off/log-on run pairs (bench/log.py)
     log_leaves: int = 1_000_000  # the tree size the inclusion proofs are timed at
     proof_requests: int = 20_000
     proof_concurrency: int = 4
