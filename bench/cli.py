@@ -21,7 +21,7 @@ from rich.console import Console
 from bench.context import Config, Ctx
 from bench.load import console
 from bench.report import RESULTS, Report
-from bench.stack import SHARED_BUFFERS, Stack
+from bench.stack import SERVER_SETTINGS, SHARED_BUFFERS, Stack
 
 PARTS = ("limits", "registry", "events", "portal", "epcis", "relay", "log", "backup")
 #: What a run without --only measures: backup is asked for by name (README, "Backups at 1,000,000 batteries").
@@ -98,6 +98,14 @@ def main(
             "embedded server's 128 MB default)."
         ),
     ] = SHARED_BUFFERS,
+    pg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pg",
+            help="A PostgreSQL server setting for the run, NAME=VALUE (repeatable); overrides the bench's "
+            f"defaults ({', '.join(f'{k}={v}' for k, v in SERVER_SETTINGS.items())}).",
+        ),
+    ] = None,
     fail_on_miss: Annotated[bool, typer.Option("--fail-on-miss", help="Exit 1 if a target is missed.")] = False,
 ) -> None:
     """Start a fresh embedded PostgreSQL and tansu broker, the three services as uvicorn processes, drive them
@@ -111,6 +119,12 @@ def main(
         raise typer.BadParameter(
             f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}", param_hint="--only"
         )
+    server_settings = dict(SERVER_SETTINGS)
+    for item in pg or []:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_][a-z0-9_.]*", name) or not re.fullmatch(r"[A-Za-z0-9_.:-]+", value):
+            raise typer.BadParameter(f"{item!r}: NAME=VALUE, e.g. max_wal_size=8GB", param_hint="--pg")
+        server_settings[name] = value
     if shared_buffers and not re.fullmatch(r"[0-9]+(kB|MB|GB)?", shared_buffers):
         raise typer.BadParameter(
             f"{shared_buffers!r}: a PostgreSQL size such as 4GB or 512MB", param_hint="--shared-buffers"
@@ -150,9 +164,15 @@ def main(
         sql_stats=profile is not None,
         split=split,
         shared_buffers=shared_buffers,
+        server_settings=server_settings,
     )
     report = Report(
-        config=asdict(cfg) | {"services": services, "layout": "split" if split else "one process per service"}
+        config=asdict(cfg)
+        | {
+            "services": services,
+            "layout": "split" if split else "one process per service",
+            "server_settings": {"shared_buffers": shared_buffers} | server_settings,
+        }
     )
 
     def on_term(signum: int, _frame: object) -> None:
