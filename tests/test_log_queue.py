@@ -109,3 +109,34 @@ async def test_a_row_committing_after_higher_ones_still_enters_the_log(
 
 async def _has(leaves: Any, wanted: set[str]) -> bool:
     return wanted <= set(await leaves())
+
+
+async def test_a_big_statement_is_queued_uncompressed(db_url: str) -> None:
+    """A 1,000-event statement's arrays go to TOAST as they are (`STORAGE EXTERNAL`): compressing the hex hashes
+    cost the trigger more than it saved, as the queue holds a row only until the sequencer takes it."""
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        storage = await conn.fetch(
+            "SELECT attname, attstorage::text FROM pg_attribute WHERE attrelid = 'events.log_pending'::regclass "
+            "AND attname = ANY($1::text[])",
+            ["battery_ids", "sequences", "hashes"],
+        )
+        assert {r["attname"]: r["attstorage"] for r in storage} == {"battery_ids": "e", "sequences": "e", "hashes": "e"}
+        tx = conn.transaction()  # rolled back: no sequencer ever sees the row
+        await tx.start()
+        try:
+            await conn.execute(
+                "INSERT INTO events.log_pending (events, battery_ids, sequences, hashes) VALUES (1000, $1, $2, $3)",
+                [f"UNCOMPRESSED-{i:04d}" for i in range(1000)],
+                list(range(1, 1001)),
+                [f"{i:064x}" for i in range(1000)],
+            )
+            row = await conn.fetchrow(
+                "SELECT pg_column_compression(hashes) AS c, pg_column_size(hashes) AS size FROM events.log_pending "
+                "WHERE battery_ids[1] = 'UNCOMPRESSED-0000'"
+            )
+            assert row["c"] is None and row["size"] > 64_000  # stored whole: 1,000 × 64 characters, uncompressed
+        finally:
+            await tx.rollback()
+    finally:
+        await conn.close()
