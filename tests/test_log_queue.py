@@ -135,7 +135,9 @@ async def test_a_big_statement_is_queued_uncompressed(db_url: str) -> None:
                 "SELECT pg_column_compression(hashes) AS c, pg_column_size(hashes) AS size FROM events.log_pending "
                 "WHERE battery_ids[1] = 'UNCOMPRESSED-0000'"
             )
-            assert row["c"] is None and row["size"] > 64_000  # stored whole: 1,000 hashes of 64 characters, uncompressed
+            assert (
+                row["c"] is None and row["size"] > 64_000
+            )  # stored whole: 1,000 hashes of 64 characters, uncompressed
         finally:
             await tx.rollback()
     finally:
