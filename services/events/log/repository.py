@@ -29,13 +29,6 @@ CHECKPOINT_LOCK = 0x62745F6C6F675F32
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
-    battery_id: str
-    sequence: int
-    hash: str
-
-
-@dataclass(frozen=True, slots=True)
 class StoredCheckpoint:
     tree_size: int
     root_hash: bytes
@@ -53,50 +46,52 @@ async def tree_size(conn: asyncpg.Connection) -> int:
     return 0 if value is None else int(value) + 1
 
 
+_LEAF_COLUMNS = list(LogLeaf.__table__.c.keys())
+
 #: Queued statements after the cursor's ID, oldest first, until `$1` events are taken (always at least one row,
-#: however many events it holds); `events` is stored beside the arrays, so counting reads no array.
-TAKE_PENDING = f"""
-DELETE FROM {PENDING} WHERE id IN (
-    SELECT id FROM (
-        SELECT id, sum(events) OVER (ORDER BY id) - events AS before
-        FROM (SELECT id, events FROM {PENDING} WHERE id > $2 ORDER BY id LIMIT 1000) q
-    ) w WHERE before < $1
-) RETURNING id, battery_ids, sequences, hashes, {SNAPSHOT_COLUMNS}
+#: however many events it holds; `events` is stored beside the arrays, so counting reads no array), appended as
+#: leaves from index $3 in the same statement: by queue row, each row's events in the (battery_id, sequence)
+#: order its arrays hold, each leaf's hash RFC 9162's SHA-256(0x00 ‖ the ledger hash). The events never travel
+#: to the service and back; it gets the queue rows taken and the new leaves' hashes (for the subtrees above them).
+TAKE_AND_APPEND = f"""
+WITH taken AS (
+    DELETE FROM {PENDING} WHERE id IN (
+        SELECT id FROM (
+            SELECT id, sum(events) OVER (ORDER BY id) - events AS before
+            FROM (SELECT id, events FROM {PENDING} WHERE id > $2 ORDER BY id LIMIT 1000) q
+        ) w WHERE before < $1
+    ) RETURNING id, battery_ids, sequences, hashes
+), appended AS (
+    INSERT INTO {LEAVES} ({", ".join(_LEAF_COLUMNS)})
+    SELECT $3::bigint + row_number() OVER (ORDER BY t.id, u.n) - 1, u.battery_id, u.sequence,
+           sha256('\\x00'::bytea || decode(u.hash, 'hex'))
+    FROM taken t CROSS JOIN LATERAL unnest(t.battery_ids, t.sequences, t.hashes)
+        WITH ORDINALITY AS u(battery_id, sequence, hash, n)
+    RETURNING leaf_index, leaf_hash
+)
+SELECT (SELECT array_agg(id ORDER BY id) FROM taken) AS ids,
+       (SELECT array_agg(leaf_hash ORDER BY leaf_index) FROM appended) AS leaves, {SNAPSHOT_COLUMNS}
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Taken:
     ids: list[int]  # the queue rows taken, ascending (for the cursor, once their transaction commits)
-    events: list[Pending]  # their events: by row, each row's in (battery_id, sequence) order
+    leaves: list[bytes]  # the leaf hashes appended, in leaf order from the tree size the take started at
     snapshot: Snapshot | None = None  # the take's snapshot (None: nothing taken)
 
 
-async def take_pending(conn: asyncpg.Connection, limit: int, after: int = 0) -> Taken:
-    """Remove queued ledger events (about `limit`, whole statements) after queue row `after`, oldest first: by
-    queue order, which is commit order for one battery's events."""
-    rows = sorted(await conn.fetch(TAKE_PENDING, limit, after), key=lambda r: r["id"])
-    events = [
-        Pending(b, s, h) for r in rows for b, s, h in zip(r["battery_ids"], r["sequences"], r["hashes"], strict=True)
-    ]
-    return Taken([r["id"] for r in rows], events, Snapshot.of(rows[0]) if rows else None)
+async def take_and_append(conn: asyncpg.Connection, limit: int, after: int, size: int) -> Taken:
+    """Move queued ledger events (about `limit`, whole statements) after queue row `after` into the tree as
+    leaves `size`, `size + 1`, ...: oldest first, by queue order, which is commit order for one battery's events
+    (in the sequencer's transaction, under its lock)."""
+    row = await conn.fetchrow(TAKE_AND_APPEND, limit, after, size)
+    if not row["ids"]:
+        return Taken([], [])
+    return Taken(list(row["ids"]), list(row["leaves"]), Snapshot.of(row))
 
 
-_LEAF_COLUMNS = list(LogLeaf.__table__.c.keys())
 _NODE_COLUMNS = list(LogNode.__table__.c.keys())
-
-
-async def insert_leaves(
-    conn: asyncpg.Connection, first_index: int, items: Sequence[Pending], hashes: Sequence[bytes]
-) -> None:
-    await conn.execute(
-        f"INSERT INTO {LEAVES} ({', '.join(_LEAF_COLUMNS)}) "
-        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bytea[])",
-        list(range(first_index, first_index + len(items))),
-        [i.battery_id for i in items],
-        [i.sequence for i in items],
-        list(hashes),
-    )
 
 
 async def insert_nodes(conn: asyncpg.Connection, nodes: Mapping[NodeKey, bytes]) -> None:

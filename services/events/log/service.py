@@ -71,15 +71,12 @@ async def append_pending(session: AsyncSession, limit: int, after: int = 0) -> r
     conn = await raw_connection(session)
     if not await repo.try_lock(conn, repo.SEQUENCER_LOCK):
         return repo.Taken([], [])
-    taken = await repo.take_pending(conn, limit, after)
-    pending = taken.events
-    if not pending:
-        return taken
     size = await repo.tree_size(conn)
-    leaves = [tlog.leaf_hash(bytes.fromhex(p.hash)) for p in pending]
+    taken = await repo.take_and_append(conn, limit, after, size)
+    if not taken.leaves:
+        return taken
     frontier = await repo.nodes(conn, tlog.frontier_keys(size))
-    created = tlog.compact_nodes(size, leaves, tlog.getter(frontier))
-    await repo.insert_leaves(conn, size, pending, leaves)
+    created = tlog.compact_nodes(size, taken.leaves, tlog.getter(frontier))
     await repo.insert_nodes(conn, storable(created))
     return taken
 
@@ -161,7 +158,7 @@ class LogWorker:
             taken = await append_pending(session, self.config.batch_size, self._cursor.start())
         if taken.snapshot is not None:
             self._cursor.claimed(taken.ids, taken.snapshot)  # committed
-        return len(taken.events)
+        return len(taken.leaves)
 
     async def checkpoint_once(self) -> int:
         await self.sequence_once()
