@@ -1,7 +1,7 @@
 """What a proof costs the database, at a tree size with many levels (2^17 < size < 2^18, a partial right edge):
 once a process holds the top of the tree of the newest checkpoint (services/events/log/tree.py: read once, then
 only what each new checkpoint adds), an inclusion proof is ONE statement (newest checkpoint, the leaf by its
-unique (battery_id, sequence) index, the stored nodes below the held levels by primary key), a consistency proof
+hash index on battery_id, the stored nodes below the held levels by primary key), a consistency proof
 one statement too; each reads at most two stored nodes per level below the cut (four levels here, of eighteen),
 and no plan scans the log's tables. Every answer is checked with the RFC 9162 algorithms against the root
 computed from the leaves."""

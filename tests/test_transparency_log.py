@@ -334,6 +334,34 @@ async def test_a_deleted_row_and_a_truncated_ledger_are_detected(make_settings, 
         assert len(bundle["log_audit"]["problems"]) == 3 and not verify_bundle(bundle, log_key).valid
 
 
+async def test_an_event_the_log_holds_twice_is_reported(make_settings, token, db_url) -> None:
+    """No index makes a leaf unique (a battery's leaves are found by a hash index): the sequencer appends each
+    queued statement once, in one SQL statement with its take. A queue row made by hand (the owner's) that repeats
+    an event appends it again; the battery's proof bundle then reports the event held twice and does not verify,
+    while its events are still each proven."""
+    async with stack(make_settings, token, **FAST) as s:
+        b = await s.battery()
+        await incidents(s, b, 2)
+        await checkpoint_at_least(s.events, await ledger_size(db_url))
+        log_key = tlog.Verifier.decode((await s.events.get("/v1/log/key")).text)
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        try:
+            again = await conn.fetchval("SELECT hash FROM events.ledger WHERE battery_id = $1 AND sequence = 2", b)
+            await conn.execute(
+                "INSERT INTO events.log_pending (events, battery_ids, sequences, hashes) VALUES (1, $1, '{2}', $2)",
+                [b],
+                [again],
+            )
+            size = await conn.fetchval("SELECT count(*) FROM events.log_leaves") + 1  # with the repeat
+        finally:
+            await conn.close()
+        await checkpoint_at_least(s.events, size)
+        bundle = (await s.events.get(f"/v1/batteries/{b}/proof-bundle", headers=s.as_role("manufacturer"))).json()
+        assert bundle["log_audit"]["problems"] == ["the log holds event 2 more than once"]
+        assert all("inclusion" in e for e in bundle["events"])
+        assert not verify_bundle(bundle, log_key).valid
+
+
 async def test_backup_restores_every_chain_and_the_log_and_an_older_backup_is_detected(
     make_settings, token, db_url, infra, witness_env, tmp_path
 ) -> None:

@@ -11,10 +11,10 @@ from sqlalchemy import (
     Column,
     ForeignKeyConstraint,
     Identity,
+    Index,
     Integer,
     SmallInteger,
     Text,
-    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import BYTEA
@@ -41,9 +41,13 @@ class LogPending(Base, table=True):
 
 
 class LogLeaf(Base, table=True):
+    """A leaf: the ledger event (battery_id, sequence) as the tree holds it. A battery's leaves are found by a hash
+    index on its ID (leaves arrive with their batteries at random: a btree cost a random page per leaf); the
+    sequencer appends each queued event once (services/events/log/repository.py TAKE_AND_APPEND)."""
+
     __tablename__ = "log_leaves"
     __table_args__ = (
-        UniqueConstraint("battery_id", "sequence", name="uq_log_leaves_battery_sequence"),
+        Index("ix_log_leaves_battery", "battery_id", postgresql_using="hash"),
         {"schema": SCHEMA},
     )
 

@@ -149,7 +149,7 @@ class InclusionRead:
 
 #: One statement per inclusion proof: the newest checkpoint's size, the signed roots of the tree asked for and
 #: of the tree the reader holds (`tree.HeldTree`: its levels at and above the cut $4, and its right edge), the
-#: event's leaf (the unique index on (battery_id, sequence)), and what a proof of that leaf in the tree of size
+#: event's leaf (the hash index on battery_id, the sequence a filter), and what a proof of that leaf in the tree of size
 #: $3 (default: the newest) can need below the cut: the leaf's block of `tree.BLOCK` leaves (its siblings below
 #: `tree.STORED_FROM` are folded from them), and by primary key at each stored level the sibling
 #: ((m >> l) # 1) of the leaf's ancestor; and — unless the reader holds that tree's right edge ($6) — the
@@ -291,11 +291,6 @@ async def node_ranges(conn: asyncpg.Connection, ranges: Sequence[tuple[int, int,
     return found
 
 
-async def leaf_indexes(conn: asyncpg.Connection, battery_id: str) -> dict[int, int]:
-    rows = await conn.fetch(f"SELECT sequence, leaf_index FROM {LEAVES} WHERE battery_id = $1", battery_id)
-    return {r["sequence"]: int(r["leaf_index"]) for r in rows}
-
-
 async def leaves_of(conn: asyncpg.Connection, first: int, last: int) -> list[tuple[int, str, int, bytes]]:
     """Leaves with index in [first, last): (index, battery_id, sequence, leaf hash)."""
     rows = await conn.fetch(
@@ -354,10 +349,19 @@ async def insert_cosignature(conn: asyncpg.Connection, size: int, witness: str, 
     return bool(status.endswith(" 1"))
 
 
-async def leaves_of_battery(conn: asyncpg.Connection, battery_id: str) -> dict[int, bytes]:
-    """sequence → leaf hash of every event of the battery the log holds."""
-    rows = await conn.fetch(f"SELECT sequence, leaf_hash FROM {LEAVES} WHERE battery_id = $1", battery_id)
-    return {r["sequence"]: bytes(r["leaf_hash"]) for r in rows}
+@dataclass(frozen=True, slots=True)
+class BatteryLeaf:
+    sequence: int
+    leaf_index: int
+    leaf_hash: bytes
+
+
+async def leaves_of_battery(conn: asyncpg.Connection, battery_id: str) -> list[BatteryLeaf]:
+    """Every leaf the log holds for the battery's events, in leaf order (an event held twice: twice)."""
+    rows = await conn.fetch(
+        f"SELECT sequence, leaf_index, leaf_hash FROM {LEAVES} WHERE battery_id = $1 ORDER BY leaf_index", battery_id
+    )
+    return [BatteryLeaf(r["sequence"], int(r["leaf_index"]), bytes(r["leaf_hash"])) for r in rows]
 
 
 async def queued_of_battery(conn: asyncpg.Connection, battery_id: str) -> set[int]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,11 +347,14 @@ async def consistency(conn: asyncpg.Connection, tree: ReadTree, first: int, seco
     return {"first": first, "second": second, "proof": tlog.hexes(proof)}
 
 
-def audit(events: list[dict[str, Any]], leaves: dict[int, bytes], queued: set[int]) -> list[str]:
+def audit(
+    events: list[dict[str, Any]], leaves: dict[int, bytes], queued: set[int], twice: Iterable[int] = ()
+) -> list[str]:
     """Compare a battery's ledger rows with what the log holds for it: an event the log holds that the ledger
     lost (a deleted row, a truncated table), a ledger event whose hash differs from its leaf (a rewritten row),
-    and a ledger event the log never received (written around the trigger)."""
-    problems = []
+    a ledger event the log never received (written around the trigger), and an event the log holds more than
+    once (`twice`: a queue row made by hand)."""
+    problems = [f"the log holds event {seq} more than once" for seq in sorted(set(twice))]
     by_seq = {int(e["sequence"]): e for e in events}
     for seq in sorted(set(leaves) - set(by_seq)):
         problems.append(f"the log holds event {seq}, which the ledger no longer has")
@@ -374,8 +378,10 @@ async def proof_bundle(
     held = tree.held
     if (held.size, held.root) != (cp.tree_size, cp.root_hash):
         held = await hold(conn, tree)
-    indexes = await repo.leaf_indexes(conn, battery_id)
-    leaves = await repo.leaves_of_battery(conn, battery_id)
+    held_leaves = await repo.leaves_of_battery(conn, battery_id)
+    indexes = {leaf.sequence: leaf.leaf_index for leaf in reversed(held_leaves)}  # an event held twice: its first
+    leaves = {leaf.sequence: leaf.leaf_hash for leaf in reversed(held_leaves)}
+    twice = [seq for seq, n in Counter(leaf.sequence for leaf in held_leaves).items() if n > 1]
     needed: set[tlog.NodeKey] = set()
     for e in events:
         i = indexes.get(e["sequence"])
@@ -394,7 +400,7 @@ async def proof_bundle(
             entry["pending"] = True
         out.append(entry)
     # A partial view (a certifier's) cannot show what it hides; its events are each still proven.
-    problems = [] if partial else audit(events, leaves, await repo.queued_of_battery(conn, battery_id))
+    problems = [] if partial else audit(events, leaves, await repo.queued_of_battery(conn, battery_id), twice)
     if problems:
         log.error("ledger and log disagree for battery %s: %s", battery_id, "; ".join(problems))
     return {
