@@ -235,3 +235,19 @@ def test_the_inclusion_candidates_hold_every_node_a_proof_reads_and_at_most_two_
     candidates = tlog.inclusion_candidates(index, size)
     assert tlog.needed_for_inclusion(index, size) <= candidates
     assert len(candidates) <= 2 * size.bit_length()
+
+
+@given(st.integers(0, 200), st.integers(0, 200))
+def test_an_append_creates_exactly_the_complete_subtrees_holding_a_new_leaf(old: int, new: int) -> None:
+    """`compact_nodes` (level by level) against RFC 9162's MTH of each complete subtree of the grown tree: it
+    returns every one with at least one new leaf, and reads only complete subtrees of the old tree."""
+    leaves = [tlog.leaf_hash(i.to_bytes(2, "big")) for i in range(old + new)]
+    every = {
+        (level, i): tlog.root_from_leaves(leaves[i << level : (i + 1) << level])
+        for level in range(1, max(old + new, 1).bit_length())
+        for i in range((old + new) >> level)
+    }
+    before = {k: h for k, h in every.items() if (k[1] + 1) << k[0] <= old} | {(0, i): leaves[i] for i in range(old)}
+    assert tlog.compact_nodes(old, leaves[old:], tlog.getter(before)) == {
+        k: h for k, h in every.items() if k not in before
+    }

@@ -251,23 +251,21 @@ def verify_consistency(first: int, second: int, proof: Sequence[bytes], first_ro
 
 def compact_nodes(old_size: int, new_leaves: Sequence[bytes], node: NodeGetter) -> dict[NodeKey, bytes]:
     """The complete subtree nodes (level ≥ 1) that appending `new_leaves` to a tree of `old_size` creates.
-    `node` answers the existing right-edge nodes (the tree's 'frontier') it combines with."""
+    `node` answers the existing right-edge nodes (the tree's 'frontier') it combines with.
+
+    Level by level: the level's new nodes run from index `first`; when `first` is odd its left sibling is a
+    complete node of the old tree (it spans leaves below `first`·2^level ≤ `old_size`), read from `node`; the
+    pairs make the next level's new nodes, and a last node without its right sibling is not complete yet."""
     created: dict[NodeKey, bytes] = {}
-
-    def get(level: int, index: int) -> bytes:
-        key = (level, index)
-        if key in created:
-            return created[key]
-        if level == 0 and old_size <= index:
-            return new_leaves[index - old_size]
-        return node(level, index)
-
-    for i in range(old_size, old_size + len(new_leaves)):
-        level, index = 0, i
-        while index & 1:  # this leaf (or node) completes a pair: its parent now exists
-            parent = node_hash(get(level, index - 1), get(level, index))
-            level, index = level + 1, index >> 1
-            created[(level, index)] = parent
+    sha256 = hashlib.sha256
+    level, first, row = 0, old_size, list(new_leaves)
+    while len(row) > 1 or (row and first & 1):
+        if first & 1:
+            row.insert(0, node(level, first - 1))
+            first -= 1
+        row = [sha256(b"\x01" + left + right).digest() for left, right in zip(row[::2], row[1::2], strict=False)]
+        level, first = level + 1, first >> 1
+        created.update(((level, first + k), h) for k, h in enumerate(row))
     return created
 
 
