@@ -125,6 +125,7 @@ async def capture_cost(ctx: Ctx) -> None:
     per_run = cfg.log_compare_events // pairs
     await wait_until(lambda: queue_empty(ctx), timeout_s=cfg.catchup_timeout_s)
     done: list[tuple[str, int, float, float | None]] = []  # (label, events, loop s, system CPU ms per event)
+    own: list[tuple[str, float | None]] = []  # (label, CPU ms per event in the log's own processes)
     off_since = None
     for n, label in enumerate(order):
         reqs = batch_requests(ctx, per_run, salt=n + 1)
@@ -154,9 +155,51 @@ async def capture_cost(ctx: Ctx) -> None:
             ctx.report.notes.append(f"{name}: {batch.errors} failed; first: {batch.first_error}")
         ms = ctx.report.phases.get(name, {}).get("cpu_ms_per_unit_system")
         done.append((label, batch.units, batch.units / batch.rate if batch.rate else float("nan"), ms))
+        own.append((label, own_ms(ctx, name)))
     if off_since is not None:
         await log_on(ctx, off_since)
     report_cost(ctx, done)
+    report_own_cost(ctx, own, [ms for label, _, _, ms in done if label == "off" and ms is not None])
+
+
+#: The processes where the log's work runs: the events service (sequencer, checkpointer) and PostgreSQL's
+#: backends of the events service's sessions (the ledger's trigger, the take and append). The portal and
+#: autovacuum, whose CPU per event swings between runs by more than the log costs, are left out.
+def own_ms(ctx: Ctx, phase: str) -> float | None:
+    """CPU ms per event of the events service and of PostgreSQL's work for its sessions, in one run."""
+    cpu, pg = ctx.report.cpu.get(phase, {}), ctx.report.pg_cpu.get(phase, {})
+    units = cpu.get("units") or 0
+    if not units or "events" not in cpu or "events" not in pg:
+        return None
+    return 1000 * (cpu["events"] + pg["events"]) / units
+
+
+def pair_deltas(runs: list[tuple[str, float | None]]) -> list[float]:
+    """Each adjacent off/on pair's log-on minus log-off value (pairs with an unmeasured run left out)."""
+    out = []
+    for k in range(0, len(runs) - 1, 2):
+        by = dict(runs[k : k + 2])
+        on, off = by.get("on"), by.get("off")
+        if on is not None and off is not None:
+            out.append(on - off)
+    return out
+
+
+def report_own_cost(ctx: Ctx, own: list[tuple[str, float | None]], off_system_ms: list[float]) -> None:
+    """The log's CPU in its own processes: a diagnostic beside the two costs (no target of its own)."""
+    deltas = pair_deltas(own)
+    if not deltas or not off_system_ms:
+        return
+    base = median(off_system_ms)
+    ctx.report.add(
+        "log",
+        "the log's CPU in its own processes",
+        median(deltas) / base * 100,
+        "%",
+        note=f"median over the pairs of log on - log off CPU per event of the events service and of PostgreSQL "
+        f"for its sessions: {median(deltas) * 1000:.1f} µs per event, of {base:.3f} ms of system CPU per event "
+        "with the log off (median); each pair (µs): " + ", ".join(f"{d * 1000:.1f}" for d in deltas),
+    )
 
 
 def pair_costs(done: list[tuple[str, int, float, float | None]]) -> list[tuple[float, float | None]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.log import median, pair_costs, run_order
+from bench.log import median, pair_costs, pair_deltas, run_order
 
 
 def test_the_runs_alternate_off_on_and_on_off_so_each_pair_is_adjacent() -> None:
@@ -38,3 +38,9 @@ def test_each_pair_compares_its_own_two_runs_whatever_their_order() -> None:
 )
 def test_median(values: list[float], expected: float) -> None:
     assert median(values) == expected
+
+
+def test_the_log_s_own_processes_are_compared_pair_by_pair() -> None:
+    # (label, CPU ms per event of the events service and PostgreSQL's events sessions), A-B-B-A.
+    own = [("off", 0.20), ("on", 0.21), ("on", 0.32), ("off", 0.30), ("off", None), ("on", 0.5)]
+    assert [round(d, 6) for d in pair_deltas(own)] == [0.01, 0.02]  # the pair with an unmeasured run is left out

@@ -126,9 +126,16 @@ async def test_three_relays_one_leader_survives_two_leader_kills(db_url, infra, 
         for _ in range(2):
             await asyncio.sleep(1.0)  # a backlog builds up and is being published
             killed.append(await kill_leader_mid_batch(conn, procs))
-            # Another relay takes over (the dead one's connection closed: lock released, batch rolled back).
-            successor = await eventually(lambda: leader(conn), timeout_s=30)
-            assert successor[0] in procs and successor[0] not in killed
+
+            # Another relay takes over (the dead one's connection closed: lock released, batch rolled back). For a
+            # moment after the kill the lock may still show the dead relay's session: its backend has yet to read
+            # the closed socket and end; the lock is released when it has.
+            async def taken_over() -> tuple[int, str] | None:
+                found = await leader(conn)
+                return found if found and found[0] not in killed else None
+
+            successor = await eventually(taken_over, timeout_s=30)
+            assert successor[0] in procs, relay_logs()
         await asyncio.sleep(1.0)
         await writer.finish()
 
