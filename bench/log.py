@@ -24,8 +24,9 @@ import hashlib
 import os
 import random
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -38,6 +39,7 @@ from services.events.log import repository as log_repo
 from services.events.log import tree as log_tree
 from shared.contract import tlog
 
+T = TypeVar("T")
 LOG_OFF = {"BT_EVENTS_LOG_ENABLED": "false"}
 #: Answers checked against the checkpoint's root (the rest are only timed).
 VERIFIED = 200
@@ -174,15 +176,16 @@ def own_ms(ctx: Ctx, phase: str) -> float | None:
     return 1000 * (cpu["events"] + pg["events"]) / units
 
 
-def pair_deltas(runs: list[tuple[str, float | None]]) -> list[float]:
-    """Each adjacent off/on pair's log-on minus log-off value (pairs with an unmeasured run left out)."""
-    out = []
+def pairs(runs: Sequence[tuple[str, T]]) -> Iterator[tuple[T, T]]:
+    """Each adjacent pair of runs (see `run_order`) as (its log-on run, its log-off run), whatever their order."""
     for k in range(0, len(runs) - 1, 2):
         by = dict(runs[k : k + 2])
-        on, off = by.get("on"), by.get("off")
-        if on is not None and off is not None:
-            out.append(on - off)
-    return out
+        yield by["on"], by["off"]
+
+
+def pair_deltas(runs: list[tuple[str, float | None]]) -> list[float]:
+    """Each adjacent off/on pair's log-on minus log-off value (pairs with an unmeasured run left out)."""
+    return [on - off for on, off in pairs(runs) if on is not None and off is not None]
 
 
 def report_own_cost(ctx: Ctx, own: list[tuple[str, float | None]], off_system_ms: list[float]) -> None:
@@ -190,14 +193,14 @@ def report_own_cost(ctx: Ctx, own: list[tuple[str, float | None]], off_system_ms
     deltas = pair_deltas(own)
     if not deltas or not off_system_ms:
         return
-    base = median(off_system_ms)
+    base, delta = median(off_system_ms), median(deltas)
     ctx.report.add(
         "log",
         "the log's CPU in its own processes",
-        median(deltas) / base * 100,
+        delta / base * 100,
         "%",
         note=f"median over the pairs of log on - log off CPU per event of the events service and of PostgreSQL "
-        f"for its sessions: {median(deltas) * 1000:.1f} µs per event, of {base:.3f} ms of system CPU per event "
+        f"for its sessions: {delta * 1000:.1f} µs per event, of {base:.3f} ms of system CPU per event "
         "with the log off (median); each pair (µs): " + ", ".join(f"{d * 1000:.1f}" for d in deltas),
     )
 
@@ -206,9 +209,8 @@ def pair_costs(done: list[tuple[str, int, float, float | None]]) -> list[tuple[f
     """Each pair's (throughput cost %, CPU cost %): 1 - (log-on rate ÷ log-off rate), and log-on ÷ log-off system
     CPU per event - 1 (None where a run's CPU was not measured)."""
     out: list[tuple[float, float | None]] = []
-    for k in range(0, len(done) - 1, 2):
-        runs = {label: (units, seconds, ms) for label, units, seconds, ms in done[k : k + 2]}
-        (on_units, on_s, on_ms), (off_units, off_s, off_ms) = runs["on"], runs["off"]
+    runs = [(label, (units, seconds, ms)) for label, units, seconds, ms in done]
+    for (on_units, on_s, on_ms), (off_units, off_s, off_ms) in pairs(runs):
         rate_cost = (1 - (on_units / on_s) / (off_units / off_s)) * 100
         out.append((rate_cost, (on_ms / off_ms - 1) * 100 if on_ms and off_ms else None))
     return out

@@ -257,13 +257,12 @@ def compact_nodes(old_size: int, new_leaves: Sequence[bytes], node: NodeGetter) 
     complete node of the old tree (it spans leaves below `first`·2^level ≤ `old_size`), read from `node`; the
     pairs make the next level's new nodes, and a last node without its right sibling is not complete yet."""
     created: dict[NodeKey, bytes] = {}
-    sha256 = hashlib.sha256
     level, first, row = 0, old_size, list(new_leaves)
     while len(row) > 1 or (row and first & 1):
         if first & 1:
             row.insert(0, node(level, first - 1))
             first -= 1
-        row = [sha256(b"\x01" + left + right).digest() for left, right in zip(row[::2], row[1::2], strict=False)]
+        row = [node_hash(left, right) for left, right in zip(row[::2], row[1::2], strict=False)]
         level, first = level + 1, first >> 1
         created.update(((level, first + k), h) for k, h in enumerate(row))
     return created

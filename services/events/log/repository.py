@@ -50,11 +50,14 @@ _LEAF_COLUMNS = list(LogLeaf.__table__.c.keys())
 
 #: Queued statements after the cursor's ID, oldest first, until `$1` events are taken (always at least one row,
 #: however many events it holds; `events` is stored beside the arrays, so counting reads no array), appended as
-#: leaves from index $3 in the same statement: by queue row, each row's events in the (battery_id, sequence)
-#: order its arrays hold, each leaf's hash RFC 9162's SHA-256(0x00 ‖ the ledger hash). The events never travel
-#: to the service and back; it gets the queue rows taken and the new leaves' hashes (for the subtrees above them).
+#: leaves from the tree's size (read in the same snapshot, before the INSERT) in the same statement: by queue row,
+#: each row's events in the (battery_id, sequence) order its arrays hold, each leaf's hash RFC 9162's
+#: SHA-256(0x00 ‖ the ledger hash), as `tlog.leaf_hash`. The events never travel to the service and back; it gets
+#: the tree's size before, the queue rows taken and the new leaves' hashes (for the subtrees above them).
 TAKE_AND_APPEND = f"""
-WITH taken AS (
+WITH size AS (
+    SELECT coalesce(max(leaf_index) + 1, 0) AS n FROM {LEAVES}
+), taken AS (
     DELETE FROM {PENDING} WHERE id IN (
         SELECT id FROM (
             SELECT id, sum(events) OVER (ORDER BY id) - events AS before
@@ -63,13 +66,13 @@ WITH taken AS (
     ) RETURNING id, battery_ids, sequences, hashes
 ), appended AS (
     INSERT INTO {LEAVES} ({", ".join(_LEAF_COLUMNS)})
-    SELECT $3::bigint + row_number() OVER (ORDER BY t.id, u.n) - 1, u.battery_id, u.sequence,
+    SELECT (SELECT n FROM size) + row_number() OVER (ORDER BY t.id, u.n) - 1, u.battery_id, u.sequence,
            sha256('\\x00'::bytea || decode(u.hash, 'hex'))
     FROM taken t CROSS JOIN LATERAL unnest(t.battery_ids, t.sequences, t.hashes)
         WITH ORDINALITY AS u(battery_id, sequence, hash, n)
     RETURNING leaf_index, leaf_hash
 )
-SELECT (SELECT array_agg(id ORDER BY id) FROM taken) AS ids,
+SELECT (SELECT n FROM size) AS size, (SELECT array_agg(id ORDER BY id) FROM taken) AS ids,
        (SELECT array_agg(leaf_hash ORDER BY leaf_index) FROM appended) AS leaves, {SNAPSHOT_COLUMNS}
 """
 
@@ -77,18 +80,19 @@ SELECT (SELECT array_agg(id ORDER BY id) FROM taken) AS ids,
 @dataclass(frozen=True, slots=True)
 class Taken:
     ids: list[int]  # the queue rows taken, ascending (for the cursor, once their transaction commits)
-    leaves: list[bytes]  # the leaf hashes appended, in leaf order from the tree size the take started at
+    leaves: list[bytes]  # the leaf hashes appended, in leaf order from `size`
     snapshot: Snapshot | None = None  # the take's snapshot (None: nothing taken)
+    size: int = 0  # the tree's size before the take
 
 
-async def take_and_append(conn: asyncpg.Connection, limit: int, after: int, size: int) -> Taken:
-    """Move queued ledger events (about `limit`, whole statements) after queue row `after` into the tree as
-    leaves `size`, `size + 1`, ...: oldest first, by queue order, which is commit order for one battery's events
-    (in the sequencer's transaction, under its lock)."""
-    row = await conn.fetchrow(TAKE_AND_APPEND, limit, after, size)
+async def take_and_append(conn: asyncpg.Connection, limit: int, after: int) -> Taken:
+    """Move queued ledger events (about `limit`, whole statements) after queue row `after` into the tree as its
+    next leaves: oldest first, by queue order, which is commit order for one battery's events (in the
+    sequencer's transaction, under its lock)."""
+    row = await conn.fetchrow(TAKE_AND_APPEND, limit, after)
     if not row["ids"]:
-        return Taken([], [])
-    return Taken(list(row["ids"]), list(row["leaves"]), Snapshot.of(row))
+        return Taken([], [], size=int(row["size"]))
+    return Taken(list(row["ids"]), list(row["leaves"]), Snapshot.of(row), int(row["size"]))
 
 
 _NODE_COLUMNS = list(LogNode.__table__.c.keys())

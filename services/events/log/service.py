@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +71,11 @@ async def append_pending(session: AsyncSession, limit: int, after: int = 0) -> r
     conn = await raw_connection(session)
     if not await repo.try_lock(conn, repo.SEQUENCER_LOCK):
         return repo.Taken([], [])
-    size = await repo.tree_size(conn)
-    taken = await repo.take_and_append(conn, limit, after, size)
+    taken = await repo.take_and_append(conn, limit, after)
     if not taken.leaves:
         return taken
-    frontier = await repo.nodes(conn, tlog.frontier_keys(size))
-    created = tlog.compact_nodes(size, taken.leaves, tlog.getter(frontier))
+    frontier = await repo.nodes(conn, tlog.frontier_keys(taken.size))
+    created = tlog.compact_nodes(taken.size, taken.leaves, tlog.getter(frontier))
     await repo.insert_nodes(conn, storable(created))
     return taken
 
@@ -378,10 +376,15 @@ async def proof_bundle(
     held = tree.held
     if (held.size, held.root) != (cp.tree_size, cp.root_hash):
         held = await hold(conn, tree)
-    held_leaves = await repo.leaves_of_battery(conn, battery_id)
-    indexes = {leaf.sequence: leaf.leaf_index for leaf in reversed(held_leaves)}  # an event held twice: its first
-    leaves = {leaf.sequence: leaf.leaf_hash for leaf in reversed(held_leaves)}
-    twice = [seq for seq, n in Counter(leaf.sequence for leaf in held_leaves).items() if n > 1]
+    first: dict[int, repo.BatteryLeaf] = {}  # each event's first leaf; an event held again goes to `twice`
+    twice: set[int] = set()
+    for leaf in await repo.leaves_of_battery(conn, battery_id):
+        if leaf.sequence in first:
+            twice.add(leaf.sequence)
+        else:
+            first[leaf.sequence] = leaf
+    indexes = {seq: leaf.leaf_index for seq, leaf in first.items()}
+    leaves = {seq: leaf.leaf_hash for seq, leaf in first.items()}
     needed: set[tlog.NodeKey] = set()
     for e in events:
         i = indexes.get(e["sequence"])
