@@ -65,7 +65,9 @@ class Battery(Base, table=True):
             "certificate_valid_until",
             postgresql_where=text("certificate_valid_until IS NOT NULL"),
         ),
-        {"schema": SCHEMA},
+        # Room on each page for the row's next version: an event's update that moves no indexed column stays
+        # on the page and adds no index entry (migration 2026_12_06_portal_batteries_fillfactor, with figures).
+        {"schema": SCHEMA, "postgresql_with": {"fillfactor": 85}},
     )
 
     id: str = Field(primary_key=True, sa_type=Text)
