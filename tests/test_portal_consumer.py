@@ -107,6 +107,50 @@ async def test_replaying_the_same_messages_changes_nothing(registry, make_settin
         assert consumer.dead_lettered == 0
 
 
+async def test_a_repeated_lifecycle_event_beside_a_new_one_counts_the_new_one_once(
+    registry, make_settings, token, infra, topic_prefix
+) -> None:
+    """Lifecycle events are deduplicated by the timeline's key (battery, sequence), not claimed one by one
+    (services/portal/ingest/service.py): a batch holding a battery's new event, that event again, and events of
+    it and of another battery the portal already applied adds the new event once and changes nothing else."""
+    life = Lifecycle(infra.kafka.bootstrap, topics(topic_prefix)[1])
+    envelopes = scenario(life)
+    last = envelopes[-1]
+    bid = last["data"]["battery_id"]
+    earlier = [e for e in envelopes[:-1] if e["data"]["battery_id"] == bid][-1]
+    other = next(e for e in envelopes if e["data"]["battery_id"] != bid and e["data"]["sequence"] > 1)
+    admin = token("ops", "admin")
+    async with portal_app(portal_settings(make_settings)) as portal:
+        await _register_all(registry, token)
+        await life.publish(envelopes[:-1])
+        await wait_sequence(portal, admin, bid, last["data"]["sequence"] - 1)
+        await _wait_all_but(portal, admin, bid)
+        consumer = portal.app.state.consumers["portal"]  # type: ignore[attr-defined]
+        seen = consumer.applied
+        await life.publish([earlier, last, last, other])
+        await eventually(lambda: consumer.applied >= seen + 3, timeout_s=30)  # the two copies of `last` are one
+        await _wait_all(portal, admin)
+        snap = await snapshot(portal)
+        assert len(snap["events"]) == len(envelopes)
+        assert sum(r["n"] for r in snap["current_counts"]) == 5
+        removed = sum(r["n"] for r in snap["flow_stats"] if r["metric"] == "removed")
+        collected = sum(r["n"] for r in snap["flow_stats"] if r["metric"] == "collected")
+        assert (removed, collected) == (3, 2)
+        # and everything once more changes nothing
+        seen = consumer.applied
+        await life.publish(envelopes)
+        await eventually(lambda: consumer.applied >= seen + len(envelopes), timeout_s=30)
+        assert await snapshot(portal) == snap
+        assert consumer.dead_lettered == 0
+
+
+async def _wait_all_but(portal: httpx.AsyncClient, admin: dict[str, str], but: str) -> None:
+    for b, seq in EXPECTED_SEQUENCES.items():
+        if b != but:
+            await wait_sequence(portal, admin, b, seq)
+            await wait_registered(portal, admin, b)
+
+
 async def test_consumer_restart_resumes_without_loss_or_duplicates(
     registry, make_settings, token, infra, topic_prefix
 ) -> None:

@@ -7,7 +7,7 @@ Everything but the operational tables can be rebuilt by replaying `battery.regis
 - `participants`, `battery_models`, `batteries`, `aliases` mirror the registry's facts; `batteries` also
   holds the lifecycle head (state, custodian, grade, ...) folded from `events` in sequence order.
 - `events` is the timeline; `handlers` says who made or handled which battery (access checks).
-- The ingest domain's `applied_events` dedupes deliveries; the views domain's `flow_stats` and
+- The ingest domain's `applied_events` dedupes registry deliveries (`events`' key dedupes lifecycle ones); the views domain's `flow_stats` and
   `current_counts` are pre-aggregated; the EPCIS domain has its own query model.
 """
 

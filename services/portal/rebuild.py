@@ -1,7 +1,8 @@
 """Rebuild: drop the portal's read models and project them again from the streams.
 
-Safe while the portal runs: every message is claimed once in `applied_events`, and a battery's state is
-recomputed from all its events in sequence order, so the live consumer and the rebuild can interleave.
+Safe while the portal runs: every registry message is claimed once in `applied_events`, every lifecycle event
+is inserted once into `events` (its primary key), and a battery's state is recomputed from all its events in
+sequence order, so the live consumer and the rebuild can interleave.
 Each replay reads its topics one after the other, each until the broker answers a fetch at every partition's
 position with nothing more (`shared.kafka.EndWatch`; not until a quiet period). If Kafka has lost messages (retention, a broker that lost its data), run `batterytrace
 registry republish` and `batterytrace events republish` first: they re-send from the system of record

@@ -12,9 +12,10 @@ from shared.db import TZ, Base
 
 
 class AppliedEvent(Base, table=True):
-    """One row per message applied: (stream, key). The key is a lifecycle event's `battery/sequence` (event IDs
-    are unique per poster only) and a registry message's ID. The registry reuses a battery's MANUFACTURED event
-    ID for its registration message, so the stream is part of the key."""
+    """One row per registry message applied: (stream, its ID). The registry reuses a battery's MANUFACTURED event
+    ID for its registration message, so the stream is part of the key. Lifecycle events are not claimed here:
+    `events`' primary key (battery, sequence) dedupes them (ingest/service.py), which saved a row and an index
+    entry per event. Rows of stream 'lifecycle' written before that are kept and never read again."""
 
     __tablename__ = "applied_events"
     __table_args__ = (PrimaryKeyConstraint("stream", "event_id", name="pk_applied_events"), {"schema": SCHEMA})

@@ -1,9 +1,11 @@
 """The portal's ingest: a fetched batch of both streams into the read models, one database transaction.
 
-Idempotent: every message is claimed in `applied_events` first, and only the newly claimed ones change
-anything; the consumer loop commits the offsets after this transaction, so a crash in between only replays
-messages that are then skipped. What the rows become is decided in `projection.py`; the SQL is in
-`repository.py`."""
+Idempotent: a registry message is claimed in `applied_events` first, and only the newly claimed ones change
+anything. A lifecycle event is not claimed: its key is its place in its battery's timeline, the primary key of
+`events`, whose insert keeps only the new ones (`inserted`), and everything it changes is gated on that or
+recomputed from the whole timeline (a battery with a repeated event in the batch is refolded). The consumer
+loop commits the offsets after this transaction, so a crash in between only replays messages that then change
+nothing. What the rows become is decided in `projection.py`; the SQL is in `repository.py`."""
 
 from __future__ import annotations
 
@@ -40,8 +42,9 @@ async def apply(session: AsyncSession, messages: Sequence[Message]) -> None:
     messages = [m for m in messages if m.stream != "vins"]
     if not messages:
         return
-    fresh = await repo.claim(session, [(m.stream, m.key) for m in messages])
-    messages = [m for m in messages if (m.stream, m.key) in fresh]
+    # Lifecycle events are deduplicated by `events`' primary key (insert_events), not claimed (module docstring).
+    fresh = await repo.claim(session, [(m.stream, m.key) for m in messages if m.stream != "lifecycle"])
+    messages = [m for m in messages if m.stream == "lifecycle" or (m.stream, m.key) in fresh]
     if not messages:
         return
     flows = Flows()
