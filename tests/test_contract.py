@@ -89,3 +89,99 @@ def test_manufactured_event_id_is_stable() -> None:
     assert streams.manufactured_event_id("KR-LGES-P000001") == str(
         uuid.uuid5(uuid.NAMESPACE_URL, "https://batterytrace.kr/battery/KR-LGES-P000001/manufactured")
     )
+
+
+# ---- the consumers' fast path reads a lifecycle message as the general path does ----
+
+
+def _general(raw: bytes) -> tuple[str, str, lifecycle.LedgerRecord] | None | str:
+    """What a consumer's general path makes of a record: (id, type, record) for a known lifecycle event, None
+    for one it skips by UNKNOWN_TYPE_RULE, "rejected" for one it dead-letters."""
+    import orjson
+    from pydantic import ValidationError
+
+    try:
+        ce = streams.CloudEvent.model_validate(orjson.loads(raw))
+        if not streams.is_known_lifecycle(ce.type, ce.data):
+            return None
+        return ce.id, ce.type, lifecycle.LedgerRecord.model_validate(ce.data)
+    except (orjson.JSONDecodeError, ValidationError):
+        return "rejected"
+
+
+_MUTATIONS = st.sampled_from(
+    [
+        ("keep", None),
+        ("extra", ("data", "a_future_field", {"x": 1})),
+        ("extra", ("", "a_future_attribute", "x")),
+        ("set", ("data", "type", "A_FUTURE_EVENT_TYPE")),
+        ("set", ("", "type", "kr.battery.lifecycle.incident.v2")),
+        ("set", ("", "type", "kr.battery.registry.battery_registered.v1")),
+        ("set", ("", "specversion", "0.3")),
+        ("set", ("data", "sequence", 0)),
+        ("set", ("data", "sequence", "7")),
+        ("set", ("data", "sequence", 7.0)),
+        ("set", ("data", "occurred_at", "not a time")),
+        ("set", ("data", "occurred_at", "2026-03-01T12:00:00+09:00")),
+        ("set", ("data", "battery_id", "X" * 25)),
+        ("set", ("data", "location", None)),
+        ("set", ("data", "data", [])),
+        ("drop", ("data", "hash")),
+        ("drop", ("data", "recorded_at")),
+        ("drop", ("", "id")),
+        ("drop", ("", "data")),
+    ]
+)
+
+
+@given(
+    mutations=st.lists(_MUTATIONS, max_size=3),
+    type_=st.sampled_from([t.value for t in lifecycle.EventType]),
+    garbage=st.booleans(),
+)
+def test_the_lifecycle_fast_path_reads_what_the_general_path_reads(mutations, type_: str, garbage: bool) -> None:
+    import orjson
+
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "battery_id": "KR-B1",
+        "sequence": 3,
+        "type": type_,
+        "occurred_at": "2026-03-01T03:00:00.000000Z",
+        "recorded_at": "2026-03-01T03:00:01.000000Z",
+        "actor": "KTS",
+        "actor_role": "inspector",
+        "location": {"site": "Ulsan", "region": "KR-31"},
+        "data": {"kind": "fire"},
+        "state_after": "in_service",
+        "custodian_after": "HMC",
+        "prev_hash": "a" * 64,
+        "hash": "b" * 64,
+        "kind": "pack",
+        "manufacturer": "LGES",
+    }
+    message = {
+        "specversion": "1.0",
+        "id": event["event_id"],
+        "source": "/batterytrace/events",
+        "type": f"kr.battery.lifecycle.{type_.lower()}.v1",
+        "data": event,
+    }
+    for verb, change in mutations:
+        if change is None:
+            continue
+        where, key, *value = change
+        target = message if where == "" else message.get("data")
+        if not isinstance(target, dict):
+            continue
+        if verb == "drop":
+            target.pop(key, None)
+        else:
+            target[key] = value[0]
+    raw = orjson.dumps(message) + (b"}" if garbage else b"")
+    general = _general(raw)
+    fast = streams.LifecycleCloudEvent.known(raw)
+    if fast is not None:  # what the fast path reads, the general path reads the same
+        assert general == (fast.id, fast.type, fast.data)
+    else:  # and it leaves to the general path only what that path skips or rejects
+        assert not isinstance(general, tuple)

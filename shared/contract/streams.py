@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.contract.lifecycle import EventType
+from shared.contract.lifecycle import EventType, LedgerRecord
 
 # ---- topics ----
 TOPIC_REGISTRY = "battery.registry.v1"
@@ -101,6 +101,26 @@ class CloudEvent(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> CloudEvent:
         return cls.model_validate(orjson.loads(raw))
+
+
+class LifecycleCloudEvent(CloudEvent):
+    """A `battery.lifecycle.v1` message with its ledger record checked in the same pass: one JSON parse and one
+    validation instead of a parse, the envelope's validation and the record's (measured: 5.2 to 5.5 against 7.4 to
+    8.1 µs a record). The consumers' fast path; anything it does not read goes the general way."""
+
+    data: LedgerRecord  # type: ignore[assignment]
+
+    @classmethod
+    def known(cls, raw: bytes) -> LifecycleCloudEvent | None:
+        """The message, if it is a lifecycle event of a version and an event type this release knows and its
+        record reads as one; else None, and the caller decodes it the general way (`CloudEvent`), which skips or
+        rejects it by the contract's rules exactly as before. (A record that reads here is known: its `type` is
+        an `EventType`, so `is_known_lifecycle` holds for it.)"""
+        try:
+            ce = cls.model_validate_json(raw)
+        except ValidationError:
+            return None
+        return ce if is_lifecycle_type(ce.type) else None
 
 
 class LogCheckpointData(BaseModel):

@@ -37,8 +37,10 @@ from shared.contract.streams import (
     PARTICIPANT_SUSPENDED,
     RECALL_REGISTERED,
     REGISTRY_TYPE_PREFIX,
+    TOPIC_LIFECYCLE,
     TOPIC_VINS,
     VIN_RECORDED,
+    LifecycleCloudEvent,
     is_known_lifecycle,
 )
 from shared.contract.streams import CloudEvent as CloudEventIn
@@ -90,6 +92,10 @@ def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
     never be applied (not a CloudEvent, or a known type with malformed data)."""
     if rec.topic.endswith(TOPIC_VINS):
         return decode_vin(rec)
+    if rec.value and rec.topic.endswith(TOPIC_LIFECYCLE):
+        known = LifecycleCloudEvent.known(rec.value)  # the fast path: one parse, one validation
+        if known is not None:
+            return _lifecycle(known.id, known.type, known.data)
     try:
         raw = orjson.loads(rec.value or b"")
         ce = CloudEventIn.model_validate(raw)
@@ -104,18 +110,25 @@ def decode(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
         if ce.type.startswith(LIFECYCLE_TYPE_PREFIX):
             if not is_known_lifecycle(ce.type, ce.data):
                 return None  # UNKNOWN_TYPE_RULE: a lifecycle type newer than this portal is skipped
-            event = LifecycleEventIn.model_validate(ce.data)
-            if event.event_id != ce.id:
-                raise PoisonMessage(f"envelope id {ce.id} differs from data.event_id {event.event_id}")
-            if ce.type != f"{LIFECYCLE_TYPE_PREFIX}{event.type.value.lower()}.v1":
-                raise PoisonMessage(f"envelope type {ce.type} does not match data.type {event.type.value}")
-            data_model = DATA_MODELS.get(event.type)
-            if data_model is not None:
-                data_model.model_validate(event.data)
-            return Message("lifecycle", ce.id, event.type.value, event)
+            return _lifecycle(ce.id, ce.type, LifecycleEventIn.model_validate(ce.data))
     except ValidationError as exc:
         raise PoisonMessage(f"{ce.type} {ce.id}: invalid data: {exc}") from None
     return None  # UNKNOWN_TYPE_RULE: a message family this portal does not read is skipped
+
+
+def _lifecycle(ce_id: str, ce_type: str, event: LifecycleEventIn) -> Message:
+    """A known lifecycle event, checked against its envelope and its type's data model."""
+    if event.event_id != ce_id:
+        raise PoisonMessage(f"envelope id {ce_id} differs from data.event_id {event.event_id}")
+    if ce_type != f"{LIFECYCLE_TYPE_PREFIX}{event.type.value.lower()}.v1":
+        raise PoisonMessage(f"envelope type {ce_type} does not match data.type {event.type.value}")
+    data_model = DATA_MODELS.get(event.type)
+    if data_model is not None:
+        try:
+            data_model.model_validate(event.data)
+        except ValidationError as exc:
+            raise PoisonMessage(f"{ce_type} {ce_id}: invalid data: {exc}") from None
+    return Message("lifecycle", ce_id, event.type.value, event)
 
 
 def decode_vin(rec: ConsumerRecord[bytes, bytes]) -> Message | None:
