@@ -94,7 +94,7 @@ def test_manufactured_event_id_is_stable() -> None:
 # ---- the consumers' fast path reads a lifecycle message as the general path does ----
 
 
-def _general(raw: bytes) -> tuple[str, str, lifecycle.LedgerRecord] | None | str:
+def _general(raw: bytes) -> tuple[str, str, lifecycle.LedgerRecord] | str | None:
     """What a consumer's general path makes of a record: (id, type, record) for a known lifecycle event, None
     for one it skips by UNKNOWN_TYPE_RULE, "rejected" for one it dead-letters."""
     import orjson
