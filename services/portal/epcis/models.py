@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Identity, Index, Text, text
+from sqlalchemy import BigInteger, Column, Identity, Index, PrimaryKeyConstraint, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field
 
@@ -25,13 +25,16 @@ class EpcisEvent(Base, table=True):
 
     __tablename__ = "epcis_events"
     __table_args__ = (
+        # eventID first: the key also finds an eventID's rows (a query by eventID, the ledger-made rows a captured
+        # document replaces), which took an index of its own before (migration 2026_12_06b_epcis_events_key_first).
+        PrimaryKeyConstraint("event_id", "source", "actor", name="pk_epcis_events"),
         Index("ix_epcis_events_record", "record_time", "event_id"),
         Index("ix_epcis_events_event_time", "event_time"),
-        Index("ix_epcis_events_event_id", "event_id"),
         Index("ix_epcis_events_biz_step", "biz_step"),
         Index("ix_epcis_events_seq", "seq", unique=True),
         Index("ix_epcis_events_epcs", "epcs", postgresql_using="gin"),
-        Index("ix_epcis_events_battery_ids", "battery_ids", postgresql_using="gin"),
+        # `battery_ids` has no index: the access rule reads it per row (`h.battery_id = ANY(e.battery_ids)`),
+        # which no index serves.
         # No pending list: each ledger event ID a captured document stands for is one search (repository.py).
         Index(
             "ix_epcis_events_ledger_event_ids",
@@ -42,9 +45,9 @@ class EpcisEvent(Base, table=True):
         {"schema": SCHEMA},
     )
 
-    source: str = Field(primary_key=True, sa_type=Text)
-    actor: str = Field(primary_key=True, sa_type=Text)  # the capturer, or the ledger event's poster
-    event_id: str = Field(primary_key=True, sa_type=Text)
+    source: str = Field(sa_type=Text)
+    actor: str = Field(sa_type=Text)  # the capturer, or the ledger event's poster
+    event_id: str = Field(sa_type=Text)
     event_type: str = Field(sa_type=Text)
     event_time: datetime = Field(sa_type=TZ)
     record_time: datetime = Field(sa_type=TZ)

@@ -85,7 +85,7 @@ _SEARCHED = [
 
 
 #: A ledger-made row is `from_ledger`'s: its eventID is its one ledger event's `event_uri`, so the rows a captured
-#: document stands for are found by eventID (a B-tree).
+#: document stands for are found by eventID (the primary key's first column).
 _DELETE_COVERED = f"DELETE FROM {EVENTS} WHERE source = 'ledger' AND event_id = ANY($1::text[])"
 #: Each ledger ID on its own in the GIN index (`@> ARRAY[id]`, one search each, no pending list): one
 #: `ledger_event_ids && $1` with a batch's thousand IDs is estimated to match most of the table and was planned as
