@@ -131,6 +131,35 @@ def test_a_sweep_claiming_stragglers_below_the_cursor_keeps_the_cursor() -> None
     assert cursor.start() == 12
 
 
+def test_a_look_that_finds_nothing_gives_up_what_no_running_transaction_can_hold() -> None:
+    """The end of a batch load: the last claims leave a range waited at (here merged from many gaps, so it holds
+    IDs already sent that no claim will return again), and no row comes after it. The idle leader's check finds
+    nothing from below the range; once its snapshot's xmin has passed the claim that first missed the range, the
+    range is given up, and the next checks start after the highest ID claimed (they walked every sent row's dead
+    index entry above the range before)."""
+    cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
+    cursor.start()
+    every_other = list(range(1, 2 * (MAX_WAITED_RANGES + 10), 2))
+    cursor.claimed(every_other, snap(50, 60))  # one merged range, missed first by the claim of transaction 60
+    cursor.claimed(list(range(2, every_other[-1], 2)), snap(55, 61))  # the rest commit and are claimed
+    stuck = cursor.start()
+    assert cursor.waiting and stuck < 10  # the range still stands: the IDs in it that were sent never return
+    cursor.found_none(59)  # a transaction below 60 may still run: it may yet commit a row in the range
+    assert cursor.waiting and cursor.start() == stuck
+    cursor.found_none(60)  # every transaction below 60 has ended, and nothing is unsent above the start
+    assert cursor.waiting == [] and cursor.start() == every_other[-1]
+
+
+def test_an_empty_claim_gives_up_the_same() -> None:
+    cursor = ClaimCursor(sweep_s=2.0, clock=Clock())
+    cursor.start()
+    cursor.claimed([1, 3], snap(50, 60))  # 2 waited at
+    cursor.claimed([], snap(59, 61))
+    assert cursor.start() == 1
+    cursor.claimed([], snap(61, 62))  # 2's transaction had ended and left nothing: rolled back
+    assert cursor.start() == 3
+
+
 @dataclass
 class Bench:
     """A relay on the test's database and a way to open raw connections (each a writer of its own transactions);
@@ -206,6 +235,26 @@ async def test_a_row_committed_after_a_higher_one_was_published_is_published_too
     assert sorted(m["key"] for m in got) == ["A", "B", "C"]
 
 
+async def test_an_idle_leader_gives_up_a_rolled_back_id_and_looks_only_above_what_it_sent(bench: Bench) -> None:
+    """A rolled-back row leaves an ID no claim will return; when nothing comes after it, the leader's idle check
+    (its snapshot's xmin past the claim that missed the ID) gives it up, and later checks start at the highest ID
+    sent instead of walking every sent row from the gap on."""
+    relay = bench.relay
+    relay.cursor = ClaimCursor(sweep_s=3600.0, clock=Clock())
+    conn, other = await bench.connect(), await bench.connect()
+    await _enqueue(conn, "A")
+    assert await relay.run_once() == 1
+    tx = conn.transaction()
+    await tx.start()
+    lost = await _enqueue(conn, "B")
+    await tx.rollback()
+    high = await _enqueue(other, "C")
+    assert await relay.run_once() == 1  # C; B's ID is waited at
+    assert relay.cursor.start() == lost - 1
+    assert await relay.run_once() == 0  # idle: nothing unsent, and the claim that missed B's ID has ended
+    assert relay.cursor.waiting == [] and relay.cursor.start() == high
+
+
 async def test_a_slow_commit_keeps_its_place_before_the_next_row_of_its_key(bench: Bench, infra, topic_prefix) -> None:
     """The reordering a timed wait allowed: B's transaction stays open past several sweep periods, commits, and the
     next row of its key (D) commits right after. B must still reach the topic before D."""
@@ -248,14 +297,21 @@ def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(da
     sent: list[int] = []
     written: dict[str, list[int]] = {}  # key -> its IDs in commit order
 
-    def claim(start: int, limit: int) -> tuple[list[int], Snapshot]:
-        """As PostgreSQL answers: the snapshot's xmax is past the latest completed transaction only, and xmin is the
-        oldest running transaction below that xmax (a running one above it is in neither); the claim's own
-        transaction ID comes after its snapshot, and the claim completes."""
-        nonlocal next_xid, latest_completed
+    def xmin_now() -> int:
+        """A snapshot's xmin as PostgreSQL answers: its xmax is past the latest completed transaction only, and
+        xmin is the oldest running transaction below that xmax (a running one above it is in neither)."""
         xmax = latest_completed + 1
-        xmin = min((x for x in running if x < xmax), default=xmax)
-        ids = sorted(i for i in committed if i > start and i not in sent)[:limit]
+        return min((x for x in running if x < xmax), default=xmax)
+
+    def unsent_after(start: int) -> list[int]:
+        return sorted(i for i in committed if i > start and i not in sent)
+
+    def claim(start: int, limit: int) -> tuple[list[int], Snapshot]:
+        """As PostgreSQL answers (`xmin_now`); the claim's own transaction ID comes after its snapshot, and the
+        claim completes."""
+        nonlocal next_xid, latest_completed
+        xmin = xmin_now()
+        ids = unsent_after(start)[:limit]
         own, next_xid = next_xid, next_xid + 1
         latest_completed = max(latest_completed, own)
         return ids, Snapshot(xmin, own)
@@ -269,7 +325,7 @@ def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(da
             written.setdefault(key, []).extend(oids)
 
     for _ in range(data.draw(st.integers(10, 150))):
-        step = data.draw(st.sampled_from(["begin", "draw", "draw", "end", "claim", "claim", "tick"]))
+        step = data.draw(st.sampled_from(["begin", "draw", "draw", "end", "claim", "claim", "look", "tick"]))
         if step == "begin":
             key = data.draw(st.sampled_from("AB"))
             if all(k != key for k, _ in running.values()):
@@ -284,6 +340,10 @@ def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(da
             ids, snapshot = claim(cursor.start(), data.draw(st.integers(1, 5)))
             sent += ids
             cursor.claimed(ids, snapshot)
+        elif step == "look":  # the idle leader's check: no claim if it finds nothing (and no transaction ID)
+            start = cursor.start()
+            if not unsent_after(start):
+                cursor.found_none(xmin_now())
         else:
             clock.now += data.draw(st.sampled_from([0.1, 0.1, 0.1, 2.5]))
     for xid in sorted(running):  # everything ends; the relay claims until nothing is left
@@ -299,6 +359,10 @@ def test_a_simulated_database_never_sees_one_keys_rows_published_out_of_order(da
     assert sorted(sent) == sorted(committed)  # all of them, each once
     for key, oids in written.items():
         assert [i for i in sent if committed[i] == key] == oids, key
+    # Nothing runs and everything is sent: one idle look leaves nothing waited at (no later check walks back).
+    assert not unsent_after(cursor.start())
+    cursor.found_none(xmin_now())
+    assert cursor.waiting == []
 
 
 async def test_a_transaction_newer_than_every_completed_one_is_still_waited_for(

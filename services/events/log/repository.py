@@ -81,7 +81,7 @@ SELECT (SELECT n FROM size) AS size, (SELECT array_agg(id ORDER BY id) FROM take
 class Taken:
     ids: list[int]  # the queue rows taken, ascending (for the cursor, once their transaction commits)
     leaves: list[bytes]  # the leaf hashes appended, in leaf order from `size`
-    snapshot: Snapshot | None = None  # the take's snapshot (None: nothing taken)
+    snapshot: Snapshot | None = None  # the take's snapshot (None: no take, the sequencer's lock was held)
     size: int = 0  # the tree's size before the take
 
 
@@ -90,8 +90,8 @@ async def take_and_append(conn: asyncpg.Connection, limit: int, after: int) -> T
     next leaves: oldest first, by queue order, which is commit order for one battery's events (in the
     sequencer's transaction, under its lock)."""
     row = await conn.fetchrow(TAKE_AND_APPEND, limit, after)
-    if not row["ids"]:
-        return Taken([], [], size=int(row["size"]))
+    if not row["ids"]:  # nothing after `after`: the snapshot lets the cursor give up what will never come
+        return Taken([], [], Snapshot.of(row), int(row["size"]))
     return Taken(list(row["ids"]), list(row["leaves"]), Snapshot.of(row), int(row["size"]))
 
 
