@@ -5,6 +5,7 @@ which starts after the last row it took, still takes a row that commits after hi
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ from alembic import command
 
 from shared.db import asyncpg_dsn
 from shared.migrate import alembic_config
+from shared.roles import service_url
 from tests.conftest import eventually
 from tests.events_helpers import stack
 
@@ -142,3 +144,52 @@ async def test_a_big_statement_is_queued_uncompressed(db_url: str) -> None:
             await tx.rollback()
     finally:
         await conn.close()
+
+
+async def test_a_malformed_queue_row_is_set_aside_and_the_log_goes_on(
+    make_settings: Any, token: Any, db_url: str
+) -> None:
+    """The events role may insert queue rows (the ledger's trigger runs as it), so a compromised events service
+    could write one that no take can append: a hash that is not hex or of odd length, a NULL, arrays of another
+    length than the row counts. Each used to fail every take, and the log stopped. Each is now left in the queue
+    as evidence and reported once, and the rows after it, and any still to come, enter the log."""
+    pending = "INSERT INTO events.log_pending (events, battery_ids, sequences, hashes) VALUES ($1, $2, $3, $4)"
+    malformed: list[tuple[Any, ...]] = [
+        (1, ["BAD-HEX"], [1], ["zz" * 32]),
+        (1, ["BAD-ODD"], [1], ["a" * 63]),
+        (1, ["BAD-SHORT"], [1], ["ab" * 31]),
+        (1, ["BAD-NULL"], [1], [None]),
+        (2, ["BAD-COUNT", "BAD-COUNT"], [1, 2], ["cd" * 32]),
+        (1, [None], [1], ["ef" * 32]),
+        (-1, ["BAD-EVENTS"], [1], ["01" * 32]),
+    ]
+    reports: list[str] = []
+    catch = logging.Handler(logging.WARNING)
+    catch.emit = lambda record: reports.append(record.getMessage())  # type: ignore[method-assign]
+    sequencer_log = logging.getLogger("batterytrace.events.log")  # the app's logging setup replaces the root's
+    async with stack(make_settings, token, log_sequencer_interval_s=0.02, log_checkpoint_interval_s=0.2):
+        sequencer_log.addHandler(catch)
+        conn = await asyncpg.connect(asyncpg_dsn(service_url(db_url, "events")))
+        try:
+            await conn.execute(pending, 1, ["GOOD-BEFORE"], [1], ["1" * 64])
+            async with conn.transaction():  # seen by one take: reported together
+                bad_ids = [await conn.fetchval(pending + " RETURNING id", *row) for row in malformed]
+                await conn.execute(pending, 2, ["GOOD-AFTER", "GOOD-AFTER"], [1, 2], ["2" * 64, "3" * 64])
+
+            async def leaves() -> list[str]:
+                rows = await conn.fetch("SELECT battery_id FROM events.log_leaves ORDER BY leaf_index")
+                return [r["battery_id"] for r in rows]
+
+            await eventually(lambda: _has(leaves, {"GOOD-BEFORE", "GOOD-AFTER"}))
+            await asyncio.sleep(0.3)  # more takes, and a sweep from the start
+            await conn.execute(pending, 1, ["GOOD-LATER"], [1], ["4" * 64])
+            await eventually(lambda: _has(leaves, {"GOOD-LATER"}))
+            logged = await leaves()
+            assert logged == ["GOOD-BEFORE", "GOOD-AFTER", "GOOD-AFTER", "GOOD-LATER"]
+            left = await conn.fetch("SELECT id FROM events.log_pending ORDER BY id")
+            assert [r["id"] for r in left] == bad_ids  # kept as evidence, nothing else left behind
+        finally:
+            await conn.close()
+            sequencer_log.removeHandler(catch)
+    reports = [r for r in reports if "malformed" in r]
+    assert len(reports) == 1 and all(str(i) in reports[0] for i in bad_ids), reports  # each reported once

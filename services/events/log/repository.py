@@ -4,7 +4,7 @@ raw asyncpg connection (inside a unit of work for writes, from the statement poo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -54,14 +54,29 @@ _LEAF_COLUMNS = list(LogLeaf.__table__.c.keys())
 #: each row's events in the (battery_id, sequence) order its arrays hold, each leaf's hash RFC 9162's
 #: SHA-256(0x00 ‖ the ledger hash), as `tlog.leaf_hash`. The events never travel to the service and back; it gets
 #: the tree's size before, the queue rows taken and the new leaves' hashes (for the subtrees above them).
+#: A queue row is taken only if it is well formed: as many battery IDs, sequences and hashes as it counts events,
+#: none NULL, every hash 64 lowercase hex digits (what the ledger trigger writes). Any other row (only a hand-made
+#: one: the events role may insert queue rows) would make the append fail, and the log stop, at every take; it is
+#: set aside instead, left in the queue as evidence and reported (`set_aside`: those before the first well-formed row
+#: the take left for the next, so that taken and set aside together are a prefix of the queue, as a claim's rows are
+#: for the cursor). Its events do not enter the log, which the proof bundle's audit then reports. The test costs
+#: 0.35 µs per event taken (bare server).
+WELL_FORMED = (
+    "q.events > 0 AND cardinality(q.battery_ids) = q.events AND cardinality(q.sequences) = q.events "
+    "AND cardinality(q.hashes) = q.events AND array_position(q.battery_ids, NULL) IS NULL "
+    "AND array_position(q.sequences, NULL) IS NULL AND array_position(q.hashes, NULL) IS NULL "
+    "AND array_to_string(q.hashes, ',') ~ '^[0-9a-f]{64}(,[0-9a-f]{64})*$'"
+)
 TAKE_AND_APPEND = f"""
 WITH size AS (
     SELECT coalesce(max(leaf_index) + 1, 0) AS n FROM {LEAVES}
+), queued AS (
+    SELECT q.id, q.events, coalesce({WELL_FORMED}, false) AS ok
+    FROM {PENDING} q WHERE q.id > $2 ORDER BY q.id LIMIT 1000
 ), taken AS (
     DELETE FROM {PENDING} WHERE id IN (
         SELECT id FROM (
-            SELECT id, sum(events) OVER (ORDER BY id) - events AS before
-            FROM (SELECT id, events FROM {PENDING} WHERE id > $2 ORDER BY id LIMIT 1000) q
+            SELECT id, sum(events) OVER (ORDER BY id) - events AS before FROM queued WHERE ok
         ) w WHERE before < $1
     ) RETURNING id, battery_ids, sequences, hashes
 ), appended AS (
@@ -73,7 +88,10 @@ WITH size AS (
     RETURNING leaf_index, leaf_hash
 )
 SELECT (SELECT n FROM size) AS size, (SELECT array_agg(id ORDER BY id) FROM taken) AS ids,
-       (SELECT array_agg(leaf_hash ORDER BY leaf_index) FROM appended) AS leaves, {SNAPSHOT_COLUMNS}
+       (SELECT array_agg(leaf_hash ORDER BY leaf_index) FROM appended) AS leaves,
+       (SELECT array_agg(id ORDER BY id) FROM queued WHERE NOT ok AND id < coalesce(
+            (SELECT min(id) FROM queued WHERE ok AND id NOT IN (SELECT id FROM taken)), 9223372036854775807
+       )) AS set_aside, {SNAPSHOT_COLUMNS}
 """
 
 
@@ -83,6 +101,7 @@ class Taken:
     leaves: list[bytes]  # the leaf hashes appended, in leaf order from `size`
     snapshot: Snapshot | None = None  # the take's snapshot (None: no take, the sequencer's lock was held)
     size: int = 0  # the tree's size before the take
+    set_aside: list[int] = field(default_factory=list)  # malformed queue rows passed over (WELL_FORMED)
 
 
 async def take_and_append(conn: asyncpg.Connection, limit: int, after: int) -> Taken:
@@ -90,9 +109,10 @@ async def take_and_append(conn: asyncpg.Connection, limit: int, after: int) -> T
     next leaves: oldest first, by queue order, which is commit order for one battery's events (in the
     sequencer's transaction, under its lock)."""
     row = await conn.fetchrow(TAKE_AND_APPEND, limit, after)
+    set_aside = list(row["set_aside"] or [])
     if not row["ids"]:  # nothing after `after`: the snapshot lets the cursor give up what will never come
-        return Taken([], [], Snapshot.of(row), int(row["size"]))
-    return Taken(list(row["ids"]), list(row["leaves"]), Snapshot.of(row), int(row["size"]))
+        return Taken([], [], Snapshot.of(row), int(row["size"]), set_aside)
+    return Taken(list(row["ids"]), list(row["leaves"]), Snapshot.of(row), int(row["size"]), set_aside)
 
 
 _NODE_COLUMNS = list(LogNode.__table__.c.keys())

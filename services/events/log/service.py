@@ -135,6 +135,8 @@ class LogWorker:
     #: take from the first ID walks every time; a late-committing lower ID is waited at until its transaction
     #: has ended (as the outbox relay's claims do).
     _cursor: ClaimCursor = field(default_factory=ClaimCursor)
+    #: Malformed queue rows seen (`repo.WELL_FORMED`): left in the queue as evidence, reported once each.
+    set_aside: set[int] = field(default_factory=set)
 
     def start(self) -> None:
         self._tasks = [
@@ -156,7 +158,16 @@ class LogWorker:
         async with self.sessionmaker() as session, session.begin():
             taken = await append_pending(session, self.config.batch_size, self._cursor.start())
         if taken.snapshot is not None:
-            self._cursor.claimed(taken.ids, taken.snapshot)  # committed
+            # Committed. A malformed row set aside is passed like a taken one: it will never be taken.
+            self._cursor.claimed(sorted([*taken.ids, *taken.set_aside]), taken.snapshot)
+        new = sorted(set(taken.set_aside) - self.set_aside)
+        if new:
+            self.set_aside.update(new)
+            log.warning(
+                "log sequencer: queue rows %s are malformed (events.log_pending, repository.WELL_FORMED): set "
+                "aside in the queue, their events are not in the log",
+                new,
+            )
         return len(taken.leaves)
 
     async def checkpoint_once(self) -> int:
