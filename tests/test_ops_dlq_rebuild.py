@@ -212,6 +212,11 @@ async def test_rebuild_after_pruning_every_outbox_and_deleting_every_topic(
                     await engine.dispose()
                 return int(r.text.splitlines()[1]) == events
 
+            # In this order: the events service writes the second battery's MANUFACTURED when it consumes the
+            # registration, so the ledger is whole only once it caught up; the checkpoint of the whole ledger is
+            # signed up to a checkpoint interval later; the portal then applies it. (Checked the other way round,
+            # the checkpoint could cover a ledger still one event short, and the next one land after `before`.)
+            await eventually(lambda: caught_up(s, portal), timeout_s=60)
             await eventually(log_covers_the_ledger, timeout_s=60)
             await eventually(lambda: caught_up(s, portal), timeout_s=60)
             before = await snapshot(db_url)
