@@ -266,10 +266,8 @@ MAX_WAITED_RANGES = 1_000
 #: Two columns a claim statement adds: its snapshot's `xmin` and its own transaction's ID (both uncorrelated
 #: sub-selects, evaluated once per statement; the statement's snapshot was taken before its transaction ID, which a
 #: claim has anyway: it locks or deletes the rows it takes).
-SNAPSHOT_COLUMNS = (
-    "(SELECT pg_snapshot_xmin(s)::text::bigint FROM pg_current_snapshot() s) AS snapshot_xmin, "
-    "(SELECT pg_current_xact_id()::text::bigint) AS claim_xid"
-)
+SNAPSHOT_XMIN = "(SELECT pg_snapshot_xmin(s)::text::bigint FROM pg_current_snapshot() s)"
+SNAPSHOT_COLUMNS = f"{SNAPSHOT_XMIN} AS snapshot_xmin, (SELECT pg_current_xact_id()::text::bigint) AS claim_xid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +455,7 @@ class OutboxRelay:
         #: the cursor (no transaction ID: an idle check writes nothing).
         self._pending = (
             f"SELECT (SELECT id FROM {qualified(t)} WHERE {where_unsent} AND id > $1 ORDER BY id LIMIT 1), "
-            "(SELECT pg_snapshot_xmin(s)::text::bigint FROM pg_current_snapshot() s)"
+            + SNAPSHOT_XMIN
         )
         self._mark_sent = f"UPDATE {qualified(t)} SET sent_at = now() WHERE id = ANY($1::bigint[])"
 

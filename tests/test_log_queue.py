@@ -162,6 +162,7 @@ async def test_a_malformed_queue_row_is_set_aside_and_the_log_goes_on(
         (2, ["BAD-COUNT", "BAD-COUNT"], [1, 2], ["cd" * 32]),
         (1, [None], [1], ["ef" * 32]),
         (-1, ["BAD-EVENTS"], [1], ["01" * 32]),
+        (2_000_000_000, ["BAD-HUGE"], [1], ["02" * 32]),  # a count that takes a take's whole budget
     ]
     reports: list[str] = []
     catch = logging.Handler(logging.WARNING)

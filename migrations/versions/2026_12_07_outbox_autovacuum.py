@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 SCHEMAS = ("registry", "events")
-#: As `shared.outbox.OPTIONS` declares them (written out: a released migration does not follow the code).
+#: As `shared.outbox.OUTBOX_STORAGE` declares them (written out: a released migration does not follow the code).
 OPTIONS = {
     "autovacuum_vacuum_scale_factor": "0",
     "autovacuum_vacuum_threshold": "10000",
