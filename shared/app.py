@@ -94,7 +94,7 @@ def create_service_app(
     *,
     name: str,
     title: str,
-    description: str,
+    description: str | None,
     settings: ServiceSettings,
     routers: Sequence[APIRouter],
     schema: str,
@@ -103,7 +103,8 @@ def create_service_app(
     extra_lifespan: ExtraLifespan | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
 ) -> FastAPI:
-    """A service's ASGI app. `schema` is the service's database schema. `publishes` are the topics it
+    """A service's ASGI app. `description` (the service's module docstring) opens its OpenAPI document, which
+    adds how errors are answered. `schema` is the service's database schema. `publishes` are the topics it
     writes through its outbox: it gets the relay, `/v1/ops/outbox`, the outbox metrics and "published"
     positions. `consumes` are its consumers: run in the lifespan when consumers are enabled, with
     "applied" positions and each one's status endpoint if it declares one. Nothing is mounted for
@@ -185,7 +186,7 @@ def create_service_app(
 
     app = FastAPI(
         title=title,
-        description=description,
+        description=f"{(description or '').strip()}\n\nErrors are RFC 9457 problem+json.".lstrip(),
         version="0.1.0",
         lifespan=lifespan,
         openapi_tags=openapi_tags,

@@ -832,8 +832,10 @@ def test_the_machine_is_pure() -> None:
         "shared.contract.corrections",
         "shared.contract.lifecycle",
         "shared.contract.streams",
+        "shared.problem_catalogue",
     }
     assert _imports(ROOT / "services/events/lifecycle/machine.py") <= allowed
+    assert _imports(ROOT / "shared/problem_catalogue.py") <= {"__future__", "dataclasses"}
     assert _imports(ROOT / "services/events/lifecycle/plausibility.py") <= allowed | {"math"}
     import subprocess
     import sys

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from services.events.lifecycle import plausibility
+from services.events.lifecycle import machine, plausibility
 from shared import problems
-from shared.i18n_problems import CATALOGUE, localize, preferred_language
+from shared.i18n_problems import localize, preferred_language
+from shared.problem_catalogue import CATALOGUE
 from tests.events_helpers import Stack, stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 def raised_codes() -> dict[str, str]:
     """Every problem code written in services/ and shared/, with where: `code="..."` in a call, `code = "..."` and
-    `status, code, title = ...` in a class, a `Refusal(status, "code", ...)`, the status codes HTTP errors map to,
+    `status, code, title = ...` in a class, a `Refusal(status, "code", ...)` or `refuse("code", ...)`, the lifecycle's refusal codes, the status codes HTTP errors map to,
     and the plausibility rules' codes."""
     found: dict[str, str] = {}
     for path in sorted([*ROOT.glob("services/**/*.py"), *ROOT.glob("shared/**/*.py")]):
@@ -37,6 +38,8 @@ def raised_codes() -> dict[str, str]:
                 name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
                 if name == "Refusal" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
                     found.setdefault(str(node.args[1].value), f"{rel}:{node.lineno}")
+                if name == "refuse" and node.args and isinstance(node.args[0], ast.Constant):
+                    found.setdefault(str(node.args[0].value), f"{rel}:{node.lineno}")
             elif isinstance(node, ast.Assign):
                 for target in node.targets:
                     pairs: list[tuple[ast.expr, ast.expr]] = [(target, node.value)]
@@ -48,6 +51,8 @@ def raised_codes() -> dict[str, str]:
     for code in problems._STATUS_CODES.values():
         found.setdefault(code, "shared/problems.py (_STATUS_CODES)")
     found.setdefault("error", "shared/problems.py (an HTTP status outside _STATUS_CODES)")
+    for code in machine.REFUSAL_STATUS:
+        found.setdefault(code, "services/events/lifecycle/machine.py (REFUSAL_STATUS)")
     for code in plausibility.CODES:
         found.setdefault(code, "services/events/lifecycle/plausibility.py")
     return found
@@ -63,7 +68,7 @@ def test_the_scan_finds_the_codes_it_should() -> None:
 
 def test_the_catalogue_covers_every_code_raised_anywhere() -> None:
     missing = {code: where for code, where in raised_codes().items() if code not in CATALOGUE}
-    assert not missing, f"add these to shared/i18n_problems.py CATALOGUE: {missing}"
+    assert not missing, f"add these to shared/problem_catalogue.py CATALOGUE: {missing}"
 
 
 def test_the_catalogue_holds_no_code_nothing_raises() -> None:
@@ -197,3 +202,17 @@ async def test_validation_batches_and_middleware_problems_in_korean(s: Stack) ->
     assert r.headers["content-language"] == "ko"
     r = await s.events.get("/v1/no-such-path", headers={"Accept-Language": "en;q=0.1, ko"})
     assert (r.status_code, r.json()["code"], r.json()["title"]) == (404, "not-found", "찾을 수 없음")
+
+
+@pytest.mark.parametrize("code", sorted(machine.REFUSAL_STATUS))
+def test_every_refusal_code_answers_with_its_status_and_the_catalogues_title(code: str) -> None:
+    """A lifecycle refusal takes its title from the catalogue and its status from one table: a code refused in
+    two places (`not-custodian` of a battery or of its parent) answers alike."""
+    refusal = machine.refuse(code, "why", machine.field_error("data.x", "a-rule", "wrong"), extra_member=1)
+    assert (refusal.status, refusal.code, refusal.title) == (
+        machine.REFUSAL_STATUS[code],
+        code,
+        CATALOGUE[code].title_en,
+    )
+    assert refusal.errors == ({"field": "data.x", "rule": "a-rule", "message": "wrong"},)
+    assert dict(refusal.extra) == {"extra_member": 1} and 400 <= refusal.status < 600

@@ -1,4 +1,6 @@
-"""The events service: lifecycle capture, the hash-chained ledger, the outbox to battery.lifecycle.v1."""
+"""The events service: lifecycle events of every battery, posted over HTTP (or as EPCIS 2.0 documents) by
+recyclers, collectors, assessors and the other participants, checked against the state machine and custody rules,
+appended to a hash-chained ledger, and published to `battery.lifecycle.v1` through a transactional outbox."""
 
 from __future__ import annotations
 
@@ -69,12 +71,7 @@ def create_app(
     return create_service_app(
         name="events",
         title="batterytrace events",
-        description=(
-            "Lifecycle events of every battery: posted over HTTP by recyclers, collectors, assessors and the "
-            "other participants, checked against the state machine and custody rules, appended to a "
-            "hash-chained ledger, and published to `battery.lifecycle.v1` through a transactional outbox. "
-            "Errors are RFC 9457 problem+json."
-        ),
+        description=__doc__,
         settings=settings,
         routers=[lifecycle_router, ledger_router, epcis_router, log_router, vins_router],
         schema=SCHEMA,

@@ -1,5 +1,7 @@
-"""The portal service: read models built from `battery.registry.v1` and `battery.lifecycle.v1` only —
-whole battery histories, ministry views and battery passports."""
+"""The portal service: the integrated portal of the battery lifecycle history system. Its read models are built
+only from the Kafka streams `battery.registry.v1` and `battery.lifecycle.v1` (idempotent on event ID, so they can
+be rebuilt by replaying the streams): a battery's whole history, search, the ministries' views and battery
+passports in the Battery Pass 1.2 aspects layout."""
 
 from __future__ import annotations
 
@@ -54,12 +56,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     app = create_service_app(
         name="portal",
         title="batterytrace portal",
-        description=(
-            "The integrated portal of the battery lifecycle history system. Its read models are built only from "
-            "the Kafka streams `battery.registry.v1` and `battery.lifecycle.v1` (idempotent on event ID, so they "
-            "can be rebuilt by replaying the streams): a battery's whole history, search, the ministries' views "
-            "and battery passports in the Battery Pass 1.2 aspects layout. Errors are RFC 9457 problem+json."
-        ),
+        description=__doc__,
         settings=settings,
         # subscriptions before the EPCIS router: its `/epcis/{resource}/{value}/events` would take `/epcis/queries/...`
         routers=[

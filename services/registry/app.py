@@ -1,4 +1,5 @@
-"""The registry service: participants, battery models, batteries and their aliases."""
+"""The registry service: master data of the battery lifecycle history system. Participants, battery models, and
+every cell, module and pack with its aliases. Every change is published to `battery.registry.v1`."""
 
 from __future__ import annotations
 
@@ -25,11 +26,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     app = create_service_app(
         name="registry",
         title="batterytrace registry",
-        description=(
-            "Master data of the battery lifecycle history system: participants, battery models, and every "
-            "cell, module and pack with its aliases. Every change is published to `battery.registry.v1`. "
-            "Errors are RFC 9457 problem+json."
-        ),
+        description=__doc__,
         settings=settings,
         routers=[participants_router, catalog_router, batteries_router, amendments_router, recalls_router],
         schema=SCHEMA,

@@ -14,13 +14,13 @@ class CaptureError(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     eventIndex: int = Field(description="Position of the event in the document's eventList.")
-    eventID: str
-    status: int
-    code: str
-    detail: str
-    batteryID: str | None = None
-    lifecycleType: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    eventID: str = Field(description="The event's eventID, as captured or as derived from its content.")
+    status: int = Field(description="The HTTP status the event alone would have been answered with.")
+    code: str = Field(description="The problem code (the last segment of its problem type).")
+    detail: str = Field(description="What is wrong, in words.")
+    batteryID: str | None = Field(None, description="The battery the event is about, when it names one.")
+    lifecycleType: str | None = Field(None, description="The lifecycle event type the event maps to.")
+    errors: list[dict[str, Any]] | None = Field(None, description="Per-field validation errors, with their paths.")
 
 
 class CaptureJob(BaseModel):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from services.events.lifecycle.plausibility import CODES as IMPLAUSIBLE_CODES
 from services.events.lifecycle.plausibility import Facts, Implausible, Readings, Tolerances, check, observe
 from services.events.lifecycle.rules import (
     ASSEMBLY_PAIRS,
@@ -32,6 +33,7 @@ from shared.access import Role
 from shared.contract.corrections import declared_sequences
 from shared.contract.lifecycle import FINAL_STATES, GENESIS, EventType, Grade, State, event_hash, ts
 from shared.contract.streams import manufactured_event_id
+from shared.problem_catalogue import CATALOGUE
 
 
 def as_row(value: Any) -> dict[str, Any]:
@@ -85,11 +87,11 @@ class SafetyInspection:
     """The battery's latest SAFETY_INSPECTED (since its last remanufacturing or repurposing): its KC 10031
     certificate (None members: not given, e.g. on a failed inspection, or recorded before certificates were)."""
 
-    standard: str
-    result: str
-    body: str
-    at: str
-    event_id: str
+    standard: str  # the safety standard inspected against, e.g. "KC 10031"
+    result: str  # "pass" or "fail"
+    body: str  # the designated inspection body
+    at: str  # when it was inspected (the event's occurred_at, ISO)
+    event_id: str  # the SAFETY_INSPECTED that recorded it
     certificate_number: str | None = None
     edition: str | None = None
     valid_until: str | None = None  # ISO date: the last day the certificate is valid
@@ -111,14 +113,14 @@ class BatteryState(Row):
     """A battery's current lifecycle state: what its last event left."""
 
     battery_id: str
-    kind: str
+    kind: str  # cell, module or pack
     model_id: str
-    manufacturer: str
+    manufacturer: str  # the participant that made it (the registry's record)
     state: State
-    custodian: str
-    sequence: int
-    last_hash: str
-    last_event_at: datetime
+    custodian: str  # the participant holding it now
+    sequence: int  # of its last event; the next one must be sequence + 1
+    last_hash: str  # its last event's hash, which the next one chains to
+    last_event_at: datetime  # its last event's occurred_at; a later event may not be older
     grade: Grade | None = None
     safety_inspection: SafetyInspection | None = None
     parent_id: str | None = None
@@ -220,8 +222,10 @@ class LedgerRow(Row):
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    state: BatteryState
-    row: LedgerRow
+    """An applied event: the battery's state after it, and the ledger row that records it."""
+
+    state: BatteryState  # what the next event of the battery is checked against
+    row: LedgerRow  # chained to the previous row's hash; appended by the service
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,25 +244,53 @@ def field_error(field: str, rule: str, message: str) -> dict[str, Any]:
     return {"field": field, "rule": rule, "message": message}
 
 
+#: The code of `registration_pending`: the service answers the whole request with it (503, Retry-After).
+REGISTRATION_PENDING = "registration-pending"
+
+#: The HTTP status of every refusal's code. Its title is the English one of the problem catalogue
+#: (`shared.problem_catalogue`), so that a code answers with one status and one title wherever it is refused.
+REFUSAL_STATUS: Mapping[str, int] = {
+    "validation-error": 422,
+    "event-id-conflict": 409,
+    "depends-on-failed-item": 409,
+    "forbidden": 403,
+    "unknown-battery": 404,
+    "unknown-event": 404,
+    "sequence-conflict": 409,
+    "illegal-transition": 409,
+    "not-custodian": 409,
+    "not-a-component": 409,
+    "already-declared": 409,
+    "correction-window-closed": 403,
+    "later-events-depend": 409,
+    "unknown-recall-campaign": 422,
+    "recall-not-covering": 422,
+    "recall-campaign-required": 422,
+    REGISTRATION_PENDING: 503,
+    **dict.fromkeys(IMPLAUSIBLE_CODES, 422),
+}
+
+
+def refuse(code: str, detail: str, *errors: Mapping[str, Any], **extra: Any) -> Refusal:
+    """The refusal of this code (a key of `REFUSAL_STATUS`), with its status and title."""
+    return Refusal(REFUSAL_STATUS[code], code, CATALOGUE[code].title_en, detail, errors, extra)
+
+
 def invalid(detail: str, *errors: Mapping[str, Any]) -> Refusal:
-    return Refusal(422, "validation-error", "Invalid request", detail, errors)
+    return refuse("validation-error", detail, *errors)
 
 
 def id_conflict(event_id: str) -> Refusal:
-    return Refusal(
-        409,
+    return refuse(
         "event-id-conflict",
-        "Event ID conflict",
         f"Event ID {event_id} was already used for different content.",
-        (field_error("event_id", "unique-content", "already used for different content"),),
+        field_error("event_id", "unique-content", "already used for different content"),
     )
 
 
 def depends_on_failed(battery_id: str) -> Refusal:
-    return Refusal(
-        409,
+    return refuse(
         "depends-on-failed-item",
-        "Not applied",
         f"Not applied: an earlier event for battery {battery_id} in this batch failed.",
     )
 
@@ -283,10 +315,8 @@ def authorize(etype: EventType, poster: Poster, data: Mapping[str, Any] | None =
     """The poster's role may post the type (a postable one)."""
     rule = rule_for(etype, data)
     if poster.role not in rule.roles:
-        return Refusal(
-            403,
+        return refuse(
             "forbidden",
-            "Not allowed",
             f"Role '{poster.role.value}' may not post {etype.value}; allowed roles: "
             f"{', '.join(sorted(r.value for r in rule.roles))}.",
         )
@@ -356,14 +386,12 @@ def apply(
     if refusal is not None:
         return refusal
     if state is None:
-        return Refusal(404, "unknown-battery", "Not found", f"No battery '{event.battery_id}' is registered.")
+        return refuse("unknown-battery", f"No battery '{event.battery_id}' is registered.")
     if event.expected_sequence is not None and event.expected_sequence != state.sequence:
-        return Refusal(
-            409,
+        return refuse(
             "sequence-conflict",
-            "Sequence conflict",
             f"expected_sequence {event.expected_sequence} but battery {event.battery_id} is at {state.sequence}.",
-            extra={"current_sequence": state.sequence},
+            current_sequence=state.sequence,
         )
     rule = rule_for(event.type, event.data)
     corrected: BatteryState | None = None
@@ -419,33 +447,22 @@ def apply(
     return _transition(state, poster, event, rule, moved, recorded_at, verdict.unchecked, corrected)
 
 
-#: The code of `registration_pending`: the service answers the whole request with it (503, Retry-After).
-REGISTRATION_PENDING = "registration-pending"
-
-
 def registration_pending(battery_id: str, field: str) -> Refusal:
     """A rule needs the battery's registered content, which arrives with its registration; the ledger began from
     the registry's public read before that. Retry: the event is neither refused nor flagged for good."""
-    return Refusal(
-        503,
+    return refuse(
         REGISTRATION_PENDING,
-        "Registration not yet received",
         f"Battery {battery_id}'s registration (its material content, which {field} is checked against) has not "
         "reached the events service yet; retry shortly.",
-        (field_error(field, "registered-content", "checked against the registration, not received yet"),),
+        field_error(field, "registered-content", "checked against the registration, not received yet"),
     )
 
 
 def implausible(found: Implausible) -> Refusal:
     """A broken plausibility rule as the problem the client gets: its code names the rule, its members the
     numbers."""
-    return Refusal(
-        422,
-        found.code,
-        "Implausible report",
-        found.detail,
-        (field_error(found.field, found.rule, found.detail),),
-        extra={"rule": found.rule, **found.numbers},
+    return refuse(
+        found.code, found.detail, field_error(found.field, found.rule, found.detail), rule=found.rule, **found.numbers
     )
 
 
@@ -469,13 +486,12 @@ def _check_certificate(event: Event, designated_bodies: Sequence[str]) -> Refusa
 
 def _illegal(state: BatteryState, etype: EventType, why: str) -> Refusal:
     allowed = [e.value for e in allowed_events(state.state, state.grade, state.pre_removal_grade)]
-    return Refusal(
-        409,
+    return refuse(
         "illegal-transition",
-        "Illegal transition",
         f"{etype.value} is not allowed for battery {state.battery_id} in state '{state.state.value}'{why}. "
         f"Allowed next events: {', '.join(allowed) or 'none (final state)'}.",
-        extra={"current_state": state.state.value, "allowed_events": allowed},
+        current_state=state.state.value,
+        allowed_events=allowed,
     )
 
 
@@ -572,20 +588,16 @@ def _assembly(state: BatteryState, poster: Poster, event: Event, parent: Battery
     the parent, and becomes the child's custodian)."""
     parent_id: str = event.data["parent_id"]
     if parent is None:
-        return Refusal(
-            404,
+        return refuse(
             "unknown-battery",
-            "Not found",
             f"No parent battery '{parent_id}' is registered.",
-            (field_error("data.parent_id", "known-battery", "not registered"),),
+            field_error("data.parent_id", "known-battery", "not registered"),
         )
     if parent.custodian != poster.org:
-        return Refusal(
-            409,
+        return refuse(
             "not-custodian",
-            "Not the custodian",
             f"{event.type.value} needs custody of the parent {parent_id}; its custodian is {parent.custodian}.",
-            extra={"custodian": parent.custodian},
+            custodian=parent.custodian,
         )
     if event.type is EventType.ASSEMBLED:
         if parent_id == event.battery_id or (state.kind, parent.kind) not in ASSEMBLY_PAIRS:
@@ -598,12 +610,10 @@ def _assembly(state: BatteryState, poster: Poster, event: Event, parent: Battery
             return _illegal(parent, event.type, " (the parent is in a final state)")
         return _Moved(poster.org, parent_id, None)
     if state.parent_id != parent_id:
-        return Refusal(
-            409,
+        return refuse(
             "not-a-component",
-            "Not a component",
             f"{event.battery_id} is not a current component of {parent_id}.",
-            (field_error("data.parent_id", "current-parent", "not the battery's current parent"),),
+            field_error("data.parent_id", "current-parent", "not the battery's current parent"),
         )
     return _Moved(poster.org, None, None)
 
@@ -631,13 +641,7 @@ def _check_receiver(state: BatteryState, receiver: Receiver) -> Refusal | None:
 
 def _unknown_event(detail: str) -> Refusal:
     """An ERROR_DECLARED naming no event of the battery's ledger."""
-    return Refusal(
-        404,
-        "unknown-event",
-        "Not found",
-        detail,
-        (field_error("data.declared_event_id", "known-event", "not in the ledger"),),
-    )
+    return refuse("unknown-event", detail, field_error("data.declared_event_id", "known-event", "not in the ledger"))
 
 
 def _check_declaration(event: Event, declared: DeclaredEvent | None, poster: Poster) -> Refusal | None:
@@ -658,10 +662,8 @@ def _check_declaration(event: Event, declared: DeclaredEvent | None, poster: Pos
             field_error(name, "not-a-declaration", "is an error declaration"),
         )
     if declared.actor != poster.org and not poster.is_authority:
-        return Refusal(
-            403,
+        return refuse(
             "forbidden",
-            "Not allowed",
             f"Only the event's actor ({declared.actor}) or an authority may declare it in error.",
         )
     return None
@@ -695,12 +697,10 @@ def resolve_declared(
 
 def _not_custodian(event: Event, custodian: str, consignee: str | None = None, also: str = "") -> Refusal:
     named = "" if consignee is None else f" (consigned to {consignee})"
-    return Refusal(
-        409,
+    return refuse(
         "not-custodian",
-        "Not the custodian",
         f"{event.type.value} needs custody of {event.battery_id}{also}; its custodian is {custodian}{named}.",
-        extra={"custodian": custodian},
+        custodian=custodian,
     )
 
 
@@ -903,25 +903,21 @@ def correct(
         )
     already = declared_sequences(ledger)
     if target.sequence in already:
-        return Refusal(
-            409,
+        return refuse(
             "already-declared",
-            "Already declared in error",
             f"{target.type.value} {target.event_id} (sequence {target.sequence}) was declared in error by the "
             f"event at sequence {already[target.sequence]}; an event is declared once.",
-            (field_error(name, "declared-once", "already declared in error"),),
-            {"declared_by_sequence": already[target.sequence]},
+            field_error(name, "declared-once", "already declared in error"),
+            declared_by_sequence=already[target.sequence],
         )
     final = rule_for(target.type, target.data).target in FINAL_STATES
     if final and not poster.is_authority and recorded_at - target.recorded_at > corrections.window:
         days = corrections.window.total_seconds() / 86_400
-        return Refusal(
-            403,
+        return refuse(
             "correction-window-closed",
-            "Correction window closed",
             f"{target.type.value} ends the battery's life: its poster may declare it in error within {days:g} days "
             f"of recording it ({ts(target.recorded_at)}); after that only an authority may.",
-            (field_error(name, "final-event-window", f"older than {days:g} days; ask an authority"),),
+            field_error(name, "final-event-window", f"older than {days:g} days; ask an authority"),
         )
     folded = fold_state(
         ledger,
@@ -933,15 +929,13 @@ def correct(
     )
     if isinstance(folded, Dependent):
         dep = folded.row
-        return Refusal(
-            409,
+        return refuse(
             "later-events-depend",
-            "Later events depend on it",
             f"{dep.type.value} at sequence {dep.sequence} ({dep.event_id}) depends on {target.type.value} at "
             f"sequence {target.sequence}: without it, {folded.refusal.detail} Declare the later events in error "
             "first, latest first.",
-            (field_error(name, "no-later-dependents", f"{dep.type.value} at sequence {dep.sequence} depends on it"),),
-            {"dependent_event": {"sequence": dep.sequence, "event_id": dep.event_id, "type": dep.type.value}},
+            field_error(name, "no-later-dependents", f"{dep.type.value} at sequence {dep.sequence} depends on it"),
+            dependent_event={"sequence": dep.sequence, "event_id": dep.event_id, "type": dep.type.value},
         )
     return folded
 

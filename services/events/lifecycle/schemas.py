@@ -391,18 +391,24 @@ class Timeline(Page[LedgerEvent]):
 
 
 class StateOut(BaseModel):
-    battery_id: str
-    kind: str
-    manufacturer: str
+    """A battery's current lifecycle state: what its last event left, and the events that may follow."""
+
+    battery_id: str = Field(examples=["KR-LGES-P000001"])
+    kind: str = Field(description="cell, module or pack.", examples=["pack"])
+    manufacturer: str = Field(description="The manufacturer's participant ID.", examples=["LGES"])
     state: State
-    custodian: str
-    sequence: int
-    last_event_at: datetime
-    grade: Grade | None = None
-    pre_removal_grade: Grade | None = None
-    safety_inspection: dict[str, Any] | None = None
-    parent_id: str | None = None
-    allowed_events: list[EventType] = []
+    custodian: str = Field(description="The participant holding the battery now (custody).", examples=["HMC"])
+    sequence: int = Field(ge=1, description="The sequence number of its last event (1: MANUFACTURED).")
+    last_event_at: datetime = Field(description="When its last event occurred.")
+    grade: Grade | None = Field(None, description="The grade of its last GRADED since collection, if any.")
+    pre_removal_grade: Grade | None = Field(None, description="A grade given in service, before any removal.")
+    safety_inspection: dict[str, Any] | None = Field(
+        None, description="Its latest SAFETY_INSPECTED: KC 10031 result, body, certificate and validity."
+    )
+    parent_id: str | None = Field(None, description="The module or pack it is assembled into, if any.")
+    allowed_events: list[EventType] = Field(
+        [], description="The event types its state and grade allow next (custody and roles still apply)."
+    )
 
 
 class VerifyOut(BaseModel):

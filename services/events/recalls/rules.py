@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.events.lifecycle.machine import Refusal, field_error
+from services.events.lifecycle.machine import Refusal, field_error, refuse
 from shared.contract.recalls import Campaign, covers
 
 FIELD = "data.recall_campaign"
@@ -22,23 +22,19 @@ def recall_refusal(
     vins: Sequence[str],
 ) -> Refusal | None:
     if campaign is None:
-        return Refusal(
-            422,
+        return refuse(
             "unknown-recall-campaign",
-            "Unknown recall campaign",
             f"{FIELD}: no recall campaign '{campaign_id}' is registered (MOLIT registers them in the registry).",
-            (field_error(FIELD, "known-campaign", "must name a registered recall campaign"),),
+            field_error(FIELD, "known-campaign", "must name a registered recall campaign"),
         )
     c = Campaign.model_validate(campaign)
     if not covers(c, manufacturer=manufacturer, model_id=model_id, serial=serial, vins=vins):
-        return Refusal(
-            422,
+        return refuse(
             "recall-not-covering",
-            "The recall campaign does not cover this battery",
             f"{FIELD}: campaign '{c.id}' covers {c.maker}'s "
             f"{', '.join(c.models) if c.models else 'batteries'}"
             f"{' in its serial or VIN ranges' if c.serial_ranges or c.vin_ranges else ''}, not this battery.",
-            (field_error(FIELD, "campaign-covers-battery", "the campaign must cover this battery"),),
+            field_error(FIELD, "campaign-covers-battery", "the campaign must cover this battery"),
         )
     return None
 
@@ -60,11 +56,9 @@ def unnamed_recall_refusal(
     )
     if not covering:
         return None
-    return Refusal(
-        422,
+    return refuse(
         "recall-campaign-required",
-        "Name the recall campaign",
         f"{FIELD}: recall campaigns cover this battery ({', '.join(covering)}); a recall removal names the one it "
         "answers.",
-        (field_error(FIELD, "names-covering-campaign", f"one of {', '.join(covering)}"),),
+        field_error(FIELD, "names-covering-campaign", f"one of {', '.join(covering)}"),
     )

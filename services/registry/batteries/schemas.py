@@ -122,20 +122,22 @@ class BulkOut(BaseModel):
 class BatteryPublic(BaseModel):
     """What anyone holding the battery's ID or QR may see (EU passport: public level)."""
 
-    id: str
+    id: str = Field(examples=["KR-LGES-P000001"])
     kind: Kind
-    model_id: str
-    chemistry: Chemistry
-    manufacturer: str
+    model_id: str = Field(description="The battery model it is an instance of.", examples=["NCM811-P96-77KWH"])
+    chemistry: Chemistry = Field(description="The model's cell chemistry.")
+    manufacturer: str = Field(description="The manufacturer's participant ID.", examples=["LGES"])
     manufactured_at: datetime
-    manufacturing_site: str
-    rated_capacity_ah: float | None = None
-    nominal_voltage_v: float | None = None
-    rated_energy_kwh: float | None = None
-    mass_kg: float | None = None
+    manufacturing_site: str = Field(examples=["Ochang, KR"])
+    rated_capacity_ah: float | None = Field(None, description="The model's rated capacity (Ah).")
+    nominal_voltage_v: float | None = Field(None, description="The model's nominal voltage (V).")
+    rated_energy_kwh: float | None = Field(None, description="The model's rated energy (kWh).")
+    mass_kg: float | None = Field(None, description="The model's mass (kg).")
     recycled_content_pct: RecycledContent
-    carbon_footprint_kg_co2e_per_kwh: float | None = None
-    access_level: str = "public"
+    carbon_footprint_kg_co2e_per_kwh: float | None = Field(
+        None, description="Carbon footprint per kWh of rated energy (EU 2023/1542 Art. 7)."
+    )
+    access_level: str = Field("public", description="What this answer shows: `public`, or `full` with a token.")
 
 
 class BatteryOut(BatteryPublic):
