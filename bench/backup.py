@@ -32,8 +32,8 @@ from typing import Any
 import asyncpg
 
 from bench.context import Ctx
+from bench.events import quiet
 from bench.load import console, wait_until
-from bench.log import quiet
 from bench.probe import exited_cpu
 from bench.stack import DATABASE
 from services.cli.backup import SCHEMAS

@@ -49,6 +49,15 @@ def main(
         ),
     ] = False,
     batch_events: Annotated[int | None, typer.Option(help="Events posted in 1,000-event batches [200,000].")] = None,
+    ledger_events: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Grow the ledger to this many events (1,000-event batches of INCIDENTs) after the batch-capture "
+            "figures, so that the single-event, freshness, history, view, EPCIS and log figures are measured at "
+            "that size (issue 16 asks for >= 10,000,000) [0: no growth].",
+        ),
+    ] = 0,
     single_events: Annotated[int | None, typer.Option(help="Events posted one by one [20,000].")] = None,
     get_requests: Annotated[int | None, typer.Option(help="Registry GETs for the latency figures [20,000].")] = None,
     history_requests: Annotated[int | None, typer.Option(help="Portal history GETs [5,000].")] = None,
@@ -134,6 +143,7 @@ def main(
         parts=parts,
         batteries=2_000 if quick and batteries == 1_000_000 else batteries,
         batch_events=batch_events if batch_events is not None else (4_000 if small else 200_000),
+        ledger_events=ledger_events,
         single_events=single_events if single_events is not None else (1_000 if small else 20_000),
         get_requests=get_requests if get_requests is not None else (1_000 if small else 20_000),
         history_requests=history_requests if history_requests is not None else (500 if small else 5_000),

@@ -42,6 +42,7 @@ class Config:
     batch_events: int = 200_000
     batch_size: int = 1_000
     batch_concurrency: int = 2
+    ledger_events: int = 0  # bench/events.grow: the ledger grown to this many events before the single phase
     single_events: int = 20_000
     single_concurrency: int = 16
     history_requests: int = 5_000

@@ -1,4 +1,5 @@
-"""Events part (issue 3): batch capture, single-event capture, the raw COPY reference, outbox drain.
+"""Events part (issue 3): batch capture, single-event capture, the raw COPY reference, outbox drain; with
+`--ledger-events`, the ledger grown to that size between the two captures (issue 16: flat with size).
 
 Only legal events: a first pass over the batteries hands custody from the manufacturer to the OEM
 (TRANSFERRED, posted by the manufacturer), later passes are INCIDENTs by an inspector (legal in every
@@ -18,9 +19,11 @@ import httpx
 import orjson
 
 from bench.context import FRESHNESS_LIMIT_S, OEM, PROBE_IDS, Ctx, battery_id
-from bench.load import Req, client, closed_loop, console, wait_until
+from bench.load import Req, Run, client, closed_loop, console, wait_until
 
 INCIDENT = {"kind": "swelling", "severity": "low"}
+#: The growth phase's batches start at other batteries than the log part's runs (salts 1, 2, ...) do.
+GROW_SALT = 1_000
 LOCATION = {"site": "bench", "region": "KR-41"}
 
 
@@ -101,7 +104,10 @@ async def run(ctx: Ctx) -> None:
     )
     ctx.report.add("events", "batch capture ÷ COPY", batch.rate / copy_rate if copy_rate else None, "x", 0.3, ">=")
 
-    # 3. Single events from many clients.
+    # 3. With --ledger-events: the ledger grown to that size first, so the figures from here on are measured at it.
+    await grow(ctx)
+
+    # 4. Single events from many clients.
     step = 7919  # spread over the batteries
     with console.status(f"building {cfg.single_events:,} single events…"):
         reqs = [
@@ -139,6 +145,95 @@ async def run(ctx: Ctx) -> None:
     ctx.report.add("events", "single-event p95", single.pct(95) * 1000, "ms")
     ctx.report.add("events", "single-event p99", single.pct(99) * 1000, "ms", 50, "<=")
     ctx.report.add("events", "outbox drained after single load", drain_single, "s", 2, "<=")
+
+
+def batch_requests(ctx: Ctx, events: int, salt: int) -> list[Req]:
+    cfg, n = ctx.cfg, ctx.cfg.batteries
+    reqs = []
+    for b, start in enumerate(range(0, events, cfg.batch_size)):
+        count = min(cfg.batch_size, events - start)
+        first = (salt * 7919 + b * cfg.batch_size) % n
+        evs = [event(ctx, battery_id((first + k) % n), "INCIDENT", INCIDENT) for k in range(count)]
+        reqs.append(Req("POST", "/v1/events/batch", ctx.inspector, orjson.dumps({"events": evs}), weight=count))
+    return reqs
+
+
+async def queue_empty(ctx: Ctx) -> bool:
+    return await ctx.count("SELECT count(*) FROM events.log_pending") == 0
+
+
+async def quiet(ctx: Ctx, before: str = "timing proofs") -> float | None:
+    """Wait, before the next timed phase, until the pipeline behind the capture runs is idle (bench/registry.catch_up does the same before the
+    other latency figures): the log's queue empty, the events outbox drained, the portal holding every ledger
+    event. Seconds waited, or None on timeout."""
+    started = time.perf_counter()
+    poll = 3.0  # counting millions of rows is work too: do not crowd the stages
+
+    async def idle() -> bool:
+        ctx.check_alive()
+        if not await queue_empty(ctx):
+            return False
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.get(ctx.url("events") + "/v1/ops/outbox")
+            if r.status_code != 200 or r.json()["backlog"] != 0:
+                return False
+        if not ctx.portal_up:
+            return True
+        return await ctx.count("SELECT count(*) FROM portal.events") >= await ctx.count(
+            "SELECT count(*) FROM events.ledger"
+        )
+
+    with console.status(f"waiting for the pipeline to catch up before {before}…"):
+        done = await wait_until(idle, timeout_s=ctx.cfg.catchup_timeout_s, interval_s=poll)
+    return None if done is None else time.perf_counter() - started
+
+
+async def grow(ctx: Ctx) -> None:
+    """Issue 16, item 2 (flat with size): the ledger grown to `ledger_events` with INCIDENTs in 1,000-event
+    batches before the single-event phase, so that it and every later latency figure (freshness, history, views,
+    EPCIS, proofs) is measured at that size. The requests are built a chunk at a time, so the load generator's
+    memory stays flat. A phase of its own (rate and CPU reported, held to no target); then the pipeline is left
+    to catch up (the log, the outbox, the portal), so the next phase meets no backlog of it."""
+    cfg = ctx.cfg
+    have = await ctx.count("SELECT count(*) FROM events.ledger")
+    missing = cfg.ledger_events - have
+    if missing <= 0:
+        if cfg.ledger_events:
+            ctx.report.notes.append(f"--ledger-events {cfg.ledger_events:,}: the ledger held {have:,} events already")
+        return
+    chunk = 200 * cfg.batch_size
+    total = Run()
+    async with client(ctx.url("events"), cfg.batch_concurrency, timeout_s=300) as http:
+        async with ctx.phase("events batch, growing the ledger") as ph:
+            for salt, start in enumerate(range(0, missing, chunk), start=GROW_SALT):
+                reqs = batch_requests(ctx, min(chunk, missing - start), salt=salt)
+                run = await closed_loop(
+                    http,
+                    reqs,
+                    cfg.batch_concurrency,
+                    description=f"events: growing the ledger, {have + start:,} of {cfg.ledger_events:,}",
+                    ok=201,
+                )
+                total.latencies += run.latencies
+                total.elapsed += run.elapsed
+                total.units += run.units
+                total.errors += run.errors
+                total.first_error = total.first_error or run.first_error
+            ph.update(total.summary())
+    if total.errors:
+        ctx.report.notes.append(f"growing the ledger: {total.errors} failed requests; first: {total.first_error}")
+    waited = await quiet(ctx, "the single-event phase")
+    grown = await ctx.count("SELECT count(*) FROM events.ledger")
+    caught_up = "not within the catch-up timeout" if waited is None else f"{waited:.0f} s after the last batch"
+    ctx.report.add(
+        "events",
+        "batch capture while growing the ledger",
+        total.rate,
+        "events/s",
+        note=f"{total.units:,} INCIDENTs in {total.elapsed:.0f} s, from {have:,} to {grown:,} ledger events; "
+        f"the pipeline caught up {caught_up}",
+    )
+    ctx.report.add("events", "ledger events after growing", grown, "events", cfg.ledger_events, ">=")
 
 
 async def drain(ctx: Ctx, http: httpx.AsyncClient) -> float | None:

@@ -30,10 +30,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
-import orjson
 
-from bench.context import Ctx, battery_id
-from bench.events import INCIDENT, event
+from bench.context import Ctx
+from bench.events import batch_requests, queue_empty, quiet
 from bench.load import Answer, Req, client, closed_loop, console, wait_until
 from services.events.log import repository as log_repo
 from services.events.log import tree as log_tree
@@ -48,21 +47,6 @@ VERIFIED = 200
 async def run(ctx: Ctx) -> None:
     await capture_cost(ctx)
     await inclusion_latency(ctx)
-
-
-def batch_requests(ctx: Ctx, events: int, salt: int) -> list[Req]:
-    cfg, n = ctx.cfg, ctx.cfg.batteries
-    reqs = []
-    for b, start in enumerate(range(0, events, cfg.batch_size)):
-        count = min(cfg.batch_size, events - start)
-        first = (salt * 7919 + b * cfg.batch_size) % n
-        evs = [event(ctx, battery_id((first + k) % n), "INCIDENT", INCIDENT) for k in range(count)]
-        reqs.append(Req("POST", "/v1/events/batch", ctx.inspector, orjson.dumps({"events": evs}), weight=count))
-    return reqs
-
-
-async def queue_empty(ctx: Ctx) -> bool:
-    return await ctx.count("SELECT count(*) FROM events.log_pending") == 0
 
 
 async def log_off(ctx: Ctx) -> datetime:
@@ -318,32 +302,6 @@ async def block_reads(ctx: Ctx) -> dict[str, int]:
         "WHERE schemaname = 'events' AND relname IN ('log_leaves', 'log_nodes', 'log_checkpoints')"
     )
     return {"read": int(row["read"] or 0), "hit": int(row["hit"] or 0)}
-
-
-async def quiet(ctx: Ctx) -> float | None:
-    """Wait until the pipeline behind the capture runs is idle (bench/registry.catch_up does the same before the
-    other latency figures): the log's queue empty, the events outbox drained, the portal holding every ledger
-    event. Seconds waited, or None on timeout."""
-    started = time.perf_counter()
-    poll = 3.0  # counting millions of rows is work too: do not crowd the stages
-
-    async def idle() -> bool:
-        ctx.check_alive()
-        if not await queue_empty(ctx):
-            return False
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.get(ctx.url("events") + "/v1/ops/outbox")
-            if r.status_code != 200 or r.json()["backlog"] != 0:
-                return False
-        if not ctx.portal_up:
-            return True
-        return await ctx.count("SELECT count(*) FROM portal.events") >= await ctx.count(
-            "SELECT count(*) FROM events.ledger"
-        )
-
-    with console.status("log: waiting for the pipeline to catch up before timing proofs…"):
-        done = await wait_until(idle, timeout_s=ctx.cfg.catchup_timeout_s, interval_s=poll)
-    return None if done is None else time.perf_counter() - started
 
 
 def _waited(ctx: Ctx, before: str, seconds: float | None) -> None:

@@ -30,6 +30,8 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
             "600",
             "--batch-events",
             "1200",
+            "--ledger-events",  # about 2,000 when the growth starts (600 MANUFACTURED, the batch load, probes)
+            "5000",
             "--single-events",
             "200",
             "--get-requests",
@@ -58,6 +60,7 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
         ("registry", "GET battery p99"),
         ("events", "batch capture"),
         ("events", "batch capture ÷ COPY"),
+        ("events", "batch capture while growing the ledger"),
         ("events", "single-event p99"),
         ("events", "outbox drained after single load"),
         ("portal", "freshness p99"),
@@ -90,6 +93,9 @@ def test_quick_bench_reports_every_figure_with_a_number(tmp_path: Path) -> None:
         for key in ("rate", "p50_ms", "p99_ms", "cpu_ms_per_unit_system", "cpu_ms_per_unit_loadgen"):
             assert isinstance(summary[key], int | float) and summary[key] >= 0, (phase, key, summary)
         assert summary["target"], phase
+    # Issue 16, item 2: the ledger grown before the single-event phase, by accepted batches.
+    assert result["phases"]["events batch, growing the ledger"]["units"] > 0
+    assert next(f["value"] for f in result["figures"] if f["name"] == "ledger events after growing") >= 5_000
     # PostgreSQL's CPU by whose work: each service's backends are told apart by the role they log in as.
     pg = result["postgres_cpu"]["events single"]
     assert pg["events"] > 0 and pg["units"] > 0, pg
