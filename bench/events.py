@@ -20,6 +20,7 @@ import orjson
 
 from bench.context import FRESHNESS_LIMIT_S, OEM, PROBE_IDS, Ctx, battery_id
 from bench.load import Req, Run, client, closed_loop, console, wait_until
+from shared.streams import application_lag
 
 INCIDENT = {"kind": "swelling", "severity": "low"}
 #: The growth phase's batches start at other batteries than the log part's runs (salts 1, 2, ...) do.
@@ -163,11 +164,11 @@ async def queue_empty(ctx: Ctx) -> bool:
 
 
 async def quiet(ctx: Ctx, before: str = "timing proofs") -> float | None:
-    """Wait, before the next timed phase, until the pipeline behind the capture runs is idle (bench/registry.catch_up does the same before the
-    other latency figures): the log's queue empty, the events outbox drained, the portal holding every ledger
-    event. Seconds waited, or None on timeout."""
+    """Wait, before the next timed phase, until the pipeline behind the capture runs is idle
+    (bench/registry.catch_up does the same before the other latency figures): the log's queue empty, the events
+    outbox drained, the portal holding every ledger event. Seconds waited, or None on timeout."""
     started = time.perf_counter()
-    poll = 3.0  # counting millions of rows is work too: do not crowd the stages
+    poll = 3.0
 
     async def idle() -> bool:
         ctx.check_alive()
@@ -177,8 +178,14 @@ async def quiet(ctx: Ctx, before: str = "timing proofs") -> float | None:
             r = await http.get(ctx.url("events") + "/v1/ops/outbox")
             if r.status_code != 200 or r.json()["backlog"] != 0:
                 return False
-        if not ctx.portal_up:
-            return True
+            if not ctx.portal_up:
+                return True
+            # How far the portal's consumers applied the events service's streams (outbox positions): a cheap
+            # look, so that the exact counts below (seconds of CPU each at 10 M events, taken from the portal
+            # catching up) run only once it shows no lag.
+            positions = [(await http.get(ctx.url(name) + "/v1/ops/positions")).json() for name in ("events", "portal")]
+        if any(row["lag_events"] for row in application_lag(positions) if row["consumer"] == "portal"):
+            return False
         return await ctx.count("SELECT count(*) FROM portal.events") >= await ctx.count(
             "SELECT count(*) FROM events.ledger"
         )

@@ -81,3 +81,56 @@ async def test_the_key_moves_both_ways_and_keeps_the_rows(db_url: str) -> None:
         assert sorted(tuple(r) for r in kept) == sorted(rows)
     finally:
         await conn.close()
+
+
+def _scans(plan: Any, relation: str) -> list[str]:
+    """The node types that read `relation` anywhere in the plan (sub-plans too)."""
+    if isinstance(plan, dict):
+        own = [plan["Node Type"]] if plan.get("Relation Name") == relation else []
+        return own + [t for v in plan.values() for t in _scans(v, relation)]
+    if isinstance(plan, list):
+        return [t for v in plan for t in _scans(v, relation)]
+    return []
+
+
+async def test_the_covering_look_up_searches_the_index_per_id_for_a_batch(db_url: str) -> None:
+    """A batch of a thousand ledger IDs, against a table the planner believes each `@>` matches 0.5 % of. As a join
+    (`... JOIN portal.epcis_events e ON e.ledger_event_ids @> ARRAY[i.id]`) it was planned, at 7,000,000 rows in a 10 M-event bench run, as one parallel scan testing every row
+    against every ID: five minutes a batch. This test's 40,000 rows do not make the planner flip, so it holds the
+    shape that cannot flip: each ID searched in the GIN index inside a sub-plan (never made a join), no scan of the
+    table; and the covered IDs found exactly."""
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO portal.epcis_events (source, actor, event_id, event_type, event_time, record_time, "
+                "epcs, battery_ids, ledger_event_ids, body) "
+                "SELECT 'ledger', 'ORG', 'urn:uuid:bench-' || g, 'ObjectEvent', now(), now(), '{}', '{}', "
+                "ARRAY['ledger-' || g], '{}'::jsonb FROM generate_series(1, 40000) g"
+            )
+            await conn.execute(
+                "INSERT INTO portal.epcis_events (source, actor, event_id, event_type, event_time, record_time, "
+                "epcs, battery_ids, ledger_event_ids, body) VALUES "
+                "('epcis', 'CAP', 'urn:uuid:captured-1', 'ObjectEvent', now(), now(), '{}', '{}', "
+                "ARRAY['ledger-7', 'ledger-8'], '{}'::jsonb)"
+            )
+            await conn.execute("ANALYZE portal.epcis_events")
+            ids = [f"ledger-{n}" for n in range(1, 1001)]
+            plan = await _plan(conn, repository._COVERING, ids)
+            scans = _scans(plan, "epcis_events")
+            assert scans and "Seq Scan" not in scans, scans
+            assert _uses(plan, "ix_epcis_events_ledger_event_ids")
+            top = plan[0]["Plan"]
+            assert top["Node Type"] == "Function Scan"  # the IDs, each with its own search: no join to re-plan
+            assert all(p.get("Parent Relationship") == "SubPlan" for p in top.get("Plans", [])), top
+            found = {r["id"] for r in await conn.fetch(repository._COVERING, [*ids, "ledger-unknown"])}
+            assert found == {"ledger-7", "ledger-8"}
+            raise _RolledBack
+    except _RolledBack:
+        pass
+    finally:
+        await conn.close()
+
+
+class _RolledBack(Exception):
+    """Leaves the transaction by rolling it back: the rows were the test's own."""
