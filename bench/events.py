@@ -20,7 +20,7 @@ import orjson
 
 from bench.context import FRESHNESS_LIMIT_S, OEM, PROBE_IDS, Ctx, battery_id
 from bench.load import Req, Run, client, closed_loop, console, wait_until
-from shared.streams import application_lag
+from shared.streams import application_lag, service_positions
 
 INCIDENT = {"kind": "swelling", "severity": "low"}
 #: The growth phase's batches start at other batteries than the log part's runs (salts 1, 2, ...) do.
@@ -183,7 +183,7 @@ async def quiet(ctx: Ctx, before: str = "timing proofs") -> float | None:
             # How far the portal's consumers applied the events service's streams (outbox positions): a cheap
             # look, so that the exact counts below (seconds of CPU each at 10 M events, taken from the portal
             # catching up) run only once it shows no lag.
-            positions = [(await http.get(ctx.url(name) + "/v1/ops/positions")).json() for name in ("events", "portal")]
+            positions = [await service_positions(http, name, ctx.url(name)) for name in ("events", "portal")]
         if any(row["lag_events"] for row in application_lag(positions) if row["consumer"] == "portal"):
             return False
         return await ctx.count("SELECT count(*) FROM portal.events") >= await ctx.count(
@@ -221,11 +221,7 @@ async def grow(ctx: Ctx) -> None:
                     description=f"events: growing the ledger, {have + start:,} of {cfg.ledger_events:,}",
                     ok=201,
                 )
-                total.latencies += run.latencies
-                total.elapsed += run.elapsed
-                total.units += run.units
-                total.errors += run.errors
-                total.first_error = total.first_error or run.first_error
+                total.add(run)
             ph.update(total.summary())
     if total.errors:
         ctx.report.notes.append(f"growing the ledger: {total.errors} failed requests; first: {total.first_error}")

@@ -62,6 +62,14 @@ class Run:
     def pct(self, p: float) -> float:
         return percentile(self.latencies, p)
 
+    def add(self, other: Run) -> None:
+        """Counts another run's requests into this one (a phase timed in several loops)."""
+        self.latencies += other.latencies
+        self.elapsed += other.elapsed
+        self.units += other.units
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
+
     def summary(self) -> dict[str, float]:
         """What a phase records of its timed loop: units done, units/s and the request latency percentiles."""
         return {"units": self.units, "rate": self.rate, "p50_ms": self.pct(50) * 1000, "p99_ms": self.pct(99) * 1000}

@@ -60,7 +60,8 @@ def _broker_report(kafka: Kafka, prefix: str) -> dict[str, Any]:
         admin.close()
 
 
-async def _positions(client: httpx.AsyncClient, name: str, url: str) -> dict[str, Any]:
+async def service_positions(client: httpx.AsyncClient, name: str, url: str) -> dict[str, Any]:
+    """A service's `/v1/ops/positions`, or its error with no positions (what `application_lag` reads)."""
     try:
         r = await client.get(f"{url}/v1/ops/positions", timeout=5)
         r.raise_for_status()
@@ -117,7 +118,7 @@ async def stream_report(
     except Exception as exc:
         broker = {"topics": [], "groups": [], "error": f"{exc.__class__.__name__}: {exc}"}
     async with client or httpx.AsyncClient() as http:
-        positions = await asyncio.gather(*[_positions(http, n, u) for n, u in services.items()])
+        positions = await asyncio.gather(*[service_positions(http, n, u) for n, u in services.items()])
     return {
         "at": datetime.now(UTC).isoformat(),
         "bootstrap": cluster(kafka).bootstrap,
